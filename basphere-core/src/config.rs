@@ -1,0 +1,887 @@
+//! The configuration model: one YAML file whose keys follow the original's `config.yaml`,
+//! `specs.yaml` and `api.yaml`, every default from the product, validated in one place.
+//!
+//! Raw YAML is read into `Raw*` structs (all optional), then [`Config::from_raw`] fills the
+//! defaults and checks every rule; each error names the key and what is accepted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{ClusterType, NodeSpec, OsImage, Quota, VmSpec};
+use crate::validate::EmailDomainAllowList;
+
+/// An IPv4 network written `a.b.c.d/n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub base: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - self.prefix_len)
+    }
+
+    pub fn first(&self) -> u32 {
+        u32::from(self.base)
+    }
+
+    pub fn last(&self) -> u32 {
+        (self.first() as u64 + self.size() - 1) as u32
+    }
+
+    pub fn contains(&self, address: Ipv4Addr) -> bool {
+        let address = u32::from(address);
+        address >= self.first() && address <= self.last()
+    }
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.first() <= other.last() && other.first() <= self.last()
+    }
+
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.prefix_len) })
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Self, String> {
+        let (base, prefix) = value.split_once('/').ok_or_else(|| format!("{value:?} is not a CIDR like 10.254.0.0/21"))?;
+        let base: Ipv4Addr = base.parse().map_err(|_| format!("{base:?} is not an IPv4 address"))?;
+        let prefix_len: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{prefix:?} is not a prefix length 0-32"))?;
+        let cidr = Cidr { base, prefix_len };
+        if u32::from(base) & u32::from(cidr.netmask()) != u32::from(base) {
+            let aligned = Ipv4Addr::from(u32::from(base) & u32::from(cidr.netmask()));
+            return Err(format!("{value} is not aligned: the base address must be {aligned}"));
+        }
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix_len)
+    }
+}
+
+/// One address pool of the IPAM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub cidr: Cidr,
+    pub gateway: Ipv4Addr,
+    pub reserved: BTreeSet<Ipv4Addr>,
+    pub block_size: u32,
+}
+
+impl PoolConfig {
+    /// Checks the pool's own rules; `key` is where it was configured, for error messages.
+    pub fn validate(&self, key: &str) -> Result<()> {
+        let size = self.cidr.size();
+        if !self.block_size.is_power_of_two() || self.block_size < 4 || u64::from(self.block_size) > size / 2 {
+            return Err(Error::invalid(
+                format!("{key}.block_size"),
+                format!("{} is not accepted: use a power of two from 4 up to half the pool ({} addresses in {})", self.block_size, size, self.cidr),
+            ));
+        }
+        if !self.cidr.contains(self.gateway) {
+            return Err(Error::invalid(format!("{key}.gateway"), format!("{} is outside {}", self.gateway, self.cidr)));
+        }
+        if let Some(outside) = self.reserved.iter().find(|address| !self.cidr.contains(**address)) {
+            return Err(Error::invalid(format!("{key}.reserved"), format!("{outside} is outside {}", self.cidr)));
+        }
+        Ok(())
+    }
+
+    /// Whether an address may never be leased: network, broadcast, gateway, reserved.
+    pub fn is_unleasable(&self, address: Ipv4Addr) -> bool {
+        let raw = u32::from(address);
+        raw == self.cidr.first() || raw == self.cidr.last() || address == self.gateway || self.reserved.contains(&address)
+    }
+}
+
+/// Which VM backend the server composes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmBackendKind {
+    Simulated,
+    Terraform,
+    VsphereApi,
+}
+
+impl VmBackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmBackendKind::Simulated => "simulated",
+            VmBackendKind::Terraform => "terraform",
+            VmBackendKind::VsphereApi => "vsphere-api",
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub vm_backend: VmBackendKind,
+    pub vsphere: VsphereConfig,
+    /// OS catalog, ordered by key.
+    pub os_images: BTreeMap<String, OsImage>,
+    pub vm_specs: BTreeMap<String, VmSpec>,
+    pub cluster_types: BTreeMap<String, ClusterType>,
+    pub node_specs: BTreeMap<String, NodeSpec>,
+    pub kubernetes: KubernetesConfig,
+    pub pools: Vec<PoolConfig>,
+    pub guest_network: GuestNetworkConfig,
+    pub default_quota: Quota,
+    pub recaptcha: RecaptchaConfig,
+    pub allowed_email_domains: EmailDomainAllowList,
+    pub bastion: BastionConfig,
+    pub reconcile_interval_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub socket: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    /// Background operations run at once, at most.
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsphereConfig {
+    pub server: String,
+    pub datacenter: String,
+    pub cluster: String,
+    pub datastore: String,
+    pub resource_pool: String,
+    pub network: String,
+    pub folder: String,
+    /// The file with `VSPHERE_USER`/`VSPHERE_PASSWORD`; must not be group- or world-readable.
+    pub credentials_file: Option<PathBuf>,
+    pub allow_unverified_ssl: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    pub version: String,
+    pub node_template: String,
+    pub management_kubeconfig: PathBuf,
+    pub namespace_prefix: String,
+}
+
+/// What the guests' cloud-init network configuration gets besides the address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestNetworkConfig {
+    pub mtu: u32,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecaptchaConfig {
+    pub enabled: bool,
+    pub site_key: String,
+    pub secret_key: String,
+}
+
+impl fmt::Debug for RecaptchaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecaptchaConfig")
+            .field("enabled", &self.enabled)
+            .field("site_key", &self.site_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BastionConfig {
+    pub address: String,
+    pub port: u16,
+}
+
+// ---- raw YAML ---------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    backend: RawBackend,
+    vsphere: RawVsphere,
+    templates: RawTemplates,
+    network: RawNetwork,
+    quotas: RawQuotas,
+    vm_specs: Option<BTreeMap<String, RawVmSpec>>,
+    cluster_types: Option<BTreeMap<String, RawClusterType>>,
+    cluster_node_specs: Option<BTreeMap<String, RawNodeSpec>>,
+    cluster_quotas: RawClusterQuotas,
+    kubernetes: RawKubernetes,
+    management_cluster: RawManagementCluster,
+    recaptcha: RawRecaptcha,
+    validation: RawValidation,
+    bastion: RawBastion,
+    reconcile: RawReconcile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    host: Option<String>,
+    port: Option<u16>,
+    socket: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBackend {
+    vm: Option<VmBackendKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawVsphere {
+    server: Option<String>,
+    datacenter: Option<String>,
+    cluster: Option<String>,
+    datastore: Option<String>,
+    resource_pool: Option<String>,
+    network: Option<String>,
+    folder: Option<String>,
+    credentials_file: Option<PathBuf>,
+    allow_unverified_ssl: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTemplates {
+    os: Option<BTreeMap<String, RawOs>>,
+    kubernetes: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOs {
+    template: Option<String>,
+    /// Accepted for compatibility with the original; the login user is always the owner.
+    #[allow(dead_code)]
+    default_user: Option<String>,
+    description: Option<String>,
+    interface: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNetwork {
+    cidr: Option<String>,
+    gateway: Option<Ipv4Addr>,
+    netmask: Option<Ipv4Addr>,
+    prefix_length: Option<u8>,
+    mtu: Option<u32>,
+    dns: Option<Vec<Ipv4Addr>>,
+    block_size: Option<u32>,
+    reserved: Option<Vec<Ipv4Addr>>,
+    pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPool {
+    name: Option<String>,
+    cidr: Option<String>,
+    gateway: Option<Ipv4Addr>,
+    block_size: Option<u32>,
+    reserved: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawQuotas {
+    default: RawQuota,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawQuota {
+    max_vms: Option<u64>,
+    max_clusters: Option<u64>,
+    max_nodes_per_cluster: Option<u64>,
+    max_ips: Option<u64>,
+    max_vcpus: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_disk_gb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClusterQuotas {
+    default: RawClusterQuota,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClusterQuota {
+    max_clusters: Option<u64>,
+    max_nodes_per_cluster: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawVmSpec {
+    description: Option<String>,
+    cpu: Option<u32>,
+    memory_mb: Option<u64>,
+    disk_gb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClusterType {
+    description: Option<String>,
+    control_plane_count: Option<u32>,
+    worker_count: Option<u32>,
+    control_plane_spec: Option<String>,
+    worker_spec_default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNodeSpec {
+    cpu: Option<u32>,
+    memory_mb: Option<u64>,
+    disk_gb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKubernetes {
+    version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawManagementCluster {
+    kubeconfig: Option<PathBuf>,
+    namespace_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRecaptcha {
+    enabled: Option<bool>,
+    site_key: Option<String>,
+    secret_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawValidation {
+    allowed_email_domains: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBastion {
+    address: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawReconcile {
+    interval_seconds: Option<u64>,
+}
+
+// ---- defaults ---------------------------------------------------------------------------------
+
+fn default_os_images() -> BTreeMap<String, OsImage> {
+    [
+        ("ubuntu-24.04", "ubuntu-noble-24.04-cloudimg", "Ubuntu 24.04 LTS (Noble)", "ens192"),
+        ("rocky-10.1", "rocky-10-template", "Rocky Linux 10.1", "ens33"),
+    ]
+    .into_iter()
+    .map(|(key, template, description, interface)| {
+        (key.to_owned(), OsImage { key: key.into(), template: template.into(), description: description.into(), interface: interface.into() })
+    })
+    .collect()
+}
+
+fn default_vm_specs() -> BTreeMap<String, VmSpec> {
+    [
+        ("tiny", "Extra-small VM (testing)", 2, 4, 50),
+        ("small", "Small VM (development)", 2, 8, 50),
+        ("medium", "Medium VM (general workloads)", 4, 16, 100),
+        ("large", "Large VM (high performance)", 8, 32, 200),
+        ("huge", "Extra-large VM (large workloads)", 16, 64, 200),
+    ]
+    .into_iter()
+    .map(|(key, description, cpu, memory_gb, disk_gb)| {
+        (key.to_owned(), VmSpec { key: key.into(), description: description.into(), cpu, memory_mb: memory_gb * 1024, disk_gb })
+    })
+    .collect()
+}
+
+fn default_cluster_types() -> BTreeMap<String, ClusterType> {
+    [("dev", "Development cluster", 1, 2, "medium", "medium"), ("standard", "Standard cluster (HA)", 3, 3, "medium", "large")]
+        .into_iter()
+        .map(|(key, description, control_plane_count, worker_count, cp, worker)| {
+            (
+                key.to_owned(),
+                ClusterType {
+                    key: key.into(),
+                    description: description.into(),
+                    control_plane_count,
+                    worker_count,
+                    control_plane_spec: cp.into(),
+                    worker_spec_default: worker.into(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn default_node_specs() -> BTreeMap<String, NodeSpec> {
+    [("small", 2, 4, 50), ("medium", 4, 8, 100), ("large", 8, 16, 200)]
+        .into_iter()
+        .map(|(key, cpu, memory_gb, disk_gb)| (key.to_owned(), NodeSpec { key: key.into(), cpu, memory_mb: memory_gb * 1024, disk_gb }))
+        .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Config {
+    /// Parses and validates a YAML document.
+    pub fn from_yaml(text: &str) -> Result<Config> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let raw: RawConfig = match serde_path_to_error::deserialize(deserializer) {
+            Ok(raw) => raw,
+            Err(error) => {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                // An empty document is the all-defaults configuration.
+                if text.trim().is_empty() || inner.to_string().contains("EOF while parsing") {
+                    RawConfig::default()
+                } else {
+                    let key = if path == "." { "configuration".to_owned() } else { path };
+                    return Err(Error::invalid(key, inner.to_string()));
+                }
+            }
+        };
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config> {
+        let server = ServerConfig {
+            host: raw.server.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: raw.server.port.unwrap_or(8080),
+            socket: raw.server.socket,
+            data_dir: raw.server.data_dir.unwrap_or_else(|| PathBuf::from(".basphere")),
+            workers: raw.server.workers.unwrap_or(16),
+        };
+        if server.workers == 0 || server.workers > 1024 {
+            return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
+        }
+
+        let vsphere = VsphereConfig {
+            server: raw.vsphere.server.unwrap_or_else(|| "vcenter.example.local".into()),
+            datacenter: raw.vsphere.datacenter.unwrap_or_else(|| "DC1".into()),
+            cluster: raw.vsphere.cluster.unwrap_or_else(|| "Cluster1".into()),
+            datastore: raw.vsphere.datastore.unwrap_or_else(|| "datastore1".into()),
+            resource_pool: raw.vsphere.resource_pool.unwrap_or_default(),
+            network: raw.vsphere.network.unwrap_or_else(|| "VM Network".into()),
+            folder: raw.vsphere.folder.unwrap_or_else(|| "basphere-vms".into()),
+            credentials_file: raw.vsphere.credentials_file,
+            allow_unverified_ssl: raw.vsphere.allow_unverified_ssl.unwrap_or(false),
+        };
+        for (key, value) in [("vsphere.datacenter", &vsphere.datacenter), ("vsphere.datastore", &vsphere.datastore), ("vsphere.network", &vsphere.network), ("vsphere.folder", &vsphere.folder)] {
+            if value.trim().is_empty() || value.chars().any(char::is_control) {
+                return Err(Error::invalid(key, "must be a non-empty name without control characters"));
+            }
+        }
+
+        let os_images = match raw.templates.os {
+            None => default_os_images(),
+            Some(entries) => {
+                let mut images = BTreeMap::new();
+                for (key, os) in entries {
+                    let at = format!("templates.os.{key}");
+                    check_catalog_key(&at, &key)?;
+                    let template = os.template.filter(|t| !t.trim().is_empty()).ok_or_else(|| Error::invalid(format!("{at}.template"), "is required: the name of the vSphere template to clone"))?;
+                    let interface = os.interface.unwrap_or_else(|| "ens192".into());
+                    if interface.is_empty() || !interface.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                        return Err(Error::invalid(format!("{at}.interface"), format!("{interface:?} is not an interface name like ens192")));
+                    }
+                    images.insert(key.clone(), OsImage { description: os.description.unwrap_or_else(|| key.clone()), key, template, interface });
+                }
+                if images.is_empty() {
+                    return Err(Error::invalid("templates.os", "at least one OS is needed"));
+                }
+                images
+            }
+        };
+
+        let vm_specs = match raw.vm_specs {
+            None => default_vm_specs(),
+            Some(entries) => {
+                let mut specs = BTreeMap::new();
+                for (key, spec) in entries {
+                    let at = format!("vm_specs.{key}");
+                    check_catalog_key(&at, &key)?;
+                    let spec = VmSpec {
+                        description: spec.description.unwrap_or_else(|| key.clone()),
+                        cpu: positive(&format!("{at}.cpu"), spec.cpu, 1..=768)?,
+                        memory_mb: positive(&format!("{at}.memory_mb"), spec.memory_mb, 256..=24 * 1024 * 1024)?,
+                        disk_gb: positive(&format!("{at}.disk_gb"), spec.disk_gb, 1..=62 * 1024)?,
+                        key: key.clone(),
+                    };
+                    specs.insert(key, spec);
+                }
+                if specs.is_empty() {
+                    return Err(Error::invalid("vm_specs", "at least one spec is needed"));
+                }
+                specs
+            }
+        };
+
+        let node_specs = match raw.cluster_node_specs {
+            None => default_node_specs(),
+            Some(entries) => {
+                let mut specs = BTreeMap::new();
+                for (key, spec) in entries {
+                    let at = format!("cluster_node_specs.{key}");
+                    check_catalog_key(&at, &key)?;
+                    let spec = NodeSpec {
+                        cpu: positive(&format!("{at}.cpu"), spec.cpu, 1..=768)?,
+                        memory_mb: positive(&format!("{at}.memory_mb"), spec.memory_mb, 1024..=24 * 1024 * 1024)?,
+                        disk_gb: positive(&format!("{at}.disk_gb"), spec.disk_gb, 10..=62 * 1024)?,
+                        key: key.clone(),
+                    };
+                    specs.insert(key, spec);
+                }
+                specs
+            }
+        };
+
+        let cluster_types = match raw.cluster_types {
+            None => default_cluster_types(),
+            Some(entries) => {
+                let mut types = BTreeMap::new();
+                for (key, raw_type) in entries {
+                    let at = format!("cluster_types.{key}");
+                    check_catalog_key(&at, &key)?;
+                    let cluster_type = ClusterType {
+                        description: raw_type.description.unwrap_or_else(|| key.clone()),
+                        control_plane_count: raw_type.control_plane_count.unwrap_or(1),
+                        worker_count: raw_type.worker_count.unwrap_or(2),
+                        control_plane_spec: raw_type.control_plane_spec.unwrap_or_else(|| "medium".into()),
+                        worker_spec_default: raw_type.worker_spec_default.unwrap_or_else(|| "medium".into()),
+                        key: key.clone(),
+                    };
+                    if cluster_type.control_plane_count % 2 == 0 {
+                        return Err(Error::invalid(format!("{at}.control_plane_count"), format!("{} is not accepted: use an odd number (1, 3, 5) so etcd keeps quorum", cluster_type.control_plane_count)));
+                    }
+                    types.insert(key, cluster_type);
+                }
+                types
+            }
+        };
+        for (key, cluster_type) in &cluster_types {
+            for (field, spec) in [("control_plane_spec", &cluster_type.control_plane_spec), ("worker_spec_default", &cluster_type.worker_spec_default)] {
+                if !node_specs.contains_key(spec) {
+                    return Err(Error::invalid(format!("cluster_types.{key}.{field}"), format!("{spec:?} is not one of the node specs: {}", keys(&node_specs))));
+                }
+            }
+        }
+
+        let pools = pools_from(&raw.network)?;
+        let guest_network = GuestNetworkConfig {
+            mtu: raw.network.mtu.unwrap_or(1500),
+            dns: raw.network.dns.unwrap_or_else(|| vec![Ipv4Addr::new(8, 8, 8, 8)]),
+        };
+        if !(576..=9000).contains(&guest_network.mtu) {
+            return Err(Error::invalid("network.mtu", format!("{} is not accepted: use 576-9000 (1500, or 1450 on an overlay)", guest_network.mtu)));
+        }
+
+        let q = raw.quotas.default;
+        let default_quota = Quota {
+            max_vms: q.max_vms.unwrap_or(10),
+            max_clusters: q.max_clusters.or(raw.cluster_quotas.default.max_clusters).unwrap_or(3),
+            max_nodes_per_cluster: q.max_nodes_per_cluster.or(raw.cluster_quotas.default.max_nodes_per_cluster).unwrap_or(10),
+            max_ips: q.max_ips.unwrap_or(u64::from(pools[0].block_size)),
+            max_vcpus: q.max_vcpus.unwrap_or(80),
+            max_memory_mb: q.max_memory_mb.unwrap_or(320 * 1024),
+            max_disk_gb: q.max_disk_gb.unwrap_or(2000),
+        };
+
+        let kubernetes = KubernetesConfig {
+            version: raw.kubernetes.version.unwrap_or_else(|| "v1.31.4".into()),
+            node_template: raw.templates.kubernetes.unwrap_or_else(|| "ubuntu-2204-kube-v1.31.4".into()),
+            management_kubeconfig: raw.management_cluster.kubeconfig.unwrap_or_else(|| PathBuf::from("/etc/basphere/management-kubeconfig")),
+            namespace_prefix: raw.management_cluster.namespace_prefix.unwrap_or_else(|| "user-".into()),
+        };
+        if !kubernetes.version.starts_with('v') {
+            return Err(Error::invalid("kubernetes.version", format!("{:?} is not a version like v1.31.4", kubernetes.version)));
+        }
+
+        let recaptcha = RecaptchaConfig {
+            enabled: raw.recaptcha.enabled.unwrap_or(false),
+            site_key: raw.recaptcha.site_key.unwrap_or_default(),
+            secret_key: raw.recaptcha.secret_key.unwrap_or_default(),
+        };
+        if recaptcha.enabled && (recaptcha.site_key.is_empty() || recaptcha.secret_key.is_empty()) {
+            return Err(Error::invalid("recaptcha", "enabled needs both site_key and secret_key (otherwise every submission would fail)"));
+        }
+
+        let config = Config {
+            server,
+            vm_backend: raw.backend.vm.unwrap_or(VmBackendKind::Simulated),
+            vsphere,
+            os_images,
+            vm_specs,
+            cluster_types,
+            node_specs,
+            kubernetes,
+            pools,
+            guest_network,
+            default_quota,
+            recaptcha,
+            allowed_email_domains: EmailDomainAllowList::parse(&raw.validation.allowed_email_domains)?,
+            bastion: BastionConfig {
+                address: raw.bastion.address.unwrap_or_else(|| "bastion-server".into()),
+                port: raw.bastion.port.unwrap_or(22),
+            },
+            reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
+        };
+        Ok(config)
+    }
+
+    /// The OS image for a key, or an error listing the valid keys.
+    pub fn os_image(&self, key: &str) -> Result<&OsImage> {
+        self.os_images.get(key).ok_or_else(|| Error::invalid("os", format!("{key:?} is not available; choose one of: {}", keys(&self.os_images))))
+    }
+
+    /// The VM spec for a key, or an error listing the valid keys.
+    pub fn vm_spec(&self, key: &str) -> Result<&VmSpec> {
+        self.vm_specs.get(key).ok_or_else(|| Error::invalid("spec", format!("{key:?} is not available; choose one of: {}", keys(&self.vm_specs))))
+    }
+}
+
+fn keys<V>(map: &BTreeMap<String, V>) -> String {
+    map.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+fn check_catalog_key(at: &str, key: &str) -> Result<()> {
+    let ok = !key.is_empty() && key.len() <= 63 && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(at, "a catalog key uses lowercase letters, digits, '-', '.' and '_' (at most 63)"))
+    }
+}
+
+fn positive<T: Copy + PartialOrd + fmt::Display>(key: &str, value: Option<T>, range: std::ops::RangeInclusive<T>) -> Result<T> {
+    let value = value.ok_or_else(|| Error::invalid(key, format!("is required ({}-{})", range.start(), range.end())))?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::invalid(key, format!("{value} is not accepted: use {}-{}", range.start(), range.end())))
+    }
+}
+
+fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
+    let cidr_text = network.cidr.clone().unwrap_or_else(|| "10.254.0.0/21".into());
+    let cidr: Cidr = cidr_text.parse().map_err(|message| Error::invalid("network.cidr", message))?;
+    if cidr.prefix_len > 29 {
+        return Err(Error::invalid("network.cidr", format!("{cidr} is too small: use a prefix length of 29 or less")));
+    }
+    if let Some(prefix) = network.prefix_length {
+        if prefix != cidr.prefix_len {
+            return Err(Error::invalid("network.prefix_length", format!("{prefix} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.prefix_len)));
+        }
+    }
+    if let Some(netmask) = network.netmask {
+        if netmask != cidr.netmask() {
+            return Err(Error::invalid("network.netmask", format!("{netmask} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.netmask())));
+        }
+    }
+    let default_pool = PoolConfig {
+        name: "default".into(),
+        cidr,
+        gateway: network.gateway.unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
+        reserved: network.reserved.clone().unwrap_or_default().into_iter().collect(),
+        block_size: network.block_size.unwrap_or(32),
+    };
+    default_pool.validate("network")?;
+    let mut pools = vec![default_pool];
+    for (index, raw) in network.pools.iter().enumerate() {
+        let at = format!("network.pools[{index}]");
+        let name = raw.name.clone().ok_or_else(|| Error::invalid(format!("{at}.name"), "is required"))?;
+        check_catalog_key(&format!("{at}.name"), &name)?;
+        if pools.iter().any(|pool| pool.name == name) {
+            return Err(Error::invalid(format!("{at}.name"), format!("{name:?} is used by another pool")));
+        }
+        let cidr: Cidr = raw.cidr.as_deref().ok_or_else(|| Error::invalid(format!("{at}.cidr"), "is required"))?.parse().map_err(|message| Error::invalid(format!("{at}.cidr"), message))?;
+        let pool = PoolConfig {
+            name,
+            cidr,
+            gateway: raw.gateway.unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
+            reserved: raw.reserved.iter().copied().collect(),
+            block_size: raw.block_size.unwrap_or(pools[0].block_size),
+        };
+        pool.validate(&at)?;
+        if let Some(other) = pools.iter().find(|other| other.cidr.overlaps(&pool.cidr)) {
+            return Err(Error::invalid(format!("{at}.cidr"), format!("{} overlaps pool {:?} ({})", pool.cidr, other.name, other.cidr)));
+        }
+        pools.push(pool);
+    }
+    Ok(pools)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_configuration_gives_the_product_defaults() {
+        let config = Config::from_yaml("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.host, "127.0.0.1", "loopback only by default");
+        assert_eq!(config.vm_backend, VmBackendKind::Simulated);
+        assert_eq!(config.os_images["ubuntu-24.04"].template, "ubuntu-noble-24.04-cloudimg");
+        assert_eq!(config.os_images["ubuntu-24.04"].interface, "ens192");
+        assert_eq!(config.os_images["rocky-10.1"].template, "rocky-10-template");
+        assert_eq!(config.os_images["rocky-10.1"].interface, "ens33");
+        let specs: Vec<(&str, u32, u64, u64)> = config.vm_specs.values().map(|s| (s.key.as_str(), s.cpu, s.memory_mb / 1024, s.disk_gb)).collect();
+        assert_eq!(specs, [("huge", 16, 64, 200), ("large", 8, 32, 200), ("medium", 4, 16, 100), ("small", 2, 8, 50), ("tiny", 2, 4, 50)]);
+        assert_eq!(config.cluster_types["dev"].control_plane_count, 1);
+        assert_eq!(config.cluster_types["dev"].worker_count, 2);
+        assert_eq!(config.cluster_types["standard"].control_plane_count, 3);
+        assert_eq!(config.node_specs["small"].memory_mb, 4096);
+        assert_eq!(config.pools[0].cidr.to_string(), "10.254.0.0/21");
+        assert_eq!(config.pools[0].gateway, Ipv4Addr::new(10, 254, 0, 1));
+        assert_eq!(config.pools[0].block_size, 32);
+        assert_eq!(config.default_quota.max_vms, 10);
+        assert_eq!(config.default_quota.max_clusters, 3);
+        assert_eq!(config.default_quota.max_ips, 32);
+        assert_eq!(config.guest_network.mtu, 1500);
+    }
+
+    #[test]
+    fn original_style_configuration_is_read() {
+        let yaml = r#"
+vsphere:
+  server: vcenter.corp.local
+  datacenter: DC1
+  cluster: Cluster1
+  datastore: datastore1
+  network: VM Network
+  folder: basphere-vms
+templates:
+  os:
+    ubuntu-24.04:
+      template: ubuntu-noble-24.04-cloudimg
+      default_user: ubuntu
+      description: Ubuntu 24.04 LTS (Noble)
+      interface: ens192
+network:
+  cidr: 10.254.0.0/21
+  gateway: 10.254.0.1
+  netmask: 255.255.248.0
+  prefix_length: 21
+  mtu: 1450
+  dns: [8.8.8.8, 1.1.1.1]
+  block_size: 32
+  reserved: [10.254.0.2, 10.254.0.3]
+quotas:
+  default:
+    max_vms: 5
+vm_specs:
+  small: {description: Small, cpu: 2, memory_mb: 8192, disk_gb: 50}
+cluster_quotas:
+  default: {max_clusters: 2, max_nodes_per_cluster: 6}
+validation:
+  allowed_email_domains: [corp.com, "*.corp.com"]
+bastion: {address: bastion.corp.com, port: 50022}
+"#;
+        let config = Config::from_yaml(yaml).unwrap();
+        assert_eq!(config.vsphere.server, "vcenter.corp.local");
+        assert_eq!(config.os_images.len(), 1);
+        assert_eq!(config.vm_specs.len(), 1);
+        assert_eq!(config.guest_network.mtu, 1450);
+        assert_eq!(config.guest_network.dns.len(), 2);
+        assert_eq!(config.pools[0].reserved.len(), 2);
+        assert_eq!(config.default_quota.max_vms, 5);
+        assert_eq!(config.default_quota.max_clusters, 2);
+        assert_eq!(config.default_quota.max_nodes_per_cluster, 6);
+        assert!(config.allowed_email_domains.allows("team.corp.com"));
+        assert_eq!(config.bastion.port, 50022);
+    }
+
+    fn error_of(yaml: &str) -> String {
+        match Config::from_yaml(yaml) {
+            Ok(_) => panic!("{yaml} should be refused"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_accepted() {
+        let cases = [
+            ("network: {cidr: 10.254.0.5/21}", "network.cidr", "must be 10.254.0.0"),
+            ("network: {block_size: 48}", "network.block_size", "power of two"),
+            ("network: {cidr: 10.0.0.0/24, block_size: 256}", "network.block_size", "half the pool"),
+            ("network: {gateway: 192.168.1.1}", "network.gateway", "outside"),
+            ("network: {prefix_length: 24}", "network.prefix_length", "disagrees"),
+            ("network: {mtu: 20}", "network.mtu", "576-9000"),
+            ("network: {pools: [{name: b, cidr: 10.254.4.0/22}]}", "network.pools[0].cidr", "overlaps"),
+            ("vm_specs: {small: {cpu: 0, memory_mb: 1024, disk_gb: 10}}", "vm_specs.small.cpu", "1-768"),
+            ("vm_specs: {small: {memory_mb: 1024, disk_gb: 10}}", "vm_specs.small.cpu", "required"),
+            ("templates: {os: {ubuntu: {interface: ens192}}}", "templates.os.ubuntu.template", "required"),
+            ("cluster_types: {dev: {control_plane_count: 2}}", "cluster_types.dev.control_plane_count", "odd"),
+            ("cluster_types: {dev: {worker_spec_default: giant}}", "cluster_types.dev.worker_spec_default", "node specs"),
+            ("backend: {vm: openstack}", "backend.vm", "simulated"),
+            ("server: {prot: 80}", "server", "unknown field `prot`"),
+            ("vsphere: {datacenter: ''}", "vsphere.datacenter", "non-empty"),
+            ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
+            ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),
+            ("quotas: {default: {max_vms: -1}}", "quotas.default.max_vms", "invalid"),
+        ];
+        for (yaml, key, accepted) in cases {
+            let error = error_of(yaml);
+            assert!(error.contains(key) && error.contains(accepted), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
+    fn catalog_lookups_list_the_valid_values() {
+        let config = Config::default();
+        let error = config.os_image("windows").unwrap_err().to_string();
+        assert!(error.contains("rocky-10.1, ubuntu-24.04"), "{error}");
+        let error = config.vm_spec("gigantic").unwrap_err().to_string();
+        assert!(error.contains("huge, large, medium, small, tiny"), "{error}");
+    }
+
+    #[test]
+    fn pool_rules() {
+        let pool = &Config::default().pools[0];
+        assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 0)), "network");
+        assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 7, 255)), "broadcast (original.md §13.2 item 15)");
+        assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 1)), "gateway");
+        assert!(!pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 33)));
+    }
+}

@@ -1,0 +1,432 @@
+//! Reference backends for tests and embedding: a simulated vSphere (`MockProvisioner`), a
+//! fault-injecting decorator for any provisioner, and notifiers that record or log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::{Error, Message, Result};
+use crate::model::NotificationEvent;
+use crate::notifier::Notifier;
+use crate::provisioner::*;
+use crate::validate::Username;
+
+/// How long the simulated vSphere takes for each kind of task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MockDelays {
+    pub clone: Duration,
+    pub power: Duration,
+    pub destroy: Duration,
+}
+
+impl MockDelays {
+    /// Task times in the range a real vCenter shows for a small linked clone.
+    pub fn realistic() -> Self {
+        MockDelays { clone: Duration::from_millis(1500), power: Duration::from_millis(300), destroy: Duration::from_millis(500) }
+    }
+}
+
+/// One VM in the simulated inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MockVm {
+    pub backend_id: String,
+    pub vsphere_name: String,
+    pub folder: String,
+    pub basphere_id: Option<Uuid>,
+    pub power: PowerState,
+    /// The request it was created from (None for VMs planted by a test).
+    pub request: Option<VmRequest>,
+}
+
+#[derive(Default)]
+struct Inventory {
+    folders: BTreeSet<String>,
+    vms: BTreeMap<String, MockVm>,
+    next_id: u64,
+    calls: Vec<String>,
+}
+
+/// A simulated vSphere with its own inventory, which tests inspect and tamper with.
+///
+/// It behaves like vCenter where the contract matters: a clone needs the owner's folder and a
+/// known template, names are unique in a folder, and a destroyed VM is gone.
+pub struct MockProvisioner {
+    base_folder: String,
+    templates: BTreeSet<String>,
+    delays: MockDelays,
+    inventory: Mutex<Inventory>,
+}
+
+impl MockProvisioner {
+    pub fn new<I, S>(base_folder: &str, templates: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        MockProvisioner {
+            base_folder: base_folder.to_owned(),
+            templates: templates.into_iter().map(Into::into).collect(),
+            delays: MockDelays::default(),
+            inventory: Mutex::new(Inventory::default()),
+        }
+    }
+
+    /// A simulator knowing the default catalog's templates, with no delays.
+    pub fn with_default_catalog() -> Self {
+        Self::new("basphere-vms", ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"])
+    }
+
+    pub fn with_delays(mut self, delays: MockDelays) -> Self {
+        self.delays = delays;
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inventory> {
+        self.inventory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn folder_of(&self, owner: &Username) -> String {
+        format!("{}/{}", self.base_folder, owner)
+    }
+
+    /// Every VM, ordered by vSphere name.
+    pub fn vms(&self) -> Vec<MockVm> {
+        self.lock().vms.values().cloned().collect()
+    }
+
+    pub fn vm(&self, vsphere_name: &str) -> Option<MockVm> {
+        self.lock().vms.get(vsphere_name).cloned()
+    }
+
+    pub fn folders(&self) -> Vec<String> {
+        self.lock().folders.iter().cloned().collect()
+    }
+
+    /// The calls received, as `method:vsphere-name`, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Deletes a VM behind Basphere's back, as an administrator might in the vSphere client.
+    pub fn remove_out_of_band(&self, vsphere_name: &str) -> Option<MockVm> {
+        self.lock().vms.remove(vsphere_name)
+    }
+
+    /// Creates a VM that Basphere did not make (for reconciliation tests).
+    pub fn plant(&self, folder: &str, vsphere_name: &str) {
+        let mut inventory = self.lock();
+        inventory.next_id += 1;
+        let backend_id = format!("vm-{}", inventory.next_id);
+        inventory.vms.insert(
+            vsphere_name.to_owned(),
+            MockVm { backend_id, vsphere_name: vsphere_name.into(), folder: folder.into(), basphere_id: None, power: PowerState::On, request: None },
+        );
+    }
+
+    fn missing(vm: &VmRef) -> Error {
+        Error::not_found("vm", &vm.vsphere_name)
+    }
+}
+
+#[async_trait]
+impl Provisioner for MockProvisioner {
+    fn backend_name(&self) -> &'static str {
+        "simulated"
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn ensure_folder(&self, owner: &Username) -> Result<()> {
+        let folder = self.folder_of(owner);
+        let mut inventory = self.lock();
+        inventory.calls.push(format!("ensure_folder:{owner}"));
+        inventory.folders.insert(folder);
+        Ok(())
+    }
+
+    async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
+        let name = request.vsphere_name();
+        let folder = self.folder_of(&request.owner);
+        {
+            let mut inventory = self.lock();
+            inventory.calls.push(format!("create_vm:{name}"));
+            if let Some(existing) = inventory.vms.get(&name) {
+                return if existing.basphere_id == Some(request.id) {
+                    Ok(VmHandle { backend_id: existing.backend_id.clone(), power: existing.power, log_tail: vec![format!("adopted existing {name}")] })
+                } else {
+                    Err(Error::already_exists("vm", &name))
+                };
+            }
+            if !inventory.folders.contains(&folder) {
+                return Err(Error::backend("simulated", Message(format!("folder {folder} not found"))));
+            }
+            if !self.templates.contains(&request.os.template) {
+                return Err(Error::backend("simulated", Message(format!("template {} not found", request.os.template))));
+            }
+        }
+        tokio::time::sleep(self.delays.clone + self.delays.power).await;
+        let mut inventory = self.lock();
+        // The name may have been taken while the clone task ran.
+        if inventory.vms.contains_key(&name) {
+            return Err(Error::already_exists("vm", &name));
+        }
+        inventory.next_id += 1;
+        let backend_id = format!("vm-{}", inventory.next_id);
+        inventory.vms.insert(
+            name.clone(),
+            MockVm {
+                backend_id: backend_id.clone(),
+                vsphere_name: name.clone(),
+                folder,
+                basphere_id: Some(request.id),
+                power: PowerState::On,
+                request: Some(request.clone()),
+            },
+        );
+        Ok(VmHandle {
+            backend_id,
+            power: PowerState::On,
+            log_tail: vec![format!("cloned {} from {}", name, request.os.template), format!("powered on {name}")],
+        })
+    }
+
+    async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
+        let present = {
+            let mut inventory = self.lock();
+            inventory.calls.push(format!("destroy_vm:{}", vm.vsphere_name));
+            inventory.vms.contains_key(&vm.vsphere_name)
+        };
+        if present {
+            tokio::time::sleep(self.delays.destroy).await;
+            self.lock().vms.remove(&vm.vsphere_name);
+        }
+        Ok(())
+    }
+
+    async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
+        {
+            let mut inventory = self.lock();
+            inventory.calls.push(format!("power_{action:?}:{}", vm.vsphere_name).to_lowercase());
+            let current = inventory.vms.get(&vm.vsphere_name).ok_or_else(|| Self::missing(vm))?;
+            if action == PowerAction::Reboot && current.power == PowerState::Off {
+                return Err(Error::Conflict(format!("{} is powered off; start it instead", vm.vsphere_name)));
+            }
+        }
+        tokio::time::sleep(self.delays.power).await;
+        let mut inventory = self.lock();
+        let current = inventory.vms.get_mut(&vm.vsphere_name).ok_or_else(|| Self::missing(vm))?;
+        current.power = match action {
+            PowerAction::Start | PowerAction::Reboot => PowerState::On,
+            PowerAction::Stop => PowerState::Off,
+        };
+        Ok(current.power)
+    }
+
+    async fn inventory(&self) -> Result<Vec<InventoryVm>> {
+        let inventory = self.lock();
+        Ok(inventory
+            .vms
+            .values()
+            .map(|vm| InventoryVm {
+                vsphere_name: vm.vsphere_name.clone(),
+                backend_id: vm.backend_id.clone(),
+                folder: vm.folder.clone(),
+                basphere_id: vm.basphere_id,
+                power: vm.power,
+            })
+            .collect())
+    }
+}
+
+/// Which provisioner call a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    EnsureFolder,
+    CreateVm,
+    DestroyVm,
+    Power,
+    Inventory,
+}
+
+/// What goes wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail before reaching the backend.
+    Fail,
+    /// Reach the backend, let the call take effect, then report failure (a half-applied call).
+    FailAfter,
+    /// Hang for this long, then time out.
+    Hang(Duration),
+    /// Add latency, then proceed.
+    Delay(Duration),
+}
+
+/// Wraps any provisioner and injects faults into chosen calls.
+pub struct FaultInjectingProvisioner {
+    inner: Arc<dyn Provisioner>,
+    faults: Mutex<Vec<(Method, Fault, u32)>>,
+    injected: Mutex<u32>,
+}
+
+impl FaultInjectingProvisioner {
+    pub fn new(inner: Arc<dyn Provisioner>) -> Self {
+        FaultInjectingProvisioner { inner, faults: Mutex::new(Vec::new()), injected: Mutex::new(0) }
+    }
+
+    /// Injects `fault` into the next `times` calls of `method`.
+    pub fn inject(&self, method: Method, fault: Fault, times: u32) {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).push((method, fault, times));
+    }
+
+    /// Removes every pending fault.
+    pub fn clear(&self) {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u32 {
+        *self.injected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, method: Method) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let index = faults.iter().position(|(m, _, times)| *m == method && *times > 0)?;
+        faults[index].2 -= 1;
+        let fault = faults[index].1;
+        if faults[index].2 == 0 {
+            faults.remove(index);
+        }
+        *self.injected.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Some(fault)
+    }
+
+    async fn around<T, F>(&self, method: Method, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        let injected = |what: &str| Error::Backend {
+            backend: "fault-injection",
+            source: Box::new(Message(format!("injected failure {what} {method:?}"))),
+            log_tail: vec![format!("fault injected into {method:?}")],
+        };
+        match self.take(method) {
+            None => call.await,
+            Some(Fault::Fail) => Err(injected("before")),
+            Some(Fault::FailAfter) => {
+                call.await?;
+                Err(injected("after"))
+            }
+            Some(Fault::Hang(duration)) => {
+                tokio::time::sleep(duration).await;
+                Err(Error::Timeout(format!("{method:?} did not answer within {duration:?}")))
+            }
+            Some(Fault::Delay(duration)) => {
+                tokio::time::sleep(duration).await;
+                call.await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for FaultInjectingProvisioner {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        self.inner.preflight().await
+    }
+
+    async fn ensure_folder(&self, owner: &Username) -> Result<()> {
+        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner)).await
+    }
+
+    async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
+        self.around(Method::CreateVm, self.inner.create_vm(request)).await
+    }
+
+    async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
+        self.around(Method::DestroyVm, self.inner.destroy_vm(vm)).await
+    }
+
+    async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
+        self.around(Method::Power, self.inner.power(vm, action)).await
+    }
+
+    async fn inventory(&self) -> Result<Vec<InventoryVm>> {
+        self.around(Method::Inventory, self.inner.inventory()).await
+    }
+}
+
+/// Keeps every event it is given; can be told to fail the next deliveries.
+#[derive(Default)]
+pub struct RecordingNotifier {
+    events: Mutex<Vec<NotificationEvent>>,
+    failures_left: Mutex<u32>,
+    attempts: Mutex<u32>,
+}
+
+impl RecordingNotifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Events delivered successfully, in order.
+    pub fn events(&self) -> Vec<NotificationEvent> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes the next `count` deliveries fail.
+    pub fn fail_next(&self, count: u32) {
+        *self.failures_left.lock().unwrap_or_else(|p| p.into_inner()) = count;
+    }
+
+    /// Every delivery attempt, failed or not.
+    pub fn attempts(&self) -> u32 {
+        *self.attempts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    fn backend_name(&self) -> &'static str {
+        "recording"
+    }
+
+    async fn notify(&self, event: &NotificationEvent) -> Result<()> {
+        *self.attempts.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        {
+            let mut failures = self.failures_left.lock().unwrap_or_else(|p| p.into_inner());
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(Error::backend("recording", Message(format!("delivery of {} refused", event.name()))));
+            }
+        }
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
+        Ok(())
+    }
+}
+
+/// Writes events to the log (the default when nothing else is configured).
+#[derive(Default)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    fn backend_name(&self) -> &'static str {
+        "log"
+    }
+
+    async fn notify(&self, event: &NotificationEvent) -> Result<()> {
+        let body = serde_json::to_string(event).unwrap_or_default();
+        tracing::info!(event = event.name(), %body, "notification");
+        Ok(())
+    }
+}

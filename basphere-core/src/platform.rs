@@ -1,0 +1,694 @@
+//! `Platform`: the orchestration that composes store, IPAM, provisioner and notifier.
+//!
+//! Requests are validated, checked against quota, given addresses and recorded in one store
+//! transaction; the backend work then runs as an operation on a bounded set of background
+//! workers. Both binaries and embedding programs drive Basphere through this type.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ipam::Ipam;
+use crate::model::*;
+use crate::notifier::Notifier;
+use crate::provisioner::{GuestNetwork, PowerAction, PowerState, Provisioner, VmRef, VmRequest};
+use crate::store::{OperationFilter, Store, StoreExt, StoreTx};
+use crate::validate::{ResourceName, Username};
+
+/// Who is asking, as established by the caller's authentication (never by the request body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// The account name, or `system` for the platform's own work.
+    pub name: String,
+    pub role: Role,
+    /// Where the request came from, for the audit log.
+    pub source: String,
+}
+
+impl Actor {
+    pub fn user(username: &Username, source: &str) -> Self {
+        Actor { name: username.to_string(), role: Role::User, source: source.to_owned() }
+    }
+
+    pub fn admin(name: &str, source: &str) -> Self {
+        Actor { name: name.to_owned(), role: Role::Admin, source: source.to_owned() }
+    }
+
+    pub fn system() -> Self {
+        Actor { name: "system".into(), role: Role::Admin, source: "system".into() }
+    }
+
+    /// Whether this actor may act on resources of `owner`.
+    pub fn may_act_for(&self, owner: &Username) -> bool {
+        self.role == Role::Admin || self.name == owner.as_str()
+    }
+}
+
+/// A request to create one VM or a batch of up to ten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateVms {
+    pub name: String,
+    pub os: String,
+    pub spec: String,
+    pub count: u32,
+}
+
+/// A VM record and the operation that provisions it.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub vm: Vm,
+    pub operation: Operation,
+}
+
+/// Limits and usage of one account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaReport {
+    pub quota: Quota,
+    pub usage: Usage,
+}
+
+/// Most VMs in one create request.
+pub const MAX_BATCH: u32 = 10;
+
+const STEP_RESERVE: &str = "reserve address";
+const STEP_PROVISION: &str = "provision";
+const STEP_DESTROY: &str = "destroy";
+const STEP_RELEASE: &str = "release address";
+const STEP_POWER: &str = "power";
+
+/// The composed platform. Cheap to share as `Arc<Platform>`.
+pub struct Platform {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    ipam: Arc<dyn Ipam>,
+    provisioner: Arc<dyn Provisioner>,
+    notifier: Arc<dyn Notifier>,
+    workers: Arc<Semaphore>,
+    running: Mutex<HashSet<Uuid>>,
+    changed: Notify,
+    notification_retry: Duration,
+}
+
+impl Platform {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        ipam: Arc<dyn Ipam>,
+        provisioner: Arc<dyn Provisioner>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Arc<Self> {
+        let workers = Arc::new(Semaphore::new(config.server.workers));
+        Arc::new(Platform {
+            config,
+            store,
+            ipam,
+            provisioner,
+            notifier,
+            workers,
+            running: Mutex::new(HashSet::new()),
+            changed: Notify::new(),
+            notification_retry: Duration::from_millis(500),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn ipam(&self) -> &Arc<dyn Ipam> {
+        &self.ipam
+    }
+
+    pub fn provisioner(&self) -> &Arc<dyn Provisioner> {
+        &self.provisioner
+    }
+
+    /// Runs store work off the async executor (stores may block on disk).
+    async fn db<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>, Arc<dyn Ipam>) -> Result<T> + Send + 'static,
+    {
+        let (store, ipam) = (self.store.clone(), self.ipam.clone());
+        match tokio::task::spawn_blocking(move || f(store, ipam)).await {
+            Ok(result) => result,
+            Err(join) => Err(Error::backend("store", join)),
+        }
+    }
+
+    /// Creates or completes an account: the user record, an IP block, and the owner's folder in
+    /// the VM backend. Every step is idempotent, so a half-done call can simply be repeated.
+    pub async fn provision_account(&self, user: User) -> Result<User> {
+        let stored = self
+            .db(move |store, ipam| {
+                store.transact(|tx| {
+                    let stored = match tx.get_user(&user.username)? {
+                        Some(existing) => existing,
+                        None => {
+                            tx.insert_user(&user)?;
+                            user.clone()
+                        }
+                    };
+                    ipam.assign_block(tx, &stored.username)?;
+                    Ok(stored)
+                })
+            })
+            .await?;
+        self.provisioner.ensure_folder(&stored.username).await?;
+        Ok(stored)
+    }
+
+    /// The account's limits (defaults with its override) and what it uses now.
+    pub async fn quota(&self, owner: &Username) -> Result<QuotaReport> {
+        let owner = owner.clone();
+        let default = self.config.default_quota;
+        self.db(move |store, _| {
+            store.query(|tx| {
+                let quota = default.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
+                Ok(QuotaReport { quota, usage: tx.usage(&owner)? })
+            })
+        })
+        .await
+    }
+
+    /// Validates, checks quota, leases addresses and records the VMs and their operations in one
+    /// transaction, then starts provisioning in the background.
+    pub async fn create_vms(self: &Arc<Self>, actor: &Actor, owner: &Username, request: CreateVms) -> Result<Vec<Accepted>> {
+        let result = self.create_vms_inner(actor, owner, request.clone()).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(Error::QuotaExceeded { .. } | Error::Forbidden(_)) => Outcome::Denied,
+            Err(_) => Outcome::Failure,
+        };
+        if outcome != Outcome::Success {
+            let error = result.as_ref().err().map(ToString::to_string);
+            let details = json!({"os": request.os, "spec": request.spec, "count": request.count, "error": error});
+            self.audit(actor, "vm.create", &format!("vm/{owner}/{}", request.name), outcome, details).await;
+        }
+        let accepted = result?;
+        for item in &accepted {
+            self.spawn_operation(item.operation.id);
+        }
+        Ok(accepted)
+    }
+
+    async fn create_vms_inner(&self, actor: &Actor, owner: &Username, request: CreateVms) -> Result<Vec<Accepted>> {
+        if !actor.may_act_for(owner) {
+            return Err(Error::Forbidden(format!("{} may not create VMs for {owner}", actor.name)));
+        }
+        if request.count == 0 || request.count > MAX_BATCH {
+            return Err(Error::invalid("count", format!("{} is not accepted: create 1-{MAX_BATCH} VMs per request", request.count)));
+        }
+        let base = ResourceName::parse(&request.name)?;
+        let names = base.batch(request.count)?;
+        let os = self.config.os_image(&request.os)?.clone();
+        let spec = self.config.vm_spec(&request.spec)?.clone();
+        let default_quota = self.config.default_quota;
+        let (owner, actor) = (owner.clone(), actor.clone());
+        self.db(move |store, ipam| {
+            store.transact(|tx| {
+                let user = active_user(tx, &owner)?;
+                let quota = default_quota.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
+                let count = names.len() as u64;
+                let extra = Usage {
+                    vms: count,
+                    ips: count,
+                    vcpus: count * u64::from(spec.cpu),
+                    memory_mb: count * spec.memory_mb,
+                    disk_gb: count * spec.disk_gb,
+                    clusters: 0,
+                };
+                quota.check(&tx.usage(&owner)?, &extra)?;
+                let mut accepted = Vec::with_capacity(names.len());
+                for name in &names {
+                    if tx.vm_by_name(&owner, name)?.is_some() {
+                        return Err(Error::already_exists("vm", name));
+                    }
+                    let at = now();
+                    let id = Uuid::now_v7();
+                    let resource = ResourceRef { kind: ResourceKind::Vm, id, name: name.to_string() };
+                    let lease = ipam.lease(tx, &user.username, &resource, quota.max_ips)?;
+                    let vm = Vm {
+                        id,
+                        owner: owner.clone(),
+                        name: name.clone(),
+                        os: os.key.clone(),
+                        spec: spec.key.clone(),
+                        cpu: spec.cpu,
+                        memory_mb: spec.memory_mb,
+                        disk_gb: spec.disk_gb,
+                        ip: Some(lease.address),
+                        state: VmState::Pending,
+                        reason: None,
+                        backend_id: None,
+                        created_at: at,
+                        updated_at: at,
+                    };
+                    tx.insert_vm(&vm)?;
+                    let mut operation = Operation::new(OperationKind::CreateVm, owner.clone(), resource, &actor.name, &[STEP_RESERVE, STEP_PROVISION]);
+                    operation.finish_step(STEP_RESERVE, true);
+                    operation.state = OperationState::Queued;
+                    tx.insert_operation(&operation)?;
+                    let details = json!({"os": vm.os, "spec": vm.spec, "ip": lease.address.to_string(), "operation": operation.id});
+                    tx.append_audit(&AuditEvent::new(&actor.name, "vm.create", &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, details))?;
+                    accepted.push(Accepted { vm, operation });
+                }
+                Ok(accepted)
+            })
+        })
+        .await
+    }
+
+    /// Marks the VM `deleting` and starts destroying it in the background.
+    pub async fn delete_vm(self: &Arc<Self>, actor: &Actor, owner: &Username, name: &ResourceName) -> Result<Operation> {
+        let operation = self
+            .start_vm_operation(actor, owner, name, OperationKind::DeleteVm, &[STEP_DESTROY, STEP_RELEASE], |vm| {
+                match vm.state {
+                    VmState::Deleting | VmState::Deleted => Err(Error::Conflict(format!("vm {} is already being deleted", vm.name))),
+                    _ => {
+                        vm.state = VmState::Deleting;
+                        Ok(())
+                    }
+                }
+            })
+            .await?;
+        self.spawn_operation(operation.id);
+        Ok(operation)
+    }
+
+    /// Starts, stops or reboots a VM in the background.
+    pub async fn power_vm(self: &Arc<Self>, actor: &Actor, owner: &Username, name: &ResourceName, action: PowerAction) -> Result<Operation> {
+        let kind = match action {
+            PowerAction::Start => OperationKind::StartVm,
+            PowerAction::Stop => OperationKind::StopVm,
+            PowerAction::Reboot => OperationKind::RebootVm,
+        };
+        let operation = self
+            .start_vm_operation(actor, owner, name, kind, &[STEP_POWER], move |vm| {
+                let allowed = match action {
+                    PowerAction::Start => matches!(vm.state, VmState::Stopped | VmState::Running),
+                    PowerAction::Stop => matches!(vm.state, VmState::Running | VmState::Stopped),
+                    PowerAction::Reboot => vm.state == VmState::Running,
+                };
+                if allowed {
+                    Ok(())
+                } else {
+                    Err(Error::Conflict(format!("vm {} is {}; {action:?} needs it running or stopped", vm.name, vm.state).to_lowercase()))
+                }
+            })
+            .await?;
+        self.spawn_operation(operation.id);
+        Ok(operation)
+    }
+
+    async fn start_vm_operation<F>(&self, actor: &Actor, owner: &Username, name: &ResourceName, kind: OperationKind, steps: &'static [&'static str], mut transition: F) -> Result<Operation>
+    where
+        F: FnMut(&mut Vm) -> Result<()> + Send + 'static,
+    {
+        if !actor.may_act_for(owner) {
+            // Same answer as for a missing VM: other users' resources are not disclosed.
+            return Err(Error::not_found("vm", name));
+        }
+        let (owner, name, actor) = (owner.clone(), name.clone(), actor.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let mut vm = tx.vm_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("vm", &name))?;
+                let busy = tx.list_operations(&OperationFilter { resource: Some(vm.id), unfinished: true, ..OperationFilter::default() })?;
+                if let Some(busy) = busy.first() {
+                    return Err(Error::Conflict(format!("vm {name} has an operation in progress ({} {})", busy.kind, busy.id)));
+                }
+                transition(&mut vm)?;
+                vm.updated_at = now();
+                tx.update_vm(&vm)?;
+                let resource = ResourceRef { kind: ResourceKind::Vm, id: vm.id, name: vm.name.to_string() };
+                let operation = Operation::new(kind, owner.clone(), resource, &actor.name, steps);
+                tx.insert_operation(&operation)?;
+                tx.append_audit(&AuditEvent::new(&actor.name, kind.as_str(), &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, json!({"operation": operation.id})))?;
+                Ok(operation)
+            })
+        })
+        .await
+    }
+
+    /// Runs an operation in the background on a bounded worker pool. Running the same
+    /// operation twice at once is prevented; a finished operation is left alone.
+    pub fn spawn_operation(self: &Arc<Self>, id: Uuid) {
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = platform.workers.clone().acquire_owned().await else { return };
+            if let Err(error) = platform.run_operation(id).await {
+                tracing::error!(operation = %id, %error, "operation could not be run");
+            }
+        });
+    }
+
+    /// Runs an operation to its end and returns it. Safe to call for an operation that was
+    /// interrupted (by a crash or shutdown): every step is idempotent.
+    pub async fn run_operation(&self, id: Uuid) -> Result<Operation> {
+        if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return Err(Error::Conflict(format!("operation {id} is already running")));
+        }
+        let result = self.run_operation_inner(id).await;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.changed.notify_waiters();
+        result
+    }
+
+    async fn run_operation_inner(&self, id: Uuid) -> Result<Operation> {
+        let operation = self.db(move |store, _| store.operation(id)).await?;
+        if operation.state.is_finished() {
+            return Ok(operation);
+        }
+        match operation.kind {
+            OperationKind::CreateVm => self.run_create_vm(operation).await,
+            OperationKind::DeleteVm => self.run_delete_vm(operation).await,
+            OperationKind::StartVm => self.run_power_vm(operation, PowerAction::Start).await,
+            OperationKind::StopVm => self.run_power_vm(operation, PowerAction::Stop).await,
+            OperationKind::RebootVm => self.run_power_vm(operation, PowerAction::Reboot).await,
+            OperationKind::CreateCluster | OperationKind::DeleteCluster => {
+                Err(Error::NotSupported(format!("{} operations need a cluster backend", operation.kind)))
+            }
+        }
+    }
+
+    /// Saves the operation and VM together.
+    async fn save(&self, operation: Operation, vm: Option<Vm>) -> Result<Operation> {
+        let saved = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    if let Some(vm) = &vm {
+                        tx.update_vm(vm)?;
+                    }
+                    tx.update_operation(&operation)?;
+                    Ok(operation.clone())
+                })
+            })
+            .await?;
+        self.changed.notify_waiters();
+        Ok(saved)
+    }
+
+    async fn load_vm(&self, operation: &Operation) -> Result<(Vm, User)> {
+        let (id, owner) = (operation.resource.id, operation.owner.clone());
+        self.db(move |store, _| {
+            store.query(|tx| {
+                let vm = tx.get_vm(id)?.ok_or_else(|| Error::not_found("vm", id))?;
+                let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
+                Ok((vm, user))
+            })
+        })
+        .await
+    }
+
+    fn vm_request(&self, vm: &Vm, user: &User) -> Result<VmRequest> {
+        let address = vm.ip.ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
+        let info = self.ipam.address_info(address).ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
+        let os = self.config.os_image(&vm.os)?.clone();
+        let spec = VmSpec { key: vm.spec.clone(), description: vm.spec.clone(), cpu: vm.cpu, memory_mb: vm.memory_mb, disk_gb: vm.disk_gb };
+        Ok(VmRequest {
+            id: vm.id,
+            owner: vm.owner.clone(),
+            name: vm.name.clone(),
+            network: GuestNetwork {
+                interface: os.interface.clone(),
+                address,
+                prefix_len: info.prefix_len,
+                gateway: info.gateway,
+                dns: self.config.guest_network.dns.clone(),
+                mtu: self.config.guest_network.mtu,
+            },
+            os,
+            spec,
+            ssh_key: user.ssh_key.clone(),
+        })
+    }
+
+    fn vm_ref(vm: &Vm) -> VmRef {
+        VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
+    }
+
+    async fn run_create_vm(&self, mut operation: Operation) -> Result<Operation> {
+        let (mut vm, user) = self.load_vm(&operation).await?;
+        operation.start_step(STEP_PROVISION);
+        vm.state = VmState::Provisioning;
+        vm.updated_at = now();
+        let mut operation = self.save(operation, Some(vm.clone())).await?;
+        let outcome = match self.vm_request(&vm, &user) {
+            Ok(request) => self.provisioner.create_vm(&request).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(handle) => {
+                operation.append_log(handle.log_tail);
+                operation.finish_step(STEP_PROVISION, true);
+                operation.succeed();
+                vm.state = if handle.power == PowerState::On { VmState::Running } else { VmState::Stopped };
+                vm.backend_id = Some(handle.backend_id);
+                vm.reason = None;
+                vm.updated_at = now();
+                let (vm_saved, op_saved, address) = (vm.clone(), operation.clone(), vm.ip);
+                let operation = self
+                    .db(move |store, _| {
+                        store.transact(|tx| {
+                            if let Some(address) = address {
+                                tx.set_lease_state(address, LeaseState::Active)?;
+                            }
+                            tx.update_vm(&vm_saved)?;
+                            tx.update_operation(&op_saved)?;
+                            Ok(op_saved.clone())
+                        })
+                    })
+                    .await?;
+                self.changed.notify_waiters();
+                self.notify(NotificationEvent::VmReady { owner: vm.owner.clone(), name: vm.name.clone(), ip: vm.ip });
+                self.warn_quota(&vm.owner).await;
+                Ok(operation)
+            }
+            Err(error) => {
+                operation.append_log(log_tail_of(&error));
+                operation.finish_step(STEP_PROVISION, false);
+                // Remove whatever the backend may have made, and free the address only once
+                // the backend confirms the VM is gone.
+                let cleanup = self.provisioner.destroy_vm(&Self::vm_ref(&vm)).await;
+                let reason = match &cleanup {
+                    Ok(()) => format!("creation failed: {error}"),
+                    Err(cleanup_error) => format!("creation failed: {error}; removing the partial VM also failed ({cleanup_error}), so its address stays reserved"),
+                };
+                operation.fail(reason.clone());
+                vm.state = VmState::Failed;
+                vm.reason = Some(reason.clone());
+                vm.updated_at = now();
+                let release = cleanup.is_ok();
+                if release {
+                    vm.ip = None;
+                }
+                let (vm_saved, op_saved) = (vm.clone(), operation.clone());
+                let operation = self
+                    .db(move |store, ipam| {
+                        store.transact(|tx| {
+                            if release {
+                                release_leases(tx, &*ipam, vm_saved.id)?;
+                            }
+                            tx.update_vm(&vm_saved)?;
+                            tx.update_operation(&op_saved)?;
+                            Ok(op_saved.clone())
+                        })
+                    })
+                    .await?;
+                self.changed.notify_waiters();
+                self.notify(NotificationEvent::VmFailed { owner: vm.owner.clone(), name: vm.name.clone(), reason });
+                Ok(operation)
+            }
+        }
+    }
+
+    async fn run_delete_vm(&self, mut operation: Operation) -> Result<Operation> {
+        let (mut vm, _) = self.load_vm(&operation).await?;
+        operation.start_step(STEP_DESTROY);
+        let mut operation = self.save(operation, None).await?;
+        match self.provisioner.destroy_vm(&Self::vm_ref(&vm)).await {
+            Ok(()) => {
+                operation.finish_step(STEP_DESTROY, true);
+                operation.start_step(STEP_RELEASE);
+                operation.finish_step(STEP_RELEASE, true);
+                operation.succeed();
+                vm.state = VmState::Deleted;
+                vm.ip = None;
+                vm.updated_at = now();
+                let (vm_saved, op_saved) = (vm, operation);
+                let operation = self
+                    .db(move |store, ipam| {
+                        store.transact(|tx| {
+                            release_leases(tx, &*ipam, vm_saved.id)?;
+                            tx.update_vm(&vm_saved)?;
+                            tx.update_operation(&op_saved)?;
+                            Ok(op_saved.clone())
+                        })
+                    })
+                    .await?;
+                self.changed.notify_waiters();
+                Ok(operation)
+            }
+            Err(error) => {
+                // The VM may still exist: keep it and its address (unlike the original, which
+                // freed both and let the address be handed out again).
+                operation.append_log(log_tail_of(&error));
+                operation.finish_step(STEP_DESTROY, false);
+                let reason = format!("deletion failed, the VM and its address are kept: {error}");
+                operation.fail(reason.clone());
+                vm.state = VmState::Failed;
+                vm.reason = Some(reason);
+                vm.updated_at = now();
+                self.save(operation, Some(vm)).await
+            }
+        }
+    }
+
+    async fn run_power_vm(&self, mut operation: Operation, action: PowerAction) -> Result<Operation> {
+        let (mut vm, _) = self.load_vm(&operation).await?;
+        operation.start_step(STEP_POWER);
+        let mut operation = self.save(operation, None).await?;
+        match self.provisioner.power(&Self::vm_ref(&vm), action).await {
+            Ok(power) => {
+                operation.finish_step(STEP_POWER, true);
+                operation.succeed();
+                vm.state = if power == PowerState::On { VmState::Running } else { VmState::Stopped };
+                vm.updated_at = now();
+                self.save(operation, Some(vm)).await
+            }
+            Err(error) => {
+                operation.append_log(log_tail_of(&error));
+                operation.finish_step(STEP_POWER, false);
+                operation.fail(format!("{action:?} failed: {error}").to_lowercase());
+                if let Error::NotFound { .. } = error {
+                    vm.state = VmState::Lost;
+                    vm.reason = Some("the VM is no longer in vSphere".into());
+                    vm.updated_at = now();
+                    return self.save(operation, Some(vm)).await;
+                }
+                self.save(operation, None).await
+            }
+        }
+    }
+
+    /// Resumes every operation that was interrupted (after a crash or restart). Returns their ids.
+    pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
+        let unfinished = self
+            .db(|store, _| store.query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })))
+            .await?;
+        let ids: Vec<Uuid> = unfinished.iter().map(|op| op.id).collect();
+        for id in &ids {
+            self.spawn_operation(*id);
+        }
+        Ok(ids)
+    }
+
+    /// Waits until the operation has finished, or `timeout` passes.
+    pub async fn wait_operation(&self, id: Uuid, timeout: Duration) -> Result<Operation> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let operation = self.db(move |store, _| store.operation(id)).await?;
+            if operation.state.is_finished() {
+                return Ok(operation);
+            }
+            let poll = Duration::from_millis(200);
+            let wake = std::cmp::min(deadline, tokio::time::Instant::now() + poll);
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("operation {id} still {} after {timeout:?}", operation.state)));
+            }
+            let _ = tokio::time::timeout_at(wake, notified).await;
+        }
+    }
+
+    /// Waits until no operation is running or queued, or `timeout` passes.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let unfinished = self
+                .db(|store, _| store.query(|tx| tx.list_operations(&OperationFilter { unfinished: true, limit: Some(1), ..OperationFilter::default() })))
+                .await?;
+            if unfinished.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("operations still running after {timeout:?}")));
+            }
+            let wake = std::cmp::min(deadline, tokio::time::Instant::now() + Duration::from_millis(200));
+            let _ = tokio::time::timeout_at(wake, notified).await;
+        }
+    }
+
+    /// Records an audit event in its own transaction; failures are logged, not returned.
+    async fn audit(&self, actor: &Actor, action: &str, resource: &str, outcome: Outcome, details: serde_json::Value) {
+        let event = AuditEvent::new(&actor.name, action, resource, &actor.source, outcome, details);
+        if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.append_audit(&event))).await {
+            tracing::error!(%error, "audit event could not be recorded");
+        }
+    }
+
+    /// Delivers an event in the background, retrying a few times; never fails the caller.
+    pub fn notify(&self, event: NotificationEvent) {
+        let notifier = self.notifier.clone();
+        let retry = self.notification_retry;
+        tokio::spawn(async move {
+            for attempt in 0..5u32 {
+                match notifier.notify(&event).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(event = event.name(), attempt, %error, "notification delivery failed");
+                        tokio::time::sleep(retry * 2u32.pow(attempt)).await;
+                    }
+                }
+            }
+            tracing::error!(event = event.name(), "notification dropped after 5 attempts");
+        });
+    }
+
+    /// Sends `QuotaNearlyUsed` when a limit is at 80% or more.
+    async fn warn_quota(&self, owner: &Username) {
+        let Ok(report) = self.quota(owner).await else { return };
+        let (quota, usage) = (report.quota, report.usage);
+        for (resource, used, limit) in [("vms", usage.vms, quota.max_vms), ("ips", usage.ips, quota.max_ips), ("vcpus", usage.vcpus, quota.max_vcpus)] {
+            if limit > 0 && used * 5 >= limit * 4 {
+                self.notify(NotificationEvent::QuotaNearlyUsed { owner: owner.clone(), resource: resource.into(), used, limit });
+            }
+        }
+    }
+}
+
+fn active_user(tx: &dyn StoreTx, owner: &Username) -> Result<User> {
+    let user = tx.get_user(owner)?.ok_or_else(|| Error::not_found("user", owner))?;
+    if user.status != UserStatus::Active {
+        return Err(Error::Forbidden(format!("account {owner} is suspended")));
+    }
+    Ok(user)
+}
+
+fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: Uuid) -> Result<Vec<Ipv4Addr>> {
+    let mut released = Vec::new();
+    for lease in tx.leases_of_resource(resource)? {
+        ipam.release(tx, lease.address)?;
+        released.push(lease.address);
+    }
+    Ok(released)
+}
+
+fn log_tail_of(error: &Error) -> Vec<String> {
+    match error {
+        Error::Backend { log_tail, .. } if !log_tail.is_empty() => log_tail.clone(),
+        other => vec![other.to_string()],
+    }
+}

@@ -1,0 +1,555 @@
+//! The validation rules of the product, implemented once and used by every layer.
+//!
+//! Each rule is a parse-don't-validate newtype: a [`Username`], [`ResourceName`], [`Email`] or
+//! [`SshPublicKey`] can only be built through its parser, so holding one proves it is valid.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Names that can never be Basphere accounts: system accounts, service names and names that
+/// would be confusing in the bastion's `/etc/passwd` or in the admin tooling.
+pub const RESERVED_USERNAMES: &[&str] = &[
+    "adm", "admin", "administrator", "api", "apt", "backup", "basphere", "basphere-admin",
+    "basphere-users", "bin", "daemon", "dnsmasq", "docker", "ftp", "games", "gnats", "guest",
+    "halt", "irc", "kube", "kubernetes", "list", "lp", "lxd", "mail", "man", "messagebus",
+    "mysql", "news", "nginx", "nobody", "nogroup", "ntp", "operator", "polkitd", "postfix",
+    "postgres", "proxy", "redis", "rocky", "root", "shutdown", "sshd", "staff", "sudo", "support",
+    "sync", "sys", "syslog", "system", "tcpdump", "tss", "ubuntu", "uucp", "uuidd", "vcsa",
+    "wheel", "www", "www-data",
+];
+
+/// Prefixes reserved for system accounts (`systemd-network`, ...).
+const RESERVED_USERNAME_PREFIXES: &[&str] = &["systemd-", "basphere-"];
+
+const USERNAME_RULE: &str = "3-32 characters: a lowercase letter first, then lowercase letters, \
+     digits and single hyphens, not ending in a hyphen";
+const RESOURCE_NAME_RULE: &str = "1-63 characters: a lowercase letter first, then lowercase \
+     letters, digits and single hyphens, not ending in a hyphen";
+
+/// Checks the shared DNS-label-like shape used by usernames and resource names.
+fn check_label(value: &str, min: usize, max: usize) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.len() < min || bytes.len() > max {
+        return false;
+    }
+    if !bytes[0].is_ascii_lowercase() || bytes[bytes.len() - 1] == b'-' {
+        return false;
+    }
+    let mut previous_hyphen = false;
+    for &b in bytes {
+        let hyphen = b == b'-';
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || hyphen) || (hyphen && previous_hyphen)
+        {
+            return false;
+        }
+        previous_hyphen = hyphen;
+    }
+    true
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::parse(s)
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::parse(&s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+/// A Basphere account name, also the bastion login and the owner part of vSphere names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+string_newtype!(Username);
+
+impl Username {
+    pub fn parse(value: &str) -> Result<Self> {
+        if !check_label(value, 3, 32) {
+            return Err(Error::invalid("username", format!("{value:?} is not valid: {USERNAME_RULE}")));
+        }
+        if RESERVED_USERNAMES.contains(&value)
+            || RESERVED_USERNAME_PREFIXES.iter().any(|prefix| value.starts_with(prefix))
+        {
+            return Err(Error::invalid("username", format!("{value:?} is reserved for the system")));
+        }
+        Ok(Username(value.to_owned()))
+    }
+}
+
+/// The name of a VM or cluster: a DNS label, unique per owner, also the VM's hostname.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceName(String);
+string_newtype!(ResourceName);
+
+impl ResourceName {
+    pub const MAX_LEN: usize = 63;
+
+    pub fn parse(value: &str) -> Result<Self> {
+        if !check_label(value, 1, Self::MAX_LEN) {
+            return Err(Error::invalid("name", format!("{value:?} is not valid: {RESOURCE_NAME_RULE}")));
+        }
+        Ok(ResourceName(value.to_owned()))
+    }
+
+    /// The names of a batch: the name itself for one, `<name>-1 .. <name>-N` for several.
+    pub fn batch(&self, count: u32) -> Result<Vec<ResourceName>> {
+        if count <= 1 {
+            return Ok(vec![self.clone()]);
+        }
+        (1..=count).map(|index| ResourceName::parse(&format!("{}-{index}", self.0))).collect()
+    }
+}
+
+/// An email address: syntactically valid, at most 254 bytes, domain stored in lowercase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+string_newtype!(Email);
+
+impl Email {
+    pub fn parse(value: &str) -> Result<Self> {
+        let invalid = |why: &str| Error::invalid("email", format!("{value:?} is not a valid email address: {why}"));
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if value.len() > 254 {
+            return Err(invalid("it is longer than 254 characters"));
+        }
+        let (local, domain) = match value.split_once('@') {
+            Some((local, domain)) if !domain.contains('@') => (local, domain),
+            _ => return Err(invalid("it needs exactly one @")),
+        };
+        if local.is_empty() || local.len() > 64 {
+            return Err(invalid("the part before @ must be 1-64 characters"));
+        }
+        let local_ok = local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+        });
+        if !local_ok {
+            return Err(invalid("the part before @ has a character that is not allowed"));
+        }
+        let domain = domain.to_ascii_lowercase();
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
+        if !domain_ok {
+            return Err(invalid("the domain must look like example.com"));
+        }
+        Ok(Email(format!("{local}@{domain}")))
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or("")
+    }
+
+    /// Whether two addresses name the same mailbox (case-insensitive, as users expect).
+    pub fn matches(&self, other: &Email) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+/// An allow-list of email domains: `example.com` matches exactly, `*.example.com` matches any
+/// subdomain (but not `example.com` itself). An empty list allows every domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmailDomainAllowList {
+    exact: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+impl EmailDomainAllowList {
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self> {
+        let mut list = EmailDomainAllowList::default();
+        for entry in entries {
+            let entry = entry.as_ref().trim().to_ascii_lowercase();
+            let (wildcard, domain) = match entry.strip_prefix("*.") {
+                Some(rest) => (true, rest.to_owned()),
+                None => (false, entry.clone()),
+            };
+            // Reuse the email rule for the domain part.
+            Email::parse(&format!("x@{domain}")).map_err(|_| {
+                Error::invalid(
+                    "validation.allowed_email_domains",
+                    format!("{entry:?} is not a domain; use example.com or *.example.com"),
+                )
+            })?;
+            if wildcard {
+                list.suffixes.push(format!(".{domain}"));
+            } else {
+                list.exact.push(domain);
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.suffixes.is_empty()
+    }
+
+    /// Checks an address; the error never reveals the list itself.
+    pub fn check(&self, email: &Email) -> Result<()> {
+        if self.allows(email.domain()) {
+            Ok(())
+        } else {
+            Err(Error::invalid("email", format!("the email domain {:?} is not accepted here; use your organisation's address", email.domain())))
+        }
+    }
+
+    pub fn allows(&self, domain: &str) -> bool {
+        let domain = domain.to_ascii_lowercase();
+        self.is_empty()
+            || self.exact.iter().any(|exact| *exact == domain)
+            || self.suffixes.iter().any(|suffix| domain.ends_with(suffix.as_str()))
+    }
+}
+
+/// A parsed, normalised SSH public key: one key on one line, no options, a modern algorithm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SshPublicKey {
+    openssh: String,
+    fingerprint: String,
+    algorithm: String,
+}
+
+const SSH_KEY_RULE: &str = "paste exactly one public key line, such as the content of \
+     ~/.ssh/id_ed25519.pub (accepted: ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa of at \
+     least 2048 bits, sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com)";
+
+impl SshPublicKey {
+    /// Longest accepted input; an RSA 16384-bit key line is about 2.8 KB.
+    pub const MAX_LEN: usize = 8192;
+
+    pub fn parse(value: &str) -> Result<Self> {
+        let invalid = |why: String| Error::invalid("ssh public key", format!("{why}; {SSH_KEY_RULE}"));
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(invalid("the key is empty".into()));
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(invalid(format!("the key is longer than {} characters", Self::MAX_LEN)));
+        }
+        if value.contains(['\n', '\r']) {
+            return Err(invalid("the key spans several lines (only one key is accepted)".into()));
+        }
+        if value.contains("PRIVATE KEY") {
+            return Err(invalid("this is a private key: never share it, send the .pub file instead".into()));
+        }
+        let first = value.split_ascii_whitespace().next().unwrap_or_default();
+        let known = [
+            "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
+            "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss",
+        ];
+        if !known.contains(&first) {
+            if value.split_ascii_whitespace().skip(1).any(|token| known.contains(&token)) {
+                return Err(invalid("authorized_keys options before the key are not accepted".into()));
+            }
+            return Err(invalid(format!("{:?} is not a known key type", truncate(first, 40))));
+        }
+        if first == "ssh-dss" {
+            return Err(invalid("DSA keys are no longer secure and are not accepted".into()));
+        }
+        let key = ssh_key::PublicKey::from_openssh(value)
+            .map_err(|error| invalid(format!("the key could not be parsed ({error})")))?;
+        if let ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
+            let bits = mpint_bits(rsa.n.as_bytes());
+            if bits < 2048 {
+                return Err(invalid(format!("this RSA key has {bits} bits, at least 2048 are needed")));
+            }
+        }
+        if key.comment().chars().any(char::is_control) || key.comment().len() > 256 {
+            return Err(invalid("the key comment must be printable text of at most 256 characters".into()));
+        }
+        let openssh = key.to_openssh().map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
+        let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+        Ok(SshPublicKey { openssh, fingerprint, algorithm: key.algorithm().as_str().to_owned() })
+    }
+
+    /// The normalised `algorithm base64 [comment]` line.
+    pub fn as_str(&self) -> &str {
+        &self.openssh
+    }
+
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn algorithm(&self) -> &str {
+        &self.algorithm
+    }
+}
+
+impl fmt::Display for SshPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.openssh)
+    }
+}
+
+impl TryFrom<String> for SshPublicKey {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        Self::parse(&value)
+    }
+}
+
+impl From<SshPublicKey> for String {
+    fn from(value: SshPublicKey) -> String {
+        value.openssh
+    }
+}
+
+/// Bit length of a big-endian unsigned integer (an SSH mpint may carry a leading zero byte).
+fn mpint_bits(bytes: &[u8]) -> usize {
+    let bytes = match bytes.iter().position(|&b| b != 0) {
+        Some(first) => &bytes[first..],
+        None => return 0,
+    };
+    bytes.len() * 8 - bytes[0].leading_zeros() as usize
+}
+
+fn truncate(value: &str, max: usize) -> &str {
+    match value.char_indices().nth(max) {
+        Some((index, _)) => &value[..index],
+        None => value,
+    }
+}
+
+/// Free text (team, reason): trimmed, bounded, printable.
+pub fn free_text(field: &str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("at most {max} characters are accepted")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "control characters and line breaks are not accepted"));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str = include_str!("../testdata/ssh/ed25519.pub");
+    const RSA_2048: &str = include_str!("../testdata/ssh/rsa-2048.pub");
+    const RSA_4096: &str = include_str!("../testdata/ssh/rsa-4096.pub");
+    const RSA_1024: &str = include_str!("../testdata/ssh/rsa-1024.pub");
+    const DSA: &str = include_str!("../testdata/ssh/dsa.pub");
+    const ECDSA: [&str; 3] = [
+        include_str!("../testdata/ssh/ecdsa-256.pub"),
+        include_str!("../testdata/ssh/ecdsa-384.pub"),
+        include_str!("../testdata/ssh/ecdsa-521.pub"),
+    ];
+
+    // The original's TestIsValidUsername cases (original.md §12.1), under the unified rule.
+    #[test]
+    fn usernames_from_the_original_suite() {
+        for valid in ["john", "john123", "john-doe", "abc", "a2345678901234567890", &"a".repeat(32)] {
+            assert!(Username::parse(valid).is_ok(), "{valid} should be valid");
+        }
+        for invalid in [
+            "ab", &"a".repeat(33), "", "John", "john_doe", "john doe", "john@doe", "김철수",
+            "-john", "john-", "-",
+        ] {
+            assert!(Username::parse(invalid).is_err(), "{invalid} should be invalid");
+        }
+    }
+
+    // original.md §13.2 item 14: the API accepted `1abc` and `a--b`, approval then refused them.
+    #[test]
+    fn username_rule_is_one_rule_leading_digit_and_double_hyphen_refused() {
+        for name in ["1abc", "a--b", "9lives"] {
+            let error = Username::parse(name).unwrap_err();
+            assert_eq!(error.kind(), "invalid-input");
+            assert!(error.to_string().contains("lowercase letter first"), "{error}");
+        }
+    }
+
+    #[test]
+    fn reserved_usernames_are_refused() {
+        for name in ["root", "admin", "basphere", "daemon", "nobody", "systemd-network", "basphere-ops"] {
+            let error = Username::parse(name).unwrap_err().to_string();
+            assert!(error.contains("reserved"), "{name}: {error}");
+        }
+    }
+
+    // original.md §12.2 TestIsValidVMName, plus §13.2 item 14 (30 vs 63, `--`).
+    #[test]
+    fn resource_names() {
+        for valid in ["a", "web", "web-1", &"a".repeat(30), &"a".repeat(31), &"a".repeat(63)] {
+            assert!(ResourceName::parse(valid).is_ok(), "{valid}");
+        }
+        for invalid in [
+            "", &"a".repeat(64), "Web", "web_1", "web 1", "web@1", "web.1", "웹", "-web", "web-",
+            "web--server", "1web", "../etc", "a/b",
+        ] {
+            assert!(ResourceName::parse(invalid).is_err(), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn batch_names_are_one_based_and_validated() {
+        let name = ResourceName::parse("web").unwrap();
+        let names: Vec<String> = name.batch(3).unwrap().into_iter().map(String::from).collect();
+        assert_eq!(names, ["web-1", "web-2", "web-3"]);
+        assert_eq!(name.batch(1).unwrap(), vec![name.clone()]);
+        let long = ResourceName::parse(&"a".repeat(62)).unwrap();
+        assert!(long.batch(2).is_err(), "the suffix must fit in 63 characters");
+    }
+
+    // original.md §12.1 TestIsValidEmail.
+    #[test]
+    fn emails_from_the_original_suite() {
+        for valid in ["user@example.com", "user@mail.example.com", "user+tag@example.com", "first.last@example.com"] {
+            assert!(Email::parse(valid).is_ok(), "{valid}");
+        }
+        for invalid in [
+            "userexample.com", "user@", "@example.com", "user@@example.com", "a@b@example.com",
+            "user@example", "", "user@.com", "us\"er@example.com", "user@exa mple.com",
+            "user..x@example.com", &format!("{}@example.com", "a".repeat(65)),
+        ] {
+            assert!(Email::parse(invalid).is_err(), "{invalid}");
+        }
+        assert_eq!(Email::parse("Alice@Example.COM").unwrap().as_str(), "Alice@example.com");
+    }
+
+    #[test]
+    fn email_domain_allow_list() {
+        let list = EmailDomainAllowList::parse(&["example.com", "*.corp.example.org"]).unwrap();
+        let check = |email: &str| list.check(&Email::parse(email).unwrap()).is_ok();
+        assert!(check("a@example.com"));
+        assert!(check("a@EXAMPLE.com"));
+        assert!(!check("a@sub.example.com"));
+        assert!(check("a@team.corp.example.org"));
+        assert!(!check("a@corp.example.org"));
+        assert!(!check("a@evilcorp.example.org"));
+        assert!(!check("a@other.com"));
+        let error = list.check(&Email::parse("a@other.com").unwrap()).unwrap_err().to_string();
+        assert!(!error.contains("example.com"), "the allow-list must not leak: {error}");
+        assert!(EmailDomainAllowList::parse(&Vec::<String>::new()).unwrap().allows("any.org"));
+        assert!(EmailDomainAllowList::parse(&["not a domain"]).is_err());
+    }
+
+    #[test]
+    fn ssh_keys_of_every_accepted_type_parse_with_fingerprint() {
+        for key in [ED25519, RSA_2048, RSA_4096, ECDSA[0], ECDSA[1], ECDSA[2]] {
+            let parsed = SshPublicKey::parse(key).unwrap_or_else(|error| panic!("{key}: {error}"));
+            assert!(parsed.fingerprint().starts_with("SHA256:"));
+            assert_eq!(parsed.as_str(), key.trim());
+        }
+        // CRLF and surrounding whitespace are normalised (original TestSanitizeSSHKey).
+        let parsed = SshPublicKey::parse(&format!("  {}\r\n", ED25519.trim())).unwrap();
+        assert_eq!(parsed.as_str(), ED25519.trim());
+    }
+
+    #[test]
+    fn fido_keys_are_accepted() {
+        let ed = ssh_key::public::Ed25519PublicKey([7; 32]);
+        let sk = ssh_key::public::SkEd25519::new(ed, "ssh:".to_string());
+        let key = ssh_key::PublicKey::new(ssh_key::public::KeyData::SkEd25519(sk), "yubikey");
+        let parsed = SshPublicKey::parse(&key.to_openssh().unwrap()).unwrap();
+        assert_eq!(parsed.algorithm(), "sk-ssh-ed25519@openssh.com");
+    }
+
+    // original.md §12.1 TestIsValidSSHPublicKey invalid cases, plus §13.1 item 13.
+    #[test]
+    fn ssh_keys_that_are_refused() {
+        let ed = ED25519.trim();
+        let cases = [
+            ("", "empty"),
+            ("random text", "not a known key type"),
+            ("ssh-ed25519", "could not be parsed"),
+            ("ssh-invalid AAAA", "not a known key type"),
+            ("-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
+            ("ssh-rsaXYZ AAAA", "not a known key type"),
+            (&*format!("{ed}\n{ed}"), "several lines"),
+            (&*format!("command=\"/bin/sh\" {ed}"), "options"),
+            (&*format!("from=\"10.0.0.1\" {ed}"), "options"),
+            (DSA, "DSA"),
+            (RSA_1024, "1024 bits"),
+            ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "could not be parsed"),
+            (&*format!("ssh-ed25519 {}", "A".repeat(9000)), "longer than"),
+        ];
+        for (key, expected) in cases {
+            let error = SshPublicKey::parse(key).unwrap_err().to_string();
+            assert!(error.contains(expected), "{key:.40}: {error}");
+        }
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        assert_eq!(free_text("team", "  DevOps팀 ", 64).unwrap(), "DevOps팀");
+        assert!(free_text("team", "a\nb", 64).is_err());
+        assert!(free_text("team", &"a".repeat(65), 64).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn resource_name_rule_matches_a_regex_reference(name in "[a-z0-9-]{0,70}") {
+            let reference = !name.is_empty() && name.len() <= 63
+                && name.as_bytes()[0].is_ascii_lowercase()
+                && !name.ends_with('-') && !name.contains("--");
+            proptest::prop_assert_eq!(ResourceName::parse(&name).is_ok(), reference);
+        }
+
+        #[test]
+        fn parsers_never_panic(input in "\\PC{0,80}") {
+            let _ = Username::parse(&input);
+            let _ = ResourceName::parse(&input);
+            let _ = Email::parse(&input);
+            let _ = SshPublicKey::parse(&input);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! IP allocator (being written).
