@@ -1,0 +1,44 @@
+//! Conformance suites, one per trait, run by every backend's tests; and the fixtures they use.
+//!
+//! Each suite is the `# Contract` section of its trait written as code: a backend passes when
+//! every `check_*` function returns without panicking.
+
+pub mod ipam;
+pub mod notifier;
+pub mod provisioner;
+pub mod store;
+
+use crate::model::*;
+use crate::validate::{Email, SshPublicKey, Username};
+
+/// A real SSH key, distinct for every `seed` (an ed25519 key built from the seed's bytes).
+pub fn ssh_key(seed: u64) -> SshPublicKey {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[31] = 0x42;
+    let key = ssh_key::PublicKey::new(ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(bytes)), format!("test-{seed}"));
+    SshPublicKey::parse(&key.to_openssh().expect("encodes")).expect("a valid key")
+}
+
+/// The ed25519 public key of `basphere-core/testdata/ssh/ed25519.pub` (a key made by ssh-keygen).
+pub const ED25519_FIXTURE: &str = include_str!("../../testdata/ssh/ed25519.pub");
+
+pub fn username(name: &str) -> Username {
+    Username::parse(name).expect("a valid username")
+}
+
+/// An active account named `name` with a key derived from `seed`.
+pub fn user(name: &str, seed: u64) -> User {
+    let at = now();
+    User {
+        username: username(name),
+        email: Email::parse(&format!("{name}@example.com")).expect("valid"),
+        team: "platform".into(),
+        ssh_key: ssh_key(seed),
+        role: Role::User,
+        status: UserStatus::Active,
+        uid: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
