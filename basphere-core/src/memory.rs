@@ -545,6 +545,9 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn insert_block(&mut self, block: &IpBlock) -> Result<()> {
+        if !self.state.users.contains_key(&block.owner) {
+            return Err(Error::not_found("user", &block.owner));
+        }
         let (start, end) = (u32::from(block.start), u32::from(block.end()));
         let overlapping = self.state.blocks.range(..=end).next_back().filter(|(_, (other, _))| u32::from(other.end()) >= start);
         if let Some((_, (other, _))) = overlapping {
@@ -576,6 +579,9 @@ impl StoreTx for WriteTx<'_> {
 
     fn insert_lease(&mut self, lease: &Lease) -> Result<()> {
         let address = u32::from(lease.address);
+        if !self.state.users.contains_key(&lease.owner) {
+            return Err(Error::not_found("user", &lease.owner));
+        }
         if self.state.leases.contains_key(&address) {
             return Err(Error::already_exists("lease", lease.address));
         }

@@ -402,6 +402,9 @@ pub fn check_blocks_and_leases(store: &dyn Store) {
     expect_kind(store.transact(|tx| tx.delete_block(a_block.start)), "not-found", "a deleted block");
     expect_kind(store.transact(|tx| tx.delete_user(&b)), "conflict", "deleting a user who holds addresses");
 
+    expect_kind(store.transact(|tx| tx.insert_block(&block(&username("ghost"), [10, 254, 1, 0], 32))), "not-found", "a block for an unknown user");
+    expect_kind(store.transact(|tx| tx.insert_lease(&lease(&username("ghost"), [10, 254, 1, 1], Uuid::now_v7()))), "not-found", "a lease for an unknown user");
+
     // A block inserted over existing leases sees them.
     store.transact(|tx| tx.insert_lease(&lease(&a, [10, 254, 0, 66], resource))).unwrap();
     store.transact(|tx| tx.insert_block(&a_block)).unwrap();
