@@ -264,6 +264,9 @@ pub enum Fault {
     Hang(Duration),
     /// Add latency, then proceed.
     Delay(Duration),
+    /// Let the call take effect, then hang for this long and time out (a crash after the
+    /// backend acted but before Basphere recorded it).
+    HangAfter(Duration),
 }
 
 /// Wraps any provisioner and injects faults into chosen calls.
@@ -329,6 +332,11 @@ impl FaultInjectingProvisioner {
             Some(Fault::Delay(duration)) => {
                 tokio::time::sleep(duration).await;
                 call.await
+            }
+            Some(Fault::HangAfter(duration)) => {
+                call.await?;
+                tokio::time::sleep(duration).await;
+                Err(Error::Timeout(format!("{method:?} took effect but did not answer within {duration:?}")))
             }
         }
     }

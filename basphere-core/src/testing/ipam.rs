@@ -45,9 +45,10 @@ pub fn check_all(make_store: &dyn Fn() -> Arc<dyn Store>, make_ipam: IpamFactory
 fn add_users(store: &dyn Store, names: &[&str]) -> Vec<Username> {
     names
         .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            let record = user(name, 1000 + index as u64);
+        .map(|name| {
+            // A key seed derived from the name, so every account has its own key.
+            let seed = name.bytes().fold(1_000u64, |acc, b| acc.wrapping_mul(131).wrapping_add(u64::from(b)));
+            let record = user(name, seed);
             store.transact(|tx| tx.insert_user(&record)).unwrap();
             record.username
         })

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use basphere_core::model::*;
 use basphere_core::store::VmFilter;
 use basphere_core::testing::{self, store::vm, user};
 use basphere_core::{Store, StoreExt};
