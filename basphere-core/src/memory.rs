@@ -39,7 +39,8 @@ struct State {
     quota_overrides: BTreeMap<Username, QuotaOverride>,
     blocks: BTreeMap<u32, (IpBlock, Occupancy)>,
     blocks_by_owner: HashMap<Username, BTreeSet<u32>>,
-    leases: BTreeMap<u32, Lease>,
+    /// A hash map: leasing and releasing must not slow down as the pool fills.
+    leases: HashMap<u32, Lease>,
     leases_by_owner: HashMap<Username, BTreeSet<u32>>,
     leases_by_resource: HashMap<Uuid, BTreeSet<u32>>,
 }
@@ -47,7 +48,10 @@ struct State {
 impl State {
     fn put_block(&mut self, block: IpBlock, occupancy: Occupancy) {
         let start = u32::from(block.start);
-        self.blocks_by_owner.entry(block.owner.clone()).or_default().insert(start);
+        self.blocks_by_owner
+            .entry(block.owner.clone())
+            .or_default()
+            .insert(start);
         self.blocks.insert(start, (block, occupancy));
     }
 
@@ -68,8 +72,19 @@ impl State {
             let offset = address - u32::from(block.start);
             occupancy.set(offset);
         }
-        self.leases_by_owner.entry(lease.owner.clone()).or_default().insert(address);
-        self.leases_by_resource.entry(lease.resource.id).or_default().insert(address);
+        match self.leases_by_owner.get_mut(&lease.owner) {
+            Some(addresses) => {
+                addresses.insert(address);
+            }
+            None => {
+                self.leases_by_owner
+                    .insert(lease.owner.clone(), BTreeSet::from([address]));
+            }
+        }
+        self.leases_by_resource
+            .entry(lease.resource.id)
+            .or_default()
+            .insert(address);
         self.leases.insert(address, lease);
     }
 
@@ -85,15 +100,23 @@ impl State {
     }
 
     fn live_vm_named(&self, owner: &Username, name: &ResourceName) -> Option<&Vm> {
-        self.vms.values().find(|vm| vm.is_live() && vm.owner == *owner && vm.name == *name)
+        self.vms
+            .values()
+            .find(|vm| vm.is_live() && vm.owner == *owner && vm.name == *name)
     }
 
     fn live_cluster_named(&self, owner: &Username, name: &ResourceName) -> Option<&Cluster> {
-        self.clusters.values().find(|c| c.is_live() && c.owner == *owner && c.name == *name)
+        self.clusters
+            .values()
+            .find(|c| c.is_live() && c.owner == *owner && c.name == *name)
     }
 }
 
-fn remove_index<K: std::hash::Hash + Eq>(index: &mut HashMap<K, BTreeSet<u32>>, key: &K, value: u32) {
+fn remove_index<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, BTreeSet<u32>>,
+    key: &K,
+    value: u32,
+) {
     if let Some(set) = index.get_mut(key) {
         set.remove(&value);
         if set.is_empty() {
@@ -106,7 +129,7 @@ fn page<T: Clone>(items: impl Iterator<Item = T>, limit: Option<usize>) -> Vec<T
     items.take(limit.unwrap_or(usize::MAX)).collect()
 }
 
-fn after<'a, T>(map: &'a BTreeMap<Uuid, T>, after: Option<Uuid>) -> impl Iterator<Item = &'a T> {
+fn after<T>(map: &BTreeMap<Uuid, T>, after: Option<Uuid>) -> impl Iterator<Item = &T> {
     use std::ops::Bound;
     let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
     map.range((lower, Bound::Unbounded)).map(|(_, value)| value)
@@ -127,13 +150,22 @@ impl Store for MemoryStore {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&ReadTx { state: &state })
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut tx = WriteTx { state: &mut state, undo: Vec::new() };
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tx = WriteTx {
+            state: &mut state,
+            undo: Vec::new(),
+        };
         let result = f(&mut tx);
         if result.is_err() {
             let WriteTx { state, undo } = tx;
@@ -158,7 +190,11 @@ macro_rules! delegate_read {
             }
             fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
                 let $state = self;
-                Ok($expr.users.values().find(|u| u.ssh_key.fingerprint() == fingerprint).cloned())
+                Ok($expr
+                    .users
+                    .values()
+                    .find(|u| u.ssh_key.fingerprint() == fingerprint)
+                    .cloned())
             }
             fn list_users(&self) -> Result<Vec<User>> {
                 let $state = self;
@@ -168,17 +204,35 @@ macro_rules! delegate_read {
                 let $state = self;
                 Ok($expr.registrations.get(&id).cloned())
             }
-            fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
+            fn list_registrations(
+                &self,
+                status: Option<RequestStatus>,
+            ) -> Result<Vec<RegistrationRequest>> {
                 let $state = self;
-                Ok($expr.registrations.values().rev().filter(|r| status.is_none_or(|s| r.status == s)).cloned().collect())
+                Ok($expr
+                    .registrations
+                    .values()
+                    .rev()
+                    .filter(|r| status.is_none_or(|s| r.status == s))
+                    .cloned()
+                    .collect())
             }
             fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>> {
                 let $state = self;
                 Ok($expr.key_changes.get(&id).cloned())
             }
-            fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
+            fn list_key_changes(
+                &self,
+                status: Option<RequestStatus>,
+            ) -> Result<Vec<KeyChangeRequest>> {
                 let $state = self;
-                Ok($expr.key_changes.values().rev().filter(|r| status.is_none_or(|s| r.status == s)).cloned().collect())
+                Ok($expr
+                    .key_changes
+                    .values()
+                    .rev()
+                    .filter(|r| status.is_none_or(|s| r.status == s))
+                    .cloned()
+                    .collect())
             }
             fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
                 let $state = self;
@@ -186,11 +240,20 @@ macro_rules! delegate_read {
             }
             fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>> {
                 let $state = self;
-                Ok($expr.tokens.values().find(|t| t.secret_hash == secret_hash).cloned())
+                Ok($expr
+                    .tokens
+                    .values()
+                    .find(|t| t.secret_hash == secret_hash)
+                    .cloned())
             }
             fn list_tokens(&self, owner: &Username) -> Result<Vec<ApiToken>> {
                 let $state = self;
-                Ok($expr.tokens.values().filter(|t| t.owner == *owner).cloned().collect())
+                Ok($expr
+                    .tokens
+                    .values()
+                    .filter(|t| t.owner == *owner)
+                    .cloned()
+                    .collect())
             }
             fn get_vm(&self, id: Uuid) -> Result<Option<Vm>> {
                 let $state = self;
@@ -203,11 +266,13 @@ macro_rules! delegate_read {
             fn list_vms(&self, filter: &VmFilter) -> Result<Vec<Vm>> {
                 let $state = self;
                 Ok(page(
-                    after(&$expr.vms, filter.after).filter(|vm| {
-                        filter.owner.as_ref().is_none_or(|o| vm.owner == *o)
-                            && filter.state.is_none_or(|s| vm.state == s)
-                            && (filter.include_deleted || vm.is_live())
-                    }).cloned(),
+                    after(&$expr.vms, filter.after)
+                        .filter(|vm| {
+                            filter.owner.as_ref().is_none_or(|o| vm.owner == *o)
+                                && filter.state.is_none_or(|s| vm.state == s)
+                                && (filter.include_deleted || vm.is_live())
+                        })
+                        .cloned(),
                     filter.limit,
                 ))
             }
@@ -215,16 +280,23 @@ macro_rules! delegate_read {
                 let $state = self;
                 Ok($expr.clusters.get(&id).cloned())
             }
-            fn cluster_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Cluster>> {
+            fn cluster_by_name(
+                &self,
+                owner: &Username,
+                name: &ResourceName,
+            ) -> Result<Option<Cluster>> {
                 let $state = self;
                 Ok($expr.live_cluster_named(owner, name).cloned())
             }
             fn list_clusters(&self, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
                 let $state = self;
                 Ok(page(
-                    after(&$expr.clusters, filter.after).filter(|c| {
-                        filter.owner.as_ref().is_none_or(|o| c.owner == *o) && (filter.include_deleted || c.is_live())
-                    }).cloned(),
+                    after(&$expr.clusters, filter.after)
+                        .filter(|c| {
+                            filter.owner.as_ref().is_none_or(|o| c.owner == *o)
+                                && (filter.include_deleted || c.is_live())
+                        })
+                        .cloned(),
                     filter.limit,
                 ))
             }
@@ -235,20 +307,27 @@ macro_rules! delegate_read {
             fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
                 let $state = self;
                 Ok(page(
-                    after(&$expr.operations, filter.after).filter(|op| {
-                        filter.owner.as_ref().is_none_or(|o| op.owner == *o)
-                            && filter.resource.is_none_or(|r| op.resource.id == r)
-                            && (!filter.unfinished || !op.state.is_finished())
-                    }).cloned(),
+                    after(&$expr.operations, filter.after)
+                        .filter(|op| {
+                            filter.owner.as_ref().is_none_or(|o| op.owner == *o)
+                                && filter.resource.is_none_or(|r| op.resource.id == r)
+                                && (!filter.unfinished || !op.state.is_finished())
+                        })
+                        .cloned(),
                     filter.limit,
                 ))
             }
             fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
                 let $state = self;
                 Ok(page(
-                    $expr.audit.iter().filter(|event| {
-                        filter.actor.as_ref().is_none_or(|a| event.actor == *a) && filter.after.is_none_or(|after| event.id > after)
-                    }).cloned(),
+                    $expr
+                        .audit
+                        .iter()
+                        .filter(|event| {
+                            filter.actor.as_ref().is_none_or(|a| event.actor == *a)
+                                && filter.after.is_none_or(|after| event.id > after)
+                        })
+                        .cloned(),
                     filter.limit,
                 ))
             }
@@ -260,24 +339,46 @@ macro_rules! delegate_read {
                 let $state = self;
                 let state = $expr;
                 let mut usage = Usage::default();
-                for vm in state.vms.values().filter(|vm| vm.is_live() && vm.owner == *owner) {
+                for vm in state
+                    .vms
+                    .values()
+                    .filter(|vm| vm.is_live() && vm.owner == *owner)
+                {
                     usage.vms += 1;
                     usage.vcpus += u64::from(vm.cpu);
                     usage.memory_mb += vm.memory_mb;
                     usage.disk_gb += vm.disk_gb;
                 }
-                usage.clusters = state.clusters.values().filter(|c| c.is_live() && c.owner == *owner).count() as u64;
-                usage.ips = state.leases_by_owner.get(owner).map_or(0, |set| set.len() as u64);
+                usage.clusters = state
+                    .clusters
+                    .values()
+                    .filter(|c| c.is_live() && c.owner == *owner)
+                    .count() as u64;
+                usage.ips = state
+                    .leases_by_owner
+                    .get(owner)
+                    .map_or(0, |set| set.len() as u64);
                 Ok(usage)
             }
             fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
                 let $state = self;
-                Ok($expr.blocks.values().filter(|(b, _)| pool.is_none_or(|p| b.pool == p)).map(|(b, _)| b.clone()).collect())
+                Ok($expr
+                    .blocks
+                    .values()
+                    .filter(|(b, _)| pool.is_none_or(|p| b.pool == p))
+                    .map(|(b, _)| b.clone())
+                    .collect())
             }
             fn blocks_of(&self, owner: &Username) -> Result<Vec<IpBlock>> {
                 let $state = self;
                 let state = $expr;
-                Ok(state.blocks_by_owner.get(owner).into_iter().flatten().map(|start| state.blocks[start].0.clone()).collect())
+                Ok(state
+                    .blocks_by_owner
+                    .get(owner)
+                    .into_iter()
+                    .flatten()
+                    .map(|start| state.blocks[start].0.clone())
+                    .collect())
             }
             fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
                 let $state = self;
@@ -287,14 +388,30 @@ macro_rules! delegate_read {
                 let $state = self;
                 let state = $expr;
                 Ok(match owner {
-                    None => state.leases.values().cloned().collect(),
-                    Some(owner) => state.leases_by_owner.get(owner).into_iter().flatten().map(|a| state.leases[a].clone()).collect(),
+                    None => {
+                        let mut all: Vec<Lease> = state.leases.values().cloned().collect();
+                        all.sort_by_key(|lease| u32::from(lease.address));
+                        all
+                    }
+                    Some(owner) => state
+                        .leases_by_owner
+                        .get(owner)
+                        .into_iter()
+                        .flatten()
+                        .map(|a| state.leases[a].clone())
+                        .collect(),
                 })
             }
             fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {
                 let $state = self;
                 let state = $expr;
-                Ok(state.leases_by_resource.get(&resource).into_iter().flatten().map(|a| state.leases[a].clone()).collect())
+                Ok(state
+                    .leases_by_resource
+                    .get(&resource)
+                    .into_iter()
+                    .flatten()
+                    .map(|a| state.leases[a].clone())
+                    .collect())
             }
             fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
                 let $state = self;
@@ -305,7 +422,11 @@ macro_rules! delegate_read {
                         // Not a stored block: compute from the leases in its range.
                         let mut occupancy = Occupancy::new(block.size);
                         let start = u32::from(block.start);
-                        for address in state.leases.range(start..=u32::from(block.end())).map(|(a, _)| *a) {
+                        for address in state
+                            .leases
+                            .keys()
+                            .filter(|a| (start..=u32::from(block.end())).contains(*a))
+                        {
                             occupancy.set(address - start);
                         }
                         Ok(occupancy)
@@ -324,20 +445,26 @@ macro_rules! remember {
     ($tx:expr, $field:ident, $key:expr, $previous:expr) => {{
         let key = $key;
         let previous = $previous;
-        $tx.undo.push(Box::new(move |state: &mut State| match previous {
-            Some(previous) => {
-                state.$field.insert(key, previous);
-            }
-            None => {
-                state.$field.remove(&key);
-            }
-        }));
+        $tx.undo
+            .push(Box::new(move |state: &mut State| match previous {
+                Some(previous) => {
+                    state.$field.insert(key, previous);
+                }
+                None => {
+                    state.$field.remove(&key);
+                }
+            }));
     }};
 }
 
 impl WriteTx<'_> {
     fn check_user_unique(&self, user: &User) -> Result<()> {
-        for other in self.state.users.values().filter(|other| other.username != user.username) {
+        for other in self
+            .state
+            .users
+            .values()
+            .filter(|other| other.username != user.username)
+        {
             if other.ssh_key.fingerprint() == user.ssh_key.fingerprint() {
                 return Err(Error::already_exists("ssh key", user.ssh_key.fingerprint()));
             }
@@ -374,14 +501,34 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.users.contains_key(username) {
             return Err(Error::not_found("user", username));
         }
-        let holds_vm = self.state.vms.values().any(|vm| vm.is_live() && vm.owner == *username);
-        let holds_cluster = self.state.clusters.values().any(|c| c.is_live() && c.owner == *username);
-        if holds_vm || holds_cluster || self.state.blocks_by_owner.contains_key(username) || self.state.leases_by_owner.contains_key(username) {
-            return Err(Error::Conflict(format!("user {username} still owns VMs, clusters or addresses")));
+        let holds_vm = self
+            .state
+            .vms
+            .values()
+            .any(|vm| vm.is_live() && vm.owner == *username);
+        let holds_cluster = self
+            .state
+            .clusters
+            .values()
+            .any(|c| c.is_live() && c.owner == *username);
+        if holds_vm
+            || holds_cluster
+            || self.state.blocks_by_owner.contains_key(username)
+            || self.state.leases_by_owner.contains_key(username)
+        {
+            return Err(Error::Conflict(format!(
+                "user {username} still owns VMs, clusters or addresses"
+            )));
         }
         let previous = self.state.users.remove(username);
         remember!(self, users, username.clone(), previous);
-        let tokens: Vec<Uuid> = self.state.tokens.values().filter(|t| t.owner == *username).map(|t| t.id).collect();
+        let tokens: Vec<Uuid> = self
+            .state
+            .tokens
+            .values()
+            .filter(|t| t.owner == *username)
+            .map(|t| t.id)
+            .collect();
         for id in tokens {
             let previous = self.state.tokens.remove(&id);
             remember!(self, tokens, id, previous);
@@ -432,7 +579,13 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn insert_token(&mut self, token: &ApiToken) -> Result<()> {
-        if self.state.tokens.contains_key(&token.id) || self.state.tokens.values().any(|t| t.secret_hash == token.secret_hash) {
+        if self.state.tokens.contains_key(&token.id)
+            || self
+                .state
+                .tokens
+                .values()
+                .any(|t| t.secret_hash == token.secret_hash)
+        {
             return Err(Error::already_exists("token", token.id));
         }
         if !self.state.users.contains_key(&token.owner) {
@@ -447,7 +600,12 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.tokens.contains_key(&token.id) {
             return Err(Error::not_found("token", token.id));
         }
-        if self.state.tokens.values().any(|t| t.id != token.id && t.secret_hash == token.secret_hash) {
+        if self
+            .state
+            .tokens
+            .values()
+            .any(|t| t.id != token.id && t.secret_hash == token.secret_hash)
+        {
             return Err(Error::already_exists("token", token.id));
         }
         let previous = self.state.tokens.insert(token.id, token.clone());
@@ -471,7 +629,12 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.vms.contains_key(&vm.id) {
             return Err(Error::not_found("vm", vm.id));
         }
-        if vm.is_live() && self.state.live_vm_named(&vm.owner, &vm.name).is_some_and(|other| other.id != vm.id) {
+        if vm.is_live()
+            && self
+                .state
+                .live_vm_named(&vm.owner, &vm.name)
+                .is_some_and(|other| other.id != vm.id)
+        {
             return Err(Error::already_exists("vm", &vm.name));
         }
         let previous = self.state.vms.insert(vm.id, vm.clone());
@@ -483,7 +646,12 @@ impl StoreTx for WriteTx<'_> {
         if self.state.clusters.contains_key(&cluster.id) {
             return Err(Error::already_exists("cluster", cluster.id));
         }
-        if cluster.is_live() && self.state.live_cluster_named(&cluster.owner, &cluster.name).is_some() {
+        if cluster.is_live()
+            && self
+                .state
+                .live_cluster_named(&cluster.owner, &cluster.name)
+                .is_some()
+        {
             return Err(Error::already_exists("cluster", &cluster.name));
         }
         self.state.clusters.insert(cluster.id, cluster.clone());
@@ -495,7 +663,12 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.clusters.contains_key(&cluster.id) {
             return Err(Error::not_found("cluster", cluster.id));
         }
-        if cluster.is_live() && self.state.live_cluster_named(&cluster.owner, &cluster.name).is_some_and(|other| other.id != cluster.id) {
+        if cluster.is_live()
+            && self
+                .state
+                .live_cluster_named(&cluster.owner, &cluster.name)
+                .is_some_and(|other| other.id != cluster.id)
+        {
             return Err(Error::already_exists("cluster", &cluster.name));
         }
         let previous = self.state.clusters.insert(cluster.id, cluster.clone());
@@ -507,7 +680,9 @@ impl StoreTx for WriteTx<'_> {
         if self.state.operations.contains_key(&operation.id) {
             return Err(Error::already_exists("operation", operation.id));
         }
-        self.state.operations.insert(operation.id, operation.clone());
+        self.state
+            .operations
+            .insert(operation.id, operation.clone());
         remember!(self, operations, operation.id, None::<Operation>);
         Ok(())
     }
@@ -516,7 +691,10 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.operations.contains_key(&operation.id) {
             return Err(Error::not_found("operation", operation.id));
         }
-        let previous = self.state.operations.insert(operation.id, operation.clone());
+        let previous = self
+            .state
+            .operations
+            .insert(operation.id, operation.clone());
         remember!(self, operations, operation.id, previous);
         Ok(())
     }
@@ -528,11 +706,17 @@ impl StoreTx for WriteTx<'_> {
         let index = self.state.audit.partition_point(|e| e.id < event.id);
         self.state.audit.insert(index, event.clone());
         let id = event.id;
-        self.undo.push(Box::new(move |state: &mut State| state.audit.retain(|e| e.id != id)));
+        self.undo.push(Box::new(move |state: &mut State| {
+            state.audit.retain(|e| e.id != id)
+        }));
         Ok(())
     }
 
-    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>) -> Result<()> {
+    fn set_quota_override(
+        &mut self,
+        owner: &Username,
+        quota: Option<&QuotaOverride>,
+    ) -> Result<()> {
         if !self.state.users.contains_key(owner) {
             return Err(Error::not_found("user", owner));
         }
@@ -549,12 +733,25 @@ impl StoreTx for WriteTx<'_> {
             return Err(Error::not_found("user", &block.owner));
         }
         let (start, end) = (u32::from(block.start), u32::from(block.end()));
-        let overlapping = self.state.blocks.range(..=end).next_back().filter(|(_, (other, _))| u32::from(other.end()) >= start);
+        let overlapping = self
+            .state
+            .blocks
+            .range(..=end)
+            .next_back()
+            .filter(|(_, (other, _))| u32::from(other.end()) >= start);
         if let Some((_, (other, _))) = overlapping {
-            return Err(Error::Conflict(format!("block {}/{} overlaps the block at {} of {}", block.start, block.size, other.start, other.owner)));
+            return Err(Error::Conflict(format!(
+                "block {}/{} overlaps the block at {} of {}",
+                block.start, block.size, other.start, other.owner
+            )));
         }
         let mut occupancy = Occupancy::new(block.size);
-        for address in self.state.leases.range(start..=end).map(|(a, _)| *a) {
+        for address in self
+            .state
+            .leases
+            .keys()
+            .filter(|a| (start..=end).contains(*a))
+        {
             occupancy.set(address - start);
         }
         self.state.put_block(block.clone(), occupancy);
@@ -566,14 +763,18 @@ impl StoreTx for WriteTx<'_> {
 
     fn delete_block(&mut self, start: Ipv4Addr) -> Result<()> {
         let raw = u32::from(start);
-        let Some((block, _)) = self.state.blocks.get(&raw) else {
+        let Some((_, occupancy)) = self.state.blocks.get(&raw) else {
             return Err(Error::not_found("block", start));
         };
-        if self.state.leases.range(raw..=u32::from(block.end())).next().is_some() {
-            return Err(Error::Conflict(format!("block {start} still has leased addresses")));
+        if occupancy.count() > 0 {
+            return Err(Error::Conflict(format!(
+                "block {start} still has leased addresses"
+            )));
         }
         let (block, occupancy) = self.state.remove_block(raw).expect("checked above");
-        self.undo.push(Box::new(move |state: &mut State| state.put_block(block, occupancy)));
+        self.undo.push(Box::new(move |state: &mut State| {
+            state.put_block(block, occupancy)
+        }));
         Ok(())
     }
 
@@ -593,7 +794,11 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn set_lease_state(&mut self, address: Ipv4Addr, lease_state: LeaseState) -> Result<()> {
-        let lease = self.state.leases.get_mut(&u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
+        let lease = self
+            .state
+            .leases
+            .get_mut(&u32::from(address))
+            .ok_or_else(|| Error::not_found("lease", address))?;
         let previous = std::mem::replace(&mut lease.state, lease_state);
         let key = u32::from(address);
         self.undo.push(Box::new(move |state: &mut State| {
@@ -605,8 +810,12 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        let lease = self.state.remove_lease(u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
-        self.undo.push(Box::new(move |state: &mut State| state.put_lease(lease)));
+        let lease = self
+            .state
+            .remove_lease(u32::from(address))
+            .ok_or_else(|| Error::not_found("lease", address))?;
+        self.undo
+            .push(Box::new(move |state: &mut State| state.put_lease(lease)));
         Ok(())
     }
 }
@@ -621,7 +830,10 @@ fn check_pending_registration(state: &State, request: &RegistrationRequest) -> R
             && (other.username == request.username || other.email.matches(&request.email))
     });
     match clash {
-        Some(_) => Err(Error::already_exists("pending registration", &request.username)),
+        Some(_) => Err(Error::already_exists(
+            "pending registration",
+            &request.username,
+        )),
         None => Ok(()),
     }
 }
@@ -630,9 +842,16 @@ fn check_pending_key_change(state: &State, request: &KeyChangeRequest) -> Result
     if request.status != RequestStatus::Pending {
         return Ok(());
     }
-    let clash = state.key_changes.values().any(|other| other.id != request.id && other.status == RequestStatus::Pending && other.username == request.username);
+    let clash = state.key_changes.values().any(|other| {
+        other.id != request.id
+            && other.status == RequestStatus::Pending
+            && other.username == request.username
+    });
     if clash {
-        Err(Error::already_exists("pending key change", &request.username))
+        Err(Error::already_exists(
+            "pending key change",
+            &request.username,
+        ))
     } else {
         Ok(())
     }

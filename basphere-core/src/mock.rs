@@ -25,7 +25,11 @@ pub struct MockDelays {
 impl MockDelays {
     /// Task times in the range a real vCenter shows for a small linked clone.
     pub fn realistic() -> Self {
-        MockDelays { clone: Duration::from_millis(1500), power: Duration::from_millis(300), destroy: Duration::from_millis(500) }
+        MockDelays {
+            clone: Duration::from_millis(1500),
+            power: Duration::from_millis(300),
+            destroy: Duration::from_millis(500),
+        }
     }
 }
 
@@ -76,7 +80,10 @@ impl MockProvisioner {
 
     /// A simulator knowing the default catalog's templates, with no delays.
     pub fn with_default_catalog() -> Self {
-        Self::new("basphere-vms", ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"])
+        Self::new(
+            "basphere-vms",
+            ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"],
+        )
     }
 
     pub fn with_delays(mut self, delays: MockDelays) -> Self {
@@ -85,7 +92,9 @@ impl MockProvisioner {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inventory> {
-        self.inventory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inventory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn folder_of(&self, owner: &Username) -> String {
@@ -122,7 +131,14 @@ impl MockProvisioner {
         let backend_id = format!("vm-{}", inventory.next_id);
         inventory.vms.insert(
             vsphere_name.to_owned(),
-            MockVm { backend_id, vsphere_name: vsphere_name.into(), folder: folder.into(), basphere_id: None, power: PowerState::On, request: None },
+            MockVm {
+                backend_id,
+                vsphere_name: vsphere_name.into(),
+                folder: folder.into(),
+                basphere_id: None,
+                power: PowerState::On,
+                request: None,
+            },
         );
     }
 
@@ -157,16 +173,26 @@ impl Provisioner for MockProvisioner {
             inventory.calls.push(format!("create_vm:{name}"));
             if let Some(existing) = inventory.vms.get(&name) {
                 return if existing.basphere_id == Some(request.id) {
-                    Ok(VmHandle { backend_id: existing.backend_id.clone(), power: existing.power, log_tail: vec![format!("adopted existing {name}")] })
+                    Ok(VmHandle {
+                        backend_id: existing.backend_id.clone(),
+                        power: existing.power,
+                        log_tail: vec![format!("adopted existing {name}")],
+                    })
                 } else {
                     Err(Error::already_exists("vm", &name))
                 };
             }
             if !inventory.folders.contains(&folder) {
-                return Err(Error::backend("simulated", Message(format!("folder {folder} not found"))));
+                return Err(Error::backend(
+                    "simulated",
+                    Message(format!("folder {folder} not found")),
+                ));
             }
             if !self.templates.contains(&request.os.template) {
-                return Err(Error::backend("simulated", Message(format!("template {} not found", request.os.template))));
+                return Err(Error::backend(
+                    "simulated",
+                    Message(format!("template {} not found", request.os.template)),
+                ));
             }
         }
         tokio::time::sleep(self.delays.clone + self.delays.power).await;
@@ -191,14 +217,19 @@ impl Provisioner for MockProvisioner {
         Ok(VmHandle {
             backend_id,
             power: PowerState::On,
-            log_tail: vec![format!("cloned {} from {}", name, request.os.template), format!("powered on {name}")],
+            log_tail: vec![
+                format!("cloned {} from {}", name, request.os.template),
+                format!("powered on {name}"),
+            ],
         })
     }
 
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
         let present = {
             let mut inventory = self.lock();
-            inventory.calls.push(format!("destroy_vm:{}", vm.vsphere_name));
+            inventory
+                .calls
+                .push(format!("destroy_vm:{}", vm.vsphere_name));
             inventory.vms.contains_key(&vm.vsphere_name)
         };
         if present {
@@ -211,15 +242,26 @@ impl Provisioner for MockProvisioner {
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
         {
             let mut inventory = self.lock();
-            inventory.calls.push(format!("power_{action:?}:{}", vm.vsphere_name).to_lowercase());
-            let current = inventory.vms.get(&vm.vsphere_name).ok_or_else(|| Self::missing(vm))?;
+            inventory
+                .calls
+                .push(format!("power_{action:?}:{}", vm.vsphere_name).to_lowercase());
+            let current = inventory
+                .vms
+                .get(&vm.vsphere_name)
+                .ok_or_else(|| Self::missing(vm))?;
             if action == PowerAction::Reboot && current.power == PowerState::Off {
-                return Err(Error::Conflict(format!("{} is powered off; start it instead", vm.vsphere_name)));
+                return Err(Error::Conflict(format!(
+                    "{} is powered off; start it instead",
+                    vm.vsphere_name
+                )));
             }
         }
         tokio::time::sleep(self.delays.power).await;
         let mut inventory = self.lock();
-        let current = inventory.vms.get_mut(&vm.vsphere_name).ok_or_else(|| Self::missing(vm))?;
+        let current = inventory
+            .vms
+            .get_mut(&vm.vsphere_name)
+            .ok_or_else(|| Self::missing(vm))?;
         current.power = match action {
             PowerAction::Start | PowerAction::Reboot => PowerState::On,
             PowerAction::Stop => PowerState::Off,
@@ -278,17 +320,27 @@ pub struct FaultInjectingProvisioner {
 
 impl FaultInjectingProvisioner {
     pub fn new(inner: Arc<dyn Provisioner>) -> Self {
-        FaultInjectingProvisioner { inner, faults: Mutex::new(Vec::new()), injected: Mutex::new(0) }
+        FaultInjectingProvisioner {
+            inner,
+            faults: Mutex::new(Vec::new()),
+            injected: Mutex::new(0),
+        }
     }
 
     /// Injects `fault` into the next `times` calls of `method`.
     pub fn inject(&self, method: Method, fault: Fault, times: u32) {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).push((method, fault, times));
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((method, fault, times));
     }
 
     /// Removes every pending fault.
     pub fn clear(&self) {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// How many faults were injected so far.
@@ -298,7 +350,9 @@ impl FaultInjectingProvisioner {
 
     fn take(&self, method: Method) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let index = faults.iter().position(|(m, _, times)| *m == method && *times > 0)?;
+        let index = faults
+            .iter()
+            .position(|(m, _, times)| *m == method && *times > 0)?;
         faults[index].2 -= 1;
         let fault = faults[index].1;
         if faults[index].2 == 0 {
@@ -327,7 +381,9 @@ impl FaultInjectingProvisioner {
             }
             Some(Fault::Hang(duration)) => {
                 tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!("{method:?} did not answer within {duration:?}")))
+                Err(Error::Timeout(format!(
+                    "{method:?} did not answer within {duration:?}"
+                )))
             }
             Some(Fault::Delay(duration)) => {
                 tokio::time::sleep(duration).await;
@@ -336,7 +392,9 @@ impl FaultInjectingProvisioner {
             Some(Fault::HangAfter(duration)) => {
                 call.await?;
                 tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!("{method:?} took effect but did not answer within {duration:?}")))
+                Err(Error::Timeout(format!(
+                    "{method:?} took effect but did not answer within {duration:?}"
+                )))
             }
         }
     }
@@ -353,19 +411,23 @@ impl Provisioner for FaultInjectingProvisioner {
     }
 
     async fn ensure_folder(&self, owner: &Username) -> Result<()> {
-        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner)).await
+        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner))
+            .await
     }
 
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
-        self.around(Method::CreateVm, self.inner.create_vm(request)).await
+        self.around(Method::CreateVm, self.inner.create_vm(request))
+            .await
     }
 
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
-        self.around(Method::DestroyVm, self.inner.destroy_vm(vm)).await
+        self.around(Method::DestroyVm, self.inner.destroy_vm(vm))
+            .await
     }
 
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
-        self.around(Method::Power, self.inner.power(vm, action)).await
+        self.around(Method::Power, self.inner.power(vm, action))
+            .await
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
@@ -388,7 +450,10 @@ impl RecordingNotifier {
 
     /// Events delivered successfully, in order.
     pub fn events(&self) -> Vec<NotificationEvent> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Makes the next `count` deliveries fail.
@@ -414,10 +479,16 @@ impl Notifier for RecordingNotifier {
             let mut failures = self.failures_left.lock().unwrap_or_else(|p| p.into_inner());
             if *failures > 0 {
                 *failures -= 1;
-                return Err(Error::backend("recording", Message(format!("delivery of {} refused", event.name()))));
+                return Err(Error::backend(
+                    "recording",
+                    Message(format!("delivery of {} refused", event.name())),
+                ));
             }
         }
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
         Ok(())
     }
 }

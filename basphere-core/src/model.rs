@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+pub use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::validate::{Email, ResourceName, SshPublicKey, Username};
@@ -47,7 +47,7 @@ macro_rules! string_enum {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -313,7 +313,9 @@ impl Quota {
         Quota {
             max_vms: o.max_vms.unwrap_or(self.max_vms),
             max_clusters: o.max_clusters.unwrap_or(self.max_clusters),
-            max_nodes_per_cluster: o.max_nodes_per_cluster.unwrap_or(self.max_nodes_per_cluster),
+            max_nodes_per_cluster: o
+                .max_nodes_per_cluster
+                .unwrap_or(self.max_nodes_per_cluster),
             max_ips: o.max_ips.unwrap_or(self.max_ips),
             max_vcpus: o.max_vcpus.unwrap_or(self.max_vcpus),
             max_memory_mb: o.max_memory_mb.unwrap_or(self.max_memory_mb),
@@ -325,15 +327,30 @@ impl Quota {
     pub fn check(&self, usage: &Usage, extra: &Usage) -> Result<()> {
         let checks: [(&'static str, u64, u64, u64); 6] = [
             ("vms", usage.vms, extra.vms, self.max_vms),
-            ("clusters", usage.clusters, extra.clusters, self.max_clusters),
+            (
+                "clusters",
+                usage.clusters,
+                extra.clusters,
+                self.max_clusters,
+            ),
             ("ips", usage.ips, extra.ips, self.max_ips),
             ("vcpus", usage.vcpus, extra.vcpus, self.max_vcpus),
-            ("memory_mb", usage.memory_mb, extra.memory_mb, self.max_memory_mb),
+            (
+                "memory_mb",
+                usage.memory_mb,
+                extra.memory_mb,
+                self.max_memory_mb,
+            ),
             ("disk_gb", usage.disk_gb, extra.disk_gb, self.max_disk_gb),
         ];
         for (resource, used, more, limit) in checks {
             if more > 0 && used + more > limit {
-                return Err(Error::QuotaExceeded { resource, used, requested: used + more, limit });
+                return Err(Error::QuotaExceeded {
+                    resource,
+                    used,
+                    requested: used + more,
+                    limit,
+                });
             }
         }
         Ok(())
@@ -472,7 +489,13 @@ pub struct Operation {
 impl Operation {
     pub const LOG_TAIL_LINES: usize = 50;
 
-    pub fn new(kind: OperationKind, owner: Username, resource: ResourceRef, requested_by: &str, steps: &[&str]) -> Self {
+    pub fn new(
+        kind: OperationKind,
+        owner: Username,
+        resource: ResourceRef,
+        requested_by: &str,
+        steps: &[&str],
+    ) -> Self {
         let at = now();
         Operation {
             id: Uuid::now_v7(),
@@ -482,7 +505,12 @@ impl Operation {
             state: OperationState::Queued,
             steps: steps
                 .iter()
-                .map(|name| Step { name: (*name).to_owned(), state: StepState::Pending, started_at: None, finished_at: None })
+                .map(|name| Step {
+                    name: (*name).to_owned(),
+                    state: StepState::Pending,
+                    started_at: None,
+                    finished_at: None,
+                })
                 .collect(),
             error: None,
             log_tail: Vec::new(),
@@ -507,7 +535,11 @@ impl Operation {
         let at = now();
         self.updated_at = at;
         if let Some(step) = self.steps.iter_mut().find(|step| step.name == name) {
-            step.state = if ok { StepState::Done } else { StepState::Failed };
+            step.state = if ok {
+                StepState::Done
+            } else {
+                StepState::Failed
+            };
             step.started_at.get_or_insert(at);
             step.finished_at = Some(at);
         }
@@ -552,7 +584,14 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(actor: &str, action: &str, resource: &str, source: &str, outcome: Outcome, details: serde_json::Value) -> Self {
+    pub fn new(
+        actor: &str,
+        action: &str,
+        resource: &str,
+        source: &str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Self {
         AuditEvent {
             id: Uuid::now_v7(),
             at: now(),
@@ -571,17 +610,56 @@ impl AuditEvent {
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NotificationEvent {
-    RegistrationSubmitted { username: Username, email: Email },
-    RegistrationApproved { username: Username, email: Email },
-    RegistrationRejected { username: Username, email: Email, reason: String },
-    KeyChangeRequested { username: Username },
-    KeyChangeApproved { username: Username, email: Email },
-    KeyChangeRejected { username: Username, email: Email, reason: String },
-    VmReady { owner: Username, name: ResourceName, ip: Option<Ipv4Addr> },
-    VmFailed { owner: Username, name: ResourceName, reason: String },
-    ClusterReady { owner: Username, name: ResourceName },
-    ClusterFailed { owner: Username, name: ResourceName, reason: String },
-    QuotaNearlyUsed { owner: Username, resource: String, used: u64, limit: u64 },
+    RegistrationSubmitted {
+        username: Username,
+        email: Email,
+    },
+    RegistrationApproved {
+        username: Username,
+        email: Email,
+    },
+    RegistrationRejected {
+        username: Username,
+        email: Email,
+        reason: String,
+    },
+    KeyChangeRequested {
+        username: Username,
+    },
+    KeyChangeApproved {
+        username: Username,
+        email: Email,
+    },
+    KeyChangeRejected {
+        username: Username,
+        email: Email,
+        reason: String,
+    },
+    VmReady {
+        owner: Username,
+        name: ResourceName,
+        ip: Option<Ipv4Addr>,
+    },
+    VmFailed {
+        owner: Username,
+        name: ResourceName,
+        reason: String,
+    },
+    ClusterReady {
+        owner: Username,
+        name: ResourceName,
+    },
+    ClusterFailed {
+        owner: Username,
+        name: ResourceName,
+        reason: String,
+    },
+    QuotaNearlyUsed {
+        owner: Username,
+        resource: String,
+        used: u64,
+        limit: u64,
+    },
 }
 
 impl NotificationEvent {
@@ -612,7 +690,10 @@ pub struct Occupancy {
 
 impl Occupancy {
     pub fn new(len: u32) -> Self {
-        Occupancy { words: vec![0; len.div_ceil(64) as usize], len }
+        Occupancy {
+            words: vec![0; len.div_ceil(64) as usize],
+            len,
+        }
     }
 
     pub fn len(&self) -> u32 {
@@ -624,12 +705,20 @@ impl Occupancy {
     }
 
     pub fn set(&mut self, offset: u32) {
-        assert!(offset < self.len, "offset {offset} outside a block of {}", self.len);
+        assert!(
+            offset < self.len,
+            "offset {offset} outside a block of {}",
+            self.len
+        );
         self.words[(offset / 64) as usize] |= 1 << (offset % 64);
     }
 
     pub fn clear(&mut self, offset: u32) {
-        assert!(offset < self.len, "offset {offset} outside a block of {}", self.len);
+        assert!(
+            offset < self.len,
+            "offset {offset} outside a block of {}",
+            self.len
+        );
         self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
     }
 
@@ -683,14 +772,50 @@ mod tests {
 
     #[test]
     fn quota_check_names_the_exceeded_limit() {
-        let quota = Quota { max_vms: 10, max_clusters: 3, max_nodes_per_cluster: 10, max_ips: 32, max_vcpus: 40, max_memory_mb: 1 << 20, max_disk_gb: 4000 };
-        let usage = Usage { vms: 9, vcpus: 18, ..Usage::default() };
-        assert!(quota.check(&usage, &Usage { vms: 1, vcpus: 2, ..Usage::default() }).is_ok());
-        match quota.check(&usage, &Usage { vms: 2, vcpus: 4, ..Usage::default() }) {
-            Err(Error::QuotaExceeded { resource: "vms", used: 9, requested: 11, limit: 10 }) => {}
+        let quota = Quota {
+            max_vms: 10,
+            max_clusters: 3,
+            max_nodes_per_cluster: 10,
+            max_ips: 32,
+            max_vcpus: 40,
+            max_memory_mb: 1 << 20,
+            max_disk_gb: 4000,
+        };
+        let usage = Usage {
+            vms: 9,
+            vcpus: 18,
+            ..Usage::default()
+        };
+        assert!(quota
+            .check(
+                &usage,
+                &Usage {
+                    vms: 1,
+                    vcpus: 2,
+                    ..Usage::default()
+                }
+            )
+            .is_ok());
+        match quota.check(
+            &usage,
+            &Usage {
+                vms: 2,
+                vcpus: 4,
+                ..Usage::default()
+            },
+        ) {
+            Err(Error::QuotaExceeded {
+                resource: "vms",
+                used: 9,
+                requested: 11,
+                limit: 10,
+            }) => {}
             other => panic!("unexpected {other:?}"),
         }
-        let overridden = quota.with_override(&QuotaOverride { max_vms: Some(20), ..QuotaOverride::default() });
+        let overridden = quota.with_override(&QuotaOverride {
+            max_vms: Some(20),
+            ..QuotaOverride::default()
+        });
         assert_eq!(overridden.max_vms, 20);
         assert_eq!(overridden.max_ips, 32);
     }
@@ -712,7 +837,10 @@ mod tests {
         assert!(token.is_valid_at(at));
         assert!(!token.is_valid_at(at + chrono::Duration::hours(2)));
         assert!(!format!("{token:?}").contains(&token.secret_hash));
-        assert_eq!(ApiToken::hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            ApiToken::hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -720,7 +848,11 @@ mod tests {
         let mut op = Operation::new(
             OperationKind::CreateVm,
             Username::parse("alice").unwrap(),
-            ResourceRef { kind: ResourceKind::Vm, id: Uuid::now_v7(), name: "web".into() },
+            ResourceRef {
+                kind: ResourceKind::Vm,
+                id: Uuid::now_v7(),
+                name: "web".into(),
+            },
             "alice",
             &["provision"],
         );
@@ -728,6 +860,9 @@ mod tests {
         assert_eq!(op.log_tail.len(), Operation::LOG_TAIL_LINES);
         assert_eq!(op.log_tail.last().unwrap(), "119");
         assert_eq!(VmState::parse("running").unwrap(), VmState::Running);
-        assert!(VmState::parse("bogus").unwrap_err().to_string().contains("running"));
+        assert!(VmState::parse("bogus")
+            .unwrap_err()
+            .to_string()
+            .contains("running"));
     }
 }

@@ -34,15 +34,27 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(username: &Username, source: &str) -> Self {
-        Actor { name: username.to_string(), role: Role::User, source: source.to_owned() }
+        Actor {
+            name: username.to_string(),
+            role: Role::User,
+            source: source.to_owned(),
+        }
     }
 
     pub fn admin(name: &str, source: &str) -> Self {
-        Actor { name: name.to_owned(), role: Role::Admin, source: source.to_owned() }
+        Actor {
+            name: name.to_owned(),
+            role: Role::Admin,
+            source: source.to_owned(),
+        }
     }
 
     pub fn system() -> Self {
-        Actor { name: "system".into(), role: Role::Admin, source: "system".into() }
+        Actor {
+            name: "system".into(),
+            role: Role::Admin,
+            source: "system".into(),
+        }
     }
 
     /// Whether this actor may act on resources of `owner`.
@@ -176,7 +188,10 @@ impl Platform {
         self.db(move |store, _| {
             store.query(|tx| {
                 let quota = default.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
-                Ok(QuotaReport { quota, usage: tx.usage(&owner)? })
+                Ok(QuotaReport {
+                    quota,
+                    usage: tx.usage(&owner)?,
+                })
             })
         })
         .await
@@ -184,7 +199,12 @@ impl Platform {
 
     /// Validates, checks quota, leases addresses and records the VMs and their operations in one
     /// transaction, then starts provisioning in the background.
-    pub async fn create_vms(self: &Arc<Self>, actor: &Actor, owner: &Username, request: CreateVms) -> Result<Vec<Accepted>> {
+    pub async fn create_vms(
+        self: &Arc<Self>,
+        actor: &Actor,
+        owner: &Username,
+        request: CreateVms,
+    ) -> Result<Vec<Accepted>> {
         let result = self.create_vms_inner(actor, owner, request.clone()).await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
@@ -194,7 +214,14 @@ impl Platform {
         if outcome != Outcome::Success {
             let error = result.as_ref().err().map(ToString::to_string);
             let details = json!({"os": request.os, "spec": request.spec, "count": request.count, "error": error});
-            self.audit(actor, "vm.create", &format!("vm/{owner}/{}", request.name), outcome, details).await;
+            self.audit(
+                actor,
+                "vm.create",
+                &format!("vm/{owner}/{}", request.name),
+                outcome,
+                details,
+            )
+            .await;
         }
         let accepted = result?;
         for item in &accepted {
@@ -203,12 +230,26 @@ impl Platform {
         Ok(accepted)
     }
 
-    async fn create_vms_inner(&self, actor: &Actor, owner: &Username, request: CreateVms) -> Result<Vec<Accepted>> {
+    async fn create_vms_inner(
+        &self,
+        actor: &Actor,
+        owner: &Username,
+        request: CreateVms,
+    ) -> Result<Vec<Accepted>> {
         if !actor.may_act_for(owner) {
-            return Err(Error::Forbidden(format!("{} may not create VMs for {owner}", actor.name)));
+            return Err(Error::Forbidden(format!(
+                "{} may not create VMs for {owner}",
+                actor.name
+            )));
         }
         if request.count == 0 || request.count > MAX_BATCH {
-            return Err(Error::invalid("count", format!("{} is not accepted: create 1-{MAX_BATCH} VMs per request", request.count)));
+            return Err(Error::invalid(
+                "count",
+                format!(
+                    "{} is not accepted: create 1-{MAX_BATCH} VMs per request",
+                    request.count
+                ),
+            ));
         }
         let base = ResourceName::parse(&request.name)?;
         let names = base.batch(request.count)?;
@@ -271,24 +312,43 @@ impl Platform {
     }
 
     /// Marks the VM `deleting` and starts destroying it in the background.
-    pub async fn delete_vm(self: &Arc<Self>, actor: &Actor, owner: &Username, name: &ResourceName) -> Result<Operation> {
+    pub async fn delete_vm(
+        self: &Arc<Self>,
+        actor: &Actor,
+        owner: &Username,
+        name: &ResourceName,
+    ) -> Result<Operation> {
         let operation = self
-            .start_vm_operation(actor, owner, name, OperationKind::DeleteVm, &[STEP_DESTROY, STEP_RELEASE], |vm| {
-                match vm.state {
-                    VmState::Deleting | VmState::Deleted => Err(Error::Conflict(format!("vm {} is already being deleted", vm.name))),
+            .start_vm_operation(
+                actor,
+                owner,
+                name,
+                OperationKind::DeleteVm,
+                &[STEP_DESTROY, STEP_RELEASE],
+                |vm| match vm.state {
+                    VmState::Deleting | VmState::Deleted => Err(Error::Conflict(format!(
+                        "vm {} is already being deleted",
+                        vm.name
+                    ))),
                     _ => {
                         vm.state = VmState::Deleting;
                         Ok(())
                     }
-                }
-            })
+                },
+            )
             .await?;
         self.spawn_operation(operation.id);
         Ok(operation)
     }
 
     /// Starts, stops or reboots a VM in the background.
-    pub async fn power_vm(self: &Arc<Self>, actor: &Actor, owner: &Username, name: &ResourceName, action: PowerAction) -> Result<Operation> {
+    pub async fn power_vm(
+        self: &Arc<Self>,
+        actor: &Actor,
+        owner: &Username,
+        name: &ResourceName,
+        action: PowerAction,
+    ) -> Result<Operation> {
         let kind = match action {
             PowerAction::Start => OperationKind::StartVm,
             PowerAction::Stop => OperationKind::StopVm,
@@ -304,7 +364,13 @@ impl Platform {
                 if allowed {
                     Ok(())
                 } else {
-                    Err(Error::Conflict(format!("vm {} is {}; {action:?} needs it running or stopped", vm.name, vm.state).to_lowercase()))
+                    Err(Error::Conflict(
+                        format!(
+                            "vm {} is {}; {action:?} needs it running or stopped",
+                            vm.name, vm.state
+                        )
+                        .to_lowercase(),
+                    ))
                 }
             })
             .await?;
@@ -312,7 +378,15 @@ impl Platform {
         Ok(operation)
     }
 
-    async fn start_vm_operation<F>(&self, actor: &Actor, owner: &Username, name: &ResourceName, kind: OperationKind, steps: &'static [&'static str], mut transition: F) -> Result<Operation>
+    async fn start_vm_operation<F>(
+        &self,
+        actor: &Actor,
+        owner: &Username,
+        name: &ResourceName,
+        kind: OperationKind,
+        steps: &'static [&'static str],
+        mut transition: F,
+    ) -> Result<Operation>
     where
         F: FnMut(&mut Vm) -> Result<()> + Send + 'static,
     {
@@ -323,18 +397,38 @@ impl Platform {
         let (owner, name, actor) = (owner.clone(), name.clone(), actor.clone());
         self.db(move |store, _| {
             store.transact(|tx| {
-                let mut vm = tx.vm_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("vm", &name))?;
-                let busy = tx.list_operations(&OperationFilter { resource: Some(vm.id), unfinished: true, ..OperationFilter::default() })?;
+                let mut vm = tx
+                    .vm_by_name(&owner, &name)?
+                    .ok_or_else(|| Error::not_found("vm", &name))?;
+                let busy = tx.list_operations(&OperationFilter {
+                    resource: Some(vm.id),
+                    unfinished: true,
+                    ..OperationFilter::default()
+                })?;
                 if let Some(busy) = busy.first() {
-                    return Err(Error::Conflict(format!("vm {name} has an operation in progress ({} {})", busy.kind, busy.id)));
+                    return Err(Error::Conflict(format!(
+                        "vm {name} has an operation in progress ({} {})",
+                        busy.kind, busy.id
+                    )));
                 }
                 transition(&mut vm)?;
                 vm.updated_at = now();
                 tx.update_vm(&vm)?;
-                let resource = ResourceRef { kind: ResourceKind::Vm, id: vm.id, name: vm.name.to_string() };
+                let resource = ResourceRef {
+                    kind: ResourceKind::Vm,
+                    id: vm.id,
+                    name: vm.name.to_string(),
+                };
                 let operation = Operation::new(kind, owner.clone(), resource, &actor.name, steps);
                 tx.insert_operation(&operation)?;
-                tx.append_audit(&AuditEvent::new(&actor.name, kind.as_str(), &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, json!({"operation": operation.id})))?;
+                tx.append_audit(&AuditEvent::new(
+                    &actor.name,
+                    kind.as_str(),
+                    &format!("vm/{owner}/{name}"),
+                    &actor.source,
+                    Outcome::Success,
+                    json!({"operation": operation.id}),
+                ))?;
                 Ok(operation)
             })
         })
@@ -346,7 +440,9 @@ impl Platform {
     pub fn spawn_operation(self: &Arc<Self>, id: Uuid) {
         let platform = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = platform.workers.clone().acquire_owned().await else { return };
+            let Ok(_permit) = platform.workers.clone().acquire_owned().await else {
+                return;
+            };
             if let Err(error) = platform.run_operation(id).await {
                 tracing::error!(operation = %id, %error, "operation could not be run");
             }
@@ -356,11 +452,21 @@ impl Platform {
     /// Runs an operation to its end and returns it. Safe to call for an operation that was
     /// interrupted (by a crash or shutdown): every step is idempotent.
     pub async fn run_operation(&self, id: Uuid) -> Result<Operation> {
-        if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
-            return Err(Error::Conflict(format!("operation {id} is already running")));
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
+            return Err(Error::Conflict(format!(
+                "operation {id} is already running"
+            )));
         }
         let result = self.run_operation_inner(id).await;
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         self.changed.notify_waiters();
         result
     }
@@ -377,7 +483,10 @@ impl Platform {
             OperationKind::StopVm => self.run_power_vm(operation, PowerAction::Stop).await,
             OperationKind::RebootVm => self.run_power_vm(operation, PowerAction::Reboot).await,
             OperationKind::CreateCluster | OperationKind::DeleteCluster => {
-                Err(Error::NotSupported(format!("{} operations need a cluster backend", operation.kind)))
+                Err(Error::NotSupported(format!(
+                    "{} operations need a cluster backend",
+                    operation.kind
+                )))
             }
         }
     }
@@ -404,7 +513,9 @@ impl Platform {
         self.db(move |store, _| {
             store.query(|tx| {
                 let vm = tx.get_vm(id)?.ok_or_else(|| Error::not_found("vm", id))?;
-                let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
+                let user = tx
+                    .get_user(&owner)?
+                    .ok_or_else(|| Error::not_found("user", &owner))?;
                 Ok((vm, user))
             })
         })
@@ -412,10 +523,21 @@ impl Platform {
     }
 
     fn vm_request(&self, vm: &Vm, user: &User) -> Result<VmRequest> {
-        let address = vm.ip.ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
-        let info = self.ipam.address_info(address).ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
+        let address = vm
+            .ip
+            .ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
+        let info = self
+            .ipam
+            .address_info(address)
+            .ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
         let os = self.config.os_image(&vm.os)?.clone();
-        let spec = VmSpec { key: vm.spec.clone(), description: vm.spec.clone(), cpu: vm.cpu, memory_mb: vm.memory_mb, disk_gb: vm.disk_gb };
+        let spec = VmSpec {
+            key: vm.spec.clone(),
+            description: vm.spec.clone(),
+            cpu: vm.cpu,
+            memory_mb: vm.memory_mb,
+            disk_gb: vm.disk_gb,
+        };
         Ok(VmRequest {
             id: vm.id,
             owner: vm.owner.clone(),
@@ -435,7 +557,12 @@ impl Platform {
     }
 
     fn vm_ref(vm: &Vm) -> VmRef {
-        VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
+        VmRef {
+            id: vm.id,
+            owner: vm.owner.clone(),
+            vsphere_name: vm.vsphere_name(),
+            backend_id: vm.backend_id.clone(),
+        }
     }
 
     async fn run_create_vm(&self, mut operation: Operation) -> Result<Operation> {
@@ -453,7 +580,11 @@ impl Platform {
                 operation.append_log(handle.log_tail);
                 operation.finish_step(STEP_PROVISION, true);
                 operation.succeed();
-                vm.state = if handle.power == PowerState::On { VmState::Running } else { VmState::Stopped };
+                vm.state = if handle.power == PowerState::On {
+                    VmState::Running
+                } else {
+                    VmState::Stopped
+                };
                 vm.backend_id = Some(handle.backend_id);
                 vm.reason = None;
                 vm.updated_at = now();
@@ -471,7 +602,11 @@ impl Platform {
                     })
                     .await?;
                 self.changed.notify_waiters();
-                self.notify(NotificationEvent::VmReady { owner: vm.owner.clone(), name: vm.name.clone(), ip: vm.ip });
+                self.notify(NotificationEvent::VmReady {
+                    owner: vm.owner.clone(),
+                    name: vm.name.clone(),
+                    ip: vm.ip,
+                });
                 self.warn_quota(&vm.owner).await;
                 Ok(operation)
             }
@@ -507,7 +642,11 @@ impl Platform {
                     })
                     .await?;
                 self.changed.notify_waiters();
-                self.notify(NotificationEvent::VmFailed { owner: vm.owner.clone(), name: vm.name.clone(), reason });
+                self.notify(NotificationEvent::VmFailed {
+                    owner: vm.owner.clone(),
+                    name: vm.name.clone(),
+                    reason,
+                });
                 Ok(operation)
             }
         }
@@ -555,7 +694,11 @@ impl Platform {
         }
     }
 
-    async fn run_power_vm(&self, mut operation: Operation, action: PowerAction) -> Result<Operation> {
+    async fn run_power_vm(
+        &self,
+        mut operation: Operation,
+        action: PowerAction,
+    ) -> Result<Operation> {
         let (mut vm, _) = self.load_vm(&operation).await?;
         operation.start_step(STEP_POWER);
         let mut operation = self.save(operation, None).await?;
@@ -563,7 +706,11 @@ impl Platform {
             Ok(power) => {
                 operation.finish_step(STEP_POWER, true);
                 operation.succeed();
-                vm.state = if power == PowerState::On { VmState::Running } else { VmState::Stopped };
+                vm.state = if power == PowerState::On {
+                    VmState::Running
+                } else {
+                    VmState::Stopped
+                };
                 vm.updated_at = now();
                 self.save(operation, Some(vm)).await
             }
@@ -585,7 +732,14 @@ impl Platform {
     /// Resumes every operation that was interrupted (after a crash or restart). Returns their ids.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
         let unfinished = self
-            .db(|store, _| store.query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })))
+            .db(|store, _| {
+                store.query(|tx| {
+                    tx.list_operations(&OperationFilter {
+                        unfinished: true,
+                        ..OperationFilter::default()
+                    })
+                })
+            })
             .await?;
         let ids: Vec<Uuid> = unfinished.iter().map(|op| op.id).collect();
         for id in &ids {
@@ -606,7 +760,10 @@ impl Platform {
             let poll = Duration::from_millis(200);
             let wake = std::cmp::min(deadline, tokio::time::Instant::now() + poll);
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!("operation {id} still {} after {timeout:?}", operation.state)));
+                return Err(Error::Timeout(format!(
+                    "operation {id} still {} after {timeout:?}",
+                    operation.state
+                )));
             }
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
@@ -618,23 +775,53 @@ impl Platform {
         loop {
             let notified = self.changed.notified();
             let unfinished = self
-                .db(|store, _| store.query(|tx| tx.list_operations(&OperationFilter { unfinished: true, limit: Some(1), ..OperationFilter::default() })))
+                .db(|store, _| {
+                    store.query(|tx| {
+                        tx.list_operations(&OperationFilter {
+                            unfinished: true,
+                            limit: Some(1),
+                            ..OperationFilter::default()
+                        })
+                    })
+                })
                 .await?;
             if unfinished.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!("operations still running after {timeout:?}")));
+                return Err(Error::Timeout(format!(
+                    "operations still running after {timeout:?}"
+                )));
             }
-            let wake = std::cmp::min(deadline, tokio::time::Instant::now() + Duration::from_millis(200));
+            let wake = std::cmp::min(
+                deadline,
+                tokio::time::Instant::now() + Duration::from_millis(200),
+            );
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
 
     /// Records an audit event in its own transaction; failures are logged, not returned.
-    async fn audit(&self, actor: &Actor, action: &str, resource: &str, outcome: Outcome, details: serde_json::Value) {
-        let event = AuditEvent::new(&actor.name, action, resource, &actor.source, outcome, details);
-        if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.append_audit(&event))).await {
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) {
+        let event = AuditEvent::new(
+            &actor.name,
+            action,
+            resource,
+            &actor.source,
+            outcome,
+            details,
+        );
+        if let Err(error) = self
+            .db(move |store, _| store.write(&mut |tx| tx.append_audit(&event)))
+            .await
+        {
             tracing::error!(%error, "audit event could not be recorded");
         }
     }
@@ -653,24 +840,40 @@ impl Platform {
                     }
                 }
             }
-            tracing::error!(event = event.name(), "notification dropped after 5 attempts");
+            tracing::error!(
+                event = event.name(),
+                "notification dropped after 5 attempts"
+            );
         });
     }
 
     /// Sends `QuotaNearlyUsed` when a limit is at 80% or more.
     async fn warn_quota(&self, owner: &Username) {
-        let Ok(report) = self.quota(owner).await else { return };
+        let Ok(report) = self.quota(owner).await else {
+            return;
+        };
         let (quota, usage) = (report.quota, report.usage);
-        for (resource, used, limit) in [("vms", usage.vms, quota.max_vms), ("ips", usage.ips, quota.max_ips), ("vcpus", usage.vcpus, quota.max_vcpus)] {
+        for (resource, used, limit) in [
+            ("vms", usage.vms, quota.max_vms),
+            ("ips", usage.ips, quota.max_ips),
+            ("vcpus", usage.vcpus, quota.max_vcpus),
+        ] {
             if limit > 0 && used * 5 >= limit * 4 {
-                self.notify(NotificationEvent::QuotaNearlyUsed { owner: owner.clone(), resource: resource.into(), used, limit });
+                self.notify(NotificationEvent::QuotaNearlyUsed {
+                    owner: owner.clone(),
+                    resource: resource.into(),
+                    used,
+                    limit,
+                });
             }
         }
     }
 }
 
 fn active_user(tx: &dyn StoreTx, owner: &Username) -> Result<User> {
-    let user = tx.get_user(owner)?.ok_or_else(|| Error::not_found("user", owner))?;
+    let user = tx
+        .get_user(owner)?
+        .ok_or_else(|| Error::not_found("user", owner))?;
     if user.status != UserStatus::Active {
         return Err(Error::Forbidden(format!("account {owner} is suspended")));
     }

@@ -42,7 +42,12 @@ impl VmRequest {
     }
 
     pub fn vm_ref(&self) -> VmRef {
-        VmRef { id: self.id, owner: self.owner.clone(), vsphere_name: self.vsphere_name(), backend_id: None }
+        VmRef {
+            id: self.id,
+            owner: self.owner.clone(),
+            vsphere_name: self.vsphere_name(),
+            backend_id: None,
+        }
     }
 }
 

@@ -12,13 +12,65 @@ use crate::error::{Error, Result};
 /// Names that can never be Basphere accounts: system accounts, service names and names that
 /// would be confusing in the bastion's `/etc/passwd` or in the admin tooling.
 pub const RESERVED_USERNAMES: &[&str] = &[
-    "adm", "admin", "administrator", "api", "apt", "backup", "basphere", "basphere-admin",
-    "basphere-users", "bin", "daemon", "dnsmasq", "docker", "ftp", "games", "gnats", "guest",
-    "halt", "irc", "kube", "kubernetes", "list", "lp", "lxd", "mail", "man", "messagebus",
-    "mysql", "news", "nginx", "nobody", "nogroup", "ntp", "operator", "polkitd", "postfix",
-    "postgres", "proxy", "redis", "rocky", "root", "shutdown", "sshd", "staff", "sudo", "support",
-    "sync", "sys", "syslog", "system", "tcpdump", "tss", "ubuntu", "uucp", "uuidd", "vcsa",
-    "wheel", "www", "www-data",
+    "adm",
+    "admin",
+    "administrator",
+    "api",
+    "apt",
+    "backup",
+    "basphere",
+    "basphere-admin",
+    "basphere-users",
+    "bin",
+    "daemon",
+    "dnsmasq",
+    "docker",
+    "ftp",
+    "games",
+    "gnats",
+    "guest",
+    "halt",
+    "irc",
+    "kube",
+    "kubernetes",
+    "list",
+    "lp",
+    "lxd",
+    "mail",
+    "man",
+    "messagebus",
+    "mysql",
+    "news",
+    "nginx",
+    "nobody",
+    "nogroup",
+    "ntp",
+    "operator",
+    "polkitd",
+    "postfix",
+    "postgres",
+    "proxy",
+    "redis",
+    "rocky",
+    "root",
+    "shutdown",
+    "sshd",
+    "staff",
+    "sudo",
+    "support",
+    "sync",
+    "sys",
+    "syslog",
+    "system",
+    "tcpdump",
+    "tss",
+    "ubuntu",
+    "uucp",
+    "uuidd",
+    "vcsa",
+    "wheel",
+    "www",
+    "www-data",
 ];
 
 /// Prefixes reserved for system accounts (`systemd-network`, ...).
@@ -59,7 +111,7 @@ macro_rules! string_newtype {
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
         impl AsRef<str> for $name {
@@ -106,12 +158,20 @@ string_newtype!(Username);
 impl Username {
     pub fn parse(value: &str) -> Result<Self> {
         if !check_label(value, 3, 32) {
-            return Err(Error::invalid("username", format!("{value:?} is not valid: {USERNAME_RULE}")));
+            return Err(Error::invalid(
+                "username",
+                format!("{value:?} is not valid: {USERNAME_RULE}"),
+            ));
         }
         if RESERVED_USERNAMES.contains(&value)
-            || RESERVED_USERNAME_PREFIXES.iter().any(|prefix| value.starts_with(prefix))
+            || RESERVED_USERNAME_PREFIXES
+                .iter()
+                .any(|prefix| value.starts_with(prefix))
         {
-            return Err(Error::invalid("username", format!("{value:?} is reserved for the system")));
+            return Err(Error::invalid(
+                "username",
+                format!("{value:?} is reserved for the system"),
+            ));
         }
         Ok(Username(value.to_owned()))
     }
@@ -128,7 +188,10 @@ impl ResourceName {
 
     pub fn parse(value: &str) -> Result<Self> {
         if !check_label(value, 1, Self::MAX_LEN) {
-            return Err(Error::invalid("name", format!("{value:?} is not valid: {RESOURCE_NAME_RULE}")));
+            return Err(Error::invalid(
+                "name",
+                format!("{value:?} is not valid: {RESOURCE_NAME_RULE}"),
+            ));
         }
         Ok(ResourceName(value.to_owned()))
     }
@@ -138,7 +201,9 @@ impl ResourceName {
         if count <= 1 {
             return Ok(vec![self.clone()]);
         }
-        (1..=count).map(|index| ResourceName::parse(&format!("{}-{index}", self.0))).collect()
+        (1..=count)
+            .map(|index| ResourceName::parse(&format!("{}-{index}", self.0)))
+            .collect()
     }
 }
 
@@ -150,7 +215,12 @@ string_newtype!(Email);
 
 impl Email {
     pub fn parse(value: &str) -> Result<Self> {
-        let invalid = |why: &str| Error::invalid("email", format!("{value:?} is not a valid email address: {why}"));
+        let invalid = |why: &str| {
+            Error::invalid(
+                "email",
+                format!("{value:?} is not a valid email address: {why}"),
+            )
+        };
         let value = value.trim();
         if value.is_empty() {
             return Err(invalid("it is empty"));
@@ -167,10 +237,14 @@ impl Email {
         }
         let local_ok = local.split('.').all(|atom| {
             !atom.is_empty()
-                && atom.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+                && atom
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
         });
         if !local_ok {
-            return Err(invalid("the part before @ has a character that is not allowed"));
+            return Err(invalid(
+                "the part before @ has a character that is not allowed",
+            ));
         }
         let domain = domain.to_ascii_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
@@ -180,9 +254,13 @@ impl Email {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             })
-            && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
         if !domain_ok {
             return Err(invalid("the domain must look like example.com"));
         }
@@ -190,7 +268,10 @@ impl Email {
     }
 
     pub fn domain(&self) -> &str {
-        self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or("")
+        self.0
+            .rsplit_once('@')
+            .map(|(_, domain)| domain)
+            .unwrap_or("")
     }
 
     /// Whether two addresses name the same mailbox (case-insensitive, as users expect).
@@ -241,15 +322,24 @@ impl EmailDomainAllowList {
         if self.allows(email.domain()) {
             Ok(())
         } else {
-            Err(Error::invalid("email", format!("the email domain {:?} is not accepted here; use your organisation's address", email.domain())))
+            Err(Error::invalid(
+                "email",
+                format!(
+                    "the email domain {:?} is not accepted here; use your organisation's address",
+                    email.domain()
+                ),
+            ))
         }
     }
 
     pub fn allows(&self, domain: &str) -> bool {
         let domain = domain.to_ascii_lowercase();
         self.is_empty()
-            || self.exact.iter().any(|exact| *exact == domain)
-            || self.suffixes.iter().any(|suffix| domain.ends_with(suffix.as_str()))
+            || self.exact.contains(&domain)
+            || self
+                .suffixes
+                .iter()
+                .any(|suffix| domain.ends_with(suffix.as_str()))
     }
 }
 
@@ -271,49 +361,83 @@ impl SshPublicKey {
     pub const MAX_LEN: usize = 8192;
 
     pub fn parse(value: &str) -> Result<Self> {
-        let invalid = |why: String| Error::invalid("ssh public key", format!("{why}; {SSH_KEY_RULE}"));
+        let invalid =
+            |why: String| Error::invalid("ssh public key", format!("{why}; {SSH_KEY_RULE}"));
         let value = value.trim();
         if value.is_empty() {
             return Err(invalid("the key is empty".into()));
         }
         if value.len() > Self::MAX_LEN {
-            return Err(invalid(format!("the key is longer than {} characters", Self::MAX_LEN)));
+            return Err(invalid(format!(
+                "the key is longer than {} characters",
+                Self::MAX_LEN
+            )));
         }
         if value.contains(['\n', '\r']) {
-            return Err(invalid("the key spans several lines (only one key is accepted)".into()));
+            return Err(invalid(
+                "the key spans several lines (only one key is accepted)".into(),
+            ));
         }
         if value.contains("PRIVATE KEY") {
-            return Err(invalid("this is a private key: never share it, send the .pub file instead".into()));
+            return Err(invalid(
+                "this is a private key: never share it, send the .pub file instead".into(),
+            ));
         }
         let first = value.split_ascii_whitespace().next().unwrap_or_default();
         let known = [
-            "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-            "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
-            "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss",
+            "ssh-ed25519",
+            "ssh-rsa",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
+            "sk-ssh-ed25519@openssh.com",
+            "sk-ecdsa-sha2-nistp256@openssh.com",
+            "ssh-dss",
         ];
         if !known.contains(&first) {
-            if value.split_ascii_whitespace().skip(1).any(|token| known.contains(&token)) {
-                return Err(invalid("authorized_keys options before the key are not accepted".into()));
+            if value
+                .split_ascii_whitespace()
+                .skip(1)
+                .any(|token| known.contains(&token))
+            {
+                return Err(invalid(
+                    "authorized_keys options before the key are not accepted".into(),
+                ));
             }
-            return Err(invalid(format!("{:?} is not a known key type", truncate(first, 40))));
+            return Err(invalid(format!(
+                "{:?} is not a known key type",
+                truncate(first, 40)
+            )));
         }
         if first == "ssh-dss" {
-            return Err(invalid("DSA keys are no longer secure and are not accepted".into()));
+            return Err(invalid(
+                "DSA keys are no longer secure and are not accepted".into(),
+            ));
         }
         let key = ssh_key::PublicKey::from_openssh(value)
             .map_err(|error| invalid(format!("the key could not be parsed ({error})")))?;
         if let ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
             let bits = mpint_bits(rsa.n.as_bytes());
             if bits < 2048 {
-                return Err(invalid(format!("this RSA key has {bits} bits, at least 2048 are needed")));
+                return Err(invalid(format!(
+                    "this RSA key has {bits} bits, at least 2048 are needed"
+                )));
             }
         }
         if key.comment().chars().any(char::is_control) || key.comment().len() > 256 {
-            return Err(invalid("the key comment must be printable text of at most 256 characters".into()));
+            return Err(invalid(
+                "the key comment must be printable text of at most 256 characters".into(),
+            ));
         }
-        let openssh = key.to_openssh().map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
+        let openssh = key
+            .to_openssh()
+            .map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
         let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
-        Ok(SshPublicKey { openssh, fingerprint, algorithm: key.algorithm().as_str().to_owned() })
+        Ok(SshPublicKey {
+            openssh,
+            fingerprint,
+            algorithm: key.algorithm().as_str().to_owned(),
+        })
     }
 
     /// The normalised `algorithm base64 [comment]` line.
@@ -333,7 +457,7 @@ impl SshPublicKey {
 
 impl fmt::Display for SshPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.openssh)
+        f.pad(&self.openssh)
     }
 }
 
@@ -370,10 +494,16 @@ fn truncate(value: &str, max: usize) -> &str {
 pub fn free_text(field: &str, value: &str, max: usize) -> Result<String> {
     let value = value.trim();
     if value.chars().count() > max {
-        return Err(Error::invalid(field, format!("at most {max} characters are accepted")));
+        return Err(Error::invalid(
+            field,
+            format!("at most {max} characters are accepted"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "control characters and line breaks are not accepted"));
+        return Err(Error::invalid(
+            field,
+            "control characters and line breaks are not accepted",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -396,14 +526,33 @@ mod tests {
     // The original's TestIsValidUsername cases (original.md §12.1), under the unified rule.
     #[test]
     fn usernames_from_the_original_suite() {
-        for valid in ["john", "john123", "john-doe", "abc", "a2345678901234567890", &"a".repeat(32)] {
+        for valid in [
+            "john",
+            "john123",
+            "john-doe",
+            "abc",
+            "a2345678901234567890",
+            &"a".repeat(32),
+        ] {
             assert!(Username::parse(valid).is_ok(), "{valid} should be valid");
         }
         for invalid in [
-            "ab", &"a".repeat(33), "", "John", "john_doe", "john doe", "john@doe", "김철수",
-            "-john", "john-", "-",
+            "ab",
+            &"a".repeat(33),
+            "",
+            "John",
+            "john_doe",
+            "john doe",
+            "john@doe",
+            "김철수",
+            "-john",
+            "john-",
+            "-",
         ] {
-            assert!(Username::parse(invalid).is_err(), "{invalid} should be invalid");
+            assert!(
+                Username::parse(invalid).is_err(),
+                "{invalid} should be invalid"
+            );
         }
     }
 
@@ -413,13 +562,24 @@ mod tests {
         for name in ["1abc", "a--b", "9lives"] {
             let error = Username::parse(name).unwrap_err();
             assert_eq!(error.kind(), "invalid-input");
-            assert!(error.to_string().contains("lowercase letter first"), "{error}");
+            assert!(
+                error.to_string().contains("lowercase letter first"),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn reserved_usernames_are_refused() {
-        for name in ["root", "admin", "basphere", "daemon", "nobody", "systemd-network", "basphere-ops"] {
+        for name in [
+            "root",
+            "admin",
+            "basphere",
+            "daemon",
+            "nobody",
+            "systemd-network",
+            "basphere-ops",
+        ] {
             let error = Username::parse(name).unwrap_err().to_string();
             assert!(error.contains("reserved"), "{name}: {error}");
         }
@@ -428,12 +588,31 @@ mod tests {
     // original.md §12.2 TestIsValidVMName, plus §13.2 item 14 (30 vs 63, `--`).
     #[test]
     fn resource_names() {
-        for valid in ["a", "web", "web-1", &"a".repeat(30), &"a".repeat(31), &"a".repeat(63)] {
+        for valid in [
+            "a",
+            "web",
+            "web-1",
+            &"a".repeat(30),
+            &"a".repeat(31),
+            &"a".repeat(63),
+        ] {
             assert!(ResourceName::parse(valid).is_ok(), "{valid}");
         }
         for invalid in [
-            "", &"a".repeat(64), "Web", "web_1", "web 1", "web@1", "web.1", "웹", "-web", "web-",
-            "web--server", "1web", "../etc", "a/b",
+            "",
+            &"a".repeat(64),
+            "Web",
+            "web_1",
+            "web 1",
+            "web@1",
+            "web.1",
+            "웹",
+            "-web",
+            "web-",
+            "web--server",
+            "1web",
+            "../etc",
+            "a/b",
         ] {
             assert!(ResourceName::parse(invalid).is_err(), "{invalid}");
         }
@@ -442,27 +621,52 @@ mod tests {
     #[test]
     fn batch_names_are_one_based_and_validated() {
         let name = ResourceName::parse("web").unwrap();
-        let names: Vec<String> = name.batch(3).unwrap().into_iter().map(String::from).collect();
+        let names: Vec<String> = name
+            .batch(3)
+            .unwrap()
+            .into_iter()
+            .map(String::from)
+            .collect();
         assert_eq!(names, ["web-1", "web-2", "web-3"]);
         assert_eq!(name.batch(1).unwrap(), vec![name.clone()]);
         let long = ResourceName::parse(&"a".repeat(62)).unwrap();
-        assert!(long.batch(2).is_err(), "the suffix must fit in 63 characters");
+        assert!(
+            long.batch(2).is_err(),
+            "the suffix must fit in 63 characters"
+        );
     }
 
     // original.md §12.1 TestIsValidEmail.
     #[test]
     fn emails_from_the_original_suite() {
-        for valid in ["user@example.com", "user@mail.example.com", "user+tag@example.com", "first.last@example.com"] {
+        for valid in [
+            "user@example.com",
+            "user@mail.example.com",
+            "user+tag@example.com",
+            "first.last@example.com",
+        ] {
             assert!(Email::parse(valid).is_ok(), "{valid}");
         }
         for invalid in [
-            "userexample.com", "user@", "@example.com", "user@@example.com", "a@b@example.com",
-            "user@example", "", "user@.com", "us\"er@example.com", "user@exa mple.com",
-            "user..x@example.com", &format!("{}@example.com", "a".repeat(65)),
+            "userexample.com",
+            "user@",
+            "@example.com",
+            "user@@example.com",
+            "a@b@example.com",
+            "user@example",
+            "",
+            "user@.com",
+            "us\"er@example.com",
+            "user@exa mple.com",
+            "user..x@example.com",
+            &format!("{}@example.com", "a".repeat(65)),
         ] {
             assert!(Email::parse(invalid).is_err(), "{invalid}");
         }
-        assert_eq!(Email::parse("Alice@Example.COM").unwrap().as_str(), "Alice@example.com");
+        assert_eq!(
+            Email::parse("Alice@Example.COM").unwrap().as_str(),
+            "Alice@example.com"
+        );
     }
 
     #[test]
@@ -476,9 +680,17 @@ mod tests {
         assert!(!check("a@corp.example.org"));
         assert!(!check("a@evilcorp.example.org"));
         assert!(!check("a@other.com"));
-        let error = list.check(&Email::parse("a@other.com").unwrap()).unwrap_err().to_string();
-        assert!(!error.contains("example.com"), "the allow-list must not leak: {error}");
-        assert!(EmailDomainAllowList::parse(&Vec::<String>::new()).unwrap().allows("any.org"));
+        let error = list
+            .check(&Email::parse("a@other.com").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("example.com"),
+            "the allow-list must not leak: {error}"
+        );
+        assert!(EmailDomainAllowList::parse(&Vec::<String>::new())
+            .unwrap()
+            .allows("any.org"));
         assert!(EmailDomainAllowList::parse(&["not a domain"]).is_err());
     }
 
@@ -519,7 +731,10 @@ mod tests {
             (&*format!("from=\"10.0.0.1\" {ed}"), "options"),
             (DSA, "DSA"),
             (RSA_1024, "1024 bits"),
-            ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "could not be parsed"),
+            (
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==",
+                "could not be parsed",
+            ),
             (&*format!("ssh-ed25519 {}", "A".repeat(9000)), "longer than"),
         ];
         for (key, expected) in cases {

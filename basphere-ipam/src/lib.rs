@@ -33,16 +33,31 @@ impl BlockIpam {
         }
         for (index, pool) in pools.iter().enumerate() {
             pool.validate(&format!("network.pools[{index}]"))?;
-            if let Some(other) = pools[..index].iter().find(|other| other.cidr.overlaps(&pool.cidr) || other.name == pool.name) {
-                return Err(Error::invalid(format!("network.pools[{index}]"), format!("{} ({}) overlaps or shares its name with {} ({})", pool.name, pool.cidr, other.name, other.cidr)));
+            if let Some(other) = pools[..index]
+                .iter()
+                .find(|other| other.cidr.overlaps(&pool.cidr) || other.name == pool.name)
+            {
+                return Err(Error::invalid(
+                    format!("network.pools[{index}]"),
+                    format!(
+                        "{} ({}) overlaps or shares its name with {} ({})",
+                        pool.name, pool.cidr, other.name, other.cidr
+                    ),
+                ));
             }
         }
         let mut unleasable: HashMap<u32, Occupancy> = HashMap::new();
         for pool in &pools {
             let special = [pool.cidr.first(), pool.cidr.last(), u32::from(pool.gateway)];
-            for address in special.into_iter().chain(pool.reserved.iter().map(|a| u32::from(*a))) {
+            for address in special
+                .into_iter()
+                .chain(pool.reserved.iter().map(|a| u32::from(*a)))
+            {
                 let start = block_start(pool, address);
-                unleasable.entry(start).or_insert_with(|| Occupancy::new(pool.block_size)).set(address - start);
+                unleasable
+                    .entry(start)
+                    .or_insert_with(|| Occupancy::new(pool.block_size))
+                    .set(address - start);
             }
         }
         Ok(BlockIpam { pools, unleasable })
@@ -60,7 +75,10 @@ impl BlockIpam {
             let mut candidate = u64::from(pool.cidr.first()) + size;
             let end = u64::from(pool.cidr.last());
             for block in &existing {
-                let (start, last) = (u64::from(u32::from(block.start)), u64::from(u32::from(block.end())));
+                let (start, last) = (
+                    u64::from(u32::from(block.start)),
+                    u64::from(u32::from(block.end())),
+                );
                 if start > candidate + size - 1 {
                     break; // a gap before this block
                 }
@@ -69,12 +87,20 @@ impl BlockIpam {
                 }
             }
             if candidate + size - 1 <= end {
-                let block = IpBlock { pool: pool.name.clone(), start: Ipv4Addr::from(candidate as u32), size: pool.block_size, owner: owner.clone(), allocated_at: now() };
+                let block = IpBlock {
+                    pool: pool.name.clone(),
+                    start: Ipv4Addr::from(candidate as u32),
+                    size: pool.block_size,
+                    owner: owner.clone(),
+                    allocated_at: now(),
+                };
                 tx.insert_block(&block)?;
                 return Ok(block);
             }
         }
-        Err(Error::Exhausted(format!("no free IP block is left for {owner}; an administrator must add a pool")))
+        Err(Error::Exhausted(format!(
+            "no free IP block is left for {owner}; an administrator must add a pool"
+        )))
     }
 
     /// The lowest leasable address of `block`, if any.
@@ -85,7 +111,9 @@ impl BlockIpam {
                 taken.union_with(mask);
             }
         }
-        Ok(taken.first_free().map(|offset| Ipv4Addr::from(u32::from(block.start) + offset)))
+        Ok(taken
+            .first_free()
+            .map(|offset| Ipv4Addr::from(u32::from(block.start) + offset)))
     }
 }
 
@@ -106,8 +134,18 @@ impl Ipam for BlockIpam {
         }
     }
 
-    fn lease(&self, tx: &mut dyn StoreTx, owner: &Username, resource: &ResourceRef, ip_quota: u64) -> Result<Lease> {
-        if let Some(existing) = tx.leases_of_resource(resource.id)?.into_iter().find(|lease| lease.resource == *resource) {
+    fn lease(
+        &self,
+        tx: &mut dyn StoreTx,
+        owner: &Username,
+        resource: &ResourceRef,
+        ip_quota: u64,
+    ) -> Result<Lease> {
+        if let Some(existing) = tx
+            .leases_of_resource(resource.id)?
+            .into_iter()
+            .find(|lease| lease.resource == *resource)
+        {
             return Ok(existing);
         }
         let blocks = tx.blocks_of(owner)?;
@@ -137,13 +175,22 @@ impl Ipam for BlockIpam {
                 )))
             }
         };
-        let lease = Lease { address, pool, owner: owner.clone(), resource: resource.clone(), state: LeaseState::Reserved, created_at: now() };
+        let lease = Lease {
+            address,
+            pool,
+            owner: owner.clone(),
+            resource: resource.clone(),
+            state: LeaseState::Reserved,
+            created_at: now(),
+        };
         tx.insert_lease(&lease)?;
         Ok(lease)
     }
 
     fn release(&self, tx: &mut dyn StoreTx, address: Ipv4Addr) -> Result<Lease> {
-        let lease = tx.get_lease(address)?.ok_or_else(|| Error::not_found("lease", address))?;
+        let lease = tx
+            .get_lease(address)?
+            .ok_or_else(|| Error::not_found("lease", address))?;
         tx.delete_lease(address)?;
         Ok(lease)
     }
@@ -160,7 +207,10 @@ impl Ipam for BlockIpam {
         let blocks = tx.list_blocks(None)?;
         for block in &blocks {
             let Some(pool) = self.pool(&block.pool) else {
-                return Err(Error::Conflict(format!("block {} of {} is in pool {:?}, which the configuration no longer has", block.start, block.owner, block.pool)));
+                return Err(Error::Conflict(format!(
+                    "block {} of {} is in pool {:?}, which the configuration no longer has",
+                    block.start, block.owner, block.pool
+                )));
             };
             let start = u32::from(block.start);
             let fits = block.size == pool.block_size
@@ -176,10 +226,18 @@ impl Ipam for BlockIpam {
             }
         }
         for lease in tx.list_leases(None)? {
-            let inside = blocks.iter().any(|block| block.owner == lease.owner && block.contains(lease.address));
-            let pool = self.pools.iter().find(|pool| pool.cidr.contains(lease.address));
+            let inside = blocks
+                .iter()
+                .any(|block| block.owner == lease.owner && block.contains(lease.address));
+            let pool = self
+                .pools
+                .iter()
+                .find(|pool| pool.cidr.contains(lease.address));
             if !inside || pool.is_none_or(|pool| pool.is_unleasable(lease.address)) {
-                return Err(Error::Conflict(format!("the lease of {} ({} of {}) would not be valid in this configuration", lease.address, lease.resource.name, lease.owner)));
+                return Err(Error::Conflict(format!(
+                    "the lease of {} ({} of {}) would not be valid in this configuration",
+                    lease.address, lease.resource.name, lease.owner
+                )));
             }
         }
         Ok(())
@@ -187,6 +245,11 @@ impl Ipam for BlockIpam {
 
     fn address_info(&self, address: Ipv4Addr) -> Option<AddressInfo> {
         let pool = self.pools.iter().find(|pool| pool.cidr.contains(address))?;
-        Some(AddressInfo { pool: pool.name.clone(), address, prefix_len: pool.cidr.prefix_len, gateway: pool.gateway })
+        Some(AddressInfo {
+            pool: pool.name.clone(),
+            address,
+            prefix_len: pool.cidr.prefix_len,
+            gateway: pool.gateway,
+        })
     }
 }

@@ -28,13 +28,25 @@ pub enum SqliteError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt value in {table}.{column}: {message}")]
-    Corrupt { table: &'static str, column: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        message: String,
+    },
     #[error("migration to schema version {version} failed: {source}")]
-    Migration { version: usize, #[source] source: rusqlite::Error },
+    Migration {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the database has schema version {found}, newer than this build of Basphere supports ({supported}); upgrade Basphere")]
     NewerSchema { found: usize, supported: usize },
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, #[source] source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 impl From<SqliteError> for Error {
@@ -62,7 +74,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it to the latest schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let open = |path: &Path| Connection::open(path).map_err(|source| SqliteError::Open { path: path.to_path_buf(), source });
+        let open = |path: &Path| {
+            Connection::open(path).map_err(|source| SqliteError::Open {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
         let writer = open(&path)?;
         configure(&writer, true)?;
         migrate(&writer)?;
@@ -72,7 +89,11 @@ impl SqliteStore {
             configure(&reader, false)?;
             readers.push(reader);
         }
-        Ok(SqliteStore { writer: Mutex::new(writer), readers: Some(Mutex::new(readers)), path: Some(path) })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: Some(Mutex::new(readers)),
+            path: Some(path),
+        })
     }
 
     /// A private in-memory database (one connection), for tests and demos.
@@ -80,7 +101,11 @@ impl SqliteStore {
         let writer = Connection::open_in_memory().map_err(sql)?;
         configure(&writer, true)?;
         migrate(&writer)?;
-        Ok(SqliteStore { writer: Mutex::new(writer), readers: None, path: None })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: None,
+            path: None,
+        })
     }
 
     /// The database file, if any.
@@ -104,7 +129,10 @@ impl SqliteStore {
             Some(conn) => conn,
             None => {
                 let path = self.path.as_ref().expect("file databases have readers");
-                let conn = Connection::open(path).map_err(|source| SqliteError::Open { path: path.clone(), source })?;
+                let conn = Connection::open(path).map_err(|source| SqliteError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
                 configure(&conn, false)?;
                 conn
             }
@@ -122,14 +150,19 @@ fn configure(conn: &Connection, writer: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
     if writer {
         // journal_mode answers with the mode; it stays "memory" for in-memory databases.
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(sql)?;
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(sql)?;
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(sql)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(sql)?;
     Ok(())
 }
 
 fn user_version(conn: &Connection) -> Result<usize> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sql)?;
     Ok(version as usize)
 }
 
@@ -142,12 +175,20 @@ pub fn migrate(conn: &Connection) -> Result<()> {
 pub fn migrate_to(conn: &Connection, target: usize) -> Result<()> {
     let found = user_version(conn)?;
     if found > migrations::LATEST {
-        return Err(SqliteError::NewerSchema { found, supported: migrations::LATEST }.into());
+        return Err(SqliteError::NewerSchema {
+            found,
+            supported: migrations::LATEST,
+        }
+        .into());
     }
     for version in found..target.min(migrations::LATEST) {
         let apply = || -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let result = conn.execute_batch(migrations::MIGRATIONS[version]).and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)));
+            let result = conn
+                .execute_batch(migrations::MIGRATIONS[version])
+                .and_then(|()| {
+                    conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+                });
             match result {
                 Ok(()) => conn.execute_batch("COMMIT"),
                 Err(error) => {
@@ -156,7 +197,10 @@ pub fn migrate_to(conn: &Connection, target: usize) -> Result<()> {
                 }
             }
         };
-        apply().map_err(|source| SqliteError::Migration { version: version + 1, source })?;
+        apply().map_err(|source| SqliteError::Migration {
+            version: version + 1,
+            source,
+        })?;
         tracing::info!(version = version + 1, "store schema migrated");
     }
     Ok(())
@@ -169,7 +213,9 @@ impl basphere_core::Store for SqliteStore {
 
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {
         self.with_reader(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(sql)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(sql)?;
             let result = f(&SqlTx { conn: &tx });
             tx.finish().map_err(sql)?;
             result
@@ -178,7 +224,9 @@ impl basphere_core::Store for SqliteStore {
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let result = f(&mut SqlTx { conn: &tx });
         match result {
             Ok(()) => tx.commit().map_err(sql),
@@ -198,7 +246,9 @@ struct SqlTx<'c> {
 /// Maps a constraint violation to the domain error; anything else is a backend error.
 fn constraint(error: rusqlite::Error, on_violation: impl FnOnce(&str) -> Error) -> Error {
     match &error {
-        rusqlite::Error::SqliteFailure(code, message) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(code, message)
+            if code.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             on_violation(message.as_deref().unwrap_or(""))
         }
         _ => sql(error),
@@ -210,7 +260,12 @@ fn ip(address: Ipv4Addr) -> i64 {
 }
 
 impl SqlTx<'_> {
-    fn one<T>(&self, query: &str, params: impl rusqlite::Params, map: fn(&rusqlite::Row<'_>) -> Result<T>) -> Result<Option<T>> {
+    fn one<T>(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+        map: fn(&rusqlite::Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
         let mut statement = self.conn.prepare_cached(query).map_err(sql)?;
         let mut rows = statement.query(params).map_err(sql)?;
         match rows.next().map_err(sql)? {
@@ -219,7 +274,12 @@ impl SqlTx<'_> {
         }
     }
 
-    fn all<T>(&self, query: &str, params: impl rusqlite::Params, map: fn(&rusqlite::Row<'_>) -> Result<T>) -> Result<Vec<T>> {
+    fn all<T>(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+        map: fn(&rusqlite::Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let mut statement = self.conn.prepare_cached(query).map_err(sql)?;
         let mut rows = statement.query(params).map_err(sql)?;
         let mut out = Vec::new();
@@ -234,7 +294,14 @@ impl SqlTx<'_> {
     }
 
     /// Runs an UPDATE and turns "no row" into `NotFound`.
-    fn update(&self, query: &str, params: impl rusqlite::Params, kind: &'static str, name: impl std::fmt::Display, on_violation: impl FnOnce(&str) -> Error) -> Result<()> {
+    fn update(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+        kind: &'static str,
+        name: impl std::fmt::Display,
+        on_violation: impl FnOnce(&str) -> Error,
+    ) -> Result<()> {
         match self.exec(query, params) {
             Ok(0) => Err(Error::not_found(kind, name)),
             Ok(_) => Ok(()),
@@ -255,16 +322,19 @@ impl SqlTx<'_> {
     }
 }
 
-const USER_COLUMNS: &str = "username, email, team, ssh_key, role, status, uid, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "username, email, team, ssh_key, role, status, uid, created_at, updated_at";
 const REGISTRATION_COLUMNS: &str = "id, username, email, team, ssh_key, status, created_at, processed_by, processed_at, reject_reason";
 const KEY_CHANGE_COLUMNS: &str = "id, username, email, new_ssh_key, reason, status, created_at, processed_by, processed_at, reject_reason";
-const TOKEN_COLUMNS: &str = "id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at";
+const TOKEN_COLUMNS: &str =
+    "id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at";
 const VM_COLUMNS: &str = "id, owner, name, os, spec, cpu, memory_mb, disk_gb, ip, state, reason, backend_id, created_at, updated_at";
 const CLUSTER_COLUMNS: &str = "id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, control_plane_endpoint, state, reason, created_at, updated_at";
 const OPERATION_COLUMNS: &str = "id, kind, owner, resource_kind, resource_id, resource_name, state, steps, error, log_tail, requested_by, created_at, updated_at";
 const AUDIT_COLUMNS: &str = "id, at, actor, action, resource, source, outcome, details";
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
-const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
+const LEASE_COLUMNS: &str =
+    "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
 
 fn limit(value: Option<usize>) -> i64 {
     value.map_or(-1, |limit| limit as i64)
@@ -276,26 +346,49 @@ fn after(value: Option<Uuid>) -> String {
 
 impl StoreRead for SqlTx<'_> {
     fn get_user(&self, username: &Username) -> Result<Option<User>> {
-        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username.as_str()], user_row)
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
+            [username.as_str()],
+            user_row,
+        )
     }
 
     fn user_by_uid(&self, uid: u32) -> Result<Option<User>> {
-        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE uid = ?1"), [uid], user_row)
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE uid = ?1"),
+            [uid],
+            user_row,
+        )
     }
 
     fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
-        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE key_fingerprint = ?1"), [fingerprint], user_row)
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE key_fingerprint = ?1"),
+            [fingerprint],
+            user_row,
+        )
     }
 
     fn list_users(&self) -> Result<Vec<User>> {
-        self.all(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"), [], user_row)
+        self.all(
+            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"),
+            [],
+            user_row,
+        )
     }
 
     fn get_registration(&self, id: Uuid) -> Result<Option<RegistrationRequest>> {
-        self.one(&format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = ?1"), [id.to_string()], registration_row)
+        self.one(
+            &format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE id = ?1"),
+            [id.to_string()],
+            registration_row,
+        )
     }
 
-    fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
+    fn list_registrations(
+        &self,
+        status: Option<RequestStatus>,
+    ) -> Result<Vec<RegistrationRequest>> {
         self.all(
             &format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"),
             [status.map(RequestStatus::as_str)],
@@ -304,7 +397,11 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>> {
-        self.one(&format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes WHERE id = ?1"), [id.to_string()], key_change_row)
+        self.one(
+            &format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes WHERE id = ?1"),
+            [id.to_string()],
+            key_change_row,
+        )
     }
 
     fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
@@ -316,19 +413,35 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
-        self.one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id.to_string()], token_row)
+        self.one(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+            [id.to_string()],
+            token_row,
+        )
     }
 
     fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>> {
-        self.one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1"), [secret_hash], token_row)
+        self.one(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1"),
+            [secret_hash],
+            token_row,
+        )
     }
 
     fn list_tokens(&self, owner: &Username) -> Result<Vec<ApiToken>> {
-        self.all(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner = ?1 ORDER BY id"), [owner.as_str()], token_row)
+        self.all(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner = ?1 ORDER BY id"),
+            [owner.as_str()],
+            token_row,
+        )
     }
 
     fn get_vm(&self, id: Uuid) -> Result<Option<Vm>> {
-        self.one(&format!("SELECT {VM_COLUMNS} FROM vms WHERE id = ?1"), [id.to_string()], vm_row)
+        self.one(
+            &format!("SELECT {VM_COLUMNS} FROM vms WHERE id = ?1"),
+            [id.to_string()],
+            vm_row,
+        )
     }
 
     fn vm_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Vm>> {
@@ -348,7 +461,11 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_cluster(&self, id: Uuid) -> Result<Option<Cluster>> {
-        self.one(&format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?1"), [id.to_string()], cluster_row)
+        self.one(
+            &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?1"),
+            [id.to_string()],
+            cluster_row,
+        )
     }
 
     fn cluster_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Cluster>> {
@@ -364,7 +481,11 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_operation(&self, id: Uuid) -> Result<Option<Operation>> {
-        self.one(&format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"), [id.to_string()], operation_row)
+        self.one(
+            &format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"),
+            [id.to_string()],
+            operation_row,
+        )
     }
 
     fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
@@ -375,7 +496,12 @@ impl StoreRead for SqlTx<'_> {
         };
         self.all(
             &query,
-            params![filter.owner.as_ref().map(Username::as_str), filter.resource.map(|id| id.to_string()), after(filter.after), limit(filter.limit)],
+            params![
+                filter.owner.as_ref().map(Username::as_str),
+                filter.resource.map(|id| id.to_string()),
+                after(filter.after),
+                limit(filter.limit)
+            ],
             operation_row,
         )
     }
@@ -407,8 +533,15 @@ impl StoreRead for SqlTx<'_> {
                 },
             )?
             .unwrap_or_default();
-        let count = |query: &str| -> Result<u64> { Ok(self.one(query, [owner.as_str()], |row| row.get::<_, i64>(0).map_err(sql))?.unwrap_or(0) as u64) };
-        usage.clusters = count("SELECT count(*) FROM clusters WHERE owner = ?1 AND state <> 'deleted'")?;
+        let count = |query: &str| -> Result<u64> {
+            Ok(self
+                .one(query, [owner.as_str()], |row| {
+                    row.get::<_, i64>(0).map_err(sql)
+                })?
+                .unwrap_or(0) as u64)
+        };
+        usage.clusters =
+            count("SELECT count(*) FROM clusters WHERE owner = ?1 AND state <> 'deleted'")?;
         usage.ips = count("SELECT count(*) FROM leases WHERE owner = ?1")?;
         Ok(usage)
     }
@@ -418,11 +551,19 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn blocks_of(&self, owner: &Username) -> Result<Vec<IpBlock>> {
-        self.all(&format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks WHERE owner = ?1 ORDER BY start"), [owner.as_str()], block_row)
+        self.all(
+            &format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks WHERE owner = ?1 ORDER BY start"),
+            [owner.as_str()],
+            block_row,
+        )
     }
 
     fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
-        self.one(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = ?1"), [ip(address)], lease_row)
+        self.one(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = ?1"),
+            [ip(address)],
+            lease_row,
+        )
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
@@ -430,13 +571,22 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {
-        self.all(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = ?1 ORDER BY address"), [resource.to_string()], lease_row)
+        self.all(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = ?1 ORDER BY address"),
+            [resource.to_string()],
+            lease_row,
+        )
     }
 
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
-        let mut statement = self.conn.prepare_cached("SELECT address FROM leases WHERE address BETWEEN ?1 AND ?2").map_err(sql)?;
-        let mut rows = statement.query([ip(block.start), ip(block.end())]).map_err(sql)?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT address FROM leases WHERE address BETWEEN ?1 AND ?2")
+            .map_err(sql)?;
+        let mut rows = statement
+            .query([ip(block.start), ip(block.end())])
+            .map_err(sql)?;
         let mut occupancy = Occupancy::new(block.size);
         while let Some(row) = rows.next().map_err(sql)? {
             let address: i64 = row.get(0).map_err(sql)?;
@@ -480,9 +630,12 @@ impl StoreTx for SqlTx<'_> {
             return Err(Error::not_found("user", username));
         }
         if holds > 0 {
-            return Err(Error::Conflict(format!("user {username} still owns VMs, clusters or addresses")));
+            return Err(Error::Conflict(format!(
+                "user {username} still owns VMs, clusters or addresses"
+            )));
         }
-        self.exec("DELETE FROM users WHERE username = ?1", [username.as_str()]).map_err(sql)?;
+        self.exec("DELETE FROM users WHERE username = ?1", [username.as_str()])
+            .map_err(sql)?;
         Ok(())
     }
 
@@ -526,10 +679,30 @@ impl StoreTx for SqlTx<'_> {
 
     fn insert_token(&mut self, t: &ApiToken) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![t.id.to_string(), t.owner.as_str(), t.name, t.scope.as_str(), t.secret_hash, micros(t.created_at), t.expires_at.map(micros), t.revoked_at.map(micros), t.last_used_at.map(micros)],
+            &format!(
+                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                t.id.to_string(),
+                t.owner.as_str(),
+                t.name,
+                t.scope.as_str(),
+                t.secret_hash,
+                micros(t.created_at),
+                t.expires_at.map(micros),
+                t.revoked_at.map(micros),
+                t.last_used_at.map(micros)
+            ],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("FOREIGN KEY") { Error::not_found("user", &t.owner) } else { Error::already_exists("token", t.id) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("FOREIGN KEY") {
+                    Error::not_found("user", &t.owner)
+                } else {
+                    Error::already_exists("token", t.id)
+                }
+            })
+        })?;
         Ok(())
     }
 
@@ -605,18 +778,34 @@ impl StoreTx for SqlTx<'_> {
     fn append_audit(&mut self, e: &AuditEvent) -> Result<()> {
         self.exec(
             &format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![e.id.to_string(), micros(e.at), e.actor, e.action, e.resource, e.source, e.outcome.as_str(), e.details.to_string()],
+            params![
+                e.id.to_string(),
+                micros(e.at),
+                e.actor,
+                e.action,
+                e.resource,
+                e.source,
+                e.outcome.as_str(),
+                e.details.to_string()
+            ],
         )
         .map_err(|error| constraint(error, |_| Error::already_exists("audit event", e.id)))?;
         Ok(())
     }
 
-    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>) -> Result<()> {
+    fn set_quota_override(
+        &mut self,
+        owner: &Username,
+        quota: Option<&QuotaOverride>,
+    ) -> Result<()> {
         if self.get_user(owner)?.is_none() {
             return Err(Error::not_found("user", owner));
         }
         let result = match quota {
-            None => self.exec("DELETE FROM quota_overrides WHERE owner = ?1", [owner.as_str()]),
+            None => self.exec(
+                "DELETE FROM quota_overrides WHERE owner = ?1",
+                [owner.as_str()],
+            ),
             Some(q) => {
                 let v = |value: Option<u64>| value.map(|v| v as i64);
                 self.exec(
@@ -637,9 +826,14 @@ impl StoreTx for SqlTx<'_> {
             [last],
             |row| Ok((block_row(row)?, row.get::<_, i64>(5).map_err(sql)?)),
         )?;
-        if let Some((other, other_last)) = overlapping.filter(|(_, other_last)| *other_last >= start) {
+        if let Some((other, other_last)) =
+            overlapping.filter(|(_, other_last)| *other_last >= start)
+        {
             let _ = other_last;
-            return Err(Error::Conflict(format!("block {}/{} overlaps the block at {} of {}", block.start, block.size, other.start, other.owner)));
+            return Err(Error::Conflict(format!(
+                "block {}/{} overlaps the block at {} of {}",
+                block.start, block.size, other.start, other.owner
+            )));
         }
         self.exec(
             "INSERT INTO ip_blocks (start, last, pool, size, owner, allocated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -650,33 +844,79 @@ impl StoreTx for SqlTx<'_> {
     }
 
     fn delete_block(&mut self, start: Ipv4Addr) -> Result<()> {
-        let last: Option<i64> = self.conn.query_row("SELECT last FROM ip_blocks WHERE start = ?1", [ip(start)], |row| row.get(0)).optional().map_err(sql)?;
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last FROM ip_blocks WHERE start = ?1",
+                [ip(start)],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
         let Some(last) = last else {
             return Err(Error::not_found("block", start));
         };
-        let leased: i64 = self.conn.query_row("SELECT count(*) FROM leases WHERE address BETWEEN ?1 AND ?2", [ip(start), last], |row| row.get(0)).map_err(sql)?;
+        let leased: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM leases WHERE address BETWEEN ?1 AND ?2",
+                [ip(start), last],
+                |row| row.get(0),
+            )
+            .map_err(sql)?;
         if leased > 0 {
-            return Err(Error::Conflict(format!("block {start} still has leased addresses")));
+            return Err(Error::Conflict(format!(
+                "block {start} still has leased addresses"
+            )));
         }
-        self.exec("DELETE FROM ip_blocks WHERE start = ?1", [ip(start)]).map_err(sql)?;
+        self.exec("DELETE FROM ip_blocks WHERE start = ?1", [ip(start)])
+            .map_err(sql)?;
         Ok(())
     }
 
     fn insert_lease(&mut self, l: &Lease) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![ip(l.address), l.pool, l.owner.as_str(), l.resource.kind.as_str(), l.resource.id.to_string(), l.resource.name, l.state.as_str(), micros(l.created_at)],
+            &format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                ip(l.address),
+                l.pool,
+                l.owner.as_str(),
+                l.resource.kind.as_str(),
+                l.resource.id.to_string(),
+                l.resource.name,
+                l.state.as_str(),
+                micros(l.created_at)
+            ],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("FOREIGN KEY") { Error::not_found("user", &l.owner) } else { Error::already_exists("lease", l.address) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("FOREIGN KEY") {
+                    Error::not_found("user", &l.owner)
+                } else {
+                    Error::already_exists("lease", l.address)
+                }
+            })
+        })?;
         Ok(())
     }
 
     fn set_lease_state(&mut self, address: Ipv4Addr, state: LeaseState) -> Result<()> {
-        self.update("UPDATE leases SET state = ?2 WHERE address = ?1", params![ip(address), state.as_str()], "lease", address, |_| Error::Conflict(format!("lease {address}")))
+        self.update(
+            "UPDATE leases SET state = ?2 WHERE address = ?1",
+            params![ip(address), state.as_str()],
+            "lease",
+            address,
+            |_| Error::Conflict(format!("lease {address}")),
+        )
     }
 
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        match self.exec("DELETE FROM leases WHERE address = ?1", [ip(address)]).map_err(sql)? {
+        match self
+            .exec("DELETE FROM leases WHERE address = ?1", [ip(address)])
+            .map_err(sql)?
+        {
             0 => Err(Error::not_found("lease", address)),
             _ => Ok(()),
         }

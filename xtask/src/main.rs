@@ -1,1 +1,53 @@
-fn main() {}
+//! `cargo xtask`: Basphere's development automation.
+//!
+//! - `cargo xtask tidy`: the repository rules (layering, codemap, lints) that `cargo test` also
+//!   runs as a plain test.
+//! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
+
+mod bench;
+mod tidy;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Basphere development automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the repository rules: dependency layering, ARCHITECTURE.md codemap, lints.
+    Tidy,
+    /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
+    Bench {
+        /// What to measure.
+        #[arg(value_parser = ["ipam"])]
+        name: String,
+        /// Scale the number of measured operations (1.0 = the reported runs).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Tidy => {
+            let problems = tidy::check(&tidy::workspace_root())?;
+            if problems.is_empty() {
+                println!("tidy: ok");
+                Ok(())
+            } else {
+                for problem in &problems {
+                    eprintln!("tidy: {problem}");
+                }
+                anyhow::bail!("{} tidy problem(s)", problems.len())
+            }
+        }
+        Command::Bench { name, scale } => match name.as_str() {
+            "ipam" => bench::ipam(scale),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam"),
+        },
+    }
+}

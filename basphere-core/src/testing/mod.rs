@@ -16,7 +16,10 @@ pub fn ssh_key(seed: u64) -> SshPublicKey {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     bytes[31] = 0x42;
-    let key = ssh_key::PublicKey::new(ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(bytes)), format!("test-{seed}"));
+    let key = ssh_key::PublicKey::new(
+        ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(bytes)),
+        format!("test-{seed}"),
+    );
     SshPublicKey::parse(&key.to_openssh().expect("encodes")).expect("a valid key")
 }
 

@@ -10,7 +10,9 @@ use basphere_store::{migrate_to, migrations, SqliteStore};
 
 #[test]
 fn in_memory_sqlite_passes_the_store_conformance_suite() {
-    testing::store::check_all(&|| Arc::new(SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store>);
+    testing::store::check_all(&|| {
+        Arc::new(SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store>
+    });
 }
 
 #[test]
@@ -19,7 +21,8 @@ fn file_sqlite_passes_the_store_conformance_suite() {
     let counter = std::sync::atomic::AtomicUsize::new(0);
     testing::store::check_all(&|| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Arc::new(SqliteStore::open(dir.path().join(format!("store-{n}.db"))).unwrap()) as Arc<dyn Store>
+        Arc::new(SqliteStore::open(dir.path().join(format!("store-{n}.db"))).unwrap())
+            as Arc<dyn Store>
     });
 }
 
@@ -31,15 +34,19 @@ fn committed_data_survives_reopening() {
     let web = vm(&alice.username, "web");
     {
         let store = SqliteStore::open(&path).unwrap();
-        store.transact(|tx| {
-            tx.insert_user(&alice)?;
-            tx.insert_vm(&web)
-        })
-        .unwrap();
+        store
+            .transact(|tx| {
+                tx.insert_user(&alice)?;
+                tx.insert_vm(&web)
+            })
+            .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.user(&alice.username).unwrap(), alice);
-    assert_eq!(store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap(), vec![web]);
+    assert_eq!(
+        store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap(),
+        vec![web]
+    );
     assert_eq!(store.schema_version().unwrap(), migrations::LATEST);
 }
 
@@ -73,8 +80,14 @@ fn two_stores_on_one_file_serialise_their_writers() {
         })
         .collect();
     let created: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    assert_eq!(created, 25, "the check inside each transaction holds across connections");
-    assert_eq!(second.query(|tx| tx.usage(&alice.username)).unwrap().vms, 25);
+    assert_eq!(
+        created, 25,
+        "the check inside each transaction holds across connections"
+    );
+    assert_eq!(
+        second.query(|tx| tx.usage(&alice.username)).unwrap().vms,
+        25
+    );
 }
 
 #[test]
@@ -85,11 +98,17 @@ fn migrations_run_from_every_earlier_schema() {
         {
             let conn = rusqlite_connection(&path);
             migrate_to(&conn, start).unwrap();
-            let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .unwrap();
             assert_eq!(version as usize, start);
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), migrations::LATEST, "from version {start}");
+        assert_eq!(
+            store.schema_version().unwrap(),
+            migrations::LATEST,
+            "from version {start}"
+        );
         // The migrated database is a complete store.
         let alice = user("alice", 1);
         store.transact(|tx| tx.insert_user(&alice)).unwrap();
@@ -103,7 +122,8 @@ fn a_newer_schema_is_refused_with_a_clear_error() {
     let path = dir.path().join("future.db");
     {
         let conn = rusqlite_connection(&path);
-        conn.execute_batch(&format!("PRAGMA user_version = {}", migrations::LATEST + 1)).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", migrations::LATEST + 1))
+            .unwrap();
     }
     let error = SqliteStore::open(&path).err().expect("refused").to_string();
     assert!(error.contains("newer than this build"), "{error}");
@@ -118,9 +138,13 @@ fn corrupt_rows_are_errors_not_invalid_values() {
     store.transact(|tx| tx.insert_user(&alice)).unwrap();
     {
         let conn = rusqlite_connection(&path);
-        conn.execute("UPDATE users SET email = 'not an email'", []).unwrap();
+        conn.execute("UPDATE users SET email = 'not an email'", [])
+            .unwrap();
     }
-    let error = store.query(|tx| tx.get_user(&alice.username)).unwrap_err().to_string();
+    let error = store
+        .query(|tx| tx.get_user(&alice.username))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("corrupt value in users.email"), "{error}");
 }
 
@@ -130,18 +154,24 @@ fn the_database_is_in_wal_mode_with_full_sync_and_foreign_keys() {
     let path = dir.path().join("pragmas.db");
     let _store = SqliteStore::open(&path).unwrap();
     let conn = rusqlite_connection(&path);
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     // Constraint: an address leased twice is refused by the schema itself.
     let alice = user("alice", 1);
     _store.transact(|tx| tx.insert_user(&alice)).unwrap();
     let insert = "INSERT INTO leases (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at) VALUES (1, 'default', 'alice', 'vm', 'x', 'web', 'reserved', 0)";
     conn.execute(insert, []).unwrap();
-    assert!(conn.execute(insert, []).is_err(), "the primary key refuses a second lease of one address");
+    assert!(
+        conn.execute(insert, []).is_err(),
+        "the primary key refuses a second lease of one address"
+    );
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
     conn
 }

@@ -17,18 +17,30 @@ fn main() {
     let path = std::env::args().nth(1).expect("usage: crash-child DB_PATH");
     let store = SqliteStore::open(&path).expect("open store");
     let committed = user("committed", 1);
-    store.transact(|tx| tx.insert_user(&committed)).expect("commit the first user");
+    store
+        .transact(|tx| tx.insert_user(&committed))
+        .expect("commit the first user");
     let _ = store.transact(|tx| {
         let doomed = user("doomed", 2);
         tx.insert_user(&doomed)?;
-        tx.insert_block(&IpBlock { pool: "default".into(), start: Ipv4Addr::new(10, 254, 0, 32), size: 32, owner: doomed.username.clone(), allocated_at: now() })?;
+        tx.insert_block(&IpBlock {
+            pool: "default".into(),
+            start: Ipv4Addr::new(10, 254, 0, 32),
+            size: 32,
+            owner: doomed.username.clone(),
+            allocated_at: now(),
+        })?;
         let record = vm(&doomed.username, "web");
         tx.insert_vm(&record)?;
         tx.insert_lease(&Lease {
             address: Ipv4Addr::new(10, 254, 0, 33),
             pool: "default".into(),
             owner: doomed.username.clone(),
-            resource: ResourceRef { kind: ResourceKind::Vm, id: record.id, name: "web".into() },
+            resource: ResourceRef {
+                kind: ResourceKind::Vm,
+                id: record.id,
+                name: "web".into(),
+            },
             state: LeaseState::Reserved,
             created_at: now(),
         })?;

@@ -1,0 +1,243 @@
+//! The tidy checks: rules about the repository itself, read from `cargo metadata` and the files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+/// Library crates that must depend on `basphere-core` only (among the workspace's crates).
+const BACKENDS: &[&str] = &[
+    "basphere-ipam",
+    "basphere-store",
+    "basphere-vsphere",
+    "basphere-capi",
+];
+/// Crates that would mean IO, SQL, HTTP, Kubernetes or process spawning inside core.
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "rusqlite",
+    "sqlx",
+    "axum",
+    "hyper",
+    "reqwest",
+    "tower",
+    "tower-http",
+    "kube",
+    "vim_rs",
+    "minijinja",
+    "tokio-process",
+];
+/// Only this crate may speak SQL.
+const SQL_CRATES: &[&str] = &["rusqlite", "sqlx", "postgres", "tokio-postgres"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+struct Package {
+    name: String,
+    manifest: PathBuf,
+    /// Normal (non-dev, non-build) dependencies.
+    dependencies: Vec<String>,
+}
+
+fn packages(root: &Path) -> Result<Vec<Package>> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut out = Vec::new();
+    for package in metadata["packages"].as_array().context("packages")? {
+        let dependencies = package["dependencies"]
+            .as_array()
+            .context("dependencies")?
+            .iter()
+            .filter(|dep| dep["kind"].is_null())
+            .filter_map(|dep| dep["name"].as_str().map(str::to_owned))
+            .collect();
+        out.push(Package {
+            name: package["name"].as_str().context("name")?.to_owned(),
+            manifest: PathBuf::from(package["manifest_path"].as_str().context("manifest_path")?),
+            dependencies,
+        });
+    }
+    Ok(out)
+}
+
+/// Every rule broken, as a readable sentence; empty when the repository is tidy.
+pub fn check(root: &Path) -> Result<Vec<String>> {
+    let packages = packages(root)?;
+    let internal: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+    let mut problems = Vec::new();
+    let by_name: BTreeMap<&str, &Package> = packages.iter().map(|p| (p.name.as_str(), p)).collect();
+
+    if let Some(core) = by_name.get("basphere-core") {
+        for dep in &core.dependencies {
+            if internal.contains(&dep.as_str()) {
+                problems.push(format!(
+                    "basphere-core depends on {dep}: core depends on no other Basphere crate"
+                ));
+            }
+            if FORBIDDEN_IN_CORE.contains(&dep.as_str()) {
+                problems.push(format!("basphere-core depends on {dep}: core does no IO (no SQL, HTTP, kube or processes)"));
+            }
+        }
+    } else {
+        problems.push("basphere-core is missing from the workspace".into());
+    }
+    for backend in BACKENDS {
+        let Some(package) = by_name.get(backend) else {
+            problems.push(format!("{backend} is missing from the workspace"));
+            continue;
+        };
+        for dep in &package.dependencies {
+            if internal.contains(&dep.as_str()) && dep != "basphere-core" {
+                problems.push(format!("{backend} depends on {dep}: a backend depends on basphere-core only, never on another backend"));
+            }
+        }
+    }
+    for package in &packages {
+        for dep in &package.dependencies {
+            if SQL_CRATES.contains(&dep.as_str()) && package.name != "basphere-store" {
+                problems.push(format!(
+                    "{} depends on {dep}: only basphere-store knows SQL",
+                    package.name
+                ));
+            }
+        }
+        let manifest = std::fs::read_to_string(&package.manifest)?;
+        if !manifest.contains("[lints]\nworkspace = true") {
+            problems.push(format!(
+                "{} does not opt into the workspace lints ([lints] workspace = true)",
+                package.name
+            ));
+        }
+    }
+
+    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap_or_default();
+    if architecture.is_empty() {
+        problems.push("ARCHITECTURE.md is missing".into());
+    }
+    for package in &packages {
+        if !architecture
+            .lines()
+            .any(|line| line.trim() == format!("### `{}`", package.name))
+        {
+            problems.push(format!(
+                "ARCHITECTURE.md has no codemap heading \"### `{}`\"",
+                package.name
+            ));
+        }
+    }
+
+    for package in &packages {
+        let src = package.manifest.parent().expect("manifest dir").join("src");
+        for file in rust_files(&src)? {
+            let text = std::fs::read_to_string(&file)?;
+            if !text.trim_start().starts_with("//!") {
+                problems.push(format!(
+                    "{} does not start with a //! line saying what it is for",
+                    file.strip_prefix(root).unwrap_or(&file).display()
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    if !dir.exists() {
+        return Ok(files);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path)?);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_is_tidy() {
+        let problems = check(&workspace_root()).unwrap();
+        assert!(
+            problems.is_empty(),
+            "tidy problems:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn tidy_notices_broken_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"basphere-core\", \"basphere-ipam\", \"basphere-store\"]\nresolver = \"2\"\n\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n").unwrap();
+        let crates = [
+            (
+                "basphere-core",
+                "",
+                "[lints]\nworkspace = true\n",
+                "//! core\n",
+            ),
+            (
+                "basphere-ipam",
+                "basphere-core = { path = \"../basphere-core\" }\n",
+                "[lints]\nworkspace = true\n",
+                "//! ipam\n",
+            ),
+            // A backend depending on another backend, without workspace lints or a module doc.
+            (
+                "basphere-store",
+                "basphere-ipam = { path = \"../basphere-ipam\" }\n",
+                "",
+                "pub fn f() {}\n",
+            ),
+        ];
+        for (name, deps, lints, lib) in crates {
+            std::fs::create_dir_all(root.join(name).join("src")).unwrap();
+            let manifest = format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}\n{lints}");
+            std::fs::write(root.join(name).join("Cargo.toml"), manifest).unwrap();
+            std::fs::write(root.join(name).join("src/lib.rs"), lib).unwrap();
+        }
+        let text = check(root).unwrap().join("\n");
+        assert!(
+            text.contains("basphere-store depends on basphere-ipam"),
+            "{text}"
+        );
+        assert!(
+            text.contains("basphere-store does not opt into the workspace lints"),
+            "{text}"
+        );
+        assert!(text.contains("ARCHITECTURE.md is missing"), "{text}");
+        assert!(
+            text.contains("basphere-store/src/lib.rs does not start with a //! line"),
+            "{text}"
+        );
+        assert!(!text.contains("basphere-ipam depends"), "{text}");
+    }
+}
