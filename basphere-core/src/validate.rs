@@ -768,3 +768,151 @@ mod tests {
         }
     }
 }
+
+/// Every problem found in a submitted form, one per field, so a user can fix them all at once.
+#[derive(Debug, Default)]
+pub struct FieldErrors(pub Vec<Error>);
+
+impl FieldErrors {
+    fn check<T>(&mut self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(error);
+                None
+            }
+        }
+    }
+
+    fn required(&mut self, field: &str, value: &str, what: &str) -> bool {
+        if value.trim().is_empty() {
+            self.0.push(Error::invalid(field, format!("{what} is required")));
+            false
+        } else {
+            true
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems as `field: message` lines.
+    pub fn messages(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// A registration as submitted through the public page or JSON endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistrationForm {
+    pub username: String,
+    pub email: String,
+    pub team: String,
+    pub public_key: String,
+}
+
+/// A registration whose every field passed its rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidRegistration {
+    pub username: Username,
+    pub email: Email,
+    pub team: String,
+    pub ssh_key: SshPublicKey,
+}
+
+impl RegistrationForm {
+    /// Checks every field and reports every problem; the allow-list is never revealed.
+    pub fn validate(&self, allowed_domains: &EmailDomainAllowList) -> std::result::Result<ValidRegistration, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let username = errors.required("username", &self.username, "a username").then(|| errors.check(Username::parse(self.username.trim()))).flatten();
+        let email = errors.required("email", &self.email, "an email address").then(|| errors.check(Email::parse(&self.email))).flatten();
+        let email = email.and_then(|email| errors.check(allowed_domains.check(&email)).map(|()| email));
+        let team = errors.check(free_text("team", &self.team, 64));
+        let ssh_key = errors.required("ssh public key", &self.public_key, "an SSH public key").then(|| errors.check(SshPublicKey::parse(&self.public_key))).flatten();
+        match (username, email, team, ssh_key) {
+            (Some(username), Some(email), Some(team), Some(ssh_key)) if errors.is_empty() => Ok(ValidRegistration { username, email, team, ssh_key }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A request to replace an account's SSH key, as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyChangeForm {
+    pub username: String,
+    pub email: String,
+    pub new_public_key: String,
+    pub reason: String,
+}
+
+/// A key change whose every field passed its rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidKeyChange {
+    pub username: Username,
+    pub email: Email,
+    pub new_ssh_key: SshPublicKey,
+    pub reason: String,
+}
+
+impl KeyChangeForm {
+    pub fn validate(&self) -> std::result::Result<ValidKeyChange, FieldErrors> {
+        let mut errors = FieldErrors::default();
+        let username = errors.required("username", &self.username, "a username").then(|| errors.check(Username::parse(self.username.trim()))).flatten();
+        let email = errors.required("email", &self.email, "the registered email address").then(|| errors.check(Email::parse(&self.email))).flatten();
+        let new_ssh_key = errors.required("ssh public key", &self.new_public_key, "the new SSH public key").then(|| errors.check(SshPublicKey::parse(&self.new_public_key))).flatten();
+        let reason = errors.check(free_text("reason", &self.reason, 500));
+        match (username, email, new_ssh_key, reason) {
+            (Some(username), Some(email), Some(new_ssh_key), Some(reason)) if errors.is_empty() => Ok(ValidKeyChange { username, email, new_ssh_key, reason }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    const KEY: &str = include_str!("../testdata/ssh/ed25519.pub");
+
+    fn form() -> RegistrationForm {
+        RegistrationForm { username: "john".into(), email: "john@example.com".into(), team: "DevOps".into(), public_key: KEY.into() }
+    }
+
+    // original.md §12.1 TestRegisterInput_Validate: per-field errors, multiple errors, CRLF.
+    #[test]
+    fn registration_form_reports_every_problem() {
+        let open = EmailDomainAllowList::default();
+        assert!(form().validate(&open).is_ok());
+        for (mutate, field) in [
+            (Box::new(|f: &mut RegistrationForm| f.username.clear()) as Box<dyn Fn(&mut RegistrationForm)>, "username"),
+            (Box::new(|f: &mut RegistrationForm| f.email = "bad".into()), "email"),
+            (Box::new(|f: &mut RegistrationForm| f.public_key = "ssh-rsa".into()), "ssh public key"),
+            (Box::new(|f: &mut RegistrationForm| f.team = "a\nb".into()), "team"),
+        ] {
+            let mut bad = form();
+            mutate(&mut bad);
+            let errors = bad.validate(&open).unwrap_err();
+            assert_eq!(errors.0.len(), 1, "{field}: {:?}", errors.messages());
+            assert!(errors.messages()[0].contains(field), "{:?}", errors.messages());
+        }
+        let all_bad = RegistrationForm { username: "X".into(), email: "".into(), team: String::new(), public_key: "nope".into() };
+        assert_eq!(all_bad.validate(&open).unwrap_err().0.len(), 3, "every field's problem at once");
+        let crlf = RegistrationForm { public_key: format!("{}\r\n", KEY.trim()), ..form() };
+        assert_eq!(crlf.validate(&open).unwrap().ssh_key.as_str(), KEY.trim());
+        let corp = EmailDomainAllowList::parse(&["corp.com"]).unwrap();
+        let errors = form().validate(&corp).unwrap_err().messages().join(" ");
+        assert!(errors.contains("not accepted") && !errors.contains("corp.com"), "{errors}");
+    }
+
+    // original.md §12.1 TestKeyChangeInput_Validate: three errors when every field is empty.
+    #[test]
+    fn key_change_form_reports_every_problem() {
+        let empty = KeyChangeForm::default();
+        assert_eq!(empty.validate().unwrap_err().0.len(), 3);
+        let ok = KeyChangeForm { username: "john".into(), email: "john@example.com".into(), new_public_key: KEY.into(), reason: "lost laptop".into() };
+        assert_eq!(ok.validate().unwrap().reason, "lost laptop");
+        let bad = KeyChangeForm { email: "john@".into(), ..ok };
+        assert_eq!(bad.validate().unwrap_err().0.len(), 1);
+    }
+}
