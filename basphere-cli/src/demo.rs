@@ -121,8 +121,10 @@ pub async fn run(data_dir: &Path, realistic: bool) -> Result<()> {
                 spec: "small".into(),
                 count: 3,
             },
+            None,
         )
-        .await?;
+        .await?
+        .accepted;
     for item in &accepted {
         println!(
             "  accepted {} -> {} (operation {})",
@@ -174,6 +176,7 @@ pub async fn run(data_dir: &Path, realistic: bool) -> Result<()> {
                 spec: "small".into(),
                 count: 10,
             },
+            None,
         )
         .await
     {

@@ -43,6 +43,7 @@ struct State {
     leases: HashMap<u32, Lease>,
     leases_by_owner: HashMap<Username, BTreeSet<u32>>,
     leases_by_resource: HashMap<Uuid, BTreeSet<u32>>,
+    idempotency: BTreeMap<(Username, String), IdempotencyRecord>,
 }
 
 impl State {
@@ -412,6 +413,17 @@ macro_rules! delegate_read {
                     .flatten()
                     .map(|a| state.leases[a].clone())
                     .collect())
+            }
+            fn get_idempotency(
+                &self,
+                owner: &Username,
+                key: &str,
+            ) -> Result<Option<IdempotencyRecord>> {
+                let $state = self;
+                Ok($expr
+                    .idempotency
+                    .get(&(owner.clone(), key.to_owned()))
+                    .cloned())
             }
             fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
                 let $state = self;
@@ -806,6 +818,16 @@ impl StoreTx for WriteTx<'_> {
                 lease.state = previous;
             }
         }));
+        Ok(())
+    }
+
+    fn insert_idempotency(&mut self, record: &IdempotencyRecord) -> Result<()> {
+        let key = (record.owner.clone(), record.key.clone());
+        if self.state.idempotency.contains_key(&key) {
+            return Err(Error::already_exists("idempotency key", &record.key));
+        }
+        self.state.idempotency.insert(key.clone(), record.clone());
+        remember!(self, idempotency, key, None::<IdempotencyRecord>);
         Ok(())
     }
 

@@ -681,6 +681,19 @@ impl NotificationEvent {
     }
 }
 
+/// The first answer to a create request that carried an `Idempotency-Key`, kept so a retry
+/// gets the same answer instead of creating again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub owner: Username,
+    pub key: String,
+    /// A digest of the request, so reusing a key for a different request is detected.
+    pub request_hash: String,
+    /// The operations the first request started, in order.
+    pub operations: Vec<Uuid>,
+    pub created_at: Timestamp,
+}
+
 /// A fixed-size set of offsets inside an IP block: which addresses are taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Occupancy {

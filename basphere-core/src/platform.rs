@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::model::*;
 use crate::notifier::Notifier;
 use crate::provisioner::{GuestNetwork, PowerAction, PowerState, Provisioner, VmRef, VmRequest};
 use crate::store::{OperationFilter, Store, StoreExt, StoreTx};
-use crate::validate::{ResourceName, Username};
+use crate::validate::{free_text, ResourceName, Username};
 
 /// Who is asking, as established by the caller's authentication (never by the request body).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +80,30 @@ pub struct Accepted {
     pub operation: Operation,
 }
 
+/// The answer to a create request: what was accepted, and whether this is the stored answer
+/// to an earlier request with the same `Idempotency-Key`.
+#[derive(Clone, Debug)]
+pub struct CreateOutcome {
+    pub accepted: Vec<Accepted>,
+    pub replayed: bool,
+}
+
+/// A token as created: the record, and the secret that is shown once and never stored.
+#[derive(Clone)]
+pub struct NewToken {
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("token", &self.token)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Limits and usage of one account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaReport {
@@ -104,6 +129,7 @@ pub struct Platform {
     notifier: Arc<dyn Notifier>,
     workers: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
+    draining: AtomicBool,
     changed: Notify,
     notification_retry: Duration,
 }
@@ -125,6 +151,7 @@ impl Platform {
             notifier,
             workers,
             running: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
             changed: Notify::new(),
             notification_retry: Duration::from_millis(500),
         })
@@ -198,14 +225,23 @@ impl Platform {
     }
 
     /// Validates, checks quota, leases addresses and records the VMs and their operations in one
-    /// transaction, then starts provisioning in the background.
+    /// transaction, then starts provisioning in the background. With an idempotency key, a
+    /// repeated request returns the first answer instead of creating again.
     pub async fn create_vms(
         self: &Arc<Self>,
         actor: &Actor,
         owner: &Username,
         request: CreateVms,
-    ) -> Result<Vec<Accepted>> {
-        let result = self.create_vms_inner(actor, owner, request.clone()).await;
+        idempotency_key: Option<&str>,
+    ) -> Result<CreateOutcome> {
+        let result = self
+            .create_vms_inner(
+                actor,
+                owner,
+                request.clone(),
+                idempotency_key.map(str::to_owned),
+            )
+            .await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(Error::QuotaExceeded { .. } | Error::Forbidden(_)) => Outcome::Denied,
@@ -223,11 +259,13 @@ impl Platform {
             )
             .await;
         }
-        let accepted = result?;
-        for item in &accepted {
-            self.spawn_operation(item.operation.id);
+        let outcome = result?;
+        if !outcome.replayed {
+            for item in &outcome.accepted {
+                self.spawn_operation(item.operation.id);
+            }
         }
-        Ok(accepted)
+        Ok(outcome)
     }
 
     async fn create_vms_inner(
@@ -235,12 +273,21 @@ impl Platform {
         actor: &Actor,
         owner: &Username,
         request: CreateVms,
-    ) -> Result<Vec<Accepted>> {
+        idempotency_key: Option<String>,
+    ) -> Result<CreateOutcome> {
         if !actor.may_act_for(owner) {
             return Err(Error::Forbidden(format!(
                 "{} may not create VMs for {owner}",
                 actor.name
             )));
+        }
+        if let Some(key) = &idempotency_key {
+            if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::invalid(
+                    "Idempotency-Key",
+                    "use 1-255 visible ASCII characters, such as a UUID",
+                ));
+            }
         }
         if request.count == 0 || request.count > MAX_BATCH {
             return Err(Error::invalid(
@@ -255,10 +302,22 @@ impl Platform {
         let names = base.batch(request.count)?;
         let os = self.config.os_image(&request.os)?.clone();
         let spec = self.config.vm_spec(&request.spec)?.clone();
+        let request_hash = ApiToken::hash_secret(&format!(
+            "create-vms\n{}\n{}\n{}\n{}",
+            request.name, request.os, request.spec, request.count
+        ));
         let default_quota = self.config.default_quota;
         let (owner, actor) = (owner.clone(), actor.clone());
         self.db(move |store, ipam| {
             store.transact(|tx| {
+                if let Some(key) = &idempotency_key {
+                    if let Some(record) = tx.get_idempotency(&owner, key)? {
+                        if record.request_hash != request_hash {
+                            return Err(Error::Conflict(format!("the Idempotency-Key {key:?} was already used for a different request")));
+                        }
+                        return replay(tx, &record.operations);
+                    }
+                }
                 let user = active_user(tx, &owner)?;
                 let quota = default_quota.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
                 let count = names.len() as u64;
@@ -299,13 +358,16 @@ impl Platform {
                     tx.insert_vm(&vm)?;
                     let mut operation = Operation::new(OperationKind::CreateVm, owner.clone(), resource, &actor.name, &[STEP_RESERVE, STEP_PROVISION]);
                     operation.finish_step(STEP_RESERVE, true);
-                    operation.state = OperationState::Queued;
                     tx.insert_operation(&operation)?;
                     let details = json!({"os": vm.os, "spec": vm.spec, "ip": lease.address.to_string(), "operation": operation.id});
                     tx.append_audit(&AuditEvent::new(&actor.name, "vm.create", &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, details))?;
                     accepted.push(Accepted { vm, operation });
                 }
-                Ok(accepted)
+                if let Some(key) = &idempotency_key {
+                    let operations = accepted.iter().map(|a| a.operation.id).collect();
+                    tx.insert_idempotency(&IdempotencyRecord { owner: owner.clone(), key: key.clone(), request_hash: request_hash.clone(), operations, created_at: now() })?;
+                }
+                Ok(CreateOutcome { accepted, replayed: false })
             })
         })
         .await
@@ -729,6 +791,186 @@ impl Platform {
         }
     }
 
+    /// Stops starting operations and waits up to `grace` for the running ones to finish.
+    /// Returns how many were still running; they are resumed on the next start.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.changed.notified();
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            let wake = std::cmp::min(
+                deadline,
+                tokio::time::Instant::now() + Duration::from_millis(50),
+            );
+            let _ = tokio::time::timeout_at(wake, notified).await;
+        }
+    }
+
+    /// How many operations are running right now.
+    pub fn running_operations(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Creates an API token for `owner`. The secret is returned once; only its hash is stored.
+    /// An admin-scoped token needs an admin account, created by an admin.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        owner: &Username,
+        name: &str,
+        scope: TokenScope,
+        expires_at: Option<Timestamp>,
+    ) -> Result<NewToken> {
+        if !actor.may_act_for(owner) {
+            return Err(Error::Forbidden(format!(
+                "{} may not create tokens for {owner}",
+                actor.name
+            )));
+        }
+        let name = free_text("name", name, 64)?;
+        if name.is_empty() {
+            return Err(Error::invalid(
+                "name",
+                "a token needs a name (1-64 characters), such as the machine it is for",
+            ));
+        }
+        if expires_at.is_some_and(|at| at <= now()) {
+            return Err(Error::invalid(
+                "expires_at",
+                "the expiry must be in the future",
+            ));
+        }
+        if scope == TokenScope::Admin && actor.role != Role::Admin {
+            return Err(Error::Forbidden(
+                "only an administrator may create admin tokens".into(),
+            ));
+        }
+        let secret = format!("bsp_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            owner: owner.clone(),
+            name,
+            scope,
+            secret_hash: ApiToken::hash_secret(&secret),
+            created_at: now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let (saved, actor) = (token.clone(), actor.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let user = tx
+                    .get_user(&saved.owner)?
+                    .ok_or_else(|| Error::not_found("user", &saved.owner))?;
+                if saved.scope == TokenScope::Admin && user.role != Role::Admin {
+                    return Err(Error::Forbidden(format!(
+                        "{} is not an administrator; admin tokens are for admin accounts",
+                        user.username
+                    )));
+                }
+                tx.insert_token(&saved)?;
+                tx.append_audit(&AuditEvent::new(
+                    &actor.name,
+                    "token.create",
+                    &format!("token/{}/{}", saved.owner, saved.id),
+                    &actor.source,
+                    Outcome::Success,
+                    json!({"scope": saved.scope, "name": saved.name}),
+                ))
+            })
+        })
+        .await?;
+        Ok(NewToken { token, secret })
+    }
+
+    /// Revokes a token of the actor's own (or any, for an admin). Others' tokens are `NotFound`.
+    pub async fn revoke_token(&self, actor: &Actor, id: Uuid) -> Result<ApiToken> {
+        let actor = actor.clone();
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let mut token = tx
+                    .get_token(id)?
+                    .filter(|t| actor.may_act_for(&t.owner))
+                    .ok_or_else(|| Error::not_found("token", id))?;
+                if token.revoked_at.is_none() {
+                    token.revoked_at = Some(now());
+                    tx.update_token(&token)?;
+                    tx.append_audit(&AuditEvent::new(
+                        &actor.name,
+                        "token.revoke",
+                        &format!("token/{}/{}", token.owner, token.id),
+                        &actor.source,
+                        Outcome::Success,
+                        serde_json::Value::Null,
+                    ))?;
+                }
+                Ok(token)
+            })
+        })
+        .await
+    }
+
+    /// The account and token behind a bearer secret. Every failure is the same `Unauthorized`,
+    /// so a caller learns nothing about which part was wrong.
+    pub async fn authenticate_token(&self, secret: &str) -> Result<(User, ApiToken)> {
+        let hash = ApiToken::hash_secret(secret);
+        let found = self
+            .db(move |store, _| {
+                store.query(|tx| {
+                    let Some(token) = tx.token_by_hash(&hash)? else {
+                        return Ok(None);
+                    };
+                    Ok(tx.get_user(&token.owner)?.map(|user| (user, token)))
+                })
+            })
+            .await?;
+        match found {
+            Some((user, token))
+                if token.is_valid_at(now()) && user.status == UserStatus::Active =>
+            {
+                Ok((user, token))
+            }
+            _ => Err(Error::Unauthorized(
+                "the token is unknown, revoked or expired".into(),
+            )),
+        }
+    }
+
+    /// Sets (or with `None` removes) an account's quota override. Administrators only.
+    pub async fn set_quota_override(
+        &self,
+        actor: &Actor,
+        owner: &Username,
+        quota: Option<QuotaOverride>,
+    ) -> Result<QuotaReport> {
+        if actor.role != Role::Admin {
+            return Err(Error::Forbidden(
+                "only an administrator may change quotas".into(),
+            ));
+        }
+        let (owner_saved, actor) = (owner.clone(), actor.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                tx.set_quota_override(&owner_saved, quota.as_ref())?;
+                tx.append_audit(&AuditEvent::new(
+                    &actor.name,
+                    "quota.set",
+                    &format!("user/{owner_saved}"),
+                    &actor.source,
+                    Outcome::Success,
+                    json!(quota),
+                ))
+            })
+        })
+        .await?;
+        self.quota(owner).await
+    }
+
     /// Resumes every operation that was interrupted (after a crash or restart). Returns their ids.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
         let unfinished = self
@@ -878,6 +1120,24 @@ fn active_user(tx: &dyn StoreTx, owner: &Username) -> Result<User> {
         return Err(Error::Forbidden(format!("account {owner} is suspended")));
     }
     Ok(user)
+}
+
+/// The stored answer of an idempotent create: its VMs and operations, in the original order.
+fn replay(tx: &dyn StoreTx, operations: &[Uuid]) -> Result<CreateOutcome> {
+    let mut accepted = Vec::with_capacity(operations.len());
+    for id in operations {
+        let operation = tx
+            .get_operation(*id)?
+            .ok_or_else(|| Error::not_found("operation", id))?;
+        let vm = tx
+            .get_vm(operation.resource.id)?
+            .ok_or_else(|| Error::not_found("vm", operation.resource.id))?;
+        accepted.push(Accepted { vm, operation });
+    }
+    Ok(CreateOutcome {
+        accepted,
+        replayed: true,
+    })
 }
 
 fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: Uuid) -> Result<Vec<Ipv4Addr>> {

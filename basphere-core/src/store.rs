@@ -97,6 +97,8 @@ pub trait StoreRead {
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>>;
     /// Which offsets of `block` are leased. Costs at most the block's size, never the pool's.
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy>;
+
+    fn get_idempotency(&self, owner: &Username, key: &str) -> Result<Option<IdempotencyRecord>>;
 }
 
 /// Writes, inside a transaction. Every constraint below is enforced by the store itself.
@@ -144,6 +146,9 @@ pub trait StoreTx: StoreRead {
     fn set_lease_state(&mut self, address: Ipv4Addr, state: LeaseState) -> Result<()>;
     /// `NotFound` when the address is not leased.
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()>;
+
+    /// `AlreadyExists` when the owner already used the key.
+    fn insert_idempotency(&mut self, record: &IdempotencyRecord) -> Result<()>;
 }
 
 /// Durable platform state.

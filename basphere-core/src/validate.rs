@@ -786,7 +786,8 @@ impl FieldErrors {
 
     fn required(&mut self, field: &str, value: &str, what: &str) -> bool {
         if value.trim().is_empty() {
-            self.0.push(Error::invalid(field, format!("{what} is required")));
+            self.0
+                .push(Error::invalid(field, format!("{what} is required")));
             false
         } else {
             true
@@ -823,15 +824,35 @@ pub struct ValidRegistration {
 
 impl RegistrationForm {
     /// Checks every field and reports every problem; the allow-list is never revealed.
-    pub fn validate(&self, allowed_domains: &EmailDomainAllowList) -> std::result::Result<ValidRegistration, FieldErrors> {
+    pub fn validate(
+        &self,
+        allowed_domains: &EmailDomainAllowList,
+    ) -> std::result::Result<ValidRegistration, FieldErrors> {
         let mut errors = FieldErrors::default();
-        let username = errors.required("username", &self.username, "a username").then(|| errors.check(Username::parse(self.username.trim()))).flatten();
-        let email = errors.required("email", &self.email, "an email address").then(|| errors.check(Email::parse(&self.email))).flatten();
-        let email = email.and_then(|email| errors.check(allowed_domains.check(&email)).map(|()| email));
+        let username = errors
+            .required("username", &self.username, "a username")
+            .then(|| errors.check(Username::parse(self.username.trim())))
+            .flatten();
+        let email = errors
+            .required("email", &self.email, "an email address")
+            .then(|| errors.check(Email::parse(&self.email)))
+            .flatten();
+        let email =
+            email.and_then(|email| errors.check(allowed_domains.check(&email)).map(|()| email));
         let team = errors.check(free_text("team", &self.team, 64));
-        let ssh_key = errors.required("ssh public key", &self.public_key, "an SSH public key").then(|| errors.check(SshPublicKey::parse(&self.public_key))).flatten();
+        let ssh_key = errors
+            .required("ssh public key", &self.public_key, "an SSH public key")
+            .then(|| errors.check(SshPublicKey::parse(&self.public_key)))
+            .flatten();
         match (username, email, team, ssh_key) {
-            (Some(username), Some(email), Some(team), Some(ssh_key)) if errors.is_empty() => Ok(ValidRegistration { username, email, team, ssh_key }),
+            (Some(username), Some(email), Some(team), Some(ssh_key)) if errors.is_empty() => {
+                Ok(ValidRegistration {
+                    username,
+                    email,
+                    team,
+                    ssh_key,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -858,12 +879,32 @@ pub struct ValidKeyChange {
 impl KeyChangeForm {
     pub fn validate(&self) -> std::result::Result<ValidKeyChange, FieldErrors> {
         let mut errors = FieldErrors::default();
-        let username = errors.required("username", &self.username, "a username").then(|| errors.check(Username::parse(self.username.trim()))).flatten();
-        let email = errors.required("email", &self.email, "the registered email address").then(|| errors.check(Email::parse(&self.email))).flatten();
-        let new_ssh_key = errors.required("ssh public key", &self.new_public_key, "the new SSH public key").then(|| errors.check(SshPublicKey::parse(&self.new_public_key))).flatten();
+        let username = errors
+            .required("username", &self.username, "a username")
+            .then(|| errors.check(Username::parse(self.username.trim())))
+            .flatten();
+        let email = errors
+            .required("email", &self.email, "the registered email address")
+            .then(|| errors.check(Email::parse(&self.email)))
+            .flatten();
+        let new_ssh_key = errors
+            .required(
+                "ssh public key",
+                &self.new_public_key,
+                "the new SSH public key",
+            )
+            .then(|| errors.check(SshPublicKey::parse(&self.new_public_key)))
+            .flatten();
         let reason = errors.check(free_text("reason", &self.reason, 500));
         match (username, email, new_ssh_key, reason) {
-            (Some(username), Some(email), Some(new_ssh_key), Some(reason)) if errors.is_empty() => Ok(ValidKeyChange { username, email, new_ssh_key, reason }),
+            (Some(username), Some(email), Some(new_ssh_key), Some(reason)) if errors.is_empty() => {
+                Ok(ValidKeyChange {
+                    username,
+                    email,
+                    new_ssh_key,
+                    reason,
+                })
+            }
             _ => Err(errors),
         }
     }
@@ -876,7 +917,12 @@ mod form_tests {
     const KEY: &str = include_str!("../testdata/ssh/ed25519.pub");
 
     fn form() -> RegistrationForm {
-        RegistrationForm { username: "john".into(), email: "john@example.com".into(), team: "DevOps".into(), public_key: KEY.into() }
+        RegistrationForm {
+            username: "john".into(),
+            email: "john@example.com".into(),
+            team: "DevOps".into(),
+            public_key: KEY.into(),
+        }
     }
 
     // original.md §12.1 TestRegisterInput_Validate: per-field errors, multiple errors, CRLF.
@@ -885,24 +931,56 @@ mod form_tests {
         let open = EmailDomainAllowList::default();
         assert!(form().validate(&open).is_ok());
         for (mutate, field) in [
-            (Box::new(|f: &mut RegistrationForm| f.username.clear()) as Box<dyn Fn(&mut RegistrationForm)>, "username"),
-            (Box::new(|f: &mut RegistrationForm| f.email = "bad".into()), "email"),
-            (Box::new(|f: &mut RegistrationForm| f.public_key = "ssh-rsa".into()), "ssh public key"),
-            (Box::new(|f: &mut RegistrationForm| f.team = "a\nb".into()), "team"),
+            (
+                Box::new(|f: &mut RegistrationForm| f.username.clear())
+                    as Box<dyn Fn(&mut RegistrationForm)>,
+                "username",
+            ),
+            (
+                Box::new(|f: &mut RegistrationForm| f.email = "bad".into()),
+                "email",
+            ),
+            (
+                Box::new(|f: &mut RegistrationForm| f.public_key = "ssh-rsa".into()),
+                "ssh public key",
+            ),
+            (
+                Box::new(|f: &mut RegistrationForm| f.team = "a\nb".into()),
+                "team",
+            ),
         ] {
             let mut bad = form();
             mutate(&mut bad);
             let errors = bad.validate(&open).unwrap_err();
             assert_eq!(errors.0.len(), 1, "{field}: {:?}", errors.messages());
-            assert!(errors.messages()[0].contains(field), "{:?}", errors.messages());
+            assert!(
+                errors.messages()[0].contains(field),
+                "{:?}",
+                errors.messages()
+            );
         }
-        let all_bad = RegistrationForm { username: "X".into(), email: "".into(), team: String::new(), public_key: "nope".into() };
-        assert_eq!(all_bad.validate(&open).unwrap_err().0.len(), 3, "every field's problem at once");
-        let crlf = RegistrationForm { public_key: format!("{}\r\n", KEY.trim()), ..form() };
+        let all_bad = RegistrationForm {
+            username: "X".into(),
+            email: "".into(),
+            team: String::new(),
+            public_key: "nope".into(),
+        };
+        assert_eq!(
+            all_bad.validate(&open).unwrap_err().0.len(),
+            3,
+            "every field's problem at once"
+        );
+        let crlf = RegistrationForm {
+            public_key: format!("{}\r\n", KEY.trim()),
+            ..form()
+        };
         assert_eq!(crlf.validate(&open).unwrap().ssh_key.as_str(), KEY.trim());
         let corp = EmailDomainAllowList::parse(&["corp.com"]).unwrap();
         let errors = form().validate(&corp).unwrap_err().messages().join(" ");
-        assert!(errors.contains("not accepted") && !errors.contains("corp.com"), "{errors}");
+        assert!(
+            errors.contains("not accepted") && !errors.contains("corp.com"),
+            "{errors}"
+        );
     }
 
     // original.md §12.1 TestKeyChangeInput_Validate: three errors when every field is empty.
@@ -910,9 +988,17 @@ mod form_tests {
     fn key_change_form_reports_every_problem() {
         let empty = KeyChangeForm::default();
         assert_eq!(empty.validate().unwrap_err().0.len(), 3);
-        let ok = KeyChangeForm { username: "john".into(), email: "john@example.com".into(), new_public_key: KEY.into(), reason: "lost laptop".into() };
+        let ok = KeyChangeForm {
+            username: "john".into(),
+            email: "john@example.com".into(),
+            new_public_key: KEY.into(),
+            reason: "lost laptop".into(),
+        };
         assert_eq!(ok.validate().unwrap().reason, "lost laptop");
-        let bad = KeyChangeForm { email: "john@".into(), ..ok };
+        let bad = KeyChangeForm {
+            email: "john@".into(),
+            ..ok
+        };
         assert_eq!(bad.validate().unwrap_err().0.len(), 1);
     }
 }

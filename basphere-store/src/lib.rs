@@ -578,6 +578,10 @@ impl StoreRead for SqlTx<'_> {
         )
     }
 
+    fn get_idempotency(&self, owner: &Username, key: &str) -> Result<Option<IdempotencyRecord>> {
+        self.one("SELECT owner, key, request_hash, operations, created_at FROM idempotency_keys WHERE owner = ?1 AND key = ?2", [owner.as_str(), key], idempotency_row)
+    }
+
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
         let mut statement = self
@@ -910,6 +914,21 @@ impl StoreTx for SqlTx<'_> {
             address,
             |_| Error::Conflict(format!("lease {address}")),
         )
+    }
+
+    fn insert_idempotency(&mut self, record: &IdempotencyRecord) -> Result<()> {
+        let operations =
+            serde_json::to_string(&record.operations).map_err(|error| SqliteError::Corrupt {
+                table: "idempotency_keys",
+                column: "operations",
+                message: error.to_string(),
+            })?;
+        self.exec(
+            "INSERT INTO idempotency_keys (owner, key, request_hash, operations, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![record.owner.as_str(), record.key, record.request_hash, operations, micros(record.created_at)],
+        )
+        .map_err(|error| constraint(error, |_| Error::already_exists("idempotency key", &record.key)))?;
+        Ok(())
     }
 
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {

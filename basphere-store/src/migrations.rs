@@ -166,6 +166,17 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX leases_owner ON leases (owner, address);
     CREATE INDEX leases_resource ON leases (resource_id);
     "#,
+    // 2: idempotency keys for create requests.
+    r#"
+    CREATE TABLE idempotency_keys (
+        owner        TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        operations   TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (owner, key)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

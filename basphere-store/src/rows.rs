@@ -346,3 +346,20 @@ pub(crate) fn lease_row(row: &Row<'_>) -> Result<Lease> {
         created_at: c.time(7, "created_at")?,
     })
 }
+
+pub(crate) fn idempotency_row(row: &Row<'_>) -> Result<IdempotencyRecord> {
+    let c = Cells {
+        row,
+        table: "idempotency_keys",
+    };
+    Ok(IdempotencyRecord {
+        owner: c.parse(0, "owner", Username::parse)?,
+        key: c.text(1)?,
+        request_hash: c.text(2)?,
+        operations: c.parse(3, "operations", |text| {
+            serde_json::from_str(text)
+                .map_err(|error| basphere_core::Error::invalid("operations", error.to_string()))
+        })?,
+        created_at: c.time(4, "created_at")?,
+    })
+}

@@ -21,6 +21,7 @@ pub fn check_all(make: &dyn Fn() -> Arc<dyn Store>) {
     check_operations_and_audit(&*make());
     check_quota_and_usage(&*make());
     check_blocks_and_leases(&*make());
+    check_idempotency(&*make());
     check_rollback(&*make());
     check_concurrent_writers(make());
 }
@@ -884,6 +885,42 @@ pub fn check_blocks_and_leases(store: &dyn Store) {
         .query(|tx| tx.occupancy(&a_block))
         .unwrap()
         .contains(2));
+}
+
+pub fn check_idempotency(store: &dyn Store) {
+    let alice = username("alice");
+    let record = IdempotencyRecord {
+        owner: alice.clone(),
+        key: "retry-1".into(),
+        request_hash: "abc".into(),
+        operations: vec![Uuid::now_v7(), Uuid::now_v7()],
+        created_at: now(),
+    };
+    assert_eq!(
+        store
+            .query(|tx| tx.get_idempotency(&alice, "retry-1"))
+            .unwrap(),
+        None
+    );
+    store.transact(|tx| tx.insert_idempotency(&record)).unwrap();
+    assert_eq!(
+        store
+            .query(|tx| tx.get_idempotency(&alice, "retry-1"))
+            .unwrap(),
+        Some(record.clone())
+    );
+    expect_kind(
+        store.transact(|tx| tx.insert_idempotency(&record)),
+        "already-exists",
+        "a key is used once per owner",
+    );
+    let bobs = IdempotencyRecord {
+        owner: username("bob"),
+        ..record
+    };
+    store
+        .transact(|tx| tx.insert_idempotency(&bobs))
+        .expect("keys are per owner");
 }
 
 /// A failed transaction leaves nothing behind, whatever it wrote before failing.

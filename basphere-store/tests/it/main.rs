@@ -102,6 +102,15 @@ fn migrations_run_from_every_earlier_schema() {
                 .query_row("PRAGMA user_version", [], |row| row.get(0))
                 .unwrap();
             assert_eq!(version as usize, start);
+            if start >= 1 {
+                // Data written by the older schema must survive the later migrations.
+                let old = user("olduser", 77);
+                conn.execute(
+                    "INSERT INTO users (username, email, team, ssh_key, key_fingerprint, role, status, uid, created_at, updated_at) VALUES (?1, ?2, '', ?3, ?4, 'user', 'active', NULL, 0, 0)",
+                    rusqlite::params![old.username.as_str(), old.email.as_str(), old.ssh_key.as_str(), old.ssh_key.fingerprint()],
+                )
+                .unwrap();
+            }
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
@@ -109,6 +118,17 @@ fn migrations_run_from_every_earlier_schema() {
             migrations::LATEST,
             "from version {start}"
         );
+        if start >= 1 {
+            assert_eq!(
+                store
+                    .user(&basphere_core::testing::username("olduser"))
+                    .unwrap()
+                    .email
+                    .as_str(),
+                "olduser@example.com",
+                "from version {start}"
+            );
+        }
         // The migrated database is a complete store.
         let alice = user("alice", 1);
         store.transact(|tx| tx.insert_user(&alice)).unwrap();

@@ -86,8 +86,9 @@ impl Rig {
         request: CreateVms,
     ) -> Result<Vec<Accepted>, Error> {
         self.platform
-            .create_vms(actor, &username(owner), request)
+            .create_vms(actor, &username(owner), request, None)
             .await
+            .map(|outcome| outcome.accepted)
     }
 
     async fn wait(&self, operation: &Operation) -> Operation {
@@ -799,4 +800,156 @@ fn interrupted_operations_are_resumed_after_a_restart_without_duplicates() {
             .all(|vm| vm.state == VmState::Running));
         assert_eq!(rig.leases().len(), 4);
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in BACKENDS {
+        let rig = Arc::new(rig(backend, dir.path()));
+        rig.account("alice", 1).await;
+        let owner = username("alice");
+        let first = rig
+            .platform
+            .create_vms(&alice(), &owner, request("web", 2), Some("key-1"))
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        let again = rig
+            .platform
+            .create_vms(&alice(), &owner, request("web", 2), Some("key-1"))
+            .await
+            .unwrap();
+        assert!(again.replayed, "{backend:?}");
+        let ids = |o: &basphere_core::platform::CreateOutcome| {
+            o.accepted
+                .iter()
+                .map(|a| a.operation.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&again), ids(&first), "the same operations come back");
+        let error = rig
+            .platform
+            .create_vms(&alice(), &owner, request("db", 1), Some("key-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "conflict", "a key reused for another request");
+        let error = rig
+            .platform
+            .create_vms(&alice(), &owner, request("db", 1), Some("bad key\n"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "invalid-input");
+
+        // Five concurrent retries with one key: one creation, five identical answers.
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let rig = rig.clone();
+                tokio::spawn(async move {
+                    rig.platform
+                        .create_vms(
+                            &alice(),
+                            &username("alice"),
+                            request("api", 1),
+                            Some("key-2"),
+                        )
+                        .await
+                        .map(|o| o.accepted[0].vm.id)
+                })
+            })
+            .collect();
+        let mut vm_ids = Vec::new();
+        for task in tasks {
+            vm_ids.push(task.await.unwrap().unwrap());
+        }
+        vm_ids.dedup();
+        assert_eq!(vm_ids.len(), 1, "{backend:?}: one VM for one key");
+        rig.platform.wait_idle(WAIT).await.unwrap();
+        assert_eq!(rig.vms("alice").len(), 3);
+        assert_eq!(rig.sim.vms().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_stored_hashed_and_revocable() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig(Backend::SqliteMemory, dir.path());
+    rig.account("alice", 1).await;
+    rig.account("bob", 2).await;
+    let owner = username("alice");
+    let created = rig
+        .platform
+        .create_token(&alice(), &owner, "laptop", TokenScope::User, None)
+        .await
+        .unwrap();
+    assert!(created.secret.starts_with("bsp_") && created.secret.len() == 68);
+    let stored = rig
+        .store
+        .query(|tx| tx.get_token(created.token.id))
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        stored.secret_hash, created.secret,
+        "only the hash is stored"
+    );
+    let (user, _) = rig
+        .platform
+        .authenticate_token(&created.secret)
+        .await
+        .unwrap();
+    assert_eq!(user.username, owner);
+    assert_eq!(
+        rig.platform
+            .authenticate_token("bsp_wrong")
+            .await
+            .unwrap_err()
+            .kind(),
+        "unauthenticated"
+    );
+
+    let error = rig
+        .platform
+        .create_token(&alice(), &owner, "root", TokenScope::Admin, None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "forbidden", "users cannot mint admin tokens");
+    let error = rig
+        .platform
+        .create_token(&alice(), &username("bob"), "steal", TokenScope::User, None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "forbidden");
+    let past = now() - chrono::Duration::minutes(1);
+    assert_eq!(
+        rig.platform
+            .create_token(&alice(), &owner, "old", TokenScope::User, Some(past))
+            .await
+            .unwrap_err()
+            .kind(),
+        "invalid-input"
+    );
+
+    let bob = Actor::user(&username("bob"), "test");
+    assert_eq!(
+        rig.platform
+            .revoke_token(&bob, created.token.id)
+            .await
+            .unwrap_err()
+            .kind(),
+        "not-found",
+        "another user's token is not disclosed"
+    );
+    rig.platform
+        .revoke_token(&alice(), created.token.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.platform
+            .authenticate_token(&created.secret)
+            .await
+            .unwrap_err()
+            .kind(),
+        "unauthenticated",
+        "a revoked token no longer works"
+    );
 }
