@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "basphere",
-    version,
-    about = "Self-service VMs and Kubernetes clusters on vSphere"
-)]
+#[command(name = "basphere", version, about = "Self-service VMs and Kubernetes clusters on vSphere")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,20 +33,12 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Demo {
-            data_dir,
-            realistic,
-        } => runtime.block_on(demo::run(&data_dir, realistic)),
+        Command::Demo { data_dir, realistic } => runtime.block_on(demo::run(&data_dir, realistic)),
     }
 }

@@ -46,11 +46,7 @@ impl Cidr {
     }
 
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix_len)
-        })
+        Ipv4Addr::from(if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.prefix_len) })
     }
 }
 
@@ -58,12 +54,9 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(value: &str) -> std::result::Result<Self, String> {
-        let (base, prefix) = value
-            .split_once('/')
-            .ok_or_else(|| format!("{value:?} is not a CIDR like 10.254.0.0/21"))?;
-        let base: Ipv4Addr = base
-            .parse()
-            .map_err(|_| format!("{base:?} is not an IPv4 address"))?;
+        let (base, prefix) =
+            value.split_once('/').ok_or_else(|| format!("{value:?} is not a CIDR like 10.254.0.0/21"))?;
+        let base: Ipv4Addr = base.parse().map_err(|_| format!("{base:?} is not an IPv4 address"))?;
         let prefix_len: u8 = prefix
             .parse()
             .ok()
@@ -72,9 +65,7 @@ impl FromStr for Cidr {
         let cidr = Cidr { base, prefix_len };
         if u32::from(base) & u32::from(cidr.netmask()) != u32::from(base) {
             let aligned = Ipv4Addr::from(u32::from(base) & u32::from(cidr.netmask()));
-            return Err(format!(
-                "{value} is not aligned: the base address must be {aligned}"
-            ));
+            return Err(format!("{value} is not aligned: the base address must be {aligned}"));
         }
         Ok(cidr)
     }
@@ -100,30 +91,20 @@ impl PoolConfig {
     /// Checks the pool's own rules; `key` is where it was configured, for error messages.
     pub fn validate(&self, key: &str) -> Result<()> {
         let size = self.cidr.size();
-        if !self.block_size.is_power_of_two()
-            || self.block_size < 4
-            || u64::from(self.block_size) > size / 2
-        {
+        if !self.block_size.is_power_of_two() || self.block_size < 4 || u64::from(self.block_size) > size / 2 {
             return Err(Error::invalid(
                 format!("{key}.block_size"),
-                format!("{} is not accepted: use a power of two from 4 up to half the pool ({} addresses in {})", self.block_size, size, self.cidr),
+                format!(
+                    "{} is not accepted: use a power of two from 4 up to half the pool ({} addresses in {})",
+                    self.block_size, size, self.cidr
+                ),
             ));
         }
         if !self.cidr.contains(self.gateway) {
-            return Err(Error::invalid(
-                format!("{key}.gateway"),
-                format!("{} is outside {}", self.gateway, self.cidr),
-            ));
+            return Err(Error::invalid(format!("{key}.gateway"), format!("{} is outside {}", self.gateway, self.cidr)));
         }
-        if let Some(outside) = self
-            .reserved
-            .iter()
-            .find(|address| !self.cidr.contains(**address))
-        {
-            return Err(Error::invalid(
-                format!("{key}.reserved"),
-                format!("{outside} is outside {}", self.cidr),
-            ));
+        if let Some(outside) = self.reserved.iter().find(|address| !self.cidr.contains(**address)) {
+            return Err(Error::invalid(format!("{key}.reserved"), format!("{outside} is outside {}", self.cidr)));
         }
         Ok(())
     }
@@ -437,18 +418,8 @@ struct RawReconcile {
 
 fn default_os_images() -> BTreeMap<String, OsImage> {
     [
-        (
-            "ubuntu-24.04",
-            "ubuntu-noble-24.04-cloudimg",
-            "Ubuntu 24.04 LTS (Noble)",
-            "ens192",
-        ),
-        (
-            "rocky-10.1",
-            "rocky-10-template",
-            "Rocky Linux 10.1",
-            "ens33",
-        ),
+        ("ubuntu-24.04", "ubuntu-noble-24.04-cloudimg", "Ubuntu 24.04 LTS (Noble)", "ens192"),
+        ("rocky-10.1", "rocky-10-template", "Rocky Linux 10.1", "ens33"),
     ]
     .into_iter()
     .map(|(key, template, description, interface)| {
@@ -477,13 +448,7 @@ fn default_vm_specs() -> BTreeMap<String, VmSpec> {
     .map(|(key, description, cpu, memory_gb, disk_gb)| {
         (
             key.to_owned(),
-            VmSpec {
-                key: key.into(),
-                description: description.into(),
-                cpu,
-                memory_mb: memory_gb * 1024,
-                disk_gb,
-            },
+            VmSpec { key: key.into(), description: description.into(), cpu, memory_mb: memory_gb * 1024, disk_gb },
         )
     })
     .collect()
@@ -495,43 +460,29 @@ fn default_cluster_types() -> BTreeMap<String, ClusterType> {
         ("standard", "Standard cluster (HA)", 3, 3, "medium", "large"),
     ]
     .into_iter()
-    .map(
-        |(key, description, control_plane_count, worker_count, cp, worker)| {
-            (
-                key.to_owned(),
-                ClusterType {
-                    key: key.into(),
-                    description: description.into(),
-                    control_plane_count,
-                    worker_count,
-                    control_plane_spec: cp.into(),
-                    worker_spec_default: worker.into(),
-                },
-            )
-        },
-    )
-    .collect()
-}
-
-fn default_node_specs() -> BTreeMap<String, NodeSpec> {
-    [
-        ("small", 2, 4, 50),
-        ("medium", 4, 8, 100),
-        ("large", 8, 16, 200),
-    ]
-    .into_iter()
-    .map(|(key, cpu, memory_gb, disk_gb)| {
+    .map(|(key, description, control_plane_count, worker_count, cp, worker)| {
         (
             key.to_owned(),
-            NodeSpec {
+            ClusterType {
                 key: key.into(),
-                cpu,
-                memory_mb: memory_gb * 1024,
-                disk_gb,
+                description: description.into(),
+                control_plane_count,
+                worker_count,
+                control_plane_spec: cp.into(),
+                worker_spec_default: worker.into(),
             },
         )
     })
     .collect()
+}
+
+fn default_node_specs() -> BTreeMap<String, NodeSpec> {
+    [("small", 2, 4, 50), ("medium", 4, 8, 100), ("large", 8, 16, 200)]
+        .into_iter()
+        .map(|(key, cpu, memory_gb, disk_gb)| {
+            (key.to_owned(), NodeSpec { key: key.into(), cpu, memory_mb: memory_gb * 1024, disk_gb })
+        })
+        .collect()
 }
 
 impl Default for Config {
@@ -553,11 +504,7 @@ impl Config {
                 if text.trim().is_empty() || inner.to_string().contains("EOF while parsing") {
                     RawConfig::default()
                 } else {
-                    let key = if path == "." {
-                        "configuration".to_owned()
-                    } else {
-                        path
-                    };
+                    let key = if path == "." { "configuration".to_owned() } else { path };
                     return Err(Error::invalid(key, inner.to_string()));
                 }
             }
@@ -570,24 +517,15 @@ impl Config {
             host: raw.server.host.unwrap_or_else(|| "127.0.0.1".into()),
             port: raw.server.port.unwrap_or(8080),
             socket: raw.server.socket,
-            data_dir: raw
-                .server
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(".basphere")),
+            data_dir: raw.server.data_dir.unwrap_or_else(|| PathBuf::from(".basphere")),
             workers: raw.server.workers.unwrap_or(16),
         };
         if server.workers == 0 || server.workers > 1024 {
-            return Err(Error::invalid(
-                "server.workers",
-                format!("{} is not accepted: use 1-1024", server.workers),
-            ));
+            return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
         }
 
         let vsphere = VsphereConfig {
-            server: raw
-                .vsphere
-                .server
-                .unwrap_or_else(|| "vcenter.example.local".into()),
+            server: raw.vsphere.server.unwrap_or_else(|| "vcenter.example.local".into()),
             datacenter: raw.vsphere.datacenter.unwrap_or_else(|| "DC1".into()),
             cluster: raw.vsphere.cluster.unwrap_or_else(|| "Cluster1".into()),
             datastore: raw.vsphere.datastore.unwrap_or_else(|| "datastore1".into()),
@@ -604,10 +542,7 @@ impl Config {
             ("vsphere.folder", &vsphere.folder),
         ] {
             if value.trim().is_empty() || value.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    key,
-                    "must be a non-empty name without control characters",
-                ));
+                return Err(Error::invalid(key, "must be a non-empty name without control characters"));
             }
         }
 
@@ -618,20 +553,15 @@ impl Config {
                 for (key, os) in entries {
                     let at = format!("templates.os.{key}");
                     check_catalog_key(&at, &key)?;
-                    let template =
-                        os.template
-                            .filter(|t| !t.trim().is_empty())
-                            .ok_or_else(|| {
-                                Error::invalid(
-                                    format!("{at}.template"),
-                                    "is required: the name of the vSphere template to clone",
-                                )
-                            })?;
+                    let template = os.template.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                        Error::invalid(
+                            format!("{at}.template"),
+                            "is required: the name of the vSphere template to clone",
+                        )
+                    })?;
                     let interface = os.interface.unwrap_or_else(|| "ens192".into());
                     if interface.is_empty()
-                        || !interface
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                        || !interface.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                     {
                         return Err(Error::invalid(
                             format!("{at}.interface"),
@@ -665,11 +595,7 @@ impl Config {
                     let spec = VmSpec {
                         description: spec.description.unwrap_or_else(|| key.clone()),
                         cpu: positive(&format!("{at}.cpu"), spec.cpu, 1..=768)?,
-                        memory_mb: positive(
-                            &format!("{at}.memory_mb"),
-                            spec.memory_mb,
-                            256..=24 * 1024 * 1024,
-                        )?,
+                        memory_mb: positive(&format!("{at}.memory_mb"), spec.memory_mb, 256..=24 * 1024 * 1024)?,
                         disk_gb: positive(&format!("{at}.disk_gb"), spec.disk_gb, 1..=62 * 1024)?,
                         key: key.clone(),
                     };
@@ -691,11 +617,7 @@ impl Config {
                     check_catalog_key(&at, &key)?;
                     let spec = NodeSpec {
                         cpu: positive(&format!("{at}.cpu"), spec.cpu, 1..=768)?,
-                        memory_mb: positive(
-                            &format!("{at}.memory_mb"),
-                            spec.memory_mb,
-                            1024..=24 * 1024 * 1024,
-                        )?,
+                        memory_mb: positive(&format!("{at}.memory_mb"), spec.memory_mb, 1024..=24 * 1024 * 1024)?,
                         disk_gb: positive(&format!("{at}.disk_gb"), spec.disk_gb, 10..=62 * 1024)?,
                         key: key.clone(),
                     };
@@ -716,16 +638,18 @@ impl Config {
                         description: raw_type.description.unwrap_or_else(|| key.clone()),
                         control_plane_count: raw_type.control_plane_count.unwrap_or(1),
                         worker_count: raw_type.worker_count.unwrap_or(2),
-                        control_plane_spec: raw_type
-                            .control_plane_spec
-                            .unwrap_or_else(|| "medium".into()),
-                        worker_spec_default: raw_type
-                            .worker_spec_default
-                            .unwrap_or_else(|| "medium".into()),
+                        control_plane_spec: raw_type.control_plane_spec.unwrap_or_else(|| "medium".into()),
+                        worker_spec_default: raw_type.worker_spec_default.unwrap_or_else(|| "medium".into()),
                         key: key.clone(),
                     };
                     if cluster_type.control_plane_count % 2 == 0 {
-                        return Err(Error::invalid(format!("{at}.control_plane_count"), format!("{} is not accepted: use an odd number (1, 3, 5) so etcd keeps quorum", cluster_type.control_plane_count)));
+                        return Err(Error::invalid(
+                            format!("{at}.control_plane_count"),
+                            format!(
+                                "{} is not accepted: use an odd number (1, 3, 5) so etcd keeps quorum",
+                                cluster_type.control_plane_count
+                            ),
+                        ));
                     }
                     types.insert(key, cluster_type);
                 }
@@ -740,10 +664,7 @@ impl Config {
                 if !node_specs.contains_key(spec) {
                     return Err(Error::invalid(
                         format!("cluster_types.{key}.{field}"),
-                        format!(
-                            "{spec:?} is not one of the node specs: {}",
-                            keys(&node_specs)
-                        ),
+                        format!("{spec:?} is not one of the node specs: {}", keys(&node_specs)),
                     ));
                 }
             }
@@ -752,28 +673,19 @@ impl Config {
         let pools = pools_from(&raw.network)?;
         let guest_network = GuestNetworkConfig {
             mtu: raw.network.mtu.unwrap_or(1500),
-            dns: raw
-                .network
-                .dns
-                .unwrap_or_else(|| vec![Ipv4Addr::new(8, 8, 8, 8)]),
+            dns: raw.network.dns.unwrap_or_else(|| vec![Ipv4Addr::new(8, 8, 8, 8)]),
         };
         if !(576..=9000).contains(&guest_network.mtu) {
             return Err(Error::invalid(
                 "network.mtu",
-                format!(
-                    "{} is not accepted: use 576-9000 (1500, or 1450 on an overlay)",
-                    guest_network.mtu
-                ),
+                format!("{} is not accepted: use 576-9000 (1500, or 1450 on an overlay)", guest_network.mtu),
             ));
         }
 
         let q = raw.quotas.default;
         let default_quota = Quota {
             max_vms: q.max_vms.unwrap_or(10),
-            max_clusters: q
-                .max_clusters
-                .or(raw.cluster_quotas.default.max_clusters)
-                .unwrap_or(3),
+            max_clusters: q.max_clusters.or(raw.cluster_quotas.default.max_clusters).unwrap_or(3),
             max_nodes_per_cluster: q
                 .max_nodes_per_cluster
                 .or(raw.cluster_quotas.default.max_nodes_per_cluster)
@@ -786,18 +698,12 @@ impl Config {
 
         let kubernetes = KubernetesConfig {
             version: raw.kubernetes.version.unwrap_or_else(|| "v1.31.4".into()),
-            node_template: raw
-                .templates
-                .kubernetes
-                .unwrap_or_else(|| "ubuntu-2204-kube-v1.31.4".into()),
+            node_template: raw.templates.kubernetes.unwrap_or_else(|| "ubuntu-2204-kube-v1.31.4".into()),
             management_kubeconfig: raw
                 .management_cluster
                 .kubeconfig
                 .unwrap_or_else(|| PathBuf::from("/etc/basphere/management-kubeconfig")),
-            namespace_prefix: raw
-                .management_cluster
-                .namespace_prefix
-                .unwrap_or_else(|| "user-".into()),
+            namespace_prefix: raw.management_cluster.namespace_prefix.unwrap_or_else(|| "user-".into()),
         };
         if !kubernetes.version.starts_with('v') {
             return Err(Error::invalid(
@@ -812,7 +718,10 @@ impl Config {
             secret_key: raw.recaptcha.secret_key.unwrap_or_default(),
         };
         if recaptcha.enabled && (recaptcha.site_key.is_empty() || recaptcha.secret_key.is_empty()) {
-            return Err(Error::invalid("recaptcha", "enabled needs both site_key and secret_key (otherwise every submission would fail)"));
+            return Err(Error::invalid(
+                "recaptcha",
+                "enabled needs both site_key and secret_key (otherwise every submission would fail)",
+            ));
         }
 
         let config = Config {
@@ -828,14 +737,9 @@ impl Config {
             guest_network,
             default_quota,
             recaptcha,
-            allowed_email_domains: EmailDomainAllowList::parse(
-                &raw.validation.allowed_email_domains,
-            )?,
+            allowed_email_domains: EmailDomainAllowList::parse(&raw.validation.allowed_email_domains)?,
             bastion: BastionConfig {
-                address: raw
-                    .bastion
-                    .address
-                    .unwrap_or_else(|| "bastion-server".into()),
+                address: raw.bastion.address.unwrap_or_else(|| "bastion-server".into()),
                 port: raw.bastion.port.unwrap_or(22),
             },
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
@@ -846,50 +750,30 @@ impl Config {
     /// The OS image for a key, or an error listing the valid keys.
     pub fn os_image(&self, key: &str) -> Result<&OsImage> {
         self.os_images.get(key).ok_or_else(|| {
-            Error::invalid(
-                "os",
-                format!(
-                    "{key:?} is not available; choose one of: {}",
-                    keys(&self.os_images)
-                ),
-            )
+            Error::invalid("os", format!("{key:?} is not available; choose one of: {}", keys(&self.os_images)))
         })
     }
 
     /// The VM spec for a key, or an error listing the valid keys.
     pub fn vm_spec(&self, key: &str) -> Result<&VmSpec> {
         self.vm_specs.get(key).ok_or_else(|| {
-            Error::invalid(
-                "spec",
-                format!(
-                    "{key:?} is not available; choose one of: {}",
-                    keys(&self.vm_specs)
-                ),
-            )
+            Error::invalid("spec", format!("{key:?} is not available; choose one of: {}", keys(&self.vm_specs)))
         })
     }
 }
 
 fn keys<V>(map: &BTreeMap<String, V>) -> String {
-    map.keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    map.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 fn check_catalog_key(at: &str, key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.len() <= 63
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            at,
-            "a catalog key uses lowercase letters, digits, '-', '.' and '_' (at most 63)",
-        ))
+        Err(Error::invalid(at, "a catalog key uses lowercase letters, digits, '-', '.' and '_' (at most 63)"))
     }
 }
 
@@ -898,48 +782,25 @@ fn positive<T: Copy + PartialOrd + fmt::Display>(
     value: Option<T>,
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T> {
-    let value = value.ok_or_else(|| {
-        Error::invalid(
-            key,
-            format!("is required ({}-{})", range.start(), range.end()),
-        )
-    })?;
+    let value = value.ok_or_else(|| Error::invalid(key, format!("is required ({}-{})", range.start(), range.end())))?;
     if range.contains(&value) {
         Ok(value)
     } else {
-        Err(Error::invalid(
-            key,
-            format!(
-                "{value} is not accepted: use {}-{}",
-                range.start(),
-                range.end()
-            ),
-        ))
+        Err(Error::invalid(key, format!("{value} is not accepted: use {}-{}", range.start(), range.end())))
     }
 }
 
 fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
-    let cidr_text = network
-        .cidr
-        .clone()
-        .unwrap_or_else(|| "10.254.0.0/21".into());
-    let cidr: Cidr = cidr_text
-        .parse()
-        .map_err(|message| Error::invalid("network.cidr", message))?;
+    let cidr_text = network.cidr.clone().unwrap_or_else(|| "10.254.0.0/21".into());
+    let cidr: Cidr = cidr_text.parse().map_err(|message| Error::invalid("network.cidr", message))?;
     if cidr.prefix_len > 29 {
-        return Err(Error::invalid(
-            "network.cidr",
-            format!("{cidr} is too small: use a prefix length of 29 or less"),
-        ));
+        return Err(Error::invalid("network.cidr", format!("{cidr} is too small: use a prefix length of 29 or less")));
     }
     if let Some(prefix) = network.prefix_length {
         if prefix != cidr.prefix_len {
             return Err(Error::invalid(
                 "network.prefix_length",
-                format!(
-                    "{prefix} disagrees with network.cidr {cidr}; leave it out or use {}",
-                    cidr.prefix_len
-                ),
+                format!("{prefix} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.prefix_len),
             ));
         }
     }
@@ -947,41 +808,25 @@ fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
         if netmask != cidr.netmask() {
             return Err(Error::invalid(
                 "network.netmask",
-                format!(
-                    "{netmask} disagrees with network.cidr {cidr}; leave it out or use {}",
-                    cidr.netmask()
-                ),
+                format!("{netmask} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.netmask()),
             ));
         }
     }
     let default_pool = PoolConfig {
         name: "default".into(),
         cidr,
-        gateway: network
-            .gateway
-            .unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
-        reserved: network
-            .reserved
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        gateway: network.gateway.unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
+        reserved: network.reserved.clone().unwrap_or_default().into_iter().collect(),
         block_size: network.block_size.unwrap_or(32),
     };
     default_pool.validate("network")?;
     let mut pools = vec![default_pool];
     for (index, raw) in network.pools.iter().enumerate() {
         let at = format!("network.pools[{index}]");
-        let name = raw
-            .name
-            .clone()
-            .ok_or_else(|| Error::invalid(format!("{at}.name"), "is required"))?;
+        let name = raw.name.clone().ok_or_else(|| Error::invalid(format!("{at}.name"), "is required"))?;
         check_catalog_key(&format!("{at}.name"), &name)?;
         if pools.iter().any(|pool| pool.name == name) {
-            return Err(Error::invalid(
-                format!("{at}.name"),
-                format!("{name:?} is used by another pool"),
-            ));
+            return Err(Error::invalid(format!("{at}.name"), format!("{name:?} is used by another pool")));
         }
         let cidr: Cidr = raw
             .cidr
@@ -992,9 +837,7 @@ fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
         let pool = PoolConfig {
             name,
             cidr,
-            gateway: raw
-                .gateway
-                .unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
+            gateway: raw.gateway.unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
             reserved: raw.reserved.iter().copied().collect(),
             block_size: raw.block_size.unwrap_or(pools[0].block_size),
         };
@@ -1002,10 +845,7 @@ fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
         if let Some(other) = pools.iter().find(|other| other.cidr.overlaps(&pool.cidr)) {
             return Err(Error::invalid(
                 format!("{at}.cidr"),
-                format!(
-                    "{} overlaps pool {:?} ({})",
-                    pool.cidr, other.name, other.cidr
-                ),
+                format!("{} overlaps pool {:?} ({})", pool.cidr, other.name, other.cidr),
             ));
         }
         pools.push(pool);
@@ -1023,18 +863,12 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.server.host, "127.0.0.1", "loopback only by default");
         assert_eq!(config.vm_backend, VmBackendKind::Simulated);
-        assert_eq!(
-            config.os_images["ubuntu-24.04"].template,
-            "ubuntu-noble-24.04-cloudimg"
-        );
+        assert_eq!(config.os_images["ubuntu-24.04"].template, "ubuntu-noble-24.04-cloudimg");
         assert_eq!(config.os_images["ubuntu-24.04"].interface, "ens192");
         assert_eq!(config.os_images["rocky-10.1"].template, "rocky-10-template");
         assert_eq!(config.os_images["rocky-10.1"].interface, "ens33");
-        let specs: Vec<(&str, u32, u64, u64)> = config
-            .vm_specs
-            .values()
-            .map(|s| (s.key.as_str(), s.cpu, s.memory_mb / 1024, s.disk_gb))
-            .collect();
+        let specs: Vec<(&str, u32, u64, u64)> =
+            config.vm_specs.values().map(|s| (s.key.as_str(), s.cpu, s.memory_mb / 1024, s.disk_gb)).collect();
         assert_eq!(
             specs,
             [
@@ -1119,57 +953,17 @@ bastion: {address: bastion.corp.com, port: 50022}
     #[test]
     fn errors_name_the_key_and_what_is_accepted() {
         let cases = [
-            (
-                "network: {cidr: 10.254.0.5/21}",
-                "network.cidr",
-                "must be 10.254.0.0",
-            ),
-            (
-                "network: {block_size: 48}",
-                "network.block_size",
-                "power of two",
-            ),
-            (
-                "network: {cidr: 10.0.0.0/24, block_size: 256}",
-                "network.block_size",
-                "half the pool",
-            ),
-            (
-                "network: {gateway: 192.168.1.1}",
-                "network.gateway",
-                "outside",
-            ),
-            (
-                "network: {prefix_length: 24}",
-                "network.prefix_length",
-                "disagrees",
-            ),
+            ("network: {cidr: 10.254.0.5/21}", "network.cidr", "must be 10.254.0.0"),
+            ("network: {block_size: 48}", "network.block_size", "power of two"),
+            ("network: {cidr: 10.0.0.0/24, block_size: 256}", "network.block_size", "half the pool"),
+            ("network: {gateway: 192.168.1.1}", "network.gateway", "outside"),
+            ("network: {prefix_length: 24}", "network.prefix_length", "disagrees"),
             ("network: {mtu: 20}", "network.mtu", "576-9000"),
-            (
-                "network: {pools: [{name: b, cidr: 10.254.4.0/22}]}",
-                "network.pools[0].cidr",
-                "overlaps",
-            ),
-            (
-                "vm_specs: {small: {cpu: 0, memory_mb: 1024, disk_gb: 10}}",
-                "vm_specs.small.cpu",
-                "1-768",
-            ),
-            (
-                "vm_specs: {small: {memory_mb: 1024, disk_gb: 10}}",
-                "vm_specs.small.cpu",
-                "required",
-            ),
-            (
-                "templates: {os: {ubuntu: {interface: ens192}}}",
-                "templates.os.ubuntu.template",
-                "required",
-            ),
-            (
-                "cluster_types: {dev: {control_plane_count: 2}}",
-                "cluster_types.dev.control_plane_count",
-                "odd",
-            ),
+            ("network: {pools: [{name: b, cidr: 10.254.4.0/22}]}", "network.pools[0].cidr", "overlaps"),
+            ("vm_specs: {small: {cpu: 0, memory_mb: 1024, disk_gb: 10}}", "vm_specs.small.cpu", "1-768"),
+            ("vm_specs: {small: {memory_mb: 1024, disk_gb: 10}}", "vm_specs.small.cpu", "required"),
+            ("templates: {os: {ubuntu: {interface: ens192}}}", "templates.os.ubuntu.template", "required"),
+            ("cluster_types: {dev: {control_plane_count: 2}}", "cluster_types.dev.control_plane_count", "odd"),
             (
                 "cluster_types: {dev: {worker_spec_default: giant}}",
                 "cluster_types.dev.worker_spec_default",
@@ -1177,29 +971,14 @@ bastion: {address: bastion.corp.com, port: 50022}
             ),
             ("backend: {vm: openstack}", "backend.vm", "simulated"),
             ("server: {prot: 80}", "server", "unknown field `prot`"),
-            (
-                "vsphere: {datacenter: ''}",
-                "vsphere.datacenter",
-                "non-empty",
-            ),
+            ("vsphere: {datacenter: ''}", "vsphere.datacenter", "non-empty"),
             ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
-            (
-                "validation: {allowed_email_domains: ['bad domain']}",
-                "validation.allowed_email_domains",
-                "not a domain",
-            ),
-            (
-                "quotas: {default: {max_vms: -1}}",
-                "quotas.default.max_vms",
-                "invalid",
-            ),
+            ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),
+            ("quotas: {default: {max_vms: -1}}", "quotas.default.max_vms", "invalid"),
         ];
         for (yaml, key, accepted) in cases {
             let error = error_of(yaml);
-            assert!(
-                error.contains(key) && error.contains(accepted),
-                "{yaml}: {error}"
-            );
+            assert!(error.contains(key) && error.contains(accepted), "{yaml}: {error}");
         }
     }
 
@@ -1209,20 +988,14 @@ bastion: {address: bastion.corp.com, port: 50022}
         let error = config.os_image("windows").unwrap_err().to_string();
         assert!(error.contains("rocky-10.1, ubuntu-24.04"), "{error}");
         let error = config.vm_spec("gigantic").unwrap_err().to_string();
-        assert!(
-            error.contains("huge, large, medium, small, tiny"),
-            "{error}"
-        );
+        assert!(error.contains("huge, large, medium, small, tiny"), "{error}");
     }
 
     #[test]
     fn pool_rules() {
         let pool = &Config::default().pools[0];
         assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 0)), "network");
-        assert!(
-            pool.is_unleasable(Ipv4Addr::new(10, 254, 7, 255)),
-            "broadcast (original.md §13.2 item 15)"
-        );
+        assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 7, 255)), "broadcast (original.md §13.2 item 15)");
         assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 1)), "gateway");
         assert!(!pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 33)));
     }

@@ -23,12 +23,7 @@ pub enum Error {
     Conflict(String),
     /// Granting the request would exceed a quota.
     #[error("quota exceeded: {resource} would be {requested} of {limit}")]
-    QuotaExceeded {
-        resource: &'static str,
-        used: u64,
-        requested: u64,
-        limit: u64,
-    },
+    QuotaExceeded { resource: &'static str, used: u64, requested: u64, limit: u64 },
     /// A finite resource (addresses, blocks) has run out.
     #[error("exhausted: {0}")]
     Exhausted(String),
@@ -59,32 +54,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::InvalidInput { field: field.into(), message: message.into() }
     }
 
     pub fn not_found(kind: &'static str, name: impl fmt::Display) -> Self {
-        Error::NotFound {
-            kind,
-            name: name.to_string(),
-        }
+        Error::NotFound { kind, name: name.to_string() }
     }
 
     pub fn already_exists(kind: &'static str, name: impl fmt::Display) -> Self {
-        Error::AlreadyExists {
-            kind,
-            name: name.to_string(),
-        }
+        Error::AlreadyExists { kind, name: name.to_string() }
     }
 
     pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        Error::Backend {
-            backend,
-            source: source.into(),
-            log_tail: Vec::new(),
-        }
+        Error::Backend { backend, source: source.into(), log_tail: Vec::new() }
     }
 
     /// A stable, short name for the kind of error, used in problem types, metrics and tests.

@@ -41,13 +41,7 @@ pub struct AddressInfo {
 pub trait Ipam: Send + Sync {
     fn pools(&self) -> &[PoolConfig];
     fn assign_block(&self, tx: &mut dyn StoreTx, owner: &Username) -> Result<IpBlock>;
-    fn lease(
-        &self,
-        tx: &mut dyn StoreTx,
-        owner: &Username,
-        resource: &ResourceRef,
-        ip_quota: u64,
-    ) -> Result<Lease>;
+    fn lease(&self, tx: &mut dyn StoreTx, owner: &Username, resource: &ResourceRef, ip_quota: u64) -> Result<Lease>;
     fn release(&self, tx: &mut dyn StoreTx, address: Ipv4Addr) -> Result<Lease>;
     fn release_blocks(&self, tx: &mut dyn StoreTx, owner: &Username) -> Result<Vec<IpBlock>>;
     fn check_allocations(&self, tx: &dyn StoreRead) -> Result<()>;

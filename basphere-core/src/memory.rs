@@ -49,10 +49,7 @@ struct State {
 impl State {
     fn put_block(&mut self, block: IpBlock, occupancy: Occupancy) {
         let start = u32::from(block.start);
-        self.blocks_by_owner
-            .entry(block.owner.clone())
-            .or_default()
-            .insert(start);
+        self.blocks_by_owner.entry(block.owner.clone()).or_default().insert(start);
         self.blocks.insert(start, (block, occupancy));
     }
 
@@ -78,14 +75,10 @@ impl State {
                 addresses.insert(address);
             }
             None => {
-                self.leases_by_owner
-                    .insert(lease.owner.clone(), BTreeSet::from([address]));
+                self.leases_by_owner.insert(lease.owner.clone(), BTreeSet::from([address]));
             }
         }
-        self.leases_by_resource
-            .entry(lease.resource.id)
-            .or_default()
-            .insert(address);
+        self.leases_by_resource.entry(lease.resource.id).or_default().insert(address);
         self.leases.insert(address, lease);
     }
 
@@ -101,23 +94,15 @@ impl State {
     }
 
     fn live_vm_named(&self, owner: &Username, name: &ResourceName) -> Option<&Vm> {
-        self.vms
-            .values()
-            .find(|vm| vm.is_live() && vm.owner == *owner && vm.name == *name)
+        self.vms.values().find(|vm| vm.is_live() && vm.owner == *owner && vm.name == *name)
     }
 
     fn live_cluster_named(&self, owner: &Username, name: &ResourceName) -> Option<&Cluster> {
-        self.clusters
-            .values()
-            .find(|c| c.is_live() && c.owner == *owner && c.name == *name)
+        self.clusters.values().find(|c| c.is_live() && c.owner == *owner && c.name == *name)
     }
 }
 
-fn remove_index<K: std::hash::Hash + Eq>(
-    index: &mut HashMap<K, BTreeSet<u32>>,
-    key: &K,
-    value: u32,
-) {
+fn remove_index<K: std::hash::Hash + Eq>(index: &mut HashMap<K, BTreeSet<u32>>, key: &K, value: u32) {
     if let Some(set) = index.get_mut(key) {
         set.remove(&value);
         if set.is_empty() {
@@ -151,22 +136,13 @@ impl Store for MemoryStore {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&ReadTx { state: &state })
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut tx = WriteTx {
-            state: &mut state,
-            undo: Vec::new(),
-        };
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tx = WriteTx { state: &mut state, undo: Vec::new() };
         let result = f(&mut tx);
         if result.is_err() {
             let WriteTx { state, undo } = tx;
@@ -191,11 +167,7 @@ macro_rules! delegate_read {
             }
             fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
                 let $state = self;
-                Ok($expr
-                    .users
-                    .values()
-                    .find(|u| u.ssh_key.fingerprint() == fingerprint)
-                    .cloned())
+                Ok($expr.users.values().find(|u| u.ssh_key.fingerprint() == fingerprint).cloned())
             }
             fn list_users(&self) -> Result<Vec<User>> {
                 let $state = self;
@@ -205,10 +177,7 @@ macro_rules! delegate_read {
                 let $state = self;
                 Ok($expr.registrations.get(&id).cloned())
             }
-            fn list_registrations(
-                &self,
-                status: Option<RequestStatus>,
-            ) -> Result<Vec<RegistrationRequest>> {
+            fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
                 let $state = self;
                 Ok($expr
                     .registrations
@@ -222,18 +191,9 @@ macro_rules! delegate_read {
                 let $state = self;
                 Ok($expr.key_changes.get(&id).cloned())
             }
-            fn list_key_changes(
-                &self,
-                status: Option<RequestStatus>,
-            ) -> Result<Vec<KeyChangeRequest>> {
+            fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
                 let $state = self;
-                Ok($expr
-                    .key_changes
-                    .values()
-                    .rev()
-                    .filter(|r| status.is_none_or(|s| r.status == s))
-                    .cloned()
-                    .collect())
+                Ok($expr.key_changes.values().rev().filter(|r| status.is_none_or(|s| r.status == s)).cloned().collect())
             }
             fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
                 let $state = self;
@@ -241,20 +201,11 @@ macro_rules! delegate_read {
             }
             fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>> {
                 let $state = self;
-                Ok($expr
-                    .tokens
-                    .values()
-                    .find(|t| t.secret_hash == secret_hash)
-                    .cloned())
+                Ok($expr.tokens.values().find(|t| t.secret_hash == secret_hash).cloned())
             }
             fn list_tokens(&self, owner: &Username) -> Result<Vec<ApiToken>> {
                 let $state = self;
-                Ok($expr
-                    .tokens
-                    .values()
-                    .filter(|t| t.owner == *owner)
-                    .cloned()
-                    .collect())
+                Ok($expr.tokens.values().filter(|t| t.owner == *owner).cloned().collect())
             }
             fn get_vm(&self, id: Uuid) -> Result<Option<Vm>> {
                 let $state = self;
@@ -281,11 +232,7 @@ macro_rules! delegate_read {
                 let $state = self;
                 Ok($expr.clusters.get(&id).cloned())
             }
-            fn cluster_by_name(
-                &self,
-                owner: &Username,
-                name: &ResourceName,
-            ) -> Result<Option<Cluster>> {
+            fn cluster_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Cluster>> {
                 let $state = self;
                 Ok($expr.live_cluster_named(owner, name).cloned())
             }
@@ -340,25 +287,14 @@ macro_rules! delegate_read {
                 let $state = self;
                 let state = $expr;
                 let mut usage = Usage::default();
-                for vm in state
-                    .vms
-                    .values()
-                    .filter(|vm| vm.is_live() && vm.owner == *owner)
-                {
+                for vm in state.vms.values().filter(|vm| vm.is_live() && vm.owner == *owner) {
                     usage.vms += 1;
                     usage.vcpus += u64::from(vm.cpu);
                     usage.memory_mb += vm.memory_mb;
                     usage.disk_gb += vm.disk_gb;
                 }
-                usage.clusters = state
-                    .clusters
-                    .values()
-                    .filter(|c| c.is_live() && c.owner == *owner)
-                    .count() as u64;
-                usage.ips = state
-                    .leases_by_owner
-                    .get(owner)
-                    .map_or(0, |set| set.len() as u64);
+                usage.clusters = state.clusters.values().filter(|c| c.is_live() && c.owner == *owner).count() as u64;
+                usage.ips = state.leases_by_owner.get(owner).map_or(0, |set| set.len() as u64);
                 Ok(usage)
             }
             fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
@@ -414,16 +350,9 @@ macro_rules! delegate_read {
                     .map(|a| state.leases[a].clone())
                     .collect())
             }
-            fn get_idempotency(
-                &self,
-                owner: &Username,
-                key: &str,
-            ) -> Result<Option<IdempotencyRecord>> {
+            fn get_idempotency(&self, owner: &Username, key: &str) -> Result<Option<IdempotencyRecord>> {
                 let $state = self;
-                Ok($expr
-                    .idempotency
-                    .get(&(owner.clone(), key.to_owned()))
-                    .cloned())
+                Ok($expr.idempotency.get(&(owner.clone(), key.to_owned())).cloned())
             }
             fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
                 let $state = self;
@@ -434,11 +363,7 @@ macro_rules! delegate_read {
                         // Not a stored block: compute from the leases in its range.
                         let mut occupancy = Occupancy::new(block.size);
                         let start = u32::from(block.start);
-                        for address in state
-                            .leases
-                            .keys()
-                            .filter(|a| (start..=u32::from(block.end())).contains(*a))
-                        {
+                        for address in state.leases.keys().filter(|a| (start..=u32::from(block.end())).contains(*a)) {
                             occupancy.set(address - start);
                         }
                         Ok(occupancy)
@@ -457,26 +382,20 @@ macro_rules! remember {
     ($tx:expr, $field:ident, $key:expr, $previous:expr) => {{
         let key = $key;
         let previous = $previous;
-        $tx.undo
-            .push(Box::new(move |state: &mut State| match previous {
-                Some(previous) => {
-                    state.$field.insert(key, previous);
-                }
-                None => {
-                    state.$field.remove(&key);
-                }
-            }));
+        $tx.undo.push(Box::new(move |state: &mut State| match previous {
+            Some(previous) => {
+                state.$field.insert(key, previous);
+            }
+            None => {
+                state.$field.remove(&key);
+            }
+        }));
     }};
 }
 
 impl WriteTx<'_> {
     fn check_user_unique(&self, user: &User) -> Result<()> {
-        for other in self
-            .state
-            .users
-            .values()
-            .filter(|other| other.username != user.username)
-        {
+        for other in self.state.users.values().filter(|other| other.username != user.username) {
             if other.ssh_key.fingerprint() == user.ssh_key.fingerprint() {
                 return Err(Error::already_exists("ssh key", user.ssh_key.fingerprint()));
             }
@@ -513,34 +432,18 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.users.contains_key(username) {
             return Err(Error::not_found("user", username));
         }
-        let holds_vm = self
-            .state
-            .vms
-            .values()
-            .any(|vm| vm.is_live() && vm.owner == *username);
-        let holds_cluster = self
-            .state
-            .clusters
-            .values()
-            .any(|c| c.is_live() && c.owner == *username);
+        let holds_vm = self.state.vms.values().any(|vm| vm.is_live() && vm.owner == *username);
+        let holds_cluster = self.state.clusters.values().any(|c| c.is_live() && c.owner == *username);
         if holds_vm
             || holds_cluster
             || self.state.blocks_by_owner.contains_key(username)
             || self.state.leases_by_owner.contains_key(username)
         {
-            return Err(Error::Conflict(format!(
-                "user {username} still owns VMs, clusters or addresses"
-            )));
+            return Err(Error::Conflict(format!("user {username} still owns VMs, clusters or addresses")));
         }
         let previous = self.state.users.remove(username);
         remember!(self, users, username.clone(), previous);
-        let tokens: Vec<Uuid> = self
-            .state
-            .tokens
-            .values()
-            .filter(|t| t.owner == *username)
-            .map(|t| t.id)
-            .collect();
+        let tokens: Vec<Uuid> = self.state.tokens.values().filter(|t| t.owner == *username).map(|t| t.id).collect();
         for id in tokens {
             let previous = self.state.tokens.remove(&id);
             remember!(self, tokens, id, previous);
@@ -592,11 +495,7 @@ impl StoreTx for WriteTx<'_> {
 
     fn insert_token(&mut self, token: &ApiToken) -> Result<()> {
         if self.state.tokens.contains_key(&token.id)
-            || self
-                .state
-                .tokens
-                .values()
-                .any(|t| t.secret_hash == token.secret_hash)
+            || self.state.tokens.values().any(|t| t.secret_hash == token.secret_hash)
         {
             return Err(Error::already_exists("token", token.id));
         }
@@ -612,12 +511,7 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.tokens.contains_key(&token.id) {
             return Err(Error::not_found("token", token.id));
         }
-        if self
-            .state
-            .tokens
-            .values()
-            .any(|t| t.id != token.id && t.secret_hash == token.secret_hash)
-        {
+        if self.state.tokens.values().any(|t| t.id != token.id && t.secret_hash == token.secret_hash) {
             return Err(Error::already_exists("token", token.id));
         }
         let previous = self.state.tokens.insert(token.id, token.clone());
@@ -641,12 +535,7 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.vms.contains_key(&vm.id) {
             return Err(Error::not_found("vm", vm.id));
         }
-        if vm.is_live()
-            && self
-                .state
-                .live_vm_named(&vm.owner, &vm.name)
-                .is_some_and(|other| other.id != vm.id)
-        {
+        if vm.is_live() && self.state.live_vm_named(&vm.owner, &vm.name).is_some_and(|other| other.id != vm.id) {
             return Err(Error::already_exists("vm", &vm.name));
         }
         let previous = self.state.vms.insert(vm.id, vm.clone());
@@ -658,12 +547,7 @@ impl StoreTx for WriteTx<'_> {
         if self.state.clusters.contains_key(&cluster.id) {
             return Err(Error::already_exists("cluster", cluster.id));
         }
-        if cluster.is_live()
-            && self
-                .state
-                .live_cluster_named(&cluster.owner, &cluster.name)
-                .is_some()
-        {
+        if cluster.is_live() && self.state.live_cluster_named(&cluster.owner, &cluster.name).is_some() {
             return Err(Error::already_exists("cluster", &cluster.name));
         }
         self.state.clusters.insert(cluster.id, cluster.clone());
@@ -676,10 +560,7 @@ impl StoreTx for WriteTx<'_> {
             return Err(Error::not_found("cluster", cluster.id));
         }
         if cluster.is_live()
-            && self
-                .state
-                .live_cluster_named(&cluster.owner, &cluster.name)
-                .is_some_and(|other| other.id != cluster.id)
+            && self.state.live_cluster_named(&cluster.owner, &cluster.name).is_some_and(|other| other.id != cluster.id)
         {
             return Err(Error::already_exists("cluster", &cluster.name));
         }
@@ -692,9 +573,7 @@ impl StoreTx for WriteTx<'_> {
         if self.state.operations.contains_key(&operation.id) {
             return Err(Error::already_exists("operation", operation.id));
         }
-        self.state
-            .operations
-            .insert(operation.id, operation.clone());
+        self.state.operations.insert(operation.id, operation.clone());
         remember!(self, operations, operation.id, None::<Operation>);
         Ok(())
     }
@@ -703,10 +582,7 @@ impl StoreTx for WriteTx<'_> {
         if !self.state.operations.contains_key(&operation.id) {
             return Err(Error::not_found("operation", operation.id));
         }
-        let previous = self
-            .state
-            .operations
-            .insert(operation.id, operation.clone());
+        let previous = self.state.operations.insert(operation.id, operation.clone());
         remember!(self, operations, operation.id, previous);
         Ok(())
     }
@@ -718,17 +594,11 @@ impl StoreTx for WriteTx<'_> {
         let index = self.state.audit.partition_point(|e| e.id < event.id);
         self.state.audit.insert(index, event.clone());
         let id = event.id;
-        self.undo.push(Box::new(move |state: &mut State| {
-            state.audit.retain(|e| e.id != id)
-        }));
+        self.undo.push(Box::new(move |state: &mut State| state.audit.retain(|e| e.id != id)));
         Ok(())
     }
 
-    fn set_quota_override(
-        &mut self,
-        owner: &Username,
-        quota: Option<&QuotaOverride>,
-    ) -> Result<()> {
+    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>) -> Result<()> {
         if !self.state.users.contains_key(owner) {
             return Err(Error::not_found("user", owner));
         }
@@ -745,12 +615,8 @@ impl StoreTx for WriteTx<'_> {
             return Err(Error::not_found("user", &block.owner));
         }
         let (start, end) = (u32::from(block.start), u32::from(block.end()));
-        let overlapping = self
-            .state
-            .blocks
-            .range(..=end)
-            .next_back()
-            .filter(|(_, (other, _))| u32::from(other.end()) >= start);
+        let overlapping =
+            self.state.blocks.range(..=end).next_back().filter(|(_, (other, _))| u32::from(other.end()) >= start);
         if let Some((_, (other, _))) = overlapping {
             return Err(Error::Conflict(format!(
                 "block {}/{} overlaps the block at {} of {}",
@@ -758,12 +624,7 @@ impl StoreTx for WriteTx<'_> {
             )));
         }
         let mut occupancy = Occupancy::new(block.size);
-        for address in self
-            .state
-            .leases
-            .keys()
-            .filter(|a| (start..=end).contains(*a))
-        {
+        for address in self.state.leases.keys().filter(|a| (start..=end).contains(*a)) {
             occupancy.set(address - start);
         }
         self.state.put_block(block.clone(), occupancy);
@@ -779,14 +640,10 @@ impl StoreTx for WriteTx<'_> {
             return Err(Error::not_found("block", start));
         };
         if occupancy.count() > 0 {
-            return Err(Error::Conflict(format!(
-                "block {start} still has leased addresses"
-            )));
+            return Err(Error::Conflict(format!("block {start} still has leased addresses")));
         }
         let (block, occupancy) = self.state.remove_block(raw).expect("checked above");
-        self.undo.push(Box::new(move |state: &mut State| {
-            state.put_block(block, occupancy)
-        }));
+        self.undo.push(Box::new(move |state: &mut State| state.put_block(block, occupancy)));
         Ok(())
     }
 
@@ -806,11 +663,7 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn set_lease_state(&mut self, address: Ipv4Addr, lease_state: LeaseState) -> Result<()> {
-        let lease = self
-            .state
-            .leases
-            .get_mut(&u32::from(address))
-            .ok_or_else(|| Error::not_found("lease", address))?;
+        let lease = self.state.leases.get_mut(&u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
         let previous = std::mem::replace(&mut lease.state, lease_state);
         let key = u32::from(address);
         self.undo.push(Box::new(move |state: &mut State| {
@@ -832,12 +685,8 @@ impl StoreTx for WriteTx<'_> {
     }
 
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        let lease = self
-            .state
-            .remove_lease(u32::from(address))
-            .ok_or_else(|| Error::not_found("lease", address))?;
-        self.undo
-            .push(Box::new(move |state: &mut State| state.put_lease(lease)));
+        let lease = self.state.remove_lease(u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
+        self.undo.push(Box::new(move |state: &mut State| state.put_lease(lease)));
         Ok(())
     }
 }
@@ -852,10 +701,7 @@ fn check_pending_registration(state: &State, request: &RegistrationRequest) -> R
             && (other.username == request.username || other.email.matches(&request.email))
     });
     match clash {
-        Some(_) => Err(Error::already_exists(
-            "pending registration",
-            &request.username,
-        )),
+        Some(_) => Err(Error::already_exists("pending registration", &request.username)),
         None => Ok(()),
     }
 }
@@ -865,15 +711,10 @@ fn check_pending_key_change(state: &State, request: &KeyChangeRequest) -> Result
         return Ok(());
     }
     let clash = state.key_changes.values().any(|other| {
-        other.id != request.id
-            && other.status == RequestStatus::Pending
-            && other.username == request.username
+        other.id != request.id && other.status == RequestStatus::Pending && other.username == request.username
     });
     if clash {
-        Err(Error::already_exists(
-            "pending key change",
-            &request.username,
-        ))
+        Err(Error::already_exists("pending key change", &request.username))
     } else {
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Message, Result};
@@ -34,7 +35,7 @@ impl MockDelays {
 }
 
 /// One VM in the simulated inventory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MockVm {
     pub backend_id: String,
     pub vsphere_name: String,
@@ -45,12 +46,43 @@ pub struct MockVm {
     pub request: Option<VmRequest>,
 }
 
+/// One change to the simulated inventory, as an observer sees it (and a journal replays it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum InventoryChange {
+    Folder { path: String },
+    Upsert { vm: MockVm },
+    Remove { name: String },
+}
+
+/// Called after every change, while the inventory is locked, so changes arrive in order.
+pub type InventoryObserver = Arc<dyn Fn(&InventoryChange) + Send + Sync>;
+
 #[derive(Default)]
 struct Inventory {
     folders: BTreeSet<String>,
     vms: BTreeMap<String, MockVm>,
     next_id: u64,
     calls: Vec<String>,
+}
+
+impl Inventory {
+    fn apply(&mut self, change: &InventoryChange) {
+        match change {
+            InventoryChange::Folder { path } => {
+                self.folders.insert(path.clone());
+            }
+            InventoryChange::Upsert { vm } => {
+                if let Some(n) = vm.backend_id.strip_prefix("vm-").and_then(|n| n.parse::<u64>().ok()) {
+                    self.next_id = self.next_id.max(n);
+                }
+                self.vms.insert(vm.vsphere_name.clone(), vm.clone());
+            }
+            InventoryChange::Remove { name } => {
+                self.vms.remove(name);
+            }
+        }
+    }
 }
 
 /// A simulated vSphere with its own inventory, which tests inspect and tamper with.
@@ -62,6 +94,7 @@ pub struct MockProvisioner {
     templates: BTreeSet<String>,
     delays: MockDelays,
     inventory: Mutex<Inventory>,
+    observer: Option<InventoryObserver>,
 }
 
 impl MockProvisioner {
@@ -75,15 +108,13 @@ impl MockProvisioner {
             templates: templates.into_iter().map(Into::into).collect(),
             delays: MockDelays::default(),
             inventory: Mutex::new(Inventory::default()),
+            observer: None,
         }
     }
 
     /// A simulator knowing the default catalog's templates, with no delays.
     pub fn with_default_catalog() -> Self {
-        Self::new(
-            "basphere-vms",
-            ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"],
-        )
+        Self::new("basphere-vms", ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"])
     }
 
     pub fn with_delays(mut self, delays: MockDelays) -> Self {
@@ -91,10 +122,29 @@ impl MockProvisioner {
         self
     }
 
+    /// Calls `observer` after every change (for example to journal the inventory to a file).
+    pub fn with_observer(mut self, observer: InventoryObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Applies changes recorded earlier, without telling the observer (restoring a journal).
+    pub fn replay<I: IntoIterator<Item = InventoryChange>>(&self, changes: I) {
+        let mut inventory = self.lock();
+        for change in changes {
+            inventory.apply(&change);
+        }
+    }
+
+    fn commit(&self, inventory: &mut Inventory, change: InventoryChange) {
+        inventory.apply(&change);
+        if let Some(observer) = &self.observer {
+            observer(&change);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inventory> {
-        self.inventory
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inventory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn folder_of(&self, owner: &Username) -> String {
@@ -121,25 +171,25 @@ impl MockProvisioner {
 
     /// Deletes a VM behind Basphere's back, as an administrator might in the vSphere client.
     pub fn remove_out_of_band(&self, vsphere_name: &str) -> Option<MockVm> {
-        self.lock().vms.remove(vsphere_name)
+        let mut inventory = self.lock();
+        let vm = inventory.vms.get(vsphere_name).cloned()?;
+        self.commit(&mut inventory, InventoryChange::Remove { name: vsphere_name.to_owned() });
+        Some(vm)
     }
 
     /// Creates a VM that Basphere did not make (for reconciliation tests).
     pub fn plant(&self, folder: &str, vsphere_name: &str) {
         let mut inventory = self.lock();
-        inventory.next_id += 1;
-        let backend_id = format!("vm-{}", inventory.next_id);
-        inventory.vms.insert(
-            vsphere_name.to_owned(),
-            MockVm {
-                backend_id,
-                vsphere_name: vsphere_name.into(),
-                folder: folder.into(),
-                basphere_id: None,
-                power: PowerState::On,
-                request: None,
-            },
-        );
+        let backend_id = format!("vm-{}", inventory.next_id + 1);
+        let vm = MockVm {
+            backend_id,
+            vsphere_name: vsphere_name.into(),
+            folder: folder.into(),
+            basphere_id: None,
+            power: PowerState::On,
+            request: None,
+        };
+        self.commit(&mut inventory, InventoryChange::Upsert { vm });
     }
 
     fn missing(vm: &VmRef) -> Error {
@@ -161,7 +211,9 @@ impl Provisioner for MockProvisioner {
         let folder = self.folder_of(owner);
         let mut inventory = self.lock();
         inventory.calls.push(format!("ensure_folder:{owner}"));
-        inventory.folders.insert(folder);
+        if !inventory.folders.contains(&folder) {
+            self.commit(&mut inventory, InventoryChange::Folder { path: folder });
+        }
         Ok(())
     }
 
@@ -183,10 +235,7 @@ impl Provisioner for MockProvisioner {
                 };
             }
             if !inventory.folders.contains(&folder) {
-                return Err(Error::backend(
-                    "simulated",
-                    Message(format!("folder {folder} not found")),
-                ));
+                return Err(Error::backend("simulated", Message(format!("folder {folder} not found"))));
             }
             if !self.templates.contains(&request.os.template) {
                 return Err(Error::backend(
@@ -201,40 +250,35 @@ impl Provisioner for MockProvisioner {
         if inventory.vms.contains_key(&name) {
             return Err(Error::already_exists("vm", &name));
         }
-        inventory.next_id += 1;
-        let backend_id = format!("vm-{}", inventory.next_id);
-        inventory.vms.insert(
-            name.clone(),
-            MockVm {
-                backend_id: backend_id.clone(),
-                vsphere_name: name.clone(),
-                folder,
-                basphere_id: Some(request.id),
-                power: PowerState::On,
-                request: Some(request.clone()),
-            },
-        );
+        let backend_id = format!("vm-{}", inventory.next_id + 1);
+        let vm = MockVm {
+            backend_id: backend_id.clone(),
+            vsphere_name: name.clone(),
+            folder,
+            basphere_id: Some(request.id),
+            power: PowerState::On,
+            request: Some(request.clone()),
+        };
+        self.commit(&mut inventory, InventoryChange::Upsert { vm });
         Ok(VmHandle {
             backend_id,
             power: PowerState::On,
-            log_tail: vec![
-                format!("cloned {} from {}", name, request.os.template),
-                format!("powered on {name}"),
-            ],
+            log_tail: vec![format!("cloned {} from {}", name, request.os.template), format!("powered on {name}")],
         })
     }
 
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
         let present = {
             let mut inventory = self.lock();
-            inventory
-                .calls
-                .push(format!("destroy_vm:{}", vm.vsphere_name));
+            inventory.calls.push(format!("destroy_vm:{}", vm.vsphere_name));
             inventory.vms.contains_key(&vm.vsphere_name)
         };
         if present {
             tokio::time::sleep(self.delays.destroy).await;
-            self.lock().vms.remove(&vm.vsphere_name);
+            let mut inventory = self.lock();
+            if inventory.vms.contains_key(&vm.vsphere_name) {
+                self.commit(&mut inventory, InventoryChange::Remove { name: vm.vsphere_name.clone() });
+            }
         }
         Ok(())
     }
@@ -242,31 +286,22 @@ impl Provisioner for MockProvisioner {
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
         {
             let mut inventory = self.lock();
-            inventory
-                .calls
-                .push(format!("power_{action:?}:{}", vm.vsphere_name).to_lowercase());
-            let current = inventory
-                .vms
-                .get(&vm.vsphere_name)
-                .ok_or_else(|| Self::missing(vm))?;
+            inventory.calls.push(format!("power_{action:?}:{}", vm.vsphere_name).to_lowercase());
+            let current = inventory.vms.get(&vm.vsphere_name).ok_or_else(|| Self::missing(vm))?;
             if action == PowerAction::Reboot && current.power == PowerState::Off {
-                return Err(Error::Conflict(format!(
-                    "{} is powered off; start it instead",
-                    vm.vsphere_name
-                )));
+                return Err(Error::Conflict(format!("{} is powered off; start it instead", vm.vsphere_name)));
             }
         }
         tokio::time::sleep(self.delays.power).await;
         let mut inventory = self.lock();
-        let current = inventory
-            .vms
-            .get_mut(&vm.vsphere_name)
-            .ok_or_else(|| Self::missing(vm))?;
+        let mut current = inventory.vms.get(&vm.vsphere_name).cloned().ok_or_else(|| Self::missing(vm))?;
         current.power = match action {
             PowerAction::Start | PowerAction::Reboot => PowerState::On,
             PowerAction::Stop => PowerState::Off,
         };
-        Ok(current.power)
+        let power = current.power;
+        self.commit(&mut inventory, InventoryChange::Upsert { vm: current });
+        Ok(power)
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
@@ -320,27 +355,17 @@ pub struct FaultInjectingProvisioner {
 
 impl FaultInjectingProvisioner {
     pub fn new(inner: Arc<dyn Provisioner>) -> Self {
-        FaultInjectingProvisioner {
-            inner,
-            faults: Mutex::new(Vec::new()),
-            injected: Mutex::new(0),
-        }
+        FaultInjectingProvisioner { inner, faults: Mutex::new(Vec::new()), injected: Mutex::new(0) }
     }
 
     /// Injects `fault` into the next `times` calls of `method`.
     pub fn inject(&self, method: Method, fault: Fault, times: u32) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((method, fault, times));
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).push((method, fault, times));
     }
 
     /// Removes every pending fault.
     pub fn clear(&self) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// How many faults were injected so far.
@@ -350,9 +375,7 @@ impl FaultInjectingProvisioner {
 
     fn take(&self, method: Method) -> Option<Fault> {
         let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let index = faults
-            .iter()
-            .position(|(m, _, times)| *m == method && *times > 0)?;
+        let index = faults.iter().position(|(m, _, times)| *m == method && *times > 0)?;
         faults[index].2 -= 1;
         let fault = faults[index].1;
         if faults[index].2 == 0 {
@@ -381,9 +404,7 @@ impl FaultInjectingProvisioner {
             }
             Some(Fault::Hang(duration)) => {
                 tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!(
-                    "{method:?} did not answer within {duration:?}"
-                )))
+                Err(Error::Timeout(format!("{method:?} did not answer within {duration:?}")))
             }
             Some(Fault::Delay(duration)) => {
                 tokio::time::sleep(duration).await;
@@ -392,9 +413,7 @@ impl FaultInjectingProvisioner {
             Some(Fault::HangAfter(duration)) => {
                 call.await?;
                 tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!(
-                    "{method:?} took effect but did not answer within {duration:?}"
-                )))
+                Err(Error::Timeout(format!("{method:?} took effect but did not answer within {duration:?}")))
             }
         }
     }
@@ -411,23 +430,19 @@ impl Provisioner for FaultInjectingProvisioner {
     }
 
     async fn ensure_folder(&self, owner: &Username) -> Result<()> {
-        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner))
-            .await
+        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner)).await
     }
 
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
-        self.around(Method::CreateVm, self.inner.create_vm(request))
-            .await
+        self.around(Method::CreateVm, self.inner.create_vm(request)).await
     }
 
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
-        self.around(Method::DestroyVm, self.inner.destroy_vm(vm))
-            .await
+        self.around(Method::DestroyVm, self.inner.destroy_vm(vm)).await
     }
 
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
-        self.around(Method::Power, self.inner.power(vm, action))
-            .await
+        self.around(Method::Power, self.inner.power(vm, action)).await
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
@@ -450,10 +465,7 @@ impl RecordingNotifier {
 
     /// Events delivered successfully, in order.
     pub fn events(&self) -> Vec<NotificationEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Makes the next `count` deliveries fail.
@@ -479,16 +491,10 @@ impl Notifier for RecordingNotifier {
             let mut failures = self.failures_left.lock().unwrap_or_else(|p| p.into_inner());
             if *failures > 0 {
                 *failures -= 1;
-                return Err(Error::backend(
-                    "recording",
-                    Message(format!("delivery of {} refused", event.name())),
-                ));
+                return Err(Error::backend("recording", Message(format!("delivery of {} refused", event.name()))));
             }
         }
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event.clone());
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
         Ok(())
     }
 }

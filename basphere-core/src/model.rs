@@ -313,9 +313,7 @@ impl Quota {
         Quota {
             max_vms: o.max_vms.unwrap_or(self.max_vms),
             max_clusters: o.max_clusters.unwrap_or(self.max_clusters),
-            max_nodes_per_cluster: o
-                .max_nodes_per_cluster
-                .unwrap_or(self.max_nodes_per_cluster),
+            max_nodes_per_cluster: o.max_nodes_per_cluster.unwrap_or(self.max_nodes_per_cluster),
             max_ips: o.max_ips.unwrap_or(self.max_ips),
             max_vcpus: o.max_vcpus.unwrap_or(self.max_vcpus),
             max_memory_mb: o.max_memory_mb.unwrap_or(self.max_memory_mb),
@@ -327,30 +325,15 @@ impl Quota {
     pub fn check(&self, usage: &Usage, extra: &Usage) -> Result<()> {
         let checks: [(&'static str, u64, u64, u64); 6] = [
             ("vms", usage.vms, extra.vms, self.max_vms),
-            (
-                "clusters",
-                usage.clusters,
-                extra.clusters,
-                self.max_clusters,
-            ),
+            ("clusters", usage.clusters, extra.clusters, self.max_clusters),
             ("ips", usage.ips, extra.ips, self.max_ips),
             ("vcpus", usage.vcpus, extra.vcpus, self.max_vcpus),
-            (
-                "memory_mb",
-                usage.memory_mb,
-                extra.memory_mb,
-                self.max_memory_mb,
-            ),
+            ("memory_mb", usage.memory_mb, extra.memory_mb, self.max_memory_mb),
             ("disk_gb", usage.disk_gb, extra.disk_gb, self.max_disk_gb),
         ];
         for (resource, used, more, limit) in checks {
             if more > 0 && used + more > limit {
-                return Err(Error::QuotaExceeded {
-                    resource,
-                    used,
-                    requested: used + more,
-                    limit,
-                });
+                return Err(Error::QuotaExceeded { resource, used, requested: used + more, limit });
             }
         }
         Ok(())
@@ -535,11 +518,7 @@ impl Operation {
         let at = now();
         self.updated_at = at;
         if let Some(step) = self.steps.iter_mut().find(|step| step.name == name) {
-            step.state = if ok {
-                StepState::Done
-            } else {
-                StepState::Failed
-            };
+            step.state = if ok { StepState::Done } else { StepState::Failed };
             step.started_at.get_or_insert(at);
             step.finished_at = Some(at);
         }
@@ -610,56 +589,17 @@ impl AuditEvent {
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NotificationEvent {
-    RegistrationSubmitted {
-        username: Username,
-        email: Email,
-    },
-    RegistrationApproved {
-        username: Username,
-        email: Email,
-    },
-    RegistrationRejected {
-        username: Username,
-        email: Email,
-        reason: String,
-    },
-    KeyChangeRequested {
-        username: Username,
-    },
-    KeyChangeApproved {
-        username: Username,
-        email: Email,
-    },
-    KeyChangeRejected {
-        username: Username,
-        email: Email,
-        reason: String,
-    },
-    VmReady {
-        owner: Username,
-        name: ResourceName,
-        ip: Option<Ipv4Addr>,
-    },
-    VmFailed {
-        owner: Username,
-        name: ResourceName,
-        reason: String,
-    },
-    ClusterReady {
-        owner: Username,
-        name: ResourceName,
-    },
-    ClusterFailed {
-        owner: Username,
-        name: ResourceName,
-        reason: String,
-    },
-    QuotaNearlyUsed {
-        owner: Username,
-        resource: String,
-        used: u64,
-        limit: u64,
-    },
+    RegistrationSubmitted { username: Username, email: Email },
+    RegistrationApproved { username: Username, email: Email },
+    RegistrationRejected { username: Username, email: Email, reason: String },
+    KeyChangeRequested { username: Username },
+    KeyChangeApproved { username: Username, email: Email },
+    KeyChangeRejected { username: Username, email: Email, reason: String },
+    VmReady { owner: Username, name: ResourceName, ip: Option<Ipv4Addr> },
+    VmFailed { owner: Username, name: ResourceName, reason: String },
+    ClusterReady { owner: Username, name: ResourceName },
+    ClusterFailed { owner: Username, name: ResourceName, reason: String },
+    QuotaNearlyUsed { owner: Username, resource: String, used: u64, limit: u64 },
 }
 
 impl NotificationEvent {
@@ -703,10 +643,7 @@ pub struct Occupancy {
 
 impl Occupancy {
     pub fn new(len: u32) -> Self {
-        Occupancy {
-            words: vec![0; len.div_ceil(64) as usize],
-            len,
-        }
+        Occupancy { words: vec![0; len.div_ceil(64) as usize], len }
     }
 
     pub fn len(&self) -> u32 {
@@ -718,20 +655,12 @@ impl Occupancy {
     }
 
     pub fn set(&mut self, offset: u32) {
-        assert!(
-            offset < self.len,
-            "offset {offset} outside a block of {}",
-            self.len
-        );
+        assert!(offset < self.len, "offset {offset} outside a block of {}", self.len);
         self.words[(offset / 64) as usize] |= 1 << (offset % 64);
     }
 
     pub fn clear(&mut self, offset: u32) {
-        assert!(
-            offset < self.len,
-            "offset {offset} outside a block of {}",
-            self.len
-        );
+        assert!(offset < self.len, "offset {offset} outside a block of {}", self.len);
         self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
     }
 
@@ -794,41 +723,13 @@ mod tests {
             max_memory_mb: 1 << 20,
             max_disk_gb: 4000,
         };
-        let usage = Usage {
-            vms: 9,
-            vcpus: 18,
-            ..Usage::default()
-        };
-        assert!(quota
-            .check(
-                &usage,
-                &Usage {
-                    vms: 1,
-                    vcpus: 2,
-                    ..Usage::default()
-                }
-            )
-            .is_ok());
-        match quota.check(
-            &usage,
-            &Usage {
-                vms: 2,
-                vcpus: 4,
-                ..Usage::default()
-            },
-        ) {
-            Err(Error::QuotaExceeded {
-                resource: "vms",
-                used: 9,
-                requested: 11,
-                limit: 10,
-            }) => {}
+        let usage = Usage { vms: 9, vcpus: 18, ..Usage::default() };
+        assert!(quota.check(&usage, &Usage { vms: 1, vcpus: 2, ..Usage::default() }).is_ok());
+        match quota.check(&usage, &Usage { vms: 2, vcpus: 4, ..Usage::default() }) {
+            Err(Error::QuotaExceeded { resource: "vms", used: 9, requested: 11, limit: 10 }) => {}
             other => panic!("unexpected {other:?}"),
         }
-        let overridden = quota.with_override(&QuotaOverride {
-            max_vms: Some(20),
-            ..QuotaOverride::default()
-        });
+        let overridden = quota.with_override(&QuotaOverride { max_vms: Some(20), ..QuotaOverride::default() });
         assert_eq!(overridden.max_vms, 20);
         assert_eq!(overridden.max_ips, 32);
     }
@@ -850,10 +751,7 @@ mod tests {
         assert!(token.is_valid_at(at));
         assert!(!token.is_valid_at(at + chrono::Duration::hours(2)));
         assert!(!format!("{token:?}").contains(&token.secret_hash));
-        assert_eq!(
-            ApiToken::hash_secret("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(ApiToken::hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -861,11 +759,7 @@ mod tests {
         let mut op = Operation::new(
             OperationKind::CreateVm,
             Username::parse("alice").unwrap(),
-            ResourceRef {
-                kind: ResourceKind::Vm,
-                id: Uuid::now_v7(),
-                name: "web".into(),
-            },
+            ResourceRef { kind: ResourceKind::Vm, id: Uuid::now_v7(), name: "web".into() },
             "alice",
             &["provision"],
         );
@@ -873,9 +767,6 @@ mod tests {
         assert_eq!(op.log_tail.len(), Operation::LOG_TAIL_LINES);
         assert_eq!(op.log_tail.last().unwrap(), "119");
         assert_eq!(VmState::parse("running").unwrap(), VmState::Running);
-        assert!(VmState::parse("bogus")
-            .unwrap_err()
-            .to_string()
-            .contains("running"));
+        assert!(VmState::parse("bogus").unwrap_err().to_string().contains("running"));
     }
 }

@@ -35,27 +35,15 @@ pub struct Actor {
 
 impl Actor {
     pub fn user(username: &Username, source: &str) -> Self {
-        Actor {
-            name: username.to_string(),
-            role: Role::User,
-            source: source.to_owned(),
-        }
+        Actor { name: username.to_string(), role: Role::User, source: source.to_owned() }
     }
 
     pub fn admin(name: &str, source: &str) -> Self {
-        Actor {
-            name: name.to_owned(),
-            role: Role::Admin,
-            source: source.to_owned(),
-        }
+        Actor { name: name.to_owned(), role: Role::Admin, source: source.to_owned() }
     }
 
     pub fn system() -> Self {
-        Actor {
-            name: "system".into(),
-            role: Role::Admin,
-            source: "system".into(),
-        }
+        Actor { name: "system".into(), role: Role::Admin, source: "system".into() }
     }
 
     /// Whether this actor may act on resources of `owner`.
@@ -97,10 +85,7 @@ pub struct NewToken {
 
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken")
-            .field("token", &self.token)
-            .field("secret", &"<redacted>")
-            .finish()
+        f.debug_struct("NewToken").field("token", &self.token).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -215,10 +200,7 @@ impl Platform {
         self.db(move |store, _| {
             store.query(|tx| {
                 let quota = default.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
-                Ok(QuotaReport {
-                    quota,
-                    usage: tx.usage(&owner)?,
-                })
+                Ok(QuotaReport { quota, usage: tx.usage(&owner)? })
             })
         })
         .await
@@ -234,14 +216,7 @@ impl Platform {
         request: CreateVms,
         idempotency_key: Option<&str>,
     ) -> Result<CreateOutcome> {
-        let result = self
-            .create_vms_inner(
-                actor,
-                owner,
-                request.clone(),
-                idempotency_key.map(str::to_owned),
-            )
-            .await;
+        let result = self.create_vms_inner(actor, owner, request.clone(), idempotency_key.map(str::to_owned)).await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(Error::QuotaExceeded { .. } | Error::Forbidden(_)) => Outcome::Denied,
@@ -250,14 +225,7 @@ impl Platform {
         if outcome != Outcome::Success {
             let error = result.as_ref().err().map(ToString::to_string);
             let details = json!({"os": request.os, "spec": request.spec, "count": request.count, "error": error});
-            self.audit(
-                actor,
-                "vm.create",
-                &format!("vm/{owner}/{}", request.name),
-                outcome,
-                details,
-            )
-            .await;
+            self.audit(actor, "vm.create", &format!("vm/{owner}/{}", request.name), outcome, details).await;
         }
         let outcome = result?;
         if !outcome.replayed {
@@ -276,26 +244,17 @@ impl Platform {
         idempotency_key: Option<String>,
     ) -> Result<CreateOutcome> {
         if !actor.may_act_for(owner) {
-            return Err(Error::Forbidden(format!(
-                "{} may not create VMs for {owner}",
-                actor.name
-            )));
+            return Err(Error::Forbidden(format!("{} may not create VMs for {owner}", actor.name)));
         }
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(Error::invalid(
-                    "Idempotency-Key",
-                    "use 1-255 visible ASCII characters, such as a UUID",
-                ));
+                return Err(Error::invalid("Idempotency-Key", "use 1-255 visible ASCII characters, such as a UUID"));
             }
         }
         if request.count == 0 || request.count > MAX_BATCH {
             return Err(Error::invalid(
                 "count",
-                format!(
-                    "{} is not accepted: create 1-{MAX_BATCH} VMs per request",
-                    request.count
-                ),
+                format!("{} is not accepted: create 1-{MAX_BATCH} VMs per request", request.count),
             ));
         }
         let base = ResourceName::parse(&request.name)?;
@@ -381,23 +340,17 @@ impl Platform {
         name: &ResourceName,
     ) -> Result<Operation> {
         let operation = self
-            .start_vm_operation(
-                actor,
-                owner,
-                name,
-                OperationKind::DeleteVm,
-                &[STEP_DESTROY, STEP_RELEASE],
-                |vm| match vm.state {
-                    VmState::Deleting | VmState::Deleted => Err(Error::Conflict(format!(
-                        "vm {} is already being deleted",
-                        vm.name
-                    ))),
+            .start_vm_operation(actor, owner, name, OperationKind::DeleteVm, &[STEP_DESTROY, STEP_RELEASE], |vm| {
+                match vm.state {
+                    VmState::Deleting | VmState::Deleted => {
+                        Err(Error::Conflict(format!("vm {} is already being deleted", vm.name)))
+                    }
                     _ => {
                         vm.state = VmState::Deleting;
                         Ok(())
                     }
-                },
-            )
+                }
+            })
             .await?;
         self.spawn_operation(operation.id);
         Ok(operation)
@@ -427,11 +380,8 @@ impl Platform {
                     Ok(())
                 } else {
                     Err(Error::Conflict(
-                        format!(
-                            "vm {} is {}; {action:?} needs it running or stopped",
-                            vm.name, vm.state
-                        )
-                        .to_lowercase(),
+                        format!("vm {} is {}; {action:?} needs it running or stopped", vm.name, vm.state)
+                            .to_lowercase(),
                     ))
                 }
             })
@@ -459,9 +409,7 @@ impl Platform {
         let (owner, name, actor) = (owner.clone(), name.clone(), actor.clone());
         self.db(move |store, _| {
             store.transact(|tx| {
-                let mut vm = tx
-                    .vm_by_name(&owner, &name)?
-                    .ok_or_else(|| Error::not_found("vm", &name))?;
+                let mut vm = tx.vm_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("vm", &name))?;
                 let busy = tx.list_operations(&OperationFilter {
                     resource: Some(vm.id),
                     unfinished: true,
@@ -476,11 +424,7 @@ impl Platform {
                 transition(&mut vm)?;
                 vm.updated_at = now();
                 tx.update_vm(&vm)?;
-                let resource = ResourceRef {
-                    kind: ResourceKind::Vm,
-                    id: vm.id,
-                    name: vm.name.to_string(),
-                };
+                let resource = ResourceRef { kind: ResourceKind::Vm, id: vm.id, name: vm.name.to_string() };
                 let operation = Operation::new(kind, owner.clone(), resource, &actor.name, steps);
                 tx.insert_operation(&operation)?;
                 tx.append_audit(&AuditEvent::new(
@@ -514,21 +458,11 @@ impl Platform {
     /// Runs an operation to its end and returns it. Safe to call for an operation that was
     /// interrupted (by a crash or shutdown): every step is idempotent.
     pub async fn run_operation(&self, id: Uuid) -> Result<Operation> {
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id)
-        {
-            return Err(Error::Conflict(format!(
-                "operation {id} is already running"
-            )));
+        if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return Err(Error::Conflict(format!("operation {id} is already running")));
         }
         let result = self.run_operation_inner(id).await;
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.changed.notify_waiters();
         result
     }
@@ -545,10 +479,7 @@ impl Platform {
             OperationKind::StopVm => self.run_power_vm(operation, PowerAction::Stop).await,
             OperationKind::RebootVm => self.run_power_vm(operation, PowerAction::Reboot).await,
             OperationKind::CreateCluster | OperationKind::DeleteCluster => {
-                Err(Error::NotSupported(format!(
-                    "{} operations need a cluster backend",
-                    operation.kind
-                )))
+                Err(Error::NotSupported(format!("{} operations need a cluster backend", operation.kind)))
             }
         }
     }
@@ -575,9 +506,7 @@ impl Platform {
         self.db(move |store, _| {
             store.query(|tx| {
                 let vm = tx.get_vm(id)?.ok_or_else(|| Error::not_found("vm", id))?;
-                let user = tx
-                    .get_user(&owner)?
-                    .ok_or_else(|| Error::not_found("user", &owner))?;
+                let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
                 Ok((vm, user))
             })
         })
@@ -585,9 +514,7 @@ impl Platform {
     }
 
     fn vm_request(&self, vm: &Vm, user: &User) -> Result<VmRequest> {
-        let address = vm
-            .ip
-            .ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
+        let address = vm.ip.ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
         let info = self
             .ipam
             .address_info(address)
@@ -619,12 +546,7 @@ impl Platform {
     }
 
     fn vm_ref(vm: &Vm) -> VmRef {
-        VmRef {
-            id: vm.id,
-            owner: vm.owner.clone(),
-            vsphere_name: vm.vsphere_name(),
-            backend_id: vm.backend_id.clone(),
-        }
+        VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
     }
 
     async fn run_create_vm(&self, mut operation: Operation) -> Result<Operation> {
@@ -642,11 +564,7 @@ impl Platform {
                 operation.append_log(handle.log_tail);
                 operation.finish_step(STEP_PROVISION, true);
                 operation.succeed();
-                vm.state = if handle.power == PowerState::On {
-                    VmState::Running
-                } else {
-                    VmState::Stopped
-                };
+                vm.state = if handle.power == PowerState::On { VmState::Running } else { VmState::Stopped };
                 vm.backend_id = Some(handle.backend_id);
                 vm.reason = None;
                 vm.updated_at = now();
@@ -664,11 +582,7 @@ impl Platform {
                     })
                     .await?;
                 self.changed.notify_waiters();
-                self.notify(NotificationEvent::VmReady {
-                    owner: vm.owner.clone(),
-                    name: vm.name.clone(),
-                    ip: vm.ip,
-                });
+                self.notify(NotificationEvent::VmReady { owner: vm.owner.clone(), name: vm.name.clone(), ip: vm.ip });
                 self.warn_quota(&vm.owner).await;
                 Ok(operation)
             }
@@ -704,11 +618,7 @@ impl Platform {
                     })
                     .await?;
                 self.changed.notify_waiters();
-                self.notify(NotificationEvent::VmFailed {
-                    owner: vm.owner.clone(),
-                    name: vm.name.clone(),
-                    reason,
-                });
+                self.notify(NotificationEvent::VmFailed { owner: vm.owner.clone(), name: vm.name.clone(), reason });
                 Ok(operation)
             }
         }
@@ -756,11 +666,7 @@ impl Platform {
         }
     }
 
-    async fn run_power_vm(
-        &self,
-        mut operation: Operation,
-        action: PowerAction,
-    ) -> Result<Operation> {
+    async fn run_power_vm(&self, mut operation: Operation, action: PowerAction) -> Result<Operation> {
         let (mut vm, _) = self.load_vm(&operation).await?;
         operation.start_step(STEP_POWER);
         let mut operation = self.save(operation, None).await?;
@@ -768,11 +674,7 @@ impl Platform {
             Ok(power) => {
                 operation.finish_step(STEP_POWER, true);
                 operation.succeed();
-                vm.state = if power == PowerState::On {
-                    VmState::Running
-                } else {
-                    VmState::Stopped
-                };
+                vm.state = if power == PowerState::On { VmState::Running } else { VmState::Stopped };
                 vm.updated_at = now();
                 self.save(operation, Some(vm)).await
             }
@@ -802,10 +704,7 @@ impl Platform {
             if running == 0 || tokio::time::Instant::now() >= deadline {
                 return running;
             }
-            let wake = std::cmp::min(
-                deadline,
-                tokio::time::Instant::now() + Duration::from_millis(50),
-            );
+            let wake = std::cmp::min(deadline, tokio::time::Instant::now() + Duration::from_millis(50));
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
@@ -826,10 +725,7 @@ impl Platform {
         expires_at: Option<Timestamp>,
     ) -> Result<NewToken> {
         if !actor.may_act_for(owner) {
-            return Err(Error::Forbidden(format!(
-                "{} may not create tokens for {owner}",
-                actor.name
-            )));
+            return Err(Error::Forbidden(format!("{} may not create tokens for {owner}", actor.name)));
         }
         let name = free_text("name", name, 64)?;
         if name.is_empty() {
@@ -839,15 +735,10 @@ impl Platform {
             ));
         }
         if expires_at.is_some_and(|at| at <= now()) {
-            return Err(Error::invalid(
-                "expires_at",
-                "the expiry must be in the future",
-            ));
+            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
         }
         if scope == TokenScope::Admin && actor.role != Role::Admin {
-            return Err(Error::Forbidden(
-                "only an administrator may create admin tokens".into(),
-            ));
+            return Err(Error::Forbidden("only an administrator may create admin tokens".into()));
         }
         let secret = format!("bsp_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let token = ApiToken {
@@ -864,9 +755,7 @@ impl Platform {
         let (saved, actor) = (token.clone(), actor.clone());
         self.db(move |store, _| {
             store.transact(|tx| {
-                let user = tx
-                    .get_user(&saved.owner)?
-                    .ok_or_else(|| Error::not_found("user", &saved.owner))?;
+                let user = tx.get_user(&saved.owner)?.ok_or_else(|| Error::not_found("user", &saved.owner))?;
                 if saved.scope == TokenScope::Admin && user.role != Role::Admin {
                     return Err(Error::Forbidden(format!(
                         "{} is not an administrator; admin tokens are for admin accounts",
@@ -930,14 +819,8 @@ impl Platform {
             })
             .await?;
         match found {
-            Some((user, token))
-                if token.is_valid_at(now()) && user.status == UserStatus::Active =>
-            {
-                Ok((user, token))
-            }
-            _ => Err(Error::Unauthorized(
-                "the token is unknown, revoked or expired".into(),
-            )),
+            Some((user, token)) if token.is_valid_at(now()) && user.status == UserStatus::Active => Ok((user, token)),
+            _ => Err(Error::Unauthorized("the token is unknown, revoked or expired".into())),
         }
     }
 
@@ -949,9 +832,7 @@ impl Platform {
         quota: Option<QuotaOverride>,
     ) -> Result<QuotaReport> {
         if actor.role != Role::Admin {
-            return Err(Error::Forbidden(
-                "only an administrator may change quotas".into(),
-            ));
+            return Err(Error::Forbidden("only an administrator may change quotas".into()));
         }
         let (owner_saved, actor) = (owner.clone(), actor.clone());
         self.db(move |store, _| {
@@ -975,12 +856,8 @@ impl Platform {
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
         let unfinished = self
             .db(|store, _| {
-                store.query(|tx| {
-                    tx.list_operations(&OperationFilter {
-                        unfinished: true,
-                        ..OperationFilter::default()
-                    })
-                })
+                store
+                    .query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() }))
             })
             .await?;
         let ids: Vec<Uuid> = unfinished.iter().map(|op| op.id).collect();
@@ -1002,10 +879,7 @@ impl Platform {
             let poll = Duration::from_millis(200);
             let wake = std::cmp::min(deadline, tokio::time::Instant::now() + poll);
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!(
-                    "operation {id} still {} after {timeout:?}",
-                    operation.state
-                )));
+                return Err(Error::Timeout(format!("operation {id} still {} after {timeout:?}", operation.state)));
             }
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
@@ -1031,39 +905,17 @@ impl Platform {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(format!(
-                    "operations still running after {timeout:?}"
-                )));
+                return Err(Error::Timeout(format!("operations still running after {timeout:?}")));
             }
-            let wake = std::cmp::min(
-                deadline,
-                tokio::time::Instant::now() + Duration::from_millis(200),
-            );
+            let wake = std::cmp::min(deadline, tokio::time::Instant::now() + Duration::from_millis(200));
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
 
     /// Records an audit event in its own transaction; failures are logged, not returned.
-    async fn audit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        resource: &str,
-        outcome: Outcome,
-        details: serde_json::Value,
-    ) {
-        let event = AuditEvent::new(
-            &actor.name,
-            action,
-            resource,
-            &actor.source,
-            outcome,
-            details,
-        );
-        if let Err(error) = self
-            .db(move |store, _| store.write(&mut |tx| tx.append_audit(&event)))
-            .await
-        {
+    async fn audit(&self, actor: &Actor, action: &str, resource: &str, outcome: Outcome, details: serde_json::Value) {
+        let event = AuditEvent::new(&actor.name, action, resource, &actor.source, outcome, details);
+        if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.append_audit(&event))).await {
             tracing::error!(%error, "audit event could not be recorded");
         }
     }
@@ -1082,10 +934,7 @@ impl Platform {
                     }
                 }
             }
-            tracing::error!(
-                event = event.name(),
-                "notification dropped after 5 attempts"
-            );
+            tracing::error!(event = event.name(), "notification dropped after 5 attempts");
         });
     }
 
@@ -1113,9 +962,7 @@ impl Platform {
 }
 
 fn active_user(tx: &dyn StoreTx, owner: &Username) -> Result<User> {
-    let user = tx
-        .get_user(owner)?
-        .ok_or_else(|| Error::not_found("user", owner))?;
+    let user = tx.get_user(owner)?.ok_or_else(|| Error::not_found("user", owner))?;
     if user.status != UserStatus::Active {
         return Err(Error::Forbidden(format!("account {owner} is suspended")));
     }
@@ -1126,18 +973,11 @@ fn active_user(tx: &dyn StoreTx, owner: &Username) -> Result<User> {
 fn replay(tx: &dyn StoreTx, operations: &[Uuid]) -> Result<CreateOutcome> {
     let mut accepted = Vec::with_capacity(operations.len());
     for id in operations {
-        let operation = tx
-            .get_operation(*id)?
-            .ok_or_else(|| Error::not_found("operation", id))?;
-        let vm = tx
-            .get_vm(operation.resource.id)?
-            .ok_or_else(|| Error::not_found("vm", operation.resource.id))?;
+        let operation = tx.get_operation(*id)?.ok_or_else(|| Error::not_found("operation", id))?;
+        let vm = tx.get_vm(operation.resource.id)?.ok_or_else(|| Error::not_found("vm", operation.resource.id))?;
         accepted.push(Accepted { vm, operation });
     }
-    Ok(CreateOutcome {
-        accepted,
-        replayed: true,
-    })
+    Ok(CreateOutcome { accepted, replayed: true })
 }
 
 fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: Uuid) -> Result<Vec<Ipv4Addr>> {

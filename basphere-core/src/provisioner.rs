@@ -22,7 +22,7 @@ pub struct GuestNetwork {
 }
 
 /// Everything a backend needs to create one VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmRequest {
     /// Basphere's id of the VM, stored as a marker on the backend's VM.
     pub id: Uuid,
@@ -42,12 +42,7 @@ impl VmRequest {
     }
 
     pub fn vm_ref(&self) -> VmRef {
-        VmRef {
-            id: self.id,
-            owner: self.owner.clone(),
-            vsphere_name: self.vsphere_name(),
-            backend_id: None,
-        }
+        VmRef { id: self.id, owner: self.owner.clone(), vsphere_name: self.vsphere_name(), backend_id: None }
     }
 }
 

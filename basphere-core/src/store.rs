@@ -59,8 +59,7 @@ pub trait StoreRead {
 
     fn get_registration(&self, id: Uuid) -> Result<Option<RegistrationRequest>>;
     /// Newest first.
-    fn list_registrations(&self, status: Option<RequestStatus>)
-        -> Result<Vec<RegistrationRequest>>;
+    fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>>;
     fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>>;
     /// Newest first.
     fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>>;
@@ -134,8 +133,7 @@ pub trait StoreTx: StoreRead {
     fn append_audit(&mut self, event: &AuditEvent) -> Result<()>;
 
     /// `None` removes the override.
-    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>)
-        -> Result<()>;
+    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>) -> Result<()>;
 
     /// `Conflict` when the block overlaps an existing block.
     fn insert_block(&mut self, block: &IpBlock) -> Result<()>;
@@ -197,18 +195,15 @@ pub trait StoreExt: Store {
     }
 
     fn user(&self, username: &Username) -> Result<User> {
-        self.query(|tx| tx.get_user(username))?
-            .ok_or_else(|| Error::not_found("user", username))
+        self.query(|tx| tx.get_user(username))?.ok_or_else(|| Error::not_found("user", username))
     }
 
     fn vm(&self, owner: &Username, name: &ResourceName) -> Result<Vm> {
-        self.query(|tx| tx.vm_by_name(owner, name))?
-            .ok_or_else(|| Error::not_found("vm", name))
+        self.query(|tx| tx.vm_by_name(owner, name))?.ok_or_else(|| Error::not_found("vm", name))
     }
 
     fn operation(&self, id: Uuid) -> Result<Operation> {
-        self.query(|tx| tx.get_operation(id))?
-            .ok_or_else(|| Error::not_found("operation", id))
+        self.query(|tx| tx.get_operation(id))?.ok_or_else(|| Error::not_found("operation", id))
     }
 }
 

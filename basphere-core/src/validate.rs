@@ -93,8 +93,7 @@ fn check_label(value: &str, min: usize, max: usize) -> bool {
     let mut previous_hyphen = false;
     for &b in bytes {
         let hyphen = b == b'-';
-        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || hyphen) || (hyphen && previous_hyphen)
-        {
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || hyphen) || (hyphen && previous_hyphen) {
             return false;
         }
         previous_hyphen = hyphen;
@@ -158,20 +157,12 @@ string_newtype!(Username);
 impl Username {
     pub fn parse(value: &str) -> Result<Self> {
         if !check_label(value, 3, 32) {
-            return Err(Error::invalid(
-                "username",
-                format!("{value:?} is not valid: {USERNAME_RULE}"),
-            ));
+            return Err(Error::invalid("username", format!("{value:?} is not valid: {USERNAME_RULE}")));
         }
         if RESERVED_USERNAMES.contains(&value)
-            || RESERVED_USERNAME_PREFIXES
-                .iter()
-                .any(|prefix| value.starts_with(prefix))
+            || RESERVED_USERNAME_PREFIXES.iter().any(|prefix| value.starts_with(prefix))
         {
-            return Err(Error::invalid(
-                "username",
-                format!("{value:?} is reserved for the system"),
-            ));
+            return Err(Error::invalid("username", format!("{value:?} is reserved for the system")));
         }
         Ok(Username(value.to_owned()))
     }
@@ -188,10 +179,7 @@ impl ResourceName {
 
     pub fn parse(value: &str) -> Result<Self> {
         if !check_label(value, 1, Self::MAX_LEN) {
-            return Err(Error::invalid(
-                "name",
-                format!("{value:?} is not valid: {RESOURCE_NAME_RULE}"),
-            ));
+            return Err(Error::invalid("name", format!("{value:?} is not valid: {RESOURCE_NAME_RULE}")));
         }
         Ok(ResourceName(value.to_owned()))
     }
@@ -201,9 +189,7 @@ impl ResourceName {
         if count <= 1 {
             return Ok(vec![self.clone()]);
         }
-        (1..=count)
-            .map(|index| ResourceName::parse(&format!("{}-{index}", self.0)))
-            .collect()
+        (1..=count).map(|index| ResourceName::parse(&format!("{}-{index}", self.0))).collect()
     }
 }
 
@@ -215,12 +201,7 @@ string_newtype!(Email);
 
 impl Email {
     pub fn parse(value: &str) -> Result<Self> {
-        let invalid = |why: &str| {
-            Error::invalid(
-                "email",
-                format!("{value:?} is not a valid email address: {why}"),
-            )
-        };
+        let invalid = |why: &str| Error::invalid("email", format!("{value:?} is not a valid email address: {why}"));
         let value = value.trim();
         if value.is_empty() {
             return Err(invalid("it is empty"));
@@ -236,15 +217,10 @@ impl Email {
             return Err(invalid("the part before @ must be 1-64 characters"));
         }
         let local_ok = local.split('.').all(|atom| {
-            !atom.is_empty()
-                && atom
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+            !atom.is_empty() && atom.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
         });
         if !local_ok {
-            return Err(invalid(
-                "the part before @ has a character that is not allowed",
-            ));
+            return Err(invalid("the part before @ has a character that is not allowed"));
         }
         let domain = domain.to_ascii_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
@@ -254,13 +230,9 @@ impl Email {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             })
-            && labels
-                .last()
-                .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
+            && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
         if !domain_ok {
             return Err(invalid("the domain must look like example.com"));
         }
@@ -268,10 +240,7 @@ impl Email {
     }
 
     pub fn domain(&self) -> &str {
-        self.0
-            .rsplit_once('@')
-            .map(|(_, domain)| domain)
-            .unwrap_or("")
+        self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or("")
     }
 
     /// Whether two addresses name the same mailbox (case-insensitive, as users expect).
@@ -324,10 +293,7 @@ impl EmailDomainAllowList {
         } else {
             Err(Error::invalid(
                 "email",
-                format!(
-                    "the email domain {:?} is not accepted here; use your organisation's address",
-                    email.domain()
-                ),
+                format!("the email domain {:?} is not accepted here; use your organisation's address", email.domain()),
             ))
         }
     }
@@ -336,10 +302,7 @@ impl EmailDomainAllowList {
         let domain = domain.to_ascii_lowercase();
         self.is_empty()
             || self.exact.contains(&domain)
-            || self
-                .suffixes
-                .iter()
-                .any(|suffix| domain.ends_with(suffix.as_str()))
+            || self.suffixes.iter().any(|suffix| domain.ends_with(suffix.as_str()))
     }
 }
 
@@ -361,27 +324,19 @@ impl SshPublicKey {
     pub const MAX_LEN: usize = 8192;
 
     pub fn parse(value: &str) -> Result<Self> {
-        let invalid =
-            |why: String| Error::invalid("ssh public key", format!("{why}; {SSH_KEY_RULE}"));
+        let invalid = |why: String| Error::invalid("ssh public key", format!("{why}; {SSH_KEY_RULE}"));
         let value = value.trim();
         if value.is_empty() {
             return Err(invalid("the key is empty".into()));
         }
         if value.len() > Self::MAX_LEN {
-            return Err(invalid(format!(
-                "the key is longer than {} characters",
-                Self::MAX_LEN
-            )));
+            return Err(invalid(format!("the key is longer than {} characters", Self::MAX_LEN)));
         }
         if value.contains(['\n', '\r']) {
-            return Err(invalid(
-                "the key spans several lines (only one key is accepted)".into(),
-            ));
+            return Err(invalid("the key spans several lines (only one key is accepted)".into()));
         }
         if value.contains("PRIVATE KEY") {
-            return Err(invalid(
-                "this is a private key: never share it, send the .pub file instead".into(),
-            ));
+            return Err(invalid("this is a private key: never share it, send the .pub file instead".into()));
         }
         let first = value.split_ascii_whitespace().next().unwrap_or_default();
         let known = [
@@ -395,49 +350,28 @@ impl SshPublicKey {
             "ssh-dss",
         ];
         if !known.contains(&first) {
-            if value
-                .split_ascii_whitespace()
-                .skip(1)
-                .any(|token| known.contains(&token))
-            {
-                return Err(invalid(
-                    "authorized_keys options before the key are not accepted".into(),
-                ));
+            if value.split_ascii_whitespace().skip(1).any(|token| known.contains(&token)) {
+                return Err(invalid("authorized_keys options before the key are not accepted".into()));
             }
-            return Err(invalid(format!(
-                "{:?} is not a known key type",
-                truncate(first, 40)
-            )));
+            return Err(invalid(format!("{:?} is not a known key type", truncate(first, 40))));
         }
         if first == "ssh-dss" {
-            return Err(invalid(
-                "DSA keys are no longer secure and are not accepted".into(),
-            ));
+            return Err(invalid("DSA keys are no longer secure and are not accepted".into()));
         }
         let key = ssh_key::PublicKey::from_openssh(value)
             .map_err(|error| invalid(format!("the key could not be parsed ({error})")))?;
         if let ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
             let bits = mpint_bits(rsa.n.as_bytes());
             if bits < 2048 {
-                return Err(invalid(format!(
-                    "this RSA key has {bits} bits, at least 2048 are needed"
-                )));
+                return Err(invalid(format!("this RSA key has {bits} bits, at least 2048 are needed")));
             }
         }
         if key.comment().chars().any(char::is_control) || key.comment().len() > 256 {
-            return Err(invalid(
-                "the key comment must be printable text of at most 256 characters".into(),
-            ));
+            return Err(invalid("the key comment must be printable text of at most 256 characters".into()));
         }
-        let openssh = key
-            .to_openssh()
-            .map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
+        let openssh = key.to_openssh().map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
         let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
-        Ok(SshPublicKey {
-            openssh,
-            fingerprint,
-            algorithm: key.algorithm().as_str().to_owned(),
-        })
+        Ok(SshPublicKey { openssh, fingerprint, algorithm: key.algorithm().as_str().to_owned() })
     }
 
     /// The normalised `algorithm base64 [comment]` line.
@@ -494,16 +428,10 @@ fn truncate(value: &str, max: usize) -> &str {
 pub fn free_text(field: &str, value: &str, max: usize) -> Result<String> {
     let value = value.trim();
     if value.chars().count() > max {
-        return Err(Error::invalid(
-            field,
-            format!("at most {max} characters are accepted"),
-        ));
+        return Err(Error::invalid(field, format!("at most {max} characters are accepted")));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            "control characters and line breaks are not accepted",
-        ));
+        return Err(Error::invalid(field, "control characters and line breaks are not accepted"));
     }
     Ok(value.to_owned())
 }
@@ -526,33 +454,13 @@ mod tests {
     // The original's TestIsValidUsername cases (original.md §12.1), under the unified rule.
     #[test]
     fn usernames_from_the_original_suite() {
-        for valid in [
-            "john",
-            "john123",
-            "john-doe",
-            "abc",
-            "a2345678901234567890",
-            &"a".repeat(32),
-        ] {
+        for valid in ["john", "john123", "john-doe", "abc", "a2345678901234567890", &"a".repeat(32)] {
             assert!(Username::parse(valid).is_ok(), "{valid} should be valid");
         }
-        for invalid in [
-            "ab",
-            &"a".repeat(33),
-            "",
-            "John",
-            "john_doe",
-            "john doe",
-            "john@doe",
-            "김철수",
-            "-john",
-            "john-",
-            "-",
-        ] {
-            assert!(
-                Username::parse(invalid).is_err(),
-                "{invalid} should be invalid"
-            );
+        for invalid in
+            ["ab", &"a".repeat(33), "", "John", "john_doe", "john doe", "john@doe", "김철수", "-john", "john-", "-"]
+        {
+            assert!(Username::parse(invalid).is_err(), "{invalid} should be invalid");
         }
     }
 
@@ -562,24 +470,13 @@ mod tests {
         for name in ["1abc", "a--b", "9lives"] {
             let error = Username::parse(name).unwrap_err();
             assert_eq!(error.kind(), "invalid-input");
-            assert!(
-                error.to_string().contains("lowercase letter first"),
-                "{error}"
-            );
+            assert!(error.to_string().contains("lowercase letter first"), "{error}");
         }
     }
 
     #[test]
     fn reserved_usernames_are_refused() {
-        for name in [
-            "root",
-            "admin",
-            "basphere",
-            "daemon",
-            "nobody",
-            "systemd-network",
-            "basphere-ops",
-        ] {
+        for name in ["root", "admin", "basphere", "daemon", "nobody", "systemd-network", "basphere-ops"] {
             let error = Username::parse(name).unwrap_err().to_string();
             assert!(error.contains("reserved"), "{name}: {error}");
         }
@@ -588,14 +485,7 @@ mod tests {
     // original.md §12.2 TestIsValidVMName, plus §13.2 item 14 (30 vs 63, `--`).
     #[test]
     fn resource_names() {
-        for valid in [
-            "a",
-            "web",
-            "web-1",
-            &"a".repeat(30),
-            &"a".repeat(31),
-            &"a".repeat(63),
-        ] {
+        for valid in ["a", "web", "web-1", &"a".repeat(30), &"a".repeat(31), &"a".repeat(63)] {
             assert!(ResourceName::parse(valid).is_ok(), "{valid}");
         }
         for invalid in [
@@ -621,30 +511,17 @@ mod tests {
     #[test]
     fn batch_names_are_one_based_and_validated() {
         let name = ResourceName::parse("web").unwrap();
-        let names: Vec<String> = name
-            .batch(3)
-            .unwrap()
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let names: Vec<String> = name.batch(3).unwrap().into_iter().map(String::from).collect();
         assert_eq!(names, ["web-1", "web-2", "web-3"]);
         assert_eq!(name.batch(1).unwrap(), vec![name.clone()]);
         let long = ResourceName::parse(&"a".repeat(62)).unwrap();
-        assert!(
-            long.batch(2).is_err(),
-            "the suffix must fit in 63 characters"
-        );
+        assert!(long.batch(2).is_err(), "the suffix must fit in 63 characters");
     }
 
     // original.md §12.1 TestIsValidEmail.
     #[test]
     fn emails_from_the_original_suite() {
-        for valid in [
-            "user@example.com",
-            "user@mail.example.com",
-            "user+tag@example.com",
-            "first.last@example.com",
-        ] {
+        for valid in ["user@example.com", "user@mail.example.com", "user+tag@example.com", "first.last@example.com"] {
             assert!(Email::parse(valid).is_ok(), "{valid}");
         }
         for invalid in [
@@ -663,10 +540,7 @@ mod tests {
         ] {
             assert!(Email::parse(invalid).is_err(), "{invalid}");
         }
-        assert_eq!(
-            Email::parse("Alice@Example.COM").unwrap().as_str(),
-            "Alice@example.com"
-        );
+        assert_eq!(Email::parse("Alice@Example.COM").unwrap().as_str(), "Alice@example.com");
     }
 
     #[test]
@@ -680,17 +554,9 @@ mod tests {
         assert!(!check("a@corp.example.org"));
         assert!(!check("a@evilcorp.example.org"));
         assert!(!check("a@other.com"));
-        let error = list
-            .check(&Email::parse("a@other.com").unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            !error.contains("example.com"),
-            "the allow-list must not leak: {error}"
-        );
-        assert!(EmailDomainAllowList::parse(&Vec::<String>::new())
-            .unwrap()
-            .allows("any.org"));
+        let error = list.check(&Email::parse("a@other.com").unwrap()).unwrap_err().to_string();
+        assert!(!error.contains("example.com"), "the allow-list must not leak: {error}");
+        assert!(EmailDomainAllowList::parse(&Vec::<String>::new()).unwrap().allows("any.org"));
         assert!(EmailDomainAllowList::parse(&["not a domain"]).is_err());
     }
 
@@ -731,10 +597,7 @@ mod tests {
             (&*format!("from=\"10.0.0.1\" {ed}"), "options"),
             (DSA, "DSA"),
             (RSA_1024, "1024 bits"),
-            (
-                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==",
-                "could not be parsed",
-            ),
+            ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "could not be parsed"),
             (&*format!("ssh-ed25519 {}", "A".repeat(9000)), "longer than"),
         ];
         for (key, expected) in cases {
@@ -786,8 +649,7 @@ impl FieldErrors {
 
     fn required(&mut self, field: &str, value: &str, what: &str) -> bool {
         if value.trim().is_empty() {
-            self.0
-                .push(Error::invalid(field, format!("{what} is required")));
+            self.0.push(Error::invalid(field, format!("{what} is required")));
             false
         } else {
             true
@@ -837,8 +699,7 @@ impl RegistrationForm {
             .required("email", &self.email, "an email address")
             .then(|| errors.check(Email::parse(&self.email)))
             .flatten();
-        let email =
-            email.and_then(|email| errors.check(allowed_domains.check(&email)).map(|()| email));
+        let email = email.and_then(|email| errors.check(allowed_domains.check(&email)).map(|()| email));
         let team = errors.check(free_text("team", &self.team, 64));
         let ssh_key = errors
             .required("ssh public key", &self.public_key, "an SSH public key")
@@ -846,12 +707,7 @@ impl RegistrationForm {
             .flatten();
         match (username, email, team, ssh_key) {
             (Some(username), Some(email), Some(team), Some(ssh_key)) if errors.is_empty() => {
-                Ok(ValidRegistration {
-                    username,
-                    email,
-                    team,
-                    ssh_key,
-                })
+                Ok(ValidRegistration { username, email, team, ssh_key })
             }
             _ => Err(errors),
         }
@@ -888,22 +744,13 @@ impl KeyChangeForm {
             .then(|| errors.check(Email::parse(&self.email)))
             .flatten();
         let new_ssh_key = errors
-            .required(
-                "ssh public key",
-                &self.new_public_key,
-                "the new SSH public key",
-            )
+            .required("ssh public key", &self.new_public_key, "the new SSH public key")
             .then(|| errors.check(SshPublicKey::parse(&self.new_public_key)))
             .flatten();
         let reason = errors.check(free_text("reason", &self.reason, 500));
         match (username, email, new_ssh_key, reason) {
             (Some(username), Some(email), Some(new_ssh_key), Some(reason)) if errors.is_empty() => {
-                Ok(ValidKeyChange {
-                    username,
-                    email,
-                    new_ssh_key,
-                    reason,
-                })
+                Ok(ValidKeyChange { username, email, new_ssh_key, reason })
             }
             _ => Err(errors),
         }
@@ -931,56 +778,25 @@ mod form_tests {
         let open = EmailDomainAllowList::default();
         assert!(form().validate(&open).is_ok());
         for (mutate, field) in [
-            (
-                Box::new(|f: &mut RegistrationForm| f.username.clear())
-                    as Box<dyn Fn(&mut RegistrationForm)>,
-                "username",
-            ),
-            (
-                Box::new(|f: &mut RegistrationForm| f.email = "bad".into()),
-                "email",
-            ),
-            (
-                Box::new(|f: &mut RegistrationForm| f.public_key = "ssh-rsa".into()),
-                "ssh public key",
-            ),
-            (
-                Box::new(|f: &mut RegistrationForm| f.team = "a\nb".into()),
-                "team",
-            ),
+            (Box::new(|f: &mut RegistrationForm| f.username.clear()) as Box<dyn Fn(&mut RegistrationForm)>, "username"),
+            (Box::new(|f: &mut RegistrationForm| f.email = "bad".into()), "email"),
+            (Box::new(|f: &mut RegistrationForm| f.public_key = "ssh-rsa".into()), "ssh public key"),
+            (Box::new(|f: &mut RegistrationForm| f.team = "a\nb".into()), "team"),
         ] {
             let mut bad = form();
             mutate(&mut bad);
             let errors = bad.validate(&open).unwrap_err();
             assert_eq!(errors.0.len(), 1, "{field}: {:?}", errors.messages());
-            assert!(
-                errors.messages()[0].contains(field),
-                "{:?}",
-                errors.messages()
-            );
+            assert!(errors.messages()[0].contains(field), "{:?}", errors.messages());
         }
-        let all_bad = RegistrationForm {
-            username: "X".into(),
-            email: "".into(),
-            team: String::new(),
-            public_key: "nope".into(),
-        };
-        assert_eq!(
-            all_bad.validate(&open).unwrap_err().0.len(),
-            3,
-            "every field's problem at once"
-        );
-        let crlf = RegistrationForm {
-            public_key: format!("{}\r\n", KEY.trim()),
-            ..form()
-        };
+        let all_bad =
+            RegistrationForm { username: "X".into(), email: "".into(), team: String::new(), public_key: "nope".into() };
+        assert_eq!(all_bad.validate(&open).unwrap_err().0.len(), 3, "every field's problem at once");
+        let crlf = RegistrationForm { public_key: format!("{}\r\n", KEY.trim()), ..form() };
         assert_eq!(crlf.validate(&open).unwrap().ssh_key.as_str(), KEY.trim());
         let corp = EmailDomainAllowList::parse(&["corp.com"]).unwrap();
         let errors = form().validate(&corp).unwrap_err().messages().join(" ");
-        assert!(
-            errors.contains("not accepted") && !errors.contains("corp.com"),
-            "{errors}"
-        );
+        assert!(errors.contains("not accepted") && !errors.contains("corp.com"), "{errors}");
     }
 
     // original.md §12.1 TestKeyChangeInput_Validate: three errors when every field is empty.
@@ -995,10 +811,7 @@ mod form_tests {
             reason: "lost laptop".into(),
         };
         assert_eq!(ok.validate().unwrap().reason, "lost laptop");
-        let bad = KeyChangeForm {
-            email: "john@".into(),
-            ..ok
-        };
+        let bad = KeyChangeForm { email: "john@".into(), ..ok };
         assert_eq!(bad.validate().unwrap_err().0.len(), 1);
     }
 }

@@ -33,9 +33,8 @@ impl BlockIpam {
         }
         for (index, pool) in pools.iter().enumerate() {
             pool.validate(&format!("network.pools[{index}]"))?;
-            if let Some(other) = pools[..index]
-                .iter()
-                .find(|other| other.cidr.overlaps(&pool.cidr) || other.name == pool.name)
+            if let Some(other) =
+                pools[..index].iter().find(|other| other.cidr.overlaps(&pool.cidr) || other.name == pool.name)
             {
                 return Err(Error::invalid(
                     format!("network.pools[{index}]"),
@@ -49,15 +48,9 @@ impl BlockIpam {
         let mut unleasable: HashMap<u32, Occupancy> = HashMap::new();
         for pool in &pools {
             let special = [pool.cidr.first(), pool.cidr.last(), u32::from(pool.gateway)];
-            for address in special
-                .into_iter()
-                .chain(pool.reserved.iter().map(|a| u32::from(*a)))
-            {
+            for address in special.into_iter().chain(pool.reserved.iter().map(|a| u32::from(*a))) {
                 let start = block_start(pool, address);
-                unleasable
-                    .entry(start)
-                    .or_insert_with(|| Occupancy::new(pool.block_size))
-                    .set(address - start);
+                unleasable.entry(start).or_insert_with(|| Occupancy::new(pool.block_size)).set(address - start);
             }
         }
         Ok(BlockIpam { pools, unleasable })
@@ -75,10 +68,7 @@ impl BlockIpam {
             let mut candidate = u64::from(pool.cidr.first()) + size;
             let end = u64::from(pool.cidr.last());
             for block in &existing {
-                let (start, last) = (
-                    u64::from(u32::from(block.start)),
-                    u64::from(u32::from(block.end())),
-                );
+                let (start, last) = (u64::from(u32::from(block.start)), u64::from(u32::from(block.end())));
                 if start > candidate + size - 1 {
                     break; // a gap before this block
                 }
@@ -98,9 +88,7 @@ impl BlockIpam {
                 return Ok(block);
             }
         }
-        Err(Error::Exhausted(format!(
-            "no free IP block is left for {owner}; an administrator must add a pool"
-        )))
+        Err(Error::Exhausted(format!("no free IP block is left for {owner}; an administrator must add a pool")))
     }
 
     /// The lowest leasable address of `block`, if any.
@@ -111,9 +99,7 @@ impl BlockIpam {
                 taken.union_with(mask);
             }
         }
-        Ok(taken
-            .first_free()
-            .map(|offset| Ipv4Addr::from(u32::from(block.start) + offset)))
+        Ok(taken.first_free().map(|offset| Ipv4Addr::from(u32::from(block.start) + offset)))
     }
 }
 
@@ -134,17 +120,9 @@ impl Ipam for BlockIpam {
         }
     }
 
-    fn lease(
-        &self,
-        tx: &mut dyn StoreTx,
-        owner: &Username,
-        resource: &ResourceRef,
-        ip_quota: u64,
-    ) -> Result<Lease> {
-        if let Some(existing) = tx
-            .leases_of_resource(resource.id)?
-            .into_iter()
-            .find(|lease| lease.resource == *resource)
+    fn lease(&self, tx: &mut dyn StoreTx, owner: &Username, resource: &ResourceRef, ip_quota: u64) -> Result<Lease> {
+        if let Some(existing) =
+            tx.leases_of_resource(resource.id)?.into_iter().find(|lease| lease.resource == *resource)
         {
             return Ok(existing);
         }
@@ -188,9 +166,7 @@ impl Ipam for BlockIpam {
     }
 
     fn release(&self, tx: &mut dyn StoreTx, address: Ipv4Addr) -> Result<Lease> {
-        let lease = tx
-            .get_lease(address)?
-            .ok_or_else(|| Error::not_found("lease", address))?;
+        let lease = tx.get_lease(address)?.ok_or_else(|| Error::not_found("lease", address))?;
         tx.delete_lease(address)?;
         Ok(lease)
     }
@@ -226,13 +202,8 @@ impl Ipam for BlockIpam {
             }
         }
         for lease in tx.list_leases(None)? {
-            let inside = blocks
-                .iter()
-                .any(|block| block.owner == lease.owner && block.contains(lease.address));
-            let pool = self
-                .pools
-                .iter()
-                .find(|pool| pool.cidr.contains(lease.address));
+            let inside = blocks.iter().any(|block| block.owner == lease.owner && block.contains(lease.address));
+            let pool = self.pools.iter().find(|pool| pool.cidr.contains(lease.address));
             if !inside || pool.is_none_or(|pool| pool.is_unleasable(lease.address)) {
                 return Err(Error::Conflict(format!(
                     "the lease of {} ({} of {}) would not be valid in this configuration",
@@ -245,11 +216,6 @@ impl Ipam for BlockIpam {
 
     fn address_info(&self, address: Ipv4Addr) -> Option<AddressInfo> {
         let pool = self.pools.iter().find(|pool| pool.cidr.contains(address))?;
-        Some(AddressInfo {
-            pool: pool.name.clone(),
-            address,
-            prefix_len: pool.cidr.prefix_len,
-            gateway: pool.gateway,
-        })
+        Some(AddressInfo { pool: pool.name.clone(), address, prefix_len: pool.cidr.prefix_len, gateway: pool.gateway })
     }
 }

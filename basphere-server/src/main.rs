@@ -4,6 +4,8 @@
 //! pretending to serve; `basphere demo` runs the platform in-process.
 
 fn main() {
-    eprintln!("basphere-server: the HTTP server is not built yet; run `basphere demo` to see the platform work in-process");
+    eprintln!(
+        "basphere-server: the HTTP server is not built yet; run `basphere demo` to see the platform work in-process"
+    );
     std::process::exit(2);
 }

@@ -28,11 +28,7 @@ pub enum SqliteError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt value in {table}.{column}: {message}")]
-    Corrupt {
-        table: &'static str,
-        column: &'static str,
-        message: String,
-    },
+    Corrupt { table: &'static str, column: &'static str, message: String },
     #[error("migration to schema version {version} failed: {source}")]
     Migration {
         version: usize,
@@ -75,10 +71,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let open = |path: &Path| {
-            Connection::open(path).map_err(|source| SqliteError::Open {
-                path: path.to_path_buf(),
-                source,
-            })
+            Connection::open(path).map_err(|source| SqliteError::Open { path: path.to_path_buf(), source })
         };
         let writer = open(&path)?;
         configure(&writer, true)?;
@@ -89,11 +82,7 @@ impl SqliteStore {
             configure(&reader, false)?;
             readers.push(reader);
         }
-        Ok(SqliteStore {
-            writer: Mutex::new(writer),
-            readers: Some(Mutex::new(readers)),
-            path: Some(path),
-        })
+        Ok(SqliteStore { writer: Mutex::new(writer), readers: Some(Mutex::new(readers)), path: Some(path) })
     }
 
     /// A private in-memory database (one connection), for tests and demos.
@@ -101,11 +90,7 @@ impl SqliteStore {
         let writer = Connection::open_in_memory().map_err(sql)?;
         configure(&writer, true)?;
         migrate(&writer)?;
-        Ok(SqliteStore {
-            writer: Mutex::new(writer),
-            readers: None,
-            path: None,
-        })
+        Ok(SqliteStore { writer: Mutex::new(writer), readers: None, path: None })
     }
 
     /// The database file, if any.
@@ -129,10 +114,7 @@ impl SqliteStore {
             Some(conn) => conn,
             None => {
                 let path = self.path.as_ref().expect("file databases have readers");
-                let conn = Connection::open(path).map_err(|source| SqliteError::Open {
-                    path: path.clone(),
-                    source,
-                })?;
+                let conn = Connection::open(path).map_err(|source| SqliteError::Open { path: path.clone(), source })?;
                 configure(&conn, false)?;
                 conn
             }
@@ -150,19 +132,14 @@ fn configure(conn: &Connection, writer: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
     if writer {
         // journal_mode answers with the mode; it stays "memory" for in-memory databases.
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(sql)?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(sql)?;
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(sql)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(sql)?;
     Ok(())
 }
 
 fn user_version(conn: &Connection) -> Result<usize> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(sql)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)?;
     Ok(version as usize)
 }
 
@@ -175,20 +152,14 @@ pub fn migrate(conn: &Connection) -> Result<()> {
 pub fn migrate_to(conn: &Connection, target: usize) -> Result<()> {
     let found = user_version(conn)?;
     if found > migrations::LATEST {
-        return Err(SqliteError::NewerSchema {
-            found,
-            supported: migrations::LATEST,
-        }
-        .into());
+        return Err(SqliteError::NewerSchema { found, supported: migrations::LATEST }.into());
     }
     for version in found..target.min(migrations::LATEST) {
         let apply = || -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = conn
                 .execute_batch(migrations::MIGRATIONS[version])
-                .and_then(|()| {
-                    conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))
-                });
+                .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)));
             match result {
                 Ok(()) => conn.execute_batch("COMMIT"),
                 Err(error) => {
@@ -197,10 +168,7 @@ pub fn migrate_to(conn: &Connection, target: usize) -> Result<()> {
                 }
             }
         };
-        apply().map_err(|source| SqliteError::Migration {
-            version: version + 1,
-            source,
-        })?;
+        apply().map_err(|source| SqliteError::Migration { version: version + 1, source })?;
         tracing::info!(version = version + 1, "store schema migrated");
     }
     Ok(())
@@ -213,9 +181,7 @@ impl basphere_core::Store for SqliteStore {
 
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {
         self.with_reader(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(sql)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(sql)?;
             let result = f(&SqlTx { conn: &tx });
             tx.finish().map_err(sql)?;
             result
@@ -224,9 +190,7 @@ impl basphere_core::Store for SqliteStore {
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         let result = f(&mut SqlTx { conn: &tx });
         match result {
             Ok(()) => tx.commit().map_err(sql),
@@ -246,9 +210,7 @@ struct SqlTx<'c> {
 /// Maps a constraint violation to the domain error; anything else is a backend error.
 fn constraint(error: rusqlite::Error, on_violation: impl FnOnce(&str) -> Error) -> Error {
     match &error {
-        rusqlite::Error::SqliteFailure(code, message)
-            if code.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        rusqlite::Error::SqliteFailure(code, message) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
             on_violation(message.as_deref().unwrap_or(""))
         }
         _ => sql(error),
@@ -322,19 +284,19 @@ impl SqlTx<'_> {
     }
 }
 
-const USER_COLUMNS: &str =
-    "username, email, team, ssh_key, role, status, uid, created_at, updated_at";
-const REGISTRATION_COLUMNS: &str = "id, username, email, team, ssh_key, status, created_at, processed_by, processed_at, reject_reason";
-const KEY_CHANGE_COLUMNS: &str = "id, username, email, new_ssh_key, reason, status, created_at, processed_by, processed_at, reject_reason";
-const TOKEN_COLUMNS: &str =
-    "id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at";
-const VM_COLUMNS: &str = "id, owner, name, os, spec, cpu, memory_mb, disk_gb, ip, state, reason, backend_id, created_at, updated_at";
+const USER_COLUMNS: &str = "username, email, team, ssh_key, role, status, uid, created_at, updated_at";
+const REGISTRATION_COLUMNS: &str =
+    "id, username, email, team, ssh_key, status, created_at, processed_by, processed_at, reject_reason";
+const KEY_CHANGE_COLUMNS: &str =
+    "id, username, email, new_ssh_key, reason, status, created_at, processed_by, processed_at, reject_reason";
+const TOKEN_COLUMNS: &str = "id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at";
+const VM_COLUMNS: &str =
+    "id, owner, name, os, spec, cpu, memory_mb, disk_gb, ip, state, reason, backend_id, created_at, updated_at";
 const CLUSTER_COLUMNS: &str = "id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, control_plane_endpoint, state, reason, created_at, updated_at";
 const OPERATION_COLUMNS: &str = "id, kind, owner, resource_kind, resource_id, resource_name, state, steps, error, log_tail, requested_by, created_at, updated_at";
 const AUDIT_COLUMNS: &str = "id, at, actor, action, resource, source, outcome, details";
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
-const LEASE_COLUMNS: &str =
-    "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
+const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
 
 fn limit(value: Option<usize>) -> i64 {
     value.map_or(-1, |limit| limit as i64)
@@ -346,35 +308,19 @@ fn after(value: Option<Uuid>) -> String {
 
 impl StoreRead for SqlTx<'_> {
     fn get_user(&self, username: &Username) -> Result<Option<User>> {
-        self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
-            [username.as_str()],
-            user_row,
-        )
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username.as_str()], user_row)
     }
 
     fn user_by_uid(&self, uid: u32) -> Result<Option<User>> {
-        self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE uid = ?1"),
-            [uid],
-            user_row,
-        )
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE uid = ?1"), [uid], user_row)
     }
 
     fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
-        self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE key_fingerprint = ?1"),
-            [fingerprint],
-            user_row,
-        )
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE key_fingerprint = ?1"), [fingerprint], user_row)
     }
 
     fn list_users(&self) -> Result<Vec<User>> {
-        self.all(
-            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"),
-            [],
-            user_row,
-        )
+        self.all(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"), [], user_row)
     }
 
     fn get_registration(&self, id: Uuid) -> Result<Option<RegistrationRequest>> {
@@ -385,12 +331,11 @@ impl StoreRead for SqlTx<'_> {
         )
     }
 
-    fn list_registrations(
-        &self,
-        status: Option<RequestStatus>,
-    ) -> Result<Vec<RegistrationRequest>> {
+    fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
         self.all(
-            &format!("SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"),
+            &format!(
+                "SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"
+            ),
             [status.map(RequestStatus::as_str)],
             registration_row,
         )
@@ -413,19 +358,11 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
-        self.one(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-            [id.to_string()],
-            token_row,
-        )
+        self.one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id.to_string()], token_row)
     }
 
     fn token_by_hash(&self, secret_hash: &str) -> Result<Option<ApiToken>> {
-        self.one(
-            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1"),
-            [secret_hash],
-            token_row,
-        )
+        self.one(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1"), [secret_hash], token_row)
     }
 
     fn list_tokens(&self, owner: &Username) -> Result<Vec<ApiToken>> {
@@ -437,15 +374,15 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_vm(&self, id: Uuid) -> Result<Option<Vm>> {
-        self.one(
-            &format!("SELECT {VM_COLUMNS} FROM vms WHERE id = ?1"),
-            [id.to_string()],
-            vm_row,
-        )
+        self.one(&format!("SELECT {VM_COLUMNS} FROM vms WHERE id = ?1"), [id.to_string()], vm_row)
     }
 
     fn vm_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Vm>> {
-        self.one(&format!("SELECT {VM_COLUMNS} FROM vms WHERE owner = ?1 AND name = ?2 AND state <> 'deleted'"), [owner.as_str(), name.as_str()], vm_row)
+        self.one(
+            &format!("SELECT {VM_COLUMNS} FROM vms WHERE owner = ?1 AND name = ?2 AND state <> 'deleted'"),
+            [owner.as_str(), name.as_str()],
+            vm_row,
+        )
     }
 
     fn list_vms(&self, filter: &VmFilter) -> Result<Vec<Vm>> {
@@ -461,15 +398,15 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_cluster(&self, id: Uuid) -> Result<Option<Cluster>> {
-        self.one(
-            &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?1"),
-            [id.to_string()],
-            cluster_row,
-        )
+        self.one(&format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE id = ?1"), [id.to_string()], cluster_row)
     }
 
     fn cluster_by_name(&self, owner: &Username, name: &ResourceName) -> Result<Option<Cluster>> {
-        self.one(&format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE owner = ?1 AND name = ?2 AND state <> 'deleted'"), [owner.as_str(), name.as_str()], cluster_row)
+        self.one(
+            &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE owner = ?1 AND name = ?2 AND state <> 'deleted'"),
+            [owner.as_str(), name.as_str()],
+            cluster_row,
+        )
     }
 
     fn list_clusters(&self, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
@@ -481,11 +418,7 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_operation(&self, id: Uuid) -> Result<Option<Operation>> {
-        self.one(
-            &format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"),
-            [id.to_string()],
-            operation_row,
-        )
+        self.one(&format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"), [id.to_string()], operation_row)
     }
 
     fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
@@ -508,7 +441,9 @@ impl StoreRead for SqlTx<'_> {
 
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         self.all(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR actor = ?1) AND id > ?2 ORDER BY id LIMIT ?3"),
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR actor = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
+            ),
             params![filter.actor, after(filter.after), limit(filter.limit)],
             audit_row,
         )
@@ -534,20 +469,19 @@ impl StoreRead for SqlTx<'_> {
             )?
             .unwrap_or_default();
         let count = |query: &str| -> Result<u64> {
-            Ok(self
-                .one(query, [owner.as_str()], |row| {
-                    row.get::<_, i64>(0).map_err(sql)
-                })?
-                .unwrap_or(0) as u64)
+            Ok(self.one(query, [owner.as_str()], |row| row.get::<_, i64>(0).map_err(sql))?.unwrap_or(0) as u64)
         };
-        usage.clusters =
-            count("SELECT count(*) FROM clusters WHERE owner = ?1 AND state <> 'deleted'")?;
+        usage.clusters = count("SELECT count(*) FROM clusters WHERE owner = ?1 AND state <> 'deleted'")?;
         usage.ips = count("SELECT count(*) FROM leases WHERE owner = ?1")?;
         Ok(usage)
     }
 
     fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
-        self.all(&format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks WHERE ?1 IS NULL OR pool = ?1 ORDER BY start"), [pool], block_row)
+        self.all(
+            &format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks WHERE ?1 IS NULL OR pool = ?1 ORDER BY start"),
+            [pool],
+            block_row,
+        )
     }
 
     fn blocks_of(&self, owner: &Username) -> Result<Vec<IpBlock>> {
@@ -559,15 +493,15 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
-        self.one(
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = ?1"),
-            [ip(address)],
-            lease_row,
-        )
+        self.one(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = ?1"), [ip(address)], lease_row)
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
-        self.all(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE ?1 IS NULL OR owner = ?1 ORDER BY address"), [owner.map(Username::as_str)], lease_row)
+        self.all(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE ?1 IS NULL OR owner = ?1 ORDER BY address"),
+            [owner.map(Username::as_str)],
+            lease_row,
+        )
     }
 
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {
@@ -584,13 +518,9 @@ impl StoreRead for SqlTx<'_> {
 
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT address FROM leases WHERE address BETWEEN ?1 AND ?2")
-            .map_err(sql)?;
-        let mut rows = statement
-            .query([ip(block.start), ip(block.end())])
-            .map_err(sql)?;
+        let mut statement =
+            self.conn.prepare_cached("SELECT address FROM leases WHERE address BETWEEN ?1 AND ?2").map_err(sql)?;
+        let mut rows = statement.query([ip(block.start), ip(block.end())]).map_err(sql)?;
         let mut occupancy = Occupancy::new(block.size);
         while let Some(row) = rows.next().map_err(sql)? {
             let address: i64 = row.get(0).map_err(sql)?;
@@ -634,21 +564,39 @@ impl StoreTx for SqlTx<'_> {
             return Err(Error::not_found("user", username));
         }
         if holds > 0 {
-            return Err(Error::Conflict(format!(
-                "user {username} still owns VMs, clusters or addresses"
-            )));
+            return Err(Error::Conflict(format!("user {username} still owns VMs, clusters or addresses")));
         }
-        self.exec("DELETE FROM users WHERE username = ?1", [username.as_str()])
-            .map_err(sql)?;
+        self.exec("DELETE FROM users WHERE username = ?1", [username.as_str()]).map_err(sql)?;
         Ok(())
     }
 
     fn insert_registration(&mut self, r: &RegistrationRequest) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO registrations ({REGISTRATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.team, r.ssh_key.as_str(), r.status.as_str(), micros(r.created_at), r.processed_by.as_ref().map(Username::as_str), r.processed_at.map(micros), r.reject_reason],
+            &format!(
+                "INSERT INTO registrations ({REGISTRATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ),
+            params![
+                r.id.to_string(),
+                r.username.as_str(),
+                r.email.as_str(),
+                r.team,
+                r.ssh_key.as_str(),
+                r.status.as_str(),
+                micros(r.created_at),
+                r.processed_by.as_ref().map(Username::as_str),
+                r.processed_at.map(micros),
+                r.reject_reason
+            ],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("registrations.id") { Error::already_exists("registration", r.id) } else { Error::already_exists("pending registration", &r.username) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("registrations.id") {
+                    Error::already_exists("registration", r.id)
+                } else {
+                    Error::already_exists("pending registration", &r.username)
+                }
+            })
+        })?;
         Ok(())
     }
 
@@ -665,9 +613,28 @@ impl StoreTx for SqlTx<'_> {
     fn insert_key_change(&mut self, r: &KeyChangeRequest) -> Result<()> {
         self.exec(
             &format!("INSERT INTO key_changes ({KEY_CHANGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.new_ssh_key.as_str(), r.reason, r.status.as_str(), micros(r.created_at), r.processed_by.as_ref().map(Username::as_str), r.processed_at.map(micros), r.reject_reason],
+            params![
+                r.id.to_string(),
+                r.username.as_str(),
+                r.email.as_str(),
+                r.new_ssh_key.as_str(),
+                r.reason,
+                r.status.as_str(),
+                micros(r.created_at),
+                r.processed_by.as_ref().map(Username::as_str),
+                r.processed_at.map(micros),
+                r.reject_reason
+            ],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("key_changes.id") { Error::already_exists("key change", r.id) } else { Error::already_exists("pending key change", &r.username) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("key_changes.id") {
+                    Error::already_exists("key change", r.id)
+                } else {
+                    Error::already_exists("pending key change", &r.username)
+                }
+            })
+        })?;
         Ok(())
     }
 
@@ -683,9 +650,7 @@ impl StoreTx for SqlTx<'_> {
 
     fn insert_token(&mut self, t: &ApiToken) -> Result<()> {
         self.exec(
-            &format!(
-                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ),
+            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 t.id.to_string(),
                 t.owner.as_str(),
@@ -722,10 +687,35 @@ impl StoreTx for SqlTx<'_> {
 
     fn insert_vm(&mut self, vm: &Vm) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO vms ({VM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
-            params![vm.id.to_string(), vm.owner.as_str(), vm.name.as_str(), vm.os, vm.spec, vm.cpu, vm.memory_mb as i64, vm.disk_gb as i64, vm.ip.map(ip), vm.state.as_str(), vm.reason, vm.backend_id, micros(vm.created_at), micros(vm.updated_at)],
+            &format!(
+                "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
+            params![
+                vm.id.to_string(),
+                vm.owner.as_str(),
+                vm.name.as_str(),
+                vm.os,
+                vm.spec,
+                vm.cpu,
+                vm.memory_mb as i64,
+                vm.disk_gb as i64,
+                vm.ip.map(ip),
+                vm.state.as_str(),
+                vm.reason,
+                vm.backend_id,
+                micros(vm.created_at),
+                micros(vm.updated_at)
+            ],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("vms.id") { Error::already_exists("vm", vm.id) } else { Error::already_exists("vm", &vm.name) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("vms.id") {
+                    Error::already_exists("vm", vm.id)
+                } else {
+                    Error::already_exists("vm", &vm.name)
+                }
+            })
+        })?;
         Ok(())
     }
 
@@ -797,19 +787,12 @@ impl StoreTx for SqlTx<'_> {
         Ok(())
     }
 
-    fn set_quota_override(
-        &mut self,
-        owner: &Username,
-        quota: Option<&QuotaOverride>,
-    ) -> Result<()> {
+    fn set_quota_override(&mut self, owner: &Username, quota: Option<&QuotaOverride>) -> Result<()> {
         if self.get_user(owner)?.is_none() {
             return Err(Error::not_found("user", owner));
         }
         let result = match quota {
-            None => self.exec(
-                "DELETE FROM quota_overrides WHERE owner = ?1",
-                [owner.as_str()],
-            ),
+            None => self.exec("DELETE FROM quota_overrides WHERE owner = ?1", [owner.as_str()]),
             Some(q) => {
                 let v = |value: Option<u64>| value.map(|v| v as i64);
                 self.exec(
@@ -830,9 +813,7 @@ impl StoreTx for SqlTx<'_> {
             [last],
             |row| Ok((block_row(row)?, row.get::<_, i64>(5).map_err(sql)?)),
         )?;
-        if let Some((other, other_last)) =
-            overlapping.filter(|(_, other_last)| *other_last >= start)
-        {
+        if let Some((other, other_last)) = overlapping.filter(|(_, other_last)| *other_last >= start) {
             let _ = other_last;
             return Err(Error::Conflict(format!(
                 "block {}/{} overlaps the block at {} of {}",
@@ -843,18 +824,22 @@ impl StoreTx for SqlTx<'_> {
             "INSERT INTO ip_blocks (start, last, pool, size, owner, allocated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![start, last, block.pool, block.size, block.owner.as_str(), micros(block.allocated_at)],
         )
-        .map_err(|error| constraint(error, |message| if message.contains("FOREIGN KEY") { Error::not_found("user", &block.owner) } else { Error::Conflict(format!("block {} exists", block.start)) }))?;
+        .map_err(|error| {
+            constraint(error, |message| {
+                if message.contains("FOREIGN KEY") {
+                    Error::not_found("user", &block.owner)
+                } else {
+                    Error::Conflict(format!("block {} exists", block.start))
+                }
+            })
+        })?;
         Ok(())
     }
 
     fn delete_block(&mut self, start: Ipv4Addr) -> Result<()> {
         let last: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT last FROM ip_blocks WHERE start = ?1",
-                [ip(start)],
-                |row| row.get(0),
-            )
+            .query_row("SELECT last FROM ip_blocks WHERE start = ?1", [ip(start)], |row| row.get(0))
             .optional()
             .map_err(sql)?;
         let Some(last) = last else {
@@ -862,27 +847,20 @@ impl StoreTx for SqlTx<'_> {
         };
         let leased: i64 = self
             .conn
-            .query_row(
-                "SELECT count(*) FROM leases WHERE address BETWEEN ?1 AND ?2",
-                [ip(start), last],
-                |row| row.get(0),
-            )
+            .query_row("SELECT count(*) FROM leases WHERE address BETWEEN ?1 AND ?2", [ip(start), last], |row| {
+                row.get(0)
+            })
             .map_err(sql)?;
         if leased > 0 {
-            return Err(Error::Conflict(format!(
-                "block {start} still has leased addresses"
-            )));
+            return Err(Error::Conflict(format!("block {start} still has leased addresses")));
         }
-        self.exec("DELETE FROM ip_blocks WHERE start = ?1", [ip(start)])
-            .map_err(sql)?;
+        self.exec("DELETE FROM ip_blocks WHERE start = ?1", [ip(start)]).map_err(sql)?;
         Ok(())
     }
 
     fn insert_lease(&mut self, l: &Lease) -> Result<()> {
         self.exec(
-            &format!(
-                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
+            &format!("INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
             params![
                 ip(l.address),
                 l.pool,
@@ -917,12 +895,11 @@ impl StoreTx for SqlTx<'_> {
     }
 
     fn insert_idempotency(&mut self, record: &IdempotencyRecord) -> Result<()> {
-        let operations =
-            serde_json::to_string(&record.operations).map_err(|error| SqliteError::Corrupt {
-                table: "idempotency_keys",
-                column: "operations",
-                message: error.to_string(),
-            })?;
+        let operations = serde_json::to_string(&record.operations).map_err(|error| SqliteError::Corrupt {
+            table: "idempotency_keys",
+            column: "operations",
+            message: error.to_string(),
+        })?;
         self.exec(
             "INSERT INTO idempotency_keys (owner, key, request_hash, operations, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![record.owner.as_str(), record.key, record.request_hash, operations, micros(record.created_at)],
@@ -932,10 +909,7 @@ impl StoreTx for SqlTx<'_> {
     }
 
     fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        match self
-            .exec("DELETE FROM leases WHERE address = ?1", [ip(address)])
-            .map_err(sql)?
-        {
+        match self.exec("DELETE FROM leases WHERE address = ?1", [ip(address)]).map_err(sql)? {
             0 => Err(Error::not_found("lease", address)),
             _ => Ok(()),
         }

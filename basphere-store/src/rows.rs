@@ -16,17 +16,8 @@ pub(crate) fn micros(at: Timestamp) -> i64 {
     at.timestamp_micros()
 }
 
-fn corrupt(
-    table: &'static str,
-    column: &'static str,
-    message: impl ToString,
-) -> basphere_core::Error {
-    SqliteError::Corrupt {
-        table,
-        column,
-        message: message.to_string(),
-    }
-    .into()
+fn corrupt(table: &'static str, column: &'static str, message: impl ToString) -> basphere_core::Error {
+    SqliteError::Corrupt { table, column, message: message.to_string() }.into()
 }
 
 /// Reads column `index` and parses it with the domain's parser.
@@ -52,12 +43,7 @@ impl Cells<'_, '_> {
         self.row.get(index).map_err(sql)
     }
 
-    fn parse<T>(
-        &self,
-        index: usize,
-        column: &'static str,
-        parse: impl FnOnce(&str) -> Result<T>,
-    ) -> Result<T> {
+    fn parse<T>(&self, index: usize, column: &'static str, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
         let text = self.text(index)?;
         parse(&text).map_err(|error| corrupt(self.table, column, error))
     }
@@ -70,9 +56,7 @@ impl Cells<'_, '_> {
     ) -> Result<Option<T>> {
         match self.opt_text(index)? {
             None => Ok(None),
-            Some(text) => parse(&text)
-                .map(Some)
-                .map_err(|error| corrupt(self.table, column, error)),
+            Some(text) => parse(&text).map(Some).map_err(|error| corrupt(self.table, column, error)),
         }
     }
 
@@ -98,14 +82,12 @@ impl Cells<'_, '_> {
 
     fn u32(&self, index: usize, column: &'static str) -> Result<u32> {
         let value = self.int(index)?;
-        u32::try_from(value)
-            .map_err(|_| corrupt(self.table, column, format!("{value} is out of range")))
+        u32::try_from(value).map_err(|_| corrupt(self.table, column, format!("{value} is out of range")))
     }
 
     fn u64(&self, index: usize, column: &'static str) -> Result<u64> {
         let value = self.int(index)?;
-        u64::try_from(value)
-            .map_err(|_| corrupt(self.table, column, format!("{value} is out of range")))
+        u64::try_from(value).map_err(|_| corrupt(self.table, column, format!("{value} is out of range")))
     }
 
     fn opt_ip(&self, index: usize, column: &'static str) -> Result<Option<Ipv4Addr>> {
@@ -118,16 +100,12 @@ impl Cells<'_, '_> {
     }
 
     fn ip(&self, index: usize, column: &'static str) -> Result<Ipv4Addr> {
-        self.opt_ip(index, column)?
-            .ok_or_else(|| corrupt(self.table, column, "missing address"))
+        self.opt_ip(index, column)?.ok_or_else(|| corrupt(self.table, column, "missing address"))
     }
 }
 
 pub(crate) fn user_row(row: &Row<'_>) -> Result<User> {
-    let c = Cells {
-        row,
-        table: "users",
-    };
+    let c = Cells { row, table: "users" };
     Ok(User {
         username: c.parse(0, "username", Username::parse)?,
         email: c.parse(1, "email", Email::parse)?,
@@ -142,10 +120,7 @@ pub(crate) fn user_row(row: &Row<'_>) -> Result<User> {
 }
 
 pub(crate) fn registration_row(row: &Row<'_>) -> Result<RegistrationRequest> {
-    let c = Cells {
-        row,
-        table: "registrations",
-    };
+    let c = Cells { row, table: "registrations" };
     Ok(RegistrationRequest {
         id: c.uuid(0, "id")?,
         username: c.parse(1, "username", Username::parse)?,
@@ -161,10 +136,7 @@ pub(crate) fn registration_row(row: &Row<'_>) -> Result<RegistrationRequest> {
 }
 
 pub(crate) fn key_change_row(row: &Row<'_>) -> Result<KeyChangeRequest> {
-    let c = Cells {
-        row,
-        table: "key_changes",
-    };
+    let c = Cells { row, table: "key_changes" };
     Ok(KeyChangeRequest {
         id: c.uuid(0, "id")?,
         username: c.parse(1, "username", Username::parse)?,
@@ -180,10 +152,7 @@ pub(crate) fn key_change_row(row: &Row<'_>) -> Result<KeyChangeRequest> {
 }
 
 pub(crate) fn token_row(row: &Row<'_>) -> Result<ApiToken> {
-    let c = Cells {
-        row,
-        table: "tokens",
-    };
+    let c = Cells { row, table: "tokens" };
     Ok(ApiToken {
         id: c.uuid(0, "id")?,
         owner: c.parse(1, "owner", Username::parse)?,
@@ -218,10 +187,7 @@ pub(crate) fn vm_row(row: &Row<'_>) -> Result<Vm> {
 }
 
 pub(crate) fn cluster_row(row: &Row<'_>) -> Result<Cluster> {
-    let c = Cells {
-        row,
-        table: "clusters",
-    };
+    let c = Cells { row, table: "clusters" };
     Ok(Cluster {
         id: c.uuid(0, "id")?,
         owner: c.parse(1, "owner", Username::parse)?,
@@ -240,18 +206,13 @@ pub(crate) fn cluster_row(row: &Row<'_>) -> Result<Cluster> {
 }
 
 pub(crate) fn operation_json(op: &Operation) -> Result<(String, String)> {
-    let steps =
-        serde_json::to_string(&op.steps).map_err(|error| corrupt("operations", "steps", error))?;
-    let log_tail = serde_json::to_string(&op.log_tail)
-        .map_err(|error| corrupt("operations", "log_tail", error))?;
+    let steps = serde_json::to_string(&op.steps).map_err(|error| corrupt("operations", "steps", error))?;
+    let log_tail = serde_json::to_string(&op.log_tail).map_err(|error| corrupt("operations", "log_tail", error))?;
     Ok((steps, log_tail))
 }
 
 pub(crate) fn operation_row(row: &Row<'_>) -> Result<Operation> {
-    let c = Cells {
-        row,
-        table: "operations",
-    };
+    let c = Cells { row, table: "operations" };
     let json = |index, column| -> Result<serde_json::Value> {
         let text = c.text(index)?;
         serde_json::from_str(&text).map_err(|error| corrupt("operations", column, error))
@@ -266,8 +227,7 @@ pub(crate) fn operation_row(row: &Row<'_>) -> Result<Operation> {
             name: c.text(5)?,
         },
         state: c.parse(6, "state", OperationState::parse)?,
-        steps: serde_json::from_value(json(7, "steps")?)
-            .map_err(|error| corrupt("operations", "steps", error))?,
+        steps: serde_json::from_value(json(7, "steps")?).map_err(|error| corrupt("operations", "steps", error))?,
         error: c.opt_text(8)?,
         log_tail: serde_json::from_value(json(9, "log_tail")?)
             .map_err(|error| corrupt("operations", "log_tail", error))?,
@@ -278,10 +238,7 @@ pub(crate) fn operation_row(row: &Row<'_>) -> Result<Operation> {
 }
 
 pub(crate) fn audit_row(row: &Row<'_>) -> Result<AuditEvent> {
-    let c = Cells {
-        row,
-        table: "audit",
-    };
+    let c = Cells { row, table: "audit" };
     Ok(AuditEvent {
         id: c.uuid(0, "id")?,
         at: c.time(1, "at")?,
@@ -291,17 +248,13 @@ pub(crate) fn audit_row(row: &Row<'_>) -> Result<AuditEvent> {
         source: c.text(5)?,
         outcome: c.parse(6, "outcome", Outcome::parse)?,
         details: c.parse(7, "details", |text| {
-            serde_json::from_str(text)
-                .map_err(|error| basphere_core::Error::invalid("details", error.to_string()))
+            serde_json::from_str(text).map_err(|error| basphere_core::Error::invalid("details", error.to_string()))
         })?,
     })
 }
 
 pub(crate) fn quota_override_row(row: &Row<'_>) -> Result<QuotaOverride> {
-    let c = Cells {
-        row,
-        table: "quota_overrides",
-    };
+    let c = Cells { row, table: "quota_overrides" };
     let v = |index| -> Result<Option<u64>> { Ok(c.opt_int(index)?.map(|v| v as u64)) };
     Ok(QuotaOverride {
         max_vms: v(0)?,
@@ -315,10 +268,7 @@ pub(crate) fn quota_override_row(row: &Row<'_>) -> Result<QuotaOverride> {
 }
 
 pub(crate) fn block_row(row: &Row<'_>) -> Result<IpBlock> {
-    let c = Cells {
-        row,
-        table: "ip_blocks",
-    };
+    let c = Cells { row, table: "ip_blocks" };
     Ok(IpBlock {
         start: c.ip(0, "start")?,
         pool: c.text(1)?,
@@ -329,10 +279,7 @@ pub(crate) fn block_row(row: &Row<'_>) -> Result<IpBlock> {
 }
 
 pub(crate) fn lease_row(row: &Row<'_>) -> Result<Lease> {
-    let c = Cells {
-        row,
-        table: "leases",
-    };
+    let c = Cells { row, table: "leases" };
     Ok(Lease {
         address: c.ip(0, "address")?,
         pool: c.text(1)?,
@@ -348,17 +295,13 @@ pub(crate) fn lease_row(row: &Row<'_>) -> Result<Lease> {
 }
 
 pub(crate) fn idempotency_row(row: &Row<'_>) -> Result<IdempotencyRecord> {
-    let c = Cells {
-        row,
-        table: "idempotency_keys",
-    };
+    let c = Cells { row, table: "idempotency_keys" };
     Ok(IdempotencyRecord {
         owner: c.parse(0, "owner", Username::parse)?,
         key: c.text(1)?,
         request_hash: c.text(2)?,
         operations: c.parse(3, "operations", |text| {
-            serde_json::from_str(text)
-                .map_err(|error| basphere_core::Error::invalid("operations", error.to_string()))
+            serde_json::from_str(text).map_err(|error| basphere_core::Error::invalid("operations", error.to_string()))
         })?,
         created_at: c.time(4, "created_at")?,
     })

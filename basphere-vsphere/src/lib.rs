@@ -1,7 +1,11 @@
-//! VM backends for vSphere: `TerraformProvisioner` and `VsphereApiProvisioner`.
+//! VM backends for vSphere.
 //!
-//! Not built yet: the server refuses `backend.vm: terraform` and `vsphere-api` until they are.
-//! Until then the simulated backend (`basphere_core::mock::MockProvisioner`) is the only one.
+//! - [`simulated`]: a simulated vCenter whose inventory lives in its own journal file, apart from
+//!   Basphere's store, as a real vCenter's would. The server's embedded default.
+//! - `TerraformProvisioner` and `VsphereApiProvisioner` are not built yet; the server refuses
+//!   `backend.vm: terraform` and `vsphere-api` with a message saying so.
 
-/// The backends this crate will provide, for the server's "not available yet" message.
+pub mod simulated;
+
+/// The backends that are not built yet, for the server's "not available" message.
 pub const PLANNED_BACKENDS: &[&str] = &["terraform", "vsphere-api"];

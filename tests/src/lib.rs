@@ -23,9 +23,7 @@ impl Backend {
     pub fn open(self, dir: &std::path::Path) -> Arc<dyn Store> {
         match self {
             Backend::Memory => Arc::new(MemoryStore::new()),
-            Backend::SqliteMemory => {
-                Arc::new(SqliteStore::open_in_memory().expect("sqlite in memory"))
-            }
+            Backend::SqliteMemory => Arc::new(SqliteStore::open_in_memory().expect("sqlite in memory")),
             Backend::SqliteFile => {
                 let path = dir.join(format!("store-{}.db", uuid_like()));
                 Arc::new(SqliteStore::open(path).expect("sqlite file"))
@@ -37,11 +35,7 @@ impl Backend {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
 /// The IPAM factory the conformance suite takes.

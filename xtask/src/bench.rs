@@ -44,23 +44,12 @@ fn setup(store: &dyn Store, ipam: &dyn Ipam, fill: f64) -> Result<Vec<(Username,
             tx.insert_user(&account)?;
             ipam.assign_block(tx, &owner)?;
             for n in 0..per_block {
-                let resource = ResourceRef {
-                    kind: ResourceKind::Vm,
-                    id: uuid_v7(),
-                    name: format!("fill-{n}"),
-                };
+                let resource = ResourceRef { kind: ResourceKind::Vm, id: uuid_v7(), name: format!("fill-{n}") };
                 ipam.lease(tx, &owner, &resource, u64::from(BLOCK))?;
             }
             Ok(())
         })?;
-        users.push((
-            owner,
-            ResourceRef {
-                kind: ResourceKind::Vm,
-                id: uuid_v7(),
-                name: "bench".into(),
-            },
-        ));
+        users.push((owner, ResourceRef { kind: ResourceKind::Vm, id: uuid_v7(), name: "bench".into() }));
     }
     Ok(users)
 }
@@ -74,13 +63,7 @@ struct Run {
     release: Samples,
 }
 
-fn measure(
-    backend: &'static str,
-    store: &dyn Store,
-    ipam: &dyn Ipam,
-    fill: f64,
-    operations: usize,
-) -> Result<Run> {
+fn measure(backend: &'static str, store: &dyn Store, ipam: &dyn Ipam, fill: f64, operations: usize) -> Result<Run> {
     let users = setup(store, ipam, fill)?;
     let leased = store.query(|tx| Ok(tx.list_leases(None)?.len()))?;
     // Throughput, without per-operation timing.
@@ -105,10 +88,7 @@ fn measure(
         release.push(t2 - t1);
     }
     let after = store.query(|tx| Ok(tx.list_leases(None)?.len()))?;
-    anyhow::ensure!(
-        after == leased,
-        "the benchmark must leave the pool as it found it ({leased} -> {after})"
-    );
+    anyhow::ensure!(after == leased, "the benchmark must leave the pool as it found it ({leased} -> {after})");
     let per_second = match backend {
         // Pairs per second in memory; committed allocations per second on SQLite.
         "memory" => operations as f64 / elapsed.as_secs_f64(),
@@ -141,14 +121,7 @@ pub fn ipam(scale: f64) -> Result<()> {
     println!("ipam benchmark: pool 10.0.0.0/16, blocks of {BLOCK}, 255 users; sqlite with WAL and synchronous=FULL");
     println!(
         "{:<8} {:>6} {:>9} {:>16} {:>11} {:>11} {:>13} {:>13}",
-        "backend",
-        "full",
-        "ops",
-        "per second",
-        "alloc p50",
-        "alloc p99",
-        "release p50",
-        "release p99"
+        "backend", "full", "ops", "per second", "alloc p50", "alloc p99", "release p50", "release p99"
     );
     let mut report = Vec::new();
     for run in &mut runs {
@@ -158,11 +131,7 @@ pub fn ipam(scale: f64) -> Result<()> {
             run.release.percentile(0.5),
             run.release.percentile(0.99),
         );
-        let unit = if run.backend == "memory" {
-            "pairs/s"
-        } else {
-            "commits/s"
-        };
+        let unit = if run.backend == "memory" { "pairs/s" } else { "commits/s" };
         println!(
             "{:<8} {:>5.1}% {:>9} {:>9.0} {:<6} {:>9.2}us {:>9.2}us {:>11.2}us {:>11.2}us",
             run.backend,
@@ -185,21 +154,14 @@ pub fn ipam(scale: f64) -> Result<()> {
             .iter()
             .filter(|r| r["backend"] == backend)
             .nth(index)
-            .map(|r| {
-                r["alloc_p99_us"].as_f64().unwrap_or(0.0)
-                    + r["release_p99_us"].as_f64().unwrap_or(0.0)
-            })
+            .map(|r| r["alloc_p99_us"].as_f64().unwrap_or(0.0) + r["release_p99_us"].as_f64().unwrap_or(0.0))
             .unwrap_or(0.0)
     };
     let ratio = p99("memory", 1) / p99("memory", 0);
-    let memory_rate = report[2]["per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        .min(report[0]["per_second"].as_f64().unwrap_or(0.0));
-    let sqlite_rate = report[3]["per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        .min(report[1]["per_second"].as_f64().unwrap_or(0.0));
+    let memory_rate =
+        report[2]["per_second"].as_f64().unwrap_or(0.0).min(report[0]["per_second"].as_f64().unwrap_or(0.0));
+    let sqlite_rate =
+        report[3]["per_second"].as_f64().unwrap_or(0.0).min(report[1]["per_second"].as_f64().unwrap_or(0.0));
     let sqlite_p99_90 = report[3]["alloc_p99_us"].as_f64().unwrap_or(f64::MAX);
     println!();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
@@ -207,14 +169,8 @@ pub fn ipam(scale: f64) -> Result<()> {
         "target: memory >= 1,000,000 pairs/s at both fills: {memory_rate:.0} ({})",
         verdict(memory_rate >= 1_000_000.0)
     );
-    println!(
-        "target: memory p99 (alloc+release) at 90% within 2x of 1%: ratio {ratio:.2} ({})",
-        verdict(ratio <= 2.0)
-    );
-    println!(
-        "target: sqlite >= 2,000 committed allocations/s: {sqlite_rate:.0} ({})",
-        verdict(sqlite_rate >= 2_000.0)
-    );
+    println!("target: memory p99 (alloc+release) at 90% within 2x of 1%: ratio {ratio:.2} ({})", verdict(ratio <= 2.0));
+    println!("target: sqlite >= 2,000 committed allocations/s: {sqlite_rate:.0} ({})", verdict(sqlite_rate >= 2_000.0));
     println!(
         "target: sqlite alloc p99 at 90% under 5 ms: {:.2} ms ({})",
         sqlite_p99_90 / 1000.0,

@@ -7,12 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 /// Library crates that must depend on `basphere-core` only (among the workspace's crates).
-const BACKENDS: &[&str] = &[
-    "basphere-ipam",
-    "basphere-store",
-    "basphere-vsphere",
-    "basphere-capi",
-];
+const BACKENDS: &[&str] = &["basphere-ipam", "basphere-store", "basphere-vsphere", "basphere-capi"];
 /// Crates that would mean IO, SQL, HTTP, Kubernetes or process spawning inside core.
 const FORBIDDEN_IN_CORE: &[&str] = &[
     "rusqlite",
@@ -31,10 +26,7 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
 const SQL_CRATES: &[&str] = &["rusqlite", "sqlx", "postgres", "tokio-postgres"];
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 struct Package {
@@ -46,21 +38,11 @@ struct Package {
 
 fn packages(root: &Path) -> Result<Vec<Package>> {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    anyhow::ensure!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let mut out = Vec::new();
     for package in metadata["packages"].as_array().context("packages")? {
@@ -90,12 +72,11 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
     if let Some(core) = by_name.get("basphere-core") {
         for dep in &core.dependencies {
             if internal.contains(&dep.as_str()) {
-                problems.push(format!(
-                    "basphere-core depends on {dep}: core depends on no other Basphere crate"
-                ));
+                problems.push(format!("basphere-core depends on {dep}: core depends on no other Basphere crate"));
             }
             if FORBIDDEN_IN_CORE.contains(&dep.as_str()) {
-                problems.push(format!("basphere-core depends on {dep}: core does no IO (no SQL, HTTP, kube or processes)"));
+                problems
+                    .push(format!("basphere-core depends on {dep}: core does no IO (no SQL, HTTP, kube or processes)"));
             }
         }
     } else {
@@ -108,25 +89,21 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
         };
         for dep in &package.dependencies {
             if internal.contains(&dep.as_str()) && dep != "basphere-core" {
-                problems.push(format!("{backend} depends on {dep}: a backend depends on basphere-core only, never on another backend"));
+                problems.push(format!(
+                    "{backend} depends on {dep}: a backend depends on basphere-core only, never on another backend"
+                ));
             }
         }
     }
     for package in &packages {
         for dep in &package.dependencies {
             if SQL_CRATES.contains(&dep.as_str()) && package.name != "basphere-store" {
-                problems.push(format!(
-                    "{} depends on {dep}: only basphere-store knows SQL",
-                    package.name
-                ));
+                problems.push(format!("{} depends on {dep}: only basphere-store knows SQL", package.name));
             }
         }
         let manifest = std::fs::read_to_string(&package.manifest)?;
         if !manifest.contains("[lints]\nworkspace = true") {
-            problems.push(format!(
-                "{} does not opt into the workspace lints ([lints] workspace = true)",
-                package.name
-            ));
+            problems.push(format!("{} does not opt into the workspace lints ([lints] workspace = true)", package.name));
         }
     }
 
@@ -135,14 +112,8 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
         problems.push("ARCHITECTURE.md is missing".into());
     }
     for package in &packages {
-        if !architecture
-            .lines()
-            .any(|line| line.trim() == format!("### `{}`", package.name))
-        {
-            problems.push(format!(
-                "ARCHITECTURE.md has no codemap heading \"### `{}`\"",
-                package.name
-            ));
+        if !architecture.lines().any(|line| line.trim() == format!("### `{}`", package.name)) {
+            problems.push(format!("ARCHITECTURE.md has no codemap heading \"### `{}`\"", package.name));
         }
     }
 
@@ -185,11 +156,7 @@ mod tests {
     #[test]
     fn the_repository_is_tidy() {
         let problems = check(&workspace_root()).unwrap();
-        assert!(
-            problems.is_empty(),
-            "tidy problems:\n{}",
-            problems.join("\n")
-        );
+        assert!(problems.is_empty(), "tidy problems:\n{}", problems.join("\n"));
     }
 
     #[test]
@@ -198,12 +165,7 @@ mod tests {
         let root = dir.path();
         std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"basphere-core\", \"basphere-ipam\", \"basphere-store\"]\nresolver = \"2\"\n\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n").unwrap();
         let crates = [
-            (
-                "basphere-core",
-                "",
-                "[lints]\nworkspace = true\n",
-                "//! core\n",
-            ),
+            ("basphere-core", "", "[lints]\nworkspace = true\n", "//! core\n"),
             (
                 "basphere-ipam",
                 "basphere-core = { path = \"../basphere-core\" }\n",
@@ -211,12 +173,7 @@ mod tests {
                 "//! ipam\n",
             ),
             // A backend depending on another backend, without workspace lints or a module doc.
-            (
-                "basphere-store",
-                "basphere-ipam = { path = \"../basphere-ipam\" }\n",
-                "",
-                "pub fn f() {}\n",
-            ),
+            ("basphere-store", "basphere-ipam = { path = \"../basphere-ipam\" }\n", "", "pub fn f() {}\n"),
         ];
         for (name, deps, lints, lib) in crates {
             std::fs::create_dir_all(root.join(name).join("src")).unwrap();
@@ -225,19 +182,10 @@ mod tests {
             std::fs::write(root.join(name).join("src/lib.rs"), lib).unwrap();
         }
         let text = check(root).unwrap().join("\n");
-        assert!(
-            text.contains("basphere-store depends on basphere-ipam"),
-            "{text}"
-        );
-        assert!(
-            text.contains("basphere-store does not opt into the workspace lints"),
-            "{text}"
-        );
+        assert!(text.contains("basphere-store depends on basphere-ipam"), "{text}");
+        assert!(text.contains("basphere-store does not opt into the workspace lints"), "{text}");
         assert!(text.contains("ARCHITECTURE.md is missing"), "{text}");
-        assert!(
-            text.contains("basphere-store/src/lib.rs does not start with a //! line"),
-            "{text}"
-        );
+        assert!(text.contains("basphere-store/src/lib.rs does not start with a //! line"), "{text}");
         assert!(!text.contains("basphere-ipam depends"), "{text}");
     }
 }

@@ -29,11 +29,7 @@ pub fn pool(name: &str, cidr: &str, block_size: u32, reserved: &[[u8; 4]]) -> Po
 }
 
 pub fn resource(name: &str) -> ResourceRef {
-    ResourceRef {
-        kind: ResourceKind::Vm,
-        id: Uuid::now_v7(),
-        name: name.into(),
-    }
+    ResourceRef { kind: ResourceKind::Vm, id: Uuid::now_v7(), name: name.into() }
 }
 
 /// Runs every check, each against a fresh store from `make_store`.
@@ -51,9 +47,7 @@ fn add_users(store: &dyn Store, names: &[&str]) -> Vec<Username> {
         .iter()
         .map(|name| {
             // A key seed derived from the name, so every account has its own key.
-            let seed = name.bytes().fold(1_000u64, |acc, b| {
-                acc.wrapping_mul(131).wrapping_add(u64::from(b))
-            });
+            let seed = name.bytes().fold(1_000u64, |acc, b| acc.wrapping_mul(131).wrapping_add(u64::from(b)));
             let record = user(name, seed);
             store.transact(|tx| tx.insert_user(&record)).unwrap();
             record.username
@@ -65,96 +59,49 @@ fn add_users(store: &dyn Store, names: &[&str]) -> Vec<Username> {
 pub fn check_blocks(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     let ipam = make_ipam(vec![pool("default", "10.254.0.0/21", 32, &[])]);
     let users = add_users(store, &["alice", "bob", "carol"]);
-    let starts: Vec<Ipv4Addr> = users
-        .iter()
-        .map(|u| store.transact(|tx| ipam.assign_block(tx, u)).unwrap().start)
-        .collect();
+    let starts: Vec<Ipv4Addr> =
+        users.iter().map(|u| store.transact(|tx| ipam.assign_block(tx, u)).unwrap().start).collect();
     assert_eq!(
         starts,
-        [
-            Ipv4Addr::new(10, 254, 0, 32),
-            Ipv4Addr::new(10, 254, 0, 64),
-            Ipv4Addr::new(10, 254, 0, 96)
-        ],
+        [Ipv4Addr::new(10, 254, 0, 32), Ipv4Addr::new(10, 254, 0, 64), Ipv4Addr::new(10, 254, 0, 96)],
         "original.md §5.2: user1 gets .32, user2 .64"
     );
-    let again = store
-        .transact(|tx| ipam.assign_block(tx, &users[0]))
-        .unwrap();
+    let again = store.transact(|tx| ipam.assign_block(tx, &users[0])).unwrap();
     assert_eq!(again.start, starts[0], "assign_block is idempotent");
     assert_eq!(store.query(|tx| tx.blocks_of(&users[0])).unwrap().len(), 1);
 
     // A freed block is reused, lowest first.
-    store
-        .transact(|tx| ipam.release_blocks(tx, &users[1]))
-        .unwrap();
+    store.transact(|tx| ipam.release_blocks(tx, &users[1])).unwrap();
     let dave = add_users(store, &["dave"]).remove(0);
-    assert_eq!(
-        store
-            .transact(|tx| ipam.assign_block(tx, &dave))
-            .unwrap()
-            .start,
-        starts[1]
-    );
+    assert_eq!(store.transact(|tx| ipam.assign_block(tx, &dave)).unwrap().start, starts[1]);
 }
 
 /// Lowest free address in the owner's block; never network, broadcast, gateway or reserved;
 /// idempotent per resource; released addresses are reusable.
 pub fn check_leases(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     // Blocks of 8 in a /26: the first block (.0-.7) is infrastructure; .9 and .10 reserved.
-    let ipam = make_ipam(vec![pool(
-        "default",
-        "10.1.0.0/26",
-        8,
-        &[[10, 1, 0, 9], [10, 1, 0, 10]],
-    )]);
+    let ipam = make_ipam(vec![pool("default", "10.1.0.0/26", 8, &[[10, 1, 0, 9], [10, 1, 0, 10]])]);
     let users = add_users(store, &["alice", "bob"]);
-    let block = store
-        .transact(|tx| ipam.assign_block(tx, &users[0]))
-        .unwrap();
+    let block = store.transact(|tx| ipam.assign_block(tx, &users[0])).unwrap();
     assert_eq!(block.start, Ipv4Addr::new(10, 1, 0, 8));
     let web = resource("web");
-    let first = store
-        .transact(|tx| ipam.lease(tx, &users[0], &web, 32))
-        .unwrap();
-    assert_eq!(
-        first.address,
-        Ipv4Addr::new(10, 1, 0, 8),
-        "lowest address of the block"
-    );
+    let first = store.transact(|tx| ipam.lease(tx, &users[0], &web, 32)).unwrap();
+    assert_eq!(first.address, Ipv4Addr::new(10, 1, 0, 8), "lowest address of the block");
     assert_eq!(first.state, LeaseState::Reserved);
     assert_eq!(first.owner, users[0]);
-    let again = store
-        .transact(|tx| ipam.lease(tx, &users[0], &web, 32))
-        .unwrap();
-    assert_eq!(
-        again, first,
-        "leasing again for the same resource returns the same lease"
-    );
-    let second = store
-        .transact(|tx| ipam.lease(tx, &users[0], &resource("db"), 32))
-        .unwrap();
-    assert_eq!(
-        second.address,
-        Ipv4Addr::new(10, 1, 0, 11),
-        "reserved .9 and .10 are skipped"
-    );
+    let again = store.transact(|tx| ipam.lease(tx, &users[0], &web, 32)).unwrap();
+    assert_eq!(again, first, "leasing again for the same resource returns the same lease");
+    let second = store.transact(|tx| ipam.lease(tx, &users[0], &resource("db"), 32)).unwrap();
+    assert_eq!(second.address, Ipv4Addr::new(10, 1, 0, 11), "reserved .9 and .10 are skipped");
 
-    let released = store
-        .transact(|tx| ipam.release(tx, first.address))
-        .unwrap();
+    let released = store.transact(|tx| ipam.release(tx, first.address)).unwrap();
     assert_eq!(released.address, first.address);
     match store.transact(|tx| ipam.release(tx, first.address)) {
         Err(error) => assert_eq!(error.kind(), "not-found"),
         Ok(lease) => panic!("released twice: {lease:?}"),
     }
-    let reused = store
-        .transact(|tx| ipam.lease(tx, &users[0], &resource("cache"), 32))
-        .unwrap();
-    assert_eq!(
-        reused.address, first.address,
-        "a released address is leased again"
-    );
+    let reused = store.transact(|tx| ipam.lease(tx, &users[0], &resource("cache"), 32)).unwrap();
+    assert_eq!(reused.address, first.address, "a released address is leased again");
 
     // The pool's last block holds its broadcast address, which is never leased.
     let names: Vec<String> = (0..6).map(|i| format!("u{i}-user")).collect();
@@ -166,58 +113,34 @@ pub fn check_leases(store: &dyn Store, make_ipam: IpamFactory<'_>) {
         }
     }
     let (owner, last_block) = last.expect("some block");
-    assert_eq!(
-        last_block.start,
-        Ipv4Addr::new(10, 1, 0, 56),
-        "the last block of the /26"
-    );
+    assert_eq!(last_block.start, Ipv4Addr::new(10, 1, 0, 56), "the last block of the /26");
     let mut addresses = BTreeSet::new();
     while let Ok(lease) = store.transact(|tx| ipam.lease(tx, &owner, &resource("n"), 8)) {
         addresses.insert(lease.address);
     }
     assert_eq!(addresses.len(), 7, "8 addresses minus the broadcast");
-    assert!(
-        !addresses.contains(&Ipv4Addr::new(10, 1, 0, 63)),
-        "broadcast never leased (original.md §13.2 item 15)"
-    );
+    assert!(!addresses.contains(&Ipv4Addr::new(10, 1, 0, 63)), "broadcast never leased (original.md §13.2 item 15)");
 }
 
 /// An owner whose IP quota exceeds one block gets another block when the first is full.
 pub fn check_extra_blocks(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     let ipam = make_ipam(vec![pool("default", "10.2.0.0/24", 8, &[])]);
     let users = add_users(store, &["alice", "bob"]);
-    store
-        .transact(|tx| ipam.assign_block(tx, &users[0]))
-        .unwrap();
-    store
-        .transact(|tx| ipam.assign_block(tx, &users[1]))
-        .unwrap();
+    store.transact(|tx| ipam.assign_block(tx, &users[0])).unwrap();
+    store.transact(|tx| ipam.assign_block(tx, &users[1])).unwrap();
     let mut leased = Vec::new();
     for index in 0..12 {
         leased.push(
-            store
-                .transact(|tx| ipam.lease(tx, &users[0], &resource(&format!("vm-{index}")), 16))
-                .unwrap()
-                .address,
+            store.transact(|tx| ipam.lease(tx, &users[0], &resource(&format!("vm-{index}")), 16)).unwrap().address,
         );
     }
     let blocks = store.query(|tx| tx.blocks_of(&users[0])).unwrap();
     assert_eq!(blocks.len(), 2, "a second block once the first is full");
-    assert_eq!(
-        blocks[1].start,
-        Ipv4Addr::new(10, 2, 0, 24),
-        "the next free block (bob has .16)"
-    );
-    assert!(
-        leased.iter().all(|a| blocks.iter().any(|b| b.contains(*a))),
-        "every lease inside its owner's blocks"
-    );
+    assert_eq!(blocks[1].start, Ipv4Addr::new(10, 2, 0, 24), "the next free block (bob has .16)");
+    assert!(leased.iter().all(|a| blocks.iter().any(|b| b.contains(*a))), "every lease inside its owner's blocks");
     match store.transact(|tx| {
         ipam.lease(tx, &users[1], &resource("x"), 8).and_then(|_| {
-            (0..8).try_for_each(|i| {
-                ipam.lease(tx, &users[1], &resource(&format!("y{i}")), 8)
-                    .map(|_| ())
-            })
+            (0..8).try_for_each(|i| ipam.lease(tx, &users[1], &resource(&format!("y{i}")), 8).map(|_| ()))
         })
     }) {
         Err(error) => assert_eq!(error.kind(), "exhausted", "{error}"),
@@ -247,41 +170,21 @@ pub fn check_exhaustion(store: &dyn Store, make_ipam: IpamFactory<'_>) {
 pub fn check_configuration_changes(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     let ipam = make_ipam(vec![pool("default", "10.4.0.0/24", 32, &[])]);
     let users = add_users(store, &["alice"]);
-    store
-        .transact(|tx| ipam.assign_block(tx, &users[0]))
-        .unwrap();
-    let lease = store
-        .transact(|tx| ipam.lease(tx, &users[0], &resource("web"), 32))
-        .unwrap();
+    store.transact(|tx| ipam.assign_block(tx, &users[0])).unwrap();
+    let lease = store.transact(|tx| ipam.lease(tx, &users[0], &resource("web"), 32)).unwrap();
     assert_eq!(lease.address, Ipv4Addr::new(10, 4, 0, 32));
 
     let same = make_ipam(vec![pool("default", "10.4.0.0/24", 32, &[[10, 4, 0, 200]])]);
-    store
-        .query(|tx| same.check_allocations(tx))
-        .expect("an unrelated reserved address is fine");
-    let grown = make_ipam(vec![
-        pool("default", "10.4.0.0/23", 32, &[]),
-        pool("extra", "10.9.0.0/24", 16, &[]),
-    ]);
-    store
-        .query(|tx| grown.check_allocations(tx))
-        .expect("a larger pool keeps every block aligned");
+    store.query(|tx| same.check_allocations(tx)).expect("an unrelated reserved address is fine");
+    let grown = make_ipam(vec![pool("default", "10.4.0.0/23", 32, &[]), pool("extra", "10.9.0.0/24", 16, &[])]);
+    store.query(|tx| grown.check_allocations(tx)).expect("a larger pool keeps every block aligned");
 
     let refused = [
-        (
-            vec![pool("default", "10.4.0.0/24", 64, &[])],
-            "block size change",
-        ),
+        (vec![pool("default", "10.4.0.0/24", 64, &[])], "block size change"),
         (vec![pool("default", "10.5.0.0/24", 32, &[])], "pool moved"),
         (vec![pool("other", "10.4.0.0/24", 32, &[])], "pool renamed"),
-        (
-            vec![pool("default", "10.4.0.0/24", 32, &[[10, 4, 0, 32]])],
-            "leased address reserved",
-        ),
-        (
-            vec![pool("default", "10.4.0.32/27", 8, &[])],
-            "block now the infrastructure block",
-        ),
+        (vec![pool("default", "10.4.0.0/24", 32, &[[10, 4, 0, 32]])], "leased address reserved"),
+        (vec![pool("default", "10.4.0.32/27", 8, &[])], "block now the infrastructure block"),
     ];
     for (pools, what) in refused {
         let changed = make_ipam(pools);
@@ -296,32 +199,17 @@ pub fn check_configuration_changes(store: &dyn Store, make_ipam: IpamFactory<'_>
 pub fn check_atomic_with_caller(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     let ipam = make_ipam(vec![pool("default", "10.6.0.0/24", 16, &[])]);
     let users = add_users(store, &["alice"]);
-    store
-        .transact(|tx| ipam.assign_block(tx, &users[0]))
-        .unwrap();
+    store.transact(|tx| ipam.assign_block(tx, &users[0])).unwrap();
     let result = store.transact(|tx| {
         ipam.lease(tx, &users[0], &resource("a"), 16)?;
         ipam.lease(tx, &users[0], &resource("b"), 16)?;
-        Err::<(), _>(crate::Error::Conflict(
-            "the record could not be written".into(),
-        ))
+        Err::<(), _>(crate::Error::Conflict("the record could not be written".into()))
     });
     assert!(result.is_err());
-    assert!(
-        store.query(|tx| tx.list_leases(None)).unwrap().is_empty(),
-        "no lease outlives its transaction"
-    );
+    assert!(store.query(|tx| tx.list_leases(None)).unwrap().is_empty(), "no lease outlives its transaction");
     let seen: HashSet<Ipv4Addr> = (0..3)
-        .map(|i| {
-            store
-                .transact(|tx| ipam.lease(tx, &users[0], &resource(&format!("r{i}")), 16))
-                .unwrap()
-                .address
-        })
+        .map(|i| store.transact(|tx| ipam.lease(tx, &users[0], &resource(&format!("r{i}")), 16)).unwrap().address)
         .collect();
     assert_eq!(seen.len(), 3);
-    assert!(
-        seen.contains(&Ipv4Addr::new(10, 6, 0, 16)),
-        "the rolled-back address is the first one handed out"
-    );
+    assert!(seen.contains(&Ipv4Addr::new(10, 6, 0, 16)), "the rolled-back address is the first one handed out");
 }

@@ -45,38 +45,18 @@ fn find<'a>(inventory: &'a [InventoryVm], name: &str) -> Option<&'a InventoryVm>
 pub async fn check_lifecycle(provisioner: &dyn Provisioner) {
     provisioner.preflight().await.expect("preflight");
     let request = request("alice", "web", [10, 254, 0, 33]);
-    provisioner
-        .ensure_folder(&request.owner)
-        .await
-        .expect("folder");
-    provisioner
-        .ensure_folder(&request.owner)
-        .await
-        .expect("ensure_folder is idempotent");
+    provisioner.ensure_folder(&request.owner).await.expect("folder");
+    provisioner.ensure_folder(&request.owner).await.expect("ensure_folder is idempotent");
     let handle = provisioner.create_vm(&request).await.expect("create");
     assert_eq!(handle.power, PowerState::On, "a created VM is powered on");
     let inventory = provisioner.inventory().await.unwrap();
     let seen = find(&inventory, "alice-web").expect("named <owner>-<name>");
-    assert_eq!(
-        seen.basphere_id,
-        Some(request.id),
-        "carries Basphere's marker"
-    );
+    assert_eq!(seen.basphere_id, Some(request.id), "carries Basphere's marker");
     assert_eq!(seen.backend_id, handle.backend_id);
-    assert!(
-        seen.folder.ends_with("/alice"),
-        "in the owner's folder: {}",
-        seen.folder
-    );
+    assert!(seen.folder.ends_with("/alice"), "in the owner's folder: {}", seen.folder);
 
-    let vm = VmRef {
-        backend_id: Some(handle.backend_id.clone()),
-        ..request.vm_ref()
-    };
-    assert_eq!(
-        provisioner.power(&vm, PowerAction::Stop).await.unwrap(),
-        PowerState::Off
-    );
+    let vm = VmRef { backend_id: Some(handle.backend_id.clone()), ..request.vm_ref() };
+    assert_eq!(provisioner.power(&vm, PowerAction::Stop).await.unwrap(), PowerState::Off);
     assert_eq!(
         provisioner.power(&vm, PowerAction::Stop).await.unwrap(),
         PowerState::Off,
@@ -86,44 +66,21 @@ pub async fn check_lifecycle(provisioner: &dyn Provisioner) {
         Err(error) => assert_eq!(error.kind(), "conflict", "{error}"),
         Ok(state) => panic!("rebooting a stopped VM must be refused, got {state:?}"),
     }
-    assert_eq!(
-        provisioner.power(&vm, PowerAction::Start).await.unwrap(),
-        PowerState::On
-    );
-    assert_eq!(
-        provisioner.power(&vm, PowerAction::Reboot).await.unwrap(),
-        PowerState::On
-    );
-    assert_eq!(
-        find(&provisioner.inventory().await.unwrap(), "alice-web")
-            .unwrap()
-            .power,
-        PowerState::On
-    );
+    assert_eq!(provisioner.power(&vm, PowerAction::Start).await.unwrap(), PowerState::On);
+    assert_eq!(provisioner.power(&vm, PowerAction::Reboot).await.unwrap(), PowerState::On);
+    assert_eq!(find(&provisioner.inventory().await.unwrap(), "alice-web").unwrap().power, PowerState::On);
 
     provisioner.destroy_vm(&vm).await.expect("destroy");
-    assert!(
-        find(&provisioner.inventory().await.unwrap(), "alice-web").is_none(),
-        "a destroyed VM is gone"
-    );
+    assert!(find(&provisioner.inventory().await.unwrap(), "alice-web").is_none(), "a destroyed VM is gone");
 }
 
 pub async fn check_idempotent_create_and_destroy(provisioner: &dyn Provisioner) {
     let request = request("bob", "db", [10, 254, 0, 65]);
     provisioner.ensure_folder(&request.owner).await.unwrap();
     let first = provisioner.create_vm(&request).await.unwrap();
-    let retried = provisioner
-        .create_vm(&request)
-        .await
-        .expect("a retried create adopts the VM");
+    let retried = provisioner.create_vm(&request).await.expect("a retried create adopts the VM");
     assert_eq!(retried.backend_id, first.backend_id);
-    let copies = provisioner
-        .inventory()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|vm| vm.vsphere_name == "bob-db")
-        .count();
+    let copies = provisioner.inventory().await.unwrap().into_iter().filter(|vm| vm.vsphere_name == "bob-db").count();
     assert_eq!(copies, 1, "no duplicate VM");
 
     let mut other = request.clone();
@@ -135,10 +92,7 @@ pub async fn check_idempotent_create_and_destroy(provisioner: &dyn Provisioner) 
         }
     }
     provisioner.destroy_vm(&request.vm_ref()).await.unwrap();
-    provisioner
-        .destroy_vm(&request.vm_ref())
-        .await
-        .expect("destroying a VM that is gone succeeds");
+    provisioner.destroy_vm(&request.vm_ref()).await.expect("destroying a VM that is gone succeeds");
 }
 
 pub async fn check_missing_vm(provisioner: &dyn Provisioner) {

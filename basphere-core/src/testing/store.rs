@@ -54,13 +54,7 @@ pub fn vm(owner: &Username, name: &str) -> Vm {
 }
 
 fn block(owner: &Username, start: [u8; 4], size: u32) -> IpBlock {
-    IpBlock {
-        pool: "default".into(),
-        start: Ipv4Addr::from(start),
-        size,
-        owner: owner.clone(),
-        allocated_at: now(),
-    }
+    IpBlock { pool: "default".into(), start: Ipv4Addr::from(start), size, owner: owner.clone(), allocated_at: now() }
 }
 
 fn lease(owner: &Username, address: [u8; 4], resource: Uuid) -> Lease {
@@ -68,11 +62,7 @@ fn lease(owner: &Username, address: [u8; 4], resource: Uuid) -> Lease {
         address: Ipv4Addr::from(address),
         pool: "default".into(),
         owner: owner.clone(),
-        resource: ResourceRef {
-            kind: ResourceKind::Vm,
-            id: resource,
-            name: "web".into(),
-        },
+        resource: ResourceRef { kind: ResourceKind::Vm, id: resource, name: "web".into() },
         state: LeaseState::Reserved,
         created_at: now(),
     }
@@ -81,16 +71,8 @@ fn lease(owner: &Username, address: [u8; 4], resource: Uuid) -> Lease {
 pub fn check_users(store: &dyn Store) {
     let alice = user("alice", 1);
     store.transact(|tx| tx.insert_user(&alice)).unwrap();
-    assert_eq!(
-        store.user(&alice.username).unwrap(),
-        alice,
-        "a user reads back exactly"
-    );
-    expect_kind(
-        store.transact(|tx| tx.insert_user(&alice)),
-        "already-exists",
-        "same username",
-    );
+    assert_eq!(store.user(&alice.username).unwrap(), alice, "a user reads back exactly");
+    expect_kind(store.transact(|tx| tx.insert_user(&alice)), "already-exists", "same username");
 
     let mut thief = user("mallory", 2);
     thief.ssh_key = alice.ssh_key.clone();
@@ -100,32 +82,17 @@ pub fn check_users(store: &dyn Store) {
         "an SSH key already used by another account",
     );
     assert_eq!(
-        store
-            .query(|tx| tx.user_by_key_fingerprint(alice.ssh_key.fingerprint()))
-            .unwrap()
-            .unwrap()
-            .username,
+        store.query(|tx| tx.user_by_key_fingerprint(alice.ssh_key.fingerprint())).unwrap().unwrap().username,
         alice.username
     );
 
     let mut bob = user("bob", 3);
     bob.uid = Some(1001);
     store.transact(|tx| tx.insert_user(&bob)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.user_by_uid(1001))
-            .unwrap()
-            .unwrap()
-            .username,
-        bob.username
-    );
+    assert_eq!(store.query(|tx| tx.user_by_uid(1001)).unwrap().unwrap().username, bob.username);
     let mut carol = user("carol", 4);
     carol.uid = Some(1001);
-    expect_kind(
-        store.transact(|tx| tx.insert_user(&carol)),
-        "already-exists",
-        "a uid used by another account",
-    );
+    expect_kind(store.transact(|tx| tx.insert_user(&carol)), "already-exists", "a uid used by another account");
 
     let mut changed = alice.clone();
     changed.status = UserStatus::Suspended;
@@ -133,34 +100,16 @@ pub fn check_users(store: &dyn Store) {
     changed.updated_at = now();
     store.transact(|tx| tx.update_user(&changed)).unwrap();
     assert_eq!(store.user(&alice.username).unwrap(), changed);
-    expect_kind(
-        store.transact(|tx| tx.update_user(&user("nobody1", 5))),
-        "not-found",
-        "update of an unknown user",
-    );
+    expect_kind(store.transact(|tx| tx.update_user(&user("nobody1", 5))), "not-found", "update of an unknown user");
 
-    let names: Vec<String> = store
-        .query(|tx| tx.list_users())
-        .unwrap()
-        .into_iter()
-        .map(|u| u.username.to_string())
-        .collect();
+    let names: Vec<String> =
+        store.query(|tx| tx.list_users()).unwrap().into_iter().map(|u| u.username.to_string()).collect();
     assert_eq!(names, ["alice", "bob"], "users listed by name");
-    assert!(store
-        .query(|tx| tx.get_user(&username("ghost")))
-        .unwrap()
-        .is_none());
+    assert!(store.query(|tx| tx.get_user(&username("ghost"))).unwrap().is_none());
 
     store.transact(|tx| tx.delete_user(&bob.username)).unwrap();
-    assert!(store
-        .query(|tx| tx.get_user(&bob.username))
-        .unwrap()
-        .is_none());
-    expect_kind(
-        store.transact(|tx| tx.delete_user(&bob.username)),
-        "not-found",
-        "delete of a deleted user",
-    );
+    assert!(store.query(|tx| tx.get_user(&bob.username)).unwrap().is_none());
+    expect_kind(store.transact(|tx| tx.delete_user(&bob.username)), "not-found", "delete of a deleted user");
 }
 
 pub fn check_requests(store: &dyn Store) {
@@ -179,13 +128,7 @@ pub fn check_requests(store: &dyn Store) {
     };
     let first = registration("dave", "dave@example.com", 10);
     store.transact(|tx| tx.insert_registration(&first)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_registration(first.id))
-            .unwrap()
-            .unwrap(),
-        first
-    );
+    assert_eq!(store.query(|tx| tx.get_registration(first.id)).unwrap().unwrap(), first);
     expect_kind(
         store.transact(|tx| tx.insert_registration(&registration("dave", "other@example.com", 11))),
         "already-exists",
@@ -202,25 +145,13 @@ pub fn check_requests(store: &dyn Store) {
     rejected.processed_by = Some(username("admin-one"));
     rejected.processed_at = Some(now());
     rejected.reject_reason = Some("unknown team".into());
-    store
-        .transact(|tx| tx.update_registration(&rejected))
-        .unwrap();
+    store.transact(|tx| tx.update_registration(&rejected)).unwrap();
     let again = registration("dave", "dave@example.com", 10);
     store.transact(|tx| tx.insert_registration(&again)).unwrap();
-    let pending = store
-        .query(|tx| tx.list_registrations(Some(RequestStatus::Pending)))
-        .unwrap();
-    assert_eq!(
-        pending,
-        vec![again.clone()],
-        "a rejected request does not block a new one"
-    );
+    let pending = store.query(|tx| tx.list_registrations(Some(RequestStatus::Pending))).unwrap();
+    assert_eq!(pending, vec![again.clone()], "a rejected request does not block a new one");
     let all = store.query(|tx| tx.list_registrations(None)).unwrap();
-    assert_eq!(
-        all.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [again.id, first.id],
-        "newest first"
-    );
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [again.id, first.id], "newest first");
 
     let key_change = |name: &str| KeyChangeRequest {
         id: Uuid::now_v7(),
@@ -236,13 +167,7 @@ pub fn check_requests(store: &dyn Store) {
     };
     let change = key_change("dave");
     store.transact(|tx| tx.insert_key_change(&change)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_key_change(change.id))
-            .unwrap()
-            .unwrap(),
-        change
-    );
+    assert_eq!(store.query(|tx| tx.get_key_change(change.id)).unwrap().unwrap(), change);
     expect_kind(
         store.transact(|tx| tx.insert_key_change(&key_change("dave"))),
         "already-exists",
@@ -250,17 +175,9 @@ pub fn check_requests(store: &dyn Store) {
     );
     let mut approved = change.clone();
     approved.status = RequestStatus::Approved;
-    store
-        .transact(|tx| tx.update_key_change(&approved))
-        .unwrap();
-    assert!(store
-        .query(|tx| tx.list_key_changes(Some(RequestStatus::Pending)))
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        store.query(|tx| tx.list_key_changes(None)).unwrap(),
-        vec![approved]
-    );
+    store.transact(|tx| tx.update_key_change(&approved)).unwrap();
+    assert!(store.query(|tx| tx.list_key_changes(Some(RequestStatus::Pending))).unwrap().is_empty());
+    assert_eq!(store.query(|tx| tx.list_key_changes(None)).unwrap(), vec![approved]);
     expect_kind(
         store.transact(|tx| tx.update_key_change(&key_change("zed"))),
         "not-found",
@@ -283,52 +200,24 @@ pub fn check_tokens(store: &dyn Store) {
         last_used_at: None,
     };
     store.transact(|tx| tx.insert_token(&token)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.token_by_hash(&token.secret_hash))
-            .unwrap()
-            .unwrap(),
-        token
-    );
+    assert_eq!(store.query(|tx| tx.token_by_hash(&token.secret_hash)).unwrap().unwrap(), token);
     let mut duplicate = token.clone();
     duplicate.id = Uuid::now_v7();
-    expect_kind(
-        store.transact(|tx| tx.insert_token(&duplicate)),
-        "already-exists",
-        "a duplicate secret hash",
-    );
+    expect_kind(store.transact(|tx| tx.insert_token(&duplicate)), "already-exists", "a duplicate secret hash");
     let mut orphan = token.clone();
     orphan.id = Uuid::now_v7();
     orphan.owner = username("ghost");
     orphan.secret_hash = ApiToken::hash_secret("bsp_two");
-    expect_kind(
-        store.transact(|tx| tx.insert_token(&orphan)),
-        "not-found",
-        "a token of an unknown user",
-    );
+    expect_kind(store.transact(|tx| tx.insert_token(&orphan)), "not-found", "a token of an unknown user");
 
     let mut revoked = token.clone();
     revoked.revoked_at = Some(now());
     store.transact(|tx| tx.update_token(&revoked)).unwrap();
-    assert_eq!(
-        store.query(|tx| tx.get_token(token.id)).unwrap().unwrap(),
-        revoked
-    );
-    assert_eq!(
-        store
-            .query(|tx| tx.list_tokens(&alice.username))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.query(|tx| tx.get_token(token.id)).unwrap().unwrap(), revoked);
+    assert_eq!(store.query(|tx| tx.list_tokens(&alice.username)).unwrap().len(), 1);
 
-    store
-        .transact(|tx| tx.delete_user(&alice.username))
-        .unwrap();
-    assert!(
-        store.query(|tx| tx.get_token(token.id)).unwrap().is_none(),
-        "tokens go with their account"
-    );
+    store.transact(|tx| tx.delete_user(&alice.username)).unwrap();
+    assert!(store.query(|tx| tx.get_token(token.id)).unwrap().is_none(), "tokens go with their account");
 }
 
 pub fn check_vms(store: &dyn Store) {
@@ -349,18 +238,13 @@ pub fn check_vms(store: &dyn Store) {
         "already-exists",
         "a name is unique per owner",
     );
-    store
-        .transact(|tx| tx.insert_vm(&vm(&bob.username, "web")))
-        .unwrap();
+    store.transact(|tx| tx.insert_vm(&vm(&bob.username, "web"))).unwrap();
 
     let mut deleted = web.clone();
     deleted.state = VmState::Deleted;
     store.transact(|tx| tx.update_vm(&deleted)).unwrap();
     assert!(
-        store
-            .query(|tx| tx.vm_by_name(&alice.username, &web.name))
-            .unwrap()
-            .is_none(),
+        store.query(|tx| tx.vm_by_name(&alice.username, &web.name)).unwrap().is_none(),
         "a deleted VM frees its name"
     );
     let reborn = vm(&alice.username, "web");
@@ -374,75 +258,36 @@ pub fn check_vms(store: &dyn Store) {
     );
 
     for index in 0..5 {
-        store
-            .transact(|tx| tx.insert_vm(&vm(&alice.username, &format!("db-{index}"))))
-            .unwrap();
+        store.transact(|tx| tx.insert_vm(&vm(&alice.username, &format!("db-{index}")))).unwrap();
     }
     let mine = store
-        .query(|tx| {
-            tx.list_vms(&VmFilter {
-                owner: Some(alice.username.clone()),
-                ..VmFilter::default()
-            })
-        })
+        .query(|tx| tx.list_vms(&VmFilter { owner: Some(alice.username.clone()), ..VmFilter::default() }))
         .unwrap();
     assert_eq!(mine.len(), 6, "live VMs of alice");
-    assert!(
-        mine.windows(2).all(|pair| pair[0].id < pair[1].id),
-        "ordered by id"
-    );
+    assert!(mine.windows(2).all(|pair| pair[0].id < pair[1].id), "ordered by id");
     let with_history = store
         .query(|tx| {
-            tx.list_vms(&VmFilter {
-                owner: Some(alice.username.clone()),
-                include_deleted: true,
-                ..VmFilter::default()
-            })
+            tx.list_vms(&VmFilter { owner: Some(alice.username.clone()), include_deleted: true, ..VmFilter::default() })
         })
         .unwrap();
     assert_eq!(with_history.len(), 7);
-    let first_page = store
-        .query(|tx| {
-            tx.list_vms(&VmFilter {
-                limit: Some(4),
-                ..VmFilter::default()
-            })
-        })
-        .unwrap();
+    let first_page = store.query(|tx| tx.list_vms(&VmFilter { limit: Some(4), ..VmFilter::default() })).unwrap();
     let second_page = store
         .query(|tx| {
-            tx.list_vms(&VmFilter {
-                limit: Some(4),
-                after: first_page.last().map(|v| v.id),
-                ..VmFilter::default()
-            })
+            tx.list_vms(&VmFilter { limit: Some(4), after: first_page.last().map(|v| v.id), ..VmFilter::default() })
         })
         .unwrap();
-    assert_eq!(
-        first_page.len() + second_page.len(),
-        7,
-        "pagination covers every live VM once"
-    );
+    assert_eq!(first_page.len() + second_page.len(), 7, "pagination covers every live VM once");
     assert!(second_page.iter().all(|v| !first_page.contains(v)));
-    let pending = store
-        .query(|tx| {
-            tx.list_vms(&VmFilter {
-                state: Some(VmState::Pending),
-                ..VmFilter::default()
-            })
-        })
-        .unwrap();
+    let pending =
+        store.query(|tx| tx.list_vms(&VmFilter { state: Some(VmState::Pending), ..VmFilter::default() })).unwrap();
     assert_eq!(pending.len(), 7);
     expect_kind(
         store.transact(|tx| tx.update_vm(&vm(&alice.username, "ghost"))),
         "not-found",
         "update of an unknown VM",
     );
-    expect_kind(
-        store.transact(|tx| tx.delete_user(&alice.username)),
-        "conflict",
-        "deleting a user who owns VMs",
-    );
+    expect_kind(store.transact(|tx| tx.delete_user(&alice.username)), "conflict", "deleting a user who owns VMs");
 }
 
 pub fn check_clusters(store: &dyn Store) {
@@ -465,57 +310,21 @@ pub fn check_clusters(store: &dyn Store) {
         updated_at: at,
     };
     store.transact(|tx| tx.insert_cluster(&cluster)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_cluster(cluster.id))
-            .unwrap()
-            .unwrap(),
-        cluster
-    );
-    assert_eq!(
-        store
-            .query(|tx| tx.cluster_by_name(&alice.username, &cluster.name))
-            .unwrap()
-            .unwrap(),
-        cluster
-    );
+    assert_eq!(store.query(|tx| tx.get_cluster(cluster.id)).unwrap().unwrap(), cluster);
+    assert_eq!(store.query(|tx| tx.cluster_by_name(&alice.username, &cluster.name)).unwrap().unwrap(), cluster);
     let mut twin = cluster.clone();
     twin.id = Uuid::now_v7();
-    expect_kind(
-        store.transact(|tx| tx.insert_cluster(&twin)),
-        "already-exists",
-        "cluster names are unique per owner",
-    );
+    expect_kind(store.transact(|tx| tx.insert_cluster(&twin)), "already-exists", "cluster names are unique per owner");
     let mut ready = cluster.clone();
     ready.state = ClusterState::Ready;
     store.transact(|tx| tx.update_cluster(&ready)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.list_clusters(&ClusterFilter::default()))
-            .unwrap(),
-        vec![ready.clone()]
-    );
-    assert_eq!(
-        store
-            .query(|tx| tx.usage(&alice.username))
-            .unwrap()
-            .clusters,
-        1
-    );
+    assert_eq!(store.query(|tx| tx.list_clusters(&ClusterFilter::default())).unwrap(), vec![ready.clone()]);
+    assert_eq!(store.query(|tx| tx.usage(&alice.username)).unwrap().clusters, 1);
     let mut gone = ready;
     gone.state = ClusterState::Deleted;
     store.transact(|tx| tx.update_cluster(&gone)).unwrap();
-    assert!(store
-        .query(|tx| tx.list_clusters(&ClusterFilter::default()))
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        store
-            .query(|tx| tx.usage(&alice.username))
-            .unwrap()
-            .clusters,
-        0
-    );
+    assert!(store.query(|tx| tx.list_clusters(&ClusterFilter::default())).unwrap().is_empty());
+    assert_eq!(store.query(|tx| tx.usage(&alice.username)).unwrap().clusters, 0);
 }
 
 pub fn check_operations_and_audit(store: &dyn Store) {
@@ -524,78 +333,42 @@ pub fn check_operations_and_audit(store: &dyn Store) {
     let mut first = Operation::new(
         OperationKind::CreateVm,
         alice.clone(),
-        ResourceRef {
-            kind: ResourceKind::Vm,
-            id: web,
-            name: "web".into(),
-        },
+        ResourceRef { kind: ResourceKind::Vm, id: web, name: "web".into() },
         "alice",
         &["reserve address", "provision"],
     );
     store.transact(|tx| tx.insert_operation(&first)).unwrap();
     assert_eq!(store.operation(first.id).unwrap(), first);
-    expect_kind(
-        store.transact(|tx| tx.insert_operation(&first)),
-        "already-exists",
-        "operation ids are unique",
-    );
+    expect_kind(store.transact(|tx| tx.insert_operation(&first)), "already-exists", "operation ids are unique");
     first.start_step("provision");
     first.append_log(["line one".to_string(), "line \"two\"\n".to_string()]);
     store.transact(|tx| tx.update_operation(&first)).unwrap();
-    assert_eq!(
-        store.operation(first.id).unwrap(),
-        first,
-        "steps and log tail read back"
-    );
+    assert_eq!(store.operation(first.id).unwrap(), first, "steps and log tail read back");
 
     let second = Operation::new(
         OperationKind::DeleteVm,
         username("bob"),
-        ResourceRef {
-            kind: ResourceKind::Vm,
-            id: Uuid::now_v7(),
-            name: "db".into(),
-        },
+        ResourceRef { kind: ResourceKind::Vm, id: Uuid::now_v7(), name: "db".into() },
         "admin",
         &["destroy"],
     );
     store.transact(|tx| tx.insert_operation(&second)).unwrap();
     let unfinished = store
-        .query(|tx| {
-            tx.list_operations(&OperationFilter {
-                unfinished: true,
-                ..OperationFilter::default()
-            })
-        })
+        .query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() }))
         .unwrap();
     assert_eq!(unfinished.len(), 2);
     first.fail("backend failed");
     store.transact(|tx| tx.update_operation(&first)).unwrap();
     let unfinished = store
-        .query(|tx| {
-            tx.list_operations(&OperationFilter {
-                unfinished: true,
-                ..OperationFilter::default()
-            })
-        })
+        .query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() }))
         .unwrap();
     assert_eq!(unfinished, vec![second.clone()]);
     let of_web = store
-        .query(|tx| {
-            tx.list_operations(&OperationFilter {
-                resource: Some(web),
-                ..OperationFilter::default()
-            })
-        })
+        .query(|tx| tx.list_operations(&OperationFilter { resource: Some(web), ..OperationFilter::default() }))
         .unwrap();
     assert_eq!(of_web, vec![first.clone()]);
     let of_alice = store
-        .query(|tx| {
-            tx.list_operations(&OperationFilter {
-                owner: Some(alice.clone()),
-                ..OperationFilter::default()
-            })
-        })
+        .query(|tx| tx.list_operations(&OperationFilter { owner: Some(alice.clone()), ..OperationFilter::default() }))
         .unwrap();
     assert_eq!(of_alice.len(), 1);
     expect_kind(
@@ -624,32 +397,14 @@ pub fn check_operations_and_audit(store: &dyn Store) {
             )
         })
         .collect();
-    store
-        .transact(|tx| events.iter().try_for_each(|event| tx.append_audit(event)))
-        .unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.list_audit(&AuditFilter::default()))
-            .unwrap(),
-        events
-    );
+    store.transact(|tx| events.iter().try_for_each(|event| tx.append_audit(event))).unwrap();
+    assert_eq!(store.query(|tx| tx.list_audit(&AuditFilter::default())).unwrap(), events);
     let by_alice = store
-        .query(|tx| {
-            tx.list_audit(&AuditFilter {
-                actor: Some("alice".into()),
-                ..AuditFilter::default()
-            })
-        })
+        .query(|tx| tx.list_audit(&AuditFilter { actor: Some("alice".into()), ..AuditFilter::default() }))
         .unwrap();
     assert_eq!(by_alice.len(), 3);
     let after = store
-        .query(|tx| {
-            tx.list_audit(&AuditFilter {
-                after: Some(events[2].id),
-                limit: Some(1),
-                ..AuditFilter::default()
-            })
-        })
+        .query(|tx| tx.list_audit(&AuditFilter { after: Some(events[2].id), limit: Some(1), ..AuditFilter::default() }))
         .unwrap();
     assert_eq!(after, vec![events[3].clone()]);
 }
@@ -659,21 +414,10 @@ pub fn check_quota_and_usage(store: &dyn Store) {
     store.transact(|tx| tx.insert_user(&alice)).unwrap();
     let owner = alice.username.clone();
     assert_eq!(store.query(|tx| tx.quota_override(&owner)).unwrap(), None);
-    let quota = QuotaOverride {
-        max_vms: Some(20),
-        max_ips: Some(64),
-        ..QuotaOverride::default()
-    };
-    store
-        .transact(|tx| tx.set_quota_override(&owner, Some(&quota)))
-        .unwrap();
-    assert_eq!(
-        store.query(|tx| tx.quota_override(&owner)).unwrap(),
-        Some(quota)
-    );
-    store
-        .transact(|tx| tx.set_quota_override(&owner, None))
-        .unwrap();
+    let quota = QuotaOverride { max_vms: Some(20), max_ips: Some(64), ..QuotaOverride::default() };
+    store.transact(|tx| tx.set_quota_override(&owner, Some(&quota))).unwrap();
+    assert_eq!(store.query(|tx| tx.quota_override(&owner)).unwrap(), Some(quota));
+    store.transact(|tx| tx.set_quota_override(&owner, None)).unwrap();
     assert_eq!(store.query(|tx| tx.quota_override(&owner)).unwrap(), None);
     expect_kind(
         store.transact(|tx| tx.set_quota_override(&username("ghost"), Some(&quota))),
@@ -681,9 +425,7 @@ pub fn check_quota_and_usage(store: &dyn Store) {
         "override for an unknown user",
     );
 
-    store
-        .transact(|tx| tx.insert_block(&block(&owner, [10, 254, 0, 32], 32)))
-        .unwrap();
+    store.transact(|tx| tx.insert_block(&block(&owner, [10, 254, 0, 32], 32))).unwrap();
     let mut vms = Vec::new();
     for index in 0..3 {
         let mut record = vm(&owner, &format!("app-{index}"));
@@ -704,20 +446,10 @@ pub fn check_quota_and_usage(store: &dyn Store) {
     let usage = store.query(|tx| tx.usage(&owner)).unwrap();
     assert_eq!(
         usage,
-        Usage {
-            vms: 2,
-            clusters: 0,
-            ips: 3,
-            vcpus: 8,
-            memory_mb: 32768,
-            disk_gb: 200
-        },
+        Usage { vms: 2, clusters: 0, ips: 3, vcpus: 8, memory_mb: 32768, disk_gb: 200 },
         "usage counts live records and every lease"
     );
-    assert_eq!(
-        store.query(|tx| tx.usage(&username("ghost"))).unwrap(),
-        Usage::default()
-    );
+    assert_eq!(store.query(|tx| tx.usage(&username("ghost"))).unwrap(), Usage::default());
 }
 
 pub fn check_blocks_and_leases(store: &dyn Store) {
@@ -758,110 +490,49 @@ pub fn check_blocks_and_leases(store: &dyn Store) {
         vec![b_block.clone(), a_block.clone()],
         "blocks ordered by address"
     );
-    assert_eq!(
-        store.query(|tx| tx.list_blocks(Some("other"))).unwrap(),
-        vec![]
-    );
-    assert_eq!(
-        store.query(|tx| tx.blocks_of(&a)).unwrap(),
-        vec![a_block.clone()]
-    );
+    assert_eq!(store.query(|tx| tx.list_blocks(Some("other"))).unwrap(), vec![]);
+    assert_eq!(store.query(|tx| tx.blocks_of(&a)).unwrap(), vec![a_block.clone()]);
 
     let resource = Uuid::now_v7();
     let first = lease(&a, [10, 254, 0, 65], resource);
     store.transact(|tx| tx.insert_lease(&first)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_lease(first.address))
-            .unwrap()
-            .unwrap(),
-        first
-    );
+    assert_eq!(store.query(|tx| tx.get_lease(first.address)).unwrap().unwrap(), first);
     let mut stolen = lease(&b, [10, 254, 0, 65], Uuid::now_v7());
     stolen.resource.name = "other".into();
-    expect_kind(
-        store.transact(|tx| tx.insert_lease(&stolen)),
-        "already-exists",
-        "an address is leased at most once",
-    );
-    store
-        .transact(|tx| tx.insert_lease(&lease(&a, [10, 254, 0, 70], resource)))
-        .unwrap();
-    store
-        .transact(|tx| tx.insert_lease(&lease(&b, [10, 254, 0, 33], Uuid::now_v7())))
-        .unwrap();
+    expect_kind(store.transact(|tx| tx.insert_lease(&stolen)), "already-exists", "an address is leased at most once");
+    store.transact(|tx| tx.insert_lease(&lease(&a, [10, 254, 0, 70], resource))).unwrap();
+    store.transact(|tx| tx.insert_lease(&lease(&b, [10, 254, 0, 33], Uuid::now_v7()))).unwrap();
 
     let occupancy = store.query(|tx| tx.occupancy(&a_block)).unwrap();
     assert_eq!((occupancy.len(), occupancy.count()), (32, 2));
     assert!(occupancy.contains(1) && occupancy.contains(6) && !occupancy.contains(0));
-    assert_eq!(
-        store
-            .query(|tx| tx.leases_of_resource(resource))
-            .unwrap()
-            .len(),
-        2
-    );
-    let listed: Vec<Ipv4Addr> = store
-        .query(|tx| tx.list_leases(None))
-        .unwrap()
-        .into_iter()
-        .map(|l| l.address)
-        .collect();
+    assert_eq!(store.query(|tx| tx.leases_of_resource(resource)).unwrap().len(), 2);
+    let listed: Vec<Ipv4Addr> =
+        store.query(|tx| tx.list_leases(None)).unwrap().into_iter().map(|l| l.address).collect();
     assert_eq!(
         listed,
-        [
-            Ipv4Addr::new(10, 254, 0, 33),
-            Ipv4Addr::new(10, 254, 0, 65),
-            Ipv4Addr::new(10, 254, 0, 70)
-        ],
+        [Ipv4Addr::new(10, 254, 0, 33), Ipv4Addr::new(10, 254, 0, 65), Ipv4Addr::new(10, 254, 0, 70)],
         "leases ordered by address"
     );
     assert_eq!(store.query(|tx| tx.list_leases(Some(&a))).unwrap().len(), 2);
 
-    store
-        .transact(|tx| tx.set_lease_state(first.address, LeaseState::Active))
-        .unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_lease(first.address))
-            .unwrap()
-            .unwrap()
-            .state,
-        LeaseState::Active
-    );
+    store.transact(|tx| tx.set_lease_state(first.address, LeaseState::Active)).unwrap();
+    assert_eq!(store.query(|tx| tx.get_lease(first.address)).unwrap().unwrap().state, LeaseState::Active);
     expect_kind(
         store.transact(|tx| tx.set_lease_state(Ipv4Addr::new(10, 254, 0, 99), LeaseState::Active)),
         "not-found",
         "state of an unleased address",
     );
 
-    expect_kind(
-        store.transact(|tx| tx.delete_block(a_block.start)),
-        "conflict",
-        "a block with leases",
-    );
+    expect_kind(store.transact(|tx| tx.delete_block(a_block.start)), "conflict", "a block with leases");
     store.transact(|tx| tx.delete_lease(first.address)).unwrap();
-    expect_kind(
-        store.transact(|tx| tx.delete_lease(first.address)),
-        "not-found",
-        "release of an unleased address",
-    );
+    expect_kind(store.transact(|tx| tx.delete_lease(first.address)), "not-found", "release of an unleased address");
     let occupancy = store.query(|tx| tx.occupancy(&a_block)).unwrap();
     assert_eq!(occupancy.count(), 1, "a released address is free again");
-    store
-        .transact(|tx| tx.delete_lease(Ipv4Addr::new(10, 254, 0, 70)))
-        .unwrap();
+    store.transact(|tx| tx.delete_lease(Ipv4Addr::new(10, 254, 0, 70))).unwrap();
     store.transact(|tx| tx.delete_block(a_block.start)).unwrap();
-    expect_kind(
-        store.transact(|tx| tx.delete_block(a_block.start)),
-        "not-found",
-        "a deleted block",
-    );
-    expect_kind(
-        store.transact(|tx| tx.delete_user(&b)),
-        "conflict",
-        "deleting a user who holds addresses",
-    );
+    expect_kind(store.transact(|tx| tx.delete_block(a_block.start)), "not-found", "a deleted block");
+    expect_kind(store.transact(|tx| tx.delete_user(&b)), "conflict", "deleting a user who holds addresses");
 
     expect_kind(
         store.transact(|tx| tx.insert_block(&block(&username("ghost"), [10, 254, 1, 0], 32))),
@@ -869,22 +540,15 @@ pub fn check_blocks_and_leases(store: &dyn Store) {
         "a block for an unknown user",
     );
     expect_kind(
-        store.transact(|tx| {
-            tx.insert_lease(&lease(&username("ghost"), [10, 254, 1, 1], Uuid::now_v7()))
-        }),
+        store.transact(|tx| tx.insert_lease(&lease(&username("ghost"), [10, 254, 1, 1], Uuid::now_v7()))),
         "not-found",
         "a lease for an unknown user",
     );
 
     // A block inserted over existing leases sees them.
-    store
-        .transact(|tx| tx.insert_lease(&lease(&a, [10, 254, 0, 66], resource)))
-        .unwrap();
+    store.transact(|tx| tx.insert_lease(&lease(&a, [10, 254, 0, 66], resource))).unwrap();
     store.transact(|tx| tx.insert_block(&a_block)).unwrap();
-    assert!(store
-        .query(|tx| tx.occupancy(&a_block))
-        .unwrap()
-        .contains(2));
+    assert!(store.query(|tx| tx.occupancy(&a_block)).unwrap().contains(2));
 }
 
 pub fn check_idempotency(store: &dyn Store) {
@@ -896,31 +560,12 @@ pub fn check_idempotency(store: &dyn Store) {
         operations: vec![Uuid::now_v7(), Uuid::now_v7()],
         created_at: now(),
     };
-    assert_eq!(
-        store
-            .query(|tx| tx.get_idempotency(&alice, "retry-1"))
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.query(|tx| tx.get_idempotency(&alice, "retry-1")).unwrap(), None);
     store.transact(|tx| tx.insert_idempotency(&record)).unwrap();
-    assert_eq!(
-        store
-            .query(|tx| tx.get_idempotency(&alice, "retry-1"))
-            .unwrap(),
-        Some(record.clone())
-    );
-    expect_kind(
-        store.transact(|tx| tx.insert_idempotency(&record)),
-        "already-exists",
-        "a key is used once per owner",
-    );
-    let bobs = IdempotencyRecord {
-        owner: username("bob"),
-        ..record
-    };
-    store
-        .transact(|tx| tx.insert_idempotency(&bobs))
-        .expect("keys are per owner");
+    assert_eq!(store.query(|tx| tx.get_idempotency(&alice, "retry-1")).unwrap(), Some(record.clone()));
+    expect_kind(store.transact(|tx| tx.insert_idempotency(&record)), "already-exists", "a key is used once per owner");
+    let bobs = IdempotencyRecord { owner: username("bob"), ..record };
+    store.transact(|tx| tx.insert_idempotency(&bobs)).expect("keys are per owner");
 }
 
 /// A failed transaction leaves nothing behind, whatever it wrote before failing.
@@ -937,13 +582,7 @@ pub fn check_rollback(store: &dyn Store) {
         let mut changed = alice.clone();
         changed.team = "changed".into();
         tx.update_user(&changed)?;
-        tx.set_quota_override(
-            &owner,
-            Some(&QuotaOverride {
-                max_vms: Some(1),
-                ..QuotaOverride::default()
-            }),
-        )?;
+        tx.set_quota_override(&owner, Some(&QuotaOverride { max_vms: Some(1), ..QuotaOverride::default() }))?;
         tx.append_audit(&AuditEvent::new(
             "alice",
             "vm.create",
@@ -955,22 +594,14 @@ pub fn check_rollback(store: &dyn Store) {
         tx.insert_operation(&Operation::new(
             OperationKind::CreateVm,
             owner.clone(),
-            ResourceRef {
-                kind: ResourceKind::Vm,
-                id: record.id,
-                name: "web".into(),
-            },
+            ResourceRef { kind: ResourceKind::Vm, id: record.id, name: "web".into() },
             "alice",
             &[],
         ))?;
         Err(Error::Conflict("abandon".into()))
     });
     expect_kind(result, "conflict", "the closure's own error is returned");
-    assert_eq!(
-        snapshot(store, &owner),
-        before,
-        "nothing of a failed transaction remains"
-    );
+    assert_eq!(snapshot(store, &owner), before, "nothing of a failed transaction remains");
 
     // A constraint violation half-way also rolls back the earlier writes.
     let result = store.transact(|tx| {
@@ -978,31 +609,17 @@ pub fn check_rollback(store: &dyn Store) {
         tx.insert_vm(&vm(&owner, "one"))
     });
     expect_kind(result, "already-exists", "duplicate inside one transaction");
-    assert!(store
-        .query(|tx| tx.list_vms(&VmFilter::default()))
-        .unwrap()
-        .is_empty());
+    assert!(store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap().is_empty());
 }
 
-type Snapshot = (
-    Vec<User>,
-    Vec<Vm>,
-    Vec<IpBlock>,
-    Vec<Lease>,
-    Option<QuotaOverride>,
-    usize,
-    usize,
-);
+type Snapshot = (Vec<User>, Vec<Vm>, Vec<IpBlock>, Vec<Lease>, Option<QuotaOverride>, usize, usize);
 
 fn snapshot(store: &dyn Store, owner: &Username) -> Snapshot {
     store
         .query(|tx| {
             Ok((
                 tx.list_users()?,
-                tx.list_vms(&VmFilter {
-                    include_deleted: true,
-                    ..VmFilter::default()
-                })?,
+                tx.list_vms(&VmFilter { include_deleted: true, ..VmFilter::default() })?,
                 tx.list_blocks(None)?,
                 tx.list_leases(None)?,
                 tx.quota_override(owner)?,

@@ -13,10 +13,7 @@ async fn simulator_needs_the_folder_and_a_known_template() {
     let sim = MockProvisioner::with_default_catalog();
     let request = request("alice", "web", [10, 254, 0, 33]);
     let error = sim.create_vm(&request).await.unwrap_err().to_string();
-    assert!(
-        error.contains("folder basphere-vms/alice not found"),
-        "{error}"
-    );
+    assert!(error.contains("folder basphere-vms/alice not found"), "{error}");
     sim.ensure_folder(&request.owner).await.unwrap();
     let mut unknown = request.clone();
     unknown.os.template = "windows-2022".into();
@@ -32,12 +29,7 @@ async fn simulator_needs_the_folder_and_a_known_template() {
     );
     assert_eq!(
         sim.calls(),
-        [
-            "create_vm:alice-web",
-            "ensure_folder:alice",
-            "create_vm:alice-web",
-            "create_vm:alice-web"
-        ]
+        ["create_vm:alice-web", "ensure_folder:alice", "create_vm:alice-web", "create_vm:alice-web"]
     );
 }
 
@@ -67,18 +59,9 @@ async fn out_of_band_changes_show_in_the_inventory() {
     sim.create_vm(&request).await.unwrap();
     sim.plant("basphere-vms/alice", "alice-stray");
     assert!(sim.remove_out_of_band("alice-web").is_some());
-    let names: Vec<String> = sim
-        .inventory()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|vm| vm.vsphere_name)
-        .collect();
+    let names: Vec<String> = sim.inventory().await.unwrap().into_iter().map(|vm| vm.vsphere_name).collect();
     assert_eq!(names, ["alice-stray"]);
-    let error = sim
-        .power(&request.vm_ref(), PowerAction::Start)
-        .await
-        .unwrap_err();
+    let error = sim.power(&request.vm_ref(), PowerAction::Start).await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
 }
 
@@ -92,26 +75,17 @@ async fn fault_injector_fails_half_applies_and_hangs() {
     faulty.inject(Method::CreateVm, Fault::Fail, 1);
     let error = faulty.create_vm(&request).await.unwrap_err();
     assert_eq!(error.kind(), "backend");
-    assert!(
-        sim.vm("alice-web").is_none(),
-        "Fail happens before the backend"
-    );
+    assert!(sim.vm("alice-web").is_none(), "Fail happens before the backend");
 
     faulty.inject(Method::CreateVm, Fault::FailAfter, 1);
     assert!(faulty.create_vm(&request).await.is_err());
-    assert!(
-        sim.vm("alice-web").is_some(),
-        "FailAfter lets the call take effect"
-    );
+    assert!(sim.vm("alice-web").is_some(), "FailAfter lets the call take effect");
 
     faulty.inject(Method::DestroyVm, Fault::Hang(Duration::from_millis(20)), 1);
     let error = faulty.destroy_vm(&request.vm_ref()).await.unwrap_err();
     assert_eq!(error.kind(), "timeout");
     assert!(sim.vm("alice-web").is_some());
-    faulty
-        .destroy_vm(&request.vm_ref())
-        .await
-        .expect("faults are used up");
+    faulty.destroy_vm(&request.vm_ref()).await.expect("faults are used up");
     assert!(sim.vm("alice-web").is_none());
     assert_eq!(faulty.injected(), 3);
 }

@@ -10,9 +10,7 @@ use basphere_store::{migrate_to, migrations, SqliteStore};
 
 #[test]
 fn in_memory_sqlite_passes_the_store_conformance_suite() {
-    testing::store::check_all(&|| {
-        Arc::new(SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store>
-    });
+    testing::store::check_all(&|| Arc::new(SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store>);
 }
 
 #[test]
@@ -21,8 +19,7 @@ fn file_sqlite_passes_the_store_conformance_suite() {
     let counter = std::sync::atomic::AtomicUsize::new(0);
     testing::store::check_all(&|| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Arc::new(SqliteStore::open(dir.path().join(format!("store-{n}.db"))).unwrap())
-            as Arc<dyn Store>
+        Arc::new(SqliteStore::open(dir.path().join(format!("store-{n}.db"))).unwrap()) as Arc<dyn Store>
     });
 }
 
@@ -43,10 +40,7 @@ fn committed_data_survives_reopening() {
     }
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.user(&alice.username).unwrap(), alice);
-    assert_eq!(
-        store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap(),
-        vec![web]
-    );
+    assert_eq!(store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap(), vec![web]);
     assert_eq!(store.schema_version().unwrap(), migrations::LATEST);
 }
 
@@ -80,14 +74,8 @@ fn two_stores_on_one_file_serialise_their_writers() {
         })
         .collect();
     let created: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    assert_eq!(
-        created, 25,
-        "the check inside each transaction holds across connections"
-    );
-    assert_eq!(
-        second.query(|tx| tx.usage(&alice.username)).unwrap().vms,
-        25
-    );
+    assert_eq!(created, 25, "the check inside each transaction holds across connections");
+    assert_eq!(second.query(|tx| tx.usage(&alice.username)).unwrap().vms, 25);
 }
 
 #[test]
@@ -98,9 +86,7 @@ fn migrations_run_from_every_earlier_schema() {
         {
             let conn = rusqlite_connection(&path);
             migrate_to(&conn, start).unwrap();
-            let version: i64 = conn
-                .query_row("PRAGMA user_version", [], |row| row.get(0))
-                .unwrap();
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
             assert_eq!(version as usize, start);
             if start >= 1 {
                 // Data written by the older schema must survive the later migrations.
@@ -113,18 +99,10 @@ fn migrations_run_from_every_earlier_schema() {
             }
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            store.schema_version().unwrap(),
-            migrations::LATEST,
-            "from version {start}"
-        );
+        assert_eq!(store.schema_version().unwrap(), migrations::LATEST, "from version {start}");
         if start >= 1 {
             assert_eq!(
-                store
-                    .user(&basphere_core::testing::username("olduser"))
-                    .unwrap()
-                    .email
-                    .as_str(),
+                store.user(&basphere_core::testing::username("olduser")).unwrap().email.as_str(),
                 "olduser@example.com",
                 "from version {start}"
             );
@@ -142,8 +120,7 @@ fn a_newer_schema_is_refused_with_a_clear_error() {
     let path = dir.path().join("future.db");
     {
         let conn = rusqlite_connection(&path);
-        conn.execute_batch(&format!("PRAGMA user_version = {}", migrations::LATEST + 1))
-            .unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", migrations::LATEST + 1)).unwrap();
     }
     let error = SqliteStore::open(&path).err().expect("refused").to_string();
     assert!(error.contains("newer than this build"), "{error}");
@@ -158,13 +135,9 @@ fn corrupt_rows_are_errors_not_invalid_values() {
     store.transact(|tx| tx.insert_user(&alice)).unwrap();
     {
         let conn = rusqlite_connection(&path);
-        conn.execute("UPDATE users SET email = 'not an email'", [])
-            .unwrap();
+        conn.execute("UPDATE users SET email = 'not an email'", []).unwrap();
     }
-    let error = store
-        .query(|tx| tx.get_user(&alice.username))
-        .unwrap_err()
-        .to_string();
+    let error = store.query(|tx| tx.get_user(&alice.username)).unwrap_err().to_string();
     assert!(error.contains("corrupt value in users.email"), "{error}");
 }
 
@@ -174,24 +147,18 @@ fn the_database_is_in_wal_mode_with_full_sync_and_foreign_keys() {
     let path = dir.path().join("pragmas.db");
     let _store = SqliteStore::open(&path).unwrap();
     let conn = rusqlite_connection(&path);
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
     assert_eq!(mode, "wal");
     // Constraint: an address leased twice is refused by the schema itself.
     let alice = user("alice", 1);
     _store.transact(|tx| tx.insert_user(&alice)).unwrap();
     let insert = "INSERT INTO leases (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at) VALUES (1, 'default', 'alice', 'vm', 'x', 'web', 'reserved', 0)";
     conn.execute(insert, []).unwrap();
-    assert!(
-        conn.execute(insert, []).is_err(),
-        "the primary key refuses a second lease of one address"
-    );
+    assert!(conn.execute(insert, []).is_err(), "the primary key refuses a second lease of one address");
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
     conn
 }

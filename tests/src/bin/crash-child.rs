@@ -17,9 +17,7 @@ fn main() {
     let path = std::env::args().nth(1).expect("usage: crash-child DB_PATH");
     let store = SqliteStore::open(&path).expect("open store");
     let committed = user("committed", 1);
-    store
-        .transact(|tx| tx.insert_user(&committed))
-        .expect("commit the first user");
+    store.transact(|tx| tx.insert_user(&committed)).expect("commit the first user");
     let _ = store.transact(|tx| {
         let doomed = user("doomed", 2);
         tx.insert_user(&doomed)?;
@@ -36,11 +34,7 @@ fn main() {
             address: Ipv4Addr::new(10, 254, 0, 33),
             pool: "default".into(),
             owner: doomed.username.clone(),
-            resource: ResourceRef {
-                kind: ResourceKind::Vm,
-                id: record.id,
-                name: "web".into(),
-            },
+            resource: ResourceRef { kind: ResourceKind::Vm, id: record.id, name: "web".into() },
             state: LeaseState::Reserved,
             created_at: now(),
         })?;

@@ -31,9 +31,7 @@ fn sixty_four_users_allocating_at_once_get_6400_distinct_leases() {
                 (0..100)
                     .map(|n| {
                         store
-                            .transact(|tx| {
-                                ipam.lease(tx, &owner, &resource(&format!("vm-{n}")), 128)
-                            })
+                            .transact(|tx| ipam.lease(tx, &owner, &resource(&format!("vm-{n}")), 128))
                             .expect("allocation")
                             .address
                     })
@@ -41,23 +39,16 @@ fn sixty_four_users_allocating_at_once_get_6400_distinct_leases() {
             })
         })
         .collect();
-    let handed_out: Vec<_> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("thread"))
-        .collect();
+    let handed_out: Vec<_> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
     let distinct: HashSet<_> = handed_out.iter().collect();
     assert_eq!(handed_out.len(), 6400);
     assert_eq!(distinct.len(), 6400, "no address handed out twice");
-    let (leases, blocks) = store
-        .query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?)))
-        .unwrap();
+    let (leases, blocks) = store.query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?))).unwrap();
     assert_eq!(leases.len(), 6400, "no lease lost");
     assert_eq!(blocks.len(), 64, "one block of 128 per user");
     for lease in &leases {
         assert!(
-            blocks
-                .iter()
-                .any(|b| b.owner == lease.owner && b.contains(lease.address)),
+            blocks.iter().any(|b| b.owner == lease.owner && b.contains(lease.address)),
             "{} outside its owner's block",
             lease.address
         );

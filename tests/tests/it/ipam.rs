@@ -41,15 +41,10 @@ enum Outcome {
 
 impl Model {
     fn allocate(&mut self, user: usize) -> Outcome {
-        let mine: Vec<u32> = self
-            .blocks
-            .iter()
-            .filter(|(_, owner)| **owner == user)
-            .map(|(start, _)| *start)
-            .collect();
+        let mine: Vec<u32> = self.blocks.iter().filter(|(_, owner)| **owner == user).map(|(start, _)| *start).collect();
         for start in &mine {
-            if let Some(address) = (*start..*start + self.size)
-                .find(|a| !self.unleasable.contains(a) && !self.leases.contains_key(a))
+            if let Some(address) =
+                (*start..*start + self.size).find(|a| !self.unleasable.contains(a) && !self.leases.contains_key(a))
             {
                 self.leases.insert(address, user);
                 return Outcome::Leased(address);
@@ -127,13 +122,7 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
         first: cidr.first(),
         last: cidr.last(),
         size: 8,
-        unleasable: [
-            cidr.first(),
-            cidr.last(),
-            cidr.first() + 1,
-            u32::from(Ipv4Addr::new(10, 0, 0, 9)),
-        ]
-        .into(),
+        unleasable: [cidr.first(), cidr.last(), cidr.first() + 1, u32::from(Ipv4Addr::new(10, 0, 0, 9))].into(),
         quota: 12,
         blocks: BTreeMap::new(),
         leases: BTreeMap::new(),
@@ -142,9 +131,7 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
         let (expected, actual) = match op {
             Op::Allocate(u) => {
                 let expected = model.allocate(*u);
-                let actual = match store
-                    .transact(|tx| ipam.lease(tx, &users[*u], &resource("r"), model.quota))
-                {
+                let actual = match store.transact(|tx| ipam.lease(tx, &users[*u], &resource("r"), model.quota)) {
                     Ok(lease) => Outcome::Leased(u32::from(lease.address)),
                     Err(error) if error.kind() == "exhausted" => Outcome::Exhausted,
                     Err(error) => return Err(TestCaseError::fail(format!("allocate: {error}"))),
@@ -170,9 +157,7 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
                 let actual = match store.transact(|tx| ipam.release_blocks(tx, &users[*u])) {
                     Ok(_) => Outcome::Released,
                     Err(error) if error.kind() == "conflict" => Outcome::Conflict,
-                    Err(error) => {
-                        return Err(TestCaseError::fail(format!("release blocks: {error}")))
-                    }
+                    Err(error) => return Err(TestCaseError::fail(format!("release blocks: {error}"))),
                 };
                 (expected, actual)
             }
@@ -180,35 +165,21 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&actual, &expected, "after {:?}", op);
 
         // Invariants, read back from the store.
-        let (leases, blocks) = store
-            .query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?)))
-            .unwrap();
+        let (leases, blocks) = store.query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?))).unwrap();
         let addresses: BTreeSet<u32> = leases.iter().map(|l| u32::from(l.address)).collect();
         prop_assert_eq!(addresses.len(), leases.len(), "no address leased twice");
         for lease in &leases {
             prop_assert!(
-                blocks
-                    .iter()
-                    .any(|b| b.owner == lease.owner && b.contains(lease.address)),
+                blocks.iter().any(|b| b.owner == lease.owner && b.contains(lease.address)),
                 "{} outside its owner's blocks",
                 lease.address
             );
-            prop_assert!(
-                !pools[0].is_unleasable(lease.address),
-                "{} must never be leased",
-                lease.address
-            );
+            prop_assert!(!pools[0].is_unleasable(lease.address), "{} must never be leased", lease.address);
         }
         let model_leases: BTreeSet<u32> = model.leases.keys().copied().collect();
         prop_assert_eq!(addresses, model_leases);
         let model_blocks: Vec<u32> = model.blocks.keys().copied().collect();
-        prop_assert_eq!(
-            blocks
-                .iter()
-                .map(|b| u32::from(b.start))
-                .collect::<Vec<_>>(),
-            model_blocks
-        );
+        prop_assert_eq!(blocks.iter().map(|b| u32::from(b.start)).collect::<Vec<_>>(), model_blocks);
     }
     Ok(())
 }

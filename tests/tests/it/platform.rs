@@ -5,9 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use basphere_core::mock::{
-    Fault, FaultInjectingProvisioner, Method, MockProvisioner, RecordingNotifier,
-};
+use basphere_core::mock::{Fault, FaultInjectingProvisioner, Method, MockProvisioner, RecordingNotifier};
 use basphere_core::model::*;
 use basphere_core::platform::{Accepted, CreateVms};
 use basphere_core::provisioner::PowerAction;
@@ -38,29 +36,15 @@ fn rig_with(store: Arc<dyn Store>, sim: Arc<MockProvisioner>) -> Rig {
         faults.clone(),
         notifier.clone(),
     );
-    Rig {
-        platform,
-        store,
-        sim,
-        faults,
-        notifier,
-    }
+    Rig { platform, store, sim, faults, notifier }
 }
 
 fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
-    rig_with(
-        backend.open(dir),
-        Arc::new(MockProvisioner::with_default_catalog()),
-    )
+    rig_with(backend.open(dir), Arc::new(MockProvisioner::with_default_catalog()))
 }
 
 fn request(name: &str, count: u32) -> CreateVms {
-    CreateVms {
-        name: name.into(),
-        os: "ubuntu-24.04".into(),
-        spec: "small".into(),
-        count,
-    }
+    CreateVms { name: name.into(), os: "ubuntu-24.04".into(), spec: "small".into(), count }
 }
 
 fn alice() -> Actor {
@@ -73,40 +57,19 @@ fn name(value: &str) -> ResourceName {
 
 impl Rig {
     async fn account(&self, name: &str, seed: u64) {
-        self.platform
-            .provision_account(user(name, seed))
-            .await
-            .unwrap();
+        self.platform.provision_account(user(name, seed)).await.unwrap();
     }
 
-    async fn create(
-        &self,
-        actor: &Actor,
-        owner: &str,
-        request: CreateVms,
-    ) -> Result<Vec<Accepted>, Error> {
-        self.platform
-            .create_vms(actor, &username(owner), request, None)
-            .await
-            .map(|outcome| outcome.accepted)
+    async fn create(&self, actor: &Actor, owner: &str, request: CreateVms) -> Result<Vec<Accepted>, Error> {
+        self.platform.create_vms(actor, &username(owner), request, None).await.map(|outcome| outcome.accepted)
     }
 
     async fn wait(&self, operation: &Operation) -> Operation {
-        self.platform
-            .wait_operation(operation.id, WAIT)
-            .await
-            .unwrap()
+        self.platform.wait_operation(operation.id, WAIT).await.unwrap()
     }
 
     fn vms(&self, owner: &str) -> Vec<Vm> {
-        self.store
-            .query(|tx| {
-                tx.list_vms(&VmFilter {
-                    owner: Some(username(owner)),
-                    ..VmFilter::default()
-                })
-            })
-            .unwrap()
+        self.store.query(|tx| tx.list_vms(&VmFilter { owner: Some(username(owner)), ..VmFilter::default() })).unwrap()
     }
 
     fn leases(&self) -> Vec<Lease> {
@@ -131,207 +94,79 @@ async fn vm_journey_on_every_store() {
     for backend in BACKENDS {
         let rig = rig(backend, dir.path());
         rig.account("alice", 1).await;
-        assert_eq!(
-            rig.sim.folders(),
-            ["basphere-vms/alice"],
-            "{backend:?}: the owner's folder exists"
-        );
+        assert_eq!(rig.sim.folders(), ["basphere-vms/alice"], "{backend:?}: the owner's folder exists");
 
-        let accepted = rig
-            .create(&alice(), "alice", request("web", 3))
-            .await
-            .unwrap();
+        let accepted = rig.create(&alice(), "alice", request("web", 3)).await.unwrap();
         let names: Vec<String> = accepted.iter().map(|a| a.vm.name.to_string()).collect();
         assert_eq!(names, ["web-1", "web-2", "web-3"], "{backend:?}");
         let ips: Vec<Ipv4Addr> = accepted.iter().map(|a| a.vm.ip.unwrap()).collect();
         assert_eq!(
             ips,
-            [
-                Ipv4Addr::new(10, 254, 0, 32),
-                Ipv4Addr::new(10, 254, 0, 33),
-                Ipv4Addr::new(10, 254, 0, 34)
-            ],
+            [Ipv4Addr::new(10, 254, 0, 32), Ipv4Addr::new(10, 254, 0, 33), Ipv4Addr::new(10, 254, 0, 34)],
             "{backend:?}: lowest addresses of alice's block"
         );
         for item in &accepted {
             let done = rig.wait(&item.operation).await;
-            assert_eq!(
-                done.state,
-                OperationState::Succeeded,
-                "{backend:?}: {done:?}"
-            );
+            assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
             assert!(done.steps.iter().all(|s| s.state == StepState::Done));
-            assert!(
-                !done.log_tail.is_empty(),
-                "the backend's log reaches the operation"
-            );
+            assert!(!done.log_tail.is_empty(), "the backend's log reaches the operation");
         }
         let vms = rig.vms("alice");
-        assert!(
-            vms.iter()
-                .all(|vm| vm.state == VmState::Running && vm.backend_id.is_some()),
-            "{backend:?}: {vms:?}"
-        );
+        assert!(vms.iter().all(|vm| vm.state == VmState::Running && vm.backend_id.is_some()), "{backend:?}: {vms:?}");
         assert!(rig.leases().iter().all(|l| l.state == LeaseState::Active));
 
-        let simulated = rig
-            .sim
-            .vm("alice-web-2")
-            .expect("in vSphere as <owner>-<name>");
+        let simulated = rig.sim.vm("alice-web-2").expect("in vSphere as <owner>-<name>");
         assert_eq!(simulated.folder, "basphere-vms/alice");
         let sent = simulated.request.unwrap();
         assert_eq!(
-            (
-                sent.network.address,
-                sent.network.prefix_len,
-                sent.network.gateway
-            ),
-            (
-                Ipv4Addr::new(10, 254, 0, 33),
-                21,
-                Ipv4Addr::new(10, 254, 0, 1)
-            )
+            (sent.network.address, sent.network.prefix_len, sent.network.gateway),
+            (Ipv4Addr::new(10, 254, 0, 33), 21, Ipv4Addr::new(10, 254, 0, 1))
         );
         assert_eq!(sent.network.interface, "ens192");
-        assert_eq!(
-            (sent.spec.cpu, sent.spec.memory_mb, sent.spec.disk_gb),
-            (2, 8192, 50)
-        );
-        assert_eq!(
-            sent.ssh_key,
-            user("alice", 1).ssh_key,
-            "the owner's key goes to the guest"
-        );
+        assert_eq!((sent.spec.cpu, sent.spec.memory_mb, sent.spec.disk_gb), (2, 8192, 50));
+        assert_eq!(sent.ssh_key, user("alice", 1).ssh_key, "the owner's key goes to the guest");
 
         let report = rig.platform.quota(&username("alice")).await.unwrap();
-        assert_eq!(
-            (
-                report.usage.vms,
-                report.usage.ips,
-                report.usage.vcpus,
-                report.usage.memory_mb
-            ),
-            (3, 3, 6, 24576)
-        );
+        assert_eq!((report.usage.vms, report.usage.ips, report.usage.vcpus, report.usage.memory_mb), (3, 3, 6, 24576));
         assert_eq!(report.quota.max_vms, 10);
         let ready = rig.events(3).await;
-        assert_eq!(
-            ready
-                .iter()
-                .filter(|e| matches!(e, NotificationEvent::VmReady { .. }))
-                .count(),
-            3
-        );
+        assert_eq!(ready.iter().filter(|e| matches!(e, NotificationEvent::VmReady { .. })).count(), 3);
 
-        let stop = rig
-            .platform
-            .power_vm(
-                &alice(),
-                &username("alice"),
-                &name("web-1"),
-                PowerAction::Stop,
-            )
-            .await
-            .unwrap();
+        let stop =
+            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Stop).await.unwrap();
         assert_eq!(rig.wait(&stop).await.state, OperationState::Succeeded);
-        assert_eq!(
-            rig.store
-                .vm(&username("alice"), &name("web-1"))
-                .unwrap()
-                .state,
-            VmState::Stopped
-        );
-        let error = rig
-            .platform
-            .power_vm(
-                &alice(),
-                &username("alice"),
-                &name("web-1"),
-                PowerAction::Reboot,
-            )
-            .await
-            .unwrap_err();
+        assert_eq!(rig.store.vm(&username("alice"), &name("web-1")).unwrap().state, VmState::Stopped);
+        let error =
+            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Reboot).await.unwrap_err();
         assert_eq!(error.kind(), "conflict", "reboot of a stopped VM");
-        let start = rig
-            .platform
-            .power_vm(
-                &alice(),
-                &username("alice"),
-                &name("web-1"),
-                PowerAction::Start,
-            )
-            .await
-            .unwrap();
+        let start =
+            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Start).await.unwrap();
         assert_eq!(rig.wait(&start).await.state, OperationState::Succeeded);
-        assert_eq!(
-            rig.store
-                .vm(&username("alice"), &name("web-1"))
-                .unwrap()
-                .state,
-            VmState::Running
-        );
+        assert_eq!(rig.store.vm(&username("alice"), &name("web-1")).unwrap().state, VmState::Running);
 
-        let delete = rig
-            .platform
-            .delete_vm(&alice(), &username("alice"), &name("web-2"))
-            .await
-            .unwrap();
+        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web-2")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
+        assert!(rig.sim.vm("alice-web-2").is_none(), "{backend:?}: gone from vSphere");
         assert!(
-            rig.sim.vm("alice-web-2").is_none(),
-            "{backend:?}: gone from vSphere"
-        );
-        assert!(
-            rig.store
-                .query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33)))
-                .unwrap()
-                .is_none(),
+            rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none(),
             "address released after the VM is gone"
         );
         assert_eq!(rig.vms("alice").len(), 2);
-        let history = rig
-            .store
-            .query(|tx| tx.get_vm(accepted[1].vm.id))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            history.state,
-            VmState::Deleted,
-            "deleted VMs stay as history"
-        );
+        let history = rig.store.query(|tx| tx.get_vm(accepted[1].vm.id)).unwrap().unwrap();
+        assert_eq!(history.state, VmState::Deleted, "deleted VMs stay as history");
 
-        let again = rig
-            .create(&alice(), "alice", request("web-2", 1))
-            .await
-            .unwrap();
-        assert_eq!(
-            again[0].vm.ip,
-            Some(Ipv4Addr::new(10, 254, 0, 33)),
-            "the freed name and address are reused"
-        );
+        let again = rig.create(&alice(), "alice", request("web-2", 1)).await.unwrap();
+        assert_eq!(again[0].vm.ip, Some(Ipv4Addr::new(10, 254, 0, 33)), "the freed name and address are reused");
         rig.wait(&again[0].operation).await;
 
         let audit = rig
             .store
-            .query(|tx| {
-                tx.list_audit(&AuditFilter {
-                    actor: Some("alice".into()),
-                    ..AuditFilter::default()
-                })
-            })
+            .query(|tx| tx.list_audit(&AuditFilter { actor: Some("alice".into()), ..AuditFilter::default() }))
             .unwrap();
         let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(
             actions,
-            [
-                "vm.create",
-                "vm.create",
-                "vm.create",
-                "stop_vm",
-                "start_vm",
-                "delete_vm",
-                "vm.create"
-            ],
+            ["vm.create", "vm.create", "vm.create", "stop_vm", "start_vm", "delete_vm", "vm.create"],
             "{backend:?}"
         );
     }
@@ -347,25 +182,11 @@ async fn bad_requests_are_refused_and_record_nothing() {
             (request("web", 0), "invalid-input", "1-10"),
             (request("web", 11), "invalid-input", "1-10"),
             (request("Web", 1), "invalid-input", "lowercase letter first"),
-            (
-                request("../etc", 1),
-                "invalid-input",
-                "lowercase letter first",
-            ),
+            (request("../etc", 1), "invalid-input", "lowercase letter first"),
             (request("web--1", 1), "invalid-input", "single hyphens"),
+            (CreateVms { os: "windows".into(), ..request("web", 1) }, "invalid-input", "rocky-10.1, ubuntu-24.04"),
             (
-                CreateVms {
-                    os: "windows".into(),
-                    ..request("web", 1)
-                },
-                "invalid-input",
-                "rocky-10.1, ubuntu-24.04",
-            ),
-            (
-                CreateVms {
-                    spec: "giant".into(),
-                    ..request("web", 1)
-                },
+                CreateVms { spec: "giant".into(), ..request("web", 1) },
                 "invalid-input",
                 "huge, large, medium, small, tiny",
             ),
@@ -384,44 +205,19 @@ async fn bad_requests_are_refused_and_record_nothing() {
                     assert_eq!(error.kind(), kind, "{backend:?} {request:?}: {error}");
                     assert!(error.to_string().contains(message), "{request:?}: {error}");
                 }
-                (_, Ok(accepted)) => panic!(
-                    "{backend:?} {request:?} must be refused, got {} VMs",
-                    accepted.len()
-                ),
+                (_, Ok(accepted)) => panic!("{backend:?} {request:?} must be refused, got {} VMs", accepted.len()),
             }
         }
         assert_eq!(rig.vms("alice").len(), 10);
-        assert_eq!(
-            rig.leases().len(),
-            10,
-            "no address leaked by refused requests"
-        );
+        assert_eq!(rig.leases().len(), 10, "no address leaked by refused requests");
 
-        let error = rig
-            .create(
-                &Actor::user(&username("ghost"), "test"),
-                "ghost",
-                request("web", 1),
-            )
-            .await
-            .unwrap_err();
+        let error = rig.create(&Actor::user(&username("ghost"), "test"), "ghost", request("web", 1)).await.unwrap_err();
         assert_eq!(error.kind(), "not-found");
         let mut suspended = user("sam", 9);
         suspended.status = UserStatus::Suspended;
         rig.platform.provision_account(suspended).await.unwrap();
-        let error = rig
-            .create(
-                &Actor::user(&username("sam"), "test"),
-                "sam",
-                request("web", 1),
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error.kind(),
-            "forbidden",
-            "a suspended account creates nothing"
-        );
+        let error = rig.create(&Actor::user(&username("sam"), "test"), "sam", request("web", 1)).await.unwrap_err();
+        assert_eq!(error.kind(), "forbidden", "a suspended account creates nothing");
         let denied = rig
             .store
             .query(|tx| tx.list_audit(&AuditFilter::default()))
@@ -439,51 +235,21 @@ async fn users_cannot_see_or_touch_each_others_vms() {
     let rig = rig(Backend::SqliteMemory, dir.path());
     rig.account("alice", 1).await;
     rig.account("bob", 2).await;
-    let accepted = rig
-        .create(&alice(), "alice", request("web", 1))
-        .await
-        .unwrap();
+    let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
     rig.wait(&accepted[0].operation).await;
     let bob = Actor::user(&username("bob"), "test");
-    let error = rig
-        .platform
-        .delete_vm(&bob, &username("alice"), &name("web"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error.kind(),
-        "not-found",
-        "another user's VM is not disclosed"
-    );
-    let error = rig
-        .platform
-        .power_vm(&bob, &username("alice"), &name("web"), PowerAction::Stop)
-        .await
-        .unwrap_err();
+    let error = rig.platform.delete_vm(&bob, &username("alice"), &name("web")).await.unwrap_err();
+    assert_eq!(error.kind(), "not-found", "another user's VM is not disclosed");
+    let error = rig.platform.power_vm(&bob, &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
-    let error = rig
-        .create(&bob, "alice", request("evil", 1))
-        .await
-        .unwrap_err();
+    let error = rig.create(&bob, "alice", request("evil", 1)).await.unwrap_err();
     assert_eq!(error.kind(), "forbidden");
     let bobs = rig.create(&bob, "bob", request("web", 1)).await.unwrap();
-    assert_eq!(
-        bobs[0].vm.ip,
-        Some(Ipv4Addr::new(10, 254, 0, 64)),
-        "bob's block is his own"
-    );
+    assert_eq!(bobs[0].vm.ip, Some(Ipv4Addr::new(10, 254, 0, 64)), "bob's block is his own");
     rig.wait(&bobs[0].operation).await;
     let admin = Actor::admin("root", "unix:uid=0");
-    let delete = rig
-        .platform
-        .delete_vm(&admin, &username("alice"), &name("web"))
-        .await
-        .unwrap();
-    assert_eq!(
-        rig.wait(&delete).await.state,
-        OperationState::Succeeded,
-        "an admin may act for any owner"
-    );
+    let delete = rig.platform.delete_vm(&admin, &username("alice"), &name("web")).await.unwrap();
+    assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "an admin may act for any owner");
     assert!(rig.sim.vm("bob-web").is_some());
 }
 
@@ -494,73 +260,38 @@ async fn failed_creates_clean_up_and_free_the_address_only_when_the_vm_is_gone()
     rig.account("alice", 1).await;
 
     rig.faults.inject(Method::CreateVm, Fault::Fail, 1);
-    let failed = rig
-        .create(&alice(), "alice", request("one", 1))
-        .await
-        .unwrap();
+    let failed = rig.create(&alice(), "alice", request("one", 1)).await.unwrap();
     let op = rig.wait(&failed[0].operation).await;
     assert_eq!(op.state, OperationState::Failed);
+    assert!(op.error.as_deref().unwrap().contains("creation failed"), "{op:?}");
     assert!(
-        op.error.as_deref().unwrap().contains("creation failed"),
-        "{op:?}"
-    );
-    assert!(
-        op.log_tail
-            .iter()
-            .any(|line| line.contains("fault injected")),
+        op.log_tail.iter().any(|line| line.contains("fault injected")),
         "the backend's log tail: {:?}",
         op.log_tail
     );
     let vm = rig.store.vm(&username("alice"), &name("one")).unwrap();
     assert_eq!((vm.state, vm.ip), (VmState::Failed, None));
-    assert!(
-        rig.leases().is_empty(),
-        "address freed: the backend confirmed nothing is there"
-    );
+    assert!(rig.leases().is_empty(), "address freed: the backend confirmed nothing is there");
 
     rig.faults.inject(Method::CreateVm, Fault::FailAfter, 1);
-    let half = rig
-        .create(&alice(), "alice", request("two", 1))
-        .await
-        .unwrap();
-    assert_eq!(
-        rig.wait(&half[0].operation).await.state,
-        OperationState::Failed
-    );
-    assert!(
-        rig.sim.vm("alice-two").is_none(),
-        "the half-made VM was removed, no stray VM"
-    );
+    let half = rig.create(&alice(), "alice", request("two", 1)).await.unwrap();
+    assert_eq!(rig.wait(&half[0].operation).await.state, OperationState::Failed);
+    assert!(rig.sim.vm("alice-two").is_none(), "the half-made VM was removed, no stray VM");
     assert!(rig.leases().is_empty());
 
     rig.faults.inject(Method::CreateVm, Fault::FailAfter, 1);
     rig.faults.inject(Method::DestroyVm, Fault::Fail, 1);
-    let stuck = rig
-        .create(&alice(), "alice", request("three", 1))
-        .await
-        .unwrap();
+    let stuck = rig.create(&alice(), "alice", request("three", 1)).await.unwrap();
     let op = rig.wait(&stuck[0].operation).await;
     assert!(op.error.unwrap().contains("stays reserved"));
     assert!(rig.sim.vm("alice-three").is_some());
-    assert_eq!(
-        rig.leases().len(),
-        1,
-        "the address stays leased while the VM may exist"
-    );
-    let delete = rig
-        .platform
-        .delete_vm(&alice(), &username("alice"), &name("three"))
-        .await
-        .unwrap();
+    assert_eq!(rig.leases().len(), 1, "the address stays leased while the VM may exist");
+    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("three")).await.unwrap();
     assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
     assert!(rig.sim.vm("alice-three").is_none() && rig.leases().is_empty());
 
-    let failed_events = rig
-        .events(3)
-        .await
-        .into_iter()
-        .filter(|e| matches!(e, NotificationEvent::VmFailed { .. }))
-        .count();
+    let failed_events =
+        rig.events(3).await.into_iter().filter(|e| matches!(e, NotificationEvent::VmFailed { .. })).count();
     assert_eq!(failed_events, 3);
 }
 
@@ -569,33 +300,18 @@ async fn a_failed_destroy_keeps_the_vm_and_its_address() {
     let dir = tempfile::tempdir().unwrap();
     let rig = rig(Backend::Memory, dir.path());
     rig.account("alice", 1).await;
-    let accepted = rig
-        .create(&alice(), "alice", request("web", 1))
-        .await
-        .unwrap();
+    let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
     rig.wait(&accepted[0].operation).await;
     rig.faults.inject(Method::DestroyVm, Fault::Fail, 1);
-    let delete = rig
-        .platform
-        .delete_vm(&alice(), &username("alice"), &name("web"))
-        .await
-        .unwrap();
+    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
     let op = rig.wait(&delete).await;
     assert_eq!(op.state, OperationState::Failed);
     let vm = rig.store.vm(&username("alice"), &name("web")).unwrap();
     assert_eq!(vm.state, VmState::Failed);
-    assert_eq!(
-        vm.ip,
-        Some(Ipv4Addr::new(10, 254, 0, 32)),
-        "original.md §13.2 item 4: the address is not freed"
-    );
+    assert_eq!(vm.ip, Some(Ipv4Addr::new(10, 254, 0, 32)), "original.md §13.2 item 4: the address is not freed");
     assert_eq!(rig.leases().len(), 1);
     assert!(rig.sim.vm("alice-web").is_some());
-    let retry = rig
-        .platform
-        .delete_vm(&alice(), &username("alice"), &name("web"))
-        .await
-        .unwrap();
+    let retry = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
     assert_eq!(rig.wait(&retry).await.state, OperationState::Succeeded);
     assert!(rig.leases().is_empty());
 }
@@ -605,28 +321,13 @@ async fn one_operation_at_a_time_per_vm() {
     let dir = tempfile::tempdir().unwrap();
     let rig = rig(Backend::Memory, dir.path());
     rig.account("alice", 1).await;
-    rig.faults.inject(
-        Method::CreateVm,
-        Fault::Delay(Duration::from_millis(300)),
-        1,
-    );
-    let accepted = rig
-        .create(&alice(), "alice", request("web", 1))
-        .await
-        .unwrap();
-    let error = rig
-        .platform
-        .delete_vm(&alice(), &username("alice"), &name("web"))
-        .await
-        .unwrap_err();
+    rig.faults.inject(Method::CreateVm, Fault::Delay(Duration::from_millis(300)), 1);
+    let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
+    let error = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
     assert_eq!(error.kind(), "conflict");
     assert!(error.to_string().contains("in progress"), "{error}");
     rig.wait(&accepted[0].operation).await;
-    let delete = rig
-        .platform
-        .delete_vm(&alice(), &username("alice"), &name("web"))
-        .await
-        .unwrap();
+    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
     assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
 }
 
@@ -636,23 +337,11 @@ async fn notifications_are_retried_and_never_fail_the_request() {
     let rig = rig(Backend::Memory, dir.path());
     rig.account("alice", 1).await;
     rig.notifier.fail_next(1);
-    let accepted = rig
-        .create(&alice(), "alice", request("web", 1))
-        .await
-        .unwrap();
-    assert_eq!(
-        rig.wait(&accepted[0].operation).await.state,
-        OperationState::Succeeded
-    );
+    let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
+    assert_eq!(rig.wait(&accepted[0].operation).await.state, OperationState::Succeeded);
     let events = rig.events(1).await;
-    assert!(
-        matches!(events[0], NotificationEvent::VmReady { .. }),
-        "{events:?}"
-    );
-    assert!(
-        rig.notifier.attempts() >= 2,
-        "the refused delivery was retried"
-    );
+    assert!(matches!(events[0], NotificationEvent::VmReady { .. }), "{events:?}");
+    assert!(rig.notifier.attempts() >= 2, "the refused delivery was retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -664,15 +353,7 @@ async fn fifty_concurrent_creates_by_one_user_with_quota_ten_record_exactly_ten(
         .map(|i| {
             let rig = rig.clone();
             tokio::spawn(async move {
-                rig.create(
-                    &alice(),
-                    "alice",
-                    CreateVms {
-                        spec: "tiny".into(),
-                        ..request(&format!("vm-{i}"), 1)
-                    },
-                )
-                .await
+                rig.create(&alice(), "alice", CreateVms { spec: "tiny".into(), ..request(&format!("vm-{i}"), 1) }).await
             })
         })
         .collect();
@@ -691,20 +372,14 @@ async fn fifty_concurrent_creates_by_one_user_with_quota_ten_record_exactly_ten(
     rig.platform.wait_idle(WAIT).await.unwrap();
     assert_eq!(rig.vms("alice").len(), 10);
     assert_eq!(rig.leases().len(), 10);
-    assert_eq!(
-        rig.sim.vms().len(),
-        10,
-        "vSphere holds exactly what the store records"
-    );
+    assert_eq!(rig.sim.vms().len(), 10, "vSphere holds exactly what the store records");
 
     // Five concurrent creates of one name: one VM, four conflicts, nothing leaked.
     let tasks: Vec<_> = (0..5)
         .map(|_| {
             let rig = rig.clone();
             tokio::spawn(async move {
-                rig.create(&Actor::admin("root", "test"), "alice", request("vm-0", 1))
-                    .await
-                    .map(|v| v.len())
+                rig.create(&Actor::admin("root", "test"), "alice", request("vm-0", 1)).await.map(|v| v.len())
             })
         })
         .collect();
@@ -712,12 +387,7 @@ async fn fifty_concurrent_creates_by_one_user_with_quota_ten_record_exactly_ten(
     for task in tasks {
         outcomes.push(task.await.unwrap().map_err(|e| e.kind()));
     }
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| *o == Err("already-exists") || *o == Err("quota-exceeded")),
-        "{outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|o| *o == Err("already-exists") || *o == Err("quota-exceeded")), "{outcomes:?}");
     assert_eq!(rig.leases().len(), 10);
 }
 
@@ -729,50 +399,27 @@ fn interrupted_operations_are_resumed_after_a_restart_without_duplicates() {
 
     // First life: the backend makes two VMs but the process dies before recording them; two
     // more are still queued behind a slow call.
-    let first = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let operations = first.block_on(async {
         let store: Arc<dyn Store> = Arc::new(basphere_store::SqliteStore::open(&path).unwrap());
         let rig = rig_with(store, sim.clone());
         rig.account("alice", 1).await;
-        rig.faults.inject(
-            Method::CreateVm,
-            Fault::HangAfter(Duration::from_secs(3600)),
-            2,
-        );
-        rig.faults
-            .inject(Method::CreateVm, Fault::Hang(Duration::from_secs(3600)), 2);
-        let accepted = rig
-            .create(&alice(), "alice", request("web", 4))
-            .await
-            .unwrap();
+        rig.faults.inject(Method::CreateVm, Fault::HangAfter(Duration::from_secs(3600)), 2);
+        rig.faults.inject(Method::CreateVm, Fault::Hang(Duration::from_secs(3600)), 2);
+        let accepted = rig.create(&alice(), "alice", request("web", 4)).await.unwrap();
         for _ in 0..200 {
             if rig.faults.injected() == 4 && sim.vms().len() == 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(
-            sim.vms().len(),
-            2,
-            "two VMs exist in vSphere but not yet in the store"
-        );
-        accepted
-            .into_iter()
-            .map(|a| a.operation.id)
-            .collect::<Vec<_>>()
+        assert_eq!(sim.vms().len(), 2, "two VMs exist in vSphere but not yet in the store");
+        accepted.into_iter().map(|a| a.operation.id).collect::<Vec<_>>()
     });
     first.shutdown_timeout(Duration::from_millis(100));
 
     // Second life: the unfinished operations are found and finished; existing VMs are adopted.
-    let second = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let second = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     second.block_on(async {
         let store: Arc<dyn Store> = Arc::new(basphere_store::SqliteStore::open(&path).unwrap());
         let rig = rig_with(store, sim.clone());
@@ -783,21 +430,11 @@ fn interrupted_operations_are_resumed_after_a_restart_without_duplicates() {
         assert_eq!(resumed, expected, "every interrupted operation is resumed");
         rig.platform.wait_idle(WAIT).await.unwrap();
         for id in &operations {
-            assert_eq!(
-                rig.store.operation(*id).unwrap().state,
-                OperationState::Succeeded
-            );
+            assert_eq!(rig.store.operation(*id).unwrap().state, OperationState::Succeeded);
         }
         let names: Vec<String> = sim.vms().into_iter().map(|vm| vm.vsphere_name).collect();
-        assert_eq!(
-            names,
-            ["alice-web-1", "alice-web-2", "alice-web-3", "alice-web-4"],
-            "no duplicate, no orphan"
-        );
-        assert!(rig
-            .vms("alice")
-            .iter()
-            .all(|vm| vm.state == VmState::Running));
+        assert_eq!(names, ["alice-web-1", "alice-web-2", "alice-web-3", "alice-web-4"], "no duplicate, no orphan");
+        assert!(rig.vms("alice").iter().all(|vm| vm.state == VmState::Running));
         assert_eq!(rig.leases().len(), 4);
     });
 }
@@ -809,36 +446,16 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
         let rig = Arc::new(rig(backend, dir.path()));
         rig.account("alice", 1).await;
         let owner = username("alice");
-        let first = rig
-            .platform
-            .create_vms(&alice(), &owner, request("web", 2), Some("key-1"))
-            .await
-            .unwrap();
+        let first = rig.platform.create_vms(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
         assert!(!first.replayed);
-        let again = rig
-            .platform
-            .create_vms(&alice(), &owner, request("web", 2), Some("key-1"))
-            .await
-            .unwrap();
+        let again = rig.platform.create_vms(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
         assert!(again.replayed, "{backend:?}");
-        let ids = |o: &basphere_core::platform::CreateOutcome| {
-            o.accepted
-                .iter()
-                .map(|a| a.operation.id)
-                .collect::<Vec<_>>()
-        };
+        let ids =
+            |o: &basphere_core::platform::CreateOutcome| o.accepted.iter().map(|a| a.operation.id).collect::<Vec<_>>();
         assert_eq!(ids(&again), ids(&first), "the same operations come back");
-        let error = rig
-            .platform
-            .create_vms(&alice(), &owner, request("db", 1), Some("key-1"))
-            .await
-            .unwrap_err();
+        let error = rig.platform.create_vms(&alice(), &owner, request("db", 1), Some("key-1")).await.unwrap_err();
         assert_eq!(error.kind(), "conflict", "a key reused for another request");
-        let error = rig
-            .platform
-            .create_vms(&alice(), &owner, request("db", 1), Some("bad key\n"))
-            .await
-            .unwrap_err();
+        let error = rig.platform.create_vms(&alice(), &owner, request("db", 1), Some("bad key\n")).await.unwrap_err();
         assert_eq!(error.kind(), "invalid-input");
 
         // Five concurrent retries with one key: one creation, five identical answers.
@@ -847,12 +464,7 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
                 let rig = rig.clone();
                 tokio::spawn(async move {
                     rig.platform
-                        .create_vms(
-                            &alice(),
-                            &username("alice"),
-                            request("api", 1),
-                            Some("key-2"),
-                        )
+                        .create_vms(&alice(), &username("alice"), request("api", 1), Some("key-2"))
                         .await
                         .map(|o| o.accepted[0].vm.id)
                 })
@@ -877,78 +489,34 @@ async fn tokens_are_shown_once_stored_hashed_and_revocable() {
     rig.account("alice", 1).await;
     rig.account("bob", 2).await;
     let owner = username("alice");
-    let created = rig
-        .platform
-        .create_token(&alice(), &owner, "laptop", TokenScope::User, None)
-        .await
-        .unwrap();
+    let created = rig.platform.create_token(&alice(), &owner, "laptop", TokenScope::User, None).await.unwrap();
     assert!(created.secret.starts_with("bsp_") && created.secret.len() == 68);
-    let stored = rig
-        .store
-        .query(|tx| tx.get_token(created.token.id))
-        .unwrap()
-        .unwrap();
-    assert_ne!(
-        stored.secret_hash, created.secret,
-        "only the hash is stored"
-    );
-    let (user, _) = rig
-        .platform
-        .authenticate_token(&created.secret)
-        .await
-        .unwrap();
+    let stored = rig.store.query(|tx| tx.get_token(created.token.id)).unwrap().unwrap();
+    assert_ne!(stored.secret_hash, created.secret, "only the hash is stored");
+    let (user, _) = rig.platform.authenticate_token(&created.secret).await.unwrap();
     assert_eq!(user.username, owner);
-    assert_eq!(
-        rig.platform
-            .authenticate_token("bsp_wrong")
-            .await
-            .unwrap_err()
-            .kind(),
-        "unauthenticated"
-    );
+    assert_eq!(rig.platform.authenticate_token("bsp_wrong").await.unwrap_err().kind(), "unauthenticated");
 
-    let error = rig
-        .platform
-        .create_token(&alice(), &owner, "root", TokenScope::Admin, None)
-        .await
-        .unwrap_err();
+    let error = rig.platform.create_token(&alice(), &owner, "root", TokenScope::Admin, None).await.unwrap_err();
     assert_eq!(error.kind(), "forbidden", "users cannot mint admin tokens");
-    let error = rig
-        .platform
-        .create_token(&alice(), &username("bob"), "steal", TokenScope::User, None)
-        .await
-        .unwrap_err();
+    let error =
+        rig.platform.create_token(&alice(), &username("bob"), "steal", TokenScope::User, None).await.unwrap_err();
     assert_eq!(error.kind(), "forbidden");
     let past = now() - chrono::Duration::minutes(1);
     assert_eq!(
-        rig.platform
-            .create_token(&alice(), &owner, "old", TokenScope::User, Some(past))
-            .await
-            .unwrap_err()
-            .kind(),
+        rig.platform.create_token(&alice(), &owner, "old", TokenScope::User, Some(past)).await.unwrap_err().kind(),
         "invalid-input"
     );
 
     let bob = Actor::user(&username("bob"), "test");
     assert_eq!(
-        rig.platform
-            .revoke_token(&bob, created.token.id)
-            .await
-            .unwrap_err()
-            .kind(),
+        rig.platform.revoke_token(&bob, created.token.id).await.unwrap_err().kind(),
         "not-found",
         "another user's token is not disclosed"
     );
-    rig.platform
-        .revoke_token(&alice(), created.token.id)
-        .await
-        .unwrap();
+    rig.platform.revoke_token(&alice(), created.token.id).await.unwrap();
     assert_eq!(
-        rig.platform
-            .authenticate_token(&created.secret)
-            .await
-            .unwrap_err()
-            .kind(),
+        rig.platform.authenticate_token(&created.secret).await.unwrap_err().kind(),
         "unauthenticated",
         "a revoked token no longer works"
     );

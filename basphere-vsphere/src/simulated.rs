@@ -1,0 +1,84 @@
+//! The simulated vCenter: `basphere_core::mock::MockProvisioner` with its inventory journaled to
+//! a file (`simulated-vsphere.jsonl`), one JSON change per line, synced before the call returns.
+//! Reopening replays the journal and compacts it, so the inventory survives restarts and crashes
+//! exactly as far as each change was written.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use basphere_core::config::Config;
+use basphere_core::mock::{InventoryChange, MockDelays, MockProvisioner};
+use basphere_core::{Error, Result};
+
+/// What can go wrong with the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatedError {
+    #[error("cannot use the simulated vSphere inventory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("line {line} of {path} is not an inventory change: {source}")]
+    Corrupt { path: PathBuf, line: usize, source: serde_json::Error },
+}
+
+impl From<SimulatedError> for Error {
+    fn from(error: SimulatedError) -> Self {
+        Error::backend("simulated", error)
+    }
+}
+
+/// Opens (or creates) the simulated vCenter kept in `path`, with the catalog's templates and
+/// the configured base folder.
+pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<MockProvisioner>> {
+    let io = |source| SimulatedError::Io { path: path.to_path_buf(), source };
+    let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
+    let mut changes = Vec::new();
+    if path.exists() {
+        let file = File::open(path).map_err(io)?;
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<InventoryChange>(&line) {
+                Ok(change) => changes.push(change),
+                // A torn last line is a change that was never completed.
+                Err(_) if is_last_line(path, index)? => break,
+                Err(source) => return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into()),
+            }
+        }
+    }
+    let replayed = MockProvisioner::new(&config.vsphere.folder, templates.clone());
+    replayed.replay(changes);
+    // Compact: rewrite the journal as the current inventory, then append from there.
+    let compacted = path.with_extension("jsonl.tmp");
+    {
+        let mut out = File::create(&compacted).map_err(io)?;
+        for folder in replayed.folders() {
+            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")).map_err(io)?;
+        }
+        for vm in replayed.vms() {
+            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm }).expect("serializable")).map_err(io)?;
+        }
+        out.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&compacted, path).map_err(io)?;
+    let journal = Mutex::new(OpenOptions::new().append(true).open(path).map_err(io)?);
+    let journal_path = path.to_path_buf();
+    let observer = Arc::new(move |change: &InventoryChange| {
+        let line = serde_json::to_string(change).expect("serializable");
+        let mut file = journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = writeln!(file, "{line}").and_then(|()| file.sync_data()) {
+            tracing::error!(path = %journal_path.display(), %error, "the simulated vSphere journal could not be written");
+        }
+    });
+    let provisioner = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays).with_observer(observer);
+    provisioner.replay(replayed.folders().into_iter().map(|path| InventoryChange::Folder { path }));
+    provisioner.replay(replayed.vms().into_iter().map(|vm| InventoryChange::Upsert { vm }));
+    Ok(Arc::new(provisioner))
+}
+
+fn is_last_line(path: &Path, index: usize) -> Result<bool> {
+    let file = File::open(path).map_err(|source| SimulatedError::Io { path: path.to_path_buf(), source })?;
+    Ok(BufReader::new(file).lines().count() == index + 1)
+}

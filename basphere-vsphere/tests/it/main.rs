@@ -1,0 +1,3 @@
+//! basphere-vsphere's integration tests.
+
+mod simulated;

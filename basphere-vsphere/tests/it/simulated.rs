@@ -1,0 +1,56 @@
+//! The simulated vCenter: the provisioner contract, and an inventory that survives reopening.
+
+use std::io::Write;
+
+use basphere_core::mock::MockDelays;
+use basphere_core::provisioner::{PowerAction, PowerState, Provisioner};
+use basphere_core::testing::{self, provisioner::request};
+use basphere_core::Config;
+use basphere_vsphere::simulated;
+
+#[tokio::test]
+async fn simulated_vsphere_passes_the_provisioner_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let vsphere = simulated::open(&dir.path().join("inventory.jsonl"), &Config::default(), MockDelays::default()).unwrap();
+    testing::provisioner::check_all(&*vsphere).await;
+}
+
+#[tokio::test]
+async fn the_inventory_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.jsonl");
+    let config = Config::default();
+    let web = request("alice", "web", [10, 254, 0, 33]);
+    let db = request("alice", "db", [10, 254, 0, 34]);
+    {
+        let vsphere = simulated::open(&path, &config, MockDelays::default()).unwrap();
+        vsphere.ensure_folder(&web.owner).await.unwrap();
+        vsphere.create_vm(&web).await.unwrap();
+        vsphere.create_vm(&db).await.unwrap();
+        vsphere.power(&web.vm_ref(), PowerAction::Stop).await.unwrap();
+        vsphere.destroy_vm(&db.vm_ref()).await.unwrap();
+    }
+    // A torn line at the end (a crash mid-write) is ignored.
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"change\":\"ups").unwrap();
+    let reopened = simulated::open(&path, &config, MockDelays::default()).unwrap();
+    assert_eq!(reopened.folders(), ["basphere-vms/alice"]);
+    let vms = reopened.vms();
+    assert_eq!(vms.len(), 1);
+    assert_eq!((vms[0].vsphere_name.as_str(), vms[0].power, vms[0].basphere_id), ("alice-web", PowerState::Off, Some(web.id)));
+    // A retried create after the restart adopts the VM instead of duplicating it.
+    let handle = reopened.create_vm(&web).await.unwrap();
+    assert_eq!(handle.backend_id, vms[0].backend_id);
+    // New VMs get fresh ids.
+    let cache = request("alice", "cache", [10, 254, 0, 35]);
+    let created = reopened.create_vm(&cache).await.unwrap();
+    assert_ne!(created.backend_id, vms[0].backend_id);
+}
+
+#[test]
+fn a_corrupt_journal_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.jsonl");
+    std::fs::write(&path, "not json\n{\"change\":\"folder\",\"path\":\"basphere-vms/a\"}\n").unwrap();
+    let error = simulated::open(&path, &Config::default(), MockDelays::default()).err().unwrap().to_string();
+    assert!(error.contains("line 1"), "{error}");
+}
