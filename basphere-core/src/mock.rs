@@ -51,7 +51,7 @@ pub struct MockVm {
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum InventoryChange {
     Folder { path: String },
-    Upsert { vm: MockVm },
+    Upsert { vm: Box<MockVm> },
     Remove { name: String },
 }
 
@@ -76,7 +76,7 @@ impl Inventory {
                 if let Some(n) = vm.backend_id.strip_prefix("vm-").and_then(|n| n.parse::<u64>().ok()) {
                     self.next_id = self.next_id.max(n);
                 }
-                self.vms.insert(vm.vsphere_name.clone(), vm.clone());
+                self.vms.insert(vm.vsphere_name.clone(), (**vm).clone());
             }
             InventoryChange::Remove { name } => {
                 self.vms.remove(name);
@@ -189,7 +189,7 @@ impl MockProvisioner {
             power: PowerState::On,
             request: None,
         };
-        self.commit(&mut inventory, InventoryChange::Upsert { vm });
+        self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(vm) });
     }
 
     fn missing(vm: &VmRef) -> Error {
@@ -259,7 +259,7 @@ impl Provisioner for MockProvisioner {
             power: PowerState::On,
             request: Some(request.clone()),
         };
-        self.commit(&mut inventory, InventoryChange::Upsert { vm });
+        self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(vm) });
         Ok(VmHandle {
             backend_id,
             power: PowerState::On,
@@ -300,7 +300,7 @@ impl Provisioner for MockProvisioner {
             PowerAction::Stop => PowerState::Off,
         };
         let power = current.power;
-        self.commit(&mut inventory, InventoryChange::Upsert { vm: current });
+        self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(current) });
         Ok(power)
     }
 

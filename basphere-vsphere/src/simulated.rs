@@ -58,7 +58,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             writeln!(out, "{}", serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")).map_err(io)?;
         }
         for vm in replayed.vms() {
-            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm }).expect("serializable")).map_err(io)?;
+            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")).map_err(io)?;
         }
         out.sync_all().map_err(io)?;
     }
@@ -74,7 +74,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     });
     let provisioner = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays).with_observer(observer);
     provisioner.replay(replayed.folders().into_iter().map(|path| InventoryChange::Folder { path }));
-    provisioner.replay(replayed.vms().into_iter().map(|vm| InventoryChange::Upsert { vm }));
+    provisioner.replay(replayed.vms().into_iter().map(|vm| InventoryChange::Upsert { vm: Box::new(vm) }));
     Ok(Arc::new(provisioner))
 }
 
