@@ -1,164 +1,207 @@
-//! `basphere demo`: the platform composed in-process, walking a newcomer through the main job.
+//! `basphere demo`: starts `basphere-server` on embedded defaults when none is running, then
+//! walks through the main job over the real API, and leaves the server running to try the CLI.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use basphere_core::mock::{LogNotifier, MockDelays, MockProvisioner};
-use basphere_core::model::{now, Role, User, UserStatus, Vm};
-use basphere_core::platform::CreateVms;
-use basphere_core::store::VmFilter;
-use basphere_core::validate::{Email, ResourceName, SshPublicKey, Username};
-use basphere_core::{Actor, Config, Platform, StoreExt};
-use basphere_ipam::BlockIpam;
-use basphere_store::SqliteStore;
+use hyper::Method;
+use serde_json::json;
 
-/// A real ed25519 public key for the demo developer (its private half is not kept anywhere).
-const DEMO_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINOsBuCWIqqi1bMQf0RdFALW/q6vpEatzSoEZgCYvLNu alice@laptop";
+use crate::client::{Client, Endpoint};
+use crate::exit::CliError;
+use crate::{output, wait};
 
-pub async fn run(data_dir: &Path, realistic: bool) -> Result<()> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let db = data_dir.join("basphere.db");
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(data_dir.join("basphere.db-wal"));
-    let _ = std::fs::remove_file(data_dir.join("basphere.db-shm"));
-    let config = Arc::new(Config::default());
-    let store = Arc::new(SqliteStore::open(&db).context("opening the demo database")?);
-    let ipam = Arc::new(BlockIpam::new(config.pools.clone())?);
-    let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
-    let delays = if realistic { MockDelays::realistic() } else { MockDelays::default() };
-    let vsphere = Arc::new(MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays));
-    let platform = Platform::new(config.clone(), store.clone(), ipam, vsphere.clone(), Arc::new(LogNotifier));
-
-    step("Basphere on embedded defaults");
-    println!("  store      SQLite at {} (WAL, synchronous=FULL)", db.display());
-    println!(
-        "  backend    simulated vSphere (folder {}, templates {})",
-        config.vsphere.folder,
-        config.os_images.values().map(|o| o.template.as_str()).collect::<Vec<_>>().join(", ")
-    );
-    println!(
-        "  network    pool {} (gateway {}), blocks of {}",
-        config.pools[0].cidr, config.pools[0].gateway, config.pools[0].block_size
-    );
-
-    step("Accounts: an administrator approves a developer");
-    let at = now();
-    let admin = User {
-        username: Username::parse("ops-admin")?,
-        email: Email::parse("ops@example.com")?,
-        team: "infrastructure".into(),
-        ssh_key: SshPublicKey::parse(include_str!("../../basphere-core/testdata/ssh/ecdsa-256.pub"))?,
-        role: Role::Admin,
-        status: UserStatus::Active,
-        uid: None,
-        created_at: at,
-        updated_at: at,
-    };
-    let alice = User {
-        username: Username::parse("alice")?,
-        email: Email::parse("alice@example.com")?,
-        team: "payments".into(),
-        ssh_key: SshPublicKey::parse(DEMO_KEY)?,
-        role: Role::User,
-        ..admin.clone()
-    };
-    platform.provision_account(admin.clone()).await?;
-    let alice = platform.provision_account(alice).await?;
-    let block = store.query(|tx| tx.blocks_of(&alice.username))?;
-    println!("  {} (admin) and {} (developer, key {})", admin.username, alice.username, alice.ssh_key.fingerprint());
-    println!(
-        "  {}'s IP block: {} - {}; vSphere folder {}/{}",
-        alice.username,
-        block[0].start,
-        block[0].end(),
-        config.vsphere.folder,
-        alice.username
-    );
-
-    step("alice creates 3 VMs: create-vm -n web -o ubuntu-24.04 -s small -c 3");
-    let actor = Actor::user(&alice.username, "demo");
-    let accepted = platform
-        .create_vms(
-            &actor,
-            &alice.username,
-            CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "small".into(), count: 3 },
-            None,
-        )
-        .await?
-        .accepted;
-    for item in &accepted {
-        println!(
-            "  accepted {} -> {} (operation {})",
-            item.vm.name,
-            item.vm.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            item.operation.id
-        );
-    }
-    for item in &accepted {
-        let done = platform.wait_operation(item.operation.id, Duration::from_secs(60)).await?;
-        println!("  {} {}: {}", item.vm.name, done.state, done.log_tail.join("; "));
-    }
-
-    step("alice lists her VMs: list-vms");
-    print_vms(
-        &store.query(|tx| tx.list_vms(&VmFilter { owner: Some(alice.username.clone()), ..VmFilter::default() }))?,
-    );
-
-    step("alice checks her quota: show-quota");
-    let report = platform.quota(&alice.username).await?;
-    let (q, u) = (report.quota, report.usage);
-    println!("  VMs     {:>3} / {}", u.vms, q.max_vms);
-    println!("  IPs     {:>3} / {}", u.ips, q.max_ips);
-    println!("  vCPUs   {:>3} / {}", u.vcpus, q.max_vcpus);
-    println!("  memory  {:>3} / {} GB", u.memory_mb / 1024, q.max_memory_mb / 1024);
-
-    step("alice tries to exceed her quota: create-vm -n big -s small -c 10");
-    match platform
-        .create_vms(
-            &actor,
-            &alice.username,
-            CreateVms { name: "big".into(), os: "ubuntu-24.04".into(), spec: "small".into(), count: 10 },
-            None,
-        )
-        .await
-    {
-        Err(error) => println!("  refused: {error}"),
-        Ok(_) => anyhow::bail!("the quota should have refused this request"),
-    }
-
-    step("alice deletes web-2: delete-vm web-2");
-    let operation = platform.delete_vm(&actor, &alice.username, &ResourceName::parse("web-2")?).await?;
-    let done = platform.wait_operation(operation.id, Duration::from_secs(60)).await?;
-    println!("  delete {}: the VM is gone from vSphere and its address is free again", done.state);
-    print_vms(
-        &store.query(|tx| tx.list_vms(&VmFilter { owner: Some(alice.username.clone()), ..VmFilter::default() }))?,
-    );
-    println!(
-        "  simulated vSphere now holds: {}",
-        vsphere.vms().iter().map(|vm| vm.vsphere_name.as_str()).collect::<Vec<_>>().join(", ")
-    );
-
-    step("Done");
-    println!("  The database stays in {} for inspection (sqlite3 {}).", data_dir.display(), db.display());
-    Ok(())
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// The server's data directory (database, simulated vSphere inventory, socket, log).
+    #[arg(long, default_value = ".basphere")]
+    pub data_dir: PathBuf,
+    /// The TCP address the server listens on, if the demo starts it.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
 }
+
+/// A real ed25519 public key for the demo developer (its private half is kept nowhere).
+const DEMO_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINOsBuCWIqqi1bMQf0RdFALW/q6vpEatzSoEZgCYvLNu alice@laptop";
 
 fn step(title: &str) {
     println!("\n== {title}");
 }
 
-fn print_vms(vms: &[Vm]) {
-    println!("  {:<12} {:<16} {:<14} {:<8} STATE", "NAME", "IP", "OS", "SPEC");
-    for vm in vms {
-        println!(
-            "  {:<12} {:<16} {:<14} {:<8} {}",
-            vm.name,
-            vm.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
-            vm.os,
-            vm.spec,
-            vm.state
-        );
+fn server_binary() -> PathBuf {
+    let sibling = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("basphere-server")));
+    match sibling {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("basphere-server"),
     }
+}
+
+/// The TCP address from the server's "ready" line in its log.
+fn tcp_address(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|line| line.starts_with("basphere-server ready"))?;
+    let start = line.find("http://")?;
+    Some(line[start..].split_whitespace().next()?.to_owned())
+}
+
+async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>), CliError> {
+    let socket = args.data_dir.join("basphere.sock");
+    let admin = Client::new(Endpoint::Socket(socket.clone()));
+    let log = args.data_dir.join("server.log");
+    if admin.get("/healthz").await.is_ok() {
+        let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
+        println!("  a server is already running on {} and {tcp}", socket.display());
+        return Ok((admin, tcp, None));
+    }
+    std::fs::create_dir_all(&args.data_dir)?;
+    let log_file = std::fs::File::create(&log)?;
+    let child = std::process::Command::new(server_binary())
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .arg("--listen")
+        .arg(&args.listen)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|error| {
+            CliError::other(format!("cannot start basphere-server ({error}); build it with: cargo build --release"))
+        })?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if admin.get("/healthz").await.is_ok() {
+            let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
+            println!(
+                "  started basphere-server (pid {}) in {} ms: {} and {tcp}",
+                child.id(),
+                started.elapsed().as_millis(),
+                socket.display()
+            );
+            println!(
+                "  store: SQLite in {}; VM backend: simulated vSphere (inventory in {})",
+                args.data_dir.join("basphere.db").display(),
+                args.data_dir.join("simulated-vsphere.jsonl").display()
+            );
+            return Ok((admin, tcp, Some(child.id())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CliError::unreachable(format!("basphere-server did not come up; see {}", log.display())))
+}
+
+pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+    step("1. The platform on embedded defaults");
+    let (admin, tcp, pid) = ensure_server(&args).await?;
+    let me = admin.get("/api/v1/me").await?;
+    println!(
+        "  you are {} ({}) on the socket: the kernel's peer credentials say so",
+        me["name"].as_str().unwrap_or(""),
+        me["role"].as_str().unwrap_or("")
+    );
+
+    step("2. An administrator approves a developer: basphere admin user add alice ...");
+    match admin
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(&json!({"username": "alice", "email": "alice@example.com", "team": "payments", "ssh_key": DEMO_KEY})),
+            &[],
+        )
+        .await
+    {
+        Ok(reply) => println!(
+            "  account alice created: an IP block and the vSphere folder basphere-vms/alice ({})",
+            reply.body["ssh_key_fingerprint"].as_str().unwrap_or("")
+        ),
+        Err(error) if error.code == crate::exit::CONFLICT => println!("  account alice exists already"),
+        Err(error) => return Err(error),
+    }
+    let token =
+        admin.call(Method::POST, "/api/v1/admin/users/alice/tokens", Some(&json!({"name": "demo"})), &[]).await?.body;
+    let secret = token["secret"].as_str().unwrap_or_default().to_owned();
+    println!("  an API token for alice (shown once): {secret}");
+    let alice = Client::new(Endpoint::Tcp { base: tcp.clone(), token: Some(secret.clone()) });
+
+    let leftovers = alice.get("/api/v1/vms?limit=1000").await?;
+    let leftovers: Vec<String> = leftovers["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|vm| vm["name"].as_str().map(str::to_owned))
+        .collect();
+    if !leftovers.is_empty() {
+        println!("  removing alice's VMs from an earlier demo: {}", leftovers.join(", "));
+        let mut operations = Vec::new();
+        for name in leftovers {
+            if let Ok(reply) = alice.call(Method::DELETE, &format!("/api/v1/vms/{name}"), None, &[]).await {
+                operations.push(reply.body);
+            }
+        }
+        wait::wait_all(&alice, &operations, Duration::from_secs(120)).await?;
+    }
+
+    step("3. alice creates 3 VMs over HTTP: basphere vm create web --os ubuntu-24.04 --spec small --count 3 --wait");
+    let created = alice
+        .call(
+            Method::POST,
+            "/api/v1/vms",
+            Some(&json!({"name": "web", "os": "ubuntu-24.04", "spec": "small", "count": 3})),
+            &[],
+        )
+        .await?
+        .body;
+    for vm in created["vms"].as_array().into_iter().flatten() {
+        println!("  accepted {} with address {}", vm["name"].as_str().unwrap_or(""), vm["ip"].as_str().unwrap_or(""));
+    }
+    let operations = created["operations"].as_array().cloned().unwrap_or_default();
+    wait::wait_all(&alice, &operations, Duration::from_secs(120)).await?;
+
+    step("4. alice lists her VMs: basphere vm list");
+    let vms = alice.get("/api/v1/vms").await?;
+    output::vm_table(vms["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), false, false);
+
+    step("5. alice checks her quota: basphere quota");
+    output::quota_table(&alice.get("/api/v1/quota").await?);
+
+    step("6. alice asks for more than her quota: basphere vm create big --os ubuntu-24.04 --spec large --count 10");
+    match alice
+        .call(
+            Method::POST,
+            "/api/v1/vms",
+            Some(&json!({"name": "big", "os": "ubuntu-24.04", "spec": "large", "count": 10})),
+            &[],
+        )
+        .await
+    {
+        Err(error) => println!("  refused (exit code {}): {}", error.code, error.message),
+        Ok(_) => return Err(CliError::other("the quota should have refused this request")),
+    }
+
+    step("7. alice deletes web-2: basphere vm delete web-2 --wait");
+    let operation = alice.call(Method::DELETE, "/api/v1/vms/web-2", None, &[]).await?.body;
+    let done = wait::wait_all(&alice, &[operation], Duration::from_secs(120)).await?;
+    println!(
+        "  {}: the VM is gone from vSphere, then its address was released",
+        done[0]["state"].as_str().unwrap_or("")
+    );
+    let vms = alice.get("/api/v1/vms").await?;
+    output::vm_table(vms["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), false, false);
+
+    step("Your turn");
+    match pid {
+        Some(pid) => println!(
+            "  basphere-server keeps running (pid {pid}; log {}). Stop it with: kill {pid}",
+            args.data_dir.join("server.log").display()
+        ),
+        None => println!("  basphere-server keeps running."),
+    }
+    println!("  As the administrator, over the socket:");
+    println!("    basphere --socket {} admin vm list", args.data_dir.join("basphere.sock").display());
+    println!("  As alice, over HTTP:");
+    println!("    export BASPHERE_SERVER={tcp} BASPHERE_TOKEN={secret}");
+    println!("    basphere vm list");
+    println!("    basphere vm create db --os rocky-10.1 --spec medium --wait");
+    println!("  The API is described at {tcp}/api/v1/openapi.json");
+    Ok(())
 }

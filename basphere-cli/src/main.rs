@@ -1,44 +1,67 @@
-//! `basphere`: the command-line tool.
-//!
-//! `basphere demo` composes the platform in-process on embedded defaults (a SQLite database in
-//! a data directory, the simulated vSphere backend) and walks through the main job. The client
-//! commands that talk to a running server come with `basphere-server`.
+//! `basphere`: the command-line tool. It talks to `basphere-server` over the Unix socket (the
+//! kernel tells the server who you are) or over HTTP with a token. Invoked as `create-vm`,
+//! `list-vms`, `delete-vm`, `show-quota` or `list-resources` (a symlink or hard link), it
+//! behaves like the original Basphere's command of that name.
 
+mod aliases;
+mod client;
+mod commands;
+mod connection;
 mod demo;
+mod exit;
+mod output;
+mod prompt;
+mod wait;
 
-use std::path::PathBuf;
+use clap::{CommandFactory, Parser};
 
-use clap::{Parser, Subcommand};
+use crate::client::Client;
+use crate::commands::{Cli, Command, Ctx};
+use crate::exit::CliError;
 
-#[derive(Parser)]
-#[command(name = "basphere", version, about = "Self-service VMs and Kubernetes clusters on vSphere")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| std::path::Path::new(&arg0).file_name().map(|name| name.to_string_lossy().into_owned()))
+        .unwrap_or_default()
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run Basphere in-process on embedded defaults and show the main job: an admin and a
-    /// developer, VMs created with static addresses, quota, and a delete.
-    Demo {
-        /// Where the demo keeps its SQLite database.
-        #[arg(long, default_value = ".basphere/demo")]
-        data_dir: PathBuf,
-        /// Simulate vSphere's task times (clone, power, destroy); off gives instant tasks.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        realistic: bool,
-    },
-}
-
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+async fn run() -> Result<(), CliError> {
+    let name = invoked_as();
+    if aliases::NAMES.contains(&name.as_str()) {
+        return aliases::run(&name, std::env::args().collect()).await;
+    }
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
-        Command::Demo { data_dir, realistic } => runtime.block_on(demo::run(&data_dir, realistic)),
+    let command = match cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "basphere", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Demo(args) => return demo::run(args).await,
+        command => command,
+    };
+    let requested =
+        connection::Requested { socket: cli.socket, server: cli.server, token: cli.token, context: cli.context };
+    let ctx = Ctx { client: Client::new(connection::resolve(&requested)?), format: cli.output, yes: cli.yes };
+    commands::run(command, &ctx).await
+}
+
+fn main() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start: {error}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = runtime.block_on(run()) {
+        if !error.message.is_empty() {
+            if error.code == 0 {
+                eprintln!("{}", error.message);
+            } else {
+                eprintln!("error: {}", error.message);
+            }
+        }
+        std::process::exit(error.code);
     }
 }

@@ -157,6 +157,18 @@ pub struct Config {
     pub allowed_email_domains: EmailDomainAllowList,
     pub bastion: BastionConfig,
     pub reconcile_interval_seconds: u64,
+    /// Task times of the simulated vSphere backend.
+    pub simulated_delays: SimulatedDelays,
+    /// How long a stopping server waits for running operations.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Task times of the simulated vSphere backend: `realistic` (seconds, like a vCenter) or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimulatedDelays {
+    Realistic,
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,6 +259,7 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawServer {
+    shutdown_grace_seconds: Option<u64>,
     host: Option<String>,
     port: Option<u16>,
     socket: Option<PathBuf>,
@@ -258,6 +271,7 @@ struct RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawBackend {
     vm: Option<VmBackendKind>,
+    simulated_delays: Option<SimulatedDelays>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -743,6 +757,8 @@ impl Config {
                 port: raw.bastion.port.unwrap_or(22),
             },
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
+            simulated_delays: raw.backend.simulated_delays.unwrap_or(SimulatedDelays::Realistic),
+            shutdown_grace_seconds: raw.server.shutdown_grace_seconds.unwrap_or(30),
         };
         Ok(config)
     }

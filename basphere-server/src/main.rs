@@ -1,11 +1,45 @@
-//! `basphere-server`: the HTTP API, web pages and background workers.
-//!
-//! Not built yet. Until it is, this binary says so and exits with status 2 instead of
-//! pretending to serve; `basphere demo` runs the platform in-process.
+//! `basphere-server`: see the library's documentation. Started with no arguments it runs on
+//! embedded defaults: SQLite in `./.basphere`, the simulated vSphere, loopback only.
 
-fn main() {
-    eprintln!(
-        "basphere-server: the HTTP server is not built yet; run `basphere demo` to see the platform work in-process"
-    );
-    std::process::exit(2);
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "basphere-server",
+    version,
+    about = "The Basphere server: HTTP API, Unix socket and background workers"
+)]
+struct Args {
+    /// The configuration file (YAML). Without it, embedded defaults are used.
+    #[arg(long, short = 'c', env = "BASPHERE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database and the simulated vSphere inventory live (overrides server.data_dir).
+    #[arg(long, env = "BASPHERE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// host:port of the TCP listener (overrides server.host and server.port; port 0 picks one).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The Unix socket (overrides server.socket; default <data dir>/basphere.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(basphere_server::run(basphere_server::Options {
+        config: args.config,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        socket: args.socket,
+    }))
 }

@@ -44,7 +44,9 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
                 Ok(change) => changes.push(change),
                 // A torn last line is a change that was never completed.
                 Err(_) if is_last_line(path, index)? => break,
-                Err(source) => return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into()),
+                Err(source) => {
+                    return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
+                }
             }
         }
     }
@@ -55,10 +57,20 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     {
         let mut out = File::create(&compacted).map_err(io)?;
         for folder in replayed.folders() {
-            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")).map_err(io)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")
+            )
+            .map_err(io)?;
         }
         for vm in replayed.vms() {
-            writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")).map_err(io)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")
+            )
+            .map_err(io)?;
         }
         out.sync_all().map_err(io)?;
     }
@@ -72,7 +84,8 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             tracing::error!(path = %journal_path.display(), %error, "the simulated vSphere journal could not be written");
         }
     });
-    let provisioner = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays).with_observer(observer);
+    let provisioner =
+        MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays).with_observer(observer);
     provisioner.replay(replayed.folders().into_iter().map(|path| InventoryChange::Folder { path }));
     provisioner.replay(replayed.vms().into_iter().map(|vm| InventoryChange::Upsert { vm: Box::new(vm) }));
     Ok(Arc::new(provisioner))

@@ -11,7 +11,8 @@ use basphere_vsphere::simulated;
 #[tokio::test]
 async fn simulated_vsphere_passes_the_provisioner_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let vsphere = simulated::open(&dir.path().join("inventory.jsonl"), &Config::default(), MockDelays::default()).unwrap();
+    let vsphere =
+        simulated::open(&dir.path().join("inventory.jsonl"), &Config::default(), MockDelays::default()).unwrap();
     testing::provisioner::check_all(&*vsphere).await;
 }
 
@@ -36,7 +37,10 @@ async fn the_inventory_survives_reopening() {
     assert_eq!(reopened.folders(), ["basphere-vms/alice"]);
     let vms = reopened.vms();
     assert_eq!(vms.len(), 1);
-    assert_eq!((vms[0].vsphere_name.as_str(), vms[0].power, vms[0].basphere_id), ("alice-web", PowerState::Off, Some(web.id)));
+    assert_eq!(
+        (vms[0].vsphere_name.as_str(), vms[0].power, vms[0].basphere_id),
+        ("alice-web", PowerState::Off, Some(web.id))
+    );
     // A retried create after the restart adopts the VM instead of duplicating it.
     let handle = reopened.create_vm(&web).await.unwrap();
     assert_eq!(handle.backend_id, vms[0].backend_id);
