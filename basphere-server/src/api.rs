@@ -72,6 +72,7 @@ fn resource_name(value: &str) -> ApiResult<ResourceName> {
 /// `?limit=&after=`: pagination of lists ordered by creation.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many items (1-1000, default 100).
     pub limit: Option<usize>,
@@ -569,6 +570,7 @@ pub async fn admin_list_operations(
 /// `?actor=&after=&limit=&format=jsonl`
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub actor: Option<String>,
     pub after: Option<Uuid>,

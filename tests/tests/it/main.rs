@@ -1,6 +1,11 @@
 //! Cross-crate scenarios, one integration-test binary.
 
+mod api_concurrency;
+mod api_crash;
+mod authz;
+mod bad_input;
 mod concurrency;
 mod crash;
+mod e2e;
 mod ipam;
 mod platform;

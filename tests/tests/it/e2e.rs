@@ -1,0 +1,206 @@
+//! The real binaries end to end: `basphere-server` in a temporary directory, driven by the
+//! `basphere` CLI (every command, the original's aliases, every output format) and plain HTTP.
+
+use serde_json::Value;
+use tests::server::{binaries, expect, stderr, Server, FAST};
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}
+
+#[test]
+fn the_cli_drives_every_command_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(FAST));
+
+    // Health, readiness, metrics and the OpenAPI document are public.
+    assert_eq!(server.http("GET", "/healthz", None, None).status, 200);
+    assert_eq!(server.http("GET", "/readyz", None, None).json()["store"], "ok");
+    let openapi = server.http("GET", "/api/v1/openapi.json", None, None).json();
+    assert!(openapi["paths"]["/api/v1/vms"]["post"].is_object(), "the document describes the routes");
+
+    // The operator over the socket is the administrator.
+    let who = json(&expect(&server.cli(&["-o", "json", "whoami"]), 0));
+    assert_eq!((who["role"].as_str(), who["account"].is_null()), (Some("admin"), true));
+    let key = basphere_core::testing::ssh_key(1);
+    let added = server.cli(&[
+        "-o",
+        "json",
+        "admin",
+        "user",
+        "add",
+        "alice",
+        "--email",
+        "alice@example.com",
+        "--key",
+        key.as_str(),
+        "--team",
+        "payments",
+    ]);
+    assert_eq!(json(&expect(&added, 0))["username"], "alice");
+    let token = json(&expect(&server.cli(&["-o", "json", "admin", "token", "create", "--user", "alice"]), 0))["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let table = expect(&server.cli(&["admin", "user", "list"]), 0);
+    assert!(table.contains("alice") && table.contains("payments"), "{table}");
+    let yaml = expect(&server.cli(&["-o", "yaml", "admin", "user", "show", "alice"]), 0);
+    assert!(yaml.contains("username: alice"), "{yaml}");
+
+    // alice over HTTP with her token.
+    let catalog = json(&expect(&server.cli_as(&token, &["-o", "json", "catalog"]), 0));
+    assert_eq!(catalog["os"].as_array().unwrap().len(), 2);
+    let created = server.cli_as(
+        &token,
+        &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "small", "--count", "3", "--wait"],
+    );
+    let finished = json(&expect(&created, 0));
+    assert_eq!(finished.as_array().unwrap().len(), 3);
+    assert!(finished.as_array().unwrap().iter().all(|op| op["state"] == "succeeded"));
+
+    let listed = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "list"]), 0));
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|vm| vm["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web-1", "web-2", "web-3"]);
+    assert_eq!(listed[0]["ip"], "10.254.0.32");
+    let table = expect(&server.cli_as(&token, &["vm", "list", "--all"]), 0);
+    assert!(table.starts_with("NAME") && table.contains("10.254.0.33") && table.contains("CREATED"), "{table}");
+    let yaml = expect(&server.cli_as(&token, &["-o", "yaml", "vm", "show", "web-1"]), 0);
+    assert!(yaml.contains("state: running"), "{yaml}");
+    let quota = json(&expect(&server.cli_as(&token, &["-o", "json", "quota"]), 0));
+    assert_eq!((quota["usage"]["vms"].as_u64(), quota["limits"]["vms"].as_u64()), (Some(3), Some(10)));
+    assert!(expect(&server.cli_as(&token, &["quota"]), 0).contains("3/10"));
+
+    let stopped = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "stop", "web-1", "--wait"]), 0));
+    assert_eq!(stopped[0]["state"], "succeeded");
+    assert_eq!(json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "show", "web-1"]), 0))["state"], "stopped");
+    expect(&server.cli_as(&token, &["vm", "start", "web-1", "--wait"]), 0);
+    expect(&server.cli_as(&token, &["vm", "reboot", "web-1", "--wait"]), 0);
+
+    // Without --wait: an operation to follow with `op wait` / `op show`.
+    let accepted = json(&expect(
+        &server.cli_as(&token, &["-o", "json", "vm", "create", "db", "--os", "rocky-10.1", "--spec", "tiny"]),
+        0,
+    ));
+    let op = accepted["operations"][0]["id"].as_str().unwrap().to_owned();
+    expect(&server.cli_as(&token, &["op", "wait", &op]), 0);
+    let shown = json(&expect(&server.cli_as(&token, &["-o", "json", "op", "show", &op]), 0));
+    assert_eq!(shown["state"], "succeeded");
+    assert!(expect(&server.cli_as(&token, &["op", "list"]), 0).contains("create_vm"));
+
+    // Deleting asks first; without a terminal it needs --yes.
+    let refused = server.cli_as(&token, &["vm", "delete", "db"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"));
+    expect(&server.cli_as(&token, &["vm", "delete", "db", "--yes", "--wait"]), 0);
+
+    // Tokens.
+    let own = json(&expect(
+        &server.cli_as(&token, &["-o", "json", "token", "create", "laptop", "--expires-in-days", "30"]),
+        0,
+    ));
+    let laptop = own["secret"].as_str().unwrap().to_owned();
+    let tokens = json(&expect(&server.cli_as(&laptop, &["-o", "json", "token", "list"]), 0));
+    assert_eq!(tokens.as_array().unwrap().len(), 2);
+    assert!(!tokens.to_string().contains(&laptop), "secrets are never listed");
+    let id = own["token"]["id"].as_str().unwrap();
+    expect(&server.cli_as(&token, &["token", "revoke", id]), 0);
+    assert_eq!(server.cli_as(&laptop, &["vm", "list"]).status.code(), Some(8), "a revoked token is refused");
+
+    // Admin views and quota overrides.
+    let all = json(&expect(&server.cli(&["-o", "json", "admin", "vm", "list"]), 0));
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let set = json(&expect(&server.cli(&["-o", "json", "admin", "quota", "set", "alice", "--vms", "4"]), 0));
+    assert_eq!(set["limits"]["vms"], 4);
+    let over =
+        server.cli_as(&token, &["vm", "create", "two", "--os", "ubuntu-24.04", "--spec", "small", "--count", "2"]);
+    assert_eq!(over.status.code(), Some(5), "quota exceeded: {}", stderr(&over));
+    assert!(stderr(&over).contains("quota exceeded"));
+    expect(&server.cli(&["admin", "quota", "reset", "alice"]), 0);
+    let ops = expect(&server.cli(&["admin", "ops", "--owner", "alice"]), 0);
+    assert!(ops.contains("delete_vm"), "{ops}");
+    let audit = expect(&server.cli(&["admin", "audit", "--jsonl"]), 0);
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+    assert!(lines.iter().any(|e| e["action"] == "vm.create" && e["actor"] == "alice"));
+    assert!(lines.iter().any(|e| e["action"] == "quota.set"));
+    expect(&server.cli(&["-y", "admin", "vm", "delete", "alice", "web-3", "--wait"]), 0);
+
+    // Exit codes.
+    assert_eq!(server.cli_as(&token, &["vm", "show", "nope"]).status.code(), Some(3));
+    assert_eq!(
+        server.cli_as(&token, &["vm", "create", "web-1", "--os", "ubuntu-24.04", "--spec", "small"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(
+        server.cli_as(&token, &["vm", "create", "x", "--os", "windows", "--spec", "small"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(server.cli(&["vm", "list"]).status.code(), Some(8), "the system administrator owns no VMs");
+    let unreachable = std::process::Command::new(&binaries().cli)
+        .args(["--socket", "/nonexistent/basphere.sock", "vm", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(7));
+    assert!(stderr(&unreachable).contains("cannot reach"), "{}", stderr(&unreachable));
+    let usage = std::process::Command::new(&binaries().cli).args(["vm", "create"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+
+    // Completion scripts.
+    for shell in ["bash", "zsh", "fish"] {
+        let script =
+            expect(&std::process::Command::new(&binaries().cli).args(["completion", shell]).output().unwrap(), 0);
+        assert!(script.contains("basphere") && script.len() > 500, "{shell}");
+    }
+}
+
+#[test]
+fn the_original_command_names_work_as_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(FAST));
+    let token = server.account("alice", 1, false);
+    let links = dir.path().join("bin");
+    std::fs::create_dir_all(&links).unwrap();
+    for name in ["create-vm", "list-vms", "delete-vm", "show-quota", "list-resources"] {
+        std::os::unix::fs::symlink(&binaries().cli, links.join(name)).unwrap();
+    }
+    let run = |name: &str, args: &[&str]| {
+        std::process::Command::new(links.join(name))
+            .args(args)
+            .env("BASPHERE_SERVER", format!("http://{}", server.tcp))
+            .env("BASPHERE_TOKEN", &token)
+            .env("BASPHERE_CLI_CONFIG", "/nonexistent")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let created = expect(&run("create-vm", &["-n", "web", "-o", "ubuntu-24.04", "-s", "small", "-c", "2"]), 0);
+    assert!(created.contains("Created: 2 / 2") && created.contains("web-1: 10.254.0.32 (running)"), "{created}");
+    assert!(created.contains("ssh alice@"), "the login is the owner, not ubuntu: {created}");
+    let missing = run("create-vm", &["-n", "web"]);
+    assert_eq!(missing.status.code(), Some(2), "no terminal to ask on");
+    assert!(stderr(&missing).contains("-o OS, -s SPEC"), "{}", stderr(&missing));
+
+    let table = expect(&run("list-vms", &["-a"]), 0);
+    assert!(
+        table.contains("=== VM list (alice) ===") && table.contains("Total 2 VMs") && table.contains("Quota: 2 / 10"),
+        "{table}"
+    );
+    let listed: Value = serde_json::from_str(&expect(&run("list-vms", &["-j"]), 0)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "list-vms -j is an array of VMs");
+
+    let quota = expect(&run("show-quota", &[]), 0);
+    assert!(quota.contains("=== Quota (alice) ===") && quota.contains("2/10"), "{quota}");
+    let quota: Value = serde_json::from_str(&expect(&run("show-quota", &["-j"]), 0)).unwrap();
+    assert_eq!(quota["usage"]["ips"], 2);
+
+    let resources: Value = serde_json::from_str(&expect(&run("list-resources", &["-j"]), 0)).unwrap();
+    assert_eq!((resources["vms"].as_array().unwrap().len(), resources["clusters"].as_array().unwrap().len()), (2, 0));
+    assert!(expect(&run("list-resources", &[]), 0).contains("Total resources: 2 VMs, 0 clusters"));
+
+    let unconfirmed = run("delete-vm", &["web-1"]);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(expect(&run("delete-vm", &["web-1", "-f"]), 0).contains("VM deleted: web-1"));
+    assert_eq!(run("delete-vm", &["web-1", "-f"]).status.code(), Some(3));
+    let help = expect(&run("create-vm", &["--help"]), 0);
+    assert!(help.contains("--name") && help.contains("--count"), "{help}");
+}
