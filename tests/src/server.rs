@@ -120,6 +120,7 @@ pub struct Server {
     pub tcp: String,
     config: Option<PathBuf>,
     log: PathBuf,
+    log_level: String,
 }
 
 /// Embedded defaults, but with instant simulated vSphere tasks.
@@ -129,6 +130,11 @@ impl Server {
     /// Starts a server in `dir` (data in `dir/data`, socket `dir/run/basphere.sock`) with the
     /// given configuration text, or embedded defaults when `None`.
     pub fn start(dir: &Path, config: Option<&str>) -> Server {
+        Self::start_with_log_level(dir, config, "warn")
+    }
+
+    /// Like `start`, with `BASPHERE_LOG` set to `level`.
+    pub fn start_with_log_level(dir: &Path, config: Option<&str>, level: &str) -> Server {
         let config = config.map(|text| {
             let path = dir.join("config.yaml");
             std::fs::write(&path, text).expect("write config");
@@ -137,7 +143,7 @@ impl Server {
         let data_dir = dir.join("data");
         let socket = dir.join("run/basphere.sock");
         let mut server =
-            Server { child: None, data_dir, socket, tcp: String::new(), config, log: dir.join("server.log") };
+            Server { child: None, data_dir, socket, tcp: String::new(), config, log: dir.join("server.log"), log_level: level.to_owned() };
         server.restart();
         server
     }
@@ -158,7 +164,7 @@ impl Server {
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
         let mut child = command
-            .env("BASPHERE_LOG", "warn")
+            .env("BASPHERE_LOG", &self.log_level)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -8,4 +8,5 @@ mod concurrency;
 mod crash;
 mod e2e;
 mod ipam;
+mod lifecycle;
 mod platform;
