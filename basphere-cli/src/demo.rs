@@ -188,6 +188,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let vms = alice.get("/api/v1/vms").await?;
     output::vm_table(vms["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), false, false);
 
+    let me = std::env::args().next().unwrap_or_else(|| "basphere".into());
     step("Your turn");
     match pid {
         Some(pid) => println!(
@@ -197,11 +198,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         None => println!("  basphere-server keeps running."),
     }
     println!("  As the administrator, over the socket:");
-    println!("    basphere --socket {} admin vm list", args.data_dir.join("basphere.sock").display());
+    println!("    {me} --socket {} admin vm list", args.data_dir.join("basphere.sock").display());
     println!("  As alice, over HTTP:");
     println!("    export BASPHERE_SERVER={tcp} BASPHERE_TOKEN={secret}");
-    println!("    basphere vm list");
-    println!("    basphere vm create db --os rocky-10.1 --spec medium --wait");
+    println!("    {me} vm list");
+    println!("    {me} vm create db --os rocky-10.1 --spec medium --wait");
+    println!("    ln -s {me} create-vm && ./create-vm    # the original command names work too");
     println!("  The API is described at {tcp}/api/v1/openapi.json");
     Ok(())
 }
