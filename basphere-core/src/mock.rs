@@ -156,6 +156,10 @@ impl MockProvisioner {
         self.lock().vms.values().cloned().collect()
     }
 
+    pub fn vm_count(&self) -> usize {
+        self.lock().vms.len()
+    }
+
     pub fn vm(&self, vsphere_name: &str) -> Option<MockVm> {
         self.lock().vms.get(vsphere_name).cloned()
     }

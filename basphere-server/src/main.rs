@@ -36,7 +36,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Store calls run on blocking threads; a bounded pool keeps memory bounded under load.
+    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;
     runtime.block_on(basphere_server::run(basphere_server::Options {
         config: args.config,
         data_dir: args.data_dir,

@@ -59,12 +59,12 @@ fn sql(error: rusqlite::Error) -> Error {
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// Read-only connections for file databases (WAL lets them read while a write commits).
-    readers: Option<Mutex<Vec<Connection>>>,
+    readers: Option<ReaderPool>,
     path: Option<PathBuf>,
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const READERS: usize = 4;
+const READERS: usize = 8;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it to the latest schema.
@@ -82,7 +82,7 @@ impl SqliteStore {
             configure(&reader, false)?;
             readers.push(reader);
         }
-        Ok(SqliteStore { writer: Mutex::new(writer), readers: Some(Mutex::new(readers)), path: Some(path) })
+        Ok(SqliteStore { writer: Mutex::new(writer), readers: Some(ReaderPool { connections: Mutex::new(readers), available: std::sync::Condvar::new() }), path: Some(path) })
     }
 
     /// A private in-memory database (one connection), for tests and demos.
@@ -109,23 +109,28 @@ impl SqliteStore {
             let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             return f(&mut conn);
         };
-        let taken = pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match taken {
-            Some(conn) => conn,
-            None => {
-                let path = self.path.as_ref().expect("file databases have readers");
-                let conn = Connection::open(path).map_err(|source| SqliteError::Open { path: path.clone(), source })?;
-                configure(&conn, false)?;
-                conn
+        // A fixed pool: callers wait for a free connection instead of opening new ones, so
+        // statement caches stay warm and memory stays bounded under load.
+        let mut conn = {
+            let mut free = pool.connections.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(conn) = free.pop() {
+                    break conn;
+                }
+                free = pool.available.wait(free).unwrap_or_else(|p| p.into_inner());
             }
         };
         let result = f(&mut conn);
-        let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < READERS {
-            pool.push(conn);
-        }
+        pool.connections.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        pool.available.notify_one();
         result
     }
+}
+
+/// Read-only connections shared by readers.
+struct ReaderPool {
+    connections: Mutex<Vec<Connection>>,
+    available: std::sync::Condvar,
 }
 
 fn configure(conn: &Connection, writer: bool) -> Result<()> {
@@ -298,12 +303,49 @@ const AUDIT_COLUMNS: &str = "id, at, actor, action, resource, source, outcome, d
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
 const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
 
-fn limit(value: Option<usize>) -> i64 {
-    value.map_or(-1, |limit| limit as i64)
+/// A SELECT whose WHERE clause holds only the filters in use, so SQLite can use its indexes
+/// (a `?1 IS NULL OR col = ?1` pattern would make it scan).
+struct Select {
+    sql: String,
+    clauses: Vec<&'static str>,
+    values: Vec<rusqlite::types::Value>,
 }
 
-fn after(value: Option<Uuid>) -> String {
-    value.map(|id| id.to_string()).unwrap_or_default()
+impl Select {
+    fn from(sql: String) -> Self {
+        Select { sql, clauses: Vec::new(), values: Vec::new() }
+    }
+
+    /// Adds `clause` (with one `?`) when `value` is present.
+    fn when<V: Into<rusqlite::types::Value>>(mut self, clause: &'static str, value: Option<V>) -> Self {
+        if let Some(value) = value {
+            self.clauses.push(clause);
+            self.values.push(value.into());
+        }
+        self
+    }
+
+    /// Adds a clause without a parameter.
+    fn only(mut self, clause: &'static str, apply: bool) -> Self {
+        if apply {
+            self.clauses.push(clause);
+        }
+        self
+    }
+
+    fn tail(mut self, tail: &str, limit: Option<usize>) -> (String, Vec<rusqlite::types::Value>) {
+        if !self.clauses.is_empty() {
+            self.sql.push_str(" WHERE ");
+            self.sql.push_str(&self.clauses.join(" AND "));
+        }
+        self.sql.push(' ');
+        self.sql.push_str(tail);
+        if let Some(limit) = limit {
+            self.sql.push_str(" LIMIT ?");
+            self.values.push((limit as i64).into());
+        }
+        (self.sql, self.values)
+    }
 }
 
 impl StoreRead for SqlTx<'_> {
@@ -332,13 +374,8 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
-        self.all(
-            &format!(
-                "SELECT {REGISTRATION_COLUMNS} FROM registrations WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"
-            ),
-            [status.map(RequestStatus::as_str)],
-            registration_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {REGISTRATION_COLUMNS} FROM registrations")).when("status = ?", status.map(|s| s.as_str().to_owned())).tail("ORDER BY id DESC", None);
+        self.all(&query, rusqlite::params_from_iter(values), registration_row)
     }
 
     fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>> {
@@ -350,11 +387,8 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
-        self.all(
-            &format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"),
-            [status.map(RequestStatus::as_str)],
-            key_change_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes")).when("status = ?", status.map(|s| s.as_str().to_owned())).tail("ORDER BY id DESC", None);
+        self.all(&query, rusqlite::params_from_iter(values), key_change_row)
     }
 
     fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
@@ -386,15 +420,13 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_vms(&self, filter: &VmFilter) -> Result<Vec<Vm>> {
-        self.all(
-            &format!(
-                "SELECT {VM_COLUMNS} FROM vms
-                 WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 OR state <> 'deleted') AND id > ?4
-                 ORDER BY id LIMIT ?5"
-            ),
-            params![filter.owner.as_ref().map(Username::as_str), filter.state.map(VmState::as_str), filter.include_deleted, after(filter.after), limit(filter.limit)],
-            vm_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {VM_COLUMNS} FROM vms"))
+            .when("owner = ?", filter.owner.as_ref().map(|o| o.to_string()))
+            .when("state = ?", filter.state.map(|s| s.as_str().to_owned()))
+            .only("state <> 'deleted'", !filter.include_deleted)
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
+        self.all(&query, rusqlite::params_from_iter(values), vm_row)
     }
 
     fn get_cluster(&self, id: Uuid) -> Result<Option<Cluster>> {
@@ -410,11 +442,12 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_clusters(&self, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
-        self.all(
-            &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE (?1 IS NULL OR owner = ?1) AND (?2 OR state <> 'deleted') AND id > ?3 ORDER BY id LIMIT ?4"),
-            params![filter.owner.as_ref().map(Username::as_str), filter.include_deleted, after(filter.after), limit(filter.limit)],
-            cluster_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {CLUSTER_COLUMNS} FROM clusters"))
+            .when("owner = ?", filter.owner.as_ref().map(|o| o.to_string()))
+            .only("state <> 'deleted'", !filter.include_deleted)
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
+        self.all(&query, rusqlite::params_from_iter(values), cluster_row)
     }
 
     fn get_operation(&self, id: Uuid) -> Result<Option<Operation>> {
@@ -422,31 +455,21 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
-        let query = if filter.unfinished {
-            format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE state IN ('queued', 'running') AND (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR resource_id = ?2) AND id > ?3 ORDER BY id LIMIT ?4")
-        } else {
-            format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR resource_id = ?2) AND id > ?3 ORDER BY id LIMIT ?4")
-        };
-        self.all(
-            &query,
-            params![
-                filter.owner.as_ref().map(Username::as_str),
-                filter.resource.map(|id| id.to_string()),
-                after(filter.after),
-                limit(filter.limit)
-            ],
-            operation_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {OPERATION_COLUMNS} FROM operations"))
+            .only("state IN ('queued', 'running')", filter.unfinished)
+            .when("owner = ?", filter.owner.as_ref().map(|o| o.to_string()))
+            .when("resource_id = ?", filter.resource.map(|id| id.to_string()))
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
+        self.all(&query, rusqlite::params_from_iter(values), operation_row)
     }
 
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
-        self.all(
-            &format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR actor = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
-            ),
-            params![filter.actor, after(filter.after), limit(filter.limit)],
-            audit_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {AUDIT_COLUMNS} FROM audit"))
+            .when("actor = ?", filter.actor.clone())
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
+        self.all(&query, rusqlite::params_from_iter(values), audit_row)
     }
 
     fn quota_override(&self, owner: &Username) -> Result<Option<QuotaOverride>> {
@@ -477,11 +500,8 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
-        self.all(
-            &format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks WHERE ?1 IS NULL OR pool = ?1 ORDER BY start"),
-            [pool],
-            block_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks")).when("pool = ?", pool.map(str::to_owned)).tail("ORDER BY start", None);
+        self.all(&query, rusqlite::params_from_iter(values), block_row)
     }
 
     fn blocks_of(&self, owner: &Username) -> Result<Vec<IpBlock>> {
@@ -497,11 +517,8 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
-        self.all(
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE ?1 IS NULL OR owner = ?1 ORDER BY address"),
-            [owner.map(Username::as_str)],
-            lease_row,
-        )
+        let (query, values) = Select::from(format!("SELECT {LEASE_COLUMNS} FROM leases")).when("owner = ?", owner.map(|o| o.to_string())).tail("ORDER BY address", None);
+        self.all(&query, rusqlite::params_from_iter(values), lease_row)
     }
 
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {

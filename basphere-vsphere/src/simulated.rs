@@ -33,6 +33,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let io = |source| SimulatedError::Io { path: path.to_path_buf(), source };
     let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
     let mut changes = Vec::new();
+    let mut torn = false;
     if path.exists() {
         let file = File::open(path).map_err(io)?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
@@ -43,38 +44,37 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             match serde_json::from_str::<InventoryChange>(&line) {
                 Ok(change) => changes.push(change),
                 // A torn last line is a change that was never completed.
-                Err(_) if is_last_line(path, index)? => break,
+                Err(_) if is_last_line(path, index)? => {
+                    torn = true;
+                    break;
+                }
                 Err(source) => {
                     return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
                 }
             }
         }
     }
-    let replayed = MockProvisioner::new(&config.vsphere.folder, templates.clone());
+    let changes_len = changes.len();
+    let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     replayed.replay(changes);
-    // Compact: rewrite the journal as the current inventory, then append from there.
-    let compacted = path.with_extension("jsonl.tmp");
-    {
-        let mut out = File::create(&compacted).map_err(io)?;
-        for folder in replayed.folders() {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")
-            )
-            .map_err(io)?;
+    // Compact when the journal has grown well past the inventory it describes: rewrite it as
+    // the current inventory, then append from there.
+    let live = replayed.folders().len() + replayed.vm_count();
+    if torn || changes_len > 2 * live + 1000 || !path.exists() {
+        let compacted = path.with_extension("jsonl.tmp");
+        {
+            let mut out = std::io::BufWriter::new(File::create(&compacted).map_err(io)?);
+            for folder in replayed.folders() {
+                writeln!(out, "{}", serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")).map_err(io)?;
+            }
+            for vm in replayed.vms() {
+                writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")).map_err(io)?;
+            }
+            out.flush().map_err(io)?;
+            out.get_ref().sync_all().map_err(io)?;
         }
-        for vm in replayed.vms() {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")
-            )
-            .map_err(io)?;
-        }
-        out.sync_all().map_err(io)?;
+        std::fs::rename(&compacted, path).map_err(io)?;
     }
-    std::fs::rename(&compacted, path).map_err(io)?;
     let journal = Mutex::new(OpenOptions::new().append(true).open(path).map_err(io)?);
     let journal_path = path.to_path_buf();
     let observer = Arc::new(move |change: &InventoryChange| {
@@ -84,11 +84,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             tracing::error!(path = %journal_path.display(), %error, "the simulated vSphere journal could not be written");
         }
     });
-    let provisioner =
-        MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays).with_observer(observer);
-    provisioner.replay(replayed.folders().into_iter().map(|path| InventoryChange::Folder { path }));
-    provisioner.replay(replayed.vms().into_iter().map(|vm| InventoryChange::Upsert { vm: Box::new(vm) }));
-    Ok(Arc::new(provisioner))
+    Ok(Arc::new(replayed.with_observer(observer)))
 }
 
 fn is_last_line(path: &Path, index: usize) -> Result<bool> {

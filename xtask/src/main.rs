@@ -3,8 +3,11 @@
 //! - `cargo xtask tidy`: the repository rules (layering, codemap, lints) that `cargo test` also
 //!   runs as a plain test.
 //! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
+//! - `cargo xtask bench api`: the release server under load: list and create throughput and
+//!   latency, start-up time, memory.
 
 mod bench;
+mod bench_api;
 mod tidy;
 
 use clap::{Parser, Subcommand};
@@ -23,7 +26,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam"])]
+        #[arg(value_parser = ["ipam", "api"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -47,7 +50,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench { name, scale } => match name.as_str() {
             "ipam" => bench::ipam(scale),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam"),
+            "api" => bench_api::api(scale),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api"),
         },
     }
 }

@@ -1,0 +1,288 @@
+//! `cargo xtask bench api`: the release `basphere-server` on loopback under a load generator of
+//! our own (keep-alive HTTP/1.1 connections on tokio): list latency and throughput for a user
+//! with 100 VMs in a store of 10,000, VM creation throughput on a zero-delay simulated backend,
+//! start-up time, idle and peak memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+const CONFIG: &str = "backend:\n  simulated_delays: none\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 128\nserver:\n  workers: 64\n";
+
+struct Server {
+    child: Child,
+    tcp: String,
+    socket: PathBuf,
+    ready: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn build(root: &Path) -> Result<PathBuf> {
+    let status = Command::new(env!("CARGO")).args(["build", "--release", "-p", "basphere-server"]).current_dir(root).status()?;
+    if !status.success() {
+        bail!("building the release server failed");
+    }
+    Ok(root.join("target/release/basphere-server"))
+}
+
+fn start(binary: &Path, dir: &Path) -> Result<Server> {
+    std::fs::write(dir.join("config.yaml"), CONFIG)?;
+    let socket = dir.join("basphere.sock");
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(dir.join("config.yaml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("BASPHERE_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let ready = started.elapsed();
+    let start = line.find("http://").context("ready line")? + "http://".len();
+    let tcp = line[start..].split_whitespace().next().context("address")?.to_owned();
+    Ok(Server { child, tcp, socket, ready })
+}
+
+/// VmRSS and VmHWM (peak) of a process, in KiB.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(address: &str) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn connect_unix(path: &Path) -> Result<Sender> {
+    let stream = tokio::net::UnixStream::connect(path).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn call(sender: &mut Sender, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Bytes)> {
+    sender.ready().await?;
+    let mut request = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let payload = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(body)?)
+        }
+        None => Bytes::new(),
+    };
+    let response = sender.send_request(request.body(Full::new(payload))?).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+/// Creates `users` accounts with a quota for `vms` VMs each and returns their tokens.
+async fn accounts(server: &Server, prefix: &str, users: usize, vms: u64, seed: u64) -> Result<Vec<String>> {
+    let mut admin = connect_unix(&server.socket).await?;
+    let mut tokens = Vec::new();
+    for index in 0..users {
+        let name = format!("{prefix}-{index}");
+        let key = basphere_core::testing::ssh_key(seed + index as u64);
+        let (status, body) = call(&mut admin, "POST", "/api/v1/admin/users", None, Some(&json!({"username": name, "email": format!("{name}@example.com"), "ssh_key": key.as_str()}))).await?;
+        anyhow::ensure!(status == 201, "creating {name}: {}", String::from_utf8_lossy(&body));
+        let quota = json!({"vms": vms, "ips": vms.max(128), "vcpus": vms * 2, "memory_mb": vms * 4096, "disk_gb": vms * 50});
+        let (status, _) = call(&mut admin, "PUT", &format!("/api/v1/admin/users/{name}/quota"), None, Some(&quota)).await?;
+        anyhow::ensure!(status == 200, "quota of {name}");
+        let (status, body) = call(&mut admin, "POST", &format!("/api/v1/admin/users/{name}/tokens"), None, Some(&json!({"name": "bench"}))).await?;
+        anyhow::ensure!(status == 201, "token of {name}");
+        let created: Value = serde_json::from_slice(&body)?;
+        tokens.push(created["secret"].as_str().context("secret")?.to_owned());
+    }
+    Ok(tokens)
+}
+
+async fn wait_idle(server: &Server) -> Result<()> {
+    let mut admin = connect_unix(&server.socket).await?;
+    loop {
+        let (_, body) = call(&mut admin, "GET", "/metrics", None, None).await?;
+        let text = String::from_utf8_lossy(&body);
+        let busy = text.lines().filter(|l| l.starts_with("basphere_operations{")).any(|l| !l.ends_with(" 0"));
+        if !busy {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Load {
+    requests: usize,
+    ok: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        self.latencies.get(((self.latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+    }
+}
+
+/// `connections` keep-alive connections, each sending requests back to back for `duration`.
+async fn load<F>(address: &str, connections: usize, duration: Duration, request: F) -> Result<Load>
+where
+    F: Fn(usize, usize) -> (String, String, Option<Value>, String) + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let (address, request) = (address.to_owned(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&address).await?;
+            let (mut latencies, mut ok, mut n) = (Vec::new(), 0usize, 0usize);
+            while Instant::now() < deadline {
+                let (method, path, body, token) = request(connection, n);
+                let t0 = Instant::now();
+                let (status, _) = call(&mut sender, &method, &path, Some(&token), body.as_ref()).await?;
+                latencies.push(t0.elapsed());
+                ok += usize::from((200..300).contains(&status));
+                n += 1;
+            }
+            anyhow::Ok((latencies, ok))
+        }));
+    }
+    let mut total = Load { requests: 0, ok: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for task in tasks {
+        let (latencies, ok) = task.await??;
+        total.requests += latencies.len();
+        total.ok += ok;
+        total.latencies.extend(latencies);
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub fn api(scale: f64) -> Result<()> {
+    let root = super::tidy::workspace_root();
+    let binary = build(&root)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let dir = tempfile::tempdir()?;
+    let seconds = Duration::from_secs_f64((10.0 * scale).max(1.0));
+
+    // Start-up on an empty data directory, and idle memory.
+    let server = start(&binary, dir.path())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (idle_rss, _) = memory(server.child.id());
+    let ready_empty = server.ready;
+
+    let report = runtime.block_on(async {
+        // A store of 10,000 VMs: 100 users with 100 each, created through the API.
+        let seeding = Instant::now();
+        let tokens = accounts(&server, "owner", 100, 100, 900_000).await?;
+        let mut seeders = Vec::new();
+        for (index, token) in tokens.iter().enumerate() {
+            let (address, token) = (server.tcp.clone(), token.clone());
+            seeders.push(tokio::spawn(async move {
+                let mut sender = connect(&address).await?;
+                for batch in 0..10 {
+                    let body = json!({"name": format!("vm{batch}"), "os": "ubuntu-24.04", "spec": "tiny", "count": 10});
+                    let (status, body) = call(&mut sender, "POST", "/api/v1/vms", Some(&token), Some(&body)).await?;
+                    anyhow::ensure!(status == 202, "seeding user {index}: {}", String::from_utf8_lossy(&body));
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for seeder in seeders {
+            seeder.await??;
+        }
+        wait_idle(&server).await?;
+        let seeded_in = seeding.elapsed();
+
+        // GET /api/v1/vms for one user with 100 VMs.
+        let lister = tokens[7].clone();
+        let mut list = load(&server.tcp, 32, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
+        anyhow::ensure!(list.ok == list.requests, "{} of {} list requests failed", list.requests - list.ok, list.requests);
+
+        // Creates: 50 fresh users, one VM per request, zero-delay backend.
+        let creators = Arc::new(accounts(&server, "maker", 50, 100_000, 800_000).await?);
+        let creators_for_load = creators.clone();
+        let mut create = load(&server.tcp, 32, seconds, move |connection, n| {
+            let token = creators_for_load[(connection + n * 32) % creators_for_load.len()].clone();
+            ("POST".into(), "/api/v1/vms".into(), Some(json!({"name": format!("c{connection}-{n}"), "os": "ubuntu-24.04", "spec": "tiny"})), token)
+        })
+        .await?;
+        anyhow::ensure!(create.ok == create.requests, "{} of {} creates were refused", create.requests - create.ok, create.requests);
+        wait_idle(&server).await?;
+        let (rss, peak) = memory(server.child.id());
+        anyhow::Ok(json!({
+            "seed_10000_vms_seconds": seeded_in.as_secs_f64(),
+            "list": {"requests": list.requests, "per_second": list.requests as f64 / list.elapsed.as_secs_f64(), "p50_ms": ms(list.percentile(0.5)), "p99_ms": ms(list.percentile(0.99))},
+            "create": {"accepted": create.ok, "per_second": create.ok as f64 / create.elapsed.as_secs_f64(), "p50_ms": ms(create.percentile(0.5)), "p99_ms": ms(create.percentile(0.99))},
+            "rss_after_kib": rss,
+            "peak_rss_kib": peak,
+        }))
+    })?;
+    drop(server);
+
+    // Start-up with the populated store (10,000+ VMs).
+    let restarted = start(&binary, dir.path())?;
+    let ready_full = restarted.ready;
+    drop(restarted);
+
+    let list_rate = report["list"]["per_second"].as_f64().unwrap_or(0.0);
+    let list_p99 = report["list"]["p99_ms"].as_f64().unwrap_or(f64::MAX);
+    let create_rate = report["create"]["per_second"].as_f64().unwrap_or(0.0);
+    println!("api benchmark: release basphere-server, load generator with 32 keep-alive connections on loopback, {} s per run, 2 cores shared", seconds.as_secs());
+    println!("  seeding 10,000 VMs through the API (100 users x 10 batches of 10) and provisioning them: {:.1} s", report["seed_10000_vms_seconds"].as_f64().unwrap_or(0.0));
+    println!("  GET /api/v1/vms (100 VMs of 10,000): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)", list_rate, report["list"]["p50_ms"].as_f64().unwrap_or(0.0), list_p99, report["list"]["requests"]);
+    println!("  POST /api/v1/vms (1 VM each, zero-delay backend): {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms ({} accepted)", create_rate, report["create"]["p50_ms"].as_f64().unwrap_or(0.0), report["create"]["p99_ms"].as_f64().unwrap_or(0.0), report["create"]["accepted"]);
+    println!("  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs", ms(ready_empty), ms(ready_full));
+    println!("  memory: idle {:.1} MiB, peak {:.1} MiB", idle_rss as f64 / 1024.0, report["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!();
+    println!("target: >= 5,000 list req/s with p99 < 10 ms: {} / {}", verdict(list_rate >= 5000.0), verdict(list_p99 < 10.0));
+    println!("target: >= 500 accepted creates/s: {}", verdict(create_rate >= 500.0));
+    println!("target: idle RSS < 30 MB: {}", verdict((idle_rss as f64) < 30.0 * 1024.0));
+    println!("target: ready < 200 ms: {}", verdict(ready_empty < Duration::from_millis(200) && ready_full < Duration::from_millis(200)));
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let mut report = report;
+    report["ready_empty_ms"] = json!(ms(ready_empty));
+    report["ready_full_ms"] = json!(ms(ready_full));
+    report["idle_rss_kib"] = json!(idle_rss);
+    std::fs::write(out.join("api.json"), serde_json::to_string_pretty(&report)?)?;
+    println!("figures written to target/bench/api.json");
+    Ok(())
+}
