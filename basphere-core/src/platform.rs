@@ -4,7 +4,7 @@
 //! transaction; the backend work then runs as an operation on a bounded set of background
 //! workers. Both binaries and embedding programs drive Basphere through this type.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,10 @@ const STEP_DESTROY: &str = "destroy";
 const STEP_RELEASE: &str = "release address";
 const STEP_POWER: &str = "power";
 
+/// How long an authenticated token is trusted without reading the store again.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
 /// The composed platform. Cheap to share as `Arc<Platform>`.
 pub struct Platform {
     config: Arc<Config>,
@@ -116,6 +120,9 @@ pub struct Platform {
     running: Mutex<HashSet<Uuid>>,
     draining: AtomicBool,
     changed: Notify,
+    /// Recently authenticated tokens by secret hash, so a request costs no store read for its
+    /// identity. Entries live `TOKEN_CACHE_TTL` at most; revocation here removes them at once.
+    token_cache: Mutex<HashMap<String, (User, ApiToken, tokio::time::Instant)>>,
     notification_retry: Duration,
 }
 
@@ -138,6 +145,7 @@ impl Platform {
             running: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
             changed: Notify::new(),
+            token_cache: Mutex::new(HashMap::new()),
             notification_retry: Duration::from_millis(500),
         })
     }
@@ -780,34 +788,44 @@ impl Platform {
     /// Revokes a token of the actor's own (or any, for an admin). Others' tokens are `NotFound`.
     pub async fn revoke_token(&self, actor: &Actor, id: Uuid) -> Result<ApiToken> {
         let actor = actor.clone();
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                let mut token = tx
-                    .get_token(id)?
-                    .filter(|t| actor.may_act_for(&t.owner))
-                    .ok_or_else(|| Error::not_found("token", id))?;
-                if token.revoked_at.is_none() {
-                    token.revoked_at = Some(now());
-                    tx.update_token(&token)?;
-                    tx.append_audit(&AuditEvent::new(
-                        &actor.name,
-                        "token.revoke",
-                        &format!("token/{}/{}", token.owner, token.id),
-                        &actor.source,
-                        Outcome::Success,
-                        serde_json::Value::Null,
-                    ))?;
-                }
-                Ok(token)
+        let revoked = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut token = tx
+                        .get_token(id)?
+                        .filter(|t| actor.may_act_for(&t.owner))
+                        .ok_or_else(|| Error::not_found("token", id))?;
+                    if token.revoked_at.is_none() {
+                        token.revoked_at = Some(now());
+                        tx.update_token(&token)?;
+                        tx.append_audit(&AuditEvent::new(
+                            &actor.name,
+                            "token.revoke",
+                            &format!("token/{}/{}", token.owner, token.id),
+                            &actor.source,
+                            Outcome::Success,
+                            serde_json::Value::Null,
+                        ))?;
+                    }
+                    Ok(token)
+                })
             })
-        })
-        .await
+            .await?;
+        self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, token, _)| token.id != id);
+        Ok(revoked)
     }
 
     /// The account and token behind a bearer secret. Every failure is the same `Unauthorized`,
     /// so a caller learns nothing about which part was wrong.
     pub async fn authenticate_token(&self, secret: &str) -> Result<(User, ApiToken)> {
         let hash = ApiToken::hash_secret(secret);
+        let cached = self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
+        if let Some((user, token, at)) = cached {
+            if at.elapsed() < TOKEN_CACHE_TTL && token.is_valid_at(now()) {
+                return Ok((user, token));
+            }
+        }
+        let key = hash.clone();
         let found = self
             .db(move |store, _| {
                 store.query(|tx| {
@@ -819,7 +837,14 @@ impl Platform {
             })
             .await?;
         match found {
-            Some((user, token)) if token.is_valid_at(now()) && user.status == UserStatus::Active => Ok((user, token)),
+            Some((user, token)) if token.is_valid_at(now()) && user.status == UserStatus::Active => {
+                let mut cache = self.token_cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= TOKEN_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(key, (user.clone(), token.clone(), tokio::time::Instant::now()));
+                Ok((user, token))
+            }
             _ => Err(Error::Unauthorized("the token is unknown, revoked or expired".into())),
         }
     }

@@ -206,7 +206,8 @@ impl Ipam for BlockIpam {
             by_owner.entry(&block.owner).or_default().push(block);
         }
         for lease in tx.list_leases(None)? {
-            let inside = by_owner.get(&lease.owner).is_some_and(|owned| owned.iter().any(|block| block.contains(lease.address)));
+            let inside =
+                by_owner.get(&lease.owner).is_some_and(|owned| owned.iter().any(|block| block.contains(lease.address)));
             let pool = self.pools.iter().find(|pool| pool.cidr.contains(lease.address));
             if !inside || pool.is_none_or(|pool| pool.is_unleasable(lease.address)) {
                 return Err(Error::Conflict(format!(

@@ -28,7 +28,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG").unwrap_or_else(|_| "info,tower_http=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG").unwrap_or_else(|_| "info,tower_http=warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // BASPHERE_LOG_FORMAT=json gives one JSON object per line, for log collectors.
     if std::env::var("BASPHERE_LOG_FORMAT").is_ok_and(|format| format == "json") {

@@ -82,7 +82,11 @@ impl SqliteStore {
             configure(&reader, false)?;
             readers.push(reader);
         }
-        Ok(SqliteStore { writer: Mutex::new(writer), readers: Some(ReaderPool { connections: Mutex::new(readers), available: std::sync::Condvar::new() }), path: Some(path) })
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: Some(ReaderPool { connections: Mutex::new(readers), available: std::sync::Condvar::new() }),
+            path: Some(path),
+        })
     }
 
     /// A private in-memory database (one connection), for tests and demos.
@@ -374,7 +378,9 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
-        let (query, values) = Select::from(format!("SELECT {REGISTRATION_COLUMNS} FROM registrations")).when("status = ?", status.map(|s| s.as_str().to_owned())).tail("ORDER BY id DESC", None);
+        let (query, values) = Select::from(format!("SELECT {REGISTRATION_COLUMNS} FROM registrations"))
+            .when("status = ?", status.map(|s| s.as_str().to_owned()))
+            .tail("ORDER BY id DESC", None);
         self.all(&query, rusqlite::params_from_iter(values), registration_row)
     }
 
@@ -387,7 +393,9 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
-        let (query, values) = Select::from(format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes")).when("status = ?", status.map(|s| s.as_str().to_owned())).tail("ORDER BY id DESC", None);
+        let (query, values) = Select::from(format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes"))
+            .when("status = ?", status.map(|s| s.as_str().to_owned()))
+            .tail("ORDER BY id DESC", None);
         self.all(&query, rusqlite::params_from_iter(values), key_change_row)
     }
 
@@ -500,7 +508,9 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
-        let (query, values) = Select::from(format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks")).when("pool = ?", pool.map(str::to_owned)).tail("ORDER BY start", None);
+        let (query, values) = Select::from(format!("SELECT {BLOCK_COLUMNS} FROM ip_blocks"))
+            .when("pool = ?", pool.map(str::to_owned))
+            .tail("ORDER BY start", None);
         self.all(&query, rusqlite::params_from_iter(values), block_row)
     }
 
@@ -517,7 +527,9 @@ impl StoreRead for SqlTx<'_> {
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
-        let (query, values) = Select::from(format!("SELECT {LEASE_COLUMNS} FROM leases")).when("owner = ?", owner.map(|o| o.to_string())).tail("ORDER BY address", None);
+        let (query, values) = Select::from(format!("SELECT {LEASE_COLUMNS} FROM leases"))
+            .when("owner = ?", owner.map(|o| o.to_string()))
+            .tail("ORDER BY address", None);
         self.all(&query, rusqlite::params_from_iter(values), lease_row)
     }
 

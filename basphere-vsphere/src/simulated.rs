@@ -65,10 +65,20 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
         {
             let mut out = std::io::BufWriter::new(File::create(&compacted).map_err(io)?);
             for folder in replayed.folders() {
-                writeln!(out, "{}", serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")
+                )
+                .map_err(io)?;
             }
             for vm in replayed.vms() {
-                writeln!(out, "{}", serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&InventoryChange::Upsert { vm: Box::new(vm) }).expect("serializable")
+                )
+                .map_err(io)?;
             }
             out.flush().map_err(io)?;
             out.get_ref().sync_all().map_err(io)?;

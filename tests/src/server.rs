@@ -142,8 +142,15 @@ impl Server {
         });
         let data_dir = dir.join("data");
         let socket = dir.join("run/basphere.sock");
-        let mut server =
-            Server { child: None, data_dir, socket, tcp: String::new(), config, log: dir.join("server.log"), log_level: level.to_owned() };
+        let mut server = Server {
+            child: None,
+            data_dir,
+            socket,
+            tcp: String::new(),
+            config,
+            log: dir.join("server.log"),
+            log_level: level.to_owned(),
+        };
         server.restart();
         server
     }

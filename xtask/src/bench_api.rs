@@ -15,7 +15,8 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-const CONFIG: &str = "backend:\n  simulated_delays: none\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 128\nserver:\n  workers: 64\n";
+const CONFIG: &str =
+    "backend:\n  simulated_delays: none\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 128\nserver:\n  workers: 64\n";
 
 struct Server {
     child: Child,
@@ -32,7 +33,8 @@ impl Drop for Server {
 }
 
 fn build(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(env!("CARGO")).args(["build", "--release", "-p", "basphere-server"]).current_dir(root).status()?;
+    let status =
+        Command::new(env!("CARGO")).args(["build", "--release", "-p", "basphere-server"]).current_dir(root).status()?;
     if !status.success() {
         bail!("building the release server failed");
     }
@@ -67,7 +69,14 @@ fn start(binary: &Path, dir: &Path) -> Result<Server> {
 /// VmRSS and VmHWM (peak) of a process, in KiB.
 fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     (field("VmRSS:"), field("VmHWM:"))
 }
 
@@ -88,7 +97,13 @@ async fn connect_unix(path: &Path) -> Result<Sender> {
     Ok(sender)
 }
 
-async fn call(sender: &mut Sender, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Bytes)> {
+async fn call(
+    sender: &mut Sender,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(u16, Bytes)> {
     sender.ready().await?;
     let mut request = hyper::Request::builder().method(method).uri(path).header("host", "localhost");
     if let Some(token) = token {
@@ -114,12 +129,28 @@ async fn accounts(server: &Server, prefix: &str, users: usize, vms: u64, seed: u
     for index in 0..users {
         let name = format!("{prefix}-{index}");
         let key = basphere_core::testing::ssh_key(seed + index as u64);
-        let (status, body) = call(&mut admin, "POST", "/api/v1/admin/users", None, Some(&json!({"username": name, "email": format!("{name}@example.com"), "ssh_key": key.as_str()}))).await?;
+        let (status, body) = call(
+            &mut admin,
+            "POST",
+            "/api/v1/admin/users",
+            None,
+            Some(&json!({"username": name, "email": format!("{name}@example.com"), "ssh_key": key.as_str()})),
+        )
+        .await?;
         anyhow::ensure!(status == 201, "creating {name}: {}", String::from_utf8_lossy(&body));
-        let quota = json!({"vms": vms, "ips": vms.max(128), "vcpus": vms * 2, "memory_mb": vms * 4096, "disk_gb": vms * 50});
-        let (status, _) = call(&mut admin, "PUT", &format!("/api/v1/admin/users/{name}/quota"), None, Some(&quota)).await?;
+        let quota =
+            json!({"vms": vms, "ips": vms.max(128), "vcpus": vms * 2, "memory_mb": vms * 4096, "disk_gb": vms * 50});
+        let (status, _) =
+            call(&mut admin, "PUT", &format!("/api/v1/admin/users/{name}/quota"), None, Some(&quota)).await?;
         anyhow::ensure!(status == 200, "quota of {name}");
-        let (status, body) = call(&mut admin, "POST", &format!("/api/v1/admin/users/{name}/tokens"), None, Some(&json!({"name": "bench"}))).await?;
+        let (status, body) = call(
+            &mut admin,
+            "POST",
+            &format!("/api/v1/admin/users/{name}/tokens"),
+            None,
+            Some(&json!({"name": "bench"})),
+        )
+        .await?;
         anyhow::ensure!(status == 201, "token of {name}");
         let created: Value = serde_json::from_slice(&body)?;
         tokens.push(created["secret"].as_str().context("secret")?.to_owned());
@@ -194,7 +225,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub fn api(scale: f64) -> Result<()> {
+pub fn api(scale: f64, connections: usize) -> Result<()> {
     let root = super::tidy::workspace_root();
     let binary = build(&root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -232,14 +263,14 @@ pub fn api(scale: f64) -> Result<()> {
 
         // GET /api/v1/vms for one user with 100 VMs.
         let lister = tokens[7].clone();
-        let mut list = load(&server.tcp, 32, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
+        let mut list = load(&server.tcp, connections, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
         anyhow::ensure!(list.ok == list.requests, "{} of {} list requests failed", list.requests - list.ok, list.requests);
 
         // Creates: 50 fresh users, one VM per request, zero-delay backend.
         let creators = Arc::new(accounts(&server, "maker", 50, 100_000, 800_000).await?);
         let creators_for_load = creators.clone();
-        let mut create = load(&server.tcp, 32, seconds, move |connection, n| {
-            let token = creators_for_load[(connection + n * 32) % creators_for_load.len()].clone();
+        let mut create = load(&server.tcp, connections, seconds, move |connection, n| {
+            let token = creators_for_load[(connection + n * 7) % creators_for_load.len()].clone();
             ("POST".into(), "/api/v1/vms".into(), Some(json!({"name": format!("c{connection}-{n}"), "os": "ubuntu-24.04", "spec": "tiny"})), token)
         })
         .await?;
@@ -264,18 +295,42 @@ pub fn api(scale: f64) -> Result<()> {
     let list_rate = report["list"]["per_second"].as_f64().unwrap_or(0.0);
     let list_p99 = report["list"]["p99_ms"].as_f64().unwrap_or(f64::MAX);
     let create_rate = report["create"]["per_second"].as_f64().unwrap_or(0.0);
-    println!("api benchmark: release basphere-server, load generator with 32 keep-alive connections on loopback, {} s per run, 2 cores shared", seconds.as_secs());
-    println!("  seeding 10,000 VMs through the API (100 users x 10 batches of 10) and provisioning them: {:.1} s", report["seed_10000_vms_seconds"].as_f64().unwrap_or(0.0));
-    println!("  GET /api/v1/vms (100 VMs of 10,000): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)", list_rate, report["list"]["p50_ms"].as_f64().unwrap_or(0.0), list_p99, report["list"]["requests"]);
+    println!("api benchmark: release basphere-server, load generator with {connections} keep-alive connections on loopback, {} s per run, 2 cores shared", seconds.as_secs());
+    println!(
+        "  seeding 10,000 VMs through the API (100 users x 10 batches of 10) and provisioning them: {:.1} s",
+        report["seed_10000_vms_seconds"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "  GET /api/v1/vms (100 VMs of 10,000): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+        list_rate,
+        report["list"]["p50_ms"].as_f64().unwrap_or(0.0),
+        list_p99,
+        report["list"]["requests"]
+    );
     println!("  POST /api/v1/vms (1 VM each, zero-delay backend): {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms ({} accepted)", create_rate, report["create"]["p50_ms"].as_f64().unwrap_or(0.0), report["create"]["p99_ms"].as_f64().unwrap_or(0.0), report["create"]["accepted"]);
-    println!("  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs", ms(ready_empty), ms(ready_full));
-    println!("  memory: idle {:.1} MiB, peak {:.1} MiB", idle_rss as f64 / 1024.0, report["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+    println!(
+        "  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs",
+        ms(ready_empty),
+        ms(ready_full)
+    );
+    println!(
+        "  memory: idle {:.1} MiB, peak {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        report["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
+    );
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
-    println!("target: >= 5,000 list req/s with p99 < 10 ms: {} / {}", verdict(list_rate >= 5000.0), verdict(list_p99 < 10.0));
+    println!(
+        "target: >= 5,000 list req/s with p99 < 10 ms: {} / {}",
+        verdict(list_rate >= 5000.0),
+        verdict(list_p99 < 10.0)
+    );
     println!("target: >= 500 accepted creates/s: {}", verdict(create_rate >= 500.0));
     println!("target: idle RSS < 30 MB: {}", verdict((idle_rss as f64) < 30.0 * 1024.0));
-    println!("target: ready < 200 ms: {}", verdict(ready_empty < Duration::from_millis(200) && ready_full < Duration::from_millis(200)));
+    println!(
+        "target: ready < 200 ms: {}",
+        verdict(ready_empty < Duration::from_millis(200) && ready_full < Duration::from_millis(200))
+    );
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     let mut report = report;

@@ -31,6 +31,9 @@ enum Command {
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Concurrent keep-alive connections of the API load generator.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
     },
 }
 
@@ -48,9 +51,9 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} tidy problem(s)", problems.len())
             }
         }
-        Command::Bench { name, scale } => match name.as_str() {
+        Command::Bench { name, scale, connections } => match name.as_str() {
             "ipam" => bench::ipam(scale),
-            "api" => bench_api::api(scale),
+            "api" => bench_api::api(scale, connections),
             other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api"),
         },
     }

@@ -2,6 +2,9 @@
 
 use tests::server::{Server, FAST};
 
+/// method, path, headers, body, expected status, problem kind, words the detail must contain.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str, &'a str);
+
 #[test]
 fn bad_requests_get_problems_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -11,7 +14,7 @@ fn bad_requests_get_problems_and_change_nothing() {
     let json_headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
     let big =
         format!(r#"{{"name":"web","os":"ubuntu-24.04","spec":"small","pad":"{}"}}"#, "x".repeat(10 * 1024 * 1024));
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/api/v1/vms",

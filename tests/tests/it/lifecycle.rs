@@ -10,9 +10,17 @@ use tests::server::{binaries, expect, stderr, Server, FAST};
 #[test]
 fn sigterm_drains_running_operations_and_a_restart_finishes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), Some("backend:\n  simulated_delays: realistic\nserver:\n  workers: 2\n  shutdown_grace_seconds: 10\n"));
+    let mut server = Server::start(
+        dir.path(),
+        Some("backend:\n  simulated_delays: realistic\nserver:\n  workers: 2\n  shutdown_grace_seconds: 10\n"),
+    );
     let alice = server.account("alice", 1, false);
-    let created = server.http("POST", "/api/v1/vms", Some(&alice), Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"tiny","count":4}"#));
+    let created = server.http(
+        "POST",
+        "/api/v1/vms",
+        Some(&alice),
+        Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"tiny","count":4}"#),
+    );
     assert_eq!(created.status, 202);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
@@ -41,7 +49,9 @@ fn other_unix_users_are_identified_by_the_kernel() {
     let server = Server::start(dir.path(), Some(FAST));
     std::fs::set_permissions(dir.path().join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let key = basphere_core::testing::ssh_key(1);
-    let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key.as_str(), "uid": 4242}).to_string();
+    let body =
+        serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key.as_str(), "uid": 4242})
+            .to_string();
     assert_eq!(server.unix("POST", "/api/v1/admin/users", Some(&body)).status, 201);
     let as_uid = |uid: u32, args: &[&str]| {
         std::process::Command::new(&binaries().cli)
@@ -60,7 +70,11 @@ fn other_unix_users_are_identified_by_the_kernel() {
     let me: serde_json::Value = serde_json::from_str(&expect(&as_uid(4242, &["-o", "json", "whoami"]), 0)).unwrap();
     assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("alice"), Some("user")));
     assert!(me["source"].as_str().unwrap().starts_with("unix:uid=4242"));
-    let created: serde_json::Value = serde_json::from_str(&expect(&as_uid(4242, &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "tiny", "--wait"]), 0)).unwrap();
+    let created: serde_json::Value = serde_json::from_str(&expect(
+        &as_uid(4242, &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "tiny", "--wait"]),
+        0,
+    ))
+    .unwrap();
     assert_eq!(created[0]["state"], "succeeded");
     let vms = server.unix("GET", "/api/v1/admin/vms?owner=alice", None).json();
     assert_eq!(vms["items"][0]["name"], "web", "the VM belongs to the uid's account");
@@ -75,11 +89,19 @@ fn metrics_describe_requests_operations_and_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), Some(FAST));
     let alice = server.account("alice", 1, false);
-    server.http("POST", "/api/v1/vms", Some(&alice), Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"tiny","count":2}"#));
+    server.http(
+        "POST",
+        "/api/v1/vms",
+        Some(&alice),
+        Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"tiny","count":2}"#),
+    );
     server.wait_idle();
     server.http("GET", "/api/v1/vms/web-1", Some(&alice), None);
     let metrics = server.http("GET", "/metrics", None, None).body;
-    assert!(metrics.contains(r#"basphere_http_requests_total{method="GET",route="/api/v1/vms/{name}",status="200"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"basphere_http_requests_total{method="GET",route="/api/v1/vms/{name}",status="200"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("basphere_http_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("basphere_ipam_leased_addresses 2"), "{metrics}");
     assert!(metrics.contains("basphere_ipam_pool_addresses 2048"), "{metrics}");
