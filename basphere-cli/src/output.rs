@@ -160,14 +160,14 @@ pub fn bar(used: u64, limit: u64) -> String {
 
 pub fn quota_table(quota: &Value) {
     let n = |section: &str, key: &str| quota[section][key].as_u64().unwrap_or(0);
-    for (label, key, unit) in [
-        ("VMs", "vms", ""),
-        ("IPs", "ips", ""),
-        ("vCPUs", "vcpus", ""),
-        ("Memory", "memory_mb", " MB"),
-        ("Disk", "disk_gb", " GB"),
-        ("Clusters", "clusters", ""),
+    for (label, key, divide, unit) in [
+        ("VMs", "vms", 1, ""),
+        ("IPs", "ips", 1, ""),
+        ("vCPUs", "vcpus", 1, ""),
+        ("Memory", "memory_mb", 1024, " GB"),
+        ("Disk", "disk_gb", 1, " GB"),
+        ("Clusters", "clusters", 1, ""),
     ] {
-        println!("{:<9} {}{unit}", label, bar(n("usage", key), n("limits", key)));
+        println!("{:<9} {}{unit}", label, bar(n("usage", key) / divide, n("limits", key) / divide));
     }
 }

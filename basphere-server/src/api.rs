@@ -139,15 +139,17 @@ pub async fn me(caller: Caller) -> Json<MeView> {
 #[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView)))]
 pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<CatalogView> {
     let config = state.platform.config();
+    // Specs from the smallest to the largest, as a menu should show them.
+    let mut specs: Vec<&VmSpec> = config.vm_specs.values().collect();
+    specs.sort_by_key(|s| (s.cpu, s.memory_mb, s.disk_gb, s.key.clone()));
     Json(CatalogView {
         os: config
             .os_images
             .values()
             .map(|os| CatalogOs { key: os.key.clone(), description: os.description.clone() })
             .collect(),
-        specs: config
-            .vm_specs
-            .values()
+        specs: specs
+            .into_iter()
             .map(|s| CatalogSpec {
                 key: s.key.clone(),
                 description: s.description.clone(),

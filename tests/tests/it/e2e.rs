@@ -204,3 +204,97 @@ fn the_original_command_names_work_as_aliases() {
     let help = expect(&run("create-vm", &["--help"]), 0);
     assert!(help.contains("--name") && help.contains("--count"), "{help}");
 }
+
+#[test]
+fn contexts_in_the_cli_configuration_choose_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(FAST));
+    let token = server.account("alice", 1, false);
+    let token_file = dir.path().join("alice.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = dir.path().join("cli.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "current: remote\ncontexts:\n  remote:\n    server: http://{}\n    token_file: {}\n  local:\n    socket: {}\n",
+            server.tcp,
+            token_file.display(),
+            server.socket.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&binaries().cli)
+            .args(args)
+            .env("BASPHERE_CLI_CONFIG", &config)
+            .env_remove("BASPHERE_SERVER")
+            .env_remove("BASPHERE_TOKEN")
+            .env_remove("BASPHERE_SOCKET")
+            .env_remove("BASPHERE_CONTEXT")
+            .output()
+            .unwrap()
+    };
+    let remote = json(&expect(&run(&["-o", "json", "whoami"]), 0));
+    assert_eq!(remote["name"], "alice", "the current context: the server with alice's token");
+    assert!(remote["source"].as_str().unwrap().starts_with("tcp:"));
+    let local = json(&expect(&run(&["--context", "local", "-o", "json", "whoami"]), 0));
+    assert_eq!(
+        (local["role"].as_str(), local["source"].as_str().map(|s| s.starts_with("unix:"))),
+        (Some("admin"), Some(true))
+    );
+    let unknown = run(&["--context", "nowhere", "whoami"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("known: local, remote"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn create_vm_asks_for_what_is_missing_on_a_terminal() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "`script` (util-linux) is needed to give the CLI a terminal: apt-get install bsdutils"
+        );
+        eprintln!("skipped: `script` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(FAST));
+    let token = server.account("alice", 1, false);
+    let link = dir.path().join("create-vm");
+    std::os::unix::fs::symlink(&binaries().cli, &link).unwrap();
+    // `script` runs the command on a pseudo-terminal and feeds it our answers:
+    // name, OS menu item 1, spec menu item 2, count 2, confirm.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &link.display().to_string(), "/dev/null"])
+        .env("BASPHERE_SERVER", format!("http://{}", server.tcp))
+        .env("BASPHERE_TOKEN", &token)
+        .env("BASPHERE_CLI_CONFIG", "/nonexistent")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"web\n1\n2\n2\ny\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    for shown in [
+        "? VM name:",
+        "? Select OS",
+        "[1] rocky-10.1",
+        "? Select spec",
+        "[1] tiny",
+        "? Number of VMs to create [1]:",
+        "? Create the VM(s)? [Y/n]",
+        "Created: 2 / 2",
+    ] {
+        assert!(screen.contains(shown), "missing {shown:?} in:\n{screen}");
+    }
+    let vms = server.http("GET", "/api/v1/vms", Some(&token), None).json();
+    let made: Vec<(&str, &str, &str)> = vms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| (vm["name"].as_str().unwrap(), vm["os"].as_str().unwrap(), vm["spec"].as_str().unwrap()))
+        .collect();
+    assert_eq!(made, [("web-1", "rocky-10.1", "small"), ("web-2", "rocky-10.1", "small")]);
+}
