@@ -172,6 +172,11 @@ pub enum AdminCommand {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// The last comparison of the store with vSphere; --now runs one.
+    Reconcile {
+        #[arg(long)]
+        now: bool,
+    },
     /// The audit log; --jsonl exports JSON lines.
     Audit {
         #[arg(long)]
@@ -708,6 +713,36 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     })
                     .collect();
                 output::table(&["ID", "OWNER", "KIND", "STATE", "RESOURCE"], &rows);
+            });
+            Ok(())
+        }
+        AdminCommand::Reconcile { now } => {
+            let report = if now {
+                ctx.post("/api/v1/admin/reconcile", None, &[]).await?
+            } else {
+                ctx.client.get("/api/v1/admin/reconcile").await?
+            };
+            emit(ctx.format, &report, |r| {
+                println!("reconciled at {}", r["at"].as_str().unwrap_or("(not yet)"));
+                for (label, key) in [("lost", "lost"), ("found again", "found")] {
+                    for vm in r[key].as_array().into_iter().flatten() {
+                        println!("  {label}: {}", vm.as_str().unwrap_or(""));
+                    }
+                }
+                for change in r["power_changed"].as_array().into_iter().flatten() {
+                    println!(
+                        "  now {}: {}",
+                        change["state"].as_str().unwrap_or(""),
+                        change["vm"].as_str().unwrap_or("")
+                    );
+                }
+                for stray in r["strays"].as_array().into_iter().flatten() {
+                    println!(
+                        "  stray (not Basphere's, left alone): {} in {}",
+                        stray["vsphere_name"].as_str().unwrap_or(""),
+                        stray["folder"].as_str().unwrap_or("")
+                    );
+                }
             });
             Ok(())
         }

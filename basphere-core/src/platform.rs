@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::ipam::Ipam;
 use crate::model::*;
 use crate::notifier::Notifier;
-use crate::provisioner::{GuestNetwork, PowerAction, PowerState, Provisioner, VmRef, VmRequest};
-use crate::store::{OperationFilter, Store, StoreExt, StoreTx};
+use crate::provisioner::{GuestNetwork, InventoryVm, PowerAction, PowerState, Provisioner, VmRef, VmRequest};
+use crate::store::{OperationFilter, Store, StoreExt, StoreTx, VmFilter};
 use crate::validate::{free_text, ResourceName, Username};
 
 /// Who is asking, as established by the caller's authentication (never by the request body).
@@ -89,6 +89,20 @@ impl std::fmt::Debug for NewToken {
     }
 }
 
+/// What one reconciliation found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub at: Option<Timestamp>,
+    /// VMs that vanished from vSphere, now `lost` (`owner/name`).
+    pub lost: Vec<String>,
+    /// VMs whose power state changed outside Basphere, with their new state.
+    pub power_changed: Vec<(String, VmState)>,
+    /// Lost VMs that are back in vSphere.
+    pub found: Vec<String>,
+    /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
+    pub strays: Vec<InventoryVm>,
+}
+
 /// Limits and usage of one account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaReport {
@@ -123,6 +137,8 @@ pub struct Platform {
     /// Recently authenticated tokens by secret hash, so a request costs no store read for its
     /// identity. Entries live `TOKEN_CACHE_TTL` at most; revocation here removes them at once.
     token_cache: Mutex<HashMap<String, (User, ApiToken, tokio::time::Instant)>>,
+    /// Strays already reported, so each is audited once.
+    known_strays: Mutex<HashSet<String>>,
     notification_retry: Duration,
 }
 
@@ -146,6 +162,7 @@ impl Platform {
             draining: AtomicBool::new(false),
             changed: Notify::new(),
             token_cache: Mutex::new(HashMap::new()),
+            known_strays: Mutex::new(HashSet::new()),
             notification_retry: Duration::from_millis(500),
         })
     }
@@ -875,6 +892,106 @@ impl Platform {
         })
         .await?;
         self.quota(owner).await
+    }
+
+    /// Compares the store with the backend's inventory: a VM gone from vSphere becomes `lost`,
+    /// power changes made outside Basphere are taken over, a lost VM that is back is found
+    /// again, and VMs in Basphere's folders that Basphere does not know are reported (and
+    /// audited once), never deleted. VMs with an operation in flight are left alone.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let inventory = self.provisioner.inventory().await?;
+        let base = format!("{}/", self.config.vsphere.folder);
+        let inventory_by_name: HashMap<String, InventoryVm> =
+            inventory.iter().map(|vm| (vm.vsphere_name.clone(), vm.clone())).collect();
+        let vms = self.db(|store, _| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
+        let known_ids: HashSet<Uuid> = vms.iter().map(|vm| vm.id).collect();
+        let mut report = ReconcileReport { at: Some(now()), ..ReconcileReport::default() };
+        let mut changes: Vec<(Uuid, VmState, VmState, Option<String>)> = Vec::new();
+        for vm in &vms {
+            let seen = inventory_by_name
+                .get(&vm.vsphere_name())
+                .filter(|found| found.basphere_id.is_none_or(|id| id == vm.id));
+            let next = match (vm.state, seen) {
+                (VmState::Running | VmState::Stopped, None) => Some((
+                    VmState::Lost,
+                    Some(format!(
+                        "{} is no longer in vSphere (noticed {})",
+                        vm.vsphere_name(),
+                        now().format("%Y-%m-%d %H:%M UTC")
+                    )),
+                )),
+                (VmState::Running, Some(found)) if found.power == PowerState::Off => Some((VmState::Stopped, None)),
+                (VmState::Stopped, Some(found)) if found.power == PowerState::On => Some((VmState::Running, None)),
+                (VmState::Lost, Some(found)) => {
+                    Some((if found.power == PowerState::On { VmState::Running } else { VmState::Stopped }, None))
+                }
+                _ => None,
+            };
+            if let Some((state, reason)) = next {
+                changes.push((vm.id, vm.state, state, reason));
+            }
+        }
+        for (id, expected, state, reason) in changes {
+            let applied = self
+                .db(move |store, _| {
+                    store.transact(|tx| {
+                        let Some(mut vm) = tx.get_vm(id)? else { return Ok(None) };
+                        let busy = !tx
+                            .list_operations(&OperationFilter {
+                                resource: Some(id),
+                                unfinished: true,
+                                limit: Some(1),
+                                ..OperationFilter::default()
+                            })?
+                            .is_empty();
+                        if busy || vm.state != expected {
+                            return Ok(None); // something else is changing it: look again next time
+                        }
+                        vm.state = state;
+                        vm.reason = reason.clone();
+                        vm.updated_at = now();
+                        tx.update_vm(&vm)?;
+                        let details = json!({"from": expected.as_str(), "to": state.as_str(), "reason": reason});
+                        tx.append_audit(&AuditEvent::new(
+                            "system",
+                            "vm.reconcile",
+                            &format!("vm/{}/{}", vm.owner, vm.name),
+                            "reconciler",
+                            Outcome::Success,
+                            details,
+                        ))?;
+                        Ok(Some(format!("{}/{}", vm.owner, vm.name)))
+                    })
+                })
+                .await?;
+            if let Some(name) = applied {
+                match (expected, state) {
+                    (_, VmState::Lost) => report.lost.push(name),
+                    (VmState::Lost, _) => report.found.push(name),
+                    _ => report.power_changed.push((name, state)),
+                }
+            }
+        }
+        for vm in inventory {
+            let ours = vm.basphere_id.is_some_and(|id| known_ids.contains(&id));
+            if vm.folder.starts_with(&base) && !ours {
+                let new = self.known_strays.lock().unwrap_or_else(|p| p.into_inner()).insert(vm.vsphere_name.clone());
+                if new {
+                    tracing::warn!(vm = %vm.vsphere_name, folder = %vm.folder, "a VM in Basphere's folders that Basphere does not know");
+                    let details = json!({"folder": vm.folder, "backend_id": vm.backend_id});
+                    self.audit(
+                        &Actor::system(),
+                        "vm.stray",
+                        &format!("vsphere/{}", vm.vsphere_name),
+                        Outcome::Success,
+                        details,
+                    )
+                    .await;
+                }
+                report.strays.push(vm);
+            }
+        }
+        Ok(report)
     }
 
     /// Resumes every operation that was interrupted (after a crash or restart). Returns their ids.

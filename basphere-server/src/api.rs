@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/vms", get(admin_list_vms))
         .route("/admin/operations", get(admin_list_operations))
         .route("/admin/audit", get(admin_audit))
+        .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
 }
 
 /// Runs store reads off the async executor.
@@ -608,4 +609,22 @@ pub async fn admin_audit(
         }
         Some(other) => Err(ApiError::invalid(format!("format {other:?} is not accepted: use json or jsonl"))),
     }
+}
+
+/// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
+#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
+    caller.require_admin()?;
+    let last = state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Json(last.as_ref().map(ReconcileView::from).unwrap_or_default()))
+}
+
+/// Reconcile now. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
+    caller.require_admin()?;
+    let report = state.platform.reconcile().await?;
+    let view = ReconcileView::from(&report);
+    *state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    Ok(Json(view))
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The server's own uid: a socket caller with this uid (or root) is an administrator.
     pub server_uid: u32,
+    /// The latest reconciliation report.
+    pub last_reconcile: Arc<std::sync::Mutex<Option<basphere_core::platform::ReconcileReport>>>,
 }
 
 /// Command-line overrides of the configuration file.
@@ -172,6 +174,37 @@ async fn shutdown_signal() {
     }
 }
 
+/// Compares the store with the VM backend every `interval` seconds (0 turns it off).
+async fn reconcile_periodically(
+    platform: Arc<Platform>,
+    last: Arc<std::sync::Mutex<Option<basphere_core::platform::ReconcileReport>>>,
+    interval: u64,
+) {
+    if interval == 0 {
+        return;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(interval));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match platform.reconcile().await {
+            Ok(report) => {
+                if !report.lost.is_empty() || !report.power_changed.is_empty() || !report.found.is_empty() {
+                    tracing::info!(
+                        lost = report.lost.len(),
+                        power_changed = report.power_changed.len(),
+                        found = report.found.len(),
+                        strays = report.strays.len(),
+                        "reconciled with the VM backend"
+                    );
+                }
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+            }
+            Err(error) => tracing::warn!(%error, "reconciliation failed; trying again at the next interval"),
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<()> {
     let started = std::time::Instant::now();
@@ -201,7 +234,13 @@ pub async fn run(options: Options) -> Result<()> {
         platform: platform.clone(),
         metrics: Arc::new(Metrics::new()),
         server_uid: nix::unistd::geteuid().as_raw(),
+        last_reconcile: Arc::new(std::sync::Mutex::new(None)),
     };
+    let reconciler = tokio::spawn(reconcile_periodically(
+        platform.clone(),
+        state.last_reconcile.clone(),
+        config.reconcile_interval_seconds,
+    ));
     let app = app(state);
 
     let tcp = TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
@@ -247,6 +286,7 @@ pub async fn run(options: Options) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; waiting for running operations");
     let _ = stop_tx.send(true);
+    reconciler.abort();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let left = platform.drain(grace).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

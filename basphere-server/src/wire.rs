@@ -382,3 +382,54 @@ pub struct CatalogSpec {
     pub memory_mb: u64,
     pub disk_gb: u64,
 }
+
+/// The last reconciliation of the store with vSphere.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReconcileView {
+    pub at: Option<DateTime<Utc>>,
+    /// `owner/name` of VMs that vanished from vSphere (now `lost`).
+    pub lost: Vec<String>,
+    /// `owner/name` of lost VMs that are back.
+    pub found: Vec<String>,
+    /// VMs whose power state was changed outside Basphere.
+    pub power_changed: Vec<PowerChangeView>,
+    /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
+    pub strays: Vec<StrayView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PowerChangeView {
+    pub vm: String,
+    pub state: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StrayView {
+    pub vsphere_name: String,
+    pub folder: String,
+    pub backend_id: String,
+}
+
+impl From<&basphere_core::platform::ReconcileReport> for ReconcileView {
+    fn from(report: &basphere_core::platform::ReconcileReport) -> Self {
+        ReconcileView {
+            at: report.at,
+            lost: report.lost.clone(),
+            found: report.found.clone(),
+            power_changed: report
+                .power_changed
+                .iter()
+                .map(|(vm, state)| PowerChangeView { vm: vm.clone(), state: state.as_str().to_owned() })
+                .collect(),
+            strays: report
+                .strays
+                .iter()
+                .map(|vm| StrayView {
+                    vsphere_name: vm.vsphere_name.clone(),
+                    folder: vm.folder.clone(),
+                    backend_id: vm.backend_id.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -97,6 +97,8 @@ fn every_route_answers_every_caller_as_declared() {
         ("GET", "/api/v1/admin/vms".into(), None, [401, 403, 403, 200, 401, 401]),
         ("GET", "/api/v1/admin/operations".into(), None, [401, 403, 403, 200, 401, 401]),
         ("GET", "/api/v1/admin/audit".into(), None, [401, 403, 403, 200, 401, 401]),
+        ("GET", "/api/v1/admin/reconcile".into(), None, [401, 403, 403, 200, 401, 401]),
+        ("POST", "/api/v1/admin/reconcile".into(), None, [401, 403, 403, 200, 401, 401]),
         ("POST", "/api/v1/admin/users/alice/vms".into(), Some(vm_body), [401, 403, 403, 202, 401, 401]),
         ("DELETE", "/api/v1/admin/users/alice/vms/new".into(), None, [401, 403, 403, 202, 401, 401]),
     ];

@@ -123,6 +123,9 @@ fn the_cli_drives_every_command_in_every_format() {
     assert!(lines.iter().any(|e| e["action"] == "vm.create" && e["actor"] == "alice"));
     assert!(lines.iter().any(|e| e["action"] == "quota.set"));
     expect(&server.cli(&["-y", "admin", "vm", "delete", "alice", "web-3", "--wait"]), 0);
+    let reconciled = json(&expect(&server.cli(&["-o", "json", "admin", "reconcile", "--now"]), 0));
+    assert!(reconciled["at"].is_string() && reconciled["lost"].as_array().unwrap().is_empty(), "{reconciled}");
+    assert!(expect(&server.cli(&["admin", "reconcile"]), 0).contains("reconciled at"));
 
     // Exit codes.
     assert_eq!(server.cli_as(&token, &["vm", "show", "nope"]).status.code(), Some(3));

@@ -521,3 +521,65 @@ async fn tokens_are_shown_once_stored_hashed_and_revocable() {
         "a revoked token no longer works"
     );
 }
+
+#[tokio::test]
+async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in BACKENDS {
+        let rig = rig(backend, dir.path());
+        rig.account("alice", 1).await;
+        let accepted = rig.create(&alice(), "alice", request("web", 3)).await.unwrap();
+        for item in &accepted {
+            rig.wait(&item.operation).await;
+        }
+        let quiet = rig.platform.reconcile().await.unwrap();
+        assert!(
+            quiet.lost.is_empty()
+                && quiet.power_changed.is_empty()
+                && quiet.found.is_empty()
+                && quiet.strays.is_empty(),
+            "{backend:?}: nothing to do when both agree: {quiet:?}"
+        );
+
+        // Behind Basphere's back: one VM deleted, one powered off, one VM planted.
+        rig.sim.remove_out_of_band("alice-web-1").unwrap();
+        let web2 = basphere_core::provisioner::VmRef {
+            id: accepted[1].vm.id,
+            owner: username("alice"),
+            vsphere_name: "alice-web-2".into(),
+            backend_id: None,
+        };
+        basphere_core::Provisioner::power(&*rig.sim, &web2, PowerAction::Stop).await.unwrap();
+        rig.sim.plant("basphere-vms/alice", "alice-manual");
+        rig.sim.plant("other-folder", "not-ours");
+
+        let report = rig.platform.reconcile().await.unwrap();
+        assert_eq!(report.lost, ["alice/web-1"], "{backend:?}");
+        assert_eq!(report.power_changed, [("alice/web-2".to_owned(), VmState::Stopped)]);
+        let strays: Vec<&str> = report.strays.iter().map(|vm| vm.vsphere_name.as_str()).collect();
+        assert_eq!(strays, ["alice-manual"], "only Basphere's folders are watched");
+        let web1 = rig.store.vm(&username("alice"), &name("web-1")).unwrap();
+        assert_eq!(web1.state, VmState::Lost);
+        assert!(web1.reason.unwrap().contains("no longer in vSphere"));
+        assert_eq!(web1.ip, Some(Ipv4Addr::new(10, 254, 0, 32)), "a lost VM keeps its address until deleted");
+        assert!(rig.sim.vm("alice-manual").is_some(), "strays are never deleted");
+
+        // A second pass changes nothing and audits the stray only once.
+        let again = rig.platform.reconcile().await.unwrap();
+        assert!(again.lost.is_empty() && again.power_changed.is_empty());
+        assert_eq!(again.strays.len(), 1);
+        let stray_audits = rig
+            .store
+            .query(|tx| tx.list_audit(&AuditFilter::default()))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "vm.stray")
+            .count();
+        assert_eq!(stray_audits, 1);
+
+        // Deleting a lost VM succeeds (gone is gone) and frees its address.
+        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web-1")).await.unwrap();
+        assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
+        assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 32))).unwrap().is_none());
+    }
+}
