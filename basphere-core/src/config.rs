@@ -161,6 +161,20 @@ pub struct Config {
     pub simulated_delays: SimulatedDelays,
     /// How long a stopping server waits for running operations.
     pub shutdown_grace_seconds: u64,
+    pub terraform: TerraformConfig,
+}
+
+/// How the Terraform backend runs `terraform`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TerraformConfig {
+    pub binary: PathBuf,
+    /// Shared provider cache (`TF_PLUGIN_CACHE_DIR`), so providers are fetched once.
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// A CLI configuration (`TF_CLI_CONFIG_FILE`), e.g. a provider mirror for offline sites.
+    pub cli_config_file: Option<PathBuf>,
+    pub init_timeout_seconds: u64,
+    pub apply_timeout_seconds: u64,
+    pub parallelism: usize,
 }
 
 /// Task times of the simulated vSphere backend: `realistic` (seconds, like a vCenter) or `none`.
@@ -254,6 +268,7 @@ struct RawConfig {
     validation: RawValidation,
     bastion: RawBastion,
     reconcile: RawReconcile,
+    terraform: RawTerraform,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +280,17 @@ struct RawServer {
     socket: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTerraform {
+    binary: Option<PathBuf>,
+    plugin_cache_dir: Option<PathBuf>,
+    cli_config_file: Option<PathBuf>,
+    init_timeout_seconds: Option<u64>,
+    apply_timeout_seconds: Option<u64>,
+    parallelism: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -759,7 +785,29 @@ impl Config {
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
             simulated_delays: raw.backend.simulated_delays.unwrap_or(SimulatedDelays::Realistic),
             shutdown_grace_seconds: raw.server.shutdown_grace_seconds.unwrap_or(30),
+            terraform: TerraformConfig {
+                binary: raw.terraform.binary.unwrap_or_else(|| PathBuf::from("terraform")),
+                plugin_cache_dir: raw.terraform.plugin_cache_dir,
+                cli_config_file: raw.terraform.cli_config_file,
+                init_timeout_seconds: positive(
+                    "terraform.init_timeout_seconds",
+                    Some(raw.terraform.init_timeout_seconds.unwrap_or(600)),
+                    10..=86_400,
+                )?,
+                apply_timeout_seconds: positive(
+                    "terraform.apply_timeout_seconds",
+                    Some(raw.terraform.apply_timeout_seconds.unwrap_or(1800)),
+                    10..=86_400,
+                )?,
+                parallelism: positive("terraform.parallelism", Some(raw.terraform.parallelism.unwrap_or(4)), 1..=64)?,
+            },
         };
+        if config.vm_backend == VmBackendKind::Terraform && config.vsphere.credentials_file.is_none() {
+            return Err(Error::invalid(
+                "vsphere.credentials_file",
+                "is required for backend.vm: terraform (a file with VSPHERE_USER and VSPHERE_PASSWORD, mode 600)",
+            ));
+        }
         Ok(config)
     }
 
@@ -987,6 +1035,8 @@ bastion: {address: bastion.corp.com, port: 50022}
             ),
             ("backend: {vm: openstack}", "backend.vm", "simulated"),
             ("server: {prot: 80}", "server", "unknown field `prot`"),
+            ("backend: {vm: terraform}", "vsphere.credentials_file", "required"),
+            ("terraform: {parallelism: 0}", "terraform.parallelism", "1-64"),
             ("vsphere: {datacenter: ''}", "vsphere.datacenter", "non-empty"),
             ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
             ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),

@@ -404,10 +404,13 @@ impl Platform {
                 if allowed {
                     Ok(())
                 } else {
-                    Err(Error::Conflict(
-                        format!("vm {} is {}; {action:?} needs it running or stopped", vm.name, vm.state)
-                            .to_lowercase(),
-                    ))
+                    let needs = if action == PowerAction::Reboot { "running" } else { "running or stopped" };
+                    Err(Error::Conflict(format!(
+                        "vm {} is {}; {} needs it {needs}",
+                        vm.name,
+                        vm.state,
+                        format!("{action:?}").to_lowercase()
+                    )))
                 }
             })
             .await?;
@@ -706,7 +709,7 @@ impl Platform {
             Err(error) => {
                 operation.append_log(log_tail_of(&error));
                 operation.finish_step(STEP_POWER, false);
-                operation.fail(format!("{action:?} failed: {error}").to_lowercase());
+                operation.fail(format!("{} failed: {error}", format!("{action:?}").to_lowercase()));
                 if let Error::NotFound { .. } = error {
                     vm.state = VmState::Lost;
                     vm.reason = Some("the VM is no longer in vSphere".into());

@@ -133,8 +133,24 @@ fn provisioner(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>>
             };
             Ok(basphere_vsphere::simulated::open(&data_dir.join("simulated-vsphere.jsonl"), config, delays)?)
         }
+        VmBackendKind::Terraform => {
+            use basphere_vsphere::terraform::{Credentials, TerraformProvisioner, TerraformSettings};
+            let credentials_file = config.vsphere.credentials_file.as_deref().context("vsphere.credentials_file is required for the terraform backend")?;
+            let settings = TerraformSettings {
+                binary: config.terraform.binary.clone(),
+                work_dir: data_dir.join("terraform"),
+                vsphere: config.vsphere.clone(),
+                credentials: Credentials::from_file(credentials_file)?,
+                plugin_cache_dir: config.terraform.plugin_cache_dir.clone(),
+                cli_config_file: config.terraform.cli_config_file.clone(),
+                init_timeout: Duration::from_secs(config.terraform.init_timeout_seconds),
+                apply_timeout: Duration::from_secs(config.terraform.apply_timeout_seconds),
+                parallelism: config.terraform.parallelism,
+            };
+            Ok(Arc::new(TerraformProvisioner::new(settings)?))
+        }
         other => bail!(
-            "backend.vm: {} is not available in this build yet; use `simulated` (the backends planned are {})",
+            "backend.vm: {} is not available in this build yet; use `simulated` or `terraform` (the backends planned are {})",
             other.as_str(),
             basphere_vsphere::PLANNED_BACKENDS.join(", ")
         ),

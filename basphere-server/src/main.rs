@@ -28,6 +28,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Everything the server and its children (terraform) write is private to its account.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("BASPHERE_LOG").unwrap_or_else(|_| "info,tower_http=warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

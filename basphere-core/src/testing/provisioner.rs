@@ -31,31 +31,65 @@ pub fn request(owner: &str, name: &str, address: [u8; 4]) -> VmRequest {
     }
 }
 
+/// What a backend can do beyond creating and destroying. A backend without a capability must
+/// answer `NotSupported`, which the suite checks instead of skipping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub power: bool,
+    pub inventory: bool,
+}
+
+impl Capabilities {
+    pub const ALL: Capabilities = Capabilities { power: true, inventory: true };
+}
+
 /// Runs every check. The provisioner must start with an empty inventory under its base folder.
 pub async fn check_all(provisioner: &dyn Provisioner) {
-    check_lifecycle(provisioner).await;
-    check_idempotent_create_and_destroy(provisioner).await;
-    check_missing_vm(provisioner).await;
+    check_all_with(provisioner, Capabilities::ALL).await;
+}
+
+/// Runs every check for a backend with the given capabilities.
+pub async fn check_all_with(provisioner: &dyn Provisioner, capabilities: Capabilities) {
+    check_lifecycle(provisioner, capabilities).await;
+    check_idempotent_create_and_destroy(provisioner, capabilities).await;
+    check_missing_vm(provisioner, capabilities).await;
+}
+
+fn assert_not_supported<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) {
+    match result {
+        Err(error) => assert_eq!(error.kind(), "not-supported", "{what}: {error}"),
+        Ok(value) => panic!("{what}: a backend without this capability must say NotSupported, got {value:?}"),
+    }
 }
 
 fn find<'a>(inventory: &'a [InventoryVm], name: &str) -> Option<&'a InventoryVm> {
     inventory.iter().find(|vm| vm.vsphere_name == name)
 }
 
-pub async fn check_lifecycle(provisioner: &dyn Provisioner) {
+pub async fn check_lifecycle(provisioner: &dyn Provisioner, capabilities: Capabilities) {
     provisioner.preflight().await.expect("preflight");
     let request = request("alice", "web", [10, 254, 0, 33]);
     provisioner.ensure_folder(&request.owner).await.expect("folder");
     provisioner.ensure_folder(&request.owner).await.expect("ensure_folder is idempotent");
     let handle = provisioner.create_vm(&request).await.expect("create");
     assert_eq!(handle.power, PowerState::On, "a created VM is powered on");
-    let inventory = provisioner.inventory().await.unwrap();
-    let seen = find(&inventory, "alice-web").expect("named <owner>-<name>");
-    assert_eq!(seen.basphere_id, Some(request.id), "carries Basphere's marker");
-    assert_eq!(seen.backend_id, handle.backend_id);
-    assert!(seen.folder.ends_with("/alice"), "in the owner's folder: {}", seen.folder);
+    assert!(!handle.backend_id.is_empty(), "the backend names its VM");
+    if capabilities.inventory {
+        let inventory = provisioner.inventory().await.unwrap();
+        let seen = find(&inventory, "alice-web").expect("named <owner>-<name>");
+        assert_eq!(seen.basphere_id, Some(request.id), "carries Basphere's marker");
+        assert_eq!(seen.backend_id, handle.backend_id);
+        assert!(seen.folder.ends_with("/alice"), "in the owner's folder: {}", seen.folder);
+    } else {
+        assert_not_supported(provisioner.inventory().await, "inventory");
+    }
 
     let vm = VmRef { backend_id: Some(handle.backend_id.clone()), ..request.vm_ref() };
+    if !capabilities.power {
+        assert_not_supported(provisioner.power(&vm, PowerAction::Stop).await, "power");
+        provisioner.destroy_vm(&vm).await.expect("destroy");
+        return;
+    }
     assert_eq!(provisioner.power(&vm, PowerAction::Stop).await.unwrap(), PowerState::Off);
     assert_eq!(
         provisioner.power(&vm, PowerAction::Stop).await.unwrap(),
@@ -71,17 +105,22 @@ pub async fn check_lifecycle(provisioner: &dyn Provisioner) {
     assert_eq!(find(&provisioner.inventory().await.unwrap(), "alice-web").unwrap().power, PowerState::On);
 
     provisioner.destroy_vm(&vm).await.expect("destroy");
-    assert!(find(&provisioner.inventory().await.unwrap(), "alice-web").is_none(), "a destroyed VM is gone");
+    if capabilities.inventory {
+        assert!(find(&provisioner.inventory().await.unwrap(), "alice-web").is_none(), "a destroyed VM is gone");
+    }
 }
 
-pub async fn check_idempotent_create_and_destroy(provisioner: &dyn Provisioner) {
+pub async fn check_idempotent_create_and_destroy(provisioner: &dyn Provisioner, capabilities: Capabilities) {
     let request = request("bob", "db", [10, 254, 0, 65]);
     provisioner.ensure_folder(&request.owner).await.unwrap();
     let first = provisioner.create_vm(&request).await.unwrap();
     let retried = provisioner.create_vm(&request).await.expect("a retried create adopts the VM");
     assert_eq!(retried.backend_id, first.backend_id);
-    let copies = provisioner.inventory().await.unwrap().into_iter().filter(|vm| vm.vsphere_name == "bob-db").count();
-    assert_eq!(copies, 1, "no duplicate VM");
+    if capabilities.inventory {
+        let copies =
+            provisioner.inventory().await.unwrap().into_iter().filter(|vm| vm.vsphere_name == "bob-db").count();
+        assert_eq!(copies, 1, "no duplicate VM");
+    }
 
     let mut other = request.clone();
     other.id = Uuid::now_v7();
@@ -95,8 +134,13 @@ pub async fn check_idempotent_create_and_destroy(provisioner: &dyn Provisioner) 
     provisioner.destroy_vm(&request.vm_ref()).await.expect("destroying a VM that is gone succeeds");
 }
 
-pub async fn check_missing_vm(provisioner: &dyn Provisioner) {
+pub async fn check_missing_vm(provisioner: &dyn Provisioner, capabilities: Capabilities) {
     let ghost = request("carol", "ghost", [10, 254, 0, 97]).vm_ref();
+    provisioner.destroy_vm(&ghost).await.expect("destroying a VM that never existed succeeds");
+    if !capabilities.power {
+        assert_not_supported(provisioner.power(&ghost, PowerAction::Start).await, "power");
+        return;
+    }
     match provisioner.power(&ghost, PowerAction::Start).await {
         Err(error) => assert_eq!(error.kind(), "not-found", "{error}"),
         Ok(state) => panic!("power on a missing VM must be NotFound, got {state:?}"),

@@ -1,3 +1,4 @@
 //! basphere-vsphere's integration tests.
 
 mod simulated;
+mod terraform;

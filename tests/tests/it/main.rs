@@ -10,3 +10,4 @@ mod e2e;
 mod ipam;
 mod lifecycle;
 mod platform;
+mod terraform_backend;
