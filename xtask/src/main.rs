@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask tidy`: the repository rules (layering, codemap, lints) that `cargo test` also
 //!   runs as a plain test.
+//! - `cargo xtask vcsim`: builds and runs the govmomi vCenter simulator.
 //! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
 //! - `cargo xtask bench api`: the release server under load: list and create throughput and
 //!   latency, start-up time, memory.
@@ -9,6 +10,7 @@
 mod bench;
 mod bench_api;
 mod tidy;
+mod vcsim;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,12 @@ struct Cli {
 enum Command {
     /// Check the repository rules: dependency layering, ARCHITECTURE.md codemap, lints.
     Tidy,
+    /// Build the vCenter simulator (from Debian's govmomi sources) and run it; it prints its URL.
+    Vcsim {
+        /// Only build it and print the binary's path.
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
@@ -51,6 +59,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} tidy problem(s)", problems.len())
             }
         }
+        Command::Vcsim { build_only } => vcsim::run(&tidy::workspace_root(), build_only),
         Command::Bench { name, scale, connections } => match name.as_str() {
             "ipam" => bench::ipam(scale),
             "api" => bench_api::api(scale, connections),
