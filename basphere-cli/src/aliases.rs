@@ -227,27 +227,9 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn all_vms(client: &Client) -> Result<Vec<Value>, CliError> {
-    let mut items = Vec::new();
-    let mut after = String::new();
-    loop {
-        let path = if after.is_empty() {
-            "/api/v1/vms?limit=1000".to_owned()
-        } else {
-            format!("/api/v1/vms?limit=1000&after={after}")
-        };
-        let page = client.get(&path).await?;
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next"].as_str() {
-            Some(next) => after = next.to_owned(),
-            None => return Ok(items),
-        }
-    }
-}
-
 async fn list_vms(args: ListVms) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms = all_vms(&client).await?;
+    let vms = client.all_pages("/api/v1/vms").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&vms).unwrap_or_default());
         return Ok(());
@@ -315,7 +297,7 @@ async fn show_quota(args: ShowQuota) -> Result<(), CliError> {
 
 async fn list_resources(args: ListResources) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms = all_vms(&client).await?;
+    let vms = client.all_pages("/api/v1/vms").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json!({"vms": vms, "clusters": []})).unwrap_or_default());
         return Ok(());

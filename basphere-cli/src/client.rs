@@ -73,6 +73,25 @@ impl Client {
         Ok(self.call(Method::GET, path, None, &[]).await?.body)
     }
 
+    /// Gets every page of a paginated list (`{"items": [...], "next": ...}`).
+    pub async fn all_pages(&self, path: &str) -> Result<Vec<Value>, CliError> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(after) => format!("{path}{separator}limit=1000&after={after}"),
+                None => format!("{path}{separator}limit=1000"),
+            };
+            let page = self.get(&url).await?;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
+
     async fn send(
         &self,
         method: Method,

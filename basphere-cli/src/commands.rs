@@ -291,25 +291,6 @@ impl Ctx {
         Ok(self.client.call(Method::PUT, path, Some(&body), &[]).await?.body)
     }
 
-    /// Gets every page of a paginated list.
-    async fn all_pages(&self, path: &str) -> Result<Vec<Value>, CliError> {
-        let mut items = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let separator = if path.contains('?') { '&' } else { '?' };
-            let url = match &after {
-                Some(after) => format!("{path}{separator}limit=1000&after={after}"),
-                None => format!("{path}{separator}limit=1000"),
-            };
-            let page = self.client.get(&url).await?;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
-                None => return Ok(items),
-            }
-        }
-    }
-
     /// Asks for confirmation on a terminal; without one, `--yes` is required.
     pub fn confirm(&self, question: &str) -> Result<bool, CliError> {
         if self.yes {
@@ -462,7 +443,7 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
                 Some(state) => format!("/api/v1/vms?state={}", encode(&state)),
                 None => "/api/v1/vms".into(),
             };
-            let vms = Value::Array(ctx.all_pages(&path).await?);
+            let vms = Value::Array(ctx.client.all_pages(&path).await?);
             emit(ctx.format, &vms, |vms| {
                 let vms = vms.as_array().cloned().unwrap_or_default();
                 if vms.is_empty() {
@@ -509,7 +490,7 @@ async fn operation(command: OperationCommand, ctx: &Ctx) -> Result<(), CliError>
             started(ctx, vec![op.clone()], &WaitArgs { wait: true, timeout }, &op).await
         }
         OperationCommand::List => {
-            let ops = Value::Array(ctx.all_pages("/api/v1/operations").await?);
+            let ops = Value::Array(ctx.client.all_pages("/api/v1/operations").await?);
             emit(ctx.format, &ops, |ops| {
                 let rows: Vec<Vec<String>> = ops
                     .as_array()
@@ -676,7 +657,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 Some(owner) => format!("/api/v1/admin/vms?owner={}", encode(&owner)),
                 None => "/api/v1/admin/vms".into(),
             };
-            let vms = Value::Array(ctx.all_pages(&path).await?);
+            let vms = Value::Array(ctx.client.all_pages(&path).await?);
             emit(ctx.format, &vms, |vms| {
                 output::vm_table(vms.as_array().map(Vec::as_slice).unwrap_or(&[]), true, true)
             });
@@ -696,7 +677,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 Some(owner) => format!("/api/v1/admin/operations?owner={}", encode(&owner)),
                 None => "/api/v1/admin/operations".into(),
             };
-            let ops = Value::Array(ctx.all_pages(&path).await?);
+            let ops = Value::Array(ctx.client.all_pages(&path).await?);
             emit(ctx.format, &ops, |ops| {
                 let rows: Vec<Vec<String>> = ops
                     .as_array()

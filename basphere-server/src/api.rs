@@ -401,13 +401,13 @@ pub async fn admin_create_user(
         created_at: at,
         updated_at: at,
     };
-    let exists = {
-        let name = user.username.clone();
-        read(&state, move |store| store.query(|tx| tx.get_user(&name))).await?.is_some()
-    };
-    if exists {
-        return Err(ApiError::from(basphere_core::Error::already_exists("user", &user.username)));
-    }
+    // The store's constraint refuses a taken name, key or uid, even under concurrent requests;
+    // provisioning the block and folder afterwards is idempotent.
+    let record = user.clone();
+    let store = state.platform.store().clone();
+    tokio::task::spawn_blocking(move || store.transact(|tx| tx.insert_user(&record)))
+        .await
+        .map_err(|_| ApiError::from(basphere_core::Error::Timeout("the store did not answer".into())))??;
     let created = state.platform.provision_account(user).await?;
     Ok((StatusCode::CREATED, Json(UserView::from(&created))).into_response())
 }

@@ -107,3 +107,26 @@ fn twenty_users_creating_at_once_never_share_an_address() {
     }
     assert_eq!(records, 100);
 }
+
+#[test]
+fn concurrent_account_creations_of_one_name_make_one_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Arc::new(Server::start(dir.path(), Some(FAST)));
+    let threads: Vec<_> = (0..5u64)
+        .map(|seed| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let key = basphere_core::testing::ssh_key(300 + seed);
+                let body =
+                    serde_json::json!({"username": "dana", "email": "dana@example.com", "ssh_key": key.as_str()})
+                        .to_string();
+                server.unix("POST", "/api/v1/admin/users", Some(&body)).status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409, 409, 409]);
+    let blocks = server.http("GET", "/metrics", None, None).body;
+    assert!(blocks.contains("basphere_ipam_assigned_blocks 1"), "one IP block for one account");
+}
