@@ -149,10 +149,28 @@ fn provisioner(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>>
             };
             Ok(Arc::new(TerraformProvisioner::new(settings)?))
         }
-        other => bail!(
-            "backend.vm: {} is not available in this build yet; use `simulated` or `terraform` (the backends planned are {})",
-            other.as_str(),
-            basphere_vsphere::PLANNED_BACKENDS.join(", ")
+        #[cfg(feature = "vsphere-api")]
+        VmBackendKind::VsphereApi => {
+            use basphere_vsphere::api::{VsphereApiProvisioner, VsphereApiSettings};
+            use basphere_vsphere::terraform::Credentials;
+            let credentials_file = config
+                .vsphere
+                .credentials_file
+                .as_deref()
+                .context("vsphere.credentials_file is required for the vsphere-api backend")?;
+            let settings = VsphereApiSettings {
+                server: config.vsphere.server.clone(),
+                credentials: Credentials::from_file(credentials_file)?,
+                vsphere: config.vsphere.clone(),
+                os_images: config.os_images.clone(),
+                accept_invalid_certs: config.vsphere.allow_unverified_ssl,
+            };
+            Ok(Arc::new(VsphereApiProvisioner::new(settings)))
+        }
+        #[cfg(not(feature = "vsphere-api"))]
+        VmBackendKind::VsphereApi => bail!(
+            "backend.vm: vsphere-api is not in this build (built without the `vsphere-api` feature); \
+             use `simulated` or `terraform`, or rebuild with the default features"
         ),
     }
 }
@@ -240,6 +258,13 @@ pub async fn run(options: Options) -> Result<()> {
         .query(|tx| ipam.check_allocations(tx))
         .context("the network configuration conflicts with addresses already handed out")?;
     let provisioner = provisioner(&config, &data_dir)?;
+    // Said at start so a wrong setting shows in the log at once; /readyz keeps reporting it.
+    let preflight = provisioner.clone();
+    tokio::spawn(async move {
+        if let Err(error) = preflight.preflight().await {
+            tracing::warn!(backend = preflight.backend_name(), %error, "the VM backend is not ready");
+        }
+    });
     let platform = Platform::new(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier));
     let resumed = platform.resume_unfinished().await?;
     if !resumed.is_empty() {

@@ -4,25 +4,27 @@
 //! lists Basphere's folders for reconciliation. A create retried after a crash adopts the VM
 //! that carries its id in `guestinfo.basphere.id` instead of making another.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 use basphere_core::config::VsphereConfig;
+use basphere_core::model::OsImage;
 use basphere_core::provisioner::*;
 use basphere_core::validate::Username;
 use basphere_core::{Error, Result};
 use tokio::sync::Mutex;
 use vim_rs::core::client::{Client, ClientBuilder, Error as VimError, TransportMode};
 use vim_rs::core::pc_retrieve::ObjectRetriever;
-use vim_rs::core::tasks::TaskTracker;
-use vim_rs::mo::{Folder, SearchIndex, VirtualMachine};
+use vim_rs::mo::{ContainerView, Folder, SearchIndex, ViewManager, VirtualMachine};
 use vim_rs::types::boxed_types::ValueElements;
-use vim_rs::types::enums::VirtualMachinePowerStateEnum;
+use vim_rs::types::enums::{TaskInfoStateEnum, VirtualDeviceConfigSpecOperationEnum, VirtualMachinePowerStateEnum};
 use vim_rs::types::struct_enum::StructType;
 use vim_rs::types::structs::{
-    ManagedObjectReference, OptionValue, VirtualMachineCloneSpec, VirtualMachineConfigSpec, VirtualMachineRelocateSpec,
+    ManagedObjectReference, OptionValue, VirtualDeviceConfigSpec, VirtualDisk, VirtualMachineCloneSpec,
+    VirtualMachineConfigSpec, VirtualMachineRelocateSpec,
 };
 use vim_rs::types::traits::OptionValueTrait;
 use vim_rs::types::vim_any::VimAny;
@@ -43,41 +45,118 @@ vim_retrievable!(
 );
 
 vim_retrievable!(
+    struct HardwareRow: VirtualMachine {
+        cpu = "config.hardware.num_cpu"?,
+        memory_mb = "config.hardware.memory_mb"?,
+        devices = "config.hardware.device"?,
+        annotation = "config.annotation"?,
+    }
+);
+
+vim_retrievable!(
+    struct TaskRow: Task {
+        state = "info.state",
+    }
+);
+
+vim_retrievable!(
     struct FolderRow: Folder {
         name = "name",
         parent = "parent"?,
     }
 );
 
-/// Where the vCenter is and how to reach it.
+/// Where the vCenter is, how to reach it and what to find there.
 #[derive(Clone, Debug)]
 pub struct VsphereApiSettings {
     /// `host[:port]` of the vCenter (the SDK is at `https://<server>/sdk`).
     pub server: String,
     pub credentials: Credentials,
     pub vsphere: VsphereConfig,
+    /// The OS catalog, whose templates preflight looks for.
+    pub os_images: BTreeMap<String, OsImage>,
     /// Accept a self-signed certificate (`vsphere.allow_unverified_ssl`).
     pub accept_invalid_certs: bool,
+}
+
+/// One login to vCenter.
+struct Session {
+    client: Arc<Client>,
 }
 
 /// The vSphere API VM backend.
 pub struct VsphereApiProvisioner {
     settings: VsphereApiSettings,
-    session: Mutex<Option<Arc<Client>>>,
+    session: Mutex<Option<Arc<Session>>>,
 }
 
-fn vim(error: VimError) -> Error {
-    match &error {
-        VimError::MethodFault(fault) if fault.type_ == Some(StructType::ManagedObjectNotFound) => {
-            Error::not_found("vsphere object", format!("{:?}", fault.fault_message))
-        }
-        _ => Error::backend("vsphere-api", error),
+/// What a call to vCenter can fail with: a SOAP call or a property collector/task wait.
+enum Failure {
+    Call(VimError),
+    Collector(vim_rs::core::Error),
+    Basphere(Error),
+}
+
+impl From<VimError> for Failure {
+    fn from(error: VimError) -> Self {
+        Failure::Call(error)
     }
 }
 
-fn task(error: vim_rs::core::Error) -> Error {
-    let fault = error.task_fault().map(|fault| format!("{:?} {:?}", fault.type_, fault.fault_message));
-    Error::Backend { backend: "vsphere-api", source: Box::new(error), log_tail: fault.into_iter().collect() }
+impl From<vim_rs::core::Error> for Failure {
+    fn from(error: vim_rs::core::Error) -> Self {
+        Failure::Collector(error)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Basphere(error)
+    }
+}
+
+fn fault_is(error: &VimError, kind: StructType) -> bool {
+    matches!(error, VimError::MethodFault(fault) if fault.type_ == Some(kind))
+}
+
+impl Failure {
+    /// vCenter no longer knows the session (expired, or vCenter restarted).
+    fn session_lost(&self) -> bool {
+        match self {
+            Failure::Call(error) => fault_is(error, StructType::NotAuthenticated),
+            Failure::Collector(error) => {
+                error.client_error().is_some_and(|error| fault_is(error, StructType::NotAuthenticated))
+            }
+            Failure::Basphere(_) => false,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Call(error) if fault_is(&error, StructType::ManagedObjectNotFound) => {
+                Error::not_found("vsphere object", error.to_string())
+            }
+            Failure::Call(error) => Error::backend("vsphere-api", error),
+            Failure::Collector(error) => {
+                let fault = error.task_fault().map(describe_fault);
+                Error::Backend { backend: "vsphere-api", source: Box::new(error), log_tail: fault.into_iter().collect() }
+            }
+            Failure::Basphere(error) => error,
+        }
+    }
+}
+
+/// A fault as one line: its type, its messages and its fields (vcsim sends no messages).
+fn describe_fault(fault: &vim_rs::types::structs::MethodFault) -> String {
+    let kind = fault.type_.as_ref().map_or_else(|| "MethodFault".to_owned(), |kind| format!("{kind:?}"));
+    let messages = fault.fault_message.iter().flatten().map(|m| m.message.clone().unwrap_or_else(|| m.key.clone()));
+    let fields = fault.extra_fields_.iter().map(|(key, value)| format!("{key}={}", miniserde::json::to_string(value)));
+    let details: Vec<String> = messages.chain(fields).collect();
+    if details.is_empty() {
+        kind
+    } else {
+        format!("{kind}: {}", details.join("; "))
+    }
 }
 
 fn option(key: &str, value: String) -> Box<dyn OptionValueTrait> {
@@ -99,12 +178,65 @@ fn power_of(row: &VmRow) -> PowerState {
     }
 }
 
+/// An empty data object: without vim_rs's `defaults` feature, `Default` comes from "{}".
+fn empty<T: miniserde::Deserialize>() -> T {
+    miniserde::json::from_str("{}").expect("every field of the type is optional")
+}
+
+/// The changes that give a VM the spec's CPU, memory and (grown, never shrunk) first disk, and
+/// Basphere's annotation.
+fn hardware_changes(
+    row: HardwareRow,
+    spec: &basphere_core::model::VmSpec,
+    annotation: &str,
+) -> Option<VirtualMachineConfigSpec> {
+    let mut config: VirtualMachineConfigSpec = empty();
+    let mut changed = false;
+    if row.annotation.as_deref() != Some(annotation) {
+        config.annotation = Some(annotation.to_owned());
+        changed = true;
+    }
+    if row.cpu != Some(spec.cpu as i32) {
+        config.num_cp_us = Some(spec.cpu as i32);
+        changed = true;
+    }
+    if row.memory_mb != Some(spec.memory_mb as i32) {
+        config.memory_mb = Some(spec.memory_mb as i64);
+        changed = true;
+    }
+    let wanted_kb = spec.disk_gb as i64 * 1024 * 1024;
+    let disk = row.devices.into_iter().flatten().find_map(|device| device.as_any_box().downcast::<VirtualDisk>().ok());
+    if let Some(mut disk) = disk {
+        let current_kb = disk.capacity_in_bytes.map_or(disk.capacity_in_kb, |bytes| bytes / 1024);
+        if current_kb < wanted_kb {
+            disk.capacity_in_kb = wanted_kb;
+            disk.capacity_in_bytes = Some(wanted_kb * 1024);
+            config.device_change = Some(vec![Box::new(VirtualDeviceConfigSpec {
+                operation: Some(VirtualDeviceConfigSpecOperationEnum::Edit),
+                file_operation: None,
+                device: disk,
+                profile: None,
+                backing: None,
+                filter_spec: None,
+                change_mode: None,
+            })]);
+            changed = true;
+        }
+    }
+    changed.then_some(config)
+}
+
+/// The note on every Basphere VM, for vSphere's administrators.
+fn annotation(request: &VmRequest) -> String {
+    format!("Basphere VM {} of {} (basphere-id={})", request.name, request.owner, request.id)
+}
+
 impl VsphereApiProvisioner {
     pub fn new(settings: VsphereApiSettings) -> Self {
         VsphereApiProvisioner { settings, session: Mutex::new(None) }
     }
 
-    async fn connect(&self) -> Result<Arc<Client>> {
+    async fn connect(&self) -> Result<Arc<Session>> {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .danger_accept_invalid_certs(self.settings.accept_invalid_certs)
@@ -112,40 +244,50 @@ impl VsphereApiProvisioner {
             .timeout(std::time::Duration::from_secs(120))
             .build()
             .map_err(|error| Error::backend("vsphere-api", error))?;
-        ClientBuilder::new(&self.settings.server, http)
+        let client = ClientBuilder::new(&self.settings.server, http)
             .basic_authn(&self.settings.credentials.user, &self.settings.credentials.password)
             .app_details("basphere", env!("CARGO_PKG_VERSION"))
             .transport(TransportMode::Soap)
             .build()
             .await
-            .map_err(vim)
+            .map_err(|error| Failure::Call(error).into_error())?;
+        Ok(Arc::new(Session { client }))
     }
 
-    /// The session, made on first use and made again when vCenter no longer knows it.
-    async fn client(&self) -> Result<Arc<Client>> {
+    /// The session, made on first use and made again after vCenter forgot it.
+    async fn session(&self) -> Result<Arc<Session>> {
         let mut session = self.session.lock().await;
-        if let Some(client) = session.as_ref() {
-            return Ok(client.clone());
+        if let Some(current) = session.as_ref() {
+            return Ok(current.clone());
         }
-        let client = self.connect().await?;
-        *session = Some(client.clone());
-        Ok(client)
+        let fresh = self.connect().await?;
+        *session = Some(fresh.clone());
+        Ok(fresh)
     }
 
-    /// Runs `f` with the session; a session vCenter forgot (NotAuthenticated) is replaced once.
-    async fn with_client<T, F, Fut>(&self, f: F) -> Result<T>
+    /// Forgets `stale` (if it is still the current session) so the next call logs in again.
+    async fn forget(&self, stale: &Arc<Session>) {
+        let mut session = self.session.lock().await;
+        if session.as_ref().is_some_and(|current| Arc::ptr_eq(current, stale)) {
+            *session = None;
+        }
+    }
+
+    /// Runs `f` with the session; when vCenter no longer knows the session (NotAuthenticated),
+    /// logs in again and runs `f` once more.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: Fn(Arc<Client>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, VimError>>,
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
     {
-        let client = self.client().await?;
-        match f(client).await {
-            Err(VimError::MethodFault(fault)) if fault.type_ == Some(StructType::NotAuthenticated) => {
-                *self.session.lock().await = None;
-                let client = self.client().await?;
-                f(client).await.map_err(vim)
+        let session = self.session().await?;
+        match f(session.clone()).await {
+            Err(failure) if failure.session_lost() => {
+                tracing::info!(server = %self.settings.server, "the vCenter session expired; logging in again");
+                self.forget(&session).await;
+                f(self.session().await?).await.map_err(Failure::into_error)
             }
-            other => other.map_err(vim),
+            other => other.map_err(Failure::into_error),
         }
     }
 
@@ -161,14 +303,24 @@ impl VsphereApiProvisioner {
         format!("{}/{owner}", self.base_folder_path())
     }
 
+    fn template_path(&self, os: &OsImage) -> String {
+        self.path(&format!("vm/{}", os.template))
+    }
+
+    fn pool_path(&self) -> String {
+        let v = &self.settings.vsphere;
+        if v.resource_pool.is_empty() {
+            self.path(&format!("host/{}/Resources", v.cluster))
+        } else {
+            v.resource_pool.trim_start_matches('/').to_owned()
+        }
+    }
+
     async fn find(&self, path: &str) -> Result<Option<ManagedObjectReference>> {
-        let path = path.to_owned();
-        self.with_client(|client| {
-            let path = path.clone();
-            async move {
-                let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
-                SearchIndex::new(client.clone(), &index.value).find_by_inventory_path(&path).await
-            }
+        self.call(|session| async move {
+            let client = &session.client;
+            let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
+            Ok(SearchIndex::new(client.clone(), &index.value).find_by_inventory_path(path).await?)
         })
         .await
     }
@@ -180,24 +332,98 @@ impl VsphereApiProvisioner {
     }
 
     async fn row(&self, vm: &ManagedObjectReference) -> Result<VmRow> {
-        let client = self.client().await?;
-        let retriever = ObjectRetriever::new(client).map_err(|error| Error::backend("vsphere-api", error))?;
-        retriever
-            .retrieve_object::<VmRow>(vm)
-            .await
-            .map_err(|error| Error::backend("vsphere-api", error))?
-            .ok_or_else(|| Error::not_found("vm", &vm.value))
+        self.call(|session| async move {
+            let retriever = ObjectRetriever::new(session.client.clone())?;
+            Ok(retriever.retrieve_object::<VmRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
+        })
+        .await
     }
 
-    async fn wait(&self, task_ref: ManagedObjectReference) -> Result<Option<ManagedObjectReference>> {
-        let client = self.client().await?;
-        let tracker = TaskTracker::new(client);
-        let result = tracker.wait_any(task_ref).await.map_err(task);
-        tracker.shutdown().await;
-        match result? {
-            Some(any) => Ok(any.into_any().downcast::<ManagedObjectReference>().ok().map(|moref| *moref)),
-            None => Ok(None),
+    /// Starts a task with `start` and waits for it to succeed.
+    async fn run_task<F, Fut>(&self, start: F) -> Result<()>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = std::result::Result<ManagedObjectReference, VimError>>,
+    {
+        let task = self
+            .call(|session| {
+                let started = start(session.client.clone());
+                async move { Ok(started.await?) }
+            })
+            .await?;
+        self.wait(&task).await
+    }
+
+    /// Polls a task until it ends: every 10 ms at first, backing off to every 500 ms. (Polling
+    /// keeps each wait independent: one bad update cannot fail every waiter at once.)
+    async fn wait(&self, task: &ManagedObjectReference) -> Result<()> {
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            let row = self
+                .call(|session| async move {
+                    let retriever = ObjectRetriever::new(session.client.clone())?;
+                    Ok(retriever.retrieve_object::<TaskRow>(task).await?.ok_or_else(|| Error::not_found("task", &task.value))?)
+                })
+                .await?;
+            match row.state {
+                TaskInfoStateEnum::Success => return Ok(()),
+                TaskInfoStateEnum::Error => {
+                    let reason = self.task_failure(task).await;
+                    return Err(Error::Backend {
+                        backend: "vsphere-api",
+                        source: Box::new(basphere_core::error::Message(format!("vCenter task {} failed: {reason}", task.value))),
+                        log_tail: vec![reason],
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+            }
         }
+    }
+
+    /// Why a task failed, in one line. (Read as a raw property: vim_rs's typed path for
+    /// `info.error` expects a `MethodFault` where vCenter sends a `LocalizedMethodFault`.)
+    async fn task_failure(&self, task: &ManagedObjectReference) -> String {
+        use vim_rs::core::client::{PropertyValue, VimClient};
+        use vim_rs::types::structs::{LocalizedMethodFault, MethodFault};
+        let fetched = self
+            .call(|session| async move {
+                Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.error").await?)
+            })
+            .await;
+        let Ok(Some(PropertyValue::Parsed(value))) = fetched else {
+            return "vCenter gave no reason".to_owned();
+        };
+        match value.into_any().downcast::<LocalizedMethodFault>() {
+            Ok(error) => match error.localized_message.as_deref() {
+                Some(message) if !message.is_empty() => format!("{} ({message})", describe_fault(&error.fault)),
+                _ => describe_fault(&error.fault),
+            },
+            Err(other) => match other.downcast::<MethodFault>() {
+                Ok(fault) => describe_fault(&fault),
+                Err(_) => "vCenter gave a reason Basphere cannot read".to_owned(),
+            },
+        }
+    }
+
+    /// The objects of one type (`VirtualMachine`, `Folder`) anywhere under `container`. (Asking
+    /// for the list first also spares an empty retrieval, which the simulator answers in a form
+    /// vim_rs cannot read.)
+    async fn members(&self, container: &ManagedObjectReference, kind: &str) -> Result<Vec<ManagedObjectReference>> {
+        self.call(|session| async move {
+            let client = &session.client;
+            let manager = client.service_content().view_manager.clone().expect("vCenter has a ViewManager");
+            let view = ViewManager::new(client.clone(), &manager.value)
+                .create_container_view(container, Some(&[kind.to_owned()]), true)
+                .await?;
+            let view = ContainerView::new(client.clone(), &view.value);
+            let members = view.view().await;
+            let _ = view.destroy_view().await;
+            Ok(members?.unwrap_or_default())
+        })
+        .await
     }
 
     /// The VM `<owner>-<name>` in the owner's folder, with its row.
@@ -226,22 +452,62 @@ impl VsphereApiProvisioner {
     }
 
     async fn set_power(&self, vm: &ManagedObjectReference, on: bool) -> Result<()> {
-        let id = vm.value.clone();
-        let task_ref = self
-            .with_client(|client| {
-                let id = id.clone();
-                async move {
-                    let machine = VirtualMachine::new(client, &id);
-                    if on {
-                        machine.power_on_vm_task(None).await
-                    } else {
-                        machine.power_off_vm_task().await
-                    }
+        self.run_task(|client| {
+            let machine = VirtualMachine::new(client, &vm.value);
+            async move {
+                if on {
+                    machine.power_on_vm_task(None).await
+                } else {
+                    machine.power_off_vm_task().await
                 }
-            })
-            .await?;
-        self.wait(task_ref).await?;
+            }
+        })
+        .await?;
         Ok(())
+    }
+
+    /// Gives the VM the spec's CPU, memory and disk (a reconfigure, only when something differs),
+    /// then powers it on. Used after a clone and when adopting an earlier attempt's VM.
+    async fn converge(&self, vm: &ManagedObjectReference, request: &VmRequest) -> Result<()> {
+        if let Some(changes) = hardware_changes(self.hardware(vm).await?, &request.spec, &annotation(request)) {
+            if power_of(&self.row(vm).await?) == PowerState::On {
+                self.set_power(vm, false).await?;
+            }
+            let changes = &changes;
+            self.run_task(|client| async move { VirtualMachine::new(client, &vm.value).reconfig_vm_task(changes).await })
+                .await?;
+        }
+        if power_of(&self.row(vm).await?) == PowerState::Off {
+            self.set_power(vm, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn hardware(&self, vm: &ManagedObjectReference) -> Result<HardwareRow> {
+        self.call(|session| async move {
+            let retriever = ObjectRetriever::new(session.client.clone())?;
+            Ok(retriever.retrieve_object::<HardwareRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
+        })
+        .await
+    }
+
+    async fn create_folder(&self, parent: &ManagedObjectReference, name: &str) -> Result<ManagedObjectReference> {
+        self.call(|session| async move {
+            let client = &session.client;
+            match Folder::new(client.clone(), &parent.value).create_folder(name).await {
+                Ok(folder) => Ok(folder),
+                // Made by someone else meanwhile: fine, it exists.
+                Err(error) if fault_is(&error, StructType::DuplicateName) => {
+                    let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
+                    Ok(SearchIndex::new(client.clone(), &index.value)
+                        .find_child(parent, name)
+                        .await?
+                        .ok_or_else(|| Error::not_found("folder", name))?)
+                }
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
     }
 }
 
@@ -251,21 +517,24 @@ impl Provisioner for VsphereApiProvisioner {
         "vsphere-api"
     }
 
+    /// Looks for every configured object and names each one vCenter does not have.
     async fn preflight(&self) -> Result<()> {
         let v = &self.settings.vsphere;
         let mut wanted = vec![
-            ("vsphere.datacenter", v.datacenter.clone()),
-            ("vsphere.cluster", self.path(&format!("host/{}", v.cluster))),
-            ("vsphere.datastore", self.path(&format!("datastore/{}", v.datastore))),
-            ("vsphere.network", self.path(&format!("network/{}", v.network))),
+            ("vsphere.datacenter".to_owned(), v.datacenter.clone()),
+            ("vsphere.cluster".to_owned(), self.path(&format!("host/{}", v.cluster))),
+            ("vsphere.resource_pool".to_owned(), self.pool_path()),
+            ("vsphere.datastore".to_owned(), self.path(&format!("datastore/{}", v.datastore))),
+            ("vsphere.network".to_owned(), self.path(&format!("network/{}", v.network))),
+            ("vsphere.folder".to_owned(), self.base_folder_path()),
         ];
-        if !v.resource_pool.is_empty() {
-            wanted.push(("vsphere.resource_pool", v.resource_pool.trim_start_matches('/').to_owned()));
+        for (key, os) in &self.settings.os_images {
+            wanted.push((format!("templates.os.{key}.template"), self.template_path(os)));
         }
         let mut missing = Vec::new();
         for (key, path) in wanted {
             if self.find(&path).await?.is_none() {
-                missing.push(format!("{key}: {path}"));
+                missing.push(format!("{key} ({path})"));
             }
         }
         if missing.is_empty() {
@@ -273,7 +542,7 @@ impl Provisioner for VsphereApiProvisioner {
         } else {
             Err(Error::invalid(
                 "vsphere",
-                format!("not found in vCenter {}: {}", self.settings.server, missing.join("; ")),
+                format!("not found in vCenter {}: {}", self.settings.server, missing.join(", ")),
             ))
         }
     }
@@ -282,10 +551,10 @@ impl Provisioner for VsphereApiProvisioner {
         let vm_folder = self.require("vsphere.datacenter", &self.path("vm")).await?;
         let base = match self.find(&self.base_folder_path()).await? {
             Some(base) => base,
-            None => create_folder(self, &vm_folder, &self.settings.vsphere.folder).await?,
+            None => self.create_folder(&vm_folder, &self.settings.vsphere.folder).await?,
         };
         if self.find(&self.user_folder_path(owner)).await?.is_none() {
-            create_folder(self, &base, owner.as_str()).await?;
+            self.create_folder(&base, owner.as_str()).await?;
         }
         Ok(())
     }
@@ -293,88 +562,70 @@ impl Provisioner for VsphereApiProvisioner {
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
         let name = request.vsphere_name();
         if let Some((moref, row)) = self.existing(&request.owner, &name).await? {
-            return if marker_of(&row).as_deref() == Some(request.id.to_string().as_str()) {
-                if power_of(&row) == PowerState::Off {
-                    self.set_power(&moref, true).await?;
-                }
-                Ok(VmHandle {
-                    backend_id: moref.value,
-                    power: PowerState::On,
-                    log_tail: vec![format!("adopted {name}, made by an earlier attempt")],
-                })
-            } else {
-                Err(Error::already_exists("vm", &name))
-            };
+            if marker_of(&row).as_deref() != Some(request.id.to_string().as_str()) {
+                return Err(Error::already_exists("vm", &name));
+            }
+            self.converge(&moref, request).await?;
+            return Ok(VmHandle {
+                backend_id: moref.value,
+                power: PowerState::On,
+                log_tail: vec![format!("adopted {name}, made by an earlier attempt")],
+            });
         }
         let v = &self.settings.vsphere;
         let folder = self.require("vsphere.folder", &self.user_folder_path(&request.owner)).await?;
-        let template = self
-            .require(
-                &format!("templates.os.{}.template", request.os.key),
-                &self.path(&format!("vm/{}", request.os.template)),
-            )
-            .await?;
+        let template =
+            self.require(&format!("templates.os.{}.template", request.os.key), &self.template_path(&request.os)).await?;
         let datastore = self.require("vsphere.datastore", &self.path(&format!("datastore/{}", v.datastore))).await?;
-        let pool_path = if v.resource_pool.is_empty() {
-            self.path(&format!("host/{}/Resources", v.cluster))
-        } else {
-            v.resource_pool.trim_start_matches('/').to_owned()
-        };
-        let pool = self.require("vsphere.resource_pool", &pool_path).await?;
+        let pool = self.require("vsphere.resource_pool", &self.pool_path()).await?;
         let (metadata, userdata) = render::cloud_init(request)?;
         let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
         let (metadata, userdata) = (b64(&metadata), b64(&userdata));
-        let (cpu, memory, id, annotation) =
-            (request.spec.cpu, request.spec.memory_mb, request.id.to_string(), format!("basphere-id={}", request.id));
-        let task_ref = self
-            .with_client(|client| {
-                let (template, folder, datastore, pool) =
-                    (template.clone(), folder.clone(), datastore.clone(), pool.clone());
-                let (name, metadata, userdata, id, annotation) =
-                    (name.clone(), metadata.clone(), userdata.clone(), id.clone(), annotation.clone());
-                async move {
-                    // Without vim_rs's `defaults` feature, an empty spec comes from "{}".
-                    let mut config: VirtualMachineConfigSpec =
-                        miniserde::json::from_str("{}").expect("every field is optional");
-                    config.num_cp_us = Some(cpu as i32);
-                    config.memory_mb = Some(memory as i64);
-                    config.annotation = Some(annotation);
-                    config.extra_config = Some(vec![
-                        option("guestinfo.metadata", metadata),
-                        option("guestinfo.metadata.encoding", "base64".into()),
-                        option("guestinfo.userdata", userdata),
-                        option("guestinfo.userdata.encoding", "base64".into()),
-                        option(MARKER, id),
-                    ]);
-                    let mut location: VirtualMachineRelocateSpec =
-                        miniserde::json::from_str("{}").expect("every field is optional");
-                    location.datastore = Some(datastore);
-                    location.pool = Some(pool);
-                    let spec = VirtualMachineCloneSpec {
-                        location,
-                        template: false,
-                        config: Some(config),
-                        customization: None,
-                        power_on: true,
-                        snapshot: None,
-                        memory: None,
-                        tpm_provision_policy: None,
-                    };
-                    VirtualMachine::new(client, &template.value).clone_vm_task(&folder, &name, &spec).await
-                }
-            })
-            .await?;
-        let created = self.wait(task_ref).await?.ok_or_else(|| {
-            Error::backend("vsphere-api", basphere_core::error::Message("the clone task returned no VM".into()))
-        })?;
-        let row = self.row(&created).await?;
-        if power_of(&row) == PowerState::Off {
-            self.set_power(&created, true).await?;
-        }
+        let id = request.id.to_string();
+        let spec = || {
+            let mut config: VirtualMachineConfigSpec = empty();
+            config.num_cp_us = Some(request.spec.cpu as i32);
+            config.memory_mb = Some(request.spec.memory_mb as i64);
+            config.annotation = Some(annotation(request));
+            config.extra_config = Some(vec![
+                option("guestinfo.metadata", metadata.clone()),
+                option("guestinfo.metadata.encoding", "base64".into()),
+                option("guestinfo.userdata", userdata.clone()),
+                option("guestinfo.userdata.encoding", "base64".into()),
+                option(MARKER, id.clone()),
+            ]);
+            let mut location: VirtualMachineRelocateSpec = empty();
+            location.datastore = Some(datastore.clone());
+            location.pool = Some(pool.clone());
+            // Powered on only after `converge` has grown its disk (from the clone's own devices) and
+            // checked CPU and memory.
+            VirtualMachineCloneSpec {
+                location,
+                template: false,
+                config: Some(config),
+                customization: None,
+                power_on: false,
+                snapshot: None,
+                memory: None,
+                tpm_provision_policy: None,
+            }
+        };
+        let (folder, name_ref) = (&folder, name.as_str());
+        self.run_task(|client| {
+            let spec = spec();
+            let template = VirtualMachine::new(client, &template.value);
+            async move { template.clone_vm_task(folder, name_ref, &spec).await }
+        })
+        .await?;
+        let created = self
+            .find(&format!("{}/{name}", self.user_folder_path(&request.owner)))
+            .await?
+            .ok_or_else(|| Error::backend("vsphere-api", basphere_core::error::Message(format!("the clone task succeeded but {name} is not in its folder"))))?;
+        self.converge(&created, request).await?;
         Ok(VmHandle {
             backend_id: created.value,
             power: PowerState::On,
-            log_tail: vec![format!("cloned {name} from {} and powered it on", request.os.template)],
+            log_tail: vec![format!("cloned {name} from {}, sized it and powered it on", request.os.template)],
         })
     }
 
@@ -383,35 +634,23 @@ impl Provisioner for VsphereApiProvisioner {
         if power_of(&row) == PowerState::On {
             self.set_power(&moref, false).await?;
         }
-        let id = moref.value.clone();
-        let task_ref = self
-            .with_client(|client| {
-                let id = id.clone();
-                async move { VirtualMachine::new(client, &id).destroy_task().await }
-            })
-            .await?;
-        self.wait(task_ref).await?;
+        let moref = &moref;
+        self.run_task(|client| async move { VirtualMachine::new(client, &moref.value).destroy_task().await }).await?;
         Ok(())
     }
 
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
         let (moref, row) = self.ours(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.vsphere_name))?;
-        let current = power_of(&row);
-        match (action, current) {
+        match (action, power_of(&row)) {
             (PowerAction::Start, PowerState::Off) => self.set_power(&moref, true).await?,
             (PowerAction::Stop, PowerState::On) => self.set_power(&moref, false).await?,
             (PowerAction::Reboot, PowerState::Off) => {
                 return Err(Error::Conflict(format!("{} is powered off; start it instead", vm.vsphere_name)))
             }
             (PowerAction::Reboot, PowerState::On) => {
-                let id = moref.value.clone();
-                let task_ref = self
-                    .with_client(|client| {
-                        let id = id.clone();
-                        async move { VirtualMachine::new(client, &id).reset_vm_task().await }
-                    })
+                let moref = &moref;
+                self.run_task(|client| async move { VirtualMachine::new(client, &moref.value).reset_vm_task().await })
                     .await?;
-                self.wait(task_ref).await?;
             }
             _ => {}
         }
@@ -423,16 +662,25 @@ impl Provisioner for VsphereApiProvisioner {
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
         let Some(base) = self.find(&self.base_folder_path()).await? else { return Ok(Vec::new()) };
-        let client = self.client().await?;
-        let retriever = ObjectRetriever::new(client).map_err(|error| Error::backend("vsphere-api", error))?;
-        let vms: Vec<VmRow> = retriever
-            .retrieve_objects_from_container(&base)
-            .await
-            .map_err(|error| Error::backend("vsphere-api", error))?;
-        let folders: Vec<FolderRow> = retriever
-            .retrieve_objects_from_container(&base)
-            .await
-            .map_err(|error| Error::backend("vsphere-api", error))?;
+        let members = self.members(&base, "VirtualMachine").await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let folder_members = self.members(&base, "Folder").await?;
+        let (members, folder_members) = (&members, &folder_members);
+        let (vms, folders) = self
+            .call(|session| async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let vms: Vec<VmRow> = retriever.retrieve_objects_from_list(members).await?;
+                let folders: Vec<FolderRow> = if folder_members.is_empty() {
+                    Vec::new()
+                } else {
+                    retriever.retrieve_objects_from_list(folder_members).await?
+                };
+                Ok((vms, folders))
+            })
+            .await?;
+        let base = &base;
         let by_id: HashMap<String, &FolderRow> =
             folders.iter().map(|folder| (folder.id.value.clone(), folder)).collect();
         let base_name = self.settings.vsphere.folder.clone();
@@ -465,28 +713,5 @@ impl Provisioner for VsphereApiProvisioner {
                 power: power_of(row),
             })
             .collect())
-    }
-}
-
-async fn create_folder(
-    provisioner: &VsphereApiProvisioner,
-    parent: &ManagedObjectReference,
-    name: &str,
-) -> Result<ManagedObjectReference> {
-    let (parent_id, name_owned) = (parent.value.clone(), name.to_owned());
-    let created = provisioner.client().await?;
-    match Folder::new(created, &parent_id).create_folder(&name_owned).await {
-        Ok(folder) => Ok(folder),
-        // Made by someone else meanwhile: fine, it exists.
-        Err(VimError::MethodFault(fault)) if fault.type_ == Some(StructType::DuplicateName) => {
-            let client = provisioner.client().await?;
-            let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
-            SearchIndex::new(client.clone(), &index.value)
-                .find_child(parent, name)
-                .await
-                .map_err(vim)?
-                .ok_or_else(|| Error::not_found("folder", name))
-        }
-        Err(error) => Err(vim(error)),
     }
 }

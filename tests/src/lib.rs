@@ -2,6 +2,7 @@
 //! holds the helpers they share, and `src/bin/crash-child.rs` is a process the crash tests kill.
 
 pub mod server;
+pub mod vcsim;
 
 use std::sync::Arc;
 

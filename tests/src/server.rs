@@ -20,8 +20,11 @@ pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+        // The whole workspace's binaries rather than `-p ...`: features are unified as for the
+        // workspace build, so the dependencies (vim_rs above all) are not built a second time with
+        // another feature set.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "basphere-server", "-p", "basphere-cli"])
+            .args(["build", "--workspace", "--bins", "--quiet"])
             .current_dir(&workspace)
             .status()
             .expect("running cargo build for the binaries");

@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 const CONFIG: &str =
     "backend:\n  simulated_delays: none\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 128\nserver:\n  workers: 64\n";
 
-struct Server {
-    child: Child,
-    tcp: String,
-    socket: PathBuf,
-    ready: Duration,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) tcp: String,
+    pub(crate) socket: PathBuf,
+    pub(crate) ready: Duration,
 }
 
 impl Drop for Server {
@@ -32,7 +32,7 @@ impl Drop for Server {
     }
 }
 
-fn build(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     let status =
         Command::new(env!("CARGO")).args(["build", "--release", "-p", "basphere-server"]).current_dir(root).status()?;
     if !status.success() {
@@ -42,7 +42,12 @@ fn build(root: &Path) -> Result<PathBuf> {
 }
 
 fn start(binary: &Path, dir: &Path) -> Result<Server> {
-    std::fs::write(dir.join("config.yaml"), CONFIG)?;
+    start_with(binary, dir, CONFIG)
+}
+
+/// Starts the server in `dir` with the configuration `config`.
+pub(crate) fn start_with(binary: &Path, dir: &Path, config: &str) -> Result<Server> {
+    std::fs::write(dir.join("config.yaml"), config)?;
     let socket = dir.join("basphere.sock");
     let started = Instant::now();
     let mut child = Command::new(binary)
@@ -67,7 +72,7 @@ fn start(binary: &Path, dir: &Path) -> Result<Server> {
 }
 
 /// VmRSS and VmHWM (peak) of a process, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
+pub(crate) fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -80,9 +85,9 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(address: &str) -> Result<Sender> {
+pub(crate) async fn connect(address: &str) -> Result<Sender> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -90,14 +95,14 @@ async fn connect(address: &str) -> Result<Sender> {
     Ok(sender)
 }
 
-async fn connect_unix(path: &Path) -> Result<Sender> {
+pub(crate) async fn connect_unix(path: &Path) -> Result<Sender> {
     let stream = tokio::net::UnixStream::connect(path).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     Ok(sender)
 }
 
-async fn call(
+pub(crate) async fn call(
     sender: &mut Sender,
     method: &str,
     path: &str,
@@ -123,7 +128,7 @@ async fn call(
 }
 
 /// Creates `users` accounts with a quota for `vms` VMs each and returns their tokens.
-async fn accounts(server: &Server, prefix: &str, users: usize, vms: u64, seed: u64) -> Result<Vec<String>> {
+pub(crate) async fn accounts(server: &Server, prefix: &str, users: usize, vms: u64, seed: u64) -> Result<Vec<String>> {
     let mut admin = connect_unix(&server.socket).await?;
     let mut tokens = Vec::new();
     for index in 0..users {
@@ -158,7 +163,7 @@ async fn accounts(server: &Server, prefix: &str, users: usize, vms: u64, seed: u
     Ok(tokens)
 }
 
-async fn wait_idle(server: &Server) -> Result<()> {
+pub(crate) async fn wait_idle(server: &Server) -> Result<()> {
     let mut admin = connect_unix(&server.socket).await?;
     loop {
         let (_, body) = call(&mut admin, "GET", "/metrics", None, None).await?;
@@ -221,7 +226,7 @@ where
     Ok(total)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask tidy`: the repository rules (layering, codemap, lints) that `cargo test` also
 //!   runs as a plain test.
+//! - `cargo xtask bench vsphere`: Basphere's overhead per VM on the vSphere API backend (against
+//!   the vCenter simulator) and on the Terraform backend (with an instant fake `terraform`).
 //! - `cargo xtask vcsim`: builds and runs the govmomi vCenter simulator.
 //! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
 //! - `cargo xtask bench api`: the release server under load: list and create throughput and
@@ -9,6 +11,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_vsphere;
 mod tidy;
 mod vcsim;
 
@@ -34,7 +37,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "api"])]
+        #[arg(value_parser = ["ipam", "api", "vsphere"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -59,11 +62,12 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} tidy problem(s)", problems.len())
             }
         }
-        Command::Vcsim { build_only } => vcsim::run(&tidy::workspace_root(), build_only),
+        Command::Vcsim { build_only } => vcsim::run(build_only),
         Command::Bench { name, scale, connections } => match name.as_str() {
             "ipam" => bench::ipam(scale),
             "api" => bench_api::api(scale, connections),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api"),
+            "vsphere" => bench_vsphere::vsphere(scale),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere"),
         },
     }
 }

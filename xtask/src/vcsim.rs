@@ -1,51 +1,44 @@
-//! `cargo xtask vcsim`: builds the govmomi vCenter simulator from Debian's
-//! golang-github-vmware-govmomi-dev sources (GOPATH mode, offline) and runs it.
+//! `cargo xtask vcsim`: builds the govmomi vCenter simulator (`basphere_vsphere::vcsim`) and runs
+//! it with Basphere's base folder and the default catalog's templates, printing its URL.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use anyhow::{Context, Result};
+use basphere_vsphere::vcsim::{self, Vcsim, VcsimOptions};
 
-use anyhow::{bail, Context, Result};
-
-/// Builds `target/vcsim/vcsim` when it is missing or older than its source; returns its path.
-pub fn build(root: &Path) -> Result<PathBuf> {
-    let source = root.join("xtask/vcsim/main.go");
-    let out_dir = root.join("target/vcsim");
-    let binary = out_dir.join("vcsim");
-    let fresh = |b: &Path| -> Option<bool> {
-        Some(std::fs::metadata(b).ok()?.modified().ok()? >= std::fs::metadata(&source).ok()?.modified().ok()?)
-    };
-    if fresh(&binary) == Some(true) {
-        return Ok(binary);
-    }
-    if !Path::new("/usr/share/gocode/src/github.com/vmware/govmomi/simulator").exists() {
-        bail!("the govmomi sources are missing: apt-get install golang-go golang-github-vmware-govmomi-dev");
-    }
-    std::fs::create_dir_all(out_dir.join("gopath"))?;
-    let gopath = format!("{}:/usr/share/gocode", out_dir.join("gopath").display());
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("GOPATH", gopath)
-        .env("GO111MODULE", "off")
-        .env("GOCACHE", out_dir.join("gocache"))
-        .status()
-        .context("running go (apt-get install golang-go)")?;
-    if !status.success() {
-        bail!("building vcsim failed");
-    }
-    Ok(binary)
-}
-
-pub fn run(root: &Path, build_only: bool) -> Result<()> {
-    let binary = build(root)?;
+pub fn run(build_only: bool) -> Result<()> {
     if build_only {
-        println!("{}", binary.display());
+        println!("{}", vcsim::build()?.display());
         return Ok(());
     }
-    let status = Command::new(&binary).status()?;
-    if !status.success() {
-        bail!("vcsim exited with {status}");
-    }
+    let config = basphere_core::Config::default();
+    let options = VcsimOptions {
+        folder: config.vsphere.folder.clone(),
+        templates: config.os_images.values().map(|os| os.template.clone()).collect(),
+        method_delays: Vec::new(),
+    };
+    let simulator = Vcsim::start(&options).context("starting vcsim")?;
+    println!("vCenter simulator at https://{}/sdk", simulator.server);
+    println!("  user {:?}, password {:?}", simulator.user, simulator.password);
+    println!("  datacenter DC0, cluster DC0_C0, datastore LocalDS_0, network \"VM Network\", folder DC0/vm/{}", options.folder);
+    println!("  templates: {}", options.templates.join(", "));
+    println!("Ctrl-C stops it.");
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc_channel(tx);
+    let _ = rx.recv();
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM on a thread, so the simulator is dropped (killed) on the way out.
+fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        let _ = tx.send(());
+    });
 }

@@ -2,3 +2,5 @@
 
 mod simulated;
 mod terraform;
+#[cfg(feature = "vsphere-api")]
+mod vsphere_api;

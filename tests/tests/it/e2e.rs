@@ -47,51 +47,7 @@ fn the_cli_drives_every_command_in_every_format() {
     let yaml = expect(&server.cli(&["-o", "yaml", "admin", "user", "show", "alice"]), 0);
     assert!(yaml.contains("username: alice"), "{yaml}");
 
-    // alice over HTTP with her token.
-    let catalog = json(&expect(&server.cli_as(&token, &["-o", "json", "catalog"]), 0));
-    assert_eq!(catalog["os"].as_array().unwrap().len(), 2);
-    let created = server.cli_as(
-        &token,
-        &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "small", "--count", "3", "--wait"],
-    );
-    let finished = json(&expect(&created, 0));
-    assert_eq!(finished.as_array().unwrap().len(), 3);
-    assert!(finished.as_array().unwrap().iter().all(|op| op["state"] == "succeeded"));
-
-    let listed = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "list"]), 0));
-    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|vm| vm["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["web-1", "web-2", "web-3"]);
-    assert_eq!(listed[0]["ip"], "10.254.0.32");
-    let table = expect(&server.cli_as(&token, &["vm", "list", "--all"]), 0);
-    assert!(table.starts_with("NAME") && table.contains("10.254.0.33") && table.contains("CREATED"), "{table}");
-    let yaml = expect(&server.cli_as(&token, &["-o", "yaml", "vm", "show", "web-1"]), 0);
-    assert!(yaml.contains("state: running"), "{yaml}");
-    let quota = json(&expect(&server.cli_as(&token, &["-o", "json", "quota"]), 0));
-    assert_eq!((quota["usage"]["vms"].as_u64(), quota["limits"]["vms"].as_u64()), (Some(3), Some(10)));
-    assert!(expect(&server.cli_as(&token, &["quota"]), 0).contains("3/10"));
-
-    let stopped = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "stop", "web-1", "--wait"]), 0));
-    assert_eq!(stopped[0]["state"], "succeeded");
-    assert_eq!(json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "show", "web-1"]), 0))["state"], "stopped");
-    expect(&server.cli_as(&token, &["vm", "start", "web-1", "--wait"]), 0);
-    expect(&server.cli_as(&token, &["vm", "reboot", "web-1", "--wait"]), 0);
-
-    // Without --wait: an operation to follow with `op wait` / `op show`.
-    let accepted = json(&expect(
-        &server.cli_as(&token, &["-o", "json", "vm", "create", "db", "--os", "rocky-10.1", "--spec", "tiny"]),
-        0,
-    ));
-    let op = accepted["operations"][0]["id"].as_str().unwrap().to_owned();
-    expect(&server.cli_as(&token, &["op", "wait", &op]), 0);
-    let shown = json(&expect(&server.cli_as(&token, &["-o", "json", "op", "show", &op]), 0));
-    assert_eq!(shown["state"], "succeeded");
-    assert!(expect(&server.cli_as(&token, &["op", "list"]), 0).contains("create_vm"));
-
-    // Deleting asks first; without a terminal it needs --yes.
-    let refused = server.cli_as(&token, &["vm", "delete", "db"]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("--yes"));
-    expect(&server.cli_as(&token, &["vm", "delete", "db", "--yes", "--wait"]), 0);
+    vm_journey(&server, &token);
 
     // Tokens.
     let own = json(&expect(
@@ -153,6 +109,107 @@ fn the_cli_drives_every_command_in_every_format() {
             expect(&std::process::Command::new(&binaries().cli).args(["completion", shell]).output().unwrap(), 0);
         assert!(script.contains("basphere") && script.len() > 500, "{shell}");
     }
+}
+
+/// The VM journey of one developer, through the CLI with her token: catalog, create three and
+/// wait, list, show, quota, stop/start/reboot, create without waiting and follow the operation,
+/// delete. Leaves web-1, web-2 and web-3.
+fn vm_journey(server: &Server, token: &str) {
+    // alice over HTTP with her token.
+    let catalog = json(&expect(&server.cli_as(token, &["-o", "json", "catalog"]), 0));
+    assert_eq!(catalog["os"].as_array().unwrap().len(), 2);
+    let created = server.cli_as(
+        token,
+        &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "small", "--count", "3", "--wait"],
+    );
+    let finished = json(&expect(&created, 0));
+    assert_eq!(finished.as_array().unwrap().len(), 3);
+    assert!(finished.as_array().unwrap().iter().all(|op| op["state"] == "succeeded"));
+
+    let listed = json(&expect(&server.cli_as(token, &["-o", "json", "vm", "list"]), 0));
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|vm| vm["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web-1", "web-2", "web-3"]);
+    assert_eq!(listed[0]["ip"], "10.254.0.32");
+    let table = expect(&server.cli_as(token, &["vm", "list", "--all"]), 0);
+    assert!(table.starts_with("NAME") && table.contains("10.254.0.33") && table.contains("CREATED"), "{table}");
+    let yaml = expect(&server.cli_as(token, &["-o", "yaml", "vm", "show", "web-1"]), 0);
+    assert!(yaml.contains("state: running"), "{yaml}");
+    let quota = json(&expect(&server.cli_as(token, &["-o", "json", "quota"]), 0));
+    assert_eq!((quota["usage"]["vms"].as_u64(), quota["limits"]["vms"].as_u64()), (Some(3), Some(10)));
+    assert!(expect(&server.cli_as(token, &["quota"]), 0).contains("3/10"));
+
+    let stopped = json(&expect(&server.cli_as(token, &["-o", "json", "vm", "stop", "web-1", "--wait"]), 0));
+    assert_eq!(stopped[0]["state"], "succeeded");
+    assert_eq!(json(&expect(&server.cli_as(token, &["-o", "json", "vm", "show", "web-1"]), 0))["state"], "stopped");
+    expect(&server.cli_as(token, &["vm", "start", "web-1", "--wait"]), 0);
+    expect(&server.cli_as(token, &["vm", "reboot", "web-1", "--wait"]), 0);
+
+    // Without --wait: an operation to follow with `op wait` / `op show`.
+    let accepted = json(&expect(
+        &server.cli_as(token, &["-o", "json", "vm", "create", "db", "--os", "rocky-10.1", "--spec", "tiny"]),
+        0,
+    ));
+    let op = accepted["operations"][0]["id"].as_str().unwrap().to_owned();
+    expect(&server.cli_as(token, &["op", "wait", &op]), 0);
+    let shown = json(&expect(&server.cli_as(token, &["-o", "json", "op", "show", &op]), 0));
+    assert_eq!(shown["state"], "succeeded");
+    assert!(expect(&server.cli_as(token, &["op", "list"]), 0).contains("create_vm"));
+
+    // Deleting asks first; without a terminal it needs --yes.
+    let refused = server.cli_as(token, &["vm", "delete", "db"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"));
+    expect(&server.cli_as(token, &["vm", "delete", "db", "--yes", "--wait"]), 0);
+
+}
+
+/// The same journey on the vSphere API backend against the vCenter simulator, then what the
+/// reconciler makes of a VM deleted behind Basphere's back.
+#[test]
+fn the_vm_journey_on_the_vsphere_api_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let vcsim = tests::vcsim::start();
+    let server = Server::start(dir.path(), Some(&tests::vcsim::server_config(&vcsim, dir.path())));
+    let ready = server.http("GET", "/readyz", None, None);
+    assert_eq!((ready.status, ready.json()["vm_backend"].as_str()), (200, Some("vsphere-api")), "{}", ready.json());
+    let token = server.account("alice", 1, false);
+    vm_journey(&server, &token);
+
+    // vCenter holds exactly the three VMs Basphere lists, marked with their ids, powered on.
+    let listed = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "list"]), 0));
+    let listed: std::collections::BTreeMap<String, String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| (vm["id"].as_str().unwrap().to_owned(), vm["name"].as_str().unwrap().to_owned()))
+        .collect();
+    let vsphere = tests::vcsim::provisioner(&vcsim);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let inventory = runtime.block_on(basphere_core::Provisioner::inventory(&vsphere)).unwrap();
+    let found: std::collections::BTreeMap<String, String> = inventory
+        .iter()
+        .map(|vm| (vm.basphere_id.expect("marked").to_string(), vm.vsphere_name.trim_start_matches("alice-").to_owned()))
+        .collect();
+    assert_eq!(found, listed);
+    assert!(inventory.iter().all(|vm| vm.folder == "basphere-vms/alice"
+        && vm.power == basphere_core::provisioner::PowerState::On));
+
+    // An admin deletes web-2 in vCenter; the reconciler marks it lost and frees nothing silently.
+    let web2 = inventory.iter().find(|vm| vm.vsphere_name == "alice-web-2").unwrap();
+    let gone = basphere_core::provisioner::VmRef {
+        id: web2.basphere_id.unwrap(),
+        owner: "alice".parse().unwrap(),
+        vsphere_name: web2.vsphere_name.clone(),
+        backend_id: None,
+    };
+    runtime.block_on(basphere_core::Provisioner::destroy_vm(&vsphere, &gone)).unwrap();
+    let reconciled = json(&expect(&server.cli(&["-o", "json", "admin", "reconcile", "--now"]), 0));
+    assert_eq!(reconciled["lost"].as_array().unwrap().len(), 1, "{reconciled}");
+    let shown = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "show", "web-2"]), 0));
+    assert_eq!(shown["state"], "lost");
+    expect(&server.cli_as(&token, &["vm", "delete", "web-1", "--yes", "--wait"]), 0);
+    let left = runtime.block_on(basphere_core::Provisioner::inventory(&vsphere)).unwrap();
+    assert_eq!(left.iter().map(|vm| vm.vsphere_name.as_str()).collect::<Vec<_>>(), ["alice-web-3"]);
 }
 
 #[test]
