@@ -20,11 +20,12 @@ pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
-        // The whole workspace's binaries rather than `-p ...`: features are unified as for the
-        // workspace build, so the dependencies (vim_rs above all) are not built a second time with
+        // The whole workspace with all its targets, as `cargo test --workspace` builds it: the
+        // features are unified the same way (dev-dependencies included), so this is a no-op after
+        // the test build and no dependency (vim_rs above all) is compiled a second time with
         // another feature set.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--workspace", "--bins", "--quiet"])
+            .args(["build", "--workspace", "--all-targets", "--quiet"])
             .current_dir(&workspace)
             .status()
             .expect("running cargo build for the binaries");
