@@ -131,19 +131,45 @@ impl Failure {
         }
     }
 
+    /// The connection failed (no answer from vCenter): the transport's error.
+    fn transport(&self) -> Option<&VimError> {
+        let error = match self {
+            Failure::Call(error) => error,
+            Failure::Collector(error) => error.client_error()?,
+            Failure::Basphere(_) => return None,
+        };
+        matches!(error, VimError::ReqwestError(inner) if inner.is_request() || inner.is_connect()).then_some(error)
+    }
+
     fn into_error(self) -> Error {
         match self {
             Failure::Call(error) if fault_is(&error, StructType::ManagedObjectNotFound) => {
                 Error::not_found("vsphere object", error.to_string())
             }
-            Failure::Call(error) => Error::backend("vsphere-api", error),
+            Failure::Call(error) => Error::backend("vsphere-api", with_causes(&error)),
             Failure::Collector(error) => {
                 let fault = error.task_fault().map(describe_fault);
-                Error::Backend { backend: "vsphere-api", source: Box::new(error), log_tail: fault.into_iter().collect() }
+                Error::Backend { backend: "vsphere-api", source: with_causes(&error).into(), log_tail: fault.into_iter().collect() }
             }
             Failure::Basphere(error) => error,
         }
     }
+}
+
+/// An error and every cause under it on one line ("error sending request: connection refused"),
+/// as the transport's own messages stop at the first level.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    line
 }
 
 /// A fault as one line: its type, its messages and its fields (vcsim sends no messages).
@@ -275,19 +301,50 @@ impl VsphereApiProvisioner {
 
     /// Runs `f` with the session; when vCenter no longer knows the session (NotAuthenticated),
     /// logs in again and runs `f` once more.
+    /// One vCenter call that changes something, made again once after logging in again if
+    /// vCenter forgot the session.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = std::result::Result<T, Failure>>,
     {
-        let session = self.session().await?;
-        match f(session.clone()).await {
-            Err(failure) if failure.session_lost() => {
-                tracing::info!(server = %self.settings.server, "the vCenter session expired; logging in again");
-                self.forget(&session).await;
-                f(self.session().await?).await.map_err(Failure::into_error)
+        self.call_with(false, f).await
+    }
+
+    /// One vCenter call that only reads: as `call`, and also made again (twice at most) when
+    /// the connection fails under it. Proxies in front of vCenter drop idle keep-alive
+    /// connections, and reading twice does no harm.
+    async fn read<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        self.call_with(true, f).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, reads_only: bool, f: F) -> Result<T>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        let (mut logged_in_again, mut retries) = (false, 0u32);
+        loop {
+            let session = self.session().await?;
+            match f(session.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(failure) if failure.session_lost() && !logged_in_again => {
+                    tracing::info!(server = %self.settings.server, "the vCenter session expired; logging in again");
+                    self.forget(&session).await;
+                    logged_in_again = true;
+                }
+                Err(failure) if reads_only && retries < 2 && failure.transport().is_some() => {
+                    retries += 1;
+                    let error = failure.transport().map(|error| with_causes(error)).unwrap_or_default();
+                    tracing::debug!(server = %self.settings.server, %error, "the connection failed; reading again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(retries))).await;
+                }
+                Err(failure) => return Err(failure.into_error()),
             }
-            other => other.map_err(Failure::into_error),
         }
     }
 
@@ -317,7 +374,7 @@ impl VsphereApiProvisioner {
     }
 
     async fn find(&self, path: &str) -> Result<Option<ManagedObjectReference>> {
-        self.call(|session| async move {
+        self.read(|session| async move {
             let client = &session.client;
             let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
             Ok(SearchIndex::new(client.clone(), &index.value).find_by_inventory_path(path).await?)
@@ -332,15 +389,15 @@ impl VsphereApiProvisioner {
     }
 
     async fn row(&self, vm: &ManagedObjectReference) -> Result<VmRow> {
-        self.call(|session| async move {
+        self.read(|session| async move {
             let retriever = ObjectRetriever::new(session.client.clone())?;
             Ok(retriever.retrieve_object::<VmRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
         })
         .await
     }
 
-    /// Starts a task with `start` and waits for it to succeed.
-    async fn run_task<F, Fut>(&self, start: F) -> Result<()>
+    /// Starts a task with `start`, waits for it to succeed and returns it.
+    async fn run_task<F, Fut>(&self, start: F) -> Result<ManagedObjectReference>
     where
         F: Fn(Arc<Client>) -> Fut,
         Fut: Future<Output = std::result::Result<ManagedObjectReference, VimError>>,
@@ -351,7 +408,8 @@ impl VsphereApiProvisioner {
                 async move { Ok(started.await?) }
             })
             .await?;
-        self.wait(&task).await
+        self.wait(&task).await?;
+        Ok(task)
     }
 
     /// Polls a task until it ends: every 10 ms at first, backing off to every 500 ms. (Polling
@@ -360,7 +418,7 @@ impl VsphereApiProvisioner {
         let mut pause = std::time::Duration::from_millis(10);
         loop {
             let row = self
-                .call(|session| async move {
+                .read(|session| async move {
                     let retriever = ObjectRetriever::new(session.client.clone())?;
                     Ok(retriever.retrieve_object::<TaskRow>(task).await?.ok_or_else(|| Error::not_found("task", &task.value))?)
                 })
@@ -383,13 +441,24 @@ impl VsphereApiProvisioner {
         }
     }
 
+    /// The object a finished task made (a clone's new VM), if vCenter says.
+    async fn task_result(&self, task: &ManagedObjectReference) -> Option<ManagedObjectReference> {
+        use vim_rs::core::client::{extract_property, VimClient};
+        let fetched = self
+            .read(|session| async move {
+                Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.result").await?)
+            })
+            .await;
+        extract_property::<ManagedObjectReference>(fetched.ok()??).ok()
+    }
+
     /// Why a task failed, in one line. (Read as a raw property: vim_rs's typed path for
     /// `info.error` expects a `MethodFault` where vCenter sends a `LocalizedMethodFault`.)
     async fn task_failure(&self, task: &ManagedObjectReference) -> String {
         use vim_rs::core::client::{PropertyValue, VimClient};
         use vim_rs::types::structs::{LocalizedMethodFault, MethodFault};
         let fetched = self
-            .call(|session| async move {
+            .read(|session| async move {
                 Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.error").await?)
             })
             .await;
@@ -412,7 +481,7 @@ impl VsphereApiProvisioner {
     /// for the list first also spares an empty retrieval, which the simulator answers in a form
     /// vim_rs cannot read.)
     async fn members(&self, container: &ManagedObjectReference, kind: &str) -> Result<Vec<ManagedObjectReference>> {
-        self.call(|session| async move {
+        self.read(|session| async move {
             let client = &session.client;
             let manager = client.service_content().view_manager.clone().expect("vCenter has a ViewManager");
             let view = ViewManager::new(client.clone(), &manager.value)
@@ -484,7 +553,7 @@ impl VsphereApiProvisioner {
     }
 
     async fn hardware(&self, vm: &ManagedObjectReference) -> Result<HardwareRow> {
-        self.call(|session| async move {
+        self.read(|session| async move {
             let retriever = ObjectRetriever::new(session.client.clone())?;
             Ok(retriever.retrieve_object::<HardwareRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
         })
@@ -611,15 +680,19 @@ impl Provisioner for VsphereApiProvisioner {
             }
         };
         let (folder, name_ref) = (&folder, name.as_str());
-        self.run_task(|client| {
-            let spec = spec();
-            let template = VirtualMachine::new(client, &template.value);
-            async move { template.clone_vm_task(folder, name_ref, &spec).await }
-        })
-        .await?;
-        let created = self
-            .find(&format!("{}/{name}", self.user_folder_path(&request.owner)))
-            .await?
+        let clone = self
+            .run_task(|client| {
+                let spec = spec();
+                let template = VirtualMachine::new(client, &template.value);
+                async move { template.clone_vm_task(folder, name_ref, &spec).await }
+            })
+            .await?;
+        // The task names the new VM; its folder is asked only if it does not.
+        let created = match self.task_result(&clone).await {
+            Some(created) => Some(created),
+            None => self.find(&format!("{}/{name}", self.user_folder_path(&request.owner))).await?,
+        };
+        let created = created
             .ok_or_else(|| Error::backend("vsphere-api", basphere_core::error::Message(format!("the clone task succeeded but {name} is not in its folder"))))?;
         self.converge(&created, request).await?;
         Ok(VmHandle {
@@ -669,7 +742,7 @@ impl Provisioner for VsphereApiProvisioner {
         let folder_members = self.members(&base, "Folder").await?;
         let (members, folder_members) = (&members, &folder_members);
         let (vms, folders) = self
-            .call(|session| async move {
+            .read(|session| async move {
                 let retriever = ObjectRetriever::new(session.client.clone())?;
                 let vms: Vec<VmRow> = retriever.retrieve_objects_from_list(members).await?;
                 let folders: Vec<FolderRow> = if folder_members.is_empty() {

@@ -383,3 +383,105 @@ async fn a_session_vcenter_forgot_is_replaced() {
     vsphere.ensure_folder(&web.owner).await.expect("logged in again");
     vsphere.create_vm(&web).await.expect("the new session works");
 }
+
+/// A TCP proxy in front of the simulator that, when told, closes the next connections on which
+/// the client speaks, without forwarding a byte: a request lost with its connection, as when a
+/// proxy in front of vCenter drops a keep-alive connection.
+struct DroppingProxy {
+    address: String,
+    to_drop: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingProxy {
+    async fn start(upstream: &str) -> DroppingProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (to_drop, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let upstream = upstream.to_owned();
+        let (to_drop_, dropped_) = (to_drop.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (to_drop, dropped) = (to_drop_.clone(), dropped_.clone());
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    loop {
+                        let read = match client_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(read) => read,
+                        };
+                        let drop_it = to_drop
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                            .is_ok();
+                        if drop_it {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if server_write.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Both directions end with the connection.
+                    answers.abort();
+                });
+            }
+        });
+        DroppingProxy { address, to_drop, dropped, task }
+    }
+
+    fn drop_next(&self, connections: usize) {
+        self.to_drop.store(connections, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_read_is_made_again_when_its_connection_drops() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let proxy = DroppingProxy::start(&vcsim.server).await;
+    let vsphere = VsphereApiProvisioner::new(VsphereApiSettings {
+        server: proxy.address.clone(),
+        ..provisioner_settings(&vcsim, &config)
+    });
+    vsphere.preflight().await.expect("preflight through the proxy");
+    let request = request("alice", "web-1", [10, 254, 0, 40]);
+    vsphere.ensure_folder(&request.owner).await.unwrap();
+    vsphere.create_vm(&request).await.unwrap();
+
+    // Two lost reads in a row are made again, unseen by the caller.
+    proxy.drop_next(2);
+    let inventory = vsphere.inventory().await.expect("the inventory is read again after two dropped connections");
+    assert_eq!(proxy.dropped(), 2);
+    assert_eq!(inventory.iter().map(|vm| vm.vsphere_name.as_str()).collect::<Vec<_>>(), ["alice-web-1"]);
+
+    // A third is an error that says what happened.
+    proxy.drop_next(3);
+    let error = vsphere.inventory().await.expect_err("three dropped connections in a row fail the read");
+    assert_eq!(proxy.dropped(), 5);
+    assert_eq!(error.kind(), "backend", "{error}");
+    assert!(error.to_string().contains("error sending request"), "{error}");
+
+    // The connection is back: everything works, nothing was duplicated.
+    assert_eq!(vsphere.inventory().await.unwrap().len(), 1);
+    vsphere.destroy_vm(&request.vm_ref()).await.unwrap();
+    assert!(vsphere.inventory().await.unwrap().is_empty());
+}
