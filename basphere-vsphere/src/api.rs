@@ -412,8 +412,10 @@ impl VsphereApiProvisioner {
         Ok(task)
     }
 
-    /// Polls a task until it ends: every 10 ms at first, backing off to every 500 ms. (Polling
-    /// keeps each wait independent: one bad update cannot fail every waiter at once.)
+    /// Polls a task until it ends: after 10 ms at first, each pause half as long again as the
+    /// last, up to 500 ms, so a short task is seen done within a third of its time and a long one
+    /// costs two calls a second. (Polling keeps each wait independent: one bad update cannot fail
+    /// every waiter at once.)
     async fn wait(&self, task: &ManagedObjectReference) -> Result<()> {
         let mut pause = std::time::Duration::from_millis(10);
         loop {
@@ -435,7 +437,7 @@ impl VsphereApiProvisioner {
                 }
                 _ => {
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    pause = (pause * 3 / 2).min(std::time::Duration::from_millis(500));
                 }
             }
         }
