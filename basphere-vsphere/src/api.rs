@@ -443,15 +443,20 @@ impl VsphereApiProvisioner {
         }
     }
 
-    /// The object a finished task made (a clone's new VM), if vCenter says.
-    async fn task_result(&self, task: &ManagedObjectReference) -> Option<ManagedObjectReference> {
+    /// The object a finished task made (a clone's new VM).
+    async fn task_result(&self, task: &ManagedObjectReference) -> Result<ManagedObjectReference> {
         use vim_rs::core::client::{extract_property, VimClient};
         let fetched = self
             .read(|session| async move {
                 Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.result").await?)
             })
-            .await;
-        extract_property::<ManagedObjectReference>(fetched.ok()??).ok()
+            .await?;
+        fetched.and_then(|value| extract_property::<ManagedObjectReference>(value).ok()).ok_or_else(|| {
+            Error::backend(
+                "vsphere-api",
+                basphere_core::error::Message(format!("vCenter task {} succeeded without naming what it made", task.value)),
+            )
+        })
     }
 
     /// Why a task failed, in one line. (Read as a raw property: vim_rs's typed path for
@@ -689,13 +694,7 @@ impl Provisioner for VsphereApiProvisioner {
                 async move { template.clone_vm_task(folder, name_ref, &spec).await }
             })
             .await?;
-        // The task names the new VM; its folder is asked only if it does not.
-        let created = match self.task_result(&clone).await {
-            Some(created) => Some(created),
-            None => self.find(&format!("{}/{name}", self.user_folder_path(&request.owner))).await?,
-        };
-        let created = created
-            .ok_or_else(|| Error::backend("vsphere-api", basphere_core::error::Message(format!("the clone task succeeded but {name} is not in its folder"))))?;
+        let created = self.task_result(&clone).await?;
         self.converge(&created, request).await?;
         Ok(VmHandle {
             backend_id: created.value,

@@ -54,13 +54,7 @@ fn simulator(config: &Config) -> Vcsim {
 }
 
 fn provisioner(vcsim: &Vcsim, config: &Config) -> VsphereApiProvisioner {
-    VsphereApiProvisioner::new(VsphereApiSettings {
-        server: vcsim.server.clone(),
-        credentials: Credentials { user: vcsim.user.clone(), password: vcsim.password.clone() },
-        vsphere: config.vsphere.clone(),
-        os_images: config.os_images.clone(),
-        accept_invalid_certs: true,
-    })
+    VsphereApiProvisioner::new(provisioner_settings(vcsim, config))
 }
 
 /// An independent client, playing the admin (or another tool) acting on vCenter directly.
