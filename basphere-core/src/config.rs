@@ -162,6 +162,32 @@ pub struct Config {
     /// How long a stopping server waits for running operations.
     pub shutdown_grace_seconds: u64,
     pub terraform: TerraformConfig,
+    /// Durable background work: operation claims and notification delivery.
+    pub work: WorkConfig,
+}
+
+/// How background work is shared between processes (`work.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkConfig {
+    /// This server among the replicas sharing one database (`work.instance`); a restarted
+    /// instance takes back its own interrupted operations at once, while another replica's are
+    /// taken over only when their claim expires. `None`: the server derives one (host and data
+    /// directory).
+    pub instance: Option<String>,
+    /// How long a claim on an operation lasts without renewal (`work.lease_seconds`); the
+    /// running process renews it every third of that.
+    pub lease_seconds: u64,
+    /// Deliveries of one notification before it is dead-lettered (`work.notification_attempts`).
+    pub notification_attempts: u32,
+    /// The first retry delay of a failed notification, doubled each time up to 30 minutes
+    /// (`work.notification_retry_seconds`).
+    pub notification_retry_seconds: u64,
+}
+
+impl Default for WorkConfig {
+    fn default() -> Self {
+        WorkConfig { instance: None, lease_seconds: 30, notification_attempts: 12, notification_retry_seconds: 2 }
+    }
 }
 
 /// How the Terraform backend runs `terraform`.
@@ -269,6 +295,16 @@ struct RawConfig {
     bastion: RawBastion,
     reconcile: RawReconcile,
     terraform: RawTerraform,
+    work: RawWork,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWork {
+    instance: Option<String>,
+    lease_seconds: Option<u64>,
+    notification_attempts: Option<u32>,
+    notification_retry_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -764,8 +800,36 @@ impl Config {
             ));
         }
 
+        let defaults = WorkConfig::default();
+        let work = WorkConfig {
+            instance: match raw.work.instance {
+                Some(name) if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) => {
+                    return Err(Error::invalid(
+                        "work.instance",
+                        "use 1-200 printable characters, such as the host name",
+                    ))
+                }
+                other => other,
+            },
+            lease_seconds: positive(
+                "work.lease_seconds",
+                Some(raw.work.lease_seconds.unwrap_or(defaults.lease_seconds)),
+                1..=3600,
+            )?,
+            notification_attempts: positive(
+                "work.notification_attempts",
+                Some(raw.work.notification_attempts.unwrap_or(defaults.notification_attempts)),
+                1..=100,
+            )?,
+            notification_retry_seconds: positive(
+                "work.notification_retry_seconds",
+                Some(raw.work.notification_retry_seconds.unwrap_or(defaults.notification_retry_seconds)),
+                1..=3600,
+            )?,
+        };
         let config = Config {
             server,
+            work,
             vm_backend: raw.backend.vm.unwrap_or(VmBackendKind::Simulated),
             vsphere,
             os_images,
@@ -1037,6 +1101,9 @@ bastion: {address: bastion.corp.com, port: 50022}
             ("server: {prot: 80}", "server", "unknown field `prot`"),
             ("backend: {vm: terraform}", "vsphere.credentials_file", "required"),
             ("terraform: {parallelism: 0}", "terraform.parallelism", "1-64"),
+            ("work: {lease_seconds: 0}", "work.lease_seconds", "1-3600"),
+            ("work: {notification_attempts: 0}", "work.notification_attempts", "1-100"),
+            ("work: {instance: \"\"}", "work.instance", "printable"),
             ("vsphere: {datacenter: ''}", "vsphere.datacenter", "non-empty"),
             ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
             ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),

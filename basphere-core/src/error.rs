@@ -12,6 +12,10 @@ pub enum Error {
     /// Input broke a rule; `field` names the offending input, `message` says what is accepted.
     #[error("invalid {field}: {message}")]
     InvalidInput { field: String, message: String },
+    /// Several fields of a form broke their rules; each entry is an `InvalidInput`, so a user can
+    /// fix them all at once.
+    #[error("{}", join_messages(.0))]
+    InvalidFields(Vec<Error>),
     /// The thing does not exist (or the caller may not know that it does).
     #[error("{kind} not found: {name}")]
     NotFound { kind: &'static str, name: String },
@@ -49,6 +53,10 @@ pub enum Error {
     },
 }
 
+fn join_messages(errors: &[Error]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Shorthand used across the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -72,7 +80,7 @@ impl Error {
     /// A stable, short name for the kind of error, used in problem types, metrics and tests.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::InvalidInput { .. } => "invalid-input",
+            Error::InvalidInput { .. } | Error::InvalidFields(_) => "invalid-input",
             Error::NotFound { .. } => "not-found",
             Error::AlreadyExists { .. } => "already-exists",
             Error::Conflict(_) => "conflict",

@@ -20,3 +20,20 @@ pub trait Notifier: Send + Sync {
     fn backend_name(&self) -> &'static str;
     async fn notify(&self, event: &NotificationEvent) -> Result<()>;
 }
+
+/// Writes events to the log (the default when nothing else is configured).
+#[derive(Default)]
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    fn backend_name(&self) -> &'static str {
+        "log"
+    }
+
+    async fn notify(&self, event: &NotificationEvent) -> Result<()> {
+        let body = serde_json::to_string(event).unwrap_or_default();
+        tracing::info!(event = event.name(), %body, "notification");
+        Ok(())
+    }
+}

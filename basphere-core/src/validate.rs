@@ -366,7 +366,7 @@ impl SshPublicKey {
                 return Err(invalid(format!("this RSA key has {bits} bits, at least 2048 are needed")));
             }
         }
-        if key.comment().chars().any(char::is_control) || key.comment().len() > 256 {
+        if !key.comment().chars().all(is_printable) || key.comment().len() > 256 {
             return Err(invalid("the key comment must be printable text of at most 256 characters".into()));
         }
         let openssh = key.to_openssh().map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
@@ -430,10 +430,20 @@ pub fn free_text(field: &str, value: &str, max: usize) -> Result<String> {
     if value.chars().count() > max {
         return Err(Error::invalid(field, format!("at most {max} characters are accepted")));
     }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "control characters and line breaks are not accepted"));
+    if !value.chars().all(is_printable) {
+        return Err(Error::invalid(
+            field,
+            "control characters, line breaks and the non-characters U+FFFE/U+FFFF are not accepted",
+        ));
     }
     Ok(value.to_owned())
+}
+
+/// Whether `c` may appear in one-line text that reaches a rendered file (cloud-init YAML, HCL,
+/// logs): no control characters (C0, DEL, C1, line breaks) and nothing outside YAML's
+/// printable set (U+FFFE and U+FFFF; surrogates cannot occur in Rust strings).
+pub fn is_printable(c: char) -> bool {
+    !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 
 #[cfg(test)]
@@ -581,6 +591,11 @@ mod tests {
         assert_eq!(parsed.algorithm(), "sk-ssh-ed25519@openssh.com");
     }
 
+    /// `algorithm base64` of a key line, without its comment.
+    fn ed_key_only(line: &str) -> String {
+        line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+
     // original.md §12.1 TestIsValidSSHPublicKey invalid cases, plus §13.1 item 13.
     #[test]
     fn ssh_keys_that_are_refused() {
@@ -599,6 +614,10 @@ mod tests {
             (RSA_1024, "1024 bits"),
             ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "could not be parsed"),
             (&*format!("ssh-ed25519 {}", "A".repeat(9000)), "longer than"),
+            // Characters YAML does not allow would break the rendered cloud-init.
+            (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{FFFE}"), "printable"),
+            (&*format!("{} alice{}", ed_key_only(ed), "\u{FFFF}"), "printable"),
+            (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{85}"), "printable"),
         ];
         for (key, expected) in cases {
             let error = SshPublicKey::parse(key).unwrap_err().to_string();
@@ -610,6 +629,10 @@ mod tests {
     fn free_text_is_bounded_and_printable() {
         assert_eq!(free_text("team", "  DevOps팀 ", 64).unwrap(), "DevOps팀");
         assert!(free_text("team", "a\nb", 64).is_err());
+        for bad in ['\u{FFFE}', '\u{FFFF}', '\u{7F}', '\u{85}', '\u{0}', '\u{1B}'] {
+            let error = free_text("team", &format!("a{bad}b"), 64).unwrap_err().to_string();
+            assert!(error.contains("team") && error.contains("not accepted"), "{bad:?}: {error}");
+        }
         assert!(free_text("team", &"a".repeat(65), 64).is_err());
     }
 

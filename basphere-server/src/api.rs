@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use basphere_core::model::*;
-use basphere_core::platform::{Accepted, CreateVms};
+use basphere_core::platform::{
+    lookup_username, lookup_vm_name, token_expiry, token_scope, Accepted, AuditQuery as AuditRequest, CreateVms,
+    NewAccount, Page as CorePage, PageRequest, VmQuery,
+};
 use basphere_core::provisioner::PowerAction;
-use basphere_core::store::{AuditFilter, OperationFilter, VmFilter};
-use basphere_core::validate::{RegistrationForm, ResourceName, Username};
-use basphere_core::{Store, StoreExt};
+use basphere_core::validate::Username;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -23,8 +24,8 @@ use crate::wire::*;
 use crate::AppState;
 
 /// The `/api/v1` routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Router<AppState> {
+    let own = Router::new()
         .route("/me", get(me))
         .route("/catalog", get(catalog))
         .route("/quota", get(quota))
@@ -34,7 +35,8 @@ pub fn routes() -> Router<AppState> {
         .route("/operations", get(list_operations))
         .route("/operations/{id}", get(get_operation))
         .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token));
+    let admin = Router::new()
         .route("/admin/users", get(admin_list_users).post(admin_create_user))
         .route("/admin/users/{username}", get(admin_get_user))
         .route("/admin/users/{username}/quota", get(admin_get_quota).put(admin_set_quota).delete(admin_reset_quota))
@@ -46,28 +48,18 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/operations", get(admin_list_operations))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
+        // The admin API is for administrators, whatever the route: decided by the platform.
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::require_admin));
+    own.merge(admin)
 }
 
-/// Runs store reads off the async executor.
-async fn read<T, F>(state: &AppState, f: F) -> ApiResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> basphere_core::Result<T> + Send + 'static,
-{
-    let store = state.platform.store().clone();
-    match tokio::task::spawn_blocking(move || f(&*store)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(ApiError::from(basphere_core::Error::Timeout("the store did not answer".into()))),
+/// At most 64 characters of something a caller sent, for messages.
+fn bounded(value: &str) -> String {
+    if value.chars().count() <= 64 {
+        value.to_owned()
+    } else {
+        format!("{}...", value.chars().take(64).collect::<String>())
     }
-}
-
-fn username(value: &str) -> ApiResult<Username> {
-    Username::parse(value).map_err(|_| ApiError::not_found(format!("user not found: {value}")))
-}
-
-fn resource_name(value: &str) -> ApiResult<ResourceName> {
-    // An invalid name cannot exist: answer like for a missing VM.
-    ResourceName::parse(value).map_err(|_| ApiError::not_found(format!("vm not found: {value}")))
 }
 
 /// `?limit=&after=`: pagination of lists ordered by creation.
@@ -86,35 +78,18 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn limit(&self) -> ApiResult<usize> {
-        match self.limit {
-            None => Ok(100),
-            Some(limit) if (1..=1000).contains(&limit) => Ok(limit),
-            Some(limit) => Err(ApiError::invalid(format!("limit {limit} is not accepted: use 1-1000"))),
-        }
+    fn page(&self) -> PageRequest {
+        PageRequest { limit: self.limit, after: self.after }
     }
 
-    fn vm_filter(&self, owner: Option<Username>) -> ApiResult<VmFilter> {
-        let state = self.state.as_deref().map(VmState::parse).transpose().map_err(ApiError::from)?;
-        Ok(VmFilter {
-            owner,
-            state,
-            include_deleted: state == Some(VmState::Deleted),
-            after: self.after,
-            limit: Some(self.limit()? + 1),
-        })
+    fn vms(&self) -> VmQuery {
+        VmQuery { state: self.state.clone(), page: self.page() }
     }
 }
 
-/// Cuts the extra item fetched to know whether there is a next page.
-fn page<T, V>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid, view: impl Fn(&T) -> V) -> Page<V> {
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|item| id(item).to_string())
-    } else {
-        None
-    };
-    Page { items: items.iter().map(view).collect(), next }
+/// A page of core records as its wire view.
+fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> Page<V> {
+    Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) }
 }
 
 fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
@@ -127,13 +102,14 @@ fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
 
 /// Who the server believes you are. *user*
 #[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), (status = 401, body = Problem)))]
-pub async fn me(caller: Caller) -> Json<MeView> {
-    Json(MeView {
+pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<MeView>> {
+    let account = state.platform.whoami(&caller.actor).await?;
+    Ok(Json(MeView {
         name: caller.actor.name.clone(),
         role: caller.actor.role.as_str().to_owned(),
         source: caller.actor.source.clone(),
-        account: caller.account.as_ref().map(UserView::from),
-    })
+        account: account.as_ref().map(UserView::from),
+    }))
 }
 
 /// The OS images and VM specs that may be asked for. *user*
@@ -165,7 +141,7 @@ pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<Cat
 /// Your limits and usage. *user*
 #[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), (status = 401, body = Problem)))]
 pub async fn quota(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<QuotaView>> {
-    let report = state.platform.quota(&caller.account()?.username).await?;
+    let report = state.platform.quota(&caller.actor, caller.own()?).await?;
     Ok(Json(QuotaView::from(&report)))
 }
 
@@ -179,9 +155,8 @@ pub async fn list_vms(
     if query.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/vms)"));
     }
-    let filter = query.vm_filter(Some(caller.account()?.username.clone()))?;
-    let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    let vms = state.platform.list_vms(&caller.actor, Some(caller.own()?), query.vms()).await?;
+    Ok(Json(page(vms, |vm| VmView::from(vm))))
 }
 
 async fn create_for(
@@ -191,19 +166,16 @@ async fn create_for(
     headers: &HeaderMap,
     body: CreateVmsRequest,
 ) -> ApiResult<Response> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::invalid("the Idempotency-Key header must be visible ASCII"))?
-                .to_owned(),
-        ),
-        None => None,
-    };
+    // The platform checks the key's rule; bytes that are not text reach it as replacement
+    // characters and are refused there.
+    let key = headers.get("idempotency-key").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let request = CreateVms { name: body.name, os: body.os, spec: body.spec, count: body.count };
     let outcome = state.platform.create_vms(&caller.actor, owner, request, key.as_deref()).await?;
-    let first =
-        outcome.accepted.first().map(|a| a.operation.clone()).ok_or_else(|| ApiError::invalid("nothing to create"))?;
+    let first = outcome
+        .accepted
+        .first()
+        .map(|a| a.operation.clone())
+        .ok_or_else(|| ApiError::from(basphere_core::Error::invalid("count", "nothing to create")))?;
     let body = CreateVmsResponse {
         vms: outcome.accepted.iter().map(|Accepted { vm, .. }| VmView::from(vm)).collect(),
         operations: outcome.accepted.iter().map(|Accepted { operation, .. }| OperationView::from(operation)).collect(),
@@ -226,13 +198,8 @@ pub async fn create_vms(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateVmsRequest>,
 ) -> ApiResult<Response> {
-    let owner = caller.account()?.username.clone();
+    let owner = caller.own()?.clone();
     create_for(&state, &caller, &owner, &headers, body).await
-}
-
-async fn vm_of(state: &AppState, owner: Username, name: &str) -> ApiResult<Vm> {
-    let name = resource_name(name)?;
-    read(state, move |store| store.vm(&owner, &name)).await
 }
 
 /// One of your VMs. *user*
@@ -242,7 +209,7 @@ pub async fn get_vm(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<VmView>> {
-    let vm = vm_of(&state, caller.account()?.username.clone(), &name).await?;
+    let vm = state.platform.vm(&caller.actor, caller.own()?, &name).await?;
     Ok(Json(VmView::from(&vm)))
 }
 
@@ -253,8 +220,7 @@ pub async fn delete_vm(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    let owner = caller.account()?.username.clone();
-    let operation = state.platform.delete_vm(&caller.actor, &owner, &resource_name(&name)?).await?;
+    let operation = state.platform.delete_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?).await?;
     Ok(accepted(&operation, OperationView::from(&operation)))
 }
 
@@ -263,7 +229,7 @@ fn power_action(action: &str) -> ApiResult<PowerAction> {
         "start" => Ok(PowerAction::Start),
         "stop" => Ok(PowerAction::Stop),
         "reboot" => Ok(PowerAction::Reboot),
-        other => Err(ApiError::not_found(format!("no action {other:?}; use start, stop or reboot"))),
+        other => Err(ApiError::not_found(format!("no action {:?}; use start, stop or reboot", bounded(other)))),
     }
 }
 
@@ -275,9 +241,8 @@ pub async fn vm_action(
     State(state): State<AppState>,
     ApiPath((name, action)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    let owner = caller.account()?.username.clone();
     let action = power_action(&action)?;
-    let operation = state.platform.power_vm(&caller.actor, &owner, &resource_name(&name)?, action).await?;
+    let operation = state.platform.power_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?, action).await?;
     Ok(accepted(&operation, OperationView::from(&operation)))
 }
 
@@ -288,15 +253,8 @@ pub async fn list_operations(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<OperationView>>> {
-    let limit = query.limit()?;
-    let filter = OperationFilter {
-        owner: Some(caller.account()?.username.clone()),
-        after: query.after,
-        limit: Some(limit + 1),
-        ..OperationFilter::default()
-    };
-    let operations = read(&state, move |store| store.query(|tx| tx.list_operations(&filter))).await?;
-    Ok(Json(page(operations, limit, |op| op.id, |v| OperationView::from(v))))
+    let operations = state.platform.list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
+    Ok(Json(page(operations, |op| OperationView::from(op))))
 }
 
 /// One operation: yours, or any for an admin. *user*
@@ -306,20 +264,14 @@ pub async fn get_operation(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<OperationView>> {
-    let missing = || ApiError::not_found(format!("operation not found: {id}"));
-    let parsed = Uuid::parse_str(&id).map_err(|_| missing())?;
-    let operation = read(&state, move |store| store.query(|tx| tx.get_operation(parsed))).await?.ok_or_else(missing)?;
-    if !caller.actor.may_act_for(&operation.owner) {
-        return Err(missing());
-    }
+    let operation = state.platform.operation(&caller.actor, &id).await?;
     Ok(Json(OperationView::from(&operation)))
 }
 
 /// Your API tokens (never their secrets). *user*
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
 pub async fn list_tokens(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
-    let owner = caller.account()?.username.clone();
-    let tokens = read(&state, move |store| store.query(|tx| tx.list_tokens(&owner))).await?;
+    let tokens = state.platform.list_tokens(&caller.actor, caller.own()?).await?;
     Ok(Json(tokens.iter().map(TokenView::from).collect()))
 }
 
@@ -329,15 +281,8 @@ async fn token_for(
     owner: &Username,
     body: CreateTokenRequest,
 ) -> ApiResult<Response> {
-    let scope = match body.scope.as_deref() {
-        None => TokenScope::User,
-        Some(scope) => TokenScope::parse(scope).map_err(ApiError::from)?,
-    };
-    let expires_at = match body.expires_in_days {
-        None => None,
-        Some(days) if (1..=3650).contains(&days) => Some(now() + chrono::Duration::days(i64::from(days))),
-        Some(days) => return Err(ApiError::invalid(format!("expires_in_days {days} is not accepted: use 1-3650"))),
-    };
+    let scope = token_scope(body.scope.as_deref())?;
+    let expires_at = token_expiry(body.expires_in_days.map(i64::from))?;
     let created = state.platform.create_token(&caller.actor, owner, &body.name, scope, expires_at).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token: TokenView::from(&created.token), secret: created.secret }))
         .into_response())
@@ -350,7 +295,7 @@ pub async fn create_token(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> ApiResult<Response> {
-    let owner = caller.account()?.username.clone();
+    let owner = caller.own()?.clone();
     token_for(&state, &caller, &owner, body).await
 }
 
@@ -361,7 +306,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TokenView>> {
-    let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {id}")))?;
+    let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {}", bounded(&id))))?;
     let token = state.platform.revoke_token(&caller.actor, parsed).await?;
     Ok(Json(TokenView::from(&token)))
 }
@@ -369,8 +314,7 @@ pub async fn revoke_token(
 /// Every account. *admin*
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), (status = 403, body = Problem)))]
 pub async fn admin_list_users(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
-    caller.require_admin()?;
-    let users = read(&state, |store| store.query(|tx| tx.list_users())).await?;
+    let users = state.platform.list_accounts(&caller.actor, Default::default()).await?;
     Ok(Json(users.iter().map(UserView::from).collect()))
 }
 
@@ -381,34 +325,15 @@ pub async fn admin_create_user(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
-    let form =
-        RegistrationForm { username: body.username, email: body.email, team: body.team, public_key: body.ssh_key };
-    let valid = form.validate(&state.platform.config().allowed_email_domains).map_err(|errors| {
-        let mut error = ApiError::invalid(errors.messages().join("; "));
-        error.errors = errors.messages();
-        error
-    })?;
-    let at = now();
-    let user = User {
-        username: valid.username,
-        email: valid.email,
-        team: valid.team,
-        ssh_key: valid.ssh_key,
-        role: if body.admin { Role::Admin } else { Role::User },
-        status: UserStatus::Active,
+    let account = NewAccount {
+        username: body.username,
+        email: body.email,
+        team: body.team,
+        ssh_key: body.ssh_key,
+        admin: body.admin,
         uid: body.uid,
-        created_at: at,
-        updated_at: at,
     };
-    // The store's constraint refuses a taken name, key or uid, even under concurrent requests;
-    // provisioning the block and folder afterwards is idempotent.
-    let record = user.clone();
-    let store = state.platform.store().clone();
-    tokio::task::spawn_blocking(move || store.transact(|tx| tx.insert_user(&record)))
-        .await
-        .map_err(|_| ApiError::from(basphere_core::Error::Timeout("the store did not answer".into())))??;
-    let created = state.platform.provision_account(user).await?;
+    let created = state.platform.create_account(&caller.actor, account).await?;
     Ok((StatusCode::CREATED, Json(UserView::from(&created))).into_response())
 }
 
@@ -419,9 +344,7 @@ pub async fn admin_get_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
-    caller.require_admin()?;
-    let name = username(&name)?;
-    let user = read(&state, move |store| store.user(&name)).await?;
+    let user = state.platform.account(&caller.actor, &name).await?;
     Ok(Json(UserView::from(&user)))
 }
 
@@ -432,11 +355,7 @@ pub async fn admin_get_quota(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
-    caller.require_admin()?;
-    let name = username(&name)?;
-    let check = name.clone();
-    read(&state, move |store| store.user(&check)).await?;
-    Ok(Json(QuotaView::from(&state.platform.quota(&name).await?)))
+    Ok(Json(QuotaView::from(&state.platform.quota(&caller.actor, &lookup_username(&name)?).await?)))
 }
 
 /// Override one account's limits; absent fields keep the default. *admin*
@@ -447,8 +366,7 @@ pub async fn admin_set_quota(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaOverrideRequest>,
 ) -> ApiResult<Json<QuotaView>> {
-    caller.require_admin()?;
-    let report = state.platform.set_quota_override(&caller.actor, &username(&name)?, Some(body.into())).await?;
+    let report = state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, Some(body.into())).await?;
     Ok(Json(QuotaView::from(&report)))
 }
 
@@ -459,8 +377,7 @@ pub async fn admin_reset_quota(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
-    caller.require_admin()?;
-    let report = state.platform.set_quota_override(&caller.actor, &username(&name)?, None).await?;
+    let report = state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, None).await?;
     Ok(Json(QuotaView::from(&report)))
 }
 
@@ -472,8 +389,7 @@ pub async fn admin_create_token(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
-    token_for(&state, &caller, &username(&name)?, body).await
+    token_for(&state, &caller, &lookup_username(&name)?, body).await
 }
 
 /// One account's VMs. *admin*
@@ -484,10 +400,8 @@ pub async fn admin_user_vms(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<VmView>>> {
-    caller.require_admin()?;
-    let filter = query.vm_filter(Some(username(&name)?))?;
-    let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    let vms = state.platform.list_vms(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
+    Ok(Json(page(vms, |vm| VmView::from(vm))))
 }
 
 /// Create VMs for an account. *admin*
@@ -499,8 +413,7 @@ pub async fn admin_create_vms(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateVmsRequest>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
-    create_for(&state, &caller, &username(&name)?, &headers, body).await
+    create_for(&state, &caller, &lookup_username(&name)?, &headers, body).await
 }
 
 /// One VM of an account. *admin*
@@ -510,8 +423,7 @@ pub async fn admin_get_vm(
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<VmView>> {
-    caller.require_admin()?;
-    Ok(Json(VmView::from(&vm_of(&state, username(&owner)?, &name).await?)))
+    Ok(Json(VmView::from(&state.platform.vm(&caller.actor, &lookup_username(&owner)?, &name).await?)))
 }
 
 /// Delete a VM of an account. *admin*
@@ -521,8 +433,7 @@ pub async fn admin_delete_vm(
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
-    let operation = state.platform.delete_vm(&caller.actor, &username(&owner)?, &resource_name(&name)?).await?;
+    let operation = state.platform.delete_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?).await?;
     Ok(accepted(&operation, OperationView::from(&operation)))
 }
 
@@ -533,10 +444,9 @@ pub async fn admin_vm_action(
     State(state): State<AppState>,
     ApiPath((owner, name, action)): ApiPath<(String, String, String)>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
     let operation = state
         .platform
-        .power_vm(&caller.actor, &username(&owner)?, &resource_name(&name)?, power_action(&action)?)
+        .power_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?, power_action(&action)?)
         .await?;
     Ok(accepted(&operation, OperationView::from(&operation)))
 }
@@ -548,11 +458,9 @@ pub async fn admin_list_vms(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<VmView>>> {
-    caller.require_admin()?;
-    let owner = query.owner.as_deref().map(username).transpose()?;
-    let filter = query.vm_filter(owner)?;
-    let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    let owner = query.owner.as_deref().map(lookup_username).transpose()?;
+    let vms = state.platform.list_vms(&caller.actor, owner.as_ref(), query.vms()).await?;
+    Ok(Json(page(vms, |vm| VmView::from(vm))))
 }
 
 /// Every operation (`?owner=` for one account). *admin*
@@ -562,12 +470,9 @@ pub async fn admin_list_operations(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<OperationView>>> {
-    caller.require_admin()?;
-    let limit = query.limit()?;
-    let owner = query.owner.as_deref().map(username).transpose()?;
-    let filter = OperationFilter { owner, after: query.after, limit: Some(limit + 1), ..OperationFilter::default() };
-    let operations = read(&state, move |store| store.query(|tx| tx.list_operations(&filter))).await?;
-    Ok(Json(page(operations, limit, |op| op.id, |v| OperationView::from(v))))
+    let owner = query.owner.as_deref().map(lookup_username).transpose()?;
+    let operations = state.platform.list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
+    Ok(Json(page(operations, |op| OperationView::from(op))))
 }
 
 /// `?actor=&after=&limit=&format=jsonl`
@@ -589,32 +494,28 @@ pub async fn admin_audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
-    caller.require_admin()?;
-    let limit = match query.limit {
-        None => 1000,
-        Some(limit) if (1..=100_000).contains(&limit) => limit,
-        Some(limit) => return Err(ApiError::invalid(format!("limit {limit} is not accepted: use 1-100000"))),
-    };
-    let filter = AuditFilter { actor: query.actor.clone(), after: query.after, limit: Some(limit + 1) };
-    let events = read(&state, move |store| store.query(|tx| tx.list_audit(&filter))).await?;
+    if let Some(other) = query.format.as_deref().filter(|format| !matches!(*format, "json" | "jsonl")) {
+        return Err(ApiError::invalid(format!("format {:?} is not accepted: use json or jsonl", bounded(other))));
+    }
+    let request =
+        AuditRequest { actor: query.actor.clone(), page: PageRequest { limit: query.limit, after: query.after } };
+    let events = state.platform.audit_log(&caller.actor, request).await?;
     match query.format.as_deref() {
-        None | Some("json") => Ok(Json(page(events, limit, |e| e.id, |v| AuditView::from(v))).into_response()),
         Some("jsonl") => {
             let mut body = String::new();
-            for event in events.iter().take(limit) {
+            for event in &events.items {
                 body.push_str(&serde_json::to_string(&AuditView::from(event)).unwrap_or_default());
                 body.push('\n');
             }
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
-        Some(other) => Err(ApiError::invalid(format!("format {other:?} is not accepted: use json or jsonl"))),
+        _ => Ok(Json(page(events, |event| AuditView::from(event))).into_response()),
     }
 }
 
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
 #[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
-pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
-    caller.require_admin()?;
+pub async fn admin_last_reconcile(_caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let last = state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(Json(last.as_ref().map(ReconcileView::from).unwrap_or_default()))
 }
@@ -622,8 +523,7 @@ pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>)
 /// Reconcile now. *admin*
 #[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
-    caller.require_admin()?;
-    let report = state.platform.reconcile().await?;
+    let report = state.platform.reconcile_now(&caller.actor).await?;
     let view = ReconcileView::from(&report);
     *state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     Ok(Json(view))

@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
-use basphere_core::model::{Role, TokenScope, User, UserStatus};
-use basphere_core::{Actor, StoreExt};
+use basphere_core::platform::Action;
+use basphere_core::validate::Username;
+use basphere_core::Actor;
 use tokio::net::UnixListener;
 
 use crate::problem::{ApiError, ApiResult};
@@ -77,33 +78,16 @@ pub async fn tcp_transport(ConnectInfo(peer): ConnectInfo<SocketAddr>, mut reque
     next.run(request).await
 }
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request, as the platform identified it.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub actor: Actor,
-    /// The caller's account; `None` for the system administrator (root or the server's own
-    /// user on the socket), who has no account of its own.
-    pub account: Option<User>,
 }
 
 impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.actor.role == Role::Admin
-    }
-
-    pub fn require_admin(&self) -> ApiResult<()> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this needs an administrator"))
-        }
-    }
-
     /// The caller's own account, for routes that act on "my" resources.
-    pub fn account(&self) -> ApiResult<&User> {
-        self.account.as_ref().ok_or_else(|| {
-            ApiError::forbidden("you are connected as the system administrator, which owns no resources; use the admin routes (basphere admin ...) to act for a user")
-        })
+    pub fn own(&self) -> ApiResult<&Username> {
+        Ok(self.actor.own_account()?)
     }
 }
 
@@ -111,45 +95,41 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let transport = parts
             .extensions
             .get::<Transport>()
             .cloned()
             .ok_or_else(|| ApiError::unauthenticated("unknown transport"))?;
         let source = transport.source();
-        match transport {
-            Transport::Unix { uid, .. } => {
-                if uid == 0 || uid == state.server_uid {
-                    let name = if uid == 0 { "root".to_owned() } else { format!("uid-{uid}") };
-                    return Ok(Caller { actor: Actor::admin(&name, &source), account: None });
-                }
-                let store = state.platform.store().clone();
-                let user = tokio::task::spawn_blocking(move || store.query(|tx| tx.user_by_uid(uid)))
-                    .await
-                    .map_err(|_| ApiError::unauthenticated("the account lookup failed"))??;
-                let Some(user) = user else {
-                    return Err(ApiError::unauthenticated(format!(
-                        "uid {uid} is not a Basphere account; register first, or ask an administrator"
-                    )));
-                };
-                if user.status != UserStatus::Active {
-                    return Err(ApiError::forbidden(format!("the account {} is suspended", user.username)));
-                }
-                let actor = Actor { name: user.username.to_string(), role: user.role, source };
-                Ok(Caller { actor, account: Some(user) })
-            }
+        let actor = match transport {
+            Transport::Unix { uid, .. } => state.platform.identify_uid(uid, state.server_uid, &source).await?,
             Transport::Tcp { .. } => {
                 let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
                 let Some(secret) = header.and_then(|value| value.strip_prefix("Bearer ")).map(str::trim) else {
                     return Err(ApiError::unauthenticated("this needs a bearer token: Authorization: Bearer bsp_..."));
                 };
-                let (user, token) = state.platform.authenticate_token(secret).await?;
-                // A token never carries more than its scope, nor more than its account.
-                let role =
-                    if token.scope == TokenScope::Admin && user.role == Role::Admin { Role::Admin } else { Role::User };
-                let actor = Actor { name: user.username.to_string(), role, source };
-                Ok(Caller { actor, account: Some(user) })
+                state.platform.identify_token(secret, &source).await?
             }
+        };
+        Ok(Caller { actor })
+    }
+}
+
+/// Middleware for the admin routes: the admin API is for administrators, whatever the route.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.platform.authorize(&caller.actor, Action::Administer) {
+        Ok(()) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
+        Err(error) => axum::response::IntoResponse::into_response(ApiError::from(error)),
     }
 }

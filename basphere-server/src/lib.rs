@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use basphere_core::config::{SimulatedDelays, VmBackendKind};
-use basphere_core::mock::{LogNotifier, MockDelays};
+use basphere_core::mock::MockDelays;
+use basphere_core::notifier::LogNotifier;
 use basphere_core::{Config, Ipam, Platform, Provisioner, Store, StoreExt};
 use basphere_ipam::BlockIpam;
 use basphere_store::SqliteStore;
@@ -79,7 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .nest("/api/v1", api::routes())
+        .nest("/api/v1", api::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -109,11 +110,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Readiness: the store answers and the VM backend passes its preflight. Public.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.platform.store().clone();
-    let store_ok = tokio::task::spawn_blocking(move || store.query(|tx| tx.list_blocks(Some("")).map(|_| ())))
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
+    let store_ok = state.platform.store_ready().await.is_ok();
     let backend = state.platform.provisioner().preflight().await;
     let body = serde_json::json!({
         "store": if store_ok { "ok" } else { "unavailable" },
@@ -135,7 +132,11 @@ fn provisioner(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>>
         }
         VmBackendKind::Terraform => {
             use basphere_vsphere::terraform::{Credentials, TerraformProvisioner, TerraformSettings};
-            let credentials_file = config.vsphere.credentials_file.as_deref().context("vsphere.credentials_file is required for the terraform backend")?;
+            let credentials_file = config
+                .vsphere
+                .credentials_file
+                .as_deref()
+                .context("vsphere.credentials_file is required for the terraform backend")?;
             let settings = TerraformSettings {
                 binary: config.terraform.binary.clone(),
                 work_dir: data_dir.join("terraform"),

@@ -5,8 +5,6 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use basphere_core::store::OperationFilter;
-use basphere_core::StoreExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -88,23 +86,16 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 
 /// `GET /metrics`: the Prometheus text format. Public, like `/healthz`.
 pub async fn render(State(state): State<AppState>) -> Response {
-    let store = state.platform.store().clone();
-    let gauges = tokio::task::spawn_blocking(move || {
-        store.query(|tx| {
-            let unfinished = tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?;
-            let queued = unfinished.iter().filter(|op| op.state.as_str() == "queued").count();
-            Ok((queued, unfinished.len() - queued, tx.list_leases(None)?.len(), tx.list_blocks(None)?.len()))
-        })
-    })
-    .await;
-    if let Ok(Ok((queued, running, leases, blocks))) = gauges {
+    if let Ok(gauges) = state.platform.gauges().await {
         let metrics = &state.metrics;
-        metrics.operations.get_or_create(&StateLabels { state: "queued".into() }).set(queued as i64);
-        metrics.operations.get_or_create(&StateLabels { state: "running".into() }).set(running as i64);
-        metrics.leased_addresses.set(leases as i64);
-        metrics.assigned_blocks.set(blocks as i64);
-        let pool: u64 = state.platform.config().pools.iter().map(|pool| pool.cidr.size()).sum();
-        metrics.pool_addresses.set(pool as i64);
+        metrics.operations.get_or_create(&StateLabels { state: "queued".into() }).set(gauges.queued_operations as i64);
+        metrics
+            .operations
+            .get_or_create(&StateLabels { state: "running".into() })
+            .set(gauges.running_operations as i64);
+        metrics.leased_addresses.set(gauges.leased_addresses as i64);
+        metrics.assigned_blocks.set(gauges.assigned_blocks as i64);
+        metrics.pool_addresses.set(gauges.pool_addresses as i64);
     }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &state.metrics.registry).is_err() {

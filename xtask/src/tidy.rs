@@ -129,6 +129,67 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
             }
         }
     }
+    problems.extend(source_rules(root)?);
+    Ok(problems)
+}
+
+/// What core's sources must not name: IO of any kind (files, processes, sockets).
+const IO_IN_CORE: &[&str] = &[
+    "std::fs",
+    "std::process",
+    "std::net::TcpStream",
+    "std::net::TcpListener",
+    "std::net::UdpSocket",
+    "std::os::unix::net",
+    "tokio::fs",
+    "tokio::process",
+    "tokio::net",
+    "File::open",
+    "File::create",
+];
+/// What the server's handlers must not name: they parse, call `Platform`, render.
+const STORE_IN_HANDLERS: &[&str] = &[
+    "platform.store()",
+    "platform().store()",
+    "StoreExt",
+    "StoreRead",
+    "StoreTx",
+    "basphere_core::store",
+    "SqliteStore",
+];
+
+/// Rules read from the sources themselves.
+fn source_rules(root: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let relative = |file: &Path| file.strip_prefix(root).unwrap_or(file).display().to_string();
+    for file in rust_files(&root.join("basphere-core/src"))? {
+        let text = std::fs::read_to_string(&file)?;
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in IO_IN_CORE.iter().filter(|word| code.contains(*word)) {
+                problems.push(format!("{}:{}: core does no IO, but this names {word}", relative(&file), number + 1));
+            }
+        }
+    }
+    for file in rust_files(&root.join("basphere-server/src"))? {
+        // The composition root opens the store; everything else goes through `Platform`.
+        let composition_root =
+            file.ends_with("basphere-server/src/lib.rs") || file.ends_with("basphere-server/src/main.rs");
+        let text = std::fs::read_to_string(&file)?;
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in STORE_IN_HANDLERS.iter().filter(|word| code.contains(*word)) {
+                if composition_root && !word.starts_with("platform") {
+                    continue;
+                }
+                problems.push(format!(
+                    "{}:{}: handlers call Platform and never the store, but this names {word}",
+                    relative(&file),
+                    number + 1
+                ));
+            }
+        }
+    }
     Ok(problems)
 }
 
@@ -187,5 +248,24 @@ mod tests {
         assert!(text.contains("ARCHITECTURE.md is missing"), "{text}");
         assert!(text.contains("basphere-store/src/lib.rs does not start with a //! line"), "{text}");
         assert!(!text.contains("basphere-ipam depends"), "{text}");
+
+        std::fs::write(
+            root.join("basphere-core/src/lib.rs"),
+            "//! core\nuse std::fs::read;\n// std::process in a comment is fine\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("basphere-server/src")).unwrap();
+        std::fs::write(
+            root.join("basphere-server/src/api.rs"),
+            "//! api\nfn f(s: &S) { s.platform.store().clone(); }\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("basphere-server/src/lib.rs"), "//! root\nuse basphere_store::SqliteStore;\n")
+            .unwrap();
+        let text = check(root).unwrap().join("\n");
+        assert!(text.contains("basphere-core/src/lib.rs:2: core does no IO, but this names std::fs"), "{text}");
+        assert!(!text.contains("std::process"), "comments are not code: {text}");
+        assert!(text.contains("basphere-server/src/api.rs:2: handlers call Platform"), "{text}");
+        assert!(!text.contains("basphere-server/src/lib.rs"), "the composition root opens the store: {text}");
     }
 }

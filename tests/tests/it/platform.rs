@@ -126,7 +126,7 @@ async fn vm_journey_on_every_store() {
         assert_eq!((sent.spec.cpu, sent.spec.memory_mb, sent.spec.disk_gb), (2, 8192, 50));
         assert_eq!(sent.ssh_key, user("alice", 1).ssh_key, "the owner's key goes to the guest");
 
-        let report = rig.platform.quota(&username("alice")).await.unwrap();
+        let report = rig.platform.quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.vms, report.usage.ips, report.usage.vcpus, report.usage.memory_mb), (3, 3, 6, 24576));
         assert_eq!(report.quota.max_vms, 10);
         let ready = rig.events(3).await;

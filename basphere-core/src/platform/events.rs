@@ -1,0 +1,59 @@
+//! Events: the audit log (written in the same transaction as the change it records, or alone
+//! for refusals) and notifications to people.
+
+use super::authz::{decide, Action, Actor};
+use super::{page, Page, PageRequest, Platform};
+use crate::error::Result;
+use crate::model::*;
+use crate::store::{AuditFilter, StoreExt};
+
+/// Which audit events to list: one actor's, and a page (oldest first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub page: PageRequest,
+}
+
+impl Platform {
+    /// The audit log, oldest first (administrators).
+    pub async fn audit_log(&self, actor: &Actor, query: AuditQuery) -> Result<Page<AuditEvent>> {
+        decide(actor, Action::Administer, None, "audit", &"")?;
+        let limit = query.page.limit(PageRequest::AUDIT)?;
+        let filter = AuditFilter { actor: query.actor, after: query.page.after, limit: Some(limit + 1) };
+        let events = self.db(move |store, _| store.query(|tx| tx.list_audit(&filter))).await?;
+        Ok(page(events, limit, |event| event.id))
+    }
+
+    /// Records an audit event in its own transaction; failures are logged, not returned.
+    pub(super) async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) {
+        let event = AuditEvent::new(&actor.name, action, resource, &actor.source, outcome, details);
+        if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.append_audit(&event))).await {
+            tracing::error!(%error, "audit event could not be recorded");
+        }
+    }
+
+    /// Delivers an event in the background, retrying a few times; never fails the caller.
+    pub fn notify(&self, event: NotificationEvent) {
+        let notifier = self.notifier.clone();
+        let retry = self.notification_retry;
+        tokio::spawn(async move {
+            for attempt in 0..5u32 {
+                match notifier.notify(&event).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(event = event.name(), attempt, %error, "notification delivery failed");
+                        tokio::time::sleep(retry * 2u32.pow(attempt)).await;
+                    }
+                }
+            }
+            tracing::error!(event = event.name(), "notification dropped after 5 attempts");
+        });
+    }
+}

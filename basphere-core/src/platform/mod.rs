@@ -1,0 +1,234 @@
+//! `Platform`: the one boundary every binary and embedding program drives Basphere through.
+//!
+//! Every use case is a method taking the [`Actor`]; [`authz`] decides who may do what to whose
+//! resource, in one table. Requests are validated by core's rules, checked against quota, given
+//! addresses and recorded together with their audit event in one store transaction; backend work
+//! then runs as an operation, by the handler registered for its kind ([`OperationHandler`]).
+//!
+//! The use cases are split by subject: `accounts`, `tokens`, `vms`, `quota`, `operations` (the
+//! runner), `vm_operations` (the VM handler), `reconcile`, and `events` (audit and
+//! notifications).
+
+mod accounts;
+pub mod authz;
+mod events;
+mod operations;
+mod quota;
+mod reconcile;
+mod tokens;
+mod vm_operations;
+mod vms;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ipam::Ipam;
+use crate::model::{ApiToken, OperationKind, User};
+use crate::notifier::Notifier;
+use crate::provisioner::Provisioner;
+use crate::store::Store;
+
+pub use accounts::{lookup_username, AccountQuery, NewAccount};
+pub use authz::{Action, Actor};
+pub use events::AuditQuery;
+pub use operations::{Commit, OperationContext, OperationHandler};
+pub use quota::QuotaReport;
+pub use reconcile::ReconcileReport;
+pub use tokens::{token_expiry, token_scope, NewToken, MAX_TOKEN_DAYS};
+pub use vms::{check_idempotency_key, lookup_vm_name, Accepted, CreateOutcome, CreateVms, VmQuery, MAX_BATCH};
+
+/// One page of a list ordered by creation; `next` is the `after` of the following page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Uuid>,
+}
+
+/// `limit` and `after` of a list request, checked against the list's bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: Option<usize>,
+    pub after: Option<Uuid>,
+}
+
+impl PageRequest {
+    /// Lists of resources: 1-1000 items a page, 100 by default.
+    pub const RESOURCES: (usize, usize) = (100, 1000);
+    /// The audit log: 1-100000 events a page, 1000 by default (it is exported in pages).
+    pub const AUDIT: (usize, usize) = (1000, 100_000);
+
+    /// The page size, or why it is not accepted.
+    pub fn limit(&self, (default, max): (usize, usize)) -> Result<usize> {
+        match self.limit {
+            None => Ok(default),
+            Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+            Some(limit) => Err(Error::invalid("limit", format!("{limit} is not accepted: use 1-{max}"))),
+        }
+    }
+}
+
+/// Cuts the extra item fetched to know whether there is a next page.
+fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+/// Figures for monitoring (`/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub queued_operations: u64,
+    pub running_operations: u64,
+    pub leased_addresses: u64,
+    pub assigned_blocks: u64,
+    pub pool_addresses: u64,
+}
+
+/// How long an authenticated token is trusted without reading the store again: a token
+/// revoked anywhere (another process, another replica, the database itself) stops working in
+/// every process within this time; revoked through this process, at once.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// The composed platform. Cheap to share as `Arc<Platform>`.
+pub struct Platform {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    ipam: Arc<dyn Ipam>,
+    provisioner: Arc<dyn Provisioner>,
+    notifier: Arc<dyn Notifier>,
+    /// The handler of every operation kind.
+    handlers: HashMap<OperationKind, Arc<dyn OperationHandler>>,
+    workers: Arc<Semaphore>,
+    /// Operations this process runs right now.
+    running: Mutex<HashSet<Uuid>>,
+    draining: AtomicBool,
+    changed: Notify,
+    /// Recently authenticated tokens by secret hash, so a request costs no store read for its
+    /// identity. Entries live `TOKEN_CACHE_TTL` at most; revocation here removes them at once.
+    token_cache: Mutex<HashMap<String, (User, ApiToken, tokio::time::Instant)>>,
+    /// Strays already reported by this process, so each is audited once per process.
+    known_strays: Mutex<HashSet<String>>,
+    notification_retry: Duration,
+}
+
+impl Platform {
+    /// The platform with the built-in operation handlers (VMs).
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        ipam: Arc<dyn Ipam>,
+        provisioner: Arc<dyn Provisioner>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Arc<Self> {
+        Self::with_handlers(config, store, ipam, provisioner, notifier, Vec::new())
+    }
+
+    /// The platform with further operation handlers (clusters, networks, ...) beside the
+    /// built-in ones. A handler listed later replaces an earlier one for the same kind.
+    pub fn with_handlers(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        ipam: Arc<dyn Ipam>,
+        provisioner: Arc<dyn Provisioner>,
+        notifier: Arc<dyn Notifier>,
+        extra: Vec<Arc<dyn OperationHandler>>,
+    ) -> Arc<Self> {
+        let workers = Arc::new(Semaphore::new(config.server.workers));
+        let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
+        let builtin: Vec<Arc<dyn OperationHandler>> = vec![Arc::new(vm_operations::VmOperations)];
+        for handler in builtin.into_iter().chain(extra) {
+            for kind in handler.kinds() {
+                handlers.insert(*kind, handler.clone());
+            }
+        }
+        Arc::new(Platform {
+            config,
+            store,
+            ipam,
+            provisioner,
+            notifier,
+            handlers,
+            workers,
+            running: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
+            changed: Notify::new(),
+            token_cache: Mutex::new(HashMap::new()),
+            known_strays: Mutex::new(HashSet::new()),
+            notification_retry: Duration::from_millis(500),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store, for tests and tools that inspect state directly. Servers and programs that
+    /// act for users go through the use cases instead.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn ipam(&self) -> &Arc<dyn Ipam> {
+        &self.ipam
+    }
+
+    pub fn provisioner(&self) -> &Arc<dyn Provisioner> {
+        &self.provisioner
+    }
+
+    /// Runs store work off the async executor (stores may block on disk).
+    async fn db<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>, Arc<dyn Ipam>) -> Result<T> + Send + 'static,
+    {
+        let (store, ipam) = (self.store.clone(), self.ipam.clone());
+        match tokio::task::spawn_blocking(move || f(store, ipam)).await {
+            Ok(result) => result,
+            Err(join) => Err(Error::backend("store", join)),
+        }
+    }
+
+    /// Whether `actor` may perform `action` where no particular owner is concerned (the admin
+    /// API as a whole, say).
+    pub fn authorize(&self, actor: &Actor, action: Action) -> Result<()> {
+        authz::decide(actor, action, None, "route", &"")
+    }
+
+    /// Figures for monitoring: unfinished operations and address use.
+    pub async fn gauges(&self) -> Result<Gauges> {
+        let pool_addresses = self.config.pools.iter().map(|pool| pool.cidr.size()).sum();
+        self.db(move |store, _| {
+            crate::store::StoreExt::query(&*store, |tx| {
+                let filter = crate::store::OperationFilter { unfinished: true, ..Default::default() };
+                let unfinished = tx.list_operations(&filter)?;
+                let queued = unfinished.iter().filter(|op| op.state == crate::model::OperationState::Queued).count();
+                Ok(Gauges {
+                    queued_operations: queued as u64,
+                    running_operations: (unfinished.len() - queued) as u64,
+                    leased_addresses: tx.list_leases(None)?.len() as u64,
+                    assigned_blocks: tx.list_blocks(None)?.len() as u64,
+                    pool_addresses,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Whether the store answers, for readiness checks.
+    pub async fn store_ready(&self) -> Result<()> {
+        self.db(|store, _| crate::store::StoreExt::query(&*store, |tx| tx.list_blocks(Some("")).map(|_| ()))).await
+    }
+}

@@ -1,0 +1,132 @@
+//! Reconciliation: the store compared with the VM backend's inventory.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::authz::{decide, Action, Actor};
+use super::Platform;
+use crate::error::Result;
+use crate::model::*;
+use crate::provisioner::{InventoryVm, PowerState};
+use crate::store::{OperationFilter, StoreExt, VmFilter};
+
+/// What one reconciliation found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub at: Option<Timestamp>,
+    /// VMs that vanished from vSphere, now `lost` (`owner/name`).
+    pub lost: Vec<String>,
+    /// VMs whose power state changed outside Basphere, with their new state.
+    pub power_changed: Vec<(String, VmState)>,
+    /// Lost VMs that are back in vSphere.
+    pub found: Vec<String>,
+    /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
+    pub strays: Vec<InventoryVm>,
+}
+
+impl Platform {
+    /// Reconciles now, for an administrator (see [`Platform::reconcile`]).
+    pub async fn reconcile_now(&self, actor: &Actor) -> Result<ReconcileReport> {
+        decide(actor, Action::Administer, None, "reconcile", &"")?;
+        self.reconcile().await
+    }
+
+    /// audited once), never deleted. VMs with an operation in flight are left alone.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let inventory = self.provisioner.inventory().await?;
+        let base = format!("{}/", self.config.vsphere.folder);
+        let inventory_by_name: HashMap<String, InventoryVm> =
+            inventory.iter().map(|vm| (vm.vsphere_name.clone(), vm.clone())).collect();
+        let vms = self.db(|store, _| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
+        let known_ids: HashSet<Uuid> = vms.iter().map(|vm| vm.id).collect();
+        let mut report = ReconcileReport { at: Some(now()), ..ReconcileReport::default() };
+        let mut changes: Vec<(Uuid, VmState, VmState, Option<String>)> = Vec::new();
+        for vm in &vms {
+            let seen = inventory_by_name
+                .get(&vm.vsphere_name())
+                .filter(|found| found.basphere_id.is_none_or(|id| id == vm.id));
+            let next = match (vm.state, seen) {
+                (VmState::Running | VmState::Stopped, None) => Some((
+                    VmState::Lost,
+                    Some(format!(
+                        "{} is no longer in vSphere (noticed {})",
+                        vm.vsphere_name(),
+                        now().format("%Y-%m-%d %H:%M UTC")
+                    )),
+                )),
+                (VmState::Running, Some(found)) if found.power == PowerState::Off => Some((VmState::Stopped, None)),
+                (VmState::Stopped, Some(found)) if found.power == PowerState::On => Some((VmState::Running, None)),
+                (VmState::Lost, Some(found)) => {
+                    Some((if found.power == PowerState::On { VmState::Running } else { VmState::Stopped }, None))
+                }
+                _ => None,
+            };
+            if let Some((state, reason)) = next {
+                changes.push((vm.id, vm.state, state, reason));
+            }
+        }
+        for (id, expected, state, reason) in changes {
+            let applied = self
+                .db(move |store, _| {
+                    store.transact(|tx| {
+                        let Some(mut vm) = tx.get_vm(id)? else { return Ok(None) };
+                        let busy = !tx
+                            .list_operations(&OperationFilter {
+                                resource: Some(id),
+                                unfinished: true,
+                                limit: Some(1),
+                                ..OperationFilter::default()
+                            })?
+                            .is_empty();
+                        if busy || vm.state != expected {
+                            return Ok(None); // something else is changing it: look again next time
+                        }
+                        vm.state = state;
+                        vm.reason = reason.clone();
+                        vm.updated_at = now();
+                        tx.update_vm(&vm)?;
+                        let details = json!({"from": expected.as_str(), "to": state.as_str(), "reason": reason});
+                        tx.append_audit(&AuditEvent::new(
+                            "system",
+                            "vm.reconcile",
+                            &format!("vm/{}/{}", vm.owner, vm.name),
+                            "reconciler",
+                            Outcome::Success,
+                            details,
+                        ))?;
+                        Ok(Some(format!("{}/{}", vm.owner, vm.name)))
+                    })
+                })
+                .await?;
+            if let Some(name) = applied {
+                match (expected, state) {
+                    (_, VmState::Lost) => report.lost.push(name),
+                    (VmState::Lost, _) => report.found.push(name),
+                    _ => report.power_changed.push((name, state)),
+                }
+            }
+        }
+        for vm in inventory {
+            let ours = vm.basphere_id.is_some_and(|id| known_ids.contains(&id));
+            if vm.folder.starts_with(&base) && !ours {
+                let new = self.known_strays.lock().unwrap_or_else(|p| p.into_inner()).insert(vm.vsphere_name.clone());
+                if new {
+                    tracing::warn!(vm = %vm.vsphere_name, folder = %vm.folder, "a VM in Basphere's folders that Basphere does not know");
+                    let details = json!({"folder": vm.folder, "backend_id": vm.backend_id});
+                    self.audit(
+                        &Actor::system(),
+                        "vm.stray",
+                        &format!("vsphere/{}", vm.vsphere_name),
+                        Outcome::Success,
+                        details,
+                    )
+                    .await;
+                }
+                report.strays.push(vm);
+            }
+        }
+        Ok(report)
+    }
+}

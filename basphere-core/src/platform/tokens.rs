@@ -1,0 +1,182 @@
+//! API tokens: creating (the secret shown once), listing, revoking, and turning a bearer
+//! secret into an `Actor`, with a short cache so a request costs no store read for its identity.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::authz::{decide, Action, Actor};
+use super::{Platform, TOKEN_CACHE_MAX, TOKEN_CACHE_TTL};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::StoreExt;
+use crate::validate::{free_text, Username};
+
+/// The longest a token may live, in days.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// A token as created: the record, and the secret that is shown once and never stored.
+#[derive(Clone)]
+pub struct NewToken {
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken").field("token", &self.token).field("secret", &"<redacted>").finish()
+    }
+}
+
+/// The expiry of a token that lives `days` days from now (`None`: until revoked).
+pub fn token_expiry(days: Option<i64>) -> Result<Option<Timestamp>> {
+    match days {
+        None => Ok(None),
+        Some(days) if (1..=i64::from(MAX_TOKEN_DAYS)).contains(&days) => Ok(Some(now() + chrono::Duration::days(days))),
+        Some(days) => Err(Error::invalid("expires_in_days", format!("{days} is not accepted: use 1-{MAX_TOKEN_DAYS}"))),
+    }
+}
+
+/// The scope a request names (`user` by default, or `admin`).
+pub fn token_scope(scope: Option<&str>) -> Result<TokenScope> {
+    scope.map_or(Ok(TokenScope::User), TokenScope::parse)
+}
+
+impl Platform {
+    /// Creates an API token for `owner`. The secret is returned once; only its hash is stored.
+    /// An admin-scoped token needs an admin account, created by an admin.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        owner: &Username,
+        name: &str,
+        scope: TokenScope,
+        expires_at: Option<Timestamp>,
+    ) -> Result<NewToken> {
+        decide(actor, Action::Create, Some(owner), "token", &name)?;
+        if scope == TokenScope::Admin {
+            decide(actor, Action::CreateAdminToken, Some(owner), "token", &name)?;
+        }
+        let name = free_text("name", name, 64)?;
+        if name.is_empty() {
+            return Err(Error::invalid(
+                "name",
+                "a token needs a name (1-64 characters), such as the machine it is for",
+            ));
+        }
+        if expires_at.is_some_and(|at| at <= now()) {
+            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
+        }
+        let secret = format!("bsp_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            owner: owner.clone(),
+            name,
+            scope,
+            secret_hash: ApiToken::hash_secret(&secret),
+            created_at: now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let (saved, actor) = (token.clone(), actor.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let user = tx.get_user(&saved.owner)?.ok_or_else(|| Error::not_found("user", &saved.owner))?;
+                if saved.scope == TokenScope::Admin && user.role != Role::Admin {
+                    return Err(Error::Forbidden(format!(
+                        "{} is not an administrator; admin tokens are for admin accounts",
+                        user.username
+                    )));
+                }
+                tx.insert_token(&saved)?;
+                tx.append_audit(&AuditEvent::new(
+                    &actor.name,
+                    "token.create",
+                    &format!("token/{}/{}", saved.owner, saved.id),
+                    &actor.source,
+                    Outcome::Success,
+                    json!({"scope": saved.scope, "name": saved.name}),
+                ))
+            })
+        })
+        .await?;
+        Ok(NewToken { token, secret })
+    }
+
+    /// The tokens of `owner` (never their secrets).
+    pub async fn list_tokens(&self, actor: &Actor, owner: &Username) -> Result<Vec<ApiToken>> {
+        decide(actor, Action::View, Some(owner), "user", owner)?;
+        let owner = owner.clone();
+        self.db(move |store, _| store.query(|tx| tx.list_tokens(&owner))).await
+    }
+
+    /// Revokes a token of the actor's own (or any, for an admin). Others' tokens are `NotFound`.
+    pub async fn revoke_token(&self, actor: &Actor, id: Uuid) -> Result<ApiToken> {
+        let actor = actor.clone();
+        let revoked = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut token = tx.get_token(id)?.ok_or_else(|| Error::not_found("token", id))?;
+                    decide(&actor, Action::Change, Some(&token.owner), "token", &id)?;
+                    if token.revoked_at.is_none() {
+                        token.revoked_at = Some(now());
+                        tx.update_token(&token)?;
+                        tx.append_audit(&AuditEvent::new(
+                            &actor.name,
+                            "token.revoke",
+                            &format!("token/{}/{}", token.owner, token.id),
+                            &actor.source,
+                            Outcome::Success,
+                            serde_json::Value::Null,
+                        ))?;
+                    }
+                    Ok(token)
+                })
+            })
+            .await?;
+        self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, token, _)| token.id != id);
+        Ok(revoked)
+    }
+
+    /// The caller behind a bearer secret: its account with the rights of the token's scope (a
+    /// user-scoped token of an admin account carries no admin rights). Every failure is the
+    /// same `Unauthorized`, so a caller learns nothing about which part was wrong.
+    pub async fn identify_token(&self, secret: &str, source: &str) -> Result<Actor> {
+        let (user, token) = self.authenticate_token(secret).await?;
+        let role = if token.scope == TokenScope::Admin && user.role == Role::Admin { Role::Admin } else { Role::User };
+        Ok(Actor::of_account(&user.username, role, source))
+    }
+
+    /// The account and token behind a bearer secret; see [`Platform::identify_token`].
+    pub async fn authenticate_token(&self, secret: &str) -> Result<(User, ApiToken)> {
+        let hash = ApiToken::hash_secret(secret);
+        let cached = self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
+        if let Some((user, token, at)) = cached {
+            if at.elapsed() < TOKEN_CACHE_TTL && token.is_valid_at(now()) {
+                return Ok((user, token));
+            }
+        }
+        let key = hash.clone();
+        let found = self
+            .db(move |store, _| {
+                store.query(|tx| {
+                    let Some(token) = tx.token_by_hash(&hash)? else {
+                        return Ok(None);
+                    };
+                    Ok(tx.get_user(&token.owner)?.map(|user| (user, token)))
+                })
+            })
+            .await?;
+        match found {
+            Some((user, token)) if token.is_valid_at(now()) && user.status == UserStatus::Active => {
+                let mut cache = self.token_cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= TOKEN_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(key, (user.clone(), token.clone(), tokio::time::Instant::now()));
+                Ok((user, token))
+            }
+            _ => Err(Error::Unauthorized("the token is unknown, revoked or expired".into())),
+        }
+    }
+}

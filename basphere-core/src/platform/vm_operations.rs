@@ -1,0 +1,288 @@
+//! The VM operation handler: provisioning, destroying and powering VMs through the
+//! `Provisioner`, and committing each outcome with the VM's new state, its address and the
+//! notifications it causes.
+
+use async_trait::async_trait;
+
+use super::operations::{Commit, OperationContext, OperationHandler};
+use crate::error::{Error, Result};
+use crate::ipam::Ipam;
+use crate::model::*;
+use crate::provisioner::{GuestNetwork, PowerAction, PowerState, VmRef, VmRequest};
+use crate::store::StoreTx;
+
+pub(super) const STEP_RESERVE: &str = "reserve address";
+pub(super) const STEP_PROVISION: &str = "provision";
+pub(super) const STEP_DESTROY: &str = "destroy";
+pub(super) const STEP_RELEASE: &str = "release address";
+pub(super) const STEP_POWER: &str = "power";
+
+/// Runs `create_vm`, `delete_vm`, `start_vm`, `stop_vm` and `reboot_vm`.
+pub(super) struct VmOperations;
+
+#[async_trait]
+impl OperationHandler for VmOperations {
+    fn kinds(&self) -> &'static [OperationKind] {
+        &[
+            OperationKind::CreateVm,
+            OperationKind::DeleteVm,
+            OperationKind::StartVm,
+            OperationKind::StopVm,
+            OperationKind::RebootVm,
+        ]
+    }
+
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        match operation.kind {
+            OperationKind::CreateVm => create(ctx, operation).await,
+            OperationKind::DeleteVm => delete(ctx, operation).await,
+            OperationKind::StartVm => power(ctx, operation, PowerAction::Start).await,
+            OperationKind::StopVm => power(ctx, operation, PowerAction::Stop).await,
+            OperationKind::RebootVm => power(ctx, operation, PowerAction::Reboot).await,
+            other => Err(Error::NotSupported(format!("{other} is not a VM operation"))),
+        }
+    }
+}
+
+async fn load(ctx: &OperationContext<'_>, operation: &Operation) -> Result<(Vm, User)> {
+    let (id, owner) = (operation.resource.id, operation.owner.clone());
+    ctx.read(move |tx| {
+        let vm = tx.get_vm(id)?.ok_or_else(|| Error::not_found("vm", id))?;
+        let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
+        Ok((vm, user))
+    })
+    .await
+}
+
+fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User) -> Result<VmRequest> {
+    let address = vm.ip.ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
+    let info = ctx
+        .ipam()
+        .address_info(address)
+        .ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
+    let config = ctx.config();
+    let os = config.os_image(&vm.os)?.clone();
+    let spec = VmSpec {
+        key: vm.spec.clone(),
+        description: vm.spec.clone(),
+        cpu: vm.cpu,
+        memory_mb: vm.memory_mb,
+        disk_gb: vm.disk_gb,
+    };
+    Ok(VmRequest {
+        id: vm.id,
+        owner: vm.owner.clone(),
+        name: vm.name.clone(),
+        network: GuestNetwork {
+            interface: os.interface.clone(),
+            address,
+            prefix_len: info.prefix_len,
+            gateway: info.gateway,
+            dns: config.guest_network.dns.clone(),
+            mtu: config.guest_network.mtu,
+        },
+        os,
+        spec,
+        ssh_key: user.ssh_key.clone(),
+    })
+}
+
+fn vm_ref(vm: &Vm) -> VmRef {
+    VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
+}
+
+/// Saves the VM with the operation.
+fn put_vm(vm: &Vm) -> impl FnMut(&mut Commit<'_>) -> Result<()> + Send + 'static {
+    let vm = vm.clone();
+    move |commit| commit.tx.update_vm(&vm)
+}
+
+async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+    let (mut vm, user) = load(ctx, &operation).await?;
+    operation.start_step(STEP_PROVISION);
+    vm.state = VmState::Provisioning;
+    vm.updated_at = now();
+    ctx.commit(&operation, put_vm(&vm)).await?;
+    let outcome = match request(ctx, &vm, &user) {
+        Ok(request) => ctx.provisioner().create_vm(&request).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(handle) => {
+            operation.append_log(handle.log_tail);
+            operation.finish_step(STEP_PROVISION, true);
+            operation.succeed();
+            vm.state = if handle.power == PowerState::On { VmState::Running } else { VmState::Stopped };
+            vm.backend_id = Some(handle.backend_id);
+            vm.reason = None;
+            vm.updated_at = now();
+            let (saved, quota) = (vm.clone(), ctx.config().default_quota);
+            ctx.commit(&operation, move |commit| {
+                if let Some(address) = saved.ip {
+                    commit.tx.set_lease_state(address, LeaseState::Active)?;
+                }
+                commit.tx.update_vm(&saved)?;
+                commit.notify(NotificationEvent::VmReady {
+                    owner: saved.owner.clone(),
+                    name: saved.name.clone(),
+                    ip: saved.ip,
+                });
+                for event in nearly_used(&*commit.tx, quota, &saved.owner)? {
+                    commit.notify(event);
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(operation)
+        }
+        Err(error) => {
+            operation.append_log(log_tail_of(&error));
+            operation.finish_step(STEP_PROVISION, false);
+            let (reason, release) = if let Error::AlreadyExists { .. } = error {
+                // The backend found a VM of this name that is not Basphere's and made nothing:
+                // there is nothing to remove, and the foreign VM is never touched.
+                (
+                    format!(
+                        "creation failed: {error}. A VM named {} already exists in vCenter and is not \
+                         Basphere's, so nothing was created and the address was freed; delete this record \
+                         and choose another name",
+                        vm.vsphere_name()
+                    ),
+                    true,
+                )
+            } else {
+                // Remove whatever the backend may have made, and free the address only once
+                // the backend confirms the VM is gone.
+                match ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+                    Ok(()) => (format!("creation failed: {error}"), true),
+                    Err(cleanup_error) => (
+                        format!(
+                            "creation failed: {error}; removing the partial VM also failed ({cleanup_error}), \
+                             so its address stays reserved"
+                        ),
+                        false,
+                    ),
+                }
+            };
+            operation.fail(reason.clone());
+            vm.state = VmState::Failed;
+            vm.reason = Some(reason.clone());
+            vm.updated_at = now();
+            if release {
+                vm.ip = None;
+            }
+            let saved = vm.clone();
+            ctx.commit(&operation, move |commit| {
+                if release {
+                    release_leases(commit.tx, commit.ipam, saved.id)?;
+                }
+                commit.tx.update_vm(&saved)?;
+                commit.notify(NotificationEvent::VmFailed {
+                    owner: saved.owner.clone(),
+                    name: saved.name.clone(),
+                    reason: reason.clone(),
+                });
+                Ok(())
+            })
+            .await?;
+            Ok(operation)
+        }
+    }
+}
+
+async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+    let (mut vm, _) = load(ctx, &operation).await?;
+    operation.start_step(STEP_DESTROY);
+    ctx.save(&operation).await?;
+    match ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+        Ok(()) => {
+            operation.finish_step(STEP_DESTROY, true);
+            operation.start_step(STEP_RELEASE);
+            operation.finish_step(STEP_RELEASE, true);
+            operation.succeed();
+            vm.state = VmState::Deleted;
+            vm.ip = None;
+            vm.updated_at = now();
+            let saved = vm.clone();
+            ctx.commit(&operation, move |commit| {
+                release_leases(commit.tx, commit.ipam, saved.id)?;
+                commit.tx.update_vm(&saved)
+            })
+            .await?;
+            Ok(operation)
+        }
+        Err(error) => {
+            // The VM may still exist: keep it and its address (unlike the original, which
+            // freed both and let the address be handed out again).
+            operation.append_log(log_tail_of(&error));
+            operation.finish_step(STEP_DESTROY, false);
+            let reason = format!("deletion failed, the VM and its address are kept: {error}");
+            operation.fail(reason.clone());
+            vm.state = VmState::Failed;
+            vm.reason = Some(reason);
+            vm.updated_at = now();
+            ctx.commit(&operation, put_vm(&vm)).await?;
+            Ok(operation)
+        }
+    }
+}
+
+async fn power(ctx: &OperationContext<'_>, mut operation: Operation, action: PowerAction) -> Result<Operation> {
+    let (mut vm, _) = load(ctx, &operation).await?;
+    operation.start_step(STEP_POWER);
+    ctx.save(&operation).await?;
+    match ctx.provisioner().power(&vm_ref(&vm), action).await {
+        Ok(power) => {
+            operation.finish_step(STEP_POWER, true);
+            operation.succeed();
+            vm.state = if power == PowerState::On { VmState::Running } else { VmState::Stopped };
+            vm.updated_at = now();
+            ctx.commit(&operation, put_vm(&vm)).await?;
+            Ok(operation)
+        }
+        Err(error) => {
+            operation.append_log(log_tail_of(&error));
+            operation.finish_step(STEP_POWER, false);
+            operation.fail(format!("{} failed: {error}", format!("{action:?}").to_lowercase()));
+            if let Error::NotFound { .. } = error {
+                vm.state = VmState::Lost;
+                vm.reason = Some("the VM is no longer in vSphere".into());
+                vm.updated_at = now();
+                ctx.commit(&operation, put_vm(&vm)).await?;
+            } else {
+                ctx.save(&operation).await?;
+            }
+            Ok(operation)
+        }
+    }
+}
+
+/// `QuotaNearlyUsed` for every limit of `owner` at 80% or more.
+fn nearly_used(tx: &dyn StoreTx, default: Quota, owner: &crate::validate::Username) -> Result<Vec<NotificationEvent>> {
+    let quota = default.with_override(&tx.quota_override(owner)?.unwrap_or_default());
+    let usage = tx.usage(owner)?;
+    Ok([("vms", usage.vms, quota.max_vms), ("ips", usage.ips, quota.max_ips), ("vcpus", usage.vcpus, quota.max_vcpus)]
+        .into_iter()
+        .filter(|(_, used, limit)| *limit > 0 && used * 5 >= limit * 4)
+        .map(|(resource, used, limit)| NotificationEvent::QuotaNearlyUsed {
+            owner: owner.clone(),
+            resource: resource.into(),
+            used,
+            limit,
+        })
+        .collect())
+}
+
+fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
+    for lease in tx.leases_of_resource(resource)? {
+        ipam.release(tx, lease.address)?;
+    }
+    Ok(())
+}
+
+fn log_tail_of(error: &Error) -> Vec<String> {
+    match error {
+        Error::Backend { log_tail, .. } if !log_tail.is_empty() => log_tail.clone(),
+        other => vec![other.to_string()],
+    }
+}
