@@ -1,5 +1,6 @@
 //! Domain types: accounts, requests, tokens, VMs, clusters, quotas, IPAM records, operations,
-//! audit and notification events. These are the store's records; wire formats live elsewhere.
+//! operation claims, audit and notification events, outbox messages. These are the store's records;
+//! wire formats live elsewhere.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -617,6 +618,55 @@ impl NotificationEvent {
             NotificationEvent::ClusterReady { .. } => "cluster_ready",
             NotificationEvent::ClusterFailed { .. } => "cluster_failed",
             NotificationEvent::QuotaNearlyUsed { .. } => "quota_nearly_used",
+        }
+    }
+}
+
+/// Who runs an operation now: a worker's claim with a fencing value.
+///
+/// The fence grows by one with every claim of the operation and is never reused, so a worker
+/// that lost its claim (it expired and someone took it over) finds out by checking its fence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationClaim {
+    pub worker: String,
+    pub fence: u64,
+    pub expires_at: Timestamp,
+}
+
+string_enum!(
+    /// Where an outbox message is in its delivery.
+    OutboxState { Pending => "pending", Delivered => "delivered", Dead => "dead" }
+);
+
+/// A notification waiting for delivery, written in the same transaction as the change that
+/// caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub event: NotificationEvent,
+    pub state: OutboxState,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// When a dispatcher may (next) try to deliver it.
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+impl OutboxMessage {
+    /// A pending message, due now.
+    pub fn new(event: NotificationEvent) -> Self {
+        let at = now();
+        OutboxMessage {
+            id: Uuid::now_v7(),
+            event,
+            state: OutboxState::Pending,
+            attempts: 0,
+            next_attempt_at: at,
+            last_error: None,
+            created_at: at,
+            delivered_at: None,
         }
     }
 }

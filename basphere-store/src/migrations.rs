@@ -177,6 +177,163 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (owner, key)
     ) STRICT;
     "#,
+    // 3: every UNIQUE, CHECK and FOREIGN KEY constraint named, so that a violation is mapped
+    // by name (`constraints.rs`); claims on operations; the outbox; duties.
+    //
+    // SQLite cannot name or change a constraint in place, so the tables that had unnamed ones
+    // are rebuilt: create the new table, copy, drop the old one, rename the new one, create
+    // its indexes again. `migrate_to` runs migrations with foreign key enforcement off (else
+    // dropping `users` would cascade into `tokens`) and checks the foreign keys before commit.
+    r#"
+    CREATE TABLE users_v3 (
+        username        TEXT NOT NULL CONSTRAINT users_pkey PRIMARY KEY,
+        email           TEXT NOT NULL,
+        team            TEXT NOT NULL,
+        ssh_key         TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL CONSTRAINT users_key_fingerprint_unique UNIQUE,
+        role            TEXT NOT NULL CONSTRAINT users_role_valid CHECK (role IN ('user', 'admin')),
+        status          TEXT NOT NULL CONSTRAINT users_status_valid CHECK (status IN ('active', 'suspended')),
+        uid             INTEGER CONSTRAINT users_uid_unique UNIQUE,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO users_v3 (username, email, team, ssh_key, key_fingerprint, role, status, uid, created_at, updated_at)
+        SELECT username, email, team, ssh_key, key_fingerprint, role, status, uid, created_at, updated_at FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_v3 RENAME TO users;
+
+    CREATE TABLE registrations_v3 (
+        id            TEXT NOT NULL CONSTRAINT registrations_pkey PRIMARY KEY,
+        username      TEXT NOT NULL,
+        email         TEXT NOT NULL,
+        team          TEXT NOT NULL,
+        ssh_key       TEXT NOT NULL,
+        status        TEXT NOT NULL CONSTRAINT registrations_status_valid CHECK (status IN ('pending', 'approved', 'rejected')),
+        created_at    INTEGER NOT NULL,
+        processed_by  TEXT,
+        processed_at  INTEGER,
+        reject_reason TEXT
+    ) STRICT;
+    INSERT INTO registrations_v3 (id, username, email, team, ssh_key, status, created_at, processed_by, processed_at, reject_reason)
+        SELECT id, username, email, team, ssh_key, status, created_at, processed_by, processed_at, reject_reason FROM registrations;
+    DROP TABLE registrations;
+    ALTER TABLE registrations_v3 RENAME TO registrations;
+    CREATE UNIQUE INDEX registrations_pending_username ON registrations (username) WHERE status = 'pending';
+    CREATE UNIQUE INDEX registrations_pending_email ON registrations (lower(email)) WHERE status = 'pending';
+
+    CREATE TABLE key_changes_v3 (
+        id            TEXT NOT NULL CONSTRAINT key_changes_pkey PRIMARY KEY,
+        username      TEXT NOT NULL,
+        email         TEXT NOT NULL,
+        new_ssh_key   TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        status        TEXT NOT NULL CONSTRAINT key_changes_status_valid CHECK (status IN ('pending', 'approved', 'rejected')),
+        created_at    INTEGER NOT NULL,
+        processed_by  TEXT,
+        processed_at  INTEGER,
+        reject_reason TEXT
+    ) STRICT;
+    INSERT INTO key_changes_v3 (id, username, email, new_ssh_key, reason, status, created_at, processed_by, processed_at, reject_reason)
+        SELECT id, username, email, new_ssh_key, reason, status, created_at, processed_by, processed_at, reject_reason FROM key_changes;
+    DROP TABLE key_changes;
+    ALTER TABLE key_changes_v3 RENAME TO key_changes;
+    CREATE UNIQUE INDEX key_changes_pending_username ON key_changes (username) WHERE status = 'pending';
+
+    CREATE TABLE tokens_v3 (
+        id           TEXT NOT NULL CONSTRAINT tokens_pkey PRIMARY KEY,
+        owner        TEXT NOT NULL CONSTRAINT tokens_owner_fk REFERENCES users (username) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        scope        TEXT NOT NULL CONSTRAINT tokens_scope_valid CHECK (scope IN ('user', 'admin')),
+        secret_hash  TEXT NOT NULL CONSTRAINT tokens_secret_hash_unique UNIQUE,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        revoked_at   INTEGER,
+        last_used_at INTEGER
+    ) STRICT;
+    INSERT INTO tokens_v3 (id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at)
+        SELECT id, owner, name, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_v3 RENAME TO tokens;
+    CREATE INDEX tokens_owner ON tokens (owner);
+
+    CREATE TABLE quota_overrides_v3 (
+        owner                 TEXT NOT NULL CONSTRAINT quota_overrides_pkey PRIMARY KEY
+                              CONSTRAINT quota_overrides_owner_fk REFERENCES users (username) ON DELETE CASCADE,
+        max_vms               INTEGER,
+        max_clusters          INTEGER,
+        max_nodes_per_cluster INTEGER,
+        max_ips               INTEGER,
+        max_vcpus             INTEGER,
+        max_memory_mb         INTEGER,
+        max_disk_gb           INTEGER
+    ) STRICT;
+    INSERT INTO quota_overrides_v3 (owner, max_vms, max_clusters, max_nodes_per_cluster, max_ips, max_vcpus, max_memory_mb, max_disk_gb)
+        SELECT owner, max_vms, max_clusters, max_nodes_per_cluster, max_ips, max_vcpus, max_memory_mb, max_disk_gb FROM quota_overrides;
+    DROP TABLE quota_overrides;
+    ALTER TABLE quota_overrides_v3 RENAME TO quota_overrides;
+
+    CREATE TABLE ip_blocks_v3 (
+        start        INTEGER CONSTRAINT ip_blocks_pkey PRIMARY KEY,
+        last         INTEGER NOT NULL,
+        pool         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        owner        TEXT NOT NULL CONSTRAINT ip_blocks_owner_fk REFERENCES users (username),
+        allocated_at INTEGER NOT NULL,
+        CONSTRAINT ip_blocks_range_valid CHECK (last >= start)
+    ) STRICT;
+    INSERT INTO ip_blocks_v3 (start, last, pool, size, owner, allocated_at)
+        SELECT start, last, pool, size, owner, allocated_at FROM ip_blocks;
+    DROP TABLE ip_blocks;
+    ALTER TABLE ip_blocks_v3 RENAME TO ip_blocks;
+    CREATE INDEX ip_blocks_owner ON ip_blocks (owner, start);
+
+    CREATE TABLE leases_v3 (
+        address       INTEGER CONSTRAINT leases_pkey PRIMARY KEY,
+        pool          TEXT NOT NULL,
+        owner         TEXT NOT NULL CONSTRAINT leases_owner_fk REFERENCES users (username),
+        resource_kind TEXT NOT NULL,
+        resource_id   TEXT NOT NULL,
+        resource_name TEXT NOT NULL,
+        state         TEXT NOT NULL CONSTRAINT leases_state_valid CHECK (state IN ('reserved', 'active')),
+        created_at    INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO leases_v3 (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at)
+        SELECT address, pool, owner, resource_kind, resource_id, resource_name, state, created_at FROM leases;
+    DROP TABLE leases;
+    ALTER TABLE leases_v3 RENAME TO leases;
+    CREATE INDEX leases_owner ON leases (owner, address);
+    CREATE INDEX leases_resource ON leases (resource_id);
+
+    -- A claim: the worker and its expiry while held (both NULL when never claimed or released),
+    -- and the last fence handed out, which only grows. Claimable operations are found through
+    -- operations_unfinished.
+    ALTER TABLE operations ADD COLUMN claim_worker TEXT;
+    ALTER TABLE operations ADD COLUMN claim_fence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE operations ADD COLUMN claim_expires_at INTEGER;
+
+    CREATE TABLE outbox (
+        id              TEXT NOT NULL CONSTRAINT outbox_pkey PRIMARY KEY,
+        -- The NotificationEvent as JSON.
+        event           TEXT NOT NULL,
+        state           TEXT NOT NULL CONSTRAINT outbox_state_valid CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL CONSTRAINT outbox_attempts_valid CHECK (attempts >= 0),
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        delivered_at    INTEGER
+    ) STRICT;
+    -- The dispatcher's question: pending messages due now, the longest due first.
+    CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending';
+    -- The admin view by state.
+    CREATE INDEX outbox_state ON outbox (state, id);
+
+    -- Named singleton leases: one process of several does the job while it holds the duty.
+    CREATE TABLE duties (
+        name       TEXT NOT NULL CONSTRAINT duties_pkey PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -306,3 +306,47 @@ pub(crate) fn idempotency_row(row: &Row<'_>) -> Result<IdempotencyRecord> {
         created_at: c.time(4, "created_at")?,
     })
 }
+
+/// What the operations table holds of an operation's claims.
+pub(crate) struct ClaimRecord {
+    /// The last fence handed out (0: never claimed).
+    pub fence: u64,
+    /// The claim while held; `None` when never claimed or released.
+    pub claim: Option<OperationClaim>,
+}
+
+/// Reads `claim_worker, claim_fence, claim_expires_at` starting at column `first`.
+pub(crate) fn claim_row(row: &Row<'_>, first: usize) -> Result<ClaimRecord> {
+    let c = Cells { row, table: "operations" };
+    let fence = c.u64(first + 1, "claim_fence")?;
+    let claim = match (c.opt_text(first)?, c.opt_time(first + 2, "claim_expires_at")?) {
+        (Some(worker), Some(expires_at)) => Some(OperationClaim { worker, fence, expires_at }),
+        (None, None) => None,
+        _ => return Err(corrupt("operations", "claim_worker", "a claim needs both its worker and its expiry")),
+    };
+    Ok(ClaimRecord { fence, claim })
+}
+
+pub(crate) fn idempotency_operations_json(record: &IdempotencyRecord) -> Result<String> {
+    serde_json::to_string(&record.operations).map_err(|error| corrupt("idempotency_keys", "operations", error))
+}
+
+pub(crate) fn outbox_event_json(event: &NotificationEvent) -> Result<String> {
+    serde_json::to_string(event).map_err(|error| corrupt("outbox", "event", error))
+}
+
+pub(crate) fn outbox_row(row: &Row<'_>) -> Result<OutboxMessage> {
+    let c = Cells { row, table: "outbox" };
+    Ok(OutboxMessage {
+        id: c.uuid(0, "id")?,
+        event: c.parse(1, "event", |text| {
+            serde_json::from_str(text).map_err(|error| basphere_core::Error::invalid("event", error.to_string()))
+        })?,
+        state: c.parse(2, "state", OutboxState::parse)?,
+        attempts: c.u32(3, "attempts")?,
+        next_attempt_at: c.time(4, "next_attempt_at")?,
+        last_error: c.opt_text(5)?,
+        created_at: c.time(6, "created_at")?,
+        delivered_at: c.opt_time(7, "delivered_at")?,
+    })
+}

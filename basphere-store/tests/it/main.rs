@@ -1,9 +1,10 @@
 //! basphere-store's integration tests: the store conformance suite on `:memory:` and on a file,
-//! durability across reopening, and migrations.
+//! claims raced by two stores sharing a file, durability across reopening, and migrations.
 
 use std::sync::Arc;
 
-use basphere_core::store::VmFilter;
+use basphere_core::model::*;
+use basphere_core::store::{OutboxFilter, VmFilter};
 use basphere_core::testing::{self, store::vm, user};
 use basphere_core::{Store, StoreExt};
 use basphere_store::{migrate_to, migrations, SqliteStore};
@@ -79,6 +80,15 @@ fn two_stores_on_one_file_serialise_their_writers() {
 }
 
 #[test]
+fn two_stores_on_one_file_never_hold_one_operation_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.db");
+    let stores: Vec<Arc<dyn Store>> =
+        (0..3).map(|_| Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn Store>).collect();
+    testing::store::check_concurrent_claims(&stores);
+}
+
+#[test]
 fn migrations_run_from_every_earlier_schema() {
     for start in 0..migrations::LATEST {
         let dir = tempfile::tempdir().unwrap();
@@ -112,6 +122,112 @@ fn migrations_run_from_every_earlier_schema() {
         store.transact(|tx| tx.insert_user(&alice)).unwrap();
         assert_eq!(store.user(&alice.username).unwrap(), alice);
     }
+}
+
+/// Every kind of row written by schema 2 reads back the same through schema 3, whose tables
+/// with named constraints were rebuilt, and the migrated database enforces them.
+#[test]
+fn migration_to_3_keeps_every_row_and_enforces_the_named_constraints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let conn = rusqlite_connection(&path);
+        migrate_to(&conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('alice', 'alice@example.com', 'platform', 'KEY', 'fp-alice', 'admin', 'active', 61001, 1, 2);
+             INSERT INTO users VALUES ('bob', 'bob@example.com', '', 'KEY', 'fp-bob', 'user', 'suspended', NULL, 3, 4);
+             INSERT INTO registrations VALUES ('0190d6c0-0000-7000-8000-000000000001', 'dave', 'Dave@example.com', '', 'KEY', 'pending', 5, NULL, NULL, NULL);
+             INSERT INTO key_changes VALUES ('0190d6c0-0000-7000-8000-000000000002', 'bob', 'bob@example.com', 'KEY', 'lost', 'rejected', 6, 'alice', 7, 'no');
+             INSERT INTO tokens VALUES ('0190d6c0-0000-7000-8000-000000000003', 'alice', 'laptop', 'admin', 'hash-1', 8, 9, NULL, 10);
+             INSERT INTO quota_overrides (owner, max_vms, max_ips) VALUES ('alice', 20, 64);
+             INSERT INTO ip_blocks VALUES (184418304, 184418335, 'default', 32, 'alice', 11);
+             INSERT INTO leases VALUES (184418305, 'default', 'alice', 'vm', '0190d6c0-0000-7000-8000-000000000004', 'web', 'active', 12);
+             INSERT INTO operations VALUES ('0190d6c0-0000-7000-8000-000000000005', 'create_vm', 'alice', 'vm', '0190d6c0-0000-7000-8000-000000000004', 'web', 'running', '[]', NULL, '[]', 'alice', 13, 14);
+             INSERT INTO idempotency_keys VALUES ('alice', 'retry-1', 'h', '[]', 15);",
+        )
+        .unwrap();
+    }
+    let dump = |conn: &rusqlite::Connection, table: &str| -> Vec<String> {
+        let mut statement = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
+        let columns = statement.column_count();
+        statement
+            .query_map([], |row| {
+                Ok((0..columns).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let tables = [
+        "users",
+        "registrations",
+        "key_changes",
+        "tokens",
+        "quota_overrides",
+        "ip_blocks",
+        "leases",
+        "idempotency_keys",
+    ];
+    let before: Vec<Vec<String>> = {
+        let conn = rusqlite_connection(&path);
+        tables.iter().map(|table| dump(&conn, table)).collect()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let conn = rusqlite_connection(&path);
+    let after: Vec<Vec<String>> = tables.iter().map(|table| dump(&conn, table)).collect();
+    assert_eq!(after, before, "every row of every rebuilt table is kept as it was");
+    let claim: (Option<String>, i64) = conn
+        .query_row("SELECT claim_worker, claim_fence FROM operations", [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap();
+    assert_eq!(claim, (None, 0), "an operation of an old schema is unclaimed");
+
+    // The store works on the migrated rows, and the rebuilt tables keep their constraints.
+    let alice = basphere_core::testing::username("alice");
+    let operation = uuid::Uuid::parse_str("0190d6c0-0000-7000-8000-000000000005").unwrap();
+    let now = now();
+    let claimed = store.transact(|tx| tx.claim_operations("w1", now, now, None, 10)).unwrap();
+    assert_eq!(claimed.iter().map(|(op, c)| (op.id, c.fence)).collect::<Vec<_>>(), [(operation, 1)]);
+    assert_eq!(store.query(|tx| tx.usage(&alice)).unwrap().ips, 1);
+    let mut carol = user("carol", 3);
+    carol.uid = Some(61001);
+    let error = store.transact(|tx| tx.insert_user(&carol)).unwrap_err();
+    assert_eq!(error.to_string(), "uid already exists: 61001");
+    let error = store.transact(|tx| tx.delete_user(&alice)).unwrap_err();
+    assert_eq!(error.kind(), "conflict", "{error}");
+    // The store does not check a lease's owner itself: the foreign key, enforced again after
+    // the migration, refuses it.
+    let orphan = Lease {
+        address: std::net::Ipv4Addr::new(10, 254, 0, 99),
+        pool: "default".into(),
+        owner: basphere_core::testing::username("ghost"),
+        resource: ResourceRef { kind: ResourceKind::Vm, id: uuid::Uuid::now_v7(), name: "stray".into() },
+        state: LeaseState::Reserved,
+        created_at: now,
+    };
+    let error = store.transact(|tx| tx.insert_lease(&orphan)).unwrap_err();
+    assert_eq!(error.to_string(), "user not found: ghost");
+}
+
+#[test]
+fn a_corrupt_outbox_event_is_an_error_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let message = OutboxMessage::new(NotificationEvent::KeyChangeRequested {
+        username: basphere_core::testing::username("alice"),
+    });
+    store.transact(|tx| tx.insert_outbox(&message)).unwrap();
+    {
+        let conn = rusqlite_connection(&path);
+        conn.execute(
+            "UPDATE outbox SET event = '{\"event\": \"key_change_requested\", \"username\": \"Not Valid\"}'",
+            [],
+        )
+        .unwrap();
+    }
+    let error = store.query(|tx| tx.list_outbox(&OutboxFilter::default())).unwrap_err().to_string();
+    assert!(error.contains("corrupt value in outbox.event"), "{error}");
 }
 
 #[test]

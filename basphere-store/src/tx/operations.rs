@@ -1,0 +1,136 @@
+//! Operations and their claims. A claim is three columns of the operation's row
+//! (`claim_worker`, `claim_fence`, `claim_expires_at`); `update_operation` never writes them.
+
+use basphere_core::model::*;
+use basphere_core::store::{claim_lost, OperationFilter, OperationsRead, OperationsTx};
+use basphere_core::{Error, Result};
+use rusqlite::params;
+use uuid::Uuid;
+
+use super::{Select, SqlTx};
+use crate::rows::*;
+
+const OPERATION_COLUMNS: &str = "id, kind, owner, resource_kind, resource_id, resource_name, state, steps, error, log_tail, requested_by, created_at, updated_at";
+const CLAIM_COLUMNS: &str = "claim_worker, claim_fence, claim_expires_at";
+
+impl SqlTx<'_> {
+    /// The operation's claim record, `None` for an unknown operation.
+    fn claim_record(&self, id: Uuid) -> Result<Option<ClaimRecord>> {
+        self.one(&format!("SELECT {CLAIM_COLUMNS} FROM operations WHERE id = ?1"), [id.to_string()], |row| {
+            claim_row(row, 0)
+        })
+    }
+}
+
+impl OperationsRead for SqlTx<'_> {
+    fn get_operation(&self, id: Uuid) -> Result<Option<Operation>> {
+        self.one(&format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"), [id.to_string()], operation_row)
+    }
+
+    fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
+        let (query, values) = Select::from(format!("SELECT {OPERATION_COLUMNS} FROM operations"))
+            .only("state IN ('queued', 'running')", filter.unfinished)
+            .when("owner = ?", filter.owner.as_ref().map(|o| o.to_string()))
+            .when("resource_id = ?", filter.resource.map(|id| id.to_string()))
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
+        self.all(&query, rusqlite::params_from_iter(values), operation_row)
+    }
+
+    fn operation_claim(&self, id: Uuid) -> Result<Option<OperationClaim>> {
+        Ok(self.claim_record(id)?.and_then(|record| record.claim))
+    }
+
+    fn check_operation_claim(&self, id: Uuid, fence: u64) -> Result<()> {
+        let record = self.claim_record(id)?.ok_or_else(|| Error::not_found("operation", id))?;
+        match &record.claim {
+            Some(claim) if claim.fence == fence => Ok(()),
+            claim => Err(claim_lost(id, fence, record.fence, claim.is_none())),
+        }
+    }
+}
+
+impl OperationsTx for SqlTx<'_> {
+    fn insert_operation(&mut self, op: &Operation) -> Result<()> {
+        let (steps, log_tail) = operation_json(op)?;
+        self.insert(
+            &format!("INSERT INTO operations ({OPERATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            params![op.id.to_string(), op.kind.as_str(), op.owner.as_str(), op.resource.kind.as_str(), op.resource.id.to_string(), op.resource.name, op.state.as_str(), steps, op.error, log_tail, op.requested_by, micros(op.created_at), micros(op.updated_at)],
+            "operations",
+            &[("id", &op.id)],
+        )
+    }
+
+    fn update_operation(&mut self, op: &Operation) -> Result<()> {
+        let (steps, log_tail) = operation_json(op)?;
+        self.update(
+            "UPDATE operations SET kind = ?2, owner = ?3, resource_kind = ?4, resource_id = ?5, resource_name = ?6, state = ?7, steps = ?8, error = ?9, log_tail = ?10, requested_by = ?11, created_at = ?12, updated_at = ?13 WHERE id = ?1",
+            params![op.id.to_string(), op.kind.as_str(), op.owner.as_str(), op.resource.kind.as_str(), op.resource.id.to_string(), op.resource.name, op.state.as_str(), steps, op.error, log_tail, op.requested_by, micros(op.created_at), micros(op.updated_at)],
+            "operation",
+            op.id,
+            "operations",
+            &[("id", &op.id)],
+        )
+    }
+
+    fn claim_operations(
+        &mut self,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+        only: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<(Operation, OperationClaim)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The write transaction is BEGIN IMMEDIATE, so nobody else claims between this SELECT
+        // and the UPDATEs. (PostgreSQL: the same SELECT ... FOR UPDATE SKIP LOCKED.) The
+        // state clause is operations_unfinished's, so the scan is of unfinished operations only.
+        let (query, values) = Select::from(format!("SELECT {OPERATION_COLUMNS}, claim_fence FROM operations"))
+            .only("state IN ('queued', 'running')", true)
+            .when("(claim_worker IS NULL OR claim_expires_at <= ?)", Some(micros(now)))
+            .when("id = ?", only.map(|id| id.to_string()))
+            .tail("ORDER BY id", Some(limit));
+        let claimable = self.all(&query, rusqlite::params_from_iter(values), |row| {
+            Ok((operation_row(row)?, claim_row(row, 13)?.fence))
+        })?;
+        let mut claimed = Vec::with_capacity(claimable.len());
+        for (operation, fence) in claimable {
+            let claim = OperationClaim { worker: worker.to_owned(), fence: fence + 1, expires_at: until };
+            self.exec(
+                "UPDATE operations SET claim_worker = ?2, claim_fence = ?3, claim_expires_at = ?4 WHERE id = ?1",
+                params![operation.id.to_string(), claim.worker, fence_value(claim.fence)?, micros(until)],
+            )
+            .map_err(crate::sql)?;
+            claimed.push((operation, claim));
+        }
+        Ok(claimed)
+    }
+
+    fn renew_operation_claim(&mut self, id: Uuid, fence: u64, until: Timestamp) -> Result<()> {
+        self.check_operation_claim(id, fence)?;
+        self.exec("UPDATE operations SET claim_expires_at = ?2 WHERE id = ?1", params![id.to_string(), micros(until)])
+            .map_err(crate::sql)?;
+        Ok(())
+    }
+
+    fn release_operation_claim(&mut self, id: Uuid, fence: u64) -> Result<()> {
+        // A fence beyond i64 was never handed out: nothing to release.
+        let Ok(fence) = i64::try_from(fence) else {
+            return Ok(());
+        };
+        self.exec(
+            "UPDATE operations SET claim_worker = NULL, claim_expires_at = NULL WHERE id = ?1 AND claim_fence = ?2",
+            params![id.to_string(), fence],
+        )
+        .map_err(crate::sql)?;
+        Ok(())
+    }
+}
+
+/// A fence as stored (SQLite integers are signed).
+fn fence_value(fence: u64) -> Result<i64> {
+    i64::try_from(fence)
+        .map_err(|_| Error::invalid("fence", format!("{fence} is beyond the largest fence, {}", i64::MAX)))
+}
