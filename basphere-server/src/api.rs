@@ -48,6 +48,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/operations", get(admin_list_operations))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
+        .route("/admin/outbox", get(admin_outbox))
+        .route("/admin/outbox/{id}/retry", post(admin_retry_notification))
         // The admin API is for administrators, whatever the route: decided by the platform.
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::require_admin));
     own.merge(admin)
@@ -515,8 +517,8 @@ pub async fn admin_audit(
 
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
 #[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
-pub async fn admin_last_reconcile(_caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
-    let last = state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone();
+pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
+    let last = state.platform.last_reconcile_for(&caller.actor)?;
     Ok(Json(last.as_ref().map(ReconcileView::from).unwrap_or_default()))
 }
 
@@ -524,7 +526,43 @@ pub async fn admin_last_reconcile(_caller: Caller, State(state): State<AppState>
 #[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let report = state.platform.reconcile_now(&caller.actor).await?;
-    let view = ReconcileView::from(&report);
-    *state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-    Ok(Json(view))
+    Ok(Json(ReconcileView::from(&report)))
+}
+
+/// `?state=&limit=&after=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OutboxQuery {
+    /// pending, delivered or dead.
+    pub state: Option<String>,
+    pub limit: Option<usize>,
+    pub after: Option<Uuid>,
+}
+
+/// Notifications waiting for delivery, delivered, or dead-lettered after every retry, oldest
+/// first. *admin*
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", params(OutboxQuery), responses((status = 200, body = Page<OutboxView>)))]
+pub async fn admin_outbox(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<OutboxQuery>,
+) -> ApiResult<Json<Page<OutboxView>>> {
+    let request = basphere_core::platform::OutboxQuery {
+        state: query.state,
+        page: PageRequest { limit: query.limit, after: query.after },
+    };
+    let messages = state.platform.outbox(&caller.actor, request).await?;
+    Ok(Json(page(messages, |message| OutboxView::from(message))))
+}
+
+/// Put a dead-lettered notification back in line for delivery. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), responses((status = 200, body = OutboxView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn admin_retry_notification(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<OutboxView>> {
+    let message = state.platform.retry_notification(&caller.actor, &id).await?;
+    Ok(Json(OutboxView::from(&message)))
 }

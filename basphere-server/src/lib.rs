@@ -47,8 +47,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The server's own uid: a socket caller with this uid (or root) is an administrator.
     pub server_uid: u32,
-    /// The latest reconciliation report.
-    pub last_reconcile: Arc<std::sync::Mutex<Option<basphere_core::platform::ReconcileReport>>>,
 }
 
 /// Command-line overrides of the configuration file.
@@ -209,35 +207,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// Compares the store with the VM backend every `interval` seconds (0 turns it off).
-async fn reconcile_periodically(
-    platform: Arc<Platform>,
-    last: Arc<std::sync::Mutex<Option<basphere_core::platform::ReconcileReport>>>,
-    interval: u64,
-) {
-    if interval == 0 {
-        return;
-    }
-    let mut ticker = tokio::time::interval(Duration::from_secs(interval));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match platform.reconcile().await {
-            Ok(report) => {
-                if !report.lost.is_empty() || !report.power_changed.is_empty() || !report.found.is_empty() {
-                    tracing::info!(
-                        lost = report.lost.len(),
-                        power_changed = report.power_changed.len(),
-                        found = report.found.len(),
-                        strays = report.strays.len(),
-                        "reconciled with the VM backend"
-                    );
-                }
-                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-            }
-            Err(error) => tracing::warn!(%error, "reconciliation failed; trying again at the next interval"),
-        }
-    }
+/// The instance name when `work.instance` is not set: the host and the data directory, which
+/// one running server owns.
+fn default_instance(data_dir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{host}:{}", dir.display())
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -266,23 +243,22 @@ pub async fn run(options: Options) -> Result<()> {
             tracing::warn!(backend = preflight.backend_name(), %error, "the VM backend is not ready");
         }
     });
-    let platform = Platform::new(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier));
+    // This server among replicas sharing the database: a restart takes back its own
+    // interrupted operations at once; another replica's wait for their claims to expire.
+    let instance = config.work.instance.clone().unwrap_or_else(|| default_instance(&data_dir));
+    let platform =
+        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance).build();
     let resumed = platform.resume_unfinished().await?;
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resuming interrupted operations");
     }
+    let background = platform.start_background();
 
     let state = AppState {
         platform: platform.clone(),
         metrics: Arc::new(Metrics::new()),
         server_uid: nix::unistd::geteuid().as_raw(),
-        last_reconcile: Arc::new(std::sync::Mutex::new(None)),
     };
-    let reconciler = tokio::spawn(reconcile_periodically(
-        platform.clone(),
-        state.last_reconcile.clone(),
-        config.reconcile_interval_seconds,
-    ));
     let app = app(state);
 
     let tcp = TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
@@ -328,7 +304,7 @@ pub async fn run(options: Options) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; waiting for running operations");
     let _ = stop_tx.send(true);
-    reconciler.abort();
+    drop(background);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let left = platform.drain(grace).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

@@ -17,10 +17,10 @@ use crate::wire::*;
         api::admin_list_users, api::admin_create_user, api::admin_get_user, api::admin_get_quota, api::admin_set_quota,
         api::admin_reset_quota, api::admin_create_token, api::admin_user_vms, api::admin_create_vms, api::admin_get_vm,
         api::admin_delete_vm, api::admin_vm_action, api::admin_list_vms, api::admin_list_operations, api::admin_audit,
-        api::admin_last_reconcile, api::admin_reconcile,
+        api::admin_last_reconcile, api::admin_reconcile, api::admin_outbox, api::admin_retry_notification,
     ),
     components(schemas(Problem, VmView, OperationView, StepView, ResourceView, CreateVmsRequest, CreateVmsResponse, QuotaView, QuotaNumbers,
-        QuotaOverrideRequest, UserView, MeView, CreateUserRequest, TokenView, CreateTokenRequest, CreatedToken, AuditView, CatalogView, CatalogOs, CatalogSpec, ReconcileView, PowerChangeView, StrayView)),
+        QuotaOverrideRequest, UserView, MeView, CreateUserRequest, TokenView, CreateTokenRequest, CreatedToken, AuditView, OutboxView, CatalogView, CatalogOs, CatalogSpec, ReconcileView, PowerChangeView, StrayView)),
     tags((name = "vms"), (name = "operations"), (name = "account"), (name = "tokens"), (name = "admin")),
 )]
 pub struct ApiDoc;

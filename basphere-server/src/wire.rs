@@ -331,6 +331,40 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
+/// A notification in the outbox.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OutboxView {
+    pub id: Uuid,
+    /// The event's name, e.g. `vm_ready`.
+    pub event: String,
+    /// The event as delivered.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// pending, delivered or dead.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<&OutboxMessage> for OutboxView {
+    fn from(message: &OutboxMessage) -> Self {
+        OutboxView {
+            id: message.id,
+            event: message.event.name().to_owned(),
+            payload: serde_json::to_value(&message.event).unwrap_or_default(),
+            state: message.state.as_str().to_owned(),
+            attempts: message.attempts,
+            next_attempt_at: message.next_attempt_at,
+            last_error: message.last_error.clone(),
+            created_at: message.created_at,
+            delivered_at: message.delivered_at,
+        }
+    }
+}
+
 /// One audit event.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditView {

@@ -38,22 +38,4 @@ impl Platform {
             tracing::error!(%error, "audit event could not be recorded");
         }
     }
-
-    /// Delivers an event in the background, retrying a few times; never fails the caller.
-    pub fn notify(&self, event: NotificationEvent) {
-        let notifier = self.notifier.clone();
-        let retry = self.notification_retry;
-        tokio::spawn(async move {
-            for attempt in 0..5u32 {
-                match notifier.notify(&event).await {
-                    Ok(()) => return,
-                    Err(error) => {
-                        tracing::warn!(event = event.name(), attempt, %error, "notification delivery failed");
-                        tokio::time::sleep(retry * 2u32.pow(attempt)).await;
-                    }
-                }
-            }
-            tracing::error!(event = event.name(), "notification dropped after 5 attempts");
-        });
-    }
 }

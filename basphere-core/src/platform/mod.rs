@@ -11,8 +11,10 @@
 
 mod accounts;
 pub mod authz;
+mod background;
 mod events;
 mod operations;
+mod outbox;
 mod quota;
 mod reconcile;
 mod tokens;
@@ -37,8 +39,10 @@ use crate::store::Store;
 
 pub use accounts::{lookup_username, AccountQuery, NewAccount};
 pub use authz::{Action, Actor};
+pub use background::{Background, RECONCILE_DUTY};
 pub use events::AuditQuery;
 pub use operations::{Commit, OperationContext, OperationHandler};
+pub use outbox::{retry_delay, OutboxQuery};
 pub use quota::QuotaReport;
 pub use reconcile::ReconcileReport;
 pub use tokens::{token_expiry, token_scope, NewToken, MAX_TOKEN_DAYS};
@@ -111,16 +115,83 @@ pub struct Platform {
     /// The handler of every operation kind.
     handlers: HashMap<OperationKind, Arc<dyn OperationHandler>>,
     workers: Arc<Semaphore>,
-    /// Operations this process runs right now.
+    /// This server among the replicas sharing the store (`work.instance`).
+    instance: String,
+    /// This process: `<instance>/<boot id>`, the holder of its claims and duties.
+    worker: String,
+    /// Operations this process started and has not finished (waiting for a worker or running).
     running: Mutex<HashSet<Uuid>>,
     draining: AtomicBool,
     changed: Notify,
+    /// Wakes the outbox dispatcher when a commit queued notifications.
+    outbox_ready: Notify,
+    /// The latest reconciliation this process made.
+    last_reconcile: Mutex<Option<ReconcileReport>>,
     /// Recently authenticated tokens by secret hash, so a request costs no store read for its
     /// identity. Entries live `TOKEN_CACHE_TTL` at most; revocation here removes them at once.
     token_cache: Mutex<HashMap<String, (User, ApiToken, tokio::time::Instant)>>,
     /// Strays already reported by this process, so each is audited once per process.
     known_strays: Mutex<HashSet<String>>,
-    notification_retry: Duration,
+}
+
+/// Assembles a [`Platform`]: the backends, further operation handlers, and the instance name.
+pub struct PlatformBuilder {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    ipam: Arc<dyn Ipam>,
+    provisioner: Arc<dyn Provisioner>,
+    notifier: Arc<dyn Notifier>,
+    handlers: Vec<Arc<dyn OperationHandler>>,
+    instance: Option<String>,
+}
+
+impl PlatformBuilder {
+    /// Adds a handler for further operation kinds (clusters, networks, ...); a handler added
+    /// later replaces an earlier one (or a built-in one) for the same kind.
+    pub fn handler(mut self, handler: Arc<dyn OperationHandler>) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    /// Names this server among the replicas sharing the store (default: `work.instance`, or
+    /// `local`). Two running processes must never share a name: a starting instance takes back
+    /// the claims of its earlier life at once.
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = Some(name.into());
+        self
+    }
+
+    pub fn build(self) -> Arc<Platform> {
+        let workers = Arc::new(Semaphore::new(self.config.server.workers));
+        let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
+        let builtin: Vec<Arc<dyn OperationHandler>> = vec![Arc::new(vm_operations::VmOperations)];
+        for handler in builtin.into_iter().chain(self.handlers) {
+            for kind in handler.kinds() {
+                handlers.insert(*kind, handler.clone());
+            }
+        }
+        let instance =
+            self.instance.or_else(|| self.config.work.instance.clone()).unwrap_or_else(|| "local".to_owned());
+        let worker = format!("{instance}/{}", Uuid::new_v4().simple());
+        Arc::new(Platform {
+            config: self.config,
+            store: self.store,
+            ipam: self.ipam,
+            provisioner: self.provisioner,
+            notifier: self.notifier,
+            handlers,
+            workers,
+            instance,
+            worker,
+            running: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
+            changed: Notify::new(),
+            outbox_ready: Notify::new(),
+            last_reconcile: Mutex::new(None),
+            token_cache: Mutex::new(HashMap::new()),
+            known_strays: Mutex::new(HashSet::new()),
+        })
+    }
 }
 
 impl Platform {
@@ -132,42 +203,29 @@ impl Platform {
         provisioner: Arc<dyn Provisioner>,
         notifier: Arc<dyn Notifier>,
     ) -> Arc<Self> {
-        Self::with_handlers(config, store, ipam, provisioner, notifier, Vec::new())
+        Self::builder(config, store, ipam, provisioner, notifier).build()
     }
 
-    /// The platform with further operation handlers (clusters, networks, ...) beside the
-    /// built-in ones. A handler listed later replaces an earlier one for the same kind.
-    pub fn with_handlers(
+    /// Assembles a platform with further handlers or an instance name.
+    pub fn builder(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         ipam: Arc<dyn Ipam>,
         provisioner: Arc<dyn Provisioner>,
         notifier: Arc<dyn Notifier>,
-        extra: Vec<Arc<dyn OperationHandler>>,
-    ) -> Arc<Self> {
-        let workers = Arc::new(Semaphore::new(config.server.workers));
-        let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
-        let builtin: Vec<Arc<dyn OperationHandler>> = vec![Arc::new(vm_operations::VmOperations)];
-        for handler in builtin.into_iter().chain(extra) {
-            for kind in handler.kinds() {
-                handlers.insert(*kind, handler.clone());
-            }
-        }
-        Arc::new(Platform {
-            config,
-            store,
-            ipam,
-            provisioner,
-            notifier,
-            handlers,
-            workers,
-            running: Mutex::new(HashSet::new()),
-            draining: AtomicBool::new(false),
-            changed: Notify::new(),
-            token_cache: Mutex::new(HashMap::new()),
-            known_strays: Mutex::new(HashSet::new()),
-            notification_retry: Duration::from_millis(500),
-        })
+    ) -> PlatformBuilder {
+        PlatformBuilder { config, store, ipam, provisioner, notifier, handlers: Vec::new(), instance: None }
+    }
+
+    /// This process's name in claims and duties (`<instance>/<boot id>`).
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// The latest reconciliation this process made (`None` before the first, or when another
+    /// replica holds the reconcile duty).
+    pub fn last_reconcile(&self) -> Option<ReconcileReport> {
+        self.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn config(&self) -> &Config {

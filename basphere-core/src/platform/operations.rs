@@ -1,9 +1,15 @@
 //! The operation runner: background work on one resource, run by the handler registered for
-//! its kind, on a bounded set of workers. Handlers commit through [`OperationContext::commit`],
-//! the one place where an operation's outcome, the resource's new state and the notifications
-//! it causes are written together.
+//! its kind, on a bounded set of workers, under a claim in the store.
+//!
+//! A process runs an operation only while it holds the operation's claim: a lease with a
+//! fencing value, renewed every third of `work.lease_seconds`. Every commit checks the fence in
+//! its transaction, so a process that lost its claim (stalled past the lease, say) can no
+//! longer write. Work is resumed by whoever finds an unclaimed or expired claim: any replica
+//! after a lease, and a restarted instance at once for its own earlier claims. Handlers commit
+//! through [`OperationContext::commit`], the one place where an operation's outcome, the
+//! resource's new state and the notifications it causes (the outbox) are written together.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,15 +27,17 @@ use crate::store::{OperationFilter, StoreExt, StoreRead, StoreTx};
 use crate::validate::Username;
 
 /// Runs the operations of some kinds. One handler per resource kind (VMs today; clusters,
-/// account approval and networks plug in through [`Platform::with_handlers`]).
+/// account approval and networks plug in through [`Platform::builder`]).
 ///
 /// # Contract
 ///
 /// - `run` takes an unfinished operation to its end (succeeded or failed) and returns it as
-///   committed. It may be called again for the same operation after a crash at any point, so
-///   every step must be idempotent: a repeated backend call adopts what the first one made.
+///   committed. It may be called again for the same operation after a crash at any point, or
+///   in another process after a claim expired, so every step must be idempotent: a repeated
+///   backend call adopts what the first one made.
 /// - Every change is written through [`OperationContext::commit`]; nothing else writes the
-///   store for an operation.
+///   store for an operation. A commit fails with `Conflict` once the claim is lost, and the
+///   handler then stops.
 /// - An error returned from `run` leaves the operation unfinished, to be run again later;
 ///   a failure of the work itself is recorded on the operation (`Operation::fail`) instead.
 #[async_trait]
@@ -43,10 +51,14 @@ pub trait OperationHandler: Send + Sync {
 /// What a handler may use while it runs an operation.
 pub struct OperationContext<'a> {
     platform: &'a Platform,
+    /// The fence of this process's claim on the operation.
+    fence: u64,
+    /// Set when renewing the claim failed: the operation is someone else's now.
+    lost: Arc<AtomicBool>,
 }
 
-/// One transaction of a handler: the store, the IPAM, and the notifications to send once the
-/// transaction has committed.
+/// One transaction of a handler: the store, the IPAM, and the notifications it causes, which
+/// reach the outbox in the same transaction.
 pub struct Commit<'t> {
     pub tx: &'t mut dyn StoreTx,
     pub ipam: &'t dyn Ipam,
@@ -73,6 +85,11 @@ impl OperationContext<'_> {
         &self.platform.ipam
     }
 
+    /// Whether this process still holds the operation (its claim renewals succeed).
+    pub fn still_claimed(&self) -> bool {
+        !self.lost.load(Ordering::SeqCst)
+    }
+
     /// Reads in one consistent snapshot.
     pub async fn read<T, F>(&self, mut f: F) -> Result<T>
     where
@@ -82,28 +99,35 @@ impl OperationContext<'_> {
         self.platform.db(move |store, _| store.query(|tx| f(tx))).await
     }
 
-    /// Saves `operation` together with whatever `f` writes, in one transaction, then sends the
-    /// notifications `f` asked for and wakes everyone waiting for the operation.
+    /// Saves `operation` together with whatever `f` writes and the notifications it asks for,
+    /// in one transaction that first checks this process's claim, then wakes everyone waiting
+    /// for the operation and the outbox dispatcher.
     pub async fn commit<T, F>(&self, operation: &Operation, mut f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut Commit<'_>) -> Result<T> + Send + 'static,
     {
         let saved = operation.clone();
-        let (out, events) = self
+        let fence = self.fence;
+        let (out, notified) = self
             .platform
             .db(move |store, ipam| {
                 store.transact(|tx| {
+                    tx.check_operation_claim(saved.id, fence)?;
                     let mut commit = Commit { tx, ipam: &*ipam, events: Vec::new() };
                     let out = f(&mut commit)?;
                     let events = std::mem::take(&mut commit.events);
+                    let notified = !events.is_empty();
+                    for event in events {
+                        commit.tx.insert_outbox(&OutboxMessage::new(event))?;
+                    }
                     commit.tx.update_operation(&saved)?;
-                    Ok((out, events))
+                    Ok((out, notified))
                 })
             })
             .await?;
-        for event in events {
-            self.platform.notify(event);
+        if notified {
+            self.platform.outbox_ready.notify_one();
         }
         self.platform.changed.notify_waiters();
         Ok(out)
@@ -116,56 +140,192 @@ impl OperationContext<'_> {
 }
 
 impl Platform {
-    /// Runs an operation in the background on a bounded worker pool. Running the same
-    /// operation twice at once is prevented; a finished operation is left alone.
+    /// Runs an operation this process just accepted, on a bounded worker pool, once it holds
+    /// the operation's claim. If another process claims it first, that one runs it.
     pub fn spawn_operation(self: &Arc<Self>, id: Uuid) {
+        if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            return; // already started here
+        }
         let platform = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = platform.workers.clone().acquire_owned().await else {
-                return;
-            };
-            if let Err(error) = platform.run_operation(id).await {
-                tracing::error!(operation = %id, %error, "operation could not be run");
+            if let Ok(_permit) = platform.workers.clone().acquire_owned().await {
+                // While draining, work is left unclaimed: the next start (or another replica)
+                // runs it.
+                if !platform.draining.load(Ordering::SeqCst) {
+                    match platform.claim(Some(id), 1).await {
+                        Ok(mut claimed) => {
+                            if let Some((operation, claim)) = claimed.pop() {
+                                platform.run_claimed(operation, claim).await;
+                            }
+                        }
+                        Err(error) => tracing::error!(operation = %id, %error, "operation could not be claimed"),
+                    }
+                }
             }
+            platform.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            platform.changed.notify_waiters();
         });
     }
 
-    /// Runs an operation to its end and returns it. Safe to call for an operation that was
-    /// interrupted (by a crash or shutdown): every step is idempotent.
+    /// Claims up to `limit` claimable operations (or just `only`) for this process.
+    async fn claim(&self, only: Option<Uuid>, limit: usize) -> Result<Vec<(Operation, OperationClaim)>> {
+        let worker = self.worker.clone();
+        let lease = self.lease();
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let at = now();
+                tx.claim_operations(&worker, at, at + lease, only, limit)
+            })
+        })
+        .await
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.work.lease_seconds as i64)
+    }
+
+    /// Runs a claimed operation to its end, renewing the claim meanwhile, and releases it.
+    async fn run_claimed(&self, operation: Operation, claim: OperationClaim) -> Option<Operation> {
+        let id = operation.id;
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = {
+            let (store, lost, fence) = (self.store.clone(), lost.clone(), claim.fence);
+            let lease = self.lease();
+            let every = Duration::from_millis(self.config.work.lease_seconds * 1000 / 3);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let store = store.clone();
+                    let renewed = tokio::task::spawn_blocking(move || {
+                        store.write(&mut |tx| tx.renew_operation_claim(id, fence, now() + lease))
+                    })
+                    .await;
+                    match renewed {
+                        Ok(Ok(())) => {}
+                        Ok(Err(Error::Conflict(message))) => {
+                            tracing::warn!(operation = %id, %message, "the claim on the operation was lost");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(operation = %id, %error, "renewing the claim failed; retrying")
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        let result = match self.handlers.get(&operation.kind).cloned() {
+            _ if operation.state.is_finished() => Ok(operation),
+            None => Err(Error::NotSupported(format!("no handler runs {} operations in this build", operation.kind))),
+            Some(handler) => {
+                let ctx = OperationContext { platform: self, fence: claim.fence, lost: lost.clone() };
+                handler.run(&ctx, operation).await
+            }
+        };
+        renewal.abort();
+        let fence = claim.fence;
+        if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.release_operation_claim(id, fence))).await
+        {
+            tracing::warn!(operation = %id, %error, "releasing the claim failed; it expires by itself");
+        }
+        self.changed.notify_waiters();
+        match result {
+            Ok(operation) => Some(operation),
+            Err(error) => {
+                tracing::error!(operation = %id, %error, "operation stopped before its end; it will be resumed");
+                None
+            }
+        }
+    }
+
+    /// Runs one operation to its end in this task, if it can be claimed now; for tools and
+    /// tests. Returns the operation as it ended (`Conflict` if someone else holds it).
     pub async fn run_operation(&self, id: Uuid) -> Result<Operation> {
         if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
-            return Err(Error::Conflict(format!("operation {id} is already running")));
+            return Err(Error::Conflict(format!("operation {id} is already running here")));
         }
-        let result = self.run_operation_inner(id).await;
+        let result = self.run_operation_here(id).await;
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         self.changed.notify_waiters();
         result
     }
 
-    async fn run_operation_inner(&self, id: Uuid) -> Result<Operation> {
-        let operation = self.db(move |store, _| store.operation(id)).await?;
-        if operation.state.is_finished() {
-            return Ok(operation);
-        }
-        let Some(handler) = self.handlers.get(&operation.kind).cloned() else {
-            return Err(Error::NotSupported(format!("no handler runs {} operations in this build", operation.kind)));
+    async fn run_operation_here(&self, id: Uuid) -> Result<Operation> {
+        let mut claimed = self.claim(Some(id), 1).await?;
+        let Some((operation, claim)) = claimed.pop() else {
+            let operation = self.db(move |store, _| store.operation(id)).await?;
+            if operation.state.is_finished() {
+                return Ok(operation);
+            }
+            return Err(Error::Conflict(format!("operation {id} is being run by another worker")));
         };
-        handler.run(&OperationContext { platform: self }, operation).await
+        self.run_claimed(operation, claim)
+            .await
+            .ok_or_else(|| Error::Conflict(format!("operation {id} stopped before its end; see the log")))
     }
 
-    /// Resumes every operation that was interrupted (after a crash or restart). Returns their ids.
+    /// Takes back the operations this instance claimed in an earlier life (they cannot be
+    /// running: one process per instance), then starts every claimable operation. Returns the
+    /// ids started. Operations another replica holds are left to it until its claim expires.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
-        let unfinished = self
-            .db(|store, _| {
-                store
-                    .query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() }))
+        let (instance, worker) = (self.instance.clone(), self.worker.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let unfinished =
+                    tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?;
+                for operation in unfinished {
+                    if let Some(claim) = tx.operation_claim(operation.id)? {
+                        if claim.worker != worker && worker_instance(&claim.worker) == instance {
+                            tx.release_operation_claim(operation.id, claim.fence)?;
+                        }
+                    }
+                }
+                Ok(())
             })
-            .await?;
-        let ids: Vec<Uuid> = unfinished.iter().map(|op| op.id).collect();
-        for id in &ids {
+        })
+        .await?;
+        let claimable = self.claimable().await?;
+        for id in &claimable {
             self.spawn_operation(*id);
         }
-        Ok(ids)
+        Ok(claimable)
+    }
+
+    /// Unfinished operations nobody holds (or whose claim expired), oldest first.
+    async fn claimable(&self) -> Result<Vec<Uuid>> {
+        self.db(|store, _| {
+            store.query(|tx| {
+                let at = now();
+                let mut ids = Vec::new();
+                for operation in
+                    tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?
+                {
+                    match tx.operation_claim(operation.id)? {
+                        Some(claim) if claim.expires_at > at => {}
+                        _ => ids.push(operation.id),
+                    }
+                }
+                Ok(ids)
+            })
+        })
+        .await
+    }
+
+    /// One pass of the sweeper: starts every operation whose claim is free or expired (work
+    /// left by a process that died, or queued while every worker was busy).
+    pub async fn sweep_operations(self: &Arc<Self>) -> Result<usize> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let claimable = self.claimable().await?;
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut started = 0;
+        for id in claimable.into_iter().filter(|id| !running.contains(id)) {
+            self.spawn_operation(id);
+            started += 1;
+        }
+        Ok(started)
     }
 
     /// The operations of `owner`, or of every account (`None`, administrators), oldest first.
@@ -246,7 +406,8 @@ impl Platform {
     }
 
     /// Stops starting operations and waits up to `grace` for the running ones to finish.
-    /// Returns how many were still running; they are resumed on the next start.
+    /// Returns how many were still running; their claims lapse, and the next start of this
+    /// instance (or another replica, after the lease) resumes them.
     pub async fn drain(&self, grace: Duration) -> usize {
         self.draining.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
@@ -265,4 +426,9 @@ impl Platform {
     pub fn running_operations(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+/// The instance part of a worker name (`<instance>/<boot id>`).
+pub(super) fn worker_instance(worker: &str) -> &str {
+    worker.rsplit_once('/').map_or(worker, |(instance, _)| instance)
 }

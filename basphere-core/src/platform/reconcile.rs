@@ -33,6 +33,12 @@ impl Platform {
         self.reconcile().await
     }
 
+    /// The latest reconciliation this process made, for an administrator.
+    pub fn last_reconcile_for(&self, actor: &Actor) -> Result<Option<ReconcileReport>> {
+        decide(actor, Action::Administer, None, "reconcile", &"")?;
+        Ok(self.last_reconcile())
+    }
+
     /// audited once), never deleted. VMs with an operation in flight are left alone.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
         let inventory = self.provisioner.inventory().await?;
@@ -127,6 +133,7 @@ impl Platform {
                 report.strays.push(vm);
             }
         }
+        *self.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
         Ok(report)
     }
 }

@@ -11,3 +11,4 @@ mod ipam;
 mod lifecycle;
 mod platform;
 mod terraform_backend;
+mod work;

@@ -23,10 +23,12 @@ struct Rig {
     sim: Arc<MockProvisioner>,
     faults: Arc<FaultInjectingProvisioner>,
     notifier: Arc<RecordingNotifier>,
+    /// The sweeper and the outbox dispatcher, as a server runs them.
+    _background: basphere_core::platform::Background,
 }
 
 fn rig_with(store: Arc<dyn Store>, sim: Arc<MockProvisioner>) -> Rig {
-    let config = Arc::new(Config::default());
+    let config = Arc::new(Config::from_yaml("work: {notification_retry_seconds: 1}").unwrap());
     let faults = Arc::new(FaultInjectingProvisioner::new(sim.clone()));
     let notifier = Arc::new(RecordingNotifier::new());
     let platform = Platform::new(
@@ -36,7 +38,8 @@ fn rig_with(store: Arc<dyn Store>, sim: Arc<MockProvisioner>) -> Rig {
         faults.clone(),
         notifier.clone(),
     );
-    Rig { platform, store, sim, faults, notifier }
+    let _background = platform.start_background();
+    Rig { platform, store, sim, faults, notifier, _background }
 }
 
 fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
@@ -77,7 +80,7 @@ impl Rig {
     }
 
     async fn events(&self, count: usize) -> Vec<NotificationEvent> {
-        for _ in 0..200 {
+        for _ in 0..500 {
             let events = self.notifier.events();
             if events.len() >= count {
                 return events;

@@ -1,0 +1,274 @@
+//! Durable background work across processes: two platforms sharing one SQLite file never run
+//! the same operation at once, a platform that dies leaves its work to the other, and every
+//! notification is delivered through the outbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basphere_core::mock::{MockDelays, MockProvisioner, RecordingNotifier};
+use basphere_core::model::*;
+use basphere_core::platform::CreateVms;
+use basphere_core::provisioner::*;
+use basphere_core::store::{OperationFilter, OutboxFilter};
+use basphere_core::testing::{user, username};
+use basphere_core::validate::Username;
+use basphere_core::{Actor, Config, Platform, Result, Store, StoreExt};
+use tests::block_ipam;
+
+/// Wraps a provisioner and records, for every VM, how many calls for it run at once: the
+/// platform promises never more than one.
+struct OverlapDetector {
+    inner: Arc<dyn Provisioner>,
+    in_flight: Mutex<HashMap<String, u32>>,
+    overlaps: Mutex<Vec<String>>,
+    calls: Mutex<HashMap<String, u32>>,
+}
+
+impl OverlapDetector {
+    fn new(inner: Arc<dyn Provisioner>) -> Self {
+        OverlapDetector {
+            inner,
+            in_flight: Mutex::new(HashMap::new()),
+            overlaps: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn around<T>(&self, vm: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            let count = in_flight.entry(vm.to_owned()).or_default();
+            *count += 1;
+            if *count > 1 {
+                self.overlaps.lock().unwrap().push(vm.to_owned());
+            }
+            *self.calls.lock().unwrap().entry(vm.to_owned()).or_default() += 1;
+        }
+        // Counted down even when the call is dropped (the process died under it).
+        let _done = Done(self, vm.to_owned());
+        call.await
+    }
+}
+
+struct Done<'a>(&'a OverlapDetector, String);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&self.1) {
+            *count -= 1;
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for OverlapDetector {
+    fn backend_name(&self) -> &'static str {
+        "overlap-detector"
+    }
+    async fn preflight(&self) -> Result<()> {
+        self.inner.preflight().await
+    }
+    async fn ensure_folder(&self, owner: &Username) -> Result<()> {
+        self.inner.ensure_folder(owner).await
+    }
+    async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
+        self.around(&request.id.to_string(), self.inner.create_vm(request)).await
+    }
+    async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
+        self.around(&vm.id.to_string(), self.inner.destroy_vm(vm)).await
+    }
+    async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
+        self.around(&vm.id.to_string(), self.inner.power(vm, action)).await
+    }
+    async fn inventory(&self) -> Result<Vec<InventoryVm>> {
+        self.inner.inventory().await
+    }
+}
+
+fn config(workers: usize) -> Arc<Config> {
+    let text = format!("server: {{workers: {workers}}}\nwork: {{lease_seconds: 1, notification_retry_seconds: 1}}\n");
+    Arc::new(Config::from_yaml(&text).unwrap())
+}
+
+fn platform(
+    instance: &str,
+    workers: usize,
+    store: Arc<dyn Store>,
+    provisioner: Arc<dyn Provisioner>,
+    notifier: Arc<RecordingNotifier>,
+) -> Arc<Platform> {
+    let config = config(workers);
+    Platform::builder(config.clone(), store, block_ipam(config.pools.clone()), provisioner, notifier)
+        .instance(instance)
+        .build()
+}
+
+#[test]
+fn two_platforms_on_one_database_never_run_an_operation_twice_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let sim = Arc::new(MockProvisioner::with_default_catalog().with_delays(MockDelays {
+        clone: Duration::from_millis(40),
+        power: Duration::from_millis(5),
+        destroy: Duration::from_millis(10),
+    }));
+    let detector = Arc::new(OverlapDetector::new(sim.clone()));
+    let notifier = Arc::new(RecordingNotifier::new());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let open = || -> Arc<dyn Store> { Arc::new(basphere_store::SqliteStore::open(&path).unwrap()) };
+        // Two workers each: most operations wait unclaimed, and both sweepers go for them.
+        let a = platform("replica-a", 2, open(), detector.clone(), notifier.clone());
+        let b = platform("replica-b", 2, open(), detector.clone(), notifier.clone());
+        let _background_a = a.start_background();
+        let _background_b = b.start_background();
+        for name in ["alice", "bob"] {
+            a.provision_account(user(name, if name == "alice" { 1 } else { 2 })).await.unwrap();
+            a.set_quota_override(
+                &Actor::admin("root", "test"),
+                &username(name),
+                Some(QuotaOverride { vms: Some(40), ips: Some(40), vcpus: Some(400), ..QuotaOverride::default() }),
+            )
+            .await
+            .unwrap();
+        }
+        for round in 0..3 {
+            for (platform, owner) in [(&a, "alice"), (&b, "bob")] {
+                let request = CreateVms {
+                    name: format!("r{round}"),
+                    os: "ubuntu-24.04".into(),
+                    spec: "tiny".into(),
+                    count: 10,
+                };
+                platform.create_vms(&Actor::user(&username(owner), "test"), &username(owner), request, None).await.unwrap();
+            }
+        }
+        a.wait_idle(Duration::from_secs(60)).await.unwrap();
+        b.wait_idle(Duration::from_secs(60)).await.unwrap();
+
+        let overlaps = detector.overlaps.lock().unwrap().clone();
+        assert!(overlaps.is_empty(), "calls for one VM ran at once: {overlaps:?}");
+        let calls = detector.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 60, "every VM was made");
+        assert!(calls.values().all(|count| *count == 1), "every create ran once: {calls:?}");
+        assert_eq!(sim.vm_count(), 60);
+        let store = open();
+        let operations = store.query(|tx| tx.list_operations(&OperationFilter::default())).unwrap();
+        assert!(operations.iter().all(|op| op.state == OperationState::Succeeded), "{operations:?}");
+        // Every VM's readiness reaches people exactly once, whichever replica ran it.
+        wait_for(|| notifier.events().len() >= 60).await;
+        let pending = store
+            .query(|tx| tx.list_outbox(&OutboxFilter { state: Some(OutboxState::Pending), ..OutboxFilter::default() }))
+            .unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        let ready = notifier.events().iter().filter(|e| matches!(e, NotificationEvent::VmReady { .. })).count();
+        assert_eq!(ready, 60);
+    });
+}
+
+#[test]
+fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let sim = Arc::new(MockProvisioner::with_default_catalog());
+    let detector = Arc::new(OverlapDetector::new(sim.clone()));
+    let notifier = Arc::new(RecordingNotifier::new());
+    let open = || -> Arc<dyn Store> { Arc::new(basphere_store::SqliteStore::open(&path).unwrap()) };
+
+    // Replica a accepts four creates and dies while the backend calls hang.
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let faults = Arc::new(basphere_core::mock::FaultInjectingProvisioner::new(detector.clone()));
+    let ids = first.block_on(async {
+        let a = platform("replica-a", 4, open(), faults.clone(), notifier.clone());
+        a.provision_account(user("alice", 1)).await.unwrap();
+        faults.inject(basphere_core::mock::Method::CreateVm, basphere_core::mock::Fault::HangAfter(Duration::from_secs(3600)), 4);
+        let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 4 };
+        let outcome = a.create_vms(&Actor::user(&username("alice"), "test"), &username("alice"), request, None).await.unwrap();
+        wait_for(|| sim.vm_count() == 4).await;
+        outcome.accepted.iter().map(|item| item.operation.id).collect::<Vec<_>>()
+    });
+    first.shutdown_timeout(Duration::from_millis(100));
+
+    // Replica b finds the claims, waits for them to expire, and finishes the work, adopting
+    // the VMs a made.
+    let second = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    second.block_on(async {
+        let store = open();
+        let claimed: Vec<_> =
+            ids.iter().map(|id| store.query(|tx| tx.operation_claim(*id)).unwrap().map(|c| c.worker)).collect();
+        assert!(claimed.iter().all(|worker| worker.as_deref().is_some_and(|w| w.starts_with("replica-a/"))), "{claimed:?}");
+        let b = platform("replica-b", 4, store.clone(), detector.clone(), notifier.clone());
+        let _background = b.start_background();
+        for id in &ids {
+            let done = b.wait_operation(*id, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
+        }
+        assert_eq!(sim.vm_count(), 4, "the VMs a made were adopted, not made again");
+        assert!(detector.overlaps.lock().unwrap().is_empty());
+    });
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the condition did not hold within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_keeps_failing_is_dead_lettered_and_can_be_retried() {
+    let store: Arc<dyn Store> = Arc::new(basphere_core::MemoryStore::new());
+    let notifier = Arc::new(RecordingNotifier::new());
+    let config = Arc::new(
+        Config::from_yaml("work: {notification_attempts: 2, notification_retry_seconds: 1}\n").unwrap(),
+    );
+    let sim = Arc::new(MockProvisioner::with_default_catalog());
+    let platform = Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
+    let _background = platform.start_background();
+    platform.provision_account(user("alice", 1)).await.unwrap();
+    notifier.fail_next(2);
+    let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
+    let alice = Actor::user(&username("alice"), "test");
+    let outcome = platform.create_vms(&alice, &username("alice"), request, None).await.unwrap();
+    platform.wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
+
+    let admin = Actor::admin("root", "test");
+    let dead = |platform: Arc<Platform>| async move {
+        let query = basphere_core::platform::OutboxQuery { state: Some("dead".into()), ..Default::default() };
+        platform.outbox(&Actor::admin("root", "test"), query).await.unwrap().items
+    };
+    let mut dead_now = Vec::new();
+    for _ in 0..500 {
+        dead_now = dead(platform.clone()).await;
+        if !dead_now.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead_now.len(), 1, "dead-lettered after two failed attempts");
+    assert_eq!(dead_now[0].attempts, 2);
+    assert!(dead_now[0].last_error.as_deref().is_some_and(|e| !e.is_empty()));
+    assert!(notifier.events().is_empty(), "nothing was delivered");
+    assert_eq!(
+        platform.outbox(&alice, Default::default()).await.unwrap_err().kind(),
+        "forbidden",
+        "the outbox is for administrators"
+    );
+
+    let retried = platform.retry_notification(&admin, &dead_now[0].id.to_string()).await.unwrap();
+    assert_eq!(retried.state, OutboxState::Pending);
+    wait_for(|| notifier.events().len() == 1).await;
+    assert!(matches!(notifier.events()[0], NotificationEvent::VmReady { .. }));
+    let id = dead_now[0].id;
+    let delivered = || store.query(|tx| tx.get_outbox(id)).unwrap().is_some_and(|m| m.state == OutboxState::Delivered);
+    wait_for(delivered).await;
+    let again = platform.retry_notification(&admin, &id.to_string()).await.unwrap_err();
+    assert_eq!(again.kind(), "conflict", "only dead notifications are retried: {again}");
+    let audited = store.query(|tx| tx.list_audit(&Default::default())).unwrap();
+    assert!(audited.iter().any(|event| event.action == "notification.retry" && event.actor == "root"));
+}
