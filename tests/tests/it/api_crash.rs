@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use basphere_core::mock::MockDelays;
+use basphere_core::model::{NotificationEvent, OperationKind, OperationState, OutboxState};
 use basphere_core::store::VmFilter;
 use basphere_core::{Config, StoreExt};
 use tests::server::Server;
@@ -65,16 +66,47 @@ fn kill_dash_nine_during_provisioning_loses_and_duplicates_nothing() {
         server.restart();
     }
     server.wait_idle();
+    // Every queued notification is delivered, however often the server died holding it.
+    let mut pending = usize::MAX;
+    for _ in 0..500 {
+        let page = server.unix("GET", "/api/v1/admin/outbox?state=pending&limit=1000", None).json();
+        pending = page["items"].as_array().map_or(usize::MAX, Vec::len);
+        if pending == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pending, 0, "notifications still pending after the last restart");
     let log = server.log();
     server.kill();
 
     // Read both sides with the server stopped.
     let store = basphere_store::SqliteStore::open(server.data_dir.join("basphere.db")).unwrap();
-    let (vms, leases, operations) = store
+    let (vms, leases, operations, outbox) = store
         .query(|tx| {
-            Ok((tx.list_vms(&VmFilter::default())?, tx.list_leases(None)?, tx.list_operations(&Default::default())?))
+            Ok((
+                tx.list_vms(&VmFilter::default())?,
+                tx.list_leases(None)?,
+                tx.list_operations(&Default::default())?,
+                tx.list_outbox(&Default::default())?,
+            ))
         })
         .unwrap();
+    // One readiness notification per VM made, delivered: none lost, none from a second run.
+    let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
+    for message in &outbox {
+        assert_eq!(message.state, OutboxState::Delivered, "{message:?}");
+        if let NotificationEvent::VmReady { name, .. } = &message.event {
+            *ready.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    let created_ok: BTreeSet<String> = operations
+        .iter()
+        .filter(|op| op.kind == OperationKind::CreateVm && op.state == OperationState::Succeeded)
+        .map(|op| op.resource.name.clone())
+        .collect();
+    assert_eq!(ready.keys().cloned().collect::<BTreeSet<_>>(), created_ok, "a notification for every VM made");
+    assert!(ready.values().all(|count| *count == 1), "no VM announced twice: {ready:?}");
     let unfinished: Vec<_> = operations.iter().filter(|op| !op.state.is_finished()).collect();
     assert!(unfinished.is_empty(), "every operation ends: {unfinished:?}");
     let failed: Vec<_> =

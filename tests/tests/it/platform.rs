@@ -586,3 +586,18 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 32))).unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn a_refused_request_is_audited_with_a_bounded_excerpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig(Backend::SqliteMemory, dir.path());
+    rig.account("alice", 1).await;
+    let long = "a".repeat(10_000);
+    let error = rig.create(&alice(), "alice", request(&long, 1)).await.unwrap_err();
+    assert_eq!(error.kind(), "invalid-input");
+    let events = rig.store.query(|tx| tx.list_audit(&AuditFilter::default())).unwrap();
+    let refused = events.iter().find(|e| e.action == "vm.create").expect("the refusal is audited");
+    assert!(refused.resource.len() < 200, "{}", refused.resource.len());
+    assert!(refused.details.to_string().len() < 1000, "{}", refused.details);
+    assert!(refused.resource.contains("10000 characters"), "{}", refused.resource);
+}
