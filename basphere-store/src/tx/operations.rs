@@ -87,7 +87,7 @@ impl OperationsTx for SqlTx<'_> {
         // The write transaction is BEGIN IMMEDIATE, so nobody else claims between this SELECT
         // and the UPDATEs. (PostgreSQL: the same SELECT ... FOR UPDATE SKIP LOCKED.) The
         // state clause is operations_unfinished's, so the scan is of unfinished operations only.
-        let (query, values) = Select::from(format!("SELECT {OPERATION_COLUMNS}, claim_fence FROM operations"))
+        let (query, values) = Select::from(format!("SELECT {OPERATION_COLUMNS}, {CLAIM_COLUMNS} FROM operations"))
             .only("state IN ('queued', 'running')", true)
             .when("(claim_worker IS NULL OR claim_expires_at <= ?)", Some(micros(now)))
             .when("id = ?", only.map(|id| id.to_string()))

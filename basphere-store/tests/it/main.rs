@@ -133,18 +133,21 @@ fn migration_to_3_keeps_every_row_and_enforces_the_named_constraints() {
     {
         let conn = rusqlite_connection(&path);
         migrate_to(&conn, 2).unwrap();
-        conn.execute_batch(
-            "INSERT INTO users VALUES ('alice', 'alice@example.com', 'platform', 'KEY', 'fp-alice', 'admin', 'active', 61001, 1, 2);
-             INSERT INTO users VALUES ('bob', 'bob@example.com', '', 'KEY', 'fp-bob', 'user', 'suspended', NULL, 3, 4);
-             INSERT INTO registrations VALUES ('0190d6c0-0000-7000-8000-000000000001', 'dave', 'Dave@example.com', '', 'KEY', 'pending', 5, NULL, NULL, NULL);
-             INSERT INTO key_changes VALUES ('0190d6c0-0000-7000-8000-000000000002', 'bob', 'bob@example.com', 'KEY', 'lost', 'rejected', 6, 'alice', 7, 'no');
+        // Valid keys: the store parses them back. (OpenSSH lines hold no quote.)
+        let key = |seed| basphere_core::testing::ssh_key(seed).as_str().to_owned();
+        let (a, b, d) = (key(1), key(2), key(4));
+        conn.execute_batch(&format!(
+            "INSERT INTO users VALUES ('alice', 'alice@example.com', 'platform', '{a}', 'fp-alice', 'admin', 'active', 61001, 1, 2);
+             INSERT INTO users VALUES ('bob', 'bob@example.com', '', '{b}', 'fp-bob', 'user', 'suspended', NULL, 3, 4);
+             INSERT INTO registrations VALUES ('0190d6c0-0000-7000-8000-000000000001', 'dave', 'Dave@example.com', '', '{d}', 'pending', 5, NULL, NULL, NULL);
+             INSERT INTO key_changes VALUES ('0190d6c0-0000-7000-8000-000000000002', 'bob', 'bob@example.com', '{a}', 'lost', 'rejected', 6, 'alice', 7, 'no');
              INSERT INTO tokens VALUES ('0190d6c0-0000-7000-8000-000000000003', 'alice', 'laptop', 'admin', 'hash-1', 8, 9, NULL, 10);
              INSERT INTO quota_overrides (owner, max_vms, max_ips) VALUES ('alice', 20, 64);
              INSERT INTO ip_blocks VALUES (184418304, 184418335, 'default', 32, 'alice', 11);
              INSERT INTO leases VALUES (184418305, 'default', 'alice', 'vm', '0190d6c0-0000-7000-8000-000000000004', 'web', 'active', 12);
              INSERT INTO operations VALUES ('0190d6c0-0000-7000-8000-000000000005', 'create_vm', 'alice', 'vm', '0190d6c0-0000-7000-8000-000000000004', 'web', 'running', '[]', NULL, '[]', 'alice', 13, 14);
-             INSERT INTO idempotency_keys VALUES ('alice', 'retry-1', 'h', '[]', 15);",
-        )
+             INSERT INTO idempotency_keys VALUES ('alice', 'retry-1', 'h', '[]', 15);"
+        ))
         .unwrap();
     }
     let dump = |conn: &rusqlite::Connection, table: &str| -> Vec<String> {
