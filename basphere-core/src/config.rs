@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::model::{ClusterType, NodeSpec, OsImage, Quota, VmSpec};
@@ -119,31 +119,11 @@ impl PoolConfig {
     }
 }
 
-/// Which VM backend the server composes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VmBackendKind {
-    Simulated,
-    Terraform,
-    VsphereApi,
-}
-
-impl VmBackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmBackendKind::Simulated => "simulated",
-            VmBackendKind::Terraform => "terraform",
-            VmBackendKind::VsphereApi => "vsphere-api",
-        }
-    }
-}
-
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
-    pub vm_backend: VmBackendKind,
-    pub vsphere: VsphereConfig,
+    pub vsphere: VsphereLayout,
     /// OS catalog, ordered by key.
     pub os_images: BTreeMap<String, OsImage>,
     pub vm_specs: BTreeMap<String, VmSpec>,
@@ -157,11 +137,10 @@ pub struct Config {
     pub allowed_email_domains: EmailDomainAllowList,
     pub bastion: BastionConfig,
     pub reconcile_interval_seconds: u64,
-    /// Task times of the simulated vSphere backend.
-    pub simulated_delays: SimulatedDelays,
     /// How long a stopping server waits for running operations.
     pub shutdown_grace_seconds: u64,
-    pub terraform: TerraformConfig,
+    /// The sections only the VM backends read, unparsed.
+    pub backend_sections: BackendSections,
     /// Durable background work: operation claims and notification delivery.
     pub work: WorkConfig,
 }
@@ -190,27 +169,6 @@ impl Default for WorkConfig {
     }
 }
 
-/// How the Terraform backend runs `terraform`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TerraformConfig {
-    pub binary: PathBuf,
-    /// Shared provider cache (`TF_PLUGIN_CACHE_DIR`), so providers are fetched once.
-    pub plugin_cache_dir: Option<PathBuf>,
-    /// A CLI configuration (`TF_CLI_CONFIG_FILE`), e.g. a provider mirror for offline sites.
-    pub cli_config_file: Option<PathBuf>,
-    pub init_timeout_seconds: u64,
-    pub apply_timeout_seconds: u64,
-    pub parallelism: usize,
-}
-
-/// Task times of the simulated vSphere backend: `realistic` (seconds, like a vCenter) or `none`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SimulatedDelays {
-    Realistic,
-    None,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     pub host: String,
@@ -221,18 +179,24 @@ pub struct ServerConfig {
     pub workers: usize,
 }
 
+/// What core knows of vSphere: the base folder (`vsphere.folder`) under which every owner's
+/// folder lives, where reconciliation reports the VMs Basphere does not know. Everything else in
+/// the `vsphere` section (where vCenter is, how to log in, what to clone onto) is the VM backend's
+/// own, in [`BackendSections`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VsphereConfig {
-    pub server: String,
-    pub datacenter: String,
-    pub cluster: String,
-    pub datastore: String,
-    pub resource_pool: String,
-    pub network: String,
+pub struct VsphereLayout {
     pub folder: String,
-    /// The file with `VSPHERE_USER`/`VSPHERE_PASSWORD`; must not be group- or world-readable.
-    pub credentials_file: Option<PathBuf>,
-    pub allow_unverified_ssl: bool,
+}
+
+/// The sections only VM backends read: `backend`, `vsphere` and `terraform`, kept as YAML (null
+/// when absent). Core knows that they exist, not what is in them: the backend crate parses and
+/// validates them when the server starts (`basphere_vsphere::vm_backend`), refusing unknown keys
+/// with errors that name them, so a configuration is never half-checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackendSections {
+    pub backend: serde_yaml::Value,
+    pub vsphere: serde_yaml::Value,
+    pub terraform: serde_yaml::Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,8 +243,9 @@ pub struct BastionConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     server: RawServer,
-    backend: RawBackend,
-    vsphere: RawVsphere,
+    // The backend's sections: kept whole, parsed by the backend crate.
+    backend: Option<serde_yaml::Value>,
+    vsphere: Option<serde_yaml::Value>,
     templates: RawTemplates,
     network: RawNetwork,
     quotas: RawQuotas,
@@ -294,7 +259,7 @@ struct RawConfig {
     validation: RawValidation,
     bastion: RawBastion,
     reconcile: RawReconcile,
-    terraform: RawTerraform,
+    terraform: Option<serde_yaml::Value>,
     work: RawWork,
 }
 
@@ -316,38 +281,6 @@ struct RawServer {
     socket: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawTerraform {
-    binary: Option<PathBuf>,
-    plugin_cache_dir: Option<PathBuf>,
-    cli_config_file: Option<PathBuf>,
-    init_timeout_seconds: Option<u64>,
-    apply_timeout_seconds: Option<u64>,
-    parallelism: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawBackend {
-    vm: Option<VmBackendKind>,
-    simulated_delays: Option<SimulatedDelays>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawVsphere {
-    server: Option<String>,
-    datacenter: Option<String>,
-    cluster: Option<String>,
-    datastore: Option<String>,
-    resource_pool: Option<String>,
-    network: Option<String>,
-    folder: Option<String>,
-    credentials_file: Option<PathBuf>,
-    allow_unverified_ssl: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -600,27 +533,7 @@ impl Config {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
         }
 
-        let vsphere = VsphereConfig {
-            server: raw.vsphere.server.unwrap_or_else(|| "vcenter.example.local".into()),
-            datacenter: raw.vsphere.datacenter.unwrap_or_else(|| "DC1".into()),
-            cluster: raw.vsphere.cluster.unwrap_or_else(|| "Cluster1".into()),
-            datastore: raw.vsphere.datastore.unwrap_or_else(|| "datastore1".into()),
-            resource_pool: raw.vsphere.resource_pool.unwrap_or_default(),
-            network: raw.vsphere.network.unwrap_or_else(|| "VM Network".into()),
-            folder: raw.vsphere.folder.unwrap_or_else(|| "basphere-vms".into()),
-            credentials_file: raw.vsphere.credentials_file,
-            allow_unverified_ssl: raw.vsphere.allow_unverified_ssl.unwrap_or(false),
-        };
-        for (key, value) in [
-            ("vsphere.datacenter", &vsphere.datacenter),
-            ("vsphere.datastore", &vsphere.datastore),
-            ("vsphere.network", &vsphere.network),
-            ("vsphere.folder", &vsphere.folder),
-        ] {
-            if value.trim().is_empty() || value.chars().any(char::is_control) {
-                return Err(Error::invalid(key, "must be a non-empty name without control characters"));
-            }
-        }
+        let vsphere = VsphereLayout { folder: base_folder(raw.vsphere.as_ref())? };
 
         let os_images = match raw.templates.os {
             None => default_os_images(),
@@ -830,7 +743,6 @@ impl Config {
         let config = Config {
             server,
             work,
-            vm_backend: raw.backend.vm.unwrap_or(VmBackendKind::Simulated),
             vsphere,
             os_images,
             vm_specs,
@@ -847,31 +759,13 @@ impl Config {
                 port: raw.bastion.port.unwrap_or(22),
             },
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
-            simulated_delays: raw.backend.simulated_delays.unwrap_or(SimulatedDelays::Realistic),
             shutdown_grace_seconds: raw.server.shutdown_grace_seconds.unwrap_or(30),
-            terraform: TerraformConfig {
-                binary: raw.terraform.binary.unwrap_or_else(|| PathBuf::from("terraform")),
-                plugin_cache_dir: raw.terraform.plugin_cache_dir,
-                cli_config_file: raw.terraform.cli_config_file,
-                init_timeout_seconds: positive(
-                    "terraform.init_timeout_seconds",
-                    Some(raw.terraform.init_timeout_seconds.unwrap_or(600)),
-                    10..=86_400,
-                )?,
-                apply_timeout_seconds: positive(
-                    "terraform.apply_timeout_seconds",
-                    Some(raw.terraform.apply_timeout_seconds.unwrap_or(1800)),
-                    10..=86_400,
-                )?,
-                parallelism: positive("terraform.parallelism", Some(raw.terraform.parallelism.unwrap_or(4)), 1..=64)?,
+            backend_sections: BackendSections {
+                backend: raw.backend.unwrap_or_default(),
+                vsphere: raw.vsphere.unwrap_or_default(),
+                terraform: raw.terraform.unwrap_or_default(),
             },
         };
-        if config.vm_backend == VmBackendKind::Terraform && config.vsphere.credentials_file.is_none() {
-            return Err(Error::invalid(
-                "vsphere.credentials_file",
-                "is required for backend.vm: terraform (a file with VSPHERE_USER and VSPHERE_PASSWORD, mode 600)",
-            ));
-        }
         Ok(config)
     }
 
@@ -888,6 +782,27 @@ impl Config {
             Error::invalid("spec", format!("{key:?} is not available; choose one of: {}", keys(&self.vm_specs)))
         })
     }
+}
+
+/// `vsphere.folder` out of the `vsphere` section, whose other keys are the backend's.
+fn base_folder(section: Option<&serde_yaml::Value>) -> Result<String> {
+    use serde_yaml::Value;
+    let folder = match section {
+        None | Some(Value::Null) => None,
+        Some(Value::Mapping(settings)) => match settings.get("folder") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(folder)) => Some(folder.clone()),
+            Some(_) => return Err(Error::invalid("vsphere.folder", "must be a folder name like basphere-vms")),
+        },
+        Some(_) => {
+            return Err(Error::invalid("vsphere", "must be a mapping of settings (server, datacenter, folder, ...)"))
+        }
+    };
+    let folder = folder.unwrap_or_else(|| "basphere-vms".into());
+    if folder.trim().is_empty() || folder.chars().any(char::is_control) {
+        return Err(Error::invalid("vsphere.folder", "must be a non-empty name without control characters"));
+    }
+    Ok(folder)
 }
 
 fn keys<V>(map: &BTreeMap<String, V>) -> String {
@@ -990,7 +905,8 @@ mod tests {
         let config = Config::from_yaml("").unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.server.host, "127.0.0.1", "loopback only by default");
-        assert_eq!(config.vm_backend, VmBackendKind::Simulated);
+        assert_eq!(config.vsphere.folder, "basphere-vms");
+        assert_eq!(config.backend_sections, BackendSections::default(), "no backend section: the backend's defaults");
         assert_eq!(config.os_images["ubuntu-24.04"].template, "ubuntu-noble-24.04-cloudimg");
         assert_eq!(config.os_images["ubuntu-24.04"].interface, "ens192");
         assert_eq!(config.os_images["rocky-10.1"].template, "rocky-10-template");
@@ -1058,7 +974,10 @@ validation:
 bastion: {address: bastion.corp.com, port: 50022}
 "#;
         let config = Config::from_yaml(yaml).unwrap();
-        assert_eq!(config.vsphere.server, "vcenter.corp.local");
+        assert_eq!(config.vsphere.folder, "basphere-vms");
+        let vsphere = &config.backend_sections.vsphere;
+        assert_eq!(vsphere["server"], "vcenter.corp.local", "the rest of the section is the backend's, kept whole");
+        assert_eq!(vsphere["network"], "VM Network");
         assert_eq!(config.os_images.len(), 1);
         assert_eq!(config.vm_specs.len(), 1);
         assert_eq!(config.guest_network.mtu, 1450);
@@ -1097,14 +1016,14 @@ bastion: {address: bastion.corp.com, port: 50022}
                 "cluster_types.dev.worker_spec_default",
                 "node specs",
             ),
-            ("backend: {vm: openstack}", "backend.vm", "simulated"),
             ("server: {prot: 80}", "server", "unknown field `prot`"),
-            ("backend: {vm: terraform}", "vsphere.credentials_file", "required"),
-            ("terraform: {parallelism: 0}", "terraform.parallelism", "1-64"),
             ("work: {lease_seconds: 0}", "work.lease_seconds", "1-3600"),
             ("work: {notification_attempts: 0}", "work.notification_attempts", "1-100"),
             ("work: {instance: \"\"}", "work.instance", "printable"),
-            ("vsphere: {datacenter: ''}", "vsphere.datacenter", "non-empty"),
+            ("vsphere_server: vc.corp.local", "vsphere_server", "unknown field `vsphere_server`, expected one of"),
+            ("vsphere: {folder: ''}", "vsphere.folder", "non-empty"),
+            ("vsphere: {folder: [a, b]}", "vsphere.folder", "folder name"),
+            ("vsphere: [server, folder]", "vsphere", "mapping"),
             ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
             ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),
             ("quotas: {default: {max_vms: -1}}", "quotas.default.max_vms", "invalid"),
@@ -1113,6 +1032,25 @@ bastion: {address: bastion.corp.com, port: 50022}
             let error = error_of(yaml);
             assert!(error.contains(key) && error.contains(accepted), "{yaml}: {error}");
         }
+    }
+
+    #[test]
+    fn backend_sections_are_handed_over_unparsed() {
+        let yaml = "backend: {vm: terraform, simulated_delays: none}\nterraform: {parallelism: 2, anything: 1}\n\
+                    vsphere: {server: vc, folder: vms, typo: x}\n";
+        let config = Config::from_yaml(yaml).unwrap();
+        let sections = &config.backend_sections;
+        assert_eq!(
+            (sections.backend["vm"].as_str(), sections.backend["simulated_delays"].as_str()),
+            (Some("terraform"), Some("none"))
+        );
+        assert_eq!(sections.terraform["parallelism"].as_u64(), Some(2));
+        assert_eq!(
+            sections.terraform["anything"].as_u64(),
+            Some(1),
+            "the backend crate refuses unknown keys, not core"
+        );
+        assert_eq!((config.vsphere.folder.as_str(), sections.vsphere["typo"].as_str()), ("vms", Some("x")));
     }
 
     #[test]

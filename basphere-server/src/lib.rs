@@ -25,10 +25,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use basphere_core::config::{SimulatedDelays, VmBackendKind};
-use basphere_core::mock::MockDelays;
 use basphere_core::notifier::LogNotifier;
-use basphere_core::{Config, Ipam, Platform, Provisioner, Store, StoreExt};
+use basphere_core::{Config, Ipam, Platform, Store, StoreExt};
 use basphere_ipam::BlockIpam;
 use basphere_store::SqliteStore;
 use tokio::net::{TcpListener, UnixListener};
@@ -119,61 +117,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn provisioner(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>> {
-    match config.vm_backend {
-        VmBackendKind::Simulated => {
-            let delays = match config.simulated_delays {
-                SimulatedDelays::Realistic => MockDelays::realistic(),
-                SimulatedDelays::None => MockDelays::default(),
-            };
-            Ok(basphere_vsphere::simulated::open(&data_dir.join("simulated-vsphere.jsonl"), config, delays)?)
-        }
-        VmBackendKind::Terraform => {
-            use basphere_vsphere::terraform::{Credentials, TerraformProvisioner, TerraformSettings};
-            let credentials_file = config
-                .vsphere
-                .credentials_file
-                .as_deref()
-                .context("vsphere.credentials_file is required for the terraform backend")?;
-            let settings = TerraformSettings {
-                binary: config.terraform.binary.clone(),
-                work_dir: data_dir.join("terraform"),
-                vsphere: config.vsphere.clone(),
-                credentials: Credentials::from_file(credentials_file)?,
-                plugin_cache_dir: config.terraform.plugin_cache_dir.clone(),
-                cli_config_file: config.terraform.cli_config_file.clone(),
-                init_timeout: Duration::from_secs(config.terraform.init_timeout_seconds),
-                apply_timeout: Duration::from_secs(config.terraform.apply_timeout_seconds),
-                parallelism: config.terraform.parallelism,
-            };
-            Ok(Arc::new(TerraformProvisioner::new(settings)?))
-        }
-        #[cfg(feature = "vsphere-api")]
-        VmBackendKind::VsphereApi => {
-            use basphere_vsphere::api::{VsphereApiProvisioner, VsphereApiSettings};
-            use basphere_vsphere::terraform::Credentials;
-            let credentials_file = config
-                .vsphere
-                .credentials_file
-                .as_deref()
-                .context("vsphere.credentials_file is required for the vsphere-api backend")?;
-            let settings = VsphereApiSettings {
-                server: config.vsphere.server.clone(),
-                credentials: Credentials::from_file(credentials_file)?,
-                vsphere: config.vsphere.clone(),
-                os_images: config.os_images.clone(),
-                accept_invalid_certs: config.vsphere.allow_unverified_ssl,
-            };
-            Ok(Arc::new(VsphereApiProvisioner::new(settings)))
-        }
-        #[cfg(not(feature = "vsphere-api"))]
-        VmBackendKind::VsphereApi => bail!(
-            "backend.vm: vsphere-api is not in this build (built without the `vsphere-api` feature); \
-             use `simulated` or `terraform`, or rebuild with the default features"
-        ),
-    }
-}
-
 fn prepare_data_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -235,7 +178,7 @@ pub async fn run(options: Options) -> Result<()> {
     store
         .query(|tx| ipam.check_allocations(tx))
         .context("the network configuration conflicts with addresses already handed out")?;
-    let provisioner = provisioner(&config, &data_dir)?;
+    let provisioner = basphere_vsphere::vm_backend(&config, &data_dir)?;
     // Said at start so a wrong setting shows in the log at once; /readyz keeps reporting it.
     let preflight = provisioner.clone();
     tokio::spawn(async move {

@@ -1,16 +1,25 @@
 //! `VsphereApiProvisioner`: VMs through the vSphere API itself (SOAP, with the `vim_rs` crate),
 //! no Terraform. Clones the OS template into the owner's folder with the spec's CPU and memory
-//! and the cloud-init documents in `extraConfig`, powers VMs on and off, destroys them, and
-//! lists Basphere's folders for reconciliation. A create retried after a crash adopts the VM
-//! that carries its id in `guestinfo.basphere.id` instead of making another.
+//! and the cloud-init documents in `extraConfig`, grows the clone's disk with a reconfigure,
+//! powers VMs on and off, destroys them, and lists Basphere's folders for reconciliation. A
+//! create retried after a crash adopts the VM that carries its id in `guestinfo.basphere.id`
+//! instead of making another.
+//!
+//! Compile time shapes this module. Every function that awaits returns a boxed `Send` future
+//! ([`BoxFuture`]), and vim_rs values (rows, faults, specs) never outlive the small functions that
+//! talk to vCenter: they are turned into plain data ([`VmFacts`], [`FolderFacts`]) there. The
+//! compiler proves each future `Send` by walking every type it holds; a vim_rs type reaches most
+//! of vim_rs's thousands of types, and a future that holds another (unboxed) future is walked
+//! through it, so before this shape the provisioner's futures took minutes of CPU to check and
+//! to compile. A boxed future is `Send` by its type, which stops the walk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use basphere_core::config::VsphereConfig;
 use basphere_core::model::OsImage;
 use basphere_core::provisioner::*;
 use basphere_core::validate::Username;
@@ -30,7 +39,21 @@ use vim_rs::types::traits::OptionValueTrait;
 use vim_rs::types::vim_any::VimAny;
 use vim_rs::vim_retrievable;
 
-use crate::terraform::{render, Credentials};
+use crate::cloud_init;
+use crate::config::VsphereConfig;
+use crate::credentials::Credentials;
+
+/// A boxed future that is `Send` by its type (see the module's documentation).
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One attempt at a vCenter call, given the session; made again by [`VsphereApiProvisioner::call`]
+/// and [`VsphereApiProvisioner::read`] when the session or the connection was lost. Boxed, so
+/// that the retry loop is compiled once per result type, not once per call site.
+type Attempt<'a, T> = Box<dyn Fn(Arc<Session>) -> BoxFuture<'a, std::result::Result<T, Failure>> + Send + Sync + 'a>;
+
+/// Starts a vCenter task with the client and answers the task.
+type TaskStart<'a> =
+    Box<dyn Fn(Arc<Client>) -> BoxFuture<'a, std::result::Result<ManagedObjectReference, VimError>> + Send + Sync + 'a>;
 
 /// The marker every Basphere VM carries.
 const MARKER: &str = "guestinfo.basphere.id";
@@ -79,6 +102,49 @@ pub struct VsphereApiSettings {
     pub accept_invalid_certs: bool,
 }
 
+/// A VM as Basphere reads it, as plain data.
+struct VmFacts {
+    moref: ManagedObjectReference,
+    name: String,
+    power: PowerState,
+    /// Its `guestinfo.basphere.id`.
+    marker: Option<String>,
+    /// The id of the folder it is in.
+    parent: Option<String>,
+}
+
+impl VmFacts {
+    fn of(row: VmRow) -> VmFacts {
+        VmFacts {
+            marker: marker_of(&row),
+            power: if row.power_state == VirtualMachinePowerStateEnum::PoweredOn {
+                PowerState::On
+            } else {
+                PowerState::Off
+            },
+            parent: row.parent.map(|parent| parent.value),
+            name: row.name,
+            moref: row.id,
+        }
+    }
+}
+
+/// A folder as Basphere reads it.
+struct FolderFacts {
+    id: String,
+    name: String,
+    parent: Option<String>,
+}
+
+/// What is in vCenter at a VM's name.
+enum Found {
+    /// The VM carrying this id.
+    Ours(VmFacts),
+    /// A VM of the same name without this id: not Basphere's, never touched.
+    Foreign,
+    Nothing,
+}
+
 /// One login to vCenter.
 struct Session {
     client: Arc<Client>,
@@ -95,6 +161,14 @@ enum Failure {
     Call(VimError),
     Collector(vim_rs::core::Error),
     Basphere(Error),
+}
+
+/// What the retry loop does after a failure.
+enum Next {
+    LogInAgain,
+    /// The connection failed under a read (its error, for the log).
+    ReadAgain(String),
+    Fail(Error),
 }
 
 impl From<VimError> for Failure {
@@ -141,6 +215,18 @@ impl Failure {
         matches!(error, VimError::ReqwestError(inner) if inner.is_request() || inner.is_connect()).then_some(error)
     }
 
+    /// What to do after this failure: log in again (once), read again (a read, twice at most,
+    /// after a lost connection) or give up.
+    fn next_step(self, reads_only: bool, logged_in_again: bool, retries: u32) -> Next {
+        if self.session_lost() && !logged_in_again {
+            return Next::LogInAgain;
+        }
+        match self.transport().map(|error| with_causes(error)) {
+            Some(error) if reads_only && retries < 2 => Next::ReadAgain(error),
+            _ => Next::Fail(self.into_error()),
+        }
+    }
+
     fn into_error(self) -> Error {
         match self {
             Failure::Call(error) if fault_is(&error, StructType::ManagedObjectNotFound) => {
@@ -149,7 +235,11 @@ impl Failure {
             Failure::Call(error) => Error::backend("vsphere-api", with_causes(&error)),
             Failure::Collector(error) => {
                 let fault = error.task_fault().map(describe_fault);
-                Error::Backend { backend: "vsphere-api", source: with_causes(&error).into(), log_tail: fault.into_iter().collect() }
+                Error::Backend {
+                    backend: "vsphere-api",
+                    source: with_causes(&error).into(),
+                    log_tail: fault.into_iter().collect(),
+                }
             }
             Failure::Basphere(error) => error,
         }
@@ -194,14 +284,6 @@ fn marker_of(row: &VmRow) -> Option<String> {
         Some(VimAny::Value(ValueElements::PrimitiveString(value))) => Some(value.clone()),
         _ => None,
     })
-}
-
-fn power_of(row: &VmRow) -> PowerState {
-    if row.power_state == VirtualMachinePowerStateEnum::PoweredOn {
-        PowerState::On
-    } else {
-        PowerState::Off
-    }
 }
 
 /// An empty data object: without vim_rs's `defaults` feature, `Default` comes from "{}".
@@ -262,90 +344,117 @@ impl VsphereApiProvisioner {
         VsphereApiProvisioner { settings, session: Mutex::new(None) }
     }
 
-    async fn connect(&self) -> Result<Arc<Session>> {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .danger_accept_invalid_certs(self.settings.accept_invalid_certs)
-            .danger_accept_invalid_hostnames(self.settings.accept_invalid_certs)
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .map_err(|error| Error::backend("vsphere-api", error))?;
-        let client = ClientBuilder::new(&self.settings.server, http)
-            .basic_authn(&self.settings.credentials.user, &self.settings.credentials.password)
-            .app_details("basphere", env!("CARGO_PKG_VERSION"))
-            .transport(TransportMode::Soap)
-            .build()
-            .await
-            .map_err(|error| Failure::Call(error).into_error())?;
-        Ok(Arc::new(Session { client }))
+    fn connect(&self) -> BoxFuture<'_, Result<Arc<Session>>> {
+        Box::pin(async move {
+            let http = reqwest::Client::builder()
+                .cookie_store(true)
+                .danger_accept_invalid_certs(self.settings.accept_invalid_certs)
+                .danger_accept_invalid_hostnames(self.settings.accept_invalid_certs)
+                .timeout(std::time::Duration::from_secs(120))
+                .build()
+                .map_err(|error| Error::backend("vsphere-api", error))?;
+            let built = ClientBuilder::new(&self.settings.server, http)
+                .basic_authn(&self.settings.credentials.user, &self.settings.credentials.password)
+                .app_details("basphere", env!("CARGO_PKG_VERSION"))
+                .transport(TransportMode::Soap)
+                .build()
+                .await;
+            match built {
+                Ok(client) => Ok(Arc::new(Session { client })),
+                Err(error) => Err(self.login_failure(error)),
+            }
+        })
+    }
+
+    /// A failed login; a refused one names the credentials file and what to check.
+    fn login_failure(&self, error: VimError) -> Error {
+        if !fault_is(&error, StructType::InvalidLogin) {
+            return Failure::Call(error).into_error();
+        }
+        let file = self.settings.vsphere.credentials_file.as_ref().map_or_else(
+            || "the credentials Basphere was given".to_owned(),
+            |path| format!("the credentials file {}", path.display()),
+        );
+        Error::invalid(
+            "vsphere.credentials_file",
+            format!(
+                "vCenter {} refused the login of {:?} (InvalidLogin): check VSPHERE_USER and VSPHERE_PASSWORD in {file} \
+                 (the server reads it when it starts), and that the account exists in vCenter and is not locked or \
+                 expired",
+                self.settings.server, self.settings.credentials.user
+            ),
+        )
     }
 
     /// The session, made on first use and made again after vCenter forgot it.
-    async fn session(&self) -> Result<Arc<Session>> {
-        let mut session = self.session.lock().await;
-        if let Some(current) = session.as_ref() {
-            return Ok(current.clone());
-        }
-        let fresh = self.connect().await?;
-        *session = Some(fresh.clone());
-        Ok(fresh)
+    fn session(&self) -> BoxFuture<'_, Result<Arc<Session>>> {
+        Box::pin(async move {
+            let mut session = self.session.lock().await;
+            if let Some(current) = session.as_ref() {
+                return Ok(current.clone());
+            }
+            let fresh = self.connect().await?;
+            *session = Some(fresh.clone());
+            Ok(fresh)
+        })
     }
 
     /// Forgets `stale` (if it is still the current session) so the next call logs in again.
-    async fn forget(&self, stale: &Arc<Session>) {
-        let mut session = self.session.lock().await;
-        if session.as_ref().is_some_and(|current| Arc::ptr_eq(current, stale)) {
-            *session = None;
-        }
+    fn forget<'a>(&'a self, stale: &'a Arc<Session>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut session = self.session.lock().await;
+            if session.as_ref().is_some_and(|current| Arc::ptr_eq(current, stale)) {
+                *session = None;
+            }
+        })
     }
 
-    /// Runs `f` with the session; when vCenter no longer knows the session (NotAuthenticated),
-    /// logs in again and runs `f` once more.
     /// One vCenter call that changes something, made again once after logging in again if
     /// vCenter forgot the session.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
-    where
-        F: Fn(Arc<Session>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, Failure>>,
-    {
-        self.call_with(false, f).await
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        attempt: impl Fn(Arc<Session>) -> BoxFuture<'a, std::result::Result<T, Failure>> + Send + Sync + 'a,
+    ) -> BoxFuture<'a, Result<T>> {
+        self.call_with(false, Box::new(attempt))
     }
 
     /// One vCenter call that only reads: as `call`, and also made again (twice at most) when
     /// the connection fails under it. Proxies in front of vCenter drop idle keep-alive
     /// connections, and reading twice does no harm.
-    async fn read<T, F, Fut>(&self, f: F) -> Result<T>
-    where
-        F: Fn(Arc<Session>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, Failure>>,
-    {
-        self.call_with(true, f).await
+    fn read<'a, T: Send + 'a>(
+        &'a self,
+        attempt: impl Fn(Arc<Session>) -> BoxFuture<'a, std::result::Result<T, Failure>> + Send + Sync + 'a,
+    ) -> BoxFuture<'a, Result<T>> {
+        self.call_with(true, Box::new(attempt))
     }
 
-    async fn call_with<T, F, Fut>(&self, reads_only: bool, f: F) -> Result<T>
-    where
-        F: Fn(Arc<Session>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, Failure>>,
-    {
-        let (mut logged_in_again, mut retries) = (false, 0u32);
-        loop {
-            let session = self.session().await?;
-            match f(session.clone()).await {
-                Ok(value) => return Ok(value),
-                Err(failure) if failure.session_lost() && !logged_in_again => {
-                    tracing::info!(server = %self.settings.server, "the vCenter session expired; logging in again");
-                    self.forget(&session).await;
-                    logged_in_again = true;
+    fn call_with<'a, T: Send + 'a>(&'a self, reads_only: bool, attempt: Attempt<'a, T>) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            let (mut logged_in_again, mut retries) = (false, 0u32);
+            loop {
+                let session = self.session().await?;
+                let failure = match attempt(session.clone()).await {
+                    Ok(value) => return Ok(value),
+                    Err(failure) => failure,
+                };
+                // The failure becomes plain data before the next await: a vim_rs fault held
+                // across an await would make the compiler prove it `Send` (see the module's
+                // documentation).
+                match failure.next_step(reads_only, logged_in_again, retries) {
+                    Next::LogInAgain => {
+                        tracing::info!(server = %self.settings.server, "the vCenter session expired; logging in again");
+                        self.forget(&session).await;
+                        logged_in_again = true;
+                    }
+                    Next::ReadAgain(error) => {
+                        retries += 1;
+                        tracing::debug!(server = %self.settings.server, %error, "the connection failed; reading again");
+                        tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(retries))).await;
+                    }
+                    Next::Fail(error) => return Err(error),
                 }
-                Err(failure) if reads_only && retries < 2 && failure.transport().is_some() => {
-                    retries += 1;
-                    let error = failure.transport().map(|error| with_causes(error)).unwrap_or_default();
-                    tracing::debug!(server = %self.settings.server, %error, "the connection failed; reading again");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(retries))).await;
-                }
-                Err(failure) => return Err(failure.into_error()),
             }
-        }
+        })
     }
 
     fn path(&self, rest: &str) -> String {
@@ -373,217 +482,388 @@ impl VsphereApiProvisioner {
         }
     }
 
-    async fn find(&self, path: &str) -> Result<Option<ManagedObjectReference>> {
-        self.read(|session| async move {
-            let client = &session.client;
-            let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
-            Ok(SearchIndex::new(client.clone(), &index.value).find_by_inventory_path(path).await?)
+    fn find<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<ManagedObjectReference>>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let client = &session.client;
+                let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
+                Ok(SearchIndex::new(client.clone(), &index.value).find_by_inventory_path(path).await?)
+            })
         })
-        .await
     }
 
-    async fn require(&self, key: &str, path: &str) -> Result<ManagedObjectReference> {
-        self.find(path)
-            .await?
-            .ok_or_else(|| Error::invalid(key, format!("{path} was not found in vCenter {}", self.settings.server)))
+    fn require<'a>(&'a self, key: &'a str, path: &'a str) -> BoxFuture<'a, Result<ManagedObjectReference>> {
+        Box::pin(async move {
+            self.find(path)
+                .await?
+                .ok_or_else(|| Error::invalid(key, format!("{path} was not found in vCenter {}", self.settings.server)))
+        })
     }
 
-    async fn row(&self, vm: &ManagedObjectReference) -> Result<VmRow> {
-        self.read(|session| async move {
-            let retriever = ObjectRetriever::new(session.client.clone())?;
-            Ok(retriever.retrieve_object::<VmRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
+    /// The VM's name, power state, marker and folder.
+    fn vm<'a>(&'a self, vm: &'a ManagedObjectReference) -> BoxFuture<'a, Result<VmFacts>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let row =
+                    retriever.retrieve_object::<VmRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?;
+                Ok(VmFacts::of(row))
+            })
         })
-        .await
     }
 
     /// Starts a task with `start`, waits for it to succeed and returns it.
-    async fn run_task<F, Fut>(&self, start: F) -> Result<ManagedObjectReference>
-    where
-        F: Fn(Arc<Client>) -> Fut,
-        Fut: Future<Output = std::result::Result<ManagedObjectReference, VimError>>,
-    {
-        let task = self
-            .call(|session| {
-                let started = start(session.client.clone());
-                async move { Ok(started.await?) }
-            })
-            .await?;
-        self.wait(&task).await?;
-        Ok(task)
+    fn run_task<'a>(
+        &'a self,
+        start: impl Fn(Arc<Client>) -> BoxFuture<'a, std::result::Result<ManagedObjectReference, VimError>>
+            + Send
+            + Sync
+            + 'a,
+    ) -> BoxFuture<'a, Result<ManagedObjectReference>> {
+        self.run_boxed_task(Box::new(start))
+    }
+
+    fn run_boxed_task<'a>(&'a self, start: TaskStart<'a>) -> BoxFuture<'a, Result<ManagedObjectReference>> {
+        Box::pin(async move {
+            let start = &start;
+            let task = self
+                .call(move |session| {
+                    let started = start(session.client.clone());
+                    Box::pin(async move { Ok(started.await?) })
+                })
+                .await?;
+            self.wait(&task).await?;
+            Ok(task)
+        })
     }
 
     /// Polls a task until it ends: after 10 ms at first, each pause half as long again as the
     /// last, up to 500 ms, so a short task is seen done within a third of its time and a long one
     /// costs two calls a second. (Polling keeps each wait independent: one bad update cannot fail
     /// every waiter at once.)
-    async fn wait(&self, task: &ManagedObjectReference) -> Result<()> {
-        let mut pause = std::time::Duration::from_millis(10);
-        loop {
-            let row = self
-                .read(|session| async move {
-                    let retriever = ObjectRetriever::new(session.client.clone())?;
-                    Ok(retriever.retrieve_object::<TaskRow>(task).await?.ok_or_else(|| Error::not_found("task", &task.value))?)
-                })
-                .await?;
-            match row.state {
-                TaskInfoStateEnum::Success => return Ok(()),
-                TaskInfoStateEnum::Error => {
-                    let reason = self.task_failure(task).await;
-                    return Err(Error::Backend {
-                        backend: "vsphere-api",
-                        source: Box::new(basphere_core::error::Message(format!("vCenter task {} failed: {reason}", task.value))),
-                        log_tail: vec![reason],
-                    });
-                }
-                _ => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 3 / 2).min(std::time::Duration::from_millis(500));
+    fn wait<'a>(&'a self, task: &'a ManagedObjectReference) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut pause = std::time::Duration::from_millis(10);
+            loop {
+                match self.task_state(task).await? {
+                    TaskInfoStateEnum::Success => return Ok(()),
+                    TaskInfoStateEnum::Error => {
+                        let reason = self.task_failure(task).await;
+                        return Err(Error::Backend {
+                            backend: "vsphere-api",
+                            source: Box::new(basphere_core::error::Message(format!(
+                                "vCenter task {} failed: {reason}",
+                                task.value
+                            ))),
+                            log_tail: vec![reason],
+                        });
+                    }
+                    _ => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 3 / 2).min(std::time::Duration::from_millis(500));
+                    }
                 }
             }
-        }
+        })
+    }
+
+    fn task_state<'a>(&'a self, task: &'a ManagedObjectReference) -> BoxFuture<'a, Result<TaskInfoStateEnum>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let row = retriever
+                    .retrieve_object::<TaskRow>(task)
+                    .await?
+                    .ok_or_else(|| Error::not_found("task", &task.value))?;
+                Ok(row.state)
+            })
+        })
     }
 
     /// The object a finished task made (a clone's new VM).
-    async fn task_result(&self, task: &ManagedObjectReference) -> Result<ManagedObjectReference> {
+    fn task_result<'a>(&'a self, task: &'a ManagedObjectReference) -> BoxFuture<'a, Result<ManagedObjectReference>> {
         use vim_rs::core::client::{extract_property, VimClient};
-        let fetched = self
-            .read(|session| async move {
-                Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.result").await?)
+        let fetched = self.read(move |session| {
+            Box::pin(async move {
+                let value = session.client.fetch_property_raw("", "Task", &task.value, "info.result").await?;
+                Ok(value.and_then(|value| extract_property::<ManagedObjectReference>(value).ok()))
             })
-            .await?;
-        fetched.and_then(|value| extract_property::<ManagedObjectReference>(value).ok()).ok_or_else(|| {
-            Error::backend(
-                "vsphere-api",
-                basphere_core::error::Message(format!("vCenter task {} succeeded without naming what it made", task.value)),
-            )
+        });
+        Box::pin(async move {
+            fetched.await?.ok_or_else(|| {
+                Error::backend(
+                    "vsphere-api",
+                    basphere_core::error::Message(format!(
+                        "vCenter task {} succeeded without naming what it made",
+                        task.value
+                    )),
+                )
+            })
         })
     }
 
     /// Why a task failed, in one line. (Read as a raw property: vim_rs's typed path for
     /// `info.error` expects a `MethodFault` where vCenter sends a `LocalizedMethodFault`.)
-    async fn task_failure(&self, task: &ManagedObjectReference) -> String {
+    fn task_failure<'a>(&'a self, task: &'a ManagedObjectReference) -> BoxFuture<'a, String> {
         use vim_rs::core::client::{PropertyValue, VimClient};
         use vim_rs::types::structs::{LocalizedMethodFault, MethodFault};
-        let fetched = self
-            .read(|session| async move {
-                Ok(session.client.fetch_property_raw("", "Task", &task.value, "info.error").await?)
+        let fetched = self.read(move |session| {
+            Box::pin(async move {
+                let value = session.client.fetch_property_raw("", "Task", &task.value, "info.error").await?;
+                let Some(PropertyValue::Parsed(value)) = value else {
+                    return Ok("vCenter gave no reason".to_owned());
+                };
+                Ok(match value.into_any().downcast::<LocalizedMethodFault>() {
+                    Ok(error) => match error.localized_message.as_deref() {
+                        Some(message) if !message.is_empty() => {
+                            format!("{} ({message})", describe_fault(&error.fault))
+                        }
+                        _ => describe_fault(&error.fault),
+                    },
+                    Err(other) => match other.downcast::<MethodFault>() {
+                        Ok(fault) => describe_fault(&fault),
+                        Err(_) => "vCenter gave a reason Basphere cannot read".to_owned(),
+                    },
+                })
             })
-            .await;
-        let Ok(Some(PropertyValue::Parsed(value))) = fetched else {
-            return "vCenter gave no reason".to_owned();
-        };
-        match value.into_any().downcast::<LocalizedMethodFault>() {
-            Ok(error) => match error.localized_message.as_deref() {
-                Some(message) if !message.is_empty() => format!("{} ({message})", describe_fault(&error.fault)),
-                _ => describe_fault(&error.fault),
-            },
-            Err(other) => match other.downcast::<MethodFault>() {
-                Ok(fault) => describe_fault(&fault),
-                Err(_) => "vCenter gave a reason Basphere cannot read".to_owned(),
-            },
-        }
+        });
+        Box::pin(async move { fetched.await.unwrap_or_else(|_| "vCenter gave no reason".to_owned()) })
     }
 
     /// The objects of one type (`VirtualMachine`, `Folder`) anywhere under `container`. (Asking
     /// for the list first also spares an empty retrieval, which the simulator answers in a form
     /// vim_rs cannot read.)
-    async fn members(&self, container: &ManagedObjectReference, kind: &str) -> Result<Vec<ManagedObjectReference>> {
-        self.read(|session| async move {
-            let client = &session.client;
-            let manager = client.service_content().view_manager.clone().expect("vCenter has a ViewManager");
-            let view = ViewManager::new(client.clone(), &manager.value)
-                .create_container_view(container, Some(&[kind.to_owned()]), true)
-                .await?;
-            let view = ContainerView::new(client.clone(), &view.value);
-            let members = view.view().await;
-            let _ = view.destroy_view().await;
-            Ok(members?.unwrap_or_default())
+    fn members<'a>(
+        &'a self,
+        container: &'a ManagedObjectReference,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ManagedObjectReference>>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let client = &session.client;
+                let manager = client.service_content().view_manager.clone().expect("vCenter has a ViewManager");
+                let view = ViewManager::new(client.clone(), &manager.value)
+                    .create_container_view(container, Some(&[kind.to_owned()]), true)
+                    .await?;
+                let view = ContainerView::new(client.clone(), &view.value);
+                let members = view.view().await;
+                let _ = view.destroy_view().await;
+                Ok(members?.unwrap_or_default())
+            })
         })
-        .await
     }
 
-    /// The VM `<owner>-<name>` in the owner's folder, with its row.
-    async fn existing(&self, owner: &Username, vsphere_name: &str) -> Result<Option<(ManagedObjectReference, VmRow)>> {
-        match self.find(&format!("{}/{vsphere_name}", self.user_folder_path(owner))).await? {
-            Some(moref) => {
-                let row = self.row(&moref).await?;
-                Ok(Some((moref, row)))
-            }
-            None => Ok(None),
-        }
+    /// The VMs and folders listed, read in one session.
+    fn inventory_of<'a>(
+        &'a self,
+        vms: &'a [ManagedObjectReference],
+        folders: &'a [ManagedObjectReference],
+    ) -> BoxFuture<'a, Result<(Vec<VmFacts>, Vec<FolderFacts>)>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let vm_rows: Vec<VmRow> = retriever.retrieve_objects_from_list(vms).await?;
+                let folder_rows: Vec<FolderRow> =
+                    if folders.is_empty() { Vec::new() } else { retriever.retrieve_objects_from_list(folders).await? };
+                let folders = folder_rows
+                    .into_iter()
+                    .map(|row| FolderFacts { id: row.id.value, name: row.name, parent: row.parent.map(|p| p.value) })
+                    .collect();
+                Ok((vm_rows.into_iter().map(VmFacts::of).collect(), folders))
+            })
+        })
     }
 
-    /// A VM that is ours: found by name, carrying this id.
-    async fn ours(&self, vm: &VmRef) -> Result<Option<(ManagedObjectReference, VmRow)>> {
-        match self.existing(&vm.owner, &vm.vsphere_name).await? {
-            Some((moref, row)) if marker_of(&row).as_deref() == Some(vm.id.to_string().as_str()) => {
-                Ok(Some((moref, row)))
-            }
-            Some(_) => Err(Error::Conflict(format!(
-                "{} in vSphere is not Basphere's VM {}; it is left untouched",
-                vm.vsphere_name, vm.id
-            ))),
-            None => Ok(None),
-        }
-    }
-
-    async fn set_power(&self, vm: &ManagedObjectReference, on: bool) -> Result<()> {
-        self.run_task(|client| {
-            let machine = VirtualMachine::new(client, &vm.value);
-            async move {
-                if on {
-                    machine.power_on_vm_task(None).await
-                } else {
-                    machine.power_off_vm_task().await
-                }
+    /// The VM `<owner>-<name>` in the owner's folder.
+    fn existing<'a>(&'a self, owner: &'a Username, vsphere_name: &'a str) -> BoxFuture<'a, Result<Option<VmFacts>>> {
+        Box::pin(async move {
+            match self.find(&format!("{}/{vsphere_name}", self.user_folder_path(owner))).await? {
+                Some(moref) => Ok(Some(self.vm(&moref).await?)),
+                None => Ok(None),
             }
         })
-        .await?;
-        Ok(())
+    }
+
+    /// What is at `vm`'s name: its own VM (carrying its id), someone else's, or nothing.
+    fn lookup<'a>(&'a self, vm: &'a VmRef) -> BoxFuture<'a, Result<Found>> {
+        Box::pin(async move {
+            Ok(match self.existing(&vm.owner, &vm.vsphere_name).await? {
+                Some(facts) if facts.marker.as_deref() == Some(vm.id.to_string().as_str()) => Found::Ours(facts),
+                Some(_) => Found::Foreign,
+                None => Found::Nothing,
+            })
+        })
+    }
+
+    fn set_power<'a>(&'a self, vm: &'a ManagedObjectReference, on: bool) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.run_task(move |client| {
+                let machine = VirtualMachine::new(client, &vm.value);
+                Box::pin(async move {
+                    if on {
+                        machine.power_on_vm_task(None).await
+                    } else {
+                        machine.power_off_vm_task().await
+                    }
+                })
+            })
+            .await?;
+            Ok(())
+        })
     }
 
     /// Gives the VM the spec's CPU, memory and disk (a reconfigure, only when something differs),
     /// then powers it on. Used after a clone and when adopting an earlier attempt's VM.
-    async fn converge(&self, vm: &ManagedObjectReference, request: &VmRequest) -> Result<()> {
-        if let Some(changes) = hardware_changes(self.hardware(vm).await?, &request.spec, &annotation(request)) {
-            if power_of(&self.row(vm).await?) == PowerState::On {
-                self.set_power(vm, false).await?;
-            }
-            let changes = &changes;
-            self.run_task(|client| async move { VirtualMachine::new(client, &vm.value).reconfig_vm_task(changes).await })
-                .await?;
-        }
-        if power_of(&self.row(vm).await?) == PowerState::Off {
-            self.set_power(vm, true).await?;
-        }
-        Ok(())
-    }
-
-    async fn hardware(&self, vm: &ManagedObjectReference) -> Result<HardwareRow> {
-        self.read(|session| async move {
-            let retriever = ObjectRetriever::new(session.client.clone())?;
-            Ok(retriever.retrieve_object::<HardwareRow>(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.value))?)
-        })
-        .await
-    }
-
-    async fn create_folder(&self, parent: &ManagedObjectReference, name: &str) -> Result<ManagedObjectReference> {
-        self.call(|session| async move {
-            let client = &session.client;
-            match Folder::new(client.clone(), &parent.value).create_folder(name).await {
-                Ok(folder) => Ok(folder),
-                // Made by someone else meanwhile: fine, it exists.
-                Err(error) if fault_is(&error, StructType::DuplicateName) => {
-                    let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
-                    Ok(SearchIndex::new(client.clone(), &index.value)
-                        .find_child(parent, name)
-                        .await?
-                        .ok_or_else(|| Error::not_found("folder", name))?)
+    fn converge<'a>(&'a self, vm: &'a ManagedObjectReference, request: &'a VmRequest) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let annotation = annotation(request);
+            if self.hardware_differs(vm, &request.spec, &annotation).await? {
+                if self.vm(vm).await?.power == PowerState::On {
+                    self.set_power(vm, false).await?;
                 }
-                Err(error) => Err(error.into()),
+                self.reconfigure(vm, &request.spec, &annotation).await?;
             }
+            if self.vm(vm).await?.power == PowerState::Off {
+                self.set_power(vm, true).await?;
+            }
+            Ok(())
         })
-        .await
+    }
+
+    fn hardware_differs<'a>(
+        &'a self,
+        vm: &'a ManagedObjectReference,
+        spec: &'a basphere_core::model::VmSpec,
+        annotation: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.read(move |session| {
+            Box::pin(async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let row = retriever
+                    .retrieve_object::<HardwareRow>(vm)
+                    .await?
+                    .ok_or_else(|| Error::not_found("vm", &vm.value))?;
+                Ok(hardware_changes(row, spec, annotation).is_some())
+            })
+        })
+    }
+
+    /// Reads the VM's hardware again and reconfigures what differs from the spec.
+    fn reconfigure<'a>(
+        &'a self,
+        vm: &'a ManagedObjectReference,
+        spec: &'a basphere_core::model::VmSpec,
+        annotation: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let started = self.call(move |session| {
+            Box::pin(async move {
+                let retriever = ObjectRetriever::new(session.client.clone())?;
+                let row = retriever
+                    .retrieve_object::<HardwareRow>(vm)
+                    .await?
+                    .ok_or_else(|| Error::not_found("vm", &vm.value))?;
+                let Some(changes) = hardware_changes(row, spec, annotation) else { return Ok(None) };
+                Ok(Some(VirtualMachine::new(session.client.clone(), &vm.value).reconfig_vm_task(&changes).await?))
+            })
+        });
+        Box::pin(async move {
+            if let Some(task) = started.await? {
+                self.wait(&task).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn create_folder<'a>(
+        &'a self,
+        parent: &'a ManagedObjectReference,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ManagedObjectReference>> {
+        self.call(move |session| {
+            Box::pin(async move {
+                let client = &session.client;
+                match Folder::new(client.clone(), &parent.value).create_folder(name).await {
+                    Ok(folder) => Ok(folder),
+                    // Made by someone else meanwhile: fine, it exists.
+                    Err(error) if fault_is(&error, StructType::DuplicateName) => {
+                        let index = client.service_content().search_index.clone().expect("vCenter has a SearchIndex");
+                        Ok(SearchIndex::new(client.clone(), &index.value)
+                            .find_child(parent, name)
+                            .await?
+                            .ok_or_else(|| Error::not_found("folder", name))?)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            })
+        })
+    }
+
+    /// Clones `template` into `folder` as `name`, powered off, with the spec's CPU and memory,
+    /// the annotation and the cloud-init documents and marker in `extraConfig`; answers the
+    /// new VM.
+    fn clone_vm<'a>(
+        &'a self,
+        template: &'a ManagedObjectReference,
+        place: &'a Placement,
+        request: &'a VmRequest,
+    ) -> BoxFuture<'a, Result<ManagedObjectReference>> {
+        Box::pin(async move {
+            let cloud_init::Documents { metadata, userdata } = cloud_init::documents(request)?;
+            let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            let (metadata, userdata, id, name) =
+                (b64(&metadata), b64(&userdata), request.id.to_string(), request.vsphere_name());
+            let (metadata, userdata, id, name) = (&metadata, &userdata, &id, &name);
+            let task = self
+                .run_task(move |client| {
+                    let spec = clone_spec(place, request, metadata, userdata, id);
+                    let template = VirtualMachine::new(client, &template.value);
+                    Box::pin(async move { template.clone_vm_task(&place.folder, name, &spec).await })
+                })
+                .await?;
+            self.task_result(&task).await
+        })
+    }
+}
+
+/// Where a clone goes.
+struct Placement {
+    folder: ManagedObjectReference,
+    datastore: ManagedObjectReference,
+    pool: ManagedObjectReference,
+}
+
+/// A clone's spec. Powered on only after `converge` has grown its disk (from the clone's own
+/// devices) and checked CPU and memory.
+fn clone_spec(
+    place: &Placement,
+    request: &VmRequest,
+    metadata: &str,
+    userdata: &str,
+    id: &str,
+) -> VirtualMachineCloneSpec {
+    let mut config: VirtualMachineConfigSpec = empty();
+    config.num_cp_us = Some(request.spec.cpu as i32);
+    config.memory_mb = Some(request.spec.memory_mb as i64);
+    config.annotation = Some(annotation(request));
+    config.extra_config = Some(vec![
+        option("guestinfo.metadata", metadata.to_owned()),
+        option("guestinfo.metadata.encoding", "base64".into()),
+        option("guestinfo.userdata", userdata.to_owned()),
+        option("guestinfo.userdata.encoding", "base64".into()),
+        option(MARKER, id.to_owned()),
+    ]);
+    let mut location: VirtualMachineRelocateSpec = empty();
+    location.datastore = Some(place.datastore.clone());
+    location.pool = Some(place.pool.clone());
+    VirtualMachineCloneSpec {
+        location,
+        template: false,
+        config: Some(config),
+        customization: None,
+        power_on: false,
+        snapshot: None,
+        memory: None,
+        tpm_provision_policy: None,
     }
 }
 
@@ -637,64 +917,27 @@ impl Provisioner for VsphereApiProvisioner {
 
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
         let name = request.vsphere_name();
-        if let Some((moref, row)) = self.existing(&request.owner, &name).await? {
-            if marker_of(&row).as_deref() != Some(request.id.to_string().as_str()) {
-                return Err(Error::already_exists("vm", &name));
+        if let Some(facts) = self.existing(&request.owner, &name).await? {
+            if facts.marker.as_deref() != Some(request.id.to_string().as_str()) {
+                return Err(crate::foreign_vm(&name, &self.user_folder_path(&request.owner)));
             }
-            self.converge(&moref, request).await?;
+            self.converge(&facts.moref, request).await?;
             return Ok(VmHandle {
-                backend_id: moref.value,
+                backend_id: facts.moref.value,
                 power: PowerState::On,
                 log_tail: vec![format!("adopted {name}, made by an earlier attempt")],
             });
         }
         let v = &self.settings.vsphere;
-        let folder = self.require("vsphere.folder", &self.user_folder_path(&request.owner)).await?;
-        let template =
-            self.require(&format!("templates.os.{}.template", request.os.key), &self.template_path(&request.os)).await?;
-        let datastore = self.require("vsphere.datastore", &self.path(&format!("datastore/{}", v.datastore))).await?;
-        let pool = self.require("vsphere.resource_pool", &self.pool_path()).await?;
-        let (metadata, userdata) = render::cloud_init(request)?;
-        let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-        let (metadata, userdata) = (b64(&metadata), b64(&userdata));
-        let id = request.id.to_string();
-        let spec = || {
-            let mut config: VirtualMachineConfigSpec = empty();
-            config.num_cp_us = Some(request.spec.cpu as i32);
-            config.memory_mb = Some(request.spec.memory_mb as i64);
-            config.annotation = Some(annotation(request));
-            config.extra_config = Some(vec![
-                option("guestinfo.metadata", metadata.clone()),
-                option("guestinfo.metadata.encoding", "base64".into()),
-                option("guestinfo.userdata", userdata.clone()),
-                option("guestinfo.userdata.encoding", "base64".into()),
-                option(MARKER, id.clone()),
-            ]);
-            let mut location: VirtualMachineRelocateSpec = empty();
-            location.datastore = Some(datastore.clone());
-            location.pool = Some(pool.clone());
-            // Powered on only after `converge` has grown its disk (from the clone's own devices) and
-            // checked CPU and memory.
-            VirtualMachineCloneSpec {
-                location,
-                template: false,
-                config: Some(config),
-                customization: None,
-                power_on: false,
-                snapshot: None,
-                memory: None,
-                tpm_provision_policy: None,
-            }
+        let place = Placement {
+            folder: self.require("vsphere.folder", &self.user_folder_path(&request.owner)).await?,
+            datastore: self.require("vsphere.datastore", &self.path(&format!("datastore/{}", v.datastore))).await?,
+            pool: self.require("vsphere.resource_pool", &self.pool_path()).await?,
         };
-        let (folder, name_ref) = (&folder, name.as_str());
-        let clone = self
-            .run_task(|client| {
-                let spec = spec();
-                let template = VirtualMachine::new(client, &template.value);
-                async move { template.clone_vm_task(folder, name_ref, &spec).await }
-            })
+        let template = self
+            .require(&format!("templates.os.{}.template", request.os.key), &self.template_path(&request.os))
             .await?;
-        let created = self.task_result(&clone).await?;
+        let created = self.clone_vm(&template, &place, request).await?;
         self.converge(&created, request).await?;
         Ok(VmHandle {
             backend_id: created.value,
@@ -703,28 +946,52 @@ impl Provisioner for VsphereApiProvisioner {
         })
     }
 
+    /// Only a VM carrying `vm`'s id is destroyed. Another VM of the same name is not Basphere's
+    /// (typically the one that made this VM's create fail): nothing of Basphere's exists, so the
+    /// destroy succeeds without touching it, and the record and its address can go.
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
-        let Some((moref, row)) = self.ours(vm).await? else { return Ok(()) };
-        if power_of(&row) == PowerState::On {
-            self.set_power(&moref, false).await?;
+        let facts = match self.lookup(vm).await? {
+            Found::Ours(facts) => facts,
+            Found::Foreign => {
+                tracing::info!(vm = %vm.vsphere_name, id = %vm.id, "a VM of this name in vCenter is not Basphere's; left untouched, nothing to destroy");
+                return Ok(());
+            }
+            Found::Nothing => return Ok(()),
+        };
+        if facts.power == PowerState::On {
+            self.set_power(&facts.moref, false).await?;
         }
-        let moref = &moref;
-        self.run_task(|client| async move { VirtualMachine::new(client, &moref.value).destroy_task().await }).await?;
+        let moref = &facts.moref;
+        self.run_task(move |client| {
+            Box::pin(async move { VirtualMachine::new(client, &moref.value).destroy_task().await })
+        })
+        .await?;
         Ok(())
     }
 
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
-        let (moref, row) = self.ours(vm).await?.ok_or_else(|| Error::not_found("vm", &vm.vsphere_name))?;
-        match (action, power_of(&row)) {
-            (PowerAction::Start, PowerState::Off) => self.set_power(&moref, true).await?,
-            (PowerAction::Stop, PowerState::On) => self.set_power(&moref, false).await?,
+        let facts = match self.lookup(vm).await? {
+            Found::Ours(facts) => facts,
+            Found::Foreign => {
+                return Err(Error::Conflict(format!(
+                    "{} in vSphere is not Basphere's VM {}; it is left untouched",
+                    vm.vsphere_name, vm.id
+                )))
+            }
+            Found::Nothing => return Err(Error::not_found("vm", &vm.vsphere_name)),
+        };
+        let moref = &facts.moref;
+        match (action, facts.power) {
+            (PowerAction::Start, PowerState::Off) => self.set_power(moref, true).await?,
+            (PowerAction::Stop, PowerState::On) => self.set_power(moref, false).await?,
             (PowerAction::Reboot, PowerState::Off) => {
                 return Err(Error::Conflict(format!("{} is powered off; start it instead", vm.vsphere_name)))
             }
             (PowerAction::Reboot, PowerState::On) => {
-                let moref = &moref;
-                self.run_task(|client| async move { VirtualMachine::new(client, &moref.value).reset_vm_task().await })
-                    .await?;
+                self.run_task(move |client| {
+                    Box::pin(async move { VirtualMachine::new(client, &moref.value).reset_vm_task().await })
+                })
+                .await?;
             }
             _ => {}
         }
@@ -741,34 +1008,20 @@ impl Provisioner for VsphereApiProvisioner {
             return Ok(Vec::new());
         }
         let folder_members = self.members(&base, "Folder").await?;
-        let (members, folder_members) = (&members, &folder_members);
-        let (vms, folders) = self
-            .read(|session| async move {
-                let retriever = ObjectRetriever::new(session.client.clone())?;
-                let vms: Vec<VmRow> = retriever.retrieve_objects_from_list(members).await?;
-                let folders: Vec<FolderRow> = if folder_members.is_empty() {
-                    Vec::new()
-                } else {
-                    retriever.retrieve_objects_from_list(folder_members).await?
-                };
-                Ok((vms, folders))
-            })
-            .await?;
-        let base = &base;
-        let by_id: HashMap<String, &FolderRow> =
-            folders.iter().map(|folder| (folder.id.value.clone(), folder)).collect();
-        let base_name = self.settings.vsphere.folder.clone();
-        let folder_of = |parent: &Option<ManagedObjectReference>| -> String {
+        let (vms, folders) = self.inventory_of(&members, &folder_members).await?;
+        let by_id: HashMap<&str, &FolderFacts> = folders.iter().map(|folder| (folder.id.as_str(), folder)).collect();
+        let base_name = &self.settings.vsphere.folder;
+        let folder_of = |parent: &Option<String>| -> String {
             let mut parts = Vec::new();
-            let mut current = parent.clone();
-            while let Some(moref) = current {
-                if moref.value == base.value {
+            let mut current = parent.as_deref();
+            while let Some(id) = current {
+                if id == base.value {
                     break;
                 }
-                match by_id.get(&moref.value) {
+                match by_id.get(id) {
                     Some(folder) => {
                         parts.push(folder.name.clone());
-                        current = folder.parent.clone();
+                        current = folder.parent.as_deref();
                     }
                     None => break,
                 }
@@ -779,12 +1032,12 @@ impl Provisioner for VsphereApiProvisioner {
         };
         Ok(vms
             .iter()
-            .map(|row| InventoryVm {
-                vsphere_name: row.name.clone(),
-                backend_id: row.id.value.clone(),
-                folder: folder_of(&row.parent),
-                basphere_id: marker_of(row).and_then(|id| uuid::Uuid::parse_str(&id).ok()),
-                power: power_of(row),
+            .map(|vm| InventoryVm {
+                vsphere_name: vm.name.clone(),
+                backend_id: vm.moref.value.clone(),
+                folder: folder_of(&vm.parent),
+                basphere_id: vm.marker.as_deref().and_then(|id| uuid::Uuid::parse_str(id).ok()),
+                power: vm.power,
             })
             .collect())
     }

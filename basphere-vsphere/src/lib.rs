@@ -1,15 +1,95 @@
-//! VM backends for vSphere.
+//! VM backends for vSphere, and the one constructor the server calls, [`vm_backend`].
 //!
+//! - [`config`]: the `backend`, `vsphere` and `terraform` configuration sections, parsed here.
 //! - [`simulated`]: a simulated vCenter whose inventory lives in its own journal file, apart from
 //!   Basphere's store, as a real vCenter's would. The server's embedded default.
 //! - [`terraform`]: `TerraformProvisioner`, the original's path made safe.
 //! - [`api`] (feature `vsphere-api`): `VsphereApiProvisioner` through the vSphere API with
 //!   `vim_rs`, no Terraform.
+//! - [`cloud_init`] and [`credentials`]: what both real backends share, the VM's cloud-init
+//!   documents and the vCenter account.
 //! - [`vcsim`]: the govmomi vCenter simulator as a child process, for tests and benchmarks.
+//!
+//! Every VM is `<owner>-<name>` in the owner's folder `<vsphere.folder>/<owner>` (for example
+//! `basphere-vms/alice/alice-web`), and carries its Basphere id in `guestinfo.basphere.id`.
 
 #[cfg(feature = "vsphere-api")]
 pub mod api;
+pub mod cloud_init;
+pub mod config;
+pub mod credentials;
 pub mod simulated;
 pub mod terraform;
 pub mod vcsim;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use basphere_core::mock::MockDelays;
+use basphere_core::{Config, Provisioner, Result};
+
+use crate::config::{BackendConfig, SimulatedDelays, VmBackendKind};
+use crate::credentials::Credentials;
+
+/// The error of a create whose name is taken in vCenter, in the owner's `folder`, by a VM that
+/// does not carry this VM's id: Basphere made nothing, and leaves that VM alone.
+pub(crate) fn foreign_vm(vsphere_name: &str, folder: &str) -> basphere_core::Error {
+    basphere_core::Error::AlreadyExists {
+        kind: "VM",
+        name: format!(
+            "{vsphere_name} in vCenter (folder {folder}), and it is not Basphere's (it does not carry this VM's \
+             guestinfo.basphere.id); Basphere made no VM and left that one untouched: choose another name, or ask the \
+             vSphere administrators to rename or remove it"
+        ),
+    }
+}
+
+/// The VM backend `config` selects (`backend.vm`), with its sections parsed and checked and its
+/// credentials read; its state (the simulated inventory, Terraform's working directories) lives
+/// under `data_dir`.
+pub fn vm_backend(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>> {
+    let backend = BackendConfig::from_config(config)?;
+    let credentials = || match &backend.vsphere.credentials_file {
+        Some(path) => Credentials::from_file(path),
+        // `BackendConfig` requires the file for every backend but the simulated one.
+        None => Err(basphere_core::Error::invalid("vsphere.credentials_file", "is required")),
+    };
+    match backend.vm {
+        VmBackendKind::Simulated => {
+            let delays = match backend.simulated_delays {
+                SimulatedDelays::Realistic => MockDelays::realistic(),
+                SimulatedDelays::None => MockDelays::default(),
+            };
+            Ok(simulated::open(&data_dir.join("simulated-vsphere.jsonl"), config, delays)?)
+        }
+        VmBackendKind::Terraform => {
+            let settings = terraform::TerraformSettings {
+                binary: backend.terraform.binary.clone(),
+                work_dir: data_dir.join("terraform"),
+                credentials: credentials()?,
+                plugin_cache_dir: backend.terraform.plugin_cache_dir.clone(),
+                cli_config_file: backend.terraform.cli_config_file.clone(),
+                init_timeout: Duration::from_secs(backend.terraform.init_timeout_seconds),
+                apply_timeout: Duration::from_secs(backend.terraform.apply_timeout_seconds),
+                parallelism: backend.terraform.parallelism,
+                vsphere: backend.vsphere,
+            };
+            Ok(Arc::new(terraform::TerraformProvisioner::new(settings)?))
+        }
+        #[cfg(feature = "vsphere-api")]
+        VmBackendKind::VsphereApi => Ok(Arc::new(api::VsphereApiProvisioner::new(api::VsphereApiSettings {
+            server: backend.vsphere.server.clone(),
+            credentials: credentials()?,
+            accept_invalid_certs: backend.vsphere.allow_unverified_ssl,
+            vsphere: backend.vsphere,
+            os_images: config.os_images.clone(),
+        }))),
+        #[cfg(not(feature = "vsphere-api"))]
+        VmBackendKind::VsphereApi => Err(basphere_core::Error::invalid(
+            "backend.vm",
+            "vsphere-api is not in this build (built without the `vsphere-api` feature); use `simulated` or \
+             `terraform`, or rebuild with the default features",
+        )),
+    }
+}

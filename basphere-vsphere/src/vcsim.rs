@@ -92,7 +92,9 @@ impl Vcsim {
             .arg("-templates")
             .arg(options.templates.join(","))
             .arg("-method-delay")
-            .arg(options.method_delays.iter().map(|(method, ms)| format!("{method}={ms}")).collect::<Vec<_>>().join(","))
+            .arg(
+                options.method_delays.iter().map(|(method, ms)| format!("{method}={ms}")).collect::<Vec<_>>().join(","),
+            )
             .stdout(Stdio::piped())
             // Its log is verbose; BASPHERE_VCSIM_LOG=1 shows it.
             .stderr(if std::env::var_os("BASPHERE_VCSIM_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
@@ -123,7 +125,10 @@ fn percent_decoded(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);

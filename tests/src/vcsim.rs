@@ -7,12 +7,13 @@ use std::path::Path;
 
 use basphere_core::Config;
 use basphere_vsphere::api::{VsphereApiProvisioner, VsphereApiSettings};
-use basphere_vsphere::terraform::Credentials;
+use basphere_vsphere::config::{BackendConfig, VsphereConfig};
+use basphere_vsphere::credentials::Credentials;
 use basphere_vsphere::vcsim::{Vcsim, VcsimOptions};
 
 /// The simulator's inventory names, as a server configuration says them.
-fn vsphere_config() -> basphere_core::config::VsphereConfig {
-    let mut vsphere = Config::default().vsphere;
+fn vsphere_config() -> VsphereConfig {
+    let mut vsphere = BackendConfig::default().vsphere;
     vsphere.datacenter = "DC0".into();
     vsphere.cluster = "DC0_C0".into();
     vsphere.datastore = "LocalDS_0".into();

@@ -6,14 +6,12 @@
 pub mod render;
 pub mod runner;
 
-use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use basphere_core::config::VsphereConfig;
 use basphere_core::provisioner::*;
 use basphere_core::validate::Username;
 use basphere_core::{Error, Result};
@@ -22,56 +20,19 @@ use tokio::sync::Semaphore;
 use runner::Runner;
 pub use runner::TerraformError;
 
-/// The vCenter account Terraform uses. Never logged, never written to a working directory.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
+use crate::config::VsphereConfig;
+use crate::credentials::Credentials;
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("user", &self.user).field("password", &"<redacted>").finish()
-    }
-}
+/// The VM's resource in `templates/vm.tf`.
+const VM_RESOURCE: &str = "vsphere_virtual_machine.vm";
+/// The `extra_config` key that says whose VM it is.
+const MARKER: &str = "guestinfo.basphere.id";
 
-impl Credentials {
-    /// Reads `VSPHERE_USER` and `VSPHERE_PASSWORD` from a file of `KEY=value` lines (an optional
-    /// `export ` and quotes are accepted, as in the original's `vsphere.env`). The file must not
-    /// be readable by group or others.
-    pub fn from_file(path: &Path) -> Result<Credentials> {
-        let invalid = |message: String| Error::invalid("vsphere.credentials_file", message);
-        let meta = std::fs::metadata(path).map_err(|error| invalid(format!("{}: {error}", path.display())))?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(invalid(format!(
-                "{} is readable by others (mode {:o}); chmod 600 it",
-                path.display(),
-                meta.mode() & 0o777
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|error| invalid(format!("{}: {error}", path.display())))?;
-        let mut user = None;
-        let mut password = None;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let Some((key, value)) = line.split_once('=') else { continue };
-            let value = value.trim();
-            let value = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
-                .unwrap_or(value);
-            match key.trim() {
-                "VSPHERE_USER" => user = Some(value.to_owned()),
-                "VSPHERE_PASSWORD" => password = Some(value.to_owned()),
-                _ => {}
-            }
-        }
-        match (user, password) {
-            (Some(user), Some(password)) => Ok(Credentials { user, password }),
-            _ => Err(invalid(format!("{} needs VSPHERE_USER and VSPHERE_PASSWORD", path.display()))),
-        }
-    }
+/// The VM in a working directory's state.
+enum StateVm {
+    Absent,
+    /// In the state, carrying this marker (empty when it carries none).
+    Marked(String),
 }
 
 /// How the Terraform backend runs.
@@ -181,15 +142,34 @@ impl TerraformProvisioner {
         serde_json::from_str(&output.stdout).map_err(|error| Error::backend("terraform", error))
     }
 
+    /// Removes the VM from the state without touching it in vSphere.
+    async fn forget_vm(&self, dir: &Path) -> Result<()> {
+        self.runner.run(dir, &["state", "rm", "-no-color", VM_RESOURCE], Duration::from_secs(60), "state-rm").await?;
+        Ok(())
+    }
+
+    /// Whether the state holds the VM, and the `guestinfo.basphere.id` it carries there.
+    async fn state_marker(&self, dir: &Path) -> Result<StateVm> {
+        let output = self.runner.run(dir, &["show", "-json", "-no-color"], Duration::from_secs(60), "show").await?;
+        let state: serde_json::Value =
+            serde_json::from_str(&output.stdout).map_err(|error| Error::backend("terraform", error))?;
+        let resources = state["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
+        Ok(match resources.iter().find(|resource| resource["address"] == VM_RESOURCE) {
+            None => StateVm::Absent,
+            Some(resource) => {
+                StateVm::Marked(resource["values"]["extra_config"][MARKER].as_str().unwrap_or_default().to_owned())
+            }
+        })
+    }
+
+    /// The owner's folder as an inventory path, `/<datacenter>/vm/<base folder>/<owner>`.
+    fn folder_path(&self, owner: &Username) -> String {
+        format!("/{}/vm/{}/{owner}", self.settings.vsphere.datacenter, self.settings.vsphere.folder)
+    }
+
     /// The vSphere inventory path of a VM, for `terraform import`.
     fn inventory_path(&self, request: &VmRequest) -> String {
-        format!(
-            "/{}/vm/{}/{}/{}",
-            self.settings.vsphere.datacenter,
-            self.settings.vsphere.folder,
-            request.owner,
-            request.vsphere_name()
-        )
+        format!("{}/{}", self.folder_path(&request.owner), request.vsphere_name())
     }
 }
 
@@ -243,22 +223,15 @@ impl Provisioner for TerraformProvisioner {
                 self.runner
                     .run(
                         &dir,
-                        &["import", "-input=false", "-no-color", "vsphere_virtual_machine.vm", &path],
+                        &["import", "-input=false", "-no-color", VM_RESOURCE, &path],
                         self.settings.apply_timeout,
                         "import",
                     )
                     .await?;
                 let marker = self.outputs(&dir).await?["basphere_id"]["value"].as_str().map(str::to_owned);
                 if marker.as_deref() != Some(request.id.to_string().as_str()) {
-                    self.runner
-                        .run(
-                            &dir,
-                            &["state", "rm", "-no-color", "vsphere_virtual_machine.vm"],
-                            Duration::from_secs(60),
-                            "state-rm",
-                        )
-                        .await?;
-                    return Err(Error::already_exists("vm", request.vsphere_name()));
+                    self.forget_vm(&dir).await?;
+                    return Err(crate::foreign_vm(&request.vsphere_name(), &self.folder_path(&request.owner)));
                 }
                 self.apply(&dir).await?
             }
@@ -280,20 +253,35 @@ impl Provisioner for TerraformProvisioner {
         Ok(VmHandle { backend_id, power: PowerState::On, log_tail })
     }
 
+    /// Destroys the VM this directory's state holds, and only if it carries `vm`'s id. A state
+    /// without it (a create that failed before vSphere made anything, or found the name taken by
+    /// a VM that is not Basphere's) has nothing of Basphere's to destroy: the destroy succeeds
+    /// without running `terraform destroy`, which touches nothing and needs no vCenter object.
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
         let dir = self.vm_dir(&vm.owner, vm.id);
         if !dir.join("main.tf").exists() {
             return Ok(()); // never applied here, or already destroyed and archived
         }
         self.init(&dir).await?;
-        self.runner
-            .run(
-                &dir,
-                &["destroy", "-auto-approve", "-input=false", "-no-color"],
-                self.settings.apply_timeout,
-                "destroy",
-            )
-            .await?;
+        match self.state_marker(&dir).await? {
+            StateVm::Absent => {}
+            StateVm::Marked(marker) if marker == vm.id.to_string() => {
+                self.runner
+                    .run(
+                        &dir,
+                        &["destroy", "-auto-approve", "-input=false", "-no-color"],
+                        self.settings.apply_timeout,
+                        "destroy",
+                    )
+                    .await?;
+            }
+            StateVm::Marked(other) => {
+                // Imported, then found to be someone else's, and the process stopped before
+                // forgetting it: forget it now, never destroy it.
+                tracing::warn!(vm = %vm.vsphere_name, id = %vm.id, marker = %other, "the state holds a VM that is not this one; forgetting it, not destroying it");
+                self.forget_vm(&dir).await?;
+            }
+        }
         // Keep the state and logs for the administrator, out of the live tree.
         let archive = self.settings.work_dir.join("_destroyed").join(vm.owner.as_str());
         create_private_dir(&archive).map_err(|error| Error::backend("terraform", error))?;

@@ -1,21 +1,20 @@
 //! What the Terraform backend writes into a working directory: the static Terraform
-//! configuration, the values as `terraform.tfvars.json`, and the cloud-init documents rendered
-//! with minijinja. Every value reaches Terraform as JSON and cloud-init as a JSON-quoted YAML
-//! scalar, so no input can change either configuration.
+//! configuration, the values as `terraform.tfvars.json`, and the cloud-init documents
+//! ([`crate::cloud_init`]). Every value reaches Terraform as JSON data, never as HCL text, so no
+//! input can change the configuration.
 
 use base64::Engine;
-use basphere_core::config::VsphereConfig;
 use basphere_core::provisioner::VmRequest;
 use basphere_core::validate::Username;
-use basphere_core::{Error, Result};
+use basphere_core::Result;
 use serde_json::{json, Value};
+
+use crate::config::VsphereConfig;
 
 /// The Terraform configuration of one VM (values come from its tfvars).
 pub const VM_TF: &str = include_str!("../../templates/vm.tf");
 /// The Terraform configuration of one user's folder.
 pub const FOLDER_TF: &str = include_str!("../../templates/folder.tf");
-const METADATA: &str = include_str!("../../templates/metadata.yaml");
-const USERDATA: &str = include_str!("../../templates/userdata.yaml");
 
 /// Everything written for one VM.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,46 +25,14 @@ pub struct VmFiles {
     pub userdata: String,
 }
 
-fn environment() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template("metadata.yaml", METADATA).expect("metadata template");
-    env.add_template("userdata.yaml", USERDATA).expect("userdata template");
-    env
-}
-
-fn render(name: &str, context: &Value) -> Result<String> {
-    let env = environment();
-    let template = env.get_template(name).map_err(|error| Error::backend("terraform", error))?;
-    template.render(context).map_err(|error| Error::backend("terraform", error))
-}
-
 /// The user folder's path in vSphere: `<base folder>/<owner>`.
 pub fn folder_path(vsphere: &VsphereConfig, owner: &Username) -> String {
     format!("{}/{}", vsphere.folder, owner)
 }
 
-/// The cloud-init metadata and userdata of a VM.
-pub fn cloud_init(request: &VmRequest) -> Result<(String, String)> {
-    let network = &request.network;
-    let context = json!({
-        "instance_id": request.vsphere_name(),
-        "hostname": request.name.as_str(),
-        "interface": network.interface,
-        "mtu": network.mtu,
-        "address": format!("{}/{}", network.address, network.prefix_len),
-        "gateway": network.gateway.to_string(),
-        "dns": network.dns.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "login": request.owner.as_str(),
-        "ssh_key": request.ssh_key.as_str(),
-        "marker": format!("Basphere VM {} ({}) initialized\nOwner: {}\nIP: {}\nBasphere id: {}\n", request.vsphere_name(), request.name, request.owner, network.address, request.id),
-    });
-    Ok((render("metadata.yaml", &context)?, render("userdata.yaml", &context)?))
-}
-
 /// The files of one VM.
 pub fn vm(request: &VmRequest, vsphere: &VsphereConfig) -> Result<VmFiles> {
-    let (metadata, userdata) = cloud_init(request)?;
+    let crate::cloud_init::Documents { metadata, userdata } = crate::cloud_init::documents(request)?;
     let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
     let tfvars = json!({
         "vsphere_server": vsphere.server,

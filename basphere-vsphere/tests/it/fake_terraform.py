@@ -123,6 +123,18 @@ def main():
         print(json.dumps({"vm_moid": {"value": state["moid"]}, "vm_id": {"value": state["moid"]},
                           "vsphere_vm_name": {"value": state["name"]}, "basphere_id": {"value": state["basphere_id"]}}))
         return
+    if command == "show":
+        if args[1:] != ["-json", "-no-color"]:
+            die("unexpected show arguments %s" % args, 2)
+        shown = {"format_version": "1.0"}
+        state = json.load(open("terraform.tfstate")) if os.path.exists("terraform.tfstate") else {}
+        if "name" in state:
+            vm = {"address": "vsphere_virtual_machine.vm", "mode": "managed", "type": "vsphere_virtual_machine",
+                  "name": "vm", "values": {"name": state["name"], "moid": state["moid"],
+                                           "extra_config": {"guestinfo.basphere.id": state["basphere_id"]}}}
+            shown["values"] = {"root_module": {"resources": [vm]}}
+        print(json.dumps(shown))
+        return
     if command == "state":
         if args[1:] != ["rm", "-no-color", "vsphere_virtual_machine.vm"]:
             die("unexpected state arguments %s" % args, 2)

@@ -1,5 +1,7 @@
 //! basphere-vsphere's integration tests.
 
+mod backend;
+mod cloud_init;
 mod simulated;
 mod terraform;
 #[cfg(feature = "vsphere-api")]

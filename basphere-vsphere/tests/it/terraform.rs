@@ -10,7 +10,9 @@ use basphere_core::provisioner::{PowerAction, Provisioner, VmRequest};
 use basphere_core::testing::provisioner::{request, Capabilities};
 use basphere_core::validate::SshPublicKey;
 use basphere_core::Config;
-use basphere_vsphere::terraform::{render, Credentials, TerraformProvisioner, TerraformSettings};
+use basphere_vsphere::config::BackendConfig;
+use basphere_vsphere::credentials::Credentials;
+use basphere_vsphere::terraform::{render, TerraformProvisioner, TerraformSettings};
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cret-P@ss'\"$(reboot)";
@@ -70,11 +72,10 @@ impl Fake {
     }
 
     fn provisioner(&self, apply_timeout: Duration) -> TerraformProvisioner {
-        let config = Config::default();
         TerraformProvisioner::new(TerraformSettings {
             binary: self.binary.clone(),
             work_dir: self.dir.path().join("work"),
-            vsphere: config.vsphere,
+            vsphere: BackendConfig::default().vsphere,
             credentials: Credentials { user: "administrator@vsphere.local".into(), password: PASSWORD.into() },
             plugin_cache_dir: None,
             cli_config_file: None,
@@ -99,7 +100,7 @@ fn fixed(os: &str) -> VmRequest {
 #[test]
 fn rendered_cloud_init_for_both_operating_systems() {
     for os in ["ubuntu-24.04", "rocky-10.1"] {
-        let files = render::vm(&fixed(os), &Config::default().vsphere).unwrap();
+        let files = render::vm(&fixed(os), &BackendConfig::default().vsphere).unwrap();
         insta::assert_snapshot!(format!("{os}-metadata"), files.metadata);
         insta::assert_snapshot!(format!("{os}-userdata"), files.userdata);
         insta::assert_snapshot!(format!("{os}-tfvars"), serde_json::to_string_pretty(&files.tfvars).unwrap());
@@ -155,7 +156,7 @@ fn every_rendered_terraform_file_passes_terraform_fmt() {
 #[test]
 fn cloud_init_documents_parse_and_carry_the_values() {
     let request = fixed("rocky-10.1");
-    let files = render::vm(&request, &Config::default().vsphere).unwrap();
+    let files = render::vm(&request, &BackendConfig::default().vsphere).unwrap();
     let metadata: serde_yaml::Value = serde_yaml::from_str(&files.metadata).unwrap();
     assert_eq!(metadata["instance-id"], "alice-web");
     assert_eq!(metadata["local-hostname"], "web");
@@ -203,7 +204,7 @@ fn no_user_value_can_change_the_configuration() {
         .unwrap();
         let mut request = fixed("ubuntu-24.04");
         request.ssh_key = SshPublicKey::parse(&key).unwrap();
-        let mut vsphere = Config::default().vsphere;
+        let mut vsphere = BackendConfig::default().vsphere;
         vsphere.datastore = comment.to_owned();
         let files = render::vm(&request, &vsphere).unwrap();
         assert_eq!(files.main_tf, render::VM_TF, "the Terraform text never changes");
@@ -332,13 +333,39 @@ async fn failures_keep_what_may_exist_and_say_why() {
     assert_eq!(fake.vms(), ["alice-web"], "no duplicate");
     assert!(fake.calls().iter().any(|c| c["args"][0] == "import"));
 
-    // Someone else's VM of the same name is not adopted.
+    // Someone else's VM of the same name is not adopted, and the error says so.
     let mut other = fixed("ubuntu-24.04");
     other.id = uuid::Uuid::now_v7();
-    assert_eq!(terraform.create_vm(&other).await.unwrap_err().kind(), "already-exists");
+    let error = terraform.create_vm(&other).await.unwrap_err();
+    assert_eq!(error.kind(), "already-exists");
+    let text = error.to_string();
+    for said in ["alice-web in vCenter (folder /DC1/vm/basphere-vms/alice)", "not Basphere's", "made no VM"] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
     assert_eq!(fake.vms(), ["alice-web"]);
-    terraform.destroy_vm(&other.vm_ref()).await.expect("its own empty directory destroys nothing");
+    let other_dir = terraform.vm_dir(&other.owner, other.id);
+    terraform.destroy_vm(&other.vm_ref()).await.expect("its own empty state destroys nothing");
     assert_eq!(fake.vms(), ["alice-web"], "and the other VM is left alone");
+    let ran_in = |dir: &Path, command: &str| {
+        fake.calls().iter().any(|c| c["cwd"] == dir.display().to_string() && c["args"][0] == command)
+    };
+    assert!(!ran_in(&other_dir, "destroy"), "terraform destroy never runs without a VM of its own in the state");
+
+    // Cut off after importing the other VM and before forgetting it: the destroy forgets it, and
+    // does not destroy it.
+    let mut third = fixed("ubuntu-24.04");
+    third.id = uuid::Uuid::now_v7();
+    assert_eq!(terraform.create_vm(&third).await.unwrap_err().kind(), "already-exists");
+    let third_dir = terraform.vm_dir(&third.owner, third.id);
+    let vm: Value =
+        serde_json::from_str(&std::fs::read_to_string(fake.state().join("vsphere/vms/alice-web.json")).unwrap())
+            .unwrap();
+    let imported = serde_json::json!({"name": "alice-web", "moid": vm["moid"], "basphere_id": vm["basphere_id"]});
+    std::fs::write(third_dir.join("terraform.tfstate"), imported.to_string()).unwrap();
+    terraform.destroy_vm(&third.vm_ref()).await.expect("nothing of its own to destroy");
+    assert_eq!(fake.vms(), ["alice-web"], "the other VM is left alone");
+    assert!(!ran_in(&third_dir, "destroy"));
+    assert!(fake.calls().iter().any(|c| c["args"][0] == "state" && c["cwd"] == third_dir.display().to_string()));
 
     // A failed destroy is an error and keeps the working directory (and so the address).
     fake.inject("fail-destroy", 1);

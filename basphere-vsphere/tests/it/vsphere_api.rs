@@ -1,6 +1,7 @@
 //! `VsphereApiProvisioner` against the govmomi vCenter simulator (built from Debian's sources and
-//! started per test): the provisioner contract, 20 concurrent lifecycles, preflight errors, a VM
-//! deleted behind Basphere's back, adoption after a crash, a lost session.
+//! started per test): the provisioner contract, 20 concurrent lifecycles, preflight errors, a wrong
+//! password, a VM deleted behind Basphere's back, adoption after a crash, a name taken by a VM
+//! that is not Basphere's, a lost session, a dropped connection.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,13 +11,15 @@ use basphere_core::provisioner::{PowerAction, PowerState, Provisioner, VmRequest
 use basphere_core::testing::{self, provisioner::request};
 use basphere_core::{Config, Error};
 use basphere_vsphere::api::{VsphereApiProvisioner, VsphereApiSettings};
-use basphere_vsphere::terraform::Credentials;
+use basphere_vsphere::config::BackendConfig;
+use basphere_vsphere::credentials::Credentials;
 use basphere_vsphere::vcsim::{Vcsim, VcsimOptions};
 use vim_rs::core::client::{ClientBuilder, TransportMode};
 use vim_rs::core::pc_retrieve::ObjectRetriever;
 use vim_rs::mo::{SearchIndex, VirtualMachine};
 use vim_rs::types::boxed_types::ValueElements;
-use vim_rs::types::structs::VirtualDisk;
+use vim_rs::types::enums::MoTypesEnum;
+use vim_rs::types::structs::{ManagedObjectReference, VirtualDisk, VirtualMachineCloneSpec};
 use vim_rs::types::vim_any::VimAny;
 use vim_rs::vim_retrievable;
 
@@ -32,16 +35,9 @@ vim_retrievable!(
     }
 );
 
-/// The default catalog pointed at the simulator's inventory.
+/// The default catalog and base folder.
 fn config() -> Config {
-    let mut config = Config::default();
-    config.vsphere.server = String::new();
-    config.vsphere.datacenter = "DC0".into();
-    config.vsphere.cluster = "DC0_C0".into();
-    config.vsphere.datastore = "LocalDS_0".into();
-    config.vsphere.network = "VM Network".into();
-    config.vsphere.folder = "basphere-vms".into();
-    config
+    Config::default()
 }
 
 fn simulator(config: &Config) -> Vcsim {
@@ -231,20 +227,20 @@ where
 async fn preflight_names_every_missing_object() {
     let config = config();
     let vcsim = simulator(&config);
-    let mut wrong = config.clone();
+    let mut wrong = provisioner_settings(&vcsim, &config);
     wrong.vsphere.datastore = "no-such-datastore".into();
     wrong.os_images.get_mut("rocky-10.1").unwrap().template = "no-such-template".into();
-    let error = provisioner(&vcsim, &wrong).preflight().await.expect_err("preflight fails").to_string();
+    let error = VsphereApiProvisioner::new(wrong).preflight().await.expect_err("preflight fails").to_string();
     assert!(error.contains("vsphere.datastore (DC0/datastore/no-such-datastore)"), "{error}");
     assert!(error.contains("templates.os.rocky-10.1.template (DC0/vm/no-such-template)"), "{error}");
     assert!(!error.contains("ubuntu"), "the present template is not named: {error}");
     assert!(!error.contains("vsphere.network"), "the present network is not named: {error}");
 
-    let mut wrong = config.clone();
+    let mut wrong = provisioner_settings(&vcsim, &config);
     wrong.vsphere.cluster = "nope".into();
     wrong.vsphere.folder = "missing-folder".into();
     wrong.vsphere.network = "Other Network".into();
-    let error = provisioner(&vcsim, &wrong).preflight().await.expect_err("preflight fails").to_string();
+    let error = VsphereApiProvisioner::new(wrong).preflight().await.expect_err("preflight fails").to_string();
     for key in ["vsphere.cluster", "vsphere.resource_pool", "vsphere.network", "vsphere.folder"] {
         assert!(error.contains(key), "{key} in {error}");
     }
@@ -258,11 +254,22 @@ async fn preflight_names_every_missing_object() {
     assert!(error.contains("templates.os.ubuntu-24.04.template"), "{error}");
     assert!(vsphere.inventory().await.unwrap().is_empty());
 
-    // Wrong credentials are a clear error, not a hang.
+    // A wrong password is a clear error, not a hang, naming the file and what to check.
     let mut bad = provisioner_settings(&vcsim, &config);
     bad.credentials.password = "wrong".into();
-    let error = VsphereApiProvisioner::new(bad).preflight().await.expect_err("bad login").to_string();
-    assert!(error.to_lowercase().contains("login") || error.contains("InvalidLogin"), "{error}");
+    bad.vsphere.credentials_file = Some("/etc/basphere/vsphere.env".into());
+    let error = VsphereApiProvisioner::new(bad).preflight().await.expect_err("bad login");
+    assert_eq!(error.kind(), "invalid-input", "{error}");
+    let text = error.to_string();
+    for said in [
+        "invalid vsphere.credentials_file",
+        "refused the login of \"basphere@vsphere.local\"",
+        "/etc/basphere/vsphere.env",
+        "VSPHERE_USER and VSPHERE_PASSWORD",
+    ] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert!(!text.contains("MethodFault") && !text.contains("_typeName"), "{text}");
 }
 
 /// Polls `done` every 20 ms for up to 10 s.
@@ -286,11 +293,18 @@ fn wrong_template(config: &Config) -> Config {
     wrong
 }
 
+/// Settings for the simulator's inventory (`DC0`, ...), with `config`'s catalog and base folder.
 fn provisioner_settings(vcsim: &Vcsim, config: &Config) -> VsphereApiSettings {
+    let mut vsphere = BackendConfig::from_config(config).unwrap().vsphere;
+    vsphere.server = vcsim.server.clone();
+    vsphere.datacenter = "DC0".into();
+    vsphere.cluster = "DC0_C0".into();
+    vsphere.datastore = "LocalDS_0".into();
+    vsphere.network = "VM Network".into();
     VsphereApiSettings {
         server: vcsim.server.clone(),
         credentials: Credentials { user: vcsim.user.clone(), password: vcsim.password.clone() },
-        vsphere: config.vsphere.clone(),
+        vsphere,
         os_images: config.os_images.clone(),
         accept_invalid_certs: true,
     }
@@ -342,13 +356,76 @@ async fn a_retried_create_adopts_its_vm_and_a_stranger_is_left_alone() {
     assert_eq!(inventory.len(), 1);
     assert_eq!(inventory[0].power, PowerState::On);
 
-    // Another VM of the same name but without this id: refused, and left untouched.
+    // Another VM of the same name but without this id: refused, and left untouched; the other
+    // record's destroy has nothing of its own to remove.
     let mut stranger = web.clone();
     stranger.id = uuid::Uuid::new_v4();
     assert!(matches!(vsphere.create_vm(&stranger).await, Err(Error::AlreadyExists { .. })));
-    assert!(matches!(vsphere.destroy_vm(&stranger.vm_ref()).await, Err(Error::Conflict(_))));
+    vsphere.destroy_vm(&stranger.vm_ref()).await.expect("nothing of the stranger's exists");
     assert!(matches!(vsphere.power(&stranger.vm_ref(), PowerAction::Stop).await, Err(Error::Conflict(_))));
-    assert_eq!(vsphere.inventory().await.unwrap()[0].power, PowerState::On);
+    let inventory = vsphere.inventory().await.unwrap();
+    assert_eq!(inventory.len(), 1);
+    assert_eq!((inventory[0].basphere_id, inventory[0].power), (Some(web.id), PowerState::On));
+}
+
+/// Someone made a VM in the owner's folder under the name Basphere would give hers.
+#[tokio::test]
+async fn a_name_taken_by_a_vm_that_is_not_basphere_s_fails_the_create_and_is_never_touched() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let vsphere = provisioner(&vcsim, &config);
+    let web = request("alice", "web", [10, 254, 0, 33]);
+    vsphere.ensure_folder(&web.owner).await.unwrap();
+    let admin = admin(&vcsim).await;
+    let folder = ManagedObjectReference {
+        r#type: MoTypesEnum::Folder,
+        value: find(&admin, "DC0/vm/basphere-vms/alice").await.expect("alice's folder"),
+    };
+    let template = find(&admin, &format!("DC0/vm/{}", web.os.template)).await.expect("the template");
+    let moref = |kind, value: String| ManagedObjectReference { r#type: kind, value };
+    let mut location: vim_rs::types::structs::VirtualMachineRelocateSpec = miniserde::json::from_str("{}").unwrap();
+    location.pool = Some(moref(MoTypesEnum::ResourcePool, find(&admin, "DC0/host/DC0_C0/Resources").await.unwrap()));
+    location.datastore = Some(moref(MoTypesEnum::Datastore, find(&admin, "DC0/datastore/LocalDS_0").await.unwrap()));
+    let spec = VirtualMachineCloneSpec {
+        location,
+        template: false,
+        config: None,
+        customization: None,
+        power_on: false,
+        snapshot: None,
+        memory: None,
+        tpm_provision_policy: None,
+    };
+    VirtualMachine::new(admin.clone(), &template).clone_vm_task(&folder, "alice-web", &spec).await.unwrap();
+    until(|| async { find(&admin, "DC0/vm/basphere-vms/alice/alice-web").await.is_some() }).await;
+    let foreign = find(&admin, "DC0/vm/basphere-vms/alice/alice-web").await.unwrap();
+    VirtualMachine::new(admin.clone(), &foreign).power_on_vm_task(None).await.unwrap();
+    until(|| async { observe(&admin, &web).await.is_some_and(|vm| powered_on(&vm)) }).await;
+
+    let error = vsphere.create_vm(&web).await.expect_err("the name is taken");
+    assert_eq!(error.kind(), "already-exists", "{error}");
+    let text = error.to_string();
+    for said in ["alice-web in vCenter (folder DC0/vm/basphere-vms/alice)", "not Basphere's", "made no VM", "untouched"]
+    {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert!(!text.contains("partial"), "{text}");
+
+    // Deleting the failed record: nothing of Basphere's exists, so it succeeds, and the other VM
+    // stays as it was.
+    vsphere.destroy_vm(&web.vm_ref()).await.expect("nothing to destroy");
+    vsphere.destroy_vm(&web.vm_ref()).await.expect("and again");
+    assert_eq!(find(&admin, "DC0/vm/basphere-vms/alice/alice-web").await, Some(foreign));
+    let observed = observe(&admin, &web).await.expect("the other VM is still there");
+    assert!(powered_on(&observed), "and still on");
+    assert_eq!(extra(&observed, "guestinfo.basphere.id"), None);
+    assert!(matches!(vsphere.power(&web.vm_ref(), PowerAction::Stop).await, Err(Error::Conflict(_))));
+    assert!(powered_on(&observe(&admin, &web).await.unwrap()));
+    let inventory = vsphere.inventory().await.unwrap();
+    assert_eq!(
+        inventory.iter().map(|vm| (vm.vsphere_name.as_str(), vm.basphere_id)).collect::<Vec<_>>(),
+        [("alice-web", None)]
+    );
 }
 
 #[tokio::test]
