@@ -129,7 +129,7 @@ fn two_platforms_on_one_database_never_run_an_operation_twice_at_once() {
             a.set_quota_override(
                 &Actor::admin("root", "test"),
                 &username(name),
-                Some(QuotaOverride { vms: Some(40), ips: Some(40), vcpus: Some(400), ..QuotaOverride::default() }),
+                Some(QuotaOverride { max_vms: Some(40), max_ips: Some(40), max_vcpus: Some(400), max_memory_mb: Some(1_000_000), max_disk_gb: Some(10_000), ..QuotaOverride::default() }),
             )
             .await
             .unwrap();
