@@ -1,5 +1,5 @@
-//! Domain types: accounts, requests, tokens, VMs, clusters, quotas, IPAM records, operations,
-//! operation claims, audit and notification events, outbox messages. These are the store's records;
+//! Domain types: accounts, requests, tokens, VMs, clusters, quotas, IPAM records, operations and
+//! their claims, audit and notification events, outbox messages. These are the store's records;
 //! wire formats live elsewhere.
 
 use std::fmt;

@@ -11,6 +11,19 @@ use crate::testing::username;
 use crate::validate::{Email, ResourceName};
 
 pub fn check_outbox(store: &dyn Store) {
+    // States are stored as their names.
+    for state in OutboxState::ALL {
+        assert_eq!(OutboxState::parse(state.as_str()).unwrap(), *state);
+    }
+    let error = OutboxState::parse("sent").unwrap_err().to_string();
+    assert!(error.contains("\"sent\" is not one of: pending, delivered, dead"), "{error}");
+    let fresh = OutboxMessage::new(NotificationEvent::KeyChangeRequested { username: username("alice") });
+    assert_eq!(
+        (fresh.state, fresh.attempts, fresh.last_error.clone(), fresh.delivered_at),
+        (OutboxState::Pending, 0, None, None)
+    );
+    assert_eq!(fresh.next_attempt_at, fresh.created_at, "a new message is due at once");
+
     let base = now();
     let alice = username("alice");
     let message = |event: NotificationEvent, due: i64| OutboxMessage {
