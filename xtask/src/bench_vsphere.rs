@@ -78,7 +78,8 @@ async fn batch(server: &Server, vms: usize) -> Result<Batch> {
     let mut finished = Vec::new();
     for id in &operations {
         loop {
-            let (status, body) = call(&mut sender, "GET", &format!("/api/v1/operations/{id}"), Some(&token), None).await?;
+            let (status, body) =
+                call(&mut sender, "GET", &format!("/api/v1/operations/{id}"), Some(&token), None).await?;
             ensure!(status == 200, "operation {id}: {}", String::from_utf8_lossy(&body));
             let op: Value = serde_json::from_slice(&body)?;
             match op["state"].as_str() {
@@ -190,7 +191,9 @@ pub fn vsphere(scale: f64) -> Result<()> {
     std::fs::create_dir_all(root.join("target/bench"))?;
     std::fs::write(root.join("target/bench/vsphere.json"), serde_json::to_string_pretty(&report)?)?;
 
-    println!("vsphere benchmark: {vms} VMs created at once through the release server (one request each), 2 cores shared");
+    println!(
+        "vsphere benchmark: {vms} VMs created at once through the release server (one request each), 2 cores shared"
+    );
     println!(
         "  vsphere-api vs the simulator ({} ms of simulator time per VM: {}):",
         simulator_time.as_millis(),

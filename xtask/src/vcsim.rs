@@ -18,7 +18,10 @@ pub fn run(build_only: bool) -> Result<()> {
     let simulator = Vcsim::start(&options).context("starting vcsim")?;
     println!("vCenter simulator at https://{}/sdk", simulator.server);
     println!("  user {:?}, password {:?}", simulator.user, simulator.password);
-    println!("  datacenter DC0, cluster DC0_C0, datastore LocalDS_0, network \"VM Network\", folder DC0/vm/{}", options.folder);
+    println!(
+        "  datacenter DC0, cluster DC0_C0, datastore LocalDS_0, network \"VM Network\", folder DC0/vm/{}",
+        options.folder
+    );
     println!("  templates: {}", options.templates.join(", "));
     println!("Ctrl-C stops it.");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -160,7 +160,6 @@ fn vm_journey(server: &Server, token: &str) {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("--yes"));
     expect(&server.cli_as(token, &["vm", "delete", "db", "--yes", "--wait"]), 0);
-
 }
 
 /// The same journey on the vSphere API backend against the vCenter simulator, then what the
@@ -188,11 +187,14 @@ fn the_vm_journey_on_the_vsphere_api_backend() {
     let inventory = runtime.block_on(basphere_core::Provisioner::inventory(&vsphere)).unwrap();
     let found: std::collections::BTreeMap<String, String> = inventory
         .iter()
-        .map(|vm| (vm.basphere_id.expect("marked").to_string(), vm.vsphere_name.trim_start_matches("alice-").to_owned()))
+        .map(|vm| {
+            (vm.basphere_id.expect("marked").to_string(), vm.vsphere_name.trim_start_matches("alice-").to_owned())
+        })
         .collect();
     assert_eq!(found, listed);
-    assert!(inventory.iter().all(|vm| vm.folder == "basphere-vms/alice"
-        && vm.power == basphere_core::provisioner::PowerState::On));
+    assert!(inventory
+        .iter()
+        .all(|vm| vm.folder == "basphere-vms/alice" && vm.power == basphere_core::provisioner::PowerState::On));
 
     // An admin deletes web-2 in vCenter; the reconciler marks it lost and frees nothing silently.
     let web2 = inventory.iter().find(|vm| vm.vsphere_name == "alice-web-2").unwrap();

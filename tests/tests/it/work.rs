@@ -129,20 +129,26 @@ fn two_platforms_on_one_database_never_run_an_operation_twice_at_once() {
             a.set_quota_override(
                 &Actor::admin("root", "test"),
                 &username(name),
-                Some(QuotaOverride { max_vms: Some(40), max_ips: Some(40), max_vcpus: Some(400), max_memory_mb: Some(1_000_000), max_disk_gb: Some(10_000), ..QuotaOverride::default() }),
+                Some(QuotaOverride {
+                    max_vms: Some(40),
+                    max_ips: Some(40),
+                    max_vcpus: Some(400),
+                    max_memory_mb: Some(1_000_000),
+                    max_disk_gb: Some(10_000),
+                    ..QuotaOverride::default()
+                }),
             )
             .await
             .unwrap();
         }
         for round in 0..3 {
             for (platform, owner) in [(&a, "alice"), (&b, "bob")] {
-                let request = CreateVms {
-                    name: format!("r{round}"),
-                    os: "ubuntu-24.04".into(),
-                    spec: "tiny".into(),
-                    count: 10,
-                };
-                platform.create_vms(&Actor::user(&username(owner), "test"), &username(owner), request, None).await.unwrap();
+                let request =
+                    CreateVms { name: format!("r{round}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 10 };
+                platform
+                    .create_vms(&Actor::user(&username(owner), "test"), &username(owner), request, None)
+                    .await
+                    .unwrap();
             }
         }
         a.wait_idle(Duration::from_secs(60)).await.unwrap();
@@ -183,9 +189,14 @@ fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
     let ids = first.block_on(async {
         let a = platform("replica-a", 4, open(), faults.clone(), notifier.clone());
         a.provision_account(user("alice", 1)).await.unwrap();
-        faults.inject(basphere_core::mock::Method::CreateVm, basphere_core::mock::Fault::HangAfter(Duration::from_secs(3600)), 4);
+        faults.inject(
+            basphere_core::mock::Method::CreateVm,
+            basphere_core::mock::Fault::HangAfter(Duration::from_secs(3600)),
+            4,
+        );
         let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 4 };
-        let outcome = a.create_vms(&Actor::user(&username("alice"), "test"), &username("alice"), request, None).await.unwrap();
+        let outcome =
+            a.create_vms(&Actor::user(&username("alice"), "test"), &username("alice"), request, None).await.unwrap();
         wait_for(|| sim.vm_count() == 4).await;
         outcome.accepted.iter().map(|item| item.operation.id).collect::<Vec<_>>()
     });
@@ -198,7 +209,10 @@ fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
         let store = open();
         let claimed: Vec<_> =
             ids.iter().map(|id| store.query(|tx| tx.operation_claim(*id)).unwrap().map(|c| c.worker)).collect();
-        assert!(claimed.iter().all(|worker| worker.as_deref().is_some_and(|w| w.starts_with("replica-a/"))), "{claimed:?}");
+        assert!(
+            claimed.iter().all(|worker| worker.as_deref().is_some_and(|w| w.starts_with("replica-a/"))),
+            "{claimed:?}"
+        );
         let b = platform("replica-b", 4, store.clone(), detector.clone(), notifier.clone());
         let _background = b.start_background();
         for id in &ids {
@@ -224,11 +238,11 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
 async fn a_notification_that_keeps_failing_is_dead_lettered_and_can_be_retried() {
     let store: Arc<dyn Store> = Arc::new(basphere_core::MemoryStore::new());
     let notifier = Arc::new(RecordingNotifier::new());
-    let config = Arc::new(
-        Config::from_yaml("work: {notification_attempts: 2, notification_retry_seconds: 1}\n").unwrap(),
-    );
+    let config =
+        Arc::new(Config::from_yaml("work: {notification_attempts: 2, notification_retry_seconds: 1}\n").unwrap());
     let sim = Arc::new(MockProvisioner::with_default_catalog());
-    let platform = Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
+    let platform =
+        Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
     let _background = platform.start_background();
     platform.provision_account(user("alice", 1)).await.unwrap();
     notifier.fail_next(2);
