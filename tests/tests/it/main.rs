@@ -9,5 +9,6 @@ mod crash;
 mod e2e;
 mod ipam;
 mod lifecycle;
+mod limits;
 mod platform;
 mod terraform_backend;
