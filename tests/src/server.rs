@@ -25,12 +25,20 @@ pub fn binaries() -> &'static Binaries {
         // features are unified the same way (dev-dependencies included), so this is a no-op after
         // the test build and no dependency (vim_rs above all) is compiled a second time with
         // another feature set.
-        let status = Command::new(env!("CARGO"))
+        let build = Command::new(env!("CARGO"))
             .args(["build", "--workspace", "--all-targets", "--quiet"])
             .current_dir(&workspace)
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .expect("running cargo build for the binaries");
-        assert!(status.success(), "building basphere-server and basphere failed");
+        // Every test that needs the binaries fails the same way: say why, once, in each.
+        assert!(
+            build.status.success(),
+            "building basphere-server and basphere failed ({}):\n{}{}",
+            build.status,
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
         let target =
             std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
         let dir = target.join("debug");

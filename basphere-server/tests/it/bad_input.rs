@@ -241,10 +241,7 @@ async fn bad_requests_get_problems_and_change_nothing() {
             )
         },
         Case {
-            headers: vec![JSON, ("idempotency-key", "kéy".into())]
-                .into_iter()
-                .map(|(n, v)| (n, v.to_owned()))
-                .collect(),
+            headers: vec![(JSON.0, JSON.1.to_owned()), ("idempotency-key", "kéy".to_owned())],
             ..json(
                 &alice,
                 "POST",
