@@ -177,6 +177,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Background operations run at once, at most.
     pub workers: usize,
+    pub connections: ConnectionConfig,
 }
 
 /// What core knows of vSphere: the base folder (`vsphere.folder`) under which every owner's
@@ -281,6 +282,7 @@ struct RawServer {
     socket: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
+    connections: RawConnections,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -528,6 +530,7 @@ impl Config {
             socket: raw.server.socket,
             data_dir: raw.server.data_dir.unwrap_or_else(|| PathBuf::from(".basphere")),
             workers: raw.server.workers.unwrap_or(16),
+            connections: ConnectionConfig::from_raw(raw.server.connections)?,
         };
         if server.workers == 0 || server.workers > 1024 {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
@@ -830,6 +833,151 @@ fn positive<T: Copy + PartialOrd + fmt::Display>(
         Ok(value)
     } else {
         Err(Error::invalid(key, format!("{value} is not accepted: use {}-{}", range.start(), range.end())))
+    }
+}
+
+// ---- server.connections -----------------------------------------------------------------------
+
+/// How many connections each listener holds and how long an idle one is kept
+/// (`server.connections`). Every open connection costs the server a file descriptor, so the TCP
+/// listener is held below the process's open-file limit with room left for the Unix socket and
+/// the server's own files: a flood of TCP connections never locks the administrator out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// `max_tcp`: connections held at once on the TCP listener. `None` (the default) takes
+    /// `DEFAULT_MAX_TCP` or less, whatever the open-file limit leaves (see [`Self::tcp_limit`]).
+    pub max_tcp: Option<usize>,
+    /// `max_socket` (default 64): connections held at once on the Unix socket.
+    pub max_socket: usize,
+    /// `header_read_timeout_seconds` (default 10): a request's head must arrive whole within this
+    /// time of the server waiting for it, on a new connection or a kept-alive one between
+    /// requests; so a connection that sends nothing is closed after it.
+    pub header_read_timeout_seconds: u64,
+    /// `idle_timeout_seconds` (default 60): a connection with no request in progress on which no
+    /// byte moves either way for this long is closed (a client that stopped reading its answer).
+    pub idle_timeout_seconds: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConnections {
+    max_tcp: Option<usize>,
+    max_socket: Option<usize>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+}
+
+impl ConnectionConfig {
+    /// The TCP listener's cap when `max_tcp` is not set, if the open-file limit allows it.
+    pub const DEFAULT_MAX_TCP: usize = 1024;
+    /// File descriptors kept for everything but client connections: the listeners, the database
+    /// and its write-ahead log, logs, the VM backend's connections and child processes.
+    pub const RESERVED_FILES: u64 = 128;
+
+    fn from_raw(raw: RawConnections) -> Result<ConnectionConfig> {
+        let max_tcp = match raw.max_tcp {
+            None => None,
+            Some(value) => Some(positive("server.connections.max_tcp", Some(value), 1..=1_000_000)?),
+        };
+        Ok(ConnectionConfig {
+            max_tcp,
+            max_socket: positive("server.connections.max_socket", Some(raw.max_socket.unwrap_or(64)), 1..=10_000)?,
+            header_read_timeout_seconds: positive(
+                "server.connections.header_read_timeout_seconds",
+                Some(raw.header_read_timeout_seconds.unwrap_or(10)),
+                1..=300,
+            )?,
+            idle_timeout_seconds: positive(
+                "server.connections.idle_timeout_seconds",
+                Some(raw.idle_timeout_seconds.unwrap_or(60)),
+                1..=3600,
+            )?,
+        })
+    }
+
+    /// The TCP listener's cap for a process allowed `open_files` descriptors: what is left after
+    /// the socket's connections and `RESERVED_FILES`, at most `max_tcp` (or `DEFAULT_MAX_TCP`
+    /// when unset). A configured `max_tcp` that does not fit is an error naming the key.
+    pub fn tcp_limit(&self, open_files: u64) -> Result<usize> {
+        let room = open_files.saturating_sub(self.max_socket as u64 + Self::RESERVED_FILES);
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let fits = |cap: usize| (cap as u64) <= room as u64;
+        match self.max_tcp {
+            Some(cap) if fits(cap) => Ok(cap),
+            Some(cap) => Err(Error::invalid(
+                "server.connections.max_tcp",
+                format!(
+                    "{cap} connections do not fit in this process's open-file limit of {open_files}: \
+                     use at most {room} (the limit minus server.connections.max_socket and {} for the server's own \
+                     files), or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+                    Self::RESERVED_FILES
+                ),
+            )),
+            None if room == 0 => Err(Error::invalid(
+                "server.connections.max_socket",
+                format!(
+                    "the open-file limit of {open_files} leaves no room for TCP connections after {} socket \
+                     connections and {} descriptors for the server's own files: raise the limit \
+                     (LimitNOFILE= in the systemd unit, ulimit -n) or lower server.connections.max_socket",
+                    self.max_socket,
+                    Self::RESERVED_FILES
+                ),
+            )),
+            None => Ok(Self::DEFAULT_MAX_TCP.min(room)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use super::*;
+
+    #[test]
+    fn connection_defaults_and_the_tcp_cap_follow_the_open_file_limit() {
+        let connections = Config::default().server.connections;
+        assert_eq!(
+            connections,
+            ConnectionConfig {
+                max_tcp: None,
+                max_socket: 64,
+                header_read_timeout_seconds: 10,
+                idle_timeout_seconds: 60
+            }
+        );
+        // Plenty of descriptors: the default cap. Few: what is left after the socket and the reserve.
+        assert_eq!(connections.tcp_limit(1_048_576).unwrap(), 1024);
+        assert_eq!(connections.tcp_limit(1024).unwrap(), 1024 - 64 - 128);
+        assert_eq!(connections.tcp_limit(256).unwrap(), 256 - 64 - 128);
+        let error = connections.tcp_limit(150).unwrap_err().to_string();
+        assert!(error.contains("server.connections.max_socket") && error.contains("150"), "{error}");
+
+        let set = Config::from_yaml("server: {connections: {max_tcp: 500, max_socket: 10}}").unwrap();
+        assert_eq!(set.server.connections.tcp_limit(1_000_000).unwrap(), 500, "a configured cap is kept");
+        let error = set.server.connections.tcp_limit(600).unwrap_err().to_string();
+        assert!(error.contains("server.connections.max_tcp") && error.contains("at most 462"), "{error}");
+    }
+
+    #[test]
+    fn connection_settings_errors_name_the_key() {
+        let cases = [
+            ("server: {connections: {max_tcp: 0}}", "server.connections.max_tcp", "1-1000000"),
+            ("server: {connections: {max_socket: 0}}", "server.connections.max_socket", "1-10000"),
+            (
+                "server: {connections: {header_read_timeout_seconds: 0}}",
+                "server.connections.header_read_timeout_seconds",
+                "1-300",
+            ),
+            (
+                "server: {connections: {idle_timeout_seconds: 7200}}",
+                "server.connections.idle_timeout_seconds",
+                "1-3600",
+            ),
+            ("server: {connections: {max_conns: 5}}", "server.connections", "unknown field `max_conns`"),
+        ];
+        for (yaml, key, accepted) in cases {
+            let error = Config::from_yaml(yaml).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(key) && error.contains(accepted), "{yaml}: {error}");
+        }
     }
 }
 

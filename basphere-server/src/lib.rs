@@ -1,20 +1,22 @@
 //! `basphere-server`: the HTTP API over two listeners (a Unix socket whose callers the kernel
 //! identifies, and TCP with bearer tokens), with operations run by background workers.
 //!
-//! `run` is the composition root: it reads the configuration (or embedded defaults), opens the
-//! store, builds the IPAM, the VM backend and the notifier, resumes interrupted operations,
-//! serves until SIGTERM or SIGINT, and then drains running operations.
+//! `run` is the composition root: it reads the configuration (or embedded defaults), raises the
+//! open-file limit, lays out the data directory and the socket so that every local user can reach
+//! the socket while the files stay private, opens the store, builds the IPAM, the VM backend and
+//! the notifier, resumes interrupted operations, serves until SIGTERM or SIGINT (`listener`), and
+//! then drains running operations.
 
 pub mod api;
 pub mod auth;
 pub mod extract;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod wire;
 
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +36,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::PeerCredentials;
+use crate::listener::Limits;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -45,6 +47,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The server's own uid: a socket caller with this uid (or root) is an administrator.
     pub server_uid: u32,
+}
+
+impl AppState {
+    /// The state of a server run by `server_uid` (the uid whose socket callers are
+    /// administrators, besides root).
+    pub fn new(platform: Arc<Platform>, server_uid: u32) -> Self {
+        AppState { platform, metrics: Arc::new(Metrics::new()), server_uid }
+    }
 }
 
 /// Command-line overrides of the configuration file.
@@ -117,16 +127,96 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn prepare_data_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+/// Creates the data directory, private to the server's account: 0700, or 0711 when the socket
+/// lives in it (others may pass through to the socket but not list the directory). Group and
+/// other permissions are taken from everything else in it, in case an older version or another
+/// umask left something readable: with the directory passable, only file modes protect it.
+fn prepare_data_dir(dir: &Path, socket: &Path) -> Result<()> {
+    create_dirs(dir)?;
+    let inside = |dir: &Path| std::path::absolute(socket).is_ok_and(|socket| socket.starts_with(dir));
+    let mode = if std::path::absolute(dir).is_ok_and(|dir| inside(&dir)) { 0o711 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of the data directory {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        let metadata = entry.metadata()?;
+        let kind = metadata.file_type();
+        if metadata.mode() & 0o077 == 0 || kind.is_socket() || kind.is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(metadata.mode() & 0o7700))
+            .with_context(|| format!("restricting {} to its owner", path.display()))?;
+        tracing::warn!(path = %path.display(), "was readable by others; restricted to the server's account");
+    }
     Ok(())
+}
+
+/// Creates `dir` and its missing parents. The directories made here are 0711: with the
+/// server's umask of 077 they would be 0700, and a socket inside them would be out of reach of
+/// every other user.
+fn create_dirs(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at {
+        if path.as_os_str().is_empty() || path.exists() {
+            break;
+        }
+        missing.push(path);
+        at = path.parent();
+    }
+    for path in missing.into_iter().rev() {
+        match std::fs::create_dir(path) {
+            Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("setting the mode of {}", path.display()))?,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Directories on the way to the socket that other users cannot pass through, with their modes.
+/// The server does not change directories it did not create; it says which ones are in the way.
+fn unreachable_by_others(socket: &Path) -> Vec<(PathBuf, u32)> {
+    let Ok(absolute) = std::path::absolute(socket) else {
+        return Vec::new();
+    };
+    absolute
+        .ancestors()
+        .skip(1)
+        .filter_map(|dir| std::fs::metadata(dir).ok().map(|metadata| (dir.to_path_buf(), metadata.mode() & 0o7777)))
+        .filter(|(_, mode)| mode & 0o001 == 0)
+        .collect()
+}
+
+/// Connections the kernel completes and queues while the listener is at its cap (or busy).
+/// std's 128 would make clients beyond it retry their SYNs for seconds to minutes; the kernel
+/// bounds this by `net.core.somaxconn`.
+const TCP_BACKLOG: u32 = 1024;
+
+/// Listens on `host:port`: the first of its addresses that can be bound.
+async fn bind_tcp(listen: &str) -> Result<TcpListener> {
+    let mut last = None;
+    for address in tokio::net::lookup_host(listen).await.with_context(|| format!("resolving {listen}"))? {
+        let socket =
+            if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As std does: a restarted server binds its port while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address).and_then(|()| socket.listen(TCP_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    match last {
+        Some(error) => Err(error).with_context(|| format!("listening on {listen}")),
+        None => bail!("listening on {listen}: the name has no address"),
+    }
 }
 
 fn bind_socket(path: &Path) -> Result<UnixListener> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        create_dirs(parent)?;
     }
     if path.exists() {
         // A socket left by a server that is gone; a live one refuses to be replaced.
@@ -138,7 +228,38 @@ fn bind_socket(path: &Path) -> Result<UnixListener> {
     let listener = UnixListener::bind(path).with_context(|| format!("binding the socket {}", path.display()))?;
     // Anyone may connect: the kernel tells the server who they are.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    for (dir, mode) in unreachable_by_others(path) {
+        tracing::warn!(
+            directory = %dir.display(),
+            mode = format!("{mode:04o}"),
+            "users other than the server's cannot reach the socket through this directory; \
+             give it o+x (chmod o+x), or put the socket elsewhere (--socket, server.socket)"
+        );
+    }
     Ok(listener)
+}
+
+/// Raises the soft limit on open files to the hard limit, so that connections are bounded by the
+/// server's own caps rather than by a default soft limit of 1024; returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit; assuming 1024");
+            return 1024;
+        }
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => hard,
+        Err(error) => {
+            tracing::warn!(%error, soft, hard, "cannot raise the open-file limit; keeping the soft limit");
+            soft
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -164,13 +285,21 @@ fn default_instance(data_dir: &Path) -> String {
 pub async fn run(options: Options) -> Result<()> {
     let started = std::time::Instant::now();
     let config = Arc::new(load_config(options.config.as_deref())?);
+    let open_files = raise_open_file_limit();
+    let connections = &config.server.connections;
+    let tcp_limits = Limits {
+        max_connections: connections.tcp_limit(open_files)?,
+        header_read_timeout: Duration::from_secs(connections.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(connections.idle_timeout_seconds),
+    };
+    let socket_limits = Limits { max_connections: connections.max_socket, ..tcp_limits };
     let data_dir = options.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-    prepare_data_dir(&data_dir)?;
     let socket = options
         .socket
         .clone()
         .or_else(|| config.server.socket.clone())
         .unwrap_or_else(|| data_dir.join("basphere.sock"));
+    prepare_data_dir(&data_dir, &socket)?;
     let listen = options.listen.clone().unwrap_or_else(|| format!("{}:{}", config.server.host, config.server.port));
 
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir.join("basphere.db"))?);
@@ -197,36 +326,25 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let background = platform.start_background();
 
-    let state = AppState {
-        platform: platform.clone(),
-        metrics: Arc::new(Metrics::new()),
-        server_uid: nix::unistd::geteuid().as_raw(),
-    };
+    let state = AppState::new(platform.clone(), nix::unistd::geteuid().as_raw());
     let app = app(state);
 
-    let tcp = TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+    let tcp = bind_tcp(&listen).await?;
     let tcp_address = tcp.local_addr()?;
     let unix = bind_socket(&socket)?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let unix_app = app.clone().layer(middleware::from_fn(auth::unix_transport));
     let tcp_app = app.layer(middleware::from_fn(auth::tcp_transport));
-    let mut unix_stop = stop_rx.clone();
-    let unix_server = tokio::spawn(async move {
-        axum::serve(unix, unix_app.into_make_service_with_connect_info::<PeerCredentials>())
-            .with_graceful_shutdown(async move {
-                let _ = unix_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
-    let mut tcp_stop = stop_rx.clone();
-    let tcp_server = tokio::spawn(async move {
-        axum::serve(tcp, tcp_app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = tcp_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    // Each listener has its own tasks and cap: a flood of TCP connections leaves the socket served.
+    let unix_server = tokio::spawn(listener::serve(unix, unix_app, socket_limits, stop_rx.clone()));
+    let tcp_server = tokio::spawn(listener::serve(tcp, tcp_app, tcp_limits, stop_rx));
+    tracing::info!(
+        open_files,
+        tcp_connections = tcp_limits.max_connections,
+        socket_connections = socket_limits.max_connections,
+        "connection limits"
+    );
 
     let uid = nix::unistd::geteuid().as_raw();
     println!(

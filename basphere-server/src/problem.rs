@@ -74,7 +74,7 @@ fn title(kind: &str) -> &'static str {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let (status, kind) = match &error {
-            Error::InvalidInput { .. } => (StatusCode::BAD_REQUEST, "invalid-input"),
+            Error::InvalidInput { .. } | Error::InvalidFields(_) => (StatusCode::BAD_REQUEST, "invalid-input"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
             Error::AlreadyExists { .. } | Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota-exceeded"),
@@ -97,7 +97,11 @@ impl From<Error> for ApiError {
         } else {
             error.to_string()
         };
-        ApiError::new(status, kind, detail)
+        let mut answer = ApiError::new(status, kind, detail);
+        if let Error::InvalidFields(errors) = &error {
+            answer.errors = errors.iter().map(ToString::to_string).collect();
+        }
+        answer
     }
 }
 

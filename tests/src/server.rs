@@ -3,6 +3,7 @@
 //! socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -24,12 +25,20 @@ pub fn binaries() -> &'static Binaries {
         // features are unified the same way (dev-dependencies included), so this is a no-op after
         // the test build and no dependency (vim_rs above all) is compiled a second time with
         // another feature set.
-        let status = Command::new(env!("CARGO"))
+        let build = Command::new(env!("CARGO"))
             .args(["build", "--workspace", "--all-targets", "--quiet"])
             .current_dir(&workspace)
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .expect("running cargo build for the binaries");
-        assert!(status.success(), "building basphere-server and basphere failed");
+        // Every test that needs the binaries fails the same way: say why, once, in each.
+        assert!(
+            build.status.success(),
+            "building basphere-server and basphere failed ({}):\n{}{}",
+            build.status,
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
         let target =
             std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
         let dir = target.join("debug");
@@ -122,38 +131,71 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub socket: PathBuf,
     pub tcp: String,
+    /// The directory the test gave; 0755, so that other uids can reach the socket in it.
+    pub dir: PathBuf,
     config: Option<PathBuf>,
     log: PathBuf,
     log_level: String,
+    default_socket: bool,
+    open_files: Option<(u64, u64)>,
 }
 
 /// Embedded defaults, but with instant simulated vSphere tasks.
 pub const FAST: &str = "backend:\n  simulated_delays: none\n";
 
+/// How to start a server, beyond its configuration.
+#[derive(Clone, Debug)]
+pub struct Launch<'a> {
+    /// The configuration text; embedded defaults when `None`.
+    pub config: Option<&'a str>,
+    /// `BASPHERE_LOG`.
+    pub log_level: &'a str,
+    /// No `--socket`: the socket where the server puts it by default (in the data directory).
+    pub default_socket: bool,
+    /// The open-file limit (soft, hard) the server starts with, set with `prlimit`.
+    pub open_files: Option<(u64, u64)>,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Launch { config: Some(FAST), log_level: "warn", default_socket: false, open_files: None }
+    }
+}
+
 impl Server {
     /// Starts a server in `dir` (data in `dir/data`, socket `dir/run/basphere.sock`) with the
     /// given configuration text, or embedded defaults when `None`.
     pub fn start(dir: &Path, config: Option<&str>) -> Server {
-        Self::start_with_log_level(dir, config, "warn")
+        Self::launch(dir, Launch { config, ..Launch::default() })
     }
 
     /// Like `start`, with `BASPHERE_LOG` set to `level`.
     pub fn start_with_log_level(dir: &Path, config: Option<&str>, level: &str) -> Server {
-        let config = config.map(|text| {
+        Self::launch(dir, Launch { config, log_level: level, ..Launch::default() })
+    }
+
+    /// Starts a server in `dir` as `launch` says. `dir` is made 0755, as a bastion's directories
+    /// are, so that the CLI run as other uids (`cli_uid`) can reach the socket.
+    pub fn launch(dir: &Path, launch: Launch<'_>) -> Server {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod the test directory");
+        let config = launch.config.map(|text| {
             let path = dir.join("config.yaml");
             std::fs::write(&path, text).expect("write config");
             path
         });
         let data_dir = dir.join("data");
-        let socket = dir.join("run/basphere.sock");
+        let socket = if launch.default_socket { data_dir.join("basphere.sock") } else { dir.join("run/basphere.sock") };
         let mut server = Server {
             child: None,
             data_dir,
             socket,
             tcp: String::new(),
+            dir: dir.to_path_buf(),
             config,
             log: dir.join("server.log"),
-            log_level: level.to_owned(),
+            log_level: launch.log_level.to_owned(),
+            default_socket: launch.default_socket,
+            open_files: launch.open_files,
         };
         server.restart();
         server
@@ -162,14 +204,19 @@ impl Server {
     /// (Re)starts the process on the same data directory.
     pub fn restart(&mut self) {
         self.kill();
-        let mut command = Command::new(&binaries().server);
-        command
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--listen")
-            .arg("127.0.0.1:0");
+        let mut command = match self.open_files {
+            // prlimit sets the limit on itself and then executes the server: same process.
+            Some((soft, hard)) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(&binaries().server);
+                command
+            }
+            None => Command::new(&binaries().server),
+        };
+        command.arg("--data-dir").arg(&self.data_dir).arg("--listen").arg("127.0.0.1:0");
+        if !self.default_socket {
+            command.arg("--socket").arg(&self.socket);
+        }
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }
@@ -187,7 +234,8 @@ impl Server {
                 let _ = sender.send(line);
             }
         });
-        let line = receiver.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        // A deadline, not a wait: the line comes as soon as the server listens.
+        let line = receiver.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
             panic!("the server did not start; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
         });
         assert!(line.starts_with("basphere-server ready"), "unexpected first line: {line}");
@@ -217,6 +265,11 @@ impl Server {
             assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn log(&self) -> String {
@@ -257,6 +310,28 @@ impl Server {
         command.arg("--socket").arg(&self.socket).args(args);
         cli_env(&mut command);
         command.output().expect("run basphere")
+    }
+
+    /// Runs `basphere` against this server over the socket as `uid` (group `uid`, no
+    /// supplementary groups), as a bastion user would: with `setpriv` from util-linux. Needs root.
+    pub fn cli_uid(&self, uid: u32, args: &[&str]) -> Output {
+        assert!(
+            can_switch_uid(),
+            "running the CLI as uid {uid} needs root (CI runs the tests as root); \
+             check can_switch_uid() first where the test can do without"
+        );
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg(&binaries().cli)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args);
+        cli_env(&mut command);
+        command.env("HOME", &self.dir);
+        command.output().expect("run basphere with setpriv (util-linux)")
     }
 
     /// Runs `basphere` against this server over HTTP with a token (through the environment).
@@ -307,6 +382,24 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether this process may run commands as other uids (it is root).
+pub fn can_switch_uid() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Runs `command` as `uid` with `setpriv`, as `cli_uid` runs the CLI (for example `ls` or `cat`,
+/// to see what another user can read). Needs root.
+pub fn as_uid(uid: u32, command: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)")
 }
 
 fn cli_env(command: &mut Command) {

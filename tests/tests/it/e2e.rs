@@ -2,7 +2,7 @@
 //! `basphere` CLI (every command, the original's aliases, every output format) and plain HTTP.
 
 use serde_json::Value;
-use tests::server::{binaries, expect, stderr, Server, FAST};
+use tests::server::{binaries, can_switch_uid, expect, stderr, Server, FAST};
 
 fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
@@ -36,6 +36,8 @@ fn the_cli_drives_every_command_in_every_format() {
         key.as_str(),
         "--team",
         "payments",
+        "--uid",
+        "61001",
     ]);
     assert_eq!(json(&expect(&added, 0))["username"], "alice");
     let token = json(&expect(&server.cli(&["-o", "json", "admin", "token", "create", "--user", "alice"]), 0))["secret"]
@@ -47,7 +49,16 @@ fn the_cli_drives_every_command_in_every_format() {
     let yaml = expect(&server.cli(&["-o", "yaml", "admin", "user", "show", "alice"]), 0);
     assert!(yaml.contains("username: alice"), "{yaml}");
 
-    vm_journey(&server, &token);
+    // On the bastion alice is her uid, over the socket (as root, the tests can be any uid).
+    if can_switch_uid() {
+        let who = json(&expect(&server.cli_uid(61001, &["-o", "json", "whoami"]), 0));
+        assert_eq!((who["name"].as_str(), who["role"].as_str()), (Some("alice"), Some("user")), "{who}");
+        vm_journey(&server, Alice::Uid(61001));
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI runs the tests as root, to run the CLI as other uids");
+        eprintln!("not root: the journey goes over HTTP with a token instead of the socket as uid 61001");
+        vm_journey(&server, Alice::Token(&token));
+    }
 
     // Tokens.
     let own = json(&expect(
@@ -111,55 +122,71 @@ fn the_cli_drives_every_command_in_every_format() {
     }
 }
 
-/// The VM journey of one developer, through the CLI with her token: catalog, create three and
-/// wait, list, show, quota, stop/start/reboot, create without waiting and follow the operation,
-/// delete. Leaves web-1, web-2 and web-3.
-fn vm_journey(server: &Server, token: &str) {
-    // alice over HTTP with her token.
-    let catalog = json(&expect(&server.cli_as(token, &["-o", "json", "catalog"]), 0));
+/// How alice runs the CLI: over HTTP with her token, or on the bastion as her own uid over the
+/// socket.
+#[derive(Clone, Copy, Debug)]
+enum Alice<'a> {
+    Token(&'a str),
+    Uid(u32),
+}
+
+impl Alice<'_> {
+    fn run(self, server: &Server, args: &[&str]) -> std::process::Output {
+        match self {
+            Alice::Token(token) => server.cli_as(token, args),
+            Alice::Uid(uid) => server.cli_uid(uid, args),
+        }
+    }
+}
+
+/// The VM journey of one developer, through the CLI: catalog, create three and wait, list, show,
+/// quota, stop/start/reboot, create without waiting and follow the operation, delete. Leaves
+/// web-1, web-2 and web-3.
+fn vm_journey(server: &Server, alice: Alice<'_>) {
+    let catalog = json(&expect(&alice.run(server, &["-o", "json", "catalog"]), 0));
     assert_eq!(catalog["os"].as_array().unwrap().len(), 2);
-    let created = server.cli_as(
-        token,
+    let created = alice.run(
+        server,
         &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "small", "--count", "3", "--wait"],
     );
     let finished = json(&expect(&created, 0));
     assert_eq!(finished.as_array().unwrap().len(), 3);
     assert!(finished.as_array().unwrap().iter().all(|op| op["state"] == "succeeded"));
 
-    let listed = json(&expect(&server.cli_as(token, &["-o", "json", "vm", "list"]), 0));
+    let listed = json(&expect(&alice.run(server, &["-o", "json", "vm", "list"]), 0));
     let names: Vec<&str> = listed.as_array().unwrap().iter().map(|vm| vm["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["web-1", "web-2", "web-3"]);
     assert_eq!(listed[0]["ip"], "10.254.0.32");
-    let table = expect(&server.cli_as(token, &["vm", "list", "--all"]), 0);
+    let table = expect(&alice.run(server, &["vm", "list", "--all"]), 0);
     assert!(table.starts_with("NAME") && table.contains("10.254.0.33") && table.contains("CREATED"), "{table}");
-    let yaml = expect(&server.cli_as(token, &["-o", "yaml", "vm", "show", "web-1"]), 0);
+    let yaml = expect(&alice.run(server, &["-o", "yaml", "vm", "show", "web-1"]), 0);
     assert!(yaml.contains("state: running"), "{yaml}");
-    let quota = json(&expect(&server.cli_as(token, &["-o", "json", "quota"]), 0));
+    let quota = json(&expect(&alice.run(server, &["-o", "json", "quota"]), 0));
     assert_eq!((quota["usage"]["vms"].as_u64(), quota["limits"]["vms"].as_u64()), (Some(3), Some(10)));
-    assert!(expect(&server.cli_as(token, &["quota"]), 0).contains("3/10"));
+    assert!(expect(&alice.run(server, &["quota"]), 0).contains("3/10"));
 
-    let stopped = json(&expect(&server.cli_as(token, &["-o", "json", "vm", "stop", "web-1", "--wait"]), 0));
+    let stopped = json(&expect(&alice.run(server, &["-o", "json", "vm", "stop", "web-1", "--wait"]), 0));
     assert_eq!(stopped[0]["state"], "succeeded");
-    assert_eq!(json(&expect(&server.cli_as(token, &["-o", "json", "vm", "show", "web-1"]), 0))["state"], "stopped");
-    expect(&server.cli_as(token, &["vm", "start", "web-1", "--wait"]), 0);
-    expect(&server.cli_as(token, &["vm", "reboot", "web-1", "--wait"]), 0);
+    assert_eq!(json(&expect(&alice.run(server, &["-o", "json", "vm", "show", "web-1"]), 0))["state"], "stopped");
+    expect(&alice.run(server, &["vm", "start", "web-1", "--wait"]), 0);
+    expect(&alice.run(server, &["vm", "reboot", "web-1", "--wait"]), 0);
 
     // Without --wait: an operation to follow with `op wait` / `op show`.
     let accepted = json(&expect(
-        &server.cli_as(token, &["-o", "json", "vm", "create", "db", "--os", "rocky-10.1", "--spec", "tiny"]),
+        &alice.run(server, &["-o", "json", "vm", "create", "db", "--os", "rocky-10.1", "--spec", "tiny"]),
         0,
     ));
     let op = accepted["operations"][0]["id"].as_str().unwrap().to_owned();
-    expect(&server.cli_as(token, &["op", "wait", &op]), 0);
-    let shown = json(&expect(&server.cli_as(token, &["-o", "json", "op", "show", &op]), 0));
+    expect(&alice.run(server, &["op", "wait", &op]), 0);
+    let shown = json(&expect(&alice.run(server, &["-o", "json", "op", "show", &op]), 0));
     assert_eq!(shown["state"], "succeeded");
-    assert!(expect(&server.cli_as(token, &["op", "list"]), 0).contains("create_vm"));
+    assert!(expect(&alice.run(server, &["op", "list"]), 0).contains("create_vm"));
 
     // Deleting asks first; without a terminal it needs --yes.
-    let refused = server.cli_as(token, &["vm", "delete", "db"]);
+    let refused = alice.run(server, &["vm", "delete", "db"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("--yes"));
-    expect(&server.cli_as(token, &["vm", "delete", "db", "--yes", "--wait"]), 0);
+    expect(&alice.run(server, &["vm", "delete", "db", "--yes", "--wait"]), 0);
 }
 
 /// The same journey on the vSphere API backend against the vCenter simulator, then what the
@@ -172,7 +199,7 @@ fn the_vm_journey_on_the_vsphere_api_backend() {
     let ready = server.http("GET", "/readyz", None, None);
     assert_eq!((ready.status, ready.json()["vm_backend"].as_str()), (200, Some("vsphere-api")), "{}", ready.json());
     let token = server.account("alice", 1, false);
-    vm_journey(&server, &token);
+    vm_journey(&server, Alice::Token(&token));
 
     // vCenter holds exactly the three VMs Basphere lists, marked with their ids, powered on.
     let listed = json(&expect(&server.cli_as(&token, &["-o", "json", "vm", "list"]), 0));

@@ -1,11 +1,11 @@
 //! The server as an operator runs it: graceful shutdown, restart safety, identities on the
-//! socket for other Unix users, metrics, and logs without secrets.
+//! socket for other Unix users (run as their uids with `setpriv`), the data directory's modes,
+//! metrics, and logs without secrets.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use tests::server::{binaries, expect, stderr, Server, FAST};
+use tests::server::{as_uid, can_switch_uid, expect, stderr, Launch, Server, FAST};
 
 #[test]
 fn sigterm_drains_running_operations_and_a_restart_finishes_the_rest() {
@@ -22,14 +22,26 @@ fn sigterm_drains_running_operations_and_a_restart_finishes_the_rest() {
         Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"tiny","count":4}"#),
     );
     assert_eq!(created.status, 202);
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop while operations run: wait until the two workers have taken theirs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ops = server.unix("GET", "/api/v1/admin/operations", None).json();
+        let running = ops["items"].as_array().unwrap().iter().filter(|op| op["state"] == "running").count();
+        if running == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the operations never ran: {ops}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     let status = server.terminate();
     assert!(status.success(), "a clean exit after SIGTERM: {status:?}\n{}", server.log());
-    assert!(started.elapsed() < Duration::from_secs(10), "draining is bounded");
+    // The server waits shutdown_grace_seconds (10) for operations and 5 s for connections at
+    // most; twice that is a bound no healthy machine reaches.
+    assert!(started.elapsed() < Duration::from_secs(30), "draining is bounded: {:?}", started.elapsed());
     let log = server.log();
     assert!(log.contains("left to resume at the next start"), "{log}");
-    // Two workers: the two running VMs finished, the two queued wait for the next start.
+    // Two workers: the running VMs finished, the queued ones waited for the next start.
     server.restart();
     server.wait_idle();
     let vms = server.http("GET", "/api/v1/vms", Some(&alice), None).json();
@@ -37,51 +49,115 @@ fn sigterm_drains_running_operations_and_a_restart_finishes_the_rest() {
     assert_eq!(states, ["running"; 4]);
 }
 
+/// The issue's reproduction: a 0755 directory, the socket in `DIR/run` (made by the server),
+/// alice registered with `--uid`, and the CLI run as her uid with `setpriv`.
 #[test]
 fn other_unix_users_are_identified_by_the_kernel() {
-    if !nix::unistd::geteuid().is_root() {
+    if !can_switch_uid() {
         assert!(std::env::var("CI").is_err(), "this test needs root (to run the CLI as other uids); CI runs as root");
         eprintln!("skipped: needs root to run the CLI as another uid");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = Server::start(dir.path(), Some(FAST));
-    std::fs::set_permissions(dir.path().join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let key = basphere_core::testing::ssh_key(1);
-    let body =
-        serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key.as_str(), "uid": 4242})
-            .to_string();
-    assert_eq!(server.unix("POST", "/api/v1/admin/users", Some(&body)).status, 201);
-    let as_uid = |uid: u32, args: &[&str]| {
-        std::process::Command::new(&binaries().cli)
-            .arg("--socket")
-            .arg(&server.socket)
-            .args(args)
-            .uid(uid)
-            .gid(uid)
-            .env("HOME", "/tmp")
-            .env("BASPHERE_CLI_CONFIG", "/nonexistent")
-            .env_remove("BASPHERE_SERVER")
-            .env_remove("BASPHERE_TOKEN")
-            .output()
-            .unwrap()
-    };
-    let me: serde_json::Value = serde_json::from_str(&expect(&as_uid(4242, &["-o", "json", "whoami"]), 0)).unwrap();
+    let added = server.cli(&[
+        "admin",
+        "user",
+        "add",
+        "alice",
+        "--email",
+        "alice@example.com",
+        "--key",
+        key.as_str(),
+        "--uid",
+        "61001",
+    ]);
+    expect(&added, 0);
+    let me: serde_json::Value =
+        serde_json::from_str(&expect(&server.cli_uid(61001, &["-o", "json", "whoami"]), 0)).unwrap();
     assert_eq!((me["name"].as_str(), me["role"].as_str()), (Some("alice"), Some("user")));
-    assert!(me["source"].as_str().unwrap().starts_with("unix:uid=4242"));
+    assert!(me["source"].as_str().unwrap().starts_with("unix:uid=61001"));
     let created: serde_json::Value = serde_json::from_str(&expect(
-        &as_uid(4242, &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "tiny", "--wait"]),
+        &server
+            .cli_uid(61001, &["-o", "json", "vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "tiny", "--wait"]),
         0,
     ))
     .unwrap();
     assert_eq!(created[0]["state"], "succeeded");
     let vms = server.unix("GET", "/api/v1/admin/vms?owner=alice", None).json();
     assert_eq!(vms["items"][0]["name"], "web", "the VM belongs to the uid's account");
-    let stranger = as_uid(4343, &["vm", "list"]);
+    let stranger = server.cli_uid(61002, &["vm", "list"]);
     assert_eq!(stranger.status.code(), Some(8));
-    assert!(stderr(&stranger).contains("uid 4343 is not a Basphere account"), "{}", stderr(&stranger));
-    assert_eq!(as_uid(4242, &["admin", "user", "list"]).status.code(), Some(8), "a user is no admin on the socket");
+    assert!(stderr(&stranger).contains("uid 61002 is not a Basphere account"), "{}", stderr(&stranger));
+    assert_eq!(
+        server.cli_uid(61001, &["admin", "user", "list"]).status.code(),
+        Some(8),
+        "a user is no admin on the socket"
+    );
+    // The directory the server made for the socket lets users through without listing it.
+    let run = std::fs::metadata(dir.path().join("run")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(run, 0o711, "{run:o}");
+    assert_eq!(std::fs::metadata(&server.socket).unwrap().permissions().mode() & 0o777, 0o666);
+    // The data directory is not on the way to this socket: it stays the server's alone.
+    assert_eq!(std::fs::metadata(&server.data_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!as_uid(61001, &["ls", server.data_dir.to_str().unwrap()]).status.success());
+}
+
+/// With no `--socket` the socket is in the data directory (`<data dir>/basphere.sock`): users
+/// reach it, and cannot list the directory or read anything in it.
+#[test]
+fn the_default_layout_lets_users_reach_the_socket_and_keeps_the_data_private() {
+    if !can_switch_uid() {
+        assert!(std::env::var("CI").is_err(), "this test needs root (to run the CLI as other uids); CI runs as root");
+        eprintln!("skipped: needs root to run the CLI as another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::launch(dir.path(), Launch { default_socket: true, ..Launch::default() });
+    assert_eq!(server.socket, server.data_dir.join("basphere.sock"));
+    let key = basphere_core::testing::ssh_key(1);
+    let body =
+        serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key.as_str(), "uid": 61001})
+            .to_string();
+    assert_eq!(server.unix("POST", "/api/v1/admin/users", Some(&body)).status, 201);
+    let me: serde_json::Value =
+        serde_json::from_str(&expect(&server.cli_uid(61001, &["-o", "json", "whoami"]), 0)).unwrap();
+    assert_eq!(me["name"], "alice");
+    expect(&server.cli_uid(61001, &["vm", "create", "web", "--os", "ubuntu-24.04", "--spec", "tiny", "--wait"]), 0);
+
+    // The directory can be passed through, not listed; everything in it but the socket is the
+    // server's alone, and another user can read none of it.
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&server.data_dir), 0o711, "{:o}", mode(&server.data_dir));
+    let data = server.data_dir.to_str().unwrap();
+    assert!(!as_uid(61001, &["ls", data]).status.success(), "others cannot list the data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&server.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path == server.socket {
+            assert_eq!(mode(&path), 0o666);
+            continue;
+        }
+        files += 1;
+        assert_eq!(mode(&path) & 0o077, 0, "{} is {:o}", path.display(), mode(&path));
+        let read = as_uid(61001, &["cat", path.to_str().unwrap()]);
+        assert!(!read.status.success(), "{} is readable by another user", path.display());
+    }
+    assert!(files >= 2, "the database and the simulated inventory are there");
+
+    // An older server's data directory (0700, a file left readable) is put right at start.
+    drop(server);
+    std::fs::set_permissions(dir.path().join("data"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stray = dir.path().join("data/notes.txt");
+    std::fs::write(&stray, "operator notes").unwrap();
+    std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::launch(dir.path(), Launch { default_socket: true, ..Launch::default() });
+    assert_eq!(mode(&server.data_dir), 0o711);
+    assert_eq!(mode(&stray), 0o600);
+    let me: serde_json::Value =
+        serde_json::from_str(&expect(&server.cli_uid(61001, &["-o", "json", "whoami"]), 0)).unwrap();
+    assert_eq!(me["name"], "alice", "the same account after a restart");
 }
 
 #[test]

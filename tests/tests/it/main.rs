@@ -9,6 +9,7 @@ mod crash;
 mod e2e;
 mod ipam;
 mod lifecycle;
+mod limits;
 mod platform;
 mod terraform_backend;
 mod work;

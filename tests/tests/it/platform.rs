@@ -15,7 +15,9 @@ use basphere_core::validate::ResourceName;
 use basphere_core::{Actor, Config, Error, Platform, Store, StoreExt};
 use tests::{block_ipam, Backend, BACKENDS};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits for a condition before it fails: never reached when things work, and
+/// generous, so that a slow or busy machine does not fail a test.
+const WAIT: Duration = Duration::from_secs(60);
 
 struct Rig {
     platform: Arc<Platform>,
@@ -79,15 +81,17 @@ impl Rig {
         self.store.query(|tx| tx.list_leases(None)).unwrap()
     }
 
+    /// Waits until `count` notifications have been delivered.
     async fn events(&self, count: usize) -> Vec<NotificationEvent> {
-        for _ in 0..500 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
             let events = self.notifier.events();
             if events.len() >= count {
                 return events;
             }
+            assert!(tokio::time::Instant::now() < deadline, "{count} notifications expected, got {events:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.notifier.events()
     }
 }
 
@@ -319,19 +323,72 @@ async fn a_failed_destroy_keeps_the_vm_and_its_address() {
     assert!(rig.leases().is_empty());
 }
 
+/// A VM backend whose creates wait until the test lets them through, so that a test can act
+/// while a create is in progress for as long as it needs, however slow the machine.
+struct Gated {
+    inner: Arc<MockProvisioner>,
+    creates: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl basphere_core::Provisioner for Gated {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    async fn preflight(&self) -> basphere_core::Result<()> {
+        self.inner.preflight().await
+    }
+    async fn ensure_folder(&self, owner: &basphere_core::validate::Username) -> basphere_core::Result<()> {
+        self.inner.ensure_folder(owner).await
+    }
+    async fn create_vm(
+        &self,
+        request: &basphere_core::provisioner::VmRequest,
+    ) -> basphere_core::Result<basphere_core::provisioner::VmHandle> {
+        self.creates.acquire().await.expect("the gate is never closed").forget();
+        self.inner.create_vm(request).await
+    }
+    async fn destroy_vm(&self, vm: &basphere_core::provisioner::VmRef) -> basphere_core::Result<()> {
+        self.inner.destroy_vm(vm).await
+    }
+    async fn power(
+        &self,
+        vm: &basphere_core::provisioner::VmRef,
+        action: PowerAction,
+    ) -> basphere_core::Result<basphere_core::provisioner::PowerState> {
+        self.inner.power(vm, action).await
+    }
+    async fn inventory(&self) -> basphere_core::Result<Vec<basphere_core::provisioner::InventoryVm>> {
+        self.inner.inventory().await
+    }
+}
+
 #[tokio::test]
 async fn one_operation_at_a_time_per_vm() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = rig(Backend::Memory, dir.path());
-    rig.account("alice", 1).await;
-    rig.faults.inject(Method::CreateVm, Fault::Delay(Duration::from_millis(300)), 1);
-    let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
-    let error = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
+    let config = Arc::new(Config::default());
+    let store: Arc<dyn Store> = Arc::new(basphere_core::MemoryStore::new());
+    let gated = Arc::new(Gated {
+        inner: Arc::new(MockProvisioner::with_default_catalog()),
+        creates: tokio::sync::Semaphore::new(0),
+    });
+    let platform = Platform::new(
+        config.clone(),
+        store,
+        block_ipam(config.pools.clone()),
+        gated.clone(),
+        Arc::new(RecordingNotifier::new()),
+    );
+    platform.provision_account(user("alice", 1)).await.unwrap();
+    let accepted = platform.create_vms(&alice(), &username("alice"), request("web", 1), None).await.unwrap().accepted;
+    // The create is held at the backend: a delete of the same VM is refused meanwhile.
+    let error = platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
     assert_eq!(error.kind(), "conflict");
     assert!(error.to_string().contains("in progress"), "{error}");
-    rig.wait(&accepted[0].operation).await;
-    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
-    assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
+    gated.creates.add_permits(1);
+    let created = platform.wait_operation(accepted[0].operation.id, WAIT).await.unwrap();
+    assert_eq!(created.state, OperationState::Succeeded);
+    let delete = platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
+    assert_eq!(platform.wait_operation(delete.id, WAIT).await.unwrap().state, OperationState::Succeeded);
 }
 
 #[tokio::test]
@@ -410,13 +467,17 @@ fn interrupted_operations_are_resumed_after_a_restart_without_duplicates() {
         rig.faults.inject(Method::CreateVm, Fault::HangAfter(Duration::from_secs(3600)), 2);
         rig.faults.inject(Method::CreateVm, Fault::Hang(Duration::from_secs(3600)), 2);
         let accepted = rig.create(&alice(), "alice", request("web", 4)).await.unwrap();
-        for _ in 0..200 {
-            if rig.faults.injected() == 4 && sim.vms().len() == 2 {
-                break;
-            }
+        // Wait for the four calls to be caught by their faults, however long that takes.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !(rig.faults.injected() == 4 && sim.vms().len() == 2) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} faults hit, {} VMs in vSphere",
+                rig.faults.injected(),
+                sim.vms().len()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(sim.vms().len(), 2, "two VMs exist in vSphere but not yet in the store");
         accepted.into_iter().map(|a| a.operation.id).collect::<Vec<_>>()
     });
     first.shutdown_timeout(Duration::from_millis(100));

@@ -1,0 +1,170 @@
+//! An in-process server and the callers the tests act as.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use basphere_core::mock::{MockProvisioner, RecordingNotifier};
+use basphere_core::{Config, MemoryStore, Platform, Store};
+use basphere_ipam::BlockIpam;
+use basphere_server::auth::Transport;
+use basphere_server::AppState;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Who a request comes from, as a listener would tell the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// A TCP connection with no `Authorization` header.
+    Anonymous,
+    /// A TCP connection with this bearer token.
+    Bearer(String),
+    /// A Unix socket connection from this uid (0 is root).
+    Uid(u32),
+    /// A request that came through no listener at all (no transport): nothing may trust it.
+    Nowhere,
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The short kind of a problem document (`quota-exceeded`).
+    pub fn problem(&self) -> String {
+        self.json()["type"].as_str().unwrap_or("").trim_start_matches("urn:basphere:problem:").to_owned()
+    }
+}
+
+/// The application of one server, on a fresh memory store with the default configuration and a
+/// simulated vSphere without delays.
+pub struct Api {
+    app: Router,
+    store: Arc<MemoryStore>,
+}
+
+/// root on the socket: the system administrator.
+pub const ROOT: Who = Who::Uid(0);
+/// The uid the server runs as in these tests; its socket callers are administrators too.
+pub const SERVER_UID: u32 = 999;
+
+impl Api {
+    pub fn new() -> Api {
+        let store = Arc::new(MemoryStore::new());
+        let config = Arc::new(Config::default());
+        let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
+        let shared: Arc<dyn Store> = store.clone();
+        let platform = Platform::new(
+            config,
+            shared,
+            ipam,
+            Arc::new(MockProvisioner::with_default_catalog()),
+            Arc::new(RecordingNotifier::new()),
+        );
+        Api { app: basphere_server::app(AppState::new(platform, SERVER_UID)), store }
+    }
+
+    /// One request; `headers` are sent as given (no content type is added).
+    pub async fn call(&self, who: &Who, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let peer: SocketAddr = "192.0.2.7:40000".parse().expect("address");
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request = match who {
+            Who::Anonymous => request.extension(Transport::Tcp { peer }),
+            Who::Bearer(secret) => {
+                request.header("authorization", format!("Bearer {secret}")).extension(Transport::Tcp { peer })
+            }
+            Who::Uid(uid) => request.extension(Transport::Unix { uid: *uid, pid: Some(4242) }),
+            Who::Nowhere => request,
+        };
+        let request = request.body(Body::from(body.to_vec())).expect("a valid request");
+        let response = self.app.clone().oneshot(request).await.expect("the router never fails");
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a body");
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// A request with an optional JSON body.
+    pub async fn send(&self, who: &Who, method: &str, path: &str, body: Option<&str>) -> Reply {
+        match body {
+            Some(body) => self.call(who, method, path, &[("content-type", "application/json")], body.as_bytes()).await,
+            None => self.call(who, method, path, &[], b"").await,
+        }
+    }
+
+    pub async fn get(&self, who: &Who, path: &str) -> Reply {
+        self.send(who, "GET", path, None).await
+    }
+
+    /// Creates an account as root (with a bastion uid when given) and returns a user token.
+    pub async fn account(&self, name: &str, seed: u64, admin: bool, uid: Option<u32>) -> String {
+        let key = basphere_core::testing::ssh_key(seed);
+        let body = serde_json::json!({
+            "username": name, "email": format!("{name}@example.com"), "ssh_key": key.as_str(), "admin": admin, "uid": uid,
+        });
+        let created = self.send(&ROOT, "POST", "/api/v1/admin/users", Some(&body.to_string())).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        self.token(name, "user").await
+    }
+
+    /// A token of `scope` for `name`, made by root.
+    pub async fn token(&self, name: &str, scope: &str) -> String {
+        let body = serde_json::json!({"name": format!("{scope}-token"), "scope": scope}).to_string();
+        let token = self.send(&ROOT, "POST", &format!("/api/v1/admin/users/{name}/tokens"), Some(&body)).await;
+        assert_eq!(token.status, 201, "{}", token.body);
+        token.json()["secret"].as_str().expect("a secret").to_owned()
+    }
+
+    /// Waits until no operation is queued or running (the simulated vSphere has no delays).
+    pub async fn wait_idle(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let operations = self.get(&ROOT, "/api/v1/admin/operations?limit=1000").await.json();
+            let busy = operations["items"]
+                .as_array()
+                .expect("a page of operations")
+                .iter()
+                .any(|op| op["state"] == "queued" || op["state"] == "running");
+            if !busy {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "operations still running: {operations}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Makes a token expired. The API only makes tokens that expire in the future, so this is
+    /// the one place the tests reach past HTTP, into the store.
+    pub fn expire(&self, secret: &str) {
+        use basphere_core::StoreExt;
+        let hash = basphere_core::model::ApiToken::hash_secret(secret);
+        self.store
+            .transact(|tx| {
+                let mut token = tx.token_by_hash(&hash)?.expect("the token exists");
+                token.expires_at = Some(basphere_core::model::now() - chrono::Duration::seconds(1));
+                tx.update_token(&token)
+            })
+            .expect("expiring the token");
+    }
+}
