@@ -652,6 +652,10 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub delivered_at: Option<Timestamp>,
+    /// The dispatcher (worker, `<instance>/<boot id>`) that claimed it until `next_attempt_at`;
+    /// `None` when nobody holds it. A restarted instance takes back what an earlier boot of it
+    /// held at once, instead of waiting for the claim to run out.
+    pub claimed_by: Option<String>,
 }
 
 impl OutboxMessage {
@@ -667,6 +671,7 @@ impl OutboxMessage {
             last_error: None,
             created_at: at,
             delivered_at: None,
+            claimed_by: None,
         }
     }
 }

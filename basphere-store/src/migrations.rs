@@ -334,6 +334,11 @@ pub const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 4: who holds an outbox message's claim, so that a restarted instance takes back at once
+    // what an earlier boot of it held (as with operations), instead of after the claim window.
+    r#"
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

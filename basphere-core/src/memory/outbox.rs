@@ -38,7 +38,13 @@ impl OutboxTx for WriteTx<'_> {
         Ok(())
     }
 
-    fn claim_outbox(&mut self, now: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<OutboxMessage>> {
+    fn claim_outbox(
+        &mut self,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
         let mut due: Vec<&OutboxMessage> = self
             .state
             .outbox
@@ -51,6 +57,7 @@ impl OutboxTx for WriteTx<'_> {
         for id in ids {
             let mut message = self.state.outbox[&id].clone();
             message.next_attempt_at = until;
+            message.claimed_by = Some(worker.to_owned());
             let previous = self.state.outbox.insert(id, message.clone());
             remember!(self, outbox, id, previous);
             claimed.push(message);

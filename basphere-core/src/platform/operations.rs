@@ -285,6 +285,10 @@ impl Platform {
             })
         })
         .await?;
+        let taken = self.take_back_outbox_claims().await?;
+        if taken > 0 {
+            tracing::info!(count = taken, "taking back notifications an earlier start was delivering");
+        }
         let claimable = self.claimable().await?;
         for id in &claimable {
             self.spawn_operation(*id);

@@ -1,7 +1,8 @@
 //! The outbox: notifications written in the same transaction as the change that caused them,
 //! delivered by a dispatcher with retries and backoff, dead-lettered after
 //! `work.notification_attempts`, and shown to administrators. Delivery is at least once: a
-//! process that dies between delivering and recording it delivers again after the claim window.
+//! process that dies between delivering and recording it delivers again, at once when the same
+//! instance starts again, else when the claim window has passed.
 
 use std::time::Duration;
 
@@ -40,11 +41,12 @@ pub fn retry_delay(base_seconds: u64, attempts: u32) -> Duration {
 impl Platform {
     /// Delivers the notifications that are due; returns how many were attempted.
     pub async fn dispatch_outbox(&self) -> Result<usize> {
+        let worker = self.worker.clone();
         let batch = self
-            .db(|store, _| {
+            .db(move |store, _| {
                 store.transact(|tx| {
                     let at = now();
-                    tx.claim_outbox(at, at + chrono::Duration::seconds(CLAIM_WINDOW_SECONDS), BATCH)
+                    tx.claim_outbox(&worker, at, at + chrono::Duration::seconds(CLAIM_WINDOW_SECONDS), BATCH)
                 })
             })
             .await?;
@@ -79,10 +81,37 @@ impl Platform {
                     }
                 }
             }
+            message.claimed_by = None;
             let saved = message.clone();
             self.db(move |store, _| store.write(&mut |tx| tx.update_outbox(&saved))).await?;
         }
         Ok(attempted)
+    }
+
+    /// Makes the messages that an earlier boot of this instance claimed due at once: that
+    /// process is gone, and nobody else would take them before their claim ran out.
+    pub(super) async fn take_back_outbox_claims(&self) -> Result<usize> {
+        let (instance, worker) = (self.instance.clone(), self.worker.clone());
+        self.db(move |store, _| {
+            store.transact(|tx| {
+                let pending = OutboxFilter { state: Some(OutboxState::Pending), ..OutboxFilter::default() };
+                let at = now();
+                let mut taken = 0;
+                for mut message in tx.list_outbox(&pending)? {
+                    let earlier_boot = message.claimed_by.as_deref().is_some_and(|holder| {
+                        holder != worker && super::operations::worker_instance(holder) == instance
+                    });
+                    if earlier_boot && message.next_attempt_at > at {
+                        message.claimed_by = None;
+                        message.next_attempt_at = at;
+                        tx.update_outbox(&message)?;
+                        taken += 1;
+                    }
+                }
+                Ok(taken)
+            })
+        })
+        .await
     }
 
     /// The outbox, oldest first (administrators).
@@ -113,6 +142,7 @@ impl Platform {
                         )));
                     }
                     message.state = OutboxState::Pending;
+                    message.claimed_by = None;
                     message.attempts = 0;
                     message.next_attempt_at = now();
                     tx.update_outbox(&message)?;

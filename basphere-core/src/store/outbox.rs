@@ -26,12 +26,18 @@ pub trait OutboxRead {
 /// - `insert_outbox`: `AlreadyExists` for a taken id.
 /// - `claim_outbox` takes up to `limit` `Pending` messages due at `now`
 ///   (`next_attempt_at <= now`), the longest due first (by `next_attempt_at`, then id), and sets
-///   their `next_attempt_at` to `until`, so that a dispatcher that dies holding them leaves them
+///   their `claimed_by` to `worker` and their `next_attempt_at` to `until`, so that a dispatcher that dies holding them leaves them
 ///   due again at `until`, and no other dispatcher takes them before. Returns them as stored
 ///   after the claim. `Delivered` and `Dead` messages are never claimed.
 /// - `update_outbox` replaces the stored message; `NotFound` when it is absent.
 pub trait OutboxTx: OutboxRead {
     fn insert_outbox(&mut self, message: &OutboxMessage) -> Result<()>;
-    fn claim_outbox(&mut self, now: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<OutboxMessage>>;
+    fn claim_outbox(
+        &mut self,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>>;
     fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()>;
 }

@@ -10,7 +10,8 @@ use super::{Select, SqlTx};
 use crate::rows::*;
 use crate::sql;
 
-const OUTBOX_COLUMNS: &str = "id, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+const OUTBOX_COLUMNS: &str =
+    "id, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at, claimed_by";
 
 impl OutboxRead for SqlTx<'_> {
     fn get_outbox(&self, id: Uuid) -> Result<Option<OutboxMessage>> {
@@ -29,7 +30,7 @@ impl OutboxRead for SqlTx<'_> {
 impl OutboxTx for SqlTx<'_> {
     fn insert_outbox(&mut self, m: &OutboxMessage) -> Result<()> {
         self.insert(
-            &format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 m.id.to_string(),
                 outbox_event_json(&m.event)?,
@@ -38,14 +39,21 @@ impl OutboxTx for SqlTx<'_> {
                 micros(m.next_attempt_at),
                 m.last_error,
                 micros(m.created_at),
-                m.delivered_at.map(micros)
+                m.delivered_at.map(micros),
+                m.claimed_by
             ],
             "outbox",
             &[("id", &m.id), ("state", &m.state), ("attempts", &m.attempts)],
         )
     }
 
-    fn claim_outbox(&mut self, now: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<OutboxMessage>> {
+    fn claim_outbox(
+        &mut self,
+        worker: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -62,11 +70,12 @@ impl OutboxTx for SqlTx<'_> {
         let mut claimed = Vec::with_capacity(due.len());
         for mut message in due {
             self.exec(
-                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
-                params![message.id.to_string(), micros(until)],
+                "UPDATE outbox SET next_attempt_at = ?2, claimed_by = ?3 WHERE id = ?1",
+                params![message.id.to_string(), micros(until), worker],
             )
             .map_err(sql)?;
             message.next_attempt_at = until;
+            message.claimed_by = Some(worker.to_owned());
             claimed.push(message);
         }
         Ok(claimed)
@@ -74,7 +83,7 @@ impl OutboxTx for SqlTx<'_> {
 
     fn update_outbox(&mut self, m: &OutboxMessage) -> Result<()> {
         self.update(
-            "UPDATE outbox SET event = ?2, state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6, created_at = ?7, delivered_at = ?8 WHERE id = ?1",
+            "UPDATE outbox SET event = ?2, state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6, created_at = ?7, delivered_at = ?8, claimed_by = ?9 WHERE id = ?1",
             params![
                 m.id.to_string(),
                 outbox_event_json(&m.event)?,
@@ -83,7 +92,8 @@ impl OutboxTx for SqlTx<'_> {
                 micros(m.next_attempt_at),
                 m.last_error,
                 micros(m.created_at),
-                m.delivered_at.map(micros)
+                m.delivered_at.map(micros),
+                m.claimed_by
             ],
             "outbox message",
             m.id,

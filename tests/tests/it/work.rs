@@ -286,3 +286,42 @@ async fn a_notification_that_keeps_failing_is_dead_lettered_and_can_be_retried()
     let audited = store.query(|tx| tx.list_audit(&Default::default())).unwrap();
     assert!(audited.iter().any(|event| event.action == "notification.retry" && event.actor == "root"));
 }
+
+/// A server killed while delivering notifications holds their claims; when the same instance
+/// starts again it takes them back at once, not after the claim window. Another instance's
+/// claims are left alone until they run out.
+#[tokio::test]
+async fn a_restarted_instance_takes_back_the_notifications_it_was_delivering() {
+    let store: Arc<dyn Store> = Arc::new(basphere_core::MemoryStore::new());
+    let notifier = Arc::new(RecordingNotifier::new());
+    let event = |name: &str| NotificationEvent::KeyChangeRequested { username: username(name) };
+    let messages = [event("alice"), event("bob"), event("carol")].map(OutboxMessage::new);
+    let later = now() + chrono::Duration::seconds(600);
+    store
+        .transact(|tx| {
+            messages.iter().try_for_each(|message| tx.insert_outbox(message))?;
+            // An earlier boot of `east` took two; the live replica `west` took the third.
+            assert_eq!(tx.claim_outbox("east/earlier-boot", now(), later, 2)?.len(), 2);
+            assert_eq!(tx.claim_outbox("west/its-boot", now(), later, 1)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
+    let sim = Arc::new(MockProvisioner::with_default_catalog());
+    let east = platform("east", 1, store.clone(), sim, notifier.clone());
+    assert_eq!(east.dispatch_outbox().await.unwrap(), 0, "nothing is due before the restart takes them back");
+
+    east.resume_unfinished().await.unwrap();
+    assert_eq!(east.dispatch_outbox().await.unwrap(), 2, "its own earlier claims are due at once");
+    assert_eq!(notifier.events(), [event("alice"), event("bob")]);
+    let stored = store.query(|tx| tx.list_outbox(&OutboxFilter::default())).unwrap();
+    let states: Vec<_> = stored.iter().map(|m| (m.state, m.claimed_by.clone())).collect();
+    assert_eq!(
+        states,
+        [
+            (OutboxState::Delivered, None),
+            (OutboxState::Delivered, None),
+            (OutboxState::Pending, Some("west/its-boot".to_owned()))
+        ],
+        "another instance's claim is left to run out"
+    );
+}

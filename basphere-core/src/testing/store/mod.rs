@@ -153,7 +153,7 @@ pub fn check_rollback(store: &dyn Store) {
         ))?;
         tx.claim_operations("worker-1", at(base, 0), at(base, 30), Some(queued.id), 1)?;
         tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRequested { username: owner.clone() }))?;
-        assert_eq!(tx.claim_outbox(at(base, 10), at(base, 30), 10)?.len(), 2, "both messages are due at 10");
+        assert_eq!(tx.claim_outbox("w/1", at(base, 10), at(base, 30), 10)?.len(), 2, "both messages are due at 10");
         tx.claim_duty("reconcile", "replica-1", at(base, 0), at(base, 30))?;
         Err(Error::Conflict("abandon".into()))
     });

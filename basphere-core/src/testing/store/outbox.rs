@@ -77,21 +77,25 @@ pub fn check_outbox(store: &dyn Store) {
     expect_kind(store.transact(|tx| tx.insert_outbox(&first)), "already-exists", "outbox ids are unique");
 
     // Due at 3: second (due at 1) then first (due at 2); third is not due, dead and delivered never.
-    let claimed = store.transact(|tx| tx.claim_outbox(at(base, 3), at(base, 60), 10)).unwrap();
+    let claimed = store.transact(|tx| tx.claim_outbox("w/1", at(base, 3), at(base, 60), 10)).unwrap();
     assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), [second.id, first.id], "the longest due first");
     assert!(claimed.iter().all(|m| m.next_attempt_at == at(base, 60) && m.state == OutboxState::Pending));
-    assert_eq!(claimed[1], OutboxMessage { next_attempt_at: at(base, 60), ..first.clone() }, "only the due time moved");
+    assert_eq!(
+        claimed[1],
+        OutboxMessage { next_attempt_at: at(base, 60), claimed_by: Some("w/1".into()), ..first.clone() },
+        "only the due time and the holder changed"
+    );
     assert_eq!(store.query(|tx| tx.get_outbox(first.id)).unwrap().as_ref(), Some(&claimed[1]), "as stored");
     assert!(
-        store.transact(|tx| tx.claim_outbox(at(base, 3), at(base, 60), 10)).unwrap().is_empty(),
+        store.transact(|tx| tx.claim_outbox("w/1", at(base, 3), at(base, 60), 10)).unwrap().is_empty(),
         "a claimed message is not due again before its new time"
     );
-    let later = store.transact(|tx| tx.claim_outbox(at(base, 5), at(base, 65), 10)).unwrap();
+    let later = store.transact(|tx| tx.claim_outbox("w/1", at(base, 5), at(base, 65), 10)).unwrap();
     assert_eq!(later.iter().map(|m| m.id).collect::<Vec<_>>(), [third.id], "due exactly at its time");
     // At 60 first and second are due again (a dispatcher died holding them), one at a time.
-    let again = store.transact(|tx| tx.claim_outbox(at(base, 60), at(base, 120), 1)).unwrap();
+    let again = store.transact(|tx| tx.claim_outbox("w/1", at(base, 60), at(base, 120), 1)).unwrap();
     assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), [first.id], "limit; equal times by id");
-    assert!(store.transact(|tx| tx.claim_outbox(at(base, 60), at(base, 120), 0)).unwrap().is_empty(), "limit 0");
+    assert!(store.transact(|tx| tx.claim_outbox("w/1", at(base, 60), at(base, 120), 0)).unwrap().is_empty(), "limit 0");
 
     let mut done = again[0].clone();
     done.state = OutboxState::Delivered;
@@ -109,7 +113,7 @@ pub fn check_outbox(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.query(|tx| tx.get_outbox(done.id)).unwrap(), Some(done.clone()));
     assert_eq!(store.query(|tx| tx.get_outbox(failed.id)).unwrap(), Some(failed.clone()));
-    let remaining = store.transact(|tx| tx.claim_outbox(at(base, 10_000), at(base, 10_060), 10)).unwrap();
+    let remaining = store.transact(|tx| tx.claim_outbox("w/1", at(base, 10_000), at(base, 10_060), 10)).unwrap();
     assert_eq!(
         remaining.iter().map(|m| m.id).collect::<Vec<_>>(),
         [third.id],
