@@ -309,7 +309,8 @@ impl Drop for Server {
     }
 }
 
-fn cli_env(command: &mut Command) {
+/// A clean environment for `basphere`: no ambient server, token, context or configuration.
+pub fn cli_env(command: &mut Command) {
     // A clean environment: no ambient server, token or config from the machine.
     command
         .env_remove("BASPHERE_SERVER")

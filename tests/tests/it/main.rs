@@ -4,6 +4,7 @@ mod api_concurrency;
 mod api_crash;
 mod authz;
 mod bad_input;
+mod cli_json;
 mod concurrency;
 mod crash;
 mod e2e;
