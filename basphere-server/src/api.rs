@@ -18,7 +18,10 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::openapi::{
+    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, Unauthenticated, UnsupportedMediaType,
+};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::*;
 use crate::AppState;
 
@@ -126,18 +129,18 @@ fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
 }
 
 /// Who the server believes you are. *user*
-#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), Unauthenticated, Forbidden, ServerError))]
 pub async fn me(caller: Caller) -> Json<MeView> {
     Json(MeView {
         name: caller.actor.name.clone(),
         role: caller.actor.role.as_str().to_owned(),
         source: caller.actor.source.clone(),
-        account: caller.account.as_ref().map(UserView::from),
+        account: caller.account.as_ref().map(UserView::from_core),
     })
 }
 
 /// The OS images and VM specs that may be asked for. *user*
-#[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView)))]
+#[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView), Unauthenticated, Forbidden, ServerError))]
 pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<CatalogView> {
     let config = state.platform.config();
     // Specs from the smallest to the largest, as a menu should show them.
@@ -163,14 +166,14 @@ pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<Cat
 }
 
 /// Your limits and usage. *user*
-#[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), Unauthenticated, Forbidden, ServerError))]
 pub async fn quota(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<QuotaView>> {
     let report = state.platform.quota(&caller.account()?.username).await?;
-    Ok(Json(QuotaView::from(&report)))
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListQuery), responses((status = 200, body = Page<VmView>), (status = 400, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -181,7 +184,7 @@ pub async fn list_vms(
     }
     let filter = query.vm_filter(Some(caller.account()?.username.clone()))?;
     let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    Ok(Json(page(vms, query.limit()?, |vm| vm.id, VmView::from_core)))
 }
 
 async fn create_for(
@@ -205,8 +208,12 @@ async fn create_for(
     let first =
         outcome.accepted.first().map(|a| a.operation.clone()).ok_or_else(|| ApiError::invalid("nothing to create"))?;
     let body = CreateVmsResponse {
-        vms: outcome.accepted.iter().map(|Accepted { vm, .. }| VmView::from(vm)).collect(),
-        operations: outcome.accepted.iter().map(|Accepted { operation, .. }| OperationView::from(operation)).collect(),
+        vms: outcome.accepted.iter().map(|Accepted { vm, .. }| VmView::from_core(vm)).collect(),
+        operations: outcome
+            .accepted
+            .iter()
+            .map(|Accepted { operation, .. }| OperationView::from_core(operation))
+            .collect(),
     };
     let mut response = accepted(&first, body);
     if outcome.replayed {
@@ -219,7 +226,7 @@ async fn create_for(
 /// makes a retry return the first answer. *user*
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmsRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 202, body = CreateVmsResponse), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem)))]
+    responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -236,18 +243,18 @@ async fn vm_of(state: &AppState, owner: Username, name: &str) -> ApiResult<Vm> {
 }
 
 /// One of your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 200, body = VmView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<VmView>> {
     let vm = vm_of(&state, caller.account()?.username.clone(), &name).await?;
-    Ok(Json(VmView::from(&vm)))
+    Ok(Json(VmView::from_core(&vm)))
 }
 
 /// Delete one of your VMs; its address is freed once vSphere confirms it is gone. *user*
-#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn delete_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -255,7 +262,7 @@ pub async fn delete_vm(
 ) -> ApiResult<Response> {
     let owner = caller.account()?.username.clone();
     let operation = state.platform.delete_vm(&caller.actor, &owner, &resource_name(&name)?).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 fn power_action(action: &str) -> ApiResult<PowerAction> {
@@ -269,7 +276,7 @@ fn power_action(action: &str) -> ApiResult<PowerAction> {
 
 /// Start, stop or reboot one of your VMs. *user*
 #[utoipa::path(post, path = "/api/v1/vms/{name}/{action}", tag = "vms", params(("name" = String, Path), ("action" = String, Path, description = "start, stop or reboot")),
-    responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -278,11 +285,11 @@ pub async fn vm_action(
     let owner = caller.account()?.username.clone();
     let action = power_action(&action)?;
     let operation = state.platform.power_vm(&caller.actor, &owner, &resource_name(&name)?, action).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Your operations, oldest first. *user*
-#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListQuery), responses((status = 200, body = Page<OperationView>)))]
+#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_operations(
     caller: Caller,
     State(state): State<AppState>,
@@ -296,11 +303,11 @@ pub async fn list_operations(
         ..OperationFilter::default()
     };
     let operations = read(&state, move |store| store.query(|tx| tx.list_operations(&filter))).await?;
-    Ok(Json(page(operations, limit, |op| op.id, |v| OperationView::from(v))))
+    Ok(Json(page(operations, limit, |op| op.id, OperationView::from_core)))
 }
 
 /// One operation: yours, or any for an admin. *user*
-#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)), responses((status = 200, body = OperationView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)), responses((status = 200, body = OperationView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_operation(
     caller: Caller,
     State(state): State<AppState>,
@@ -312,15 +319,15 @@ pub async fn get_operation(
     if !caller.actor.may_act_for(&operation.owner) {
         return Err(missing());
     }
-    Ok(Json(OperationView::from(&operation)))
+    Ok(Json(OperationView::from_core(&operation)))
 }
 
 /// Your API tokens (never their secrets). *user*
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn list_tokens(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
     let owner = caller.account()?.username.clone();
     let tokens = read(&state, move |store| store.query(|tx| tx.list_tokens(&owner))).await?;
-    Ok(Json(tokens.iter().map(TokenView::from).collect()))
+    Ok(Json(tokens.iter().map(TokenView::from_core).collect()))
 }
 
 async fn token_for(
@@ -339,12 +346,15 @@ async fn token_for(
         Some(days) => return Err(ApiError::invalid(format!("expires_in_days {days} is not accepted: use 1-3650"))),
     };
     let created = state.platform.create_token(&caller.actor, owner, &body.name, scope, expires_at).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: TokenView::from(&created.token), secret: created.secret }))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken { token: TokenView::from_core(&created.token), secret: created.secret }),
+    )
         .into_response())
 }
 
 /// Create an API token; its secret is in this answer only. *user*
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), (status = 400, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, ServerError))]
 pub async fn create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -355,7 +365,7 @@ pub async fn create_token(
 }
 
 /// Revoke one of your tokens (any token, for an admin). *user*
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), responses((status = 200, body = TokenView), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), responses((status = 200, body = TokenView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn revoke_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -363,19 +373,19 @@ pub async fn revoke_token(
 ) -> ApiResult<Json<TokenView>> {
     let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {id}")))?;
     let token = state.platform.revoke_token(&caller.actor, parsed).await?;
-    Ok(Json(TokenView::from(&token)))
+    Ok(Json(TokenView::from_core(&token)))
 }
 
 /// Every account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_list_users(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
     caller.require_admin()?;
     let users = read(&state, |store| store.query(|tx| tx.list_users())).await?;
-    Ok(Json(users.iter().map(UserView::from).collect()))
+    Ok(Json(users.iter().map(UserView::from_core).collect()))
 }
 
 /// Create an account: the user record, an IP block and the vSphere folder. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserRequest, responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserRequest, responses((status = 201, body = UserView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn admin_create_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -409,11 +419,11 @@ pub async fn admin_create_user(
         .await
         .map_err(|_| ApiError::from(basphere_core::Error::Timeout("the store did not answer".into())))??;
     let created = state.platform.provision_account(user).await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(&created))).into_response())
+    Ok((StatusCode::CREATED, Json(UserView::from_core(&created))).into_response())
 }
 
 /// One account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -422,11 +432,11 @@ pub async fn admin_get_user(
     caller.require_admin()?;
     let name = username(&name)?;
     let user = read(&state, move |store| store.user(&name)).await?;
-    Ok(Json(UserView::from(&user)))
+    Ok(Json(UserView::from_core(&user)))
 }
 
 /// One account's limits and usage. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -436,11 +446,11 @@ pub async fn admin_get_quota(
     let name = username(&name)?;
     let check = name.clone();
     read(&state, move |store| store.user(&check)).await?;
-    Ok(Json(QuotaView::from(&state.platform.quota(&name).await?)))
+    Ok(Json(QuotaView::from_core(&state.platform.quota(&name).await?)))
 }
 
 /// Override one account's limits; absent fields keep the default. *admin*
-#[utoipa::path(put, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), request_body = QuotaOverrideRequest, responses((status = 200, body = QuotaView)))]
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), request_body = QuotaOverrideRequest, responses((status = 200, body = QuotaView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_set_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -448,12 +458,12 @@ pub async fn admin_set_quota(
     ApiJson(body): ApiJson<QuotaOverrideRequest>,
 ) -> ApiResult<Json<QuotaView>> {
     caller.require_admin()?;
-    let report = state.platform.set_quota_override(&caller.actor, &username(&name)?, Some(body.into())).await?;
-    Ok(Json(QuotaView::from(&report)))
+    let report = state.platform.set_quota_override(&caller.actor, &username(&name)?, Some(body.into_core())).await?;
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Back to the default limits. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView)))]
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_reset_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -461,11 +471,11 @@ pub async fn admin_reset_quota(
 ) -> ApiResult<Json<QuotaView>> {
     caller.require_admin()?;
     let report = state.platform.set_quota_override(&caller.actor, &username(&name)?, None).await?;
-    Ok(Json(QuotaView::from(&report)))
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Create a token for an account (its first, say). *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/tokens", tag = "admin", params(("username" = String, Path)), request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/tokens", tag = "admin", params(("username" = String, Path)), request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -477,7 +487,7 @@ pub async fn admin_create_token(
 }
 
 /// One account's VMs. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path), ListQuery), responses((status = 200, body = Page<VmView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path), ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_user_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -487,11 +497,11 @@ pub async fn admin_user_vms(
     caller.require_admin()?;
     let filter = query.vm_filter(Some(username(&name)?))?;
     let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    Ok(Json(page(vms, query.limit()?, |vm| vm.id, VmView::from_core)))
 }
 
 /// Create VMs for an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path)), request_body = CreateVmsRequest, responses((status = 202, body = CreateVmsResponse)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path)), request_body = CreateVmsRequest, responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -504,18 +514,18 @@ pub async fn admin_create_vms(
 }
 
 /// One VM of an account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 200, body = VmView)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<VmView>> {
     caller.require_admin()?;
-    Ok(Json(VmView::from(&vm_of(&state, username(&owner)?, &name).await?)))
+    Ok(Json(VmView::from_core(&vm_of(&state, username(&owner)?, &name).await?)))
 }
 
 /// Delete a VM of an account. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView)))]
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_delete_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -523,11 +533,11 @@ pub async fn admin_delete_vm(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let operation = state.platform.delete_vm(&caller.actor, &username(&owner)?, &resource_name(&name)?).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Start, stop or reboot a VM of an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms/{name}/{action}", tag = "admin", params(("username" = String, Path), ("name" = String, Path), ("action" = String, Path)), responses((status = 202, body = OperationView)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms/{name}/{action}", tag = "admin", params(("username" = String, Path), ("name" = String, Path), ("action" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -538,11 +548,11 @@ pub async fn admin_vm_action(
         .platform
         .power_vm(&caller.actor, &username(&owner)?, &resource_name(&name)?, power_action(&action)?)
         .await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Every VM, of every account (`?owner=` for one). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/vms", tag = "admin", params(ListQuery), responses((status = 200, body = Page<VmView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/vms", tag = "admin", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -552,11 +562,11 @@ pub async fn admin_list_vms(
     let owner = query.owner.as_deref().map(username).transpose()?;
     let filter = query.vm_filter(owner)?;
     let vms = read(&state, move |store| store.query(|tx| tx.list_vms(&filter))).await?;
-    Ok(Json(page(vms, query.limit()?, |vm| vm.id, |v| VmView::from(v))))
+    Ok(Json(page(vms, query.limit()?, |vm| vm.id, VmView::from_core)))
 }
 
 /// Every operation (`?owner=` for one account). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/operations", tag = "admin", params(ListQuery), responses((status = 200, body = Page<OperationView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/operations", tag = "admin", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_operations(
     caller: Caller,
     State(state): State<AppState>,
@@ -567,7 +577,7 @@ pub async fn admin_list_operations(
     let owner = query.owner.as_deref().map(username).transpose()?;
     let filter = OperationFilter { owner, after: query.after, limit: Some(limit + 1), ..OperationFilter::default() };
     let operations = read(&state, move |store| store.query(|tx| tx.list_operations(&filter))).await?;
-    Ok(Json(page(operations, limit, |op| op.id, |v| OperationView::from(v))))
+    Ok(Json(page(operations, limit, |op| op.id, OperationView::from_core)))
 }
 
 /// `?actor=&after=&limit=&format=jsonl`
@@ -583,7 +593,7 @@ pub struct AuditQuery {
 }
 
 /// The audit log, oldest first. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, body = Page<AuditView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "A page of events, or JSON lines with `format=jsonl`", content((Page<AuditView> = "application/json"), (String = "application/x-ndjson"))), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_audit(
     caller: Caller,
     State(state): State<AppState>,
@@ -598,11 +608,11 @@ pub async fn admin_audit(
     let filter = AuditFilter { actor: query.actor.clone(), after: query.after, limit: Some(limit + 1) };
     let events = read(&state, move |store| store.query(|tx| tx.list_audit(&filter))).await?;
     match query.format.as_deref() {
-        None | Some("json") => Ok(Json(page(events, limit, |e| e.id, |v| AuditView::from(v))).into_response()),
+        None | Some("json") => Ok(Json(page(events, limit, |e| e.id, AuditView::from_core)).into_response()),
         Some("jsonl") => {
             let mut body = String::new();
             for event in events.iter().take(limit) {
-                body.push_str(&serde_json::to_string(&AuditView::from(event)).unwrap_or_default());
+                body.push_str(&serde_json::to_string(&AuditView::from_core(event)).unwrap_or_default());
                 body.push('\n');
             }
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
@@ -612,19 +622,19 @@ pub async fn admin_audit(
 }
 
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     caller.require_admin()?;
     let last = state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok(Json(last.as_ref().map(ReconcileView::from).unwrap_or_default()))
+    Ok(Json(last.as_ref().map(ReconcileView::from_core).unwrap_or_default()))
 }
 
 /// Reconcile now. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     caller.require_admin()?;
     let report = state.platform.reconcile().await?;
-    let view = ReconcileView::from(&report);
+    let view = ReconcileView::from_core(&report);
     *state.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     Ok(Json(view))
 }
