@@ -10,5 +10,6 @@ mod crash;
 mod e2e;
 mod ipam;
 mod lifecycle;
+mod openapi;
 mod platform;
 mod terraform_backend;
