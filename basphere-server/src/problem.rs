@@ -106,3 +106,37 @@ pub async fn bodiless_errors_as_problems(response: Response) -> Response {
 }
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{to_bytes, Body};
+
+    use super::*;
+
+    async fn problem_of(response: Response) -> (StatusCode, Option<String>, Problem) {
+        let status = response.status();
+        let content_type =
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = to_bytes(response.into_body(), 64 * 1024).await.expect("body");
+        (status, content_type, serde_json::from_slice(&body).expect("a problem document"))
+    }
+
+    #[tokio::test]
+    async fn the_request_timeout_is_answered_with_a_problem_document() {
+        let timed_out = (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response();
+        let (status, content_type, problem) = problem_of(bodiless_errors_as_problems(timed_out).await).await;
+        assert_eq!((status, content_type.as_deref()), (StatusCode::GATEWAY_TIMEOUT, Some(PROBLEM_CONTENT_TYPE)));
+        assert_eq!((problem.kind(), problem.status), (Some("timeout"), 504));
+        assert!(problem.detail.contains("30 seconds"), "{}", problem.detail);
+    }
+
+    #[tokio::test]
+    async fn answers_with_a_body_or_without_an_error_are_left_alone() {
+        let problem = ApiError::not_found("vm not found: web").into_response();
+        let (status, _, kept) = problem_of(bodiless_errors_as_problems(problem).await).await;
+        assert_eq!((status, kept.detail.as_str()), (StatusCode::NOT_FOUND, "vm not found: web"));
+        let accepted = bodiless_errors_as_problems((StatusCode::ACCEPTED, Body::empty()).into_response()).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        assert!(accepted.headers().get(header::CONTENT_TYPE).is_none());
+    }
+}
