@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,22 +24,28 @@ pub struct Exchange {
 
 /// Listens on a loopback port and on `<dir>/proxy.sock`; forwards to the server's TCP port and
 /// Unix socket respectively. Requests through the socket reach the server as this process's uid.
+/// Its listeners stop when it is dropped.
 pub struct RecordingProxy {
     pub tcp: String,
     pub socket: PathBuf,
     dir: PathBuf,
     log: Arc<Mutex<Vec<Exchange>>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl RecordingProxy {
     pub fn start(server: &Server, dir: &Path) -> RecordingProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy's port");
         let address = tcp.local_addr().expect("address").to_string();
         let upstream = server.tcp.clone();
-        let tcp_log = log.clone();
+        let (tcp_log, tcp_stop) = (log.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in tcp.incoming().map_while(Result::ok) {
+                if tcp_stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 let (upstream, log) = (upstream.clone(), tcp_log.clone());
                 std::thread::spawn(move || {
                     forward(stream, &log, || {
@@ -53,9 +60,12 @@ impl RecordingProxy {
         let socket = dir.join("proxy.sock");
         let unix = UnixListener::bind(&socket).expect("bind the proxy's socket");
         let upstream = server.socket.clone();
-        let unix_log = log.clone();
+        let (unix_log, unix_stop) = (log.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in unix.incoming().map_while(Result::ok) {
+                if unix_stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 let (upstream, log) = (upstream.clone(), unix_log.clone());
                 std::thread::spawn(move || {
                     forward(stream, &log, || {
@@ -67,7 +77,7 @@ impl RecordingProxy {
                 });
             }
         });
-        RecordingProxy { tcp: address, socket, dir: dir.to_path_buf(), log }
+        RecordingProxy { tcp: address, socket, dir: dir.to_path_buf(), log, stop }
     }
 
     /// The exchanges recorded since the last call, oldest first.
@@ -110,6 +120,15 @@ impl RecordingProxy {
             .env("BASPHERE_TOKEN", token)
             .output()
             .expect("run the alias")
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        // Each listener sees the flag at its next connection: make one.
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.tcp);
+        let _ = UnixStream::connect(&self.socket);
     }
 }
 
