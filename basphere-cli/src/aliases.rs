@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use basphere_api::{CatalogView, CreateVmsRequest, CreateVmsResponse, MeView, OperationView, QuotaView, VmView};
 use clap::Parser;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::client::Client;
+use crate::client::{self, Client, Doc};
 use crate::exit::CliError;
 use crate::output::{self, note};
 use crate::{connection, prompt, wait};
@@ -131,7 +132,7 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
     if !missing.is_empty() && !terminal {
         return Err(CliError::usage(format!("create-vm needs {} when not on a terminal", missing.join(", "))));
     }
-    let catalog = client.get("/api/v1/catalog").await?;
+    let catalog: CatalogView = client.get::<CatalogView>("/api/v1/catalog").await?.view;
     let cancelled = || CliError::new(0, "Cancelled.");
     let name = match args.name {
         Some(name) => name,
@@ -143,33 +144,21 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
     let os = match args.os {
         Some(os) => os,
         None => {
-            let options: Vec<&Value> = catalog["os"].as_array().into_iter().flatten().collect();
-            let labels: Vec<String> = options
-                .iter()
-                .map(|o| format!("{} - {}", o["key"].as_str().unwrap_or(""), o["description"].as_str().unwrap_or("")))
-                .collect();
+            let labels: Vec<String> = catalog.os.iter().map(|o| format!("{} - {}", o.key, o.description)).collect();
             let index = prompt::select("Select OS", &labels).ok_or_else(cancelled)?;
-            options[index]["key"].as_str().unwrap_or("").to_owned()
+            catalog.os[index].key.clone()
         }
     };
     let spec = match args.spec {
         Some(spec) => spec,
         None => {
-            let options: Vec<&Value> = catalog["specs"].as_array().into_iter().flatten().collect();
-            let labels: Vec<String> = options
+            let labels: Vec<String> = catalog
+                .specs
                 .iter()
-                .map(|s| {
-                    format!(
-                        "{} - {} vCPU, {}GB RAM, {}GB Disk",
-                        s["key"].as_str().unwrap_or(""),
-                        s["cpu"],
-                        s["memory_mb"].as_u64().unwrap_or(0) / 1024,
-                        s["disk_gb"]
-                    )
-                })
+                .map(|s| format!("{} - {} vCPU, {}GB RAM, {}GB Disk", s.key, s.cpu, s.memory_mb / 1024, s.disk_gb))
                 .collect();
             let index = prompt::select("Select spec", &labels).ok_or_else(cancelled)?;
-            options[index]["key"].as_str().unwrap_or("").to_owned()
+            catalog.specs[index].key.clone()
         }
     };
     let count = match args.count {
@@ -192,34 +181,28 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
             return Err(cancelled());
         }
     }
-    let created = client
-        .call(Method::POST, "/api/v1/vms", Some(&json!({"name": name, "os": os, "spec": spec, "count": count})), &[])
-        .await?
-        .body;
-    let operations = created["operations"].as_array().cloned().unwrap_or_default();
-    let finished = wait::wait_all(&client, &operations, Duration::from_secs(900)).await?;
-    let me = client.get("/api/v1/me").await?;
-    let login = me["name"].as_str().unwrap_or("you");
-    let ok = finished.iter().filter(|op| op["state"] == "succeeded").count();
+    let request = client::body(&CreateVmsRequest { name, os, spec, count })?;
+    let created: Doc<CreateVmsResponse> = client.fetch(Method::POST, "/api/v1/vms", Some(&request), &[]).await?;
+    let finished = wait::wait_all(&client, &created.view.operations, Duration::from_secs(900)).await?;
+    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    let finished: Vec<OperationView> = finished.into_iter().map(|op| op.view).collect();
+    let ok = finished.iter().filter(|op| op.state == "succeeded").count();
     println!("==========");
     println!("Created: {ok} / {count}");
     if ok < finished.len() {
         println!("Failed: {}", finished.len() - ok);
     }
     for op in &finished {
-        let vm = client
-            .get(&format!("/api/v1/vms/{}", op["resource"]["name"].as_str().unwrap_or("")))
-            .await
-            .unwrap_or(Value::Null);
-        let detail = op["error"].as_str().map(|e| format!(" - {e}")).unwrap_or_default();
+        let vm = client.get::<VmView>(&format!("/api/v1/vms/{}", op.resource.name)).await.ok().map(|vm| vm.view);
+        let detail = op.error.as_ref().map(|e| format!(" - {e}")).unwrap_or_default();
         println!(
             "  - {}: {} ({}){detail}",
-            op["resource"]["name"].as_str().unwrap_or(""),
-            vm["ip"].as_str().unwrap_or("-"),
-            vm["state"].as_str().unwrap_or(op["state"].as_str().unwrap_or(""))
+            op.resource.name,
+            vm.as_ref().and_then(|vm| vm.ip).map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            vm.as_ref().map_or(op.state.as_str(), |vm| vm.state.as_str())
         );
     }
-    println!("VM access: ssh {login}@<IP_ADDRESS>");
+    println!("VM access: ssh {}@<IP_ADDRESS>", me.name);
     println!("VM list: list-vms");
     if ok < finished.len() {
         return Err(CliError::new(crate::exit::OPERATION_FAILED, format!("{} VM(s) failed", finished.len() - ok)));
@@ -229,28 +212,28 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
 
 async fn list_vms(args: ListVms) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms = client.all_pages("/api/v1/vms").await?;
+    let vms: Doc<Vec<VmView>> = client.all_pages("/api/v1/vms").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&vms).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&vms.raw).unwrap_or_default());
         return Ok(());
     }
-    let me = client.get("/api/v1/me").await?;
-    println!("=== VM list ({}) ===", me["name"].as_str().unwrap_or(""));
-    if vms.is_empty() {
+    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    println!("=== VM list ({}) ===", me.name);
+    if vms.view.is_empty() {
         println!("No VMs created.");
         println!("Create a VM: create-vm");
         return Ok(());
     }
-    output::vm_table(&vms, false, args.all);
-    let quota = client.get("/api/v1/quota").await?;
-    println!("\nTotal {} VMs", vms.len());
-    println!("Quota: {} / {}", quota["usage"]["vms"], quota["limits"]["vms"]);
+    output::vm_table(&vms.view, false, args.all);
+    let quota: QuotaView = client.get::<QuotaView>("/api/v1/quota").await?.view;
+    println!("\nTotal {} VMs", vms.view.len());
+    println!("Quota: {} / {}", quota.usage.vms, quota.limits.vms);
     Ok(())
 }
 
 async fn delete_vm(args: DeleteVm) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vm = client.get(&format!("/api/v1/vms/{}", args.name)).await?;
+    let vm: VmView = client.get::<VmView>(&format!("/api/v1/vms/{}", args.name)).await?.view;
     if !args.force {
         if !output::is_terminal() {
             return Err(CliError::usage("delete-vm asks for confirmation: add -f (or --yes) when not on a terminal"));
@@ -258,58 +241,61 @@ async fn delete_vm(args: DeleteVm) -> Result<(), CliError> {
         eprintln!(
             "VM to delete:\n  name:  {}\n  IP:    {}\n  OS:    {}\n  spec:  {}\n  state: {}",
             args.name,
-            vm["ip"].as_str().unwrap_or("-"),
-            vm["os"].as_str().unwrap_or(""),
-            vm["spec"].as_str().unwrap_or(""),
-            vm["state"].as_str().unwrap_or("")
+            output::or_dash(vm.ip),
+            vm.os,
+            vm.spec,
+            vm.state
         );
         if !prompt::confirm(&format!("Really delete VM '{}'?", args.name), false) {
             note("Cancelled.");
             return Ok(());
         }
     }
-    let operation = client.call(Method::DELETE, &format!("/api/v1/vms/{}", args.name), None, &[]).await?.body;
-    let finished = wait::wait_all(&client, &[operation], Duration::from_secs(900)).await?;
-    match finished[0]["state"].as_str() {
-        Some("succeeded") => {
+    let operation: Doc<OperationView> =
+        client.fetch(Method::DELETE, &format!("/api/v1/vms/{}", args.name), None, &[]).await?;
+    let finished = wait::wait_all(&client, std::slice::from_ref(&operation.view), Duration::from_secs(900)).await?;
+    let op = &finished[0].view;
+    match op.state.as_str() {
+        "succeeded" => {
             println!("VM deleted: {}", args.name);
             Ok(())
         }
         _ => Err(CliError::new(
             crate::exit::OPERATION_FAILED,
-            format!("VM deletion failed: {}", finished[0]["error"].as_str().unwrap_or("unknown error")),
+            format!("VM deletion failed: {}", op.error.as_deref().unwrap_or("unknown error")),
         )),
     }
 }
 
 async fn show_quota(args: ShowQuota) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let quota = client.get("/api/v1/quota").await?;
+    let quota: Doc<QuotaView> = client.get("/api/v1/quota").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&quota).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&quota.raw).unwrap_or_default());
         return Ok(());
     }
-    let me = client.get("/api/v1/me").await?;
-    println!("=== Quota ({}) ===", me["name"].as_str().unwrap_or(""));
-    output::quota_table(&quota);
+    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    println!("=== Quota ({}) ===", me.name);
+    output::quota_table(&quota.view);
     Ok(())
 }
 
 async fn list_resources(args: ListResources) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms = client.all_pages("/api/v1/vms").await?;
+    let vms: Doc<Vec<VmView>> = client.all_pages("/api/v1/vms").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"vms": vms, "clusters": []})).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&json!({"vms": vms.raw, "clusters": []})).unwrap_or_default());
         return Ok(());
     }
     println!("--- VMs ---");
     let rows: Vec<Vec<String>> = vms
+        .view
         .iter()
-        .map(|vm| ["name", "ip", "spec", "state"].iter().map(|k| vm[*k].as_str().unwrap_or("-").to_owned()).collect())
+        .map(|vm| vec![vm.name.clone(), output::or_dash(vm.ip), vm.spec.clone(), vm.state.clone()])
         .collect();
     output::table(&["NAME", "IP", "SPEC", "STATE"], &rows);
     println!("\n--- Kubernetes Clusters ---");
     println!("(none)");
-    println!("\nTotal resources: {} VMs, 0 clusters", vms.len());
+    println!("\nTotal resources: {} VMs, 0 clusters", vms.view.len());
     Ok(())
 }

@@ -1,12 +1,17 @@
-//! A small HTTP/1.1 client for the Basphere API, over the Unix socket or TCP.
+//! A small HTTP/1.1 client for the Basphere API, over the Unix socket or TCP. Answers come
+//! back as [`Doc`]s: the server's document as it came, and parsed into its wire type from
+//! `basphere-api`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use basphere_api::Page;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::exit::CliError;
@@ -33,6 +38,34 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub text: String,
+}
+
+/// A document from the server: as it came, which is what `-o json` and `-o yaml` print (the
+/// CLI's output contract: every field the server sent, whatever this CLI's version knows), and
+/// parsed into its wire type, which is what tables and the CLI's own decisions read (so a field
+/// renamed in `basphere-api` is a compile error here, not an empty cell).
+#[derive(Clone, Debug)]
+pub struct Doc<T> {
+    pub raw: Value,
+    pub view: T,
+}
+
+impl<T: DeserializeOwned> Doc<T> {
+    /// Parses `raw`, the server's answer to `what` (`GET /api/v1/vms`, for the error message).
+    pub fn parse(raw: Value, what: &str) -> Result<Self, CliError> {
+        match T::deserialize(&raw) {
+            Ok(view) => Ok(Doc { raw, view }),
+            Err(error) => Err(CliError::other(format!(
+                "the server's answer to {what} is not what this basphere ({}) expects: {error}; is the server another version?",
+                env!("CARGO_PKG_VERSION")
+            ))),
+        }
+    }
+}
+
+/// A request body as JSON.
+pub fn body(request: &impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(request).map_err(|error| CliError::other(format!("encoding the request: {error}")))
 }
 
 #[derive(Clone, Debug)]
@@ -69,12 +102,31 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
-        Ok(self.call(Method::GET, path, None, &[]).await?.body)
+    /// Sends a request and parses the answer into `T`.
+    pub async fn fetch<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Doc<T>, CliError> {
+        let what = format!("{method} {path}");
+        Doc::parse(self.call(method, path, body, headers).await?.body, &what)
     }
 
-    /// Gets every page of a paginated list (`{"items": [...], "next": ...}`).
-    pub async fn all_pages(&self, path: &str) -> Result<Vec<Value>, CliError> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<T>, CliError> {
+        self.fetch(Method::GET, path, None, &[]).await
+    }
+
+    /// The items of one page of a list (`{"items": [...], "next": ...}`).
+    pub async fn items<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<Vec<T>>, CliError> {
+        // The items are kept as they came (for -o json), then parsed.
+        let page: Doc<Page<Value>> = self.get(path).await?;
+        Doc::parse(Value::Array(page.view.items), &format!("GET {path}"))
+    }
+
+    /// Every page of a list, its items as one array.
+    pub async fn all_pages<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<Vec<T>>, CliError> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut after: Option<String> = None;
@@ -83,11 +135,11 @@ impl Client {
                 Some(after) => format!("{path}{separator}limit=1000&after={after}"),
                 None => format!("{path}{separator}limit=1000"),
             };
-            let page = self.get(&url).await?;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next"].as_str() {
-                Some(next) => after = Some(next.to_owned()),
-                None => return Ok(items),
+            let page: Doc<Page<Value>> = self.get(&url).await?;
+            items.extend(page.view.items);
+            match page.view.next {
+                Some(next) => after = Some(next),
+                None => return Doc::parse(Value::Array(items), &format!("GET {path}")),
             }
         }
     }
@@ -165,4 +217,30 @@ where
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use basphere_api::VmView;
+
+    use super::*;
+
+    #[test]
+    fn a_document_keeps_what_came_and_parses_what_the_cli_reads() {
+        let raw = serde_json::json!({"status": "ok", "since": "a newer server's field"});
+        let doc: Doc<basphere_api::Health> = Doc::parse(raw.clone(), "GET /healthz").unwrap();
+        assert_eq!((doc.raw, doc.view.status.as_str()), (raw, "ok"));
+    }
+
+    #[test]
+    fn a_document_of_another_shape_is_a_clear_error() {
+        let error = Doc::<VmView>::parse(serde_json::json!({"name": "web"}), "GET /api/v1/vms/web").unwrap_err();
+        assert_eq!(error.code, 1);
+        assert!(
+            error.message.starts_with("the server's answer to GET /api/v1/vms/web is not what this basphere"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("missing field"), "{}", error.message);
+    }
 }

@@ -3,13 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use basphere_api::{
+    AuditView, CatalogView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken,
+    MeView, OperationView, QuotaOverrideRequest, QuotaView, ReconcileView, TokenView, UserView, VmView,
+};
 use clap::{Args, Parser, Subcommand};
 use hyper::Method;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{self, Client, Doc};
 use crate::exit::CliError;
-use crate::output::{self, emit, note, Format};
+use crate::output::{self, emit, note, or_dash, time, Format};
 use crate::wait;
 
 /// `basphere`: self-service VMs on vSphere.
@@ -279,16 +284,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn post(&self, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Result<Value, CliError> {
-        Ok(self.client.call(Method::POST, path, body.as_ref(), headers).await?.body)
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Doc<T>, CliError> {
+        self.client.fetch(Method::POST, path, body, headers).await
     }
 
-    async fn delete(&self, path: &str) -> Result<Value, CliError> {
-        Ok(self.client.call(Method::DELETE, path, None, &[]).await?.body)
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<T>, CliError> {
+        self.client.fetch(Method::DELETE, path, None, &[]).await
     }
 
-    async fn put(&self, path: &str, body: Value) -> Result<Value, CliError> {
-        Ok(self.client.call(Method::PUT, path, Some(&body), &[]).await?.body)
+    async fn put<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<Doc<T>, CliError> {
+        self.client.fetch(Method::PUT, path, Some(body), &[]).await
     }
 
     /// Asks for confirmation on a terminal; without one, `--yes` is required.
@@ -320,58 +330,30 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         Command::Vm(command) => vm(command, ctx).await,
         Command::Quota => {
-            let quota = ctx.client.get("/api/v1/quota").await?;
-            emit(ctx.format, &quota, output::quota_table);
+            let quota: Doc<QuotaView> = ctx.client.get("/api/v1/quota").await?;
+            emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         Command::Operation(command) => operation(command, ctx).await,
         Command::Token(command) => token(command, ctx).await,
         Command::Catalog => {
-            let catalog = ctx.client.get("/api/v1/catalog").await?;
-            emit(ctx.format, &catalog, |c| {
-                let rows: Vec<Vec<String>> = c["os"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|os| {
-                        vec![
-                            "os".into(),
-                            os["key"].as_str().unwrap_or("").into(),
-                            os["description"].as_str().unwrap_or("").into(),
-                        ]
-                    })
-                    .collect();
-                let specs: Vec<Vec<String>> = c["specs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| {
-                        vec![
-                            "spec".into(),
-                            s["key"].as_str().unwrap_or("").into(),
-                            format!(
-                                "{} vCPU, {} GB RAM, {} GB disk",
-                                s["cpu"],
-                                s["memory_mb"].as_u64().unwrap_or(0) / 1024,
-                                s["disk_gb"]
-                            ),
-                        ]
-                    })
-                    .collect();
-                output::table(&["KIND", "KEY", "DESCRIPTION"], &[rows, specs].concat());
+            let catalog: Doc<CatalogView> = ctx.client.get("/api/v1/catalog").await?;
+            emit(ctx.format, &catalog.raw, || {
+                let os = catalog.view.os.iter().map(|os| vec!["os".into(), os.key.clone(), os.description.clone()]);
+                let specs = catalog.view.specs.iter().map(|s| {
+                    vec![
+                        "spec".into(),
+                        s.key.clone(),
+                        format!("{} vCPU, {} GB RAM, {} GB disk", s.cpu, s.memory_mb / 1024, s.disk_gb),
+                    ]
+                });
+                output::table(&["KIND", "KEY", "DESCRIPTION"], &os.chain(specs).collect::<Vec<_>>());
             });
             Ok(())
         }
         Command::Whoami => {
-            let me = ctx.client.get("/api/v1/me").await?;
-            emit(ctx.format, &me, |me| {
-                println!(
-                    "{} ({}) via {}",
-                    me["name"].as_str().unwrap_or(""),
-                    me["role"].as_str().unwrap_or(""),
-                    me["source"].as_str().unwrap_or("")
-                )
-            });
+            let me: Doc<MeView> = ctx.client.get("/api/v1/me").await?;
+            emit(ctx.format, &me.raw, || println!("{} ({}) via {}", me.view.name, me.view.role, me.view.source));
             Ok(())
         }
         Command::Admin(command) => admin(command, ctx).await,
@@ -379,39 +361,32 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
-async fn started(ctx: &Ctx, operations: Vec<Value>, wait: &WaitArgs, body: &Value) -> Result<(), CliError> {
+/// Reports operations the server accepted (`document` is its answer), or follows them with
+/// `--wait` and reports how each ended.
+async fn started(ctx: &Ctx, operations: &[OperationView], wait: &WaitArgs, document: &Value) -> Result<(), CliError> {
     if wait.wait {
-        let finished = wait::wait_all(&ctx.client, &operations, Duration::from_secs(wait.timeout)).await?;
-        let failed: Vec<&Value> = finished.iter().filter(|op| op["state"] == "failed").collect();
-        emit(ctx.format, &Value::Array(finished.clone()), |ops| {
-            for op in ops.as_array().into_iter().flatten() {
-                println!(
-                    "{} {}: {}",
-                    op["kind"].as_str().unwrap_or(""),
-                    op["resource"]["name"].as_str().unwrap_or(""),
-                    op["state"].as_str().unwrap_or("")
-                );
-                if let Some(error) = op["error"].as_str() {
+        let finished = wait::wait_all(&ctx.client, operations, Duration::from_secs(wait.timeout)).await?;
+        let failed = finished.iter().filter(|op| op.view.state == "failed").count();
+        let documents = Value::Array(finished.iter().map(|op| op.raw.clone()).collect());
+        emit(ctx.format, &documents, || {
+            for op in finished.iter().map(|op| &op.view) {
+                println!("{} {}: {}", op.kind, op.resource.name, op.state);
+                if let Some(error) = &op.error {
                     println!("  {error}");
                 }
             }
         });
-        if !failed.is_empty() {
+        if failed > 0 {
             return Err(CliError::new(
                 crate::exit::OPERATION_FAILED,
-                format!("{} of {} operation(s) failed", failed.len(), finished.len()),
+                format!("{failed} of {} operation(s) failed", finished.len()),
             ));
         }
         return Ok(());
     }
-    emit(ctx.format, body, |_| {
-        for op in &operations {
-            println!(
-                "{} {} accepted: operation {}",
-                op["kind"].as_str().unwrap_or(""),
-                op["resource"]["name"].as_str().unwrap_or(""),
-                op["id"].as_str().unwrap_or("")
-            );
+    emit(ctx.format, document, || {
+        for op in operations {
+            println!("{} {} accepted: operation {}", op.kind, op.resource.name, op.id);
         }
         note("follow with: basphere op wait <operation>");
     });
@@ -421,42 +396,35 @@ async fn started(ctx: &Ctx, operations: Vec<Value>, wait: &WaitArgs, body: &Valu
 async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         VmCommand::Create { name, os, spec, count, idempotency_key, wait } => {
-            let body = json!({"name": name, "os": os, "spec": spec, "count": count});
+            let request = client::body(&CreateVmsRequest { name, os, spec, count })?;
             let headers: Vec<(&str, &str)> =
                 idempotency_key.as_deref().map(|key| vec![("idempotency-key", key)]).unwrap_or_default();
-            let created = ctx.post("/api/v1/vms", Some(body), &headers).await?;
+            let created: Doc<CreateVmsResponse> = ctx.post("/api/v1/vms", Some(&request), &headers).await?;
             if !wait.wait && ctx.format == Format::Table {
-                for vm in created["vms"].as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {}  {}",
-                        vm["name"].as_str().unwrap_or(""),
-                        vm["ip"].as_str().unwrap_or("-"),
-                        vm["state"].as_str().unwrap_or("")
-                    );
+                for vm in &created.view.vms {
+                    println!("{}  {}  {}", vm.name, or_dash(vm.ip), vm.state);
                 }
             }
-            let operations = created["operations"].as_array().cloned().unwrap_or_default();
-            started(ctx, operations, &wait, &created).await
+            started(ctx, &created.view.operations, &wait, &created.raw).await
         }
         VmCommand::List { state, all } => {
             let path = match state {
                 Some(state) => format!("/api/v1/vms?state={}", encode(&state)),
                 None => "/api/v1/vms".into(),
             };
-            let vms = Value::Array(ctx.client.all_pages(&path).await?);
-            emit(ctx.format, &vms, |vms| {
-                let vms = vms.as_array().cloned().unwrap_or_default();
-                if vms.is_empty() {
+            let vms: Doc<Vec<VmView>> = ctx.client.all_pages(&path).await?;
+            emit(ctx.format, &vms.raw, || {
+                if vms.view.is_empty() {
                     note("No VMs yet. Create one: basphere vm create NAME --os ubuntu-24.04 --spec small");
                 } else {
-                    output::vm_table(&vms, false, all);
+                    output::vm_table(&vms.view, false, all);
                 }
             });
             Ok(())
         }
         VmCommand::Show { name } => {
-            let vm = ctx.client.get(&format!("/api/v1/vms/{}", encode(&name))).await?;
-            emit(ctx.format, &vm, output::vm_detail);
+            let vm: Doc<VmView> = ctx.client.get(&format!("/api/v1/vms/{}", encode(&name))).await?;
+            emit(ctx.format, &vm.raw, || output::vm_detail(&vm.view));
             Ok(())
         }
         VmCommand::Delete { name, wait } => {
@@ -464,8 +432,8 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            let operation = ctx.delete(&format!("/api/v1/vms/{}", encode(&name))).await?;
-            started(ctx, vec![operation.clone()], &wait, &operation).await
+            let operation: Doc<OperationView> = ctx.delete(&format!("/api/v1/vms/{}", encode(&name))).await?;
+            started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         VmCommand::Start { name, wait } => power(ctx, &name, "start", &wait).await,
         VmCommand::Stop { name, wait } => power(ctx, &name, "stop", &wait).await,
@@ -474,35 +442,28 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
 }
 
 async fn power(ctx: &Ctx, name: &str, action: &str, wait: &WaitArgs) -> Result<(), CliError> {
-    let operation = ctx.post(&format!("/api/v1/vms/{}/{action}", encode(name)), None, &[]).await?;
-    started(ctx, vec![operation.clone()], wait, &operation).await
+    let operation: Doc<OperationView> = ctx.post(&format!("/api/v1/vms/{}/{action}", encode(name)), None, &[]).await?;
+    started(ctx, std::slice::from_ref(&operation.view), wait, &operation.raw).await
 }
 
 async fn operation(command: OperationCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         OperationCommand::Show { id } => {
-            let op = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
-            emit(ctx.format, &op, output::operation_detail);
+            let op: Doc<OperationView> = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
+            emit(ctx.format, &op.raw, || output::operation_detail(&op.view));
             Ok(())
         }
         OperationCommand::Wait { id, timeout } => {
-            let op = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
-            started(ctx, vec![op.clone()], &WaitArgs { wait: true, timeout }, &op).await
+            let op: Doc<OperationView> = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
+            started(ctx, std::slice::from_ref(&op.view), &WaitArgs { wait: true, timeout }, &op.raw).await
         }
         OperationCommand::List => {
-            let ops = Value::Array(ctx.client.all_pages("/api/v1/operations").await?);
-            emit(ctx.format, &ops, |ops| {
+            let ops: Doc<Vec<OperationView>> = ctx.client.all_pages("/api/v1/operations").await?;
+            emit(ctx.format, &ops.raw, || {
                 let rows: Vec<Vec<String>> = ops
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|op| {
-                        ["id", "kind", "state"]
-                            .iter()
-                            .map(|k| op[*k].as_str().unwrap_or("").to_owned())
-                            .chain([op["resource"]["name"].as_str().unwrap_or("").to_owned()])
-                            .collect()
-                    })
+                    .view
+                    .iter()
+                    .map(|op| vec![op.id.to_string(), op.kind.clone(), op.state.clone(), op.resource.name.clone()])
                     .collect();
                 output::table(&["ID", "KIND", "STATE", "RESOURCE"], &rows);
             });
@@ -511,13 +472,13 @@ async fn operation(command: OperationCommand, ctx: &Ctx) -> Result<(), CliError>
     }
 }
 
-fn print_created_token(ctx: &Ctx, created: &Value) {
-    emit(ctx.format, created, |created| {
-        println!("{}", created["secret"].as_str().unwrap_or(""));
+fn print_created_token(ctx: &Ctx, created: &Doc<CreatedToken>) {
+    emit(ctx.format, &created.raw, || {
+        let CreatedToken { token, secret } = &created.view;
+        println!("{secret}");
         note(format!(
             "token {} ({}) created; the secret above is shown once: keep it, e.g. export BASPHERE_TOKEN=...",
-            created["token"]["name"].as_str().unwrap_or(""),
-            created["token"]["scope"].as_str().unwrap_or("")
+            token.name, token.scope
         ));
     });
 }
@@ -525,28 +486,26 @@ fn print_created_token(ctx: &Ctx, created: &Value) {
 async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         TokenCommand::Create { name, scope, expires_in_days } => {
-            let created = ctx
-                .post(
-                    "/api/v1/tokens",
-                    Some(json!({"name": name, "scope": scope, "expires_in_days": expires_in_days})),
-                    &[],
-                )
-                .await?;
+            let request = client::body(&CreateTokenRequest { name, scope: Some(scope), expires_in_days })?;
+            let created: Doc<CreatedToken> = ctx.post("/api/v1/tokens", Some(&request), &[]).await?;
             print_created_token(ctx, &created);
             Ok(())
         }
         TokenCommand::List => {
-            let tokens = ctx.client.get("/api/v1/tokens").await?;
-            emit(ctx.format, &tokens, |tokens| {
+            let tokens: Doc<Vec<TokenView>> = ctx.client.get("/api/v1/tokens").await?;
+            emit(ctx.format, &tokens.raw, || {
                 let rows: Vec<Vec<String>> = tokens
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .view
+                    .iter()
                     .map(|t| {
-                        ["id", "name", "scope", "created_at", "expires_at", "revoked_at"]
-                            .iter()
-                            .map(|k| t[*k].as_str().unwrap_or("-").to_owned())
-                            .collect()
+                        vec![
+                            t.id.to_string(),
+                            t.name.clone(),
+                            t.scope.clone(),
+                            time(&t.created_at),
+                            or_dash(t.expires_at.as_ref().map(time)),
+                            or_dash(t.revoked_at.as_ref().map(time)),
+                        ]
                     })
                     .collect();
                 output::table(&["ID", "NAME", "SCOPE", "CREATED", "EXPIRES", "REVOKED"], &rows);
@@ -554,8 +513,8 @@ async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         TokenCommand::Revoke { id } => {
-            let token = ctx.delete(&format!("/api/v1/tokens/{}", encode(&id))).await?;
-            emit(ctx.format, &token, |t| note(format!("token {} revoked", t["name"].as_str().unwrap_or(""))));
+            let token: Doc<TokenView> = ctx.delete(&format!("/api/v1/tokens/{}", encode(&id))).await?;
+            emit(ctx.format, &token.raw, || note(format!("token {} revoked", token.view.name)));
             Ok(())
         }
     }
@@ -579,32 +538,29 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     ))
                 }
             };
-            let user = ctx.post("/api/v1/admin/users", Some(json!({"username": username, "email": email, "ssh_key": key.trim(), "team": team, "uid": uid, "admin": admin})), &[]).await?;
-            emit(ctx.format, &user, |u| {
-                note(format!(
-                    "account {} created ({}), key {}",
-                    u["username"].as_str().unwrap_or(""),
-                    u["role"].as_str().unwrap_or(""),
-                    u["ssh_key_fingerprint"].as_str().unwrap_or("")
-                ))
+            let request =
+                client::body(&CreateUserRequest { username, email, team, ssh_key: key.trim().to_owned(), uid, admin })?;
+            let user: Doc<UserView> = ctx.post("/api/v1/admin/users", Some(&request), &[]).await?;
+            emit(ctx.format, &user.raw, || {
+                let u = &user.view;
+                note(format!("account {} created ({}), key {}", u.username, u.role, u.ssh_key_fingerprint))
             });
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::List) => {
-            let users = ctx.client.get("/api/v1/admin/users").await?;
-            emit(ctx.format, &users, |users| {
+            let users: Doc<Vec<UserView>> = ctx.client.get("/api/v1/admin/users").await?;
+            emit(ctx.format, &users.raw, || {
                 let rows: Vec<Vec<String>> = users
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .view
+                    .iter()
                     .map(|u| {
                         vec![
-                            u["username"].as_str().unwrap_or("").into(),
-                            u["email"].as_str().unwrap_or("").into(),
-                            u["team"].as_str().unwrap_or("").into(),
-                            u["role"].as_str().unwrap_or("").into(),
-                            u["status"].as_str().unwrap_or("").into(),
-                            u["uid"].as_u64().map_or("-".into(), |u| u.to_string()),
+                            u.username.clone(),
+                            u.email.clone(),
+                            u.team.clone(),
+                            u.role.clone(),
+                            u.status.clone(),
+                            or_dash(u.uid),
                         ]
                     })
                     .collect();
@@ -613,42 +569,54 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::Show { username }) => {
-            let user = ctx.client.get(&format!("/api/v1/admin/users/{}", encode(&username))).await?;
-            emit(ctx.format, &user, |u| {
-                for (key, value) in u.as_object().into_iter().flatten() {
-                    println!(
-                        "{:<20} {}",
-                        format!("{key}:"),
-                        value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
-                    );
+            let user: Doc<UserView> = ctx.client.get(&format!("/api/v1/admin/users/{}", encode(&username))).await?;
+            emit(ctx.format, &user.raw, || {
+                let u = &user.view;
+                for (key, value) in [
+                    ("username", u.username.clone()),
+                    ("email", u.email.clone()),
+                    ("team", u.team.clone()),
+                    ("role", u.role.clone()),
+                    ("status", u.status.clone()),
+                    ("uid", or_dash(u.uid)),
+                    ("ssh_key_fingerprint", u.ssh_key_fingerprint.clone()),
+                    ("created_at", time(&u.created_at)),
+                ] {
+                    println!("{:<20} {value}", format!("{key}:"));
                 }
             });
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Show { username }) => {
-            let quota = ctx.client.get(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
-            emit(ctx.format, &quota, output::quota_table);
+            let quota: Doc<QuotaView> =
+                ctx.client.get(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
+            emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Set { username, vms, ips, vcpus, memory_mb, disk_gb, clusters }) => {
-            let body = json!({"vms": vms, "ips": ips, "vcpus": vcpus, "memory_mb": memory_mb, "disk_gb": disk_gb, "clusters": clusters});
-            let quota = ctx.put(&format!("/api/v1/admin/users/{}/quota", encode(&username)), body).await?;
-            emit(ctx.format, &quota, output::quota_table);
+            let request = client::body(&QuotaOverrideRequest {
+                vms,
+                clusters,
+                nodes_per_cluster: None,
+                ips,
+                vcpus,
+                memory_mb,
+                disk_gb,
+            })?;
+            let quota: Doc<QuotaView> =
+                ctx.put(&format!("/api/v1/admin/users/{}/quota", encode(&username)), &request).await?;
+            emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Reset { username }) => {
-            let quota = ctx.delete(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
-            emit(ctx.format, &quota, output::quota_table);
+            let quota: Doc<QuotaView> = ctx.delete(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
+            emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Token(AdminTokenCommand::Create { user, name, scope, expires_in_days }) => {
-            let created = ctx
-                .post(
-                    &format!("/api/v1/admin/users/{}/tokens", encode(&user)),
-                    Some(json!({"name": name, "scope": scope, "expires_in_days": expires_in_days})),
-                    &[],
-                )
-                .await?;
+            let request = client::body(&CreateTokenRequest { name, scope: Some(scope), expires_in_days })?;
+            let created: Doc<CreatedToken> =
+                ctx.post(&format!("/api/v1/admin/users/{}/tokens", encode(&user)), Some(&request), &[]).await?;
             print_created_token(ctx, &created);
             Ok(())
         }
@@ -657,10 +625,8 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 Some(owner) => format!("/api/v1/admin/vms?owner={}", encode(&owner)),
                 None => "/api/v1/admin/vms".into(),
             };
-            let vms = Value::Array(ctx.client.all_pages(&path).await?);
-            emit(ctx.format, &vms, |vms| {
-                output::vm_table(vms.as_array().map(Vec::as_slice).unwrap_or(&[]), true, true)
-            });
+            let vms: Doc<Vec<VmView>> = ctx.client.all_pages(&path).await?;
+            emit(ctx.format, &vms.raw, || output::vm_table(&vms.view, true, true));
             Ok(())
         }
         AdminCommand::Vm(AdminVmCommand::Delete { owner, name, wait }) => {
@@ -668,28 +634,27 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            let operation =
+            let operation: Doc<OperationView> =
                 ctx.delete(&format!("/api/v1/admin/users/{}/vms/{}", encode(&owner), encode(&name))).await?;
-            started(ctx, vec![operation.clone()], &wait, &operation).await
+            started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         AdminCommand::Ops { owner } => {
             let path = match owner {
                 Some(owner) => format!("/api/v1/admin/operations?owner={}", encode(&owner)),
                 None => "/api/v1/admin/operations".into(),
             };
-            let ops = Value::Array(ctx.client.all_pages(&path).await?);
-            emit(ctx.format, &ops, |ops| {
+            let ops: Doc<Vec<OperationView>> = ctx.client.all_pages(&path).await?;
+            emit(ctx.format, &ops.raw, || {
                 let rows: Vec<Vec<String>> = ops
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .view
+                    .iter()
                     .map(|op| {
                         vec![
-                            op["id"].as_str().unwrap_or("").into(),
-                            op["owner"].as_str().unwrap_or("").into(),
-                            op["kind"].as_str().unwrap_or("").into(),
-                            op["state"].as_str().unwrap_or("").into(),
-                            op["resource"]["name"].as_str().unwrap_or("").into(),
+                            op.id.to_string(),
+                            op.owner.clone(),
+                            op.kind.clone(),
+                            op.state.clone(),
+                            op.resource.name.clone(),
                         ]
                     })
                     .collect();
@@ -698,31 +663,24 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::Reconcile { now } => {
-            let report = if now {
+            let report: Doc<ReconcileView> = if now {
                 ctx.post("/api/v1/admin/reconcile", None, &[]).await?
             } else {
                 ctx.client.get("/api/v1/admin/reconcile").await?
             };
-            emit(ctx.format, &report, |r| {
-                println!("reconciled at {}", r["at"].as_str().unwrap_or("(not yet)"));
-                for (label, key) in [("lost", "lost"), ("found again", "found")] {
-                    for vm in r[key].as_array().into_iter().flatten() {
-                        println!("  {label}: {}", vm.as_str().unwrap_or(""));
+            emit(ctx.format, &report.raw, || {
+                let r = &report.view;
+                println!("reconciled at {}", r.at.as_ref().map_or_else(|| "(not yet)".to_owned(), time));
+                for (label, vms) in [("lost", &r.lost), ("found again", &r.found)] {
+                    for vm in vms {
+                        println!("  {label}: {vm}");
                     }
                 }
-                for change in r["power_changed"].as_array().into_iter().flatten() {
-                    println!(
-                        "  now {}: {}",
-                        change["state"].as_str().unwrap_or(""),
-                        change["vm"].as_str().unwrap_or("")
-                    );
+                for change in &r.power_changed {
+                    println!("  now {}: {}", change.state, change.vm);
                 }
-                for stray in r["strays"].as_array().into_iter().flatten() {
-                    println!(
-                        "  stray (not Basphere's, left alone): {} in {}",
-                        stray["vsphere_name"].as_str().unwrap_or(""),
-                        stray["folder"].as_str().unwrap_or("")
-                    );
+                for stray in &r.strays {
+                    println!("  stray (not Basphere's, left alone): {} in {}", stray.vsphere_name, stray.folder);
                 }
             });
             Ok(())
@@ -738,18 +696,20 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 print!("{}", reply.text);
                 return Ok(());
             }
-            let page = ctx.client.get(&path).await?;
-            let events = page["items"].clone();
-            emit(ctx.format, &events, |events| {
+            let events: Doc<Vec<AuditView>> = ctx.client.items(&path).await?;
+            emit(ctx.format, &events.raw, || {
                 let rows: Vec<Vec<String>> = events
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .view
+                    .iter()
                     .map(|e| {
-                        ["at", "actor", "action", "resource", "outcome", "source"]
-                            .iter()
-                            .map(|k| e[*k].as_str().unwrap_or("").to_owned())
-                            .collect()
+                        vec![
+                            time(&e.at),
+                            e.actor.clone(),
+                            e.action.clone(),
+                            e.resource.clone(),
+                            e.outcome.clone(),
+                            e.source.clone(),
+                        ]
                     })
                     .collect();
                 output::table(&["AT", "ACTOR", "ACTION", "RESOURCE", "OUTCOME", "SOURCE"], &rows);

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use basphere_api::{
+    CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken, MeView, OperationView,
+    Page, QuotaView, UserView, VmView,
+};
 use hyper::Method;
-use serde_json::json;
 
-use crate::client::{Client, Endpoint};
+use crate::client::{self, Client, Doc, Endpoint};
 use crate::exit::CliError;
 use crate::{output, wait};
 
@@ -49,7 +52,7 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
     let socket = args.data_dir.join("basphere.sock");
     let admin = Client::new(Endpoint::Socket(socket.clone()));
     let log = args.data_dir.join("server.log");
-    if admin.get("/healthz").await.is_ok() {
+    if admin.call(Method::GET, "/healthz", None, &[]).await.is_ok() {
         let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
         println!("  a server is already running on {} and {tcp}", socket.display());
         return Ok((admin, tcp, None));
@@ -70,7 +73,7 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
         })?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
-        if admin.get("/healthz").await.is_ok() {
+        if admin.call(Method::GET, "/healthz", None, &[]).await.is_ok() {
             let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
             println!(
                 "  started basphere-server (pid {}) in {} ms: {} and {tcp}",
@@ -93,100 +96,87 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     step("1. The platform on embedded defaults");
     let (admin, tcp, pid) = ensure_server(&args).await?;
-    let me = admin.get("/api/v1/me").await?;
-    println!(
-        "  you are {} ({}) on the socket: the kernel's peer credentials say so",
-        me["name"].as_str().unwrap_or(""),
-        me["role"].as_str().unwrap_or("")
-    );
+    let me: MeView = admin.get::<MeView>("/api/v1/me").await?.view;
+    println!("  you are {} ({}) on the socket: the kernel's peer credentials say so", me.name, me.role);
 
     step("2. An administrator approves a developer: basphere admin user add alice ...");
-    match admin
-        .call(
-            Method::POST,
-            "/api/v1/admin/users",
-            Some(&json!({"username": "alice", "email": "alice@example.com", "team": "payments", "ssh_key": DEMO_KEY})),
-            &[],
-        )
-        .await
-    {
-        Ok(reply) => println!(
+    let request = client::body(&CreateUserRequest {
+        username: "alice".into(),
+        email: "alice@example.com".into(),
+        team: "payments".into(),
+        ssh_key: DEMO_KEY.into(),
+        uid: None,
+        admin: false,
+    })?;
+    match admin.fetch::<UserView>(Method::POST, "/api/v1/admin/users", Some(&request), &[]).await {
+        Ok(user) => println!(
             "  account alice created: an IP block and the vSphere folder basphere-vms/alice ({})",
-            reply.body["ssh_key_fingerprint"].as_str().unwrap_or("")
+            user.view.ssh_key_fingerprint
         ),
         Err(error) if error.code == crate::exit::CONFLICT => println!("  account alice exists already"),
         Err(error) => return Err(error),
     }
-    let token =
-        admin.call(Method::POST, "/api/v1/admin/users/alice/tokens", Some(&json!({"name": "demo"})), &[]).await?.body;
-    let secret = token["secret"].as_str().unwrap_or_default().to_owned();
+    let request = client::body(&CreateTokenRequest { name: "demo".into(), scope: None, expires_in_days: None })?;
+    let token: CreatedToken =
+        admin.fetch::<CreatedToken>(Method::POST, "/api/v1/admin/users/alice/tokens", Some(&request), &[]).await?.view;
+    let secret = token.secret;
     println!("  an API token for alice (shown once): {secret}");
     let alice = Client::new(Endpoint::Tcp { base: tcp.clone(), token: Some(secret.clone()) });
 
-    let leftovers = alice.get("/api/v1/vms?limit=1000").await?;
-    let leftovers: Vec<String> = leftovers["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|vm| vm["name"].as_str().map(str::to_owned))
-        .collect();
+    let leftovers: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms?limit=1000").await?.view;
+    let leftovers: Vec<String> = leftovers.items.into_iter().map(|vm| vm.name).collect();
     if !leftovers.is_empty() {
         println!("  removing alice's VMs from an earlier demo: {}", leftovers.join(", "));
         let mut operations = Vec::new();
         for name in leftovers {
-            if let Ok(reply) = alice.call(Method::DELETE, &format!("/api/v1/vms/{name}"), None, &[]).await {
-                operations.push(reply.body);
+            if let Ok(op) =
+                alice.fetch::<OperationView>(Method::DELETE, &format!("/api/v1/vms/{name}"), None, &[]).await
+            {
+                operations.push(op.view);
             }
         }
         wait::wait_all(&alice, &operations, Duration::from_secs(120)).await?;
     }
 
     step("3. alice creates 3 VMs over HTTP: basphere vm create web --os ubuntu-24.04 --spec small --count 3 --wait");
-    let created = alice
-        .call(
-            Method::POST,
-            "/api/v1/vms",
-            Some(&json!({"name": "web", "os": "ubuntu-24.04", "spec": "small", "count": 3})),
-            &[],
-        )
-        .await?
-        .body;
-    for vm in created["vms"].as_array().into_iter().flatten() {
-        println!("  accepted {} with address {}", vm["name"].as_str().unwrap_or(""), vm["ip"].as_str().unwrap_or(""));
+    let request = client::body(&CreateVmsRequest {
+        name: "web".into(),
+        os: "ubuntu-24.04".into(),
+        spec: "small".into(),
+        count: 3,
+    })?;
+    let created: CreateVmsResponse =
+        alice.fetch::<CreateVmsResponse>(Method::POST, "/api/v1/vms", Some(&request), &[]).await?.view;
+    for vm in &created.vms {
+        println!("  accepted {} with address {}", vm.name, vm.ip.map(|ip| ip.to_string()).unwrap_or_default());
     }
-    let operations = created["operations"].as_array().cloned().unwrap_or_default();
-    wait::wait_all(&alice, &operations, Duration::from_secs(120)).await?;
+    wait::wait_all(&alice, &created.operations, Duration::from_secs(120)).await?;
 
     step("4. alice lists her VMs: basphere vm list");
-    let vms = alice.get("/api/v1/vms").await?;
-    output::vm_table(vms["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), false, false);
+    let vms: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms").await?.view;
+    output::vm_table(&vms.items, false, false);
 
     step("5. alice checks her quota: basphere quota");
-    output::quota_table(&alice.get("/api/v1/quota").await?);
+    output::quota_table(&alice.get::<QuotaView>("/api/v1/quota").await?.view);
 
     step("6. alice asks for more than her quota: basphere vm create big --os ubuntu-24.04 --spec large --count 10");
-    match alice
-        .call(
-            Method::POST,
-            "/api/v1/vms",
-            Some(&json!({"name": "big", "os": "ubuntu-24.04", "spec": "large", "count": 10})),
-            &[],
-        )
-        .await
-    {
+    let request = client::body(&CreateVmsRequest {
+        name: "big".into(),
+        os: "ubuntu-24.04".into(),
+        spec: "large".into(),
+        count: 10,
+    })?;
+    match alice.call(Method::POST, "/api/v1/vms", Some(&request), &[]).await {
         Err(error) => println!("  refused (exit code {}): {}", error.code, error.message),
         Ok(_) => return Err(CliError::other("the quota should have refused this request")),
     }
 
     step("7. alice deletes web-2: basphere vm delete web-2 --wait");
-    let operation = alice.call(Method::DELETE, "/api/v1/vms/web-2", None, &[]).await?.body;
-    let done = wait::wait_all(&alice, &[operation], Duration::from_secs(120)).await?;
-    println!(
-        "  {}: the VM is gone from vSphere, then its address was released",
-        done[0]["state"].as_str().unwrap_or("")
-    );
-    let vms = alice.get("/api/v1/vms").await?;
-    output::vm_table(vms["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), false, false);
+    let operation: Doc<OperationView> = alice.fetch(Method::DELETE, "/api/v1/vms/web-2", None, &[]).await?;
+    let done = wait::wait_all(&alice, std::slice::from_ref(&operation.view), Duration::from_secs(120)).await?;
+    println!("  {}: the VM is gone from vSphere, then its address was released", done[0].view.state);
+    let vms: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms").await?.view;
+    output::vm_table(&vms.items, false, false);
 
     let me = std::env::args().next().unwrap_or_else(|| "basphere".into());
     step("Your turn");

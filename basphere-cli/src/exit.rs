@@ -13,7 +13,9 @@
 //! | 8 | not authenticated or not allowed |
 //! | 9 | the awaited operation failed |
 
+use basphere_api::Problem;
 use hyper::StatusCode;
+use serde::Deserialize;
 use serde_json::Value;
 
 pub const USAGE: i32 = 2;
@@ -53,11 +55,13 @@ impl CliError {
         Self::new(1, message)
     }
 
-    /// Maps a problem document (RFC 9457) to an exit code and a readable message.
+    /// Maps a problem document (RFC 9457) to an exit code and a readable message; an answer
+    /// that is not one (a proxy's error page, say) keeps its status and text.
     pub fn from_problem(status: StatusCode, body: &Value, text: &str) -> Self {
-        let kind = body["type"].as_str().and_then(|t| t.strip_prefix("urn:basphere:problem:")).unwrap_or("");
-        let detail = body["detail"].as_str().map(str::to_owned).unwrap_or_else(|| format!("{status}: {}", text.trim()));
-        let code = match kind {
+        let Ok(problem) = Problem::deserialize(body) else {
+            return CliError::new(1, format!("{status}: {}", text.trim()));
+        };
+        let code = match problem.kind().unwrap_or("") {
             "invalid-input" | "payload-too-large" | "unsupported-media-type" | "method-not-allowed" => USAGE,
             "not-found" => NOT_FOUND,
             "conflict" => CONFLICT,
@@ -66,12 +70,10 @@ impl CliError {
             "unauthenticated" | "forbidden" => PERMISSION,
             _ => 1,
         };
-        let mut message = detail;
-        if let Some(errors) = body["errors"].as_array() {
-            if errors.len() > 1 {
-                for error in errors.iter().filter_map(Value::as_str) {
-                    message.push_str(&format!("\n  - {error}"));
-                }
+        let mut message = problem.detail;
+        if problem.errors.len() > 1 {
+            for error in &problem.errors {
+                message.push_str(&format!("\n  - {error}"));
             }
         }
         CliError::new(code, message)
@@ -89,5 +91,31 @@ impl std::error::Error for CliError {}
 impl From<std::io::Error> for CliError {
     fn from(error: std::io::Error) -> Self {
         CliError::other(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_map_to_exit_codes_and_keep_every_message() {
+        let body = serde_json::json!({
+            "type": "urn:basphere:problem:invalid-input", "title": "Invalid input", "status": 400,
+            "detail": "two problems", "errors": ["name: too long", "os: unknown"],
+        });
+        let error = CliError::from_problem(StatusCode::BAD_REQUEST, &body, &body.to_string());
+        assert_eq!(error.code, USAGE);
+        assert_eq!(error.message, "two problems\n  - name: too long\n  - os: unknown");
+        let quota = serde_json::json!({
+            "type": "urn:basphere:problem:quota-exceeded", "title": "Quota exceeded", "status": 403, "detail": "vms 10/10",
+        });
+        assert_eq!(CliError::from_problem(StatusCode::FORBIDDEN, &quota, "").code, QUOTA);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_problem_keeps_its_status_and_text() {
+        let error = CliError::from_problem(StatusCode::BAD_GATEWAY, &Value::Null, "<html>bad gateway</html>\n");
+        assert_eq!((error.code, error.message.as_str()), (1, "502 Bad Gateway: <html>bad gateway</html>"));
     }
 }

@@ -1,8 +1,10 @@
 //! Output: JSON and YAML print the server's documents unchanged (that is the contract); tables
-//! are for people. Data goes to stdout, messages to stderr.
+//! are for people, written against the API's wire types. Data goes to stdout, messages to stderr.
 
 use std::io::IsTerminal;
 
+use basphere_api::{OperationView, QuotaView, VmView};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::ValueEnum;
 use serde_json::Value;
 
@@ -14,12 +16,12 @@ pub enum Format {
     Yaml,
 }
 
-/// Prints `value` as JSON or YAML, or calls `table` for the table format.
-pub fn emit(format: Format, value: &Value, table: impl FnOnce(&Value)) {
+/// Prints the server's `document` as JSON or YAML, or calls `table` for the table format.
+pub fn emit(format: Format, document: &Value, table: impl FnOnce()) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Format::Yaml => print!("{}", serde_yaml::to_string(value).unwrap_or_default()),
-        Format::Table => table(value),
+        Format::Json => println!("{}", serde_json::to_string_pretty(document).unwrap_or_default()),
+        Format::Yaml => print!("{}", serde_yaml::to_string(document).unwrap_or_default()),
+        Format::Table => table(),
     }
 }
 
@@ -32,12 +34,14 @@ pub fn is_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
+/// A time as the server writes it (RFC 3339, UTC).
+pub fn time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// An optional value for a cell: `-` when absent.
+pub fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| value.to_string())
 }
 
 /// Prints rows under headers, columns as wide as their widest cell.
@@ -62,7 +66,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn vm_rows(vms: &[Value], with_owner: bool, with_created: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn vm_rows(vms: &[VmView], with_owner: bool, with_created: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let mut headers = vec!["NAME", "IP", "OS", "SPEC", "STATE"];
     if with_owner {
         headers.insert(0, "OWNER");
@@ -73,13 +77,12 @@ pub fn vm_rows(vms: &[Value], with_owner: bool, with_created: bool) -> (Vec<&'st
     let rows = vms
         .iter()
         .map(|vm| {
-            let mut row =
-                vec![cell(&vm["name"]), cell(&vm["ip"]), cell(&vm["os"]), cell(&vm["spec"]), cell(&vm["state"])];
+            let mut row = vec![vm.name.clone(), or_dash(vm.ip), vm.os.clone(), vm.spec.clone(), vm.state.clone()];
             if with_owner {
-                row.insert(0, cell(&vm["owner"]));
+                row.insert(0, vm.owner.clone());
             }
             if with_created {
-                row.push(cell(&vm["created_at"]).chars().take(19).collect::<String>().replace('T', " "));
+                row.push(time(&vm.created_at).chars().take(19).collect::<String>().replace('T', " "));
             }
             row
         })
@@ -87,53 +90,44 @@ pub fn vm_rows(vms: &[Value], with_owner: bool, with_created: bool) -> (Vec<&'st
     (headers, rows)
 }
 
-pub fn vm_table(vms: &[Value], with_owner: bool, with_created: bool) {
+pub fn vm_table(vms: &[VmView], with_owner: bool, with_created: bool) {
     let (headers, rows) = vm_rows(vms, with_owner, with_created);
     table(&headers, &rows);
 }
 
-pub fn vm_detail(vm: &Value) {
-    for key in [
-        "name",
-        "owner",
-        "state",
-        "ip",
-        "os",
-        "spec",
-        "cpu",
-        "memory_mb",
-        "disk_gb",
-        "reason",
-        "id",
-        "created_at",
-        "updated_at",
-    ] {
-        println!("{:<11} {}", format!("{key}:"), cell(&vm[key]));
+pub fn vm_detail(vm: &VmView) {
+    let fields = [
+        ("name", vm.name.clone()),
+        ("owner", vm.owner.clone()),
+        ("state", vm.state.clone()),
+        ("ip", or_dash(vm.ip)),
+        ("os", vm.os.clone()),
+        ("spec", vm.spec.clone()),
+        ("cpu", vm.cpu.to_string()),
+        ("memory_mb", vm.memory_mb.to_string()),
+        ("disk_gb", vm.disk_gb.to_string()),
+        ("reason", or_dash(vm.reason.as_deref())),
+        ("id", vm.id.to_string()),
+        ("created_at", time(&vm.created_at)),
+        ("updated_at", time(&vm.updated_at)),
+    ];
+    for (key, value) in fields {
+        println!("{:<11} {value}", format!("{key}:"));
     }
 }
 
-pub fn operation_detail(op: &Value) {
-    println!(
-        "operation {}  {}  {} {}",
-        cell(&op["id"]),
-        cell(&op["state"]),
-        cell(&op["kind"]),
-        cell(&op["resource"]["name"])
-    );
-    if let Some(steps) = op["steps"].as_array() {
-        for step in steps {
-            println!("  [{}] {}", cell(&step["state"]), cell(&step["name"]));
-        }
+pub fn operation_detail(op: &OperationView) {
+    println!("operation {}  {}  {} {}", op.id, op.state, op.kind, op.resource.name);
+    for step in &op.steps {
+        println!("  [{}] {}", step.state, step.name);
     }
-    if !op["error"].is_null() {
-        println!("error: {}", cell(&op["error"]));
+    if let Some(error) = &op.error {
+        println!("error: {error}");
     }
-    if let Some(lines) = op["log_tail"].as_array() {
-        if !lines.is_empty() {
-            println!("log:");
-            for line in lines {
-                println!("  {}", cell(line));
-            }
+    if !op.log_tail.is_empty() {
+        println!("log:");
+        for line in &op.log_tail {
+            println!("  {line}");
         }
     }
 }
@@ -158,16 +152,16 @@ pub fn bar(used: u64, limit: u64) -> String {
     }
 }
 
-pub fn quota_table(quota: &Value) {
-    let n = |section: &str, key: &str| quota[section][key].as_u64().unwrap_or(0);
-    for (label, key, divide, unit) in [
-        ("VMs", "vms", 1, ""),
-        ("IPs", "ips", 1, ""),
-        ("vCPUs", "vcpus", 1, ""),
-        ("Memory", "memory_mb", 1024, " GB"),
-        ("Disk", "disk_gb", 1, " GB"),
-        ("Clusters", "clusters", 1, ""),
+pub fn quota_table(quota: &QuotaView) {
+    let (used, limits) = (&quota.usage, &quota.limits);
+    for (label, used, limit, unit) in [
+        ("VMs", used.vms, limits.vms, ""),
+        ("IPs", used.ips, limits.ips, ""),
+        ("vCPUs", used.vcpus, limits.vcpus, ""),
+        ("Memory", used.memory_mb / 1024, limits.memory_mb / 1024, " GB"),
+        ("Disk", used.disk_gb, limits.disk_gb, " GB"),
+        ("Clusters", used.clusters, limits.clusters, ""),
     ] {
-        println!("{:<9} {}{unit}", label, bar(n("usage", key) / divide, n("limits", key) / divide));
+        println!("{:<9} {}{unit}", label, bar(used, limit));
     }
 }

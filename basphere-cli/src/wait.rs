@@ -4,36 +4,30 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use basphere_api::OperationView;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{Client, Doc};
 use crate::exit::CliError;
 
-fn label(op: &Value) -> String {
-    format!(
-        "{} {}",
-        op["kind"].as_str().unwrap_or("operation").replace('_', " "),
-        op["resource"]["name"].as_str().unwrap_or("")
-    )
+fn label(op: &OperationView) -> String {
+    format!("{} {}", op.kind.replace('_', " "), op.resource.name)
 }
 
-fn current_step(op: &Value) -> String {
-    let steps = op["steps"].as_array().cloned().unwrap_or_default();
-    let running =
-        steps.iter().find(|s| s["state"] == "running").or_else(|| steps.iter().find(|s| s["state"] == "pending"));
-    match running {
-        Some(step) => format!("{} ({})", step["name"].as_str().unwrap_or(""), step["state"].as_str().unwrap_or("")),
-        None => op["state"].as_str().unwrap_or("").to_owned(),
+fn current_step(op: &OperationView) -> String {
+    match op.current_step() {
+        Some(step) => format!("{} ({})", step.name, step.state),
+        None => op.state.clone(),
     }
 }
 
-fn finished(op: &Value) -> bool {
-    matches!(op["state"].as_str(), Some("succeeded" | "failed"))
-}
-
-/// Waits for every operation; returns them in their final state.
-pub async fn wait_all(client: &Client, operations: &[Value], timeout: Duration) -> Result<Vec<Value>, CliError> {
+/// Waits for every operation; returns each as the server last sent it, in its final state.
+/// Each is read at least once, so what is returned is always the server's current document.
+pub async fn wait_all(
+    client: &Client,
+    operations: &[OperationView],
+    timeout: Duration,
+) -> Result<Vec<Doc<OperationView>>, CliError> {
     let live = std::io::stderr().is_terminal();
     let multi = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed}")
@@ -50,35 +44,35 @@ pub async fn wait_all(client: &Client, operations: &[Value], timeout: Duration) 
             })
         })
         .collect();
-    let mut states: Vec<Value> = operations.to_vec();
-    let mut last_seen: Vec<String> = states.iter().map(current_step).collect();
+    let mut states: Vec<Option<Doc<OperationView>>> = vec![None; operations.len()];
+    let mut last_seen: Vec<String> = operations.iter().map(current_step).collect();
     let deadline = Instant::now() + timeout;
     loop {
-        for (index, op) in states.iter_mut().enumerate() {
-            if finished(op) {
+        for (index, state) in states.iter_mut().enumerate() {
+            if state.as_ref().is_some_and(|op| op.view.is_finished()) {
                 continue;
             }
-            let id = op["id"].as_str().unwrap_or_default().to_owned();
-            *op = client.get(&format!("/api/v1/operations/{id}")).await?;
-            let step = current_step(op);
+            let op: Doc<OperationView> = client.get(&format!("/api/v1/operations/{}", operations[index].id)).await?;
+            let step = current_step(&op.view);
             match &bars[index] {
                 Some(bar) => {
                     bar.set_message(step.clone());
-                    if finished(op) {
-                        let mark = if op["state"] == "succeeded" { "✓" } else { "✗" };
+                    if op.view.is_finished() {
+                        let mark = if op.view.state == "succeeded" { "✓" } else { "✗" };
                         bar.finish_with_message(format!(
                             "{mark} {}",
-                            op["error"].as_str().unwrap_or(op["state"].as_str().unwrap_or(""))
+                            op.view.error.as_deref().unwrap_or(&op.view.state)
                         ));
                     }
                 }
-                None if step != last_seen[index] => eprintln!("{}: {step}", label(op)),
+                None if step != last_seen[index] => eprintln!("{}: {step}", label(&op.view)),
                 None => {}
             }
             last_seen[index] = step;
+            *state = Some(op);
         }
-        if states.iter().all(finished) {
-            return Ok(states);
+        if states.iter().all(|op| op.as_ref().is_some_and(|op| op.view.is_finished())) {
+            return Ok(states.into_iter().flatten().collect());
         }
         if Instant::now() >= deadline {
             for bar in bars.iter().flatten() {

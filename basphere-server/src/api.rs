@@ -19,7 +19,10 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::openapi::{
+    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, Unauthenticated, UnsupportedMediaType,
+};
+use crate::problem::{ApiError, ApiResult};
 use crate::wire::*;
 use crate::AppState;
 
@@ -103,19 +106,19 @@ fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
 }
 
 /// Who the server believes you are. *user*
-#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), Unauthenticated, Forbidden, ServerError))]
 pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<MeView>> {
     let account = state.platform.whoami(&caller.actor).await?;
     Ok(Json(MeView {
         name: caller.actor.name.clone(),
         role: caller.actor.role.as_str().to_owned(),
         source: caller.actor.source.clone(),
-        account: account.as_ref().map(UserView::from),
+        account: account.as_ref().map(UserView::from_core),
     }))
 }
 
 /// The OS images and VM specs that may be asked for. *user*
-#[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView)))]
+#[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView), Unauthenticated, Forbidden, ServerError))]
 pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<CatalogView> {
     let config = state.platform.config();
     // Specs from the smallest to the largest, as a menu should show them.
@@ -141,14 +144,14 @@ pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<Cat
 }
 
 /// Your limits and usage. *user*
-#[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), Unauthenticated, Forbidden, ServerError))]
 pub async fn quota(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<QuotaView>> {
     let report = state.platform.quota(&caller.actor, caller.own()?).await?;
-    Ok(Json(QuotaView::from(&report)))
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListQuery), responses((status = 200, body = Page<VmView>), (status = 400, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -158,7 +161,7 @@ pub async fn list_vms(
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/vms)"));
     }
     let vms = state.platform.list_vms(&caller.actor, Some(caller.own()?), query.vms()).await?;
-    Ok(Json(page(vms, |vm| VmView::from(vm))))
+    Ok(Json(page(vms, VmView::from_core)))
 }
 
 async fn create_for(
@@ -179,8 +182,12 @@ async fn create_for(
         .map(|a| a.operation.clone())
         .ok_or_else(|| ApiError::from(basphere_core::Error::invalid("count", "nothing to create")))?;
     let body = CreateVmsResponse {
-        vms: outcome.accepted.iter().map(|Accepted { vm, .. }| VmView::from(vm)).collect(),
-        operations: outcome.accepted.iter().map(|Accepted { operation, .. }| OperationView::from(operation)).collect(),
+        vms: outcome.accepted.iter().map(|Accepted { vm, .. }| VmView::from_core(vm)).collect(),
+        operations: outcome
+            .accepted
+            .iter()
+            .map(|Accepted { operation, .. }| OperationView::from_core(operation))
+            .collect(),
     };
     let mut response = accepted(&first, body);
     if outcome.replayed {
@@ -193,7 +200,7 @@ async fn create_for(
 /// makes a retry return the first answer. *user*
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmsRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 202, body = CreateVmsResponse), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem)))]
+    responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -205,25 +212,25 @@ pub async fn create_vms(
 }
 
 /// One of your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 200, body = VmView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<VmView>> {
     let vm = state.platform.vm(&caller.actor, caller.own()?, &name).await?;
-    Ok(Json(VmView::from(&vm)))
+    Ok(Json(VmView::from_core(&vm)))
 }
 
 /// Delete one of your VMs; its address is freed once vSphere confirms it is gone. *user*
-#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn delete_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let operation = state.platform.delete_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 fn power_action(action: &str) -> ApiResult<PowerAction> {
@@ -237,7 +244,7 @@ fn power_action(action: &str) -> ApiResult<PowerAction> {
 
 /// Start, stop or reboot one of your VMs. *user*
 #[utoipa::path(post, path = "/api/v1/vms/{name}/{action}", tag = "vms", params(("name" = String, Path), ("action" = String, Path, description = "start, stop or reboot")),
-    responses((status = 202, body = OperationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -245,36 +252,36 @@ pub async fn vm_action(
 ) -> ApiResult<Response> {
     let action = power_action(&action)?;
     let operation = state.platform.power_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?, action).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Your operations, oldest first. *user*
-#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListQuery), responses((status = 200, body = Page<OperationView>)))]
+#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_operations(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<OperationView>>> {
     let operations = state.platform.list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
-    Ok(Json(page(operations, |op| OperationView::from(op))))
+    Ok(Json(page(operations, OperationView::from_core)))
 }
 
 /// One operation: yours, or any for an admin. *user*
-#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)), responses((status = 200, body = OperationView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)), responses((status = 200, body = OperationView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_operation(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<OperationView>> {
     let operation = state.platform.operation(&caller.actor, &id).await?;
-    Ok(Json(OperationView::from(&operation)))
+    Ok(Json(OperationView::from_core(&operation)))
 }
 
 /// Your API tokens (never their secrets). *user*
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn list_tokens(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
     let tokens = state.platform.list_tokens(&caller.actor, caller.own()?).await?;
-    Ok(Json(tokens.iter().map(TokenView::from).collect()))
+    Ok(Json(tokens.iter().map(TokenView::from_core).collect()))
 }
 
 async fn token_for(
@@ -286,12 +293,15 @@ async fn token_for(
     let scope = token_scope(body.scope.as_deref())?;
     let expires_at = token_expiry(body.expires_in_days.map(i64::from))?;
     let created = state.platform.create_token(&caller.actor, owner, &body.name, scope, expires_at).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: TokenView::from(&created.token), secret: created.secret }))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken { token: TokenView::from_core(&created.token), secret: created.secret }),
+    )
         .into_response())
 }
 
 /// Create an API token; its secret is in this answer only. *user*
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), (status = 400, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, ServerError))]
 pub async fn create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -302,7 +312,7 @@ pub async fn create_token(
 }
 
 /// Revoke one of your tokens (any token, for an admin). *user*
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), responses((status = 200, body = TokenView), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), responses((status = 200, body = TokenView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn revoke_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -310,18 +320,18 @@ pub async fn revoke_token(
 ) -> ApiResult<Json<TokenView>> {
     let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {}", bounded(&id))))?;
     let token = state.platform.revoke_token(&caller.actor, parsed).await?;
-    Ok(Json(TokenView::from(&token)))
+    Ok(Json(TokenView::from_core(&token)))
 }
 
 /// Every account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_list_users(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
     let users = state.platform.list_accounts(&caller.actor, Default::default()).await?;
-    Ok(Json(users.iter().map(UserView::from).collect()))
+    Ok(Json(users.iter().map(UserView::from_core).collect()))
 }
 
 /// Create an account: the user record, an IP block and the vSphere folder. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserRequest, responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserRequest, responses((status = 201, body = UserView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn admin_create_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -336,55 +346,56 @@ pub async fn admin_create_user(
         uid: body.uid,
     };
     let created = state.platform.create_account(&caller.actor, account).await?;
-    Ok((StatusCode::CREATED, Json(UserView::from(&created))).into_response())
+    Ok((StatusCode::CREATED, Json(UserView::from_core(&created))).into_response())
 }
 
 /// One account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_user(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
     let user = state.platform.account(&caller.actor, &name).await?;
-    Ok(Json(UserView::from(&user)))
+    Ok(Json(UserView::from_core(&user)))
 }
 
 /// One account's limits and usage. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_quota(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
-    Ok(Json(QuotaView::from(&state.platform.quota(&caller.actor, &lookup_username(&name)?).await?)))
+    Ok(Json(QuotaView::from_core(&state.platform.quota(&caller.actor, &lookup_username(&name)?).await?)))
 }
 
 /// Override one account's limits; absent fields keep the default. *admin*
-#[utoipa::path(put, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), request_body = QuotaOverrideRequest, responses((status = 200, body = QuotaView)))]
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), request_body = QuotaOverrideRequest, responses((status = 200, body = QuotaView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_set_quota(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaOverrideRequest>,
 ) -> ApiResult<Json<QuotaView>> {
-    let report = state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, Some(body.into())).await?;
-    Ok(Json(QuotaView::from(&report)))
+    let report =
+        state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, Some(body.into_core())).await?;
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Back to the default limits. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView)))]
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_reset_quota(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
     let report = state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, None).await?;
-    Ok(Json(QuotaView::from(&report)))
+    Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Create a token for an account (its first, say). *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/tokens", tag = "admin", params(("username" = String, Path)), request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/tokens", tag = "admin", params(("username" = String, Path)), request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -395,7 +406,7 @@ pub async fn admin_create_token(
 }
 
 /// One account's VMs. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path), ListQuery), responses((status = 200, body = Page<VmView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path), ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_user_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -403,11 +414,11 @@ pub async fn admin_user_vms(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<VmView>>> {
     let vms = state.platform.list_vms(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
-    Ok(Json(page(vms, |vm| VmView::from(vm))))
+    Ok(Json(page(vms, VmView::from_core)))
 }
 
 /// Create VMs for an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path)), request_body = CreateVmsRequest, responses((status = 202, body = CreateVmsResponse)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path)), request_body = CreateVmsRequest, responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -419,28 +430,28 @@ pub async fn admin_create_vms(
 }
 
 /// One VM of an account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 200, body = VmView)))]
+#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<VmView>> {
-    Ok(Json(VmView::from(&state.platform.vm(&caller.actor, &lookup_username(&owner)?, &name).await?)))
+    Ok(Json(VmView::from_core(&state.platform.vm(&caller.actor, &lookup_username(&owner)?, &name).await?)))
 }
 
 /// Delete a VM of an account. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView)))]
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_delete_vm(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let operation = state.platform.delete_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?).await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Start, stop or reboot a VM of an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms/{name}/{action}", tag = "admin", params(("username" = String, Path), ("name" = String, Path), ("action" = String, Path)), responses((status = 202, body = OperationView)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms/{name}/{action}", tag = "admin", params(("username" = String, Path), ("name" = String, Path), ("action" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -450,11 +461,11 @@ pub async fn admin_vm_action(
         .platform
         .power_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?, power_action(&action)?)
         .await?;
-    Ok(accepted(&operation, OperationView::from(&operation)))
+    Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
 /// Every VM, of every account (`?owner=` for one). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/vms", tag = "admin", params(ListQuery), responses((status = 200, body = Page<VmView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/vms", tag = "admin", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -462,11 +473,11 @@ pub async fn admin_list_vms(
 ) -> ApiResult<Json<Page<VmView>>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let vms = state.platform.list_vms(&caller.actor, owner.as_ref(), query.vms()).await?;
-    Ok(Json(page(vms, |vm| VmView::from(vm))))
+    Ok(Json(page(vms, VmView::from_core)))
 }
 
 /// Every operation (`?owner=` for one account). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/operations", tag = "admin", params(ListQuery), responses((status = 200, body = Page<OperationView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/operations", tag = "admin", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_operations(
     caller: Caller,
     State(state): State<AppState>,
@@ -474,7 +485,7 @@ pub async fn admin_list_operations(
 ) -> ApiResult<Json<Page<OperationView>>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let operations = state.platform.list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
-    Ok(Json(page(operations, |op| OperationView::from(op))))
+    Ok(Json(page(operations, OperationView::from_core)))
 }
 
 /// `?actor=&after=&limit=&format=jsonl`
@@ -490,7 +501,7 @@ pub struct AuditQuery {
 }
 
 /// The audit log, oldest first. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, body = Page<AuditView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "A page of events, or JSON lines with `format=jsonl`", content((Page<AuditView> = "application/json"), (String = "application/x-ndjson"))), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_audit(
     caller: Caller,
     State(state): State<AppState>,
@@ -506,27 +517,27 @@ pub async fn admin_audit(
         Some("jsonl") => {
             let mut body = String::new();
             for event in &events.items {
-                body.push_str(&serde_json::to_string(&AuditView::from(event)).unwrap_or_default());
+                body.push_str(&serde_json::to_string(&AuditView::from_core(event)).unwrap_or_default());
                 body.push('\n');
             }
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
-        _ => Ok(Json(page(events, |event| AuditView::from(event))).into_response()),
+        _ => Ok(Json(page(events, AuditView::from_core)).into_response()),
     }
 }
 
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let last = state.platform.last_reconcile_for(&caller.actor)?;
-    Ok(Json(last.as_ref().map(ReconcileView::from).unwrap_or_default()))
+    Ok(Json(last.as_ref().map(ReconcileView::from_core).unwrap_or_default()))
 }
 
 /// Reconcile now. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView)))]
+#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let report = state.platform.reconcile_now(&caller.actor).await?;
-    Ok(Json(ReconcileView::from(&report)))
+    Ok(Json(ReconcileView::from_core(&report)))
 }
 
 /// `?state=&limit=&after=`
@@ -542,7 +553,7 @@ pub struct OutboxQuery {
 
 /// Notifications waiting for delivery, delivered, or dead-lettered after every retry, oldest
 /// first. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", params(OutboxQuery), responses((status = 200, body = Page<OutboxView>)))]
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", params(OutboxQuery), responses((status = 200, body = Page<OutboxView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_outbox(
     caller: Caller,
     State(state): State<AppState>,
@@ -553,16 +564,16 @@ pub async fn admin_outbox(
         page: PageRequest { limit: query.limit, after: query.after },
     };
     let messages = state.platform.outbox(&caller.actor, request).await?;
-    Ok(Json(page(messages, |message| OutboxView::from(message))))
+    Ok(Json(page(messages, OutboxView::from_core)))
 }
 
 /// Put a dead-lettered notification back in line for delivery. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), responses((status = 200, body = OutboxView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), responses((status = 200, body = OutboxView), Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_retry_notification(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<OutboxView>> {
     let message = state.platform.retry_notification(&caller.actor, &id).await?;
-    Ok(Json(OutboxView::from(&message)))
+    Ok(Json(OutboxView::from_core(&message)))
 }

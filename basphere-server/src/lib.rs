@@ -92,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30)))
+        .layer(middleware::map_response(problem::bodiless_errors_as_problems))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -110,19 +111,28 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Liveness: the process serves requests. Public.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
+    responses((status = 200, description = "The process serves requests.", body = basphere_api::Health)))]
+async fn healthz() -> Json<basphere_api::Health> {
+    Json(basphere_api::Health { status: "ok".to_owned() })
 }
 
 /// Readiness: the store answers and the VM backend passes its preflight. Public.
+#[utoipa::path(get, path = "/readyz", tag = "service", security(()), responses(
+    (status = 200, description = "Ready.", body = basphere_api::Readiness),
+    (status = 503, description = "Not ready: the fields say which part and why.", body = basphere_api::Readiness),
+    crate::openapi::ServerError))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = state.platform.store_ready().await.is_ok();
     let backend = state.platform.provisioner().preflight().await;
-    let body = serde_json::json!({
-        "store": if store_ok { "ok" } else { "unavailable" },
-        "backend": match &backend { Ok(()) => "ok".to_owned(), Err(error) => error.to_string() },
-        "vm_backend": state.platform.provisioner().backend_name(),
-    });
+    let body = basphere_api::Readiness {
+        backend: match &backend {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => error.to_string(),
+        },
+        store: if store_ok { "ok" } else { "unavailable" }.to_owned(),
+        vm_backend: state.platform.provisioner().backend_name().to_owned(),
+    };
     let status = if store_ok && backend.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }

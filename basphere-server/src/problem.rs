@@ -2,23 +2,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use basphere_api::Problem;
+use basphere_api::PROBLEM_CONTENT_TYPE;
 use basphere_core::Error;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// The problem document sent for every error.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// A stable identifier of the kind of problem, e.g. `urn:basphere:problem:quota-exceeded`.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Every problem found, for requests with several invalid fields.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
-}
 
 /// An error answered with a problem document. Internal details never reach the client.
 #[derive(Debug)]
@@ -51,25 +37,8 @@ impl ApiError {
     }
 }
 
-/// Every kind and its title, as the OpenAPI document lists them.
-pub const KINDS: &[(&str, &str)] = &[
-    ("invalid-input", "Invalid input"),
-    ("not-found", "Not found"),
-    ("conflict", "Conflict"),
-    ("quota-exceeded", "Quota exceeded"),
-    ("forbidden", "Forbidden"),
-    ("unauthenticated", "Unauthenticated"),
-    ("unavailable", "Unavailable"),
-    ("payload-too-large", "Payload too large"),
-    ("unsupported-media-type", "Unsupported media type"),
-    ("method-not-allowed", "Method not allowed"),
-    ("timeout", "Timed out"),
-    ("internal", "Internal error"),
-];
-
-fn title(kind: &str) -> &'static str {
-    KINDS.iter().find(|(k, _)| *k == kind).map_or("Error", |(_, title)| title)
-}
+/// Every kind and its title (the wire crate's list, which clients share).
+pub use basphere_api::PROBLEM_KINDS as KINDS;
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
@@ -107,16 +76,10 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = Problem {
-            problem_type: format!("urn:basphere:problem:{}", self.kind),
-            title: title(self.kind).to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            errors: self.errors,
-        };
+        let problem = Problem { errors: self.errors, ..Problem::new(self.kind, self.status.as_u16(), self.detail) };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -126,4 +89,58 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware (`map_response`): an error answered without a body by a layer rather than a
+/// handler (the request timeout's 504) becomes a problem document like every other error.
+pub async fn bodiless_errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let (kind, detail) = match status {
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => {
+            ("timeout", "the request took longer than 30 seconds; work it started goes on (see /api/v1/operations)")
+        }
+        status if status.is_server_error() => {
+            ("internal", "an internal error occurred; it was logged for the operator")
+        }
+        _ => ("invalid-input", "the request was refused"),
+    };
+    ApiError::new(status, kind, detail).into_response()
+}
+
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{to_bytes, Body};
+
+    use super::*;
+
+    async fn problem_of(response: Response) -> (StatusCode, Option<String>, Problem) {
+        let status = response.status();
+        let content_type =
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = to_bytes(response.into_body(), 64 * 1024).await.expect("body");
+        (status, content_type, serde_json::from_slice(&body).expect("a problem document"))
+    }
+
+    #[tokio::test]
+    async fn the_request_timeout_is_answered_with_a_problem_document() {
+        let timed_out = (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response();
+        let (status, content_type, problem) = problem_of(bodiless_errors_as_problems(timed_out).await).await;
+        assert_eq!((status, content_type.as_deref()), (StatusCode::GATEWAY_TIMEOUT, Some(PROBLEM_CONTENT_TYPE)));
+        assert_eq!((problem.kind(), problem.status), (Some("timeout"), 504));
+        assert!(problem.detail.contains("30 seconds"), "{}", problem.detail);
+    }
+
+    #[tokio::test]
+    async fn answers_with_a_body_or_without_an_error_are_left_alone() {
+        let problem = ApiError::not_found("vm not found: web").into_response();
+        let (status, _, kept) = problem_of(bodiless_errors_as_problems(problem).await).await;
+        assert_eq!((status, kept.detail.as_str()), (StatusCode::NOT_FOUND, "vm not found: web"));
+        let accepted = bodiless_errors_as_problems((StatusCode::ACCEPTED, Body::empty()).into_response()).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        assert!(accepted.headers().get(header::CONTENT_TYPE).is_none());
+    }
+}

@@ -1,6 +1,7 @@
 //! Cross-crate scenarios for Basphere. The scenarios themselves are in `tests/it`; this library
 //! holds the helpers they share, and `src/bin/crash-child.rs` is a process the crash tests kill.
 
+pub mod proxy;
 pub mod server;
 pub mod vcsim;
 

@@ -402,7 +402,8 @@ pub fn as_uid(uid: u32, command: &[&str]) -> Output {
         .expect("setpriv (util-linux)")
 }
 
-fn cli_env(command: &mut Command) {
+/// A clean environment for `basphere`: no ambient server, token, context or configuration.
+pub fn cli_env(command: &mut Command) {
     // A clean environment: no ambient server, token or config from the machine.
     command
         .env_remove("BASPHERE_SERVER")

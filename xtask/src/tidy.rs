@@ -22,6 +22,11 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
     "minijinja",
     "tokio-process",
 ];
+/// The API's wire types: a leaf that clients link, so it depends on no other Basphere crate.
+const WIRE: &str = "basphere-api";
+/// The CLI is a client of the HTTP API: among Basphere's crates it links the wire types only,
+/// never core or a backend.
+const CLI: &str = "basphere-cli";
 /// Only this crate may speak SQL.
 const SQL_CRATES: &[&str] = &["rusqlite", "sqlx", "postgres", "tokio-postgres"];
 
@@ -34,6 +39,8 @@ struct Package {
     manifest: PathBuf,
     /// Normal (non-dev, non-build) dependencies.
     dependencies: Vec<String>,
+    /// The features each normal dependency is asked for.
+    features: BTreeMap<String, Vec<String>>,
 }
 
 fn packages(root: &Path) -> Result<Vec<Package>> {
@@ -46,17 +53,25 @@ fn packages(root: &Path) -> Result<Vec<Package>> {
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let mut out = Vec::new();
     for package in metadata["packages"].as_array().context("packages")? {
-        let dependencies = package["dependencies"]
+        let normal: Vec<&serde_json::Value> = package["dependencies"]
             .as_array()
             .context("dependencies")?
             .iter()
             .filter(|dep| dep["kind"].is_null())
-            .filter_map(|dep| dep["name"].as_str().map(str::to_owned))
+            .collect();
+        let dependencies = normal.iter().filter_map(|dep| dep["name"].as_str().map(str::to_owned)).collect();
+        let features = normal
+            .iter()
+            .filter_map(|dep| {
+                let features = dep["features"].as_array()?.iter().filter_map(|f| f.as_str().map(str::to_owned));
+                Some((dep["name"].as_str()?.to_owned(), features.collect()))
+            })
             .collect();
         out.push(Package {
             name: package["name"].as_str().context("name")?.to_owned(),
             manifest: PathBuf::from(package["manifest_path"].as_str().context("manifest_path")?),
             dependencies,
+            features,
         });
     }
     Ok(out)
@@ -93,6 +108,30 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
                     "{backend} depends on {dep}: a backend depends on basphere-core only, never on another backend"
                 ));
             }
+        }
+    }
+    match by_name.get(WIRE) {
+        Some(wire) => {
+            for dep in wire.dependencies.iter().filter(|dep| internal.contains(&dep.as_str())) {
+                problems.push(format!(
+                    "{WIRE} depends on {dep}: the wire types depend on no other Basphere crate (clients link them without core)"
+                ));
+            }
+        }
+        None => problems.push(format!("{WIRE} is missing from the workspace")),
+    }
+    if let Some(cli) = by_name.get(CLI) {
+        for dep in cli.dependencies.iter().filter(|dep| internal.contains(&dep.as_str()) && dep.as_str() != WIRE) {
+            problems.push(format!(
+                "{CLI} depends on {dep}: the CLI is a client of the HTTP API and links only {WIRE} among Basphere's crates"
+            ));
+        }
+        if cli.dependencies.iter().any(|dep| dep == "utoipa")
+            || cli.features.get(WIRE).is_some_and(|features| features.iter().any(|f| f == "openapi"))
+        {
+            problems.push(format!(
+                "{CLI} compiles utoipa: the OpenAPI schemas are the server's ({WIRE}'s `openapi` feature stays off in the CLI)"
+            ));
         }
     }
     for package in &packages {
@@ -224,7 +263,7 @@ mod tests {
     fn tidy_notices_broken_rules() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"basphere-core\", \"basphere-ipam\", \"basphere-store\"]\nresolver = \"2\"\n\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n").unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = [\"basphere-core\", \"basphere-ipam\", \"basphere-store\", \"basphere-api\", \"basphere-cli\"]\nresolver = \"2\"\n\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n").unwrap();
         let crates = [
             ("basphere-core", "", "[lints]\nworkspace = true\n", "//! core\n"),
             (
@@ -235,6 +274,19 @@ mod tests {
             ),
             // A backend depending on another backend, without workspace lints or a module doc.
             ("basphere-store", "basphere-ipam = { path = \"../basphere-ipam\" }\n", "", "pub fn f() {}\n"),
+            // Wire types that know core, and a CLI that links core beside them.
+            (
+                "basphere-api",
+                "basphere-core = { path = \"../basphere-core\" }\n",
+                "[features]\nopenapi = []\n\n[lints]\nworkspace = true\n",
+                "//! api\n",
+            ),
+            (
+                "basphere-cli",
+                "basphere-api = { path = \"../basphere-api\", features = [\"openapi\"] }\nbasphere-core = { path = \"../basphere-core\" }\n",
+                "[lints]\nworkspace = true\n",
+                "//! cli\n",
+            ),
         ];
         for (name, deps, lints, lib) in crates {
             std::fs::create_dir_all(root.join(name).join("src")).unwrap();
@@ -248,6 +300,10 @@ mod tests {
         assert!(text.contains("ARCHITECTURE.md is missing"), "{text}");
         assert!(text.contains("basphere-store/src/lib.rs does not start with a //! line"), "{text}");
         assert!(!text.contains("basphere-ipam depends"), "{text}");
+        assert!(text.contains("basphere-api depends on basphere-core"), "{text}");
+        assert!(text.contains("basphere-cli depends on basphere-core"), "{text}");
+        assert!(!text.contains("basphere-cli depends on basphere-api"), "the CLI may link the wire types: {text}");
+        assert!(text.contains("basphere-cli compiles utoipa"), "{text}");
 
         std::fs::write(
             root.join("basphere-core/src/lib.rs"),

@@ -1,0 +1,71 @@
+//! What only administrators read: the audit log, the notification outbox and the
+//! reconciliation with vSphere.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One audit event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditView {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    pub source: String,
+    /// success, failure or denied.
+    pub outcome: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: serde_json::Value,
+}
+
+/// A notification in the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutboxView {
+    pub id: Uuid,
+    /// The event's name, e.g. `vm_ready`.
+    pub event: String,
+    /// The event as delivered.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub payload: serde_json::Value,
+    /// pending, delivered or dead.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The last reconciliation of the store with vSphere.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReconcileView {
+    pub at: Option<DateTime<Utc>>,
+    /// `owner/name` of VMs that vanished from vSphere (now `lost`).
+    pub lost: Vec<String>,
+    /// `owner/name` of lost VMs that are back.
+    pub found: Vec<String>,
+    /// VMs whose power state was changed outside Basphere.
+    pub power_changed: Vec<PowerChangeView>,
+    /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
+    pub strays: Vec<StrayView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PowerChangeView {
+    pub vm: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StrayView {
+    pub vsphere_name: String,
+    pub folder: String,
+    pub backend_id: String,
+}

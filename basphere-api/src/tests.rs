@@ -1,0 +1,99 @@
+//! The wire types against documents as the server sends them: every field kept, in order.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::*;
+
+/// Parses `document` and writes it again: the same text means no field was dropped, renamed
+/// or reordered.
+fn round_trip<T: Serialize + DeserializeOwned>(document: &str) -> T {
+    let parsed: T = serde_json::from_str(document).unwrap_or_else(|error| panic!("{error}: {document}"));
+    assert_eq!(serde_json::to_string(&parsed).unwrap(), document);
+    parsed
+}
+
+const VM: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e0f","name":"web-1","owner":"alice","os":"ubuntu-24.04","spec":"small","cpu":2,"memory_mb":4096,"disk_gb":40,"ip":"10.254.0.32","state":"running","reason":null,"created_at":"2025-06-01T10:00:00.123456789Z","updated_at":"2025-06-01T10:00:05Z"}"#;
+const OPERATION: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e10","kind":"create_vm","state":"running","owner":"alice","resource":{"kind":"vm","id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e0f","name":"web-1"},"steps":[{"name":"clone","state":"done","started_at":"2025-06-01T10:00:00Z","finished_at":"2025-06-01T10:00:01Z"},{"name":"power_on","state":"running","started_at":"2025-06-01T10:00:01Z","finished_at":null},{"name":"wait_ip","state":"pending","started_at":null,"finished_at":null}],"error":null,"log_tail":["cloning"],"requested_by":"alice","created_at":"2025-06-01T10:00:00Z","updated_at":"2025-06-01T10:00:01Z"}"#;
+const USER: &str = r#"{"username":"alice","email":"alice@example.com","team":"payments","role":"user","status":"active","uid":61001,"ssh_key_fingerprint":"SHA256:abc","created_at":"2025-06-01T10:00:00Z"}"#;
+const TOKEN: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e11","owner":"alice","name":"laptop","scope":"user","created_at":"2025-06-01T10:00:00Z","expires_at":"2025-07-01T10:00:00Z","revoked_at":null}"#;
+
+#[test]
+fn views_keep_every_field_in_the_order_the_server_sends() {
+    let vm: VmView = round_trip(VM);
+    assert_eq!(vm.ip.map(|ip| ip.to_string()).as_deref(), Some("10.254.0.32"));
+    let op: OperationView = round_trip(OPERATION);
+    assert!(!op.is_finished());
+    assert_eq!(op.current_step().map(|s| s.name.as_str()), Some("power_on"));
+    round_trip::<CreateVmsResponse>(&format!(r#"{{"vms":[{VM}],"operations":[{OPERATION}]}}"#));
+    round_trip::<Page<VmView>>(&format!(r#"{{"items":[{VM}],"next":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e0f"}}"#));
+    round_trip::<Page<OperationView>>(&format!(r#"{{"items":[{OPERATION}],"next":null}}"#));
+    round_trip::<UserView>(USER);
+    round_trip::<MeView>(&format!(
+        r#"{{"name":"alice","role":"user","source":"tcp:127.0.0.1:5000","account":{USER}}}"#
+    ));
+    round_trip::<MeView>(r#"{"name":"root","role":"admin","source":"unix:uid=0,pid=7","account":null}"#);
+    round_trip::<TokenView>(TOKEN);
+    round_trip::<CreatedToken>(&format!(r#"{{"token":{TOKEN},"secret":"bsp_x"}}"#));
+    round_trip::<QuotaView>(
+        r#"{"limits":{"vms":10,"clusters":2,"ips":10,"vcpus":20,"memory_mb":40960,"disk_gb":500,"nodes_per_cluster":5},"usage":{"vms":1,"clusters":0,"ips":1,"vcpus":2,"memory_mb":4096,"disk_gb":40}}"#,
+    );
+    round_trip::<CatalogView>(
+        r#"{"os":[{"key":"ubuntu-24.04","description":"Ubuntu 24.04 LTS"}],"specs":[{"key":"small","description":"Small","cpu":2,"memory_mb":4096,"disk_gb":40}]}"#,
+    );
+    round_trip::<AuditView>(
+        r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e12","at":"2025-06-01T10:00:00Z","actor":"alice","action":"vm.create","resource":"vm:alice/web-1","source":"tcp:127.0.0.1:5000","outcome":"success","details":{"count":1,"spec":"small"}}"#,
+    );
+    round_trip::<ReconcileView>(
+        r#"{"at":"2025-06-01T10:00:00Z","lost":["alice/web-2"],"found":[],"power_changed":[{"vm":"alice/web-1","state":"stopped"}],"strays":[{"vsphere_name":"x","folder":"basphere-vms/alice","backend_id":"vm-42"}]}"#,
+    );
+    round_trip::<Health>(r#"{"status":"ok"}"#);
+    round_trip::<Readiness>(r#"{"backend":"ok","store":"ok","vm_backend":"simulated"}"#);
+    let problem: Problem = round_trip(
+        r#"{"type":"urn:basphere:problem:invalid-input","title":"Invalid input","status":400,"detail":"two problems","errors":["a","b"]}"#,
+    );
+    assert_eq!(problem.kind(), Some("invalid-input"));
+    let single: Problem = round_trip(
+        r#"{"type":"urn:basphere:problem:not-found","title":"Not found","status":404,"detail":"vm not found: web"}"#,
+    );
+    assert_eq!(single, Problem::new("not-found", 404, "vm not found: web"));
+}
+
+#[test]
+fn views_accept_fields_a_newer_server_adds() {
+    let newer = VM.replacen(r#""name":"web-1","#, r#""name":"web-1","tags":["a"],"#, 1);
+    let vm: VmView = serde_json::from_str(&newer).unwrap();
+    assert_eq!(vm.name, "web-1");
+    let problem: Problem =
+        serde_json::from_str(r#"{"type":"about:blank","title":"x","status":418,"detail":"d","instance":"/x"}"#)
+            .unwrap();
+    assert_eq!(problem.kind(), None, "a type that is not Basphere's has no kind");
+}
+
+#[test]
+fn requests_refuse_unknown_fields_and_fill_defaults() {
+    let create: CreateVmsRequest =
+        serde_json::from_str(r#"{"name":"web","os":"ubuntu-24.04","spec":"small"}"#).unwrap();
+    assert_eq!(create.count, 1);
+    let error = serde_json::from_str::<CreateVmsRequest>(r#"{"name":"web","os":"o","spec":"s","owner":"bob"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown field `owner`"), "{error}");
+    let user: CreateUserRequest =
+        serde_json::from_str(r#"{"username":"zed","email":"zed@example.com","ssh_key":"ssh-ed25519 AAAA"}"#).unwrap();
+    assert_eq!((user.team.as_str(), user.uid, user.admin), ("", None, false));
+    assert!(serde_json::from_str::<CreateTokenRequest>(r#"{"name":"x","secret":"y"}"#).is_err());
+    assert!(serde_json::from_str::<QuotaOverrideRequest>(r#"{"max_vms":3}"#).is_err());
+    // What a client sends is what the server reads.
+    let quota = QuotaOverrideRequest { vms: Some(4), ..QuotaOverrideRequest::default() };
+    let sent = serde_json::to_string(&quota).unwrap();
+    assert_eq!(serde_json::from_str::<QuotaOverrideRequest>(&sent).unwrap(), quota);
+}
+
+#[test]
+fn every_kind_has_a_title() {
+    for (kind, title) in PROBLEM_KINDS {
+        assert_eq!(super::title(kind), *title);
+    }
+    assert_eq!(title("something-new"), "Error");
+}

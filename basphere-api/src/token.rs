@@ -1,0 +1,42 @@
+//! API tokens: their views (never their secrets, except once at creation) and the request for one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An API token (never its secret).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenView {
+    pub id: Uuid,
+    pub owner: String,
+    pub name: String,
+    /// user or admin.
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A request for a new token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    #[cfg_attr(feature = "openapi", schema(example = "laptop"))]
+    pub name: String,
+    /// user (default) or admin.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Days until it expires; no expiry when absent.
+    #[cfg_attr(feature = "openapi", schema(maximum = 3650))]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new token: the secret is shown here once and never again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedToken {
+    pub token: TokenView,
+    pub secret: String,
+}
