@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use basphere_api::{
     AuditView, CatalogView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken,
-    MeView, OperationView, QuotaOverrideRequest, QuotaView, ReconcileView, TokenView, UserView, VmView,
+    MeView, OperationView, OutboxView, QuotaOverrideRequest, QuotaView, ReconcileView, TokenView, UserView, VmView,
 };
 use clap::{Args, Parser, Subcommand};
 use hyper::Method;
@@ -189,6 +189,24 @@ pub enum AdminCommand {
         #[arg(long)]
         jsonl: bool,
     },
+    /// Notifications: waiting, delivered or given up on (dead); `retry ID` sends a dead one again.
+    Outbox(OutboxArgs),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OutboxArgs {
+    #[command(subcommand)]
+    pub command: Option<OutboxCommand>,
+    /// Only notifications in this state: pending, delivered or dead.
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// Put a dead notification back in line, its attempts counted from zero again.
+    Retry { id: String },
 }
 
 #[derive(Subcommand)]
@@ -682,6 +700,44 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 for stray in &r.strays {
                     println!("  stray (not Basphere's, left alone): {} in {}", stray.vsphere_name, stray.folder);
                 }
+            });
+            Ok(())
+        }
+        AdminCommand::Outbox(OutboxArgs { command: Some(OutboxCommand::Retry { id }), .. }) => {
+            let message: Doc<OutboxView> =
+                ctx.post(&format!("/api/v1/admin/outbox/{}/retry", encode(&id)), None, &[]).await?;
+            emit(ctx.format, &message.raw, || {
+                println!("Notification {} ({}) is pending again.", message.view.id, message.view.event);
+            });
+            Ok(())
+        }
+        AdminCommand::Outbox(OutboxArgs { command: None, state }) => {
+            let path = match state {
+                Some(state) => format!("/api/v1/admin/outbox?state={}", encode(&state)),
+                None => "/api/v1/admin/outbox".into(),
+            };
+            let messages: Doc<Vec<OutboxView>> = ctx.client.all_pages(&path).await?;
+            emit(ctx.format, &messages.raw, || {
+                let rows: Vec<Vec<String>> = messages
+                    .view
+                    .iter()
+                    .map(|m| {
+                        let when = match m.state.as_str() {
+                            "delivered" => m.delivered_at.as_ref().map_or_else(|| "-".to_owned(), time),
+                            "pending" => format!("next {}", time(&m.next_attempt_at)),
+                            _ => "-".to_owned(),
+                        };
+                        vec![
+                            m.id.to_string(),
+                            m.event.clone(),
+                            m.state.clone(),
+                            m.attempts.to_string(),
+                            when,
+                            or_dash(m.last_error.as_deref()),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "EVENT", "STATE", "ATTEMPTS", "WHEN", "LAST ERROR"], &rows);
             });
             Ok(())
         }

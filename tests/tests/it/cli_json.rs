@@ -195,6 +195,8 @@ fn json_and_yaml_output_is_the_servers_document_for_every_command() {
     admin(Finals, Json, &["-y", "admin", "vm", "delete", "alice", "web-2", "--wait"]);
     admin(Items, Json, &["admin", "audit"]);
     admin(Items, Yaml, &["admin", "audit", "--actor", "alice"]);
+    admin(Items, Json, &["admin", "outbox"]);
+    admin(Items, Yaml, &["admin", "outbox", "--state", "delivered"]);
     admin(Text, Json, &["admin", "audit", "--jsonl"]);
 
     // The original command names print the same documents with -j.

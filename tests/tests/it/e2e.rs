@@ -94,6 +94,22 @@ fn the_cli_drives_every_command_in_every_format() {
     assert!(reconciled["at"].is_string() && reconciled["lost"].as_array().unwrap().is_empty(), "{reconciled}");
     assert!(expect(&server.cli(&["admin", "reconcile"]), 0).contains("reconciled at"));
 
+    // The outbox: every VM made was announced; only dead notifications are retried.
+    let outbox = json(&expect(&server.cli(&["-o", "json", "admin", "outbox", "--state", "delivered"]), 0));
+    let ready: Vec<&Value> = outbox.as_array().unwrap().iter().filter(|m| m["event"] == "vm_ready").collect();
+    assert!(ready.len() >= 3, "{outbox}");
+    let table = expect(&server.cli(&["admin", "outbox"]), 0);
+    assert!(table.starts_with("ID") && table.contains("vm_ready") && table.contains("delivered"), "{table}");
+    let id = ready[0]["id"].as_str().unwrap();
+    let again = server.cli(&["admin", "outbox", "retry", id]);
+    assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
+    assert!(stderr(&again).contains("only dead notifications are retried"), "{}", stderr(&again));
+    let state = server.cli(&["admin", "outbox", "--state", "lost"]);
+    assert_eq!(state.status.code(), Some(2), "{}", stderr(&state));
+    assert!(stderr(&state).contains("pending, delivered, dead"), "{}", stderr(&state));
+    let someone = server.cli_as(&token, &["admin", "outbox"]);
+    assert_eq!(someone.status.code(), Some(8), "the outbox is for administrators: {}", stderr(&someone));
+
     // Exit codes.
     assert_eq!(server.cli_as(&token, &["vm", "show", "nope"]).status.code(), Some(3));
     assert_eq!(
