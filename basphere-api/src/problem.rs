@@ -22,6 +22,7 @@ pub const PROBLEM_KINDS: &[(&str, &str)] = &[
     ("unsupported-media-type", "Unsupported media type"),
     ("method-not-allowed", "Method not allowed"),
     ("timeout", "Timed out"),
+    ("rate-limited", "Too many requests"),
     ("internal", "Internal error"),
 ];
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use basphere_api::{
     AuditView, CatalogView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken,
-    MeView, OperationView, OutboxView, QuotaOverrideRequest, QuotaView, ReconcileView, TokenView, UserView, VmView,
+    KeyChangeRequestBody, KeyChangeView, MeView, OperationView, OutboxView, QuotaOverrideRequest, QuotaView,
+    ReconcileView, RegisterRequest, RegistrationView, RejectRequest, SubmittedView, TokenView, UserView, VmView,
 };
 use clap::{Args, Parser, Subcommand};
 use hyper::Method;
@@ -62,6 +63,37 @@ pub enum Command {
     Catalog,
     /// Who the server believes you are.
     Whoami,
+    /// Ask for an account (no account or token needed); an administrator decides.
+    Register {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// A file with your public key (or - for stdin), e.g. ~/.ssh/id_ed25519.pub.
+        #[arg(long, conflicts_with = "key")]
+        key_file: Option<PathBuf>,
+        /// The public key itself.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, default_value = "")]
+        team: String,
+    },
+    /// Ask for your account's SSH key to be replaced (no account or token needed); the email
+    /// must be the account's, and an administrator decides.
+    KeyChange {
+        username: String,
+        /// Your account's registered email address.
+        #[arg(long)]
+        email: String,
+        /// A file with the new public key (or - for stdin).
+        #[arg(long, conflicts_with = "key")]
+        key_file: Option<PathBuf>,
+        /// The new public key itself.
+        #[arg(long)]
+        key: Option<String>,
+        /// Why (lost key, rotation, ...).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Administration (as root on the bastion, or with an admin token).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -168,6 +200,9 @@ pub enum AdminCommand {
     User(AdminUserCommand),
     #[command(subcommand)]
     Quota(AdminQuotaCommand),
+    /// SSH key change requests.
+    #[command(subcommand)]
+    Key(AdminKeyCommand),
     #[command(subcommand)]
     Token(AdminTokenCommand),
     #[command(subcommand)]
@@ -234,6 +269,59 @@ pub enum AdminUserCommand {
     List,
     Show {
         username: String,
+    },
+    /// Registration requests waiting for a decision (one in full with NAME).
+    Pending {
+        username: Option<String>,
+    },
+    /// Approve registrations: each account gets its IP block, vSphere folder and bastion login.
+    /// Approving again finishes an approval that failed part-way.
+    Approve {
+        #[arg(required = true)]
+        usernames: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Reject a registration; the applicant is told the reason.
+    Reject {
+        username: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Suspend an account: it can do nothing until resumed; its resources stay.
+    Suspend {
+        username: String,
+    },
+    Resume {
+        username: String,
+    },
+    /// Delete an account that owns no VM or cluster.
+    Delete {
+        username: String,
+    },
+    /// Destroy every VM of an account, free its addresses, remove its login and the account.
+    Purge {
+        username: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminKeyCommand {
+    /// Key change requests waiting for a decision (one in full with NAME).
+    Pending { username: Option<String> },
+    /// Approve a key change: the new key replaces the old, on the bastion too.
+    Approve {
+        username: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Reject a key change; the user is told the reason.
+    Reject {
+        username: String,
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -344,8 +432,17 @@ fn encode(segment: &str) -> String {
         .collect()
 }
 
+async fn suspend(ctx: &Ctx, username: &str, suspended: bool) -> Result<(), CliError> {
+    let action = if suspended { "suspend" } else { "resume" };
+    let user: Doc<UserView> =
+        ctx.post(&format!("/api/v1/admin/users/{}/{action}", encode(username)), None, &[]).await?;
+    emit(ctx.format, &user.raw, || println!("Account {} is {}.", user.view.username, user.view.status));
+    Ok(())
+}
+
 pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     match command {
+        command @ (Command::Register { .. } | Command::KeyChange { .. }) => public(command, ctx).await,
         Command::Vm(command) => vm(command, ctx).await,
         Command::Quota => {
             let quota: Doc<QuotaView> = ctx.client.get("/api/v1/quota").await?;
@@ -538,26 +635,225 @@ async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
+/// A public key from `--key` or `--key-file` (`-` for stdin).
+fn public_key(key: Option<String>, key_file: Option<PathBuf>, whose: &str) -> Result<String, CliError> {
+    let key = match (key, key_file) {
+        (Some(key), _) => key,
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            text
+        }
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|error| CliError::usage(format!("reading {}: {error}", path.display())))?,
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "give {whose} public key with --key-file FILE (e.g. ~/.ssh/id_ed25519.pub) or --key 'ssh-ed25519 ...'"
+            )))
+        }
+    };
+    Ok(key.trim().to_owned())
+}
+
+fn request_rows(rows: &[(String, String, String, String)], headers: &[&str; 4]) {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|(a, b, c, d)| vec![a.clone(), b.clone(), c.clone(), d.clone()]).collect();
+    output::table(headers, &rows);
+}
+
+async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
+    let answer: Doc<SubmittedView> = match command {
+        Command::Register { username, email, key_file, key, team } => {
+            let ssh_key = public_key(key, key_file, "your")?;
+            let request = client::body(&RegisterRequest { username, email, team, ssh_key, recaptcha_response: None })?;
+            ctx.post("/api/v1/register", Some(&request), &[]).await?
+        }
+        Command::KeyChange { username, email, key_file, key, reason } => {
+            let ssh_key = public_key(key, key_file, "the new")?;
+            let request =
+                client::body(&KeyChangeRequestBody { username, email, ssh_key, reason, recaptcha_response: None })?;
+            ctx.post("/api/v1/key-change", Some(&request), &[]).await?
+        }
+        _ => unreachable!("only public submissions"),
+    };
+    emit(ctx.format, &answer.raw, || println!("{}", answer.view.message));
+    Ok(())
+}
+
 async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
+        AdminCommand::User(AdminUserCommand::Pending { username: Some(username) }) => {
+            let request: Doc<RegistrationView> =
+                ctx.client.get(&format!("/api/v1/admin/registrations/{}", encode(&username))).await?;
+            emit(ctx.format, &request.raw, || {
+                let r = &request.view;
+                for (key, value) in [
+                    ("request", r.id.to_string()),
+                    ("username", r.username.clone()),
+                    ("email", r.email.clone()),
+                    ("team", r.team.clone()),
+                    ("status", r.status.clone()),
+                    ("requested", time(&r.created_at)),
+                    ("key", r.ssh_key.clone()),
+                    ("key_fingerprint", r.ssh_key_fingerprint.clone()),
+                    ("decided_by", or_dash(r.processed_by.as_deref())),
+                    ("reason", or_dash(r.reject_reason.as_deref())),
+                ] {
+                    println!("{key:16} {value}");
+                }
+            });
+            Ok(())
+        }
+        AdminCommand::User(AdminUserCommand::Pending { username: None }) => {
+            let requests: Doc<Vec<RegistrationView>> = ctx.client.all_pages("/api/v1/admin/registrations").await?;
+            emit(ctx.format, &requests.raw, || {
+                if requests.view.is_empty() {
+                    println!("No pending registration requests");
+                    return;
+                }
+                let rows: Vec<_> = requests
+                    .view
+                    .iter()
+                    .map(|r| (r.username.clone(), r.email.clone(), r.team.clone(), time(&r.created_at)))
+                    .collect();
+                request_rows(&rows, &["USERNAME", "EMAIL", "TEAM", "CREATED"]);
+            });
+            Ok(())
+        }
+        AdminCommand::User(AdminUserCommand::Approve { usernames, wait }) => {
+            let mut operations = Vec::new();
+            let mut documents = Vec::new();
+            let mut refused = Vec::new();
+            for username in &usernames {
+                let path = format!("/api/v1/admin/registrations/{}/approve", encode(username));
+                match ctx.post::<OperationView>(&path, None, &[]).await {
+                    Ok(operation) => {
+                        documents.push(operation.raw);
+                        operations.push(operation.view);
+                    }
+                    Err(error) => refused.push((username.clone(), error)),
+                }
+            }
+            for (username, error) in &refused {
+                eprintln!("basphere: {username}: {}", error.message);
+            }
+            if !operations.is_empty() {
+                started(ctx, &operations, &wait, &Value::Array(documents)).await?;
+            }
+            match refused.into_iter().next() {
+                Some((_, error)) => Err(error),
+                None => Ok(()),
+            }
+        }
+        AdminCommand::User(AdminUserCommand::Reject { username, reason }) => {
+            if !ctx.confirm(&format!("Reject the registration of {username}?"))? {
+                note("Cancelled.");
+                return Ok(());
+            }
+            let body = client::body(&RejectRequest { reason })?;
+            let path = format!("/api/v1/admin/registrations/{}/reject", encode(&username));
+            let request: Doc<RegistrationView> = ctx.post(&path, Some(&body), &[]).await?;
+            emit(ctx.format, &request.raw, || {
+                println!(
+                    "Registration of {} rejected. Reason: {}",
+                    request.view.username,
+                    or_dash(request.view.reject_reason.as_deref())
+                )
+            });
+            Ok(())
+        }
+        AdminCommand::User(AdminUserCommand::Suspend { username }) => suspend(ctx, &username, true).await,
+        AdminCommand::User(AdminUserCommand::Resume { username }) => suspend(ctx, &username, false).await,
+        AdminCommand::User(AdminUserCommand::Delete { username }) => {
+            if !ctx.confirm(&format!("Delete the account {username}?"))? {
+                note("Cancelled.");
+                return Ok(());
+            }
+            ctx.client.call(Method::DELETE, &format!("/api/v1/admin/users/{}", encode(&username)), None, &[]).await?;
+            emit(ctx.format, &serde_json::json!({"deleted": username}), || println!("Account {username} deleted."));
+            Ok(())
+        }
+        AdminCommand::User(AdminUserCommand::Purge { username, wait }) => {
+            if !ctx.yes {
+                if !output::is_terminal() {
+                    return Err(CliError::usage(format!(
+                        "purging {username} destroys every VM of it and cannot be undone: add --yes when not on a terminal"
+                    )));
+                }
+                eprintln!("PURGE {username}: every VM of the account is destroyed, its addresses freed, its login and the account removed. This cannot be undone.");
+                if !crate::prompt::confirm(&format!("Purge {username}?"), false) {
+                    note("Cancelled.");
+                    return Ok(());
+                }
+                let typed =
+                    crate::prompt::input(&format!("Type the username '{username}' to confirm"), None, |_| Ok(()));
+                if typed.as_deref().map(str::trim) != Some(username.as_str()) {
+                    return Err(CliError::usage("the name did not match; nothing was purged"));
+                }
+            }
+            let path = format!("/api/v1/admin/users/{}/purge", encode(&username));
+            let operation: Doc<OperationView> = ctx.post(&path, None, &[]).await?;
+            started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
+        }
+        AdminCommand::Key(AdminKeyCommand::Pending { username }) => {
+            let requests: Doc<Vec<KeyChangeView>> = ctx.client.all_pages("/api/v1/admin/key-changes").await?;
+            match username {
+                Some(username) => {
+                    let Some(index) = requests.view.iter().position(|r| r.username == username) else {
+                        return Err(CliError::new(
+                            crate::exit::NOT_FOUND,
+                            format!("no pending key change for {username}"),
+                        ));
+                    };
+                    let r = &requests.view[index];
+                    emit(ctx.format, &requests.raw[index], || {
+                        for (key, value) in [
+                            ("request", r.id.to_string()),
+                            ("username", r.username.clone()),
+                            ("email", r.email.clone()),
+                            ("reason", r.reason.clone()),
+                            ("requested", time(&r.created_at)),
+                            ("new_key", r.ssh_key.clone()),
+                            ("key_fingerprint", r.ssh_key_fingerprint.clone()),
+                        ] {
+                            println!("{key:16} {value}");
+                        }
+                    });
+                }
+                None => emit(ctx.format, &requests.raw, || {
+                    if requests.view.is_empty() {
+                        println!("No pending key change requests");
+                        return;
+                    }
+                    let rows: Vec<_> = requests
+                        .view
+                        .iter()
+                        .map(|r| (r.username.clone(), r.email.clone(), r.reason.clone(), time(&r.created_at)))
+                        .collect();
+                    request_rows(&rows, &["USERNAME", "EMAIL", "REASON", "CREATED"]);
+                }),
+            }
+            Ok(())
+        }
+        AdminCommand::Key(AdminKeyCommand::Approve { username, wait }) => {
+            let path = format!("/api/v1/admin/key-changes/{}/approve", encode(&username));
+            let operation: Doc<OperationView> = ctx.post(&path, None, &[]).await?;
+            started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
+        }
+        AdminCommand::Key(AdminKeyCommand::Reject { username, reason }) => {
+            if !ctx.confirm(&format!("Reject the key change of {username}?"))? {
+                note("Cancelled.");
+                return Ok(());
+            }
+            let body = client::body(&RejectRequest { reason })?;
+            let path = format!("/api/v1/admin/key-changes/{}/reject", encode(&username));
+            let request: Doc<KeyChangeView> = ctx.post(&path, Some(&body), &[]).await?;
+            emit(ctx.format, &request.raw, || println!("Key change of {} rejected.", request.view.username));
+            Ok(())
+        }
         AdminCommand::User(AdminUserCommand::Add { username, email, key_file, key, team, uid, admin }) => {
-            let key = match (key, key_file) {
-                (Some(key), _) => key,
-                (None, Some(path)) if path.as_os_str() == "-" => {
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-                    text
-                }
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .map_err(|error| CliError::usage(format!("reading {}: {error}", path.display())))?,
-                (None, None) => {
-                    return Err(CliError::usage(
-                        "give the user's public key with --key-file FILE or --key 'ssh-ed25519 ...'",
-                    ))
-                }
-            };
-            let request =
-                client::body(&CreateUserRequest { username, email, team, ssh_key: key.trim().to_owned(), uid, admin })?;
+            let key = public_key(key, key_file, "the user's")?;
+            let request = client::body(&CreateUserRequest { username, email, team, ssh_key: key, uid, admin })?;
             let user: Doc<UserView> = ctx.post("/api/v1/admin/users", Some(&request), &[]).await?;
             emit(ctx.format, &user.raw, || {
                 let u = &user.view;

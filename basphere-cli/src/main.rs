@@ -1,7 +1,8 @@
 //! `basphere`: the command-line tool. It talks to `basphere-server` over the Unix socket (the
 //! kernel tells the server who you are) or over HTTP with a token. Invoked as `create-vm`,
 //! `list-vms`, `delete-vm`, `show-quota` or `list-resources` (a symlink or hard link), it
-//! behaves like the original Basphere's command of that name.
+//! behaves like the original Basphere's command of that name; as `basphere-admin`, it is
+//! `basphere admin` (`basphere-admin user approve alice`).
 
 mod aliases;
 mod client;
@@ -31,7 +32,20 @@ async fn run() -> Result<(), CliError> {
     if aliases::NAMES.contains(&name.as_str()) {
         return aliases::run(&name, std::env::args().collect()).await;
     }
-    let cli = Cli::parse();
+    let cli = if name == "basphere-admin" {
+        // The original's admin command: `basphere-admin user approve alice` is
+        // `basphere admin user approve alice`.
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if matches!(args.get(1).and_then(|a| a.to_str()), Some("-v" | "--version")) {
+            println!("basphere-admin version {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        args[0] = "basphere".into();
+        args.insert(1, "admin".into());
+        Cli::parse_from(args)
+    } else {
+        Cli::parse()
+    };
     let command = match cli.command {
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "basphere", &mut std::io::stdout());

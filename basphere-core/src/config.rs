@@ -134,8 +134,10 @@ pub struct Config {
     pub guest_network: GuestNetworkConfig,
     pub default_quota: Quota,
     pub recaptcha: RecaptchaConfig,
+    pub registration: RegistrationLimits,
     pub allowed_email_domains: EmailDomainAllowList,
     pub bastion: BastionConfig,
+    pub notifications: NotificationsConfig,
     pub reconcile_interval_seconds: u64,
     /// How long a stopping server waits for running operations.
     pub shutdown_grace_seconds: u64,
@@ -215,20 +217,48 @@ pub struct GuestNetworkConfig {
     pub dns: Vec<Ipv4Addr>,
 }
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct RecaptchaConfig {
-    pub enabled: bool,
-    pub site_key: String,
-    pub secret_key: String,
+/// The bot check on public submissions (registration, key change), form and JSON alike.
+///
+/// A configuration file must decide (`recaptcha.enabled: true` with a site key and a secret
+/// file, or `false`); until it does, public submissions are refused. The embedded defaults
+/// (no configuration file: a local trial on loopback) decide `false`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecaptchaConfig {
+    /// `recaptcha.enabled` is not set: public submissions are refused.
+    Undecided,
+    /// `recaptcha.enabled: false`: submissions are accepted without a bot check.
+    Off,
+    /// reCAPTCHA v2: every submission carries a response token that siteverify must accept.
+    On(RecaptchaSettings),
 }
 
-impl fmt::Debug for RecaptchaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecaptchaConfig")
-            .field("enabled", &self.enabled)
-            .field("site_key", &self.site_key)
-            .field("secret_key", &"<redacted>")
-            .finish()
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecaptchaSettings {
+    /// Public: the web pages embed it.
+    pub site_key: String,
+    /// A file holding the secret key (never the configuration itself).
+    pub secret_file: PathBuf,
+    /// The siteverify URL (Google's by default; a compatible verifier's otherwise).
+    pub verify_url: String,
+    /// The hostname siteverify must report the token was solved on; any when `None`.
+    pub hostname: Option<String>,
+    pub timeout_seconds: u64,
+}
+
+/// Limits on public submissions, per client address, per email address and in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrationLimits {
+    /// Submissions per client address per hour.
+    pub per_address_per_hour: u32,
+    /// Submissions naming one email address per day.
+    pub per_email_per_day: u32,
+    /// Submissions per day in all.
+    pub per_day: u32,
+}
+
+impl Default for RegistrationLimits {
+    fn default() -> Self {
+        RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500 }
     }
 }
 
@@ -236,6 +266,29 @@ impl fmt::Debug for RecaptchaConfig {
 pub struct BastionConfig {
     pub address: String,
     pub port: u16,
+    /// How accounts get their bastion login.
+    pub logins: BastionLogins,
+}
+
+/// Which bastion logins Basphere makes for approved accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BastionLogins {
+    /// None: the deployment manages logins itself.
+    None,
+    /// Unix accounts made with useradd on this host (`root` is `/` in production; a directory
+    /// with its own `etc/passwd` in tests).
+    Unix { group: String, shell: PathBuf, home: PathBuf, root: PathBuf },
+}
+
+/// Where notifications go besides the log; the notifier crate parses its own sections.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NotificationsConfig {
+    /// Who hears of registrations and key changes waiting for approval.
+    pub admin_emails: Vec<crate::validate::Email>,
+    /// `notifications.webhook`, unparsed.
+    pub webhook: serde_yaml::Value,
+    /// `notifications.email`, unparsed.
+    pub email: serde_yaml::Value,
 }
 
 // ---- raw YAML ---------------------------------------------------------------------------------
@@ -257,6 +310,8 @@ struct RawConfig {
     kubernetes: RawKubernetes,
     management_cluster: RawManagementCluster,
     recaptcha: RawRecaptcha,
+    registration: RawRegistration,
+    notifications: RawNotifications,
     validation: RawValidation,
     bastion: RawBastion,
     reconcile: RawReconcile,
@@ -404,6 +459,26 @@ struct RawRecaptcha {
     enabled: Option<bool>,
     site_key: Option<String>,
     secret_key: Option<String>,
+    secret_file: Option<PathBuf>,
+    verify_url: Option<String>,
+    hostname: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRegistration {
+    per_address_per_hour: Option<u32>,
+    per_email_per_day: Option<u32>,
+    per_day: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNotifications {
+    admin_emails: Vec<String>,
+    webhook: Option<serde_yaml::Value>,
+    email: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +492,11 @@ struct RawValidation {
 struct RawBastion {
     address: Option<String>,
     port: Option<u16>,
+    logins: Option<String>,
+    group: Option<String>,
+    shell: Option<PathBuf>,
+    home: Option<PathBuf>,
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,8 +577,13 @@ fn default_node_specs() -> BTreeMap<String, NodeSpec> {
 }
 
 impl Default for Config {
+    /// The embedded defaults: a local trial, so public submissions need no bot check.
     fn default() -> Self {
-        Config::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
+        let raw = RawConfig {
+            recaptcha: RawRecaptcha { enabled: Some(false), ..RawRecaptcha::default() },
+            ..RawConfig::default()
+        };
+        Config::from_raw(raw).expect("the built-in defaults are valid")
     }
 }
 
@@ -704,17 +789,33 @@ impl Config {
             ));
         }
 
-        let recaptcha = RecaptchaConfig {
-            enabled: raw.recaptcha.enabled.unwrap_or(false),
-            site_key: raw.recaptcha.site_key.unwrap_or_default(),
-            secret_key: raw.recaptcha.secret_key.unwrap_or_default(),
+        let recaptcha = recaptcha(raw.recaptcha)?;
+        let limits = RegistrationLimits::default();
+        let registration = RegistrationLimits {
+            per_address_per_hour: positive_u32(
+                "registration.per_address_per_hour",
+                raw.registration.per_address_per_hour.unwrap_or(limits.per_address_per_hour),
+            )?,
+            per_email_per_day: positive_u32(
+                "registration.per_email_per_day",
+                raw.registration.per_email_per_day.unwrap_or(limits.per_email_per_day),
+            )?,
+            per_day: positive_u32("registration.per_day", raw.registration.per_day.unwrap_or(limits.per_day))?,
         };
-        if recaptcha.enabled && (recaptcha.site_key.is_empty() || recaptcha.secret_key.is_empty()) {
-            return Err(Error::invalid(
-                "recaptcha",
-                "enabled needs both site_key and secret_key (otherwise every submission would fail)",
-            ));
-        }
+        let notifications = NotificationsConfig {
+            admin_emails: raw
+                .notifications
+                .admin_emails
+                .iter()
+                .map(|email| {
+                    crate::validate::Email::parse(email)
+                        .map_err(|error| Error::invalid("notifications.admin_emails", format!("{email:?}: {error}")))
+                })
+                .collect::<Result<_>>()?,
+            webhook: raw.notifications.webhook.unwrap_or_default(),
+            email: raw.notifications.email.unwrap_or_default(),
+        };
+        let logins = bastion_logins(&raw.bastion)?;
 
         let defaults = WorkConfig::default();
         let work = WorkConfig {
@@ -756,11 +857,14 @@ impl Config {
             guest_network,
             default_quota,
             recaptcha,
+            registration,
             allowed_email_domains: EmailDomainAllowList::parse(&raw.validation.allowed_email_domains)?,
             bastion: BastionConfig {
                 address: raw.bastion.address.unwrap_or_else(|| "bastion-server".into()),
                 port: raw.bastion.port.unwrap_or(22),
+                logins,
             },
+            notifications,
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
             shutdown_grace_seconds: raw.server.shutdown_grace_seconds.unwrap_or(30),
             backend_sections: BackendSections {
@@ -784,6 +888,84 @@ impl Config {
         self.vm_specs.get(key).ok_or_else(|| {
             Error::invalid("spec", format!("{key:?} is not available; choose one of: {}", keys(&self.vm_specs)))
         })
+    }
+}
+
+fn positive_u32(key: &str, value: u32) -> Result<u32> {
+    if value == 0 {
+        return Err(Error::invalid(key, "must be 1 or more"));
+    }
+    Ok(value)
+}
+
+fn recaptcha(raw: RawRecaptcha) -> Result<RecaptchaConfig> {
+    if raw.secret_key.is_some() {
+        return Err(Error::invalid(
+            "recaptcha.secret_key",
+            "the secret does not belong in the configuration: put it in a file readable only by the server and name it in recaptcha.secret_file",
+        ));
+    }
+    match raw.enabled {
+        None => Ok(RecaptchaConfig::Undecided),
+        Some(false) => Ok(RecaptchaConfig::Off),
+        Some(true) => {
+            let site_key = raw.site_key.filter(|key| !key.trim().is_empty()).ok_or_else(|| {
+                Error::invalid("recaptcha.site_key", "is required when recaptcha.enabled is true (the pages embed it)")
+            })?;
+            let secret_file = raw.secret_file.ok_or_else(|| {
+                Error::invalid(
+                    "recaptcha.secret_file",
+                    "is required when recaptcha.enabled is true: a file holding the secret key",
+                )
+            })?;
+            let verify_url = raw.verify_url.unwrap_or_else(|| "https://www.google.com/recaptcha/api/siteverify".into());
+            if !(verify_url.starts_with("https://") || verify_url.starts_with("http://")) {
+                return Err(Error::invalid("recaptcha.verify_url", format!("{verify_url:?} is not an http(s) URL")));
+            }
+            let timeout_seconds = raw.timeout_seconds.unwrap_or(5);
+            if !(1..=60).contains(&timeout_seconds) {
+                return Err(Error::invalid("recaptcha.timeout_seconds", "must be 1-60"));
+            }
+            Ok(RecaptchaConfig::On(RecaptchaSettings {
+                site_key,
+                secret_file,
+                verify_url,
+                hostname: raw.hostname.filter(|name| !name.trim().is_empty()),
+                timeout_seconds,
+            }))
+        }
+    }
+}
+
+fn bastion_logins(raw: &RawBastion) -> Result<BastionLogins> {
+    match raw.logins.as_deref().unwrap_or("none") {
+        "none" => Ok(BastionLogins::None),
+        "unix" => {
+            let group = raw.group.clone().unwrap_or_else(|| "basphere-users".into());
+            let valid_group = group.len() <= 32
+                && group.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && group.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !valid_group {
+                return Err(Error::invalid(
+                    "bastion.group",
+                    format!("{group:?} is not a group name (up to 32 lowercase letters, digits, '_' and '-')"),
+                ));
+            }
+            let absolute = |key: &str, path: PathBuf| {
+                if path.is_absolute() {
+                    Ok(path)
+                } else {
+                    Err(Error::invalid(key, format!("{} is not an absolute path", path.display())))
+                }
+            };
+            Ok(BastionLogins::Unix {
+                group,
+                shell: absolute("bastion.shell", raw.shell.clone().unwrap_or_else(|| "/bin/bash".into()))?,
+                home: absolute("bastion.home", raw.home.clone().unwrap_or_else(|| "/home".into()))?,
+                root: absolute("bastion.root", raw.root.clone().unwrap_or_else(|| "/".into()))?,
+            })
+        }
+        other => Err(Error::invalid("bastion.logins", format!("{other:?} is not one of: none, unix"))),
     }
 }
 
@@ -1051,7 +1233,15 @@ mod tests {
     #[test]
     fn empty_configuration_gives_the_product_defaults() {
         let config = Config::from_yaml("").unwrap();
-        assert_eq!(config, Config::default());
+        // A file must decide on the bot check; the embedded defaults (a local trial) decide off.
+        assert_eq!(config.recaptcha, RecaptchaConfig::Undecided);
+        assert_eq!(Config::default().recaptcha, RecaptchaConfig::Off);
+        assert_eq!(Config { recaptcha: RecaptchaConfig::Off, ..config.clone() }, Config::default());
+        assert_eq!(
+            config.registration,
+            RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500 }
+        );
+        assert_eq!(config.bastion.logins, BastionLogins::None);
         assert_eq!(config.server.host, "127.0.0.1", "loopback only by default");
         assert_eq!(config.vsphere.folder, "basphere-vms");
         assert_eq!(config.backend_sections, BackendSections::default(), "no backend section: the backend's defaults");
@@ -1172,7 +1362,24 @@ bastion: {address: bastion.corp.com, port: 50022}
             ("vsphere: {folder: ''}", "vsphere.folder", "non-empty"),
             ("vsphere: {folder: [a, b]}", "vsphere.folder", "folder name"),
             ("vsphere: [server, folder]", "vsphere", "mapping"),
-            ("recaptcha: {enabled: true}", "recaptcha", "site_key"),
+            ("recaptcha: {enabled: true}", "recaptcha.site_key", "required"),
+            ("recaptcha: {enabled: true, site_key: k}", "recaptcha.secret_file", "file holding the secret"),
+            ("recaptcha: {enabled: false, secret_key: s}", "recaptcha.secret_key", "recaptcha.secret_file"),
+            (
+                "recaptcha: {enabled: true, site_key: k, secret_file: /s, verify_url: ftp://x}",
+                "recaptcha.verify_url",
+                "http",
+            ),
+            (
+                "recaptcha: {enabled: true, site_key: k, secret_file: /s, timeout_seconds: 0}",
+                "recaptcha.timeout_seconds",
+                "1-60",
+            ),
+            ("registration: {per_day: 0}", "registration.per_day", "1 or more"),
+            ("notifications: {admin_emails: [nope]}", "notifications.admin_emails", "nope"),
+            ("bastion: {logins: ldap}", "bastion.logins", "none, unix"),
+            ("bastion: {logins: unix, group: 'Bad Group'}", "bastion.group", "group name"),
+            ("bastion: {logins: unix, root: relative/dir}", "bastion.root", "absolute"),
             ("validation: {allowed_email_domains: ['bad domain']}", "validation.allowed_email_domains", "not a domain"),
             ("quotas: {default: {max_vms: -1}}", "quotas.default.max_vms", "invalid"),
         ];
@@ -1180,6 +1387,41 @@ bastion: {address: bastion.corp.com, port: 50022}
             let error = error_of(yaml);
             assert!(error.contains(key) && error.contains(accepted), "{yaml}: {error}");
         }
+    }
+
+    #[test]
+    fn registration_bastion_and_notification_settings_are_read() {
+        let yaml = "recaptcha: {enabled: true, site_key: site, secret_file: /etc/basphere/recaptcha.secret, hostname: basphere.corp.com}\n\
+                    registration: {per_address_per_hour: 2, per_email_per_day: 1, per_day: 50}\n\
+                    bastion: {address: bastion.corp.com, logins: unix, group: devs, root: /srv/sandbox}\n\
+                    notifications: {admin_emails: [ops@corp.com], webhook: {url: 'http://127.0.0.1:9/hook'}}\n";
+        let config = Config::from_yaml(yaml).unwrap();
+        assert_eq!(
+            config.recaptcha,
+            RecaptchaConfig::On(RecaptchaSettings {
+                site_key: "site".into(),
+                secret_file: "/etc/basphere/recaptcha.secret".into(),
+                verify_url: "https://www.google.com/recaptcha/api/siteverify".into(),
+                hostname: Some("basphere.corp.com".into()),
+                timeout_seconds: 5,
+            })
+        );
+        assert_eq!(
+            config.registration,
+            RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 50 }
+        );
+        assert_eq!(
+            config.bastion.logins,
+            BastionLogins::Unix {
+                group: "devs".into(),
+                shell: "/bin/bash".into(),
+                home: "/home".into(),
+                root: "/srv/sandbox".into()
+            }
+        );
+        assert_eq!(config.notifications.admin_emails[0].as_str(), "ops@corp.com");
+        assert_eq!(config.notifications.webhook["url"].as_str(), Some("http://127.0.0.1:9/hook"));
+        assert_eq!(Config::from_yaml("recaptcha: {enabled: false}").unwrap().recaptcha, RecaptchaConfig::Off);
     }
 
     #[test]

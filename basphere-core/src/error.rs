@@ -43,6 +43,9 @@ pub enum Error {
     /// The operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Too many requests from one place (or in all) for now; try again after `retry_after_seconds`.
+    #[error("too many requests: {message}; try again in {retry_after_seconds} s")]
+    RateLimited { message: String, retry_after_seconds: u64 },
     /// A backend failed; `log_tail` carries the last lines of its own log when it has one.
     #[error("{backend} backend failed: {source}")]
     Backend {
@@ -90,6 +93,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotSupported(_) => "not-supported",
             Error::Timeout(_) => "timeout",
+            Error::RateLimited { .. } => "rate-limited",
             Error::Backend { .. } => "backend",
         }
     }

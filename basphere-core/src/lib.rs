@@ -5,8 +5,10 @@
 //! crates and are composed by the binaries. The in-memory and mock backends here are real
 //! implementations of the traits and serve as reference models in tests.
 
+pub mod bastion;
 pub mod config;
 pub mod error;
+pub mod human;
 pub mod ipam;
 pub mod memory;
 pub mod mock;
@@ -20,6 +22,7 @@ pub mod validate;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bastion::Bastion;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use ipam::Ipam;

@@ -458,6 +458,7 @@ impl Provisioner for FaultInjectingProvisioner {
 #[derive(Default)]
 pub struct RecordingNotifier {
     events: Mutex<Vec<NotificationEvent>>,
+    recipients: Mutex<Vec<crate::notifier::Recipient>>,
     failures_left: Mutex<u32>,
     attempts: Mutex<u32>,
 }
@@ -470,6 +471,11 @@ impl RecordingNotifier {
     /// Events delivered successfully, in order.
     pub fn events(&self) -> Vec<NotificationEvent> {
         self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Who each delivered event was for, in the order of `events`.
+    pub fn recipients(&self) -> Vec<crate::notifier::Recipient> {
+        self.recipients.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Makes the next `count` deliveries fail.
@@ -489,7 +495,7 @@ impl Notifier for RecordingNotifier {
         "recording"
     }
 
-    async fn notify(&self, event: &NotificationEvent) -> Result<()> {
+    async fn notify(&self, event: &NotificationEvent, recipient: &crate::notifier::Recipient) -> Result<()> {
         *self.attempts.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         {
             let mut failures = self.failures_left.lock().unwrap_or_else(|p| p.into_inner());
@@ -498,7 +504,10 @@ impl Notifier for RecordingNotifier {
                 return Err(Error::backend("recording", Message(format!("delivery of {} refused", event.name()))));
             }
         }
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
+        // Both lists under the events lock, so that they stay in step.
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.push(event.clone());
+        self.recipients.lock().unwrap_or_else(|p| p.into_inner()).push(recipient.clone());
         Ok(())
     }
 }

@@ -380,6 +380,7 @@ string_enum!(
         Vm => "vm",
         ClusterEndpoint => "cluster-endpoint",
         ClusterNode => "cluster-node",
+        Account => "account",
     }
 );
 
@@ -419,6 +420,9 @@ string_enum!(
         RebootVm => "reboot_vm",
         CreateCluster => "create_cluster",
         DeleteCluster => "delete_cluster",
+        ApproveAccount => "approve_account",
+        ChangeKey => "change_key",
+        PurgeAccount => "purge_account",
     }
 );
 

@@ -4,6 +4,18 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::NotificationEvent;
+use crate::validate::{Email, Username};
+
+/// Who a notification is for, worked out by the platform when it is delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// One person: an account, or an applicant (who has no account yet).
+    Person { username: Username, email: Email },
+    /// The administrators (`notifications.admin_emails`; none configured means the log only).
+    Administrators { emails: Vec<Email> },
+    /// An account that no longer exists: there is nobody to write to.
+    Gone { username: Username },
+}
 
 /// Delivers notification events (log, webhook, email, recording mock).
 ///
@@ -18,7 +30,7 @@ use crate::model::NotificationEvent;
 #[async_trait]
 pub trait Notifier: Send + Sync {
     fn backend_name(&self) -> &'static str;
-    async fn notify(&self, event: &NotificationEvent) -> Result<()>;
+    async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()>;
 }
 
 /// Writes events to the log (the default when nothing else is configured).
@@ -31,9 +43,14 @@ impl Notifier for LogNotifier {
         "log"
     }
 
-    async fn notify(&self, event: &NotificationEvent) -> Result<()> {
+    async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
         let body = serde_json::to_string(event).unwrap_or_default();
-        tracing::info!(event = event.name(), %body, "notification");
+        let to = match recipient {
+            Recipient::Person { username, .. } => username.to_string(),
+            Recipient::Administrators { .. } => "administrators".to_owned(),
+            Recipient::Gone { username } => format!("{username} (gone)"),
+        };
+        tracing::info!(event = event.name(), %to, %body, "notification");
         Ok(())
     }
 }

@@ -41,7 +41,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/tokens/{id}", axum::routing::delete(revoke_token));
     let admin = Router::new()
         .route("/admin/users", get(admin_list_users).post(admin_create_user))
-        .route("/admin/users/{username}", get(admin_get_user))
+        .route("/admin/users/{username}", get(admin_get_user).delete(crate::requests::admin_delete_user))
         .route("/admin/users/{username}/quota", get(admin_get_quota).put(admin_set_quota).delete(admin_reset_quota))
         .route("/admin/users/{username}/tokens", post(admin_create_token))
         .route("/admin/users/{username}/vms", get(admin_user_vms).post(admin_create_vms))
@@ -53,9 +53,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
         .route("/admin/outbox", get(admin_outbox))
         .route("/admin/outbox/{id}/retry", post(admin_retry_notification))
+        .merge(crate::requests::admin_routes())
         // The admin API is for administrators, whatever the route: decided by the platform.
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::require_admin));
-    own.merge(admin)
+    own.merge(admin).merge(crate::requests::public_routes())
 }
 
 /// At most 64 characters of something a caller sent, for messages.

@@ -9,11 +9,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod captcha;
 pub mod extract;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod requests;
 pub mod wire;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -328,8 +330,18 @@ pub async fn run(options: Options) -> Result<()> {
     // This server among replicas sharing the database: a restart takes back its own
     // interrupted operations at once; another replica's wait for their claims to expire.
     let instance = config.work.instance.clone().unwrap_or_else(|| default_instance(&data_dir));
-    let platform =
-        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance).build();
+    let mut builder =
+        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance);
+    match &config.recaptcha {
+        basphere_core::config::RecaptchaConfig::On(settings) => {
+            builder = builder.human_check(Arc::new(captcha::Recaptcha::from_settings(settings)?));
+        }
+        basphere_core::config::RecaptchaConfig::Undecided => tracing::warn!(
+            "public registration is closed until recaptcha.enabled is set (true with site_key and secret_file, or false)"
+        ),
+        basphere_core::config::RecaptchaConfig::Off => {}
+    }
+    let platform = builder.build();
     let resumed = platform.resume_unfinished().await?;
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resuming interrupted operations");

@@ -10,9 +10,9 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use crate::api;
 use crate::problem::Problem;
 use crate::wire::*;
+use crate::{api, requests};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,12 +29,17 @@ that takes longer than 30 seconds 504, all as problem documents."),
         api::admin_reset_quota, api::admin_create_token, api::admin_user_vms, api::admin_create_vms, api::admin_get_vm,
         api::admin_delete_vm, api::admin_vm_action, api::admin_list_vms, api::admin_list_operations, api::admin_audit,
         api::admin_last_reconcile, api::admin_reconcile, api::admin_outbox, api::admin_retry_notification,
+        requests::register, requests::key_change, requests::admin_registrations, requests::admin_registration,
+        requests::admin_approve_registration, requests::admin_reject_registration, requests::admin_key_changes,
+        requests::admin_approve_key_change, requests::admin_reject_key_change, requests::admin_suspend_user,
+        requests::admin_resume_user, requests::admin_delete_user, requests::admin_purge_user,
         crate::healthz, crate::readyz, crate::metrics::render, document,
     ),
     components(schemas(Problem, VmView, OperationView, StepView, ResourceView, CreateVmsRequest, CreateVmsResponse, QuotaView, QuotaNumbers,
         QuotaOverrideRequest, UserView, MeView, CreateUserRequest, TokenView, CreateTokenRequest, CreatedToken, AuditView, OutboxView, CatalogView, CatalogOs, CatalogSpec, ReconcileView, PowerChangeView, StrayView,
-        Health, Readiness)),
-    tags((name = "vms"), (name = "operations"), (name = "account"), (name = "tokens"), (name = "admin"),
+        Health, Readiness, RegisterRequest, KeyChangeRequestBody, SubmittedView, RegistrationView, KeyChangeView, RejectRequest)),
+    tags((name = "registration", description = "Public: asking for an account or a new SSH key. Limited per client address, per email address and per day; protected by the bot check when the server has one."),
+        (name = "vms"), (name = "operations"), (name = "account"), (name = "tokens"), (name = "admin"),
         (name = "service", description = "Liveness, readiness, metrics and this document: public, on both listeners.")),
     security(("bearer" = [])),
     modifiers(&Security),
@@ -131,3 +136,12 @@ pub struct UnsupportedMediaType(#[allow(dead_code)] Problem);
     content_type = "application/problem+json"
 )]
 pub struct ServerError(#[allow(dead_code)] Problem);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "Too many submissions from this address, for this email address or today; `Retry-After` says when to try again.",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait."))
+)]
+pub struct TooManyRequests(#[allow(dead_code)] Problem);

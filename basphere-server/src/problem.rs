@@ -13,11 +13,13 @@ pub struct ApiError {
     pub kind: &'static str,
     pub detail: String,
     pub errors: Vec<String>,
+    /// Seconds until a rate-limited caller may try again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, kind, detail: detail.into(), errors: Vec::new() }
+        ApiError { status, kind, detail: detail.into(), errors: Vec::new(), retry_after: None }
     }
 
     pub fn invalid(detail: impl Into<String>) -> Self {
@@ -52,6 +54,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             Error::Backend { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -67,8 +70,10 @@ impl From<Error> for ApiError {
             error.to_string()
         };
         let mut answer = ApiError::new(status, kind, detail);
-        if let Error::InvalidFields(errors) = &error {
-            answer.errors = errors.iter().map(ToString::to_string).collect();
+        match &error {
+            Error::InvalidFields(errors) => answer.errors = errors.iter().map(ToString::to_string).collect(),
+            Error::RateLimited { retry_after_seconds, .. } => answer.retry_after = Some(*retry_after_seconds),
+            _ => {}
         }
         answer
     }
@@ -80,6 +85,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

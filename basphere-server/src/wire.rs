@@ -193,3 +193,39 @@ impl FromCore<ReconcileReport> for ReconcileView {
         }
     }
 }
+
+impl FromCore<RegistrationRequest> for RegistrationView {
+    fn from_core(request: &RegistrationRequest) -> Self {
+        RegistrationView {
+            id: request.id,
+            username: request.username.to_string(),
+            email: request.email.to_string(),
+            team: request.team.clone(),
+            ssh_key: request.ssh_key.as_str().to_owned(),
+            ssh_key_fingerprint: request.ssh_key.fingerprint().to_owned(),
+            status: request.status.as_str().to_owned(),
+            created_at: request.created_at,
+            processed_by: request.processed_by.as_ref().map(ToString::to_string),
+            processed_at: request.processed_at,
+            reject_reason: request.reject_reason.clone(),
+        }
+    }
+}
+
+impl FromCore<KeyChangeRequest> for KeyChangeView {
+    fn from_core(request: &KeyChangeRequest) -> Self {
+        KeyChangeView {
+            id: request.id,
+            username: request.username.to_string(),
+            email: request.email.to_string(),
+            ssh_key: request.new_ssh_key.as_str().to_owned(),
+            ssh_key_fingerprint: request.new_ssh_key.fingerprint().to_owned(),
+            reason: request.reason.clone(),
+            status: request.status.as_str().to_owned(),
+            created_at: request.created_at,
+            processed_by: request.processed_by.as_ref().map(ToString::to_string),
+            processed_at: request.processed_at,
+            reject_reason: request.reject_reason.clone(),
+        }
+    }
+}

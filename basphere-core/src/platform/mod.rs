@@ -5,18 +5,24 @@
 //! addresses and recorded together with their audit event in one store transaction; backend work
 //! then runs as an operation, by the handler registered for its kind ([`OperationHandler`]).
 //!
-//! The use cases are split by subject: `accounts`, `tokens`, `vms`, `quota`, `operations` (the
-//! runner), `vm_operations` (the VM handler), `reconcile`, and `events` (audit and
-//! notifications).
+//! The use cases are split by subject: `accounts` (identity and direct creation),
+//! `registration` (public submissions and their limits in `limits`), `account_admin`
+//! (approval, rejection, suspension, deletion, purge), `account_operations` (their handler),
+//! `tokens`, `vms`, `quota`, `operations` (the runner), `vm_operations` (the VM handler),
+//! `reconcile`, and `events` (audit and notifications).
 
+mod account_admin;
+mod account_operations;
 mod accounts;
 pub mod authz;
 mod background;
 mod events;
+mod limits;
 mod operations;
 mod outbox;
 mod quota;
 mod reconcile;
+mod registration;
 mod tokens;
 mod vm_operations;
 mod vms;
@@ -29,14 +35,17 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
+use crate::bastion::{Bastion, NoBastion};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::human::HumanCheck;
 use crate::ipam::Ipam;
 use crate::model::{ApiToken, OperationKind, User};
 use crate::notifier::Notifier;
 use crate::provisioner::Provisioner;
 use crate::store::Store;
 
+pub use account_admin::RequestQuery;
 pub use accounts::{lookup_username, AccountQuery, NewAccount};
 pub use authz::{Action, Actor};
 pub use background::{Background, RECONCILE_DUTY};
@@ -45,6 +54,7 @@ pub use operations::{Commit, OperationContext, OperationHandler};
 pub use outbox::{retry_delay, OutboxQuery};
 pub use quota::QuotaReport;
 pub use reconcile::ReconcileReport;
+pub use registration::{Submission, SUBMITTED};
 pub use tokens::{token_expiry, token_scope, NewToken, MAX_TOKEN_DAYS};
 pub use vms::{check_idempotency_key, lookup_vm_name, Accepted, CreateOutcome, CreateVms, VmQuery, MAX_BATCH};
 
@@ -112,6 +122,12 @@ pub struct Platform {
     ipam: Arc<dyn Ipam>,
     provisioner: Arc<dyn Provisioner>,
     notifier: Arc<dyn Notifier>,
+    /// Makes, rekeys and removes the accounts' bastion logins.
+    bastion: Arc<dyn Bastion>,
+    /// The bot check on public submissions, when `recaptcha.enabled` is true.
+    human_check: Option<Arc<dyn HumanCheck>>,
+    /// Recent public submissions, for the abuse limits (`registration.*`).
+    submissions: limits::Submissions,
     /// The handler of every operation kind.
     handlers: HashMap<OperationKind, Arc<dyn OperationHandler>>,
     workers: Arc<Semaphore>,
@@ -143,6 +159,8 @@ pub struct PlatformBuilder {
     notifier: Arc<dyn Notifier>,
     handlers: Vec<Arc<dyn OperationHandler>>,
     instance: Option<String>,
+    bastion: Option<Arc<dyn Bastion>>,
+    human_check: Option<Arc<dyn HumanCheck>>,
 }
 
 impl PlatformBuilder {
@@ -161,10 +179,23 @@ impl PlatformBuilder {
         self
     }
 
+    /// Makes the accounts' bastion logins (default: none).
+    pub fn bastion(mut self, bastion: Arc<dyn Bastion>) -> Self {
+        self.bastion = Some(bastion);
+        self
+    }
+
+    /// The bot check for public submissions; needed when `recaptcha.enabled` is true.
+    pub fn human_check(mut self, check: Arc<dyn HumanCheck>) -> Self {
+        self.human_check = Some(check);
+        self
+    }
+
     pub fn build(self) -> Arc<Platform> {
         let workers = Arc::new(Semaphore::new(self.config.server.workers));
         let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
-        let builtin: Vec<Arc<dyn OperationHandler>> = vec![Arc::new(vm_operations::VmOperations)];
+        let builtin: Vec<Arc<dyn OperationHandler>> =
+            vec![Arc::new(vm_operations::VmOperations), Arc::new(account_operations::AccountOperations)];
         for handler in builtin.into_iter().chain(self.handlers) {
             for kind in handler.kinds() {
                 handlers.insert(*kind, handler.clone());
@@ -179,6 +210,9 @@ impl PlatformBuilder {
             ipam: self.ipam,
             provisioner: self.provisioner,
             notifier: self.notifier,
+            bastion: self.bastion.unwrap_or_else(|| Arc::new(NoBastion)),
+            human_check: self.human_check,
+            submissions: limits::Submissions::default(),
             handlers,
             workers,
             instance,
@@ -214,7 +248,17 @@ impl Platform {
         provisioner: Arc<dyn Provisioner>,
         notifier: Arc<dyn Notifier>,
     ) -> PlatformBuilder {
-        PlatformBuilder { config, store, ipam, provisioner, notifier, handlers: Vec::new(), instance: None }
+        PlatformBuilder {
+            config,
+            store,
+            ipam,
+            provisioner,
+            notifier,
+            handlers: Vec::new(),
+            instance: None,
+            bastion: None,
+            human_check: None,
+        }
     }
 
     /// This process's name in claims and duties (`<instance>/<boot id>`).

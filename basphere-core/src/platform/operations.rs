@@ -85,6 +85,10 @@ impl OperationContext<'_> {
         &self.platform.ipam
     }
 
+    pub fn bastion(&self) -> &Arc<dyn crate::bastion::Bastion> {
+        &self.platform.bastion
+    }
+
     /// Whether this process still holds the operation (its claim renewals succeed).
     pub fn still_claimed(&self) -> bool {
         !self.lost.load(Ordering::SeqCst)

@@ -14,6 +14,7 @@ use super::authz::{decide, Action, Actor};
 use super::{page, Page, PageRequest, Platform};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::notifier::Recipient;
 use crate::store::{OutboxFilter, StoreExt};
 
 /// How long a dispatcher holds the messages it took before another may take them again.
@@ -52,10 +53,12 @@ impl Platform {
             .await?;
         let attempted = batch.len();
         for mut message in batch {
-            let delivery = match tokio::time::timeout(DELIVERY_TIMEOUT, self.notifier.notify(&message.event)).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout(format!("the notifier did not answer in {DELIVERY_TIMEOUT:?}"))),
-            };
+            let recipient = self.recipient(&message.event).await?;
+            let delivery =
+                match tokio::time::timeout(DELIVERY_TIMEOUT, self.notifier.notify(&message.event, &recipient)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout(format!("the notifier did not answer in {DELIVERY_TIMEOUT:?}"))),
+                };
             message.attempts += 1;
             match delivery {
                 Ok(()) => {
@@ -86,6 +89,34 @@ impl Platform {
             self.db(move |store, _| store.write(&mut |tx| tx.update_outbox(&saved))).await?;
         }
         Ok(attempted)
+    }
+
+    /// Who `event` is for: the applicant or account it names (its address as it is now), or the
+    /// administrators for requests that wait for them.
+    async fn recipient(&self, event: &NotificationEvent) -> Result<Recipient> {
+        use NotificationEvent as E;
+        let owner = match event {
+            E::RegistrationSubmitted { .. } | E::KeyChangeRequested { .. } => {
+                return Ok(Recipient::Administrators { emails: self.config.notifications.admin_emails.clone() })
+            }
+            E::RegistrationApproved { username, email }
+            | E::RegistrationRejected { username, email, .. }
+            | E::KeyChangeApproved { username, email }
+            | E::KeyChangeRejected { username, email, .. } => {
+                return Ok(Recipient::Person { username: username.clone(), email: email.clone() })
+            }
+            E::VmReady { owner, .. }
+            | E::VmFailed { owner, .. }
+            | E::ClusterReady { owner, .. }
+            | E::ClusterFailed { owner, .. }
+            | E::QuotaNearlyUsed { owner, .. } => owner.clone(),
+        };
+        let lookup = owner.clone();
+        let user = self.db(move |store, _| store.query(|tx| tx.get_user(&lookup))).await?;
+        Ok(match user {
+            Some(user) => Recipient::Person { username: user.username, email: user.email },
+            None => Recipient::Gone { username: owner },
+        })
     }
 
     /// Makes the messages that an earlier boot of this instance claimed due at once: that

@@ -42,6 +42,11 @@ pub fn token_scope(scope: Option<&str>) -> Result<TokenScope> {
 }
 
 impl Platform {
+    /// Drops `username`'s cached tokens, so that a suspension or deletion counts at once here.
+    pub(super) fn forget_tokens_of(&self, username: &crate::validate::Username) {
+        self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (user, _, _)| user.username != *username);
+    }
+
     /// Creates an API token for `owner`. The secret is returned once; only its hash is stored.
     /// An admin-scoped token needs an admin account, created by an admin.
     pub async fn create_token(

@@ -87,7 +87,7 @@ fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User) -> Result<VmRequest
     })
 }
 
-fn vm_ref(vm: &Vm) -> VmRef {
+pub(super) fn vm_ref(vm: &Vm) -> VmRef {
     VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
 }
 

@@ -1,7 +1,7 @@
 //! The `Notifier` conformance suite.
 
 use crate::model::NotificationEvent;
-use crate::notifier::Notifier;
+use crate::notifier::{Notifier, Recipient};
 use crate::validate::{Email, ResourceName};
 
 use super::username;
@@ -30,14 +30,29 @@ pub fn sample_events() -> Vec<NotificationEvent> {
     ]
 }
 
+/// Who the platform says each sample event is for.
+pub fn sample_recipient(event: &NotificationEvent) -> Recipient {
+    let alice = username("alice");
+    let email = Email::parse("alice@example.com").expect("valid");
+    match event {
+        NotificationEvent::RegistrationSubmitted { .. } | NotificationEvent::KeyChangeRequested { .. } => {
+            Recipient::Administrators { emails: vec![Email::parse("ops@example.com").expect("valid")] }
+        }
+        _ => Recipient::Person { username: alice, email },
+    }
+}
+
 /// Every kind of event is delivered, and delivering one again is accepted (at-least-once).
 /// `delivered` reads what the receiving end got, in order.
 pub async fn check_all(notifier: &dyn Notifier, delivered: &dyn Fn() -> Vec<NotificationEvent>) {
     let events = sample_events();
     for event in &events {
-        notifier.notify(event).await.unwrap_or_else(|error| panic!("{}: {error}", event.name()));
+        notifier
+            .notify(event, &sample_recipient(event))
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", event.name()));
     }
-    notifier.notify(&events[0]).await.expect("a repeated delivery is accepted");
+    notifier.notify(&events[0], &sample_recipient(&events[0])).await.expect("a repeated delivery is accepted");
     let mut expected = events.clone();
     expected.push(events[0].clone());
     assert_eq!(delivered(), expected, "every event arrives, in order, unchanged");

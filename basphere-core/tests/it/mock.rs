@@ -94,10 +94,12 @@ async fn fault_injector_fails_half_applies_and_hangs() {
 async fn recording_notifier_can_refuse_deliveries() {
     let notifier = RecordingNotifier::new();
     let event = basphere_core::testing::notifier::sample_events().remove(0);
+    let to = basphere_core::testing::notifier::sample_recipient(&event);
     notifier.fail_next(2);
-    assert!(notifier.notify(&event).await.is_err());
-    assert!(notifier.notify(&event).await.is_err());
-    notifier.notify(&event).await.unwrap();
+    assert!(notifier.notify(&event, &to).await.is_err());
+    assert!(notifier.notify(&event, &to).await.is_err());
+    notifier.notify(&event, &to).await.unwrap();
     assert_eq!(notifier.events(), vec![event]);
+    assert_eq!(notifier.recipients(), vec![to], "who it was for, with the event");
     assert_eq!(notifier.attempts(), 3);
 }

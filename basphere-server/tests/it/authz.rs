@@ -86,6 +86,8 @@ impl World {
         assert_eq!(created.status, 202, "{}", created.body);
         let created = created.json();
         api.wait_idle().await;
+        let asked = api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(REGISTER)).await;
+        assert_eq!(asked.status, 202, "{}", asked.body);
         let spare = api.send(&Who::Bearer(alice.clone()), "POST", "/api/v1/tokens", Some(r#"{"name":"spare"}"#)).await;
         assert_eq!(spare.status, 201, "{}", spare.body);
         let tokens = api.get(&Who::Bearer(alice.clone()), "/api/v1/tokens").await.json();
@@ -147,6 +149,9 @@ type Route = (&'static str, &'static str, &'static str, Option<&'static str>, [u
 
 const VM: &str = r#"{"name":"new","os":"ubuntu-24.04","spec":"tiny"}"#;
 const TOKEN: &str = r#"{"name":"x"}"#;
+const REASON: &str = r#"{"reason":"x"}"#;
+const REGISTER: &str = r#"{"username":"zoe","email":"zoe@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUGTp2kc9Op1U4ofix1BA68ciBpLlW4dC1fMK4wAOdl"}"#;
+const KEY_CHANGE: &str = r#"{"username":"alice","email":"alice@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUGTp2kc9Op1U4ofix1BA68ciBpLlW4dC1fMK4wAOdl","reason":"lost"}"#;
 const QUOTA: &str = r#"{"vms":5}"#;
 const USER: &str = r#"{"username":"zed","email":"zed@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBWCb4Z+sWbDyqJpQTmFnmn4A4fRQEO9w2J3Dq+a2y5X"}"#;
 
@@ -157,6 +162,9 @@ const ROUTES: &[Route] = &[
     ("GET", "/readyz", "/readyz", None, [200; 11]),
     ("GET", "/metrics", "/metrics", None, [200; 11]),
     ("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, [200; 11]),
+    // Asking for an account or a new key: anyone, answered alike whatever becomes of it.
+    ("POST", "/api/v1/register", "/api/v1/register", Some(REGISTER), [202; 11]),
+    ("POST", "/api/v1/key-change", "/api/v1/key-change", Some(KEY_CHANGE), [202; 11]),
     // Any account, on its own resources; the system administrator has none.
     //                                                                         anon own  oth  adm  rev  exp  aus  ouid  str root suid
     ("GET", "/api/v1/me", "/api/v1/me", None,                                 [401, 200, 200, 200, 401, 401, 200, 200, 401, 200, 200]),
@@ -190,6 +198,19 @@ const ROUTES: &[Route] = &[
     ("GET", "/api/v1/admin/audit", "/api/v1/admin/audit", None,               [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("GET", "/api/v1/admin/reconcile", "/api/v1/admin/reconcile", None,       [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("POST", "/api/v1/admin/reconcile", "/api/v1/admin/reconcile", None,      [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("GET", "/api/v1/admin/registrations", "/api/v1/admin/registrations", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("GET", "/api/v1/admin/registrations/{username}", "/api/v1/admin/registrations/zoe", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("GET", "/api/v1/admin/key-changes", "/api/v1/admin/key-changes", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    // Decisions on requests and accounts that do not exist: an administrator learns that,
+    // nobody else learns anything.
+    ("POST", "/api/v1/admin/registrations/{username}/approve", "/api/v1/admin/registrations/nobody/approve", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/registrations/{username}/reject", "/api/v1/admin/registrations/nobody/reject", Some(REASON), [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/key-changes/{username}/approve", "/api/v1/admin/key-changes/nobody/approve", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/key-changes/{username}/reject", "/api/v1/admin/key-changes/nobody/reject", Some(REASON), [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/users/{username}/suspend", "/api/v1/admin/users/nobody/suspend", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/users/{username}/resume", "/api/v1/admin/users/nobody/resume", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("POST", "/api/v1/admin/users/{username}/purge", "/api/v1/admin/users/nobody/purge", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
+    ("DELETE", "/api/v1/admin/users/{username}", "/api/v1/admin/users/nobody", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),
     ("GET", "/api/v1/admin/outbox", "/api/v1/admin/outbox", None,             [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     // No such notification: an administrator learns that, nobody else learns anything.
     ("POST", "/api/v1/admin/outbox/{id}/retry", "/api/v1/admin/outbox/00000000-0000-4000-8000-000000000000/retry", None, [401, 403, 403, 404, 401, 401, 403, 403, 401, 404, 404]),

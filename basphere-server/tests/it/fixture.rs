@@ -66,7 +66,13 @@ pub const SERVER_UID: u32 = 999;
 impl Api {
     pub fn new() -> Api {
         let store = Arc::new(MemoryStore::new());
-        let config = Arc::new(Config::default());
+        // Public submissions are limited per address and per email; the matrix sends many.
+        let limits = basphere_core::config::RegistrationLimits {
+            per_address_per_hour: 10_000,
+            per_email_per_day: 10_000,
+            per_day: 100_000,
+        };
+        let config = Arc::new(Config { registration: limits, ..Config::default() });
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
         let shared: Arc<dyn Store> = store.clone();
         let platform = Platform::new(

@@ -1,0 +1,414 @@
+//! What administrators do with accounts and requests: list and decide registrations and key
+//! changes, suspend and resume, delete and purge. Approval, key changes and purges touch the
+//! backends, so they run as operations (`account_operations`); the rest is one transaction.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::account_operations::{APPROVE_STEPS, CHANGE_KEY_STEPS, PURGE_STEPS};
+use super::accounts::{bounded, lookup_username};
+use super::authz::{decide, Action, Actor};
+use super::{page, Page, PageRequest, Platform};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::{OperationFilter, StoreExt, StoreRead, StoreTx};
+use crate::validate::{free_text, Username};
+
+/// Which requests to list: one status (pending by default), oldest first, a page at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestQuery {
+    /// pending, approved or rejected; pending when absent.
+    pub status: Option<String>,
+    pub page: PageRequest,
+}
+
+impl RequestQuery {
+    fn status(&self) -> Result<RequestStatus> {
+        self.status.as_deref().map_or(Ok(RequestStatus::Pending), RequestStatus::parse)
+    }
+}
+
+/// The longest rejection reason kept.
+const MAX_REASON: usize = 500;
+
+fn audit(
+    tx: &mut dyn StoreTx,
+    actor: &Actor,
+    action: &str,
+    username: &Username,
+    details: serde_json::Value,
+) -> Result<()> {
+    tx.append_audit(&AuditEvent::new(
+        &actor.name,
+        action,
+        &format!("user/{username}"),
+        &actor.source,
+        Outcome::Success,
+        details,
+    ))
+}
+
+fn pending_registration(tx: &dyn StoreRead, username: &Username) -> Result<Option<RegistrationRequest>> {
+    // The unique index allows one pending request per username.
+    Ok(tx.list_registrations(Some(RequestStatus::Pending))?.into_iter().find(|r| r.username == *username))
+}
+
+fn pending_key_change(tx: &dyn StoreRead, username: &Username) -> Result<Option<KeyChangeRequest>> {
+    Ok(tx.list_key_changes(Some(RequestStatus::Pending))?.into_iter().find(|r| r.username == *username))
+}
+
+fn account(tx: &dyn StoreRead, username: &Username) -> Result<User> {
+    tx.get_user(username)?.ok_or_else(|| Error::not_found("user", username))
+}
+
+/// An unfinished operation on the account, if any: one thing at a time.
+fn busy(tx: &dyn StoreRead, username: &Username) -> Result<()> {
+    let unfinished = tx.list_operations(&OperationFilter {
+        owner: Some(username.clone()),
+        unfinished: true,
+        ..OperationFilter::default()
+    })?;
+    if let Some(operation) = unfinished.iter().find(|op| op.resource.kind == ResourceKind::Account) {
+        return Err(Error::Conflict(format!(
+            "the account {username} has an operation in progress ({} {})",
+            operation.kind, operation.id
+        )));
+    }
+    Ok(())
+}
+
+fn account_operation(kind: OperationKind, username: &Username, actor: &Actor, steps: &[&str]) -> Operation {
+    let resource = ResourceRef { kind: ResourceKind::Account, id: Uuid::now_v7(), name: username.to_string() };
+    Operation::new(kind, username.clone(), resource, &actor.name, steps)
+}
+
+impl Platform {
+    /// Registration requests in one status, oldest first (administrators).
+    pub async fn registrations(&self, actor: &Actor, query: RequestQuery) -> Result<Page<RegistrationRequest>> {
+        decide(actor, Action::Administer, None, "registration", &"")?;
+        let status = query.status()?;
+        let limit = query.page.limit(PageRequest::RESOURCES)?;
+        let after = query.page.after;
+        let requests = self.db(move |store, _| store.query(|tx| tx.list_registrations(Some(status)))).await?;
+        let mut requests: Vec<_> = requests.into_iter().filter(|r| after.is_none_or(|after| r.id > after)).collect();
+        requests.sort_by_key(|r| r.id);
+        requests.truncate(limit + 1);
+        Ok(page(requests, limit, |r| r.id))
+    }
+
+    /// The latest registration request of a username, pending or decided (administrators).
+    pub async fn registration(&self, actor: &Actor, username: &str) -> Result<RegistrationRequest> {
+        decide(actor, Action::Administer, None, "registration", &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
+        self.db(move |store, _| {
+            store.query(|tx| {
+                let mut all: Vec<_> = tx.list_registrations(None)?.into_iter().filter(|r| r.username == name).collect();
+                all.sort_by_key(|r| (r.status == RequestStatus::Pending, r.id));
+                all.pop().ok_or_else(|| Error::not_found("registration", &name))
+            })
+        })
+        .await
+    }
+
+    /// Key change requests in one status, oldest first (administrators).
+    pub async fn key_changes(&self, actor: &Actor, query: RequestQuery) -> Result<Page<KeyChangeRequest>> {
+        decide(actor, Action::Administer, None, "key change", &"")?;
+        let status = query.status()?;
+        let limit = query.page.limit(PageRequest::RESOURCES)?;
+        let after = query.page.after;
+        let requests = self.db(move |store, _| store.query(|tx| tx.list_key_changes(Some(status)))).await?;
+        let mut requests: Vec<_> = requests.into_iter().filter(|r| after.is_none_or(|after| r.id > after)).collect();
+        requests.sort_by_key(|r| r.id);
+        requests.truncate(limit + 1);
+        Ok(page(requests, limit, |r| r.id))
+    }
+
+    /// Approves `username`'s pending registration: the account is recorded active at once and
+    /// an `approve_account` operation gives it an IP block, its vSphere folder and its bastion
+    /// login, records the login's uid and tells the user. Approving an account whose approval
+    /// failed part-way runs the operation again, which finishes it.
+    pub async fn approve_registration(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+        decide(actor, Action::Administer, None, "registration", &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
+        let actor = actor.clone();
+        let operation = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    busy(&*tx, &name)?;
+                    let operation = account_operation(OperationKind::ApproveAccount, &name, &actor, APPROVE_STEPS);
+                    match pending_registration(&*tx, &name)? {
+                        Some(mut request) => {
+                            if tx.get_user(&name)?.is_some() {
+                                return Err(Error::Conflict(format!(
+                                    "an account named {name} exists already; reject this request"
+                                )));
+                            }
+                            if let Some(other) = tx.user_by_key_fingerprint(request.ssh_key.fingerprint())? {
+                                return Err(Error::Conflict(format!(
+                                    "the request's key is the account {}'s; reject this request",
+                                    other.username
+                                )));
+                            }
+                            let at = now();
+                            tx.insert_user(&User {
+                                username: name.clone(),
+                                email: request.email.clone(),
+                                team: request.team.clone(),
+                                ssh_key: request.ssh_key.clone(),
+                                role: Role::User,
+                                status: UserStatus::Active,
+                                uid: None,
+                                created_at: at,
+                                updated_at: at,
+                            })?;
+                            request.status = RequestStatus::Approved;
+                            request.processed_by = Username::parse(&actor.name).ok();
+                            request.processed_at = Some(at);
+                            tx.update_registration(&request)?;
+                            audit(tx, &actor, "registration.approve", &name, json!({"operation": operation.id}))?;
+                        }
+                        None => {
+                            // No pending request: finishing an approval that stopped part-way.
+                            let approved = tx
+                                .list_registrations(Some(RequestStatus::Approved))?
+                                .into_iter()
+                                .any(|r| r.username == name);
+                            if !approved || tx.get_user(&name)?.is_none() {
+                                return Err(Error::not_found("pending registration", &name));
+                            }
+                            audit(
+                                tx,
+                                &actor,
+                                "registration.approve",
+                                &name,
+                                json!({"operation": operation.id, "again": true}),
+                            )?;
+                        }
+                    }
+                    tx.insert_operation(&operation)?;
+                    Ok(operation)
+                })
+            })
+            .await?;
+        self.spawn_operation(operation.id);
+        Ok(operation)
+    }
+
+    /// Rejects `username`'s pending registration with a reason the applicant is told.
+    pub async fn reject_registration(
+        &self,
+        actor: &Actor,
+        username: &str,
+        reason: &str,
+    ) -> Result<RegistrationRequest> {
+        decide(actor, Action::Administer, None, "registration", &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
+        let reason = free_text("reason", reason, MAX_REASON)?;
+        let actor = actor.clone();
+        let request = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut request = pending_registration(&*tx, &name)?
+                        .ok_or_else(|| Error::not_found("pending registration", &name))?;
+                    request.status = RequestStatus::Rejected;
+                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_at = Some(now());
+                    request.reject_reason = Some(reason.clone());
+                    tx.update_registration(&request)?;
+                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::RegistrationRejected {
+                        username: name.clone(),
+                        email: request.email.clone(),
+                        reason: reason.clone(),
+                    }))?;
+                    audit(tx, &actor, "registration.reject", &name, json!({"reason": reason}))?;
+                    Ok(request)
+                })
+            })
+            .await?;
+        self.outbox_ready.notify_one();
+        Ok(request)
+    }
+
+    /// Approves `username`'s pending key change: the account's key is replaced at once and a
+    /// `change_key` operation replaces it on the bastion and tells the user. VMs made earlier
+    /// keep the key they were made with.
+    pub async fn approve_key_change(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+        decide(actor, Action::Administer, None, "key change", &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found("key change", bounded(username)))?;
+        let actor = actor.clone();
+        let operation = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    busy(&*tx, &name)?;
+                    let mut request = pending_key_change(&*tx, &name)?
+                        .ok_or_else(|| Error::not_found("pending key change", &name))?;
+                    let mut user = account(&*tx, &name)?;
+                    if !user.email.as_str().eq_ignore_ascii_case(request.email.as_str()) {
+                        return Err(Error::Conflict(format!(
+                            "the request's email is not the account's ({}); reject it",
+                            user.email
+                        )));
+                    }
+                    if let Some(other) = tx.user_by_key_fingerprint(request.new_ssh_key.fingerprint())? {
+                        if other.username != name {
+                            return Err(Error::Conflict(format!(
+                                "the new key is the account {}'s; reject this request",
+                                other.username
+                            )));
+                        }
+                    }
+                    let at = now();
+                    user.ssh_key = request.new_ssh_key.clone();
+                    user.updated_at = at;
+                    tx.update_user(&user)?;
+                    request.status = RequestStatus::Approved;
+                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_at = Some(at);
+                    tx.update_key_change(&request)?;
+                    let operation = account_operation(OperationKind::ChangeKey, &name, &actor, CHANGE_KEY_STEPS);
+                    tx.insert_operation(&operation)?;
+                    audit(
+                        tx,
+                        &actor,
+                        "key_change.approve",
+                        &name,
+                        json!({"operation": operation.id, "key": request.new_ssh_key.fingerprint()}),
+                    )?;
+                    Ok(operation)
+                })
+            })
+            .await?;
+        self.spawn_operation(operation.id);
+        Ok(operation)
+    }
+
+    /// Rejects `username`'s pending key change with a reason the user is told.
+    pub async fn reject_key_change(&self, actor: &Actor, username: &str, reason: &str) -> Result<KeyChangeRequest> {
+        decide(actor, Action::Administer, None, "key change", &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found("key change", bounded(username)))?;
+        let reason = free_text("reason", reason, MAX_REASON)?;
+        let actor = actor.clone();
+        let request = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut request = pending_key_change(&*tx, &name)?
+                        .ok_or_else(|| Error::not_found("pending key change", &name))?;
+                    request.status = RequestStatus::Rejected;
+                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_at = Some(now());
+                    request.reject_reason = Some(reason.clone());
+                    tx.update_key_change(&request)?;
+                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRejected {
+                        username: name.clone(),
+                        email: request.email.clone(),
+                        reason: reason.clone(),
+                    }))?;
+                    audit(tx, &actor, "key_change.reject", &name, json!({"reason": reason}))?;
+                    Ok(request)
+                })
+            })
+            .await?;
+        self.outbox_ready.notify_one();
+        Ok(request)
+    }
+
+    /// Suspends or resumes an account. A suspended account can do nothing: its tokens and its
+    /// socket identity are refused (every process within `TOKEN_CACHE_TTL`); its resources stay.
+    pub async fn set_account_suspended(&self, actor: &Actor, username: &str, suspended: bool) -> Result<User> {
+        decide(actor, Action::Administer, None, "user", &username)?;
+        let name = lookup_username(username)?;
+        let actor = actor.clone();
+        let user = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut user = account(&*tx, &name)?;
+                    let status = if suspended { UserStatus::Suspended } else { UserStatus::Active };
+                    if user.status != status {
+                        user.status = status;
+                        user.updated_at = now();
+                        tx.update_user(&user)?;
+                        let action = if suspended { "user.suspend" } else { "user.resume" };
+                        audit(tx, &actor, action, &name, json!({}))?;
+                    }
+                    Ok(user)
+                })
+            })
+            .await?;
+        self.forget_tokens_of(&user.username);
+        Ok(user)
+    }
+
+    /// Deletes an account that owns nothing: refused while it has VMs or clusters. Its IP block
+    /// is freed, its bastion login removed, its tokens go with it.
+    pub async fn delete_account(&self, actor: &Actor, username: &str) -> Result<()> {
+        decide(actor, Action::Administer, None, "user", &username)?;
+        let name = lookup_username(username)?;
+        let check = name.clone();
+        self.db(move |store, _| {
+            store.query(|tx| {
+                account(tx, &check)?;
+                busy(tx, &check)?;
+                let usage = tx.usage(&check)?;
+                if usage.vms > 0 || usage.clusters > 0 {
+                    return Err(Error::Conflict(format!(
+                        "{check} owns {} VM(s) and {} cluster(s); delete them first, or purge the account",
+                        usage.vms, usage.clusters
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        // The login first: if removing it fails, the account is still there to try again.
+        self.bastion.remove_login(&name).await?;
+        let actor = actor.clone();
+        let gone = name.clone();
+        self.db(move |store, ipam| {
+            store.transact(|tx| {
+                let usage = tx.usage(&gone)?;
+                if usage.vms > 0 || usage.clusters > 0 {
+                    return Err(Error::Conflict(format!("{gone} made a VM or cluster meanwhile; nothing was deleted")));
+                }
+                let blocks = ipam.release_blocks(tx, &gone)?;
+                tx.delete_user(&gone)?;
+                let freed: Vec<String> = blocks.iter().map(|b| format!("{}/{}", b.start, b.size)).collect();
+                audit(tx, &actor, "user.delete", &gone, json!({"blocks": freed}))
+            })
+        })
+        .await?;
+        self.forget_tokens_of(&name);
+        Ok(())
+    }
+
+    /// Purges an account: suspends it at once, then a `purge_account` operation destroys its
+    /// VMs through the backend, frees their addresses and its blocks, removes its bastion login
+    /// and finally the account. No other account's addresses are touched.
+    pub async fn purge_account(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+        decide(actor, Action::Administer, None, "user", &username)?;
+        let name = lookup_username(username)?;
+        let actor = actor.clone();
+        let operation = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut user = account(&*tx, &name)?;
+                    busy(&*tx, &name)?;
+                    if user.status != UserStatus::Suspended {
+                        user.status = UserStatus::Suspended;
+                        user.updated_at = now();
+                        tx.update_user(&user)?;
+                    }
+                    let operation = account_operation(OperationKind::PurgeAccount, &name, &actor, PURGE_STEPS);
+                    tx.insert_operation(&operation)?;
+                    let usage = tx.usage(&name)?;
+                    audit(tx, &actor, "user.purge", &name, json!({"operation": operation.id, "vms": usage.vms}))?;
+                    Ok(operation)
+                })
+            })
+            .await?;
+        self.forget_tokens_of(&operation.owner);
+        self.spawn_operation(operation.id);
+        Ok(operation)
+    }
+}

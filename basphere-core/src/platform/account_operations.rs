@@ -1,0 +1,240 @@
+//! The account operation handler: approval (IP block, vSphere folder, bastion login, uid,
+//! notification), key changes on the bastion, and purges. Every step is idempotent, so an
+//! operation that failed part-way finishes when it is run again.
+
+use async_trait::async_trait;
+
+use super::operations::{OperationContext, OperationHandler};
+use super::vm_operations::vm_ref;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::{OperationFilter, VmFilter};
+use crate::validate::Username;
+
+const STEP_BLOCK: &str = "ip block";
+const STEP_FOLDER: &str = "vsphere folder";
+const STEP_LOGIN: &str = "bastion login";
+const STEP_KEY: &str = "bastion key";
+const STEP_VMS: &str = "destroy vms";
+const STEP_ADDRESSES: &str = "free addresses";
+const STEP_REMOVE_LOGIN: &str = "remove bastion login";
+const STEP_ACCOUNT: &str = "remove account";
+
+pub(super) const APPROVE_STEPS: &[&str] = &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN];
+pub(super) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
+pub(super) const PURGE_STEPS: &[&str] = &[STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
+
+/// Runs `approve_account`, `change_key` and `purge_account`.
+pub(super) struct AccountOperations;
+
+#[async_trait]
+impl OperationHandler for AccountOperations {
+    fn kinds(&self) -> &'static [OperationKind] {
+        &[OperationKind::ApproveAccount, OperationKind::ChangeKey, OperationKind::PurgeAccount]
+    }
+
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        match operation.kind {
+            OperationKind::ApproveAccount => approve(ctx, operation).await,
+            OperationKind::ChangeKey => change_key(ctx, operation).await,
+            OperationKind::PurgeAccount => purge(ctx, operation).await,
+            other => Err(Error::NotSupported(format!("{other} is not an account operation"))),
+        }
+    }
+}
+
+async fn load_user(ctx: &OperationContext<'_>, username: &Username) -> Result<Option<User>> {
+    let username = username.clone();
+    ctx.read(move |tx| tx.get_user(&username)).await
+}
+
+/// Records a failed step and how to finish the work.
+async fn failed(
+    ctx: &OperationContext<'_>,
+    mut operation: Operation,
+    step: &str,
+    error: &Error,
+    again: &str,
+) -> Result<Operation> {
+    operation.append_log([error.to_string()]);
+    operation.finish_step(step, false);
+    operation.fail(format!("{step} failed: {error}; {again}"));
+    ctx.save(&operation).await?;
+    Ok(operation)
+}
+
+/// Whether `error` is the store's (a lost claim, say): the run stops and the operation stays
+/// unfinished, rather than being marked failed.
+fn is_ours(error: &Error) -> bool {
+    matches!(error, Error::Conflict(message) if message.contains("the claim on operation"))
+}
+
+async fn approve(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+    let name = operation.owner.clone();
+    let again = format!("run `basphere admin user approve {name}` again to finish");
+    let Some(user) = load_user(ctx, &name).await? else {
+        operation.fail(format!("the account {name} no longer exists"));
+        ctx.save(&operation).await?;
+        return Ok(operation);
+    };
+
+    operation.start_step(STEP_BLOCK);
+    let owner = name.clone();
+    let assigned = ctx.commit(&operation, move |commit| commit.ipam.assign_block(commit.tx, &owner).map(|_| ())).await;
+    if let Err(error) = assigned {
+        if is_ours(&error) {
+            return Err(error);
+        }
+        return failed(ctx, operation, STEP_BLOCK, &error, &again).await;
+    }
+    operation.finish_step(STEP_BLOCK, true);
+
+    operation.start_step(STEP_FOLDER);
+    ctx.save(&operation).await?;
+    if let Err(error) = ctx.provisioner().ensure_folder(&name).await {
+        return failed(ctx, operation, STEP_FOLDER, &error, &again).await;
+    }
+    operation.finish_step(STEP_FOLDER, true);
+
+    operation.start_step(STEP_LOGIN);
+    ctx.save(&operation).await?;
+    let uid = match ctx.bastion().ensure_login(&name, &user.ssh_key).await {
+        Ok(uid) => uid,
+        Err(error) => return failed(ctx, operation, STEP_LOGIN, &error, &again).await,
+    };
+    operation.finish_step(STEP_LOGIN, true);
+    operation.succeed();
+    let recorded = ctx
+        .commit(&operation, move |commit| {
+            let mut account = commit.tx.get_user(&name)?.ok_or_else(|| Error::not_found("user", &name))?;
+            if uid.is_some() && account.uid != uid {
+                account.uid = uid;
+                account.updated_at = now();
+                commit.tx.update_user(&account)?;
+            }
+            commit.notify(NotificationEvent::RegistrationApproved {
+                username: account.username.clone(),
+                email: account.email.clone(),
+            });
+            Ok(())
+        })
+        .await;
+    match recorded {
+        Ok(()) => Ok(operation),
+        Err(error) if is_ours(&error) => Err(error),
+        Err(error) => failed(ctx, operation, STEP_LOGIN, &error, &again).await,
+    }
+}
+
+async fn change_key(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+    let name = operation.owner.clone();
+    let again = format!(
+        "the account's key is changed in Basphere; fix the bastion and run the operation again ({})",
+        operation.id
+    );
+    let Some(user) = load_user(ctx, &name).await? else {
+        operation.fail(format!("the account {name} no longer exists"));
+        ctx.save(&operation).await?;
+        return Ok(operation);
+    };
+    operation.start_step(STEP_KEY);
+    ctx.save(&operation).await?;
+    if let Err(error) = ctx.bastion().set_key(&name, &user.ssh_key).await {
+        return failed(ctx, operation, STEP_KEY, &error, &again).await;
+    }
+    operation.finish_step(STEP_KEY, true);
+    operation.succeed();
+    ctx.commit(&operation, move |commit| {
+        commit.notify(NotificationEvent::KeyChangeApproved {
+            username: user.username.clone(),
+            email: user.email.clone(),
+        });
+        Ok(())
+    })
+    .await?;
+    Ok(operation)
+}
+
+async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+    let name = operation.owner.clone();
+    let again = format!("run `basphere admin user purge {name}` again to finish");
+    if load_user(ctx, &name).await?.is_none() {
+        // A purge that removed the account and died before recording it.
+        operation.succeed();
+        ctx.save(&operation).await?;
+        return Ok(operation);
+    }
+
+    operation.start_step(STEP_VMS);
+    ctx.save(&operation).await?;
+    let owner = name.clone();
+    let (vms, busy, clusters) = ctx
+        .read(move |tx| {
+            let vms = tx.list_vms(&VmFilter { owner: Some(owner.clone()), ..VmFilter::default() })?;
+            let busy = tx
+                .list_operations(&OperationFilter {
+                    owner: Some(owner.clone()),
+                    unfinished: true,
+                    ..OperationFilter::default()
+                })?
+                .into_iter()
+                .filter(|op| op.resource.kind != ResourceKind::Account)
+                .count();
+            let clusters = tx.usage(&owner)?.clusters;
+            Ok((vms, busy, clusters))
+        })
+        .await?;
+    if busy > 0 {
+        let error = Error::Conflict(format!("{busy} VM operation(s) of {name} are still running"));
+        return failed(ctx, operation, STEP_VMS, &error, &format!("wait for them, then {again}")).await;
+    }
+    if clusters > 0 {
+        let error = Error::NotSupported(format!("{name} owns {clusters} cluster(s), which this server cannot destroy"));
+        return failed(ctx, operation, STEP_VMS, &error, &again).await;
+    }
+    for mut vm in vms.into_iter().filter(Vm::is_live) {
+        if let Err(error) = ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+            let error = Error::Conflict(format!("destroying the VM {}: {error}", vm.name));
+            return failed(ctx, operation, STEP_VMS, &error, &again).await;
+        }
+        operation.append_log([format!("destroyed the VM {}", vm.name)]);
+        vm.state = VmState::Deleted;
+        vm.ip = None;
+        vm.updated_at = now();
+        ctx.commit(&operation, move |commit| {
+            for lease in commit.tx.leases_of_resource(vm.id)? {
+                commit.ipam.release(commit.tx, lease.address)?;
+            }
+            commit.tx.update_vm(&vm)
+        })
+        .await?;
+    }
+    operation.finish_step(STEP_VMS, true);
+
+    operation.start_step(STEP_ADDRESSES);
+    let owner = name.clone();
+    ctx.commit(&operation, move |commit| {
+        // Only this account's leases and blocks (the original's pattern also matched others').
+        for lease in commit.tx.list_leases(Some(&owner))? {
+            commit.ipam.release(commit.tx, lease.address)?;
+        }
+        commit.ipam.release_blocks(commit.tx, &owner)?;
+        Ok(())
+    })
+    .await?;
+    operation.finish_step(STEP_ADDRESSES, true);
+
+    operation.start_step(STEP_REMOVE_LOGIN);
+    ctx.save(&operation).await?;
+    if let Err(error) = ctx.bastion().remove_login(&name).await {
+        return failed(ctx, operation, STEP_REMOVE_LOGIN, &error, &again).await;
+    }
+    operation.finish_step(STEP_REMOVE_LOGIN, true);
+
+    operation.start_step(STEP_ACCOUNT);
+    operation.finish_step(STEP_ACCOUNT, true);
+    operation.succeed();
+    let owner = name.clone();
+    ctx.commit(&operation, move |commit| commit.tx.delete_user(&owner)).await?;
+    Ok(operation)
+}

@@ -1,0 +1,226 @@
+//! Public submissions: registration and SSH key change requests, from the web form or JSON.
+//!
+//! Every submission passes the abuse limits (per client address, per email address, per day)
+//! and the bot check, then core's validation. What happens next depends on the store, but the
+//! answer does not: a submission that names a taken username, an email with a request already
+//! waiting, or a key another account uses is recorded in the audit log for administrators and
+//! answered exactly like one that was accepted, so nobody learns from the answer (or its
+//! timing: both paths write one transaction) who has an account.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::accounts::bounded;
+use super::Platform;
+use crate::config::RecaptchaConfig;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::{StoreExt, StoreTx};
+use crate::validate::{KeyChangeForm, RegistrationForm};
+
+/// What every accepted submission is answered with, whatever became of it.
+pub const SUBMITTED: &str =
+    "Your request was received. An administrator reviews it; you will hear by email at the address you gave.";
+
+/// Where a public submission came from, as the server saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Submission {
+    /// The client's address (the TCP peer, or what a trusted proxy says it was).
+    pub client: String,
+    /// The bot check's response token from the page (`g-recaptcha-response`).
+    pub human_response: Option<String>,
+}
+
+impl Platform {
+    /// The limits and the bot check every public submission passes first.
+    async fn admit(&self, from: &Submission) -> Result<()> {
+        match &self.config.recaptcha {
+            RecaptchaConfig::Undecided => {
+                return Err(Error::Forbidden(
+                    "public submissions are closed until the administrator sets recaptcha.enabled in the \
+                     configuration (true with site_key and secret_file, or false for no bot check)"
+                        .into(),
+                ))
+            }
+            RecaptchaConfig::Off => self.submissions.admit(&from.client, &self.config.registration)?,
+            RecaptchaConfig::On(_) => {
+                self.submissions.admit(&from.client, &self.config.registration)?;
+                let Some(check) = &self.human_check else {
+                    return Err(Error::Forbidden(
+                        "recaptcha.enabled is true but this server has no verifier; public submissions are closed"
+                            .into(),
+                    ));
+                };
+                check.verify(from.human_response.as_deref().filter(|r| !r.is_empty()), &from.client).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a request for an account (public). Answers [`SUBMITTED`] whether the request
+    /// was recorded or refused as a duplicate; invalid fields and exceeded limits are errors.
+    pub async fn register(&self, from: &Submission, form: RegistrationForm) -> Result<&'static str> {
+        self.admit(from).await?;
+        let valid =
+            form.validate(&self.config.allowed_email_domains).map_err(|errors| Error::InvalidFields(errors.0))?;
+        self.submissions.admit_email(valid.email.as_str(), &self.config.registration)?;
+        let request = RegistrationRequest {
+            id: Uuid::now_v7(),
+            username: valid.username,
+            email: valid.email,
+            team: valid.team,
+            ssh_key: valid.ssh_key,
+            status: RequestStatus::Pending,
+            created_at: now(),
+            processed_by: None,
+            processed_at: None,
+            reject_reason: None,
+        };
+        let client = from.client.clone();
+        let record = request.clone();
+        let outcome = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    if let Some(reason) = registration_refused(&*tx, &record)? {
+                        return Ok(Some(reason));
+                    }
+                    match tx.insert_registration(&record) {
+                        Ok(()) => {}
+                        // A pending request for this username or email: the store's unique
+                        // indexes decide, also under concurrent submissions.
+                        Err(Error::AlreadyExists { .. }) => return Ok(Some("a request is already pending")),
+                        Err(other) => return Err(other),
+                    }
+                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::RegistrationSubmitted {
+                        username: record.username.clone(),
+                        email: record.email.clone(),
+                    }))?;
+                    submitted_audit(tx, "registration.submit", &record.username, &client, Outcome::Success, None)?;
+                    Ok(None)
+                })
+            })
+            .await?;
+        if let Some(reason) = outcome {
+            let (client, username) = (from.client.clone(), request.username.clone());
+            self.db(move |store, _| {
+                store.transact(|tx| {
+                    submitted_audit(tx, "registration.submit", &username, &client, Outcome::Denied, Some(reason))
+                })
+            })
+            .await?;
+        } else {
+            self.outbox_ready.notify_one();
+        }
+        Ok(SUBMITTED)
+    }
+
+    /// Asks for an account's SSH key to be replaced (public). Recorded only when the username
+    /// exists, the email is the account's and the key is nobody else's; answered [`SUBMITTED`]
+    /// either way.
+    pub async fn request_key_change(&self, from: &Submission, form: KeyChangeForm) -> Result<&'static str> {
+        self.admit(from).await?;
+        let valid = form.validate().map_err(|errors| Error::InvalidFields(errors.0))?;
+        self.submissions.admit_email(valid.email.as_str(), &self.config.registration)?;
+        let request = KeyChangeRequest {
+            id: Uuid::now_v7(),
+            username: valid.username,
+            email: valid.email,
+            new_ssh_key: valid.new_ssh_key,
+            reason: valid.reason,
+            status: RequestStatus::Pending,
+            created_at: now(),
+            processed_by: None,
+            processed_at: None,
+            reject_reason: None,
+        };
+        let client = from.client.clone();
+        let record = request.clone();
+        let outcome = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    if let Some(reason) = key_change_refused(&*tx, &record)? {
+                        return Ok(Some(reason));
+                    }
+                    match tx.insert_key_change(&record) {
+                        Ok(()) => {}
+                        Err(Error::AlreadyExists { .. }) => return Ok(Some("a key change is already pending")),
+                        Err(other) => return Err(other),
+                    }
+                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRequested {
+                        username: record.username.clone(),
+                    }))?;
+                    submitted_audit(tx, "key_change.submit", &record.username, &client, Outcome::Success, None)?;
+                    Ok(None)
+                })
+            })
+            .await?;
+        if let Some(reason) = outcome {
+            let (client, username) = (from.client.clone(), request.username.clone());
+            self.db(move |store, _| {
+                store.transact(|tx| {
+                    submitted_audit(tx, "key_change.submit", &username, &client, Outcome::Denied, Some(reason))
+                })
+            })
+            .await?;
+        } else {
+            self.outbox_ready.notify_one();
+        }
+        Ok(SUBMITTED)
+    }
+}
+
+/// Why a registration is not recorded, if it is not: the name is an account's, or the key is.
+fn registration_refused(
+    tx: &dyn crate::store::StoreRead,
+    request: &RegistrationRequest,
+) -> Result<Option<&'static str>> {
+    if tx.get_user(&request.username)?.is_some() {
+        return Ok(Some("the username is an account's"));
+    }
+    if tx.user_by_key_fingerprint(request.ssh_key.fingerprint())?.is_some() {
+        return Ok(Some("the key is another account's"));
+    }
+    Ok(None)
+}
+
+/// Why a key change is not recorded, if it is not: no such account, another email, or a key
+/// another account uses. The original never compared the email (its lookup read the wrong
+/// file), so anyone could ask to take over any account; here the email must match.
+fn key_change_refused(tx: &dyn crate::store::StoreRead, request: &KeyChangeRequest) -> Result<Option<&'static str>> {
+    let Some(user) = tx.get_user(&request.username)? else {
+        return Ok(Some("no such account"));
+    };
+    if !user.email.as_str().eq_ignore_ascii_case(request.email.as_str()) {
+        return Ok(Some("the email is not the account's"));
+    }
+    if let Some(owner) = tx.user_by_key_fingerprint(request.new_ssh_key.fingerprint())? {
+        return Ok(Some(if owner.username == user.username {
+            "the key is the account's already"
+        } else {
+            "the key is another account's"
+        }));
+    }
+    Ok(None)
+}
+
+fn submitted_audit(
+    tx: &mut dyn StoreTx,
+    action: &str,
+    username: &crate::validate::Username,
+    client: &str,
+    outcome: Outcome,
+    reason: Option<&str>,
+) -> Result<()> {
+    let mut details = json!({});
+    if let Some(reason) = reason {
+        details["refused"] = json!(reason);
+    }
+    tx.append_audit(&AuditEvent::new(
+        "anonymous",
+        action,
+        &format!("user/{username}"),
+        &bounded(client),
+        outcome,
+        details,
+    ))
+}

@@ -1,0 +1,300 @@
+//! Registration and key change requests: the public submissions (JSON or form-encoded, both
+//! through the same limits and bot check) and what administrators do with them and with
+//! accounts (approve, reject, suspend, resume, delete, purge).
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use basphere_core::model::*;
+use basphere_core::platform::{PageRequest, RequestQuery, Submission};
+use basphere_core::validate::{KeyChangeForm, RegistrationForm};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Transport};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::openapi::{
+    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, TooManyRequests, Unauthenticated,
+    UnsupportedMediaType,
+};
+use crate::problem::{ApiError, ApiResult};
+use crate::wire::*;
+use crate::AppState;
+
+/// The public routes: no identity needed.
+pub fn public_routes() -> Router<AppState> {
+    Router::new().route("/register", post(register)).route("/key-change", post(key_change))
+}
+
+/// The administrators' routes (the caller layer is added by `api::routes`).
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/registrations", get(admin_registrations))
+        .route("/admin/registrations/{username}", get(admin_registration))
+        .route("/admin/registrations/{username}/approve", post(admin_approve_registration))
+        .route("/admin/registrations/{username}/reject", post(admin_reject_registration))
+        .route("/admin/key-changes", get(admin_key_changes))
+        .route("/admin/key-changes/{username}/approve", post(admin_approve_key_change))
+        .route("/admin/key-changes/{username}/reject", post(admin_reject_key_change))
+        .route("/admin/users/{username}/suspend", post(admin_suspend_user))
+        .route("/admin/users/{username}/resume", post(admin_resume_user))
+        .route("/admin/users/{username}/purge", post(admin_purge_user))
+}
+
+/// A body as JSON or as a form (`application/x-www-form-urlencoded`), for the public
+/// submissions that web pages post too.
+pub struct JsonOrForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().starts_with("application/x-www-form-urlencoded"));
+        if form {
+            match axum::Form::<T>::from_request(request, state).await {
+                Ok(axum::Form(value)) => Ok(JsonOrForm(value)),
+                Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "the request body is larger than the 64 KiB accepted",
+                )),
+                Err(rejection) => Err(ApiError::invalid(format!("the form is not valid: {}", rejection.body_text()))),
+            }
+        } else {
+            let ApiJson(value) = ApiJson::<T>::from_request(request, state).await.map_err(|error| {
+                if error.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported-media-type",
+                        "send the body as JSON (application/json) or as a form (application/x-www-form-urlencoded)",
+                    )
+                } else {
+                    error
+                }
+            })?;
+            Ok(JsonOrForm(value))
+        }
+    }
+}
+
+/// Where a public submission came from: the TCP peer's address, or the socket's uid.
+fn client(transport: Option<&Transport>) -> String {
+    match transport {
+        Some(Transport::Tcp { peer }) => peer.ip().to_string(),
+        Some(Transport::Unix { uid, .. }) => format!("unix:uid={uid}"),
+        None => "unknown".to_owned(),
+    }
+}
+
+fn submitted(message: &str) -> Response {
+    (StatusCode::ACCEPTED, Json(SubmittedView { status: "received".into(), message: message.to_owned() }))
+        .into_response()
+}
+
+/// Asks for an account. Answered 202 whether or not the username or email is taken (an
+/// administrator sees why a request was not recorded in the audit log). *public*
+#[utoipa::path(post, path = "/api/v1/register", tag = "registration", security(()),
+    request_body(content(
+        (RegisterRequest = "application/json"),
+        (RegisterRequest = "application/x-www-form-urlencoded"))),
+    responses((status = 202, body = SubmittedView), InvalidInput, Forbidden, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, ServerError))]
+pub async fn register(
+    State(state): State<AppState>,
+    transport: Option<axum::Extension<Transport>>,
+    JsonOrForm(body): JsonOrForm<RegisterRequest>,
+) -> ApiResult<Response> {
+    let from = Submission { client: client(transport.as_deref()), human_response: body.recaptcha_response };
+    let form =
+        RegistrationForm { username: body.username, email: body.email, team: body.team, public_key: body.ssh_key };
+    Ok(submitted(state.platform.register(&from, form).await?))
+}
+
+/// Asks for an account's SSH key to be replaced; the email must be the account's. Answered
+/// 202 whatever becomes of it. *public*
+#[utoipa::path(post, path = "/api/v1/key-change", tag = "registration", security(()),
+    request_body(content(
+        (KeyChangeRequestBody = "application/json"),
+        (KeyChangeRequestBody = "application/x-www-form-urlencoded"))),
+    responses((status = 202, body = SubmittedView), InvalidInput, Forbidden, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, ServerError))]
+pub async fn key_change(
+    State(state): State<AppState>,
+    transport: Option<axum::Extension<Transport>>,
+    JsonOrForm(body): JsonOrForm<KeyChangeRequestBody>,
+) -> ApiResult<Response> {
+    let from = Submission { client: client(transport.as_deref()), human_response: body.recaptcha_response };
+    let form =
+        KeyChangeForm { username: body.username, email: body.email, new_public_key: body.ssh_key, reason: body.reason };
+    Ok(submitted(state.platform.request_key_change(&from, form).await?))
+}
+
+/// `?status=&limit=&after=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestListQuery {
+    /// pending (default), approved or rejected.
+    pub status: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<usize>,
+    /// The `next` value of the previous page.
+    pub after: Option<Uuid>,
+}
+
+impl RequestListQuery {
+    fn core(self) -> RequestQuery {
+        RequestQuery { status: self.status, page: PageRequest { limit: self.limit, after: self.after } }
+    }
+}
+
+fn page<T, V>(page: basphere_core::platform::Page<T>, view: impl Fn(&T) -> V) -> Page<V> {
+    Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) }
+}
+
+fn accepted(operation: &Operation) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(OperationView::from_core(operation))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/operations/{}", operation.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// Registration requests, oldest first (pending unless `?status=`). *admin*
+#[utoipa::path(get, path = "/api/v1/admin/registrations", tag = "admin", params(RequestListQuery),
+    responses((status = 200, body = Page<RegistrationView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
+pub async fn admin_registrations(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<RequestListQuery>,
+) -> ApiResult<Json<Page<RegistrationView>>> {
+    let requests = state.platform.registrations(&caller.actor, query.core()).await?;
+    Ok(Json(page(requests, RegistrationView::from_core)))
+}
+
+/// A username's latest registration request. *admin*
+#[utoipa::path(get, path = "/api/v1/admin/registrations/{username}", tag = "admin", params(("username" = String, Path)),
+    responses((status = 200, body = RegistrationView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
+pub async fn admin_registration(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<RegistrationView>> {
+    Ok(Json(RegistrationView::from_core(&state.platform.registration(&caller.actor, &name).await?)))
+}
+
+/// Approves a registration: the account is active at once; the operation gives it its IP
+/// block, vSphere folder and bastion login, then tells the user. Approving again finishes an
+/// approval that failed part-way. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/registrations/{username}/approve", tag = "admin", params(("username" = String, Path)),
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+pub async fn admin_approve_registration(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Response> {
+    Ok(accepted(&state.platform.approve_registration(&caller.actor, &name).await?))
+}
+
+/// Rejects a pending registration; the applicant is told the reason. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/registrations/{username}/reject", tag = "admin", params(("username" = String, Path)), request_body = RejectRequest,
+    responses((status = 200, body = RegistrationView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
+pub async fn admin_reject_registration(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<RejectRequest>,
+) -> ApiResult<Json<RegistrationView>> {
+    let request = state.platform.reject_registration(&caller.actor, &name, &body.reason).await?;
+    Ok(Json(RegistrationView::from_core(&request)))
+}
+
+/// Key change requests, oldest first (pending unless `?status=`). *admin*
+#[utoipa::path(get, path = "/api/v1/admin/key-changes", tag = "admin", params(RequestListQuery),
+    responses((status = 200, body = Page<KeyChangeView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
+pub async fn admin_key_changes(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<RequestListQuery>,
+) -> ApiResult<Json<Page<KeyChangeView>>> {
+    let requests = state.platform.key_changes(&caller.actor, query.core()).await?;
+    Ok(Json(page(requests, KeyChangeView::from_core)))
+}
+
+/// Approves a pending key change: the account's key is replaced at once, on the bastion by
+/// the operation. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/key-changes/{username}/approve", tag = "admin", params(("username" = String, Path)),
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+pub async fn admin_approve_key_change(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Response> {
+    Ok(accepted(&state.platform.approve_key_change(&caller.actor, &name).await?))
+}
+
+/// Rejects a pending key change; the user is told the reason. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/key-changes/{username}/reject", tag = "admin", params(("username" = String, Path)), request_body = RejectRequest,
+    responses((status = 200, body = KeyChangeView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
+pub async fn admin_reject_key_change(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<RejectRequest>,
+) -> ApiResult<Json<KeyChangeView>> {
+    let request = state.platform.reject_key_change(&caller.actor, &name, &body.reason).await?;
+    Ok(Json(KeyChangeView::from_core(&request)))
+}
+
+/// Suspends an account: its tokens and socket identity are refused; its resources stay. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/suspend", tag = "admin", params(("username" = String, Path)),
+    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
+pub async fn admin_suspend_user(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(UserView::from_core(&state.platform.set_account_suspended(&caller.actor, &name, true).await?)))
+}
+
+/// Resumes a suspended account. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/resume", tag = "admin", params(("username" = String, Path)),
+    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
+pub async fn admin_resume_user(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(UserView::from_core(&state.platform.set_account_suspended(&caller.actor, &name, false).await?)))
+}
+
+/// Deletes an account that owns no VM or cluster: frees its IP block, removes its bastion
+/// login and its tokens. *admin*
+#[utoipa::path(delete, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)),
+    responses((status = 204, description = "Deleted."), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+pub async fn admin_delete_user(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.platform.delete_account(&caller.actor, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Purges an account: suspends it, then the operation destroys its VMs, frees its addresses
+/// and blocks, removes its bastion login and the account. *admin*
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/purge", tag = "admin", params(("username" = String, Path)),
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+pub async fn admin_purge_user(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Response> {
+    Ok(accepted(&state.platform.purge_account(&caller.actor, &name).await?))
+}
