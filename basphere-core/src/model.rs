@@ -94,7 +94,8 @@ pub struct RegistrationRequest {
     pub ssh_key: SshPublicKey,
     pub status: RequestStatus,
     pub created_at: Timestamp,
-    pub processed_by: Option<Username>,
+    /// The administrator who decided (an account, or `root` / `uid-N`).
+    pub processed_by: Option<String>,
     pub processed_at: Option<Timestamp>,
     pub reject_reason: Option<String>,
 }
@@ -109,7 +110,8 @@ pub struct KeyChangeRequest {
     pub reason: String,
     pub status: RequestStatus,
     pub created_at: Timestamp,
-    pub processed_by: Option<Username>,
+    /// The administrator who decided (an account, or `root` / `uid-N`).
+    pub processed_by: Option<String>,
     pub processed_at: Option<Timestamp>,
     pub reject_reason: Option<String>,
 }

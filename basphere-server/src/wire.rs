@@ -205,7 +205,7 @@ impl FromCore<RegistrationRequest> for RegistrationView {
             ssh_key_fingerprint: request.ssh_key.fingerprint().to_owned(),
             status: request.status.as_str().to_owned(),
             created_at: request.created_at,
-            processed_by: request.processed_by.as_ref().map(ToString::to_string),
+            processed_by: request.processed_by.clone(),
             processed_at: request.processed_at,
             reject_reason: request.reject_reason.clone(),
         }
@@ -223,7 +223,7 @@ impl FromCore<KeyChangeRequest> for KeyChangeView {
             reason: request.reason.clone(),
             status: request.status.as_str().to_owned(),
             created_at: request.created_at,
-            processed_by: request.processed_by.as_ref().map(ToString::to_string),
+            processed_by: request.processed_by.clone(),
             processed_at: request.processed_at,
             reject_reason: request.reject_reason.clone(),
         }

@@ -48,18 +48,6 @@ impl Cells<'_, '_> {
         parse(&text).map_err(|error| corrupt(self.table, column, error))
     }
 
-    fn opt_parse<T>(
-        &self,
-        index: usize,
-        column: &'static str,
-        parse: impl FnOnce(&str) -> Result<T>,
-    ) -> Result<Option<T>> {
-        match self.opt_text(index)? {
-            None => Ok(None),
-            Some(text) => parse(&text).map(Some).map_err(|error| corrupt(self.table, column, error)),
-        }
-    }
-
     fn uuid(&self, index: usize, column: &'static str) -> Result<Uuid> {
         let text = self.text(index)?;
         Uuid::parse_str(&text).map_err(|error| corrupt(self.table, column, error))
@@ -129,7 +117,7 @@ pub(crate) fn registration_row(row: &Row<'_>) -> Result<RegistrationRequest> {
         ssh_key: c.parse(4, "ssh_key", SshPublicKey::parse)?,
         status: c.parse(5, "status", RequestStatus::parse)?,
         created_at: c.time(6, "created_at")?,
-        processed_by: c.opt_parse(7, "processed_by", Username::parse)?,
+        processed_by: c.opt_text(7)?,
         processed_at: c.opt_time(8, "processed_at")?,
         reject_reason: c.opt_text(9)?,
     })
@@ -145,7 +133,7 @@ pub(crate) fn key_change_row(row: &Row<'_>) -> Result<KeyChangeRequest> {
         reason: c.text(4)?,
         status: c.parse(5, "status", RequestStatus::parse)?,
         created_at: c.time(6, "created_at")?,
-        processed_by: c.opt_parse(7, "processed_by", Username::parse)?,
+        processed_by: c.opt_text(7)?,
         processed_at: c.opt_time(8, "processed_at")?,
         reject_reason: c.opt_text(9)?,
     })

@@ -164,7 +164,7 @@ impl Platform {
                                 updated_at: at,
                             })?;
                             request.status = RequestStatus::Approved;
-                            request.processed_by = Username::parse(&actor.name).ok();
+                            request.processed_by = Some(actor.name.clone());
                             request.processed_at = Some(at);
                             tx.update_registration(&request)?;
                             audit(tx, &actor, "registration.approve", &name, json!({"operation": operation.id}))?;
@@ -213,7 +213,7 @@ impl Platform {
                     let mut request = pending_registration(&*tx, &name)?
                         .ok_or_else(|| Error::not_found("pending registration", &name))?;
                     request.status = RequestStatus::Rejected;
-                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_by = Some(actor.name.clone());
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_registration(&request)?;
@@ -264,7 +264,7 @@ impl Platform {
                     user.updated_at = at;
                     tx.update_user(&user)?;
                     request.status = RequestStatus::Approved;
-                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_by = Some(actor.name.clone());
                     request.processed_at = Some(at);
                     tx.update_key_change(&request)?;
                     let operation = account_operation(OperationKind::ChangeKey, &name, &actor, CHANGE_KEY_STEPS);
@@ -296,7 +296,7 @@ impl Platform {
                     let mut request = pending_key_change(&*tx, &name)?
                         .ok_or_else(|| Error::not_found("pending key change", &name))?;
                     request.status = RequestStatus::Rejected;
-                    request.processed_by = Username::parse(&actor.name).ok();
+                    request.processed_by = Some(actor.name.clone());
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_key_change(&request)?;

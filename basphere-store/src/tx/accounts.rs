@@ -149,7 +149,7 @@ impl AccountsTx for SqlTx<'_> {
                 r.ssh_key.as_str(),
                 r.status.as_str(),
                 micros(r.created_at),
-                r.processed_by.as_ref().map(Username::as_str),
+                r.processed_by.as_deref(),
                 r.processed_at.map(micros),
                 r.reject_reason
             ],
@@ -161,7 +161,7 @@ impl AccountsTx for SqlTx<'_> {
     fn update_registration(&mut self, r: &RegistrationRequest) -> Result<()> {
         self.update(
             "UPDATE registrations SET username = ?2, email = ?3, team = ?4, ssh_key = ?5, status = ?6, created_at = ?7, processed_by = ?8, processed_at = ?9, reject_reason = ?10 WHERE id = ?1",
-            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.team, r.ssh_key.as_str(), r.status.as_str(), micros(r.created_at), r.processed_by.as_ref().map(Username::as_str), r.processed_at.map(micros), r.reject_reason],
+            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.team, r.ssh_key.as_str(), r.status.as_str(), micros(r.created_at), r.processed_by.as_deref(), r.processed_at.map(micros), r.reject_reason],
             "registration",
             r.id,
             "registrations",
@@ -180,7 +180,7 @@ impl AccountsTx for SqlTx<'_> {
                 r.reason,
                 r.status.as_str(),
                 micros(r.created_at),
-                r.processed_by.as_ref().map(Username::as_str),
+                r.processed_by.as_deref(),
                 r.processed_at.map(micros),
                 r.reject_reason
             ],
@@ -192,7 +192,7 @@ impl AccountsTx for SqlTx<'_> {
     fn update_key_change(&mut self, r: &KeyChangeRequest) -> Result<()> {
         self.update(
             "UPDATE key_changes SET username = ?2, email = ?3, new_ssh_key = ?4, reason = ?5, status = ?6, created_at = ?7, processed_by = ?8, processed_at = ?9, reject_reason = ?10 WHERE id = ?1",
-            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.new_ssh_key.as_str(), r.reason, r.status.as_str(), micros(r.created_at), r.processed_by.as_ref().map(Username::as_str), r.processed_at.map(micros), r.reject_reason],
+            params![r.id.to_string(), r.username.as_str(), r.email.as_str(), r.new_ssh_key.as_str(), r.reason, r.status.as_str(), micros(r.created_at), r.processed_by.as_deref(), r.processed_at.map(micros), r.reject_reason],
             "key change",
             r.id,
             "key_changes",

@@ -1,5 +1,6 @@
 //! Cross-crate scenarios, one integration-test binary.
 
+mod accounts;
 mod api_concurrency;
 mod api_crash;
 mod authz;

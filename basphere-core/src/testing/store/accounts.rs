@@ -82,7 +82,7 @@ pub fn check_requests(store: &dyn Store) {
 
     let mut rejected = first.clone();
     rejected.status = RequestStatus::Rejected;
-    rejected.processed_by = Some(username("admin-one"));
+    rejected.processed_by = Some("admin-one".into());
     rejected.processed_at = Some(now());
     rejected.reject_reason = Some("unknown team".into());
     store.transact(|tx| tx.update_registration(&rejected)).unwrap();
