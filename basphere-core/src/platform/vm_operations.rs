@@ -116,7 +116,7 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
             vm.backend_id = Some(handle.backend_id);
             vm.reason = None;
             vm.updated_at = now();
-            let (saved, quota) = (vm.clone(), ctx.config().default_quota);
+            let saved = vm.clone();
             ctx.commit(&operation, move |commit| {
                 if let Some(address) = saved.ip {
                     commit.tx.set_lease_state(address, LeaseState::Active)?;
@@ -127,9 +127,6 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
                     name: saved.name.clone(),
                     ip: saved.ip,
                 });
-                for event in nearly_used(&*commit.tx, quota, &saved.owner)? {
-                    commit.notify(event);
-                }
                 Ok(())
             })
             .await?;
@@ -257,20 +254,29 @@ async fn power(ctx: &OperationContext<'_>, mut operation: Operation, action: Pow
     }
 }
 
-/// `QuotaNearlyUsed` for every limit of `owner` at 80% or more.
-fn nearly_used(tx: &dyn StoreTx, default: Quota, owner: &crate::validate::Username) -> Result<Vec<NotificationEvent>> {
-    let quota = default.with_override(&tx.quota_override(owner)?.unwrap_or_default());
-    let usage = tx.usage(owner)?;
-    Ok([("vms", usage.vms, quota.max_vms), ("ips", usage.ips, quota.max_ips), ("vcpus", usage.vcpus, quota.max_vcpus)]
-        .into_iter()
-        .filter(|(_, used, limit)| *limit > 0 && used * 5 >= limit * 4)
-        .map(|(resource, used, limit)| NotificationEvent::QuotaNearlyUsed {
-            owner: owner.clone(),
-            resource: resource.into(),
-            used,
-            limit,
-        })
-        .collect())
+/// The resources that `extra` takes from below 80 % of their limit to 80 % or more: each
+/// crossing is notified once, by the request that makes it.
+pub(super) fn crossings(
+    owner: &crate::validate::Username,
+    quota: &Quota,
+    before: &Usage,
+    extra: &Usage,
+) -> Vec<NotificationEvent> {
+    let nearly = |used: u64, limit: u64| limit > 0 && used * 5 >= limit * 4;
+    [
+        ("vms", before.vms, extra.vms, quota.max_vms),
+        ("ips", before.ips, extra.ips, quota.max_ips),
+        ("vcpus", before.vcpus, extra.vcpus, quota.max_vcpus),
+    ]
+    .into_iter()
+    .filter(|(_, used, more, limit)| !nearly(*used, *limit) && nearly(used + more, *limit))
+    .map(|(resource, used, more, limit)| NotificationEvent::QuotaNearlyUsed {
+        owner: owner.clone(),
+        resource: resource.into(),
+        used: used + more,
+        limit,
+    })
+    .collect()
 }
 
 fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {

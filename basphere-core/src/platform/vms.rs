@@ -91,6 +91,8 @@ impl Platform {
             self.audit(actor, "vm.create", &resource, outcome, details).await;
         }
         let outcome = result?;
+        // A quota crossing may have queued a notification.
+        self.outbox_ready.notify_one();
         if !outcome.replayed {
             for item in &outcome.accepted {
                 self.spawn_operation(item.operation.id);
@@ -147,7 +149,8 @@ impl Platform {
                     disk_gb: count * spec.disk_gb,
                     clusters: 0,
                 };
-                quota.check(&tx.usage(&owner)?, &extra)?;
+                let before = tx.usage(&owner)?;
+                quota.check(&before, &extra)?;
                 let mut accepted = Vec::with_capacity(names.len());
                 for name in &names {
                     if tx.vm_by_name(&owner, name)?.is_some() {
@@ -180,6 +183,11 @@ impl Platform {
                     let details = json!({"os": vm.os, "spec": vm.spec, "ip": lease.address.to_string(), "operation": operation.id});
                     tx.append_audit(&AuditEvent::new(&actor.name, "vm.create", &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, details))?;
                     accepted.push(Accepted { vm, operation });
+                }
+                // Told once per crossing: only the request that takes a resource past 80 % of
+                // its limit notifies (requests are serialised by the transaction).
+                for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
+                    tx.insert_outbox(&OutboxMessage::new(event))?;
                 }
                 if let Some(key) = &idempotency_key {
                     let operations = accepted.iter().map(|a| a.operation.id).collect();

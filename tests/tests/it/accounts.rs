@@ -393,3 +393,46 @@ async fn suspension_stops_everything_and_purge_removes_only_the_account_s_own() 
         assert!(rig.store.query(|tx| tx.blocks_of(&username("bob"))).unwrap().is_empty());
     }
 }
+
+/// Ten concurrent creates that take an account past 80 % of its VM limit tell it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_crossing_is_notified_once() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(backend, dir.path());
+        rig.platform.provision_account(user("alice", 1)).await.unwrap();
+        let limits =
+            QuotaOverride { max_vms: Some(10), max_ips: Some(100), max_vcpus: Some(100), ..QuotaOverride::default() };
+        rig.platform.set_quota_override(&admin(), &username("alice"), Some(limits)).await.unwrap();
+        let alice = Actor::user(&username("alice"), "test");
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let platform = rig.platform.clone();
+            let alice = alice.clone();
+            tasks.push(tokio::spawn(async move {
+                let request =
+                    CreateVms { name: format!("web{i}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
+                platform.create_vms(&alice, &username("alice"), request, None).await.unwrap()
+            }));
+        }
+        for task in tasks {
+            let outcome = task.await.unwrap();
+            assert_eq!(rig.wait(&outcome.accepted[0].operation).await.state, OperationState::Succeeded);
+        }
+        // Ten VmReady and one crossing.
+        let delivered = rig.delivered(11).await;
+        let crossings: Vec<_> = delivered
+            .iter()
+            .filter_map(|(event, _)| match event {
+                NotificationEvent::QuotaNearlyUsed { resource, used, limit, .. } => {
+                    Some((resource.clone(), *used, *limit))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(crossings, [("vms".to_owned(), 8, 10)], "{backend:?}");
+        let queued = rig.store.query(|tx| tx.list_outbox(&Default::default())).unwrap();
+        let nearly = queued.iter().filter(|m| matches!(m.event, NotificationEvent::QuotaNearlyUsed { .. })).count();
+        assert_eq!(nearly, 1, "{backend:?}: one crossing in the outbox, whatever is still to be delivered");
+    }
+}
