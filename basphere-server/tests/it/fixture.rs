@@ -26,6 +26,8 @@ pub enum Who {
     Uid(u32),
     /// A request that came through no listener at all (no transport): nothing may trust it.
     Nowhere,
+    /// A TCP connection from this address, with no `Authorization` header.
+    From(SocketAddr),
 }
 
 /// An answer.
@@ -65,24 +67,32 @@ pub const SERVER_UID: u32 = 999;
 
 impl Api {
     pub fn new() -> Api {
-        let store = Arc::new(MemoryStore::new());
         // Public submissions are limited per address and per email; the matrix sends many.
         let limits = basphere_core::config::RegistrationLimits {
             per_address_per_hour: 10_000,
             per_email_per_day: 10_000,
             per_day: 100_000,
         };
-        let config = Arc::new(Config { registration: limits, ..Config::default() });
+        Api::with(Config { registration: limits, ..Config::default() }, None)
+    }
+
+    /// The application on `config`, with the bot check `human` when given.
+    pub fn with(config: Config, human: Option<Arc<dyn basphere_core::human::HumanCheck>>) -> Api {
+        let store = Arc::new(MemoryStore::new());
+        let config = Arc::new(config);
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
         let shared: Arc<dyn Store> = store.clone();
-        let platform = Platform::new(
+        let mut builder = Platform::builder(
             config,
             shared,
             ipam,
             Arc::new(MockProvisioner::with_default_catalog()),
             Arc::new(RecordingNotifier::new()),
         );
-        Api { app: basphere_server::app(AppState::new(platform, SERVER_UID)), store }
+        if let Some(human) = human {
+            builder = builder.human_check(human);
+        }
+        Api { app: basphere_server::app(AppState::new(builder.build(), SERVER_UID)), store }
     }
 
     /// One request; `headers` are sent as given (no content type is added).
@@ -99,6 +109,7 @@ impl Api {
             }
             Who::Uid(uid) => request.extension(Transport::Unix { uid: *uid, pid: Some(4242) }),
             Who::Nowhere => request,
+            Who::From(peer) => request.extension(Transport::Tcp { peer: *peer }),
         };
         let request = request.body(Body::from(body.to_vec())).expect("a valid request");
         let response = self.app.clone().oneshot(request).await.expect("the router never fails");

@@ -8,3 +8,4 @@ mod authz;
 mod bad_input;
 mod fixture;
 mod listener;
+mod registration;

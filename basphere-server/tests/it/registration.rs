@@ -1,0 +1,292 @@
+//! Public submissions through the HTTP API: JSON and form bodies, one answer whatever becomes of
+//! a submission, the abuse limits (429 with `Retry-After`), and the reCAPTCHA check against a
+//! siteverify stand-in on loopback that checks what it receives.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::routing::post;
+use basphere_core::config::{RecaptchaConfig, RecaptchaSettings, RegistrationLimits};
+use basphere_core::Config;
+use basphere_server::captcha::Recaptcha;
+
+use crate::fixture::{Api, Who, ROOT};
+
+fn key(seed: u64) -> String {
+    basphere_core::testing::ssh_key(seed).as_str().to_owned()
+}
+
+fn register_json(name: &str, email: &str, seed: u64) -> String {
+    serde_json::json!({"username": name, "email": email, "ssh_key": key(seed)}).to_string()
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let value: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("{k}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn peer(last: u8) -> Who {
+    Who::From(SocketAddr::from(([198, 51, 100, last], 50000)))
+}
+
+#[tokio::test]
+async fn json_and_forms_get_one_answer_whatever_becomes_of_them() {
+    let api = Api::new();
+    api.account("taken", 9, false, None).await;
+    let first = api
+        .send(&Who::Anonymous, "POST", "/api/v1/register", Some(&register_json("alice", "alice@example.com", 1)))
+        .await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    // The original's form field names, form-encoded, as the web page posts them.
+    let form = form_encode(&[
+        ("username", "bob"),
+        ("email", "bob@example.com"),
+        ("team", "ops"),
+        ("public_key", &key(2)),
+        ("g-recaptcha-response", ""),
+    ]);
+    let by_form = api
+        .call(
+            &Who::Anonymous,
+            "POST",
+            "/api/v1/register",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        )
+        .await;
+    assert_eq!((by_form.status, &by_form.body), (202, &first.body), "the same answer");
+    // A taken name, a pending name, a pending email, a key in use: the same answer again, byte for byte.
+    for body in [
+        register_json("taken", "t2@example.com", 3),
+        register_json("alice", "a2@example.com", 4),
+        register_json("carol", "BOB@example.com", 5),
+        register_json("dave", "dave@example.com", 9),
+    ] {
+        let answer = api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(&body)).await;
+        assert_eq!((answer.status, &answer.body), (202, &first.body), "{body}");
+    }
+    let pending = api.get(&ROOT, "/api/v1/admin/registrations").await.json();
+    let names: Vec<&str> =
+        pending["items"].as_array().unwrap().iter().map(|r| r["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(pending["items"][1]["team"], "ops");
+
+    // Invalid fields: 400 with every problem listed, in JSON and in forms alike.
+    let bad = api
+        .send(
+            &Who::Anonymous,
+            "POST",
+            "/api/v1/register",
+            Some(r#"{"username":"X","email":"no","ssh_key":"ssh-rsa AAAA"}"#),
+        )
+        .await;
+    assert_eq!((bad.status, bad.problem()), (400, "invalid-input".to_owned()), "{}", bad.body);
+    assert_eq!(bad.json()["errors"].as_array().unwrap().len(), 3, "{}", bad.body);
+    let bad_form = api
+        .call(
+            &Who::Anonymous,
+            "POST",
+            "/api/v1/register",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"username=x%0Ay&email=&public_key=",
+        )
+        .await;
+    assert_eq!(bad_form.status, 400, "{}", bad_form.body);
+    let text = api.call(&Who::Anonymous, "POST", "/api/v1/register", &[("content-type", "text/plain")], b"hello").await;
+    assert_eq!(text.status, 415, "{}", text.body);
+    assert!(text.body.contains("x-www-form-urlencoded"), "{}", text.body);
+
+    // A key change for alice's name with someone else's email: answered alike, nothing recorded.
+    let change = serde_json::json!({"username": "taken", "email": "mallory@example.com", "ssh_key": key(20), "reason": "mine now"});
+    let answer = api.send(&Who::Anonymous, "POST", "/api/v1/key-change", Some(&change.to_string())).await;
+    assert_eq!((answer.status, &answer.body), (202, &first.body));
+    let changes = api.get(&ROOT, "/api/v1/admin/key-changes").await.json();
+    assert_eq!(changes["items"].as_array().unwrap().len(), 0, "{changes}");
+}
+
+#[tokio::test]
+async fn too_many_submissions_are_answered_429_with_retry_after() {
+    let limits = RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 2, per_day: 100 };
+    let api = Api::with(Config { registration: limits, ..Config::default() }, None);
+    for (i, name) in ["one", "two"].iter().enumerate() {
+        let answer = api
+            .send(
+                &peer(1),
+                "POST",
+                "/api/v1/register",
+                Some(&register_json(name, &format!("{name}@example.com"), i as u64 + 1)),
+            )
+            .await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    }
+    let third =
+        api.send(&peer(1), "POST", "/api/v1/register", Some(&register_json("three", "three@example.com", 3))).await;
+    assert_eq!((third.status, third.problem()), (429, "rate-limited".to_owned()), "{}", third.body);
+    let wait: u64 = third.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    // Another address is not held back by the first; an email is, from anywhere.
+    assert_eq!(
+        api.send(&peer(2), "POST", "/api/v1/register", Some(&register_json("three", "three@example.com", 3)))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        api.send(&peer(3), "POST", "/api/v1/register", Some(&register_json("four", "three@example.com", 4)))
+            .await
+            .status,
+        202
+    );
+    let same_email =
+        api.send(&peer(4), "POST", "/api/v1/register", Some(&register_json("five", "Three@example.com", 5))).await;
+    assert_eq!(same_email.status, 429, "{}", same_email.body);
+}
+
+/// What the siteverify stand-in received, and what it answers.
+#[derive(Default)]
+struct Siteverify {
+    received: Mutex<Vec<String>>,
+}
+
+async fn siteverify(state: Arc<Siteverify>) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/siteverify",
+        post(move |body: String| {
+            let state = state.clone();
+            async move {
+                state.received.lock().unwrap().push(body.clone());
+                let ok = body.contains("secret=s3cret") && body.contains("response=good");
+                let host = if body.contains("response=good-elsewhere") { "evil.example" } else { "basphere.example" };
+                let ok = ok || body.contains("response=good-elsewhere");
+                axum::Json(serde_json::json!({"success": ok, "hostname": host, "error-codes": if ok { vec![] } else { vec!["invalid-input-response"] }}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+#[tokio::test]
+async fn the_bot_check_guards_json_and_forms_alike() {
+    let stand_in = Arc::new(Siteverify::default());
+    let address = siteverify(stand_in.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("recaptcha.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let settings = RecaptchaSettings {
+        site_key: "site".into(),
+        secret_file: secret.clone(),
+        verify_url: format!("http://{address}/siteverify"),
+        hostname: Some("basphere.example".into()),
+        timeout_seconds: 2,
+    };
+    // The secret file must be private.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = Recaptcha::from_settings(&settings).err().expect("a readable secret is refused").to_string();
+    assert!(error.contains("recaptcha.secret_file") && error.contains("0600"), "{error}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
+    let config = Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() };
+    let api = Api::with(config, Some(check));
+
+    // No token, in JSON (the original skipped the check there) and in a form: refused.
+    let json =
+        api.send(&peer(1), "POST", "/api/v1/register", Some(&register_json("alice", "alice@example.com", 1))).await;
+    assert_eq!(json.status, 403, "{}", json.body);
+    assert!(json.body.contains("robot"), "{}", json.body);
+    let form = form_encode(&[("username", "alice"), ("email", "alice@example.com"), ("public_key", &key(1))]);
+    let by_form = api
+        .call(
+            &peer(1),
+            "POST",
+            "/api/v1/register",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        )
+        .await;
+    assert_eq!(by_form.status, 403, "{}", by_form.body);
+    // A wrong token, a token solved on another site: refused.
+    for token in ["bad", "good-elsewhere"] {
+        let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key(1), "recaptcha_response": token});
+        let refused = api.send(&peer(1), "POST", "/api/v1/register", Some(&body.to_string())).await;
+        assert_eq!(refused.status, 403, "{token}: {}", refused.body);
+    }
+    // A good token, in a form under the page's field name: accepted.
+    let form = form_encode(&[
+        ("username", "alice"),
+        ("email", "alice@example.com"),
+        ("public_key", &key(1)),
+        ("g-recaptcha-response", "good"),
+    ]);
+    let accepted = api
+        .call(
+            &peer(1),
+            "POST",
+            "/api/v1/register",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        )
+        .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    // siteverify got the secret, the token and the client's address, each time it was asked.
+    let received = stand_in.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 3, "no call without a token: {received:?}");
+    assert!(
+        received.iter().all(|body| body.contains("secret=s3cret") && body.contains("remoteip=198.51.100.1")),
+        "{received:?}"
+    );
+    let pending = api.get(&ROOT, "/api/v1/admin/registrations").await.json();
+    assert_eq!(pending["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
+    // A listener that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let settings = RecaptchaSettings {
+        site_key: "site".into(),
+        secret_file: secret,
+        verify_url: format!("http://{address}/siteverify"),
+        hostname: None,
+        timeout_seconds: 1,
+    };
+    let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
+    let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() }, Some(check));
+    let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key(1), "recaptcha_response": "good"});
+    let started = std::time::Instant::now();
+    let answer = api.send(&peer(1), "POST", "/api/v1/register", Some(&body.to_string())).await;
+    assert_eq!((answer.status, answer.problem()), (504, "timeout".to_owned()), "{}", answer.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let pending = api.get(&ROOT, "/api/v1/admin/registrations").await.json();
+    assert!(pending["items"].as_array().unwrap().is_empty());
+}
