@@ -10,6 +10,7 @@
 //!   latency, start-up time, memory.
 
 mod bench;
+mod bench_accounts;
 mod bench_api;
 mod bench_vsphere;
 mod tidy;
@@ -37,7 +38,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "api", "vsphere"])]
+        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -67,7 +68,8 @@ fn main() -> anyhow::Result<()> {
             "ipam" => bench::ipam(scale),
             "api" => bench_api::api(scale, connections),
             "vsphere" => bench_vsphere::vsphere(scale),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere"),
+            "accounts" => bench_accounts::accounts(scale, connections),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts"),
         },
     }
 }
