@@ -59,6 +59,17 @@ fn pending_key_change(tx: &dyn StoreRead, username: &Username) -> Result<Option<
     Ok(tx.list_key_changes(Some(RequestStatus::Pending))?.into_iter().find(|r| r.username == *username))
 }
 
+/// An administrator does not suspend, delete or purge the account they act as: the request
+/// would cut the ground from under it (and a stray request would lock the last admin out).
+fn not_yourself(actor: &Actor, username: &Username, what: &str) -> Result<()> {
+    if actor.account.as_ref() == Some(username) {
+        return Err(Error::Conflict(format!(
+            "you cannot {what} the account you are acting as ({username}); ask another administrator"
+        )));
+    }
+    Ok(())
+}
+
 fn account(tx: &dyn StoreRead, username: &Username) -> Result<User> {
     tx.get_user(username)?.ok_or_else(|| Error::not_found("user", username))
 }
@@ -319,6 +330,9 @@ impl Platform {
     pub async fn set_account_suspended(&self, actor: &Actor, username: &str, suspended: bool) -> Result<User> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
+        if suspended {
+            not_yourself(actor, &name, "suspend")?;
+        }
         let actor = actor.clone();
         let user = self
             .db(move |store, _| {
@@ -345,6 +359,7 @@ impl Platform {
     pub async fn delete_account(&self, actor: &Actor, username: &str) -> Result<()> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
+        not_yourself(actor, &name, "delete")?;
         let check = name.clone();
         self.db(move |store, _| {
             store.query(|tx| {
@@ -388,6 +403,7 @@ impl Platform {
     pub async fn purge_account(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
+        not_yourself(actor, &name, "purge")?;
         let actor = actor.clone();
         let operation = self
             .db(move |store, _| {

@@ -436,3 +436,25 @@ async fn a_quota_crossing_is_notified_once() {
         assert_eq!(nearly, 1, "{backend:?}: one crossing in the outbox, whatever is still to be delivered");
     }
 }
+
+/// An administrator's own account is not theirs to suspend, delete or purge.
+#[tokio::test]
+async fn an_administrator_cannot_remove_the_account_they_act_as() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig(Backend::Memory, dir.path());
+    let mut ops = user("ops", 3);
+    ops.role = Role::Admin;
+    rig.platform.provision_account(ops).await.unwrap();
+    let actor = Actor::of_account(&username("ops"), Role::Admin, "test");
+    for error in [
+        rig.platform.set_account_suspended(&actor, "ops", true).await.unwrap_err(),
+        rig.platform.delete_account(&actor, "ops").await.unwrap_err(),
+        rig.platform.purge_account(&actor, "ops").await.unwrap_err(),
+    ] {
+        assert_eq!(error.kind(), "conflict", "{error}");
+        assert!(error.to_string().contains("acting as"), "{error}");
+    }
+    assert_eq!(rig.user("ops").unwrap().status, UserStatus::Active);
+    // root may.
+    rig.platform.set_account_suspended(&admin(), "ops", true).await.unwrap();
+}
