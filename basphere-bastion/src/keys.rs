@@ -53,10 +53,7 @@ pub(crate) fn install(owner: &Owner<'_>, content: &str) -> Result<Outcome> {
 }
 
 fn failed(owner: &Owner<'_>, what: &str, path: &Path, error: impl std::fmt::Display) -> Error {
-    Error::backend(
-        crate::BACKEND,
-        Message(format!("{what} {} for the login {}: {error}", path.display(), owner.login)),
-    )
+    Error::backend(crate::BACKEND, Message(format!("{what} {} for the login {}: {error}", path.display(), owner.login)))
 }
 
 fn dir_flags() -> OFlag {
@@ -73,7 +70,8 @@ fn open_home(owner: &Owner<'_>) -> Result<File> {
                 .mode(DIR_MODE)
                 .create(path)
                 .map_err(|error| failed(owner, "creating the missing home", path, error))?;
-            let home = File::from(open(path, dir_flags(), Mode::empty()).map_err(|e| failed(owner, "opening", path, e))?);
+            let home =
+                File::from(open(path, dir_flags(), Mode::empty()).map_err(|e| failed(owner, "opening", path, e))?);
             std::os::unix::fs::fchown(&home, Some(owner.uid), Some(owner.gid))
                 .map_err(|error| failed(owner, "giving", path, error))?;
             home.set_permissions(Permissions::from_mode(DIR_MODE))

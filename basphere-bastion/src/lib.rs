@@ -152,22 +152,19 @@ impl UnixBastion {
             )));
         }
         let mut args = self.root_args();
-        args.extend(
-            [
-                "--create-home".into(),
-                "--home-dir".into(),
-                home.clone().into_os_string(),
-                "--shell".into(),
-                self.shell.clone().into_os_string(),
-                "--gid".into(),
-                self.group.clone().into(),
-                "--comment".into(),
-                comment.into(),
-                "--".into(),
-                login.into(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "--create-home".into(),
+            "--home-dir".into(),
+            home.clone().into_os_string(),
+            "--shell".into(),
+            self.shell.clone().into_os_string(),
+            "--gid".into(),
+            self.group.clone().into(),
+            "--comment".into(),
+            comment.into(),
+            "--".into(),
+            login.into(),
+        ]);
         command::run_ok(&self.useradd, &args, self.timeout).await?;
         let entry = passwd::find_user(&self.root, login).await?.ok_or_else(|| {
             Error::backend(BACKEND, Message(format!("useradd succeeded but {login} is not in the passwd file")))
@@ -185,7 +182,9 @@ impl UnixBastion {
         let entry =
             passwd::find_user(&self.root, login).await?.ok_or_else(|| Error::not_found("bastion login", login))?;
         if !is_ours(&entry) {
-            return Err(Error::Conflict(format!("the login {login} was not made by Basphere; its keys are left alone")));
+            return Err(Error::Conflict(format!(
+                "the login {login} was not made by Basphere; its keys are left alone"
+            )));
         }
         self.install_key(&entry, content).await?;
         tracing::info!(login, "bastion login key replaced");
@@ -261,9 +260,11 @@ impl UnixBastion {
             return Err(Error::Conflict(format!("the login {} has no absolute home directory", entry.name)));
         }
         let (login, uid, gid) = (entry.name.clone(), entry.uid, entry.gid);
-        tokio::task::spawn_blocking(move || keys::install(&keys::Owner { login: &login, uid, gid, home: &home }, &content))
-            .await
-            .map_err(|error| Error::backend(BACKEND, Message(format!("writing authorized_keys: {error}"))))?
+        tokio::task::spawn_blocking(move || {
+            keys::install(&keys::Owner { login: &login, uid, gid, home: &home }, &content)
+        })
+        .await
+        .map_err(|error| Error::backend(BACKEND, Message(format!("writing authorized_keys: {error}"))))?
     }
 }
 
