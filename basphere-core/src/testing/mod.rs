@@ -3,6 +3,7 @@
 //! Each suite is the `# Contract` section of its trait written as code: a backend passes when
 //! every `check_*` function returns without panicking.
 
+pub mod bastion;
 pub mod ipam;
 pub mod notifier;
 pub mod provisioner;
