@@ -331,7 +331,10 @@ pub async fn run(options: Options) -> Result<()> {
     // interrupted operations at once; another replica's wait for their claims to expire.
     let instance = config.work.instance.clone().unwrap_or_else(|| default_instance(&data_dir));
     let mut builder =
-        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance);
+        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance).bastion(
+            basphere_bastion::from_config(&config.bastion.logins)
+                .context("bastion.logins: the bastion logins cannot be made")?,
+        );
     match &config.recaptcha {
         basphere_core::config::RecaptchaConfig::On(settings) => {
             builder = builder.human_check(Arc::new(captcha::Recaptcha::from_settings(settings)?));

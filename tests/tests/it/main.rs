@@ -12,6 +12,7 @@ mod e2e;
 mod ipam;
 mod lifecycle;
 mod limits;
+mod onboarding;
 mod openapi;
 mod platform;
 mod terraform_backend;
