@@ -254,7 +254,7 @@ pub async fn admin_reject_key_change(
 
 /// Suspends an account: its tokens and socket identity are refused; its resources stay. *admin*
 #[utoipa::path(post, path = "/api/v1/admin/users/{username}/suspend", tag = "admin", params(("username" = String, Path)),
-    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
+    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_suspend_user(
     caller: Caller,
     State(state): State<AppState>,

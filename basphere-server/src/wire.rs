@@ -165,7 +165,8 @@ impl FromCore<AuditEvent> for AuditView {
             resource: event.resource.clone(),
             source: event.source.clone(),
             outcome: event.outcome.as_str().to_owned(),
-            details: event.details.clone(),
+            // Always an object, as documented (events recorded before this rule held null).
+            details: if event.details.is_object() { event.details.clone() } else { serde_json::json!({}) },
         }
     }
 }

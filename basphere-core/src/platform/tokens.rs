@@ -132,7 +132,7 @@ impl Platform {
                             &format!("token/{}/{}", token.owner, token.id),
                             &actor.source,
                             Outcome::Success,
-                            serde_json::Value::Null,
+                            serde_json::json!({}),
                         ))?;
                     }
                     Ok(token)

@@ -9,6 +9,7 @@ mod cli_json;
 mod concurrency;
 mod crash;
 mod e2e;
+mod fuzz;
 mod ipam;
 mod lifecycle;
 mod limits;

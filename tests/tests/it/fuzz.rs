@@ -1,0 +1,49 @@
+//! A schema-driven fuzzer (schemathesis) against the server's own `/api/v1/openapi.json`: every
+//! answer to its generated requests, valid and not, must be documented (status, content type,
+//! headers, body schema), and none may be a server error.
+
+use std::process::Command;
+
+use tests::server::{Server, FAST};
+
+fn schemathesis() -> Option<&'static str> {
+    let found = Command::new("st").arg("--version").output().is_ok_and(|output| output.status.success());
+    found.then_some("st")
+}
+
+#[test]
+fn a_schema_driven_fuzzer_finds_no_undocumented_answer() {
+    let Some(st) = schemathesis() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "schemathesis is missing (pip install schemathesis); under CI=true this test must run"
+        );
+        eprintln!("note: skipping the fuzzer: schemathesis is not installed (pip install schemathesis)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{FAST}recaptcha: {{enabled: false}}\nregistration: {{per_address_per_hour: 100000, per_email_per_day: 100000, per_day: 100000}}\n"
+    );
+    let server = Server::start(dir.path(), Some(&config));
+    server.account("ops", 1, true);
+    let token = server.token("ops", "admin");
+    let output = Command::new(st)
+        .current_dir(dir.path())
+        .args(["run", &format!("http://{}/api/v1/openapi.json", server.tcp)])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
+        .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--seed", "20261130", "--no-color"])
+        .args(["--request-timeout", "10"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the fuzzer found answers the document does not describe:\n{report}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    assert!(report.contains("passed") && !report.contains(" failed"), "{report}");
+}
