@@ -126,3 +126,13 @@ fn vm_ready_says_where_to_log_in() {
     assert_eq!(message.subject, "[Basphere] VM web is ready");
     assert!(message.body.contains("    ssh alice@10.254.0.33\n"), "{}", message.body);
 }
+
+#[test]
+#[ignore = "prints every text, for reading: cargo test -p basphere-notify --test it -- --ignored --nocapture"]
+fn print_every_text() {
+    let settings = TextSettings::from_config(&config("bastion: {address: bastion.corp.com, port: 2222}"));
+    for event in sample_events() {
+        let message = render(&event, &sample_recipient(&event), &settings);
+        println!("==== {}\nSubject: {}\n\n{}", event.name(), message.subject, message.body);
+    }
+}
