@@ -73,8 +73,11 @@ impl SmtpServer {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        // Its log (warnings, the bytes of refused TLS handshakes) stays out of the test output.
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut command = Command::new("python3");
-        command.arg(SCRIPT).arg(dir.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.arg(SCRIPT).arg(dir.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
         if let Some(login) = login {
             command.arg(login);
         }
@@ -83,7 +86,9 @@ impl SmtpServer {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().parse().unwrap_or_else(|_| {
             let _ = child.kill();
-            panic!("the SMTP server did not start (printed {line:?})")
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the SMTP server did not start (printed {line:?}):\n{log}")
         });
         Some(SmtpServer { child, port, dir })
     }
@@ -107,8 +112,9 @@ fn texts() -> TextSettings {
 /// An email notifier for the SMTP server on `port`, configured as an operator would.
 fn notifier(port: u16, extra: &str) -> EmailNotifier {
     let timeout = if extra.contains("timeout_seconds") { "" } else { ", timeout_seconds: 5" };
+    let tls = if extra.contains("tls:") { "" } else { ", tls: none" };
     let section = serde_yaml::from_str(&format!(
-        "{{host: 127.0.0.1, port: {port}, tls: none, from: 'Basphere <basphere@corp.com>'{timeout}{extra}}}"
+        "{{host: 127.0.0.1, port: {port}, from: 'Basphere <basphere@corp.com>'{tls}{timeout}{extra}}}"
     ))
     .unwrap();
     EmailNotifier::new(EmailSettings::from_yaml(&section).unwrap().unwrap(), texts()).unwrap()
@@ -212,6 +218,19 @@ async fn it_logs_in_with_the_password_from_its_file() {
     // Without logging in, the server refuses the message.
     let error = notifier(server.port, "").notify(&vm_failed("x"), &alice()).await.unwrap_err();
     assert!(error.to_string().contains("530"), "{error}");
+}
+
+#[tokio::test]
+async fn tls_is_required_when_configured() {
+    // The test server speaks plain SMTP only: STARTTLS is not offered, and a TLS handshake fails.
+    let Some(server) = SmtpServer::start(None) else { return };
+    for tls in ["starttls", "tls"] {
+        let error =
+            notifier(server.port, &format!(", tls: {tls}")).notify(&vm_failed("x"), &alice()).await.unwrap_err();
+        assert!(error.is_transient(), "{tls}: {error:?}");
+        assert!(error.to_string().contains(&format!("127.0.0.1:{}", server.port)), "{tls}: {error}");
+    }
+    assert!(server.messages().is_empty(), "nothing went out in clear");
 }
 
 #[tokio::test]
