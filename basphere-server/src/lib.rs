@@ -29,7 +29,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use basphere_core::notifier::LogNotifier;
 use basphere_core::{Config, Ipam, Platform, Store, StoreExt};
 use basphere_ipam::BlockIpam;
 use basphere_store::SqliteStore;
@@ -330,11 +329,12 @@ pub async fn run(options: Options) -> Result<()> {
     // This server among replicas sharing the database: a restart takes back its own
     // interrupted operations at once; another replica's wait for their claims to expire.
     let instance = config.work.instance.clone().unwrap_or_else(|| default_instance(&data_dir));
-    let mut builder =
-        Platform::builder(config.clone(), store, ipam, provisioner, Arc::new(LogNotifier)).instance(instance).bastion(
-            basphere_bastion::from_config(&config.bastion.logins)
-                .context("bastion.logins: the bastion logins cannot be made")?,
-        );
+    // The log, plus the webhook and email notifiers the configuration names.
+    let notifier = basphere_notify::from_config(&config)?;
+    let mut builder = Platform::builder(config.clone(), store, ipam, provisioner, notifier).instance(instance).bastion(
+        basphere_bastion::from_config(&config.bastion.logins)
+            .context("bastion.logins: the bastion logins cannot be made")?,
+    );
     match &config.recaptcha {
         basphere_core::config::RecaptchaConfig::On(settings) => {
             builder = builder.human_check(Arc::new(captcha::Recaptcha::from_settings(settings)?));
