@@ -81,15 +81,28 @@ impl Platform {
         let outcome = self
             .db(move |store, _| {
                 store.transact(|tx| {
-                    if let Some(reason) = registration_refused(&*tx, &record)? {
-                        return Ok(Some(reason));
-                    }
-                    match tx.insert_registration(&record) {
-                        Ok(()) => {}
+                    // Refused or recorded, one transaction either way: the answer's timing tells
+                    // nothing either.
+                    let refused = match registration_refused(&*tx, &record)? {
+                        Some(reason) => Some(reason),
                         // A pending request for this username or email: the store's unique
                         // indexes decide, also under concurrent submissions.
-                        Err(Error::AlreadyExists { .. }) => return Ok(Some("a request is already pending")),
-                        Err(other) => return Err(other),
+                        None => match tx.insert_registration(&record) {
+                            Ok(()) => None,
+                            Err(Error::AlreadyExists { .. }) => Some("a request is already pending"),
+                            Err(other) => return Err(other),
+                        },
+                    };
+                    if let Some(reason) = refused {
+                        submitted_audit(
+                            tx,
+                            "registration.submit",
+                            &record.username,
+                            &client,
+                            Outcome::Denied,
+                            Some(reason),
+                        )?;
+                        return Ok(Some(reason));
                     }
                     tx.insert_outbox(&OutboxMessage::new(NotificationEvent::RegistrationSubmitted {
                         username: record.username.clone(),
@@ -100,15 +113,7 @@ impl Platform {
                 })
             })
             .await?;
-        if let Some(reason) = outcome {
-            let (client, username) = (from.client.clone(), request.username.clone());
-            self.db(move |store, _| {
-                store.transact(|tx| {
-                    submitted_audit(tx, "registration.submit", &username, &client, Outcome::Denied, Some(reason))
-                })
-            })
-            .await?;
-        } else {
+        if outcome.is_none() {
             self.outbox_ready.notify_one();
         }
         Ok(SUBMITTED)
@@ -138,13 +143,26 @@ impl Platform {
         let outcome = self
             .db(move |store, _| {
                 store.transact(|tx| {
-                    if let Some(reason) = key_change_refused(&*tx, &record)? {
+                    // Refused or recorded, one transaction either way: the answer's timing tells
+                    // nothing either.
+                    let refused = match key_change_refused(&*tx, &record)? {
+                        Some(reason) => Some(reason),
+                        None => match tx.insert_key_change(&record) {
+                            Ok(()) => None,
+                            Err(Error::AlreadyExists { .. }) => Some("a key change is already pending"),
+                            Err(other) => return Err(other),
+                        },
+                    };
+                    if let Some(reason) = refused {
+                        submitted_audit(
+                            tx,
+                            "key_change.submit",
+                            &record.username,
+                            &client,
+                            Outcome::Denied,
+                            Some(reason),
+                        )?;
                         return Ok(Some(reason));
-                    }
-                    match tx.insert_key_change(&record) {
-                        Ok(()) => {}
-                        Err(Error::AlreadyExists { .. }) => return Ok(Some("a key change is already pending")),
-                        Err(other) => return Err(other),
                     }
                     tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRequested {
                         username: record.username.clone(),
@@ -154,15 +172,7 @@ impl Platform {
                 })
             })
             .await?;
-        if let Some(reason) = outcome {
-            let (client, username) = (from.client.clone(), request.username.clone());
-            self.db(move |store, _| {
-                store.transact(|tx| {
-                    submitted_audit(tx, "key_change.submit", &username, &client, Outcome::Denied, Some(reason))
-                })
-            })
-            .await?;
-        } else {
+        if outcome.is_none() {
             self.outbox_ready.notify_one();
         }
         Ok(SUBMITTED)

@@ -290,3 +290,81 @@ async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
     let pending = api.get(&ROOT, "/api/v1/admin/registrations").await.json();
     assert!(pending["items"].as_array().unwrap().is_empty());
 }
+
+/// Hostile text in every field a submission carries: what is refused is refused with a 400
+/// naming the field, and what is accepted comes back byte for byte, never interpreted.
+#[tokio::test]
+async fn hostile_fields_are_refused_or_kept_verbatim() {
+    let api = Api::new();
+    let refused: Vec<(serde_json::Value, &str)> = vec![
+        (serde_json::json!({"username": "al\nice", "email": "a@example.com", "ssh_key": key(1)}), "username"),
+        (serde_json::json!({"username": "alice:0:0", "email": "a@example.com", "ssh_key": key(1)}), "username"),
+        (serde_json::json!({"username": "root", "email": "a@example.com", "ssh_key": key(1)}), "username"),
+        (serde_json::json!({"username": "a".repeat(33), "email": "a@example.com", "ssh_key": key(1)}), "username"),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com\r\nBcc: x@evil.example", "ssh_key": key(1)}),
+            "email",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": format!("{}@example.com", "a".repeat(300)), "ssh_key": key(1)}),
+            "email",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "team": "ops\u{0}", "ssh_key": key(1)}),
+            "team",
+        ),
+        (serde_json::json!({"username": "alice", "email": "a@example.com", "team": "x\ny", "ssh_key": key(1)}), "team"),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "team": "\u{FFFE}", "ssh_key": key(1)}),
+            "team",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "team": "t".repeat(65), "ssh_key": key(1)}),
+            "team",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "ssh_key": format!("command=\"sh\" {}", key(1))}),
+            "key",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "ssh_key": format!("{}\n{}", key(1), key(2))}),
+            "key",
+        ),
+        (
+            serde_json::json!({"username": "alice", "email": "a@example.com", "ssh_key": format!("{} x\u{0}y", key(1))}),
+            "key",
+        ),
+    ];
+    for (body, field) in refused {
+        let answer = api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(&body.to_string())).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(answer.body.to_lowercase().contains(field), "{body}: {}", answer.body);
+    }
+    let oversize = serde_json::json!({"username": "alice", "email": "a@example.com", "team": "x".repeat(70 * 1024), "ssh_key": key(1)});
+    assert_eq!(api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(&oversize.to_string())).await.status, 413);
+    assert!(
+        api.get(&ROOT, "/api/v1/admin/registrations").await.json()["items"].as_array().unwrap().is_empty(),
+        "nothing recorded"
+    );
+
+    // Quotes, template and shell syntax are text: kept as given, shown as given.
+    let team = r#"o"; DROP TABLE u;--{{7*7}}{%raw%}$(id)`id`${HOME}<b>'"#;
+    let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "team": team, "ssh_key": key(1)});
+    assert_eq!(api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(&body.to_string())).await.status, 202);
+    let shown = api.get(&ROOT, "/api/v1/admin/registrations/alice").await.json();
+    assert_eq!(shown["team"].as_str(), Some(team), "{shown}");
+    let reason = "no \"team\" <script>alert(1)</script> {{ config }} $(reboot)";
+    let rejected = api
+        .send(
+            &ROOT,
+            "POST",
+            "/api/v1/admin/registrations/alice/reject",
+            Some(&serde_json::json!({"reason": reason}).to_string()),
+        )
+        .await;
+    assert_eq!((rejected.status, rejected.json()["reject_reason"].as_str()), (200, Some(reason)), "{}", rejected.body);
+    let bad_reason =
+        api.send(&ROOT, "POST", "/api/v1/admin/registrations/alice/reject", Some(r#"{"reason":"a\nb"}"#)).await;
+    assert_eq!(bad_reason.status, 400, "a line break in a reason: {}", bad_reason.body);
+    assert!(bad_reason.body.contains("reason"), "{}", bad_reason.body);
+}
