@@ -339,6 +339,13 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     "#,
+    // 5: requests are listed a page at a time, by status or by username, oldest first.
+    r#"
+    CREATE INDEX registrations_by_status ON registrations (status, id);
+    CREATE INDEX registrations_by_username ON registrations (username, id);
+    CREATE INDEX key_changes_by_status ON key_changes (status, id);
+    CREATE INDEX key_changes_by_username ON key_changes (username, id);
+    "#,
 ];
 
 /// The schema version this build writes.

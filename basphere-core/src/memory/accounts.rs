@@ -2,10 +2,10 @@
 
 use uuid::Uuid;
 
-use super::{remember, ReadTx, State, WriteTx};
+use super::{after, page, remember, ReadTx, State, WriteTx};
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::store::{AccountsRead, AccountsTx};
+use crate::store::{AccountsRead, AccountsTx, RequestFilter};
 use crate::validate::Username;
 
 macro_rules! reads {
@@ -26,28 +26,26 @@ macro_rules! reads {
             fn get_registration(&self, id: Uuid) -> Result<Option<RegistrationRequest>> {
                 Ok(self.state().registrations.get(&id).cloned())
             }
-            fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
-                Ok(self
-                    .state()
-                    .registrations
-                    .values()
-                    .rev()
-                    .filter(|r| status.is_none_or(|s| r.status == s))
-                    .cloned()
-                    .collect())
+            fn list_registrations(&self, filter: &RequestFilter) -> Result<Vec<RegistrationRequest>> {
+                Ok(page(
+                    after(&self.state().registrations, filter.after)
+                        .filter(|r| filter.status.is_none_or(|s| r.status == s))
+                        .filter(|r| filter.username.as_ref().is_none_or(|u| r.username == *u))
+                        .cloned(),
+                    filter.limit,
+                ))
             }
             fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>> {
                 Ok(self.state().key_changes.get(&id).cloned())
             }
-            fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
-                Ok(self
-                    .state()
-                    .key_changes
-                    .values()
-                    .rev()
-                    .filter(|r| status.is_none_or(|s| r.status == s))
-                    .cloned()
-                    .collect())
+            fn list_key_changes(&self, filter: &RequestFilter) -> Result<Vec<KeyChangeRequest>> {
+                Ok(page(
+                    after(&self.state().key_changes, filter.after)
+                        .filter(|r| filter.status.is_none_or(|s| r.status == s))
+                        .filter(|r| filter.username.as_ref().is_none_or(|u| r.username == *u))
+                        .cloned(),
+                    filter.limit,
+                ))
             }
             fn quota_override(&self, owner: &Username) -> Result<Option<QuotaOverride>> {
                 Ok(self.state().quota_overrides.get(owner).copied())

@@ -13,7 +13,7 @@ use super::authz::{decide, Action, Actor};
 use super::{page, Page, PageRequest, Platform};
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::store::{OperationFilter, StoreExt, StoreRead, StoreTx};
+use crate::store::{OperationFilter, RequestFilter, StoreExt, StoreRead, StoreTx};
 use crate::validate::{free_text, Username};
 
 /// Which requests to list: one status (pending by default), oldest first, a page at a time.
@@ -52,11 +52,21 @@ fn audit(
 
 fn pending_registration(tx: &dyn StoreRead, username: &Username) -> Result<Option<RegistrationRequest>> {
     // The unique index allows one pending request per username.
-    Ok(tx.list_registrations(Some(RequestStatus::Pending))?.into_iter().find(|r| r.username == *username))
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Pending),
+        username: Some(username.clone()),
+        ..RequestFilter::default()
+    };
+    Ok(tx.list_registrations(&filter)?.pop())
 }
 
 fn pending_key_change(tx: &dyn StoreRead, username: &Username) -> Result<Option<KeyChangeRequest>> {
-    Ok(tx.list_key_changes(Some(RequestStatus::Pending))?.into_iter().find(|r| r.username == *username))
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Pending),
+        username: Some(username.clone()),
+        ..RequestFilter::default()
+    };
+    Ok(tx.list_key_changes(&filter)?.pop())
 }
 
 /// An administrator does not suspend, delete or purge the account they act as: the request
@@ -102,10 +112,8 @@ impl Platform {
         let status = query.status()?;
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
-        let requests = self.db(move |store, _| store.query(|tx| tx.list_registrations(Some(status)))).await?;
-        let mut requests: Vec<_> = requests.into_iter().filter(|r| after.is_none_or(|after| r.id > after)).collect();
-        requests.sort_by_key(|r| r.id);
-        requests.truncate(limit + 1);
+        let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
+        let requests = self.db(move |store, _| store.query(|tx| tx.list_registrations(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 
@@ -115,7 +123,8 @@ impl Platform {
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
         self.db(move |store, _| {
             store.query(|tx| {
-                let mut all: Vec<_> = tx.list_registrations(None)?.into_iter().filter(|r| r.username == name).collect();
+                let mut all =
+                    tx.list_registrations(&RequestFilter { username: Some(name.clone()), ..RequestFilter::default() })?;
                 all.sort_by_key(|r| (r.status == RequestStatus::Pending, r.id));
                 all.pop().ok_or_else(|| Error::not_found("registration", &name))
             })
@@ -129,10 +138,8 @@ impl Platform {
         let status = query.status()?;
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
-        let requests = self.db(move |store, _| store.query(|tx| tx.list_key_changes(Some(status)))).await?;
-        let mut requests: Vec<_> = requests.into_iter().filter(|r| after.is_none_or(|after| r.id > after)).collect();
-        requests.sort_by_key(|r| r.id);
-        requests.truncate(limit + 1);
+        let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
+        let requests = self.db(move |store, _| store.query(|tx| tx.list_key_changes(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 
@@ -182,10 +189,13 @@ impl Platform {
                         }
                         None => {
                             // No pending request: finishing an approval that stopped part-way.
-                            let approved = tx
-                                .list_registrations(Some(RequestStatus::Approved))?
-                                .into_iter()
-                                .any(|r| r.username == name);
+                            let approved = !tx
+                                .list_registrations(&RequestFilter {
+                                    status: Some(RequestStatus::Approved),
+                                    username: Some(name.clone()),
+                                    ..RequestFilter::default()
+                                })?
+                                .is_empty();
                             if !approved || tx.get_user(&name)?.is_none() {
                                 return Err(Error::not_found("pending registration", &name));
                             }

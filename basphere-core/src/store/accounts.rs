@@ -6,6 +6,16 @@ use crate::model::*;
 use crate::validate::Username;
 use uuid::Uuid;
 
+/// Which registration or key change requests to list, oldest first (by id).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    pub status: Option<RequestStatus>,
+    pub username: Option<Username>,
+    /// Only requests after this id (the previous page's last).
+    pub after: Option<Uuid>,
+    pub limit: Option<usize>,
+}
+
 /// Reads of accounts and their requests.
 pub trait AccountsRead {
     fn get_user(&self, username: &Username) -> Result<Option<User>>;
@@ -16,11 +26,12 @@ pub trait AccountsRead {
     fn list_users(&self) -> Result<Vec<User>>;
 
     fn get_registration(&self, id: Uuid) -> Result<Option<RegistrationRequest>>;
-    /// Newest first.
-    fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>>;
+    /// Oldest first; a page of them costs the page, not every request (10,000 pending are
+    /// listed a page at a time).
+    fn list_registrations(&self, filter: &RequestFilter) -> Result<Vec<RegistrationRequest>>;
     fn get_key_change(&self, id: Uuid) -> Result<Option<KeyChangeRequest>>;
-    /// Newest first.
-    fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>>;
+    /// Oldest first, like `list_registrations`.
+    fn list_key_changes(&self, filter: &RequestFilter) -> Result<Vec<KeyChangeRequest>>;
 
     fn quota_override(&self, owner: &Username) -> Result<Option<QuotaOverride>>;
     /// What `owner` holds now: live VMs and clusters, their sizes, and leased addresses.

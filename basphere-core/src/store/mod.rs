@@ -17,7 +17,7 @@ mod outbox;
 mod tokens;
 mod vms;
 
-pub use accounts::{AccountsRead, AccountsTx};
+pub use accounts::{AccountsRead, AccountsTx, RequestFilter};
 pub use audit::{AuditFilter, AuditRead, AuditTx};
 pub use clusters::{ClusterFilter, ClustersRead, ClustersTx};
 pub use duties::DutiesTx;

@@ -1,7 +1,7 @@
 //! Accounts: users, registration and key-change requests, quota overrides, usage.
 
 use basphere_core::model::*;
-use basphere_core::store::{AccountsRead, AccountsTx};
+use basphere_core::store::{AccountsRead, AccountsTx, RequestFilter};
 use basphere_core::validate::Username;
 use basphere_core::{Error, Result};
 use rusqlite::params;
@@ -42,10 +42,12 @@ impl AccountsRead for SqlTx<'_> {
         )
     }
 
-    fn list_registrations(&self, status: Option<RequestStatus>) -> Result<Vec<RegistrationRequest>> {
+    fn list_registrations(&self, filter: &RequestFilter) -> Result<Vec<RegistrationRequest>> {
         let (query, values) = Select::from(format!("SELECT {REGISTRATION_COLUMNS} FROM registrations"))
-            .when("status = ?", status.map(|s| s.as_str().to_owned()))
-            .tail("ORDER BY id DESC", None);
+            .when("status = ?", filter.status.map(|s| s.as_str().to_owned()))
+            .when("username = ?", filter.username.as_ref().map(|u| u.to_string()))
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
         self.all(&query, rusqlite::params_from_iter(values), registration_row)
     }
 
@@ -57,10 +59,12 @@ impl AccountsRead for SqlTx<'_> {
         )
     }
 
-    fn list_key_changes(&self, status: Option<RequestStatus>) -> Result<Vec<KeyChangeRequest>> {
+    fn list_key_changes(&self, filter: &RequestFilter) -> Result<Vec<KeyChangeRequest>> {
         let (query, values) = Select::from(format!("SELECT {KEY_CHANGE_COLUMNS} FROM key_changes"))
-            .when("status = ?", status.map(|s| s.as_str().to_owned()))
-            .tail("ORDER BY id DESC", None);
+            .when("status = ?", filter.status.map(|s| s.as_str().to_owned()))
+            .when("username = ?", filter.username.as_ref().map(|u| u.to_string()))
+            .when("id > ?", filter.after.map(|id| id.to_string()))
+            .tail("ORDER BY id", filter.limit);
         self.all(&query, rusqlite::params_from_iter(values), key_change_row)
     }
 

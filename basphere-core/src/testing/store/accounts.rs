@@ -88,10 +88,21 @@ pub fn check_requests(store: &dyn Store) {
     store.transact(|tx| tx.update_registration(&rejected)).unwrap();
     let again = registration("dave", "dave@example.com", 10);
     store.transact(|tx| tx.insert_registration(&again)).unwrap();
-    let pending = store.query(|tx| tx.list_registrations(Some(RequestStatus::Pending))).unwrap();
-    assert_eq!(pending, vec![again.clone()], "a rejected request does not block a new one");
-    let all = store.query(|tx| tx.list_registrations(None)).unwrap();
-    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [again.id, first.id], "newest first");
+    let pending = RequestFilter { status: Some(RequestStatus::Pending), ..RequestFilter::default() };
+    let listed = store.query(|tx| tx.list_registrations(&pending)).unwrap();
+    assert_eq!(listed, vec![again.clone()], "a rejected request does not block a new one");
+    let all = store.query(|tx| tx.list_registrations(&RequestFilter::default())).unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [first.id, again.id], "oldest first");
+    let erin = registration("erin", "erin@example.com", 13);
+    store.transact(|tx| tx.insert_registration(&erin)).unwrap();
+    let of_dave = RequestFilter { username: Some(username("dave")), ..RequestFilter::default() };
+    let daves = store.query(|tx| tx.list_registrations(&of_dave)).unwrap();
+    assert_eq!(daves.iter().map(|r| r.id).collect::<Vec<_>>(), [first.id, again.id], "by username");
+    let second_page = RequestFilter { after: Some(first.id), limit: Some(1), ..RequestFilter::default() };
+    let page = store.query(|tx| tx.list_registrations(&second_page)).unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [again.id], "after and limit");
+    let pending_dave = RequestFilter { status: Some(RequestStatus::Pending), ..of_dave.clone() };
+    assert_eq!(store.query(|tx| tx.list_registrations(&pending_dave)).unwrap(), vec![again.clone()]);
 
     let key_change = |name: &str| KeyChangeRequest {
         id: Uuid::now_v7(),
@@ -116,8 +127,11 @@ pub fn check_requests(store: &dyn Store) {
     let mut approved = change.clone();
     approved.status = RequestStatus::Approved;
     store.transact(|tx| tx.update_key_change(&approved)).unwrap();
-    assert!(store.query(|tx| tx.list_key_changes(Some(RequestStatus::Pending))).unwrap().is_empty());
-    assert_eq!(store.query(|tx| tx.list_key_changes(None)).unwrap(), vec![approved]);
+    let pending = RequestFilter { status: Some(RequestStatus::Pending), ..RequestFilter::default() };
+    assert!(store.query(|tx| tx.list_key_changes(&pending)).unwrap().is_empty());
+    assert_eq!(store.query(|tx| tx.list_key_changes(&RequestFilter::default())).unwrap(), vec![approved.clone()]);
+    let of_dave = RequestFilter { username: Some(username("dave")), limit: Some(5), ..RequestFilter::default() };
+    assert_eq!(store.query(|tx| tx.list_key_changes(&of_dave)).unwrap(), vec![approved]);
     expect_kind(
         store.transact(|tx| tx.update_key_change(&key_change("zed"))),
         "not-found",
