@@ -180,6 +180,9 @@ pub struct ServerConfig {
     /// Background operations run at once, at most.
     pub workers: usize,
     pub connections: ConnectionConfig,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`server.trusted_proxies`); from
+    /// anyone else the header is ignored, so nobody picks the address their limits count against.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// What core knows of vSphere: the base folder (`vsphere.folder`) under which every owner's
@@ -338,6 +341,7 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
     connections: RawConnections,
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -616,6 +620,19 @@ impl Config {
             data_dir: raw.server.data_dir.unwrap_or_else(|| PathBuf::from(".basphere")),
             workers: raw.server.workers.unwrap_or(16),
             connections: ConnectionConfig::from_raw(raw.server.connections)?,
+            trusted_proxies: raw
+                .server
+                .trusted_proxies
+                .iter()
+                .map(|address| {
+                    address.trim().parse().map_err(|_| {
+                        Error::invalid(
+                            "server.trusted_proxies",
+                            format!("{address:?} is not an IP address (list each proxy's address, e.g. 127.0.0.1)"),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
         };
         if server.workers == 0 || server.workers > 1024 {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
@@ -1376,6 +1393,7 @@ bastion: {address: bastion.corp.com, port: 50022}
                 "1-60",
             ),
             ("registration: {per_day: 0}", "registration.per_day", "1 or more"),
+            ("server: {trusted_proxies: [nginx]}", "server.trusted_proxies", "IP address"),
             ("notifications: {admin_emails: [nope]}", "notifications.admin_emails", "nope"),
             ("bastion: {logins: ldap}", "bastion.logins", "none, unix"),
             ("bastion: {logins: unix, group: 'Bad Group'}", "bastion.group", "group name"),

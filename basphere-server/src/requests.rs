@@ -3,7 +3,9 @@
 //! accounts (approve, reject, suspend, resume, delete, purge).
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use std::net::IpAddr;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -85,9 +87,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
     }
 }
 
-/// Where a public submission came from: the TCP peer's address, or the socket's uid.
-fn client(transport: Option<&Transport>) -> String {
+/// Where a public submission came from: the TCP peer's address (or, when the peer is one of
+/// `server.trusted_proxies`, the client its `X-Forwarded-For` names: the right-most address that
+/// is not a trusted proxy itself), or the socket's uid.
+fn client(transport: Option<&Transport>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
     match transport {
+        Some(Transport::Tcp { peer }) if trusted.contains(&peer.ip()) => {
+            let forwarded = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .map(|hop| hop.trim().parse::<IpAddr>())
+                .collect::<Vec<_>>();
+            // Walk back from the hop our proxy added; an unparsable hop ends the walk (anything
+            // to its left was written by the client and proves nothing).
+            let mut client = peer.ip();
+            for hop in forwarded.into_iter().rev() {
+                match hop {
+                    Ok(address) => {
+                        client = address;
+                        if !trusted.contains(&address) {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            client.to_string()
+        }
         Some(Transport::Tcp { peer }) => peer.ip().to_string(),
         Some(Transport::Unix { uid, .. }) => format!("unix:uid={uid}"),
         None => "unknown".to_owned(),
@@ -109,9 +137,12 @@ fn submitted(message: &str) -> Response {
 pub async fn register(
     State(state): State<AppState>,
     transport: Option<axum::Extension<Transport>>,
+    headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let from = Submission { client: client(transport.as_deref()), human_response: body.recaptcha_response };
+    let trusted = &state.platform.config().server.trusted_proxies;
+    let from =
+        Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =
         RegistrationForm { username: body.username, email: body.email, team: body.team, public_key: body.ssh_key };
     Ok(submitted(state.platform.register(&from, form).await?))
@@ -127,9 +158,12 @@ pub async fn register(
 pub async fn key_change(
     State(state): State<AppState>,
     transport: Option<axum::Extension<Transport>>,
+    headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<KeyChangeRequestBody>,
 ) -> ApiResult<Response> {
-    let from = Submission { client: client(transport.as_deref()), human_response: body.recaptcha_response };
+    let trusted = &state.platform.config().server.trusted_proxies;
+    let from =
+        Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =
         KeyChangeForm { username: body.username, email: body.email, new_public_key: body.ssh_key, reason: body.reason };
     Ok(submitted(state.platform.request_key_change(&from, form).await?))

@@ -368,3 +368,30 @@ async fn hostile_fields_are_refused_or_kept_verbatim() {
     assert_eq!(bad_reason.status, 400, "a line break in a reason: {}", bad_reason.body);
     assert!(bad_reason.body.contains("reason"), "{}", bad_reason.body);
 }
+
+/// Behind a trusted reverse proxy the limits count the client it names; anyone else's
+/// `X-Forwarded-For` is ignored.
+#[tokio::test]
+async fn the_client_behind_a_trusted_proxy_is_the_one_limited() {
+    let limits = RegistrationLimits { per_address_per_hour: 1, per_email_per_day: 100, per_day: 100 };
+    let mut config = Config { registration: limits, ..Config::default() };
+    config.server.trusted_proxies = vec!["198.51.100.1".parse().unwrap()];
+    let api = Api::with(config, None);
+    let submit = |who: Who, forwarded: &'static str, name: &'static str, seed: u64| {
+        let api = &api;
+        async move {
+            let body = register_json(name, &format!("{name}@example.com"), seed);
+            let headers = [("content-type", "application/json"), ("x-forwarded-for", forwarded)];
+            api.call(&who, "POST", "/api/v1/register", &headers, body.as_bytes()).await.status
+        }
+    };
+    // Two clients through the proxy: one each.
+    assert_eq!(submit(peer(1), "203.0.113.5", "one", 1).await, 202);
+    assert_eq!(submit(peer(1), "203.0.113.6", "two", 2).await, 202);
+    assert_eq!(submit(peer(1), "203.0.113.5", "three", 3).await, 429, "203.0.113.5 used its allowance");
+    // A client that writes its own header in front gains nothing: the proxy's hop decides.
+    assert_eq!(submit(peer(1), "192.0.2.99, 203.0.113.5", "four", 4).await, 429);
+    // Not a trusted proxy: its header is ignored and its own address counts.
+    assert_eq!(submit(peer(2), "203.0.113.7", "five", 5).await, 202);
+    assert_eq!(submit(peer(2), "203.0.113.8", "six", 6).await, 429, "198.51.100.2 used its allowance");
+}
