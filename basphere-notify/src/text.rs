@@ -237,7 +237,10 @@ pub fn render(event: &NotificationEvent, recipient: &Recipient, settings: &TextS
                  Then `ssh bastion` logs you in, and `ssh ADDRESS` reaches one of your VMs through the \
                  bastion.\n\n\
                  On the bastion, create your first VM and look at your quota:\n\n{}\n\
-                 `basphere catalog` lists the OS images and sizes, `basphere --help` everything else.\n",
+                 `basphere catalog` lists the OS images and sizes, `basphere --help` everything else. \
+                 To use Basphere from your own machine too, create an API token on the bastion \
+                 (`basphere token create laptop`; its secret is shown once) and use it there with \
+                 BASPHERE_SERVER and BASPHERE_TOKEN.\n",
                 block(&settings.ssh_command(username.as_str())),
                 block(&settings.ssh_config(username.as_str())),
                 block(&format!(

@@ -41,6 +41,7 @@ fn the_welcome_text_logs_in_on_port_22_without_p() {
         "{body}"
     );
     assert!(body.contains("        ServerAliveInterval 30\n        ServerAliveCountMax 3\n"), "{body}");
+    assert!(body.contains("basphere token create laptop"), "how to get a token for elsewhere: {body}");
     assert!(body.contains("basphere vm create web --os ubuntu-24.04 --spec small --wait\n"), "{body}");
     assert!(body.contains("    basphere quota\n"), "{body}");
 }
