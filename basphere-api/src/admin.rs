@@ -38,6 +38,9 @@ pub struct OutboxView {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The notifier channel it is for (`log`, `webhook`, `email`); empty: every channel.
+    #[serde(default)]
+    pub channel: String,
 }
 
 /// The last reconciliation of the store with vSphere.

@@ -1026,6 +1026,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                         vec![
                             m.id.to_string(),
                             m.event.clone(),
+                            if m.channel.is_empty() { "all".to_owned() } else { m.channel.clone() },
                             m.state.clone(),
                             m.attempts.to_string(),
                             when,
@@ -1033,7 +1034,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                         ]
                     })
                     .collect();
-                output::table(&["ID", "EVENT", "STATE", "ATTEMPTS", "WHEN", "LAST ERROR"], &rows);
+                output::table(&["ID", "EVENT", "CHANNEL", "STATE", "ATTEMPTS", "WHEN", "LAST ERROR"], &rows);
             });
             Ok(())
         }

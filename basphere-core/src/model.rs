@@ -662,6 +662,9 @@ pub struct OutboxMessage {
     /// `None` when nobody holds it. A restarted instance takes back what an earlier boot of it
     /// held at once, instead of waiting for the claim to run out.
     pub claimed_by: Option<String>,
+    /// The notifier's channel it is for (`webhook`, `email`, ...), so that one channel's failures
+    /// are retried without sending again on the others; empty: every channel at once.
+    pub channel: String,
 }
 
 impl OutboxMessage {
@@ -678,7 +681,19 @@ impl OutboxMessage {
             created_at: at,
             delivered_at: None,
             claimed_by: None,
+            channel: String::new(),
         }
+    }
+
+    /// One pending message per channel, due now (one for every channel at once when none is named).
+    pub fn per_channel(event: NotificationEvent, channels: &[String]) -> Vec<Self> {
+        if channels.is_empty() {
+            return vec![OutboxMessage::new(event)];
+        }
+        channels
+            .iter()
+            .map(|channel| OutboxMessage { channel: channel.clone(), ..OutboxMessage::new(event.clone()) })
+            .collect()
     }
 }
 

@@ -31,6 +31,18 @@ pub enum Recipient {
 pub trait Notifier: Send + Sync {
     fn backend_name(&self) -> &'static str;
     async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()>;
+
+    /// The channels this notifier delivers on (a webhook, email, ...), each retried on its own:
+    /// the outbox holds one message per channel. Empty (the default): one message for all.
+    fn channels(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Delivers on one of [`channels`](Self::channels); by default, on all of them.
+    async fn notify_on(&self, channel: &str, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        let _ = channel;
+        self.notify(event, recipient).await
+    }
 }
 
 /// Writes events to the log (the default when nothing else is configured).

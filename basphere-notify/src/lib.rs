@@ -35,9 +35,10 @@ pub fn from_config(config: &Config) -> Result<Arc<dyn Notifier>> {
     Ok(Arc::new(Fanout::from_config(config)?))
 }
 
-/// Sends every event to several notifiers, one after the other. A delivery succeeds when all of
-/// them succeeded; otherwise the error names each one that failed (a retry sends to all again,
-/// which at-least-once delivery allows).
+/// Sends every event to several notifiers. Each is a channel of its own (`log`, `webhook`,
+/// `email`): the outbox queues one message per channel and retries each on its own, so a webhook
+/// that is down never makes an email go out twice. `notify` (every channel at once) succeeds when
+/// all of them succeeded; otherwise the error names each one that failed.
 pub struct Fanout {
     notifiers: Vec<Arc<dyn Notifier>>,
 }
@@ -70,6 +71,20 @@ impl Fanout {
 impl Notifier for Fanout {
     fn backend_name(&self) -> &'static str {
         "fanout"
+    }
+
+    fn channels(&self) -> Vec<String> {
+        self.notifiers.iter().map(|notifier| notifier.backend_name().to_owned()).collect()
+    }
+
+    async fn notify_on(&self, channel: &str, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        match self.notifiers.iter().find(|notifier| notifier.backend_name() == channel) {
+            Some(notifier) => notifier.notify(event, recipient).await,
+            None => Err(Error::NotSupported(format!(
+                "the notification channel {channel:?} is not configured any more (configured: {}); it is not sent",
+                self.backends().join(", ")
+            ))),
+        }
     }
 
     async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {

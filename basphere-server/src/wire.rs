@@ -151,6 +151,7 @@ impl FromCore<OutboxMessage> for OutboxView {
             last_error: message.last_error.clone(),
             created_at: message.created_at,
             delivered_at: message.delivered_at,
+            channel: message.channel.clone(),
         }
     }
 }

@@ -346,6 +346,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX key_changes_by_status ON key_changes (status, id);
     CREATE INDEX key_changes_by_username ON key_changes (username, id);
     "#,
+    // 6: a notification is queued once per notifier channel, so that one channel's failures are
+    // retried without sending again on the others. Empty: every channel at once (older rows).
+    r#"
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -337,5 +337,6 @@ pub(crate) fn outbox_row(row: &Row<'_>) -> Result<OutboxMessage> {
         created_at: c.time(6, "created_at")?,
         delivered_at: c.opt_time(7, "delivered_at")?,
         claimed_by: c.opt_text(8)?,
+        channel: c.text(9)?,
     })
 }

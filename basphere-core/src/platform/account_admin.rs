@@ -228,6 +228,7 @@ impl Platform {
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
         let reason = free_text("reason", reason, MAX_REASON)?;
         let actor = actor.clone();
+        let channels = self.channels();
         let request = self
             .db(move |store, _| {
                 store.transact(|tx| {
@@ -238,11 +239,16 @@ impl Platform {
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_registration(&request)?;
-                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::RegistrationRejected {
-                        username: name.clone(),
-                        email: request.email.clone(),
-                        reason: reason.clone(),
-                    }))?;
+                    for message in OutboxMessage::per_channel(
+                        NotificationEvent::RegistrationRejected {
+                            username: name.clone(),
+                            email: request.email.clone(),
+                            reason: reason.clone(),
+                        },
+                        &channels,
+                    ) {
+                        tx.insert_outbox(&message)?;
+                    }
                     audit(tx, &actor, "registration.reject", &name, json!({"reason": reason}))?;
                     Ok(request)
                 })
@@ -311,6 +317,7 @@ impl Platform {
         let name = lookup_username(username).map_err(|_| Error::not_found("key change", bounded(username)))?;
         let reason = free_text("reason", reason, MAX_REASON)?;
         let actor = actor.clone();
+        let channels = self.channels();
         let request = self
             .db(move |store, _| {
                 store.transact(|tx| {
@@ -321,11 +328,16 @@ impl Platform {
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_key_change(&request)?;
-                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRejected {
-                        username: name.clone(),
-                        email: request.email.clone(),
-                        reason: reason.clone(),
-                    }))?;
+                    for message in OutboxMessage::per_channel(
+                        NotificationEvent::KeyChangeRejected {
+                            username: name.clone(),
+                            email: request.email.clone(),
+                            reason: reason.clone(),
+                        },
+                        &channels,
+                    ) {
+                        tx.insert_outbox(&message)?;
+                    }
                     audit(tx, &actor, "key_change.reject", &name, json!({"reason": reason}))?;
                     Ok(request)
                 })

@@ -111,6 +111,7 @@ impl OperationContext<'_> {
         T: Send + 'static,
         F: FnMut(&mut Commit<'_>) -> Result<T> + Send + 'static,
     {
+        let channels = self.platform.channels();
         let saved = operation.clone();
         let fence = self.fence;
         let (out, notified) = self
@@ -123,7 +124,9 @@ impl OperationContext<'_> {
                     let events = std::mem::take(&mut commit.events);
                     let notified = !events.is_empty();
                     for event in events {
-                        commit.tx.insert_outbox(&OutboxMessage::new(event))?;
+                        for message in OutboxMessage::per_channel(event, &channels) {
+                            commit.tx.insert_outbox(&message)?;
+                        }
                     }
                     commit.tx.update_operation(&saved)?;
                     Ok((out, notified))

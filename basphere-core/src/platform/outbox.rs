@@ -54,11 +54,17 @@ impl Platform {
         let attempted = batch.len();
         for mut message in batch {
             let recipient = self.recipient(&message.event).await?;
-            let delivery =
-                match tokio::time::timeout(DELIVERY_TIMEOUT, self.notifier.notify(&message.event, &recipient)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Error::Timeout(format!("the notifier did not answer in {DELIVERY_TIMEOUT:?}"))),
-                };
+            let sending = async {
+                if message.channel.is_empty() {
+                    self.notifier.notify(&message.event, &recipient).await
+                } else {
+                    self.notifier.notify_on(&message.channel, &message.event, &recipient).await
+                }
+            };
+            let delivery = match tokio::time::timeout(DELIVERY_TIMEOUT, sending).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(format!("the notifier did not answer in {DELIVERY_TIMEOUT:?}"))),
+            };
             message.attempts += 1;
             match delivery {
                 Ok(()) => {
@@ -89,6 +95,11 @@ impl Platform {
             self.db(move |store, _| store.write(&mut |tx| tx.update_outbox(&saved))).await?;
         }
         Ok(attempted)
+    }
+
+    /// The notifier's channels, for the messages a transaction queues (one per channel).
+    pub(super) fn channels(&self) -> Vec<String> {
+        self.notifier.channels()
     }
 
     /// Who `event` is for: the applicant or account it names (its address as it is now), or the

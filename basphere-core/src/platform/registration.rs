@@ -78,6 +78,7 @@ impl Platform {
         };
         let client = from.client.clone();
         let record = request.clone();
+        let channels = self.channels();
         let outcome = self
             .db(move |store, _| {
                 store.transact(|tx| {
@@ -104,10 +105,15 @@ impl Platform {
                         )?;
                         return Ok(Some(reason));
                     }
-                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::RegistrationSubmitted {
-                        username: record.username.clone(),
-                        email: record.email.clone(),
-                    }))?;
+                    for message in OutboxMessage::per_channel(
+                        NotificationEvent::RegistrationSubmitted {
+                            username: record.username.clone(),
+                            email: record.email.clone(),
+                        },
+                        &channels,
+                    ) {
+                        tx.insert_outbox(&message)?;
+                    }
                     submitted_audit(tx, "registration.submit", &record.username, &client, Outcome::Success, None)?;
                     Ok(None)
                 })
@@ -140,6 +146,7 @@ impl Platform {
         };
         let client = from.client.clone();
         let record = request.clone();
+        let channels = self.channels();
         let outcome = self
             .db(move |store, _| {
                 store.transact(|tx| {
@@ -164,9 +171,12 @@ impl Platform {
                         )?;
                         return Ok(Some(reason));
                     }
-                    tx.insert_outbox(&OutboxMessage::new(NotificationEvent::KeyChangeRequested {
-                        username: record.username.clone(),
-                    }))?;
+                    for message in OutboxMessage::per_channel(
+                        NotificationEvent::KeyChangeRequested { username: record.username.clone() },
+                        &channels,
+                    ) {
+                        tx.insert_outbox(&message)?;
+                    }
                     submitted_audit(tx, "key_change.submit", &record.username, &client, Outcome::Success, None)?;
                     Ok(None)
                 })

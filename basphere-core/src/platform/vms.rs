@@ -127,6 +127,7 @@ impl Platform {
             request.name, request.os, request.spec, request.count
         ));
         let default_quota = self.config.default_quota;
+        let channels = self.channels();
         let (owner, actor) = (owner.clone(), actor.clone());
         self.db(move |store, ipam| {
             store.transact(|tx| {
@@ -187,7 +188,9 @@ impl Platform {
                 // Told once per crossing: only the request that takes a resource past 80 % of
                 // its limit notifies (requests are serialised by the transaction).
                 for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
-                    tx.insert_outbox(&OutboxMessage::new(event))?;
+                    for message in OutboxMessage::per_channel(event, &channels) {
+                        tx.insert_outbox(&message)?;
+                    }
                 }
                 if let Some(key) = &idempotency_key {
                     let operations = accepted.iter().map(|a| a.operation.id).collect();

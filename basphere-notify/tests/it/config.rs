@@ -161,4 +161,16 @@ fn from_config_adds_what_is_configured_to_the_log() {
     assert_eq!(Fanout::from_config(&config(&yaml)).unwrap().backends(), ["log", "webhook", "email"]);
     assert_eq!(Fanout::from_config(&config("")).unwrap().backends(), ["log"]);
     assert_eq!(from_config(&config(&yaml)).unwrap().backend_name(), "fanout");
+    // Each backend is a channel of its own, retried on its own by the outbox.
+    assert_eq!(from_config(&config(&yaml)).unwrap().channels(), ["log", "webhook", "email"]);
+    let event = basphere_core::testing::notifier::sample_events().remove(0);
+    let to = basphere_core::testing::notifier::sample_recipient(&event);
+    let only_log = from_config(&config("")).unwrap();
+    block_on(only_log.notify_on("log", &event, &to)).unwrap();
+    let gone = block_on(only_log.notify_on("webhook", &event, &to)).unwrap_err();
+    assert!(gone.to_string().contains("not configured"), "{gone}");
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }

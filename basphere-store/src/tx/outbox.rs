@@ -11,7 +11,7 @@ use crate::rows::*;
 use crate::sql;
 
 const OUTBOX_COLUMNS: &str =
-    "id, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at, claimed_by";
+    "id, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at, claimed_by, channel";
 
 impl OutboxRead for SqlTx<'_> {
     fn get_outbox(&self, id: Uuid) -> Result<Option<OutboxMessage>> {
@@ -30,7 +30,7 @@ impl OutboxRead for SqlTx<'_> {
 impl OutboxTx for SqlTx<'_> {
     fn insert_outbox(&mut self, m: &OutboxMessage) -> Result<()> {
         self.insert(
-            &format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            &format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             params![
                 m.id.to_string(),
                 outbox_event_json(&m.event)?,
@@ -40,7 +40,8 @@ impl OutboxTx for SqlTx<'_> {
                 m.last_error,
                 micros(m.created_at),
                 m.delivered_at.map(micros),
-                m.claimed_by
+                m.claimed_by,
+                m.channel
             ],
             "outbox",
             &[("id", &m.id), ("state", &m.state), ("attempts", &m.attempts)],
@@ -83,7 +84,7 @@ impl OutboxTx for SqlTx<'_> {
 
     fn update_outbox(&mut self, m: &OutboxMessage) -> Result<()> {
         self.update(
-            "UPDATE outbox SET event = ?2, state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6, created_at = ?7, delivered_at = ?8, claimed_by = ?9 WHERE id = ?1",
+            "UPDATE outbox SET event = ?2, state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6, created_at = ?7, delivered_at = ?8, claimed_by = ?9, channel = ?10 WHERE id = ?1",
             params![
                 m.id.to_string(),
                 outbox_event_json(&m.event)?,
@@ -93,7 +94,8 @@ impl OutboxTx for SqlTx<'_> {
                 m.last_error,
                 micros(m.created_at),
                 m.delivered_at.map(micros),
-                m.claimed_by
+                m.claimed_by,
+                m.channel
             ],
             "outbox message",
             m.id,

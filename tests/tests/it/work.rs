@@ -325,3 +325,70 @@ async fn a_restarted_instance_takes_back_the_notifications_it_was_delivering() {
         "another instance's claim is left to run out"
     );
 }
+
+/// Delivers on two channels, `hook` failing its first deliveries; records what each delivered.
+#[derive(Default)]
+struct TwoChannels {
+    delivered: Mutex<Vec<(String, String)>>,
+    hook_failures_left: Mutex<u32>,
+}
+
+#[async_trait]
+impl basphere_core::Notifier for TwoChannels {
+    fn backend_name(&self) -> &'static str {
+        "two-channels"
+    }
+
+    async fn notify(&self, _event: &NotificationEvent, _recipient: &basphere_core::notifier::Recipient) -> Result<()> {
+        panic!("every message names its channel")
+    }
+
+    fn channels(&self) -> Vec<String> {
+        vec!["hook".into(), "mail".into()]
+    }
+
+    async fn notify_on(
+        &self,
+        channel: &str,
+        event: &NotificationEvent,
+        _recipient: &basphere_core::notifier::Recipient,
+    ) -> Result<()> {
+        if channel == "hook" {
+            let mut left = self.hook_failures_left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(basphere_core::Error::backend("hook", basphere_core::error::Message("down".into())));
+            }
+        }
+        self.delivered.lock().unwrap().push((channel.to_owned(), event.name().to_owned()));
+        Ok(())
+    }
+}
+
+/// A channel that is down is retried on its own: the others deliver once, not once per retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_is_down_is_retried_without_sending_again_on_the_others() {
+    let store: Arc<dyn Store> = Arc::new(basphere_core::MemoryStore::new());
+    let notifier = Arc::new(TwoChannels { hook_failures_left: Mutex::new(2), ..TwoChannels::default() });
+    let config = Arc::new(Config::from_yaml("work: {notification_retry_seconds: 1}\n").unwrap());
+    let sim = Arc::new(MockProvisioner::with_default_catalog());
+    let platform =
+        Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
+    let _background = platform.start_background();
+    platform.provision_account(user("alice", 1)).await.unwrap();
+    let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
+    let alice = Actor::user(&username("alice"), "test");
+    let outcome = platform.create_vms(&alice, &username("alice"), request, None).await.unwrap();
+    platform.wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
+    wait_for(|| notifier.delivered.lock().unwrap().len() == 2).await;
+    let delivered = notifier.delivered.lock().unwrap().clone();
+    assert_eq!(
+        delivered,
+        [("mail".to_owned(), "vm_ready".to_owned()), ("hook".to_owned(), "vm_ready".to_owned())],
+        "mail once, at once; hook once, after its two failures"
+    );
+    let queued = store.query(|tx| tx.list_outbox(&OutboxFilter::default())).unwrap();
+    let mut rows: Vec<(String, u32)> = queued.iter().map(|m| (m.channel.clone(), m.attempts)).collect();
+    rows.sort();
+    assert_eq!(rows, [("hook".to_owned(), 3), ("mail".to_owned(), 1)]);
+}

@@ -43,10 +43,12 @@ pub fn check_outbox(store: &dyn Store) {
         },
         1,
     );
-    let third = message(
+    let mut third = message(
         NotificationEvent::QuotaNearlyUsed { owner: alice.clone(), resource: "vms".into(), used: 9, limit: 10 },
         5,
     );
+    // One message per notifier channel: the channel reads back with the rest.
+    third.channel = "email".into();
     let mut dead =
         message(NotificationEvent::VmFailed { owner: alice.clone(), name: web.clone(), reason: "no space".into() }, 0);
     dead.state = OutboxState::Dead;
