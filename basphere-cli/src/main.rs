@@ -27,7 +27,19 @@ fn invoked_as() -> String {
         .unwrap_or_default()
 }
 
+/// An empty `BASPHERE_SOCKET=` (and the like) means unset, as a shell user expects, rather than
+/// a flag given no value.
+fn forget_empty_environment() {
+    for name in ["BASPHERE_SOCKET", "BASPHERE_SERVER", "BASPHERE_TOKEN", "BASPHERE_CONTEXT"] {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // Before any thread starts: the runtime is single-threaded and not yet polling.
+            std::env::remove_var(name);
+        }
+    }
+}
+
 async fn run() -> Result<(), CliError> {
+    forget_empty_environment();
     let name = invoked_as();
     if aliases::NAMES.contains(&name.as_str()) {
         return aliases::run(&name, std::env::args().collect()).await;

@@ -350,6 +350,17 @@ fn contexts_in_the_cli_configuration_choose_the_server() {
     let unknown = run(&["--context", "nowhere", "whoami"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("known: local, remote"), "{}", stderr(&unknown));
+    // Variables set to nothing are unset, not flags without a value.
+    let empty = std::process::Command::new(&binaries().cli)
+        .args(["-o", "json", "whoami"])
+        .env("BASPHERE_CLI_CONFIG", &config)
+        .env("BASPHERE_SOCKET", "")
+        .env("BASPHERE_SERVER", "")
+        .env("BASPHERE_TOKEN", "")
+        .env("BASPHERE_CONTEXT", "")
+        .output()
+        .unwrap();
+    assert_eq!(json(&expect(&empty, 0))["name"], "alice", "the current context, as if nothing were set");
 }
 
 #[test]
