@@ -164,11 +164,15 @@ fn two_platforms_on_one_database_never_run_an_operation_twice_at_once() {
         let operations = store.query(|tx| tx.list_operations(&OperationFilter::default())).unwrap();
         assert!(operations.iter().all(|op| op.state == OperationState::Succeeded), "{operations:?}");
         // Every VM's readiness reaches people exactly once, whichever replica ran it.
-        wait_for(|| notifier.events().len() >= 60).await;
-        let pending = store
-            .query(|tx| tx.list_outbox(&OutboxFilter { state: Some(OutboxState::Pending), ..OutboxFilter::default() }))
-            .unwrap();
-        assert!(pending.is_empty(), "{pending:?}");
+        // A delivery is recorded just after the notifier took it: wait for both.
+        let pending = || {
+            store
+                .query(|tx| {
+                    tx.list_outbox(&OutboxFilter { state: Some(OutboxState::Pending), ..OutboxFilter::default() })
+                })
+                .unwrap()
+        };
+        wait_for(|| notifier.events().len() >= 60 && pending().is_empty()).await;
         let ready = notifier.events().iter().filter(|e| matches!(e, NotificationEvent::VmReady { .. })).count();
         assert_eq!(ready, 60);
     });
@@ -380,7 +384,15 @@ async fn a_channel_that_is_down_is_retried_without_sending_again_on_the_others()
     let alice = Actor::user(&username("alice"), "test");
     let outcome = platform.create_vms(&alice, &username("alice"), request, None).await.unwrap();
     platform.wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
-    wait_for(|| notifier.delivered.lock().unwrap().len() == 2).await;
+    // A delivery is recorded just after the notifier took it: wait for both.
+    let all_delivered = || {
+        store
+            .query(|tx| tx.list_outbox(&OutboxFilter::default()))
+            .unwrap()
+            .iter()
+            .all(|m| m.state == OutboxState::Delivered)
+    };
+    wait_for(|| notifier.delivered.lock().unwrap().len() == 2 && all_delivered()).await;
     let delivered = notifier.delivered.lock().unwrap().clone();
     assert_eq!(
         delivered,
