@@ -76,53 +76,17 @@ impl Platform {
             processed_at: None,
             reject_reason: None,
         };
-        let client = from.client.clone();
-        let record = request.clone();
-        let channels = self.channels();
-        let outcome = self
-            .db(move |store, _| {
-                store.transact(|tx| {
-                    // Refused or recorded, one transaction either way: the answer's timing tells
-                    // nothing either.
-                    let refused = match registration_refused(&*tx, &record)? {
-                        Some(reason) => Some(reason),
-                        // A pending request for this username or email: the store's unique
-                        // indexes decide, also under concurrent submissions.
-                        None => match tx.insert_registration(&record) {
-                            Ok(()) => None,
-                            Err(Error::AlreadyExists { .. }) => Some("a request is already pending"),
-                            Err(other) => return Err(other),
-                        },
-                    };
-                    if let Some(reason) = refused {
-                        submitted_audit(
-                            tx,
-                            "registration.submit",
-                            &record.username,
-                            &client,
-                            Outcome::Denied,
-                            Some(reason),
-                        )?;
-                        return Ok(Some(reason));
-                    }
-                    for message in OutboxMessage::per_channel(
-                        NotificationEvent::RegistrationSubmitted {
-                            username: record.username.clone(),
-                            email: record.email.clone(),
-                        },
-                        &channels,
-                    ) {
-                        tx.insert_outbox(&message)?;
-                    }
-                    submitted_audit(tx, "registration.submit", &record.username, &client, Outcome::Success, None)?;
-                    Ok(None)
-                })
-            })
-            .await?;
-        if outcome.is_none() {
-            self.outbox_ready.notify_one();
-        }
-        Ok(SUBMITTED)
+        let event = NotificationEvent::RegistrationSubmitted {
+            username: request.username.clone(),
+            email: request.email.clone(),
+        };
+        let recording = Recording {
+            action: "registration.submit",
+            refused: registration_refused,
+            insert: |tx, request| tx.insert_registration(request),
+            pending: "a request is already pending",
+        };
+        self.record_submission(from, request.username.clone(), request, recording, event).await
     }
 
     /// Asks for an account's SSH key to be replaced (public). Recorded only when the username
@@ -144,49 +108,68 @@ impl Platform {
             processed_at: None,
             reject_reason: None,
         };
+        let event = NotificationEvent::KeyChangeRequested { username: request.username.clone() };
+        let recording = Recording {
+            action: "key_change.submit",
+            refused: key_change_refused,
+            insert: |tx, request| tx.insert_key_change(request),
+            pending: "a key change is already pending",
+        };
+        self.record_submission(from, request.username.clone(), request, recording, event).await
+    }
+
+    /// Records a submission, or refuses it as a duplicate, in one transaction either way (so the
+    /// answer's timing tells nothing either), with its audit event, and queues the
+    /// notification of one that was recorded.
+    async fn record_submission<R: Send + Sync + 'static>(
+        &self,
+        from: &Submission,
+        username: crate::validate::Username,
+        record: R,
+        recording: Recording<R>,
+        event: NotificationEvent,
+    ) -> Result<&'static str> {
         let client = from.client.clone();
-        let record = request.clone();
         let channels = self.channels();
-        let outcome = self
+        let recorded = self
             .db(move |store, _| {
                 store.transact(|tx| {
-                    // Refused or recorded, one transaction either way: the answer's timing tells
-                    // nothing either.
-                    let refused = match key_change_refused(&*tx, &record)? {
+                    let refused = match (recording.refused)(&*tx, &record)? {
                         Some(reason) => Some(reason),
-                        None => match tx.insert_key_change(&record) {
+                        // Another pending request for this username or email: the store's
+                        // unique indexes decide, also under concurrent submissions.
+                        None => match (recording.insert)(tx, &record) {
                             Ok(()) => None,
-                            Err(Error::AlreadyExists { .. }) => Some("a key change is already pending"),
+                            Err(Error::AlreadyExists { .. }) => Some(recording.pending),
                             Err(other) => return Err(other),
                         },
                     };
                     if let Some(reason) = refused {
-                        submitted_audit(
-                            tx,
-                            "key_change.submit",
-                            &record.username,
-                            &client,
-                            Outcome::Denied,
-                            Some(reason),
-                        )?;
-                        return Ok(Some(reason));
+                        submitted_audit(tx, recording.action, &username, &client, Outcome::Denied, Some(reason))?;
+                        return Ok(false);
                     }
-                    for message in OutboxMessage::per_channel(
-                        NotificationEvent::KeyChangeRequested { username: record.username.clone() },
-                        &channels,
-                    ) {
+                    for message in OutboxMessage::per_channel(event.clone(), &channels) {
                         tx.insert_outbox(&message)?;
                     }
-                    submitted_audit(tx, "key_change.submit", &record.username, &client, Outcome::Success, None)?;
-                    Ok(None)
+                    submitted_audit(tx, recording.action, &username, &client, Outcome::Success, None)?;
+                    Ok(true)
                 })
             })
             .await?;
-        if outcome.is_none() {
+        if recorded {
             self.outbox_ready.notify_one();
         }
         Ok(SUBMITTED)
     }
+}
+
+/// How one kind of submission is checked and stored.
+struct Recording<R> {
+    action: &'static str,
+    refused: fn(&dyn crate::store::StoreRead, &R) -> Result<Option<&'static str>>,
+    insert: fn(&mut dyn StoreTx, &R) -> Result<()>,
+    /// Why a submission the store's unique indexes refused is not recorded.
+    pending: &'static str,
 }
 
 /// Why a registration is not recorded, if it is not: the name is an account's, or the key is.
