@@ -239,16 +239,15 @@ impl Platform {
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_registration(&request)?;
-                    for message in OutboxMessage::per_channel(
+                    super::outbox::queue(
+                        tx,
                         NotificationEvent::RegistrationRejected {
                             username: name.clone(),
                             email: request.email.clone(),
                             reason: reason.clone(),
                         },
                         &channels,
-                    ) {
-                        tx.insert_outbox(&message)?;
-                    }
+                    )?;
                     audit(tx, &actor, "registration.reject", &name, json!({"reason": reason}))?;
                     Ok(request)
                 })
@@ -328,16 +327,15 @@ impl Platform {
                     request.processed_at = Some(now());
                     request.reject_reason = Some(reason.clone());
                     tx.update_key_change(&request)?;
-                    for message in OutboxMessage::per_channel(
+                    super::outbox::queue(
+                        tx,
                         NotificationEvent::KeyChangeRejected {
                             username: name.clone(),
                             email: request.email.clone(),
                             reason: reason.clone(),
                         },
                         &channels,
-                    ) {
-                        tx.insert_outbox(&message)?;
-                    }
+                    )?;
                     audit(tx, &actor, "key_change.reject", &name, json!({"reason": reason}))?;
                     Ok(request)
                 })

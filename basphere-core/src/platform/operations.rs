@@ -124,9 +124,7 @@ impl OperationContext<'_> {
                     let events = std::mem::take(&mut commit.events);
                     let notified = !events.is_empty();
                     for event in events {
-                        for message in OutboxMessage::per_channel(event, &channels) {
-                            commit.tx.insert_outbox(&message)?;
-                        }
+                        super::outbox::queue(commit.tx, event, &channels)?;
                     }
                     commit.tx.update_operation(&saved)?;
                     Ok((out, notified))

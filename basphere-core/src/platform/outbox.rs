@@ -39,6 +39,11 @@ pub fn retry_delay(base_seconds: u64, attempts: u32) -> Duration {
     Duration::from_secs(base_seconds.saturating_mul(factor).min(MAX_RETRY_SECONDS))
 }
 
+/// Queues `event` in the outbox within `tx`: one message per notifier channel.
+pub(super) fn queue(tx: &mut dyn crate::store::StoreTx, event: NotificationEvent, channels: &[String]) -> Result<()> {
+    OutboxMessage::per_channel(event, channels).iter().try_for_each(|message| tx.insert_outbox(message))
+}
+
 impl Platform {
     /// Delivers the notifications that are due; returns how many were attempted.
     pub async fn dispatch_outbox(&self) -> Result<usize> {

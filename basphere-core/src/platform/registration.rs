@@ -148,9 +148,7 @@ impl Platform {
                         submitted_audit(tx, recording.action, &username, &client, Outcome::Denied, Some(reason))?;
                         return Ok(false);
                     }
-                    for message in OutboxMessage::per_channel(event.clone(), &channels) {
-                        tx.insert_outbox(&message)?;
-                    }
+                    super::outbox::queue(tx, event.clone(), &channels)?;
                     submitted_audit(tx, recording.action, &username, &client, Outcome::Success, None)?;
                     Ok(true)
                 })

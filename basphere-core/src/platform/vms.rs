@@ -188,9 +188,7 @@ impl Platform {
                 // Told once per crossing: only the request that takes a resource past 80 % of
                 // its limit notifies (requests are serialised by the transaction).
                 for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
-                    for message in OutboxMessage::per_channel(event, &channels) {
-                        tx.insert_outbox(&message)?;
-                    }
+                    super::outbox::queue(tx, event, &channels)?;
                 }
                 if let Some(key) = &idempotency_key {
                     let operations = accepted.iter().map(|a| a.operation.id).collect();
