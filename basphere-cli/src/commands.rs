@@ -432,6 +432,31 @@ fn encode(segment: &str) -> String {
         .collect()
 }
 
+/// Rejects `username`'s pending `what` (a registration, a key change) at
+/// `/api/v1/admin/{collection}/NAME/reject`, after asking on a terminal.
+async fn reject<T: DeserializeOwned>(
+    ctx: &Ctx,
+    what: &str,
+    collection: &str,
+    username: &str,
+    reason: String,
+) -> Result<(), CliError> {
+    if !ctx.confirm(&format!("Reject the {what} of {username}?"))? {
+        note("Cancelled.");
+        return Ok(());
+    }
+    let body = client::body(&RejectRequest { reason: reason.clone() })?;
+    let path = format!("/api/v1/admin/{collection}/{}/reject", encode(username));
+    let rejected: Doc<T> = ctx.post(&path, Some(&body), &[]).await?;
+    emit(ctx.format, &rejected.raw, || {
+        println!(
+            "The {what} of {username} is rejected. Reason: {}",
+            if reason.is_empty() { "-" } else { reason.as_str() }
+        )
+    });
+    Ok(())
+}
+
 async fn suspend(ctx: &Ctx, username: &str, suspended: bool) -> Result<(), CliError> {
     let action = if suspended { "suspend" } else { "resume" };
     let user: Doc<UserView> =
@@ -655,12 +680,6 @@ fn public_key(key: Option<String>, key_file: Option<PathBuf>, whose: &str) -> Re
     Ok(key.trim().to_owned())
 }
 
-fn request_rows(rows: &[(String, String, String, String)], headers: &[&str; 4]) {
-    let rows: Vec<Vec<String>> =
-        rows.iter().map(|(a, b, c, d)| vec![a.clone(), b.clone(), c.clone(), d.clone()]).collect();
-    output::table(headers, &rows);
-}
-
 async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     let answer: Doc<SubmittedView> = match command {
         Command::Register { username, email, key_file, key, team } => {
@@ -687,7 +706,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 ctx.client.get(&format!("/api/v1/admin/registrations/{}", encode(&username))).await?;
             emit(ctx.format, &request.raw, || {
                 let r = &request.view;
-                for (key, value) in [
+                output::fields(&[
                     ("request", r.id.to_string()),
                     ("username", r.username.clone()),
                     ("email", r.email.clone()),
@@ -698,25 +717,19 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     ("key_fingerprint", r.ssh_key_fingerprint.clone()),
                     ("decided_by", or_dash(r.processed_by.as_deref())),
                     ("reason", or_dash(r.reject_reason.as_deref())),
-                ] {
-                    println!("{key:16} {value}");
-                }
+                ]);
             });
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::Pending { username: None }) => {
             let requests: Doc<Vec<RegistrationView>> = ctx.client.all_pages("/api/v1/admin/registrations").await?;
             emit(ctx.format, &requests.raw, || {
-                if requests.view.is_empty() {
-                    println!("No pending registration requests");
-                    return;
-                }
-                let rows: Vec<_> = requests
+                let rows: Vec<Vec<String>> = requests
                     .view
                     .iter()
-                    .map(|r| (r.username.clone(), r.email.clone(), r.team.clone(), time(&r.created_at)))
+                    .map(|r| vec![r.username.clone(), r.email.clone(), r.team.clone(), time(&r.created_at)])
                     .collect();
-                request_rows(&rows, &["USERNAME", "EMAIL", "TEAM", "CREATED"]);
+                output::table_or("No pending registration requests", &["USERNAME", "EMAIL", "TEAM", "CREATED"], &rows);
             });
             Ok(())
         }
@@ -746,21 +759,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             }
         }
         AdminCommand::User(AdminUserCommand::Reject { username, reason }) => {
-            if !ctx.confirm(&format!("Reject the registration of {username}?"))? {
-                note("Cancelled.");
-                return Ok(());
-            }
-            let body = client::body(&RejectRequest { reason })?;
-            let path = format!("/api/v1/admin/registrations/{}/reject", encode(&username));
-            let request: Doc<RegistrationView> = ctx.post(&path, Some(&body), &[]).await?;
-            emit(ctx.format, &request.raw, || {
-                println!(
-                    "Registration of {} rejected. Reason: {}",
-                    request.view.username,
-                    or_dash(request.view.reject_reason.as_deref())
-                )
-            });
-            Ok(())
+            reject::<RegistrationView>(ctx, "registration", "registrations", &username, reason).await
         }
         AdminCommand::User(AdminUserCommand::Suspend { username }) => suspend(ctx, &username, true).await,
         AdminCommand::User(AdminUserCommand::Resume { username }) => suspend(ctx, &username, false).await,
@@ -807,7 +806,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     };
                     let r = &requests.view[index];
                     emit(ctx.format, &requests.raw[index], || {
-                        for (key, value) in [
+                        output::fields(&[
                             ("request", r.id.to_string()),
                             ("username", r.username.clone()),
                             ("email", r.email.clone()),
@@ -815,22 +814,20 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                             ("requested", time(&r.created_at)),
                             ("new_key", r.ssh_key.clone()),
                             ("key_fingerprint", r.ssh_key_fingerprint.clone()),
-                        ] {
-                            println!("{key:16} {value}");
-                        }
+                        ]);
                     });
                 }
                 None => emit(ctx.format, &requests.raw, || {
-                    if requests.view.is_empty() {
-                        println!("No pending key change requests");
-                        return;
-                    }
-                    let rows: Vec<_> = requests
+                    let rows: Vec<Vec<String>> = requests
                         .view
                         .iter()
-                        .map(|r| (r.username.clone(), r.email.clone(), r.reason.clone(), time(&r.created_at)))
+                        .map(|r| vec![r.username.clone(), r.email.clone(), r.reason.clone(), time(&r.created_at)])
                         .collect();
-                    request_rows(&rows, &["USERNAME", "EMAIL", "REASON", "CREATED"]);
+                    output::table_or(
+                        "No pending key change requests",
+                        &["USERNAME", "EMAIL", "REASON", "CREATED"],
+                        &rows,
+                    );
                 }),
             }
             Ok(())
@@ -841,15 +838,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         AdminCommand::Key(AdminKeyCommand::Reject { username, reason }) => {
-            if !ctx.confirm(&format!("Reject the key change of {username}?"))? {
-                note("Cancelled.");
-                return Ok(());
-            }
-            let body = client::body(&RejectRequest { reason })?;
-            let path = format!("/api/v1/admin/key-changes/{}/reject", encode(&username));
-            let request: Doc<KeyChangeView> = ctx.post(&path, Some(&body), &[]).await?;
-            emit(ctx.format, &request.raw, || println!("Key change of {} rejected.", request.view.username));
-            Ok(())
+            reject::<KeyChangeView>(ctx, "key change", "key-changes", &username, reason).await
         }
         AdminCommand::User(AdminUserCommand::Add { username, email, key_file, key, team, uid, admin }) => {
             let key = public_key(key, key_file, "the user's")?;
@@ -886,7 +875,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             let user: Doc<UserView> = ctx.client.get(&format!("/api/v1/admin/users/{}", encode(&username))).await?;
             emit(ctx.format, &user.raw, || {
                 let u = &user.view;
-                for (key, value) in [
+                output::fields(&[
                     ("username", u.username.clone()),
                     ("email", u.email.clone()),
                     ("team", u.team.clone()),
@@ -895,9 +884,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     ("uid", or_dash(u.uid)),
                     ("ssh_key_fingerprint", u.ssh_key_fingerprint.clone()),
                     ("created_at", time(&u.created_at)),
-                ] {
-                    println!("{:<20} {value}", format!("{key}:"));
-                }
+                ]);
             });
             Ok(())
         }

@@ -95,8 +95,25 @@ pub fn vm_table(vms: &[VmView], with_owner: bool, with_created: bool) {
     table(&headers, &rows);
 }
 
+/// `key: value` lines, the values aligned after the longest key.
+pub fn fields(fields: &[(&str, String)]) {
+    let width = fields.iter().map(|(key, _)| key.len() + 1).max().unwrap_or(0);
+    for (key, value) in fields {
+        println!("{:<width$} {value}", format!("{key}:"));
+    }
+}
+
+/// A table, or `empty` when there are no rows.
+pub fn table_or(empty: &str, headers: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        println!("{empty}");
+    } else {
+        table(headers, rows);
+    }
+}
+
 pub fn vm_detail(vm: &VmView) {
-    let fields = [
+    fields(&[
         ("name", vm.name.clone()),
         ("owner", vm.owner.clone()),
         ("state", vm.state.clone()),
@@ -110,10 +127,7 @@ pub fn vm_detail(vm: &VmView) {
         ("id", vm.id.to_string()),
         ("created_at", time(&vm.created_at)),
         ("updated_at", time(&vm.updated_at)),
-    ];
-    for (key, value) in fields {
-        println!("{:<11} {value}", format!("{key}:"));
-    }
+    ]);
 }
 
 pub fn operation_detail(op: &OperationView) {

@@ -30,6 +30,38 @@ impl RequestQuery {
     }
 }
 
+/// A request an administrator decides: a registration or a key change.
+trait Pending {
+    /// Records the decision: its status, who made it and when, and a rejection's reason.
+    fn decide(&mut self, status: RequestStatus, by: &str, reason: Option<String>);
+}
+
+macro_rules! pending {
+    ($ty:ty) => {
+        impl Pending for $ty {
+            fn decide(&mut self, status: RequestStatus, by: &str, reason: Option<String>) {
+                self.status = status;
+                self.processed_by = Some(by.to_owned());
+                self.processed_at = Some(now());
+                self.reject_reason = reason;
+            }
+        }
+    };
+}
+pending!(RegistrationRequest);
+pending!(KeyChangeRequest);
+
+/// How one kind of request is rejected.
+struct Rejection<R> {
+    /// `registration` or `key change`, for messages.
+    kind: &'static str,
+    /// The audit action.
+    action: &'static str,
+    pending: fn(&dyn StoreRead, &Username) -> Result<Option<R>>,
+    save: fn(&mut dyn StoreTx, &R) -> Result<()>,
+    event: fn(&R, String) -> NotificationEvent,
+}
+
 /// The longest rejection reason kept.
 const MAX_REASON: usize = 500;
 
@@ -181,9 +213,7 @@ impl Platform {
                                 created_at: at,
                                 updated_at: at,
                             })?;
-                            request.status = RequestStatus::Approved;
-                            request.processed_by = Some(actor.name.clone());
-                            request.processed_at = Some(at);
+                            request.decide(RequestStatus::Approved, &actor.name, None);
                             tx.update_registration(&request)?;
                             audit(tx, &actor, "registration.approve", &name, json!({"operation": operation.id}))?;
                         }
@@ -224,31 +254,44 @@ impl Platform {
         username: &str,
         reason: &str,
     ) -> Result<RegistrationRequest> {
-        decide(actor, Action::Administer, None, "registration", &username)?;
-        let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
+        let rejection = Rejection {
+            kind: "registration",
+            action: "registration.reject",
+            pending: pending_registration,
+            save: |tx, request| tx.update_registration(request),
+            event: |request, reason| NotificationEvent::RegistrationRejected {
+                username: request.username.clone(),
+                email: request.email.clone(),
+                reason,
+            },
+        };
+        self.reject(actor, username, reason, rejection).await
+    }
+
+    /// Rejects a pending request of `username` with a reason they are told, in one transaction
+    /// with its notification and audit event.
+    async fn reject<R: Pending + Clone + Send + 'static>(
+        &self,
+        actor: &Actor,
+        username: &str,
+        reason: &str,
+        rejection: Rejection<R>,
+    ) -> Result<R> {
+        let kind = rejection.kind;
+        decide(actor, Action::Administer, None, kind, &username)?;
+        let name = lookup_username(username).map_err(|_| Error::not_found(kind, bounded(username)))?;
         let reason = free_text("reason", reason, MAX_REASON)?;
         let actor = actor.clone();
         let channels = self.channels();
         let request = self
             .db(move |store, _| {
                 store.transact(|tx| {
-                    let mut request = pending_registration(&*tx, &name)?
-                        .ok_or_else(|| Error::not_found("pending registration", &name))?;
-                    request.status = RequestStatus::Rejected;
-                    request.processed_by = Some(actor.name.clone());
-                    request.processed_at = Some(now());
-                    request.reject_reason = Some(reason.clone());
-                    tx.update_registration(&request)?;
-                    super::outbox::queue(
-                        tx,
-                        NotificationEvent::RegistrationRejected {
-                            username: name.clone(),
-                            email: request.email.clone(),
-                            reason: reason.clone(),
-                        },
-                        &channels,
-                    )?;
-                    audit(tx, &actor, "registration.reject", &name, json!({"reason": reason}))?;
+                    let mut request = (rejection.pending)(&*tx, &name)?
+                        .ok_or_else(|| Error::not_found(kind, format!("{name} (none pending)")))?;
+                    request.decide(RequestStatus::Rejected, &actor.name, Some(reason.clone()));
+                    (rejection.save)(tx, &request)?;
+                    super::outbox::queue(tx, (rejection.event)(&request, reason.clone()), &channels)?;
+                    audit(tx, &actor, rejection.action, &name, json!({"reason": reason}))?;
                     Ok(request)
                 })
             })
@@ -289,9 +332,7 @@ impl Platform {
                     user.ssh_key = request.new_ssh_key.clone();
                     user.updated_at = at;
                     tx.update_user(&user)?;
-                    request.status = RequestStatus::Approved;
-                    request.processed_by = Some(actor.name.clone());
-                    request.processed_at = Some(at);
+                    request.decide(RequestStatus::Approved, &actor.name, None);
                     tx.update_key_change(&request)?;
                     let operation = account_operation(OperationKind::ChangeKey, &name, &actor, CHANGE_KEY_STEPS);
                     tx.insert_operation(&operation)?;
@@ -312,37 +353,18 @@ impl Platform {
 
     /// Rejects `username`'s pending key change with a reason the user is told.
     pub async fn reject_key_change(&self, actor: &Actor, username: &str, reason: &str) -> Result<KeyChangeRequest> {
-        decide(actor, Action::Administer, None, "key change", &username)?;
-        let name = lookup_username(username).map_err(|_| Error::not_found("key change", bounded(username)))?;
-        let reason = free_text("reason", reason, MAX_REASON)?;
-        let actor = actor.clone();
-        let channels = self.channels();
-        let request = self
-            .db(move |store, _| {
-                store.transact(|tx| {
-                    let mut request = pending_key_change(&*tx, &name)?
-                        .ok_or_else(|| Error::not_found("pending key change", &name))?;
-                    request.status = RequestStatus::Rejected;
-                    request.processed_by = Some(actor.name.clone());
-                    request.processed_at = Some(now());
-                    request.reject_reason = Some(reason.clone());
-                    tx.update_key_change(&request)?;
-                    super::outbox::queue(
-                        tx,
-                        NotificationEvent::KeyChangeRejected {
-                            username: name.clone(),
-                            email: request.email.clone(),
-                            reason: reason.clone(),
-                        },
-                        &channels,
-                    )?;
-                    audit(tx, &actor, "key_change.reject", &name, json!({"reason": reason}))?;
-                    Ok(request)
-                })
-            })
-            .await?;
-        self.outbox_ready.notify_one();
-        Ok(request)
+        let rejection = Rejection {
+            kind: "key change",
+            action: "key_change.reject",
+            pending: pending_key_change,
+            save: |tx, request| tx.update_key_change(request),
+            event: |request, reason| NotificationEvent::KeyChangeRejected {
+                username: request.username.clone(),
+                email: request.email.clone(),
+                reason,
+            },
+        };
+        self.reject(actor, username, reason, rejection).await
     }
 
     /// Suspends or resumes an account. A suspended account can do nothing: its tokens and its

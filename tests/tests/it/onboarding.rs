@@ -93,6 +93,13 @@ fn a_newcomer_registers_is_approved_and_uses_the_bastion_login() {
     let approved = json(&expect(&server.cli(&["-o", "json", "admin", "user", "approve", "alice", "--wait"]), 0));
     assert_eq!(approved[0]["state"], "succeeded", "{approved}");
     assert_eq!(expect(&server.cli(&["admin", "user", "pending"]), 0).trim(), "No pending registration requests");
+    // A rejection, told with its reason; the applicant gets no login.
+    expect(&anonymous(&server, &["register", "bob", "--email", "bob@example.com", "--key", new_key.as_str()]), 0);
+    let unasked = server.cli(&["admin", "user", "reject", "bob", "--reason", "unknown team"]);
+    assert_eq!(unasked.status.code(), Some(2), "rejecting asks first; --yes off a terminal: {}", stderr(&unasked));
+    let rejected = expect(&server.cli(&["-y", "admin", "user", "reject", "bob", "--reason", "unknown team"]), 0);
+    assert!(rejected.contains("rejected") && rejected.contains("unknown team"), "{rejected}");
+    assert_eq!(uid_of(&root, "bob"), None);
 
     // A real login: passwd, no password, the key, owned by alice, private.
     let uid = uid_of(&root, "alice").expect("useradd made alice");
