@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use basphere_core::model::*;
 use basphere_core::platform::{
-    lookup_username, lookup_vm_name, token_expiry, token_scope, Accepted, AuditQuery as AuditRequest, CreateVms,
-    NewAccount, Page as CorePage, PageRequest, VmQuery,
+    bounded, lookup_username, lookup_vm_name, token_expiry, token_scope, Accepted, AuditQuery as AuditRequest,
+    CreateVms, NewAccount, Page as CorePage, PageRequest, VmQuery,
 };
 use basphere_core::provisioner::PowerAction;
 use basphere_core::validate::Username;
@@ -57,15 +57,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         // The admin API is for administrators, whatever the route: decided by the platform.
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::require_admin));
     own.merge(admin).merge(crate::requests::public_routes())
-}
-
-/// At most 64 characters of something a caller sent, for messages.
-fn bounded(value: &str) -> String {
-    if value.chars().count() <= 64 {
-        value.to_owned()
-    } else {
-        format!("{}...", value.chars().take(64).collect::<String>())
-    }
 }
 
 /// `?limit=&after=`: pagination of lists ordered by creation.

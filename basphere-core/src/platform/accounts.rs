@@ -151,7 +151,7 @@ pub fn lookup_username(value: &str) -> Result<Username> {
 }
 
 /// At most 64 characters of something a caller sent, for messages and the audit log.
-pub(super) fn bounded(value: &str) -> String {
+pub fn bounded(value: &str) -> String {
     const MAX: usize = 64;
     if value.chars().count() <= MAX {
         value.to_owned()

@@ -46,7 +46,7 @@ use crate::provisioner::Provisioner;
 use crate::store::Store;
 
 pub use account_admin::RequestQuery;
-pub use accounts::{lookup_username, AccountQuery, NewAccount};
+pub use accounts::{bounded, lookup_username, AccountQuery, NewAccount};
 pub use authz::{Action, Actor};
 pub use background::{Background, RECONCILE_DUTY};
 pub use events::AuditQuery;

@@ -163,4 +163,6 @@ fn a_newcomer_registers_is_approved_and_uses_the_bastion_login() {
     cli_env(&mut command);
     let listed = command.arg("--socket").arg(&server.socket).args(["user", "list"]).output().unwrap();
     assert!(expect(&listed, 0).starts_with("USERNAME"));
+    let version = Command::new(&link).arg("-v").output().unwrap();
+    assert!(expect(&version, 0).starts_with("basphere-admin version "), "the original's -v");
 }
