@@ -414,3 +414,38 @@ fn create_vm_asks_for_what_is_missing_on_a_terminal() {
         .collect();
     assert_eq!(made, [("web-1", "rocky-10.1", "small"), ("web-2", "rocky-10.1", "small")]);
 }
+
+/// Purging on a terminal asks twice: yes/no, then the account's name; a wrong name purges nothing.
+#[test]
+fn purge_on_a_terminal_needs_the_name_typed() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "`script` (util-linux) is needed: apt-get install bsdutils");
+        eprintln!("skipped: `script` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Some(FAST));
+    server.account("alice", 1, false);
+    let purge = |answers: &[u8]| {
+        let command =
+            format!("{} --socket {} admin user purge alice --wait", binaries().cli.display(), server.socket.display());
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("BASPHERE_CLI_CONFIG", "/nonexistent")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), answers).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, screen) = purge(b"y\nbob\n");
+    assert!(screen.contains("Type the username 'alice' to confirm"), "{screen}");
+    assert_eq!(code, Some(2), "a wrong name: {screen}");
+    assert!(screen.contains("nothing was purged"), "{screen}");
+    assert_eq!(json(&expect(&server.cli(&["-o", "json", "admin", "user", "show", "alice"]), 0))["status"], "active");
+    let (code, screen) = purge(b"y\nalice\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(server.cli(&["admin", "user", "show", "alice"]).status.code(), Some(3), "alice is gone");
+}
