@@ -145,6 +145,23 @@ pub struct Config {
     pub backend_sections: BackendSections,
     /// Durable background work: operation claims and notification delivery.
     pub work: WorkConfig,
+    /// The web pages' sessions (`web.*`).
+    pub web: WebConfig,
+}
+
+/// Browser sessions (`web.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebConfig {
+    /// A session unused this long ends (`web.session_idle_minutes`).
+    pub session_idle_minutes: u64,
+    /// A session ends this long after sign-in, however active (`web.session_max_hours`).
+    pub session_max_hours: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { session_idle_minutes: 60, session_max_hours: 12 }
+    }
 }
 
 /// How background work is shared between processes (`work.*`).
@@ -183,6 +200,10 @@ pub struct ServerConfig {
     /// Reverse proxies whose `X-Forwarded-For` names the client (`server.trusted_proxies`); from
     /// anyone else the header is ignored, so nobody picks the address their limits count against.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The address browsers use to reach the server (`server.public_url`, e.g.
+    /// `https://basphere.example.com`), for the links `basphere web` prints and for `Secure`
+    /// cookies when it is https. `None`: the TCP listener's own address.
+    pub public_url: Option<String>,
 }
 
 /// What core knows of vSphere: the base folder (`vsphere.folder`) under which every owner's
@@ -320,6 +341,7 @@ struct RawConfig {
     reconcile: RawReconcile,
     terraform: Option<serde_yaml::Value>,
     work: RawWork,
+    web: RawWeb,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +364,14 @@ struct RawServer {
     workers: Option<usize>,
     connections: RawConnections,
     trusted_proxies: Vec<String>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWeb {
+    session_idle_minutes: Option<u64>,
+    session_max_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -633,6 +663,7 @@ impl Config {
                     })
                 })
                 .collect::<Result<_>>()?,
+            public_url: raw.server.public_url.map(|url| public_url(&url)).transpose()?,
         };
         if server.workers == 0 || server.workers > 1024 {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
@@ -861,9 +892,23 @@ impl Config {
                 1..=3600,
             )?,
         };
+        let web_defaults = WebConfig::default();
+        let web = WebConfig {
+            session_idle_minutes: positive(
+                "web.session_idle_minutes",
+                Some(raw.web.session_idle_minutes.unwrap_or(web_defaults.session_idle_minutes)),
+                1..=1440,
+            )?,
+            session_max_hours: positive(
+                "web.session_max_hours",
+                Some(raw.web.session_max_hours.unwrap_or(web_defaults.session_max_hours)),
+                1..=720,
+            )?,
+        };
         let config = Config {
             server,
             work,
+            web,
             vsphere,
             os_images,
             vm_specs,
@@ -906,6 +951,28 @@ impl Config {
             Error::invalid("spec", format!("{key:?} is not available; choose one of: {}", keys(&self.vm_specs)))
         })
     }
+}
+
+/// `server.public_url`: `http(s)://host[:port]`, without a path (a trailing `/` is dropped).
+fn public_url(url: &str) -> Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(Error::invalid(
+            "server.public_url",
+            format!("{url:?} is not accepted: use http:// or https:// and the host, e.g. https://basphere.example.com"),
+        ));
+    };
+    if rest.is_empty()
+        || rest.contains(['/', '?', '#', '@'])
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            "server.public_url",
+            format!("{url:?} is not accepted: give the scheme, host and port only (no path, query or user)"),
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 fn positive_u32(key: &str, value: u32) -> Result<u32> {
@@ -1394,6 +1461,10 @@ bastion: {address: bastion.corp.com, port: 50022}
             ),
             ("registration: {per_day: 0}", "registration.per_day", "1 or more"),
             ("server: {trusted_proxies: [nginx]}", "server.trusted_proxies", "IP address"),
+            ("server: {public_url: basphere.example.com}", "server.public_url", "https://"),
+            ("server: {public_url: 'https://b.example.com/x?y'}", "server.public_url", "no path"),
+            ("web: {session_idle_minutes: 0}", "web.session_idle_minutes", "1-1440"),
+            ("web: {session_max_hours: 1000}", "web.session_max_hours", "1-720"),
             ("notifications: {admin_emails: [nope]}", "notifications.admin_emails", "nope"),
             ("bastion: {logins: ldap}", "bastion.logins", "none, unix"),
             ("bastion: {logins: unix, group: 'Bad Group'}", "bastion.group", "group name"),

@@ -164,6 +164,63 @@ impl ApiToken {
     }
 }
 
+string_enum!(
+    /// A browser's credential: a single-use sign-in link, or the session a link or a token
+    /// turned into.
+    WebSessionKind { Link => "link", Session => "session" }
+);
+
+/// A browser's sign-in. A link (`basphere web` on the bastion) lives five minutes and is used
+/// once; it becomes a session, which ends after an idle time, at an absolute expiry, at sign-out,
+/// or when its account is suspended. Only the SHA-256 of the secret is kept.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSession {
+    pub id: Uuid,
+    pub kind: WebSessionKind,
+    /// The account signed in; `None` for the system administrator (root or the server's user on
+    /// the socket), who owns no account.
+    pub owner: Option<Username>,
+    /// Who is signed in, as audited: the account, or `root` / `uid-N`.
+    pub actor_name: String,
+    /// The rights the sign-in carried. An account's session never has more than its account has
+    /// at the time of each request.
+    pub role: Role,
+    pub secret_hash: String,
+    pub created_at: Timestamp,
+    /// The absolute end, whatever the activity.
+    pub expires_at: Timestamp,
+    /// The last request seen (recorded at most once a minute); the idle time counts from here.
+    pub last_seen_at: Timestamp,
+    /// When a link was used, or a session signed out or revoked.
+    pub ended_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for WebSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSession")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("owner", &self.owner)
+            .field("actor_name", &self.actor_name)
+            .field("role", &self.role)
+            .field("secret_hash", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("ended_at", &self.ended_at)
+            .finish()
+    }
+}
+
+impl WebSession {
+    /// Usable at `at`: not ended, not past its absolute expiry, and (for a session) not idle for
+    /// `idle` or longer.
+    pub fn is_valid_at(&self, at: Timestamp, idle: chrono::Duration) -> bool {
+        self.ended_at.is_none()
+            && at < self.expires_at
+            && (self.kind == WebSessionKind::Link || at < self.last_seen_at + idle)
+    }
+}
+
 /// An OS image from the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsImage {

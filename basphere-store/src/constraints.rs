@@ -132,6 +132,13 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
     // Named by the token's id: the hash is a secret's.
     unique("tokens_secret_hash_unique", "tokens", "tokens.secret_hash", exists("token", "id")),
 
+    primary_key("web_sessions_pkey", "web_sessions", "web_sessions.id", exists("web session", "id")),
+    owner_fk("web_sessions_owner_fk", "web_sessions"),
+    check("web_sessions_kind_valid", "web_sessions", "kind", "link, session"),
+    check("web_sessions_role_valid", "web_sessions", "role", "user, admin"),
+    // Named by the session's id: the hash is a secret's.
+    unique("web_sessions_secret_hash_unique", "web_sessions", "web_sessions.secret_hash", exists("web session", "id")),
+
     primary_key("quota_overrides_pkey", "quota_overrides", "quota_overrides.owner", exists("quota override", "owner")),
     owner_fk("quota_overrides_owner_fk", "quota_overrides"),
 
@@ -242,6 +249,7 @@ mod tests {
                  VALUES ('k1', 'alice', 'alice@example.com', 'key', 'lost', 'pending', 0);
              INSERT INTO tokens (id, owner, name, scope, secret_hash, created_at) VALUES ('t1', 'alice', 'laptop', 'user', 'h1', 0);
              INSERT INTO quota_overrides (owner) VALUES ('alice');
+             INSERT INTO web_sessions (id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at) VALUES ('w1', 'session', 'alice', 'alice', 'user', 'h1', 0, 0, 0);
              INSERT INTO vms (id, owner, name, os, spec, cpu, memory_mb, disk_gb, state, created_at, updated_at)
                  VALUES ('v1', 'alice', 'web', 'ubuntu', 'small', 1, 1, 1, 'running', 0, 0);
              INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, state, created_at, updated_at)
@@ -279,6 +287,11 @@ mod tests {
         ("tokens_owner_fk", "tokens", "INSERT INTO tokens (id, owner, name, scope, secret_hash, created_at) VALUES ('t2', 'ghost', 'n', 'user', 'h2', 0)"),
         ("tokens_scope_valid", "tokens", "UPDATE tokens SET scope = 'root'"),
         ("tokens_secret_hash_unique", "tokens", "INSERT INTO tokens (id, owner, name, scope, secret_hash, created_at) VALUES ('t2', 'alice', 'n', 'user', 'h1', 0)"),
+        ("web_sessions_pkey", "web_sessions", "INSERT INTO web_sessions (id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at) VALUES ('w1', 'link', NULL, 'root', 'admin', 'h2', 0, 0, 0)"),
+        ("web_sessions_owner_fk", "web_sessions", "INSERT INTO web_sessions (id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at) VALUES ('w2', 'link', 'ghost', 'ghost', 'user', 'h2', 0, 0, 0)"),
+        ("web_sessions_kind_valid", "web_sessions", "UPDATE web_sessions SET kind = 'cookie'"),
+        ("web_sessions_role_valid", "web_sessions", "UPDATE web_sessions SET role = 'root'"),
+        ("web_sessions_secret_hash_unique", "web_sessions", "INSERT INTO web_sessions (id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at) VALUES ('w2', 'link', NULL, 'root', 'admin', 'h1', 0, 0, 0)"),
         ("quota_overrides_pkey", "quota_overrides", "INSERT INTO quota_overrides (owner) VALUES ('alice')"),
         ("quota_overrides_owner_fk", "quota_overrides", "INSERT INTO quota_overrides (owner) VALUES ('ghost')"),
         ("vms_pkey", "vms", "INSERT INTO vms (id, owner, name, os, spec, cpu, memory_mb, disk_gb, state, created_at, updated_at) VALUES ('v1', 'alice', 'db', 'u', 's', 1, 1, 1, 'running', 0, 0)"),
@@ -319,6 +332,7 @@ mod tests {
             "state",
             "key",
             "attempts",
+            "kind",
         ]
         .into_iter()
         .map(|column| (column, &"shown" as &dyn fmt::Display))

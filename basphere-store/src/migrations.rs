@@ -351,6 +351,25 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT '';
     "#,
+    // 7: browsers' sign-in links and sessions. The owner is NULL for the system administrator,
+    // who has no account; an account's go with it.
+    r#"
+    CREATE TABLE web_sessions (
+        id           TEXT NOT NULL CONSTRAINT web_sessions_pkey PRIMARY KEY,
+        kind         TEXT NOT NULL CONSTRAINT web_sessions_kind_valid CHECK (kind IN ('link', 'session')),
+        owner        TEXT CONSTRAINT web_sessions_owner_fk REFERENCES users (username) ON DELETE CASCADE,
+        actor_name   TEXT NOT NULL,
+        role         TEXT NOT NULL CONSTRAINT web_sessions_role_valid CHECK (role IN ('user', 'admin')),
+        secret_hash  TEXT NOT NULL CONSTRAINT web_sessions_secret_hash_unique UNIQUE,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        ended_at     INTEGER
+    ) STRICT;
+    -- Suspension ends an account's open sessions; the hourly clean-up removes old ones.
+    CREATE INDEX web_sessions_open_by_owner ON web_sessions (owner) WHERE ended_at IS NULL;
+    CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+    "#,
 ];
 
 /// The schema version this build writes.

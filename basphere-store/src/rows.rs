@@ -154,6 +154,25 @@ pub(crate) fn token_row(row: &Row<'_>) -> Result<ApiToken> {
     })
 }
 
+pub(crate) fn web_session_row(row: &Row<'_>) -> Result<WebSession> {
+    let c = Cells { row, table: "web_sessions" };
+    Ok(WebSession {
+        id: c.uuid(0, "id")?,
+        kind: c.parse(1, "kind", WebSessionKind::parse)?,
+        owner: c
+            .opt_text(2)?
+            .map(|owner| Username::parse(&owner).map_err(|e| corrupt("web_sessions", "owner", e)))
+            .transpose()?,
+        actor_name: c.text(3)?,
+        role: c.parse(4, "role", Role::parse)?,
+        secret_hash: c.text(5)?,
+        created_at: c.time(6, "created_at")?,
+        expires_at: c.time(7, "expires_at")?,
+        last_seen_at: c.time(8, "last_seen_at")?,
+        ended_at: c.opt_time(9, "ended_at")?,
+    })
+}
+
 pub(crate) fn vm_row(row: &Row<'_>) -> Result<Vm> {
     let c = Cells { row, table: "vms" };
     Ok(Vm {

@@ -125,6 +125,12 @@ impl AccountsTx for WriteTx<'_> {
             let previous = self.state.tokens.remove(&id);
             remember!(self, tokens, id, previous);
         }
+        let sessions: Vec<Uuid> =
+            self.state.web_sessions.values().filter(|s| s.owner.as_ref() == Some(username)).map(|s| s.id).collect();
+        for id in sessions {
+            let previous = self.state.web_sessions.remove(&id);
+            remember!(self, web_sessions, id, previous);
+        }
         let previous = self.state.quota_overrides.remove(username);
         remember!(self, quota_overrides, username.clone(), previous);
         Ok(())

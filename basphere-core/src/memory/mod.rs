@@ -15,6 +15,7 @@ mod operations;
 mod outbox;
 mod tokens;
 mod vms;
+mod web_sessions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -47,6 +48,7 @@ struct State {
     registrations: BTreeMap<Uuid, RegistrationRequest>,
     key_changes: BTreeMap<Uuid, KeyChangeRequest>,
     tokens: BTreeMap<Uuid, ApiToken>,
+    web_sessions: BTreeMap<Uuid, WebSession>,
     vms: BTreeMap<Uuid, Vm>,
     clusters: BTreeMap<Uuid, Cluster>,
     operations: BTreeMap<Uuid, Operation>,

@@ -386,7 +386,10 @@ impl Platform {
                         user.updated_at = now();
                         tx.update_user(&user)?;
                         let action = if suspended { "user.suspend" } else { "user.resume" };
-                        audit(tx, &actor, action, &name, json!({}))?;
+                        // A suspension signs the account out of every browser, for good: a
+                        // resumed account signs in again.
+                        let sessions = if suspended { tx.end_web_sessions_of(&name, now())? } else { 0 };
+                        audit(tx, &actor, action, &name, json!({"web_sessions_ended": sessions}))?;
                     }
                     Ok(user)
                 })

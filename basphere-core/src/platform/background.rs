@@ -1,6 +1,7 @@
 //! The platform's background duties in one process: the operation sweeper (work left by a
 //! process that died, or queued while every worker was busy), the outbox dispatcher, and
-//! reconciliation, which one replica at a time does under the `reconcile` duty.
+//! reconciliation, which one replica at a time does under the `reconcile` duty, and the
+//! removal of browser sessions that ended a day ago.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,18 @@ impl Platform {
                     tracing::warn!(%error, "looking for operations to resume failed; trying again");
                 }
                 tokio::time::sleep(every).await;
+            }
+        }));
+
+        let janitor = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = janitor.forget_old_web_sessions().await {
+                    tracing::warn!(%error, "removing ended browser sessions failed; trying again in an hour");
+                }
             }
         }));
 

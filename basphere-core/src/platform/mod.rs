@@ -23,6 +23,7 @@ mod outbox;
 mod quota;
 mod reconcile;
 mod registration;
+mod sessions;
 mod tokens;
 mod vm_operations;
 mod vms;
@@ -55,6 +56,7 @@ pub use outbox::{retry_delay, OutboxQuery};
 pub use quota::QuotaReport;
 pub use reconcile::ReconcileReport;
 pub use registration::{Submission, SUBMITTED};
+pub use sessions::{NewWebSession, SIGN_IN_LINK_MINUTES};
 pub use tokens::{token_expiry, token_scope, NewToken, MAX_TOKEN_DAYS};
 pub use vms::{check_idempotency_key, lookup_vm_name, Accepted, CreateOutcome, CreateVms, VmQuery, MAX_BATCH};
 

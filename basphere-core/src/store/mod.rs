@@ -1,7 +1,7 @@
 //! The `Store` trait: where the platform's state lives, and its unit of atomicity.
 //!
 //! The operations are cut by aggregate, one read trait and one write trait each: accounts
-//! (users, requests, quota overrides), tokens, VMs, clusters, IPAM, operations (with their
+//! (users, requests, quota overrides), tokens, browser sessions, VMs, clusters, IPAM, operations (with their
 //! claims), audit, outbox, idempotency and duties. Each trait's `# Contract` names the
 //! constraints the store enforces for that aggregate. [`StoreRead`] and [`StoreTx`] are the
 //! composition of all of them: what a `Store` hands to `read` and `write`.
@@ -16,6 +16,7 @@ mod operations;
 mod outbox;
 mod tokens;
 mod vms;
+mod web_sessions;
 
 pub use accounts::{AccountsRead, AccountsTx, RequestFilter};
 pub use audit::{AuditFilter, AuditRead, AuditTx};
@@ -27,6 +28,7 @@ pub use operations::{claim_lost, OperationFilter, OperationsRead, OperationsTx};
 pub use outbox::{OutboxFilter, OutboxRead, OutboxTx};
 pub use tokens::{TokensRead, TokensTx};
 pub use vms::{VmFilter, VmsRead, VmsTx};
+pub use web_sessions::{WebSessionsRead, WebSessionsTx};
 
 use uuid::Uuid;
 
@@ -48,6 +50,7 @@ pub trait StoreRead:
     + AuditRead
     + OutboxRead
     + IdempotencyRead
+    + WebSessionsRead
 {
 }
 
@@ -61,6 +64,7 @@ impl<T> StoreRead for T where
         + AuditRead
         + OutboxRead
         + IdempotencyRead
+        + WebSessionsRead
         + ?Sized
 {
 }
@@ -79,6 +83,7 @@ pub trait StoreTx:
     + OutboxTx
     + IdempotencyTx
     + DutiesTx
+    + WebSessionsTx
 {
 }
 
@@ -94,6 +99,7 @@ impl<T> StoreTx for T where
         + OutboxTx
         + IdempotencyTx
         + DutiesTx
+        + WebSessionsTx
         + ?Sized
 {
 }
@@ -115,7 +121,7 @@ impl<T> StoreTx for T where
 ///   processes share background work).
 /// - Constraints named in the aggregate traits' contracts ([`AccountsTx`], [`TokensTx`],
 ///   [`VmsTx`], [`ClustersTx`], [`IpamTx`], [`OperationsTx`], [`AuditTx`], [`OutboxTx`],
-///   [`IdempotencyTx`], [`DutiesTx`]) are enforced by the store, not by its callers: a violation
+///   [`IdempotencyTx`], [`DutiesTx`], [`WebSessionsTx`]) are enforced by the store, not by its callers: a violation
 ///   is an `AlreadyExists`/`Conflict`/`NotFound` error, never a silent overwrite.
 /// - Lookups of something absent return `Ok(None)`; updates of something absent are `NotFound`.
 /// - Times are compared as given by the caller (`now` parameters), never read from a clock, so

@@ -11,6 +11,7 @@ mod operations;
 mod outbox;
 mod tokens;
 mod vms;
+mod web_sessions;
 
 use std::net::Ipv4Addr;
 

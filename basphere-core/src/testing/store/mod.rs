@@ -11,6 +11,7 @@ mod operations;
 mod outbox;
 mod tokens;
 mod vms;
+mod web_sessions;
 
 pub use accounts::{check_quota_and_usage, check_requests, check_users};
 pub use audit::check_audit;
@@ -22,6 +23,7 @@ pub use operations::{check_concurrent_claims, check_operation_claims, check_oper
 pub use outbox::check_outbox;
 pub use tokens::check_tokens;
 pub use vms::check_vms;
+pub use web_sessions::check_web_sessions;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub fn check_all(make: &dyn Fn() -> Arc<dyn Store>) {
     check_requests(&*make());
     check_quota_and_usage(&*make());
     check_tokens(&*make());
+    check_web_sessions(&*make());
     check_vms(&*make());
     check_clusters(&*make());
     check_blocks_and_leases(&*make());
