@@ -40,3 +40,14 @@ pub struct CreatedToken {
     pub token: TokenView,
     pub secret: String,
 }
+
+/// A single-use link that signs a browser in as the caller (`basphere web`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInLinkView {
+    /// Open it in a browser; it works once.
+    #[cfg_attr(feature = "openapi", schema(example = "https://basphere.example.com/sign-in/bsl_..."))]
+    pub url: String,
+    /// The link stops working at this time (five minutes after it was made).
+    pub expires_at: DateTime<Utc>,
+}

@@ -38,7 +38,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/operations", get(list_operations))
         .route("/operations/{id}", get(get_operation))
         .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", axum::routing::delete(revoke_token));
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/web/sign-in-link", post(create_sign_in_link));
     let admin = Router::new()
         .route("/admin/users", get(admin_list_users).post(admin_create_user))
         .route("/admin/users/{username}", get(admin_get_user).delete(crate::requests::admin_delete_user))
@@ -112,11 +113,15 @@ pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json
 /// The OS images and VM specs that may be asked for. *user*
 #[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView), Unauthenticated, Forbidden, ServerError))]
 pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<CatalogView> {
-    let config = state.platform.config();
+    Json(catalog_view(state.platform.config()))
+}
+
+/// The catalog of a configuration, as the API and the pages show it.
+pub fn catalog_view(config: &basphere_core::Config) -> CatalogView {
     // Specs from the smallest to the largest, as a menu should show them.
     let mut specs: Vec<&VmSpec> = config.vm_specs.values().collect();
     specs.sort_by_key(|s| (s.cpu, s.memory_mb, s.disk_gb, s.key.clone()));
-    Json(CatalogView {
+    CatalogView {
         os: config
             .os_images
             .values()
@@ -132,7 +137,7 @@ pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<Cat
                 disk_gb: s.disk_gb,
             })
             .collect(),
-    })
+    }
 }
 
 /// Your limits and usage. *user*
@@ -313,6 +318,20 @@ pub async fn revoke_token(
     let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {}", bounded(&id))))?;
     let token = state.platform.revoke_token(&caller.actor, parsed).await?;
     Ok(Json(TokenView::from_core(&token)))
+}
+
+/// A single-use link, valid five minutes, that signs a browser in as you (what `basphere web`
+/// prints). Any caller; on the bastion, the socket says who you are. *user*
+#[utoipa::path(post, path = "/api/v1/web/sign-in-link", tag = "account", responses((status = 201, body = SignInLinkView), Unauthenticated, Forbidden, ServerError))]
+pub async fn create_sign_in_link(caller: Caller, State(state): State<AppState>) -> ApiResult<Response> {
+    let link = state.platform.create_sign_in_link(&caller.actor).await?;
+    let view = SignInLinkView {
+        url: format!("{}/sign-in/{}", state.public_url, link.secret),
+        expires_at: link.session.expires_at,
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// Every account. *admin*

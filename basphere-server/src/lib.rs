@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod requests;
+pub mod web;
 pub mod wire;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -48,13 +49,37 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The server's own uid: a socket caller with this uid (or root) is an administrator.
     pub server_uid: u32,
+    /// The web pages' templates.
+    pub pages: Arc<web::Pages>,
+    /// Where browsers reach the server (`server.public_url`, else the TCP listener's address),
+    /// for the links `basphere web` prints.
+    pub public_url: String,
 }
 
 impl AppState {
     /// The state of a server run by `server_uid` (the uid whose socket callers are
     /// administrators, besides root).
     pub fn new(platform: Arc<Platform>, server_uid: u32) -> Self {
-        AppState { platform, metrics: Arc::new(Metrics::new()), server_uid }
+        let config = &platform.config().server;
+        let public_url =
+            config.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", browsable(&config.host), config.port));
+        AppState {
+            platform,
+            metrics: Arc::new(Metrics::new()),
+            server_uid,
+            pages: Arc::new(web::Pages::new()),
+            public_url,
+        }
+    }
+}
+
+/// A host a browser can open: a wildcard listen address becomes the loopback address.
+fn browsable(host: &str) -> String {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(address) if address.is_unspecified() && address.is_ipv4() => "127.0.0.1".to_owned(),
+        Ok(address) if address.is_unspecified() => "[::1]".to_owned(),
+        Ok(std::net::IpAddr::V6(address)) => format!("[{address}]"),
+        _ => host.to_owned(),
     }
 }
 
@@ -88,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/api/v1/openapi.json", get(openapi::document))
         .nest("/api/v1", api::routes(state.clone()))
+        .merge(web::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -351,11 +377,14 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let background = platform.start_background();
 
-    let state = AppState::new(platform.clone(), nix::unistd::geteuid().as_raw());
-    let app = app(state);
-
     let tcp = bind_tcp(&listen).await?;
     let tcp_address = tcp.local_addr()?;
+    let mut state = AppState::new(platform.clone(), nix::unistd::geteuid().as_raw());
+    if config.server.public_url.is_none() {
+        state.public_url = format!("http://{}:{}", browsable(&tcp_address.ip().to_string()), tcp_address.port());
+    }
+    let app = app(state);
+
     let unix = bind_socket(&socket)?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

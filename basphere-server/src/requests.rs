@@ -90,7 +90,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
 /// Where a public submission came from: the TCP peer's address (or, when the peer is one of
 /// `server.trusted_proxies`, the client its `X-Forwarded-For` names: the right-most address that
 /// is not a trusted proxy itself), or the socket's uid.
-fn client(transport: Option<&Transport>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+pub(crate) fn client(transport: Option<&Transport>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
     match transport {
         Some(Transport::Tcp { peer }) if trusted.contains(&peer.ip()) => {
             let forwarded = headers

@@ -49,16 +49,20 @@ macro_rules! reads {
                 Ok(self.state().operations.get(&id).cloned())
             }
             fn list_operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>> {
-                Ok(page(
-                    after(&self.state().operations, filter.after)
-                        .filter(|op| {
-                            filter.owner.as_ref().is_none_or(|o| op.owner == *o)
-                                && filter.resource.is_none_or(|r| op.resource.id == r)
-                                && (!filter.unfinished || !op.state.is_finished())
-                        })
-                        .cloned(),
-                    filter.limit,
-                ))
+                let wanted = |op: &&Operation| {
+                    filter.owner.as_ref().is_none_or(|o| op.owner == *o)
+                        && filter.resource.is_none_or(|r| op.resource.id == r)
+                        && (!filter.unfinished || !op.state.is_finished())
+                };
+                if filter.newest_first {
+                    let operations = &self.state().operations;
+                    let older = match filter.after {
+                        Some(id) => operations.range(..id),
+                        None => operations.range(..),
+                    };
+                    return Ok(page(older.rev().map(|(_, op)| op).filter(wanted).cloned(), filter.limit));
+                }
+                Ok(page(after(&self.state().operations, filter.after).filter(wanted).cloned(), filter.limit))
             }
             fn operation_claim(&self, id: Uuid) -> Result<Option<OperationClaim>> {
                 Ok(self.state().claims.get(&id).and_then(ClaimRecord::claim))

@@ -359,6 +359,18 @@ impl Platform {
         Ok(page(operations, limit, |op| op.id))
     }
 
+    /// The newest `limit` operations of `owner` (at most 100), newest first.
+    pub async fn recent_operations(&self, actor: &Actor, owner: &Username, limit: usize) -> Result<Vec<Operation>> {
+        decide(actor, Action::View, Some(owner), "user", owner)?;
+        let filter = OperationFilter {
+            owner: Some(owner.clone()),
+            newest_first: true,
+            limit: Some(limit.clamp(1, 100)),
+            ..Default::default()
+        };
+        self.db(move |store, _| store.query(|tx| tx.list_operations(&filter))).await
+    }
+
     /// One operation: the actor's own, or any for an administrator. Others' are `NotFound`, as
     /// is an id that is not a UUID.
     pub async fn operation(&self, actor: &Actor, id: &str) -> Result<Operation> {

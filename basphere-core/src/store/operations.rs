@@ -12,6 +12,8 @@ pub struct OperationFilter {
     pub resource: Option<Uuid>,
     /// Only operations not yet succeeded or failed.
     pub unfinished: bool,
+    /// Newest first: `after` then means "older than".
+    pub newest_first: bool,
     pub after: Option<Uuid>,
     pub limit: Option<usize>,
 }

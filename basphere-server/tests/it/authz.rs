@@ -180,6 +180,7 @@ const ROUTES: &[Route] = &[
     ("GET", "/api/v1/tokens", "/api/v1/tokens", None,                         [401, 200, 200, 200, 401, 401, 200, 200, 401, 403, 403]),
     ("POST", "/api/v1/tokens", "/api/v1/tokens", Some(TOKEN),                 [401, 201, 201, 201, 401, 401, 201, 201, 401, 403, 403]),
     ("DELETE", "/api/v1/tokens/{id}", "/api/v1/tokens/{spare_token}", None,   [401, 200, 404, 200, 401, 401, 404, 200, 401, 200, 200]),
+    ("POST", "/api/v1/web/sign-in-link", "/api/v1/web/sign-in-link", None,     [401, 201, 201, 201, 401, 401, 201, 201, 401, 201, 201]),
     // Administrators only.
     ("GET", "/api/v1/admin/users", "/api/v1/admin/users", None,               [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("POST", "/api/v1/admin/users", "/api/v1/admin/users", Some(USER),        [401, 403, 403, 201, 401, 401, 403, 403, 401, 201, 201]),

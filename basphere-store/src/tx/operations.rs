@@ -32,8 +32,8 @@ impl OperationsRead for SqlTx<'_> {
             .only("state IN ('queued', 'running')", filter.unfinished)
             .when("owner = ?", filter.owner.as_ref().map(|o| o.to_string()))
             .when("resource_id = ?", filter.resource.map(|id| id.to_string()))
-            .when("id > ?", filter.after.map(|id| id.to_string()))
-            .tail("ORDER BY id", filter.limit);
+            .when(if filter.newest_first { "id < ?" } else { "id > ?" }, filter.after.map(|id| id.to_string()))
+            .tail(if filter.newest_first { "ORDER BY id DESC" } else { "ORDER BY id" }, filter.limit);
         self.all(&query, rusqlite::params_from_iter(values), operation_row)
     }
 

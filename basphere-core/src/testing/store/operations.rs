@@ -55,6 +55,25 @@ pub fn check_operations(store: &dyn Store) {
         .query(|tx| tx.list_operations(&OperationFilter { owner: Some(alice.clone()), ..OperationFilter::default() }))
         .unwrap();
     assert_eq!(of_alice.len(), 1);
+    let newest = |after: Option<Uuid>, limit: usize| {
+        store
+            .query(|tx| {
+                tx.list_operations(&OperationFilter {
+                    newest_first: true,
+                    after,
+                    limit: Some(limit),
+                    ..OperationFilter::default()
+                })
+            })
+            .unwrap()
+            .into_iter()
+            .map(|op| op.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(newest(None, 10), vec![second.id, first.id], "newest first");
+    assert_eq!(newest(None, 1), vec![second.id]);
+    assert_eq!(newest(Some(second.id), 10), vec![first.id], "the next page holds the older ones");
+    assert_eq!(newest(Some(first.id), 10), Vec::<Uuid>::new());
     expect_kind(
         store.transact(|tx| {
             tx.update_operation(&Operation::new(
