@@ -63,6 +63,9 @@ pub enum Command {
     Catalog,
     /// Who the server believes you are.
     Whoami,
+    /// Print a link that signs a browser in to the web pages as you (it works once, for five
+    /// minutes). On the bastion, the socket says who you are.
+    Web,
     /// Ask for an account (no account or token needed); an administrator decides.
     Register {
         username: String,
@@ -494,6 +497,14 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Whoami => {
             let me: Doc<MeView> = ctx.client.get("/api/v1/me").await?;
             emit(ctx.format, &me.raw, || println!("{} ({}) via {}", me.view.name, me.view.role, me.view.source));
+            Ok(())
+        }
+        Command::Web => {
+            let link: Doc<basphere_api::SignInLinkView> = ctx.post("/api/v1/web/sign-in-link", None, &[]).await?;
+            emit(ctx.format, &link.raw, || {
+                println!("Open this link in your browser to sign in (it works once, until {}):", link.view.expires_at.format("%H:%M:%S UTC"));
+                println!("{}", link.view.url);
+            });
             Ok(())
         }
         Command::Admin(command) => admin(command, ctx).await,

@@ -17,4 +17,5 @@ mod onboarding;
 mod openapi;
 mod platform;
 mod terraform_backend;
+mod web;
 mod work;
