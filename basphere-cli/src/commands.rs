@@ -502,7 +502,10 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Web => {
             let link: Doc<basphere_api::SignInLinkView> = ctx.post("/api/v1/web/sign-in-link", None, &[]).await?;
             emit(ctx.format, &link.raw, || {
-                println!("Open this link in your browser to sign in (it works once, until {}):", link.view.expires_at.format("%H:%M:%S UTC"));
+                println!(
+                    "Open this link in your browser to sign in (it works once, until {}):",
+                    link.view.expires_at.format("%H:%M:%S UTC")
+                );
                 println!("{}", link.view.url);
             });
             Ok(())

@@ -332,11 +332,12 @@ impl SshPublicKey {
         if value.len() > Self::MAX_LEN {
             return Err(invalid(format!("the key is longer than {} characters", Self::MAX_LEN)));
         }
-        if value.contains(['\n', '\r']) {
-            return Err(invalid("the key spans several lines (only one key is accepted)".into()));
-        }
+        // Before the line check: a pasted private key spans lines too, and must be named.
         if value.contains("PRIVATE KEY") {
             return Err(invalid("this is a private key: never share it, send the .pub file instead".into()));
+        }
+        if value.contains(['\n', '\r']) {
+            return Err(invalid("the key spans several lines (only one key is accepted)".into()));
         }
         let first = value.split_ascii_whitespace().next().unwrap_or_default();
         let known = [
@@ -606,6 +607,10 @@ mod tests {
             ("ssh-ed25519", "could not be parsed"),
             ("ssh-invalid AAAA", "not a known key type"),
             ("-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
+            (
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----",
+                "private key",
+            ),
             ("ssh-rsaXYZ AAAA", "not a known key type"),
             (&*format!("{ed}\n{ed}"), "several lines"),
             (&*format!("command=\"/bin/sh\" {ed}"), "options"),

@@ -44,6 +44,21 @@ function cliAs(uid, args) {
   return JSON.parse(out.toString());
 }
 
+// On a failure, say where the browser was and what it showed.
+let current = null;
+for (const event of ["uncaughtException", "unhandledRejection"]) {
+  process.on(event, async (error) => {
+    console.error(error);
+    if (current) {
+      try {
+        console.error(`at ${current.url()}:\n${(await current.textContent("body")).replace(/\s+/g, " ").slice(0, 3000)}`);
+        await current.screenshot({ path: join(ARTIFACTS, "failure.png"), fullPage: true });
+      } catch {}
+    }
+    process.exit(1);
+  });
+}
+
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -55,6 +70,7 @@ const browser = await chromium.launch({
 async function person(name) {
   const context = await browser.newContext({ viewport: DESKTOP });
   const page = await context.newPage();
+  current = page;
   page.on("dialog", async (dialog) => {
     throw new Error(`${name}: a script dialog opened (injected script ran): ${dialog.message()}`);
   });
@@ -65,15 +81,6 @@ async function person(name) {
   });
   page.on("pageerror", (error) => {
     throw new Error(`${name}: a script error on ${page.url()}: ${error.message}`);
-  });
-  // What a page load transfers (decoded bodies), by top-level navigation.
-  page.weight = 0;
-  page.on("response", async (response) => {
-    try {
-      page.weight += (await response.body()).length;
-    } catch {
-      // Redirects have no body.
-    }
   });
   return { context, page };
 }
@@ -90,9 +97,12 @@ async function check(page, label) {
     return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")) }));
   });
   const serious = results.filter((v) => v.impact === "serious" || v.impact === "critical");
+  // The page's weight: the document and everything it loaded (decoded, cached or not).
   const timing = await page.evaluate(() => {
     const nav = performance.getEntriesByType("navigation")[0];
-    return nav ? { interactive_ms: Math.round(nav.domInteractive), loaded_ms: Math.round(nav.loadEventEnd) } : {};
+    const loaded = performance.getEntriesByType("resource").reduce((sum, r) => sum + r.decodedBodySize, 0);
+    return { bytes: nav.decodedBodySize + loaded, interactive_ms: Math.round(nav.domInteractive),
+      loaded_ms: Math.round(nav.loadEventEnd) };
   });
   const n = String(++shot).padStart(2, "0");
   const slug = label.replace(/[^a-z0-9]+/gi, "-").toLowerCase();
@@ -100,7 +110,7 @@ async function check(page, label) {
   await page.setViewportSize(PHONE);
   await page.screenshot({ path: join(ARTIFACTS, `${n}-${slug}-phone.png`), fullPage: true });
   await page.setViewportSize(DESKTOP);
-  report.pages.push({ page: label, path: new URL(page.url()).pathname, bytes: page.weight, ...timing,
+  report.pages.push({ page: label, path: new URL(page.url()).pathname, ...timing,
     serious_violations: serious.length, violations: results });
   if (serious.length > 0) {
     console.error(`${label}: axe-core found ${JSON.stringify(serious, null, 1)}`);
@@ -109,7 +119,6 @@ async function check(page, label) {
 
 /** Navigates and checks. */
 async function visit(page, path, label) {
-  page.weight = 0;
   const response = await page.goto(BASE + path);
   await check(page, label);
   return response;
@@ -117,12 +126,10 @@ async function visit(page, path, label) {
 
 /** Submits a form by clicking `button`, then measures the page it leads to. */
 async function submit(page, button) {
-  page.weight = 0;
   await Promise.all([page.waitForNavigation(), page.click(button)]);
 }
 
 async function signInWithLink(page, url) {
-  page.weight = 0;
   await page.goto(url);
   await submit(page, "button:has-text('Continue')");
 }
@@ -135,7 +142,7 @@ await page.fill("#f-username", "alice");
 await page.fill("#f-email", "alice@example.com");
 await page.fill("#f-team", INJECT);
 await page.fill("#f-public_key", "ssh-ed25519 not-a-key");
-await submit(page, "button[type=submit]");
+await submit(page, "main button[type=submit]");
 await check(page, "register with a bad key");
 assert.match(await page.textContent("#f-public_key-error"), /key/i, "the key's error is next to the key");
 assert.equal(await page.inputValue("#f-username"), "alice", "what was typed is kept");
@@ -144,14 +151,14 @@ assert.equal(await page.getAttribute("#f-public_key", "aria-invalid"), "true");
 
 // A private key pasted by mistake: warned, and never shown back.
 await page.fill("#f-public_key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----");
-await submit(page, "button[type=submit]");
+await submit(page, "main button[type=submit]");
 assert.match(await page.textContent("#f-public_key-error"), /private key/i);
 assert.equal(await page.inputValue("#f-public_key"), "", "a private key is not echoed");
 assert.ok(!(await page.content()).includes("b3BlbnNzaC1rZXktdjEAAAAA"), "nor anywhere in the page");
 
 await page.fill("#f-team", "payments");
 await page.fill("#f-public_key", KEY);
-await submit(page, "button[type=submit]");
+await submit(page, "main button[type=submit]");
 await check(page, "registration received");
 assert.equal(new URL(page.url()).pathname, "/success");
 const success = await page.textContent("main");
@@ -164,7 +171,7 @@ await page.fill("#f-username", "mallory");
 await page.fill("#f-email", "mallory@example.com");
 await page.fill("#f-team", INJECT);
 await page.fill("#f-public_key", NEW_KEY.split(" ").slice(0, 2).join(" ") + " " + "<script>alert(3)</script>");
-await submit(page, "button[type=submit]");
+await submit(page, "main button[type=submit]");
 assert.equal(new URL(page.url()).pathname, "/success", await page.textContent("main"));
 
 await visit(page, "/ssh-guide", "ssh guide");
@@ -178,7 +185,7 @@ await submit(page, "button:has-text('Continue')");
 assert.match(await page.textContent(".notice.error"), /used already|expired|not one/);
 await visit(page, "/sign-in", "sign in again");
 await page.fill("#f-token", "bsp_wrong");
-await submit(page, "button[type=submit]");
+await submit(page, "main button[type=submit]");
 assert.match(await page.textContent("#f-token-error"), /unknown|revoked|expired/);
 await newcomer.context.close();
 
@@ -188,6 +195,7 @@ const adminLink = cli(["web"]).url;
 assert.ok(adminLink.startsWith(BASE + "/sign-in/bsl_"), adminLink);
 await signInWithLink(admin.page, adminLink);
 page = admin.page;
+current = page;
 assert.equal(new URL(page.url()).pathname, "/admin");
 await check(page, "admin requests");
 assert.ok((await page.textContent("main")).includes("mallory"));
@@ -255,7 +263,6 @@ await check(page, "dashboard, running");
 await submit(page, "button[aria-label='Stop web']");
 assert.match(await page.textContent(".notice.ok"), /stopping/);
 await page.waitForSelector("#vm-web .state-stopped", { timeout: 120000 });
-page.weight = 0;
 await Promise.all([page.waitForNavigation(), page.click("a[aria-label='Delete web']")]);
 await check(page, "delete vm");
 await submit(page, "button:has-text('Delete web')");
@@ -291,17 +298,17 @@ assert.match(await page.textContent(".notice.ok"), /revoked/);
 
 // A key change, from the dashboard's link (username and email filled in).
 const fingerprint = await page.textContent("#key-h + p code");
-page.weight = 0;
 await Promise.all([page.waitForNavigation(), page.click("a:has-text('Request a key change')")]);
 assert.equal(await page.inputValue("#f-username"), "alice");
 assert.equal(await page.inputValue("#f-email"), "alice@example.com");
 await page.fill("#f-new_public_key", NEW_KEY);
 await page.fill("#f-reason", "rotation");
-await submit(page, "button[type=submit]");
+await submit(page, "button:has-text('Request the key change')");
 await check(page, "key change requested");
 assert.equal(new URL(page.url()).pathname, "/key-change-success");
 
 page = admin.page;
+current = page;
 await visit(page, "/admin", "admin requests with a key change");
 await page.check("input[form=approve-keys-form][value=alice]");
 await submit(page, "button[form=approve-keys-form]");

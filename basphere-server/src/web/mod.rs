@@ -65,8 +65,9 @@ async fn asset(Path(file): Path<String>) -> Response {
 }
 
 /// The headers of every web response: a Content-Security-Policy without `unsafe-inline` (the
-/// reCAPTCHA script's origins added only when it is on), no framing, no sniffing, no referrer
-/// (sign-in links are in URLs), and no caching of pages that show private data.
+/// reCAPTCHA script's origins added only when it is on), no framing, no sniffing, referrers only
+/// to this site (sign-in links are in URLs; `no-referrer` would make browsers send `Origin: null`
+/// with forms, which the CSRF check refuses), and no caching of pages that show private data.
 async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let recaptcha = matches!(state.platform.config().recaptcha, basphere_core::config::RecaptchaConfig::On(_));
@@ -82,7 +83,7 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     headers.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
     if !headers.contains_key(header::CACHE_CONTROL) {

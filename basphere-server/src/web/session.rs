@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
 fn notice(code: &str) -> Option<(&'static str, &'static str)> {
     Some(match code {
         "signed-out" => ("ok", "You are signed out."),
+        "session-ended" => ("warn", "Your session has ended; sign in again."),
         "vm-created" => ("ok", "The VM is being created; it appears below and its state updates as it runs."),
         "vm-deleting" => ("ok", "The VM is being deleted; its address is freed once vSphere confirms it is gone."),
         "vm-start" => ("ok", "The VM is starting."),
@@ -68,6 +69,8 @@ pub struct Visitor {
     /// The client's address as the abuse limits count it.
     pub client: String,
     session_secret: Option<String>,
+    /// The request carried a session that has ended (expired, signed out, or suspended).
+    ended: bool,
     set_cookies: Vec<String>,
     secure: bool,
     notices: Vec<(&'static str, &'static str)>,
@@ -130,6 +133,7 @@ impl FromRequestParts<AppState> for Visitor {
             source,
             client,
             session_secret: None,
+            ended: false,
             set_cookies: Vec::new(),
             secure,
             notices,
@@ -144,6 +148,7 @@ impl FromRequestParts<AppState> for Visitor {
                 Err(Error::Unauthorized(_)) => {
                     visitor.set_cookies.push(visitor.cookie(SESSION_COOKIE, "", Some(0)));
                     visitor.notices.push(("warn", "Your session has ended; sign in again."));
+                    visitor.ended = true;
                 }
                 Err(error) => {
                     return Err(visitor.error(state, error));
@@ -262,6 +267,7 @@ impl FromRequestParts<AppState> for SignedIn {
         let visitor = Visitor::from_request_parts(parts, state).await?;
         match visitor.actor.clone() {
             Some(actor) => Ok(SignedIn { visitor, actor }),
+            None if visitor.ended => Err(visitor.redirect("/sign-in?done=session-ended")),
             None => Err(visitor.redirect("/sign-in")),
         }
     }
@@ -299,6 +305,7 @@ impl axum::extract::FromRequest<AppState> for SignedInForm {
         let Posted { visitor, form } = Posted::from_request(request, state).await?;
         match visitor.actor.clone() {
             Some(actor) => Ok(SignedInForm { visitor, actor, form }),
+            None if visitor.ended => Err(visitor.redirect("/sign-in?done=session-ended")),
             None => Err(visitor.redirect("/sign-in")),
         }
     }

@@ -82,7 +82,11 @@ fn the_web_journey_in_a_real_browser() {
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the journey failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}", server.log());
+    assert!(
+        output.status.success(),
+        "the journey failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
     let report: Value = stdout
         .lines()
         .rev()
