@@ -184,4 +184,21 @@ impl Api {
             })
             .expect("expiring the token");
     }
+
+    /// Moves a browser session's or sign-in link's clock back by `minutes` (its creation, last
+    /// activity and absolute expiry), as time passing would.
+    pub fn age_web_session(&self, secret: &str, minutes: i64) {
+        use basphere_core::StoreExt;
+        let hash = basphere_core::model::ApiToken::hash_secret(secret);
+        let back = chrono::Duration::minutes(minutes);
+        self.store
+            .transact(|tx| {
+                let mut session = tx.web_session_by_hash(&hash)?.expect("the session exists");
+                session.created_at -= back;
+                session.last_seen_at -= back;
+                session.expires_at -= back;
+                tx.update_web_session(&session)
+            })
+            .expect("ageing the session");
+    }
 }

@@ -9,3 +9,4 @@ mod bad_input;
 mod fixture;
 mod listener;
 mod registration;
+mod web;
