@@ -47,11 +47,8 @@ impl<'a> Browser<'a> {
 
     async fn post(&mut self, path: &str, form: &str, origin: Option<&str>) -> Reply {
         let cookies = self.cookie_header();
-        let mut headers = vec![
-            ("cookie", cookies.as_str()),
-            ("host", HOST),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ];
+        let mut headers =
+            vec![("cookie", cookies.as_str()), ("host", HOST), ("content-type", "application/x-www-form-urlencoded")];
         if let Some(origin) = origin {
             headers.push(("origin", origin));
         }
@@ -76,7 +73,8 @@ fn location(reply: &Reply) -> &str {
 async fn every_page_forbids_inline_script_framing_and_sniffing() {
     let api = Api::new();
     let mut browser = Browser::new(&api);
-    for path in ["/register", "/ssh-guide", "/key-change", "/sign-in", "/success?username=alice", "/key-change-success"] {
+    for path in ["/register", "/ssh-guide", "/key-change", "/sign-in", "/success?username=alice", "/key-change-success"]
+    {
         let page = browser.get(path).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
         let csp = page.header("content-security-policy").unwrap();
@@ -102,7 +100,10 @@ async fn a_form_is_acted_on_only_with_its_token_and_from_this_site() {
     let page = browser.get("/register").await;
     let token = csrf(&page);
     let cookie = page.header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
     let key = basphere_core::testing::ssh_key(1);
     let form = |csrf: &str| {
         format!(
@@ -146,7 +147,11 @@ async fn a_sign_in_link_signs_in_once_and_not_after_five_minutes() {
     let signed_in = browser.post("/sign-in/link", &format!("csrf={token}&code={code}"), Some(ORIGIN)).await;
     assert_eq!((signed_in.status, location(&signed_in)), (303, "/dashboard"), "{}", signed_in.body);
     let cookie = signed_in.header("set-cookie").unwrap();
-    assert!(cookie.starts_with("basphere_session=bss_") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(
+        cookie.starts_with("basphere_session=bss_")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+    );
     let dashboard = browser.get("/dashboard").await;
     assert_eq!(dashboard.status, 200);
     assert!(dashboard.body.contains("Signed in as <strong>alice</strong>"));
