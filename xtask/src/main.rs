@@ -8,11 +8,14 @@
 //! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
 //! - `cargo xtask bench api`: the release server under load: list and create throughput and
 //!   latency, start-up time, memory.
+//! - `cargo xtask bench accounts`: registrations, pending-request listing and approvals.
+//! - `cargo xtask bench web`: the dashboard with 100 VMs rendered for a signed-in session.
 
 mod bench;
 mod bench_accounts;
 mod bench_api;
 mod bench_vsphere;
+mod bench_web;
 mod tidy;
 mod vcsim;
 
@@ -38,7 +41,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts"])]
+        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts", "web"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -69,7 +72,8 @@ fn main() -> anyhow::Result<()> {
             "api" => bench_api::api(scale, connections),
             "vsphere" => bench_vsphere::vsphere(scale),
             "accounts" => bench_accounts::accounts(scale, connections),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts"),
+            "web" => bench_web::web(scale),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web"),
         },
     }
 }
