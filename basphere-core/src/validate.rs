@@ -76,9 +76,11 @@ pub const RESERVED_USERNAMES: &[&str] = &[
 /// Prefixes reserved for system accounts (`systemd-network`, ...).
 const RESERVED_USERNAME_PREFIXES: &[&str] = &["systemd-", "basphere-"];
 
-const USERNAME_RULE: &str = "3-32 characters: a lowercase letter first, then lowercase letters, \
+/// The rule for usernames, as errors and forms state it.
+pub const USERNAME_RULE: &str = "3-32 characters: a lowercase letter first, then lowercase letters, \
      digits and single hyphens, not ending in a hyphen";
-const RESOURCE_NAME_RULE: &str = "1-63 characters: a lowercase letter first, then lowercase \
+/// The rule for VM and cluster names, as errors and forms state it.
+pub const RESOURCE_NAME_RULE: &str = "1-63 characters: a lowercase letter first, then lowercase \
      letters, digits and single hyphens, not ending in a hyphen";
 
 /// Checks the shared DNS-label-like shape used by usernames and resource names.

@@ -521,8 +521,11 @@ pub async fn admin_audit(
     if let Some(other) = query.format.as_deref().filter(|format| !matches!(*format, "json" | "jsonl")) {
         return Err(ApiError::invalid(format!("format {:?} is not accepted: use json or jsonl", bounded(other))));
     }
-    let request =
-        AuditRequest { actor: query.actor.clone(), page: PageRequest { limit: query.limit, after: query.after } };
+    let request = AuditRequest {
+        actor: query.actor.clone(),
+        page: PageRequest { limit: query.limit, after: query.after },
+        ..Default::default()
+    };
     let events = state.platform.audit_log(&caller.actor, request).await?;
     match query.format.as_deref() {
         Some("jsonl") => {

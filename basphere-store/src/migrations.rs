@@ -369,6 +369,8 @@ pub const MIGRATIONS: &[&str] = &[
     -- Suspension ends an account's open sessions; the hourly clean-up removes old ones.
     CREATE INDEX web_sessions_open_by_owner ON web_sessions (owner) WHERE ended_at IS NULL;
     CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+    -- The console's audit log filters by action.
+    CREATE INDEX audit_action ON audit (action, id);
     "#,
 ];
 

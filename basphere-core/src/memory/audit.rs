@@ -9,17 +9,22 @@ macro_rules! reads {
     ($ty:ty) => {
         impl AuditRead for $ty {
             fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
-                Ok(page(
-                    self.state()
-                        .audit
-                        .iter()
-                        .filter(|event| {
-                            filter.actor.as_ref().is_none_or(|a| event.actor == *a)
-                                && filter.after.is_none_or(|after| event.id > after)
+                let wanted = |event: &&AuditEvent| {
+                    filter.actor.as_ref().is_none_or(|a| event.actor == *a)
+                        && filter.action.as_ref().is_none_or(|a| event.action == *a)
+                        && filter.after.is_none_or(|after| {
+                            if filter.newest_first {
+                                event.id < after
+                            } else {
+                                event.id > after
+                            }
                         })
-                        .cloned(),
-                    filter.limit,
-                ))
+                };
+                let audit = &self.state().audit;
+                if filter.newest_first {
+                    return Ok(page(audit.iter().rev().filter(wanted).cloned(), filter.limit));
+                }
+                Ok(page(audit.iter().filter(wanted).cloned(), filter.limit))
             }
         }
     };

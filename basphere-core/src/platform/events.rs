@@ -7,10 +7,13 @@ use crate::error::Result;
 use crate::model::*;
 use crate::store::{AuditFilter, StoreExt};
 
-/// Which audit events to list: one actor's, and a page (oldest first).
+/// Which audit events to list: one actor's, one action's, and a page (oldest first, or newest
+/// first).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     pub actor: Option<String>,
+    pub action: Option<String>,
+    pub newest_first: bool,
     pub page: PageRequest,
 }
 
@@ -19,7 +22,13 @@ impl Platform {
     pub async fn audit_log(&self, actor: &Actor, query: AuditQuery) -> Result<Page<AuditEvent>> {
         decide(actor, Action::Administer, None, "audit", &"")?;
         let limit = query.page.limit(PageRequest::AUDIT)?;
-        let filter = AuditFilter { actor: query.actor, after: query.page.after, limit: Some(limit + 1) };
+        let filter = AuditFilter {
+            actor: query.actor,
+            action: query.action,
+            newest_first: query.newest_first,
+            after: query.page.after,
+            limit: Some(limit + 1),
+        };
         let events = self.db(move |store, _| store.query(|tx| tx.list_audit(&filter))).await?;
         Ok(page(events, limit, |event| event.id))
     }

@@ -8,6 +8,10 @@ use uuid::Uuid;
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub actor: Option<String>,
+    /// Only events of this action (`vm.create`).
+    pub action: Option<String>,
+    /// Newest first: `after` then means "older than".
+    pub newest_first: bool,
     pub after: Option<Uuid>,
     pub limit: Option<usize>,
 }

@@ -376,12 +376,18 @@ async fn audit(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let who = query.get("actor").map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
-    let request = AuditQuery { actor: who.clone(), page: PageRequest { limit: Some(200), after: after(&query) } };
+    let action = query.get("action").map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+    let request = AuditQuery {
+        actor: who.clone(),
+        action: action.clone(),
+        newest_first: true,
+        page: PageRequest { limit: Some(200), after: after(&query) },
+    };
     match state.platform.audit_log(&actor, request).await {
         Ok(page) => {
             let values = context! {
                 events => page.items.iter().map(AuditView::from_core).collect::<Vec<_>>(), next => page.next,
-                actor => who.unwrap_or_default(),
+                actor => who.unwrap_or_default(), action => action.unwrap_or_default(),
             };
             visitor.page(&state, StatusCode::OK, "admin_audit.html", "Audit log", values)
         }

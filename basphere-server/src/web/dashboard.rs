@@ -121,7 +121,10 @@ async fn new_vm_form(
         Err(error) => return visitor.error(state, error),
     };
     let catalog = crate::api::catalog_view(state.platform.config());
-    let values = context! { form, errors, catalog, quota_bars => quota_bars(&report), max_batch => MAX_BATCH };
+    let values = context! {
+        form, errors, catalog, quota_bars => quota_bars(&report), max_batch => MAX_BATCH,
+        name_rule => basphere_core::validate::RESOURCE_NAME_RULE,
+    };
     visitor.page(state, status, "vm_new.html", "Create a VM", values)
 }
 

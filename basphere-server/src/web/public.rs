@@ -100,6 +100,7 @@ fn register_form(
     };
     let values = context! {
         form, errors, recaptcha_site_key => site_key(state), bastion => bastion(state),
+        username_rule => basphere_core::validate::USERNAME_RULE,
     };
     visitor.page(state, status, "register.html", "Register", values)
 }

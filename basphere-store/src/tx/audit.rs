@@ -14,8 +14,9 @@ impl AuditRead for SqlTx<'_> {
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         let (query, values) = Select::from(format!("SELECT {AUDIT_COLUMNS} FROM audit"))
             .when("actor = ?", filter.actor.clone())
-            .when("id > ?", filter.after.map(|id| id.to_string()))
-            .tail("ORDER BY id", filter.limit);
+            .when("action = ?", filter.action.clone())
+            .when(if filter.newest_first { "id < ?" } else { "id > ?" }, filter.after.map(|id| id.to_string()))
+            .tail(if filter.newest_first { "ORDER BY id DESC" } else { "ORDER BY id" }, filter.limit);
         self.all(&query, rusqlite::params_from_iter(values), audit_row)
     }
 }
