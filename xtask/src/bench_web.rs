@@ -57,7 +57,7 @@ pub fn web(scale: f64) -> Result<()> {
         let token = accounts(&server, "dev", 1, 100, 9_000_000).await?.remove(0);
         let mut api = connect(&server.tcp).await?;
         for batch in 0..10 {
-            let body = json!({"name": format!("web{batch}"), "os": "ubuntu-24.04", "spec": "small", "count": 10});
+            let body = json!({"name": format!("web{batch}"), "os": "ubuntu-24.04", "spec": "tiny", "count": 10});
             let (status, answer) = call(&mut api, "POST", "/api/v1/vms", Some(&token), Some(&body)).await?;
             anyhow::ensure!(status == 202, "creating VMs: {status} {}", String::from_utf8_lossy(&answer));
         }
@@ -83,7 +83,7 @@ pub fn web(scale: f64) -> Result<()> {
             dashboard.push(t0.elapsed());
             anyhow::ensure!(status == 200, "dashboard: {status}");
             bytes = body.len();
-            anyhow::ensure!(body.windows(6).filter(|w| w == b"id=\"vm").count() == 100, "the dashboard shows 100 VMs");
+            anyhow::ensure!(body.windows(7).filter(|w| w == b"id=\"vm-").count() == 100, "the dashboard shows 100 VMs");
             let t0 = Instant::now();
             let (status, _) = call(&mut api, "GET", "/api/v1/vms?limit=1000", Some(&token), None).await?;
             listing.push(t0.elapsed());

@@ -100,6 +100,17 @@ impl Platform {
         Ok(link)
     }
 
+    /// Whom a sign-in link would sign in, if it still can (without using it): the page a link
+    /// opens says so before anyone clicks, so nobody is signed in as someone else unawares.
+    pub async fn sign_in_link_holder(&self, link_secret: &str) -> Result<Option<String>> {
+        let hash = ApiToken::hash_secret(link_secret);
+        let idle = self.idle();
+        let link = self.db(move |store, _| store.query(|tx| tx.web_session_by_hash(&hash))).await?;
+        Ok(link
+            .filter(|link| link.kind == WebSessionKind::Link && link.is_valid_at(now(), idle))
+            .map(|link| link.actor_name))
+    }
+
     /// Uses a sign-in link: it ends, and a session for the same person starts, in one
     /// transaction, so a link signs in one browser at most.
     pub async fn sign_in_with_link(&self, link_secret: &str, source: &str) -> Result<NewWebSession> {

@@ -378,7 +378,18 @@ async fn sign_in_link_page(State(state): State<AppState>, visitor: Visitor, Path
     } else {
         String::new()
     };
-    visitor.page(&state, StatusCode::OK, "sign_in_link.html", "Sign in", context! { code, errors => context! {} })
+    match state.platform.sign_in_link_holder(&code).await {
+        Ok(Some(holder)) => {
+            let values = context! { code, holder, errors => context! {} };
+            visitor.page(&state, StatusCode::OK, "sign_in_link.html", "Sign in", values)
+        }
+        Ok(None) => {
+            let refused = "this sign-in link was used already, has expired or is not one; run `basphere web` again";
+            let values = context! { code => "", errors => context! { form => refused } };
+            visitor.page(&state, StatusCode::UNAUTHORIZED, "sign_in_link.html", "Sign in", values)
+        }
+        Err(error) => visitor.error(&state, error),
+    }
 }
 
 async fn sign_in_with_link(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {

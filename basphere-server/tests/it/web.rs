@@ -141,6 +141,7 @@ async fn a_sign_in_link_signs_in_once_and_not_after_five_minutes() {
     let mut browser = Browser::new(&api);
     let page = browser.get(&format!("/sign-in/{code}")).await;
     assert_eq!(page.status, 200);
+    assert!(page.body.contains("signs this browser in as <strong>alice</strong>"), "{}", page.body);
     let token = csrf(&page);
     // Opening the page does not use the link (previews and prefetches cannot).
     browser.get(&format!("/sign-in/{code}")).await;
@@ -161,6 +162,8 @@ async fn a_sign_in_link_signs_in_once_and_not_after_five_minutes() {
     let again = other.post("/sign-in/link", &format!("csrf={token}&code={code}"), Some(ORIGIN)).await;
     assert_eq!(again.status, 401, "a link works once");
     assert!(again.body.contains("used already"), "{}", again.body);
+    let opened = other.get(&format!("/sign-in/{code}")).await;
+    assert_eq!(opened.status, 401, "a used link's page says so at once");
 
     let late = api.send(&Who::Uid(61001), "POST", "/api/v1/web/sign-in-link", None).await.json();
     let late = late["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
