@@ -237,6 +237,7 @@ fn every_answer_is_documented_in_the_openapi_document() {
         bare("GET", "/api/v1/tokens"),
         bare("DELETE", &format!("/api/v1/tokens/{}", token_ids[0])),
         bare("DELETE", "/api/v1/tokens/not-a-uuid"),
+        bare("POST", "/api/v1/web/sign-in-link"),
         bare("GET", "/api/v1/admin/users"),
         bare("GET", "/api/v1/admin/users/alice"),
         bare("GET", "/api/v1/admin/users/nobody"),
