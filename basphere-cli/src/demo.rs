@@ -194,6 +194,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     println!("    {me} vm list");
     println!("    {me} vm create db --os rocky-10.1 --spec medium --wait");
     println!("    ln -s {me} create-vm && ./create-vm    # the original command names work too");
+    println!("  In a browser:");
+    println!("    {tcp}/sign-in    paste alice's token above to see her dashboard");
+    println!(
+        "    {me} --socket {} web    prints a sign-in link to the admin console",
+        args.data_dir.join("basphere.sock").display()
+    );
+    println!("    {tcp}/register    where newcomers ask for an account");
     println!("  The API is described at {tcp}/api/v1/openapi.json");
     Ok(())
 }
