@@ -62,13 +62,16 @@ for (const event of ["uncaughtException", "unhandledRejection"]) {
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run"],
+    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
 });
 
 /** A browser context (its own cookies) whose pages fail the journey on any script dialog (an
  * injection that ran), on any violation of the page's own CSP, and on any page error. */
 async function person(name) {
   const context = await browser.newContext({ viewport: DESKTOP });
+  // CI shares two cores with the rest of the suite: wait longer than Playwright's 30 s default.
+  context.setDefaultTimeout(90000);
+  context.setDefaultNavigationTimeout(90000);
   const page = await context.newPage();
   current = page;
   page.on("dialog", async (dialog) => {
