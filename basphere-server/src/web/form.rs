@@ -78,6 +78,10 @@ impl FromRequest<AppState> for Posted {
             ));
         };
         let form = FormData::parse(&bytes);
+        if !same_secret(form.get("csrf"), &visitor.csrf) && visitor.session_ended() {
+            // A form from a page of a session that has since ended: say that, not "expired form".
+            return Err(visitor.redirect("/sign-in?done=session-ended"));
+        }
         if !same_secret(form.get("csrf"), &visitor.csrf) {
             return Err(refuse(
                 &visitor,

@@ -184,6 +184,11 @@ impl Visitor {
         cookie.to_string()
     }
 
+    /// Whether the request carried a session that has ended.
+    pub fn session_ended(&self) -> bool {
+        self.ended
+    }
+
     /// The values every page shows: who is signed in, the CSRF token, the notices.
     fn common(&self) -> Value {
         let who = self.actor.as_ref().map(|actor| {
