@@ -254,3 +254,24 @@ async fn what_users_type_is_shown_as_text() {
     assert!(reply.body.contains("&lt;img src=x onerror=alert(1)&gt;"), "the team is kept, escaped: {}", reply.body);
     assert!(reply.body.contains("id=\"f-username-error\"") && reply.body.contains("id=\"f-public_key-error\""));
 }
+
+#[tokio::test]
+async fn the_console_shows_what_each_request_asks_for() {
+    let api = Api::new();
+    api.account("alice", 1, true, None).await;
+    let admin = api.token("alice", "admin").await;
+    let key = basphere_core::testing::ssh_key(2);
+    let body = serde_json::json!({"username": "bob", "email": "bob@example.com", "ssh_key": key.as_str()});
+    assert_eq!(api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(&body.to_string())).await.status, 202);
+    let new_key = basphere_core::testing::ssh_key(3);
+    let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "new_public_key": new_key.as_str(), "reason": "rotation"});
+    assert_eq!(api.send(&Who::Anonymous, "POST", "/api/v1/key-change", Some(&body.to_string())).await.status, 202);
+    let mut browser = signed_in(&api, &admin).await;
+    let page = browser.get("/admin").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for (name, key) in [("bob", &key), ("alice", &new_key)] {
+        let fingerprint = key.fingerprint().replace('/', "&#x2f;");
+        assert!(page.body.contains(&fingerprint), "{name}'s key {fingerprint} in:\n{}", page.body);
+    }
+    assert!(page.body.contains("rotation"));
+}
