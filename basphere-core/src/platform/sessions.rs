@@ -116,14 +116,13 @@ impl Platform {
     pub async fn sign_in_with_link(&self, link_secret: &str, source: &str) -> Result<NewWebSession> {
         let hash = ApiToken::hash_secret(link_secret);
         let idle = self.idle();
-        let max_hours = self.config.web.session_max_hours as i64;
         let source = source.to_owned();
-        let fresh = new_secret("bss_");
-        let fresh_hash = ApiToken::hash_secret(&fresh);
+        // The session's secret and times; who it is for comes from the link.
+        let NewWebSession { session: fresh, secret } = self.session_for(WebSessionKind::Session, None, "", Role::User);
         let session = self
             .db(move |store, _| {
                 store.transact(|tx| {
-                    let at = now();
+                    let at = fresh.created_at;
                     let refused = || {
                         signed_out(
                             "this sign-in link was used already, has expired or is not one; run `basphere web` again",
@@ -142,16 +141,10 @@ impl Platform {
                     link.ended_at = Some(at);
                     tx.update_web_session(&link)?;
                     let session = WebSession {
-                        id: Uuid::now_v7(),
-                        kind: WebSessionKind::Session,
                         owner: link.owner.clone(),
                         actor_name: link.actor_name.clone(),
                         role: link.role,
-                        secret_hash: fresh_hash.clone(),
-                        created_at: at,
-                        expires_at: at + Duration::hours(max_hours),
-                        last_seen_at: at,
-                        ended_at: None,
+                        ..fresh.clone()
                     };
                     tx.insert_web_session(&session)?;
                     tx.append_audit(&AuditEvent::new(
@@ -166,7 +159,7 @@ impl Platform {
                 })
             })
             .await?;
-        Ok(NewWebSession { session, secret: fresh })
+        Ok(NewWebSession { session, secret })
     }
 
     /// Signs a browser in with an API token: a session with the token's rights (an admin-scoped

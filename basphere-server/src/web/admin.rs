@@ -25,10 +25,8 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin", get(requests))
-        .route("/admin/registrations/approve", post(approve_registrations))
-        .route("/admin/registrations/{username}/reject", post(reject_registration))
-        .route("/admin/key-changes/approve", post(approve_key_changes))
-        .route("/admin/key-changes/{username}/reject", post(reject_key_change))
+        .route("/admin/{requests}/approve", post(approve))
+        .route("/admin/{requests}/{username}/reject", post(reject))
         .route("/admin/users", get(users))
         .route("/admin/users/{username}", get(user))
         .route("/admin/users/{username}/suspend", post(suspend))
@@ -64,58 +62,64 @@ async fn requests(State(state): State<AppState>, Admin { visitor, actor }: Admin
     }
 }
 
-async fn approve_registrations(State(state): State<AppState>, posted: AdminForm) -> Response {
+/// Which pending requests a decision is about: `registrations` or `key-changes`, as in the
+/// console's URLs.
+#[derive(Clone, Copy)]
+enum Requests {
+    Registrations,
+    KeyChanges,
+}
+
+impl Requests {
+    fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "registrations" => Some(Requests::Registrations),
+            "key-changes" => Some(Requests::KeyChanges),
+            _ => None,
+        }
+    }
+}
+
+/// Approves every selected request of one kind; stops at the first refusal and says why.
+async fn approve(State(state): State<AppState>, Path(kind): Path<String>, posted: AdminForm) -> Response {
     let AdminForm { visitor, actor, form } = posted;
+    let Some(kind) = Requests::parse(&kind) else {
+        return visitor.error(&state, Error::not_found("page", basphere_core::platform::bounded(&kind)));
+    };
     let names = form.all("username");
     if names.is_empty() {
-        return visitor.message(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Nothing approved",
-            "Select at least one registration.",
-            "error",
-        );
+        let message = "Select at least one request to approve.";
+        return visitor.message(&state, StatusCode::BAD_REQUEST, "Nothing approved", message, "error");
     }
     for name in names {
-        if let Err(error) = state.platform.approve_registration(&actor, name).await {
+        let approved = match kind {
+            Requests::Registrations => state.platform.approve_registration(&actor, name).await,
+            Requests::KeyChanges => state.platform.approve_key_change(&actor, name).await,
+        };
+        if let Err(error) = approved {
             return visitor.error(&state, error);
         }
     }
     visitor.redirect("/admin?done=approved")
 }
 
-async fn approve_key_changes(State(state): State<AppState>, posted: AdminForm) -> Response {
+async fn reject(
+    State(state): State<AppState>,
+    Path((kind, name)): Path<(String, String)>,
+    posted: AdminForm,
+) -> Response {
     let AdminForm { visitor, actor, form } = posted;
-    let names = form.all("username");
-    if names.is_empty() {
-        return visitor.message(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "Nothing approved",
-            "Select at least one key change.",
-            "error",
-        );
-    }
-    for name in names {
-        if let Err(error) = state.platform.approve_key_change(&actor, name).await {
-            return visitor.error(&state, error);
+    let rejected = match Requests::parse(&kind) {
+        Some(Requests::Registrations) => {
+            state.platform.reject_registration(&actor, &name, form.get("reason")).await.map(drop)
         }
-    }
-    visitor.redirect("/admin?done=approved")
-}
-
-async fn reject_registration(State(state): State<AppState>, Path(name): Path<String>, posted: AdminForm) -> Response {
-    let AdminForm { visitor, actor, form } = posted;
-    match state.platform.reject_registration(&actor, &name, form.get("reason")).await {
-        Ok(_) => visitor.redirect("/admin?done=rejected"),
-        Err(error) => visitor.error(&state, error),
-    }
-}
-
-async fn reject_key_change(State(state): State<AppState>, Path(name): Path<String>, posted: AdminForm) -> Response {
-    let AdminForm { visitor, actor, form } = posted;
-    match state.platform.reject_key_change(&actor, &name, form.get("reason")).await {
-        Ok(_) => visitor.redirect("/admin?done=rejected"),
+        Some(Requests::KeyChanges) => {
+            state.platform.reject_key_change(&actor, &name, form.get("reason")).await.map(drop)
+        }
+        None => Err(Error::not_found("page", basphere_core::platform::bounded(&kind))),
+    };
+    match rejected {
+        Ok(()) => visitor.redirect("/admin?done=rejected"),
         Err(error) => visitor.error(&state, error),
     }
 }

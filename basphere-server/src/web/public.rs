@@ -83,6 +83,18 @@ fn bastion(state: &AppState) -> String {
     }
 }
 
+/// Where a submission came from, and its bot-check answer.
+fn submission(visitor: &Visitor, form: &FormData) -> Submission {
+    let response = form.get("g-recaptcha-response");
+    Submission { client: visitor.client.clone(), human_response: (!response.is_empty()).then(|| response.to_owned()) }
+}
+
+/// The page that answers a submission, naming the username it was for.
+fn answered(page: &str, form: &FormData) -> String {
+    let username = form.get("username").trim();
+    format!("{page}?username={}", form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>())
+}
+
 async fn register_page(State(state): State<AppState>, visitor: Visitor) -> Response {
     register_form(&state, &visitor, StatusCode::OK, &FormData::default(), BTreeMap::new())
 }
@@ -106,10 +118,7 @@ fn register_form(
 }
 
 async fn register(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {
-    let from = Submission {
-        client: visitor.client.clone(),
-        human_response: Some(form.get("g-recaptcha-response").to_owned()).filter(|value| !value.is_empty()),
-    };
+    let from = submission(&visitor, &form);
     let submitted = RegistrationForm {
         username: form.get("username").to_owned(),
         email: form.get("email").to_owned(),
@@ -117,13 +126,7 @@ async fn register(State(state): State<AppState>, Posted { visitor, form }: Poste
         public_key: form.get("public_key").to_owned(),
     };
     match state.platform.register(&from, submitted).await {
-        Ok(_) => {
-            let username = form.get("username").trim();
-            visitor.redirect(&format!(
-                "/success?username={}",
-                form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>()
-            ))
-        }
+        Ok(_) => visitor.redirect(&answered("/success", &form)),
         Err(error) => match field_errors(error, "public_key") {
             Ok((status, errors)) => register_form(&state, &visitor, status, &form, errors),
             Err(error) => visitor.error(&state, error),
@@ -199,10 +202,7 @@ fn key_change_form(
 }
 
 async fn key_change(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {
-    let from = Submission {
-        client: visitor.client.clone(),
-        human_response: Some(form.get("g-recaptcha-response").to_owned()).filter(|value| !value.is_empty()),
-    };
+    let from = submission(&visitor, &form);
     let submitted = KeyChangeForm {
         username: form.get("username").to_owned(),
         email: form.get("email").to_owned(),
@@ -210,13 +210,7 @@ async fn key_change(State(state): State<AppState>, Posted { visitor, form }: Pos
         reason: form.get("reason").to_owned(),
     };
     match state.platform.request_key_change(&from, submitted).await {
-        Ok(_) => {
-            let username = form.get("username").trim();
-            visitor.redirect(&format!(
-                "/key-change-success?username={}",
-                form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>()
-            ))
-        }
+        Ok(_) => visitor.redirect(&answered("/key-change-success", &form)),
         Err(error) => match field_errors(error, "new_public_key") {
             Ok((status, errors)) => key_change_form(&state, &visitor, status, &form, errors),
             Err(error) => visitor.error(&state, error),

@@ -274,4 +274,21 @@ async fn the_console_shows_what_each_request_asks_for() {
         assert!(page.body.contains(&fingerprint), "{name}'s key {fingerprint} in:\n{}", page.body);
     }
     assert!(page.body.contains("rotation"));
+
+    // Deciding from the console: several approved at once, one rejected with its reason.
+    let csrf = csrf(&page);
+    let none = browser.post("/admin/registrations/approve", &format!("csrf={csrf}"), Some(ORIGIN)).await;
+    assert_eq!(none.status, 400, "nothing selected");
+    let approved =
+        browser.post("/admin/registrations/approve", &format!("csrf={csrf}&username=bob"), Some(ORIGIN)).await;
+    assert_eq!(location(&approved), "/admin?done=approved");
+    let rejected =
+        browser.post("/admin/key-changes/alice/reject", &format!("csrf={csrf}&reason=not+you"), Some(ORIGIN)).await;
+    assert_eq!(location(&rejected), "/admin?done=rejected");
+    let unknown = browser.post("/admin/nothing/approve", &format!("csrf={csrf}&username=bob"), Some(ORIGIN)).await;
+    assert_eq!(unknown.status, 404);
+    let registrations = api.get(&ROOT, "/api/v1/admin/registrations?status=approved").await.json();
+    assert_eq!(registrations["items"][0]["username"], "bob", "{registrations}");
+    let key_changes = api.get(&ROOT, "/api/v1/admin/key-changes?status=rejected").await.json();
+    assert_eq!(key_changes["items"][0]["reject_reason"], "not you", "{key_changes}");
 }
