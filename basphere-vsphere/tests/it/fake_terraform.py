@@ -81,7 +81,7 @@ def main():
         if take("fail-apply"):
             die("the vSphere API refused the request (injected)")
         if take("hang-apply"):
-            subprocess.Popen(["sleep", "300"])  # a grandchild: the timeout must kill it too
+            subprocess.Popen(["sleep", "3017"])  # a grandchild (a duration nothing else uses): the timeout must kill it too
             time.sleep(300)
         if "vm_name" not in v:
             open(folder_file(v["folder"]), "w").write("folder")

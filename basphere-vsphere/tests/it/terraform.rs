@@ -399,7 +399,7 @@ async fn a_hung_terraform_is_killed_with_its_whole_process_group() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let script = fake.binary.display().to_string();
     assert_eq!(sleepers(&script), 0, "the hung terraform is gone");
-    assert_eq!(sleepers("sleep 300"), 0, "and so is the process it started");
+    assert_eq!(sleepers("sleep 3017"), 0, "and so is the process it started");
 }
 
 #[tokio::test]
