@@ -232,6 +232,9 @@ pub struct KubernetesConfig {
     pub node_template: String,
     pub management_kubeconfig: PathBuf,
     pub namespace_prefix: String,
+    /// How long a cluster deletion may wait for Cluster API before it is reported stuck
+    /// (`kubernetes.delete_timeout_minutes`).
+    pub delete_timeout: std::time::Duration,
 }
 
 /// What the guests' cloud-init network configuration gets besides the address.
@@ -478,6 +481,7 @@ struct RawNodeSpec {
 #[serde(deny_unknown_fields, default)]
 struct RawKubernetes {
     version: Option<String>,
+    delete_timeout_minutes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -829,6 +833,9 @@ impl Config {
                 .kubeconfig
                 .unwrap_or_else(|| PathBuf::from("/etc/basphere/management-kubeconfig")),
             namespace_prefix: raw.management_cluster.namespace_prefix.unwrap_or_else(|| "user-".into()),
+            delete_timeout: std::time::Duration::from_secs(
+                60 * positive("kubernetes.delete_timeout_minutes", raw.kubernetes.delete_timeout_minutes.or(Some(30)), 1..=24 * 60)?,
+            ),
         };
         if !kubernetes.version.starts_with('v') {
             return Err(Error::invalid(
@@ -942,6 +949,27 @@ impl Config {
     pub fn os_image(&self, key: &str) -> Result<&OsImage> {
         self.os_images.get(key).ok_or_else(|| {
             Error::invalid("os", format!("{key:?} is not available; choose one of: {}", keys(&self.os_images)))
+        })
+    }
+
+    /// The cluster type for a key, or an error listing the valid keys. The roadmap's names
+    /// `development` and `production` stand for `dev` and `standard` unless configured
+    /// themselves.
+    pub fn cluster_type(&self, key: &str) -> Result<&ClusterType> {
+        let alias = match key {
+            "development" => "dev",
+            "production" => "standard",
+            other => other,
+        };
+        self.cluster_types.get(key).or_else(|| self.cluster_types.get(alias)).ok_or_else(|| {
+            Error::invalid("type", format!("{key:?} is not available; choose one of: {}", keys(&self.cluster_types)))
+        })
+    }
+
+    /// The cluster node spec for a key, or an error listing the valid keys.
+    pub fn node_spec(&self, key: &str) -> Result<&NodeSpec> {
+        self.node_specs.get(key).ok_or_else(|| {
+            Error::invalid("worker_spec", format!("{key:?} is not available; choose one of: {}", keys(&self.node_specs)))
         })
     }
 

@@ -6,6 +6,7 @@
 //! implementations of the traits and serve as reference models in tests.
 
 pub mod bastion;
+pub mod cluster_provisioner;
 pub mod config;
 pub mod error;
 pub mod human;
@@ -23,6 +24,7 @@ pub mod validate;
 pub mod testing;
 
 pub use bastion::Bastion;
+pub use cluster_provisioner::ClusterProvisioner;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use ipam::Ipam;

@@ -1,6 +1,10 @@
 //! Reference backends for tests and embedding: a simulated vSphere (`MockProvisioner`), a
 //! fault-injecting decorator for any provisioner, and notifiers that record or log.
 
+pub mod clusters;
+
+pub use clusters::{ClusterFault, SimCluster, SimulatedClusters};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

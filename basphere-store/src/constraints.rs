@@ -147,6 +147,7 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
 
     primary_key("clusters_pkey", "clusters", "clusters.id", exists("cluster", "id")),
     unique("clusters_live_name", "clusters", "clusters.owner, clusters.name", exists("cluster", "name")),
+    check("clusters_state_valid", "clusters", "state", "pending, provisioning, ready, failed, deleting, deleted"),
 
     primary_key("operations_pkey", "operations", "operations.id", exists("operation", "id")),
 
@@ -252,8 +253,8 @@ mod tests {
              INSERT INTO web_sessions (id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at) VALUES ('w1', 'session', 'alice', 'alice', 'user', 'h1', 0, 0, 0);
              INSERT INTO vms (id, owner, name, os, spec, cpu, memory_mb, disk_gb, state, created_at, updated_at)
                  VALUES ('v1', 'alice', 'web', 'ubuntu', 'small', 1, 1, 1, 'running', 0, 0);
-             INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, state, created_at, updated_at)
-                 VALUES ('c1', 'alice', 'dev', 'dev', 'v1', 1, 1, 'small', 'ready', 0, 0);
+             INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at)
+                 VALUES ('c1', 'alice', 'dev', 'dev', 'v1', 1, 1, 'small', 2, 4096, 50, 'small', 2, 4096, 50, 'ready', '{}', 0, 0);
              INSERT INTO operations (id, kind, owner, resource_kind, resource_id, resource_name, state, steps, log_tail, requested_by, created_at, updated_at)
                  VALUES ('o1', 'create_vm', 'alice', 'vm', 'v1', 'web', 'queued', '[]', '[]', 'alice', 0, 0);
              INSERT INTO audit (id, at, actor, action, resource, source, outcome, details) VALUES ('a1', 0, 'alice', 'x', 'y', 'z', 'success', '{}');
@@ -296,8 +297,9 @@ mod tests {
         ("quota_overrides_owner_fk", "quota_overrides", "INSERT INTO quota_overrides (owner) VALUES ('ghost')"),
         ("vms_pkey", "vms", "INSERT INTO vms (id, owner, name, os, spec, cpu, memory_mb, disk_gb, state, created_at, updated_at) VALUES ('v1', 'alice', 'db', 'u', 's', 1, 1, 1, 'running', 0, 0)"),
         ("vms_live_name", "vms", "INSERT INTO vms (id, owner, name, os, spec, cpu, memory_mb, disk_gb, state, created_at, updated_at) VALUES ('v2', 'alice', 'web', 'u', 's', 1, 1, 1, 'running', 0, 0)"),
-        ("clusters_pkey", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, state, created_at, updated_at) VALUES ('c1', 'alice', 'other', 'dev', 'v1', 1, 1, 's', 'ready', 0, 0)"),
-        ("clusters_live_name", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, worker_spec, state, created_at, updated_at) VALUES ('c2', 'alice', 'dev', 'dev', 'v1', 1, 1, 's', 'ready', 0, 0)"),
+        ("clusters_pkey", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at) VALUES ('c1', 'alice', 'other', 'dev', 'v1', 1, 1, 's', 1, 1, 1, 's', 1, 1, 1, 'ready', '{}', 0, 0)"),
+        ("clusters_state_valid", "clusters", "UPDATE clusters SET state = 'gone'"),
+        ("clusters_live_name", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at) VALUES ('c2', 'alice', 'dev', 'dev', 'v1', 1, 1, 's', 1, 1, 1, 's', 1, 1, 1, 'ready', '{}', 0, 0)"),
         ("operations_pkey", "operations", "INSERT INTO operations (id, kind, owner, resource_kind, resource_id, resource_name, state, steps, log_tail, requested_by, created_at, updated_at) VALUES ('o1', 'create_vm', 'alice', 'vm', 'v1', 'web', 'queued', '[]', '[]', 'alice', 0, 0)"),
         ("audit_pkey", "audit", "INSERT INTO audit (id, at, actor, action, resource, source, outcome, details) VALUES ('a1', 0, 'a', 'x', 'y', 'z', 'success', '{}')"),
         ("ip_blocks_pkey", "ip_blocks", "INSERT INTO ip_blocks (start, last, pool, size, owner, allocated_at) VALUES (100, 115, 'default', 16, 'alice', 0)"),

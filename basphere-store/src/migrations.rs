@@ -372,6 +372,45 @@ pub const MIGRATIONS: &[&str] = &[
     -- The console's audit log filters by action.
     CREATE INDEX audit_action ON audit (action, id);
     "#,
+    // 8: clusters keep both node sizes (their usage is counted with the VMs') and the status the
+    // backend last reported (JSON). No earlier release wrote clusters; any row keeps zero sizes.
+    r#"
+    CREATE TABLE clusters_v8 (
+        id                      TEXT NOT NULL CONSTRAINT clusters_pkey PRIMARY KEY,
+        owner                   TEXT NOT NULL,
+        name                    TEXT NOT NULL,
+        cluster_type            TEXT NOT NULL,
+        kubernetes_version      TEXT NOT NULL,
+        control_plane_count     INTEGER NOT NULL,
+        worker_count            INTEGER NOT NULL,
+        control_plane_spec      TEXT NOT NULL,
+        control_plane_cpu       INTEGER NOT NULL,
+        control_plane_memory_mb INTEGER NOT NULL,
+        control_plane_disk_gb   INTEGER NOT NULL,
+        worker_spec             TEXT NOT NULL,
+        worker_cpu              INTEGER NOT NULL,
+        worker_memory_mb        INTEGER NOT NULL,
+        worker_disk_gb          INTEGER NOT NULL,
+        control_plane_endpoint  INTEGER,
+        state                   TEXT NOT NULL CONSTRAINT clusters_state_valid
+                                CHECK (state IN ('pending', 'provisioning', 'ready', 'failed', 'deleting', 'deleted')),
+        reason                  TEXT,
+        status                  TEXT NOT NULL,
+        created_at              INTEGER NOT NULL,
+        updated_at              INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO clusters_v8 (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count,
+            control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb,
+            worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, control_plane_endpoint, state, reason, status,
+            created_at, updated_at)
+        SELECT id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count,
+            '', 0, 0, 0, worker_spec, 0, 0, 0, control_plane_endpoint, state, reason, '{}', created_at, updated_at
+        FROM clusters;
+    DROP TABLE clusters;
+    ALTER TABLE clusters_v8 RENAME TO clusters;
+    CREATE UNIQUE INDEX clusters_live_name ON clusters (owner, name) WHERE state <> 'deleted';
+    CREATE INDEX clusters_owner ON clusters (owner, id);
+    "#,
 ];
 
 /// The schema version this build writes.

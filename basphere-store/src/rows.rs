@@ -195,6 +195,15 @@ pub(crate) fn vm_row(row: &Row<'_>) -> Result<Vm> {
 
 pub(crate) fn cluster_row(row: &Row<'_>) -> Result<Cluster> {
     let c = Cells { row, table: "clusters" };
+    let spec = |at: usize, key: String| -> Result<NodeSpec> {
+        Ok(NodeSpec {
+            key,
+            cpu: c.u32(at, "cpu")?,
+            memory_mb: c.u64(at + 1, "memory_mb")?,
+            disk_gb: c.u64(at + 2, "disk_gb")?,
+        })
+    };
+    let status: String = c.text(18)?;
     Ok(Cluster {
         id: c.uuid(0, "id")?,
         owner: c.parse(1, "owner", Username::parse)?,
@@ -203,13 +212,19 @@ pub(crate) fn cluster_row(row: &Row<'_>) -> Result<Cluster> {
         kubernetes_version: c.text(4)?,
         control_plane_count: c.u32(5, "control_plane_count")?,
         worker_count: c.u32(6, "worker_count")?,
-        worker_spec: c.text(7)?,
-        control_plane_endpoint: c.opt_ip(8, "control_plane_endpoint")?,
-        state: c.parse(9, "state", ClusterState::parse)?,
-        reason: c.opt_text(10)?,
-        created_at: c.time(11, "created_at")?,
-        updated_at: c.time(12, "updated_at")?,
+        control_plane_spec: spec(8, c.text(7)?)?,
+        worker_spec: spec(12, c.text(11)?)?,
+        control_plane_endpoint: c.opt_ip(15, "control_plane_endpoint")?,
+        state: c.parse(16, "state", ClusterState::parse)?,
+        reason: c.opt_text(17)?,
+        status: serde_json::from_str(&status).map_err(|error| corrupt("clusters", "status", error))?,
+        created_at: c.time(19, "created_at")?,
+        updated_at: c.time(20, "updated_at")?,
     })
+}
+
+pub(crate) fn cluster_status_json(cluster: &Cluster) -> Result<String> {
+    serde_json::to_string(&cluster.status).map_err(|error| corrupt("clusters", "status", error))
 }
 
 pub(crate) fn operation_json(op: &Operation) -> Result<(String, String)> {

@@ -59,7 +59,13 @@ macro_rules! reads {
                     usage.memory_mb += vm.memory_mb;
                     usage.disk_gb += vm.disk_gb;
                 }
-                usage.clusters = state.clusters.values().filter(|c| c.is_live() && c.owner == *owner).count() as u64;
+                for cluster in state.clusters.values().filter(|c| c.is_live() && c.owner == *owner) {
+                    let nodes = cluster.usage();
+                    usage.clusters += 1;
+                    usage.vcpus += nodes.vcpus;
+                    usage.memory_mb += nodes.memory_mb;
+                    usage.disk_gb += nodes.disk_gb;
+                }
                 usage.ips = state.leases_by_owner.get(owner).map_or(0, |set| set.len() as u64);
                 Ok(usage)
             }

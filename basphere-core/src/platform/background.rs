@@ -14,6 +14,9 @@ use crate::model::now;
 /// The name of the duty whose holder reconciles.
 pub const RECONCILE_DUTY: &str = "reconcile";
 
+/// The name of the duty whose holder follows the clusters' status.
+pub const CLUSTER_STATUS_DUTY: &str = "cluster-status";
+
 /// The running background tasks; dropping this stops them.
 pub struct Background {
     tasks: Vec<JoinHandle<()>>,
@@ -74,6 +77,39 @@ impl Platform {
                     Err(error) => {
                         tracing::warn!(%error, "delivering notifications failed; trying again");
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }));
+
+        let follower = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let hold = chrono::Duration::seconds(60);
+            loop {
+                let worker = follower.worker.clone();
+                let on_duty = follower
+                    .db(move |store, _| {
+                        let mut held = false;
+                        store.write(&mut |tx| {
+                            let at = now();
+                            held = tx.claim_duty(CLUSTER_STATUS_DUTY, &worker, at, at + hold)?;
+                            Ok(())
+                        })?;
+                        Ok(held)
+                    })
+                    .await;
+                match on_duty {
+                    Ok(true) => {
+                        if let Err(error) = follower.refresh_cluster_statuses().await {
+                            tracing::warn!(%error, "following the clusters' status failed; trying again");
+                        }
+                        // Woken by the backend's watch, or every 15 s at the latest.
+                        follower.clusters.changed(Duration::from_secs(15)).await;
+                    }
+                    Ok(false) => tokio::time::sleep(Duration::from_secs(20)).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming the cluster-status duty failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
                     }
                 }
             }

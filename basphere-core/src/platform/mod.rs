@@ -16,6 +16,8 @@ mod account_operations;
 mod accounts;
 pub mod authz;
 mod background;
+mod cluster_operations;
+mod clusters;
 mod events;
 mod limits;
 mod operations;
@@ -37,6 +39,7 @@ use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::bastion::{Bastion, NoBastion};
+use crate::cluster_provisioner::{ClusterProvisioner, NoClusters};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::human::HumanCheck;
@@ -49,7 +52,8 @@ use crate::store::Store;
 pub use account_admin::RequestQuery;
 pub use accounts::{bounded, lookup_username, AccountQuery, NewAccount};
 pub use authz::{Action, Actor};
-pub use background::{Background, RECONCILE_DUTY};
+pub use background::{Background, CLUSTER_STATUS_DUTY, RECONCILE_DUTY};
+pub use clusters::{lookup_cluster_name, ClusterQuery, CreateCluster, MAX_CLUSTER_WORKERS};
 pub use events::AuditQuery;
 pub use operations::{Commit, OperationContext, OperationHandler};
 pub use outbox::{retry_delay, OutboxQuery};
@@ -123,6 +127,8 @@ pub struct Platform {
     store: Arc<dyn Store>,
     ipam: Arc<dyn Ipam>,
     provisioner: Arc<dyn Provisioner>,
+    /// The Kubernetes cluster backend (none by default).
+    clusters: Arc<dyn ClusterProvisioner>,
     notifier: Arc<dyn Notifier>,
     /// Makes, rekeys and removes the accounts' bastion logins.
     bastion: Arc<dyn Bastion>,
@@ -163,9 +169,16 @@ pub struct PlatformBuilder {
     instance: Option<String>,
     bastion: Option<Arc<dyn Bastion>>,
     human_check: Option<Arc<dyn HumanCheck>>,
+    clusters: Option<Arc<dyn ClusterProvisioner>>,
 }
 
 impl PlatformBuilder {
+    /// The Kubernetes cluster backend (default: none, and cluster requests say so).
+    pub fn clusters(mut self, clusters: Arc<dyn ClusterProvisioner>) -> Self {
+        self.clusters = Some(clusters);
+        self
+    }
+
     /// Adds a handler for further operation kinds (clusters, networks, ...); a handler added
     /// later replaces an earlier one (or a built-in one) for the same kind.
     pub fn handler(mut self, handler: Arc<dyn OperationHandler>) -> Self {
@@ -197,7 +210,11 @@ impl PlatformBuilder {
         let workers = Arc::new(Semaphore::new(self.config.server.workers));
         let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
         let builtin: Vec<Arc<dyn OperationHandler>> =
-            vec![Arc::new(vm_operations::VmOperations), Arc::new(account_operations::AccountOperations)];
+            vec![
+            Arc::new(vm_operations::VmOperations),
+            Arc::new(account_operations::AccountOperations),
+            Arc::new(cluster_operations::ClusterOperations),
+        ];
         for handler in builtin.into_iter().chain(self.handlers) {
             for kind in handler.kinds() {
                 handlers.insert(*kind, handler.clone());
@@ -211,6 +228,7 @@ impl PlatformBuilder {
             store: self.store,
             ipam: self.ipam,
             provisioner: self.provisioner,
+            clusters: self.clusters.unwrap_or_else(|| Arc::new(NoClusters)),
             notifier: self.notifier,
             bastion: self.bastion.unwrap_or_else(|| Arc::new(NoBastion)),
             human_check: self.human_check,
@@ -258,6 +276,7 @@ impl Platform {
             notifier,
             handlers: Vec::new(),
             instance: None,
+            clusters: None,
             bastion: None,
             human_check: None,
         }

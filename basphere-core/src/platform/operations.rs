@@ -81,6 +81,10 @@ impl OperationContext<'_> {
         &self.platform.provisioner
     }
 
+    pub fn clusters(&self) -> &Arc<dyn crate::cluster_provisioner::ClusterProvisioner> {
+        &self.platform.clusters
+    }
+
     pub fn ipam(&self) -> &Arc<dyn Ipam> {
         &self.platform.ipam
     }

@@ -90,7 +90,25 @@ impl AccountsRead for SqlTx<'_> {
         let count = |query: &str| -> Result<u64> {
             Ok(self.one(query, [owner.as_str()], |row| row.get::<_, i64>(0).map_err(sql))?.unwrap_or(0) as u64)
         };
-        usage.clusters = count("SELECT count(*) FROM clusters WHERE owner = ?1 AND state <> 'deleted'")?;
+        // A cluster's nodes count with the VMs.
+        let clusters = self
+            .one(
+                "SELECT count(*), \
+                        coalesce(sum(control_plane_count * control_plane_cpu + worker_count * worker_cpu), 0), \
+                        coalesce(sum(control_plane_count * control_plane_memory_mb + worker_count * worker_memory_mb), 0), \
+                        coalesce(sum(control_plane_count * control_plane_disk_gb + worker_count * worker_disk_gb), 0) \
+                 FROM clusters WHERE owner = ?1 AND state <> 'deleted'",
+                [owner.as_str()],
+                |row| {
+                    let get = |index| row.get::<_, i64>(index).map(|v| v as u64).map_err(sql);
+                    Ok([get(0)?, get(1)?, get(2)?, get(3)?])
+                },
+            )?
+            .unwrap_or_default();
+        usage.clusters = clusters[0];
+        usage.vcpus += clusters[1];
+        usage.memory_mb += clusters[2];
+        usage.disk_gb += clusters[3];
         usage.ips = count("SELECT count(*) FROM leases WHERE owner = ?1")?;
         Ok(usage)
     }
