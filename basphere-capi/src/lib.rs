@@ -1,3 +1,10 @@
-//! Kubernetes clusters through Cluster API and CAPV objects, with the `kube` crate.
+//! Basphere's Kubernetes cluster backend: Cluster API with the vSphere provider (CAPV), kube-vip
+//! for the control-plane VIP, and the in-cluster IPAM provider holding exactly the node
+//! addresses Basphere leased.
 //!
-//! Not built yet: cluster operations answer `NotSupported` until this backend exists.
+//! `render` makes every object of a cluster for either contract version, `kubevip` the static
+//! pod serving the VIP, and `status` reads a cluster's state from its conditions.
+
+pub mod kubevip;
+pub mod render;
+pub mod status;

@@ -215,23 +215,24 @@ pub struct VsphereLayout {
     pub folder: String,
 }
 
-/// The sections only VM backends read: `backend`, `vsphere` and `terraform`, kept as YAML (null
-/// when absent). Core knows that they exist, not what is in them: the backend crate parses and
-/// validates them when the server starts (`basphere_vsphere::vm_backend`), refusing unknown keys
-/// with errors that name them, so a configuration is never half-checked.
+/// The sections only backends read: `backend`, `vsphere` and `terraform` (the VM backends'), and
+/// `management_cluster` (the cluster backend's), kept as YAML (null when absent). Core knows that
+/// they exist, not what is in them: the backend crates parse and validate them when the server
+/// starts (`basphere_vsphere::vm_backend`, `basphere_capi::cluster_backend`), refusing unknown
+/// keys with errors that name them, so a configuration is never half-checked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BackendSections {
     pub backend: serde_yaml::Value,
     pub vsphere: serde_yaml::Value,
     pub terraform: serde_yaml::Value,
+    /// The cluster backend's section (`basphere_capi::cluster_backend` parses it).
+    pub management_cluster: serde_yaml::Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KubernetesConfig {
     pub version: String,
     pub node_template: String,
-    pub management_kubeconfig: PathBuf,
-    pub namespace_prefix: String,
     /// How long a cluster deletion may wait for Cluster API before it is reported stuck
     /// (`kubernetes.delete_timeout_minutes`).
     pub delete_timeout: std::time::Duration,
@@ -335,7 +336,8 @@ struct RawConfig {
     cluster_node_specs: Option<BTreeMap<String, RawNodeSpec>>,
     cluster_quotas: RawClusterQuotas,
     kubernetes: RawKubernetes,
-    management_cluster: RawManagementCluster,
+    // The cluster backend's section: kept whole, parsed by the cluster backend crate.
+    management_cluster: Option<serde_yaml::Value>,
     recaptcha: RawRecaptcha,
     registration: RawRegistration,
     notifications: RawNotifications,
@@ -482,13 +484,6 @@ struct RawNodeSpec {
 struct RawKubernetes {
     version: Option<String>,
     delete_timeout_minutes: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawManagementCluster {
-    kubeconfig: Option<PathBuf>,
-    namespace_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -828,13 +823,12 @@ impl Config {
         let kubernetes = KubernetesConfig {
             version: raw.kubernetes.version.unwrap_or_else(|| "v1.31.4".into()),
             node_template: raw.templates.kubernetes.unwrap_or_else(|| "ubuntu-2204-kube-v1.31.4".into()),
-            management_kubeconfig: raw
-                .management_cluster
-                .kubeconfig
-                .unwrap_or_else(|| PathBuf::from("/etc/basphere/management-kubeconfig")),
-            namespace_prefix: raw.management_cluster.namespace_prefix.unwrap_or_else(|| "user-".into()),
             delete_timeout: std::time::Duration::from_secs(
-                60 * positive("kubernetes.delete_timeout_minutes", raw.kubernetes.delete_timeout_minutes.or(Some(30)), 1..=24 * 60)?,
+                60 * positive(
+                    "kubernetes.delete_timeout_minutes",
+                    raw.kubernetes.delete_timeout_minutes.or(Some(30)),
+                    1..=24 * 60,
+                )?,
             ),
         };
         if !kubernetes.version.starts_with('v') {
@@ -940,6 +934,7 @@ impl Config {
                 backend: raw.backend.unwrap_or_default(),
                 vsphere: raw.vsphere.unwrap_or_default(),
                 terraform: raw.terraform.unwrap_or_default(),
+                management_cluster: raw.management_cluster.unwrap_or_default(),
             },
         };
         Ok(config)
@@ -969,7 +964,10 @@ impl Config {
     /// The cluster node spec for a key, or an error listing the valid keys.
     pub fn node_spec(&self, key: &str) -> Result<&NodeSpec> {
         self.node_specs.get(key).ok_or_else(|| {
-            Error::invalid("worker_spec", format!("{key:?} is not available; choose one of: {}", keys(&self.node_specs)))
+            Error::invalid(
+                "worker_spec",
+                format!("{key:?} is not available; choose one of: {}", keys(&self.node_specs)),
+            )
         })
     }
 

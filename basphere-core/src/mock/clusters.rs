@@ -124,7 +124,12 @@ impl SimulatedClusters {
                 control_plane_ready: 0,
                 workers_ready: 0,
                 worker_machines: request.worker_count,
-                addresses_in_use: request.node_addresses.iter().take((cp + request.worker_count) as usize).copied().collect(),
+                addresses_in_use: request
+                    .node_addresses
+                    .iter()
+                    .take((cp + request.worker_count) as usize)
+                    .copied()
+                    .collect(),
                 reason: Some(message),
             };
         }
@@ -157,11 +162,17 @@ impl SimulatedClusters {
         let workers_available = cp_available && workers_ready == workers_target && settled && stage >= 4;
         let waiting = stalled.or(failed);
         let conditions = vec![
-            condition("InfrastructureReady", infrastructure, (!infrastructure).then_some(("Provisioning", "creating the load balancer and network"))),
+            condition(
+                "InfrastructureReady",
+                infrastructure,
+                (!infrastructure).then_some(("Provisioning", "creating the load balancer and network")),
+            ),
             condition(
                 "ControlPlaneInitialized",
                 initialized,
-                (!initialized).then_some(waiting.unwrap_or(("WaitingForControlPlane", "the first control-plane machine is being created"))),
+                (!initialized).then_some(
+                    waiting.unwrap_or(("WaitingForControlPlane", "the first control-plane machine is being created")),
+                ),
             ),
             condition(
                 "ControlPlaneAvailable",
@@ -251,8 +262,10 @@ impl ClusterProvisioner for SimulatedClusters {
         };
         let mut state = self.state();
         state.calls.push(format!("apply {}", request.name));
-        if let Some(clash) =
-            state.clusters.values().find(|c| c.request.owner == request.owner && c.request.name == request.name && c.request.id != request.id)
+        if let Some(clash) = state
+            .clusters
+            .values()
+            .find(|c| c.request.owner == request.owner && c.request.name == request.name && c.request.id != request.id)
         {
             return Err(Error::already_exists("cluster", &clash.request.name));
         }

@@ -207,7 +207,9 @@ async fn scale(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
             Ok(Some(observation)) if observation.worker_machines <= target => break observation,
             Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => {
                 let error = Error::Timeout(format!("the surplus workers of {} are not gone", cluster.name));
-                let reason = format!("scaling down stalled: {error}; its addresses stay reserved. Scale again or delete the cluster");
+                let reason = format!(
+                    "scaling down stalled: {error}; its addresses stay reserved. Scale again or delete the cluster"
+                );
                 return fail_step(ctx, operation, STEP_WAIT_WORKERS, reason, &error).await;
             }
             _ => ctx.clusters().changed(WAIT_POLL).await,
@@ -290,8 +292,13 @@ async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
                 }
             }
             Err(error) if tokio::time::Instant::now() >= deadline => {
-                let reason = format!("deletion failed: {error}. The cluster and its addresses are kept; delete it again");
-                let step = if operation.steps.iter().any(|s| s.name == STEP_WAIT_GONE && s.started_at.is_some()) { STEP_WAIT_GONE } else { STEP_DELETE };
+                let reason =
+                    format!("deletion failed: {error}. The cluster and its addresses are kept; delete it again");
+                let step = if operation.steps.iter().any(|s| s.name == STEP_WAIT_GONE && s.started_at.is_some()) {
+                    STEP_WAIT_GONE
+                } else {
+                    STEP_DELETE
+                };
                 return fail_step(ctx, operation, step, reason, &error).await;
             }
             Err(error) => tracing::warn!(cluster = %cluster.name, %error, "deleting a cluster failed; trying again"),
@@ -332,7 +339,11 @@ async fn fail_step(
     update(ctx, &operation, move |commit, c| {
         c.state = ClusterState::Failed;
         c.reason = Some(reason.clone());
-        commit.notify(NotificationEvent::ClusterFailed { owner: c.owner.clone(), name: c.name.clone(), reason: reason.clone() });
+        commit.notify(NotificationEvent::ClusterFailed {
+            owner: c.owner.clone(),
+            name: c.name.clone(),
+            reason: reason.clone(),
+        });
         Ok(())
     })
     .await?;
@@ -354,7 +365,11 @@ fn log_tail_of(error: &Error) -> Vec<String> {
 }
 
 /// What an observation makes of a cluster: its new state and reason, or `None` to leave it.
-fn judge(cluster: &Cluster, observation: Option<&ClusterObservation>, busy: bool) -> Option<(ClusterState, Option<String>)> {
+fn judge(
+    cluster: &Cluster,
+    observation: Option<&ClusterObservation>,
+    busy: bool,
+) -> Option<(ClusterState, Option<String>)> {
     if matches!(cluster.state, ClusterState::Pending | ClusterState::Deleting | ClusterState::Deleted) {
         return None;
     }
@@ -370,7 +385,11 @@ fn judge(cluster: &Cluster, observation: Option<&ClusterObservation>, busy: bool
         Some(o) => match o.health {
             ClusterHealth::Ready => Some((ClusterState::Ready, None)),
             ClusterHealth::Failed => Some((ClusterState::Failed, o.reason.clone())),
-            ClusterHealth::Progressing if cluster.state == ClusterState::Failed && cluster.status.observed_at.is_none() => None,
+            ClusterHealth::Progressing
+                if cluster.state == ClusterState::Failed && cluster.status.observed_at.is_none() =>
+            {
+                None
+            }
             ClusterHealth::Progressing => Some((ClusterState::Provisioning, o.reason.clone())),
             ClusterHealth::Deleting => None,
         },
@@ -381,9 +400,7 @@ impl Platform {
     /// Brings every live cluster's state and conditions up to what the backend observes now,
     /// notifying each change to `ready` or `failed` once. Returns how many clusters changed.
     pub async fn refresh_cluster_statuses(&self) -> Result<usize> {
-        let clusters = self
-            .db(|store, _| store.query(|tx| tx.list_clusters(&ClusterFilter::default())))
-            .await?;
+        let clusters = self.db(|store, _| store.query(|tx| tx.list_clusters(&ClusterFilter::default()))).await?;
         let mut changed = 0;
         for cluster in clusters {
             if matches!(cluster.state, ClusterState::Pending | ClusterState::Deleted) {
@@ -403,7 +420,11 @@ impl Platform {
                     store.transact(|tx| {
                         let Some(mut cluster) = tx.get_cluster(id)? else { return Ok(false) };
                         let busy = !tx
-                            .list_operations(&OperationFilter { resource: Some(id), unfinished: true, ..OperationFilter::default() })?
+                            .list_operations(&OperationFilter {
+                                resource: Some(id),
+                                unfinished: true,
+                                ..OperationFilter::default()
+                            })?
                             .is_empty();
                         let before = cluster.clone();
                         if let Some(o) = &observation {
@@ -421,7 +442,10 @@ impl Platform {
                         if let Some((state, reason)) = judge(&cluster, observation.as_ref(), busy) {
                             if state != cluster.state {
                                 let event = match state {
-                                    ClusterState::Ready => Some(NotificationEvent::ClusterReady { owner: cluster.owner.clone(), name: cluster.name.clone() }),
+                                    ClusterState::Ready => Some(NotificationEvent::ClusterReady {
+                                        owner: cluster.owner.clone(),
+                                        name: cluster.name.clone(),
+                                    }),
                                     ClusterState::Failed => Some(NotificationEvent::ClusterFailed {
                                         owner: cluster.owner.clone(),
                                         name: cluster.name.clone(),

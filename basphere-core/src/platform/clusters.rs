@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::accounts::bounded;
 use super::authz::{decide, Action, Actor};
-use super::cluster_operations::{cluster_ref, STEP_APPLY, STEP_DELETE, STEP_RELEASE, STEP_RESERVE, STEP_SHRINK, STEP_WAIT_GONE, STEP_WAIT_WORKERS};
+use super::cluster_operations::{
+    cluster_ref, STEP_APPLY, STEP_DELETE, STEP_RELEASE, STEP_RESERVE, STEP_SHRINK, STEP_WAIT_GONE, STEP_WAIT_WORKERS,
+};
 use super::vms::check_idempotency_key;
 use super::{page, Page, PageRequest, Platform};
 use crate::error::{Error, Result};
@@ -78,8 +80,11 @@ fn lease_nodes(
     ip_quota: u64,
 ) -> Result<()> {
     for index in first..first + count {
-        let resource =
-            ResourceRef { kind: ResourceKind::ClusterNode, id: cluster.id, name: format!("{}-node-{index}", cluster.name) };
+        let resource = ResourceRef {
+            kind: ResourceKind::ClusterNode,
+            id: cluster.id,
+            name: format!("{}-node-{index}", cluster.name),
+        };
         ipam.lease(tx, &cluster.owner, &resource, ip_quota)?;
     }
     Ok(())
@@ -151,9 +156,12 @@ impl Platform {
                 if let Some(key) = &idempotency_key {
                     if let Some(record) = tx.get_idempotency(&owner, key)? {
                         if record.request_hash != request_hash {
-                            return Err(Error::Conflict(format!("the Idempotency-Key {key:?} was already used for a different request")));
+                            return Err(Error::Conflict(format!(
+                                "the Idempotency-Key {key:?} was already used for a different request"
+                            )));
                         }
-                        let id = record.operations.first().copied().ok_or_else(|| Error::not_found("operation", key))?;
+                        let id =
+                            record.operations.first().copied().ok_or_else(|| Error::not_found("operation", key))?;
                         let operation = tx.get_operation(id)?.ok_or_else(|| Error::not_found("operation", id))?;
                         let cluster = tx
                             .get_cluster(operation.resource.id)?
@@ -192,12 +200,18 @@ impl Platform {
                 extra.ips = 1 + u64::from(cluster.pool_size(workers));
                 let before = tx.usage(&owner)?;
                 quota.check(&before, &extra)?;
-                let vip = ResourceRef { kind: ResourceKind::ClusterEndpoint, id: cluster.id, name: format!("{name}-vip") };
+                let vip =
+                    ResourceRef { kind: ResourceKind::ClusterEndpoint, id: cluster.id, name: format!("{name}-vip") };
                 cluster.control_plane_endpoint = Some(ipam.lease(tx, &owner, &vip, quota.max_ips)?.address);
                 tx.insert_cluster(&cluster)?;
                 lease_nodes(tx, &*ipam, &cluster, 1, cluster.pool_size(workers), quota.max_ips)?;
-                let mut operation =
-                    Operation::new(OperationKind::CreateCluster, owner.clone(), cluster_resource(&cluster), &actor.name, &[STEP_RESERVE, STEP_APPLY]);
+                let mut operation = Operation::new(
+                    OperationKind::CreateCluster,
+                    owner.clone(),
+                    cluster_resource(&cluster),
+                    &actor.name,
+                    &[STEP_RESERVE, STEP_APPLY],
+                );
                 operation.finish_step(STEP_RESERVE, true);
                 tx.insert_operation(&operation)?;
                 let details = json!({
@@ -207,12 +221,25 @@ impl Platform {
                     "endpoint": cluster.control_plane_endpoint.map(|a| a.to_string()),
                     "operation": operation.id,
                 });
-                tx.append_audit(&AuditEvent::new(&actor.name, "cluster.create", &format!("cluster/{owner}/{name}"), &actor.source, Outcome::Success, details))?;
+                tx.append_audit(&AuditEvent::new(
+                    &actor.name,
+                    "cluster.create",
+                    &format!("cluster/{owner}/{name}"),
+                    &actor.source,
+                    Outcome::Success,
+                    details,
+                ))?;
                 for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
                     super::outbox::queue(tx, event, &channels)?;
                 }
                 if let Some(key) = &idempotency_key {
-                    tx.insert_idempotency(&IdempotencyRecord { owner: owner.clone(), key: key.clone(), request_hash: request_hash.clone(), operations: vec![operation.id], created_at: now() })?;
+                    tx.insert_idempotency(&IdempotencyRecord {
+                        owner: owner.clone(),
+                        key: key.clone(),
+                        request_hash: request_hash.clone(),
+                        operations: vec![operation.id],
+                        created_at: now(),
+                    })?;
                 }
                 Ok((cluster, operation, false))
             })
@@ -221,7 +248,12 @@ impl Platform {
     }
 
     /// The clusters of `owner`, or of every account (`None`, administrators), oldest first.
-    pub async fn list_clusters(&self, actor: &Actor, owner: Option<&Username>, query: ClusterQuery) -> Result<Page<Cluster>> {
+    pub async fn list_clusters(
+        &self,
+        actor: &Actor,
+        owner: Option<&Username>,
+        query: ClusterQuery,
+    ) -> Result<Page<Cluster>> {
         match owner {
             Some(owner) => decide(actor, Action::View, Some(owner), "user", owner)?,
             None => decide(actor, Action::Administer, None, "cluster", &"")?,
@@ -275,7 +307,9 @@ impl Platform {
                 return Ok(cluster);
             }
             // Another replica's changes are seen within a second.
-            let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + Duration::from_secs(1)), changed).await;
+            let _ =
+                tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + Duration::from_secs(1)), changed)
+                    .await;
         }
     }
 
@@ -283,7 +317,10 @@ impl Platform {
     pub async fn cluster_kubeconfig(&self, actor: &Actor, owner: &Username, name: &str) -> Result<String> {
         let cluster = self.cluster(actor, owner, name).await?;
         if matches!(cluster.state, ClusterState::Deleting | ClusterState::Deleted | ClusterState::Pending) {
-            return Err(Error::Conflict(format!("cluster {} is {}; it has no kubeconfig", cluster.name, cluster.state)));
+            return Err(Error::Conflict(format!(
+                "cluster {} is {}; it has no kubeconfig",
+                cluster.name, cluster.state
+            )));
         }
         let kubeconfig = self.clusters.kubeconfig(&cluster_ref(&cluster)).await?;
         let resource = format!("cluster/{owner}/{}", cluster.name);
@@ -345,7 +382,11 @@ impl Platform {
                 nodes_allowed(&quota, resized.nodes())?;
                 let grow = workers > cluster.worker_count;
                 if grow {
-                    let held = tx.leases_of_resource(cluster.id)?.iter().filter(|l| l.resource.kind == ResourceKind::ClusterNode).count() as u32;
+                    let held = tx
+                        .leases_of_resource(cluster.id)?
+                        .iter()
+                        .filter(|l| l.resource.kind == ResourceKind::ClusterNode)
+                        .count() as u32;
                     let more = resized.pool_size(workers).saturating_sub(held);
                     let before = tx.usage(&cluster.owner)?;
                     let (now_usage, then) = (cluster.usage(), resized.usage());
@@ -361,7 +402,11 @@ impl Platform {
                     lease_nodes(tx, ipam, cluster, first, more, quota.max_ips)?;
                 }
                 cluster.worker_count = workers;
-                Ok(if grow { &[STEP_RESERVE, STEP_APPLY] } else { &[STEP_APPLY, STEP_WAIT_WORKERS, STEP_SHRINK, STEP_RELEASE] })
+                Ok(if grow {
+                    &[STEP_RESERVE, STEP_APPLY]
+                } else {
+                    &[STEP_APPLY, STEP_WAIT_WORKERS, STEP_SHRINK, STEP_RELEASE]
+                })
             })
             .await?;
         self.spawn_operation(operation.id);
@@ -386,7 +431,8 @@ impl Platform {
         let result = self
             .db(move |store, ipam| {
                 store.transact(|tx| {
-                    let mut cluster = tx.cluster_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("cluster", &name))?;
+                    let mut cluster =
+                        tx.cluster_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("cluster", &name))?;
                     let busy = tx.list_operations(&OperationFilter {
                         resource: Some(cluster.id),
                         unfinished: true,
@@ -401,7 +447,8 @@ impl Platform {
                     let steps = transition(tx, &*ipam, &mut cluster)?;
                     cluster.updated_at = now();
                     tx.update_cluster(&cluster)?;
-                    let mut operation = Operation::new(kind, owner.clone(), cluster_resource(&cluster), &actor.name, steps);
+                    let mut operation =
+                        Operation::new(kind, owner.clone(), cluster_resource(&cluster), &actor.name, steps);
                     if steps.contains(&STEP_RESERVE) {
                         operation.finish_step(STEP_RESERVE, true);
                     }

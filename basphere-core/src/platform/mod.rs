@@ -209,8 +209,7 @@ impl PlatformBuilder {
     pub fn build(self) -> Arc<Platform> {
         let workers = Arc::new(Semaphore::new(self.config.server.workers));
         let mut handlers: HashMap<OperationKind, Arc<dyn OperationHandler>> = HashMap::new();
-        let builtin: Vec<Arc<dyn OperationHandler>> =
-            vec![
+        let builtin: Vec<Arc<dyn OperationHandler>> = vec![
             Arc::new(vm_operations::VmOperations),
             Arc::new(account_operations::AccountOperations),
             Arc::new(cluster_operations::ClusterOperations),

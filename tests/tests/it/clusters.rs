@@ -187,13 +187,17 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let rig = rig(Backend::SqliteFile, dir.path());
     rig.account("alice", 1).await;
-    rig.sim.inject("broken", ClusterFault::Fail { reason: "CloningFailed".into(), message: "template ubuntu-k8s not found".into() });
+    rig.sim.inject(
+        "broken",
+        ClusterFault::Fail { reason: "CloningFailed".into(), message: "template ubuntu-k8s not found".into() },
+    );
     let (cluster, operation) = rig.create(dev("broken")).await;
     rig.wait(&operation).await;
     let failed = rig.until("broken", ClusterState::Failed).await;
     let reason = failed.reason.clone().unwrap();
     assert!(reason.contains("CloningFailed") && reason.contains("template ubuntu-k8s not found"), "{reason}");
-    rig.event(|e| matches!(e, NotificationEvent::ClusterFailed { reason, .. } if reason.contains("CloningFailed"))).await;
+    rig.event(|e| matches!(e, NotificationEvent::ClusterFailed { reason, .. } if reason.contains("CloningFailed")))
+        .await;
     assert_eq!(rig.leases(&cluster).len(), 6, "a failed cluster keeps its addresses until deleted");
     let error = rig.platform.cluster_kubeconfig(&alice(), &username("alice"), "broken").await.unwrap_err();
     assert_eq!(error.kind(), "conflict");
@@ -203,7 +207,10 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
     assert_eq!(rig.all_leases(), 0);
 
     // A stalled cluster says what it waits for.
-    rig.sim.inject("stalled", ClusterFault::Stall { reason: "WaitingForIPAddress".into(), message: "no free address in pool stalled".into() });
+    rig.sim.inject(
+        "stalled",
+        ClusterFault::Stall { reason: "WaitingForIPAddress".into(), message: "no free address in pool stalled".into() },
+    );
     let (_, operation) = rig.create(dev("stalled")).await;
     rig.wait(&operation).await;
     let deadline = tokio::time::Instant::now() + WAIT;
