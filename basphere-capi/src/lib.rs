@@ -7,4 +7,5 @@
 
 pub mod kubevip;
 pub mod render;
+pub mod schema;
 pub mod status;

@@ -2,7 +2,6 @@
 //! version, snapshots, injection, and the status read from conditions.
 
 mod render;
-mod schemas;
 mod status;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,117 @@
+//! The CRDs of the kinds Basphere renders (`crds/`, copied unchanged from Cluster API, CAPV and
+//! the in-cluster IPAM provider), as validators that are strict the way the API server is with
+//! `fieldValidation=Strict`: a field the schema does not know is an error, not silently pruned.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// The CRD files, compiled in.
+const CRDS: &[&str] = &[
+    include_str!("../crds/addons.cluster.x-k8s.io_clusterresourcesets.yaml"),
+    include_str!("../crds/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.yaml"),
+    include_str!("../crds/cluster.x-k8s.io_clusters.yaml"),
+    include_str!("../crds/cluster.x-k8s.io_machinedeployments.yaml"),
+    include_str!("../crds/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml"),
+    include_str!("../crds/infrastructure.cluster.x-k8s.io_vsphereclusteridentities.yaml"),
+    include_str!("../crds/infrastructure.cluster.x-k8s.io_vsphereclusters.yaml"),
+    include_str!("../crds/infrastructure.cluster.x-k8s.io_vspheremachinetemplates.yaml"),
+    include_str!("../crds/ipam.cluster.x-k8s.io_inclusterippools.yaml"),
+];
+
+/// One kind a CRD defines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrdKind {
+    pub group: String,
+    pub kind: String,
+    pub plural: String,
+    pub namespaced: bool,
+    pub versions: Vec<String>,
+    /// The whole CRD object, as `apiextensions.k8s.io/v1` serves it.
+    pub crd: Value,
+}
+
+/// The CRDs and their validators by `(apiVersion, kind)`.
+pub struct Schemas {
+    pub kinds: Vec<CrdKind>,
+    validators: BTreeMap<(String, String), jsonschema::Validator>,
+}
+
+/// Refuses unknown fields where the schema does (every object with `properties`, unless it
+/// keeps unknown fields).
+fn strict(schema: &mut Value, root: bool) {
+    if let Value::Object(map) = schema {
+        let preserve = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+        if map.contains_key("properties") && !preserve && !map.contains_key("additionalProperties") {
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        for (key, value) in map.iter_mut() {
+            match key.as_str() {
+                "properties" => {
+                    if let Value::Object(props) = value {
+                        for (name, prop) in props.iter_mut() {
+                            // The root's metadata is ObjectMeta, checked by the API server itself.
+                            if !(root && name == "metadata") {
+                                strict(prop, false);
+                            }
+                        }
+                    }
+                }
+                "items" | "additionalProperties" => strict(value, false),
+                "anyOf" | "allOf" | "oneOf" => {
+                    if let Value::Array(list) = value {
+                        for item in list {
+                            strict(item, false);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Schemas {
+    pub fn load() -> Schemas {
+        let mut kinds = Vec::new();
+        let mut validators = BTreeMap::new();
+        for text in CRDS {
+            let crd: Value = serde_yaml::from_str(text).expect("the compiled-in CRDs parse");
+            let group = crd["spec"]["group"].as_str().unwrap_or_default().to_owned();
+            let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned();
+            let mut versions = Vec::new();
+            for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
+                let name = version["name"].as_str().unwrap_or_default().to_owned();
+                let mut schema = version["schema"]["openAPIV3Schema"].clone();
+                strict(&mut schema, true);
+                let validator = jsonschema::draft4::new(&schema).expect("the compiled-in CRD schemas compile");
+                validators.insert((format!("{group}/{name}"), kind.clone()), validator);
+                versions.push(name);
+            }
+            kinds.push(CrdKind {
+                plural: crd["spec"]["names"]["plural"].as_str().unwrap_or_default().to_owned(),
+                namespaced: crd["spec"]["scope"] == "Namespaced",
+                group,
+                kind,
+                versions,
+                crd,
+            });
+        }
+        Schemas { kinds, validators }
+    }
+
+    /// The schema's complaints about `object`, or `Err` when no CRD defines its kind.
+    pub fn errors(&self, object: &Value) -> Result<Vec<String>, String> {
+        let key = (
+            object["apiVersion"].as_str().unwrap_or_default().to_owned(),
+            object["kind"].as_str().unwrap_or_default().to_owned(),
+        );
+        let validator = self.validators.get(&key).ok_or_else(|| format!("no CRD for {} {}", key.0, key.1))?;
+        Ok(validator.iter_errors(object).map(|e| format!("{e} at {}", e.instance_path())).collect())
+    }
+
+    /// Every `(apiVersion, kind)` with a schema.
+    pub fn versions(&self) -> Vec<(String, String)> {
+        self.validators.keys().cloned().collect()
+    }
+}
