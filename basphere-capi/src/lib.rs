@@ -5,6 +5,7 @@
 //! `render` makes every object of a cluster for either contract version, `kubevip` the static
 //! pod serving the VIP, and `status` reads a cluster's state from its conditions.
 
+pub mod client;
 pub mod fake;
 pub mod kubevip;
 pub mod render;

@@ -14,6 +14,8 @@ use crate::kubevip;
 /// Basphere's labels: the owner of every object, and the cluster's id.
 pub const OWNER_LABEL: &str = "basphere.dev/owner";
 pub const CLUSTER_ID_LABEL: &str = "basphere.dev/cluster-id";
+/// The worker count Basphere asked for, on the Cluster (what "every worker ready" means).
+pub const WORKERS_ANNOTATION: &str = "basphere.dev/workers";
 /// Cluster API's label naming a cluster's objects.
 pub const CLUSTER_NAME_LABEL: &str = "cluster.x-k8s.io/cluster-name";
 
@@ -426,10 +428,12 @@ fn machine_deployment(versions: ApiVersions, names: &Names, request: &ClusterReq
 
 fn cluster(layout: &Layout, versions: ApiVersions, names: &Names, request: &ClusterRequest) -> Value {
     let version = versions.cluster_api;
+    let mut metadata = metadata(names, request, &names.cluster);
+    metadata["annotations"] = json!({WORKERS_ANNOTATION: request.worker_count.to_string()});
     json!({
         "apiVersion": api_version(CLUSTER_GROUP, version),
         "kind": "Cluster",
-        "metadata": metadata(names, request, &names.cluster),
+        "metadata": metadata,
         "spec": {
             "clusterNetwork": {
                 "pods": {"cidrBlocks": [layout.pod_cidr]},

@@ -141,7 +141,12 @@ fn pool_of(state: &State, namespace: &str, cluster: &str) -> Option<(String, Vec
         .into_iter()
         .find(|p| p["metadata"]["labels"][CLUSTER_NAME_LABEL] == cluster)
         .map(|p| {
-            let addresses = p["spec"]["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()?.parse().ok()).collect();
+            let addresses = p["spec"]["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str()?.parse().ok())
+                .collect();
             (p["metadata"]["name"].as_str().unwrap_or_default().to_owned(), addresses)
         })
 }
@@ -164,14 +169,19 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         cluster["metadata"]["finalizers"] = json!([FINALIZER]);
     }
     let control_plane_name = cluster["spec"]["controlPlaneRef"]["name"].as_str().unwrap_or_default().to_owned();
-    let control_plane = get(state, "controlplane.cluster.x-k8s.io", "kubeadmcontrolplanes", &namespace, &control_plane_name);
+    let control_plane =
+        get(state, "controlplane.cluster.x-k8s.io", "kubeadmcontrolplanes", &namespace, &control_plane_name);
     let infrastructure = get(state, "infrastructure.cluster.x-k8s.io", "vsphereclusters", &namespace, &name);
     let deployments: Vec<Value> = list(state, CLUSTER_GROUP, "machinedeployments", &namespace)
         .into_iter()
         .filter(|d| d["spec"]["clusterName"] == name.as_str())
         .collect();
     let infrastructure_ready = stage >= 1 && infrastructure.is_some();
-    let want_control_plane = if infrastructure_ready { control_plane.as_ref().and_then(|c| c["spec"]["replicas"].as_u64()).unwrap_or(0) } else { 0 };
+    let want_control_plane = if infrastructure_ready {
+        control_plane.as_ref().and_then(|c| c["spec"]["replicas"].as_u64()).unwrap_or(0)
+    } else {
+        0
+    };
 
     // Machines: create what is missing, remove what is too many.
     let machines: Vec<Value> = list(state, CLUSTER_GROUP, "machines", &namespace)
@@ -224,7 +234,9 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         }
         // Scale down: the newest go first, one step after they are marked.
         let mut surplus: Vec<&&Value> = live.clone();
-        surplus.sort_by_key(|m| std::cmp::Reverse(m["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned()));
+        surplus.sort_by_key(|m| {
+            std::cmp::Reverse(m["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned())
+        });
         for machine in surplus.into_iter().take(live.len().saturating_sub(replicas as usize)) {
             let mut marked = (**machine).clone();
             marked["metadata"]["deletionTimestamp"] = json!(now());
@@ -238,7 +250,14 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
             let since = *memory.deleting.entry(uid(machine)).or_insert_with(Instant::now);
             if steps(fake, since) >= 1 {
                 release(state, &namespace, pool.as_ref().map(|p| p.0.as_str()), machine_address(machine));
-                remove(fake, state, CLUSTER_GROUP, "machines", &namespace, machine["metadata"]["name"].as_str().unwrap_or_default());
+                remove(
+                    fake,
+                    state,
+                    CLUSTER_GROUP,
+                    "machines",
+                    &namespace,
+                    machine["metadata"]["name"].as_str().unwrap_or_default(),
+                );
             }
         }
     }
@@ -246,7 +265,9 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
     // Each live machine: an address, then (one step later) a node.
     let machines: Vec<Value> = list(state, CLUSTER_GROUP, "machines", &namespace)
         .into_iter()
-        .filter(|m| m["metadata"]["labels"][CLUSTER_NAME_LABEL] == name.as_str() && m["metadata"]["deletionTimestamp"].is_null())
+        .filter(|m| {
+            m["metadata"]["labels"][CLUSTER_NAME_LABEL] == name.as_str() && m["metadata"]["deletionTimestamp"].is_null()
+        })
         .collect();
     for machine in &machines {
         let mut updated = machine.clone();
@@ -290,7 +311,8 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         if !v1beta1 {
             conditions.push(condition(machine, "Available", ready, if ready { "" } else { "NotReady" }, "", false));
         }
-        let mut status = json!({"conditions": conditions, "infrastructureReady": address.is_some() && problem.is_none()});
+        let mut status =
+            json!({"conditions": conditions, "infrastructureReady": address.is_some() && problem.is_none()});
         if let Some(address) = address {
             status["addresses"] = json!([{"type": "InternalIP", "address": address.to_string()}]);
         }
@@ -305,17 +327,27 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
     }
 
     let count = |control: bool| {
-        machines.iter().filter(|m| (m["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_some()) == control && m["status"]["nodeRef"].is_object()).count() as u64
+        machines
+            .iter()
+            .filter(|m| {
+                (m["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_some()) == control
+                    && m["status"]["nodeRef"].is_object()
+            })
+            .count() as u64
     };
     let (cp_ready, workers_ready) = (count(true), count(false));
-    let all_workers = machines.iter().filter(|m| m["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_none()).count() as u64;
+    let all_workers =
+        machines.iter().filter(|m| m["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_none()).count() as u64;
     let initialized = cp_ready > 0;
     let cp_available = initialized && cp_ready >= want_control_plane && stage >= 2;
     let workers_available = cp_available && workers_ready >= want_workers && all_workers == want_workers;
     let available = infrastructure_ready && cp_available && workers_available;
 
     if initialized {
-        let host = infrastructure.as_ref().and_then(|i| i["spec"]["controlPlaneEndpoint"]["host"].as_str().map(str::to_owned)).unwrap_or_default();
+        let host = infrastructure
+            .as_ref()
+            .and_then(|i| i["spec"]["controlPlaneEndpoint"]["host"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         let kubeconfig = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{host}:6443\n    \
              certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
@@ -417,7 +449,14 @@ fn delete_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut 
     let pool = pool_of(state, &namespace, &name).map(|p| p.0);
     for machine in machines {
         release(state, &namespace, pool.as_deref(), machine_address(&machine));
-        remove(fake, state, CLUSTER_GROUP, "machines", &namespace, machine["metadata"]["name"].as_str().unwrap_or_default());
+        remove(
+            fake,
+            state,
+            CLUSTER_GROUP,
+            "machines",
+            &namespace,
+            machine["metadata"]["name"].as_str().unwrap_or_default(),
+        );
     }
     let owned: Vec<(String, String, String)> = state
         .objects

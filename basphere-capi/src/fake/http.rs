@@ -85,7 +85,11 @@ async fn handle(
         }
         Target::Collection { namespace, plural } => {
             let Some(resource) = resources.iter().find(|r| r.plural == plural) else {
-                return status(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find the requested resource {plural}"));
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("the server could not find the requested resource {plural}"),
+                );
             };
             if method != Method::GET {
                 return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} on a collection"));
@@ -99,17 +103,27 @@ async fn handle(
         }
         Target::Item { namespace, plural, name } => {
             let Some(resource) = resources.iter().find(|r| r.plural == plural) else {
-                return status(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find the requested resource {plural}"));
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("the server could not find the requested resource {plural}"),
+                );
             };
             if resource.namespaced != namespace.is_some() {
-                return status(StatusCode::NOT_FOUND, "NotFound", format!("{plural} is {}namespaced", if resource.namespaced { "" } else { "not " }));
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("{plural} is {}namespaced", if resource.namespaced { "" } else { "not " }),
+                );
             }
             let key: Key = (group.into(), plural.into(), namespace.unwrap_or_default().into(), name.into());
             match method {
                 Method::GET => get(&fake, resource, &key),
                 Method::PATCH => apply(&fake, resource, version, key, &query, &body),
                 Method::DELETE => delete(&fake, resource, &key),
-                other => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{other} is not served here")),
+                other => {
+                    status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{other} is not served here"))
+                }
             }
         }
     }
@@ -179,14 +193,23 @@ fn selects(selector: &str, object: &Value) -> bool {
     })
 }
 
-fn list(fake: &FakeManagementCluster, resource: &Resource, version: &str, namespace: Option<&str>, selector: &str) -> Response {
+fn list(
+    fake: &FakeManagementCluster,
+    resource: &Resource,
+    version: &str,
+    namespace: Option<&str>,
+    selector: &str,
+) -> Response {
     let mut state = fake.lock();
     state.requests.list += 1;
     let items: Vec<Value> = state
         .objects
         .iter()
         .filter(|((g, p, ns, _), object)| {
-            *g == resource.group && *p == resource.plural && namespace.is_none_or(|n| n == ns) && selects(selector, object)
+            *g == resource.group
+                && *p == resource.plural
+                && namespace.is_none_or(|n| n == ns)
+                && selects(selector, object)
         })
         .map(|(_, object)| object.clone())
         .collect();
@@ -207,7 +230,8 @@ fn watch(
     query: &BTreeMap<String, String>,
 ) -> Response {
     let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let timeout = Duration::from_secs(query.get("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300).min(1800));
+    let timeout =
+        Duration::from_secs(query.get("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300).min(1800));
     let (group, plural) = (resource.group.clone(), resource.plural.clone());
     let matches = {
         let (group, plural, namespace, selector) = (group.clone(), plural.clone(), namespace.clone(), selector.clone());
@@ -246,7 +270,9 @@ fn watch(
         }
     };
     let _ = version;
-    let line = |kind: &str, object: &Value| Ok::<Bytes, Infallible>(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))));
+    let line = |kind: &str, object: &Value| {
+        Ok::<Bytes, Infallible>(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))))
+    };
     let stream = async_stream(move |sender| async move {
         if expired {
             let gone = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
@@ -301,7 +327,11 @@ fn get(fake: &FakeManagementCluster, resource: &Resource, key: &Key) -> Response
     state.requests.get += 1;
     match state.objects.get(key) {
         Some(object) => ok(object.clone()),
-        None => status(StatusCode::NOT_FOUND, "NotFound", format!("{}.{} \"{}\" not found", resource.plural, resource.group, key.3)),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{}.{} \"{}\" not found", resource.plural, resource.group, key.3),
+        ),
     }
 }
 
@@ -342,25 +372,42 @@ fn apply(
     };
     let applied: Value = match serde_json::from_slice(body).or_else(|_| serde_yaml::from_slice(body)) {
         Ok(value) => value,
-        Err(error) => return status(StatusCode::BAD_REQUEST, "BadRequest", format!("the body is not an object: {error}")),
+        Err(error) => {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", format!("the body is not an object: {error}"))
+        }
     };
     let want_version = group_version(&resource.group, version);
     if applied["apiVersion"] != want_version.as_str() || applied["kind"] != resource.kind.as_str() {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            format!("apiVersion/kind {}/{} do not match {want_version} {}", applied["apiVersion"], applied["kind"], resource.kind),
+            format!(
+                "apiVersion/kind {}/{} do not match {want_version} {}",
+                applied["apiVersion"], applied["kind"], resource.kind
+            ),
         );
     }
     let (_, _, namespace, name) = &key;
     if applied["metadata"]["name"] != name.as_str() {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the name of the object does not match the name on the URL");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name of the object does not match the name on the URL",
+        );
     }
     if !namespace.is_empty() && applied["metadata"]["namespace"].as_str().is_some_and(|n| n != namespace) {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the namespace of the object does not match the namespace on the URL");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the namespace of the object does not match the namespace on the URL",
+        );
     }
     if !dns_subdomain(name) {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain"));
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain"),
+        );
     }
     if resource.group.contains("x-k8s.io") {
         match fake.schemas.errors(&applied) {
@@ -382,7 +429,10 @@ fn apply(
             return status(StatusCode::NOT_FOUND, "NotFound", format!("namespaces \"{namespace}\" not found"));
         }
     }
-    if resource.kind == "InClusterIPPool" && !state.pool_reuse_grace && applied["spec"].get("addressReuseGracePeriodSeconds").is_some() {
+    if resource.kind == "InClusterIPPool"
+        && !state.pool_reuse_grace
+        && applied["spec"].get("addressReuseGracePeriodSeconds").is_some()
+    {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -465,17 +515,26 @@ fn delete(fake: &FakeManagementCluster, resource: &Resource, key: &Key) -> Respo
     let mut state = fake.lock();
     state.requests.delete += 1;
     let Some(mut object) = state.objects.get(key).cloned() else {
-        return status(StatusCode::NOT_FOUND, "NotFound", format!("{}.{} \"{}\" not found", resource.plural, resource.group, key.3));
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{}.{} \"{}\" not found", resource.plural, resource.group, key.3),
+        );
     };
     if resource.kind == "InClusterIPPool"
         && state.allocations.get(&(key.2.clone(), key.3.clone())).is_some_and(|held| !held.is_empty())
     {
-        return status(StatusCode::FORBIDDEN, "Forbidden", "pool has IPAddresses allocated. Cannot delete Pool until all IPAddresses have been removed");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "pool has IPAddresses allocated. Cannot delete Pool until all IPAddresses have been removed",
+        );
     }
     let finalizers = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     if finalizers {
         if object["metadata"]["deletionTimestamp"].is_null() {
-            object["metadata"]["deletionTimestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            object["metadata"]["deletionTimestamp"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             object = fake.record(&mut state, "MODIFIED", &resource.group, &resource.plural, object);
         }
         return ok(object);

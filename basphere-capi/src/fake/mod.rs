@@ -106,8 +106,9 @@ impl FakeManagementCluster {
         let fake = Self::build(step, Some(path.clone()));
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let saved: Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+                let saved: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                })?;
                 let mut state = fake.lock();
                 state.resource_version = saved["resourceVersion"].as_u64().unwrap_or(1);
                 for entry in saved["objects"].as_array().into_iter().flatten() {
@@ -116,7 +117,8 @@ impl FakeManagementCluster {
                 }
                 for entry in saved["allocations"].as_array().into_iter().flatten() {
                     let pool: (String, String) = serde_json::from_value(entry["pool"].clone()).unwrap_or_default();
-                    let addresses: BTreeSet<Ipv4Addr> = serde_json::from_value(entry["addresses"].clone()).unwrap_or_default();
+                    let addresses: BTreeSet<Ipv4Addr> =
+                        serde_json::from_value(entry["addresses"].clone()).unwrap_or_default();
                     state.allocations.insert(pool, addresses);
                 }
             }
@@ -188,7 +190,10 @@ impl FakeManagementCluster {
                 let mut crd = kind.crd.clone();
                 crd["metadata"]["resourceVersion"] = json!("1");
                 let name = format!("{}.{}", kind.plural, kind.group);
-                state.objects.insert(("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), String::new(), name), crd);
+                state.objects.insert(
+                    ("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), String::new(), name),
+                    crd,
+                );
             }
         }
         fake
@@ -248,7 +253,9 @@ impl FakeManagementCluster {
         );
         if let Some(crd) = state.objects.get_mut(&key) {
             for version in crd["spec"]["versions"].as_array_mut().into_iter().flatten() {
-                if let Some(props) = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].as_object_mut() {
+                if let Some(props) =
+                    version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].as_object_mut()
+                {
                     props.remove("addressReuseGracePeriodSeconds");
                 }
             }
@@ -267,7 +274,11 @@ impl FakeManagementCluster {
 
     /// Node addresses the simulated machines hold in a pool.
     pub fn allocated(&self, namespace: &str, pool: &str) -> Vec<Ipv4Addr> {
-        self.lock().allocations.get(&(namespace.to_owned(), pool.to_owned())).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.lock()
+            .allocations
+            .get(&(namespace.to_owned(), pool.to_owned()))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Removes an object as someone with cluster-admin rights would (finalizers and all), for
@@ -285,7 +296,14 @@ impl FakeManagementCluster {
     }
 
     /// Stamps a new resource version on `object` and tells the watches.
-    pub(crate) fn record(&self, state: &mut State, kind: &'static str, group: &str, plural: &str, mut object: Value) -> Value {
+    pub(crate) fn record(
+        &self,
+        state: &mut State,
+        kind: &'static str,
+        group: &str,
+        plural: &str,
+        mut object: Value,
+    ) -> Value {
         state.resource_version += 1;
         let version = state.resource_version;
         object["metadata"]["resourceVersion"] = json!(version.to_string());
@@ -293,7 +311,13 @@ impl FakeManagementCluster {
             let key = key_of(group, plural, &object);
             state.objects.insert(key, object.clone());
         }
-        let event = Event { resource_version: version, kind, group: group.into(), plural: plural.into(), object: object.clone() };
+        let event = Event {
+            resource_version: version,
+            kind,
+            group: group.into(),
+            plural: plural.into(),
+            object: object.clone(),
+        };
         state.events.push_back(event.clone());
         while state.events.len() > EVENTS_KEPT {
             state.events.pop_front();

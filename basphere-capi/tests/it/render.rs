@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use basphere_capi::render::{cluster_objects, ApiVersion, ApiVersions, Names};
 use serde_json::{json, Value};
 
-use basphere_capi::schema::Schemas;
 use super::{layout, request};
+use basphere_capi::schema::Schemas;
 
 const V1: ApiVersion = ApiVersion::V1beta1;
 const V2: ApiVersion = ApiVersion::V1beta2;

@@ -24,7 +24,11 @@ fn machine(name: &str, control_plane: bool, ready: bool, conditions: Vec<Value>)
 }
 
 fn ready_machines() -> Vec<Value> {
-    vec![machine("dev-abc", true, true, vec![]), machine("dev-md-1", false, true, vec![]), machine("dev-md-2", false, true, vec![])]
+    vec![
+        machine("dev-abc", true, true, vec![]),
+        machine("dev-md-1", false, true, vec![]),
+        machine("dev-md-2", false, true, vec![]),
+    ]
 }
 
 #[test]
@@ -43,7 +47,11 @@ fn v1beta2_available_with_every_worker_is_ready() {
     assert_eq!(seen.health, ClusterHealth::Ready);
     assert_eq!((seen.control_plane_ready, seen.workers_ready, seen.worker_machines), (1, 2, 2));
     let kinds: Vec<&str> = seen.conditions.iter().map(|c| c.kind.as_str()).collect();
-    assert_eq!(kinds, ["ControlPlaneAvailable", "WorkersAvailable", "Available"], "only the conditions shown to owners");
+    assert_eq!(
+        kinds,
+        ["ControlPlaneAvailable", "WorkersAvailable", "Available"],
+        "only the conditions shown to owners"
+    );
     assert_eq!(seen.addresses_in_use, [Ipv4Addr::new(10, 0, 0, 5)]);
     // One worker still missing: not ready, and it says so.
     let seen = observe(&cluster, &ready_machines()[..2], &[], 2);
@@ -96,7 +104,8 @@ fn machine_reasons_reach_the_owner() {
     assert_eq!(seen.health, ClusterHealth::Failed);
     assert_eq!(seen.reason.as_deref(), Some("dev-cp-y: CloningFailed: template ubuntu-2204-kube-v1.31.4 not found"));
 
-    let no_provider = machine("dev-md-z", false, false, vec![condition("NodeHealthy", "False", "WaitingForNodeRef", "")]);
+    let no_provider =
+        machine("dev-md-z", false, false, vec![condition("NodeHealthy", "False", "WaitingForNodeRef", "")]);
     let seen = observe(&cluster, &[no_provider], &[], 1);
     assert!(seen.reason.unwrap().contains("cloud provider"), "a hint on what to check");
 }

@@ -1,0 +1,239 @@
+//! The kube client against the simulated management cluster, reached over HTTP through a
+//! kubeconfig like a real one: preflight, apply, watch, kubeconfig, scale and delete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use basphere_capi::client::{identity, CapiProvisioner, VersionChoice};
+use basphere_capi::fake::{FakeManagementCluster, Fault, Running};
+use basphere_capi::render::{ApiVersion, ApiVersions};
+use basphere_core::cluster_provisioner::{
+    ClusterHealth, ClusterObservation, ClusterProvisioner, ClusterRequest, Removal,
+};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+
+use super::{layout, request};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Site {
+    fake: Arc<FakeManagementCluster>,
+    capi: CapiProvisioner,
+    _running: Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn site_with(prepare: impl FnOnce(&FakeManagementCluster), choice: VersionChoice, with_identity: bool) -> Site {
+    let fake = FakeManagementCluster::new(Duration::from_millis(60));
+    prepare(&fake);
+    let (address, running) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, FakeManagementCluster::kubeconfig(address)).unwrap();
+    if with_identity {
+        // What an administrator does once: the identity, applied as CAPV's CRD wants it.
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&path).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let gvk = GroupVersionKind::gvk("infrastructure.cluster.x-k8s.io", "v1beta1", "VSphereClusterIdentity");
+        let api: Api<DynamicObject> =
+            Api::all_with(client, &ApiResource::from_gvk_with_plural(&gvk, "vsphereclusteridentities"));
+        let object = identity(&layout(), ApiVersion::V1beta1, "basphere-vcenter");
+        api.patch("basphere-vsphere", &PatchParams::apply("admin"), &Patch::Apply(&object)).await.unwrap();
+    }
+    let capi = CapiProvisioner::connect(&path, layout(), choice).await.unwrap();
+    Site { fake, capi, _running: running, _dir: dir }
+}
+
+async fn site() -> Site {
+    site_with(|_| {}, VersionChoice::Auto, true).await
+}
+
+impl Site {
+    /// Follows the cluster until `done` says so, as the platform does: woken by the watches.
+    async fn until(&self, request: &ClusterRequest, done: impl Fn(&ClusterObservation) -> bool) -> ClusterObservation {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(seen) = self.capi.observe(&request.cluster_ref()).await.unwrap() {
+                if done(&seen) {
+                    return seen;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{seen:?}");
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never observed");
+            self.capi.changed(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn labelled(&self, request: &ClusterRequest) -> usize {
+        let id = request.id.to_string();
+        [
+            "clusters",
+            "inclusterippools",
+            "clusterresourcesets",
+            "vspheremachinetemplates",
+            "kubeadmconfigtemplates",
+            "kubeadmcontrolplanes",
+            "machinedeployments",
+            "vsphereclusters",
+            "secrets",
+            "machines",
+        ]
+        .iter()
+        .flat_map(|plural| self.fake.objects(plural, Some("user-alice")))
+        .filter(|o| o["metadata"]["labels"]["basphere.dev/cluster-id"] == id.as_str())
+        .count()
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_is_applied_followed_to_ready_scaled_and_deleted() {
+    let site = site().await;
+    site.capi.preflight().await.unwrap();
+    assert_eq!(
+        site.capi.versions().await.unwrap(),
+        ApiVersions { cluster_api: ApiVersion::V1beta2, vsphere: ApiVersion::V1beta2, pool_reuse_grace: true }
+    );
+    let mut request = request(1, 2, "small");
+    site.capi.apply(&request).await.unwrap();
+    let namespace = &site.fake.objects("namespaces", None)[0];
+    assert_eq!(namespace["metadata"]["labels"]["basphere.dev/owner"], "alice");
+    let cluster = &site.fake.objects("clusters", Some("user-alice"))[0];
+    assert_eq!(cluster["metadata"]["managedFields"][0]["manager"], "basphere");
+    assert_eq!(site.fake.requests().forced, 0, "Basphere never forces ownership");
+
+    let ready = site.until(&request, |o| o.health == ClusterHealth::Ready).await;
+    assert_eq!((ready.control_plane_ready, ready.workers_ready, ready.worker_machines), (1, 2, 2));
+    assert_eq!(ready.addresses_in_use.len(), 3);
+    assert!(ready.addresses_in_use.iter().all(|a| request.node_addresses.contains(a)));
+    assert!(!ready.addresses_in_use.contains(&request.endpoint));
+    let kubeconfig = site.capi.kubeconfig(&request.cluster_ref()).await.unwrap().unwrap();
+    assert!(kubeconfig.contains("server: https://10.254.0.40:6443"), "{kubeconfig}");
+
+    // Observing is served from the watches' caches: no calls to the management cluster.
+    let before = site.fake.requests();
+    for _ in 0..100 {
+        site.capi.observe(&request.cluster_ref()).await.unwrap().unwrap();
+    }
+    assert_eq!(site.fake.requests().calls(), before.calls());
+
+    // Grow: the pool first, then the workers.
+    request.worker_count = 4;
+    request.node_addresses.extend([std::net::Ipv4Addr::new(10, 254, 0, 46), std::net::Ipv4Addr::new(10, 254, 0, 47)]);
+    site.capi.apply(&request).await.unwrap();
+    let grown = site.until(&request, |o| o.health == ClusterHealth::Ready && o.workers_ready == 4).await;
+    assert_eq!(grown.addresses_in_use.len(), 5);
+
+    // Shrink: the workers first; a pool that drops a held address is refused.
+    request.worker_count = 1;
+    site.capi.apply(&request).await.unwrap();
+    let shrunk = site.until(&request, |o| o.worker_machines <= 1 && o.health == ClusterHealth::Ready).await;
+    let held = shrunk.addresses_in_use.clone();
+    assert_eq!(held.len(), 2);
+    let mut wrong = request.clone();
+    wrong.node_addresses = request.node_addresses.iter().filter(|a| !held.contains(a)).copied().collect();
+    wrong.node_addresses.truncate(5);
+    let error = site.capi.apply(&wrong).await.unwrap_err();
+    assert!(error.to_string().contains("allocated"), "{error}");
+    let mut keep: Vec<_> = held.clone();
+    for address in &request.node_addresses {
+        if keep.len() < 5 && !keep.contains(address) {
+            keep.push(*address);
+        }
+    }
+    request.node_addresses = keep;
+    site.capi.apply(&request).await.unwrap();
+
+    // Delete: through the Cluster, then what Cluster API does not own.
+    let mut waited = 0;
+    loop {
+        match site.capi.delete(&request.cluster_ref()).await.unwrap() {
+            Removal::Gone => break,
+            Removal::Waiting(message) => {
+                assert!(!message.is_empty());
+                waited += 1;
+                assert!(waited < 200, "{message}");
+                site.capi.changed(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(waited > 0, "the deletion took Cluster API some time");
+    assert_eq!(site.labelled(&request), 0, "nothing of the cluster is left");
+    assert!(site.fake.allocated("user-alice", "dev-nodes").is_empty());
+    assert!(site.capi.observe(&request.cluster_ref()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn failures_and_stalls_reach_the_observation() {
+    let site = site().await;
+    site.fake.inject("dev", Fault::Fail { reason: "CloningFailed".into(), message: "template not found".into() });
+    let request = request(1, 2, "small");
+    site.capi.apply(&request).await.unwrap();
+    let failed = site.until(&request, |o| o.health == ClusterHealth::Failed).await;
+    assert!(failed.reason.as_deref().unwrap().contains("CloningFailed: template not found"), "{failed:?}");
+
+    let site = site_with(|_| {}, VersionChoice::Fixed(ApiVersion::V1beta1), true).await;
+    site.fake.inject("dev", Fault::Stall { reason: "WaitingForIPAddress".into(), message: "no address".into() });
+    site.capi.apply(&request).await.unwrap();
+    let stalled =
+        site.until(&request, |o| o.reason.as_deref().is_some_and(|r| r.contains("WaitingForIPAddress"))).await;
+    assert_eq!(stalled.health, ClusterHealth::Progressing);
+    assert_eq!(site.fake.objects("clusters", Some("user-alice"))[0]["apiVersion"], "cluster.x-k8s.io/v1beta1");
+}
+
+#[tokio::test]
+async fn the_preflight_chooses_versions_per_provider_and_names_what_is_missing() {
+    // Cluster API at v1beta2 while CAPV still serves v1beta1 only.
+    let site =
+        site_with(|f| f.hide_version("infrastructure.cluster.x-k8s.io", "v1beta2"), VersionChoice::Auto, true).await;
+    let versions = site.capi.versions().await.unwrap();
+    assert_eq!((versions.cluster_api, versions.vsphere), (ApiVersion::V1beta2, ApiVersion::V1beta1));
+    let request = request(1, 2, "medium");
+    site.capi.apply(&request).await.unwrap();
+    site.until(&request, |o| o.health == ClusterHealth::Ready).await;
+    let template = &site.fake.objects("vspheremachinetemplates", Some("user-alice"))[0];
+    assert_eq!(template["apiVersion"], "infrastructure.cluster.x-k8s.io/v1beta1");
+
+    // An older in-cluster IPAM provider: the grace period is left out.
+    let site = site_with(|f| f.without_pool_reuse_grace(), VersionChoice::Auto, true).await;
+    assert!(!site.capi.versions().await.unwrap().pool_reuse_grace);
+    site.capi.apply(&request).await.unwrap();
+
+    let site = site_with(|f| f.hide_version("ipam.cluster.x-k8s.io", "v1alpha2"), VersionChoice::Auto, true).await;
+    let error = site.capi.preflight().await.unwrap_err().to_string();
+    assert!(error.contains("ipam.cluster.x-k8s.io/v1alpha2"), "{error}");
+
+    let site = site_with(|_| {}, VersionChoice::Auto, false).await;
+    let error = site.capi.preflight().await.unwrap_err().to_string();
+    assert!(error.contains("management_cluster.identity") && error.contains("basphere-vsphere"), "{error}");
+
+    let site = site_with(
+        |f| {
+            f.hide_version("cluster.x-k8s.io", "v1beta1");
+            f.hide_version("controlplane.cluster.x-k8s.io", "v1beta1");
+        },
+        VersionChoice::Fixed(ApiVersion::V1beta1),
+        true,
+    )
+    .await;
+    let error = site.capi.preflight().await.unwrap_err().to_string();
+    assert!(error.contains("v1beta1") && error.contains("controlplane.cluster.x-k8s.io"), "{error}");
+}
+
+#[tokio::test]
+async fn a_cluster_of_the_same_name_made_by_someone_else_is_never_touched() {
+    let site = site().await;
+    let request = request(1, 2, "small");
+    site.capi.apply(&request).await.unwrap();
+    let mut other = request.clone();
+    other.id = "0196f1a2-0000-7000-8000-0000000000ff".parse().unwrap();
+    let error = site.capi.apply(&other).await.unwrap_err();
+    assert_eq!(error.kind(), "already-exists");
+    assert_eq!(site.capi.delete(&other.cluster_ref()).await.unwrap(), Removal::Gone, "nothing of its own to delete");
+    assert_eq!(site.fake.objects("clusters", Some("user-alice")).len(), 1, "the other cluster stays");
+}
