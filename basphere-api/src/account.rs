@@ -93,6 +93,11 @@ pub struct QuotaOverrideRequest {
 pub struct CatalogView {
     pub os: Vec<CatalogOs>,
     pub specs: Vec<CatalogSpec>,
+    /// Cluster types, and the node specs their workers may use.
+    #[serde(default)]
+    pub cluster_types: Vec<crate::CatalogClusterType>,
+    #[serde(default)]
+    pub node_specs: Vec<crate::CatalogNodeSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 
 mod account;
 mod admin;
+mod cluster;
 mod operation;
 mod page;
 mod problem;
@@ -25,6 +26,7 @@ mod vm;
 
 pub use account::*;
 pub use admin::*;
+pub use cluster::*;
 pub use operation::*;
 pub use page::*;
 pub use problem::*;

@@ -11,3 +11,54 @@ pub mod kubevip;
 pub mod render;
 pub mod schema;
 pub mod status;
+
+mod config;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use basphere_core::cluster_provisioner::{ClusterProvisioner, NoClusters};
+use basphere_core::{Config, Result};
+
+pub use client::{CapiProvisioner, VersionChoice};
+pub use config::{BackendKind, CapiConfig};
+
+/// The cluster backend the server runs, and what it keeps running (the simulated management
+/// cluster's server, when it is the simulated one).
+pub struct ClusterBackend {
+    pub provisioner: Arc<dyn ClusterProvisioner>,
+    pub simulated: Option<Arc<fake::FakeManagementCluster>>,
+    _running: Option<fake::Running>,
+}
+
+/// Builds the backend `management_cluster.backend` names. The simulated one is a management
+/// cluster inside this process, kept in `<data_dir>/simulated-management-cluster.json` and
+/// reached over loopback through a kubeconfig, with the same client a real one gets.
+pub async fn cluster_backend(config: &Config, data_dir: &Path) -> Result<ClusterBackend> {
+    let settings = CapiConfig::from_config(config)?;
+    match settings.backend {
+        BackendKind::None => Ok(ClusterBackend { provisioner: Arc::new(NoClusters), simulated: None, _running: None }),
+        BackendKind::ClusterApi => {
+            let provisioner = CapiProvisioner::connect(&settings.kubeconfig, settings.layout, settings.choice).await?;
+            Ok(ClusterBackend { provisioner: Arc::new(provisioner), simulated: None, _running: None })
+        }
+        BackendKind::Simulated => {
+            let io = |what: &str, error: std::io::Error| {
+                basphere_core::Error::backend("simulated management cluster", format!("{what}: {error}"))
+            };
+            let fake = fake::FakeManagementCluster::with_journal(
+                settings.simulated_step,
+                data_dir.join("simulated-management-cluster.json"),
+            )
+            .map_err(|e| io("reading its journal", e))?;
+            fake.install_identity(&settings.layout.identity);
+            let (address, running) =
+                fake.serve("127.0.0.1:0".parse().expect("a socket address")).await.map_err(|e| io("listening", e))?;
+            let path = data_dir.join("simulated-management-kubeconfig");
+            std::fs::write(&path, fake::FakeManagementCluster::kubeconfig(address))
+                .map_err(|e| io("writing its kubeconfig", e))?;
+            let provisioner = CapiProvisioner::connect(&path, settings.layout, settings.choice).await?;
+            Ok(ClusterBackend { provisioner: Arc::new(provisioner), simulated: Some(fake), _running: Some(running) })
+        }
+    }
+}

@@ -1,11 +1,15 @@
 //! The original Basphere's commands, when this binary is invoked under their names (a symlink
-//! or hard link): `create-vm`, `list-vms`, `delete-vm`, `show-quota`, `list-resources`, with
+//! or hard link): `create-vm`, `list-vms`, `delete-vm`, `show-quota`, `list-resources`,
+//! `create-cluster`, `list-clusters`, `delete-cluster`, `get-kubeconfig`, `watch-cluster`, with
 //! their flags. They prompt only on a terminal; `--yes` (or `-f` for delete-vm) skips prompts.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use basphere_api::{CatalogView, CreateVmsRequest, CreateVmsResponse, MeView, OperationView, QuotaView, VmView};
+use basphere_api::{
+    CatalogView, ClusterView, CreateClusterRequest, CreateClusterResponse, CreateVmsRequest, CreateVmsResponse,
+    KubeconfigView, MeView, OperationView, QuotaView, VmView,
+};
 use clap::Parser;
 use hyper::Method;
 use serde_json::json;
@@ -15,7 +19,18 @@ use crate::exit::CliError;
 use crate::output::{self, note};
 use crate::{connection, prompt, wait};
 
-pub const NAMES: &[&str] = &["create-vm", "list-vms", "delete-vm", "show-quota", "list-resources"];
+pub const NAMES: &[&str] = &[
+    "create-vm",
+    "list-vms",
+    "delete-vm",
+    "show-quota",
+    "list-resources",
+    "create-cluster",
+    "list-clusters",
+    "delete-cluster",
+    "get-kubeconfig",
+    "watch-cluster",
+];
 
 /// Connection flags every alias accepts (the environment and the CLI config work too).
 #[derive(clap::Args, Debug)]
@@ -101,6 +116,72 @@ struct ListResources {
     connect: Connect,
 }
 
+#[derive(Parser, Debug)]
+#[command(name = "create-cluster", about = "Create a Kubernetes cluster (asks for what is missing on a terminal)", after_help = crate::commands::EXIT_CODES)]
+struct CreateCluster {
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// dev or standard (development and production work too).
+    #[arg(short = 't', long = "type")]
+    cluster_type: Option<String>,
+    /// small, medium or large.
+    #[arg(short = 'w', long)]
+    worker_spec: Option<String>,
+    #[arg(short = 'y', long)]
+    yes: bool,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "list-clusters", about = "List your clusters")]
+struct ListClusters {
+    #[arg(short = 'j', long)]
+    json: bool,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "delete-cluster", about = "Delete a cluster")]
+struct DeleteCluster {
+    name: String,
+    /// Do not ask.
+    #[arg(short = 'f', long, alias = "yes", short_alias = 'y')]
+    force: bool,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "get-kubeconfig", about = "Print a cluster's kubeconfig, or save it (mode 600)")]
+struct GetKubeconfig {
+    name: String,
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Accepted for the original's scripts: the kubeconfig is always read afresh.
+    #[arg(long)]
+    refresh: bool,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "watch-cluster", about = "Show a cluster's progress; with -w until it is ready or failed", after_help = crate::commands::EXIT_CODES)]
+struct WatchCluster {
+    name: String,
+    /// Wait until the cluster is ready (exit 0) or failed (exit 9).
+    #[arg(short = 'w', long)]
+    wait: bool,
+    /// Accepted for the original's scripts: the server tells of each change as it happens.
+    #[arg(short = 'i', long, default_value_t = 5)]
+    interval: u64,
+    #[arg(long)]
+    no_color: bool,
+    #[command(flatten)]
+    connect: Connect,
+}
+
 /// Runs the alias `name` with the process arguments.
 pub async fn run(name: &str, args: Vec<String>) -> Result<(), CliError> {
     let parse_error = |error: clap::Error| -> CliError {
@@ -116,6 +197,11 @@ pub async fn run(name: &str, args: Vec<String>) -> Result<(), CliError> {
         "delete-vm" => delete_vm(DeleteVm::try_parse_from(args).map_err(parse_error)?).await,
         "show-quota" => show_quota(ShowQuota::try_parse_from(args).map_err(parse_error)?).await,
         "list-resources" => list_resources(ListResources::try_parse_from(args).map_err(parse_error)?).await,
+        "create-cluster" => create_cluster(CreateCluster::try_parse_from(args).map_err(parse_error)?).await,
+        "list-clusters" => list_clusters(ListClusters::try_parse_from(args).map_err(parse_error)?).await,
+        "delete-cluster" => delete_cluster(DeleteCluster::try_parse_from(args).map_err(parse_error)?).await,
+        "get-kubeconfig" => get_kubeconfig(GetKubeconfig::try_parse_from(args).map_err(parse_error)?).await,
+        "watch-cluster" => watch_cluster(WatchCluster::try_parse_from(args).map_err(parse_error)?).await,
         other => Err(CliError::usage(format!("{other} is not a Basphere command"))),
     }
 }
@@ -283,8 +369,12 @@ async fn show_quota(args: ShowQuota) -> Result<(), CliError> {
 async fn list_resources(args: ListResources) -> Result<(), CliError> {
     let client = args.connect.client()?;
     let vms: Doc<Vec<VmView>> = client.all_pages("/api/v1/vms").await?;
+    let clusters: Doc<Vec<ClusterView>> = client.all_pages("/api/v1/clusters").await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"vms": vms.raw, "clusters": []})).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"vms": vms.raw, "clusters": clusters.raw})).unwrap_or_default()
+        );
         return Ok(());
     }
     println!("--- VMs ---");
@@ -295,7 +385,207 @@ async fn list_resources(args: ListResources) -> Result<(), CliError> {
         .collect();
     output::table(&["NAME", "IP", "SPEC", "STATE"], &rows);
     println!("\n--- Kubernetes Clusters ---");
-    println!("(none)");
-    println!("\nTotal resources: {} VMs, 0 clusters", vms.view.len());
+    if clusters.view.is_empty() {
+        println!("(none)");
+    } else {
+        crate::cluster::table(&clusters.view);
+    }
+    println!("\nTotal resources: {} VMs, {} clusters", vms.view.len(), clusters.view.len());
+    Ok(())
+}
+
+async fn create_cluster(args: CreateCluster) -> Result<(), CliError> {
+    let client = args.connect.client()?;
+    let terminal = output::is_terminal();
+    let missing: Vec<&str> = [("-n NAME", args.name.is_none()), ("-t TYPE", args.cluster_type.is_none())]
+        .iter()
+        .filter(|(_, m)| *m)
+        .map(|(f, _)| *f)
+        .collect();
+    if !missing.is_empty() && !terminal {
+        return Err(CliError::usage(format!("create-cluster needs {} when not on a terminal", missing.join(", "))));
+    }
+    let catalog: CatalogView = client.get::<CatalogView>("/api/v1/catalog").await?.view;
+    let cancelled = || CliError::new(0, "Cancelled.");
+    if terminal {
+        eprintln!("=== Create a Kubernetes cluster ===");
+    }
+    let name = match args.name {
+        Some(name) => name,
+        None => {
+            prompt::input(
+                "Cluster name",
+                None,
+                |n| if n.is_empty() { Err("a name is required".into()) } else { Ok(()) },
+            )
+            .ok_or_else(cancelled)?
+        }
+    };
+    let cluster_type = match args.cluster_type {
+        Some(t) => t,
+        None => {
+            let labels: Vec<String> = catalog
+                .cluster_types
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} - {} (CP: {}, Workers: {})",
+                        t.key, t.description, t.control_plane_count, t.worker_count
+                    )
+                })
+                .collect();
+            let index = prompt::select("Cluster type", &labels).ok_or_else(cancelled)?;
+            catalog.cluster_types[index].key.clone()
+        }
+    };
+    let worker_spec = match args.worker_spec {
+        Some(spec) => Some(spec),
+        None if terminal => {
+            let labels: Vec<String> = catalog
+                .node_specs
+                .iter()
+                .map(|s| format!("{} - {} vCPU, {}GB RAM, {}GB Disk", s.key, s.cpu, s.memory_mb / 1024, s.disk_gb))
+                .collect();
+            let index = prompt::select("Worker node spec", &labels).ok_or_else(cancelled)?;
+            Some(catalog.node_specs[index].key.clone())
+        }
+        None => None,
+    };
+    if terminal && !args.yes {
+        let chosen = catalog.cluster_types.iter().find(|t| t.key == cluster_type);
+        eprintln!(
+            "Cluster to create:\n  name:          {name}\n  type:          {cluster_type}{}\n  control plane: {} node(s)\n  workers:       {} node(s) (spec: {})",
+            chosen.map(|t| format!(" ({})", t.description)).unwrap_or_default(),
+            chosen.map_or_else(|| "-".to_owned(), |t| t.control_plane_count.to_string()),
+            chosen.map_or_else(|| "-".to_owned(), |t| t.worker_count.to_string()),
+            worker_spec.clone().or_else(|| chosen.map(|t| t.worker_spec.clone())).unwrap_or_default(),
+        );
+        if !prompt::confirm("Create the cluster?", true) {
+            return Err(cancelled());
+        }
+    }
+    let request = client::body(&CreateClusterRequest { name: name.clone(), cluster_type, worker_spec, workers: None })?;
+    let created: Doc<CreateClusterResponse> =
+        client.fetch(Method::POST, "/api/v1/clusters", Some(&request), &[]).await?;
+    let cluster = &created.view.cluster;
+    println!("Cluster creation request completed");
+    println!("  name:             {}", cluster.name);
+    println!("  type:             {}", cluster.cluster_type);
+    println!("  state:            {}", cluster.state);
+    println!("  control plane IP: {}", output::or_dash(cluster.control_plane_ip));
+    println!("Check progress: watch-cluster {name} -w");
+    println!("Cluster list: list-clusters");
+    Ok(())
+}
+
+async fn list_clusters(args: ListClusters) -> Result<(), CliError> {
+    let client = args.connect.client()?;
+    let clusters: Doc<Vec<ClusterView>> = client.all_pages("/api/v1/clusters").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&clusters.raw).unwrap_or_default());
+        return Ok(());
+    }
+    if clusters.view.is_empty() {
+        println!("No clusters created.");
+        println!("Create a cluster: create-cluster");
+        return Ok(());
+    }
+    crate::cluster::table(&clusters.view);
+    println!("\nTotal: {} cluster(s)", clusters.view.len());
+    Ok(())
+}
+
+async fn delete_cluster(args: DeleteCluster) -> Result<(), CliError> {
+    let client = args.connect.client()?;
+    let cluster: ClusterView = client.get::<ClusterView>(&format!("/api/v1/clusters/{}", args.name)).await?.view;
+    if !args.force {
+        if !output::is_terminal() {
+            return Err(CliError::usage(
+                "delete-cluster asks for confirmation: add -f (or --yes) when not on a terminal",
+            ));
+        }
+        eprintln!(
+            "Cluster to delete:\n  name:  {}\n  type:  {}\n  state: {}\n  control plane IP: {}",
+            cluster.name,
+            cluster.cluster_type,
+            cluster.state,
+            output::or_dash(cluster.control_plane_ip)
+        );
+        eprintln!("Deleting the cluster permanently deletes all data on it!");
+        if !prompt::confirm("Really delete?", false) {
+            note("Cancelled.");
+            return Ok(());
+        }
+    }
+    eprintln!("Deleting cluster... (removing its VMs may take a while)");
+    let operation: Doc<OperationView> =
+        client.fetch(Method::DELETE, &format!("/api/v1/clusters/{}", args.name), None, &[]).await?;
+    let finished = wait::wait_all(&client, std::slice::from_ref(&operation.view), Duration::from_secs(3600)).await?;
+    let op = &finished[0].view;
+    match op.state.as_str() {
+        "succeeded" => {
+            println!("Cluster deleted: {}", args.name);
+            Ok(())
+        }
+        _ => Err(CliError::new(
+            crate::exit::OPERATION_FAILED,
+            format!("Cluster deletion failed: {}", op.error.as_deref().unwrap_or("unknown error")),
+        )),
+    }
+}
+
+async fn get_kubeconfig(args: GetKubeconfig) -> Result<(), CliError> {
+    let client = args.connect.client()?;
+    let _ = args.refresh;
+    let kubeconfig: KubeconfigView = match client.get(&format!("/api/v1/clusters/{}/kubeconfig", args.name)).await {
+        Ok(doc) => doc.view,
+        Err(error) if error.code == crate::exit::CONFLICT => {
+            return Err(CliError::new(
+                error.code,
+                format!(
+                    "Cannot get kubeconfig: the cluster may not be ready yet ({}).\nCheck status: watch-cluster {}",
+                    error.message, args.name
+                ),
+            ))
+        }
+        Err(error) => return Err(error),
+    };
+    match args.output {
+        Some(path) => {
+            crate::cluster::write_private(&path, &kubeconfig.kubeconfig)?;
+            println!("kubeconfig saved: {}", path.display());
+            println!("  export KUBECONFIG={}", path.display());
+            println!("  kubectl get nodes");
+        }
+        None => print!("{}", kubeconfig.kubeconfig),
+    }
+    Ok(())
+}
+
+async fn watch_cluster(args: WatchCluster) -> Result<(), CliError> {
+    let client = args.connect.client()?;
+    let _ = (args.interval, args.no_color);
+    if args.wait {
+        return crate::cluster::follow(&client, &args.name, Duration::from_secs(3600), output::Format::Table).await;
+    }
+    let cluster: ClusterView = client.get::<ClusterView>(&format!("/api/v1/clusters/{}", args.name)).await?.view;
+    println!("Cluster status: {}", cluster.name);
+    crate::cluster::table(std::slice::from_ref(&cluster));
+    for condition in &cluster.conditions {
+        println!(
+            "  {}: {}{}",
+            condition.kind,
+            condition.status,
+            condition.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
+    if let Some(reason) = &cluster.reason {
+        println!("  {reason}");
+    }
+    if cluster.state == "ready" {
+        println!("The cluster is ready! get-kubeconfig {} -o ~/.kube/{}.yaml", cluster.name, cluster.name);
+    } else {
+        println!("Follow it until ready: watch-cluster {} -w", cluster.name);
+    }
     Ok(())
 }

@@ -51,6 +51,9 @@ pub enum Command {
     /// Virtual machines.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Kubernetes clusters.
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
     /// Your limits and usage.
     Quota,
     /// Operations (background work).
@@ -422,7 +425,7 @@ impl Ctx {
     }
 }
 
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| {
@@ -472,6 +475,7 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         command @ (Command::Register { .. } | Command::KeyChange { .. }) => public(command, ctx).await,
         Command::Vm(command) => vm(command, ctx).await,
+        Command::Cluster(command) => crate::cluster::run(command, ctx).await,
         Command::Quota => {
             let quota: Doc<QuotaView> = ctx.client.get("/api/v1/quota").await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
@@ -490,7 +494,25 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
                         format!("{} vCPU, {} GB RAM, {} GB disk", s.cpu, s.memory_mb / 1024, s.disk_gb),
                     ]
                 });
-                output::table(&["KIND", "KEY", "DESCRIPTION"], &os.chain(specs).collect::<Vec<_>>());
+                let types = catalog.view.cluster_types.iter().map(|t| {
+                    vec![
+                        "cluster type".into(),
+                        t.key.clone(),
+                        format!(
+                            "{}: {} control plane ({}) + {} workers ({})",
+                            t.description, t.control_plane_count, t.control_plane_spec, t.worker_count, t.worker_spec
+                        ),
+                    ]
+                });
+                let nodes = catalog.view.node_specs.iter().map(|s| {
+                    vec![
+                        "node spec".into(),
+                        s.key.clone(),
+                        format!("{} vCPU, {} GB RAM, {} GB disk", s.cpu, s.memory_mb / 1024, s.disk_gb),
+                    ]
+                });
+                let rows: Vec<Vec<String>> = os.chain(specs).chain(types).chain(nodes).collect();
+                output::table(&["KIND", "KEY", "DESCRIPTION"], &rows);
             });
             Ok(())
         }
@@ -517,7 +539,12 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
 
 /// Reports operations the server accepted (`document` is its answer), or follows them with
 /// `--wait` and reports how each ended.
-async fn started(ctx: &Ctx, operations: &[OperationView], wait: &WaitArgs, document: &Value) -> Result<(), CliError> {
+pub(crate) async fn started(
+    ctx: &Ctx,
+    operations: &[OperationView],
+    wait: &WaitArgs,
+    document: &Value,
+) -> Result<(), CliError> {
     if wait.wait {
         let finished = wait::wait_all(&ctx.client, operations, Duration::from_secs(wait.timeout)).await?;
         let failed = finished.iter().filter(|op| op.view.state == "failed").count();

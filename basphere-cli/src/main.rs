@@ -1,11 +1,13 @@
 //! `basphere`: the command-line tool. It talks to `basphere-server` over the Unix socket (the
 //! kernel tells the server who you are) or over HTTP with a token. Invoked as `create-vm`,
-//! `list-vms`, `delete-vm`, `show-quota` or `list-resources` (a symlink or hard link), it
+//! `list-vms`, `delete-vm`, `show-quota`, `list-resources`, `create-cluster`, `list-clusters`,
+//! `delete-cluster`, `get-kubeconfig` or `watch-cluster` (a symlink or hard link), it
 //! behaves like the original Basphere's command of that name; as `basphere-admin`, it is
 //! `basphere admin` (`basphere-admin user approve alice`).
 
 mod aliases;
 mod client;
+mod cluster;
 mod commands;
 mod connection;
 mod demo;

@@ -35,6 +35,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/vms", get(list_vms).post(create_vms))
         .route("/vms/{name}", get(get_vm).delete(delete_vm))
         .route("/vms/{name}/{action}", post(vm_action))
+        .route("/clusters", get(crate::clusters::list_clusters).post(crate::clusters::create_cluster))
+        .route("/clusters/{name}", get(crate::clusters::get_cluster).delete(crate::clusters::delete_cluster))
+        .route("/clusters/{name}/watch", get(crate::clusters::watch_cluster))
+        .route("/clusters/{name}/kubeconfig", get(crate::clusters::cluster_kubeconfig))
+        .route("/clusters/{name}/scale", post(crate::clusters::scale_cluster))
         .route("/operations", get(list_operations))
         .route("/operations/{id}", get(get_operation))
         .route("/tokens", get(list_tokens).post(create_token))
@@ -49,6 +54,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/users/{username}/vms/{name}", get(admin_get_vm).delete(admin_delete_vm))
         .route("/admin/users/{username}/vms/{name}/{action}", post(admin_vm_action))
         .route("/admin/vms", get(admin_list_vms))
+        .route("/admin/clusters", get(crate::clusters::admin_list_clusters))
+        .route("/admin/users/{username}/clusters/{name}", axum::routing::delete(crate::clusters::admin_delete_cluster))
         .route("/admin/operations", get(admin_list_operations))
         .route("/admin/audit", get(admin_audit))
         .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
@@ -86,11 +93,11 @@ impl ListQuery {
 }
 
 /// A page of core records as its wire view.
-fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> Page<V> {
+pub(crate) fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> Page<V> {
     Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) }
 }
 
-fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
+pub(crate) fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/operations/{}", operation.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -127,6 +134,26 @@ pub fn catalog_view(config: &basphere_core::Config) -> CatalogView {
             .values()
             .map(|os| CatalogOs { key: os.key.clone(), description: os.description.clone() })
             .collect(),
+        cluster_types: config
+            .cluster_types
+            .values()
+            .map(|t| CatalogClusterType {
+                key: t.key.clone(),
+                description: t.description.clone(),
+                control_plane_count: t.control_plane_count,
+                worker_count: t.worker_count,
+                control_plane_spec: t.control_plane_spec.clone(),
+                worker_spec: t.worker_spec_default.clone(),
+            })
+            .collect(),
+        node_specs: {
+            let mut nodes: Vec<&NodeSpec> = config.node_specs.values().collect();
+            nodes.sort_by_key(|s| (s.cpu, s.memory_mb, s.disk_gb, s.key.clone()));
+            nodes
+                .into_iter()
+                .map(|s| CatalogNodeSpec { key: s.key.clone(), cpu: s.cpu, memory_mb: s.memory_mb, disk_gb: s.disk_gb })
+                .collect()
+        },
         specs: specs
             .into_iter()
             .map(|s| CatalogSpec {

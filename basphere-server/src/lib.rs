@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod captcha;
+pub mod clusters;
 pub mod extract;
 pub mod listener;
 pub mod metrics;
@@ -352,15 +353,27 @@ pub async fn run(options: Options) -> Result<()> {
             tracing::warn!(backend = preflight.backend_name(), %error, "the VM backend is not ready");
         }
     });
+    // Kubernetes clusters: Cluster API through a management cluster (a simulated one inside this
+    // process when the VMs are simulated too).
+    let clusters = basphere_capi::cluster_backend(&config, &data_dir).await?;
+    let cluster_preflight = clusters.provisioner.clone();
+    tokio::spawn(async move {
+        if let Err(error) = cluster_preflight.preflight().await {
+            tracing::warn!(backend = cluster_preflight.backend_name(), %error, "the cluster backend is not ready");
+        }
+    });
     // This server among replicas sharing the database: a restart takes back its own
     // interrupted operations at once; another replica's wait for their claims to expire.
     let instance = config.work.instance.clone().unwrap_or_else(|| default_instance(&data_dir));
     // The log, plus the webhook and email notifiers the configuration names.
     let notifier = basphere_notify::from_config(&config)?;
-    let mut builder = Platform::builder(config.clone(), store, ipam, provisioner, notifier).instance(instance).bastion(
-        basphere_bastion::from_config(&config.bastion.logins)
-            .context("bastion.logins: the bastion logins cannot be made")?,
-    );
+    let mut builder = Platform::builder(config.clone(), store, ipam, provisioner, notifier)
+        .instance(instance)
+        .clusters(clusters.provisioner.clone())
+        .bastion(
+            basphere_bastion::from_config(&config.bastion.logins)
+                .context("bastion.logins: the bastion logins cannot be made")?,
+        );
     match &config.recaptcha {
         basphere_core::config::RecaptchaConfig::On(settings) => {
             builder = builder.human_check(Arc::new(captcha::Recaptcha::from_settings(settings)?));
@@ -407,11 +420,12 @@ pub async fn run(options: Options) -> Result<()> {
         socket.display()
     );
     eprintln!(
-        "basphere-server: data in {}, VM backend {}, {} interrupted operation(s) resumed.\n\
+        "basphere-server: data in {}, VM backend {}, cluster backend {}, {} interrupted operation(s) resumed.\n\
          basphere-server: the first admin credential is your login: as root or uid {uid}, `basphere --socket {} admin ...` acts as administrator;\n\
          basphere-server: create accounts with `basphere admin user add`, and an admin API token with `basphere admin token create --user NAME --scope admin`.",
         data_dir.display(),
         platform.provisioner().backend_name(),
+        clusters.provisioner.backend_name(),
         resumed.len(),
         socket.display()
     );
@@ -428,6 +442,7 @@ pub async fn run(options: Options) -> Result<()> {
     })
     .await;
     let _ = std::fs::remove_file(&socket);
+    drop(clusters);
     eprintln!("basphere-server: stopped ({left} operation(s) left to resume at the next start)");
     Ok(())
 }

@@ -39,6 +39,44 @@ impl FromCore<Vm> for VmView {
     }
 }
 
+impl FromCore<Cluster> for ClusterView {
+    /// The view without node addresses, which come from the leases.
+    fn from_core(c: &Cluster) -> Self {
+        ClusterView {
+            id: c.id,
+            name: c.name.to_string(),
+            owner: c.owner.to_string(),
+            cluster_type: c.cluster_type.clone(),
+            kubernetes_version: c.kubernetes_version.clone(),
+            control_plane_count: c.control_plane_count,
+            control_plane_spec: c.control_plane_spec.key.clone(),
+            worker_count: c.worker_count,
+            worker_spec: c.worker_spec.key.clone(),
+            control_plane_ip: c.control_plane_endpoint,
+            state: c.state.as_str().to_owned(),
+            reason: c.reason.clone(),
+            phase: c.status.phase.clone(),
+            conditions: c
+                .status
+                .conditions
+                .iter()
+                .map(|k| ClusterConditionView {
+                    kind: k.kind.clone(),
+                    status: k.status.clone(),
+                    reason: k.reason.clone(),
+                    message: k.message.clone(),
+                    since: k.since,
+                })
+                .collect(),
+            control_plane_ready: c.status.control_plane_ready,
+            workers_ready: c.status.workers_ready,
+            node_addresses: Vec::new(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
 impl FromCore<Operation> for OperationView {
     fn from_core(op: &Operation) -> Self {
         OperationView {

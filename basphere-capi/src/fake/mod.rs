@@ -225,6 +225,26 @@ impl FakeManagementCluster {
         )
     }
 
+    /// The VSphereClusterIdentity an administrator would create, allowing owners' namespaces.
+    pub fn install_identity(&self, name: &str) {
+        let mut state = self.lock();
+        let key: Key =
+            ("infrastructure.cluster.x-k8s.io".into(), "vsphereclusteridentities".into(), String::new(), name.into());
+        if state.objects.contains_key(&key) {
+            return;
+        }
+        let identity = json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1",
+            "kind": "VSphereClusterIdentity",
+            "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string()},
+            "spec": {
+                "secretName": "basphere-vcenter",
+                "allowedNamespaces": {"selector": {"matchExpressions": [{"key": crate::render::OWNER_LABEL, "operator": "Exists"}]}},
+            },
+        });
+        self.record(&mut state, "ADDED", "infrastructure.cluster.x-k8s.io", "vsphereclusteridentities", identity);
+    }
+
     /// What has been served so far.
     pub fn requests(&self) -> Requests {
         self.lock().requests

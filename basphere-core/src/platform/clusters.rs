@@ -284,6 +284,31 @@ impl Platform {
             .ok_or_else(|| Error::not_found("cluster", &name))
     }
 
+    /// The node addresses each of `clusters` holds (for clusters the caller was allowed to see).
+    pub async fn cluster_node_addresses(
+        &self,
+        clusters: &[Cluster],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<std::net::Ipv4Addr>>> {
+        let ids: Vec<Uuid> = clusters.iter().map(|c| c.id).collect();
+        self.db(move |store, _| {
+            store.query(|tx| {
+                let mut found = std::collections::HashMap::new();
+                for id in &ids {
+                    let mut nodes: Vec<_> = tx
+                        .leases_of_resource(*id)?
+                        .into_iter()
+                        .filter(|l| l.resource.kind == ResourceKind::ClusterNode)
+                        .map(|l| l.address)
+                        .collect();
+                    nodes.sort();
+                    found.insert(*id, nodes);
+                }
+                Ok(found)
+            })
+        })
+        .await
+    }
+
     /// The cluster once it changed after `since` (its `updated_at`), or as it is when `timeout`
     /// passes: a long poll that costs a store read per change or second, never a call to the
     /// management cluster.
