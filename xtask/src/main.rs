@@ -14,6 +14,7 @@
 mod bench;
 mod bench_accounts;
 mod bench_api;
+mod bench_clusters;
 mod bench_vsphere;
 mod bench_web;
 mod tidy;
@@ -41,7 +42,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts", "web"])]
+        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts", "web", "clusters"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -73,7 +74,8 @@ fn main() -> anyhow::Result<()> {
             "vsphere" => bench_vsphere::vsphere(scale),
             "accounts" => bench_accounts::accounts(scale, connections),
             "web" => bench_web::web(scale),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web"),
+            "clusters" => bench_clusters::clusters(scale),
+            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web, clusters"),
         },
     }
 }

@@ -245,6 +245,11 @@ impl FakeManagementCluster {
         self.record(&mut state, "ADDED", "infrastructure.cluster.x-k8s.io", "vsphereclusteridentities", identity);
     }
 
+    /// Every change from now on, as the watches see them.
+    pub fn changes(&self) -> broadcast::Receiver<Event> {
+        self.changes.subscribe()
+    }
+
     /// What has been served so far.
     pub fn requests(&self) -> Requests {
         self.lock().requests

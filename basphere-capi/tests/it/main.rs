@@ -2,6 +2,7 @@
 //! version, snapshots, injection, and the status read from conditions.
 
 mod client;
+mod verifier;
 mod render;
 mod status;
 

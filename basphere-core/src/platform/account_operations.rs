@@ -5,16 +5,19 @@
 use async_trait::async_trait;
 
 use super::operations::{OperationContext, OperationHandler};
+use super::cluster_operations::cluster_ref;
 use super::vm_operations::vm_ref;
+use crate::cluster_provisioner::Removal;
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::store::{OperationFilter, VmFilter};
+use crate::store::{ClusterFilter, OperationFilter, VmFilter};
 use crate::validate::Username;
 
 const STEP_BLOCK: &str = "ip block";
 const STEP_FOLDER: &str = "vsphere folder";
 const STEP_LOGIN: &str = "bastion login";
 const STEP_KEY: &str = "bastion key";
+const STEP_CLUSTERS: &str = "destroy clusters";
 const STEP_VMS: &str = "destroy vms";
 const STEP_ADDRESSES: &str = "free addresses";
 const STEP_REMOVE_LOGIN: &str = "remove bastion login";
@@ -22,7 +25,7 @@ const STEP_ACCOUNT: &str = "remove account";
 
 pub(super) const APPROVE_STEPS: &[&str] = &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN];
 pub(super) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
-pub(super) const PURGE_STEPS: &[&str] = &[STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
+pub(super) const PURGE_STEPS: &[&str] = &[STEP_CLUSTERS, STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
 
 /// Runs `approve_account`, `change_key` and `purge_account`.
 pub(super) struct AccountOperations;
@@ -165,12 +168,13 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
         return Ok(operation);
     }
 
-    operation.start_step(STEP_VMS);
+    operation.start_step(STEP_CLUSTERS);
     ctx.save(&operation).await?;
     let owner = name.clone();
     let (vms, busy, clusters) = ctx
         .read(move |tx| {
             let vms = tx.list_vms(&VmFilter { owner: Some(owner.clone()), ..VmFilter::default() })?;
+            let clusters = tx.list_clusters(&ClusterFilter { owner: Some(owner.clone()), ..ClusterFilter::default() })?;
             let busy = tx
                 .list_operations(&OperationFilter {
                     owner: Some(owner.clone()),
@@ -180,18 +184,47 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
                 .into_iter()
                 .filter(|op| op.resource.kind != ResourceKind::Account)
                 .count();
-            let clusters = tx.usage(&owner)?.clusters;
             Ok((vms, busy, clusters))
         })
         .await?;
     if busy > 0 {
-        let error = Error::Conflict(format!("{busy} VM operation(s) of {name} are still running"));
-        return failed(ctx, operation, STEP_VMS, &error, &format!("wait for them, then {again}")).await;
+        let error = Error::Conflict(format!("{busy} VM or cluster operation(s) of {name} are still running"));
+        return failed(ctx, operation, STEP_CLUSTERS, &error, &format!("wait for them, then {again}")).await;
     }
-    if clusters > 0 {
-        let error = Error::NotSupported(format!("{name} owns {clusters} cluster(s), which this server cannot destroy"));
-        return failed(ctx, operation, STEP_VMS, &error, &again).await;
+    // Clusters first, through Cluster API; each one's addresses are freed once it is gone.
+    for mut cluster in clusters.into_iter().filter(Cluster::is_live) {
+        let target = cluster_ref(&cluster);
+        let deadline = tokio::time::Instant::now() + ctx.config().kubernetes.delete_timeout;
+        loop {
+            match ctx.clusters().delete(&target).await {
+                Ok(Removal::Gone) => break,
+                Ok(Removal::Waiting(message)) if tokio::time::Instant::now() >= deadline => {
+                    let error = Error::Timeout(format!("the cluster {} is not gone: {message}", cluster.name));
+                    return failed(ctx, operation, STEP_CLUSTERS, &error, &again).await;
+                }
+                Err(error) if tokio::time::Instant::now() >= deadline => {
+                    let error = Error::Conflict(format!("deleting the cluster {}: {error}", cluster.name));
+                    return failed(ctx, operation, STEP_CLUSTERS, &error, &again).await;
+                }
+                _ => ctx.clusters().changed(std::time::Duration::from_secs(5)).await,
+            }
+        }
+        operation.append_log([format!("deleted the cluster {}", cluster.name)]);
+        cluster.state = ClusterState::Deleted;
+        cluster.control_plane_endpoint = None;
+        cluster.reason = None;
+        cluster.updated_at = now();
+        ctx.commit(&operation, move |commit| {
+            for lease in commit.tx.leases_of_resource(cluster.id)? {
+                commit.ipam.release(commit.tx, lease.address)?;
+            }
+            commit.tx.update_cluster(&cluster)
+        })
+        .await?;
     }
+    operation.finish_step(STEP_CLUSTERS, true);
+    operation.start_step(STEP_VMS);
+    ctx.save(&operation).await?;
     for mut vm in vms.into_iter().filter(Vm::is_live) {
         if let Err(error) = ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
             let error = Error::Conflict(format!("destroying the VM {}: {error}", vm.name));

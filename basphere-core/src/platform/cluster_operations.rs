@@ -373,9 +373,11 @@ fn judge(
     if matches!(cluster.state, ClusterState::Pending | ClusterState::Deleting | ClusterState::Deleted) {
         return None;
     }
+    // A cluster applied moments ago may not have reached the backend's watch yet.
+    let young = cluster.status.observed_at.is_none() && now() - cluster.updated_at < chrono::Duration::minutes(2);
     match observation {
         // Until its creation has applied the objects, a missing cluster is expected.
-        None if busy || cluster.state == ClusterState::Failed => None,
+        None if busy || young || cluster.state == ClusterState::Failed => None,
         None => Some((
             ClusterState::Failed,
             Some("the cluster's objects are gone from the management cluster; delete it to free its addresses".into()),

@@ -325,3 +325,27 @@ async fn a_cluster_operation_left_by_a_stopped_process_is_run_by_the_next() {
     assert!(sim.clusters().is_empty());
     assert_eq!(second.all_leases(), 0);
 }
+
+#[tokio::test]
+async fn purging_an_account_deletes_its_clusters_through_cluster_api_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = rig(Backend::SqliteFile, dir.path());
+    rig.account("alice", 1).await;
+    let (_, operation) = rig.create(dev("dev")).await;
+    rig.wait(&operation).await;
+    rig.until("dev", ClusterState::Ready).await;
+    let (_, operation) = rig.create(CreateCluster { cluster_type: "standard".into(), ..dev("prod") }).await;
+    rig.wait(&operation).await;
+    assert_eq!(rig.all_leases(), 6 + 9);
+
+    let admin = Actor::admin("root", "test");
+    let purge = rig.platform.purge_account(&admin, "alice").await.unwrap();
+    let done = rig.wait(&purge).await;
+    assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
+    assert!(done.log_tail.iter().any(|l| l.contains("deleted the cluster dev")), "{:?}", done.log_tail);
+    assert!(rig.sim.clusters().is_empty(), "both clusters are gone from the management cluster");
+    assert_eq!(rig.all_leases(), 0);
+    assert!(rig.store.query(|tx| tx.get_user(&username("alice"))).unwrap().is_none());
+    let calls = rig.sim.calls();
+    assert!(calls.iter().any(|c| c == "delete dev") && calls.iter().any(|c| c == "delete prod"), "{calls:?}");
+}

@@ -6,6 +6,7 @@ mod api_crash;
 mod authz;
 mod bad_input;
 mod cli_json;
+mod cluster_cli;
 mod clusters;
 mod concurrency;
 mod crash;
