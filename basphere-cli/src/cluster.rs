@@ -251,7 +251,7 @@ pub async fn follow(client: &Client, name: &str, timeout: Duration, format: Form
     let mut first = true;
     loop {
         let path = match &since {
-            Some(since) => format!("/api/v1/clusters/{}/watch?timeout=30&since={}", encode(name), encode(since)),
+            Some(since) => format!("/api/v1/clusters/{}/watch?timeout=25&since={}", encode(name), encode(since)),
             None => format!("/api/v1/clusters/{}", encode(name)),
         };
         let cluster: Doc<ClusterView> = client.get(&path).await?;

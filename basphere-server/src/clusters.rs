@@ -21,8 +21,8 @@ use crate::problem::{ApiError, ApiResult};
 use crate::wire::*;
 use crate::AppState;
 
-/// The longest a watch waits for a change.
-const MAX_WATCH: Duration = Duration::from_secs(60);
+/// The longest a watch waits for a change: within the server's 30 s answer time.
+const MAX_WATCH: Duration = Duration::from_secs(25);
 
 fn query(list: &ListQuery) -> ClusterQuery {
     ClusterQuery { state: list.state.clone(), page: PageRequest { limit: list.limit, after: list.after } }
@@ -104,7 +104,7 @@ pub async fn get_cluster(
 pub struct WatchQuery {
     /// The `updated_at` you saw last: the answer comes once the cluster changed after it.
     pub since: Option<DateTime<Utc>>,
-    /// Seconds to wait for a change (1-60, default 30); then the cluster as it is.
+    /// Seconds to wait for a change (1-25, default 25); then the cluster as it is.
     pub timeout: Option<u64>,
 }
 
@@ -118,9 +118,9 @@ pub async fn watch_cluster(
     ApiQuery(watch): ApiQuery<WatchQuery>,
 ) -> ApiResult<Json<ClusterView>> {
     let timeout = match watch.timeout {
-        None => Duration::from_secs(30),
-        Some(seconds @ 1..=60) => Duration::from_secs(seconds),
-        Some(other) => return Err(ApiError::invalid(format!("timeout {other} is not accepted: use 1-60 seconds"))),
+        None => MAX_WATCH,
+        Some(seconds @ 1..=25) => Duration::from_secs(seconds),
+        Some(other) => return Err(ApiError::invalid(format!("timeout {other} is not accepted: use 1-25 seconds"))),
     };
     let cluster =
         state.platform.watch_cluster(&caller.actor, caller.own()?, &name, watch.since, timeout.min(MAX_WATCH)).await?;

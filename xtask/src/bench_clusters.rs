@@ -79,7 +79,7 @@ pub fn clusters(scale: f64) -> Result<()> {
                 let mut since: Option<String> = None;
                 loop {
                     let path = match &since {
-                        Some(since) => format!("/api/v1/clusters/{name}/watch?timeout=30&since={}", since.replace('+', "%2B")),
+                        Some(since) => format!("/api/v1/clusters/{name}/watch?timeout=25&since={}", since.replace('+', "%2B")),
                         None => format!("/api/v1/clusters/{name}"),
                     };
                     let (status, body) = call(&mut sender, "GET", &path, Some(&token), None).await?;

@@ -9,7 +9,9 @@ impl DutiesTx for WriteTx<'_> {
     fn claim_duty(&mut self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
         let free = match self.state.duties.get(name) {
             None => true,
-            Some((current, expires_at)) => current == holder || *expires_at <= now,
+            Some((current, expires_at)) => {
+                current == holder || *expires_at <= now || same_instance(current, holder)
+            }
         };
         if free {
             let previous = self.state.duties.insert(name.to_owned(), (holder.to_owned(), until));
@@ -24,5 +26,13 @@ impl DutiesTx for WriteTx<'_> {
             remember!(self, duties, name.to_owned(), previous);
         }
         Ok(())
+    }
+}
+
+/// Whether two holders (`<instance>/<boot>`) are lives of the same instance.
+fn same_instance(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('/'), b.rsplit_once('/')) {
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
     }
 }

@@ -25,4 +25,22 @@ pub fn check_duties(store: &dyn Store) {
     store.transact(|tx| tx.release_duty("reconcile", "b")).unwrap();
     assert!(claim("a", 53, 83), "a released duty is free at once");
     store.transact(|tx| tx.release_duty("never-claimed", "a")).expect("releasing an unknown duty is a no-op");
+
+    // A restarted instance takes its duties back from its earlier life at once; another
+    // instance whose name only starts alike does not.
+    let claim = |holder: &str, now: i64| {
+        store.transact(|tx| tx.claim_duty("cluster-status", holder, at(base, now), at(base, now + 60))).unwrap()
+    };
+    assert!(claim("host:/srv/node1/boot-a", 90), "instance names may hold slashes");
+    assert!(!claim("host:/srv/node2/boot-z", 91));
+    assert!(claim("host:/srv/node1/boot-b", 92));
+    let claim = |holder: &str, now: i64| {
+        store.transact(|tx| tx.claim_duty("other-duty", holder, at(base, now), at(base, now + 60))).unwrap()
+    };
+    assert!(claim("node1/boot-a", 100));
+    assert!(!claim("node2/boot-c", 101), "another instance waits for the expiry");
+    assert!(!claim("node/boot-d", 101), "a prefix of the name is another instance");
+    assert!(!claim("node1/sub/boot-f", 101), "so is a longer name");
+    assert!(claim("node1/boot-b", 102), "the same instance after a restart");
+    assert!(!claim("node1-x/boot-e", 103));
 }
