@@ -39,8 +39,16 @@ fn views_keep_every_field_in_the_order_the_server_sends() {
         r#"{"limits":{"vms":10,"clusters":2,"ips":10,"vcpus":20,"memory_mb":40960,"disk_gb":500,"nodes_per_cluster":5},"usage":{"vms":1,"clusters":0,"ips":1,"vcpus":2,"memory_mb":4096,"disk_gb":40}}"#,
     );
     round_trip::<CatalogView>(
-        r#"{"os":[{"key":"ubuntu-24.04","description":"Ubuntu 24.04 LTS"}],"specs":[{"key":"small","description":"Small","cpu":2,"memory_mb":4096,"disk_gb":40}]}"#,
+        r#"{"os":[{"key":"ubuntu-24.04","description":"Ubuntu 24.04 LTS"}],"specs":[{"key":"small","description":"Small","cpu":2,"memory_mb":4096,"disk_gb":40}],"cluster_types":[{"key":"dev","description":"Development cluster","control_plane_count":1,"worker_count":2,"control_plane_spec":"medium","worker_spec":"medium"}],"node_specs":[{"key":"small","cpu":2,"memory_mb":4096,"disk_gb":50}]}"#,
     );
+    // An older server's catalog, without clusters, still parses.
+    let older: CatalogView = serde_json::from_str(r#"{"os":[],"specs":[]}"#).unwrap();
+    assert!(older.cluster_types.is_empty());
+    let cluster: ClusterView = round_trip(
+        r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e13","name":"dev","owner":"alice","type":"dev","kubernetes_version":"v1.31.4","control_plane_count":1,"control_plane_spec":"medium","worker_count":2,"worker_spec":"medium","control_plane_ip":"10.254.0.40","state":"provisioning","reason":"dev-md-x: WaitingForIPAddress","phase":"Provisioned","conditions":[{"type":"InfrastructureReady","status":"True","reason":null,"message":null,"since":"2025-06-01T10:00:00Z"}],"control_plane_ready":1,"workers_ready":0,"node_addresses":["10.254.0.41","10.254.0.42"],"created_at":"2025-06-01T10:00:00Z","updated_at":"2025-06-01T10:00:05Z"}"#,
+    );
+    assert_eq!(cluster.node_addresses.len(), 2);
+    round_trip::<KubeconfigView>(r#"{"cluster":"dev","kubeconfig":"apiVersion: v1\n"}"#);
     round_trip::<AuditView>(
         r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e12","at":"2025-06-01T10:00:00Z","actor":"alice","action":"vm.create","resource":"vm:alice/web-1","source":"tcp:127.0.0.1:5000","outcome":"success","details":{"count":1,"spec":"small"}}"#,
     );

@@ -193,6 +193,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     println!("    export BASPHERE_SERVER={tcp} BASPHERE_TOKEN={secret}");
     println!("    {me} vm list");
     println!("    {me} vm create db --os rocky-10.1 --spec medium --wait");
+    println!("    {me} cluster create dev1 --type dev --wait   # Kubernetes on the simulated management cluster");
+    println!("    {me} cluster kubeconfig dev1 -f dev1.yaml");
     println!("    ln -s {me} create-vm && ./create-vm    # the original command names work too");
     println!("  In a browser:");
     println!("    {tcp}/sign-in    paste alice's token above to see her dashboard");

@@ -16,7 +16,9 @@ use utoipa::IntoParams;
 use crate::api::{accepted, page, ListQuery};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::{Conflict, Forbidden, InvalidInput, NotFound, ServerError, Unauthenticated};
+use crate::openapi::{
+    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, Unauthenticated, UnsupportedMediaType,
+};
 use crate::problem::{ApiError, ApiResult};
 use crate::wire::*;
 use crate::AppState;
@@ -64,7 +66,7 @@ pub async fn list_clusters(
 /// the background. `Idempotency-Key` makes a retry safe. *user*
 #[utoipa::path(post, path = "/api/v1/clusters", tag = "clusters", request_body = CreateClusterRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a create safely: the same key returns the first answer")),
-    responses((status = 202, body = CreateClusterResponse, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, Conflict, ServerError))]
+    responses((status = 202, body = CreateClusterResponse, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn create_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -140,7 +142,7 @@ pub async fn cluster_kubeconfig(
 
 /// Change the number of workers of one of your clusters. *user*
 #[utoipa::path(post, path = "/api/v1/clusters/{name}/scale", tag = "clusters", params(("name" = String, Path)), request_body = ScaleClusterRequest,
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn scale_cluster(
     caller: Caller,
     State(state): State<AppState>,

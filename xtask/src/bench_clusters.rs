@@ -58,7 +58,11 @@ pub fn clusters(scale: f64) -> Result<()> {
                     .flatten()
                     .any(|c| c["type"] == "Available" && c["status"] == "True");
                 if up {
-                    let key = format!("{}/{}", object["metadata"]["namespace"].as_str().unwrap_or_default(), object["metadata"]["name"].as_str().unwrap_or_default());
+                    let key = format!(
+                        "{}/{}",
+                        object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                        object["metadata"]["name"].as_str().unwrap_or_default()
+                    );
                     seen.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert_with(Instant::now);
                 }
             }
@@ -72,14 +76,23 @@ pub fn clusters(scale: f64) -> Result<()> {
             let owner = format!("k-{}", index / 4);
             let name = format!("c{index}");
             let mut sender = connect(&server.tcp).await?;
-            let (status, body) = call(&mut sender, "POST", "/api/v1/clusters", Some(&token), Some(&json!({"name": name, "type": "dev"}))).await?;
+            let (status, body) = call(
+                &mut sender,
+                "POST",
+                "/api/v1/clusters",
+                Some(&token),
+                Some(&json!({"name": name, "type": "dev"})),
+            )
+            .await?;
             anyhow::ensure!(status == 202, "creating {name}: {}", String::from_utf8_lossy(&body));
             // Its owner follows it, as `basphere cluster watch` does.
             watchers.push(tokio::spawn(async move {
                 let mut since: Option<String> = None;
                 loop {
                     let path = match &since {
-                        Some(since) => format!("/api/v1/clusters/{name}/watch?timeout=25&since={}", since.replace('+', "%2B")),
+                        Some(since) => {
+                            format!("/api/v1/clusters/{name}/watch?timeout=25&since={}", since.replace('+', "%2B"))
+                        }
                         None => format!("/api/v1/clusters/{name}"),
                     };
                     let (status, body) = call(&mut sender, "GET", &path, Some(&token), None).await?;
@@ -96,7 +109,11 @@ pub fn clusters(scale: f64) -> Result<()> {
         let created = started.elapsed();
         let mut seen_ready = Vec::new();
         for watcher in watchers {
-            seen_ready.push(tokio::time::timeout(Duration::from_secs(600), watcher).await.context("a cluster never became ready")???);
+            seen_ready.push(
+                tokio::time::timeout(Duration::from_secs(600), watcher)
+                    .await
+                    .context("a cluster never became ready")???,
+            );
         }
         let all_ready = started.elapsed();
         let during = fake.requests();
@@ -114,10 +131,18 @@ pub fn clusters(scale: f64) -> Result<()> {
                 let deadline = Instant::now() + idle_for;
                 let mut polls = 0u32;
                 while Instant::now() < deadline {
-                    let (_, body) = call(&mut sender, "GET", &format!("/api/v1/clusters/{name}"), Some(&token), None).await?;
+                    let (_, body) =
+                        call(&mut sender, "GET", &format!("/api/v1/clusters/{name}"), Some(&token), None).await?;
                     let cluster: Value = serde_json::from_slice(&body)?;
                     let since = cluster["updated_at"].as_str().unwrap_or_default().replace('+', "%2B");
-                    call(&mut sender, "GET", &format!("/api/v1/clusters/{name}/watch?timeout=10&since={since}"), Some(&token), None).await?;
+                    call(
+                        &mut sender,
+                        "GET",
+                        &format!("/api/v1/clusters/{name}/watch?timeout=10&since={since}"),
+                        Some(&token),
+                        None,
+                    )
+                    .await?;
                     polls += 1;
                 }
                 anyhow::Ok(polls)

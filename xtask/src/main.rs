@@ -75,7 +75,9 @@ fn main() -> anyhow::Result<()> {
             "accounts" => bench_accounts::accounts(scale, connections),
             "web" => bench_web::web(scale),
             "clusters" => bench_clusters::clusters(scale),
-            other => anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web, clusters"),
+            other => {
+                anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web, clusters")
+            }
         },
     }
 }

@@ -2,9 +2,9 @@
 //! version, snapshots, injection, and the status read from conditions.
 
 mod client;
-mod verifier;
 mod render;
 mod status;
+mod verifier;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -26,7 +26,11 @@ fn not_found() -> Value {
 }
 
 /// Takes the next request, asserting its method and path; returns its query and body.
-async fn next(handle: &mut Verifier, method: Method, path: &str) -> (String, Value, mock::SendResponse<Response<Body>>) {
+async fn next(
+    handle: &mut Verifier,
+    method: Method,
+    path: &str,
+) -> (String, Value, mock::SendResponse<Response<Body>>) {
     let (request, sender) = handle.next_request().await.expect("a request");
     assert_eq!((request.method(), request.uri().path()), (&method, path));
     let query = request.uri().query().unwrap_or_default().to_owned();
@@ -40,7 +44,13 @@ async fn next(handle: &mut Verifier, method: Method, path: &str) -> (String, Val
 }
 
 async fn discovery(handle: &mut Verifier) {
-    let groups = ["cluster.x-k8s.io", "controlplane.cluster.x-k8s.io", "bootstrap.cluster.x-k8s.io", "addons.cluster.x-k8s.io", "infrastructure.cluster.x-k8s.io"];
+    let groups = [
+        "cluster.x-k8s.io",
+        "controlplane.cluster.x-k8s.io",
+        "bootstrap.cluster.x-k8s.io",
+        "addons.cluster.x-k8s.io",
+        "infrastructure.cluster.x-k8s.io",
+    ];
     let mut list: Vec<Value> = groups
         .iter()
         .map(|g| json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1beta1"), "version": "v1beta1"}, {"groupVersion": format!("{g}/v1beta2"), "version": "v1beta2"}], "preferredVersion": {"groupVersion": format!("{g}/v1beta2"), "version": "v1beta2"}}))
@@ -53,7 +63,14 @@ async fn discovery(handle: &mut Verifier) {
         ("controlplane.cluster.x-k8s.io/v1beta2", &["KubeadmControlPlane:kubeadmcontrolplanes"]),
         ("bootstrap.cluster.x-k8s.io/v1beta2", &["KubeadmConfigTemplate:kubeadmconfigtemplates"]),
         ("addons.cluster.x-k8s.io/v1beta2", &["ClusterResourceSet:clusterresourcesets"]),
-        ("infrastructure.cluster.x-k8s.io/v1beta2", &["VSphereCluster:vsphereclusters", "VSphereMachineTemplate:vspheremachinetemplates", "VSphereClusterIdentity:vsphereclusteridentities"]),
+        (
+            "infrastructure.cluster.x-k8s.io/v1beta2",
+            &[
+                "VSphereCluster:vsphereclusters",
+                "VSphereMachineTemplate:vspheremachinetemplates",
+                "VSphereClusterIdentity:vsphereclusteridentities",
+            ],
+        ),
         ("ipam.cluster.x-k8s.io/v1alpha2", &["InClusterIPPool:inclusterippools"]),
     ];
     for (group_version, resources) in kinds {
@@ -65,12 +82,24 @@ async fn discovery(handle: &mut Verifier) {
                 json!({"name": plural, "singularName": "", "namespaced": kind != "VSphereClusterIdentity", "kind": kind, "verbs": ["get", "list", "watch", "patch", "delete"]})
             })
             .collect();
-        respond(sender, 200, json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}));
+        respond(
+            sender,
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+        );
     }
-    let (_, _, sender) =
-        next(handle, Method::GET, "/apis/infrastructure.cluster.x-k8s.io/v1beta2/vsphereclusteridentities/basphere-vsphere").await;
-    respond(sender, 200, json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "VSphereClusterIdentity",
-        "metadata": {"name": "basphere-vsphere"}, "spec": {"secretName": "s", "allowedNamespaces": {"selector": {}}}}));
+    let (_, _, sender) = next(
+        handle,
+        Method::GET,
+        "/apis/infrastructure.cluster.x-k8s.io/v1beta2/vsphereclusteridentities/basphere-vsphere",
+    )
+    .await;
+    respond(
+        sender,
+        200,
+        json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "VSphereClusterIdentity",
+        "metadata": {"name": "basphere-vsphere"}, "spec": {"secretName": "s", "allowedNamespaces": {"selector": {}}}}),
+    );
     let (_, _, sender) = next(
         handle,
         Method::GET,
@@ -78,7 +107,11 @@ async fn discovery(handle: &mut Verifier) {
     )
     .await;
     // Not allowed to read CRDs: the grace period is left out rather than guessed.
-    respond(sender, 403, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"}));
+    respond(
+        sender,
+        403,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden"}),
+    );
 }
 
 #[tokio::test]
@@ -91,18 +124,40 @@ async fn apply_discovers_then_applies_each_object_in_order_under_basphere_s_fiel
     let request = request(1, 2, "small");
     let verifier = tokio::spawn(async move {
         discovery(&mut handle).await;
-        let (_, _, sender) = next(&mut handle, Method::GET, "/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusters/dev").await;
+        let (_, _, sender) =
+            next(&mut handle, Method::GET, "/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusters/dev").await;
         respond(sender, 404, not_found());
         let expected = [
             ("/api/v1/namespaces/user-alice", "Namespace"),
-            ("/apis/ipam.cluster.x-k8s.io/v1alpha2/namespaces/user-alice/inclusterippools/dev-nodes", "InClusterIPPool"),
+            (
+                "/apis/ipam.cluster.x-k8s.io/v1alpha2/namespaces/user-alice/inclusterippools/dev-nodes",
+                "InClusterIPPool",
+            ),
             ("/api/v1/namespaces/user-alice/secrets/dev-addons-cpi", "Secret"),
-            ("/apis/addons.cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusterresourcesets/dev-addons", "ClusterResourceSet"),
-            ("/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vspheremachinetemplates/", "VSphereMachineTemplate"),
-            ("/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vspheremachinetemplates/", "VSphereMachineTemplate"),
-            ("/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vsphereclusters/dev", "VSphereCluster"),
-            ("/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/user-alice/kubeadmcontrolplanes/dev", "KubeadmControlPlane"),
-            ("/apis/bootstrap.cluster.x-k8s.io/v1beta2/namespaces/user-alice/kubeadmconfigtemplates/dev-md", "KubeadmConfigTemplate"),
+            (
+                "/apis/addons.cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusterresourcesets/dev-addons",
+                "ClusterResourceSet",
+            ),
+            (
+                "/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vspheremachinetemplates/",
+                "VSphereMachineTemplate",
+            ),
+            (
+                "/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vspheremachinetemplates/",
+                "VSphereMachineTemplate",
+            ),
+            (
+                "/apis/infrastructure.cluster.x-k8s.io/v1beta2/namespaces/user-alice/vsphereclusters/dev",
+                "VSphereCluster",
+            ),
+            (
+                "/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/user-alice/kubeadmcontrolplanes/dev",
+                "KubeadmControlPlane",
+            ),
+            (
+                "/apis/bootstrap.cluster.x-k8s.io/v1beta2/namespaces/user-alice/kubeadmconfigtemplates/dev-md",
+                "KubeadmConfigTemplate",
+            ),
             ("/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/machinedeployments/dev-md", "MachineDeployment"),
             ("/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusters/dev", "Cluster"),
         ];
@@ -123,7 +178,10 @@ async fn apply_discovers_then_applies_each_object_in_order_under_basphere_s_fiel
             }
             respond(sender, 200, body);
         }
-        assert!(tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request()).await.is_err(), "nothing more");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request()).await.is_err(),
+            "nothing more"
+        );
     });
     capi.apply(&request).await.unwrap();
     verifier.await.unwrap();
@@ -136,13 +194,21 @@ async fn an_answer_the_server_refuses_reaches_the_caller_with_its_message() {
     let request = request(1, 2, "small");
     let verifier = tokio::spawn(async move {
         discovery(&mut handle).await;
-        let (_, _, sender) = next(&mut handle, Method::GET, "/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusters/dev").await;
+        let (_, _, sender) =
+            next(&mut handle, Method::GET, "/apis/cluster.x-k8s.io/v1beta2/namespaces/user-alice/clusters/dev").await;
         respond(sender, 404, not_found());
         let (_, _, sender) = next(&mut handle, Method::PATCH, "/api/v1/namespaces/user-alice").await;
-        respond(sender, 422, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
-            "message": "namespaces \"user-alice\" is forbidden: exceeded quota"}));
+        respond(
+            sender,
+            422,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": "namespaces \"user-alice\" is forbidden: exceeded quota"}),
+        );
     });
     let error = capi.apply(&request).await.unwrap_err().to_string();
-    assert!(error.contains("Namespace user-alice") && error.contains("exceeded quota") && error.contains("422"), "{error}");
+    assert!(
+        error.contains("Namespace user-alice") && error.contains("exceeded quota") && error.contains("422"),
+        "{error}"
+    );
     verifier.await.unwrap();
 }

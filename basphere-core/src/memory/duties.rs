@@ -9,9 +9,7 @@ impl DutiesTx for WriteTx<'_> {
     fn claim_duty(&mut self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
         let free = match self.state.duties.get(name) {
             None => true,
-            Some((current, expires_at)) => {
-                current == holder || *expires_at <= now || same_instance(current, holder)
-            }
+            Some((current, expires_at)) => current == holder || *expires_at <= now || same_instance(current, holder),
         };
         if free {
             let previous = self.state.duties.insert(name.to_owned(), (holder.to_owned(), until));

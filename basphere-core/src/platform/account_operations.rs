@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
-use super::operations::{OperationContext, OperationHandler};
 use super::cluster_operations::cluster_ref;
+use super::operations::{OperationContext, OperationHandler};
 use super::vm_operations::vm_ref;
 use crate::cluster_provisioner::Removal;
 use crate::error::{Error, Result};
@@ -174,7 +174,8 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
     let (vms, busy, clusters) = ctx
         .read(move |tx| {
             let vms = tx.list_vms(&VmFilter { owner: Some(owner.clone()), ..VmFilter::default() })?;
-            let clusters = tx.list_clusters(&ClusterFilter { owner: Some(owner.clone()), ..ClusterFilter::default() })?;
+            let clusters =
+                tx.list_clusters(&ClusterFilter { owner: Some(owner.clone()), ..ClusterFilter::default() })?;
             let busy = tx
                 .list_operations(&OperationFilter {
                     owner: Some(owner.clone()),

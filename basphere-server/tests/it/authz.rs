@@ -85,7 +85,17 @@ impl World {
             .await;
         assert_eq!(created.status, 202, "{}", created.body);
         let created = created.json();
+        let cluster = api
+            .send(&Who::Bearer(alice.clone()), "POST", "/api/v1/clusters", Some(r#"{"name":"kube","type":"dev"}"#))
+            .await;
+        assert_eq!(cluster.status, 202, "{}", cluster.body);
         api.wait_idle().await;
+        // Until its control plane is up, the kubeconfig is a conflict: wait for it.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while api.get(&Who::Bearer(alice.clone()), "/api/v1/clusters/kube/kubeconfig").await.status != 200 {
+            assert!(tokio::time::Instant::now() < deadline, "the cluster's kubeconfig never came");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let asked = api.send(&Who::Anonymous, "POST", "/api/v1/register", Some(REGISTER)).await;
         assert_eq!(asked.status, 202, "{}", asked.body);
         let spare = api.send(&Who::Bearer(alice.clone()), "POST", "/api/v1/tokens", Some(r#"{"name":"spare"}"#)).await;
@@ -153,6 +163,8 @@ const REASON: &str = r#"{"reason":"x"}"#;
 const REGISTER: &str = r#"{"username":"zoe","email":"zoe@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUGTp2kc9Op1U4ofix1BA68ciBpLlW4dC1fMK4wAOdl"}"#;
 const KEY_CHANGE: &str = r#"{"username":"alice","email":"alice@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUGTp2kc9Op1U4ofix1BA68ciBpLlW4dC1fMK4wAOdl","reason":"lost"}"#;
 const QUOTA: &str = r#"{"vms":5}"#;
+const CLUSTER: &str = r#"{"name":"new","type":"dev"}"#;
+const SCALE: &str = r#"{"workers":3}"#;
 const USER: &str = r#"{"username":"zed","email":"zed@example.com","ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBWCb4Z+sWbDyqJpQTmFnmn4A4fRQEO9w2J3Dq+a2y5X"}"#;
 
 #[rustfmt::skip]
@@ -189,6 +201,15 @@ const ROUTES: &[Route] = &[
     ("PUT", "/api/v1/admin/users/{username}/quota", "/api/v1/admin/users/alice/quota", Some(QUOTA), [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("DELETE", "/api/v1/admin/users/{username}/quota", "/api/v1/admin/users/alice/quota", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("POST", "/api/v1/admin/users/{username}/tokens", "/api/v1/admin/users/alice/tokens", Some(TOKEN), [401, 403, 403, 201, 401, 401, 403, 403, 401, 201, 201]),
+    ("GET", "/api/v1/clusters", "/api/v1/clusters", None,                     [401, 200, 200, 200, 401, 401, 200, 200, 401, 403, 403]),
+    ("POST", "/api/v1/clusters", "/api/v1/clusters", Some(CLUSTER),           [401, 202, 202, 202, 401, 401, 202, 202, 401, 403, 403]),
+    ("GET", "/api/v1/clusters/{name}", "/api/v1/clusters/kube", None,         [401, 200, 404, 404, 401, 401, 404, 200, 401, 403, 403]),
+    ("GET", "/api/v1/clusters/{name}/watch", "/api/v1/clusters/kube/watch?timeout=1", None, [401, 200, 404, 404, 401, 401, 404, 200, 401, 403, 403]),
+    ("GET", "/api/v1/clusters/{name}/kubeconfig", "/api/v1/clusters/kube/kubeconfig", None, [401, 200, 404, 404, 401, 401, 404, 200, 401, 403, 403]),
+    ("POST", "/api/v1/clusters/{name}/scale", "/api/v1/clusters/kube/scale", Some(SCALE), [401, 202, 404, 404, 401, 401, 404, 202, 401, 403, 403]),
+    ("DELETE", "/api/v1/clusters/{name}", "/api/v1/clusters/kube", None,      [401, 202, 404, 404, 401, 401, 404, 202, 401, 403, 403]),
+    ("GET", "/api/v1/admin/clusters", "/api/v1/admin/clusters", None,         [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("DELETE", "/api/v1/admin/users/{username}/clusters/{name}", "/api/v1/admin/users/alice/clusters/kube", None, [401, 403, 403, 202, 401, 401, 403, 403, 401, 202, 202]),
     ("GET", "/api/v1/admin/users/{username}/vms", "/api/v1/admin/users/alice/vms", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("POST", "/api/v1/admin/users/{username}/vms", "/api/v1/admin/users/alice/vms", Some(VM), [401, 403, 403, 202, 401, 401, 403, 403, 401, 202, 202]),
     ("GET", "/api/v1/admin/users/{username}/vms/{name}", "/api/v1/admin/users/alice/vms/web", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),

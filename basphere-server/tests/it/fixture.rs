@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use basphere_core::mock::{MockProvisioner, RecordingNotifier};
+use basphere_core::mock::{MockProvisioner, RecordingNotifier, SimulatedClusters};
 use basphere_core::{Config, MemoryStore, Platform, Store};
 use basphere_ipam::BlockIpam;
 use basphere_server::auth::Transport;
@@ -88,7 +88,9 @@ impl Api {
             ipam,
             Arc::new(MockProvisioner::with_default_catalog()),
             Arc::new(RecordingNotifier::new()),
-        );
+        )
+        // A simulated management cluster whose clusters come up in a few tens of milliseconds.
+        .clusters(Arc::new(SimulatedClusters::new(Duration::from_millis(10))));
         if let Some(human) = human {
             builder = builder.human_check(human);
         }

@@ -56,7 +56,8 @@ fn clusters_are_created_watched_scaled_and_deleted_from_the_cli() {
     assert!(std::fs::read_to_string(&path).unwrap().contains(&format!("server: https://{vip}:6443")));
 
     // The roadmap's name, a chosen worker spec, and --wait.
-    let prod = expect(&run(&["cluster", "create", "prod", "--type", "production", "--worker-spec", "small", "--wait"]), 0);
+    let prod =
+        expect(&run(&["cluster", "create", "prod", "--type", "production", "--worker-spec", "small", "--wait"]), 0);
     assert!(prod.contains("The cluster is ready."), "{prod}");
     assert_eq!(show(&server, &token, "prod")["type"], "standard");
     assert_eq!(ips(&server, &token), 6 + (1 + 6 + 2));
@@ -125,7 +126,9 @@ fn the_original_cluster_commands_work_as_aliases() {
     let token = server.account("alice", 1, false);
     let links = dir.path().join("bin");
     std::fs::create_dir_all(&links).unwrap();
-    for name in ["create-cluster", "list-clusters", "watch-cluster", "get-kubeconfig", "delete-cluster", "list-resources"] {
+    for name in
+        ["create-cluster", "list-clusters", "watch-cluster", "get-kubeconfig", "delete-cluster", "list-resources"]
+    {
         std::os::unix::fs::symlink(&binaries().cli, links.join(name)).unwrap();
     }
     let run = |name: &str, args: &[&str]| -> Output {
@@ -142,7 +145,10 @@ fn the_original_cluster_commands_work_as_aliases() {
     assert_eq!(missing.status.code(), Some(2), "no terminal to ask on");
     assert!(stderr(&missing).contains("-t TYPE"), "{}", stderr(&missing));
     let created = expect(&run("create-cluster", &["-n", "web", "-t", "development", "-w", "small"]), 0);
-    assert!(created.contains("Cluster creation request completed") && created.contains("watch-cluster web"), "{created}");
+    assert!(
+        created.contains("Cluster creation request completed") && created.contains("watch-cluster web"),
+        "{created}"
+    );
     let early = run("get-kubeconfig", &["web"]);
     if early.status.code() != Some(0) {
         assert!(stderr(&early).contains("watch-cluster web"), "{}", stderr(&early));

@@ -170,6 +170,8 @@ fn every_answer_is_documented_in_the_openapi_document() {
         server.http("POST", "/api/v1/vms", Some(&alice), Some(r#"{"name":"web","os":"ubuntu-24.04","spec":"small"}"#));
     assert_eq!(created.status, 202, "{}", created.body);
     let op = created.json()["operations"][0]["id"].as_str().unwrap().to_owned();
+    let cluster = server.http("POST", "/api/v1/clusters", Some(&alice), Some(r#"{"name":"kube","type":"dev"}"#));
+    assert_eq!(cluster.status, 202, "{}", cluster.body);
     server.wait_idle();
     let tokens = server.http("GET", "/api/v1/tokens", Some(&alice), None).json();
     let token_ids: Vec<String> =
@@ -271,6 +273,32 @@ fn every_answer_is_documented_in_the_openapi_document() {
         bare("GET", "/api/v1/admin/outbox?state=lost"),
         bare("POST", "/api/v1/admin/outbox/00000000-0000-4000-8000-000000000000/retry"),
         bare("POST", "/api/v1/admin/outbox/not-a-uuid/retry"),
+        bare("GET", "/api/v1/clusters"),
+        bare("GET", "/api/v1/clusters?state=ready&limit=5"),
+        bare("GET", "/api/v1/clusters?state=melted"),
+        bare("GET", "/api/v1/clusters?owner=bob"),
+        bare("GET", "/api/v1/clusters/kube"),
+        bare("GET", "/api/v1/clusters/nothing"),
+        bare("GET", "/api/v1/clusters/Not%20A%20Name"),
+        bare("GET", "/api/v1/clusters/kube/watch?timeout=1"),
+        bare("GET", "/api/v1/clusters/kube/watch?timeout=99"),
+        bare("GET", "/api/v1/clusters/kube/watch?since=yesterday"),
+        bare("GET", "/api/v1/clusters/kube/kubeconfig"),
+        bare("GET", "/api/v1/clusters/nothing/kubeconfig"),
+        bare("DELETE", "/api/v1/clusters/nothing"),
+        bare("GET", "/api/v1/admin/clusters"),
+        bare("GET", "/api/v1/admin/clusters?owner=alice"),
+        bare("GET", "/api/v1/admin/clusters?owner=NOT_A_NAME"),
+        bare("DELETE", "/api/v1/admin/users/alice/clusters/nothing"),
+        bare("DELETE", "/api/v1/admin/users/NOT_A_NAME/clusters/kube"),
+        json("POST", "/api/v1/clusters", r#"{"name":"k2","type":"dev"}"#),
+        json("POST", "/api/v1/clusters", r#"{"name":"k3","type":"huge"}"#),
+        json("POST", "/api/v1/clusters", r#"{"name":"k4","type":"dev","workers":50}"#),
+        json("POST", "/api/v1/clusters", r#"{"name":"kube","type":"dev"}"#),
+        json("POST", "/api/v1/clusters/kube/scale", r#"{"workers":0}"#),
+        json("POST", "/api/v1/clusters/nothing/scale", r#"{"workers":3}"#),
+        json("POST", "/api/v1/clusters/kube/scale", r#"{"workers":3}"#),
+        bare("DELETE", "/api/v1/clusters/kube"),
         // Methods and paths the document does not list.
         bare("PATCH", "/api/v1/vms"),
         bare("PUT", "/api/v1/vms/web"),
@@ -317,6 +345,8 @@ fn every_answer_is_documented_in_the_openapi_document() {
     let zoe_key = basphere_core::testing::ssh_key(11);
     let register = format!(r#"{{"username":"zoe","email":"zoe@example.com","ssh_key":"{}"}}"#, zoe_key.as_str());
     requests.extend(json_cases("POST", "/api/v1/register", &register));
+    requests.extend(json_cases("POST", "/api/v1/clusters", r#"{"name":"k5","type":"dev"}"#));
+    requests.extend(json_cases("POST", "/api/v1/clusters/kube/scale", r#"{"workers":2}"#));
     requests.push((
         "POST",
         "/api/v1/register".to_owned(),
