@@ -766,7 +766,7 @@ impl Config {
                         worker_spec_default: raw_type.worker_spec_default.unwrap_or_else(|| "medium".into()),
                         key: key.clone(),
                     };
-                    if cluster_type.control_plane_count % 2 == 0 {
+                    if cluster_type.control_plane_count.is_multiple_of(2) {
                         return Err(Error::invalid(
                             format!("{at}.control_plane_count"),
                             format!(

@@ -215,7 +215,7 @@ impl SimulatedClusters {
 /// The checks the management cluster's webhooks and controllers make of a request.
 fn check_request(request: &ClusterRequest) -> Result<()> {
     let refuse = |message: String| Err(Error::invalid("cluster request", message));
-    if request.control_plane_count == 0 || request.control_plane_count % 2 == 0 {
+    if request.control_plane_count == 0 || request.control_plane_count.is_multiple_of(2) {
         return refuse(format!("{} control-plane nodes: etcd needs an odd number", request.control_plane_count));
     }
     let needed = (request.control_plane_count + request.worker_count + CLUSTER_SURGE) as usize;
