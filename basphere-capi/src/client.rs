@@ -52,6 +52,8 @@ pub struct CapiProvisioner {
     choice: VersionChoice,
     versions: OnceCell<ApiVersions>,
     watches: OnceCell<Watches>,
+    /// Set once the watches' caches have listed everything.
+    synced: OnceCell<()>,
     /// Wakes every waiter on each change.
     changed: Arc<Notify>,
     /// Keeps one wake-up for a waiter that was busy when the change came.
@@ -123,6 +125,7 @@ impl CapiProvisioner {
             choice,
             versions: OnceCell::new(),
             watches: OnceCell::new(),
+            synced: OnceCell::new(),
             changed: Arc::new(Notify::new()),
             pending: Arc::new(Notify::new()),
         }
@@ -274,14 +277,20 @@ impl CapiProvisioner {
                 Watches { clusters: clusters.0, machines: machines.0, _tasks: vec![clusters.1, machines.1] }
             })
             .await;
-        // The first answer waits for the caches' first listing, within reason.
-        let ready = async {
-            let _ = watches.clusters.wait_until_ready().await;
-            let _ = watches.machines.wait_until_ready().await;
-        };
-        tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .map_err(|_| Error::Timeout("the management cluster's watches have not listed the clusters yet".into()))?;
+        // The first answer waits for the caches' first listing, within reason. One caller at a
+        // time waits on the stores (their readiness wakes a single waiter); the others wait on
+        // the cell.
+        self.synced
+            .get_or_try_init(|| async {
+                let ready = async {
+                    let _ = watches.clusters.wait_until_ready().await;
+                    let _ = watches.machines.wait_until_ready().await;
+                };
+                tokio::time::timeout(Duration::from_secs(30), ready)
+                    .await
+                    .map_err(|_| Error::Timeout("the management cluster's watches have not listed the clusters yet".into()))
+            })
+            .await?;
         Ok(watches)
     }
 

@@ -237,3 +237,23 @@ async fn a_cluster_of_the_same_name_made_by_someone_else_is_never_touched() {
     assert_eq!(site.capi.delete(&other.cluster_ref()).await.unwrap(), Removal::Gone, "nothing of its own to delete");
     assert_eq!(site.fake.objects("clusters", Some("user-alice")).len(), 1, "the other cluster stays");
 }
+
+#[tokio::test]
+async fn callers_waiting_at_once_for_the_first_listing_all_get_their_answer() {
+    let site = site().await;
+    let request = request(1, 2, "small");
+    site.capi.apply(&request).await.unwrap();
+    // The first observers arrive together: none may be left waiting for a wake-up that went to
+    // another.
+    let capi = Arc::new(site.capi);
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let capi = capi.clone();
+            let cluster = request.cluster_ref();
+            tokio::spawn(async move { capi.kubeconfig(&cluster).await })
+        })
+        .collect();
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("answered at once").unwrap().unwrap();
+    }
+}

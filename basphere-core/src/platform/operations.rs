@@ -276,33 +276,42 @@ impl Platform {
 
     /// Takes back the operations this instance claimed in an earlier life (they cannot be
     /// running: one process per instance), then starts every claimable operation. Returns the
-    /// ids started. Operations another replica holds are left to it until its claim expires.
+    /// ids of the unfinished operations this process now runs (also those its background sweeper
+    /// took first). Operations another replica holds are left to it until its claim expires.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<Uuid>> {
         let (instance, worker) = (self.instance.clone(), self.worker.clone());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                let unfinished =
-                    tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?;
-                for operation in unfinished {
-                    if let Some(claim) = tx.operation_claim(operation.id)? {
-                        if claim.worker != worker && worker_instance(&claim.worker) == instance {
-                            tx.release_operation_claim(operation.id, claim.fence)?;
+        let unfinished = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let unfinished =
+                        tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?;
+                    for operation in &unfinished {
+                        if let Some(claim) = tx.operation_claim(operation.id)? {
+                            if claim.worker != worker && worker_instance(&claim.worker) == instance {
+                                tx.release_operation_claim(operation.id, claim.fence)?;
+                            }
                         }
                     }
-                }
-                Ok(())
+                    Ok(unfinished.into_iter().map(|op| op.id).collect::<Vec<_>>())
+                })
             })
-        })
-        .await?;
+            .await?;
         let taken = self.take_back_outbox_claims().await?;
         if taken > 0 {
             tracing::info!(count = taken, "taking back notifications an earlier start was delivering");
         }
-        let claimable = self.claimable().await?;
-        for id in &claimable {
+        let mut resumed = self.claimable().await?;
+        for id in &resumed {
             self.spawn_operation(*id);
         }
-        Ok(claimable)
+        // The background sweeper of this process may have taken some already.
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for id in unfinished {
+            if running.contains(&id) && !resumed.contains(&id) {
+                resumed.push(id);
+            }
+        }
+        Ok(resumed)
     }
 
     /// Unfinished operations nobody holds (or whose claim expired), oldest first.
