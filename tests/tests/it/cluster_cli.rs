@@ -92,7 +92,7 @@ fn clusters_are_created_watched_scaled_and_deleted_from_the_cli() {
 }
 
 #[test]
-fn a_crash_during_create_or_delete_resumes_after_a_restart() {
+fn a_crash_during_create_scale_or_delete_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), Some(CONFIG));
     let token = server.account("alice", 1, false);
@@ -105,6 +105,21 @@ fn a_crash_during_create_or_delete_resumes_after_a_restart() {
     let watched = expect(&server.cli_as(&token, &["cluster", "watch", "dev1", "--timeout", "120"]), 0);
     assert!(watched.contains("The cluster is ready."), "{watched}");
     assert_eq!(ips(&server, &token), 6);
+
+    // Killed right after a scale was accepted: it finishes after the restart, with the pool and
+    // the leases of the new size.
+    expect(&server.cli_as(&token, &["cluster", "scale", "dev1", "--workers", "4"]), 0);
+    server.kill();
+    server.restart();
+    server.wait_idle();
+    assert_eq!(ips(&server, &token), 1 + 5 + 2);
+    let watched = expect(&server.cli_as(&token, &["cluster", "watch", "dev1", "--timeout", "120"]), 0);
+    assert!(watched.contains("workers 4/4"), "{watched}");
+    expect(&server.cli_as(&token, &["cluster", "scale", "dev1", "--workers", "2"]), 0);
+    server.kill();
+    server.restart();
+    server.wait_idle();
+    assert_eq!(ips(&server, &token), 1 + 3 + 2, "the spare addresses of the smaller pool are freed");
 
     // Killed in the middle of the deletion: it finishes after the restart, and frees everything.
     expect(&server.cli_as(&token, &["cluster", "delete", "dev1", "--yes"]), 0);
