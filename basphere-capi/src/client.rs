@@ -286,9 +286,9 @@ impl CapiProvisioner {
                     let _ = watches.clusters.wait_until_ready().await;
                     let _ = watches.machines.wait_until_ready().await;
                 };
-                tokio::time::timeout(Duration::from_secs(30), ready)
-                    .await
-                    .map_err(|_| Error::Timeout("the management cluster's watches have not listed the clusters yet".into()))
+                tokio::time::timeout(Duration::from_secs(30), ready).await.map_err(|_| {
+                    Error::Timeout("the management cluster's watches have not listed the clusters yet".into())
+                })
             })
             .await?;
         Ok(watches)

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use basphere_core::model::TokenScope;
-use basphere_core::platform::{token_expiry, CreateVms, PageRequest, QuotaReport, VmQuery, MAX_BATCH};
+use basphere_core::platform::{token_expiry, ClusterQuery, CreateVms, PageRequest, QuotaReport, VmQuery, MAX_BATCH};
 use basphere_core::provisioner::PowerAction;
 use basphere_core::validate::Username;
 use basphere_core::{Actor, Error};
@@ -36,6 +36,7 @@ pub fn quota_bars(report: &QuotaReport) -> Vec<Value> {
     let (quota, usage) = (&report.quota, &report.usage);
     [
         ("vms", "VMs", usage.vms, quota.max_vms, ""),
+        ("clusters", "Clusters", usage.clusters, quota.max_clusters, ""),
         ("ips", "Addresses", usage.ips, quota.max_ips, ""),
         ("vcpus", "vCPUs", usage.vcpus, quota.max_vcpus, ""),
         ("memory", "Memory", usage.memory_mb / 1024, quota.max_memory_mb / 1024, " GB"),
@@ -56,10 +57,21 @@ async fn live_values(state: &AppState, actor: &Actor, owner: &Username) -> Resul
     let query = VmQuery { state: None, page: PageRequest { limit: Some(1000), after: None } };
     let vms = state.platform.list_vms(actor, Some(owner), query).await?;
     let operations = state.platform.recent_operations(actor, owner, 10).await?;
-    let busy = operations.iter().any(|op| !op.state.is_finished());
+    let clusters = state
+        .platform
+        .list_clusters(
+            actor,
+            Some(owner),
+            ClusterQuery { state: None, page: PageRequest { limit: Some(1000), after: None } },
+        )
+        .await?;
+    // Clusters come up over minutes, with no operation running meanwhile: follow them too.
+    let busy = operations.iter().any(|op| !op.state.is_finished())
+        || clusters.items.iter().any(|c| matches!(c.state.as_str(), "pending" | "provisioning" | "deleting"));
     let vms: Vec<VmView> = vms.items.iter().map(VmView::from_core).collect();
+    let clusters: Vec<ClusterView> = clusters.items.iter().map(ClusterView::from_core).collect();
     let operations: Vec<OperationView> = operations.iter().map(OperationView::from_core).collect();
-    Ok(context! { vms, operations, busy })
+    Ok(context! { vms, clusters, operations, busy })
 }
 
 async fn dashboard(State(state): State<AppState>, signed_in: SignedIn) -> Response {

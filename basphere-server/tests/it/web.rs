@@ -292,3 +292,25 @@ async fn the_console_shows_what_each_request_asks_for() {
     let key_changes = api.get(&ROOT, "/api/v1/admin/key-changes?status=rejected").await.json();
     assert_eq!(key_changes["items"][0]["reject_reason"], "not you", "{key_changes}");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_developer_s_clusters_and_follows_them_while_they_come_up() {
+    let api = Api::new();
+    let token = api.account("alice", 1, false, None).await;
+    let bob = api.account("bob", 2, false, None).await;
+    let created = api
+        .send(&Who::Bearer(token.clone()), "POST", "/api/v1/clusters", Some(r#"{"name":"kube","type":"dev"}"#))
+        .await;
+    assert_eq!(created.status, 202, "{}", created.body);
+    api.wait_idle().await;
+    let mut browser = signed_in(&api, &token).await;
+    let live = browser.get("/dashboard/live").await;
+    assert_eq!(live.status, 200);
+    assert!(live.body.contains("id=\"cluster-kube\"") && live.body.contains("workers 0/2"), "{}", live.body);
+    assert!(live.body.contains("data-busy=\"true\""), "a cluster coming up keeps the page following it");
+    let dashboard = browser.get("/dashboard").await;
+    assert!(dashboard.body.contains("Clusters"), "the quota shows clusters too");
+    let mut other = signed_in(&api, &bob).await;
+    let theirs = other.get("/dashboard/live").await;
+    assert!(!theirs.body.contains("cluster-kube") && theirs.body.contains("You have no clusters"), "{}", theirs.body);
+}
