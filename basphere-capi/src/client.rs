@@ -365,8 +365,9 @@ impl ClusterProvisioner for CapiProvisioner {
         "cluster-api"
     }
 
+    /// Also starts the watches, so that changes reach the platform from the start.
     async fn preflight(&self) -> Result<()> {
-        self.versions().await.map(|_| ())
+        self.watches().await.map(|_| ())
     }
 
     async fn apply(&self, request: &ClusterRequest) -> Result<()> {
@@ -388,7 +389,8 @@ impl ClusterProvisioner for CapiProvisioner {
         for object in render::cluster_objects(&self.layout, versions, request) {
             self.apply_object(Some(&names.namespace), &object).await?;
         }
-        Ok(())
+        // Follow it from now on (the watches start with the first cluster if not before).
+        self.watches().await.map(|_| ())
     }
 
     async fn observe(&self, cluster: &ClusterRef) -> Result<Option<ClusterObservation>> {
