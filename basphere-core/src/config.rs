@@ -483,7 +483,7 @@ struct RawNodeSpec {
 #[serde(deny_unknown_fields, default)]
 struct RawKubernetes {
     version: Option<String>,
-    delete_timeout_minutes: Option<u64>,
+    delete_timeout_minutes: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -823,11 +823,11 @@ impl Config {
         let kubernetes = KubernetesConfig {
             version: raw.kubernetes.version.unwrap_or_else(|| "v1.31.4".into()),
             node_template: raw.templates.kubernetes.unwrap_or_else(|| "ubuntu-2204-kube-v1.31.4".into()),
-            delete_timeout: std::time::Duration::from_secs(
-                60 * positive(
+            delete_timeout: std::time::Duration::from_secs_f64(
+                60.0 * positive(
                     "kubernetes.delete_timeout_minutes",
-                    raw.kubernetes.delete_timeout_minutes.or(Some(30)),
-                    1..=24 * 60,
+                    raw.kubernetes.delete_timeout_minutes.or(Some(30.0)),
+                    0.05..=1440.0,
                 )?,
             ),
         };

@@ -46,7 +46,7 @@ fn rig_on(store: Arc<dyn Store>, sim: Arc<SimulatedClusters>, yaml: &str) -> Rig
 }
 
 fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
-    rig_with(backend.open(dir), "work: {notification_retry_seconds: 1}\nkubernetes: {delete_timeout_minutes: 1}")
+    rig_with(backend.open(dir), "work: {notification_retry_seconds: 1}\nkubernetes: {delete_timeout_minutes: 0.05}")
 }
 
 fn alice() -> Actor {
@@ -228,7 +228,7 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
 #[tokio::test]
 async fn a_stuck_deletion_is_reported_with_what_to_do_and_keeps_the_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    // A deletion may wait one minute; the simulated finalizer never goes.
+    // A deletion may wait three seconds; the simulated finalizer never goes.
     let rig = rig(Backend::SqliteMemory, dir.path());
     rig.account("alice", 1).await;
     rig.sim.inject(
@@ -239,7 +239,7 @@ async fn a_stuck_deletion_is_reported_with_what_to_do_and_keeps_the_addresses() 
     rig.wait(&operation).await;
     rig.until("vanished", ClusterState::Ready).await;
     let delete = rig.platform.delete_cluster(&alice(), &username("alice"), "vanished").await.unwrap();
-    let done = rig.platform.wait_operation(delete.id, Duration::from_secs(90)).await.unwrap();
+    let done = rig.platform.wait_operation(delete.id, WAIT).await.unwrap();
     assert_eq!(done.state, OperationState::Failed, "{done:?}");
     let stuck = rig.platform.cluster(&alice(), &username("alice"), "vanished").await.unwrap();
     assert_eq!(stuck.state, ClusterState::Failed);
