@@ -389,8 +389,8 @@ impl ClusterProvisioner for CapiProvisioner {
         for object in render::cluster_objects(&self.layout, versions, request) {
             self.apply_object(Some(&names.namespace), &object).await?;
         }
-        // Follow it from now on (the watches start with the first cluster if not before).
-        self.watches().await.map(|_| ())
+        // The preflight started the watches that follow it (the server runs it at start).
+        Ok(())
     }
 
     async fn observe(&self, cluster: &ClusterRef) -> Result<Option<ClusterObservation>> {
