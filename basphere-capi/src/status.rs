@@ -191,14 +191,3 @@ pub fn observe(cluster: &Value, machines: &[Value], addresses: &[Ipv4Addr], work
     let reason = reason.or_else(|| (!workers_up).then(|| format!("{workers_ready} of {workers} workers ready")));
     ClusterObservation { reason, ..base }
 }
-
-/// The node addresses Cluster API's IPAddress objects hold in `pool`.
-pub fn addresses_in_pool(addresses: &[Value], pool: &str) -> Vec<Ipv4Addr> {
-    let mut found: Vec<Ipv4Addr> = addresses
-        .iter()
-        .filter(|a| a["spec"]["poolRef"]["name"] == pool)
-        .filter_map(|a| a["spec"]["address"].as_str()?.parse().ok())
-        .collect();
-    found.sort();
-    found
-}

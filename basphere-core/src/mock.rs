@@ -3,7 +3,7 @@
 
 pub mod clusters;
 
-pub use clusters::{ClusterFault, SimCluster, SimulatedClusters};
+pub use clusters::{simulated_kubeconfig, ClusterFault, SimCluster, SimulatedClusters};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

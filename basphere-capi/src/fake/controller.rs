@@ -249,15 +249,7 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         if machine["metadata"]["deletionTimestamp"].is_string() {
             let since = *memory.deleting.entry(uid(machine)).or_insert_with(Instant::now);
             if steps(fake, since) >= 1 {
-                release(state, &namespace, pool.as_ref().map(|p| p.0.as_str()), machine_address(machine));
-                remove(
-                    fake,
-                    state,
-                    CLUSTER_GROUP,
-                    "machines",
-                    &namespace,
-                    machine["metadata"]["name"].as_str().unwrap_or_default(),
-                );
+                remove_machine(fake, state, &namespace, pool.as_ref().map(|p| p.0.as_str()), machine);
             }
         }
     }
@@ -348,12 +340,7 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
             .as_ref()
             .and_then(|i| i["spec"]["controlPlaneEndpoint"]["host"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{host}:6443\n    \
-             certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
-             user: {name}-admin\ncurrent-context: {name}-admin@{name}\nusers:\n- name: {name}-admin\n  user:\n    \
-             client-certificate-data: c2ltdWxhdGVk\n    client-key-data: c2ltdWxhdGVk\n"
-        );
+        let kubeconfig = basphere_core::mock::simulated_kubeconfig(&name, &host);
         let secret_name = format!("{name}-kubeconfig");
         if get(state, "", "secrets", &namespace, &secret_name).is_none() {
             let secret = json!({
@@ -406,12 +393,20 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
     put(fake, state, CLUSTER_GROUP, "clusters", cluster);
 }
 
-fn release(state: &mut State, namespace: &str, pool: Option<&str>, address: Option<Ipv4Addr>) {
-    if let (Some(pool), Some(address)) = (pool, address) {
+/// Removes a machine and gives its address back to its pool.
+fn remove_machine(
+    fake: &FakeManagementCluster,
+    state: &mut State,
+    namespace: &str,
+    pool: Option<&str>,
+    machine: &Value,
+) {
+    if let (Some(pool), Some(address)) = (pool, machine_address(machine)) {
         if let Some(held) = state.allocations.get_mut(&(namespace.to_owned(), pool.to_owned())) {
             held.remove(&address);
         }
     }
+    remove(fake, state, CLUSTER_GROUP, "machines", namespace, machine["metadata"]["name"].as_str().unwrap_or_default());
 }
 
 fn delete_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut Memory, cluster: Value) {
@@ -447,16 +442,8 @@ fn delete_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut 
     }
     // Cluster API removes the machines and what the cluster owns, then the cluster.
     let pool = pool_of(state, &namespace, &name).map(|p| p.0);
-    for machine in machines {
-        release(state, &namespace, pool.as_deref(), machine_address(&machine));
-        remove(
-            fake,
-            state,
-            CLUSTER_GROUP,
-            "machines",
-            &namespace,
-            machine["metadata"]["name"].as_str().unwrap_or_default(),
-        );
+    for machine in &machines {
+        remove_machine(fake, state, &namespace, pool.as_deref(), machine);
     }
     let owned: Vec<(String, String, String)> = state
         .objects

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use basphere_capi::status::{addresses_in_pool, observe};
+use basphere_capi::status::observe;
 use basphere_core::cluster_provisioner::ClusterHealth;
 use serde_json::{json, Value};
 
@@ -119,14 +119,4 @@ fn a_deleting_cluster_says_what_it_waits_for() {
     let seen = observe(&cluster, &ready_machines(), &[], 2);
     assert_eq!(seen.health, ClusterHealth::Deleting);
     assert_eq!(seen.reason.as_deref(), Some("Machines dev-md-1 are in deletion"));
-}
-
-#[test]
-fn addresses_are_read_from_the_pool_s_ip_address_objects() {
-    let addresses = [
-        json!({"spec": {"address": "10.0.0.7", "poolRef": {"name": "dev-nodes"}}}),
-        json!({"spec": {"address": "10.0.0.5", "poolRef": {"name": "dev-nodes"}}}),
-        json!({"spec": {"address": "10.0.0.9", "poolRef": {"name": "other-nodes"}}}),
-    ];
-    assert_eq!(addresses_in_pool(&addresses, "dev-nodes"), [Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 7)]);
 }

@@ -38,7 +38,6 @@ pub struct SimCluster {
     pub workers_changed_at: Timestamp,
     pub deleting_since: Option<Timestamp>,
     pub fault: Option<ClusterFault>,
-    pub applies: u32,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -212,6 +211,17 @@ impl SimulatedClusters {
     }
 }
 
+/// The admin kubeconfig a simulated cluster `name` gives, its API server at `host`:6443 (the
+/// certificates are placeholders: nothing answers there).
+pub fn simulated_kubeconfig(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{host}:6443\n    \
+         certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
+         user: {name}-admin\ncurrent-context: {name}-admin@{name}\nusers:\n- name: {name}-admin\n  user:\n    \
+         client-certificate-data: c2ltdWxhdGVk\n    client-key-data: c2ltdWxhdGVk\n"
+    )
+}
+
 /// The checks the management cluster's webhooks and controllers make of a request.
 fn check_request(request: &ClusterRequest) -> Result<()> {
     let refuse = |message: String| Err(Error::invalid("cluster request", message));
@@ -291,7 +301,6 @@ impl ClusterProvisioner for SimulatedClusters {
                     sim.workers_changed_at = now();
                 }
                 sim.request = request.clone();
-                sim.applies += 1;
             }
             None => {
                 let at = now();
@@ -304,7 +313,6 @@ impl ClusterProvisioner for SimulatedClusters {
                         workers_changed_at: at - chrono::Duration::days(1),
                         deleting_since: None,
                         fault,
-                        applies: 1,
                     },
                 );
             }
@@ -342,13 +350,7 @@ impl ClusterProvisioner for SimulatedClusters {
             return Ok(None);
         }
         let name = &sim.request.name;
-        Ok(Some(format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{}:6443\n    \
-             certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
-             user: {name}-admin\ncurrent-context: {name}-admin@{name}\nusers:\n- name: {name}-admin\n  user:\n    \
-             client-certificate-data: c2ltdWxhdGVk\n    client-key-data: c2ltdWxhdGVk\n",
-            sim.request.endpoint
-        )))
+        Ok(Some(simulated_kubeconfig(name.as_str(), &sim.request.endpoint.to_string())))
     }
 
     async fn delete(&self, cluster: &ClusterRef) -> Result<Removal> {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::cluster_operations::cluster_ref;
 use super::operations::{OperationContext, OperationHandler};
-use super::vm_operations::vm_ref;
+use super::vm_operations::{release_leases, vm_ref};
 use crate::cluster_provisioner::Removal;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -216,9 +216,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
         cluster.reason = None;
         cluster.updated_at = now();
         ctx.commit(&operation, move |commit| {
-            for lease in commit.tx.leases_of_resource(cluster.id)? {
-                commit.ipam.release(commit.tx, lease.address)?;
-            }
+            release_leases(commit.tx, commit.ipam, cluster.id)?;
             commit.tx.update_cluster(&cluster)
         })
         .await?;
@@ -236,9 +234,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
         vm.ip = None;
         vm.updated_at = now();
         ctx.commit(&operation, move |commit| {
-            for lease in commit.tx.leases_of_resource(vm.id)? {
-                commit.ipam.release(commit.tx, lease.address)?;
-            }
+            release_leases(commit.tx, commit.ipam, vm.id)?;
             commit.tx.update_vm(&vm)
         })
         .await?;

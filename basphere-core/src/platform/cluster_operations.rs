@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::operations::{Commit, OperationContext, OperationHandler};
+use super::vm_operations::{log_tail_of, release_leases};
 use super::Platform;
 use crate::cluster_provisioner::{ClusterHealth, ClusterObservation, ClusterRef, ClusterRequest, Removal};
 use crate::error::{Error, Result};
@@ -155,13 +156,7 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
                     release_all(commit, c.id)?;
                     c.control_plane_endpoint = None;
                 }
-                c.state = ClusterState::Failed;
-                c.reason = Some(reason.clone());
-                commit.notify(NotificationEvent::ClusterFailed {
-                    owner: c.owner.clone(),
-                    name: c.name.clone(),
-                    reason: reason.clone(),
-                });
+                mark_failed(commit, c, &reason);
                 Ok(())
             })
             .await?;
@@ -337,13 +332,7 @@ async fn fail_step(
     operation.finish_step(step, false);
     operation.fail(reason.clone());
     update(ctx, &operation, move |commit, c| {
-        c.state = ClusterState::Failed;
-        c.reason = Some(reason.clone());
-        commit.notify(NotificationEvent::ClusterFailed {
-            owner: c.owner.clone(),
-            name: c.name.clone(),
-            reason: reason.clone(),
-        });
+        mark_failed(commit, c, &reason);
         Ok(())
     })
     .await?;
@@ -351,17 +340,18 @@ async fn fail_step(
 }
 
 fn release_all(commit: &mut Commit<'_>, cluster: uuid::Uuid) -> Result<()> {
-    for lease in commit.tx.leases_of_resource(cluster)? {
-        commit.ipam.release(commit.tx, lease.address)?;
-    }
-    Ok(())
+    release_leases(commit.tx, commit.ipam, cluster)
 }
 
-fn log_tail_of(error: &Error) -> Vec<String> {
-    match error {
-        Error::Backend { log_tail, .. } if !log_tail.is_empty() => log_tail.clone(),
-        other => vec![other.to_string()],
-    }
+/// The cluster as failed for `reason`, its owner told in the same transaction.
+fn mark_failed(commit: &mut Commit<'_>, cluster: &mut Cluster, reason: &str) {
+    cluster.state = ClusterState::Failed;
+    cluster.reason = Some(reason.to_owned());
+    commit.notify(NotificationEvent::ClusterFailed {
+        owner: cluster.owner.clone(),
+        name: cluster.name.clone(),
+        reason: reason.to_owned(),
+    });
 }
 
 /// What an observation makes of a cluster: its new state and reason, or `None` to leave it.

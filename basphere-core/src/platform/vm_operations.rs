@@ -279,14 +279,14 @@ pub(super) fn crossings(
     .collect()
 }
 
-fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
+pub(super) fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
     for lease in tx.leases_of_resource(resource)? {
         ipam.release(tx, lease.address)?;
     }
     Ok(())
 }
 
-fn log_tail_of(error: &Error) -> Vec<String> {
+pub(super) fn log_tail_of(error: &Error) -> Vec<String> {
     match error {
         Error::Backend { log_tail, .. } if !log_tail.is_empty() => log_tail.clone(),
         other => vec![other.to_string()],

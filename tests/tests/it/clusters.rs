@@ -263,6 +263,15 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     let bad = CreateCluster { cluster_type: "huge".into(), ..dev("x") };
     let error = rig.platform.create_cluster(&alice(), &username("alice"), bad, None).await.unwrap_err();
     assert!(error.to_string().contains("dev, standard"), "{error}");
+    let none = CreateCluster { workers: Some(0), ..dev("none") };
+    let error = rig.platform.create_cluster(&alice(), &username("alice"), none, None).await.unwrap_err();
+    assert_eq!(error.kind(), "invalid-input");
+    assert!(error.to_string().contains("workers") && error.to_string().contains("1-100"), "{error}");
+    let spec = CreateCluster { worker_spec: Some("giant".into()), ..dev("x") };
+    let error = rig.platform.create_cluster(&alice(), &username("alice"), spec, None).await.unwrap_err();
+    assert!(error.to_string().contains("worker_spec") && error.to_string().contains("large"), "{error}");
+    assert_eq!(rig.all_leases(), 0, "a refused request leases nothing and records nothing");
+    assert!(rig.store.query(|tx| tx.list_clusters(&Default::default())).unwrap().is_empty());
     let roadmap = CreateCluster { cluster_type: "production".into(), ..dev("prod") };
     let (prod, _, _) = rig.platform.create_cluster(&alice(), &username("alice"), roadmap, None).await.unwrap();
     assert_eq!((prod.cluster_type.as_str(), prod.control_plane_count, prod.worker_count), ("standard", 3, 3));
@@ -288,6 +297,13 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     // standard: VIP + 6 nodes + 2; dev: VIP + 3 + 2.
     assert_eq!(rig.all_leases(), 9 + 6);
 
+    let error = rig.platform.create_cluster(&alice(), &username("alice"), dev("prod"), None).await.unwrap_err();
+    assert!(matches!(error.kind(), "already-exists" | "quota-exceeded"), "{error}");
+    let error = rig.platform.scale_cluster(&alice(), &username("alice"), "prod", 3).await.unwrap_err();
+    assert_eq!(error.kind(), "conflict", "already that size: {error}");
+    let error = rig.platform.scale_cluster(&alice(), &username("alice"), "nothing", 3).await.unwrap_err();
+    assert_eq!(error.kind(), "not-found");
+    assert_eq!(rig.all_leases(), 9 + 6, "nothing leased by the refusals");
     // Scaling is held to the quota too, and bob cannot touch alice's clusters.
     let error = rig.platform.scale_cluster(&alice(), &username("alice"), "prod", 4).await.unwrap_err();
     assert_eq!(error.kind(), "quota-exceeded", "{error}");
