@@ -388,9 +388,46 @@ fn judge(
     }
 }
 
+/// `cluster` brought up to `observation`; returns the notification its new state causes.
+fn take_observation(
+    cluster: &mut Cluster,
+    observation: Option<&ClusterObservation>,
+    busy: bool,
+) -> Option<NotificationEvent> {
+    if let Some(o) = observation {
+        let status = ClusterStatus {
+            phase: o.phase.clone(),
+            conditions: o.conditions.clone(),
+            control_plane_ready: o.control_plane_ready,
+            workers_ready: o.workers_ready,
+            observed_at: cluster.status.observed_at,
+        };
+        if status != cluster.status {
+            cluster.status = ClusterStatus { observed_at: Some(now()), ..status };
+        }
+    }
+    let (state, reason) = judge(cluster, observation, busy)?;
+    let event = match state {
+        _ if state == cluster.state => None,
+        ClusterState::Ready => {
+            Some(NotificationEvent::ClusterReady { owner: cluster.owner.clone(), name: cluster.name.clone() })
+        }
+        ClusterState::Failed => Some(NotificationEvent::ClusterFailed {
+            owner: cluster.owner.clone(),
+            name: cluster.name.clone(),
+            reason: reason.clone().unwrap_or_else(|| "the cluster failed".into()),
+        }),
+        _ => None,
+    };
+    cluster.state = state;
+    cluster.reason = reason;
+    event
+}
+
 impl Platform {
     /// Brings every live cluster's state and conditions up to what the backend observes now,
     /// notifying each change to `ready` or `failed` once. Returns how many clusters changed.
+    /// Only a cluster whose record would change costs a write transaction.
     pub async fn refresh_cluster_statuses(&self) -> Result<usize> {
         let clusters = self.db(|store, _| store.query(|tx| tx.list_clusters(&ClusterFilter::default()))).await?;
         let mut changed = 0;
@@ -405,6 +442,15 @@ impl Platform {
                     continue;
                 }
             };
+            // Whether an operation runs or not, nothing would change: no transaction.
+            let unchanged = [false, true].into_iter().all(|busy| {
+                let mut probe = cluster.clone();
+                take_observation(&mut probe, observation.as_ref(), busy);
+                probe == cluster
+            });
+            if unchanged {
+                continue;
+            }
             let channels = self.channels();
             let id = cluster.id;
             let wrote = self
@@ -419,38 +465,8 @@ impl Platform {
                             })?
                             .is_empty();
                         let before = cluster.clone();
-                        if let Some(o) = &observation {
-                            let status = ClusterStatus {
-                                phase: o.phase.clone(),
-                                conditions: o.conditions.clone(),
-                                control_plane_ready: o.control_plane_ready,
-                                workers_ready: o.workers_ready,
-                                observed_at: cluster.status.observed_at,
-                            };
-                            if status != cluster.status {
-                                cluster.status = ClusterStatus { observed_at: Some(now()), ..status };
-                            }
-                        }
-                        if let Some((state, reason)) = judge(&cluster, observation.as_ref(), busy) {
-                            if state != cluster.state {
-                                let event = match state {
-                                    ClusterState::Ready => Some(NotificationEvent::ClusterReady {
-                                        owner: cluster.owner.clone(),
-                                        name: cluster.name.clone(),
-                                    }),
-                                    ClusterState::Failed => Some(NotificationEvent::ClusterFailed {
-                                        owner: cluster.owner.clone(),
-                                        name: cluster.name.clone(),
-                                        reason: reason.clone().unwrap_or_else(|| "the cluster failed".into()),
-                                    }),
-                                    _ => None,
-                                };
-                                if let Some(event) = event {
-                                    super::outbox::queue(tx, event, &channels)?;
-                                }
-                            }
-                            cluster.state = state;
-                            cluster.reason = reason;
+                        if let Some(event) = take_observation(&mut cluster, observation.as_ref(), busy) {
+                            super::outbox::queue(tx, event, &channels)?;
                         }
                         if cluster == before {
                             return Ok(false);
@@ -472,7 +488,6 @@ impl Platform {
         Ok(changed)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,5 +500,73 @@ mod tests {
         assert_eq!(keep_addresses(&pool, &[], 2), vec![a(1), a(2)]);
         // Addresses outside the pool are not Basphere's to keep.
         assert_eq!(keep_addresses(&pool, &[a(9)], 1), vec![a(1)]);
+    }
+
+    fn cluster(state: ClusterState) -> Cluster {
+        let spec = NodeSpec { key: "medium".into(), cpu: 4, memory_mb: 8192, disk_gb: 100 };
+        let at = now() - chrono::Duration::hours(1);
+        Cluster {
+            id: uuid::Uuid::now_v7(),
+            owner: crate::validate::Username::parse("alice").unwrap(),
+            name: crate::validate::ResourceName::parse("dev").unwrap(),
+            cluster_type: "dev".into(),
+            kubernetes_version: "v1.31.4".into(),
+            control_plane_count: 1,
+            worker_count: 2,
+            control_plane_spec: spec.clone(),
+            worker_spec: spec,
+            control_plane_endpoint: None,
+            state,
+            reason: None,
+            status: ClusterStatus { observed_at: Some(at), ..ClusterStatus::default() },
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn seen(health: ClusterHealth, reason: Option<&str>) -> ClusterObservation {
+        ClusterObservation {
+            health,
+            phase: None,
+            conditions: Vec::new(),
+            control_plane_ready: 1,
+            workers_ready: 2,
+            worker_machines: 2,
+            addresses_in_use: Vec::new(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_transition_is_notified_once_and_a_repeat_changes_nothing() {
+        let mut c = cluster(ClusterState::Provisioning);
+        let ready = seen(ClusterHealth::Ready, None);
+        let event = take_observation(&mut c, Some(&ready), false);
+        assert!(matches!(event, Some(NotificationEvent::ClusterReady { .. })), "{event:?}");
+        assert_eq!(c.state, ClusterState::Ready);
+        let before = c.clone();
+        assert!(take_observation(&mut c, Some(&ready), false).is_none(), "told once");
+        assert_eq!(c, before, "the same observation writes nothing");
+
+        let failed = seen(ClusterHealth::Failed, Some("m: CloningFailed: no template"));
+        let event = take_observation(&mut c, Some(&failed), false);
+        assert!(
+            matches!(&event, Some(NotificationEvent::ClusterFailed { reason, .. }) if reason.contains("CloningFailed"))
+        );
+        // An operation decides on its own while it runs: only the status is taken.
+        let mut busy = cluster(ClusterState::Provisioning);
+        assert!(take_observation(&mut busy, Some(&ready), true).is_none());
+        assert_eq!((busy.state, busy.status.workers_ready), (ClusterState::Provisioning, 2));
+    }
+
+    #[test]
+    fn a_cluster_missing_from_the_backend_fails_only_once_it_was_seen_or_is_old() {
+        let mut young = cluster(ClusterState::Provisioning);
+        young.status.observed_at = None;
+        young.updated_at = now();
+        assert!(take_observation(&mut young, None, false).is_none(), "applied moments ago");
+        let mut gone = cluster(ClusterState::Ready);
+        assert!(matches!(take_observation(&mut gone, None, false), Some(NotificationEvent::ClusterFailed { .. })));
+        assert!(gone.reason.unwrap().contains("gone from the management cluster"));
     }
 }
