@@ -1,0 +1,318 @@
+//! `PostgresStore`: Basphere's store on PostgreSQL, for several `basphere-server` replicas
+//! sharing one database. The same records, constraints and contracts as the SQLite store, with
+//! PostgreSQL doing the coordination.
+//!
+//! # The driver, and why no blocking call runs on a tokio worker
+//!
+//! Core's `Store` trait is synchronous: the platform calls it through `spawn_blocking`, and a
+//! transaction is a closure making one call after another. The synchronous `postgres` crate
+//! would fit that shape, but it drives each connection with a runtime of its own inside every
+//! call and panics when that call is made on a thread that runs a tokio runtime. So this store
+//! uses `tokio-postgres` with a `deadpool-postgres` pool instead, on a small tokio runtime of
+//! its own (`basphere-postgres` threads): the connections' IO runs there, and a call of the
+//! `Store` trait sends its statements and waits for their answers with `futures-executor`
+//! (a request of tokio-postgres's client is a channel message, needing no runtime). Whatever
+//! thread calls, nothing blocks on the store runtime's workers, and no runtime is entered twice.
+//!
+//! # Transactions
+//!
+//! A write runs at `SERIALIZABLE`: PostgreSQL guarantees that the committed transactions have
+//! the effect of some serial order, which is the `Store` contract's "writers are serialised".
+//! A serialization failure or deadlock (`40001`, `40P01`) rolls the transaction back and runs the
+//! closure again, as the contract allows, after a short random pause. A read is a `REPEATABLE
+//! READ READ ONLY` snapshot. Every statement that can violate a constraint runs inside a
+//! savepoint (sent in the same round trip), so a violation is the domain's error and leaves the
+//! transaction usable, as SQLite's statement-level rollback does. Claims (operations, the
+//! outbox) select with `FOR UPDATE SKIP LOCKED`, so replicas claiming at once take different
+//! rows instead of waiting for each other.
+
+mod constraints;
+pub mod migrations;
+mod rows;
+pub mod testing;
+mod tx;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basphere_core::store::{StoreRead, StoreTx};
+use basphere_core::{Error, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+
+use tx::{PgTx, TxState};
+
+/// What can go wrong inside the PostgreSQL store, before it is mapped onto [`basphere_core::Error`].
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("cannot reach the database: {0}")]
+    Pool(String),
+    #[error("corrupt value in {table}.{column}: {message}")]
+    Corrupt { table: &'static str, column: &'static str, message: String },
+    #[error("migration to schema version {version} failed: {source}")]
+    Migration {
+        version: usize,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("the database has schema version {found}, newer than this build of Basphere supports ({supported}); upgrade Basphere")]
+    NewerSchema { found: usize, supported: usize },
+    #[error("store.url: {0}")]
+    Url(String),
+    #[error("store TLS: {0}")]
+    Tls(String),
+    #[error("a transaction was refused {attempts} times for conflicting with concurrent ones; try again")]
+    TooManyConflicts { attempts: u32 },
+    #[error("a statement of the transaction failed and the transaction cannot commit")]
+    Aborted,
+}
+
+impl From<PostgresError> for Error {
+    fn from(error: PostgresError) -> Self {
+        Error::backend("postgres", error)
+    }
+}
+
+pub(crate) fn pg(error: tokio_postgres::Error) -> Error {
+    PostgresError::Postgres(error).into()
+}
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// A `postgres://` URL or a libpq key=value string (`host=/run/postgresql dbname=basphere`).
+    pub url: String,
+    /// The password, when not in the URL (read from a file or the environment by the caller).
+    pub password: Option<String>,
+    /// PEM certificates to trust for TLS to the database; the system's roots otherwise. TLS is
+    /// used as the URL's `sslmode` says (`prefer` by default, `require`, `disable`).
+    pub ca_file: Option<PathBuf>,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long to wait for a connection (and for connecting).
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            password: None,
+            ca_file: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serialization failures a write retries before giving up.
+const MAX_ATTEMPTS: u32 = 60;
+
+/// The PostgreSQL store. `Send + Sync`; share it as `Arc<PostgresStore>`.
+pub struct PostgresStore {
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
+    connect_timeout: Duration,
+    retries: Arc<AtomicU64>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks, which an async caller must not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates the schema to the latest version and returns the store.
+    pub fn connect(options: &PostgresOptions) -> Result<Self> {
+        let mut config: tokio_postgres::Config =
+            options.url.parse().map_err(|error| PostgresError::Url(format!("{error}")))?;
+        if let Some(password) = &options.password {
+            config.password(password);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("basphere");
+        }
+        config.connect_timeout(options.connect_timeout);
+        let tls = tls_connector(options.ca_file.as_deref())?;
+        let manager =
+            Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("basphere-postgres")
+            .enable_all()
+            .build()
+            .map_err(|error| PostgresError::Pool(format!("cannot start the store's runtime: {error}")))?;
+        let pool = {
+            let _guard = runtime.enter();
+            Pool::builder(manager)
+                .max_size(options.pool_size.max(1))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(options.connect_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .build()
+                .map_err(|error| PostgresError::Pool(error.to_string()))?
+        };
+        let store = PostgresStore {
+            pool,
+            runtime: Some(runtime),
+            connect_timeout: options.connect_timeout,
+            retries: Arc::new(AtomicU64::new(0)),
+        };
+        store.migrate(migrations::LATEST)?;
+        Ok(store)
+    }
+
+    /// Runs `future` on the store's runtime and waits for it.
+    fn on_runtime<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> Result<T> {
+        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
+        futures_executor::block_on(runtime.spawn(future))
+            .map_err(|error| PostgresError::Pool(format!("the store's task failed: {error}")).into())
+    }
+
+    /// A connection of the pool.
+    fn client(&self) -> Result<deadpool_postgres::Object> {
+        let pool = self.pool.clone();
+        let timeout = self.connect_timeout;
+        self.on_runtime(async move {
+            match tokio::time::timeout(timeout + Duration::from_secs(1), pool.get()).await {
+                Ok(result) => result.map_err(|error| PostgresError::Pool(error.to_string())),
+                Err(_) => Err(PostgresError::Pool(format!("no connection within {timeout:?}"))),
+            }
+        })?
+        .map_err(Error::from)
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> Result<usize> {
+        let client = self.client()?;
+        migrations::version(&client)
+    }
+
+    /// Applies migrations up to `target` (tests build older schemas with it).
+    pub fn migrate(&self, target: usize) -> Result<()> {
+        let client = self.client()?;
+        migrations::migrate(&client, target)
+    }
+
+    /// How many times a write was run again after a serialization failure, since start.
+    pub fn conflict_retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Whether the database answers now (for readiness).
+    pub fn ping(&self) -> Result<()> {
+        let client = self.client()?;
+        block_on(client.simple_query("SELECT 1")).map_err(pg)?;
+        Ok(())
+    }
+}
+
+/// Waits for a client request; it needs no runtime (the connection runs on the store's).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    futures_executor::block_on(future)
+}
+
+fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let (path, required) = match ca_file {
+        Some(path) => (path.to_path_buf(), true),
+        None => (PathBuf::from("/etc/ssl/certs/ca-certificates.crt"), false),
+    };
+    match CertificateDer::pem_file_iter(&path) {
+        Ok(certificates) => {
+            for certificate in certificates {
+                let certificate = certificate
+                    .map_err(|error| PostgresError::Tls(format!("store.ca_file {}: {error}", path.display())))?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| PostgresError::Tls(format!("store.ca_file {}: {error}", path.display())))?;
+            }
+        }
+        Err(error) if required => {
+            return Err(PostgresError::Tls(format!("store.ca_file {}: {error}", path.display())).into())
+        }
+        Err(_) => {}
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| PostgresError::Tls(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Whether `error` is one after which the transaction may be run again from the start.
+pub(crate) fn is_conflict(error: &tokio_postgres::Error) -> bool {
+    matches!(error.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+impl basphere_core::Store for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {
+        let client = self.client()?;
+        block_on(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")).map_err(pg)?;
+        let state = TxState::default();
+        let result = f(&PgTx { client: &client, state: &state });
+        // Nothing to keep: a read ends with ROLLBACK either way.
+        block_on(client.batch_execute("ROLLBACK")).map_err(pg)?;
+        result
+    }
+
+    fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
+        let client = self.client()?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            block_on(client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")).map_err(pg)?;
+            let state = TxState::default();
+            let result = f(&mut PgTx { client: &client, state: &state });
+            let outcome = match result {
+                Ok(()) if state.aborted.get() => {
+                    let _ = block_on(client.batch_execute("ROLLBACK"));
+                    Err(PostgresError::Aborted.into())
+                }
+                Ok(()) => match block_on(client.batch_execute("COMMIT")) {
+                    Ok(()) => return Ok(()),
+                    Err(error) => {
+                        state.conflict.set(state.conflict.get() || is_conflict(&error));
+                        Err(pg(error))
+                    }
+                },
+                Err(error) => {
+                    block_on(client.batch_execute("ROLLBACK")).map_err(pg)?;
+                    Err(error)
+                }
+            };
+            if !state.conflict.get() {
+                return outcome;
+            }
+            if attempt >= MAX_ATTEMPTS {
+                return Err(PostgresError::TooManyConflicts { attempts: attempt }.into());
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(backoff(attempt));
+        }
+    }
+}
+
+/// A random pause growing with the attempt, so that conflicting writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 2u64.saturating_pow(attempt.min(7)).min(100);
+    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % (ceiling * 1000);
+    Duration::from_micros(500 + jitter)
+}
