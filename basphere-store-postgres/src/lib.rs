@@ -113,6 +113,9 @@ impl PostgresOptions {
 /// Serialization failures a write retries before giving up.
 const MAX_ATTEMPTS: u32 = 60;
 
+/// Runs again of a transaction that failed on a unique constraint (see `write`).
+const UNIQUE_RETRIES: u32 = 2;
+
 /// The PostgreSQL store. `Send + Sync`; share it as `Arc<PostgresStore>`.
 pub struct PostgresStore {
     pool: Pool,
@@ -216,6 +219,12 @@ impl PostgresStore {
     }
 }
 
+/// The names of the constraints whose violations are mapped onto domain errors (for tests that
+/// compare them with the schema).
+pub fn constraint_names() -> impl Iterator<Item = &'static str> {
+    constraints::CONSTRAINTS.iter().map(|constraint| constraint.name)
+}
+
 /// Waits for a client request; it needs no runtime (the connection runs on the store's).
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     futures_executor::block_on(future)
@@ -276,6 +285,7 @@ impl basphere_core::Store for PostgresStore {
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
         let client = self.client()?;
         let mut attempt = 0u32;
+        let mut unique_retries = 0u32;
         loop {
             attempt += 1;
             block_on(client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")).map_err(pg)?;
@@ -298,7 +308,14 @@ impl basphere_core::Store for PostgresStore {
                     Err(error)
                 }
             };
-            if !state.conflict.get() {
+            // A unique violation that failed the transaction may be a conflict PostgreSQL did not
+            // report as one: a concurrent transaction committed the key after this one's
+            // snapshot (SERIALIZABLE reports that as 40001 only when the key itself was read
+            // first). Running it again on a new snapshot tells: a real duplicate fails again.
+            let unique_conflict = outcome.is_err() && state.unique_violation.get() && unique_retries < UNIQUE_RETRIES;
+            if unique_conflict {
+                unique_retries += 1;
+            } else if !state.conflict.get() {
                 return outcome;
             }
             if attempt >= MAX_ATTEMPTS {

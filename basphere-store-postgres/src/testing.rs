@@ -234,6 +234,12 @@ rm -rf {dir}
 
     /// A store on a new, empty schema of the shared test database (cheaper than a database).
     pub fn fresh_store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.fresh_schema()).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// A new, empty schema of the shared test database; the options of a store on it (connect
+    /// several stores with them to play replicas).
+    pub fn fresh_schema(&self) -> PostgresOptions {
         static DATABASE: OnceLock<()> = OnceLock::new();
         DATABASE.get_or_init(|| {
             self.psql("CREATE DATABASE conformance").unwrap_or_else(|error| panic!("{error}"));
@@ -243,6 +249,6 @@ rm -rf {dir}
         let mut options = PostgresOptions::new(format!("{url}&options=-c%20search_path%3D{schema}"));
         options.pool_size = 4;
         self.psql_on("conformance", &format!("CREATE SCHEMA {schema}")).unwrap_or_else(|error| panic!("{error}"));
-        PostgresStore::connect(&options).unwrap_or_else(|error| panic!("{error}"))
+        options
     }
 }

@@ -11,6 +11,7 @@ use basphere_core::config::PoolConfig;
 use basphere_core::{Ipam, MemoryStore, Store};
 use basphere_ipam::BlockIpam;
 use basphere_store::SqliteStore;
+use basphere_store_postgres::testing::PgCluster;
 
 /// The store backends every scenario runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,9 +19,11 @@ pub enum Backend {
     Memory,
     SqliteMemory,
     SqliteFile,
+    /// A fresh schema on the private PostgreSQL server the tests start.
+    Postgres,
 }
 
-pub const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::SqliteMemory, Backend::SqliteFile];
+pub const BACKENDS: [Backend; 4] = [Backend::Memory, Backend::SqliteMemory, Backend::SqliteFile, Backend::Postgres];
 
 impl Backend {
     /// A fresh, empty store of this kind; file stores live in `dir`.
@@ -32,6 +35,7 @@ impl Backend {
                 let path = dir.join(format!("store-{}.db", uuid_like()));
                 Arc::new(SqliteStore::open(path).expect("sqlite file"))
             }
+            Backend::Postgres => Arc::new(PgCluster::shared().fresh_store()),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Many writers at once on one SQLite file: nothing duplicated, lost or over quota.
+//! Many writers at once on one SQLite file or one PostgreSQL database: nothing duplicated, lost or over quota.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,12 +7,29 @@ use basphere_core::testing::ipam::{pool, resource};
 use basphere_core::testing::user;
 use basphere_core::{Store, StoreExt};
 use basphere_store::SqliteStore;
+use basphere_store_postgres::testing::PgCluster;
+use basphere_store_postgres::PostgresStore;
 use tests::block_ipam;
 
 #[test]
 fn sixty_four_users_allocating_at_once_get_6400_distinct_leases() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("ipam.db")).unwrap());
+    sixty_four_users_allocate_at_once(&[store]);
+}
+
+/// The same on PostgreSQL, through three stores on one database as three replicas would be:
+/// their transactions conflict, are retried, and still hand out every address once.
+#[test]
+fn sixty_four_users_allocating_at_once_through_three_postgres_stores_get_6400_distinct_leases() {
+    let options = PgCluster::shared().fresh_schema();
+    let stores: Vec<Arc<dyn Store>> =
+        (0..3).map(|_| Arc::new(PostgresStore::connect(&options).unwrap()) as Arc<dyn Store>).collect();
+    sixty_four_users_allocate_at_once(&stores);
+}
+
+fn sixty_four_users_allocate_at_once(stores: &[Arc<dyn Store>]) {
+    let store = stores[0].clone();
     // A /18 in blocks of 128: the first block is infrastructure, 127 are assignable.
     let ipam = block_ipam(vec![pool("default", "10.64.0.0/18", 128, &[])]);
     let users: Vec<_> = (0..64)
@@ -25,8 +42,9 @@ fn sixty_four_users_allocating_at_once_get_6400_distinct_leases() {
     let threads: Vec<_> = users
         .iter()
         .cloned()
-        .map(|owner| {
-            let (store, ipam) = (store.clone(), ipam.clone());
+        .enumerate()
+        .map(|(i, owner)| {
+            let (store, ipam) = (stores[i % stores.len()].clone(), ipam.clone());
             std::thread::spawn(move || {
                 (0..100)
                     .map(|n| {

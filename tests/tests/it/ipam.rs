@@ -201,3 +201,12 @@ proptest! {
         run(Backend::SqliteMemory.open(std::path::Path::new(".")), &ops)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_store_ipam_matches_the_reference_model(ops in proptest::collection::vec(op(), 1..80)) {
+        run(Backend::Postgres.open(std::path::Path::new(".")), &ops)?;
+    }
+}
