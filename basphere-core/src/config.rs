@@ -147,6 +147,79 @@ pub struct Config {
     pub work: WorkConfig,
     /// The web pages' sessions (`web.*`).
     pub web: WebConfig,
+    /// Where the platform's state lives (`store.*`).
+    pub store: StoreConfig,
+}
+
+/// Where the platform's state lives (`store.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `store.url`: `sqlite:PATH` (the default, `sqlite:<data_dir>/basphere.db`) or a
+    /// `postgres://` / `postgresql://` URL.
+    pub url: StoreUrl,
+    /// `store.password_file`: the database password, in a file only the server's account reads
+    /// (PostgreSQL). The environment variable `BASPHERE_STORE_PASSWORD` is the other way.
+    pub password_file: Option<PathBuf>,
+    /// `store.ca_file`: PEM certificates to trust for TLS to the database (PostgreSQL; TLS is
+    /// used as the URL's `sslmode` says).
+    pub ca_file: Option<PathBuf>,
+    /// `store.pool_size`: connections to the database (PostgreSQL), 1-200.
+    pub pool_size: usize,
+}
+
+/// The store `store.url` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// A SQLite file; `None`: `basphere.db` in the data directory.
+    Sqlite(Option<PathBuf>),
+    /// A PostgreSQL connection URL (without its password).
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Parses `store.url`, saying what is accepted.
+    pub fn parse(url: &str) -> Result<StoreUrl> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(Error::invalid("store.url", "sqlite: needs a file, e.g. sqlite:/var/lib/basphere/basphere.db"));
+            }
+            return Ok(StoreUrl::Sqlite(Some(PathBuf::from(path))));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // user:password@ before the host: a password in the configuration file is refused.
+            let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':'))
+                || rest.contains("password=")
+            {
+                return Err(Error::invalid(
+                    "store.url",
+                    "holds a password; put it in the file store.password_file names (mode 600), or in BASPHERE_STORE_PASSWORD",
+                ));
+            }
+            return Ok(StoreUrl::Postgres(url.to_owned()));
+        }
+        Err(Error::invalid(
+            "store.url",
+            format!("{url:?} is not accepted: use sqlite:PATH or postgres://USER@HOST:PORT/DATABASE"),
+        ))
+    }
+
+    /// The backend's name, as `Store::backend_name` says it.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreUrl::Sqlite(_) => "sqlite",
+            StoreUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: StoreUrl::Sqlite(None), password_file: None, ca_file: None, pool_size: 16 }
+    }
 }
 
 /// Browser sessions (`web.*`).
@@ -347,6 +420,16 @@ struct RawConfig {
     terraform: Option<serde_yaml::Value>,
     work: RawWork,
     web: RawWeb,
+    store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    pool_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -906,10 +989,26 @@ impl Config {
                 1..=720,
             )?,
         };
+        let store = StoreConfig {
+            url: match &raw.store.url {
+                None => StoreUrl::Sqlite(None),
+                Some(url) => StoreUrl::parse(url)?,
+            },
+            password_file: raw.store.password_file,
+            ca_file: raw.store.ca_file,
+            pool_size: positive("store.pool_size", Some(raw.store.pool_size.unwrap_or(16)), 1..=200)?,
+        };
+        if matches!(store.url, StoreUrl::Sqlite(_)) && (store.password_file.is_some() || store.ca_file.is_some()) {
+            return Err(Error::invalid(
+                "store.password_file",
+                "store.password_file and store.ca_file are for PostgreSQL; store.url names a SQLite file",
+            ));
+        }
         let config = Config {
             server,
             work,
             web,
+            store,
             vsphere,
             os_images,
             vm_specs,
@@ -1574,5 +1673,34 @@ bastion: {address: bastion.corp.com, port: 50022}
         assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 7, 255)), "broadcast (original.md §13.2 item 15)");
         assert!(pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 1)), "gateway");
         assert!(!pool.is_unleasable(Ipv4Addr::new(10, 254, 0, 33)));
+    }
+
+    #[test]
+    fn store_url_names_sqlite_or_postgres_and_never_holds_a_password() {
+        let config = Config::from_yaml("").unwrap();
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!(config.store.url, StoreUrl::Sqlite(None), "SQLite in the data directory by default");
+        let config = Config::from_yaml("store:\n  url: sqlite:/var/lib/basphere/state.db\n").unwrap();
+        assert_eq!(config.store.url, StoreUrl::Sqlite(Some(PathBuf::from("/var/lib/basphere/state.db"))));
+        let config = Config::from_yaml(
+            "store:\n  url: postgres://basphere@db.corp:5432/basphere?sslmode=require\n  password_file: /etc/basphere/db-password\n  pool_size: 32\n",
+        )
+        .unwrap();
+        assert_eq!(config.store.url, StoreUrl::Postgres("postgres://basphere@db.corp:5432/basphere?sslmode=require".into()));
+        assert_eq!(config.store.url.backend(), "postgres");
+        assert_eq!(config.store.pool_size, 32);
+        for (yaml, key, says) in [
+            ("store:\n  url: postgres://basphere:secret@db/basphere\n", "store.url", "password_file"),
+            ("store:\n  url: postgresql://db/basphere?password=secret\n", "store.url", "password_file"),
+            ("store:\n  url: mysql://db/basphere\n", "store.url", "sqlite:PATH or postgres://"),
+            ("store:\n  url: 'sqlite:'\n", "store.url", "needs a file"),
+            ("store:\n  pool_size: 0\n", "store.pool_size", ""),
+            ("store:\n  password_file: /x\n", "store.password_file", "PostgreSQL"),
+            ("store:\n  host: db\n", "store", "unknown field"),
+        ] {
+            let error = Config::from_yaml(yaml).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(key) && text.contains(says), "{yaml}: {text}");
+        }
     }
 }

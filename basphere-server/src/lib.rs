@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod requests;
+pub mod stores;
 pub mod web;
 pub mod wire;
 
@@ -31,9 +32,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use basphere_core::{Config, Ipam, Platform, Store, StoreExt};
+use basphere_core::{Config, Ipam, Platform, StoreExt};
 use basphere_ipam::BlockIpam;
-use basphere_store::SqliteStore;
 use tokio::net::{TcpListener, UnixListener};
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -340,7 +340,8 @@ pub async fn run(options: Options) -> Result<()> {
     prepare_data_dir(&data_dir, &socket)?;
     let listen = options.listen.clone().unwrap_or_else(|| format!("{}:{}", config.server.host, config.server.port));
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir.join("basphere.db"))?);
+    let store = stores::open(&config.store, &data_dir)?;
+    tracing::info!(store = store.backend_name(), "store open");
     let ipam: Arc<dyn Ipam> = Arc::new(BlockIpam::new(config.pools.clone())?);
     store
         .query(|tx| ipam.check_allocations(tx))

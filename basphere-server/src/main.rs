@@ -24,6 +24,26 @@ struct Args {
     /// The Unix socket (overrides server.socket; default <data dir>/basphere.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Moves an installation to another store (stop the servers first): every account, request,
+    /// token, address, VM, cluster, operation, audit event and notification is copied into the
+    /// empty target in one transaction, then both are compared record by record.
+    MigrateStore {
+        /// The store to read: sqlite:PATH or postgres://USER@HOST/DATABASE.
+        #[arg(long)]
+        from: String,
+        /// The empty store to fill: sqlite:PATH or postgres://USER@HOST/DATABASE.
+        #[arg(long)]
+        to: String,
+        /// A file holding the PostgreSQL password (else BASPHERE_STORE_PASSWORD, if set).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +58,10 @@ fn main() -> anyhow::Result<()> {
         logs.json().init();
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+    if let Some(Command::MigrateStore { from, to, password_file }) = &args.command {
+        let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".basphere"));
+        return basphere_server::stores::migrate(from, to, &data_dir, password_file.as_deref());
     }
     // Store calls run on blocking threads; a bounded pool keeps memory bounded under load.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;

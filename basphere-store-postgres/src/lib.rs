@@ -174,11 +174,17 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Runs `future` on the store's runtime and waits for it.
+    /// Runs `future` on the store's runtime and waits for it. The answer comes back through a
+    /// plain channel, not the task's JoinHandle: polling a JoinHandle from a thread that runs a
+    /// tokio task spends that task's cooperative budget, and once it is spent the handle never
+    /// answers a poll that cannot yield.
     fn on_runtime<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> Result<T> {
         let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
-        futures_executor::block_on(runtime.spawn(future))
-            .map_err(|error| PostgresError::Pool(format!("the store's task failed: {error}")).into())
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = answer.send(future.await);
+        });
+        answered.recv().map_err(|_| PostgresError::Pool("the store's task ended without an answer".into()).into())
     }
 
     /// A connection of the pool.

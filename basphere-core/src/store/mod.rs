@@ -9,6 +9,7 @@
 mod accounts;
 mod audit;
 mod clusters;
+pub mod copy;
 mod duties;
 mod idempotency;
 mod ipam;

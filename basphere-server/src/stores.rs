@@ -1,0 +1,90 @@
+//! Opening the store `store.url` names (SQLite by default, or PostgreSQL for several replicas),
+//! and `migrate-store`, which moves an installation from one store to another.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use basphere_core::config::{StoreConfig, StoreUrl};
+use basphere_core::Store;
+use basphere_store::SqliteStore;
+use basphere_store_postgres::{PostgresOptions, PostgresStore};
+
+/// The environment variable that may hold the database password.
+pub const PASSWORD_ENV: &str = "BASPHERE_STORE_PASSWORD";
+
+/// Opens (creating or migrating as needed) the store `settings` name.
+pub fn open(settings: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    match &settings.url {
+        StoreUrl::Sqlite(path) => {
+            let path = path.clone().unwrap_or_else(|| data_dir.join("basphere.db"));
+            Ok(Arc::new(SqliteStore::open(&path).with_context(|| format!("store.url: opening {}", path.display()))?))
+        }
+        StoreUrl::Postgres(url) => {
+            let mut options = PostgresOptions::new(url.clone());
+            options.password = password(settings)?;
+            options.ca_file = settings.ca_file.clone();
+            options.pool_size = settings.pool_size;
+            let store = PostgresStore::connect(&options)
+                .with_context(|| format!("store.url: connecting to PostgreSQL at {}", shown(url)))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The URL as it may be logged (it never holds a password: the configuration refuses one).
+fn shown(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// The password from `store.password_file` (readable by the server's account only) or from
+/// the environment; none when neither is set (trust or peer authentication, or a `.pgpass`).
+fn password(settings: &StoreConfig) -> Result<Option<String>> {
+    if let Some(file) = &settings.password_file {
+        let metadata =
+            std::fs::metadata(file).with_context(|| format!("store.password_file: cannot read {}", file.display()))?;
+        if metadata.mode() & 0o077 != 0 {
+            bail!(
+                "store.password_file: {} is readable by other accounts (mode {:o}); chmod 600 it",
+                file.display(),
+                metadata.mode() & 0o777
+            );
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("store.password_file: cannot read {}", file.display()))?;
+        let password = text.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            bail!("store.password_file: {} is empty", file.display());
+        }
+        return Ok(Some(password));
+    }
+    Ok(std::env::var(PASSWORD_ENV).ok().filter(|password| !password.is_empty()))
+}
+
+/// Moves every record from the store `from` names into the empty store `to` names, then
+/// compares both record by record; prints what was moved.
+pub fn migrate(from: &str, to: &str, data_dir: &Path, password_file: Option<&Path>) -> Result<()> {
+    let settings = |url: &str| -> Result<StoreConfig> {
+        Ok(StoreConfig {
+            url: StoreUrl::parse(url).map_err(|error| anyhow::anyhow!("{error}"))?,
+            password_file: password_file.map(Path::to_path_buf),
+            ..StoreConfig::default()
+        })
+    };
+    let (from_settings, to_settings) = (settings(from)?, settings(to)?);
+    if from_settings.url == to_settings.url {
+        bail!("--from and --to name the same store");
+    }
+    let source = open(&from_settings, data_dir).context("--from")?;
+    let target = open(&to_settings, data_dir).context("--to")?;
+    let report = basphere_core::store::copy::move_store(&*source, &*target)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("moving the records")?;
+    println!("moved from {} to {}, and checked record by record:", source.backend_name(), target.backend_name());
+    for (kind, count) in report.counts {
+        println!("  {kind:<16} {count}");
+    }
+    println!("not moved: browser sessions (people sign in again) and idempotency keys.");
+    Ok(())
+}
