@@ -1,6 +1,7 @@
 //! The `Notifier` trait: telling people what happened.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::NotificationEvent;
@@ -38,10 +39,18 @@ pub trait Notifier: Send + Sync {
         Vec::new()
     }
 
-    /// Delivers on one of [`channels`](Self::channels); by default, on all of them.
-    async fn notify_on(&self, channel: &str, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
-        let _ = channel;
+    /// Delivers one message of the outbox. `id` names the message and is the same on every
+    /// retry of it, so a notifier that can pass it on (the webhook's `id`) lets a receiver drop a
+    /// message it already has; by default it is not passed on.
+    async fn deliver(&self, id: Uuid, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        let _ = id;
         self.notify(event, recipient).await
+    }
+
+    /// Delivers message `id` on one of [`channels`](Self::channels); by default, on all of them.
+    async fn notify_on(&self, channel: &str, id: Uuid, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        let _ = channel;
+        self.deliver(id, event, recipient).await
     }
 }
 

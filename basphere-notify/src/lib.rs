@@ -18,6 +18,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 use basphere_core::config::Config;
 use basphere_core::error::{Error, Message, Result};
 use basphere_core::model::NotificationEvent;
@@ -77,9 +78,9 @@ impl Notifier for Fanout {
         self.notifiers.iter().map(|notifier| notifier.backend_name().to_owned()).collect()
     }
 
-    async fn notify_on(&self, channel: &str, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+    async fn notify_on(&self, channel: &str, id: Uuid, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
         match self.notifiers.iter().find(|notifier| notifier.backend_name() == channel) {
-            Some(notifier) => notifier.notify(event, recipient).await,
+            Some(notifier) => notifier.deliver(id, event, recipient).await,
             None => Err(Error::NotSupported(format!(
                 "the notification channel {channel:?} is not configured any more (configured: {}); it is not sent",
                 self.backends().join(", ")

@@ -2,8 +2,10 @@
 //!
 //! The request carries:
 //!
-//! - the body `{"event", "recipient", "data", "text": {"subject", "body"}, "sent_at"}`, where
-//!   `data` is the event as Basphere stores it and `sent_at` an RFC 3339 time;
+//! - the body `{"id", "event", "recipient", "data", "text": {"subject", "body"}, "sent_at"}`,
+//!   where `id` names the message (the same on every retry, and whichever replica sends it:
+//!   a receiver drops an id it has seen), `data` is the event as Basphere stores it and
+//!   `sent_at` an RFC 3339 time;
 //! - `X-Basphere-Event`: the event's name;
 //! - `X-Basphere-Timestamp`: when it was sent, in Unix seconds;
 //! - `X-Basphere-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the shared secret,
@@ -24,6 +26,7 @@ use basphere_core::notifier::{Notifier, Recipient};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::settings::{Secret, WebhookSettings};
 use crate::text::{self, TextSettings};
@@ -120,12 +123,14 @@ impl WebhookNotifier {
     /// The request body for `event`, sent at `sent_at`.
     pub fn body(
         &self,
+        id: Option<Uuid>,
         event: &NotificationEvent,
         recipient: &Recipient,
         sent_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<u8>> {
         let message = text::render(event, recipient, &self.texts);
         serde_json::to_vec(&json!({
+            "id": id,
             "event": event.name(),
             "recipient": recipient_json(recipient),
             "data": event,
@@ -147,9 +152,20 @@ impl Notifier for WebhookNotifier {
     }
 
     async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        self.send(None, event, recipient).await
+    }
+
+    async fn deliver(&self, id: Uuid, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        self.send(Some(id), event, recipient).await
+    }
+}
+
+impl WebhookNotifier {
+    /// POSTs `event`, with the outbox message's `id` when there is one.
+    async fn send(&self, id: Option<Uuid>, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
         let sent_at = chrono::Utc::now();
         let timestamp = sent_at.timestamp();
-        let body = self.body(event, recipient, sent_at)?;
+        let body = self.body(id, event, recipient, sent_at)?;
         let signature = signature(self.secret.expose().as_bytes(), timestamp, &body);
         let request = self
             .client

@@ -61,9 +61,9 @@ impl Platform {
             let recipient = self.recipient(&message.event).await?;
             let sending = async {
                 if message.channel.is_empty() {
-                    self.notifier.notify(&message.event, &recipient).await
+                    self.notifier.deliver(message.id, &message.event, &recipient).await
                 } else {
-                    self.notifier.notify_on(&message.channel, &message.event, &recipient).await
+                    self.notifier.notify_on(&message.channel, message.id, &message.event, &recipient).await
                 }
             };
             let delivery = match tokio::time::timeout(DELIVERY_TIMEOUT, sending).await {

@@ -166,8 +166,8 @@ fn from_config_adds_what_is_configured_to_the_log() {
     let event = basphere_core::testing::notifier::sample_events().remove(0);
     let to = basphere_core::testing::notifier::sample_recipient(&event);
     let only_log = from_config(&config("")).unwrap();
-    block_on(only_log.notify_on("log", &event, &to)).unwrap();
-    let gone = block_on(only_log.notify_on("webhook", &event, &to)).unwrap_err();
+    block_on(only_log.notify_on("log", uuid::Uuid::now_v7(), &event, &to)).unwrap();
+    let gone = block_on(only_log.notify_on("webhook", uuid::Uuid::now_v7(), &event, &to)).unwrap_err();
     assert!(gone.to_string().contains("not configured"), "{gone}");
 }
 

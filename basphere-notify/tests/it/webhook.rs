@@ -128,6 +128,7 @@ async fn a_delivery_is_a_signed_json_post_of_the_event() {
 
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["event"], "vm_failed");
+    assert!(body["id"].is_null(), "sent outside the outbox: no message id");
     assert_eq!(
         body["recipient"],
         serde_json::json!({"kind": "person", "username": "alice", "email": "alice@example.com"})
@@ -221,4 +222,22 @@ async fn the_webhook_passes_the_notifier_conformance_suite() {
     assert_eq!(body["recipient"], serde_json::json!({"kind": "gone", "username": "bob"}));
     let first: serde_json::Value = serde_json::from_slice(&receiver.received()[0].body).unwrap();
     assert_eq!(first["recipient"], serde_json::json!({"kind": "administrators", "emails": ["ops@example.com"]}));
+}
+
+#[tokio::test]
+async fn an_outbox_message_carries_its_id_the_same_on_every_retry() {
+    let receiver = Receiver::start(StatusCode::NO_CONTENT).await;
+    let notifier = notifier(&receiver.url, SECRET, 5);
+    let id = uuid::Uuid::now_v7();
+    notifier.deliver(id, &vm_failed("x"), &alice()).await.unwrap();
+    notifier.deliver(id, &vm_failed("x"), &alice()).await.unwrap();
+    let ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|request| {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids, [id.to_string(), id.to_string()], "a receiver drops the second by its id");
 }

@@ -354,6 +354,7 @@ impl basphere_core::Notifier for TwoChannels {
     async fn notify_on(
         &self,
         channel: &str,
+        _id: uuid::Uuid,
         event: &NotificationEvent,
         _recipient: &basphere_core::notifier::Recipient,
     ) -> Result<()> {
