@@ -18,6 +18,7 @@ mod limits;
 mod onboarding;
 mod openapi;
 mod platform;
+mod replicas;
 mod terraform_backend;
 mod web;
 mod work;

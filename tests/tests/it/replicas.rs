@@ -1,0 +1,407 @@
+//! Several `basphere-server` replicas on one PostgreSQL database (a private server the tests
+//! start): any replica serves any request, quotas and addresses hold across them, identity
+//! changes reach every replica, a replica killed with SIGKILL has its work finished by the
+//! others, the database restarted under load loses nothing, and each notification is delivered
+//! once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use basphere_core::store::{OperationFilter, VmFilter};
+use basphere_core::StoreExt;
+use basphere_store_postgres::testing::PgCluster;
+use basphere_store_postgres::{PostgresOptions, PostgresStore};
+use tests::server::{Server, FAST};
+
+/// `n` servers in `dir` sharing the database at `url`, each with `extra` configuration (and,
+/// when given, its own extra per index).
+fn replicas(dir: &std::path::Path, n: usize, url: &str, extra: &dyn Fn(usize) -> String) -> Vec<Server> {
+    (0..n)
+        .map(|i| {
+            let home = dir.join(format!("replica-{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let config = format!("store:\n  url: \"{url}\"\nwork:\n  lease_seconds: 2\n{}", extra(i));
+            Server::start(&home, Some(&config))
+        })
+        .collect()
+}
+
+fn fast(_: usize) -> String {
+    FAST.to_owned()
+}
+
+fn store(url: &str) -> PostgresStore {
+    PostgresStore::connect(&PostgresOptions::new(url)).unwrap()
+}
+
+#[test]
+fn two_hundred_creates_spread_over_three_replicas_with_quota_ten_accept_exactly_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = PgCluster::shared().fresh_database();
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &fast).into_iter().map(Arc::new).collect();
+    let alice = Arc::new(servers[0].account("alice", 1, false));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (server, alice) = (servers[i % 3].clone(), alice.clone());
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"name":"vm-{i}","os":"ubuntu-24.04","spec":"tiny"}}"#);
+                let response = server.http("POST", "/api/v1/vms", Some(&alice), Some(&body));
+                (response.status, response.problem())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let accepted = results.iter().filter(|(status, _)| *status == 202).count();
+    let refused = results.iter().filter(|(status, kind)| *status == 403 && kind == "quota-exceeded").count();
+    assert_eq!((accepted, refused), (10, 190), "{results:?}");
+    servers[1].wait_idle();
+    for server in &servers {
+        let quota = server.http("GET", "/api/v1/quota", Some(&alice), None).json();
+        assert_eq!((quota["usage"]["vms"].as_u64(), quota["usage"]["ips"].as_u64()), (Some(10), Some(10)));
+    }
+}
+
+#[test]
+fn twenty_users_creating_five_vms_each_over_three_replicas_get_one_hundred_distinct_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = PgCluster::shared().fresh_database();
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &fast).into_iter().map(Arc::new).collect();
+    let tokens: Vec<Arc<String>> =
+        (0..20).map(|u| Arc::new(servers[u % 3].account(&format!("user{u}"), 100 + u as u64, false))).collect();
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let (server, token) = (servers[i % 3].clone(), tokens[i / 5].clone());
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"name":"vm-{}","os":"ubuntu-24.04","spec":"tiny"}}"#, i % 5);
+                server.http("POST", "/api/v1/vms", Some(&token), Some(&body)).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|status| *status == 202), "{statuses:?}");
+    servers[2].wait_idle();
+    let vms = store(&url).query(|tx| tx.list_vms(&VmFilter::default())).unwrap();
+    assert_eq!(vms.len(), 100);
+    assert!(vms.iter().all(|vm| vm.state == basphere_core::model::VmState::Running), "{vms:?}");
+    let addresses: BTreeSet<_> = vms.iter().map(|vm| vm.ip.expect("an address")).collect();
+    assert_eq!(addresses.len(), 100, "no address handed out twice");
+}
+
+#[test]
+fn an_idempotency_key_holds_across_replicas_and_identity_changes_reach_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = PgCluster::shared().fresh_database();
+    let servers = replicas(dir.path(), 3, &url, &fast);
+    let alice = servers[0].account("alice", 1, false);
+    let auth = format!("Bearer {alice}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Idempotency-Key", "k-1")];
+    let body = br#"{"name":"web","os":"ubuntu-24.04","spec":"tiny"}"#;
+    let first = servers[0].http_raw("POST", "/api/v1/vms", &headers, body);
+    let again = servers[1].http_raw("POST", "/api/v1/vms", &headers, body);
+    assert_eq!((first.status, again.status), (202, 202), "{} / {}", first.body, again.body);
+    assert_eq!(first.json()["operations"][0]["id"], again.json()["operations"][0]["id"], "the second replica replays the first answer");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    servers[2].wait_idle();
+    assert_eq!(store(&url).query(|tx| tx.list_vms(&VmFilter::default())).unwrap().len(), 1);
+
+    // Every replica has used the token (and cached it); a suspension through one reaches all
+    // within the token cache's 5 seconds.
+    for server in &servers {
+        assert_eq!(server.http("GET", "/api/v1/quota", Some(&alice), None).status, 200);
+    }
+    let suspended = servers[0].unix("POST", "/api/v1/admin/users/alice/suspend", None);
+    assert!(suspended.status < 300, "{}", suspended.body);
+    let started = Instant::now();
+    for server in &servers {
+        loop {
+            let status = server.http("GET", "/api/v1/quota", Some(&alice), None).status;
+            if status != 200 {
+                assert!(matches!(status, 401 | 403), "a suspended account's token is refused, not {status}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(7), "a replica still served a suspended account");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A webhook receiver on loopback that keeps every body.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(value) = serde_json::from_slice(&body) {
+                        kept.lock().unwrap().push(value);
+                    }
+                    let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                });
+            }
+        });
+        Receiver { url, bodies }
+    }
+}
+
+#[test]
+fn each_notification_is_delivered_once_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = PgCluster::shared().fresh_database();
+    let receiver = Receiver::start();
+    let secret = dir.path().join("webhook.secret");
+    std::fs::write(&secret, "a-shared-secret-of-some-length").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let extra = |_: usize| {
+        format!("{FAST}notifications:\n  webhook:\n    url: {}\n    secret_file: {}\n", receiver.url, secret.display())
+    };
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &extra).into_iter().map(Arc::new).collect();
+    let alice = Arc::new(servers[0].account("alice", 1, false));
+    let threads: Vec<_> = (0..15)
+        .map(|i| {
+            let (server, alice) = (servers[i % 3].clone(), alice.clone());
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"name":"vm-{i}","os":"ubuntu-24.04","spec":"tiny"}}"#);
+                server.http("POST", "/api/v1/vms", Some(&alice), Some(&body)).status
+            })
+        })
+        .collect();
+    assert!(threads.into_iter().all(|t| t.join().unwrap() == 202));
+    servers[0].wait_idle();
+    // Every event is in the outbox; wait until every one is delivered.
+    let store = store(&url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = store
+            .query(|tx| tx.list_outbox(&basphere_core::store::OutboxFilter::default()))
+            .unwrap()
+            .into_iter()
+            .filter(|message| message.state != basphere_core::model::OutboxState::Delivered)
+            .count();
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pending} notifications still undelivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outbox = store.query(|tx| tx.list_outbox(&basphere_core::store::OutboxFilter::default())).unwrap();
+    let webhook_ids: BTreeSet<String> =
+        outbox.iter().filter(|m| m.channel == "webhook").map(|m| m.id.to_string()).collect();
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for body in &bodies {
+        *seen.entry(body["id"].as_str().expect("every delivery carries its id").to_owned()).or_default() += 1;
+    }
+    let ready = bodies.iter().filter(|body| body["event"] == "vm_ready").count();
+    assert_eq!(ready, 15, "one vm_ready per VM");
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), webhook_ids, "every webhook message was delivered");
+    assert!(seen.values().all(|count| *count == 1), "none delivered twice: {seen:?}");
+}
+
+#[test]
+fn the_database_restarted_under_load_loses_nothing_and_the_replicas_recover_by_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start().unwrap();
+    let url = cluster.fresh_database();
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 2, &url, &fast).into_iter().map(Arc::new).collect();
+    let alice = Arc::new(servers[0].account("alice", 1, false));
+    // Creates keep coming while the database goes away and comes back.
+    let load: Vec<_> = (0..2)
+        .map(|r| {
+            let (server, alice) = (servers[r].clone(), alice.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for i in 0..30 {
+                    let body = format!(r#"{{"name":"r{r}-{i}","os":"ubuntu-24.04","spec":"tiny"}}"#);
+                    let response = server.http("POST", "/api/v1/vms", Some(&alice), Some(&body));
+                    answers.push((format!("r{r}-{i}"), response.status));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    cluster.stop();
+    let ready = servers[0].http("GET", "/readyz", None, None);
+    assert_eq!((ready.status, ready.json()["store"].as_str()), (503, Some("unavailable")), "{}", ready.body);
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.start_again().unwrap();
+    let answers: Vec<(String, u16)> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let accepted: BTreeSet<String> =
+        answers.iter().filter(|(_, status)| *status == 202).map(|(name, _)| name.clone()).collect();
+    assert!(
+        answers.iter().all(|(_, status)| *status == 202 || *status == 503),
+        "while the database is away a request is refused as unavailable: {answers:?}"
+    );
+    assert!(answers.iter().any(|(_, status)| *status == 503), "the outage was seen: {answers:?}");
+    // Both replicas answer again by themselves, and finish every accepted create.
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.http("GET", "/readyz", None, None).status != 200 {
+            assert!(Instant::now() < deadline, "a replica did not recover: {}", server.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    servers[1].wait_idle();
+    let store = store(&url);
+    let vms = store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap();
+    let recorded: BTreeSet<String> = vms.iter().map(|vm| vm.name.to_string()).collect();
+    assert_eq!(recorded, accepted, "every accepted create is recorded, and nothing refused is");
+    assert!(vms.iter().all(|vm| vm.state == basphere_core::model::VmState::Running), "{vms:?}");
+    let leases = store.query(|tx| tx.list_leases(None)).unwrap();
+    assert_eq!(leases.len(), vms.len(), "one address per VM, none leaked");
+    drop(servers);
+}
+
+/// A small deterministic generator (splitmix64), so a failing round can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Ten rounds against the vCenter simulator: VMs created and deleted through three replicas, one
+/// replica killed with SIGKILL at a random moment while it holds operations, its work taken over.
+/// After each round every operation has ended once, vCenter holds exactly the live VMs, and every
+/// live VM holds exactly one address.
+#[test]
+fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_others() {
+    let seed = std::env::var("BASPHERE_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    println!("seed {seed} (BASPHERE_TEST_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    // A template per replica: the simulator races concurrent clones of one template.
+    let templates: Vec<String> = (0..3).map(|i| format!("replica-{i}-template")).collect();
+    let config = basphere_core::Config::default();
+    let vcsim = basphere_vsphere::vcsim::Vcsim::start(&basphere_vsphere::vcsim::VcsimOptions {
+        folder: config.vsphere.folder.clone(),
+        templates: templates.clone(),
+        method_delays: vec![("CloneVM_Task".into(), 300)],
+    })
+    .expect("vcsim starts (apt-get install golang-go golang-github-vmware-govmomi-dev)");
+    let url = PgCluster::shared().fresh_database();
+    let backend = tests::vcsim::server_config(&vcsim, dir.path());
+    let extra = |i: usize| {
+        format!(
+            "{backend}templates:\n  os:\n    ubuntu-24.04:\n      template: {}\n      interface: ens192\n",
+            templates[i]
+        )
+    };
+    let mut servers = replicas(dir.path(), 3, &url, &extra);
+    let alice = servers[0].account("alice", 1, false);
+    let store = store(&url);
+    let vsphere = tests::vcsim::provisioner(&vcsim);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut live: Vec<String> = Vec::new();
+    let mut next = 0;
+    for round in 0..10 {
+        let victim = rng.below(3) as usize;
+        let creates = 2 + rng.below(3) as usize;
+        let delay = Duration::from_millis(rng.below(900));
+        // Delete one VM of the earlier rounds, create a few, through every replica.
+        let mut requests: Vec<(String, &str, String)> = Vec::new();
+        if !live.is_empty() {
+            let gone = live.remove(rng.below(live.len() as u64) as usize);
+            requests.push(("DELETE".into(), "", format!("/api/v1/vms/{gone}")));
+        }
+        for _ in 0..creates {
+            let name = format!("vm-{next}");
+            next += 1;
+            requests.push(("POST".into(), "create", format!(r#"{{"name":"{name}","os":"ubuntu-24.04","spec":"tiny"}}"#)));
+            live.push(name);
+        }
+        for (i, (method, kind, target)) in requests.iter().enumerate() {
+            let server = &servers[(i + round) % 3];
+            let response = if *kind == "create" {
+                server.http(method, "/api/v1/vms", Some(&alice), Some(target))
+            } else {
+                server.http(method, target, Some(&alice), None)
+            };
+            assert_eq!(response.status, 202, "round {round} (seed {seed}): {}", response.body);
+        }
+        std::thread::sleep(delay);
+        servers[victim].kill();
+        // The others take over its claims when they expire; it comes back later in the round.
+        let survivor = (victim + 1) % 3;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let unfinished = store
+                .query(|tx| tx.list_operations(&OperationFilter { unfinished: true, ..Default::default() }))
+                .unwrap();
+            if unfinished.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round} (seed {seed}): operations never ended: {unfinished:?}\n{}", servers[survivor].log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        servers[victim].restart();
+
+        // Every operation ended once, successfully.
+        let operations = store.query(|tx| tx.list_operations(&OperationFilter::default())).unwrap();
+        let failed: Vec<_> =
+            operations.iter().filter(|op| op.state != basphere_core::model::OperationState::Succeeded).collect();
+        assert!(failed.is_empty(), "round {round} (seed {seed}): {failed:?}");
+        // The store's live VMs are what the test expects, and exactly what vCenter holds.
+        let vms = store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap();
+        let recorded: BTreeMap<String, uuid::Uuid> = vms.iter().map(|vm| (vm.name.to_string(), vm.id)).collect();
+        assert_eq!(recorded.keys().cloned().collect::<BTreeSet<_>>(), live.iter().cloned().collect(), "round {round} (seed {seed})");
+        let inventory = runtime.block_on(basphere_core::Provisioner::inventory(&vsphere)).unwrap();
+        let found: BTreeMap<String, uuid::Uuid> = inventory
+            .iter()
+            .map(|vm| (vm.vsphere_name.trim_start_matches("alice-").to_owned(), vm.basphere_id.expect("marked")))
+            .collect();
+        assert_eq!(inventory.len(), found.len(), "round {round} (seed {seed}): no VM twice in vCenter");
+        assert_eq!(found, recorded, "round {round} (seed {seed}): vCenter holds exactly the live VMs");
+        // One address per live VM: none leaked, none shared.
+        let leases = store.query(|tx| tx.list_leases(None)).unwrap();
+        let leased: BTreeSet<uuid::Uuid> = leases.iter().map(|lease| lease.resource.id).collect();
+        assert_eq!(leases.len(), vms.len(), "round {round} (seed {seed}): {leases:?}");
+        assert_eq!(leased, recorded.values().copied().collect(), "round {round} (seed {seed})");
+    }
+}
