@@ -183,7 +183,10 @@ impl StoreUrl {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(Error::invalid("store.url", "sqlite: needs a file, e.g. sqlite:/var/lib/basphere/basphere.db"));
+                return Err(Error::invalid(
+                    "store.url",
+                    "sqlite: needs a file, e.g. sqlite:/var/lib/basphere/basphere.db",
+                ));
             }
             return Ok(StoreUrl::Sqlite(Some(PathBuf::from(path))));
         }
@@ -191,9 +194,7 @@ impl StoreUrl {
             // user:password@ before the host: a password in the configuration file is refused.
             let rest = url.split_once("://").map_or("", |(_, rest)| rest);
             let authority = rest.split(['/', '?']).next().unwrap_or("");
-            if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':'))
-                || rest.contains("password=")
-            {
+            if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) || rest.contains("password=") {
                 return Err(Error::invalid(
                     "store.url",
                     "holds a password; put it in the file store.password_file names (mode 600), or in BASPHERE_STORE_PASSWORD",
@@ -1686,7 +1687,10 @@ bastion: {address: bastion.corp.com, port: 50022}
             "store:\n  url: postgres://basphere@db.corp:5432/basphere?sslmode=require\n  password_file: /etc/basphere/db-password\n  pool_size: 32\n",
         )
         .unwrap();
-        assert_eq!(config.store.url, StoreUrl::Postgres("postgres://basphere@db.corp:5432/basphere?sslmode=require".into()));
+        assert_eq!(
+            config.store.url,
+            StoreUrl::Postgres("postgres://basphere@db.corp:5432/basphere?sslmode=require".into())
+        );
         assert_eq!(config.store.url.backend(), "postgres");
         assert_eq!(config.store.pool_size, 32);
         for (yaml, key, says) in [

@@ -18,11 +18,11 @@ pub mod webhook;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 use basphere_core::config::Config;
 use basphere_core::error::{Error, Message, Result};
 use basphere_core::model::NotificationEvent;
 use basphere_core::notifier::{LogNotifier, Notifier, Recipient};
+use uuid::Uuid;
 
 pub use email::EmailNotifier;
 pub use settings::{EmailSettings, WebhookSettings};

@@ -146,8 +146,7 @@ impl PostgresStore {
         }
         config.connect_timeout(options.connect_timeout);
         let tls = tls_connector(options.ca_file.as_deref())?;
-        let manager =
-            Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("basphere-postgres")

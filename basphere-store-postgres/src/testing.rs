@@ -87,11 +87,8 @@ impl PgCluster {
     /// Makes a new cluster and starts its server.
     pub fn start() -> Result<PgCluster, String> {
         let bin = bindir()?;
-        let dir = std::env::temp_dir().join(format!(
-            "basphere-pg-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("basphere-pg-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
         if is_root() {
             std::os::unix::fs::chown(&dir, Some(65534), Some(65534))
@@ -210,7 +207,22 @@ rm -rf {dir}
         let output = Command::new(self.bin.join("psql"))
             .arg("-h")
             .arg(&self.dir)
-            .args(["-p", &PORT.to_string(), "-U", USER, "-d", database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                USER,
+                "-d",
+                database,
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|error| format!("psql: {error}"))?;

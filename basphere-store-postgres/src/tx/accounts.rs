@@ -216,7 +216,9 @@ impl AccountsTx for PgTx<'_> {
 
     fn insert_registration(&mut self, r: &RegistrationRequest) -> Result<()> {
         self.write_registration(
-            &format!("INSERT INTO registrations ({REGISTRATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            &format!(
+                "INSERT INTO registrations ({REGISTRATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
             r,
             true,
         )

@@ -9,8 +9,8 @@ use basphere_core::{Error, Result};
 use uuid::Uuid;
 
 use super::{ip, PgTx, Select};
-use crate::rows::*;
 use crate::pg;
+use crate::rows::*;
 
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
 const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
@@ -52,7 +52,10 @@ impl IpamRead for PgTx<'_> {
 
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
-        let rows = self.rows("SELECT address FROM leases WHERE address BETWEEN $1 AND $2", &[&ip(block.start), &ip(block.end())])?;
+        let rows = self.rows(
+            "SELECT address FROM leases WHERE address BETWEEN $1 AND $2",
+            &[&ip(block.start), &ip(block.end())],
+        )?;
         let mut occupancy = Occupancy::new(block.size);
         for row in rows {
             let address: i64 = row.try_get(0).map_err(pg)?;

@@ -21,7 +21,11 @@ impl TokensRead for PgTx<'_> {
     }
 
     fn list_tokens(&self, owner: &Username) -> Result<Vec<ApiToken>> {
-        self.all(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner = $1 ORDER BY id"), &[&owner.as_str()], token_row)
+        self.all(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner = $1 ORDER BY id"),
+            &[&owner.as_str()],
+            token_row,
+        )
     }
 }
 
@@ -49,7 +53,11 @@ impl PgTx<'_> {
 
 impl TokensTx for PgTx<'_> {
     fn insert_token(&mut self, t: &ApiToken) -> Result<()> {
-        self.write_token(&format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"), t, true)
+        self.write_token(
+            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            t,
+            true,
+        )
     }
 
     fn update_token(&mut self, t: &ApiToken) -> Result<()> {

@@ -12,7 +12,11 @@ const COLUMNS: &str = "id, kind, owner, actor_name, role, secret_hash, created_a
 
 impl WebSessionsRead for PgTx<'_> {
     fn web_session_by_hash(&self, secret_hash: &str) -> Result<Option<WebSession>> {
-        self.one(&format!("SELECT {COLUMNS} FROM web_sessions WHERE secret_hash = $1"), &[&secret_hash], web_session_row)
+        self.one(
+            &format!("SELECT {COLUMNS} FROM web_sessions WHERE secret_hash = $1"),
+            &[&secret_hash],
+            web_session_row,
+        )
     }
 }
 

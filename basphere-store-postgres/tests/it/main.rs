@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use basphere_core::model::*;
 use basphere_core::model::now;
-use basphere_core::validate::ResourceName;
+use basphere_core::model::*;
 use basphere_core::store::VmFilter;
 use basphere_core::testing::{self, store::vm, user};
+use basphere_core::validate::ResourceName;
 use basphere_core::{Store, StoreExt};
 use basphere_store_postgres::testing::PgCluster;
 use basphere_store_postgres::{migrations, PostgresStore};
@@ -69,7 +69,8 @@ fn conflicting_writers_on_three_stores_are_retried_and_lose_nothing() {
 #[test]
 fn a_store_recovers_by_itself_when_the_server_comes_back() {
     let cluster = PgCluster::start().unwrap();
-    let store = PostgresStore::connect(&basphere_store_postgres::PostgresOptions::new(cluster.fresh_database())).unwrap();
+    let store =
+        PostgresStore::connect(&basphere_store_postgres::PostgresOptions::new(cluster.fresh_database())).unwrap();
     let alice = user("alice", 1);
     store.transact(|tx| tx.insert_user(&alice)).unwrap();
     cluster.stop();
@@ -134,7 +135,9 @@ fn a_database_from_a_newer_basphere_is_refused() {
     let options = basphere_store_postgres::PostgresOptions::new(url.clone());
     drop(PostgresStore::connect(&options).unwrap());
     let database = url.split('/').nth(3).and_then(|rest| rest.split('?').next()).unwrap().to_owned();
-    cluster.psql_on(&database, &format!("INSERT INTO schema_version (version) VALUES ({})", migrations::LATEST + 1)).unwrap();
+    cluster
+        .psql_on(&database, &format!("INSERT INTO schema_version (version) VALUES ({})", migrations::LATEST + 1))
+        .unwrap();
     let error = PostgresStore::connect(&options).err().expect("refused");
     assert!(error.to_string().contains("newer than this build"), "{error}");
 }
@@ -154,7 +157,8 @@ fn every_named_constraint_exists_in_the_schema() {
         .unwrap();
     let names: std::collections::BTreeSet<&str> = names.lines().collect();
     let mapped: std::collections::BTreeSet<&str> = basphere_store_postgres::constraint_names().collect();
-    let unmapped: Vec<_> = names.iter().filter(|name| !mapped.contains(*name) && **name != "schema_version_pkey").collect();
+    let unmapped: Vec<_> =
+        names.iter().filter(|name| !mapped.contains(*name) && **name != "schema_version_pkey").collect();
     assert!(unmapped.is_empty(), "constraints without a meaning: {unmapped:?}");
     let missing: Vec<_> = mapped.iter().filter(|name| !names.contains(*name)).collect();
     assert!(missing.is_empty(), "mapped constraints the schema lacks: {missing:?}");

@@ -13,23 +13,46 @@ use basphere_core::store::{OperationFilter, VmFilter};
 use basphere_core::StoreExt;
 use basphere_store_postgres::testing::PgCluster;
 use basphere_store_postgres::{PostgresOptions, PostgresStore};
-use tests::server::{Server, FAST};
+use tests::server::Server;
 
-/// `n` servers in `dir` sharing the database at `url`, each with `extra` configuration (and,
-/// when given, its own extra per index).
-fn replicas(dir: &std::path::Path, n: usize, url: &str, extra: &dyn Fn(usize) -> String) -> Vec<Server> {
+/// Quotas no scenario here reaches: they test addresses and work, not limits.
+const ROOMY: &str = "quotas:\n  default:\n    max_vms: 1000\n    max_ips: 1000\n    max_vcpus: 100000\n    max_memory_mb: 100000000\n    max_disk_gb: 10000000\n";
+
+/// The vCenter simulator the replicas share (as they would share a vCenter), with a template
+/// per replica: the simulator races concurrent clones of one template.
+struct Vcenter {
+    vcsim: basphere_vsphere::vcsim::Vcsim,
+    templates: Vec<String>,
+}
+
+impl Vcenter {
+    fn start(replicas: usize, clone_ms: u64) -> Vcenter {
+        let templates: Vec<String> = (0..replicas).map(|i| format!("replica-{i}-template")).collect();
+        let vcsim = basphere_vsphere::vcsim::Vcsim::start(&basphere_vsphere::vcsim::VcsimOptions {
+            folder: basphere_core::Config::default().vsphere.folder,
+            templates: templates.clone(),
+            method_delays: if clone_ms > 0 { vec![("CloneVM_Task".into(), clone_ms)] } else { Vec::new() },
+        })
+        .expect("vcsim starts (apt-get install golang-go golang-github-vmware-govmomi-dev)");
+        Vcenter { vcsim, templates }
+    }
+}
+
+/// `n` servers in `dir` sharing the database at `url` and the vCenter simulator, each with
+/// `extra` configuration.
+fn replicas(dir: &std::path::Path, n: usize, url: &str, vcenter: &Vcenter, extra: &str) -> Vec<Server> {
+    let backend = tests::vcsim::server_config(&vcenter.vcsim, dir);
     (0..n)
         .map(|i| {
             let home = dir.join(format!("replica-{i}"));
             std::fs::create_dir_all(&home).unwrap();
-            let config = format!("store:\n  url: \"{url}\"\nwork:\n  lease_seconds: 2\n{}", extra(i));
+            let config = format!(
+                "store:\n  url: \"{url}\"\nwork:\n  lease_seconds: 2\n{backend}templates:\n  os:\n    ubuntu-24.04:\n      template: {}\n      interface: ens192\n{extra}",
+                vcenter.templates[i]
+            );
             Server::start(&home, Some(&config))
         })
         .collect()
-}
-
-fn fast(_: usize) -> String {
-    FAST.to_owned()
 }
 
 fn store(url: &str) -> PostgresStore {
@@ -40,7 +63,8 @@ fn store(url: &str) -> PostgresStore {
 fn two_hundred_creates_spread_over_three_replicas_with_quota_ten_accept_exactly_ten() {
     let dir = tempfile::tempdir().unwrap();
     let url = PgCluster::shared().fresh_database();
-    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &fast).into_iter().map(Arc::new).collect();
+    let vcenter = Vcenter::start(3, 0);
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &vcenter, "").into_iter().map(Arc::new).collect();
     let alice = Arc::new(servers[0].account("alice", 1, false));
     let threads: Vec<_> = (0..200)
         .map(|i| {
@@ -67,7 +91,8 @@ fn two_hundred_creates_spread_over_three_replicas_with_quota_ten_accept_exactly_
 fn twenty_users_creating_five_vms_each_over_three_replicas_get_one_hundred_distinct_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let url = PgCluster::shared().fresh_database();
-    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &fast).into_iter().map(Arc::new).collect();
+    let vcenter = Vcenter::start(3, 0);
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &vcenter, "").into_iter().map(Arc::new).collect();
     let tokens: Vec<Arc<String>> =
         (0..20).map(|u| Arc::new(servers[u % 3].account(&format!("user{u}"), 100 + u as u64, false))).collect();
     let threads: Vec<_> = (0..100)
@@ -93,7 +118,8 @@ fn twenty_users_creating_five_vms_each_over_three_replicas_get_one_hundred_disti
 fn an_idempotency_key_holds_across_replicas_and_identity_changes_reach_every_replica() {
     let dir = tempfile::tempdir().unwrap();
     let url = PgCluster::shared().fresh_database();
-    let servers = replicas(dir.path(), 3, &url, &fast);
+    let vcenter = Vcenter::start(3, 0);
+    let servers = replicas(dir.path(), 3, &url, &vcenter, "");
     let alice = servers[0].account("alice", 1, false);
     let auth = format!("Bearer {alice}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Idempotency-Key", "k-1")];
@@ -101,7 +127,11 @@ fn an_idempotency_key_holds_across_replicas_and_identity_changes_reach_every_rep
     let first = servers[0].http_raw("POST", "/api/v1/vms", &headers, body);
     let again = servers[1].http_raw("POST", "/api/v1/vms", &headers, body);
     assert_eq!((first.status, again.status), (202, 202), "{} / {}", first.body, again.body);
-    assert_eq!(first.json()["operations"][0]["id"], again.json()["operations"][0]["id"], "the second replica replays the first answer");
+    assert_eq!(
+        first.json()["operations"][0]["id"],
+        again.json()["operations"][0]["id"],
+        "the second replica replays the first answer"
+    );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     servers[2].wait_idle();
     assert_eq!(store(&url).query(|tx| tx.list_vms(&VmFilter::default())).unwrap().len(), 1);
@@ -184,10 +214,13 @@ fn each_notification_is_delivered_once_across_replicas() {
     let secret = dir.path().join("webhook.secret");
     std::fs::write(&secret, "a-shared-secret-of-some-length").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let extra = |_: usize| {
-        format!("{FAST}notifications:\n  webhook:\n    url: {}\n    secret_file: {}\n", receiver.url, secret.display())
-    };
-    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &extra).into_iter().map(Arc::new).collect();
+    let extra = format!(
+        "{ROOMY}notifications:\n  webhook:\n    url: {}\n    secret_file: {}\n",
+        receiver.url,
+        secret.display()
+    );
+    let vcenter = Vcenter::start(3, 0);
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 3, &url, &vcenter, &extra).into_iter().map(Arc::new).collect();
     let alice = Arc::new(servers[0].account("alice", 1, false));
     let threads: Vec<_> = (0..15)
         .map(|i| {
@@ -235,7 +268,8 @@ fn the_database_restarted_under_load_loses_nothing_and_the_replicas_recover_by_t
     let dir = tempfile::tempdir().unwrap();
     let cluster = PgCluster::start().unwrap();
     let url = cluster.fresh_database();
-    let servers: Vec<Arc<Server>> = replicas(dir.path(), 2, &url, &fast).into_iter().map(Arc::new).collect();
+    let vcenter = Vcenter::start(2, 0);
+    let servers: Vec<Arc<Server>> = replicas(dir.path(), 2, &url, &vcenter, ROOMY).into_iter().map(Arc::new).collect();
     let alice = Arc::new(servers[0].account("alice", 1, false));
     // Creates keep coming while the database goes away and comes back.
     let load: Vec<_> = (0..2)
@@ -309,41 +343,27 @@ impl Rng {
 /// live VM holds exactly one address.
 #[test]
 fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_others() {
-    let seed = std::env::var("BASPHERE_TEST_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = std::env::var("BASPHERE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     println!("seed {seed} (BASPHERE_TEST_SEED={seed} replays it)");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    // A template per replica: the simulator races concurrent clones of one template.
-    let templates: Vec<String> = (0..3).map(|i| format!("replica-{i}-template")).collect();
-    let config = basphere_core::Config::default();
-    let vcsim = basphere_vsphere::vcsim::Vcsim::start(&basphere_vsphere::vcsim::VcsimOptions {
-        folder: config.vsphere.folder.clone(),
-        templates: templates.clone(),
-        method_delays: vec![("CloneVM_Task".into(), 300)],
-    })
-    .expect("vcsim starts (apt-get install golang-go golang-github-vmware-govmomi-dev)");
+    let vcenter = Vcenter::start(3, 500);
     let url = PgCluster::shared().fresh_database();
-    let backend = tests::vcsim::server_config(&vcsim, dir.path());
-    let extra = |i: usize| {
-        format!(
-            "{backend}templates:\n  os:\n    ubuntu-24.04:\n      template: {}\n      interface: ens192\n",
-            templates[i]
-        )
-    };
-    let mut servers = replicas(dir.path(), 3, &url, &extra);
+    let mut servers = replicas(dir.path(), 3, &url, &vcenter, ROOMY);
     let alice = servers[0].account("alice", 1, false);
     let store = store(&url);
-    let vsphere = tests::vcsim::provisioner(&vcsim);
+    let vsphere = tests::vcsim::provisioner(&vcenter.vcsim);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut live: Vec<String> = Vec::new();
     let mut next = 0;
+    // Operations the victim held when it was killed, over all rounds.
+    let mut taken_over = 0;
     for round in 0..10 {
         let victim = rng.below(3) as usize;
         let creates = 2 + rng.below(3) as usize;
-        let delay = Duration::from_millis(rng.below(900));
+        let delay = Duration::from_millis(rng.below(500));
         // Delete one VM of the earlier rounds, create a few, through every replica.
         let mut requests: Vec<(String, &str, String)> = Vec::new();
         if !live.is_empty() {
@@ -353,7 +373,11 @@ fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_other
         for _ in 0..creates {
             let name = format!("vm-{next}");
             next += 1;
-            requests.push(("POST".into(), "create", format!(r#"{{"name":"{name}","os":"ubuntu-24.04","spec":"tiny"}}"#)));
+            requests.push((
+                "POST".into(),
+                "create",
+                format!(r#"{{"name":"{name}","os":"ubuntu-24.04","spec":"tiny"}}"#),
+            ));
             live.push(name);
         }
         for (i, (method, kind, target)) in requests.iter().enumerate() {
@@ -366,6 +390,22 @@ fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_other
             assert_eq!(response.status, 202, "round {round} (seed {seed}): {}", response.body);
         }
         std::thread::sleep(delay);
+        let held = store
+            .query(|tx| {
+                let unfinished = tx.list_operations(&OperationFilter { unfinished: true, ..Default::default() })?;
+                let mut held = 0;
+                for op in unfinished {
+                    if tx
+                        .operation_claim(op.id)?
+                        .is_some_and(|claim| claim.worker.contains(&format!("replica-{victim}/")))
+                    {
+                        held += 1;
+                    }
+                }
+                Ok(held)
+            })
+            .unwrap();
+        taken_over += held;
         servers[victim].kill();
         // The others take over its claims when they expire; it comes back later in the round.
         let survivor = (victim + 1) % 3;
@@ -377,7 +417,11 @@ fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_other
             if unfinished.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "round {round} (seed {seed}): operations never ended: {unfinished:?}\n{}", servers[survivor].log());
+            assert!(
+                Instant::now() < deadline,
+                "round {round} (seed {seed}): operations never ended: {unfinished:?}\n{}",
+                servers[survivor].log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         servers[victim].restart();
@@ -390,7 +434,11 @@ fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_other
         // The store's live VMs are what the test expects, and exactly what vCenter holds.
         let vms = store.query(|tx| tx.list_vms(&VmFilter::default())).unwrap();
         let recorded: BTreeMap<String, uuid::Uuid> = vms.iter().map(|vm| (vm.name.to_string(), vm.id)).collect();
-        assert_eq!(recorded.keys().cloned().collect::<BTreeSet<_>>(), live.iter().cloned().collect(), "round {round} (seed {seed})");
+        assert_eq!(
+            recorded.keys().cloned().collect::<BTreeSet<_>>(),
+            live.iter().cloned().collect(),
+            "round {round} (seed {seed})"
+        );
         let inventory = runtime.block_on(basphere_core::Provisioner::inventory(&vsphere)).unwrap();
         let found: BTreeMap<String, uuid::Uuid> = inventory
             .iter()
@@ -404,4 +452,6 @@ fn a_replica_killed_while_it_holds_operations_has_its_work_finished_by_the_other
         assert_eq!(leases.len(), vms.len(), "round {round} (seed {seed}): {leases:?}");
         assert_eq!(leased, recorded.values().copied().collect(), "round {round} (seed {seed})");
     }
+    assert!(taken_over > 0, "seed {seed}: the victims never held an operation when killed");
+    println!("{taken_over} operations held by a killed replica were finished by the others");
 }
