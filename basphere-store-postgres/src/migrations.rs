@@ -246,6 +246,8 @@ pub(crate) fn migrate(client: &tokio_postgres::Client, target: usize) -> Result<
         block_on(client.batch_execute("BEGIN")).map_err(pg)?;
         let step = (|| -> Result<Option<usize>> {
             block_on(client.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])).map_err(pg)?;
+            // "already exists, skipping" is no news on every start.
+            block_on(client.batch_execute("SET LOCAL client_min_messages = warning")).map_err(pg)?;
             block_on(client.batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
             ))
