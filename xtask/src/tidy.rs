@@ -28,7 +28,9 @@ const WIRE: &str = "basphere-api";
 /// never core or a backend.
 const CLI: &str = "basphere-cli";
 /// Only this crate may speak SQL.
-const SQL_CRATES: &[&str] = &["rusqlite", "sqlx", "postgres", "tokio-postgres"];
+const SQL_CRATES: &[&str] = &["rusqlite", "sqlx", "postgres", "tokio-postgres", "deadpool-postgres"];
+/// The store backends: the only crates that know SQL.
+const STORE_CRATES: &[&str] = &["basphere-store", "basphere-store-postgres"];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -136,8 +138,12 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
     }
     for package in &packages {
         for dep in &package.dependencies {
-            if SQL_CRATES.contains(&dep.as_str()) && package.name != "basphere-store" {
-                problems.push(format!("{} depends on {dep}: only basphere-store knows SQL", package.name));
+            if SQL_CRATES.contains(&dep.as_str()) && !STORE_CRATES.contains(&package.name.as_str()) {
+                problems.push(format!(
+                    "{} depends on {dep}: only the store crates ({}) know SQL",
+                    package.name,
+                    STORE_CRATES.join(", ")
+                ));
             }
         }
         let manifest = std::fs::read_to_string(&package.manifest)?;
@@ -195,6 +201,7 @@ const STORE_IN_HANDLERS: &[&str] = &[
     "StoreTx",
     "basphere_core::store",
     "SqliteStore",
+    "PostgresStore",
 ];
 
 /// Rules read from the sources themselves.
@@ -211,9 +218,11 @@ fn source_rules(root: &Path) -> Result<Vec<String>> {
         }
     }
     for file in rust_files(&root.join("basphere-server/src"))? {
-        // The composition root opens the store; everything else goes through `Platform`.
-        let composition_root =
-            file.ends_with("basphere-server/src/lib.rs") || file.ends_with("basphere-server/src/main.rs");
+        // The composition root opens the store (`stores`: which one, and moving between them);
+        // everything else goes through `Platform`.
+        let composition_root = file.ends_with("basphere-server/src/lib.rs")
+            || file.ends_with("basphere-server/src/main.rs")
+            || file.ends_with("basphere-server/src/stores.rs");
         let text = std::fs::read_to_string(&file)?;
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");

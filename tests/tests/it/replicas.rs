@@ -486,7 +486,8 @@ fn migrate_store_moves_an_installation_from_sqlite_to_postgres() {
     assert!(moved.status.success(), "{printed}{}", String::from_utf8_lossy(&moved.stderr));
     assert!(printed.contains("moved from sqlite to postgres, and checked record by record"), "{printed}");
     let count = |kind: &str| -> usize {
-        let line = printed.lines().find(|line| line.trim_start().starts_with(kind)).unwrap_or_else(|| panic!("{printed}"));
+        let line =
+            printed.lines().find(|line| line.trim_start().starts_with(kind)).unwrap_or_else(|| panic!("{printed}"));
         line.split_whitespace().last().unwrap().parse().unwrap()
     };
     assert_eq!((count("users"), count("vms"), count("leases"), count("tokens")), (1, 2, 1, 1), "{printed}");
