@@ -84,8 +84,19 @@ impl PgCluster {
         SHARED.get_or_init(|| PgCluster::start().unwrap_or_else(|error| panic!("cannot start PostgreSQL: {error}")))
     }
 
-    /// Makes a new cluster and starts its server.
+    /// Makes a new cluster and starts its server, without fsync (tests measure behaviour, not
+    /// durability).
     pub fn start() -> Result<PgCluster, String> {
+        Self::start_with(false)
+    }
+
+    /// Makes a new cluster whose server syncs every commit to disk, as a production one does
+    /// (benchmarks compare it with SQLite's `synchronous=FULL`).
+    pub fn start_durable() -> Result<PgCluster, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<PgCluster, String> {
         let bin = bindir()?;
         let dir =
             std::env::temp_dir().join(format!("basphere-pg-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
@@ -105,9 +116,10 @@ impl PgCluster {
         if !output.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
         }
-        // Durability is not what these tests measure: no fsync, so a test run is not disk-bound.
+        // Durability is not what the tests measure: no fsync, so a test run is not disk-bound.
+        let sync = if durable { "" } else { " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
         let server = format!(
-            "{} -D {} -k {} -p {PORT} -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB",
+            "{} -D {} -k {} -p {PORT} -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB{sync}",
             quote(&bin.join("postgres").to_string_lossy()),
             quote(&data.to_string_lossy()),
             quote(&dir.to_string_lossy()),

@@ -15,6 +15,7 @@ mod bench;
 mod bench_accounts;
 mod bench_api;
 mod bench_clusters;
+mod bench_store;
 mod bench_vsphere;
 mod bench_web;
 mod tidy;
@@ -42,7 +43,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "api", "vsphere", "accounts", "web", "clusters"])]
+        #[arg(value_parser = ["ipam", "store", "api", "vsphere", "accounts", "web", "clusters"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -70,13 +71,14 @@ fn main() -> anyhow::Result<()> {
         Command::Vcsim { build_only } => vcsim::run(build_only),
         Command::Bench { name, scale, connections } => match name.as_str() {
             "ipam" => bench::ipam(scale),
+            "store" => bench_store::store(scale),
             "api" => bench_api::api(scale, connections),
             "vsphere" => bench_vsphere::vsphere(scale),
             "accounts" => bench_accounts::accounts(scale, connections),
             "web" => bench_web::web(scale),
             "clusters" => bench_clusters::clusters(scale),
             other => {
-                anyhow::bail!("unknown benchmark {other:?}; available: ipam, api, vsphere, accounts, web, clusters")
+                anyhow::bail!("unknown benchmark {other:?}; available: ipam, store, api, vsphere, accounts, web, clusters")
             }
         },
     }
