@@ -78,7 +78,9 @@ fn main() -> anyhow::Result<()> {
             "web" => bench_web::web(scale),
             "clusters" => bench_clusters::clusters(scale),
             other => {
-                anyhow::bail!("unknown benchmark {other:?}; available: ipam, store, api, vsphere, accounts, web, clusters")
+                anyhow::bail!(
+                    "unknown benchmark {other:?}; available: ipam, store, api, vsphere, accounts, web, clusters"
+                )
             }
         },
     }

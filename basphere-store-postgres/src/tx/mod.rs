@@ -31,9 +31,6 @@ pub(crate) struct TxState {
     pub conflict: Cell<bool>,
     /// A statement failed outside a savepoint: the transaction cannot commit.
     pub aborted: Cell<bool>,
-    /// A statement hit a unique constraint: perhaps on a row committed after this transaction's
-    /// snapshot was taken, which only running it again can tell.
-    pub unique_violation: Cell<bool>,
 }
 
 /// A read or write transaction on one connection.
@@ -108,9 +105,6 @@ impl PgTx<'_> {
                 if is_conflict(&error) {
                     // The whole transaction is run again: no point in going on.
                     return Err(pg(self.failed(error)));
-                }
-                if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                    self.state.unique_violation.set(true);
                 }
                 block_on(self.client.batch_execute("ROLLBACK TO SAVEPOINT basphere_statement"))
                     .map_err(|error| pg(self.failed(error)))?;
