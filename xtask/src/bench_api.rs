@@ -190,8 +190,9 @@ impl Load {
     }
 }
 
-/// `connections` keep-alive connections, each sending requests back to back for `duration`.
-async fn load<F>(address: &str, connections: usize, duration: Duration, request: F) -> Result<Load>
+/// `connections` keep-alive connections, each sending requests back to back for `duration`,
+/// spread over `addresses` (several replicas) in turn.
+async fn load<F>(addresses: &[String], connections: usize, duration: Duration, request: F) -> Result<Load>
 where
     F: Fn(usize, usize) -> (String, String, Option<Value>, String) + Send + Sync + 'static,
 {
@@ -200,7 +201,7 @@ where
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for connection in 0..connections {
-        let (address, request) = (address.to_owned(), request.clone());
+        let (address, request) = (addresses[connection % addresses.len()].clone(), request.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(&address).await?;
             let (mut latencies, mut ok, mut n) = (Vec::new(), 0usize, 0usize);
@@ -268,13 +269,13 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
 
         // GET /api/v1/vms for one user with 100 VMs.
         let lister = tokens[7].clone();
-        let mut list = load(&server.tcp, connections, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
+        let mut list = load(&[server.tcp.clone()], connections, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
         anyhow::ensure!(list.ok == list.requests, "{} of {} list requests failed", list.requests - list.ok, list.requests);
 
         // Creates: 50 fresh users, one VM per request, zero-delay backend.
         let creators = Arc::new(accounts(&server, "maker", 50, 100_000, 800_000).await?);
         let creators_for_load = creators.clone();
-        let mut create = load(&server.tcp, connections, seconds, move |connection, n| {
+        let mut create = load(&[server.tcp.clone()], connections, seconds, move |connection, n| {
             let token = creators_for_load[(connection + n * 7) % creators_for_load.len()].clone();
             ("POST".into(), "/api/v1/vms".into(), Some(json!({"name": format!("c{connection}-{n}"), "os": "ubuntu-24.04", "spec": "tiny"})), token)
         })
@@ -344,5 +345,136 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     report["idle_rss_kib"] = json!(idle_rss);
     std::fs::write(out.join("api.json"), serde_json::to_string_pretty(&report)?)?;
     println!("figures written to target/bench/api.json");
+    Ok(())
+}
+
+/// `cargo xtask bench api --store postgres --replicas N`: in one run, the same API load against
+/// SQLite with one server, PostgreSQL with one, and PostgreSQL with N replicas (a durable
+/// private server). The replicas share one vCenter simulator, as they would share a vCenter (a
+/// per-process simulated one cannot be shared), so every configuration runs on it. The 10,000
+/// VMs the list runs against are records written into the store before the servers start
+/// (provisioning 10,000 clones three times would be most of the run); creates go through the API.
+pub fn replicas(scale: f64, connections: usize, replicas: usize) -> Result<()> {
+    use basphere_core::{Store, StoreExt};
+    let root = super::tidy::workspace_root();
+    let binary = build(&root)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let dir = tempfile::tempdir()?;
+    let seconds = Duration::from_secs_f64((10.0 * scale).max(1.0));
+    let templates: Vec<String> = (0..replicas).map(|i| format!("replica-{i}-template")).collect();
+    let defaults = basphere_core::Config::default();
+    let vcsim = basphere_vsphere::vcsim::Vcsim::start(&basphere_vsphere::vcsim::VcsimOptions {
+        folder: defaults.vsphere.folder.clone(),
+        templates: templates.clone(),
+        method_delays: Vec::new(),
+    })?;
+    let credentials = dir.path().join("vsphere.env");
+    std::fs::write(&credentials, format!("VSPHERE_USER={}\nVSPHERE_PASSWORD={}\n", vcsim.user, vcsim.password))?;
+    std::fs::set_permissions(&credentials, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let cluster = basphere_store_postgres::testing::PgCluster::start_durable().map_err(anyhow::Error::msg)?;
+
+    let mut rows = Vec::new();
+    for (store_kind, count) in [("sqlite", 1), ("postgres", 1), ("postgres", replicas)] {
+        let home = dir.path().join(format!("{store_kind}-{count}"));
+        std::fs::create_dir_all(home.join("data"))?;
+        let url = match store_kind {
+            "sqlite" => format!("sqlite:{}", home.join("data/basphere.db").display()),
+            _ => cluster.fresh_database(),
+        };
+        // 100 owners with 100 VM records each, and one token to list with.
+        let store: std::sync::Arc<dyn Store> = match store_kind {
+            "sqlite" => std::sync::Arc::new(basphere_store::SqliteStore::open(home.join("data/basphere.db"))?),
+            _ => std::sync::Arc::new(basphere_store_postgres::PostgresStore::connect(
+                &basphere_store_postgres::PostgresOptions::new(&url),
+            )?),
+        };
+        let secret = "bsp_benchmarklister0000000000000000000000";
+        for owner in 0..100u64 {
+            let account = basphere_core::testing::user(&format!("owner-{owner}"), 700_000 + owner);
+            store.transact(|tx| {
+                tx.insert_user(&account)?;
+                for n in 0..100 {
+                    let mut vm = basphere_core::testing::store::vm(&account.username, &format!("vm-{n}"));
+                    vm.state = basphere_core::model::VmState::Running;
+                    tx.insert_vm(&vm)?;
+                }
+                if owner == 7 {
+                    let now = basphere_core::model::now();
+                    tx.insert_token(&basphere_core::model::ApiToken {
+                        id: basphere_core::model::Uuid::now_v7(),
+                        owner: account.username.clone(),
+                        name: "bench".into(),
+                        scope: basphere_core::model::TokenScope::User,
+                        secret_hash: basphere_core::model::ApiToken::hash_secret(secret),
+                        created_at: now,
+                        expires_at: None,
+                        revoked_at: None,
+                        last_used_at: None,
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        drop(store);
+        let servers: Vec<Server> = (0..count)
+            .map(|i| {
+                let replica = home.join(format!("replica-{i}"));
+                std::fs::create_dir_all(&replica)?;
+                let config = format!(
+                    "store:\n  url: \"{url}\"\nserver:\n  workers: 1\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 128\nbackend:\n  vm: vsphere-api\nvsphere:\n  server: \"{}\"\n  datacenter: DC0\n  cluster: DC0_C0\n  datastore: LocalDS_0\n  network: \"VM Network\"\n  folder: {}\n  credentials_file: {}\n  allow_unverified_ssl: true\ntemplates:\n  os:\n    ubuntu-24.04:\n      template: {}\n      interface: ens192\n",
+                    vcsim.server,
+                    defaults.vsphere.folder,
+                    credentials.display(),
+                    templates[i]
+                );
+                start_with(&binary, &replica, &config)
+            })
+            .collect::<Result<_>>()?;
+        let addresses: Vec<String> = servers.iter().map(|server| server.tcp.clone()).collect();
+        let row = runtime.block_on(async {
+            let mut list = load(&addresses, connections, seconds, move |_, _| {
+                ("GET".into(), "/api/v1/vms".into(), None, secret.to_owned())
+            })
+            .await?;
+            anyhow::ensure!(list.ok == list.requests, "{} of {} list requests failed", list.requests - list.ok, list.requests);
+            let creators = Arc::new(accounts(&servers[0], "maker", 20, 100_000, 800_000).await?);
+            let mut create = load(&addresses, connections, seconds, move |connection, n| {
+                let token = creators[(connection + n * 7) % creators.len()].clone();
+                ("POST".into(), "/api/v1/vms".into(), Some(json!({"name": format!("c{connection}-{n}"), "os": "ubuntu-24.04", "spec": "tiny"})), token)
+            })
+            .await?;
+            anyhow::ensure!(create.ok == create.requests, "{} of {} creates were refused", create.requests - create.ok, create.requests);
+            anyhow::Ok(json!({
+                "store": store_kind, "replicas": count,
+                "list_per_second": list.requests as f64 / list.elapsed.as_secs_f64(), "list_p50_ms": ms(list.percentile(0.5)), "list_p99_ms": ms(list.percentile(0.99)),
+                "create_per_second": create.ok as f64 / create.elapsed.as_secs_f64(), "create_p50_ms": ms(create.percentile(0.5)), "create_p99_ms": ms(create.percentile(0.99)),
+            }))
+        })?;
+        drop(servers);
+        rows.push(row);
+    }
+    println!("api benchmark across stores: release servers on one vCenter simulator, {connections} keep-alive connections spread over the replicas, {} s per run, 2 cores shared", seconds.as_secs());
+    println!("{:<22} {:>12} {:>10} {:>10} {:>14} {:>10} {:>10}", "", "list req/s", "p50", "p99", "creates/s", "p50", "p99");
+    for row in &rows {
+        let f = |key: &str| row[key].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<22} {:>12.0} {:>8.2}ms {:>8.2}ms {:>14.0} {:>8.2}ms {:>8.2}ms",
+            format!("{} x{}", row["store"].as_str().unwrap_or(""), row["replicas"]),
+            f("list_per_second"), f("list_p50_ms"), f("list_p99_ms"), f("create_per_second"), f("create_p50_ms"), f("create_p99_ms")
+        );
+    }
+    let rate = |i: usize, key: &str| rows[i][key].as_f64().unwrap_or(0.0);
+    println!();
+    println!(
+        "ratios: creates postgres x1 / sqlite {:.2}, postgres x{replicas} / postgres x1 {:.2}; lists postgres x1 / sqlite {:.2}, postgres x{replicas} / postgres x1 {:.2}",
+        rate(1, "create_per_second") / rate(0, "create_per_second"),
+        rate(2, "create_per_second") / rate(1, "create_per_second"),
+        rate(1, "list_per_second") / rate(0, "list_per_second"),
+        rate(2, "list_per_second") / rate(1, "list_per_second"),
+    );
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("api-stores.json"), serde_json::to_string_pretty(&rows)?)?;
+    println!("figures written to target/bench/api-stores.json");
     Ok(())
 }

@@ -51,6 +51,13 @@ enum Command {
         /// Concurrent keep-alive connections of the API load generator.
         #[arg(long, default_value_t = 16)]
         connections: usize,
+        /// `api` only: the store of the servers (`postgres` compares SQLite, one PostgreSQL
+        /// server and `--replicas` PostgreSQL servers in one run).
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+        store: String,
+        /// `api --store postgres` only: how many replicas share the database.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=8))]
+        replicas: u64,
     },
 }
 
@@ -69,7 +76,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Vcsim { build_only } => vcsim::run(build_only),
-        Command::Bench { name, scale, connections } => match name.as_str() {
+        Command::Bench { name, scale, connections, store, replicas } => match name.as_str() {
+            "api" if store == "postgres" => bench_api::replicas(scale, connections, replicas as usize),
             "ipam" => bench::ipam(scale),
             "store" => bench_store::store(scale),
             "api" => bench_api::api(scale, connections),
