@@ -269,13 +269,13 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
 
         // GET /api/v1/vms for one user with 100 VMs.
         let lister = tokens[7].clone();
-        let mut list = load(&[server.tcp.clone()], connections, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
+        let mut list = load(std::slice::from_ref(&server.tcp), connections, seconds, move |_, _| ("GET".into(), "/api/v1/vms".into(), None, lister.clone())).await?;
         anyhow::ensure!(list.ok == list.requests, "{} of {} list requests failed", list.requests - list.ok, list.requests);
 
         // Creates: 50 fresh users, one VM per request, zero-delay backend.
         let creators = Arc::new(accounts(&server, "maker", 50, 100_000, 800_000).await?);
         let creators_for_load = creators.clone();
-        let mut create = load(&[server.tcp.clone()], connections, seconds, move |connection, n| {
+        let mut create = load(std::slice::from_ref(&server.tcp), connections, seconds, move |connection, n| {
             let token = creators_for_load[(connection + n * 7) % creators_for_load.len()].clone();
             ("POST".into(), "/api/v1/vms".into(), Some(json!({"name": format!("c{connection}-{n}"), "os": "ubuntu-24.04", "spec": "tiny"})), token)
         })
@@ -454,13 +454,21 @@ pub fn replicas(scale: f64, connections: usize, replicas: usize) -> Result<()> {
         rows.push(row);
     }
     println!("api benchmark across stores: release servers on one vCenter simulator, {connections} keep-alive connections spread over the replicas, {} s per run, 2 cores shared", seconds.as_secs());
-    println!("{:<22} {:>12} {:>10} {:>10} {:>14} {:>10} {:>10}", "", "list req/s", "p50", "p99", "creates/s", "p50", "p99");
+    println!(
+        "{:<22} {:>12} {:>10} {:>10} {:>14} {:>10} {:>10}",
+        "", "list req/s", "p50", "p99", "creates/s", "p50", "p99"
+    );
     for row in &rows {
         let f = |key: &str| row[key].as_f64().unwrap_or(0.0);
         println!(
             "{:<22} {:>12.0} {:>8.2}ms {:>8.2}ms {:>14.0} {:>8.2}ms {:>8.2}ms",
             format!("{} x{}", row["store"].as_str().unwrap_or(""), row["replicas"]),
-            f("list_per_second"), f("list_p50_ms"), f("list_p99_ms"), f("create_per_second"), f("create_p50_ms"), f("create_p99_ms")
+            f("list_per_second"),
+            f("list_p50_ms"),
+            f("list_p99_ms"),
+            f("create_per_second"),
+            f("create_p50_ms"),
+            f("create_p99_ms")
         );
     }
     let rate = |i: usize, key: &str| rows[i][key].as_f64().unwrap_or(0.0);
