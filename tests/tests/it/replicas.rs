@@ -115,7 +115,7 @@ fn twenty_users_creating_five_vms_each_over_three_replicas_get_one_hundred_disti
 }
 
 #[test]
-fn an_idempotency_key_holds_across_replicas_and_identity_changes_reach_every_replica() {
+fn idempotency_keys_quotas_and_suspensions_hold_across_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let url = PgCluster::shared().fresh_database();
     let vcenter = Vcenter::start(3, 0);
@@ -135,6 +135,20 @@ fn an_idempotency_key_holds_across_replicas_and_identity_changes_reach_every_rep
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     servers[2].wait_idle();
     assert_eq!(store(&url).query(|tx| tx.list_vms(&VmFilter::default())).unwrap().len(), 1);
+
+    // A quota lowered through one replica holds on the others at once: it is read in the
+    // transaction that checks it.
+    let quota = servers[0].unix("PUT", "/api/v1/admin/users/alice/quota", Some(r#"{"vms": 1}"#));
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    for server in &servers[1..] {
+        let refused = server.http(
+            "POST",
+            "/api/v1/vms",
+            Some(&alice),
+            Some(r#"{"name":"more","os":"ubuntu-24.04","spec":"tiny"}"#),
+        );
+        assert_eq!((refused.status, refused.problem().as_str()), (403, "quota-exceeded"), "{}", refused.body);
+    }
 
     // Every replica has used the token (and cached it); a suspension through one reaches all
     // within the token cache's 5 seconds.
