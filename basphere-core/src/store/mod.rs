@@ -10,6 +10,7 @@ mod accounts;
 mod audit;
 mod clusters;
 pub mod copy;
+pub mod decode;
 mod duties;
 mod idempotency;
 mod ipam;
