@@ -5,26 +5,12 @@
 //! constraint and unique index as the SQLite store's does, and [`CONSTRAINTS`] maps each name to
 //! the error it means; the tests violate every one of them on a real database.
 
-use std::fmt;
-
+use basphere_core::store::constraint::Meaning;
+pub(crate) use basphere_core::store::constraint::Values;
 use basphere_core::Error;
 use tokio_postgres::error::SqlState;
 
 use crate::pg;
-
-/// The domain error a violation means. `column` names the value the error shows, taken from
-/// the values the statement wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Meaning {
-    /// `AlreadyExists { kind, name: <column's value> }`.
-    AlreadyExists { kind: &'static str, column: &'static str },
-    /// `NotFound { kind, name: <column's value> }`: the row refers to something absent.
-    NotFound { kind: &'static str, column: &'static str },
-    /// `Conflict("<what> <column's value> exists already")`.
-    Conflict { what: &'static str, column: &'static str },
-    /// `InvalidInput { field: column }`, saying what is accepted.
-    Invalid { column: &'static str, accepted: &'static str },
-}
 
 /// One named constraint of the schema.
 #[derive(Debug)]
@@ -110,28 +96,10 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
     exists("duties_pkey", "duty", "name"),
 ];
 
-/// The values a statement wrote, by column, for the error to show.
-pub(crate) type Values<'a> = &'a [(&'static str, &'a dyn fmt::Display)];
-
 impl Constraint {
     /// The domain error, or `None` when `values` lacks the column to show (a bug of the caller).
     fn error(&self, values: Values<'_>) -> Option<Error> {
-        let column = match self.meaning {
-            Meaning::AlreadyExists { column, .. }
-            | Meaning::NotFound { column, .. }
-            | Meaning::Conflict { column, .. }
-            | Meaning::Invalid { column, .. } => column,
-        };
-        let value = values.iter().find(|(name, _)| *name == column)?.1;
-        Some(match self.meaning {
-            Meaning::AlreadyExists { kind, .. } => Error::already_exists(kind, value),
-            Meaning::NotFound { kind, .. } => Error::not_found(kind, value),
-            Meaning::Conflict { what, .. } => Error::Conflict(format!("{what} {value} exists already")),
-            Meaning::Invalid { accepted, .. } => Error::invalid(
-                column,
-                format!("{:?} is refused by the store ({}); accepted: {accepted}", value.to_string(), self.name),
-            ),
-        })
+        self.meaning.error(self.name, values)
     }
 }
 

@@ -22,8 +22,8 @@
 //! tests below violate every constraint and check both the identity and the error, and check
 //! that every name in the schema has an entry.
 
-use std::fmt;
-
+use basphere_core::store::constraint::Meaning;
+pub(crate) use basphere_core::store::constraint::Values;
 use basphere_core::Error;
 use rusqlite::ffi;
 
@@ -50,20 +50,6 @@ impl Kind {
             _ => None,
         }
     }
-}
-
-/// The domain error a violation means. `column` names the value the error shows, taken from
-/// the values the statement wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Meaning {
-    /// `AlreadyExists { kind, name: <column's value> }`.
-    AlreadyExists { kind: &'static str, column: &'static str },
-    /// `NotFound { kind, name: <column's value> }`: the row refers to something absent.
-    NotFound { kind: &'static str, column: &'static str },
-    /// `Conflict("<what> <column's value> exists already")`.
-    Conflict { what: &'static str, column: &'static str },
-    /// `InvalidInput { field: column }`, saying what is accepted.
-    Invalid { column: &'static str, accepted: &'static str },
 }
 
 /// One named constraint of the schema.
@@ -185,28 +171,10 @@ pub(crate) fn find(kind: Kind, identity: &str, table: &str) -> Option<&'static C
     })
 }
 
-/// The values a statement wrote, by column, for the error to show.
-pub(crate) type Values<'a> = &'a [(&'static str, &'a dyn fmt::Display)];
-
 impl Constraint {
     /// The domain error, or `None` when `values` lacks the column to show (a bug of the caller).
     fn error(&self, values: Values<'_>) -> Option<Error> {
-        let column = match self.meaning {
-            Meaning::AlreadyExists { column, .. }
-            | Meaning::NotFound { column, .. }
-            | Meaning::Conflict { column, .. }
-            | Meaning::Invalid { column, .. } => column,
-        };
-        let value = values.iter().find(|(name, _)| *name == column)?.1;
-        Some(match self.meaning {
-            Meaning::AlreadyExists { kind, .. } => Error::already_exists(kind, value),
-            Meaning::NotFound { kind, .. } => Error::not_found(kind, value),
-            Meaning::Conflict { what, .. } => Error::Conflict(format!("{what} {value} exists already")),
-            Meaning::Invalid { accepted, .. } => Error::invalid(
-                column,
-                format!("{:?} is refused by the store ({}); accepted: {accepted}", value.to_string(), self.name),
-            ),
-        })
+        self.meaning.error(self.name, values)
     }
 }
 
@@ -316,7 +284,7 @@ mod tests {
     ];
 
     /// A value for every column an error may show.
-    fn values() -> Vec<(&'static str, &'static dyn fmt::Display)> {
+    fn values() -> Vec<(&'static str, &'static dyn std::fmt::Display)> {
         [
             "username",
             "key_fingerprint",
@@ -337,7 +305,7 @@ mod tests {
             "kind",
         ]
         .into_iter()
-        .map(|column| (column, &"shown" as &dyn fmt::Display))
+        .map(|column| (column, &"shown" as &dyn std::fmt::Display))
         .collect()
     }
 

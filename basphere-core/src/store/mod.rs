@@ -9,6 +9,7 @@
 mod accounts;
 mod audit;
 mod clusters;
+pub mod constraint;
 pub mod copy;
 pub mod decode;
 mod duties;
