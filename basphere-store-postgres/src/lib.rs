@@ -225,6 +225,14 @@ impl PostgresStore {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// Whether this store's connections to the database are encrypted.
+    pub fn uses_tls(&self) -> Result<bool> {
+        let client = self.client()?;
+        let row =
+            block_on(client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])).map_err(pg)?;
+        Ok(row.get(0))
+    }
+
     /// Whether the database answers now (for readiness).
     pub fn ping(&self) -> Result<()> {
         let client = self.client()?;

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::{PostgresOptions, PostgresStore};
 
-const PORT: u16 = 5432;
+/// The port of a server on its socket only (the socket file's name carries it).
+const SOCKET_PORT: u16 = 5432;
 const USER: &str = "basphere";
 
 /// A running private PostgreSQL server.
@@ -24,6 +25,9 @@ pub struct PgCluster {
     dir: PathBuf,
     bin: PathBuf,
     control: Mutex<ChildStdin>,
+    port: u16,
+    /// The certificate authority of a server that also listens with TLS on loopback.
+    tls: Option<PathBuf>,
     _shell: Child,
     next: AtomicUsize,
 }
@@ -87,16 +91,23 @@ impl PgCluster {
     /// Makes a new cluster and starts its server, without fsync (tests measure behaviour, not
     /// durability).
     pub fn start() -> Result<PgCluster, String> {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
     /// Makes a new cluster whose server syncs every commit to disk, as a production one does
     /// (benchmarks compare it with SQLite's `synchronous=FULL`).
     pub fn start_durable() -> Result<PgCluster, String> {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(durable: bool) -> Result<PgCluster, String> {
+    /// Makes a new cluster whose server also listens on 127.0.0.1 with TLS, with a certificate
+    /// for `localhost` and `127.0.0.1` signed by a certificate authority made for it
+    /// ([`ca_file`](Self::ca_file)); [`tls_url`](Self::tls_url) reaches it.
+    pub fn start_tls() -> Result<PgCluster, String> {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(durable: bool, tls: bool) -> Result<PgCluster, String> {
         let bin = bindir()?;
         let dir =
             std::env::temp_dir().join(format!("basphere-pg-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
@@ -118,8 +129,23 @@ impl PgCluster {
         }
         // Durability is not what the tests measure: no fsync, so a test run is not disk-bound.
         let sync = if durable { "" } else { " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
+        let (port, listen, ca) = if tls {
+            let ca = certificates(&dir, &data)?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map_err(|error| format!("no free port: {error}"))?
+                .port();
+            let listen = format!(
+                " -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                quote(&data.join("server.crt").to_string_lossy()),
+                quote(&data.join("server.key").to_string_lossy())
+            );
+            (port, listen, Some(ca))
+        } else {
+            (SOCKET_PORT, " -c listen_addresses=".to_owned(), None)
+        };
         let server = format!(
-            "{} -D {} -k {} -p {PORT} -c listen_addresses= -c max_connections=400 -c shared_buffers=64MB{sync}",
+            "{} -D {} -k {} -p {port}{listen} -c max_connections=400 -c shared_buffers=64MB{sync}",
             quote(&bin.join("postgres").to_string_lossy()),
             quote(&data.to_string_lossy()),
             quote(&dir.to_string_lossy()),
@@ -151,7 +177,15 @@ rm -rf {dir}
             .spawn()
             .map_err(|error| format!("starting postgres: {error}"))?;
         let control = shell.stdin.take().expect("piped");
-        let cluster = PgCluster { dir, bin, control: Mutex::new(control), _shell: shell, next: AtomicUsize::new(0) };
+        let cluster = PgCluster {
+            dir,
+            bin,
+            control: Mutex::new(control),
+            port,
+            tls: ca,
+            _shell: shell,
+            next: AtomicUsize::new(0),
+        };
         cluster.wait_ready(Duration::from_secs(30))?;
         Ok(cluster)
     }
@@ -192,7 +226,7 @@ rm -rf {dir}
             .arg("-q")
             .arg("-h")
             .arg(&self.dir)
-            .args(["-p", &PORT.to_string(), "-U", USER, "-d", "postgres"])
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", "postgres"])
             .status()
             .map(|status| status.success())
             .unwrap_or(false)
@@ -221,7 +255,7 @@ rm -rf {dir}
             .arg(&self.dir)
             .args([
                 "-p",
-                &PORT.to_string(),
+                &self.port.to_string(),
                 "-U",
                 USER,
                 "-d",
@@ -246,7 +280,17 @@ rm -rf {dir}
 
     /// The URL of database `database` (a libpq URL with the socket directory as its host).
     pub fn url(&self, database: &str) -> String {
-        format!("postgresql://{USER}@/{database}?host={}&port={PORT}", self.dir.display())
+        format!("postgresql://{USER}@/{database}?host={}&port={}", self.dir.display(), self.port)
+    }
+
+    /// The certificate authority of a server started with [`start_tls`](Self::start_tls).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_deref()
+    }
+
+    /// The URL of `database` over TCP with TLS required (`start_tls` servers only).
+    pub fn tls_url(&self, database: &str) -> String {
+        format!("postgresql://{USER}@localhost:{}/{database}?sslmode=require", self.port)
     }
 
     /// A new, empty database; its URL.
@@ -275,4 +319,79 @@ rm -rf {dir}
         self.psql_on("conformance", &format!("CREATE SCHEMA {schema}")).unwrap_or_else(|error| panic!("{error}"));
         options
     }
+}
+
+/// A certificate authority (`ca.crt` in `dir`) and a server certificate for `localhost` and
+/// 127.0.0.1 signed by it (`server.crt`, `server.key` in `data`, the key the server user's
+/// alone), made with openssl; the authority's path.
+fn certificates(dir: &Path, data: &Path) -> Result<PathBuf, String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| format!("openssl (apt-get install openssl): {error}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr)))
+        }
+    };
+    let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+    let (crt, key) = (crt.to_string_lossy(), key.to_string_lossy());
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Basphere test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ])?;
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        .map_err(|error| error.to_string())?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        &crt,
+    ])?;
+    std::fs::set_permissions(data.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|error| error.to_string())?;
+    if is_root() {
+        for file in ["server.crt", "server.key"] {
+            std::os::unix::fs::chown(data.join(file), Some(65534), Some(65534)).map_err(|error| error.to_string())?;
+        }
+    }
+    Ok(dir.join("ca.crt"))
 }

@@ -191,3 +191,26 @@ fn every_named_constraint_exists_in_the_schema() {
         .unwrap();
     assert_eq!(store.user(&bob.username).unwrap(), bob);
 }
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_authority() {
+    let cluster = PgCluster::start_tls().unwrap();
+    cluster.psql("CREATE DATABASE tls").unwrap();
+    let mut options = basphere_store_postgres::PostgresOptions::new(cluster.tls_url("tls"));
+    options.ca_file = Some(cluster.ca_file().unwrap().to_path_buf());
+    let store = PostgresStore::connect(&options).unwrap();
+    assert!(store.uses_tls().unwrap(), "the connection is encrypted");
+    let alice = user("alice", 1);
+    store.transact(|tx| tx.insert_user(&alice)).unwrap();
+    assert_eq!(store.user(&alice.username).unwrap(), alice);
+
+    // Without the authority (the system's roots only), the server's certificate is refused.
+    let untrusted = PostgresStore::connect(&basphere_store_postgres::PostgresOptions::new(cluster.tls_url("tls")));
+    let error = untrusted.err().expect("an unknown authority is refused").to_string();
+    assert!(error.to_lowercase().contains("certificate") || error.contains("cannot reach"), "{error}");
+    // A missing authority file is named.
+    let mut missing = basphere_store_postgres::PostgresOptions::new(cluster.tls_url("tls"));
+    missing.ca_file = Some("/nonexistent/ca.pem".into());
+    let error = PostgresStore::connect(&missing).err().expect("refused").to_string();
+    assert!(error.contains("store.ca_file") && error.contains("/nonexistent/ca.pem"), "{error}");
+}
