@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Writes a consistent copy of the SQLite store to FILE while the server keeps serving.
+    Backup {
+        /// The new file to write.
+        file: PathBuf,
+    },
+    /// Replaces the SQLite store with a backup (stop the server first); the replaced database is
+    /// kept beside it, and the next start resumes and reconciles.
+    Restore {
+        /// A file `backup` wrote.
+        file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,9 +70,27 @@ fn main() -> anyhow::Result<()> {
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
-    if let Some(Command::MigrateStore { from, to, password_file }) = &args.command {
-        let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".basphere"));
-        return basphere_server::stores::migrate(from, to, &data_dir, password_file.as_deref());
+    match &args.command {
+        Some(Command::MigrateStore { from, to, password_file }) => {
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".basphere"));
+            return basphere_server::stores::migrate(from, to, &data_dir, password_file.as_deref());
+        }
+        Some(Command::Backup { file }) => {
+            let config = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+            return basphere_server::stores::backup(&config.store, &data_dir, file);
+        }
+        Some(Command::Restore { file }) => {
+            let config = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+            let socket = args
+                .socket
+                .clone()
+                .or_else(|| config.server.socket.clone())
+                .unwrap_or_else(|| data_dir.join("basphere.sock"));
+            return basphere_server::stores::restore(&config.store, &data_dir, &socket, file);
+        }
+        None => {}
     }
     // Store calls run on blocking threads; a bounded pool keeps memory bounded under load.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;

@@ -88,3 +88,69 @@ pub fn migrate(from: &str, to: &str, data_dir: &Path, password_file: Option<&Pat
     println!("not moved: browser sessions (people sign in again) and idempotency keys.");
     Ok(())
 }
+
+/// The SQLite file `settings` names, or an error saying what to use for PostgreSQL.
+fn sqlite_path(settings: &StoreConfig, data_dir: &Path, verb: &str) -> Result<std::path::PathBuf> {
+    match &settings.url {
+        StoreUrl::Sqlite(path) => Ok(path.clone().unwrap_or_else(|| data_dir.join("basphere.db"))),
+        StoreUrl::Postgres(_) => bail!(
+            "store.url names PostgreSQL: {verb} it with PostgreSQL's own tools, e.g. `pg_dump --format=custom --file=basphere.dump DATABASE` \
+             while the replicas serve, and `pg_restore --dbname=DATABASE basphere.dump` into an empty database with them stopped"
+        ),
+    }
+}
+
+/// Writes a consistent copy of the SQLite store to `file` while the server goes on serving.
+pub fn backup(settings: &StoreConfig, data_dir: &Path, file: &Path) -> Result<()> {
+    let path = sqlite_path(settings, data_dir, "back up")?;
+    if !path.exists() {
+        bail!("there is no database at {} to back up (store.url, --data-dir)", path.display());
+    }
+    let store = SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    store.backup(file).map_err(|error| anyhow::anyhow!("{error}")).context("writing the backup")?;
+    let version = SqliteStore::verify(file).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let counts = basphere_core::store::copy::Snapshot::read(&SqliteStore::open(file)?)
+        .map_err(|error| anyhow::anyhow!("{error}"))?
+        .counts();
+    println!("backed up {} to {} (schema {version}):", path.display(), file.display());
+    for (kind, count) in counts {
+        println!("  {kind:<16} {count}");
+    }
+    Ok(())
+}
+
+/// Replaces the SQLite store with the backup `file`, the server stopped: the backup is checked
+/// first, the database it replaces is kept beside it, and the next start resumes the backup's
+/// unfinished operations and reconciles with vSphere.
+pub fn restore(settings: &StoreConfig, data_dir: &Path, socket: &Path, file: &Path) -> Result<()> {
+    let path = sqlite_path(settings, data_dir, "restore")?;
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        bail!("the server is running (its socket {} answers); stop it before restoring", socket.display());
+    }
+    let version = SqliteStore::verify(file).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let parent = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let staged = path.with_extension("db.restoring");
+    std::fs::copy(file, &staged).with_context(|| format!("copying {} to {}", file.display(), staged.display()))?;
+    std::fs::File::open(&staged)?.sync_all()?;
+    let kept = if path.exists() {
+        let kept = path.with_extension(format!("db.before-restore-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+        // The old database's write-ahead log belongs to it: fold it in before it is set aside.
+        drop(SqliteStore::open(&path)?);
+        std::fs::rename(&path, &kept)?;
+        Some(kept)
+    } else {
+        None
+    };
+    for stale in ["db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(path.with_extension(stale));
+    }
+    std::fs::rename(&staged, &path)?;
+    std::fs::File::open(parent)?.sync_all()?;
+    println!("restored {} from {} (schema {version})", path.display(), file.display());
+    if let Some(kept) = kept {
+        println!("the database it replaced is kept as {}", kept.display());
+    }
+    println!("at the next start the server resumes the backup's unfinished operations and compares its records with vSphere (basphere admin reconcile shows the differences)");
+    Ok(())
+}

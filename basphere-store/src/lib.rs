@@ -108,6 +108,55 @@ impl SqliteStore {
         user_version(&conn)
     }
 
+    /// Writes a consistent copy of the database to `to` (a new file), while others go on
+    /// reading and writing: `VACUUM INTO` reads one snapshot, so the copy holds every transaction
+    /// committed before it began and none after.
+    pub fn backup(&self, to: &Path) -> Result<()> {
+        if to.exists() {
+            return Err(basphere_core::Error::AlreadyExists { kind: "backup file", name: to.display().to_string() });
+        }
+        let target = to.to_str().ok_or_else(|| basphere_core::Error::invalid("backup file", "use a path in UTF-8"))?;
+        self.with_reader(|conn| conn.execute("VACUUM INTO ?1", [target]).map(|_| ()).map_err(sql))
+    }
+
+    /// Checks that `path` is a whole Basphere database this build can open: SQLite's integrity
+    /// check, every foreign key pointing at a row, and a schema version not newer than this one's.
+    /// Its schema version.
+    pub fn verify(path: &Path) -> Result<usize> {
+        Self::check(path).map_err(|error| match error {
+            basphere_core::Error::InvalidInput { .. } => error,
+            other => basphere_core::Error::invalid(
+                "backup file",
+                format!("{} is not a Basphere database: {other}", path.display()),
+            ),
+        })
+    }
+
+    fn check(path: &Path) -> Result<usize> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| SqliteError::Open { path: path.to_path_buf(), source })?;
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).map_err(sql)?;
+        if integrity != "ok" {
+            return Err(basphere_core::Error::invalid(
+                "backup file",
+                format!("{} is damaged: {integrity}", path.display()),
+            ));
+        }
+        foreign_keys_hold(&conn).map_err(sql)?;
+        let version = user_version(&conn)?;
+        if version == 0 || version > migrations::LATEST {
+            return Err(basphere_core::Error::invalid(
+                "backup file",
+                format!(
+                    "{} has schema version {version}; this build of Basphere reads 1 to {}",
+                    path.display(),
+                    migrations::LATEST
+                ),
+            ));
+        }
+        Ok(version)
+    }
+
     fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let Some(pool) = &self.readers else {
             let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,6 +4,7 @@ mod accounts;
 mod api_concurrency;
 mod api_crash;
 mod authz;
+mod backup;
 mod bad_input;
 mod cli_json;
 mod cluster_cli;

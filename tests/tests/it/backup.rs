@@ -1,0 +1,102 @@
+//! `basphere-server backup` while 50 creates run, and `restore`: the backup is one consistent
+//! moment, the restored server finishes what the backup had in flight, and reconciliation
+//! reports the VMs made after the backup instead of losing track of them.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use tests::server::{binaries, Server};
+
+const ROOMY: &str = "quotas:\n  default:\n    max_vms: 100\n    max_ips: 100\n    max_vcpus: 1000\n    max_memory_mb: 10000000\n    max_disk_gb: 100000\n";
+
+fn server_command(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(&binaries().server)
+        .arg("--config")
+        .arg(server.dir.join("config.yaml"))
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .arg("--socket")
+        .arg(&server.socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn printed_count(printed: &str, kind: &str) -> usize {
+    let line = printed.lines().find(|line| line.trim_start().starts_with(kind)).unwrap_or_else(|| panic!("{printed}"));
+    line.split_whitespace().last().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_backup_taken_under_load_restores_to_a_consistent_state_that_reconciliation_squares() {
+    let dir = tempfile::tempdir().unwrap();
+    // Realistic simulated task times: creates are in flight while the backup is taken.
+    let server = Arc::new(Server::start(dir.path(), Some(ROOMY)));
+    let alice = Arc::new(server.account("alice", 1, false));
+    let creating: Vec<_> = (0..5)
+        .map(|t| {
+            let (alice, server) = (alice.clone(), server.clone());
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let body = format!(r#"{{"name":"vm-{t}-{i}","os":"ubuntu-24.04","spec":"tiny"}}"#);
+                    let response = server.http("POST", "/api/v1/vms", Some(&alice), Some(&body));
+                    assert_eq!(response.status, 202, "{}", response.body);
+                    std::thread::sleep(std::time::Duration::from_millis(150));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let file = dir.path().join("backup.db");
+    let backup = server_command(&server, &["backup", file.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&backup.stdout).to_string();
+    assert!(backup.status.success(), "{printed}{}", String::from_utf8_lossy(&backup.stderr));
+    for thread in creating {
+        thread.join().unwrap();
+    }
+    let mut server = Arc::try_unwrap(server).ok().expect("the creating threads are done");
+    let backed_up = printed_count(&printed, "vms");
+    assert!(0 < backed_up && backed_up < 50, "the backup is of a moment during the creates: {printed}");
+    assert_eq!(printed_count(&printed, "leases"), backed_up, "{printed}");
+    server.wait_idle();
+
+    // Not while the server runs; then with it stopped.
+    let refused = server_command(&server, &["restore", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the server is running"), "{refused:?}");
+    assert!(server.terminate().success());
+    let restored = server_command(&server, &["restore", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&restored.stdout).to_string();
+    assert!(restored.status.success(), "{said}{}", String::from_utf8_lossy(&restored.stderr));
+    assert!(said.contains("is kept as"), "{said}");
+
+    // The restored server finishes the backup's unfinished creates (adopting what vCenter has)
+    // and reports, never deletes, the VMs made after the backup.
+    server.restart();
+    server.wait_idle();
+    let vms = server.http("GET", "/api/v1/vms", Some(&alice), None).json();
+    let vms = vms["items"].as_array().cloned().unwrap_or_else(|| vms.as_array().cloned().unwrap_or_default());
+    assert_eq!(vms.len(), backed_up, "the backup's VMs, no more");
+    assert!(vms.iter().all(|vm| vm["state"] == "running"), "{vms:?}");
+    let quota = server.http("GET", "/api/v1/quota", Some(&alice), None).json();
+    assert_eq!(quota["usage"]["ips"].as_u64(), Some(backed_up as u64), "one address per VM");
+    let reconciled = server.unix("POST", "/api/v1/admin/reconcile", None).json();
+    assert_eq!(reconciled["lost"].as_array().unwrap().len(), 0, "{reconciled}");
+    assert_eq!(reconciled["strays"].as_array().unwrap().len(), 50 - backed_up, "{reconciled}");
+}
+
+#[test]
+fn a_damaged_backup_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), Some(tests::server::FAST));
+    server.account("alice", 1, false);
+    assert!(server.terminate().success());
+    let file = dir.path().join("not-a-backup.db");
+    std::fs::write(&file, b"this is not a database").unwrap();
+    let refused = server_command(&server, &["restore", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("not-a-backup.db"), "{said}");
+    server.restart();
+    assert_eq!(server.unix("GET", "/api/v1/admin/users/alice", None).status, 200, "the database is untouched");
+}
