@@ -319,6 +319,103 @@ fn default_instance(data_dir: &Path) -> String {
     format!("{host}:{}", dir.display())
 }
 
+/// `check-config`: reads the configuration and asks every part it names whether it is ready,
+/// changing nothing: the store, the VM backend and its credentials, the cluster backend, the
+/// notifiers' secrets, the bastion logins and the bot check. Prints one line per part and says
+/// what to fix; whether everything passed.
+pub async fn check_config(options: &Options) -> Result<bool> {
+    let config = match load_config(options.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            println!("FAIL configuration: {error:#}");
+            return Ok(false);
+        }
+    };
+    println!(
+        "ok   configuration {}",
+        options.config.as_deref().map_or("(embedded defaults)".into(), |p| p.display().to_string())
+    );
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+    // The simulated backends keep their inventory in the data directory: look at a scratch one.
+    let scratch = tempfile::tempdir()?;
+    let backend_dir = if data_dir.exists() { data_dir.clone() } else { scratch.path().to_path_buf() };
+    let mut passed = true;
+    let mut report = |part: &str, outcome: Result<String>| match outcome {
+        Ok(detail) => println!("ok   {part}: {detail}"),
+        Err(error) => {
+            passed = false;
+            println!("FAIL {part}: {error:#}");
+        }
+    };
+    let store_settings = config.store.clone();
+    let store_dir = data_dir.clone();
+    report("store", tokio::task::spawn_blocking(move || stores::check(&store_settings, &store_dir)).await?);
+    report(
+        "network",
+        BlockIpam::new(config.pools.clone()).map(|_| format!("{} pool(s)", config.pools.len())).map_err(Into::into),
+    );
+    match basphere_vsphere::vm_backend(&config, &backend_dir) {
+        Ok(provisioner) => {
+            let name = provisioner.backend_name();
+            let checked = tokio::time::timeout(Duration::from_secs(30), provisioner.preflight()).await;
+            report(
+                "vm backend",
+                match checked {
+                    Ok(Ok(())) => Ok(format!("{name}: ready")),
+                    Ok(Err(error)) => Err(anyhow::anyhow!("{name}: {error}")),
+                    Err(_) => Err(anyhow::anyhow!("{name}: no answer within 30 s")),
+                },
+            );
+        }
+        Err(error) => report("vm backend", Err(error.into())),
+    }
+    match basphere_capi::cluster_backend(&config, &backend_dir).await {
+        Ok(clusters) => {
+            let name = match (&clusters.simulated, clusters.provisioner.backend_name()) {
+                (Some(_), _) => "simulated management cluster",
+                (None, "none") => "none (clusters are off: management_cluster.backend)",
+                (None, name) => name,
+            };
+            let checked = tokio::time::timeout(Duration::from_secs(30), clusters.provisioner.preflight()).await;
+            report(
+                "cluster backend",
+                match checked {
+                    Ok(Ok(())) => Ok(format!("{name}: ready")),
+                    Ok(Err(error)) => Err(anyhow::anyhow!("{name}: {error}")),
+                    Err(_) => Err(anyhow::anyhow!("{name}: no answer within 30 s")),
+                },
+            );
+        }
+        Err(error) => report("cluster backend", Err(error.into())),
+    }
+    report(
+        "notifications",
+        basphere_notify::from_config(&config)
+            .map(|notifier| notifier.channels().join(", "))
+            .map(|channels| if channels.is_empty() { "the log only".to_owned() } else { channels })
+            .map_err(Into::into),
+    );
+    report(
+        "bastion logins",
+        basphere_bastion::from_config(&config.bastion.logins)
+            .map(|bastion| bastion.backend_name().to_owned())
+            .map_err(Into::into),
+    );
+    report(
+        "recaptcha",
+        match &config.recaptcha {
+            basphere_core::config::RecaptchaConfig::On(settings) => {
+                captcha::Recaptcha::from_settings(settings).map(|_| "on".to_owned())
+            }
+            basphere_core::config::RecaptchaConfig::Off => Ok("off".to_owned()),
+            basphere_core::config::RecaptchaConfig::Undecided => Err(anyhow::anyhow!(
+                "recaptcha.enabled is not set: public registration stays closed until it is true (with site_key and secret_file) or false"
+            )),
+        },
+    );
+    Ok(passed)
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<()> {
     let started = std::time::Instant::now();

@@ -44,6 +44,10 @@ enum Command {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Checks the configuration and every part it names (store, VM and cluster backends,
+    /// credentials, notifiers, bastion logins, bot check) without changing anything; exits 1
+    /// when something needs fixing.
+    CheckConfig,
     /// Writes a consistent copy of the SQLite store to FILE while the server keeps serving.
     Backup {
         /// The new file to write.
@@ -89,6 +93,18 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|| config.server.socket.clone())
                 .unwrap_or_else(|| data_dir.join("basphere.sock"));
             return basphere_server::stores::restore(&config.store, &data_dir, &socket, file);
+        }
+        Some(Command::CheckConfig) => {
+            let options = basphere_server::Options {
+                config: args.config.clone(),
+                data_dir: args.data_dir.clone(),
+                listen: None,
+                socket: None,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let passed = runtime.block_on(basphere_server::check_config(&options))?;
+            runtime.shutdown_background();
+            std::process::exit(if passed { 0 } else { 1 });
         }
         None => {}
     }

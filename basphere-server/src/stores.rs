@@ -154,3 +154,39 @@ pub fn restore(settings: &StoreConfig, data_dir: &Path, socket: &Path, file: &Pa
     println!("at the next start the server resumes the backup's unfinished operations and compares its records with vSphere (basphere admin reconcile shows the differences)");
     Ok(())
 }
+
+/// What the store `settings` name is like now, changing nothing (`check-config`): the SQLite file
+/// and its schema, or the PostgreSQL server reached with the configured login and TLS.
+pub fn check(settings: &StoreConfig, data_dir: &Path) -> Result<String> {
+    match &settings.url {
+        StoreUrl::Sqlite(path) => {
+            let path = path.clone().unwrap_or_else(|| data_dir.join("basphere.db"));
+            if !path.exists() {
+                return Ok(format!("SQLite at {}: not there yet, made at the first start", path.display()));
+            }
+            let version = SqliteStore::verify(&path).map_err(|error| anyhow::anyhow!("{error}"))?;
+            Ok(format!("SQLite at {} (schema {version} of {})", path.display(), basphere_store::migrations::LATEST))
+        }
+        StoreUrl::Postgres(url) => {
+            let mut options = PostgresOptions::new(url.clone());
+            options.password = password(settings)?;
+            options.ca_file = settings.ca_file.clone();
+            options.pool_size = 1;
+            let store = PostgresStore::connect_only(&options)
+                .map_err(|error| anyhow::anyhow!("{error}"))
+                .with_context(|| format!("store.url: {}", shown(url)))?;
+            let version = store.schema_version().map_err(|error| anyhow::anyhow!("{error}"))?;
+            let latest = basphere_store_postgres::migrations::LATEST;
+            let tls = if store.uses_tls().unwrap_or(false) { "with TLS" } else { "without TLS" };
+            Ok(match version {
+                v if v > latest => {
+                    bail!("store.url: the database has schema {v}, newer than this build reads ({latest})")
+                }
+                v if v < latest => {
+                    format!("PostgreSQL at {} {tls} (schema {v}; migrated to {latest} at the next start)", shown(url))
+                }
+                v => format!("PostgreSQL at {} {tls} (schema {v})", shown(url)),
+            })
+        }
+    }
+}

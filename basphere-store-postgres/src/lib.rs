@@ -145,6 +145,14 @@ impl Drop for PostgresStore {
 impl PostgresStore {
     /// Connects, migrates the schema to the latest version and returns the store.
     pub fn connect(options: &PostgresOptions) -> Result<Self> {
+        let store = Self::connect_only(options)?;
+        store.migrate(migrations::LATEST)?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (for checks that change nothing); the first
+    /// connection is made at once, so an unreachable database or a refused login is an error here.
+    pub fn connect_only(options: &PostgresOptions) -> Result<Self> {
         let mut config: tokio_postgres::Config =
             options.url.parse().map_err(|error| PostgresError::Url(format!("{error}")))?;
         if let Some(password) = &options.password {
@@ -178,7 +186,7 @@ impl PostgresStore {
             connect_timeout: options.connect_timeout,
             retries: Arc::new(AtomicU64::new(0)),
         };
-        store.migrate(migrations::LATEST)?;
+        store.ping()?;
         Ok(store)
     }
 
@@ -201,7 +209,7 @@ impl PostgresStore {
         let timeout = self.connect_timeout;
         self.on_runtime(async move {
             match tokio::time::timeout(timeout + Duration::from_secs(1), pool.get()).await {
-                Ok(result) => result.map_err(|error| PostgresError::Pool(error.to_string())),
+                Ok(result) => result.map_err(|error| PostgresError::Pool(with_causes(&error))),
                 Err(_) => Err(PostgresError::Pool(format!("no connection within {timeout:?}"))),
             }
         })?
@@ -239,6 +247,22 @@ impl PostgresStore {
         block_on(client.simple_query("SELECT 1")).map_err(pg)?;
         Ok(())
     }
+}
+
+/// An error and every cause under it, on one line (the pool's own words say little: "error
+/// connecting to server" hides "No such file or directory").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The names of the constraints whose violations are mapped onto domain errors (for tests that

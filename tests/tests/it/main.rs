@@ -4,7 +4,7 @@ mod accounts;
 mod api_concurrency;
 mod api_crash;
 mod authz;
-mod backup;
+
 mod bad_input;
 mod cli_json;
 mod cluster_cli;
@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod onboarding;
 mod openapi;
+mod operator;
 mod platform;
 mod replicas;
 mod terraform_backend;

@@ -1,6 +1,7 @@
-//! `basphere-server backup` while 50 creates run, and `restore`: the backup is one consistent
-//! moment, the restored server finishes what the backup had in flight, and reconciliation
-//! reports the VMs made after the backup instead of losing track of them.
+//! The operator's commands of `basphere-server`. `backup` while 50 creates run, and `restore`: the
+//! backup is one consistent moment, the restored server finishes what the backup had in flight,
+//! and reconciliation reports the VMs made after the backup instead of losing track of them.
+//! `check-config`: one report of every part, naming what to fix.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -99,4 +100,51 @@ fn a_damaged_backup_is_refused_and_changes_nothing() {
     assert!(said.contains("not-a-backup.db"), "{said}");
     server.restart();
     assert_eq!(server.unix("GET", "/api/v1/admin/users/alice", None).status, 200, "the database is untouched");
+}
+
+fn check_config(dir: &std::path::Path, config: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(&binaries().server);
+    command.arg("--data-dir").arg(dir.join("data"));
+    if let Some(config) = config {
+        std::fs::write(dir.join("check.yaml"), config).unwrap();
+        command.arg("--config").arg(dir.join("check.yaml"));
+    }
+    let output = command.arg("check-config").output().unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+#[test]
+fn check_config_reports_every_part_and_names_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = check_config(dir.path(), None);
+    assert_eq!(code, 0, "{report}");
+    for part in [
+        "ok   configuration",
+        "ok   store: SQLite",
+        "ok   vm backend: simulated: ready",
+        "ok   cluster backend",
+        "ok   notifications",
+        "ok   recaptcha: off",
+    ] {
+        assert!(report.contains(part), "{part}: {report}");
+    }
+    assert!(!dir.path().join("data").exists(), "a check changes nothing: no data directory made");
+
+    // Everything wrong at once: each named, the exit code says so.
+    let open = dir.path().join("vsphere.env");
+    std::fs::write(&open, "VSPHERE_USER=u\nVSPHERE_PASSWORD=p\n").unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let config = format!(
+        "store:\n  url: postgresql://basphere@/nowhere?host=/nonexistent\nbackend:\n  vm: vsphere-api\nvsphere:\n  server: 127.0.0.1:9\n  credentials_file: {}\nrecaptcha:\n  enabled: false\n",
+        open.display()
+    );
+    let (code, report) = check_config(dir.path(), Some(&config));
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL store: store.url"), "{report}");
+    assert!(report.contains("FAIL vm backend") && report.contains("vsphere.env"), "{report}");
+    assert!(report.contains("ok   network"), "the rest is still checked: {report}");
+
+    let (code, report) = check_config(dir.path(), Some("server:\n  prot: 80\n"));
+    assert_eq!(code, 1);
+    assert!(report.contains("FAIL configuration") && report.contains("prot"), "{report}");
 }
