@@ -151,6 +151,13 @@ pub struct Config {
     pub store: StoreConfig,
 }
 
+/// The TCP listener's certificate and key (`server.tls.*`), PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 /// Where the platform's state lives (`store.*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -278,6 +285,9 @@ pub struct ServerConfig {
     /// `https://basphere.example.com`), for the links `basphere web` prints and for `Secure`
     /// cookies when it is https. `None`: the TCP listener's own address.
     pub public_url: Option<String>,
+    /// HTTPS on the TCP listener (`server.tls.cert_file`, `server.tls.key_file`: PEM files,
+    /// read again on SIGHUP); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// What core knows of vSphere: the base folder (`vsphere.folder`) under which every owner's
@@ -454,6 +464,14 @@ struct RawServer {
     connections: RawConnections,
     trusted_proxies: Vec<String>,
     public_url: Option<String>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -747,6 +765,24 @@ impl Config {
                 })
                 .collect::<Result<_>>()?,
             public_url: raw.server.public_url.map(|url| public_url(&url)).transpose()?,
+            tls: match raw.server.tls {
+                None => None,
+                Some(RawTls { cert_file: Some(cert_file), key_file: Some(key_file) }) => {
+                    Some(TlsFiles { cert_file, key_file })
+                }
+                Some(RawTls { cert_file: None, .. }) => {
+                    return Err(Error::invalid(
+                        "server.tls.cert_file",
+                        "is required with server.tls: the certificate chain, PEM",
+                    ))
+                }
+                Some(RawTls { key_file: None, .. }) => {
+                    return Err(Error::invalid(
+                        "server.tls.key_file",
+                        "is required with server.tls: the private key, PEM",
+                    ))
+                }
+            },
         };
         if server.workers == 0 || server.workers > 1024 {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod problem;
 pub mod requests;
 pub mod stores;
+pub mod tls;
 pub mod web;
 pub mod wire;
 
@@ -437,6 +438,12 @@ pub async fn run(options: Options) -> Result<()> {
     prepare_data_dir(&data_dir, &socket)?;
     let listen = options.listen.clone().unwrap_or_else(|| format!("{}:{}", config.server.host, config.server.port));
 
+    // HTTPS: the certificate and key are read now, so a wrong file stops the start.
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(tls::ServerTls::load(&files.cert_file, &files.key_file)?)),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let store = stores::open(&config.store, &data_dir)?;
     tracing::info!(store = store.backend_name(), "store open");
     let ipam: Arc<dyn Ipam> = Arc::new(BlockIpam::new(config.pools.clone())?);
@@ -492,7 +499,7 @@ pub async fn run(options: Options) -> Result<()> {
     let tcp_address = tcp.local_addr()?;
     let mut state = AppState::new(platform.clone(), nix::unistd::geteuid().as_raw());
     if config.server.public_url.is_none() {
-        state.public_url = format!("http://{}:{}", browsable(&tcp_address.ip().to_string()), tcp_address.port());
+        state.public_url = format!("{scheme}://{}:{}", browsable(&tcp_address.ip().to_string()), tcp_address.port());
     }
     let app = app(state);
 
@@ -503,7 +510,34 @@ pub async fn run(options: Options) -> Result<()> {
     let tcp_app = app.layer(middleware::from_fn(auth::tcp_transport));
     // Each listener has its own tasks and cap: a flood of TCP connections leaves the socket served.
     let unix_server = tokio::spawn(listener::serve(unix, unix_app, socket_limits, stop_rx.clone()));
-    let tcp_server = tokio::spawn(listener::serve(tcp, tcp_app, tcp_limits, stop_rx));
+    let tcp_server = match &tls {
+        Some(tls) => {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let mut hangup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+                let reloading = tls.clone();
+                let reloads = async move {
+                    while hangup.recv().await.is_some() {
+                        match reloading.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: the TLS certificate and key were read again"),
+                            Err(error) => {
+                                tracing::error!(
+                                    error = format!("{error:#}"),
+                                    "SIGHUP: the TLS files could not be read; the previous certificate stays"
+                                )
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = listener::serve(tls::TlsListener { tcp, tls }, tcp_app, tcp_limits, stop_rx) => {},
+                    () = reloads => {},
+                }
+            })
+        }
+        None => tokio::spawn(listener::serve(tcp, tcp_app, tcp_limits, stop_rx)),
+    };
     tracing::info!(
         open_files,
         tcp_connections = tcp_limits.max_connections,
@@ -513,7 +547,7 @@ pub async fn run(options: Options) -> Result<()> {
 
     let uid = nix::unistd::geteuid().as_raw();
     println!(
-        "basphere-server ready in {} ms: http://{tcp_address} and unix:{}",
+        "basphere-server ready in {} ms: {scheme}://{tcp_address} and unix:{}",
         started.elapsed().as_millis(),
         socket.display()
     );

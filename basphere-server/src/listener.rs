@@ -46,15 +46,23 @@ pub struct Limits {
 /// A listener the accept loop can serve: what a connection is, and who is at its other end (the
 /// `ConnectInfo` the listener's middleware reads).
 pub trait Listener: Send + 'static {
+    /// A connection as accepted.
+    type Raw: Send + 'static;
+    /// A connection ready for HTTP (after a TLS handshake, for one).
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     type Peer: Clone + Send + Sync + 'static;
     /// Which listener this is, for the log.
     const NAME: &'static str;
 
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Self::Peer)>> + Send;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Raw, Self::Peer)>> + Send;
+
+    /// Makes an accepted connection ready for HTTP; run in the connection's own task, within
+    /// the header-read deadline.
+    fn open(&self, raw: Self::Raw) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
 }
 
 impl Listener for TcpListener {
+    type Raw = TcpStream;
     type Io = TcpStream;
     type Peer = SocketAddr;
     const NAME: &'static str = "tcp";
@@ -62,9 +70,14 @@ impl Listener for TcpListener {
     fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
         TcpListener::accept(self)
     }
+
+    fn open(&self, raw: TcpStream) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
+        std::future::ready(Ok(raw))
+    }
 }
 
 impl Listener for UnixListener {
+    type Raw = UnixStream;
     type Io = UnixStream;
     type Peer = PeerCredentials;
     const NAME: &'static str = "unix";
@@ -80,6 +93,10 @@ impl Listener for UnixListener {
             }
         };
         Ok((stream, peer))
+    }
+
+    fn open(&self, raw: UnixStream) -> impl Future<Output = io::Result<UnixStream>> + Send + 'static {
+        std::future::ready(Ok(raw))
     }
 }
 
@@ -129,7 +146,16 @@ pub async fn serve<L: Listener>(listener: L, app: Router, limits: Limits, mut st
             },
             _ = stopped(&mut stop) => break,
         };
-        tokio::spawn(connection(io, peer, app.clone(), limits, stop.clone(), permit));
+        let opening = listener.open(io);
+        let (app, stop) = (app.clone(), stop.clone());
+        tokio::spawn(async move {
+            // A handshake that does not finish within the header deadline ends the connection.
+            match tokio::time::timeout(limits.header_read_timeout, opening).await {
+                Ok(Ok(io)) => connection(io, peer, app, limits, stop, permit).await,
+                Ok(Err(error)) => tracing::debug!(listener = L::NAME, %error, "connection not opened"),
+                Err(_) => tracing::debug!(listener = L::NAME, "handshake not finished in time"),
+            }
+        });
     }
     // No new connections from here on; wait for the open ones to end.
     drop(listener);

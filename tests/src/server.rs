@@ -239,7 +239,7 @@ impl Server {
             panic!("the server did not start; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
         });
         assert!(line.starts_with("basphere-server ready"), "unexpected first line: {line}");
-        let start = line.find("http://").expect("tcp address") + "http://".len();
+        let start = line.find("://").expect("tcp address") + "://".len();
         self.tcp = line[start..].split_whitespace().next().expect("address").to_owned();
         self.child = Some(child);
     }

@@ -25,6 +25,7 @@ struct Memory {
 }
 
 impl Listener for Memory {
+    type Raw = DuplexStream;
     type Io = DuplexStream;
     type Peer = SocketAddr;
     const NAME: &'static str = "memory";
@@ -34,6 +35,10 @@ impl Listener for Memory {
             Some(stream) => Ok((stream, "192.0.2.1:1234".parse().expect("address"))),
             None => std::future::pending().await,
         }
+    }
+
+    fn open(&self, raw: DuplexStream) -> impl std::future::Future<Output = io::Result<DuplexStream>> + Send + 'static {
+        std::future::ready(Ok(raw))
     }
 }
 

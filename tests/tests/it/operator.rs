@@ -148,3 +148,127 @@ fn check_config_reports_every_part_and_names_what_to_fix() {
     assert_eq!(code, 1);
     assert!(report.contains("FAIL configuration") && report.contains("prot"), "{report}");
 }
+
+/// A certificate authority and a server certificate for localhost and 127.0.0.1 signed by it,
+/// made with openssl in `dir` (`ca.crt`, `server.crt`, `server.key`).
+fn certificates(dir: &std::path::Path, serial: &str) {
+    let openssl = |args: &[&str]| {
+        let output =
+            Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (apt-get install openssl)");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    if !dir.join("ca.crt").exists() {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Basphere test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key.new",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        serial,
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt.new",
+    ]);
+    std::fs::rename(dir.join("server.key.new"), dir.join("server.key")).unwrap();
+    std::fs::rename(dir.join("server.crt.new"), dir.join("server.crt")).unwrap();
+}
+
+/// GET /healthz over HTTPS with Python's ssl module (a client of its own); the status and the
+/// serial number of the certificate the server showed, or the client's error.
+fn https_get(port: &str, ca: Option<&std::path::Path>) -> Result<(String, String), String> {
+    let script = "import ssl, http.client, sys\n\
+        ca = sys.argv[2] if len(sys.argv) > 2 else None\n\
+        context = ssl.create_default_context(cafile=ca)\n\
+        c = http.client.HTTPSConnection('localhost', int(sys.argv[1]), context=context, timeout=10)\n\
+        c.request('GET', '/healthz')\n\
+        r = c.getresponse()\n\
+        print(r.status, c.sock.getpeercert()['serialNumber'])\n";
+    let mut command = Command::new("python3");
+    command.arg("-c").arg(script).arg(port);
+    if let Some(ca) = ca {
+        command.arg(ca);
+    }
+    let output = command.output().unwrap();
+    if output.status.success() {
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let (status, serial) = text.split_once(' ').unwrap();
+        Ok((status.to_owned(), serial.to_owned()))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).to_string())
+    }
+}
+
+#[test]
+fn https_serves_the_configured_certificate_and_sighup_reloads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), "0x1001");
+    let config = format!(
+        "{}server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
+        tests::server::FAST,
+        dir.path().join("server.crt").display(),
+        dir.path().join("server.key").display()
+    );
+    let server = Server::start(dir.path(), Some(&config));
+    let port = server.tcp.rsplit(':').next().unwrap().to_owned();
+    let ca = dir.path().join("ca.crt");
+    assert_eq!(https_get(&port, Some(&ca)).unwrap(), ("200".into(), "1001".into()));
+    let refused = https_get(&port, None).unwrap_err();
+    assert!(refused.contains("CERTIFICATE_VERIFY_FAILED"), "an unknown authority is refused: {refused}");
+    // Plain HTTP on the TLS port gets no answer it could take for one.
+    let plain = std::panic::catch_unwind(|| server.http("GET", "/healthz", None, None).status);
+    assert!(!matches!(plain, Ok(200)), "plain HTTP is not served on the TLS port");
+
+    // A new certificate, then SIGHUP: new connections see it.
+    certificates(dir.path(), "0x1002");
+    let hup = |pid: u32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGHUP).unwrap()
+    };
+    hup(server.pid());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while https_get(&port, Some(&ca)).unwrap().1 != "1002" {
+        assert!(std::time::Instant::now() < deadline, "the new certificate was not served");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A broken key: the reload fails, says so, and the previous pair stays.
+    std::fs::write(dir.path().join("server.key"), "not a key").unwrap();
+    hup(server.pid());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(https_get(&port, Some(&ca)).unwrap(), ("200".into(), "1002".into()));
+    assert!(server.log().contains("the previous certificate stays"), "{}", server.log());
+}
