@@ -43,6 +43,8 @@ struct Connect {
     token: Option<String>,
     #[arg(long, env = "BASPHERE_CONTEXT")]
     context: Option<String>,
+    #[arg(long, env = "BASPHERE_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 impl Connect {
@@ -52,6 +54,7 @@ impl Connect {
             server: self.server.clone(),
             token: self.token.clone(),
             context: self.context.clone(),
+            ca_file: self.ca_file.clone(),
         };
         Ok(Client::new(connection::resolve(&requested)?))
     }

@@ -20,7 +20,13 @@ use crate::exit::CliError;
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     Socket(PathBuf),
-    Tcp { base: String, token: Option<String> },
+    /// `http://` or `https://`; `ca_file` names the certificates to trust for HTTPS (the
+    /// system's otherwise).
+    Tcp {
+        base: String,
+        token: Option<String>,
+        ca_file: Option<PathBuf>,
+    },
 }
 
 impl Endpoint {
@@ -159,16 +165,35 @@ impl Client {
                 let stream = tokio::net::UnixStream::connect(path).await.map_err(unreachable)?;
                 (handshake(stream).await?, "localhost".to_owned(), None)
             }
-            Endpoint::Tcp { base, token } => {
-                let authority = base.strip_prefix("http://").ok_or_else(|| {
-                    CliError::usage(format!(
-                        "{base} is not an http:// URL (put TLS in front with a reverse proxy, see the README)"
-                    ))
-                })?;
+            Endpoint::Tcp { base, token, ca_file } => {
+                let (secure, authority) = match (base.strip_prefix("https://"), base.strip_prefix("http://")) {
+                    (Some(authority), _) => (true, authority),
+                    (None, Some(authority)) => (false, authority),
+                    (None, None) => {
+                        return Err(CliError::usage(format!(
+                            "{base} is not a server URL: use http://host:port or https://host:port"
+                        )))
+                    }
+                };
                 let authority = authority.trim_end_matches('/');
                 let stream = tokio::net::TcpStream::connect(authority).await.map_err(unreachable)?;
                 stream.set_nodelay(true).ok();
-                (handshake(stream).await?, authority.to_owned(), token.clone())
+                let sender = if secure {
+                    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                        .map_err(|_| CliError::usage(format!("{host:?} in {base} is not a host name")))?;
+                    let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config(ca_file.as_deref())?);
+                    let tls = connector.connect(name, stream).await.map_err(|error| {
+                        CliError::unreachable(format!(
+                            "no TLS connection to {base}: {error} (--ca-file names the authority to trust)"
+                        ))
+                    })?;
+                    handshake(tls).await?
+                } else {
+                    handshake(stream).await?
+                };
+                (sender, authority.to_owned(), token.clone())
             }
         };
         let mut sender = io_sender;

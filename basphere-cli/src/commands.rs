@@ -25,12 +25,15 @@ pub struct Cli {
     /// The server's Unix socket (default /run/basphere/basphere.sock, else .basphere/basphere.sock).
     #[arg(long, global = true, env = "BASPHERE_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// The server's URL (http://host:port), with a token; instead of the socket.
+    /// The server's URL (http://host:port or https://host:port), with a token; instead of the socket.
     #[arg(long, global = true, env = "BASPHERE_SERVER")]
     pub server: Option<String>,
     /// The API token for --server.
     #[arg(long, global = true, env = "BASPHERE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The certificate authority (PEM) to trust for an https:// --server; the system's otherwise.
+    #[arg(long, global = true, env = "BASPHERE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// A context from ~/.config/basphere/config.yaml.
     #[arg(long, global = true, env = "BASPHERE_CONTEXT")]
     pub context: Option<String>,

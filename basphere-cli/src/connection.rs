@@ -31,6 +31,8 @@ pub struct Context {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// The certificate authority to trust for an https:// server (PEM).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What the flags and environment said.
@@ -40,6 +42,7 @@ pub struct Requested {
     pub server: Option<String>,
     pub token: Option<String>,
     pub context: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 fn home() -> Option<PathBuf> {
@@ -83,7 +86,11 @@ pub fn default_socket() -> PathBuf {
 
 pub fn resolve(requested: &Requested) -> Result<Endpoint, CliError> {
     if let Some(server) = &requested.server {
-        return Ok(Endpoint::Tcp { base: server.trim_end_matches('/').to_owned(), token: requested.token.clone() });
+        return Ok(Endpoint::Tcp {
+            base: server.trim_end_matches('/').to_owned(),
+            token: requested.token.clone(),
+            ca_file: requested.ca_file.clone(),
+        });
     }
     if let Some(socket) = &requested.socket {
         return Ok(Endpoint::Socket(socket.clone()));
@@ -117,7 +124,8 @@ pub fn resolve(requested: &Requested) -> Result<Endpoint, CliError> {
                 }
                 (None, None, None) => None,
             };
-            return Ok(Endpoint::Tcp { base: server.trim_end_matches('/').to_owned(), token });
+            let ca_file = requested.ca_file.clone().or_else(|| context.ca_file.as_deref().map(expand));
+            return Ok(Endpoint::Tcp { base: server.trim_end_matches('/').to_owned(), token, ca_file });
         }
         if let Some(socket) = context.socket {
             return Ok(Endpoint::Socket(expand(&socket)));

@@ -121,7 +121,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         admin.fetch::<CreatedToken>(Method::POST, "/api/v1/admin/users/alice/tokens", Some(&request), &[]).await?.view;
     let secret = token.secret;
     println!("  an API token for alice (shown once): {secret}");
-    let alice = Client::new(Endpoint::Tcp { base: tcp.clone(), token: Some(secret.clone()) });
+    let alice = Client::new(Endpoint::Tcp { base: tcp.clone(), token: Some(secret.clone()), ca_file: None });
 
     let leftovers: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms?limit=1000").await?.view;
     let leftovers: Vec<String> = leftovers.items.into_iter().map(|vm| vm.name).collect();

@@ -14,6 +14,7 @@ mod demo;
 mod exit;
 mod output;
 mod prompt;
+mod tls;
 mod wait;
 
 use clap::{CommandFactory, Parser};
@@ -32,7 +33,7 @@ fn invoked_as() -> String {
 /// An empty `BASPHERE_SOCKET=` (and the like) means unset, as a shell user expects, rather than
 /// a flag given no value.
 fn forget_empty_environment() {
-    for name in ["BASPHERE_SOCKET", "BASPHERE_SERVER", "BASPHERE_TOKEN", "BASPHERE_CONTEXT"] {
+    for name in ["BASPHERE_SOCKET", "BASPHERE_SERVER", "BASPHERE_TOKEN", "BASPHERE_CONTEXT", "BASPHERE_CA_FILE"] {
         if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
             // Before any thread starts: the runtime is single-threaded and not yet polling.
             std::env::remove_var(name);
@@ -68,8 +69,13 @@ async fn run() -> Result<(), CliError> {
         Command::Demo(args) => return demo::run(args).await,
         command => command,
     };
-    let requested =
-        connection::Requested { socket: cli.socket, server: cli.server, token: cli.token, context: cli.context };
+    let requested = connection::Requested {
+        socket: cli.socket,
+        server: cli.server,
+        token: cli.token,
+        context: cli.context,
+        ca_file: cli.ca_file,
+    };
     let ctx = Ctx { client: Client::new(connection::resolve(&requested)?), format: cli.output, yes: cli.yes };
     commands::run(command, &ctx).await
 }

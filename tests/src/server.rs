@@ -409,7 +409,8 @@ pub fn cli_env(command: &mut Command) {
         .env_remove("BASPHERE_SERVER")
         .env_remove("BASPHERE_TOKEN")
         .env_remove("BASPHERE_CONTEXT")
-        .env_remove("BASPHERE_SOCKET");
+        .env_remove("BASPHERE_SOCKET")
+        .env_remove("BASPHERE_CA_FILE");
     command.env("BASPHERE_CLI_CONFIG", "/nonexistent/basphere-cli.yaml").stdin(Stdio::null());
 }
 

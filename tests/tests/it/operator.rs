@@ -254,6 +254,25 @@ fn https_serves_the_configured_certificate_and_sighup_reloads_it() {
     let plain = std::panic::catch_unwind(|| server.http("GET", "/healthz", None, None).status);
     assert!(!matches!(plain, Ok(200)), "plain HTTP is not served on the TLS port");
 
+    // The CLI verifies the server against --ca-file (or a context's ca_file), and says what to
+    // do when it cannot.
+    let alice = server.account("alice", 1, false);
+    let cli = |ca: Option<&std::path::Path>| {
+        let mut command = Command::new(&binaries().cli);
+        tests::server::cli_env(&mut command);
+        command.args(["--server", &format!("https://localhost:{port}"), "--token", &alice, "-o", "json", "quota"]);
+        if let Some(ca) = ca {
+            command.arg("--ca-file").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    let quota = cli(Some(&ca));
+    assert!(quota.status.success(), "{}", String::from_utf8_lossy(&quota.stderr));
+    assert!(String::from_utf8_lossy(&quota.stdout).contains("\"usage\""));
+    let untrusted = cli(None);
+    assert_eq!(untrusted.status.code(), Some(7), "unreachable: {untrusted:?}");
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("--ca-file"), "{untrusted:?}");
+
     // A new certificate, then SIGHUP: new connections see it.
     certificates(dir.path(), "0x1002");
     let hup = |pid: u32| {
