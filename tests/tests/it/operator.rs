@@ -34,31 +34,48 @@ fn a_backup_taken_under_load_restores_to_a_consistent_state_that_reconciliation_
     // Realistic simulated task times: creates are in flight while the backup is taken.
     let server = Arc::new(Server::start(dir.path(), Some(ROOMY)));
     let alice = Arc::new(server.account("alice", 1, false));
+    // Five clients create ten VMs each; the backup is taken after the first five of each, while
+    // those are being provisioned, and the second five wait for it.
+    let halfway = Arc::new(std::sync::Barrier::new(6));
+    let backed = Arc::new(std::sync::Barrier::new(6));
     let creating: Vec<_> = (0..5)
         .map(|t| {
-            let (alice, server) = (alice.clone(), server.clone());
+            let (alice, server, halfway, backed) = (alice.clone(), server.clone(), halfway.clone(), backed.clone());
             std::thread::spawn(move || {
                 for i in 0..10 {
+                    if i == 5 {
+                        halfway.wait();
+                        backed.wait();
+                    }
                     let body = format!(r#"{{"name":"vm-{t}-{i}","os":"ubuntu-24.04","spec":"tiny"}}"#);
                     let response = server.http("POST", "/api/v1/vms", Some(&alice), Some(&body));
                     assert_eq!(response.status, 202, "{}", response.body);
-                    std::thread::sleep(std::time::Duration::from_millis(150));
                 }
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    halfway.wait();
     let file = dir.path().join("backup.db");
     let backup = server_command(&server, &["backup", file.to_str().unwrap()]);
+    backed.wait();
     let printed = String::from_utf8_lossy(&backup.stdout).to_string();
     assert!(backup.status.success(), "{printed}{}", String::from_utf8_lossy(&backup.stderr));
     for thread in creating {
         thread.join().unwrap();
     }
-    let mut server = Arc::try_unwrap(server).ok().expect("the creating threads are done");
     let backed_up = printed_count(&printed, "vms");
-    assert!(0 < backed_up && backed_up < 50, "the backup is of a moment during the creates: {printed}");
+    assert_eq!(backed_up, 25, "the backup holds what was committed before it: {printed}");
     assert_eq!(printed_count(&printed, "leases"), backed_up, "{printed}");
+    // Taken under load: the backup holds creates still being provisioned, which the restored
+    // server has to finish.
+    let in_flight = {
+        use basphere_core::StoreExt;
+        let copy = basphere_store::SqliteStore::open(&file).unwrap();
+        let filter = basphere_core::store::OperationFilter { unfinished: true, ..Default::default() };
+        copy.query(|tx| tx.list_operations(&filter)).unwrap().len()
+    };
+    assert!(in_flight > 0, "no create was in flight at the backup");
+    let mut server = Arc::try_unwrap(server).ok().expect("the creating threads are done");
     server.wait_idle();
 
     // Not while the server runs; then with it stopped.
