@@ -54,6 +54,11 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             }
         }
     }
+    // A last change written whole but without its line end (the process died between the two)
+    // would run into the next change appended: rewrite the journal now.
+    if !torn && path.exists() && !ends_with_line_end(path).map_err(io)? {
+        torn = true;
+    }
     let changes_len = changes.len();
     let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     replayed.replay(changes);
@@ -88,13 +93,29 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let journal = Mutex::new(OpenOptions::new().append(true).open(path).map_err(io)?);
     let journal_path = path.to_path_buf();
     let observer = Arc::new(move |change: &InventoryChange| {
-        let line = serde_json::to_string(change).expect("serializable");
+        // One write for the change and its line end, so a process killed while writing leaves at
+        // most a torn last line, never a change without its line end.
+        let mut line = serde_json::to_vec(change).expect("serializable");
+        line.push(b'\n');
         let mut file = journal.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(error) = writeln!(file, "{line}").and_then(|()| file.sync_data()) {
+        if let Err(error) = file.write_all(&line).and_then(|()| file.sync_data()) {
             tracing::error!(path = %journal_path.display(), %error, "the simulated vSphere journal could not be written");
         }
     });
     Ok(Arc::new(replayed.with_observer(observer)))
+}
+
+/// Whether the file is empty or its last byte ends a line.
+fn ends_with_line_end(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    std::io::Read::read_exact(&mut file, &mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 fn is_last_line(path: &Path, index: usize) -> Result<bool> {

@@ -58,3 +58,26 @@ fn a_corrupt_journal_is_an_error_naming_the_line() {
     let error = simulated::open(&path, &Config::default(), MockDelays::default()).err().unwrap().to_string();
     assert!(error.contains("line 1"), "{error}");
 }
+
+/// A process killed between writing a change and its line end left the change whole but
+/// unterminated: it is kept, and what is appended after the restart starts on a line of its own.
+#[tokio::test]
+async fn a_change_without_its_line_end_is_kept_and_the_next_start_still_reads_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.jsonl");
+    let config = Config::default();
+    let web = request("alice", "web", [10, 254, 0, 33]);
+    {
+        let vsphere = simulated::open(&path, &config, MockDelays::default()).unwrap();
+        vsphere.ensure_folder(&web.owner).await.unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.trim_end_matches('\n')).unwrap();
+    {
+        let reopened = simulated::open(&path, &config, MockDelays::default()).unwrap();
+        assert_eq!(reopened.folders(), ["basphere-vms/alice"], "the unterminated change is kept");
+        reopened.create_vm(&web).await.unwrap();
+    }
+    let again = simulated::open(&path, &config, MockDelays::default()).unwrap();
+    assert_eq!(again.vms().len(), 1, "the change appended after the restart reads back");
+}
