@@ -123,7 +123,13 @@ const MAX_ATTEMPTS: u32 = 60;
 /// How a write transaction begins, in one round trip: READ COMMITTED, then the writers' lock,
 /// which every write of every replica takes and holds until it commits. Each statement then sees
 /// every commit made before the lock was granted, and none is made until this one ends.
-const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7450753787098509426)";
+///
+/// A writer that stops mid-transaction (its process frozen, its network gone) must not stop every
+/// replica: the server ends a transaction idle for 30 s, which frees the lock, and a writer waits
+/// for the lock 20 s at most, then fails with a backend error instead of hanging.
+const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+    SET LOCAL idle_in_transaction_session_timeout = '30s'; SET LOCAL lock_timeout = '20s'; \
+    SELECT pg_advisory_xact_lock(7450753787098509426)";
 
 /// The PostgreSQL store. `Send + Sync`; share it as `Arc<PostgresStore>`.
 pub struct PostgresStore {

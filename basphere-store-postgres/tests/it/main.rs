@@ -214,3 +214,36 @@ fn tls_to_the_database_is_verified_against_the_configured_authority() {
     let error = PostgresStore::connect(&missing).err().expect("refused").to_string();
     assert!(error.contains("store.ca_file") && error.contains("/nonexistent/ca.pem"), "{error}");
 }
+
+#[test]
+fn a_writer_stopped_inside_its_transaction_does_not_stop_the_others_for_long() {
+    // A transaction holding the writers' lock, left idle as a frozen replica would leave it: the
+    // server ends it, and the others go on.
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let store = PostgresStore::connect(&basphere_store_postgres::PostgresOptions::new(url.clone())).unwrap();
+    let database = url.split('/').nth(3).and_then(|rest| rest.split('?').next()).unwrap().to_owned();
+    let frozen = std::thread::spawn({
+        let cluster_dir = cluster.socket_dir().to_path_buf();
+        let database = database.clone();
+        move || {
+            // psql keeps the transaction open, idle, with the lock, then sleeps past the timeout.
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{{ echo \"BEGIN; SET LOCAL idle_in_transaction_session_timeout = '2s'; SELECT pg_advisory_xact_lock(7450753787098509426);\"; sleep 6; echo 'COMMIT;'; }} | psql -h {} -U basphere -d {database} -q",
+                    cluster_dir.display()
+                ))
+                .output()
+                .unwrap()
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let alice = user("alice", 1);
+    store.transact(|tx| tx.insert_user(&alice)).expect("the write goes through once the idle holder is ended");
+    let waited = started.elapsed();
+    assert!(waited > std::time::Duration::from_millis(500), "the write waited for the lock: {waited:?}");
+    assert!(waited < std::time::Duration::from_secs(10), "waited {waited:?}");
+    frozen.join().unwrap();
+}
