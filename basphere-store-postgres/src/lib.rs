@@ -23,9 +23,8 @@
 //! lock was measured too (`cargo xtask bench store`): with 16 concurrent writers every allocation
 //! was run again more than once on average, the index pages a quota check or an occupancy scan
 //! reads being the ones the others write, and throughput was no better than serial writers while
-//! latency was less predictable. A serialization failure or deadlock (`40001`, `40P01`), which
-//! the lock leaves no room for, would still roll the transaction back and run the closure again,
-//! as the contract allows. A read is a `REPEATABLE READ READ ONLY` snapshot and takes no lock,
+//! latency was less predictable; under the lock no transaction conflicts, so none runs twice. A
+//! read is a `REPEATABLE READ READ ONLY` snapshot and takes no lock,
 //! so reads on every replica go on while a write runs. Every statement that can violate a
 //! constraint runs inside a savepoint (sent in the same round trip), so a violation is the
 //! domain's error and leaves the transaction usable, as SQLite's statement-level rollback does.
@@ -41,14 +40,12 @@ mod tx;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use basphere_core::store::{StoreRead, StoreTx};
 use basphere_core::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::error::SqlState;
 
 use tx::{PgTx, TxState};
 
@@ -73,8 +70,6 @@ pub enum PostgresError {
     Url(String),
     #[error("store TLS: {0}")]
     Tls(String),
-    #[error("a transaction was refused {attempts} times for conflicting with concurrent ones; try again")]
-    TooManyConflicts { attempts: u32 },
     #[error("a statement of the transaction failed and the transaction cannot commit")]
     Aborted,
 }
@@ -117,9 +112,6 @@ impl PostgresOptions {
     }
 }
 
-/// Serialization failures a write retries before giving up.
-const MAX_ATTEMPTS: u32 = 60;
-
 /// How a write transaction begins, in one round trip: READ COMMITTED, then the writers' lock,
 /// which every write of every replica takes and holds until it commits. Each statement then sees
 /// every commit made before the lock was granted, and none is made until this one ends.
@@ -136,7 +128,6 @@ pub struct PostgresStore {
     pool: Pool,
     runtime: Option<tokio::runtime::Runtime>,
     connect_timeout: Duration,
-    retries: Arc<AtomicU64>,
 }
 
 impl Drop for PostgresStore {
@@ -186,12 +177,7 @@ impl PostgresStore {
                 .build()
                 .map_err(|error| PostgresError::Pool(error.to_string()))?
         };
-        let store = PostgresStore {
-            pool,
-            runtime: Some(runtime),
-            connect_timeout: options.connect_timeout,
-            retries: Arc::new(AtomicU64::new(0)),
-        };
+        let store = PostgresStore { pool, runtime: Some(runtime), connect_timeout: options.connect_timeout };
         store.ping()?;
         Ok(store)
     }
@@ -232,11 +218,6 @@ impl PostgresStore {
     pub fn migrate(&self, target: usize) -> Result<()> {
         let client = self.client()?;
         migrations::migrate(&client, target)
-    }
-
-    /// How many times a write was run again after a serialization failure, since start.
-    pub fn conflict_retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
     }
 
     /// Whether this store's connections to the database are encrypted.
@@ -314,11 +295,6 @@ fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_postgres_rus
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// Whether `error` is one after which the transaction may be run again from the start.
-pub(crate) fn is_conflict(error: &tokio_postgres::Error) -> bool {
-    matches!(error.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
-}
-
 impl basphere_core::Store for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
@@ -336,44 +312,18 @@ impl basphere_core::Store for PostgresStore {
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()> {
         let client = self.client()?;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            block_on(client.batch_execute(BEGIN_WRITE)).map_err(pg)?;
-            let state = TxState::default();
-            let result = f(&mut PgTx { client: &client, state: &state });
-            let outcome = match result {
-                Ok(()) if state.aborted.get() => {
-                    let _ = block_on(client.batch_execute("ROLLBACK"));
-                    Err(PostgresError::Aborted.into())
-                }
-                Ok(()) => match block_on(client.batch_execute("COMMIT")) {
-                    Ok(()) => return Ok(()),
-                    Err(error) => {
-                        state.conflict.set(state.conflict.get() || is_conflict(&error));
-                        Err(pg(error))
-                    }
-                },
-                Err(error) => {
-                    block_on(client.batch_execute("ROLLBACK")).map_err(pg)?;
-                    Err(error)
-                }
-            };
-            if !state.conflict.get() {
-                return outcome;
+        block_on(client.batch_execute(BEGIN_WRITE)).map_err(pg)?;
+        let state = TxState::default();
+        match f(&mut PgTx { client: &client, state: &state }) {
+            Ok(()) if state.aborted.get() => {
+                let _ = block_on(client.batch_execute("ROLLBACK"));
+                Err(PostgresError::Aborted.into())
             }
-            if attempt >= MAX_ATTEMPTS {
-                return Err(PostgresError::TooManyConflicts { attempts: attempt }.into());
+            Ok(()) => block_on(client.batch_execute("COMMIT")).map_err(pg),
+            Err(error) => {
+                block_on(client.batch_execute("ROLLBACK")).map_err(pg)?;
+                Err(error)
             }
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(backoff(attempt));
         }
     }
-}
-
-/// A random pause growing with the attempt, so that conflicting writers spread out.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = 2u64.saturating_pow(attempt.min(7)).min(100);
-    let jitter = uuid::Uuid::new_v4().as_u128() as u64 % (ceiling * 1000);
-    Duration::from_micros(500 + jitter)
 }

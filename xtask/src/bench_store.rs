@@ -93,15 +93,10 @@ pub fn store(scale: f64) -> Result<()> {
     let (pg_rate, pg_p50, pg_p99) = sequential(&*postgres(&cluster.fresh_database())?, &*ipam, n)?;
     let sqlite_concurrent = concurrent(&[sqlite("concurrent.db")?], &ipam, per_writer)?;
     let url = cluster.fresh_database();
-    let one = Arc::new(PostgresStore::connect(&PostgresOptions::new(&url))?);
-    let pg_one = concurrent(&[one.clone() as Arc<dyn Store>], &ipam, per_writer)?;
+    let pg_one = concurrent(&[postgres(&url)?], &ipam, per_writer)?;
     let url = cluster.fresh_database();
-    let three: Vec<Arc<PostgresStore>> =
-        (0..3).map(|_| PostgresStore::connect(&PostgresOptions::new(&url)).map(Arc::new)).collect::<Result<_, _>>()?;
-    let replicas: Vec<Arc<dyn Store>> = three.iter().map(|store| store.clone() as Arc<dyn Store>).collect();
+    let replicas = [postgres(&url)?, postgres(&url)?, postgres(&url)?];
     let pg_three = concurrent(&replicas, &ipam, per_writer)?;
-    let retries_one = one.conflict_retries();
-    let retries_three: u64 = three.iter().map(|store| store.conflict_retries()).sum();
 
     println!("store benchmark: committed allocations per second, both durable, on this machine in one run");
     println!("{:<34} {:>12} {:>10} {:>10}", "", "per second", "p50", "p99");
@@ -110,10 +105,6 @@ pub fn store(scale: f64) -> Result<()> {
     println!("{:<34} {:>12.0}", format!("sqlite, {WRITERS} writers"), sqlite_concurrent);
     println!("{:<34} {:>12.0}", format!("postgres, {WRITERS} writers, 1 store"), pg_one);
     println!("{:<34} {:>12.0}", format!("postgres, {WRITERS} writers, 3 stores"), pg_three);
-    println!(
-        "postgres transactions run again after a serialization conflict: {retries_one} (1 store), {retries_three} (3 stores), of {} allocations each",
-        WRITERS * per_writer
-    );
     println!();
     println!(
         "ratios: postgres/sqlite one writer {:.2}, {WRITERS} writers {:.2}; postgres 3 stores / 1 store {:.2}",
@@ -130,7 +121,6 @@ pub fn store(scale: f64) -> Result<()> {
             "postgres_one_writer_per_second": pg_rate, "postgres_p50_ms": pg_p50, "postgres_p99_ms": pg_p99,
             "sqlite_concurrent_per_second": sqlite_concurrent, "postgres_concurrent_one_store_per_second": pg_one,
             "postgres_concurrent_three_stores_per_second": pg_three, "writers": WRITERS,
-            "postgres_conflict_retries_one_store": retries_one, "postgres_conflict_retries_three_stores": retries_three,
         }))?,
     )?;
     println!("figures written to target/bench/store.json");

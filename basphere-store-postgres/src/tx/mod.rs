@@ -22,13 +22,11 @@ use tokio_postgres::Row;
 
 use crate::constraints::violation;
 pub(crate) use crate::constraints::Values;
-use crate::{block_on, is_conflict, pg};
+use crate::{block_on, pg};
 
 /// What happened to a transaction's statements, for the store to decide how it ends.
 #[derive(Default)]
 pub(crate) struct TxState {
-    /// A statement failed for conflicting with a concurrent transaction: run it all again.
-    pub conflict: Cell<bool>,
     /// A statement failed outside a savepoint: the transaction cannot commit.
     pub aborted: Cell<bool>,
 }
@@ -53,9 +51,6 @@ fn count(rows: u64) -> usize {
 impl PgTx<'_> {
     /// Notes what a failed statement means for the transaction.
     fn failed(&self, error: tokio_postgres::Error) -> tokio_postgres::Error {
-        if is_conflict(&error) {
-            self.state.conflict.set(true);
-        }
         self.state.aborted.set(true);
         error
     }
@@ -102,10 +97,6 @@ impl PgTx<'_> {
                 Ok(Ok(rows))
             }
             Err(error) => {
-                if is_conflict(&error) {
-                    // The whole transaction is run again: no point in going on.
-                    return Err(pg(self.failed(error)));
-                }
                 block_on(self.client.batch_execute("ROLLBACK TO SAVEPOINT basphere_statement"))
                     .map_err(|error| pg(self.failed(error)))?;
                 block_on(self.client.batch_execute("RELEASE SAVEPOINT basphere_statement"))
