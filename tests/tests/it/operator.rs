@@ -161,6 +161,18 @@ fn check_config_reports_every_part_and_names_what_to_fix() {
     assert!(report.contains("FAIL vm backend") && report.contains("vsphere.env"), "{report}");
     assert!(report.contains("ok   network"), "the rest is still checked: {report}");
 
+    // A database password file others can read is refused, naming the key and the fix.
+    let password = dir.path().join("db-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let config = format!(
+        "store:\n  url: postgresql://basphere@/nowhere?host=/nonexistent\n  password_file: {}\nrecaptcha:\n  enabled: false\n",
+        password.display()
+    );
+    let (code, report) = check_config(dir.path(), Some(&config));
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL store: store.password_file") && report.contains("chmod 600"), "{report}");
+
     let (code, report) = check_config(dir.path(), Some("server:\n  prot: 80\n"));
     assert_eq!(code, 1);
     assert!(report.contains("FAIL configuration") && report.contains("prot"), "{report}");
