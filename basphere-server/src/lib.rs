@@ -12,6 +12,7 @@ pub mod auth;
 pub mod captcha;
 pub mod clusters;
 pub mod extract;
+pub mod import;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;

@@ -59,6 +59,21 @@ enum Command {
         /// A file `backup` wrote.
         file: PathBuf,
     },
+    /// Imports an installation of the original Basphere: its users (with their keys and uids),
+    /// pending registrations and key changes, IP blocks and leases, VMs and clusters. All or
+    /// nothing, and a second run changes nothing; --dry-run only prints the report.
+    ImportOriginal {
+        /// The original's filesystem root: `/` on its own host, or a copy holding its
+        /// etc/basphere, var/lib/basphere, etc/passwd, etc/group and the logins' ~/.ssh.
+        dir: PathBuf,
+        /// Print what would be imported, what conflicts and what is broken; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the original's config.yaml, specs.yaml and api.yaml as one Basphere
+        /// configuration to this new file.
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +108,17 @@ fn main() -> anyhow::Result<()> {
                 .or_else(|| config.server.socket.clone())
                 .unwrap_or_else(|| data_dir.join("basphere.sock"));
             return basphere_server::stores::restore(&config.store, &data_dir, &socket, file);
+        }
+        Some(Command::ImportOriginal { dir, dry_run, write_config }) => {
+            let config = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+            let options = basphere_server::import::ImportOptions {
+                root: dir,
+                dry_run: *dry_run,
+                write_config: write_config.as_deref(),
+            };
+            let imported = basphere_server::import::import_original(&config, &data_dir, &options)?;
+            std::process::exit(if imported { 0 } else { 1 });
         }
         Some(Command::CheckConfig) => {
             let options = basphere_server::Options {

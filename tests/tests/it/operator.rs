@@ -320,3 +320,52 @@ fn https_serves_the_configured_certificate_and_sighup_reloads_it() {
     assert_eq!(https_get(&port, Some(&ca)).unwrap(), ("200".into(), "1002".into()));
     assert!(server.log().contains("the previous certificate stays"), "{}", server.log());
 }
+
+/// `import-original` through the binary into a running server's store: the dry run's report, the
+/// real run, a second run that changes nothing, the configuration written from the original's
+/// files; then alice, by her imported uid, sees her imported VMs through the CLI.
+#[test]
+fn import_original_reports_imports_once_and_the_running_server_serves_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../basphere-import/tests/fixtures/broken");
+    let fixture = fixture.to_str().unwrap();
+
+    let dry = server_command(&server, &["import-original", "--dry-run", fixture]);
+    let printed = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(dry.status.success(), "{printed}{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(printed.contains("(dry run: nothing written)") && printed.contains("Would create:"), "{printed}");
+    assert_eq!(printed_count(&printed, "Faults in the source").min(1), 1, "{printed}");
+    let before = server.unix("GET", "/api/v1/admin/users", None).json();
+    assert!(!before.to_string().contains("alice"), "a dry run writes nothing: {before}");
+
+    let config_file = dir.path().join("from-original.yaml");
+    let real = server_command(&server, &["import-original", fixture, "--write-config", config_file.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&real.stdout).into_owned();
+    assert!(real.status.success(), "{printed}{}", String::from_utf8_lossy(&real.stderr));
+    assert!(printed.contains("Created:") && printed.contains("reconcile --now"), "{printed}");
+    let written = std::fs::read_to_string(&config_file).unwrap();
+    assert!(written.contains("cidr: 10.254.0.0/21") && written.contains("allowed_email_domains"), "{written}");
+
+    let again = server_command(&server, &["import-original", fixture]);
+    let printed = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.status.success() && printed.contains("Nothing to do"), "{printed}");
+    let refused =
+        server_command(&server, &["import-original", fixture, "--write-config", config_file.to_str().unwrap()]);
+    assert!(!refused.status.success(), "an existing configuration file is never replaced");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("an existing file is never replaced"));
+
+    // The running server serves what was imported.
+    let users = server.unix("GET", "/api/v1/admin/users", None).json().to_string();
+    assert!(users.contains("\"alice\"") && users.contains("\"bob\"") && !users.contains("\"dave\""), "{users}");
+    if tests::server::can_switch_uid() {
+        let listed = tests::server::expect(&server.cli_uid(1001, &["-o", "json", "vm", "list"]), 0);
+        for vm in ["web", "db", "cache", "api", "big"] {
+            assert!(
+                listed.contains(&format!("\"name\":\"{vm}\"")) || listed.contains(&format!("\"name\": \"{vm}\"")),
+                "{vm}: {listed}"
+            );
+        }
+        assert!(!listed.contains("\"ci\""), "bob's VM is not alice's: {listed}");
+    }
+}

@@ -662,3 +662,41 @@ async fn a_refused_request_is_audited_with_a_bounded_excerpt() {
     assert!(refused.details.to_string().len() < 1000, "{}", refused.details);
     assert!(refused.resource.contains("10000 characters"), "{}", refused.resource);
 }
+
+/// An installation of the original (the importer's broken fixture) imported into every store:
+/// reconciliation then squares the imported VMs with vSphere, and the imported addresses are
+/// Basphere's to manage (an imported VM is deleted, a new one takes a free address of the block).
+#[tokio::test]
+async fn an_imported_original_installation_is_reconciled_and_managed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../basphere-import/tests/fixtures/broken");
+    let original = basphere_import::Original::read(&root).unwrap();
+    for backend in BACKENDS {
+        let rig = rig(backend, dir.path());
+        let plan =
+            basphere_import::import(&original, &rig.platform.config().pools, &*rig.store, "root", false).unwrap();
+        assert!(plan.conflicts.is_empty() && plan.vms.len() == 6, "{backend:?}: {}", plan.report("fixture", false));
+        // vSphere has alice-web and the VM whose metadata was lost; db, api and big are gone.
+        rig.sim.plant("basphere-vms/alice", "alice-web");
+        rig.sim.plant("basphere-vms/alice", "alice-cache");
+        let report = rig.platform.reconcile().await.unwrap();
+        assert_eq!(report.found, ["alice/cache"], "{backend:?}: {report:?}");
+        let mut lost = report.lost.clone();
+        lost.sort();
+        assert_eq!(lost, ["alice/api", "alice/big", "alice/db"], "{backend:?}");
+        assert!(report.strays.is_empty(), "{backend:?}: the planted VMs are the imported ones");
+        assert_eq!(rig.store.vm(&username("alice"), &name("cache")).unwrap().state, VmState::Running);
+        assert_eq!(rig.store.vm(&username("bob"), &name("ci")).unwrap().state, VmState::Failed, "failed stays failed");
+
+        // Deleting an imported VM frees its imported lease.
+        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("db")).await.unwrap();
+        assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
+        assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none());
+        // A new VM takes the lowest free address of alice's imported block: .33, just freed.
+        let accepted = rig.create(&alice(), "alice", request("new", 1)).await.unwrap();
+        let done = rig.wait(&accepted[0].operation).await;
+        assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
+        let new = rig.store.vm(&username("alice"), &name("new")).unwrap();
+        assert_eq!(new.ip, Some(Ipv4Addr::new(10, 254, 0, 33)), "{backend:?}");
+    }
+}
