@@ -47,6 +47,9 @@ impl Platform {
             inventory.iter().map(|vm| (vm.vsphere_name.clone(), vm.clone())).collect();
         let vms = self.db(|store, _| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
         let known_ids: HashSet<Uuid> = vms.iter().map(|vm| vm.id).collect();
+        // A VM Basphere did not make (one imported from the original) carries no Basphere id:
+        // its name says whose it is, as it does when the records are compared above.
+        let known_names: HashSet<String> = vms.iter().map(Vm::vsphere_name).collect();
         let mut report = ReconcileReport { at: Some(now()), ..ReconcileReport::default() };
         let mut changes: Vec<(Uuid, VmState, VmState, Option<String>)> = Vec::new();
         for vm in &vms {
@@ -115,7 +118,10 @@ impl Platform {
             }
         }
         for vm in inventory {
-            let ours = vm.basphere_id.is_some_and(|id| known_ids.contains(&id));
+            let ours = match vm.basphere_id {
+                Some(id) => known_ids.contains(&id),
+                None => known_names.contains(&vm.vsphere_name),
+            };
             if vm.folder.starts_with(&base) && !ours {
                 let new = self.known_strays.lock().unwrap_or_else(|p| p.into_inner()).insert(vm.vsphere_name.clone());
                 if new {

@@ -676,7 +676,11 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         let plan =
             basphere_import::import(&original, &rig.platform.config().pools, &*rig.store, "root", false).unwrap();
         assert!(plan.conflicts.is_empty() && plan.vms.len() == 6, "{backend:?}: {}", plan.report("fixture", false));
-        // vSphere has alice-web and the VM whose metadata was lost; db, api and big are gone.
+        // vSphere has the folders the original made at approval, alice-web and the VM whose
+        // metadata was lost; db, api and big are gone.
+        for owner in ["alice", "bob"] {
+            basphere_core::Provisioner::ensure_folder(&*rig.sim, &username(owner)).await.unwrap();
+        }
         rig.sim.plant("basphere-vms/alice", "alice-web");
         rig.sim.plant("basphere-vms/alice", "alice-cache");
         let report = rig.platform.reconcile().await.unwrap();
