@@ -11,6 +11,7 @@
 //! makes homes under `ROOT` (the tests' sandbox). Uids are read back from `ROOT/etc/passwd`.
 
 mod command;
+pub mod helper;
 mod keys;
 mod names;
 mod passwd;
@@ -37,12 +38,25 @@ const COMMENT_PREFIX: &str = "Basphere account ";
 /// How long one useradd/userdel/groupadd may take before it is stopped.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The bastion logins for `logins`: a [`UnixBastion`] or the no-op [`NoBastion`].
+/// The bastion logins for `logins`: a [`UnixBastion`], the [`helper::HelperBastion`] that asks
+/// the root helper to run one, or the no-op [`NoBastion`].
 pub fn from_config(logins: &BastionLogins) -> Result<Arc<dyn Bastion>> {
     match logins {
         BastionLogins::None => Ok(Arc::new(NoBastion)),
-        BastionLogins::Unix { group, shell, home, root } => {
-            Ok(Arc::new(UnixBastion::new(group.clone(), shell.clone(), home.clone(), root.clone())?))
+        BastionLogins::Unix { helper_socket: Some(socket), .. } => Ok(Arc::new(helper::HelperBastion::new(socket))),
+        BastionLogins::Unix { .. } => Ok(Arc::new(unix_from_config(logins)?)),
+    }
+}
+
+/// The [`UnixBastion`] `bastion.*` describes, whether or not the server uses it through the
+/// helper (the helper itself runs this one).
+pub fn unix_from_config(logins: &BastionLogins) -> Result<UnixBastion> {
+    match logins {
+        BastionLogins::Unix { group, shell, home, root, .. } => {
+            UnixBastion::new(group.clone(), shell.clone(), home.clone(), root.clone())
+        }
+        BastionLogins::None => {
+            Err(Error::invalid("bastion.logins", "is none: set it to unix for the logins the helper makes"))
         }
     }
 }

@@ -388,8 +388,9 @@ pub enum BastionLogins {
     /// None: the deployment manages logins itself.
     None,
     /// Unix accounts made with useradd on this host (`root` is `/` in production; a directory
-    /// with its own `etc/passwd` in tests).
-    Unix { group: String, shell: PathBuf, home: PathBuf, root: PathBuf },
+    /// with its own `etc/passwd` in tests). With `helper_socket`, the server (unprivileged) asks
+    /// the root bastion helper listening there (`basphere-server bastion-helper`) to run them.
+    Unix { group: String, shell: PathBuf, home: PathBuf, root: PathBuf, helper_socket: Option<PathBuf> },
 }
 
 /// Where notifications go besides the log; the notifier crate parses its own sections.
@@ -632,6 +633,7 @@ struct RawBastion {
     shell: Option<PathBuf>,
     home: Option<PathBuf>,
     root: Option<PathBuf>,
+    helper_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1209,6 +1211,11 @@ fn bastion_logins(raw: &RawBastion) -> Result<BastionLogins> {
                 shell: absolute("bastion.shell", raw.shell.clone().unwrap_or_else(|| "/bin/bash".into()))?,
                 home: absolute("bastion.home", raw.home.clone().unwrap_or_else(|| "/home".into()))?,
                 root: absolute("bastion.root", raw.root.clone().unwrap_or_else(|| "/".into()))?,
+                helper_socket: raw
+                    .helper_socket
+                    .clone()
+                    .map(|path| absolute("bastion.helper_socket", path))
+                    .transpose()?,
             })
         }
         other => Err(Error::invalid("bastion.logins", format!("{other:?} is not one of: none, unix"))),
@@ -1667,7 +1674,8 @@ bastion: {address: bastion.corp.com, port: 50022}
                 group: "devs".into(),
                 shell: "/bin/bash".into(),
                 home: "/home".into(),
-                root: "/srv/sandbox".into()
+                root: "/srv/sandbox".into(),
+                helper_socket: None,
             }
         );
         assert_eq!(config.notifications.admin_emails[0].as_str(), "ops@corp.com");

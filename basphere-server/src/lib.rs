@@ -108,6 +108,42 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
     }
 }
 
+/// Where the bastion helper listens unless `bastion.helper_socket` says otherwise.
+pub const DEFAULT_HELPER_SOCKET: &str = "/run/basphere-helper/helper.sock";
+
+/// Runs the bastion helper (as root): serves the logins of `bastion.*` to `allow_user` alone on
+/// `bastion.helper_socket`, until stopped.
+pub async fn bastion_helper(config: &Config, allow_user: &str) -> Result<()> {
+    use basphere_core::config::BastionLogins;
+    let helper_socket = match &config.bastion.logins {
+        BastionLogins::Unix { helper_socket, .. } => helper_socket.clone(),
+        BastionLogins::None => None,
+    };
+    let socket = helper_socket.unwrap_or_else(|| PathBuf::from(DEFAULT_HELPER_SOCKET));
+    let bastion = basphere_bastion::unix_from_config(&config.bastion.logins).context("bastion-helper")?;
+    let account = nix::unistd::User::from_name(allow_user)
+        .with_context(|| format!("bastion-helper: looking up the account {allow_user}"))?
+        .with_context(|| format!("bastion-helper --allow-user: there is no account {allow_user}"))?;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("bastion-helper: making {}", dir.display()))?;
+    }
+    let listener = basphere_bastion::helper::bind(&socket, account.uid.as_raw())
+        .with_context(|| format!("bastion.helper_socket: cannot listen on {}", socket.display()))?;
+    tracing::info!(socket = %socket.display(), allow_user, "bastion helper ready");
+    tokio::select! {
+        served = basphere_bastion::helper::serve(listener, Arc::new(bastion), account.uid.as_raw()) => {
+            served.context("bastion-helper: the socket failed")
+        }
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => { term.recv().await; }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        } => Ok(()),
+    }
+}
+
 /// Builds the HTTP application (shared by both listeners).
 pub fn app(state: AppState) -> Router {
     Router::new()

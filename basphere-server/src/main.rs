@@ -59,6 +59,14 @@ enum Command {
         /// A file `backup` wrote.
         file: PathBuf,
     },
+    /// The bastion helper (run as root, beside an unprivileged server): makes, rekeys and
+    /// removes the bastion logins the server asks for over its socket (bastion.helper_socket),
+    /// with the settings of bastion.*; nothing else, and for the server's account only.
+    BastionHelper {
+        /// The account the server runs as: the only one whose requests are served.
+        #[arg(long, default_value = "basphere")]
+        allow_user: String,
+    },
     /// Imports an installation of the original Basphere: its users (with their keys and uids),
     /// pending registrations and key changes, IP blocks and leases, VMs and clusters. All or
     /// nothing, and a second run changes nothing; --dry-run only prints the report.
@@ -119,6 +127,11 @@ fn main() -> anyhow::Result<()> {
             };
             let imported = basphere_server::import::import_original(&config, &data_dir, &options)?;
             std::process::exit(if imported { 0 } else { 1 });
+        }
+        Some(Command::BastionHelper { allow_user }) => {
+            let config = basphere_server::load_config(args.config.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            return runtime.block_on(basphere_server::bastion_helper(&config, allow_user));
         }
         Some(Command::CheckConfig) => {
             let options = basphere_server::Options {

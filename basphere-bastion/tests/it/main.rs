@@ -354,6 +354,7 @@ async fn from_config_picks_the_no_op_or_unix_logins() {
         shell: SHELL.into(),
         home: "/home".into(),
         root: root.to_owned(),
+        helper_socket: None,
     };
     let error = from_config(&unix(empty.path())).err().expect("a root without etc/passwd is refused");
     assert!(error.to_string().contains("etc/passwd"), "{error}");
@@ -375,6 +376,74 @@ async fn the_core_bastion_contract_holds() {
         let bastion = sandbox.bastion();
         let keys = |name: &basphere_core::validate::Username| sandbox.keys(name.as_str());
         basphere_core::testing::bastion::check_all(&bastion, &keys, &username("carol")).await;
+    })
+    .await
+}
+
+/// The root helper on its socket, and the server's side that talks to it: the same logins as
+/// `UnixBastion` makes, only for the allowed account, with every name and key checked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helper_makes_logins_for_the_server_account_only() {
+    use basphere_bastion::helper::{bind, serve, HelperBastion};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let sandbox = sandbox!();
+    let sockets = tempfile::tempdir().unwrap();
+    bounded(async {
+        let me = nix::unistd::getuid().as_raw();
+        let path = sockets.path().join("helper.sock");
+        let listener = bind(&path, me).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, meta.uid()), (0o600, me), "only the allowed account");
+        let server = tokio::spawn(serve(listener, Arc::new(sandbox.bastion()), me));
+
+        let helper = HelperBastion::new(&path);
+        assert_eq!(helper.backend_name(), "helper");
+        let uid = helper.ensure_login(&username("alice"), &ssh_key(1)).await.unwrap().expect("a uid");
+        let line = sandbox.entry("passwd", "alice").expect("useradd ran through the helper");
+        assert_eq!(line[2].parse::<u32>().unwrap(), uid);
+        assert_eq!(helper.ensure_login(&username("alice"), &ssh_key(1)).await.unwrap(), Some(uid), "idempotent");
+        helper.set_key(&username("alice"), &ssh_key(2)).await.unwrap();
+        assert!(sandbox.keys("alice").unwrap().contains(ssh_key(2).as_str()));
+        // A login Basphere did not make is refused, as UnixBastion refuses it.
+        let error = helper.ensure_login(&username("carol"), &ssh_key(3)).await.unwrap_err();
+        assert_eq!(error.kind(), "already-exists", "{error}");
+        helper.remove_login(&username("alice")).await.unwrap();
+        assert!(sandbox.entry("passwd", "alice").is_none());
+
+        // A request that did not come through core's validation is checked again.
+        let raw = |request: &'static str| {
+            let path = path.clone();
+            async move {
+                let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                tokio::io::BufReader::new(stream).read_line(&mut answer).await.unwrap();
+                answer
+            }
+        };
+        let answer = raw("{\"op\":\"ensure_login\",\"username\":\"../root\",\"key\":\"ssh-ed25519 AAAA\"}\n").await;
+        assert!(answer.contains("invalid-input") && answer.contains("username"), "{answer}");
+        let answer = raw("{\"op\":\"run\",\"command\":\"sh\"}\n").await;
+        assert!(answer.contains("not a bastion helper request"), "{answer}");
+        assert!(sandbox.entry("passwd", "..").is_none());
+        server.abort();
+
+        // Any other account is refused before its request is read.
+        let other = sockets.path().join("other.sock");
+        let listener = bind(&other, me + 4242).unwrap();
+        let server = tokio::spawn(serve(listener, Arc::new(sandbox.bastion()), me + 4242));
+        let error = HelperBastion::new(&other).ensure_login(&username("dave"), &ssh_key(4)).await.unwrap_err();
+        assert_eq!(error.kind(), "forbidden", "{error}");
+        assert!(sandbox.entry("passwd", "dave").is_none());
+        server.abort();
+
+        // No helper: the error names the socket and the setting.
+        let error = HelperBastion::new(sockets.path().join("absent.sock"))
+            .ensure_login(&username("erin"), &ssh_key(5))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("bastion.helper_socket"), "{error}");
     })
     .await
 }
