@@ -108,6 +108,9 @@ pub enum Command {
     Admin(AdminCommand),
     /// Shell completion script: basphere completion bash > /etc/bash_completion.d/basphere
     Completion { shell: clap_complete::Shell },
+    /// The manual page (roff), as the Debian package installs it: basphere manpage > basphere.1
+    #[command(hide = true)]
+    Manpage,
     /// Start a server on embedded defaults (if none is running) and walk through the main job.
     Demo(crate::demo::DemoArgs),
 }
@@ -536,7 +539,7 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         Command::Admin(command) => admin(command, ctx).await,
-        Command::Completion { .. } | Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Completion { .. } | Command::Manpage | Command::Demo(_) => unreachable!("handled before connecting"),
     }
 }
 

@@ -67,6 +67,12 @@ enum Command {
         #[arg(long, default_value = "basphere")]
         allow_user: String,
     },
+    /// The manual page (roff): basphere-server manpage > basphere-server.1
+    #[command(hide = true)]
+    Manpage,
+    /// Shell completion script: basphere-server completion bash
+    #[command(hide = true)]
+    Completion { shell: clap_complete::Shell },
     /// Imports an installation of the original Basphere: its users (with their keys and uids),
     /// pending registrations and key changes, IP blocks and leases, VMs and clusters. All or
     /// nothing, and a second run changes nothing; --dry-run only prints the report.
@@ -98,6 +104,16 @@ fn main() -> anyhow::Result<()> {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
     match &args.command {
+        Some(Command::Manpage) => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        Some(Command::Completion { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Args::command(), "basphere-server", &mut std::io::stdout());
+            return Ok(());
+        }
         Some(Command::MigrateStore { from, to, password_file }) => {
             let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".basphere"));
             return basphere_server::stores::migrate(from, to, &data_dir, password_file.as_deref());

@@ -10,6 +10,7 @@
 //!   latency, start-up time, memory.
 //! - `cargo xtask bench accounts`: registrations, pending-request listing and approvals.
 //! - `cargo xtask bench web`: the dashboard with 100 VMs rendered for a signed-in session.
+//! - `cargo xtask dist`: the Debian package (`target/dist/basphere_VERSION_ARCH.deb`).
 
 mod bench;
 mod bench_accounts;
@@ -18,6 +19,7 @@ mod bench_clusters;
 mod bench_store;
 mod bench_vsphere;
 mod bench_web;
+mod dist;
 mod tidy;
 mod vcsim;
 
@@ -32,6 +34,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build the Debian package into target/dist (release binaries, unless --debug).
+    Dist {
+        /// Package the debug binaries of the test build instead of building release ones.
+        #[arg(long)]
+        debug: bool,
+        /// The package's version (default: the workspace's).
+        #[arg(long)]
+        version: Option<String>,
+        /// Where to write the package (default: target/dist).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Check the repository rules: dependency layering, ARCHITECTURE.md codemap, lints.
     Tidy,
     /// Build the vCenter simulator (from Debian's govmomi sources) and run it; it prints its URL.
@@ -63,6 +77,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Dist { debug, version, out } => {
+            let deb = dist::build(&dist::DistOptions { debug, version, out })?;
+            println!("{}", deb.display());
+            Ok(())
+        }
         Command::Tidy => {
             let problems = tidy::check(&tidy::workspace_root())?;
             if problems.is_empty() {

@@ -1,0 +1,160 @@
+//! `cargo xtask dist`: the Debian package. Both binaries, the original's command names as links
+//! to the CLI, the commented configuration (a conffile), the two systemd units, shell
+//! completions and man pages generated from the binaries' own clap definitions, the operator
+//! guide, and the maintainer scripts; built with `dpkg-deb`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::tidy::workspace_root;
+
+/// The original's command names, installed as links to `basphere` (which behaves as the
+/// original's command of the name it is invoked by).
+pub const ORIGINAL_NAMES: &[&str] = &[
+    "create-vm",
+    "list-vms",
+    "delete-vm",
+    "show-quota",
+    "list-resources",
+    "create-cluster",
+    "list-clusters",
+    "delete-cluster",
+    "get-kubeconfig",
+    "watch-cluster",
+    "basphere-admin",
+];
+
+/// What to build.
+pub struct DistOptions {
+    /// Package the debug binaries the test build made, instead of building release ones.
+    pub debug: bool,
+    /// The package version (default: the workspace's).
+    pub version: Option<String>,
+    pub out: Option<PathBuf>,
+}
+
+fn run(command: &mut Command) -> Result<Vec<u8>> {
+    let output = command.output().with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(output.stdout)
+}
+
+fn write(path: &Path, content: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+    fs::create_dir_all(path.parent().expect("a parent"))?;
+    fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn gzip(path: &Path, content: &[u8]) -> Result<()> {
+    write(path, content, 0o644)?;
+    run(Command::new("gzip").args(["-9", "-n", "-f"]).arg(path))?;
+    Ok(())
+}
+
+/// Builds the package; returns the path of the `.deb`.
+pub fn build(options: &DistOptions) -> Result<PathBuf> {
+    let root = workspace_root();
+    let profile = if options.debug { "debug" } else { "release" };
+    if !options.debug {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--release", "--locked", "-p", "basphere-server", "-p", "basphere-cli"])
+            .status()?;
+        if !status.success() {
+            bail!("the release build failed");
+        }
+    }
+    let bin = root.join("target").join(profile);
+    for name in ["basphere", "basphere-server"] {
+        if !bin.join(name).is_file() {
+            bail!("{} is missing: build it first (cargo build --workspace --all-targets)", bin.join(name).display());
+        }
+    }
+    let version = options.version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let arch = String::from_utf8(run(Command::new("dpkg").arg("--print-architecture"))?)?.trim().to_owned();
+    let out = options.out.clone().unwrap_or_else(|| root.join("target/dist"));
+    let stage = out.join(format!("basphere_{version}_{arch}"));
+    if stage.exists() {
+        fs::remove_dir_all(&stage)?;
+    }
+    let packaging = root.join("packaging");
+
+    // Binaries and the original's names.
+    for name in ["basphere", "basphere-server"] {
+        let target = stage.join("usr/bin").join(name);
+        fs::create_dir_all(target.parent().expect("usr/bin"))?;
+        fs::copy(bin.join(name), &target)?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
+        // Debug information stays out of the package (binutils' strip).
+        run(Command::new("strip").arg("--strip-debug").arg(&target))?;
+    }
+    for name in ORIGINAL_NAMES {
+        std::os::unix::fs::symlink("basphere", stage.join("usr/bin").join(name))?;
+    }
+
+    // Configuration, units, documentation.
+    write(&stage.join("etc/basphere/basphere.yaml"), fs::read(packaging.join("basphere.yaml"))?, 0o640)?;
+    for unit in ["basphere-server.service", "basphere-bastion-helper.service"] {
+        write(&stage.join("lib/systemd/system").join(unit), fs::read(packaging.join(unit))?, 0o644)?;
+    }
+    let doc = stage.join("usr/share/doc/basphere");
+    write(&doc.join("copyright"), fs::read(packaging.join("debian/copyright"))?, 0o644)?;
+    write(&doc.join("operator-guide.md"), fs::read(root.join("docs/operator-guide.md"))?, 0o644)?;
+
+    // Completions and man pages, from the binaries themselves.
+    for (binary, name) in [("basphere", "basphere"), ("basphere-server", "basphere-server")] {
+        let exe = bin.join(binary);
+        let completion = |shell: &str| run(Command::new(&exe).args(["completion", shell]));
+        write(&stage.join("usr/share/bash-completion/completions").join(name), completion("bash")?, 0o644)?;
+        write(&stage.join("usr/share/zsh/vendor-completions").join(format!("_{name}")), completion("zsh")?, 0o644)?;
+        write(
+            &stage.join("usr/share/fish/vendor_completions.d").join(format!("{name}.fish")),
+            completion("fish")?,
+            0o644,
+        )?;
+        let page = run(Command::new(&exe).arg("manpage"))?;
+        gzip(&stage.join("usr/share/man/man1").join(format!("{name}.1")), &page)?;
+    }
+
+    // Maintainer scripts and control.
+    for script in ["postinst", "prerm", "postrm"] {
+        write(&stage.join("DEBIAN").join(script), fs::read(packaging.join("debian").join(script))?, 0o755)?;
+    }
+    write(&stage.join("DEBIAN/conffiles"), "/etc/basphere/basphere.yaml\n", 0o644)?;
+    let installed_kb = String::from_utf8(run(Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(&stage))?)?
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .to_owned();
+    let control = format!(
+        "Package: basphere\n\
+         Version: {version}\n\
+         Architecture: {arch}\n\
+         Maintainer: Basphere <basphere@localhost>\n\
+         Installed-Size: {installed_kb}\n\
+         Depends: libc6 (>= 2.34), passwd\n\
+         Recommends: openssh-server\n\
+         Section: admin\n\
+         Priority: optional\n\
+         Description: self-service VMs and Kubernetes clusters on your own vSphere\n \
+         Developers register, an administrator approves, and then developers create VMs and\n \
+         Kubernetes clusters themselves, inside quotas, with static addresses from Basphere's\n \
+         own IPAM, through a CLI (also under the original Basphere's command names), an HTTP\n \
+         API and web pages.\n"
+    );
+    write(&stage.join("DEBIAN/control"), control, 0o644)?;
+
+    let deb = out.join(format!("basphere_{version}_{arch}.deb"));
+    // A release package is compressed hard; a test package (--debug) quickly.
+    let compression: &[&str] = if options.debug { &["-Zgzip", "-z1"] } else { &["-Zxz", "-z6"] };
+    run(Command::new("dpkg-deb").arg("--root-owner-group").args(compression).arg("--build").arg(&stage).arg(&deb))?;
+    fs::remove_dir_all(&stage)?;
+    Ok(deb)
+}
