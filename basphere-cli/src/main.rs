@@ -85,6 +85,18 @@ async fn run() -> Result<(), CliError> {
 }
 
 fn main() {
+    // A reader that stops early (`list-vms | head -1`) closes the pipe: end as the shell's tools
+    // do (the status of SIGPIPE), not with a panic from printing.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

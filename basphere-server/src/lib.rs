@@ -305,6 +305,19 @@ fn bind_socket(path: &Path) -> Result<UnixListener> {
     // Anyone may connect: the kernel tells the server who they are.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     for (dir, mode) in unreachable_by_others(path) {
+        if mode & 0o010 != 0 {
+            // The packaged layout: /run/basphere admits the bastion logins' group only.
+            let group = std::fs::metadata(&dir)
+                .ok()
+                .and_then(|m| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid())).ok().flatten())
+                .map_or_else(|| "its group".to_owned(), |g| g.name);
+            tracing::info!(
+                directory = %dir.display(),
+                mode = format!("{mode:04o}"),
+                "only the server and members of {group} can reach the socket through this directory"
+            );
+            continue;
+        }
         tracing::warn!(
             directory = %dir.display(),
             mode = format!("{mode:04o}"),

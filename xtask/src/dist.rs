@@ -139,7 +139,7 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
          Architecture: {arch}\n\
          Maintainer: Basphere <basphere@localhost>\n\
          Installed-Size: {installed_kb}\n\
-         Depends: libc6 (>= 2.34), passwd\n\
+         Depends: libc6 (>= 2.34), passwd, ca-certificates\n\
          Recommends: openssh-server\n\
          Section: admin\n\
          Priority: optional\n\

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The Debian package installed into a fresh Debian root made by debootstrap, and used there as
+# an administrator and a developer would: the units verified and scored, the bastion helper
+# (root) and the server (as basphere) started, an account registered and approved (its bastion
+# login made through the helper), a VM created and listed under the original's command names;
+# then an upgrade from the previous version, which keeps the data and the edited configuration.
+#
+# Usage: packaging/install-test.sh [XTASK]   (run as root; XTASK defaults to target/debug/xtask,
+# built by `cargo build --workspace --all-targets`). Needs debootstrap and network access to
+# Debian's mirror. Bounded: every wait has a deadline, and the whole run is meant for `timeout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+xtask="${1:-target/debug/xtask}"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+work="$(mktemp -d /tmp/basphere-install-test.XXXXXX)"
+root="$work/root"
+pids=()
+
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 1
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    umount "$root/proc" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { echo "== $*"; }
+fail() {
+    echo "install test FAILED: $*" >&2
+    for log in "$work"/server.log "$work"/helper.log; do
+        [ -f "$log" ] && { echo "--- $log" >&2; tail -15 "$log" >&2; }
+    done
+    exit 1
+}
+in_root() { chroot "$root" "$@"; }
+as_user() { local user="$1"; shift; chroot --userspec="$user:basphere-users" "$root" env HOME="/home/$user" "$@"; }
+wait_for() { # what, test command...
+    local what="$1"; shift
+    for _ in $(seq 1 100); do "$@" && return 0; sleep 0.2; done
+    fail "waited 20 s for $what"
+}
+
+step "packages: the previous version and this one"
+"$xtask" dist --debug --version 0.1.0~previous --out "$work" >/dev/null
+"$xtask" dist --debug --version 0.1.0 --out "$work" >/dev/null
+ls -la "$work"/*.deb
+
+step "a Debian root (debootstrap, minbase with systemd to verify the units against)"
+debootstrap --variant=minbase --include=systemd,procps,ca-certificates bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
+mount -t proc proc "$root/proc"
+
+step "install the previous version"
+cp "$work"/basphere_0.1.0~previous_*.deb "$work"/basphere_0.1.0_*.deb "$root/tmp/"
+in_root dpkg -i /tmp/basphere_0.1.0~previous_amd64.deb
+in_root getent passwd basphere | grep -q ':/var/lib/basphere-server:/usr/sbin/nologin' || fail "the basphere user"
+in_root getent group basphere-users >/dev/null || fail "the basphere-users group"
+[ "$(in_root stat -c "%U %a" /var/lib/basphere-server)" = "basphere 700" ] || fail "the data directory: $(in_root stat -c "%U %a" /var/lib/basphere-server)"
+for name in create-vm list-vms delete-vm show-quota list-resources create-cluster list-clusters \
+            delete-cluster get-kubeconfig watch-cluster basphere-admin; do
+    [ "$(readlink "$root/usr/bin/$name")" = basphere ] || fail "/usr/bin/$name is not a link to basphere"
+done
+[ -s "$root/usr/share/man/man1/basphere.1.gz" ] && [ -s "$root/usr/share/man/man1/basphere-server.1.gz" ] \
+    || fail "man pages"
+grep -q '^\.TH basphere' <(zcat "$root/usr/share/man/man1/basphere.1.gz") || fail "basphere.1 is not a man page"
+grep -q 'complete' "$root/usr/share/bash-completion/completions/basphere" || fail "bash completion"
+
+step "the units: systemd-analyze verify and security"
+for unit in basphere-server basphere-bastion-helper; do
+    systemd-analyze verify --man=no --root="$root" "/lib/systemd/system/$unit.service" \
+        || fail "systemd-analyze verify $unit"
+    systemd-analyze security --offline=yes --root="$root" --threshold=20 --no-pager \
+        "/lib/systemd/system/$unit.service" | tail -1
+done
+
+step "configure (port 0: any free port; the edit must survive the upgrade)"
+sed -i 's/^  port: 8080$/  port: 0/' "$root/etc/basphere/basphere.yaml"
+grep -q '^  port: 0$' "$root/etc/basphere/basphere.yaml" || fail "editing the configuration"
+as_user basphere /usr/bin/basphere-server --config /etc/basphere/basphere.yaml check-config \
+    || fail "check-config on the packaged configuration"
+
+start_services() {
+    # What systemd does for the units: their runtime directories, then the two processes.
+    in_root install -d -o root -g root -m 0755 /run/basphere-helper
+    in_root install -d -o basphere -g basphere-users -m 0750 /run/basphere
+    in_root /usr/bin/basphere-server --config /etc/basphere/basphere.yaml \
+        bastion-helper --allow-user basphere > "$work/helper.log" 2>&1 &
+    pids+=($!)
+    wait_for "the helper's socket" test -S "$root/run/basphere-helper/helper.sock"
+    chroot --userspec=basphere:basphere-users "$root" /usr/bin/basphere-server \
+        --config /etc/basphere/basphere.yaml > "$work/server.log" 2>&1 &
+    server=$!
+    pids+=($server)
+    wait_for "the server's socket" test -S "$root/run/basphere/basphere.sock"
+}
+stop_server() {
+    kill -TERM "$server"
+    for _ in $(seq 1 100); do kill -0 "$server" 2>/dev/null || return 0; sleep 0.2; done
+    fail "the server did not stop on SIGTERM"
+}
+start_services
+
+step "a developer registers, the administrator approves with basphere-admin"
+key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAn5Akzo2ChlCksno2C+K6aOyOZu39MCn3XgnEvMbUxD alice@laptop'
+in_root basphere register alice --email alice@example.com --key "$key"
+in_root basphere-admin user approve alice
+wait_for "alice's bastion login" in_root getent passwd alice
+in_root getent passwd alice | grep -q 'Basphere account alice' || fail "alice's login was not made by Basphere"
+grep -qF "$key" "$root/home/alice/.ssh/authorized_keys" || fail "alice's key on the bastion"
+
+step "alice, on the bastion, under the original's command names"
+as_user alice create-vm -n web -o ubuntu-24.04 -s small -y
+as_user alice list-vms | tee "$work/list-vms.txt"
+grep -q 'web' "$work/list-vms.txt" || fail "list-vms does not show web"
+as_user alice show-quota
+as_user alice list-resources > /dev/null
+as_user alice basphere -o json vm list > "$work/vms.json"
+grep -q '"state": *"running"' "$work/vms.json" || { cat "$work/vms.json"; fail "web is not running"; }
+
+step "upgrade to this version"
+stop_server
+in_root env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /tmp/basphere_0.1.0_amd64.deb
+[ "$(in_root dpkg-query -W -f '${Version}' basphere)" = "0.1.0" ] || fail "the upgrade"
+grep -q '^  port: 0$' "$root/etc/basphere/basphere.yaml" || fail "the upgrade replaced the edited configuration"
+server=""
+chroot --userspec=basphere:basphere-users "$root" /usr/bin/basphere-server \
+    --config /etc/basphere/basphere.yaml >> "$work/server.log" 2>&1 &
+server=$!
+pids+=($server)
+alice_lists() { as_user alice list-vms >/dev/null 2>&1; }
+wait_for "the upgraded server" alice_lists
+as_user alice list-vms > "$work/after.txt"
+grep -q 'web .*running' "$work/after.txt" || { cat "$work/after.txt"; fail "the VM is gone after the upgrade"; }
+in_root basphere-admin user list > "$work/users.txt"
+grep -q alice "$work/users.txt" || { cat "$work/users.txt"; fail "alice is gone after the upgrade"; }
+
+step "ok: installed, used under the original's names, upgraded with the data kept"
