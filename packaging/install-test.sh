@@ -78,17 +78,21 @@ done
 step "configure (port 0: any free port; the edit must survive the upgrade)"
 sed -i 's/^  port: 8080$/  port: 0/' "$root/etc/basphere/basphere.yaml"
 grep -q '^  port: 0$' "$root/etc/basphere/basphere.yaml" || fail "editing the configuration"
-as_user basphere /usr/bin/basphere-server --config /etc/basphere/basphere.yaml check-config \
-    || fail "check-config on the packaged configuration"
 
 start_services() {
-    # What systemd does for the units: their runtime directories, then the two processes.
+    # What systemd does for the units: their runtime directories, then the two processes (the
+    # helper first; check-config, as the server's account, asks it too).
     in_root install -d -o root -g root -m 0755 /run/basphere-helper
     in_root install -d -o basphere -g basphere-users -m 0750 /run/basphere
     in_root /usr/bin/basphere-server --config /etc/basphere/basphere.yaml \
         bastion-helper --allow-user basphere > "$work/helper.log" 2>&1 &
     pids+=($!)
     wait_for "the helper's socket" test -S "$root/run/basphere-helper/helper.sock"
+    chroot --userspec=basphere:basphere-users "$root" /usr/bin/basphere-server \
+        --config /etc/basphere/basphere.yaml check-config | tee "$work/check-config.txt" \
+        || fail "check-config on the packaged configuration"
+    grep -q 'ok   bastion logins: made by the bastion helper' "$work/check-config.txt" \
+        || fail "check-config did not reach the helper"
     chroot --userspec=basphere:basphere-users "$root" /usr/bin/basphere-server \
         --config /etc/basphere/basphere.yaml > "$work/server.log" 2>&1 &
     server=$!

@@ -40,9 +40,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 enum Request {
-    EnsureLogin { username: String, key: String },
-    SetKey { username: String, key: String },
-    RemoveLogin { username: String },
+    EnsureLogin {
+        username: String,
+        key: String,
+    },
+    SetKey {
+        username: String,
+        key: String,
+    },
+    RemoveLogin {
+        username: String,
+    },
+    /// Whether the helper answers (check-config).
+    Ping,
 }
 
 /// An error as it crosses the socket.
@@ -72,6 +82,11 @@ impl HelperBastion {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         // useradd may wait for the passwd lock; the helper's own commands time out at 30 s.
         HelperBastion { socket: socket.into(), timeout: Duration::from_secs(75) }
+    }
+
+    /// Whether the helper answers this account on its socket (for `check-config`).
+    pub async fn ping(&self) -> Result<()> {
+        self.call(&Request::Ping).await.map(drop)
     }
 
     async fn call(&self, request: &Request) -> Result<Option<u32>> {
@@ -218,6 +233,7 @@ async fn perform(bastion: &UnixBastion, request: Request) -> Response {
                 tracing::info!(%username, "bastion helper: key replaced");
                 Ok(None)
             }
+            Request::Ping => Ok(None),
             Request::RemoveLogin { username } => {
                 let username = Username::parse(&username)?;
                 bastion.remove_login(&username).await?;

@@ -446,12 +446,18 @@ pub async fn check_config(options: &Options) -> Result<bool> {
             .map(|channels| if channels.is_empty() { "the log only".to_owned() } else { channels })
             .map_err(Into::into),
     );
-    report(
-        "bastion logins",
-        basphere_bastion::from_config(&config.bastion.logins)
-            .map(|bastion| bastion.backend_name().to_owned())
-            .map_err(Into::into),
-    );
+    let bastion = match &config.bastion.logins {
+        basphere_core::config::BastionLogins::Unix { helper_socket: Some(socket), .. } => {
+            match basphere_bastion::helper::HelperBastion::new(socket).ping().await {
+                Ok(()) => Ok(format!("made by the bastion helper at {}: answering", socket.display())),
+                Err(error) => Err(anyhow::Error::from(error)),
+            }
+        }
+        logins => {
+            basphere_bastion::from_config(logins).map(|bastion| bastion.backend_name().to_owned()).map_err(Into::into)
+        }
+    };
+    report("bastion logins", bastion);
     report(
         "recaptcha",
         match &config.recaptcha {

@@ -399,6 +399,7 @@ async fn the_helper_makes_logins_for_the_server_account_only() {
 
         let helper = HelperBastion::new(&path);
         assert_eq!(helper.backend_name(), "helper");
+        helper.ping().await.expect("the helper answers its account");
         let uid = helper.ensure_login(&username("alice"), &ssh_key(1)).await.unwrap().expect("a uid");
         let line = sandbox.entry("passwd", "alice").expect("useradd ran through the helper");
         assert_eq!(line[2].parse::<u32>().unwrap(), uid);
