@@ -186,8 +186,14 @@ struct ReaderPool {
     available: std::sync::Condvar,
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection, writer: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    // Every statement the store runs stays prepared (rusqlite keeps 16 by default, fewer than
+    // the store's statements, so a busy server would parse some again and again).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if writer {
         // journal_mode answers with the mode; it stays "memory" for in-memory databases.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(sql)?;

@@ -133,9 +133,11 @@ impl Select {
         self.sql.push(' ');
         self.sql.push_str(tail);
         if let Some(limit) = limit {
-            self.sql.push_str(" LIMIT ?");
+            // A literal, not a parameter: SQLite plans with a bound LIMIT's value, so a statement
+            // with `LIMIT ?` is parsed and planned again at every run (measured with
+            // SQLITE_STMTSTATUS_REPREPARE). Pages use a few limits, so the cache holds them all.
             // SQLite's LIMIT is signed; a negative one means no limit.
-            self.values.push(i64::try_from(limit).unwrap_or(-1).into());
+            self.sql.push_str(&format!(" LIMIT {}", i64::try_from(limit).unwrap_or(-1)));
         }
         (self.sql, self.values)
     }

@@ -63,9 +63,11 @@ impl OutboxTx for SqlTx<'_> {
         // BEGIN IMMEDIATE, so nobody else takes these messages before the UPDATEs.
         let due = self.all(
             &format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_due WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+                "SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_due WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT {}",
+                // A literal: a bound LIMIT makes SQLite plan the statement again at every run.
+                i64::try_from(limit).unwrap_or(-1)
             ),
-            params![micros(now), i64::try_from(limit).unwrap_or(-1)],
+            params![micros(now)],
             outbox_row,
         )?;
         let mut claimed = Vec::with_capacity(due.len());
