@@ -207,6 +207,27 @@ impl MockProvisioner {
 
 #[async_trait]
 impl Provisioner for MockProvisioner {
+    async fn adopt(&self, vm: &VmRef) -> Result<()> {
+        let mut inventory = self.lock();
+        inventory.calls.push(format!("adopt:{}", vm.vsphere_name));
+        let Some(found) = inventory.vms.get(&vm.vsphere_name).cloned() else { return Err(Self::missing(vm)) };
+        match found.basphere_id {
+            Some(id) if id == vm.id => Ok(()),
+            Some(other) => Err(Error::Conflict(format!("{} carries another Basphere id ({other})", vm.vsphere_name))),
+            None if found.folder != self.folder_of(&vm.owner) => Err(Error::Conflict(format!(
+                "{} is in {}, not in {}",
+                vm.vsphere_name,
+                found.folder,
+                self.folder_of(&vm.owner)
+            ))),
+            None => {
+                let adopted = MockVm { basphere_id: Some(vm.id), ..found };
+                self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(adopted) });
+                Ok(())
+            }
+        }
+    }
+
     fn backend_name(&self) -> &'static str {
         "simulated"
     }
@@ -455,6 +476,10 @@ impl Provisioner for FaultInjectingProvisioner {
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
         self.around(Method::Inventory, self.inner.inventory()).await
+    }
+
+    async fn adopt(&self, vm: &VmRef) -> Result<()> {
+        self.inner.adopt(vm).await
     }
 }
 

@@ -297,6 +297,15 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// The `backend_id` of a VM imported from the original Basphere until reconciliation has
+    /// marked its vSphere VM as Basphere's (`Provisioner::adopt`).
+    pub const IMPORTED: &'static str = "imported-from-original";
+
+    /// Imported, and not yet marked as Basphere's in vSphere: nothing may change it there yet.
+    pub fn awaits_adoption(&self) -> bool {
+        self.backend_id.as_deref() == Some(Self::IMPORTED)
+    }
+
     /// The VM's name in vSphere: `<owner>-<name>`.
     pub fn vsphere_name(&self) -> String {
         format!("{}-{}", self.owner, self.name)

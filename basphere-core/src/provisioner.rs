@@ -107,6 +107,10 @@ pub struct InventoryVm {
 /// - `power` on a missing VM is `NotFound`. Starting a running VM or stopping a stopped one is
 ///   success. `Reboot` of a stopped VM is `Conflict`.
 /// - `inventory` lists every VM under the base folder, whoever made it.
+/// - `adopt` marks the VM of that name in the owner's folder, which carries no Basphere id, as
+///   this record's (a VM the original Basphere made, imported): afterwards every call finds it as
+///   Basphere's. Already marked with this id is success; another id is `Conflict`; no such VM is
+///   `NotFound`. A backend that cannot is `NotSupported` (the default).
 /// - Calls for different VMs may run concurrently; the platform never runs two calls for the
 ///   same VM at once.
 /// - Failures are `Error::Backend` with the backend's log tail, or `Timeout`.
@@ -120,4 +124,11 @@ pub trait Provisioner: Send + Sync {
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()>;
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState>;
     async fn inventory(&self) -> Result<Vec<InventoryVm>>;
+    async fn adopt(&self, vm: &VmRef) -> Result<()> {
+        let _ = vm;
+        Err(crate::Error::NotSupported(format!(
+            "the {} backend cannot take over a VM it did not make",
+            self.backend_name()
+        )))
+    }
 }

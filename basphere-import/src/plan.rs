@@ -725,7 +725,7 @@ impl Plan {
                         ip: None,
                         state,
                         reason,
-                        backend_id: None,
+                        backend_id: Some(Vm::IMPORTED.to_owned()),
                         created_at: trunc(at),
                         updated_at: trunc(at),
                     };
@@ -767,7 +767,7 @@ impl Plan {
                             "imported from the original Basphere without its metadata.json; reconciliation marks it running or stopped once vSphere has it"
                                 .to_owned(),
                         ),
-                        backend_id: None,
+                        backend_id: Some(Vm::IMPORTED.to_owned()),
                         created_at: trunc(at),
                         updated_at: trunc(at),
                     };

@@ -969,6 +969,30 @@ impl Provisioner for VsphereApiProvisioner {
         Ok(())
     }
 
+    async fn adopt(&self, vm: &VmRef) -> Result<()> {
+        let facts = self
+            .existing(&vm.owner, &vm.vsphere_name)
+            .await?
+            .ok_or_else(|| Error::not_found("vm", &vm.vsphere_name))?;
+        match facts.marker.as_deref() {
+            Some(marker) if marker == vm.id.to_string() => return Ok(()),
+            Some(other) => {
+                return Err(Error::Conflict(format!("{} carries another Basphere id ({other})", vm.vsphere_name)))
+            }
+            None => {}
+        }
+        let mut changes: VirtualMachineConfigSpec = empty();
+        changes.extra_config = Some(vec![option(MARKER, vm.id.to_string())]);
+        let moref = &facts.moref;
+        let changes = &changes;
+        self.run_task(move |client| {
+            Box::pin(async move { VirtualMachine::new(client, &moref.value).reconfig_vm_task(changes).await })
+        })
+        .await?;
+        tracing::info!(vm = %vm.vsphere_name, id = %vm.id, "an imported VM is now marked as Basphere's");
+        Ok(())
+    }
+
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
         let facts = match self.lookup(vm).await? {
             Found::Ours(facts) => facts,

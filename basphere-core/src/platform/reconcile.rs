@@ -24,6 +24,8 @@ pub struct ReconcileReport {
     pub found: Vec<String>,
     /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
     pub strays: Vec<InventoryVm>,
+    /// VMs imported from the original Basphere whose vSphere VM is now marked as Basphere's.
+    pub adopted: Vec<String>,
 }
 
 impl Platform {
@@ -51,6 +53,26 @@ impl Platform {
         // its name says whose it is, as it does when the records are compared above.
         let known_names: HashSet<String> = vms.iter().map(Vm::vsphere_name).collect();
         let mut report = ReconcileReport { at: Some(now()), ..ReconcileReport::default() };
+        // Imported VMs: marked as Basphere's when vSphere has them unmarked; when vSphere has no
+        // VM of the name at all there is nothing to take over, and the record is freed to be
+        // deleted like any other. One marked with another id stays as it is (logged).
+        for vm in vms.iter().filter(|vm| vm.awaits_adoption() && vm.is_live()) {
+            match inventory_by_name.get(&vm.vsphere_name()) {
+                Some(found) if found.basphere_id.is_none() => {
+                    if let Some(name) = self.adopt(vm, Some(found)).await {
+                        report.adopted.push(name);
+                    }
+                }
+                Some(found) => tracing::warn!(
+                    vm = %vm.vsphere_name(),
+                    marker = ?found.basphere_id,
+                    "an imported VM's name is taken in vSphere by another Basphere VM; left as it is"
+                ),
+                None => {
+                    self.adopt(vm, None).await;
+                }
+            }
+        }
         let mut changes: Vec<(Uuid, VmState, VmState, Option<String>)> = Vec::new();
         for vm in &vms {
             let seen = inventory_by_name
@@ -141,5 +163,47 @@ impl Platform {
         }
         *self.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
         Ok(report)
+    }
+
+    /// Marks an imported VM's vSphere VM as Basphere's, then records the backend's id for it (so
+    /// the record no longer awaits adoption). Failures are logged and tried again next time.
+    async fn adopt(&self, vm: &Vm, found: Option<&InventoryVm>) -> Option<String> {
+        let reference = super::vm_operations::vm_ref(vm);
+        if found.is_some() {
+            if let Err(error) = self.provisioner.adopt(&reference).await {
+                tracing::warn!(vm = %reference.vsphere_name, %error, "an imported VM could not be marked as Basphere's");
+                return None;
+            }
+        }
+        let (id, backend_id) = (vm.id, found.map(|found| found.backend_id.clone()));
+        let adopted = self
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let Some(mut vm) = tx.get_vm(id)? else { return Ok(None) };
+                    if !vm.awaits_adoption() {
+                        return Ok(None);
+                    }
+                    vm.backend_id = backend_id.clone();
+                    vm.updated_at = now();
+                    tx.update_vm(&vm)?;
+                    tx.append_audit(&AuditEvent::new(
+                        "system",
+                        "vm.adopt",
+                        &format!("vm/{}/{}", vm.owner, vm.name),
+                        "reconciler",
+                        Outcome::Success,
+                        json!({"backend_id": backend_id, "in_vsphere": backend_id.is_some()}),
+                    ))?;
+                    Ok(Some(format!("{}/{}", vm.owner, vm.name)))
+                })
+            })
+            .await;
+        match adopted {
+            Ok(name) => name,
+            Err(error) => {
+                tracing::warn!(%error, "recording an adopted VM failed; it is tried again next time");
+                None
+            }
+        }
     }
 }

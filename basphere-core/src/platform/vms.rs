@@ -289,6 +289,12 @@ impl Platform {
                         busy.kind, busy.id
                     )));
                 }
+                if vm.awaits_adoption() && !(kind == OperationKind::DeleteVm && vm.state == VmState::Lost) {
+                    return Err(Error::Conflict(format!(
+                        "vm {name} was imported from the original Basphere and its vSphere VM is not marked as \
+                         Basphere's yet; reconciliation marks it (`basphere admin reconcile --now`), then try again"
+                    )));
+                }
                 transition(&mut vm)?;
                 vm.updated_at = now();
                 tx.update_vm(&vm)?;

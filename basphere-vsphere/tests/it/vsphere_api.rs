@@ -426,6 +426,25 @@ async fn a_name_taken_by_a_vm_that_is_not_basphere_s_fails_the_create_and_is_nev
         inventory.iter().map(|vm| (vm.vsphere_name.as_str(), vm.basphere_id)).collect::<Vec<_>>(),
         [("alice-web", None)]
     );
+
+    // The same VM imported from the original Basphere: adopting marks it as this record's, and
+    // from then on Basphere manages it (and no other record may adopt it).
+    vsphere.adopt(&web.vm_ref()).await.expect("an unmarked VM is adopted");
+    vsphere.adopt(&web.vm_ref()).await.expect("adopting again changes nothing");
+    let observed = observe(&admin, &web).await.unwrap();
+    assert_eq!(extra(&observed, "guestinfo.basphere.id"), Some(web.id.to_string()));
+    assert!(matches!(vsphere.adopt(&stranger_of(&web).vm_ref()).await, Err(Error::Conflict(_))));
+    assert_eq!(vsphere.power(&web.vm_ref(), PowerAction::Stop).await.unwrap(), PowerState::Off);
+    vsphere.destroy_vm(&web.vm_ref()).await.unwrap();
+    assert_eq!(find(&admin, "DC0/vm/basphere-vms/alice/alice-web").await, None, "destroyed once adopted");
+    let missing = vsphere.adopt(&web.vm_ref()).await.unwrap_err();
+    assert_eq!(missing.kind(), "not-found", "{missing}");
+}
+
+fn stranger_of(request: &VmRequest) -> VmRequest {
+    let mut stranger = request.clone();
+    stranger.id = uuid::Uuid::new_v4();
+    stranger
 }
 
 #[tokio::test]

@@ -30,7 +30,11 @@ struct Rig {
 }
 
 fn rig_with(store: Arc<dyn Store>, sim: Arc<MockProvisioner>) -> Rig {
-    let config = Arc::new(Config::from_yaml("work: {notification_retry_seconds: 1}").unwrap());
+    rig_configured(store, sim, "work: {notification_retry_seconds: 1}")
+}
+
+fn rig_configured(store: Arc<dyn Store>, sim: Arc<MockProvisioner>, yaml: &str) -> Rig {
+    let config = Arc::new(Config::from_yaml(yaml).unwrap());
     let faults = Arc::new(FaultInjectingProvisioner::new(sim.clone()));
     let notifier = Arc::new(RecordingNotifier::new());
     let platform = Platform::new(
@@ -672,10 +676,22 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../basphere-import/tests/fixtures/broken");
     let original = basphere_import::Original::read(&root).unwrap();
     for backend in BACKENDS {
-        let rig = rig(backend, dir.path());
+        // Reconciliation only when the test asks for it.
+        let rig = rig_configured(
+            backend.open(dir.path()),
+            Arc::new(MockProvisioner::with_default_catalog()),
+            "work: {notification_retry_seconds: 1}\nreconcile: {interval_seconds: 0}",
+        );
         let plan =
             basphere_import::import(&original, &rig.platform.config().pools, &*rig.store, "root", false).unwrap();
         assert!(plan.conflicts.is_empty() && plan.vms.len() == 6, "{backend:?}: {}", plan.report("fixture", false));
+        // Before reconciliation has marked them, imported VMs cannot be changed in vSphere, and
+        // none is deleted (no address is freed while its VM may still run).
+        let refused =
+            rig.platform.power_vm(&alice(), &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
+        assert!(refused.to_string().contains("reconcile --now"), "{backend:?}: {refused}");
+        let refused = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
+        assert_eq!(refused.kind(), "conflict", "{backend:?}: {refused}");
         // vSphere has the folders the original made at approval, alice-web and the VM whose
         // metadata was lost; db, api and big are gone.
         for owner in ["alice", "bob"] {
@@ -684,23 +700,40 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         rig.sim.plant("basphere-vms/alice", "alice-web");
         rig.sim.plant("basphere-vms/alice", "alice-cache");
         let report = rig.platform.reconcile().await.unwrap();
-        assert_eq!(report.found, ["alice/cache"], "{backend:?}: {report:?}");
-        let mut lost = report.lost.clone();
-        lost.sort();
-        assert_eq!(lost, ["alice/api", "alice/big", "alice/db"], "{backend:?}");
-        assert!(report.strays.is_empty(), "{backend:?}: the planted VMs are the imported ones");
+        assert!(report.strays.is_empty(), "{backend:?}: the planted VMs are the imported ones: {report:?}");
+        let state = |vm: &str| rig.store.vm(&username("alice"), &name(vm)).unwrap().state;
+        assert_eq!(state("cache"), VmState::Running, "{backend:?}: found in vSphere: {report:?}");
+        assert_eq!(state("web"), VmState::Running, "{backend:?}");
+        for gone in ["api", "big", "db"] {
+            assert_eq!(state(gone), VmState::Lost, "{backend:?}: {gone} is not in vSphere");
+        }
+        // The imported VMs vSphere has are marked as Basphere's (adopted); the others no longer
+        // wait for it.
+        assert!(rig
+            .store
+            .query(|tx| tx.list_vms(&VmFilter::default()))
+            .unwrap()
+            .iter()
+            .all(|vm| !vm.awaits_adoption()));
+        let web = rig.store.vm(&username("alice"), &name("web")).unwrap();
+        assert_eq!(rig.sim.vm("alice-web").unwrap().basphere_id, Some(web.id), "{backend:?}");
         assert_eq!(rig.store.vm(&username("alice"), &name("cache")).unwrap().state, VmState::Running);
         assert_eq!(rig.store.vm(&username("bob"), &name("ci")).unwrap().state, VmState::Failed, "failed stays failed");
+
+        // An imported VM is Basphere's to manage now: deleting alice-web destroys it in vSphere.
+        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
+        assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
+        assert!(rig.sim.vm("alice-web").is_none(), "{backend:?}: destroyed in vSphere, not only forgotten");
 
         // Deleting an imported VM frees its imported lease.
         let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("db")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
         assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none());
-        // A new VM takes the lowest free address of alice's imported block: .33, just freed.
+        // A new VM takes the lowest free address of alice's imported block: .32, web's, freed.
         let accepted = rig.create(&alice(), "alice", request("new", 1)).await.unwrap();
         let done = rig.wait(&accepted[0].operation).await;
         assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
         let new = rig.store.vm(&username("alice"), &name("new")).unwrap();
-        assert_eq!(new.ip, Some(Ipv4Addr::new(10, 254, 0, 33)), "{backend:?}");
+        assert_eq!(new.ip, Some(Ipv4Addr::new(10, 254, 0, 32)), "{backend:?}");
     }
 }
