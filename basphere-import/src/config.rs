@@ -110,7 +110,7 @@ pub fn suggested_config(original: &OriginalConfig) -> (String, Vec<String>) {
             "config.yaml",
             vec![
                 "paths (Basphere's data directory is server.data_dir)",
-                "logging (RUST_LOG)",
+                "logging (BASPHERE_LOG)",
                 "api.url (the CLI finds the server's socket)",
             ],
         ),
