@@ -93,8 +93,29 @@ impl ListQuery {
 }
 
 /// A page of core records as its wire view.
-pub(crate) fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> Page<V> {
-    Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) }
+pub(crate) fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> PageJson<V> {
+    PageJson(Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) })
+}
+
+/// What one listed record takes in JSON, about (a VM is about 400 bytes).
+const PAGE_ITEM_BYTES: usize = 512;
+
+/// A page answered as JSON, serialised into one buffer sized for its items up front: axum's
+/// `Json` starts at 128 bytes and grows (copying) about ten times for a page of 100 VMs, which
+/// was an eighth of a list request's time in a profile.
+pub struct PageJson<V>(pub Page<V>);
+
+impl<V: serde::Serialize> IntoResponse for PageJson<V> {
+    fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(64 + self.0.items.len() * PAGE_ITEM_BYTES);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "a page could not be written as JSON");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
 }
 
 pub(crate) fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
@@ -180,12 +201,12 @@ pub async fn list_vms(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<VmView>>> {
+) -> ApiResult<PageJson<VmView>> {
     if query.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/vms)"));
     }
     let vms = state.platform.list_vms(&caller.actor, Some(caller.own()?), query.vms()).await?;
-    Ok(Json(page(vms, VmView::from_core)))
+    Ok(page(vms, VmView::from_core))
 }
 
 async fn create_for(
@@ -285,9 +306,9 @@ pub async fn list_operations(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<OperationView>>> {
+) -> ApiResult<PageJson<OperationView>> {
     let operations = state.platform.list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
-    Ok(Json(page(operations, OperationView::from_core)))
+    Ok(page(operations, OperationView::from_core))
 }
 
 /// One operation: yours, or any for an admin. *user*
@@ -450,9 +471,9 @@ pub async fn admin_user_vms(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<VmView>>> {
+) -> ApiResult<PageJson<VmView>> {
     let vms = state.platform.list_vms(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
-    Ok(Json(page(vms, VmView::from_core)))
+    Ok(page(vms, VmView::from_core))
 }
 
 /// Create VMs for an account. *admin*
@@ -508,10 +529,10 @@ pub async fn admin_list_vms(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<VmView>>> {
+) -> ApiResult<PageJson<VmView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let vms = state.platform.list_vms(&caller.actor, owner.as_ref(), query.vms()).await?;
-    Ok(Json(page(vms, VmView::from_core)))
+    Ok(page(vms, VmView::from_core))
 }
 
 /// Every operation (`?owner=` for one account). *admin*
@@ -520,10 +541,10 @@ pub async fn admin_list_operations(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<OperationView>>> {
+) -> ApiResult<PageJson<OperationView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let operations = state.platform.list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
-    Ok(Json(page(operations, OperationView::from_core)))
+    Ok(page(operations, OperationView::from_core))
 }
 
 /// `?actor=&after=&limit=&format=jsonl`
@@ -563,7 +584,7 @@ pub async fn admin_audit(
             }
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
-        _ => Ok(Json(page(events, AuditView::from_core)).into_response()),
+        _ => Ok(page(events, AuditView::from_core).into_response()),
     }
 }
 
@@ -599,13 +620,13 @@ pub async fn admin_outbox(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<OutboxQuery>,
-) -> ApiResult<Json<Page<OutboxView>>> {
+) -> ApiResult<PageJson<OutboxView>> {
     let request = basphere_core::platform::OutboxQuery {
         state: query.state,
         page: PageRequest { limit: query.limit, after: query.after },
     };
     let messages = state.platform.outbox(&caller.actor, request).await?;
-    Ok(Json(page(messages, OutboxView::from_core)))
+    Ok(page(messages, OutboxView::from_core))
 }
 
 /// Put a dead-lettered notification back in line for delivery. *admin*

@@ -53,13 +53,13 @@ pub async fn list_clusters(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(list): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<ClusterView>>> {
+) -> ApiResult<crate::api::PageJson<ClusterView>> {
     if list.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/clusters)"));
     }
     let found = state.platform.list_clusters(&caller.actor, Some(caller.own()?), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(Json(Page { items, next: page(found, |_: &Cluster| ()).next }))
+    Ok(crate::api::PageJson(Page { items, next: page(found, |_: &Cluster| ()).0.next }))
 }
 
 /// Create a cluster: its VIP and node addresses are leased at once, Cluster API builds it in
@@ -170,11 +170,11 @@ pub async fn admin_list_clusters(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(list): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<ClusterView>>> {
+) -> ApiResult<crate::api::PageJson<ClusterView>> {
     let owner = list.owner.as_deref().map(lookup_username).transpose()?;
     let found = state.platform.list_clusters(&caller.actor, owner.as_ref(), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(Json(Page { items, next: page(found, |_: &Cluster| ()).next }))
+    Ok(crate::api::PageJson(Page { items, next: page(found, |_: &Cluster| ()).0.next }))
 }
 
 /// Delete a cluster of an account. *admin*

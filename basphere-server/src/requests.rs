@@ -17,6 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::api::page;
 use crate::auth::{Caller, Transport};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::{
@@ -188,10 +189,6 @@ impl RequestListQuery {
     }
 }
 
-fn page<T, V>(page: basphere_core::platform::Page<T>, view: impl Fn(&T) -> V) -> Page<V> {
-    Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) }
-}
-
 fn accepted(operation: &Operation) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(OperationView::from_core(operation))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/operations/{}", operation.id)) {
@@ -207,9 +204,9 @@ pub async fn admin_registrations(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
-) -> ApiResult<Json<Page<RegistrationView>>> {
+) -> ApiResult<crate::api::PageJson<RegistrationView>> {
     let requests = state.platform.registrations(&caller.actor, query.core()).await?;
-    Ok(Json(page(requests, RegistrationView::from_core)))
+    Ok(page(requests, RegistrationView::from_core))
 }
 
 /// A username's latest registration request. *admin*
@@ -256,9 +253,9 @@ pub async fn admin_key_changes(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
-) -> ApiResult<Json<Page<KeyChangeView>>> {
+) -> ApiResult<crate::api::PageJson<KeyChangeView>> {
     let requests = state.platform.key_changes(&caller.actor, query.core()).await?;
-    Ok(Json(page(requests, KeyChangeView::from_core)))
+    Ok(page(requests, KeyChangeView::from_core))
 }
 
 /// Approves a pending key change: the account's key is replaced at once, on the bastion by
