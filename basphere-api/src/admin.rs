@@ -56,6 +56,10 @@ pub struct ReconcileView {
     pub power_changed: Vec<PowerChangeView>,
     /// VMs in Basphere's folders that Basphere does not know: reported, never deleted.
     pub strays: Vec<StrayView>,
+    /// `owner/name` of VMs imported from the original Basphere whose vSphere VM is now marked as
+    /// Basphere's (absent in answers of older servers).
+    #[serde(default)]
+    pub adopted: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1019,7 +1019,9 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             emit(ctx.format, &report.raw, || {
                 let r = &report.view;
                 println!("reconciled at {}", r.at.as_ref().map_or_else(|| "(not yet)".to_owned(), time));
-                for (label, vms) in [("lost", &r.lost), ("found again", &r.found)] {
+                for (label, vms) in
+                    [("lost", &r.lost), ("found again", &r.found), ("adopted (imported, now Basphere's)", &r.adopted)]
+                {
                     for vm in vms {
                         println!("  {label}: {vm}");
                     }

@@ -216,6 +216,7 @@ impl FromCore<ReconcileReport> for ReconcileView {
             at: report.at,
             lost: report.lost.clone(),
             found: report.found.clone(),
+            adopted: report.adopted.clone(),
             power_changed: report
                 .power_changed
                 .iter()
