@@ -53,7 +53,7 @@ fn views_keep_every_field_in_the_order_the_server_sends() {
         r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e12","at":"2025-06-01T10:00:00Z","actor":"alice","action":"vm.create","resource":"vm:alice/web-1","source":"tcp:127.0.0.1:5000","outcome":"success","details":{"count":1,"spec":"small"}}"#,
     );
     round_trip::<ReconcileView>(
-        r#"{"at":"2025-06-01T10:00:00Z","lost":["alice/web-2"],"found":[],"power_changed":[{"vm":"alice/web-1","state":"stopped"}],"strays":[{"vsphere_name":"x","folder":"basphere-vms/alice","backend_id":"vm-42"}]}"#,
+        r#"{"at":"2025-06-01T10:00:00Z","lost":["alice/web-2"],"found":[],"power_changed":[{"vm":"alice/web-1","state":"stopped"}],"strays":[{"vsphere_name":"x","folder":"basphere-vms/alice","backend_id":"vm-42"}],"adopted":["bob/db"]}"#,
     );
     round_trip::<Health>(r#"{"status":"ok"}"#);
     round_trip::<Readiness>(r#"{"backend":"ok","store":"ok","vm_backend":"simulated"}"#);
