@@ -282,6 +282,22 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         .await?;
         anyhow::ensure!(create.ok == create.requests, "{} of {} creates were refused", create.requests - create.ok, create.requests);
         wait_idle(&server).await?;
+
+        // The same list with wrk (when installed), the load generator the original was measured
+        // with, and the ceiling of wrk and loopback here: a trivial endpoint in the same run.
+        let (address, lister, wrk_seconds) = (server.tcp.clone(), tokens[7].clone(), seconds.as_secs().max(1));
+        let wrk_figures = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>> {
+            let list = wrk(&format!("http://{address}/api/v1/vms"), Some(&lister), wrk_seconds)?;
+            let ceiling = wrk(&format!("http://{address}/healthz"), None, wrk_seconds)?;
+            Ok(list.zip(ceiling).map(|(list, ceiling)| {
+                json!({
+                    "list": list,
+                    "healthz": ceiling,
+                    "list_to_ceiling": list["per_second"].as_f64().unwrap_or(0.0) / ceiling["per_second"].as_f64().unwrap_or(1.0),
+                })
+            }))
+        })
+        .await??;
         let (rss, peak) = memory(server.child.id());
         anyhow::Ok(json!({
             "seed_10000_vms_seconds": seeded_in.as_secs_f64(),
@@ -289,6 +305,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
             "create": {"accepted": create.ok, "per_second": create.ok as f64 / create.elapsed.as_secs_f64(), "p50_ms": ms(create.percentile(0.5)), "p99_ms": ms(create.percentile(0.99))},
             "rss_after_kib": rss,
             "peak_rss_kib": peak,
+            "wrk": wrk_figures,
         }))
     })?;
     drop(server);
@@ -313,6 +330,17 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         list_p99,
         report["list"]["requests"]
     );
+    match report["wrk"].as_object() {
+        Some(wrk) => println!(
+            "  with wrk -t2 -c32: GET /api/v1/vms {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms; /healthz {:.0} req/s (the ceiling here); list/ceiling {:.3}",
+            wrk["list"]["per_second"].as_f64().unwrap_or(0.0),
+            wrk["list"]["p50_ms"].as_f64().unwrap_or(0.0),
+            wrk["list"]["p99_ms"].as_f64().unwrap_or(0.0),
+            wrk["healthz"]["per_second"].as_f64().unwrap_or(0.0),
+            wrk["list_to_ceiling"].as_f64().unwrap_or(0.0)
+        ),
+        None => println!("  (wrk is not installed: apt-get install wrk for the figures comparable with the original's)"),
+    }
     println!("  POST /api/v1/vms (1 VM each, zero-delay backend): {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms ({} accepted)", create_rate, report["create"]["p50_ms"].as_f64().unwrap_or(0.0), report["create"]["p99_ms"].as_f64().unwrap_or(0.0), report["create"]["accepted"]);
     println!(
         "  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs",
@@ -485,4 +513,58 @@ pub fn replicas(scale: f64, connections: usize, replicas: usize) -> Result<()> {
     std::fs::write(out.join("api-stores.json"), serde_json::to_string_pretty(&rows)?)?;
     println!("figures written to target/bench/api-stores.json");
     Ok(())
+}
+
+/// Runs `wrk -t2 -c32 --latency` against `url` for `seconds`, when wrk is installed: requests per
+/// second and the 50th and 99th percentile latencies in milliseconds.
+fn wrk(url: &str, token: Option<&str>, seconds: u64) -> Result<Option<serde_json::Value>> {
+    let mut command = std::process::Command::new("wrk");
+    command.args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"]);
+    if let Some(token) = token {
+        command.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    let output = match command.arg(url).output() {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(!text.contains("Non-2xx"), "wrk got errors from {url}: {text}");
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.split_whitespace().nth(1))
+    };
+    let rate: f64 =
+        field("Requests/sec:").and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("no rate in: {text}"))?;
+    let latency =
+        |prefix: &str| field(prefix).and_then(wrk_duration_ms).ok_or_else(|| anyhow::anyhow!("no {prefix} in: {text}"));
+    Ok(Some(json!({"per_second": rate, "p50_ms": latency("50%")?, "p99_ms": latency("99%")?})))
+}
+
+/// wrk's durations (`850.00us`, `4.82ms`, `1.02s`) in milliseconds.
+fn wrk_duration_ms(text: &str) -> Option<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_durations_are_read_in_milliseconds() {
+        assert_eq!(super::wrk_duration_ms("850.00us"), Some(0.85));
+        assert_eq!(super::wrk_duration_ms("4.82ms"), Some(4.82));
+        assert_eq!(super::wrk_duration_ms("1.50s"), Some(1500.0));
+        assert_eq!(super::wrk_duration_ms("12"), None);
+    }
 }
