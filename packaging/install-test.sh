@@ -50,7 +50,8 @@ ls -la "$work"/*.deb
 step "a Debian root (debootstrap, minbase with systemd to verify the units against)"
 debootstrap --variant=minbase --include=systemd,procps,ca-certificates bookworm "$root" "$mirror" > "$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
-mount -t proc proc "$root/proc"
+# /proc as a real root has it; the test passes without it where mounting is not allowed.
+mount -t proc proc "$root/proc" 2>/dev/null || echo "note: /proc is not mounted in the root here"
 
 step "install the previous version"
 cp "$work"/basphere_0.1.0~previous_*.deb "$work"/basphere_0.1.0_*.deb "$root/tmp/"
