@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use basphere_core::config::PoolConfig;
 use basphere_core::error::Result;
 use basphere_core::model::*;
+use basphere_core::store::copy::Snapshot;
 use basphere_core::store::{RequestFilter, StoreRead, StoreTx};
 use basphere_core::validate::{Email, ResourceName, SshPublicKey, Username};
 use chrono::{DateTime, Utc};
@@ -124,33 +125,21 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Writes the plan (the caller checked there are no conflicts).
+    /// Writes the plan inside the caller's transaction (the caller checked there are no
+    /// conflicts), as a move between stores writes its records.
     pub fn write(&self, tx: &mut dyn StoreTx) -> Result<()> {
-        for user in &self.users {
-            tx.insert_user(user)?;
+        Snapshot {
+            users: self.users.clone(),
+            quota_overrides: self.quota_overrides.clone(),
+            registrations: self.registrations.clone(),
+            key_changes: self.key_changes.clone(),
+            blocks: self.blocks.clone(),
+            leases: self.leases.clone(),
+            vms: self.vms.clone(),
+            clusters: self.clusters.clone(),
+            ..Snapshot::default()
         }
-        for (owner, quota) in &self.quota_overrides {
-            tx.set_quota_override(owner, Some(quota))?;
-        }
-        for request in &self.registrations {
-            tx.insert_registration(request)?;
-        }
-        for request in &self.key_changes {
-            tx.insert_key_change(request)?;
-        }
-        for block in &self.blocks {
-            tx.insert_block(block)?;
-        }
-        for vm in &self.vms {
-            tx.insert_vm(vm)?;
-        }
-        for cluster in &self.clusters {
-            tx.insert_cluster(cluster)?;
-        }
-        for lease in &self.leases {
-            tx.insert_lease(lease)?;
-        }
-        Ok(())
+        .write_in(tx)
     }
 
     // ---- accounts ------------------------------------------------------------------------------
@@ -380,6 +369,8 @@ impl Plan {
         let mut requests: Vec<_> = original.registrations.iter().collect();
         requests.sort_by_key(|(_, json)| (parse_time(&json.created_at), json.id.clone()));
         let mut pending_names = BTreeSet::new();
+        let pending_in_store =
+            tx.list_registrations(&RequestFilter { status: Some(RequestStatus::Pending), ..RequestFilter::default() })?;
         for (file, json) in requests {
             let subject = original.rel(file);
             let Some(status) = request_status(&json.status) else {
@@ -415,13 +406,7 @@ impl Plan {
                     continue;
                 }
                 let key = (username.to_string(), email.as_str().to_lowercase());
-                let in_store = tx
-                    .list_registrations(&RequestFilter {
-                        status: Some(RequestStatus::Pending),
-                        ..RequestFilter::default()
-                    })?
-                    .into_iter()
-                    .any(|r| r.username.as_str() == key.0 || r.email.matches(&email));
+                let in_store = pending_in_store.iter().any(|r| r.username.as_str() == key.0 || r.email.matches(&email));
                 if in_store || pending_names.iter().any(|(u, e): &(String, String)| *u == key.0 || *e == key.1) {
                     self.fault(subject, format!("is a second pending request for {username} or {email}; not imported"));
                     continue;

@@ -80,7 +80,13 @@ impl Snapshot {
 
     /// Writes every record into `target` in one transaction: all of them or none.
     pub fn write(&self, target: &dyn Store) -> Result<()> {
-        StoreExt::transact(target, |tx| {
+        StoreExt::transact(target, |tx| self.write_in(tx))
+    }
+
+    /// Writes every record inside the caller's transaction, in an order every constraint
+    /// accepts (accounts before what they own).
+    pub fn write_in(&self, tx: &mut dyn StoreTx) -> Result<()> {
+        {
             for user in &self.users {
                 tx.insert_user(user)?;
             }
@@ -118,7 +124,7 @@ impl Snapshot {
                 tx.insert_outbox(message)?;
             }
             Ok(())
-        })
+        }
     }
 }
 
