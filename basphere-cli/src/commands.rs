@@ -111,6 +111,10 @@ pub enum Command {
     /// The manual page (roff), as the Debian package installs it: basphere manpage > basphere.1
     #[command(hide = true)]
     Manpage,
+    /// The original Basphere's command names this binary answers to, one a line (the package
+    /// links each to it).
+    #[command(hide = true)]
+    OriginalNames,
     /// Start a server on embedded defaults (if none is running) and walk through the main job.
     Demo(crate::demo::DemoArgs),
 }
@@ -539,7 +543,9 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         Command::Admin(command) => admin(command, ctx).await,
-        Command::Completion { .. } | Command::Manpage | Command::Demo(_) => unreachable!("handled before connecting"),
+        Command::Completion { .. } | Command::Manpage | Command::OriginalNames | Command::Demo(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

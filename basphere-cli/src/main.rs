@@ -66,6 +66,12 @@ async fn run() -> Result<(), CliError> {
             clap_complete::generate(shell, &mut Cli::command(), "basphere", &mut std::io::stdout());
             return Ok(());
         }
+        Command::OriginalNames => {
+            for name in aliases::NAMES.iter().chain(&["basphere-admin"]) {
+                println!("{name}");
+            }
+            return Ok(());
+        }
         Command::Manpage => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(CliError::from)?;
             return Ok(());

@@ -12,22 +12,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::tidy::workspace_root;
 
-/// The original's command names, installed as links to `basphere` (which behaves as the
-/// original's command of the name it is invoked by).
-pub const ORIGINAL_NAMES: &[&str] = &[
-    "create-vm",
-    "list-vms",
-    "delete-vm",
-    "show-quota",
-    "list-resources",
-    "create-cluster",
-    "list-clusters",
-    "delete-cluster",
-    "get-kubeconfig",
-    "watch-cluster",
-    "basphere-admin",
-];
-
 /// What to build.
 pub struct DistOptions {
     /// Package the debug binaries the test build made, instead of building release ones.
@@ -95,7 +79,10 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
         // Debug information stays out of the package (binutils' strip).
         run(Command::new("strip").arg("--strip-debug").arg(&target))?;
     }
-    for name in ORIGINAL_NAMES {
+    // The original's command names, as links to `basphere` (which behaves as the original's
+    // command of the name it is invoked by); the CLI says which names it answers to.
+    let names = String::from_utf8(run(Command::new(bin.join("basphere")).arg("original-names"))?)?;
+    for name in names.lines() {
         std::os::unix::fs::symlink("basphere", stage.join("usr/bin").join(name))?;
     }
 

@@ -449,3 +449,27 @@ fn purge_on_a_terminal_needs_the_name_typed() {
     assert_eq!(code, Some(0), "{screen}");
     assert_eq!(server.cli(&["admin", "user", "show", "alice"]).status.code(), Some(3), "alice is gone");
 }
+
+/// A reader that stops early (`list-vms | head -1`) closes the pipe: the CLI ends as the shell's
+/// tools do, with the status of SIGPIPE and no panic. The read end is closed before the CLI
+/// starts, so its first write fails.
+#[test]
+fn a_closed_output_pipe_ends_the_cli_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(&binaries().cli)
+        .arg("original-names")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The names the Debian package links to the CLI: each is one the CLI answers to.
+    let names = expect(&std::process::Command::new(&binaries().cli).arg("original-names").output().unwrap(), 0);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 11, "{names:?}");
+    assert!(names.contains(&"create-vm") && names.contains(&"basphere-admin"), "{names:?}");
+}
