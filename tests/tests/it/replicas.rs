@@ -272,7 +272,8 @@ fn each_notification_is_delivered_once_across_replicas() {
         *seen.entry(body["id"].as_str().expect("every delivery carries its id").to_owned()).or_default() += 1;
     }
     let ready = bodies.iter().filter(|body| body["event"] == "vm_ready").count();
-    assert_eq!(ready, 15, "one vm_ready per VM");
+    let events: Vec<&str> = bodies.iter().filter_map(|body| body["event"].as_str()).collect();
+    assert_eq!(ready, 15, "one vm_ready per VM; delivered: {events:?}");
     assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), webhook_ids, "every webhook message was delivered");
     assert!(seen.values().all(|count| *count == 1), "none delivered twice: {seen:?}");
 }
