@@ -31,6 +31,7 @@ pub struct UserView {
     /// The bastion login's uid, which identifies the account on the Unix socket.
     pub uid: Option<u32>,
     pub ssh_key_fingerprint: String,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
 }
 

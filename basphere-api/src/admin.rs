@@ -10,6 +10,7 @@ use uuid::Uuid;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditView {
     pub id: Uuid,
+    #[serde(serialize_with = "crate::text::time")]
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
@@ -34,9 +35,12 @@ pub struct OutboxView {
     /// pending, delivered or dead.
     pub state: String,
     pub attempts: u32,
+    #[serde(serialize_with = "crate::text::time")]
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub delivered_at: Option<DateTime<Utc>>,
     /// The notifier channel it is for (`log`, `webhook`, `email`); empty: every channel.
     #[serde(default)]
@@ -47,6 +51,7 @@ pub struct OutboxView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReconcileView {
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub at: Option<DateTime<Utc>>,
     /// `owner/name` of VMs that vanished from vSphere (now `lost`).
     pub lost: Vec<String>,

@@ -26,6 +26,7 @@ pub struct ClusterView {
     pub worker_spec: String,
     /// The control-plane endpoint (a VIP, never a node's address).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10.254.0.40"))]
+    #[serde(serialize_with = "crate::text::opt_ipv4")]
     pub control_plane_ip: Option<Ipv4Addr>,
     /// pending, provisioning, ready, failed, deleting or deleted.
     pub state: String,
@@ -39,7 +40,9 @@ pub struct ClusterView {
     /// The node addresses the cluster holds (every node plus the rollout surge).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub node_addresses: Vec<Ipv4Addr>,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::text::time")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -53,6 +56,7 @@ pub struct ClusterConditionView {
     pub status: String,
     pub reason: Option<String>,
     pub message: Option<String>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub since: Option<DateTime<Utc>>,
 }
 

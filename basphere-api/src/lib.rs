@@ -21,6 +21,7 @@ mod page;
 mod problem;
 mod request;
 mod service;
+pub mod text;
 mod token;
 mod vm;
 

@@ -11,7 +11,9 @@ pub struct StepView {
     pub name: String,
     /// pending, running, done or failed.
     pub state: String,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -40,7 +42,9 @@ pub struct OperationView {
     /// The last lines of the backend's log.
     pub log_tail: Vec<String>,
     pub requested_by: String,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::text::time")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -63,8 +63,10 @@ pub struct RegistrationView {
     pub ssh_key_fingerprint: String,
     /// pending, approved or rejected.
     pub status: String,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
     pub processed_by: Option<String>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub processed_at: Option<DateTime<Utc>>,
     pub reject_reason: Option<String>,
 }
@@ -81,8 +83,10 @@ pub struct KeyChangeView {
     pub reason: String,
     /// pending, approved or rejected.
     pub status: String,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
     pub processed_by: Option<String>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub processed_at: Option<DateTime<Utc>>,
     pub reject_reason: Option<String>,
 }

@@ -13,8 +13,11 @@ pub struct TokenView {
     pub name: String,
     /// user or admin.
     pub scope: String,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::text::opt_time")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -49,5 +52,6 @@ pub struct SignInLinkView {
     #[cfg_attr(feature = "openapi", schema(example = "https://basphere.example.com/sign-in/bsl_..."))]
     pub url: String,
     /// The link stops working at this time (five minutes after it was made).
+    #[serde(serialize_with = "crate::text::time")]
     pub expires_at: DateTime<Utc>,
 }

@@ -21,12 +21,15 @@ pub struct VmView {
     pub memory_mb: u64,
     pub disk_gb: u64,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10.254.0.32"))]
+    #[serde(serialize_with = "crate::text::opt_ipv4")]
     pub ip: Option<Ipv4Addr>,
     /// pending, provisioning, running, stopped, failed, deleting, deleted or lost.
     pub state: String,
     /// Why the VM failed or was lost.
     pub reason: Option<String>,
+    #[serde(serialize_with = "crate::text::time")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::text::time")]
     pub updated_at: DateTime<Utc>,
 }
 

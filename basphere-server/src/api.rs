@@ -93,8 +93,8 @@ impl ListQuery {
 }
 
 /// A page of core records as its wire view.
-pub(crate) fn page<T, V>(page: CorePage<T>, view: impl Fn(&T) -> V) -> PageJson<V> {
-    PageJson(Page { items: page.items.iter().map(view).collect(), next: page.next.map(|id| id.to_string()) })
+pub(crate) fn page<T, V>(page: CorePage<T>, view: impl FnMut(T) -> V) -> PageJson<V> {
+    PageJson(Page { items: page.items.into_iter().map(view).collect(), next: page.next.map(|id| id.to_string()) })
 }
 
 /// What one listed record takes in JSON, about (a VM is about 400 bytes).
@@ -206,7 +206,7 @@ pub async fn list_vms(
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/vms)"));
     }
     let vms = state.platform.list_vms(&caller.actor, Some(caller.own()?), query.vms()).await?;
-    Ok(page(vms, VmView::from_core))
+    Ok(page(vms, VmView::from_owned))
 }
 
 async fn create_for(
@@ -308,7 +308,7 @@ pub async fn list_operations(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<OperationView>> {
     let operations = state.platform.list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
-    Ok(page(operations, OperationView::from_core))
+    Ok(page(operations, OperationView::from_owned))
 }
 
 /// One operation: yours, or any for an admin. *user*
@@ -473,7 +473,7 @@ pub async fn admin_user_vms(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<VmView>> {
     let vms = state.platform.list_vms(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
-    Ok(page(vms, VmView::from_core))
+    Ok(page(vms, VmView::from_owned))
 }
 
 /// Create VMs for an account. *admin*
@@ -532,7 +532,7 @@ pub async fn admin_list_vms(
 ) -> ApiResult<PageJson<VmView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let vms = state.platform.list_vms(&caller.actor, owner.as_ref(), query.vms()).await?;
-    Ok(page(vms, VmView::from_core))
+    Ok(page(vms, VmView::from_owned))
 }
 
 /// Every operation (`?owner=` for one account). *admin*
@@ -544,7 +544,7 @@ pub async fn admin_list_operations(
 ) -> ApiResult<PageJson<OperationView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
     let operations = state.platform.list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
-    Ok(page(operations, OperationView::from_core))
+    Ok(page(operations, OperationView::from_owned))
 }
 
 /// `?actor=&after=&limit=&format=jsonl`
@@ -584,7 +584,7 @@ pub async fn admin_audit(
             }
             Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
         }
-        _ => Ok(page(events, AuditView::from_core).into_response()),
+        _ => Ok(page(events, AuditView::from_owned).into_response()),
     }
 }
 
@@ -626,7 +626,7 @@ pub async fn admin_outbox(
         page: PageRequest { limit: query.limit, after: query.after },
     };
     let messages = state.platform.outbox(&caller.actor, request).await?;
-    Ok(page(messages, OutboxView::from_core))
+    Ok(page(messages, OutboxView::from_owned))
 }
 
 /// Put a dead-lettered notification back in line for delivery. *admin*

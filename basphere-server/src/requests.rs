@@ -206,7 +206,7 @@ pub async fn admin_registrations(
     ApiQuery(query): ApiQuery<RequestListQuery>,
 ) -> ApiResult<crate::api::PageJson<RegistrationView>> {
     let requests = state.platform.registrations(&caller.actor, query.core()).await?;
-    Ok(page(requests, RegistrationView::from_core))
+    Ok(page(requests, RegistrationView::from_owned))
 }
 
 /// A username's latest registration request. *admin*
@@ -255,7 +255,7 @@ pub async fn admin_key_changes(
     ApiQuery(query): ApiQuery<RequestListQuery>,
 ) -> ApiResult<crate::api::PageJson<KeyChangeView>> {
     let requests = state.platform.key_changes(&caller.actor, query.core()).await?;
-    Ok(page(requests, KeyChangeView::from_core))
+    Ok(page(requests, KeyChangeView::from_owned))
 }
 
 /// Approves a pending key change: the account's key is replaced at once, on the bastion by

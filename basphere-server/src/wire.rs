@@ -12,6 +12,16 @@ use basphere_core::platform::{QuotaReport, ReconcileReport};
 /// A wire view built from a core value: `VmView::from_core(&vm)`.
 pub trait FromCore<T: ?Sized> {
     fn from_core(value: &T) -> Self;
+
+    /// The view of a value the caller is done with (a listed page): a conversion may move its
+    /// strings instead of copying them.
+    fn from_owned(value: T) -> Self
+    where
+        T: Sized,
+        Self: Sized,
+    {
+        Self::from_core(&value)
+    }
 }
 
 /// A request body turned into the core value it asks for: `body.into_core()`.
@@ -33,6 +43,24 @@ impl FromCore<Vm> for VmView {
             ip: vm.ip,
             state: vm.state.as_str().to_owned(),
             reason: vm.reason.clone(),
+            created_at: vm.created_at,
+            updated_at: vm.updated_at,
+        }
+    }
+
+    fn from_owned(vm: Vm) -> Self {
+        VmView {
+            id: vm.id,
+            name: vm.name.into(),
+            owner: vm.owner.into(),
+            os: vm.os,
+            spec: vm.spec,
+            cpu: vm.cpu,
+            memory_mb: vm.memory_mb,
+            disk_gb: vm.disk_gb,
+            ip: vm.ip,
+            state: vm.state.as_str().to_owned(),
+            reason: vm.reason,
             created_at: vm.created_at,
             updated_at: vm.updated_at,
         }

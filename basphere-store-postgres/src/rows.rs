@@ -28,7 +28,7 @@ impl decode::Cells for Cells<'_> {
         PostgresError::Corrupt { table: self.table, column, message }.into()
     }
 
-    fn text(&self, index: usize) -> Result<String> {
+    fn str(&self, index: usize) -> Result<&str> {
         self.row.try_get(index).map_err(pg)
     }
 

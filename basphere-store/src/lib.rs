@@ -298,4 +298,9 @@ impl basphere_core::Store for SqliteStore {
             }
         }
     }
+
+    /// File databases read through their own connections (WAL: a write never holds them up).
+    fn reads_in_place(&self) -> bool {
+        self.readers.is_some()
+    }
 }

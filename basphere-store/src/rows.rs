@@ -28,8 +28,11 @@ impl decode::Cells for Cells<'_, '_> {
         SqliteError::Corrupt { table: self.table, column, message }.into()
     }
 
-    fn text(&self, index: usize) -> Result<String> {
-        self.row.get(index).map_err(sql)
+    fn str(&self, index: usize) -> Result<&str> {
+        let value = self.row.get_ref(index).map_err(sql)?;
+        value
+            .as_str()
+            .map_err(|error| sql(rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), Box::new(error))))
     }
 
     fn opt_text(&self, index: usize) -> Result<Option<String>> {
@@ -45,8 +48,7 @@ impl decode::Cells for Cells<'_, '_> {
     }
 
     fn uuid(&self, index: usize, column: &'static str) -> Result<Uuid> {
-        let text = self.text(index)?;
-        Uuid::parse_str(&text).map_err(|error| self.corrupt(column, error.to_string()))
+        Uuid::parse_str(self.str(index)?).map_err(|error| self.corrupt(column, error.to_string()))
     }
 
     fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Timestamp>> {

@@ -47,10 +47,23 @@ fn start(binary: &Path, dir: &Path) -> Result<Server> {
 
 /// Starts the server in `dir` with the configuration `config`.
 pub(crate) fn start_with(binary: &Path, dir: &Path, config: &str) -> Result<Server> {
+    start_under(&[], binary, dir, config)
+}
+
+/// [`start_with`], the server run by `wrapper` (a command and its arguments) when not empty.
+fn start_under(wrapper: &[&str], binary: &Path, dir: &Path, config: &str) -> Result<Server> {
     std::fs::write(dir.join("config.yaml"), config)?;
     let socket = dir.join("basphere.sock");
     let started = Instant::now();
-    let mut child = Command::new(binary)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let mut child = command
         .arg("--config")
         .arg(dir.join("config.yaml"))
         .arg("--data-dir")
@@ -306,6 +319,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
             "rss_after_kib": rss,
             "peak_rss_kib": peak,
             "wrk": wrk_figures,
+            "lister": tokens[7],
         }))
     })?;
     drop(server);
@@ -314,6 +328,10 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     let restarted = start(&binary, dir.path())?;
     let ready_full = restarted.ready;
     drop(restarted);
+
+    // Instructions per request, which repeat whatever else the machine is doing.
+    let lister = report["lister"].as_str().context("lister")?.to_owned();
+    let instructions = callgrind(&binary, dir.path(), &runtime, &lister)?;
 
     let list_rate = report["list"]["per_second"].as_f64().unwrap_or(0.0);
     let list_p99 = report["list"]["p99_ms"].as_f64().unwrap_or(f64::MAX);
@@ -342,6 +360,15 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         None => println!("  (wrk is not installed: apt-get install wrk for the figures comparable with the original's)"),
     }
     println!("  POST /api/v1/vms (1 VM each, zero-delay backend): {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms ({} accepted)", create_rate, report["create"]["p50_ms"].as_f64().unwrap_or(0.0), report["create"]["p99_ms"].as_f64().unwrap_or(0.0), report["create"]["accepted"]);
+    match &instructions {
+        Some(counts) => println!(
+            "  instructions per request (callgrind): GET /api/v1/vms {:.0}, /healthz {:.0}; {:.0} per listed VM",
+            counts["list"].as_f64().unwrap_or(0.0),
+            counts["healthz"].as_f64().unwrap_or(0.0),
+            counts["per_listed_vm"].as_f64().unwrap_or(0.0)
+        ),
+        None => println!("  (valgrind is not installed: apt-get install valgrind for instruction counts)"),
+    }
     println!(
         "  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs",
         ms(ready_empty),
@@ -371,9 +398,82 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     report["ready_empty_ms"] = json!(ms(ready_empty));
     report["ready_full_ms"] = json!(ms(ready_full));
     report["idle_rss_kib"] = json!(idle_rss);
+    report["instructions"] = instructions.unwrap_or(Value::Null);
+    if let Some(object) = report.as_object_mut() {
+        object.remove("lister");
+    }
     std::fs::write(out.join("api.json"), serde_json::to_string_pretty(&report)?)?;
     println!("figures written to target/bench/api.json");
     Ok(())
+}
+
+/// Requests sent one after another on one connection while callgrind counts; what each costs.
+const COUNTED_REQUESTS: usize = 200;
+
+/// The server's instructions per list request (100 VMs of the 10,000 in `dir`'s store), per
+/// `/healthz`, and per listed VM, counted by callgrind: unlike times, the counts repeat run
+/// after run on a shared machine. `None` when valgrind is not installed.
+fn callgrind(binary: &Path, dir: &Path, runtime: &tokio::runtime::Runtime, token: &str) -> Result<Option<Value>> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Ok(None);
+    }
+    let out = dir.join("callgrind");
+    std::fs::create_dir_all(&out)?;
+    let out_file = format!("--callgrind-out-file={}/callgrind.out", out.display());
+    let server = start_under(&["valgrind", "--tool=callgrind", "--quiet", &out_file], binary, dir, CONFIG)?;
+    let pid = server.child.id().to_string();
+    let count = |label: &str, path: &'static str, token: Option<&str>| -> Result<f64> {
+        runtime.block_on(async {
+            let mut sender = connect(&server.tcp).await?;
+            // Warm: the first requests fill caches (the token's, the statement cache).
+            for _ in 0..20 {
+                let (status, _) = call(&mut sender, "GET", path, token, None).await?;
+                anyhow::ensure!(status == 200, "{path} answered {status}");
+            }
+            zeroed(&pid)?;
+            for _ in 0..COUNTED_REQUESTS {
+                call(&mut sender, "GET", path, token, None).await?;
+            }
+            anyhow::Ok(())
+        })?;
+        let dumped = Command::new("callgrind_control").arg(format!("--dump={label}")).arg(&pid).output()?;
+        anyhow::ensure!(
+            dumped.status.success(),
+            "callgrind_control --dump: {}",
+            String::from_utf8_lossy(&dumped.stderr)
+        );
+        let total = dumped_total(&out, label)?;
+        Ok(total as f64 / COUNTED_REQUESTS as f64)
+    };
+    let list = count("list", "/api/v1/vms", Some(token))?;
+    let healthz = count("healthz", "/healthz", None)?;
+    drop(server);
+    Ok(Some(
+        json!({"list": list, "healthz": healthz, "per_listed_vm": (list - healthz) / 100.0, "requests_counted": COUNTED_REQUESTS}),
+    ))
+}
+
+fn zeroed(pid: &str) -> Result<()> {
+    let zeroed = Command::new("callgrind_control").arg("--zero").arg(pid).output()?;
+    anyhow::ensure!(zeroed.status.success(), "callgrind_control --zero: {}", String::from_utf8_lossy(&zeroed.stderr));
+    Ok(())
+}
+
+/// The instruction total of the dump whose trigger names `label`.
+fn dumped_total(dir: &Path, label: &str) -> Result<u64> {
+    for entry in std::fs::read_dir(dir)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        if !text.lines().any(|line| line.starts_with("trigger:") && line.contains(label)) {
+            continue;
+        }
+        let total = text
+            .lines()
+            .find_map(|line| line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|value| value.parse().ok());
+        return total.with_context(|| format!("no total in the callgrind dump for {label}"));
+    }
+    bail!("callgrind wrote no dump for {label} in {}", dir.display())
 }
 
 /// `cargo xtask bench api --store postgres --replicas N`: in one run, the same API load against

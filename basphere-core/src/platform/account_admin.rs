@@ -145,7 +145,7 @@ impl Platform {
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
         let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
-        let requests = self.db(move |store, _| store.query(|tx| tx.list_registrations(&filter))).await?;
+        let requests = self.read(move |store| store.query(|tx| tx.list_registrations(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 
@@ -171,7 +171,7 @@ impl Platform {
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
         let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
-        let requests = self.db(move |store, _| store.query(|tx| tx.list_key_changes(&filter))).await?;
+        let requests = self.read(move |store| store.query(|tx| tx.list_key_changes(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 

@@ -36,7 +36,7 @@ impl Platform {
             let name = if uid == 0 { "root".to_owned() } else { format!("uid-{uid}") };
             return Ok(Actor::admin(&name, source));
         }
-        let user = self.db(move |store, _| store.query(|tx| tx.user_by_uid(uid))).await?;
+        let user = self.read(move |store| store.query(|tx| tx.user_by_uid(uid))).await?;
         let Some(user) = user else {
             return Err(Error::Unauthorized(format!(
                 "uid {uid} is not a Basphere account; register first, or ask an administrator"
@@ -53,7 +53,7 @@ impl Platform {
         let Some(account) = actor.account.clone() else {
             return Ok(None);
         };
-        self.db(move |store, _| store.query(|tx| tx.get_user(&account))).await
+        self.read(move |store| store.query(|tx| tx.get_user(&account))).await
     }
 
     /// Creates an account directly (administrators): validates the form with the same rules as
@@ -141,7 +141,7 @@ impl Platform {
     pub async fn account(&self, actor: &Actor, username: &str) -> Result<User> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
-        self.db(move |store, _| store.user(&name)).await
+        self.read(move |store| store.user(&name)).await
     }
 }
 

@@ -266,7 +266,7 @@ impl Platform {
             after: query.page.after,
             limit: Some(limit + 1),
         };
-        let mut clusters = self.db(move |store, _| store.query(|tx| tx.list_clusters(&filter))).await?;
+        let mut clusters = self.read(move |store| store.query(|tx| tx.list_clusters(&filter))).await?;
         if let Some(state) = state {
             clusters.retain(|c| c.state == state);
         }
@@ -279,7 +279,7 @@ impl Platform {
         decide(actor, Action::View, Some(owner), "cluster", &name)?;
         let owner = owner.clone();
         let found = name.clone();
-        self.db(move |store, _| store.query(|tx| tx.cluster_by_name(&owner, &found)))
+        self.read(move |store| store.query(|tx| tx.cluster_by_name(&owner, &found)))
             .await?
             .ok_or_else(|| Error::not_found("cluster", &name))
     }

@@ -29,7 +29,7 @@ impl Platform {
             after: query.page.after,
             limit: Some(limit + 1),
         };
-        let events = self.db(move |store, _| store.query(|tx| tx.list_audit(&filter))).await?;
+        let events = self.read(move |store| store.query(|tx| tx.list_audit(&filter))).await?;
         Ok(page(events, limit, |event| event.id))
     }
 

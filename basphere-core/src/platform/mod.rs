@@ -323,6 +323,19 @@ impl Platform {
         }
     }
 
+    /// A read of the store: in place when the store's reads are brief local work
+    /// ([`Store::reads_in_place`]), otherwise on a blocking thread like [`Platform::db`].
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+    {
+        if self.store.reads_in_place() {
+            return f(&*self.store);
+        }
+        self.db(move |store, _| f(&*store)).await
+    }
+
     /// Whether `actor` may perform `action` where no particular owner is concerned (the admin
     /// API as a whole, say).
     pub fn authorize(&self, actor: &Actor, action: Action) -> Result<()> {

@@ -263,7 +263,7 @@ impl Platform {
     async fn run_operation_here(&self, id: Uuid) -> Result<Operation> {
         let mut claimed = self.claim(Some(id), 1).await?;
         let Some((operation, claim)) = claimed.pop() else {
-            let operation = self.db(move |store, _| store.operation(id)).await?;
+            let operation = self.read(move |store| store.operation(id)).await?;
             if operation.state.is_finished() {
                 return Ok(operation);
             }
@@ -368,7 +368,7 @@ impl Platform {
             limit: Some(limit + 1),
             ..Default::default()
         };
-        let operations = self.db(move |store, _| store.query(|tx| tx.list_operations(&filter))).await?;
+        let operations = self.read(move |store| store.query(|tx| tx.list_operations(&filter))).await?;
         Ok(page(operations, limit, |op| op.id))
     }
 
@@ -381,7 +381,7 @@ impl Platform {
             limit: Some(limit.clamp(1, 100)),
             ..Default::default()
         };
-        self.db(move |store, _| store.query(|tx| tx.list_operations(&filter))).await
+        self.read(move |store| store.query(|tx| tx.list_operations(&filter))).await
     }
 
     /// One operation: the actor's own, or any for an administrator. Others' are `NotFound`, as
@@ -389,7 +389,7 @@ impl Platform {
     pub async fn operation(&self, actor: &Actor, id: &str) -> Result<Operation> {
         let missing = || Error::not_found("operation", super::accounts::bounded(id));
         let id = Uuid::parse_str(id).map_err(|_| missing())?;
-        let operation = self.db(move |store, _| store.query(|tx| tx.get_operation(id))).await?.ok_or_else(missing)?;
+        let operation = self.read(move |store| store.query(|tx| tx.get_operation(id))).await?.ok_or_else(missing)?;
         decide(actor, Action::View, Some(&operation.owner), "operation", &id)?;
         Ok(operation)
     }
@@ -399,7 +399,7 @@ impl Platform {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
-            let operation = self.db(move |store, _| store.operation(id)).await?;
+            let operation = self.read(move |store| store.operation(id)).await?;
             if operation.state.is_finished() {
                 return Ok(operation);
             }

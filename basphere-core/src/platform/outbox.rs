@@ -128,7 +128,7 @@ impl Platform {
             | E::QuotaNearlyUsed { owner, .. } => owner.clone(),
         };
         let lookup = owner.clone();
-        let user = self.db(move |store, _| store.query(|tx| tx.get_user(&lookup))).await?;
+        let user = self.read(move |store| store.query(|tx| tx.get_user(&lookup))).await?;
         Ok(match user {
             Some(user) => Recipient::Person { username: user.username, email: user.email },
             None => Recipient::Gone { username: owner },
@@ -167,7 +167,7 @@ impl Platform {
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let state = query.state.as_deref().map(OutboxState::parse).transpose()?;
         let filter = OutboxFilter { state, after: query.page.after, limit: Some(limit + 1) };
-        let messages = self.db(move |store, _| store.query(|tx| tx.list_outbox(&filter))).await?;
+        let messages = self.read(move |store| store.query(|tx| tx.list_outbox(&filter))).await?;
         Ok(page(messages, limit, |message| message.id))
     }
 

@@ -105,7 +105,7 @@ impl Platform {
     pub async fn sign_in_link_holder(&self, link_secret: &str) -> Result<Option<String>> {
         let hash = ApiToken::hash_secret(link_secret);
         let idle = self.idle();
-        let link = self.db(move |store, _| store.query(|tx| tx.web_session_by_hash(&hash))).await?;
+        let link = self.read(move |store| store.query(|tx| tx.web_session_by_hash(&hash))).await?;
         Ok(link
             .filter(|link| link.kind == WebSessionKind::Link && link.is_valid_at(now(), idle))
             .map(|link| link.actor_name))

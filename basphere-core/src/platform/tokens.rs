@@ -112,7 +112,7 @@ impl Platform {
     pub async fn list_tokens(&self, actor: &Actor, owner: &Username) -> Result<Vec<ApiToken>> {
         decide(actor, Action::View, Some(owner), "user", owner)?;
         let owner = owner.clone();
-        self.db(move |store, _| store.query(|tx| tx.list_tokens(&owner))).await
+        self.read(move |store| store.query(|tx| tx.list_tokens(&owner))).await
     }
 
     /// Revokes a token of the actor's own (or any, for an admin). Others' tokens are `NotFound`.

@@ -330,7 +330,7 @@ impl Platform {
             after: query.page.after,
             limit: Some(limit + 1),
         };
-        let vms = self.db(move |store, _| store.query(|tx| tx.list_vms(&filter))).await?;
+        let vms = self.read(move |store| store.query(|tx| tx.list_vms(&filter))).await?;
         Ok(page(vms, limit, |vm| vm.id))
     }
 
@@ -339,7 +339,7 @@ impl Platform {
         let name = lookup_vm_name(name)?;
         decide(actor, Action::View, Some(owner), "vm", &name)?;
         let owner = owner.clone();
-        self.db(move |store, _| store.vm(&owner, &name)).await
+        self.read(move |store| store.vm(&owner, &name)).await
     }
 }
 

@@ -14,7 +14,11 @@ use crate::validate::{Email, ResourceName, SshPublicKey, Username};
 pub trait Cells {
     /// A cell that does not hold what the record needs (`column`: its name).
     fn corrupt(&self, column: &'static str, message: String) -> Error;
-    fn text(&self, index: usize) -> Result<String>;
+    /// A text cell, borrowed from the row: records parse it without a copy of their own.
+    fn str(&self, index: usize) -> Result<&str>;
+    fn text(&self, index: usize) -> Result<String> {
+        self.str(index).map(str::to_owned)
+    }
     fn opt_text(&self, index: usize) -> Result<Option<String>>;
     fn int(&self, index: usize) -> Result<i64>;
     fn opt_int(&self, index: usize) -> Result<Option<i64>>;
@@ -56,8 +60,7 @@ fn unencodable(what: &str, error: serde_json::Error) -> Error {
 
 /// Parses with the domain's parser inside `Cells` used as a trait object.
 fn parse<T>(c: &dyn Cells, index: usize, column: &'static str, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-    let text = c.text(index)?;
-    parse(&text).map_err(|error| c.corrupt(column, error.to_string()))
+    parse(c.str(index)?).map_err(|error| c.corrupt(column, error.to_string()))
 }
 
 pub fn user(c: &dyn Cells) -> Result<User> {

@@ -135,6 +135,14 @@ pub trait Store: Send + Sync {
     fn backend_name(&self) -> &'static str;
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()>;
     fn write(&self, f: &mut dyn FnMut(&mut dyn StoreTx) -> Result<()>) -> Result<()>;
+
+    /// Whether a read is brief local work that may run on the caller's own thread (an embedded
+    /// database read through connections of its own, which no write holds up), rather than on
+    /// a thread set aside for blocking work. Handing a read to such a thread and back costs
+    /// more than a short read itself.
+    fn reads_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// Typed conveniences over [`Store`].
