@@ -506,7 +506,17 @@ pub async fn run(options: Options) -> Result<()> {
     store
         .query(|tx| ipam.check_allocations(tx))
         .context("the network configuration conflicts with addresses already handed out")?;
-    let provisioner = basphere_vsphere::vm_backend(&config, &data_dir)?;
+    // The VM backend on a thread of its own (the simulated one reads its inventory's journal)
+    // while the cluster backend connects: the two are a start's longest steps.
+    let vm_backend = {
+        let (config, data_dir) = (config.clone(), data_dir.clone());
+        tokio::task::spawn_blocking(move || basphere_vsphere::vm_backend(&config, &data_dir))
+    };
+    // Kubernetes clusters: Cluster API through a management cluster (a simulated one inside this
+    // process when the VMs are simulated too).
+    let clusters = basphere_capi::cluster_backend(&config, &data_dir).await;
+    let provisioner = vm_backend.await.context("opening the VM backend")??;
+    let clusters = clusters?;
     // Said at start so a wrong setting shows in the log at once; /readyz keeps reporting it.
     let preflight = provisioner.clone();
     tokio::spawn(async move {
@@ -514,9 +524,6 @@ pub async fn run(options: Options) -> Result<()> {
             tracing::warn!(backend = preflight.backend_name(), %error, "the VM backend is not ready");
         }
     });
-    // Kubernetes clusters: Cluster API through a management cluster (a simulated one inside this
-    // process when the VMs are simulated too).
-    let clusters = basphere_capi::cluster_backend(&config, &data_dir).await?;
     let cluster_preflight = clusters.provisioner.clone();
     tokio::spawn(async move {
         if let Err(error) = cluster_preflight.preflight().await {

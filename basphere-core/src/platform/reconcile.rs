@@ -43,11 +43,15 @@ impl Platform {
 
     /// audited once), never deleted. VMs with an operation in flight are left alone.
     pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        // The records first, then vSphere: a VM made and recorded while vSphere's answer is on
+        // its way is not among the records read, so it cannot look missing from vSphere. (In the
+        // other order a create finishing in between was marked lost.) Every change below is
+        // applied only if its record is still as read.
+        let vms = self.read(|store| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
         let inventory = self.provisioner.inventory().await?;
         let base = format!("{}/", self.config.vsphere.folder);
         let inventory_by_name: HashMap<String, InventoryVm> =
             inventory.iter().map(|vm| (vm.vsphere_name.clone(), vm.clone())).collect();
-        let vms = self.db(|store, _| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
         let known_ids: HashSet<Uuid> = vms.iter().map(|vm| vm.id).collect();
         // A VM Basphere did not make (one imported from the original) carries no Basphere id:
         // its name says whose it is, as it does when the records are compared above.

@@ -652,6 +652,39 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
     }
 }
 
+/// A VM made while the reconciler waits for vSphere's listing is not in that listing: it must
+/// not be taken for a VM that vanished.
+#[tokio::test]
+async fn a_vm_made_while_the_reconciler_reads_vsphere_is_not_marked_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in BACKENDS {
+        // Reconciled by the test alone: no background pass takes the injected answer.
+        let sim = Arc::new(MockProvisioner::with_default_catalog());
+        let rig = rig_configured(
+            backend.open(dir.path()),
+            sim,
+            "work: {notification_retry_seconds: 1}\nreconcile: {interval_seconds: 0}",
+        );
+        rig.account("alice", 1).await;
+        let first = rig.create(&alice(), "alice", request("before", 1)).await.unwrap();
+        rig.wait(&first[0].operation).await;
+        // vSphere's answer leaves at once and arrives after a create has finished.
+        rig.faults.inject(Method::Inventory, Fault::DelayAfter(Duration::from_millis(700)), 1);
+        let platform = rig.platform.clone();
+        let reconcile = tokio::spawn(async move { platform.reconcile().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let made = rig.create(&alice(), "alice", request("during", 1)).await.unwrap();
+        assert_eq!(rig.wait(&made[0].operation).await.state, OperationState::Succeeded, "{backend:?}");
+        assert!(!reconcile.is_finished(), "{backend:?}: the create finished while the listing was on its way");
+        let report = reconcile.await.unwrap().unwrap();
+        assert!(report.lost.is_empty(), "{backend:?}: {report:?}");
+        let during = rig.store.vm(&username("alice"), &name("during")).unwrap();
+        assert_eq!(during.state, VmState::Running, "{backend:?}");
+        // The next pass, with an answer that includes it, agrees too.
+        assert!(rig.platform.reconcile().await.unwrap().lost.is_empty(), "{backend:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_refused_request_is_audited_with_a_bounded_excerpt() {
     let dir = tempfile::tempdir().unwrap();
