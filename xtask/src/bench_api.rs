@@ -463,7 +463,8 @@ fn zeroed(pid: &str) -> Result<()> {
 fn dumped_total(dir: &Path, label: &str) -> Result<u64> {
     for entry in std::fs::read_dir(dir)? {
         let text = std::fs::read_to_string(entry?.path())?;
-        if !text.lines().any(|line| line.starts_with("trigger:") && line.contains(label)) {
+        // callgrind names what made a dump: `desc: Trigger: dump <label>`.
+        if !text.lines().any(|line| line.starts_with("desc: Trigger:") && line.ends_with(&format!(" {label}"))) {
             continue;
         }
         let total = text
