@@ -78,8 +78,8 @@ fn write_time(at: &DateTime<Utc>, out: &mut [u8; 32]) -> Option<usize> {
     }
     let (fraction, width) = match nanos {
         0 => (0, 0),
-        _ if nanos % 1_000_000 == 0 => (nanos / 1_000_000, 3),
-        _ if nanos % 1_000 == 0 => (nanos / 1_000, 6),
+        _ if nanos.is_multiple_of(1_000_000) => (nanos / 1_000_000, 3),
+        _ if nanos.is_multiple_of(1_000) => (nanos / 1_000, 6),
         _ => (nanos, 9),
     };
     if width > 0 {
