@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::api::{accepted, page, ListQuery};
+use crate::api::{accepted, ListQuery};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::openapi::{
@@ -59,7 +59,7 @@ pub async fn list_clusters(
     }
     let found = state.platform.list_clusters(&caller.actor, Some(caller.own()?), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(crate::api::PageJson(Page { items, next: page(found, |_: Cluster| ()).0.next }))
+    Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
 
 /// Create a cluster: its VIP and node addresses are leased at once, Cluster API builds it in
@@ -174,7 +174,7 @@ pub async fn admin_list_clusters(
     let owner = list.owner.as_deref().map(lookup_username).transpose()?;
     let found = state.platform.list_clusters(&caller.actor, owner.as_ref(), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(crate::api::PageJson(Page { items, next: page(found, |_: Cluster| ()).0.next }))
+    Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
 
 /// Delete a cluster of an account. *admin*

@@ -31,21 +31,7 @@ pub trait IntoCore<T> {
 
 impl FromCore<Vm> for VmView {
     fn from_core(vm: &Vm) -> Self {
-        VmView {
-            id: vm.id,
-            name: vm.name.to_string(),
-            owner: vm.owner.to_string(),
-            os: vm.os.clone(),
-            spec: vm.spec.clone(),
-            cpu: vm.cpu,
-            memory_mb: vm.memory_mb,
-            disk_gb: vm.disk_gb,
-            ip: vm.ip,
-            state: vm.state.as_str().to_owned(),
-            reason: vm.reason.clone(),
-            created_at: vm.created_at,
-            updated_at: vm.updated_at,
-        }
+        Self::from_owned(vm.clone())
     }
 
     fn from_owned(vm: Vm) -> Self {

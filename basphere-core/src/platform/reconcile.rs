@@ -123,14 +123,7 @@ impl Platform {
                         vm.updated_at = now();
                         tx.update_vm(&vm)?;
                         let details = json!({"from": expected.as_str(), "to": state.as_str(), "reason": reason});
-                        tx.append_audit(&AuditEvent::new(
-                            "system",
-                            "vm.reconcile",
-                            &format!("vm/{}/{}", vm.owner, vm.name),
-                            "reconciler",
-                            Outcome::Success,
-                            details,
-                        ))?;
+                        tx.append_audit(&reconciler_event("vm.reconcile", &vm, details))?;
                         Ok(Some(format!("{}/{}", vm.owner, vm.name)))
                     })
                 })
@@ -190,14 +183,8 @@ impl Platform {
                     vm.backend_id = backend_id.clone();
                     vm.updated_at = now();
                     tx.update_vm(&vm)?;
-                    tx.append_audit(&AuditEvent::new(
-                        "system",
-                        "vm.adopt",
-                        &format!("vm/{}/{}", vm.owner, vm.name),
-                        "reconciler",
-                        Outcome::Success,
-                        json!({"backend_id": backend_id, "in_vsphere": backend_id.is_some()}),
-                    ))?;
+                    let details = json!({"backend_id": backend_id, "in_vsphere": backend_id.is_some()});
+                    tx.append_audit(&reconciler_event("vm.adopt", &vm, details))?;
                     Ok(Some(format!("{}/{}", vm.owner, vm.name)))
                 })
             })
@@ -210,4 +197,9 @@ impl Platform {
             }
         }
     }
+}
+
+/// The audit event of a change the reconciler made to a VM's record.
+fn reconciler_event(action: &str, vm: &Vm, details: serde_json::Value) -> AuditEvent {
+    AuditEvent::new("system", action, &format!("vm/{}/{}", vm.owner, vm.name), "reconciler", Outcome::Success, details)
 }

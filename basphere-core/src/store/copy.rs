@@ -86,45 +86,43 @@ impl Snapshot {
     /// Writes every record inside the caller's transaction, in an order every constraint
     /// accepts (accounts before what they own).
     pub fn write_in(&self, tx: &mut dyn StoreTx) -> Result<()> {
-        {
-            for user in &self.users {
-                tx.insert_user(user)?;
-            }
-            for (owner, quota) in &self.quota_overrides {
-                tx.set_quota_override(owner, Some(quota))?;
-            }
-            for token in &self.tokens {
-                tx.insert_token(token)?;
-            }
-            for request in &self.registrations {
-                tx.insert_registration(request)?;
-            }
-            for request in &self.key_changes {
-                tx.insert_key_change(request)?;
-            }
-            for block in &self.blocks {
-                tx.insert_block(block)?;
-            }
-            for lease in &self.leases {
-                tx.insert_lease(lease)?;
-            }
-            for vm in &self.vms {
-                tx.insert_vm(vm)?;
-            }
-            for cluster in &self.clusters {
-                tx.insert_cluster(cluster)?;
-            }
-            for operation in &self.operations {
-                tx.insert_operation(operation)?;
-            }
-            for event in &self.audit {
-                tx.append_audit(event)?;
-            }
-            for message in &self.outbox {
-                tx.insert_outbox(message)?;
-            }
-            Ok(())
+        for user in &self.users {
+            tx.insert_user(user)?;
         }
+        for (owner, quota) in &self.quota_overrides {
+            tx.set_quota_override(owner, Some(quota))?;
+        }
+        for token in &self.tokens {
+            tx.insert_token(token)?;
+        }
+        for request in &self.registrations {
+            tx.insert_registration(request)?;
+        }
+        for request in &self.key_changes {
+            tx.insert_key_change(request)?;
+        }
+        for block in &self.blocks {
+            tx.insert_block(block)?;
+        }
+        for lease in &self.leases {
+            tx.insert_lease(lease)?;
+        }
+        for vm in &self.vms {
+            tx.insert_vm(vm)?;
+        }
+        for cluster in &self.clusters {
+            tx.insert_cluster(cluster)?;
+        }
+        for operation in &self.operations {
+            tx.insert_operation(operation)?;
+        }
+        for event in &self.audit {
+            tx.append_audit(event)?;
+        }
+        for message in &self.outbox {
+            tx.insert_outbox(message)?;
+        }
+        Ok(())
     }
 }
 
