@@ -238,7 +238,20 @@ fn a_writer_stopped_inside_its_transaction_does_not_stop_the_others_for_long() {
                 .unwrap()
         }
     });
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Until psql holds the lock (its start can take a while on a busy machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let held = std::process::Command::new("psql")
+            .args(["-h", &cluster.socket_dir().display().to_string(), "-U", "basphere", "-d", &database, "-tAc"])
+            .arg("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&held.stdout).trim().parse::<u32>().is_ok_and(|count| count > 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "psql never took the lock: {held:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let started = std::time::Instant::now();
     let alice = user("alice", 1);
     store.transact(|tx| tx.insert_user(&alice)).expect("the write goes through once the idle holder is ended");
