@@ -16,6 +16,7 @@
 mod account;
 mod admin;
 mod cluster;
+pub mod json;
 mod operation;
 mod page;
 mod problem;
@@ -28,6 +29,7 @@ mod vm;
 pub use account::*;
 pub use admin::*;
 pub use cluster::*;
+pub use json::{write_page, WriteJson};
 pub use operation::*;
 pub use page::*;
 pub use problem::*;

@@ -32,24 +32,30 @@ pub fn opt_time<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Res
 /// Serialises an IPv4 address in dotted decimal.
 pub fn ipv4<S: Serializer>(address: &Ipv4Addr, serializer: S) -> Result<S::Ok, S::Error> {
     let mut buffer = [0u8; 15];
+    let len = write_ipv4(address, &mut buffer);
+    serializer.serialize_str(ascii(&buffer[..len]))
+}
+
+/// Writes `address` in dotted decimal into `out` and returns the length.
+pub(crate) fn write_ipv4(address: &Ipv4Addr, out: &mut [u8; 15]) -> usize {
     let mut len = 0;
     for (index, octet) in address.octets().into_iter().enumerate() {
         if index > 0 {
-            buffer[len] = b'.';
+            out[len] = b'.';
             len += 1;
         }
         if octet >= 100 {
-            buffer[len] = b'0' + octet / 100;
+            out[len] = b'0' + octet / 100;
             len += 1;
         }
         if octet >= 10 {
-            buffer[len] = b'0' + octet / 10 % 10;
+            out[len] = b'0' + octet / 10 % 10;
             len += 1;
         }
-        buffer[len] = b'0' + octet % 10;
+        out[len] = b'0' + octet % 10;
         len += 1;
     }
-    serializer.serialize_str(ascii(&buffer[..len]))
+    len
 }
 
 /// [`ipv4`] for an optional address (`null` when absent).
@@ -61,17 +67,25 @@ pub fn opt_ipv4<S: Serializer>(address: &Option<Ipv4Addr>, serializer: S) -> Res
 }
 
 /// Writes `at` into `out` and returns the length, or `None` where chrono's writing is needed.
-fn write_time(at: &DateTime<Utc>, out: &mut [u8; 32]) -> Option<usize> {
-    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
-    let nanos = at.nanosecond();
+pub(crate) fn write_time(at: &DateTime<Utc>, out: &mut [u8; 32]) -> Option<usize> {
+    // The date and the time of day once: each of chrono's field getters on a `DateTime` works
+    // them out again from the instant.
+    let naive = at.naive_utc();
+    let (date, clock) = (naive.date(), naive.time());
+    let year = u32::try_from(date.year()).ok().filter(|year| *year <= 9999)?;
+    let nanos = clock.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
     let mut len = 0;
     digits(out, &mut len, year, 4);
-    for (separator, value) in
-        [(b'-', at.month()), (b'-', at.day()), (b'T', at.hour()), (b':', at.minute()), (b':', at.second())]
-    {
+    for (separator, value) in [
+        (b'-', date.month()),
+        (b'-', date.day()),
+        (b'T', clock.hour()),
+        (b':', clock.minute()),
+        (b':', clock.second()),
+    ] {
         out[len] = separator;
         len += 1;
         digits(out, &mut len, value, 2);
@@ -100,7 +114,7 @@ fn digits(out: &mut [u8], len: &mut usize, value: u32, width: u32) {
 }
 
 /// The buffers above hold ASCII digits and punctuation only.
-fn ascii(bytes: &[u8]) -> &str {
+pub(crate) fn ascii(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 

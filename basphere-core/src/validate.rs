@@ -168,6 +168,16 @@ impl Username {
         }
         Ok(Username(value.to_owned()))
     }
+
+    /// A name read back from a store. Its form is checked, so a damaged record shows; the
+    /// reserved names are not: they are a rule for new accounts, and an account made before a
+    /// name joined the list must still read.
+    pub fn stored(value: &str) -> Result<Self> {
+        if !check_label(value, 3, 32) {
+            return Err(Error::invalid("username", format!("{value:?} is not valid: {USERNAME_RULE}")));
+        }
+        Ok(Username(value.to_owned()))
+    }
 }
 
 /// The name of a VM or cluster: a DNS label, unique per owner, also the VM's hostname.
@@ -492,6 +502,11 @@ mod tests {
         for name in ["root", "admin", "basphere", "daemon", "nobody", "systemd-network", "basphere-ops"] {
             let error = Username::parse(name).unwrap_err().to_string();
             assert!(error.contains("reserved"), "{name}: {error}");
+            // Read back from a store, a name is only checked for its form.
+            assert_eq!(Username::stored(name).expect("stored").as_str(), name);
+        }
+        for damaged in ["", "Root", "a b", "x", "-abc"] {
+            assert!(Username::stored(damaged).is_err(), "{damaged:?}");
         }
     }
 

@@ -105,10 +105,10 @@ const PAGE_ITEM_BYTES: usize = 512;
 /// was an eighth of a list request's time in a profile.
 pub struct PageJson<V>(pub Page<V>);
 
-impl<V: serde::Serialize> IntoResponse for PageJson<V> {
+impl<V: WriteJson> IntoResponse for PageJson<V> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(64 + self.0.items.len() * PAGE_ITEM_BYTES);
-        match serde_json::to_writer(&mut body, &self.0) {
+        match write_page(&self.0, &mut body) {
             Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
             Err(error) => {
                 tracing::error!(%error, "a page could not be written as JSON");

@@ -65,7 +65,7 @@ fn parse<T>(c: &dyn Cells, index: usize, column: &'static str, parse: impl FnOnc
 
 pub fn user(c: &dyn Cells) -> Result<User> {
     Ok(User {
-        username: parse(c, 0, "username", Username::parse)?,
+        username: parse(c, 0, "username", Username::stored)?,
         email: parse(c, 1, "email", Email::parse)?,
         team: c.text(2)?,
         ssh_key: parse(c, 3, "ssh_key", SshPublicKey::parse)?,
@@ -80,7 +80,7 @@ pub fn user(c: &dyn Cells) -> Result<User> {
 pub fn registration(c: &dyn Cells) -> Result<RegistrationRequest> {
     Ok(RegistrationRequest {
         id: c.uuid(0, "id")?,
-        username: parse(c, 1, "username", Username::parse)?,
+        username: parse(c, 1, "username", Username::stored)?,
         email: parse(c, 2, "email", Email::parse)?,
         team: c.text(3)?,
         ssh_key: parse(c, 4, "ssh_key", SshPublicKey::parse)?,
@@ -95,7 +95,7 @@ pub fn registration(c: &dyn Cells) -> Result<RegistrationRequest> {
 pub fn key_change(c: &dyn Cells) -> Result<KeyChangeRequest> {
     Ok(KeyChangeRequest {
         id: c.uuid(0, "id")?,
-        username: parse(c, 1, "username", Username::parse)?,
+        username: parse(c, 1, "username", Username::stored)?,
         email: parse(c, 2, "email", Email::parse)?,
         new_ssh_key: parse(c, 3, "new_ssh_key", SshPublicKey::parse)?,
         reason: c.text(4)?,
@@ -110,7 +110,7 @@ pub fn key_change(c: &dyn Cells) -> Result<KeyChangeRequest> {
 pub fn token(c: &dyn Cells) -> Result<ApiToken> {
     Ok(ApiToken {
         id: c.uuid(0, "id")?,
-        owner: parse(c, 1, "owner", Username::parse)?,
+        owner: parse(c, 1, "owner", Username::stored)?,
         name: c.text(2)?,
         scope: parse(c, 3, "scope", TokenScope::parse)?,
         secret_hash: c.text(4)?,
@@ -127,7 +127,7 @@ pub fn web_session(c: &dyn Cells) -> Result<WebSession> {
         kind: parse(c, 1, "kind", WebSessionKind::parse)?,
         owner: c
             .opt_text(2)?
-            .map(|owner| Username::parse(&owner).map_err(|e| c.corrupt("owner", e.to_string())))
+            .map(|owner| Username::stored(&owner).map_err(|e| c.corrupt("owner", e.to_string())))
             .transpose()?,
         actor_name: c.text(3)?,
         role: parse(c, 4, "role", Role::parse)?,
@@ -142,7 +142,7 @@ pub fn web_session(c: &dyn Cells) -> Result<WebSession> {
 pub fn vm(c: &dyn Cells) -> Result<Vm> {
     Ok(Vm {
         id: c.uuid(0, "id")?,
-        owner: parse(c, 1, "owner", Username::parse)?,
+        owner: parse(c, 1, "owner", Username::stored)?,
         name: parse(c, 2, "name", ResourceName::parse)?,
         os: c.text(3)?,
         spec: c.text(4)?,
@@ -170,7 +170,7 @@ pub fn cluster(c: &dyn Cells) -> Result<Cluster> {
     let status: String = c.text(18)?;
     Ok(Cluster {
         id: c.uuid(0, "id")?,
-        owner: parse(c, 1, "owner", Username::parse)?,
+        owner: parse(c, 1, "owner", Username::stored)?,
         name: parse(c, 2, "name", ResourceName::parse)?,
         cluster_type: c.text(3)?,
         kubernetes_version: c.text(4)?,
@@ -205,7 +205,7 @@ pub fn operation(c: &dyn Cells) -> Result<Operation> {
     Ok(Operation {
         id: c.uuid(0, "id")?,
         kind: parse(c, 1, "kind", OperationKind::parse)?,
-        owner: parse(c, 2, "owner", Username::parse)?,
+        owner: parse(c, 2, "owner", Username::stored)?,
         resource: ResourceRef {
             kind: parse(c, 3, "resource_kind", ResourceKind::parse)?,
             id: c.uuid(4, "resource_id")?,
@@ -255,7 +255,7 @@ pub fn block(c: &dyn Cells) -> Result<IpBlock> {
         start: c.ip(0, "start")?,
         pool: c.text(1)?,
         size: c.u32(2, "size")?,
-        owner: parse(c, 3, "owner", Username::parse)?,
+        owner: parse(c, 3, "owner", Username::stored)?,
         allocated_at: c.time(4, "allocated_at")?,
     })
 }
@@ -264,7 +264,7 @@ pub fn lease(c: &dyn Cells) -> Result<Lease> {
     Ok(Lease {
         address: c.ip(0, "address")?,
         pool: c.text(1)?,
-        owner: parse(c, 2, "owner", Username::parse)?,
+        owner: parse(c, 2, "owner", Username::stored)?,
         resource: ResourceRef {
             kind: parse(c, 3, "resource_kind", ResourceKind::parse)?,
             id: c.uuid(4, "resource_id")?,
@@ -277,7 +277,7 @@ pub fn lease(c: &dyn Cells) -> Result<Lease> {
 
 pub fn idempotency(c: &dyn Cells) -> Result<IdempotencyRecord> {
     Ok(IdempotencyRecord {
-        owner: parse(c, 0, "owner", Username::parse)?,
+        owner: parse(c, 0, "owner", Username::stored)?,
         key: c.text(1)?,
         request_hash: c.text(2)?,
         operations: parse(c, 3, "operations", |text| {
