@@ -14,6 +14,7 @@ pub mod clusters;
 pub mod extract;
 pub mod import;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -557,6 +558,7 @@ pub async fn run(options: Options) -> Result<()> {
         tracing::info!(count = resumed.len(), "resuming interrupted operations");
     }
     let background = platform.start_background();
+    let _give_back = memory::give_back_free_memory(Duration::from_secs(10));
 
     let tcp = bind_tcp(&listen).await?;
     let tcp_address = tcp.local_addr()?;

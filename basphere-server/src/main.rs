@@ -163,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    basphere_server::memory::limit_arenas();
     // Store calls run on blocking threads; a bounded pool keeps memory bounded under load.
     let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;
     runtime.block_on(basphere_server::run(basphere_server::Options {

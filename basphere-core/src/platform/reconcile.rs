@@ -50,8 +50,8 @@ impl Platform {
         let vms = self.read(|store| store.query(|tx| tx.list_vms(&VmFilter::default()))).await?;
         let inventory = self.provisioner.inventory().await?;
         let base = format!("{}/", self.config.vsphere.folder);
-        let inventory_by_name: HashMap<String, InventoryVm> =
-            inventory.iter().map(|vm| (vm.vsphere_name.clone(), vm.clone())).collect();
+        let inventory_by_name: HashMap<&str, &InventoryVm> =
+            inventory.iter().map(|vm| (vm.vsphere_name.as_str(), vm)).collect();
         let known_ids: HashSet<Uuid> = vms.iter().map(|vm| vm.id).collect();
         // A VM Basphere did not make (one imported from the original) carries no Basphere id:
         // its name says whose it is, as it does when the records are compared above.
@@ -61,7 +61,7 @@ impl Platform {
         // VM of the name at all there is nothing to take over, and the record is freed to be
         // deleted like any other. One marked with another id stays as it is (logged).
         for vm in vms.iter().filter(|vm| vm.awaits_adoption() && vm.is_live()) {
-            match inventory_by_name.get(&vm.vsphere_name()) {
+            match inventory_by_name.get(vm.vsphere_name().as_str()).copied() {
                 Some(found) if found.basphere_id.is_none() => {
                     if let Some(name) = self.adopt(vm, Some(found)).await {
                         report.adopted.push(name);
@@ -80,7 +80,7 @@ impl Platform {
         let mut changes: Vec<(Uuid, VmState, VmState, Option<String>)> = Vec::new();
         for vm in &vms {
             let seen = inventory_by_name
-                .get(&vm.vsphere_name())
+                .get(vm.vsphere_name().as_str())
                 .filter(|found| found.basphere_id.is_none_or(|id| id == vm.id));
             let next = match (vm.state, seen) {
                 (VmState::Running | VmState::Stopped, None) => Some((
@@ -102,6 +102,9 @@ impl Platform {
                 changes.push((vm.id, vm.state, state, reason));
             }
         }
+        // 10,000 records are some megabytes: not kept while the changes are written.
+        drop(inventory_by_name);
+        drop(vms);
         for (id, expected, state, reason) in changes {
             let applied = self
                 .db(move |store, _| {
