@@ -107,10 +107,12 @@ pub(crate) fn write_time(at: &DateTime<Utc>, out: &mut [u8; 32]) -> Option<usize
 
 /// Writes `value` as `width` decimal digits (leading zeros) at `out[*len..]`.
 fn digits(out: &mut [u8], len: &mut usize, value: u32, width: u32) {
-    for place in (0..width).rev() {
-        out[*len] = b'0' + (value / 10u32.pow(place) % 10) as u8;
-        *len += 1;
+    let mut rest = value;
+    for at in (*len..*len + width as usize).rev() {
+        out[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
+    *len += width as usize;
 }
 
 /// The buffers above hold ASCII digits and punctuation only.

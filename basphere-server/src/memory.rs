@@ -9,10 +9,13 @@
 //! - what is free handed back every few seconds ([`give_back_free_memory`]): a walk of the free
 //!   lists, well under a millisecond, that returns whole free pages.
 
-/// At most two malloc arenas: the server's threads share them.
+/// At most two malloc arenas, shared by the server's threads; `MALLOC_ARENA_MAX` in the
+/// environment (glibc's own setting) is left to decide instead when it is set.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    glibc::set_arena_max(2);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        glibc::set_arena_max(2);
+    }
 }
 
 /// Hands the heap's free pages back to the system, every `every`, for as long as the runtime runs.
