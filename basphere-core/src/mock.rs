@@ -109,16 +109,26 @@ impl Inventory {
             InventoryChange::Folder { path } => {
                 self.folders.insert(path.clone());
             }
-            InventoryChange::Upsert { vm } => {
-                if let Some(n) = vm.backend_id.strip_prefix("vm-").and_then(|n| n.parse::<u64>().ok()) {
-                    self.next_id = self.next_id.max(n);
-                }
-                self.vms.insert(vm.vsphere_name.clone(), (**vm).clone());
-            }
+            InventoryChange::Upsert { vm } => self.upsert((**vm).clone()),
             InventoryChange::Remove { name } => {
                 self.vms.remove(name);
             }
         }
+    }
+
+    /// [`Inventory::apply`] of a change that is not needed afterwards (a journal's): moved in.
+    fn apply_owned(&mut self, change: InventoryChange) {
+        match change {
+            InventoryChange::Upsert { vm } => self.upsert(*vm),
+            change => self.apply(&change),
+        }
+    }
+
+    fn upsert(&mut self, vm: MockVm) {
+        if let Some(n) = vm.backend_id.strip_prefix("vm-").and_then(|n| n.parse::<u64>().ok()) {
+            self.next_id = self.next_id.max(n);
+        }
+        self.vms.insert(vm.vsphere_name.clone(), vm);
     }
 }
 
@@ -169,7 +179,7 @@ impl MockProvisioner {
     pub fn replay<I: IntoIterator<Item = InventoryChange>>(&self, changes: I) {
         let mut inventory = self.lock();
         for change in changes {
-            inventory.apply(&change);
+            inventory.apply_owned(change);
         }
     }
 

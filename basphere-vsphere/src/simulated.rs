@@ -32,26 +32,49 @@ impl From<SimulatedError> for Error {
 pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<MockProvisioner>> {
     let io = |source| SimulatedError::Io { path: path.to_path_buf(), source };
     let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
-    let mut changes = Vec::new();
     let mut torn = false;
+    let mut changes_len = 0;
+    let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     if path.exists() {
+        // Each change is applied as it is read: the journal is never held whole in memory.
         let file = File::open(path).map_err(io)?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(io)?;
+        let mut lines = BufReader::new(file).lines().enumerate();
+        let mut failure = None;
+        let changes = std::iter::from_fn(|| loop {
+            let (index, line) = lines.next()?;
+            let line = match line {
+                Ok(line) => line,
+                Err(source) => {
+                    failure = Some(io(source).into());
+                    return None;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str::<InventoryChange>(&line) {
-                Ok(change) => changes.push(change),
-                // A torn last line is a change that was never completed.
-                Err(_) if is_last_line(path, index)? => {
-                    torn = true;
-                    break;
+                Ok(change) => {
+                    changes_len += 1;
+                    return Some(change);
                 }
+                // A torn last line is a change that was never completed.
                 Err(source) => {
-                    return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
+                    match is_last_line(path, index) {
+                        Ok(true) => torn = true,
+                        Ok(false) => {
+                            failure = Some(
+                                SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into(),
+                            )
+                        }
+                        Err(error) => failure = Some(error),
+                    }
+                    return None;
                 }
             }
+        });
+        replayed.replay(changes);
+        if let Some(error) = failure {
+            return Err(error);
         }
     }
     // A last change written whole but without its line end (the process died between the two)
@@ -59,9 +82,6 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     if !torn && path.exists() && !ends_with_line_end(path).map_err(io)? {
         torn = true;
     }
-    let changes_len = changes.len();
-    let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
-    replayed.replay(changes);
     // Compact when the journal has grown well past the inventory it describes: rewrite it as
     // the current inventory, then append from there.
     let live = replayed.folders().len() + replayed.vm_count();
