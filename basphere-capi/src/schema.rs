@@ -3,6 +3,7 @@
 //! `fieldValidation=Strict`: a field the schema does not know is an error, not silently pruned.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -27,14 +28,33 @@ pub struct CrdKind {
     pub plural: String,
     pub namespaced: bool,
     pub versions: Vec<String>,
-    /// The whole CRD object, as `apiextensions.k8s.io/v1` serves it.
-    pub crd: Value,
 }
 
 /// The CRDs and their validators by `(apiVersion, kind)`.
+///
+/// A validator is compiled when a kind's version is first checked: compiled, the schemas of
+/// every version of every kind take megabytes, and most versions are never used.
 pub struct Schemas {
     pub kinds: Vec<CrdKind>,
-    validators: BTreeMap<(String, String), jsonschema::Validator>,
+    validators: BTreeMap<(String, String), LazyValidator>,
+}
+
+/// The schema of one version of one CRD (`CRDS[crd]`, its `version`th), compiled on first use.
+struct LazyValidator {
+    crd: usize,
+    version: usize,
+    compiled: OnceLock<jsonschema::Validator>,
+}
+
+impl LazyValidator {
+    fn get(&self) -> &jsonschema::Validator {
+        self.compiled.get_or_init(|| {
+            let mut crd: Value = serde_yaml::from_str(CRDS[self.crd]).expect("the compiled-in CRDs parse");
+            let mut schema = crd["spec"]["versions"][self.version]["schema"]["openAPIV3Schema"].take();
+            strict(&mut schema, true);
+            jsonschema::draft4::new(&schema).expect("the compiled-in CRD schemas compile")
+        })
+    }
 }
 
 /// Refuses unknown fields where the schema does (every object with `properties`, unless it
@@ -73,19 +93,24 @@ fn strict(schema: &mut Value, root: bool) {
 
 impl Schemas {
     pub fn load() -> Schemas {
+        Self::load_with_crds().0
+    }
+
+    /// The schemas, and the CRD objects themselves as `apiextensions.k8s.io/v1` serves them (in
+    /// the order of `kinds`).
+    pub fn load_with_crds() -> (Schemas, Vec<Value>) {
         let mut kinds = Vec::new();
+        let mut crds = Vec::new();
         let mut validators = BTreeMap::new();
-        for text in CRDS {
+        for (index, text) in CRDS.iter().enumerate() {
             let crd: Value = serde_yaml::from_str(text).expect("the compiled-in CRDs parse");
             let group = crd["spec"]["group"].as_str().unwrap_or_default().to_owned();
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned();
             let mut versions = Vec::new();
-            for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
+            for (at, version) in crd["spec"]["versions"].as_array().into_iter().flatten().enumerate() {
                 let name = version["name"].as_str().unwrap_or_default().to_owned();
-                let mut schema = version["schema"]["openAPIV3Schema"].clone();
-                strict(&mut schema, true);
-                let validator = jsonschema::draft4::new(&schema).expect("the compiled-in CRD schemas compile");
-                validators.insert((format!("{group}/{name}"), kind.clone()), validator);
+                let lazy = LazyValidator { crd: index, version: at, compiled: OnceLock::new() };
+                validators.insert((format!("{group}/{name}"), kind.clone()), lazy);
                 versions.push(name);
             }
             kinds.push(CrdKind {
@@ -94,10 +119,10 @@ impl Schemas {
                 group,
                 kind,
                 versions,
-                crd,
             });
+            crds.push(crd);
         }
-        Schemas { kinds, validators }
+        (Schemas { kinds, validators }, crds)
     }
 
     /// The schema's complaints about `object`, or `Err` when no CRD defines its kind.
@@ -106,12 +131,27 @@ impl Schemas {
             object["apiVersion"].as_str().unwrap_or_default().to_owned(),
             object["kind"].as_str().unwrap_or_default().to_owned(),
         );
-        let validator = self.validators.get(&key).ok_or_else(|| format!("no CRD for {} {}", key.0, key.1))?;
+        let validator = self.validators.get(&key).ok_or_else(|| format!("no CRD for {} {}", key.0, key.1))?.get();
         Ok(validator.iter_errors(object).map(|e| format!("{e} at {}", e.instance_path())).collect())
     }
 
     /// Every `(apiVersion, kind)` with a schema.
     pub fn versions(&self) -> Vec<(String, String)> {
         self.validators.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_of_every_crd_compiles() {
+        let schemas = Schemas::load();
+        assert!(schemas.validators.len() >= CRDS.len());
+        for (key, lazy) in &schemas.validators {
+            // Compiled on first use; every root schema is an object's, so a number is refused.
+            assert!(!lazy.get().is_valid(&serde_json::json!(1)), "{key:?}");
+        }
     }
 }

@@ -129,7 +129,7 @@ impl FakeManagementCluster {
     }
 
     fn build(step: Duration, journal: Option<PathBuf>) -> Arc<Self> {
-        let schemas = Schemas::load();
+        let (schemas, crds) = Schemas::load_with_crds();
         let mut resources: Vec<Resource> = schemas
             .kinds
             .iter()
@@ -186,8 +186,7 @@ impl FakeManagementCluster {
         // The CRDs themselves, as apiextensions serves them.
         {
             let mut state = fake.lock();
-            for kind in &fake.schemas.kinds {
-                let mut crd = kind.crd.clone();
+            for (kind, mut crd) in fake.schemas.kinds.iter().zip(crds) {
                 crd["metadata"]["resourceVersion"] = json!("1");
                 let name = format!("{}.{}", kind.plural, kind.group);
                 state.objects.insert(
