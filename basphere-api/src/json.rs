@@ -184,7 +184,12 @@ mod tests {
             Page {
                 items: vec![
                     vm("web-1", Some("quota \"x\"\n\\ \u{1}\u{7f} ü 😀"), None, at),
-                    vm("db", Some(""), Some(Ipv4Addr::UNSPECIFIED), Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap()),
+                    vm(
+                        "db",
+                        Some(""),
+                        Some(Ipv4Addr::UNSPECIFIED),
+                        Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+                    ),
                     vm("x", None, Some(Ipv4Addr::BROADCAST), Utc.with_ymd_and_hms(-1, 6, 15, 12, 30, 30).unwrap()),
                 ],
                 next: Some("0192-\"next\"".to_owned()),
@@ -204,8 +209,8 @@ mod tests {
             proptest::option::of(any::<String>()),
             (-8_000_000_000_000_000_000i64..8_000_000_000_000_000_000i64, any::<i64>()),
         )
-            .prop_map(|(id, (name, owner, os, spec, state), (cpu, memory_mb, disk_gb), ip, reason, (micros, nanos))| {
-                VmView {
+            .prop_map(
+                |(id, (name, owner, os, spec, state), (cpu, memory_mb, disk_gb), ip, reason, (micros, nanos))| VmView {
                     id: Uuid::from_u128(id),
                     name,
                     owner,
@@ -219,8 +224,8 @@ mod tests {
                     reason,
                     created_at: DateTime::from_timestamp_micros(micros).expect("in range"),
                     updated_at: DateTime::from_timestamp_nanos(nanos),
-                }
-            })
+                },
+            )
     }
 
     proptest! {

@@ -79,13 +79,9 @@ pub(crate) fn write_time(at: &DateTime<Utc>, out: &mut [u8; 32]) -> Option<usize
     }
     let mut len = 0;
     digits(out, &mut len, year, 4);
-    for (separator, value) in [
-        (b'-', date.month()),
-        (b'-', date.day()),
-        (b'T', clock.hour()),
-        (b':', clock.minute()),
-        (b':', clock.second()),
-    ] {
+    for (separator, value) in
+        [(b'-', date.month()), (b'-', date.day()), (b'T', clock.hour()), (b':', clock.minute()), (b':', clock.second())]
+    {
         out[len] = separator;
         len += 1;
         digits(out, &mut len, value, 2);

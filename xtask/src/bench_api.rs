@@ -377,7 +377,10 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
 
     let figure = |path: &[&str]| path.iter().fold(&report, |value, key| &value[*key]).as_f64().unwrap_or(0.0);
     println!("api benchmark: release basphere-server, load generator with {connections} keep-alive connections on loopback, {} s per run, 2 cores shared", seconds.as_secs());
-    println!("  seeding 10,000 VMs through the API (100 users x 10 batches of 10) and provisioning them: {:.1} s", figure(&["seed_10000_vms_seconds"]));
+    println!(
+        "  seeding 10,000 VMs through the API (100 users x 10 batches of 10) and provisioning them: {:.1} s",
+        figure(&["seed_10000_vms_seconds"])
+    );
     println!(
         "  own load generator: GET /api/v1/vms (100 VMs of 10,000) {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms; POST /api/v1/vms (1 VM each, zero-delay backend) {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms",
         figure(&["list", "per_second"]), figure(&["list", "p50_ms"]), figure(&["list", "p99_ms"]),
@@ -392,20 +395,32 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         );
         println!(
             "  server CPU per request: list {:.1} us, /healthz {:.1} us; {:.2} us per listed VM",
-            figure(&["wrk", "server_cpu_us_per_list"]), figure(&["wrk", "server_cpu_us_per_healthz"]), figure(&["wrk", "server_cpu_us_per_listed_vm"]),
+            figure(&["wrk", "server_cpu_us_per_list"]),
+            figure(&["wrk", "server_cpu_us_per_healthz"]),
+            figure(&["wrk", "server_cpu_us_per_listed_vm"]),
         );
     } else {
         println!("  (wrk is not installed: apt-get install wrk for the figures comparable with the original's)");
     }
-    println!("  200 concurrent creates (one connection each): {} accepted in {:.0} ms", report["burst_of_200_creates"]["accepted"], figure(&["burst_of_200_creates", "ms"]));
+    println!(
+        "  200 concurrent creates (one connection each): {} accepted in {:.0} ms",
+        report["burst_of_200_creates"]["accepted"],
+        figure(&["burst_of_200_creates", "ms"])
+    );
     match report["instructions"].is_object() {
         true => println!(
             "  instructions per request (callgrind): GET /api/v1/vms {:.0}, /healthz {:.0}; {:.0} per listed VM",
-            figure(&["instructions", "list"]), figure(&["instructions", "healthz"]), figure(&["instructions", "per_listed_vm"]),
+            figure(&["instructions", "list"]),
+            figure(&["instructions", "healthz"]),
+            figure(&["instructions", "per_listed_vm"]),
         ),
         false => println!("  (valgrind is not installed: apt-get install valgrind for instruction counts)"),
     }
-    println!("  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs", ms(ready_empty), ms(ready_full));
+    println!(
+        "  ready: {:.1} ms on an empty data directory, {:.1} ms with 10,000+ VMs",
+        ms(ready_empty),
+        ms(ready_full)
+    );
     let simulated = mib(simulation.0 + simulation.1);
     println!(
         "  memory (RSS): idle {:.1} MiB empty, {:.1} MiB after a start with 10,000 VMs; peak {:.1} MiB through the list runs and the creates; idle {:.1} MiB after them ({:.1} anonymous, {:.1} file-backed: the binary's pages)",
@@ -415,7 +430,11 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         "  of which the simulated backends: vSphere with 10,000 VMs about {:.1} MiB, management cluster about {:.1} MiB; without them: peak {:.1} MiB, idle {:.1} MiB",
         mib(simulation.0), mib(simulation.1), mib(peak_rss) - simulated, mib(settled_rss) - simulated,
     );
-    println!("  binary: {:.1} MB as built, {:.1} MB stripped of debug information", binary_bytes as f64 / 1e6, stripped_bytes as f64 / 1e6);
+    println!(
+        "  binary: {:.1} MB as built, {:.1} MB stripped of debug information",
+        binary_bytes as f64 / 1e6,
+        stripped_bytes as f64 / 1e6
+    );
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
     if have_wrk {
@@ -445,7 +464,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command's name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are the 14th and 15th fields: 12th and 13th after the name.
     (ticks(11) + ticks(12)) as f64 / 100.0
