@@ -141,4 +141,20 @@ grep -q 'web .*running' "$work/after.txt" || { cat "$work/after.txt"; fail "the 
 in_root basphere-admin user list > "$work/users.txt"
 grep -q alice "$work/users.txt" || { cat "$work/users.txt"; fail "alice is gone after the upgrade"; }
 
+step "debug symbols: the binaries stripped, their symbols and lines in basphere-dbgsym"
+cp "$work"/basphere-dbgsym_0.1.0_*.deb "$root/tmp/"
+in_root dpkg -i /tmp/basphere-dbgsym_0.1.0_amd64.deb
+for binary in basphere basphere-server; do
+  # Read whole before grep: with pipefail, grep -q quitting early would fail the pipe.
+  sections=$(readelf -SW "$root/usr/bin/$binary")
+  if grep -qE '\.debug_|\.symtab' <<<"$sections"; then
+    fail "$binary still carries debug information"
+  fi
+  id=$(readelf -n "$root/usr/bin/$binary" | awk '/Build ID/ {print $3}')
+  [ -n "$id" ] || fail "$binary has no build id"
+  debug_sections=$(readelf -SW "$root/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug")
+  grep -q '\.debug_line' <<<"$debug_sections" || fail "basphere-dbgsym has no line tables for $binary"
+  grep -q '\.symtab' <<<"$debug_sections" || fail "basphere-dbgsym has no symbols for $binary"
+done
+
 step "ok: installed, used under the original's names, upgraded with the data kept"

@@ -1,7 +1,9 @@
 //! `cargo xtask dist`: the Debian package. Both binaries, the original's command names as links
 //! to the CLI, the commented configuration (a conffile), the two systemd units, shell
 //! completions and man pages generated from the binaries' own clap definitions, the operator
-//! guide, and the maintainer scripts; built with `dpkg-deb`.
+//! guide, and the maintainer scripts; built with `dpkg-deb`. The binaries are stripped whole;
+//! their symbols and line tables go into a second package, `basphere-dbgsym`, under
+//! `/usr/lib/debug/.build-id/`, where a Rust backtrace finds them by the binary's build id.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -68,6 +70,10 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
     if stage.exists() {
         fs::remove_dir_all(&stage)?;
     }
+    let debug_stage = out.join(format!("basphere-dbgsym_{version}_{arch}"));
+    if debug_stage.exists() {
+        fs::remove_dir_all(&debug_stage)?;
+    }
     let packaging = root.join("packaging");
 
     // Binaries and the original's names.
@@ -76,8 +82,16 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
         fs::create_dir_all(target.parent().expect("usr/bin"))?;
         fs::copy(bin.join(name), &target)?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
-        // Debug information stays out of the package (binutils' strip).
-        run(Command::new("strip").arg("--strip-debug").arg(&target))?;
+        // Symbols and line tables to the debug package (binutils), then out of the binary.
+        let id = build_id(&target)?;
+        let debug = debug_stage.join(debug_file(&id));
+        fs::create_dir_all(debug.parent().expect("a .build-id directory"))?;
+        run(Command::new("objcopy")
+            .args(["--only-keep-debug", "--compress-debug-sections=zlib"])
+            .arg(&target)
+            .arg(&debug))?;
+        fs::set_permissions(&debug, fs::Permissions::from_mode(0o644))?;
+        run(Command::new("strip").arg("--strip-all").arg(&target))?;
     }
     // The original's command names, as links to `basphere` (which behaves as the original's
     // command of the name it is invoked by); the CLI says which names it answers to.
@@ -115,11 +129,7 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
         write(&stage.join("DEBIAN").join(script), fs::read(packaging.join("debian").join(script))?, 0o755)?;
     }
     write(&stage.join("DEBIAN/conffiles"), "/etc/basphere/basphere.yaml\n", 0o644)?;
-    let installed_kb = String::from_utf8(run(Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(&stage))?)?
-        .split_whitespace()
-        .next()
-        .unwrap_or("0")
-        .to_owned();
+    let installed_kb = installed_size(&stage)?;
     let control = format!(
         "Package: basphere\n\
          Version: {version}\n\
@@ -138,10 +148,65 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
     );
     write(&stage.join("DEBIAN/control"), control, 0o644)?;
 
+    let debug_kb = installed_size(&debug_stage)?;
+    let debug_control = format!(
+        "Package: basphere-dbgsym\n\
+         Version: {version}\n\
+         Architecture: {arch}\n\
+         Maintainer: Basphere <basphere@localhost>\n\
+         Installed-Size: {debug_kb}\n\
+         Depends: basphere (= {version})\n\
+         Section: debug\n\
+         Priority: optional\n\
+         Description: debug symbols for basphere\n \
+         The symbols and line tables of basphere and basphere-server, found by the binaries'\n \
+         build ids: with this package installed, a backtrace names functions, files and lines.\n"
+    );
+    write(&debug_stage.join("DEBIAN/control"), debug_control, 0o644)?;
+
     let deb = out.join(format!("basphere_{version}_{arch}.deb"));
+    let debug_deb = out.join(format!("basphere-dbgsym_{version}_{arch}.deb"));
     // A release package is compressed hard; a test package (--debug) quickly.
     let compression: &[&str] = if options.debug { &["-Zgzip", "-z1"] } else { &["-Zxz", "-z6"] };
-    run(Command::new("dpkg-deb").arg("--root-owner-group").args(compression).arg("--build").arg(&stage).arg(&deb))?;
-    fs::remove_dir_all(&stage)?;
+    for (stage, deb) in [(&stage, &deb), (&debug_stage, &debug_deb)] {
+        run(Command::new("dpkg-deb").arg("--root-owner-group").args(compression).arg("--build").arg(stage).arg(deb))?;
+        fs::remove_dir_all(stage)?;
+    }
     Ok(deb)
+}
+
+fn installed_size(stage: &Path) -> Result<String> {
+    Ok(String::from_utf8(run(Command::new("du").args(["-sk", "--exclude=DEBIAN"]).arg(stage))?)?
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .to_owned())
+}
+
+/// The GNU build id of an ELF binary, in hex (binutils' `readelf -n`).
+fn build_id(binary: &Path) -> Result<String> {
+    let notes = String::from_utf8(run(Command::new("readelf").arg("-n").arg(binary))?)?;
+    notes
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Build ID:"))
+        .map(|id| id.trim().to_owned())
+        .filter(|id| id.len() > 2 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| format!("{} has no build id (the linker's --build-id)", binary.display()))
+}
+
+/// Where the debug information of the binary with build id `id` goes, as GDB and Rust's
+/// backtraces look for it: `usr/lib/debug/.build-id/<first two digits>/<the rest>.debug`.
+fn debug_file(id: &str) -> PathBuf {
+    PathBuf::from("usr/lib/debug/.build-id").join(&id[..2]).join(format!("{}.debug", &id[2..]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_files_are_found_under_the_build_id() {
+        assert_eq!(
+            super::debug_file("79b8951a72bd2023c6473470e308f00dc3a5735a"),
+            std::path::Path::new("usr/lib/debug/.build-id/79/b8951a72bd2023c6473470e308f00dc3a5735a.debug")
+        );
+    }
 }
