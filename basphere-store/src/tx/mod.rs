@@ -51,9 +51,20 @@ impl SqlTx<'_> {
         params: impl rusqlite::Params,
         map: fn(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
+        self.all_sized(query, params, map, 0)
+    }
+
+    /// [`SqlTx::all`] into a list made for `expected` rows (a page's limit): no regrowing.
+    fn all_sized<T>(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+        map: fn(&rusqlite::Row<'_>) -> Result<T>,
+        expected: usize,
+    ) -> Result<Vec<T>> {
         let mut statement = self.conn.prepare_cached(query).map_err(sql)?;
         let mut rows = statement.query(params).map_err(sql)?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(expected);
         while let Some(row) = rows.next().map_err(sql)? {
             out.push(map(row)?);
         }

@@ -33,7 +33,9 @@ impl VmsRead for SqlTx<'_> {
             .only("state <> 'deleted'", !filter.include_deleted)
             .when("id > ?", filter.after.map(|id| id.to_string()))
             .tail("ORDER BY id", filter.limit);
-        self.all(&query, rusqlite::params_from_iter(values), vm_row)
+        // A page's worth at most up front; an unlimited list (the reconciler's) grows as read.
+        let expected = filter.limit.map_or(0, |limit| limit.min(1000));
+        self.all_sized(&query, rusqlite::params_from_iter(values), vm_row, expected)
     }
 }
 
