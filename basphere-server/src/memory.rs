@@ -1,24 +1,28 @@
-//! The allocator's settings for a long-running server (glibc's malloc).
+//! The allocators' settings for a long-running server.
 //!
-//! glibc gives each thread that allocates an arena of its own, up to eight per core, and keeps
-//! what is freed for reuse instead of handing it back to the system. A server whose work is
-//! short requests spread over two workers and a pool of store threads pays for that in memory
-//! it keeps for nothing: the start-up reconcile of 10,000 VMs leaves megabytes free in the heap,
-//! and each arena keeps its own free space. So:
-//! - two arenas at most ([`limit_arenas`], before the first thread starts), and
-//! - what is free handed back every few seconds ([`give_back_free_memory`]): a walk of the free
-//!   lists, well under a millisecond, that returns whole free pages.
+//! Rust's allocations go to mimalloc (`main.rs`); SQLite's go to glibc's malloc. Both keep
+//! freed memory for reuse by default, which a server that spends its allocations on short
+//! requests pays for in resident memory it holds for nothing. So:
+//! - mimalloc commits its arenas as they are used, so that what it purges (a second after it
+//!   is freed) leaves resident memory; committed up front, an arena keeps every page it ever
+//!   used. Its first arena is made by the first allocation, before `main`, so the binary sets
+//!   this from its pre-initialisation array, which the loader runs before anything else
+//!   ([`before_anything_else`]). Measured with 10,000 VMs after a start: 34 MiB of anonymous
+//!   memory instead of 56, and 28 instead of 43 after the list runs; the list's CPU per request
+//!   within the machine's noise.
+//! - glibc keeps two arenas at most (set there too), and the heap's free pages are handed back
+//!   every 10 s ([`give_back_free_memory`], a walk of the free lists, well under a millisecond).
 
-/// At most two malloc arenas, shared by the server's threads; `MALLOC_ARENA_MAX` in the
-/// environment (glibc's own setting) is left to decide instead when it is set.
-pub fn limit_arenas() {
+/// Sets both allocators up. Runs before the C library's and Rust's own start-up: it allocates
+/// nothing and reads no environment, so these settings are fixed (`MIMALLOC_ARENA_EAGER_COMMIT`
+/// and `MALLOC_ARENA_MAX` are not consulted).
+pub extern "C" fn before_anything_else() {
+    ffi::mimalloc_set(ffi::MI_ARENA_EAGER_COMMIT, 0);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        glibc::set_arena_max(2);
-    }
+    ffi::glibc_arena_max(2);
 }
 
-/// Hands the heap's free pages back to the system, every `every`, for as long as the runtime runs.
+/// Hands glibc's free heap pages back to the system, every `every`, while the runtime runs.
 pub fn give_back_free_memory(every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
@@ -26,26 +30,60 @@ pub fn give_back_free_memory(every: std::time::Duration) -> tokio::task::JoinHan
         loop {
             ticker.tick().await;
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            glibc::trim();
+            ffi::glibc_trim();
         }
     })
 }
 
-/// The two glibc calls: the only unsafe code of the workspace.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The allocators' foreign calls: the only unsafe code of the workspace.
 #[allow(unsafe_code)]
-mod glibc {
-    pub(super) fn set_arena_max(arenas: i32) {
+mod ffi {
+    /// mimalloc's option numbers (`mi_option_t` in the `mimalloc.h` that libmimalloc-sys
+    /// vendors; it names only some as constants). The tests check them by their defaults.
+    pub(super) const MI_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+    pub(super) fn mimalloc_set(option: libmimalloc_sys::mi_option_t, value: i64) {
+        // SAFETY: mi_option_set stores a number in mimalloc's static option table, nothing
+        // else (it needs no initialised allocator); it is not thread safe, and runs before any
+        // thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(option, value as _) }
+    }
+
+    #[cfg(test)]
+    pub(super) fn mimalloc_get(option: libmimalloc_sys::mi_option_t) -> i64 {
+        // SAFETY: reads the option table.
+        unsafe { libmimalloc_sys::mi_option_get(option) as i64 }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pub(super) fn glibc_arena_max(arenas: i32) {
         // SAFETY: mallopt only changes malloc's parameters; called before other threads exist.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 
-    pub(super) fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pub(super) fn glibc_trim() {
         // SAFETY: malloc_trim takes malloc's own locks; it frees nothing that is in use.
         unsafe {
             libc::malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ffi;
+
+    /// The option number is mimalloc's own: it reads back as mimalloc's documented default
+    /// (eager commit "2": on systems that overcommit, like Linux). A renumbering in a newer
+    /// mimalloc fails here instead of setting the wrong option. (This
+    /// test binary does not run the server's pre-initialisation.)
+    #[test]
+    fn the_mimalloc_option_is_the_one_meant() {
+        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+            assert_eq!(ffi::mimalloc_get(ffi::MI_ARENA_EAGER_COMMIT), 2);
         }
     }
 }
