@@ -4,7 +4,7 @@
 //! freed memory for reuse by default, which a server that spends its allocations on short
 //! requests pays for in resident memory it holds for nothing. So:
 //! - mimalloc commits its arenas as they are used, so that what it purges (a second after it
-//!   is freed) leaves resident memory; committed up front, an arena keeps every page it ever
+//!   is freed) is no longer resident; committed up front, an arena keeps every page it ever
 //!   used. Its first arena is made by the first allocation, before `main`, so the binary sets
 //!   this from its pre-initialisation array, which the loader runs before anything else
 //!   ([`before_anything_else`]). Measured with 10,000 VMs after a start: 34 MiB of anonymous
