@@ -13,7 +13,7 @@
 //! - glibc keeps two arenas at most (set there too), and the heap's free pages are handed back
 //!   every 10 s ([`give_back_free_memory`], a walk of the free lists, well under a millisecond).
 
-/// Sets both allocators up. Runs before the C library's and Rust's own start-up: it allocates
+/// Sets both allocators up. Runs before any library's constructor and Rust's own start-up: it allocates
 /// nothing and reads no environment, so these settings are fixed (`MIMALLOC_ARENA_EAGER_COMMIT`
 /// and `MALLOC_ARENA_MAX` are not consulted).
 pub extern "C" fn before_anything_else() {
