@@ -157,16 +157,15 @@ pub struct Username(String);
 string_newtype!(Username);
 
 impl Username {
+    /// A name for a new account: its form, and not one of the system's reserved names.
     pub fn parse(value: &str) -> Result<Self> {
-        if !check_label(value, 3, 32) {
-            return Err(Error::invalid("username", format!("{value:?} is not valid: {USERNAME_RULE}")));
-        }
+        let name = Self::stored(value)?;
         if RESERVED_USERNAMES.contains(&value)
             || RESERVED_USERNAME_PREFIXES.iter().any(|prefix| value.starts_with(prefix))
         {
             return Err(Error::invalid("username", format!("{value:?} is reserved for the system")));
         }
-        Ok(Username(value.to_owned()))
+        Ok(name)
     }
 
     /// A name read back from a store. Its form is checked, so a damaged record shows; the

@@ -13,9 +13,9 @@
 //! - glibc keeps two arenas at most (set there too), and the heap's free pages are handed back
 //!   every 10 s ([`give_back_free_memory`], a walk of the free lists, well under a millisecond).
 
-/// Sets both allocators up. Runs before any library's constructor and Rust's own start-up: it allocates
-/// nothing and reads no environment, so these settings are fixed (`MIMALLOC_ARENA_EAGER_COMMIT`
-/// and `MALLOC_ARENA_MAX` are not consulted).
+/// Sets both allocators up. Runs before any library's constructor and Rust's own start-up: it
+/// allocates nothing and reads no environment, so these settings are fixed
+/// (`MIMALLOC_ARENA_EAGER_COMMIT` and `MALLOC_ARENA_MAX` are not consulted).
 pub extern "C" fn before_anything_else() {
     ffi::mimalloc_set(ffi::MI_ARENA_EAGER_COMMIT, 0);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -78,8 +78,8 @@ mod tests {
 
     /// The option number is mimalloc's own: it reads back as mimalloc's documented default
     /// (eager commit "2": on systems that overcommit, like Linux). A renumbering in a newer
-    /// mimalloc fails here instead of setting the wrong option. (This
-    /// test binary does not run the server's pre-initialisation.)
+    /// mimalloc fails here instead of setting the wrong option. (This test binary does not run
+    /// the server's pre-initialisation.)
     #[test]
     fn the_mimalloc_option_is_the_one_meant() {
         if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {

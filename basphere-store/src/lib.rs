@@ -309,3 +309,21 @@ impl basphere_core::Store for SqliteStore {
         self.readers.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_size(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA cache_size", [], |row| row.get(0)).expect("cache_size")
+    }
+
+    /// Readers keep 512 KiB of pages each; the writer keeps SQLite's default for its changes.
+    #[test]
+    fn readers_keep_a_small_page_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("basphere.db")).expect("open");
+        assert_eq!(store.with_reader(|conn| Ok(cache_size(conn))).expect("read"), -512);
+        assert_eq!(cache_size(&store.writer.lock().expect("writer")), -2000);
+    }
+}

@@ -38,43 +38,25 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     if path.exists() {
         // Each change is applied as it is read: the journal is never held whole in memory.
         let file = File::open(path).map_err(io)?;
-        let mut lines = BufReader::new(file).lines().enumerate();
-        let mut failure = None;
-        let changes = std::iter::from_fn(|| loop {
-            let (index, line) = lines.next()?;
-            let line = match line {
-                Ok(line) => line,
-                Err(source) => {
-                    failure = Some(io(source).into());
-                    return None;
-                }
-            };
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io)?;
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str::<InventoryChange>(&line) {
                 Ok(change) => {
+                    replayed.replay([change]);
                     changes_len += 1;
-                    return Some(change);
                 }
                 // A torn last line is a change that was never completed.
+                Err(_) if is_last_line(path, index)? => {
+                    torn = true;
+                    break;
+                }
                 Err(source) => {
-                    match is_last_line(path, index) {
-                        Ok(true) => torn = true,
-                        Ok(false) => {
-                            failure = Some(
-                                SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into(),
-                            )
-                        }
-                        Err(error) => failure = Some(error),
-                    }
-                    return None;
+                    return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
                 }
             }
-        });
-        replayed.replay(changes);
-        if let Some(error) = failure {
-            return Err(error);
         }
     }
     // A last change written whole but without its line end (the process died between the two)

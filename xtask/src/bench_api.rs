@@ -86,16 +86,21 @@ fn start_under(wrapper: &[&str], binary: &Path, dir: &Path, config: &str) -> Res
 
 /// VmRSS and VmHWM (peak) of a process, in KiB.
 pub(crate) fn memory(pid: u32) -> (u64, u64) {
+    let [rss, peak] = status_kib(pid, ["VmRSS:", "VmHWM:"]);
+    (rss, peak)
+}
+
+/// Fields of `/proc/<pid>/status` given in KiB (0 for one that is missing).
+fn status_kib<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    })
 }
 
 pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -473,16 +478,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// The anonymous and file-backed parts of `pid`'s resident memory, in KiB.
 fn rss_parts(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    let [anonymous, file] = status_kib(pid, ["RssAnon:", "RssFile:"]);
+    (anonymous, file)
 }
 
 /// `count` creates at once, each on a connection of its own, spread over `tokens`.
