@@ -144,14 +144,15 @@ grep -q alice "$work/users.txt" || { cat "$work/users.txt"; fail "alice is gone 
 step "debug symbols: the binaries stripped, their symbols and lines in basphere-dbgsym"
 cp "$work"/basphere-dbgsym_0.1.0_*.deb "$root/tmp/"
 in_root dpkg -i /tmp/basphere-dbgsym_0.1.0_amd64.deb
-for binary in basphere basphere-server; do
+for program in usr/bin/basphere usr/bin/basphere-server usr/lib/basphere/basphere-vsphere-api; do
+  binary=$(basename "$program")
   # Read whole before grep: with pipefail, grep -q quitting early would fail the pipe.
-  sections=$(readelf -SW "$root/usr/bin/$binary")
+  sections=$(readelf -SW "$root/$program")
   # (.debug_gdb_scripts stays: a loaded section naming GDB's pretty-printers, not debug data.)
   if grep -qE '\.debug_(info|line|str|abbrev|ranges|loc)|\.symtab' <<<"$sections"; then
     fail "$binary still carries debug information"
   fi
-  id=$(readelf -n "$root/usr/bin/$binary" | awk '/Build ID/ {print $3}')
+  id=$(readelf -n "$root/$program" | awk '/Build ID/ {print $3}')
   [ -n "$id" ] || fail "$binary has no build id"
   # (readelf says a debug file's interpreter section holds no name: it has no contents there.)
   debug_sections=$(readelf -SW "$root/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug" 2>/dev/null)

@@ -47,7 +47,7 @@ impl VmRequest {
 }
 
 /// How a backend finds an existing VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmRef {
     pub id: Uuid,
     pub owner: Username,
@@ -72,7 +72,7 @@ pub enum PowerAction {
 }
 
 /// A VM the backend made or found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmHandle {
     pub backend_id: String,
     pub power: PowerState,

@@ -13,7 +13,7 @@
 //! through it, so before this shape the provisioner's futures took minutes of CPU to check and
 //! to compile. A boxed future is `Send` by its type, which stops the walk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,8 +40,7 @@ use vim_rs::types::vim_any::VimAny;
 use vim_rs::vim_retrievable;
 
 use crate::cloud_init;
-use crate::config::VsphereConfig;
-use crate::credentials::Credentials;
+pub use crate::config::VsphereApiSettings;
 
 /// A boxed future that is `Send` by its type (see the module's documentation).
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -88,19 +87,6 @@ vim_retrievable!(
         parent = "parent"?,
     }
 );
-
-/// Where the vCenter is, how to reach it and what to find there.
-#[derive(Clone, Debug)]
-pub struct VsphereApiSettings {
-    /// `host[:port]` of the vCenter (the SDK is at `https://<server>/sdk`).
-    pub server: String,
-    pub credentials: Credentials,
-    pub vsphere: VsphereConfig,
-    /// The OS catalog, whose templates preflight looks for.
-    pub os_images: BTreeMap<String, OsImage>,
-    /// Accept a self-signed certificate (`vsphere.allow_unverified_ssl`).
-    pub accept_invalid_certs: bool,
-}
 
 /// A VM as Basphere reads it, as plain data.
 struct VmFacts {
@@ -342,6 +328,18 @@ fn annotation(request: &VmRequest) -> String {
 impl VsphereApiProvisioner {
     pub fn new(settings: VsphereApiSettings) -> Self {
         VsphereApiProvisioner { settings, session: Mutex::new(None) }
+    }
+
+    /// Logs out of vCenter, when logged in, so that no session is left for vCenter to expire.
+    pub fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let session = self.session.lock().await.take();
+            if let Some(session) = session {
+                if let Err(error) = session.client.close().await {
+                    tracing::debug!(%error, "logging out of vCenter failed");
+                }
+            }
+        })
     }
 
     fn connect(&self) -> BoxFuture<'_, Result<Arc<Session>>> {

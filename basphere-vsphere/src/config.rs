@@ -4,9 +4,12 @@
 //! `vsphere.folder` is core's (reconciliation looks there): it arrives validated in
 //! [`Config::vsphere`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::credentials::Credentials;
 use basphere_core::config::BackendSections;
+use basphere_core::model::OsImage;
 use basphere_core::{Config, Error, Result};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -41,7 +44,7 @@ pub enum SimulatedDelays {
 }
 
 /// Where vCenter is, how to log in, and what to clone onto (`vsphere.*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct VsphereConfig {
     /// `host[:port]` of vCenter.
     pub server: String,
@@ -56,6 +59,20 @@ pub struct VsphereConfig {
     /// The file with `VSPHERE_USER`/`VSPHERE_PASSWORD`; must not be group- or world-readable.
     pub credentials_file: Option<PathBuf>,
     pub allow_unverified_ssl: bool,
+}
+
+/// Where the vCenter is, how to reach it and what to find there.
+/// Serialised only to hand them to the vSphere API agent (`crate::agent`) over its standard input.
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub struct VsphereApiSettings {
+    /// `host[:port]` of the vCenter (the SDK is at `https://<server>/sdk`).
+    pub server: String,
+    pub credentials: Credentials,
+    pub vsphere: VsphereConfig,
+    /// The OS catalog, whose templates preflight looks for.
+    pub os_images: BTreeMap<String, OsImage>,
+    /// Accept a self-signed certificate (`vsphere.allow_unverified_ssl`).
+    pub accept_invalid_certs: bool,
 }
 
 /// How the Terraform backend runs `terraform` (`terraform.*`).

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use basphere_core::{Error, Result};
 
-/// A vCenter user and password. `Debug` shows the user only.
-#[derive(Clone, PartialEq, Eq)]
+/// A vCenter user and password. `Debug` shows the user only. It is serialised only to hand it to
+/// the vSphere API agent over its standard input.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     pub user: String,
     pub password: String,

@@ -5,7 +5,8 @@
 //!   Basphere's store, as a real vCenter's would. The server's embedded default.
 //! - [`terraform`]: `TerraformProvisioner`, the original's path made safe.
 //! - [`api`] (feature `vsphere-api`): `VsphereApiProvisioner` through the vSphere API with
-//!   `vim_rs`, no Terraform.
+//!   `vim_rs`, no Terraform. It runs in its own program, `basphere-vsphere-api` (this crate's
+//!   binary), which the server drives through [`agent`]: the server never links `vim_rs`.
 //! - [`cloud_init`] and [`credentials`]: what both real backends share, the VM's cloud-init
 //!   documents and the vCenter account.
 //! - [`vcsim`]: the govmomi vCenter simulator as a child process, for tests and benchmarks.
@@ -13,6 +14,7 @@
 //! Every VM is `<owner>-<name>` in the owner's folder `<vsphere.folder>/<owner>` (for example
 //! `basphere-vms/alice/alice-web`), and carries its Basphere id in `guestinfo.basphere.id`.
 
+pub mod agent;
 #[cfg(feature = "vsphere-api")]
 pub mod api;
 pub mod cloud_init;
@@ -77,19 +79,15 @@ pub fn vm_backend(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisione
             };
             Ok(Arc::new(terraform::TerraformProvisioner::new(settings)?))
         }
-        #[cfg(feature = "vsphere-api")]
-        VmBackendKind::VsphereApi => Ok(Arc::new(api::VsphereApiProvisioner::new(api::VsphereApiSettings {
-            server: backend.vsphere.server.clone(),
-            credentials: credentials()?,
-            accept_invalid_certs: backend.vsphere.allow_unverified_ssl,
-            vsphere: backend.vsphere,
-            os_images: config.os_images.clone(),
-        }))),
-        #[cfg(not(feature = "vsphere-api"))]
-        VmBackendKind::VsphereApi => Err(basphere_core::Error::invalid(
-            "backend.vm",
-            "vsphere-api is not in this build (built without the `vsphere-api` feature); use `simulated` or \
-             `terraform`, or rebuild with the default features",
-        )),
+        VmBackendKind::VsphereApi => {
+            let settings = config::VsphereApiSettings {
+                server: backend.vsphere.server.clone(),
+                credentials: credentials()?,
+                accept_invalid_certs: backend.vsphere.allow_unverified_ssl,
+                vsphere: backend.vsphere,
+                os_images: config.os_images.clone(),
+            };
+            Ok(Arc::new(agent::AgentProvisioner::new(agent::locate()?, &settings)?))
+        }
     }
 }

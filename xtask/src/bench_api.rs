@@ -32,13 +32,18 @@ impl Drop for Server {
     }
 }
 
+/// Builds the release server and the vSphere API backend's agent, which it starts from its own
+/// directory; answers the server's path.
 pub(crate) fn build(root: &Path) -> Result<PathBuf> {
-    let status =
-        Command::new(env!("CARGO")).args(["build", "--release", "-p", "basphere-server"]).current_dir(root).status()?;
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "basphere-server", "-p", "basphere-vsphere", "--bins"])
+        .current_dir(root)
+        .status()?;
     if !status.success() {
         bail!("building the release server failed");
     }
-    Ok(root.join("target/release/basphere-server"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/basphere-server"))
 }
 
 fn start(binary: &Path, dir: &Path) -> Result<Server> {
@@ -378,7 +383,12 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     report["instructions"] = instructions.unwrap_or(Value::Null);
     let binary_bytes = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     let stripped_bytes = stripped_size(&binary).unwrap_or(0);
+    // The vSphere API backend's agent, the other program a deployment may run.
+    let agent = binary.with_file_name(basphere_vsphere::agent::AGENT);
+    let agent_bytes = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
+    let agent_stripped = stripped_size(&agent).unwrap_or(0);
     report["binary_bytes"] = json!({"as_built": binary_bytes, "stripped": stripped_bytes});
+    report["agent_binary_bytes"] = json!({"as_built": agent_bytes, "stripped": agent_stripped});
 
     let figure = |path: &[&str]| path.iter().fold(&report, |value, key| &value[*key]).as_f64().unwrap_or(0.0);
     println!("api benchmark: release basphere-server, load generator with {connections} keep-alive connections on loopback, {} s per run, 2 cores shared", seconds.as_secs());
@@ -436,9 +446,11 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         mib(simulation.0), mib(simulation.1), mib(peak_rss) - simulated, mib(settled_rss) - simulated,
     );
     println!(
-        "  binary: {:.1} MB as built, {:.1} MB as packaged (stripped; symbols and lines in basphere-dbgsym)",
+        "  binary: {:.1} MB as built, {:.1} MB as packaged (stripped; symbols and lines in basphere-dbgsym); the vSphere API agent {:.1} MB as built, {:.1} MB as packaged",
         binary_bytes as f64 / 1e6,
-        stripped_bytes as f64 / 1e6
+        stripped_bytes as f64 / 1e6,
+        agent_bytes as f64 / 1e6,
+        agent_stripped as f64 / 1e6,
     );
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
@@ -456,7 +468,11 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         verdict(mib(settled_rss) - simulated <= 25.0),
     );
     println!("target: ready <= 100 ms with 10,000 VMs: {}", verdict(ready_full <= Duration::from_millis(100)));
-    println!("target: binary <= 40 MB: {}", verdict(binary_bytes <= 40_000_000));
+    println!(
+        "target: packaged binaries <= 40 MB each: server {} / vSphere API agent {}",
+        verdict(stripped_bytes > 0 && stripped_bytes <= 40_000_000),
+        verdict(agent_stripped > 0 && agent_stripped <= 40_000_000),
+    );
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("api.json"), serde_json::to_string_pretty(&report)?)?;

@@ -1,4 +1,5 @@
-//! `cargo xtask dist`: the Debian package. Both binaries, the original's command names as links
+//! `cargo xtask dist`: the Debian package. Both binaries (and the vSphere API backend's agent in
+//! `/usr/lib/basphere/`, where the server looks for it), the original's command names as links
 //! to the CLI, the commented configuration (a conffile), the two systemd units, shell
 //! completions and man pages generated from the binaries' own clap definitions, the operator
 //! guide, and the maintainer scripts; built with `dpkg-deb`. The binaries are stripped whole;
@@ -13,6 +14,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::tidy::workspace_root;
+
+/// The vSphere API backend's agent (`basphere_vsphere::agent`).
+const AGENT: &str = "basphere-vsphere-api";
 
 /// What to build.
 pub struct DistOptions {
@@ -51,14 +55,28 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
     if !options.debug {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
-            .args(["build", "--release", "--locked", "-p", "basphere-server", "-p", "basphere-cli"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "basphere-server",
+                "-p",
+                "basphere-cli",
+                "-p",
+                "basphere-vsphere",
+            ])
+            .arg("--bins")
             .status()?;
         if !status.success() {
             bail!("the release build failed");
         }
     }
-    let bin = root.join("target").join(profile);
-    for name in ["basphere", "basphere-server"] {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let bin = target.join(profile);
+    // Each program and where it is installed.
+    let programs = [("basphere", "usr/bin"), ("basphere-server", "usr/bin"), (AGENT, "usr/lib/basphere")];
+    for (name, _) in programs {
         if !bin.join(name).is_file() {
             bail!("{} is missing: build it first (cargo build --workspace --all-targets)", bin.join(name).display());
         }
@@ -77,9 +95,9 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
     let packaging = root.join("packaging");
 
     // Binaries and the original's names.
-    for name in ["basphere", "basphere-server"] {
-        let target = stage.join("usr/bin").join(name);
-        fs::create_dir_all(target.parent().expect("usr/bin"))?;
+    for (name, dir) in programs {
+        let target = stage.join(dir).join(name);
+        fs::create_dir_all(target.parent().expect("a directory"))?;
         fs::copy(bin.join(name), &target)?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
         // Symbols and line tables to the debug package (binutils), then out of the binary.

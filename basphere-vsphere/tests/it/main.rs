@@ -1,5 +1,7 @@
 //! basphere-vsphere's integration tests.
 
+#[cfg(feature = "vsphere-api")]
+mod agent;
 mod backend;
 mod cloud_init;
 mod simulated;

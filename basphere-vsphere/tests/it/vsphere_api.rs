@@ -36,11 +36,11 @@ vim_retrievable!(
 );
 
 /// The default catalog and base folder.
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config::default()
 }
 
-fn simulator(config: &Config) -> Vcsim {
+pub(crate) fn simulator(config: &Config) -> Vcsim {
     let options = VcsimOptions {
         folder: config.vsphere.folder.clone(),
         templates: config.os_images.values().map(|os| os.template.clone()).collect(),
@@ -273,7 +273,7 @@ async fn preflight_names_every_missing_object() {
 }
 
 /// Polls `done` every 20 ms for up to 10 s.
-async fn until<F, Fut>(done: F)
+pub(crate) async fn until<F, Fut>(done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -287,14 +287,14 @@ where
     panic!("the simulator did not get there in 10 s");
 }
 
-fn wrong_template(config: &Config) -> Config {
+pub(crate) fn wrong_template(config: &Config) -> Config {
     let mut wrong = config.clone();
     wrong.os_images.get_mut("ubuntu-24.04").unwrap().template = "gone-template".into();
     wrong
 }
 
 /// Settings for the simulator's inventory (`DC0`, ...), with `config`'s catalog and base folder.
-fn provisioner_settings(vcsim: &Vcsim, config: &Config) -> VsphereApiSettings {
+pub(crate) fn provisioner_settings(vcsim: &Vcsim, config: &Config) -> VsphereApiSettings {
     let mut vsphere = BackendConfig::from_config(config).unwrap().vsphere;
     vsphere.server = vcsim.server.clone();
     vsphere.datacenter = "DC0".into();
