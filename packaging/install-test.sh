@@ -124,6 +124,24 @@ as_user alice list-resources > /dev/null
 as_user alice basphere -o json vm list > "$work/vms.json"
 grep -q '"state": *"running"' "$work/vms.json" || { cat "$work/vms.json"; fail "web is not running"; }
 
+step "the vSphere API backend: its own program, found by the server where the package puts it"
+in_root /usr/lib/basphere/basphere-vsphere-api --version | grep -q '^basphere-vsphere-api ' \
+    || fail "the vSphere API agent does not run"
+printf 'backend:\n  vm: vsphere-api\nvsphere:\n  server: 127.0.0.1:9\n  credentials_file: /tmp/vsphere.env\nrecaptcha:\n  enabled: false\n' \
+    > "$root/tmp/vsphere-api.yaml"
+printf 'VSPHERE_USER=basphere\nVSPHERE_PASSWORD=secret\n' > "$root/tmp/vsphere.env"
+in_root chown basphere "/tmp/vsphere.env" && chmod 600 "$root/tmp/vsphere.env"
+# No vCenter answers there: the check fails, and the failure comes from the agent's attempt.
+if chroot --userspec=basphere:basphere-users "$root" /usr/bin/basphere-server \
+    --config /tmp/vsphere-api.yaml check-config > "$work/check-vsphere.txt" 2>&1; then
+    fail "check-config passed without a vCenter"
+fi
+grep 'vm backend' "$work/check-vsphere.txt"
+grep -q 'FAIL vm backend: .*127.0.0.1:9' "$work/check-vsphere.txt" || fail "the vSphere API agent did not try vCenter"
+if grep -qE 'looked for at|cannot start the vSphere API agent' "$work/check-vsphere.txt"; then
+    fail "the server did not find or start its vSphere API agent"
+fi
+
 step "upgrade to this version"
 stop_server
 in_root env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /tmp/basphere_0.1.0_amd64.deb

@@ -307,7 +307,7 @@ impl AgentProvisioner {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
+            // Not killed when dropped: its input closes, and it logs out of vCenter and ends.
             .spawn()
             .map_err(|error| {
                 Error::backend(
@@ -434,13 +434,16 @@ impl Provisioner for AgentProvisioner {
     }
 }
 
-/// The agent's side: reads the settings, then answers requests until its input closes. Errors
-/// only when the first line is not settings or a later one not a request.
+/// The agent's side: reads the settings, then answers requests until its input closes or
+/// `shutdown` completes (a SIGTERM from systemd stopping the service, which reaches the agent with
+/// the server). Errors only when the first line is not settings or a later one not a request.
 #[cfg(feature = "vsphere-api")]
 pub async fn serve(
     input: impl tokio::io::AsyncRead + Unpin,
     mut output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    tokio::pin!(shutdown);
     let mut lines = BufReader::new(input).lines();
     let protocol = |error: String| Error::backend(BACKEND, format!("the vSphere API agent's input: {error}"));
     let settings = match lines.next_line().await.map_err(|error| protocol(error.to_string()))? {
@@ -457,7 +460,12 @@ pub async fn serve(
             }
         }
     });
-    while let Some(line) = lines.next_line().await.map_err(|error| protocol(error.to_string()))? {
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line.map_err(|error| protocol(error.to_string()))?,
+            () = &mut shutdown => None,
+        };
+        let Some(line) = line else { break };
         let request: Request =
             serde_json::from_str(&line).map_err(|error| protocol(format!("a line is not a request: {error}")))?;
         let provisioner = provisioner.clone();
@@ -469,7 +477,7 @@ pub async fn serve(
             let _ = answers.send(line);
         });
     }
-    // The server is gone: nobody is left to answer. The session is logged out (bounded: vCenter
+    // The server is gone or stopping: nobody is left to answer. The session is logged out (bounded: vCenter
     // may be what is unreachable), not left for vCenter to expire.
     writer.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), provisioner.close()).await;

@@ -32,18 +32,18 @@ impl Drop for Server {
     }
 }
 
-/// Builds the release server and the vSphere API backend's agent, which it starts from its own
-/// directory; answers the server's path.
+/// Builds the server and the vSphere API backend's agent as they are packaged (the `dist`
+/// profile; the server starts the agent from its own directory); answers the server's path.
 pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "basphere-server", "-p", "basphere-vsphere", "--bins"])
+        .args(["build", "--profile", "dist", "-p", "basphere-server", "-p", "basphere-vsphere", "--bins"])
         .current_dir(root)
         .status()?;
     if !status.success() {
-        bail!("building the release server failed");
+        bail!("building the server (profile dist) failed");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/basphere-server"))
+    Ok(target.join("dist/basphere-server"))
 }
 
 fn start(binary: &Path, dir: &Path) -> Result<Server> {

@@ -51,13 +51,14 @@ fn gzip(path: &Path, content: &[u8]) -> Result<()> {
 /// Builds the package; returns the path of the `.deb`.
 pub fn build(options: &DistOptions) -> Result<PathBuf> {
     let root = workspace_root();
-    let profile = if options.debug { "debug" } else { "release" };
+    let profile = if options.debug { "debug" } else { "dist" };
     if !options.debug {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
             .args([
                 "build",
-                "--release",
+                "--profile",
+                "dist",
                 "--locked",
                 "-p",
                 "basphere-server",
@@ -69,7 +70,7 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
             .arg("--bins")
             .status()?;
         if !status.success() {
-            bail!("the release build failed");
+            bail!("the build (profile dist) failed");
         }
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));

@@ -34,9 +34,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the Debian package into target/dist (release binaries, unless --debug).
+    /// Build the Debian package into target/dist (binaries of the `dist` profile, unless --debug).
     Dist {
-        /// Package the debug binaries of the test build instead of building release ones.
+        /// Package the debug binaries of the test build instead of building optimised ones.
         #[arg(long)]
         debug: bool,
         /// The package's version (default: the workspace's).

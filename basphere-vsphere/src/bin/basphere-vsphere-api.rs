@@ -32,7 +32,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(basphere_vsphere::agent::serve(tokio::io::stdin(), tokio::io::stdout())) {
+    // SIGTERM (systemd stopping the service signals every process of it) and SIGINT (Ctrl-C on a
+    // server run in a terminal reaches the agent too) end it as a closed input does.
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    let served = runtime
+        .block_on(async { basphere_vsphere::agent::serve(tokio::io::stdin(), tokio::io::stdout(), shutdown).await });
+    // Not waited for: the thread blocked reading standard input, which only a closed pipe ends.
+    runtime.shutdown_background();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "the vSphere API agent stops");

@@ -44,15 +44,6 @@ async fn passes_the_provisioner_conformance_suite_through_its_agent() {
     testing::provisioner::check_all(&vsphere).await;
     assert_eq!(vsphere.agent_pid().await, Some(pid), "one agent served every call");
     assert!(running_agent(pid));
-    drop(vsphere);
-    // Dropped with the server's side, the agent ends (its input closed, and it is killed).
-    for _ in 0..100 {
-        if !running_agent(pid) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!running_agent(pid), "the agent outlived its provisioner");
 }
 
 /// What the server reports is what the backend in the same process would have said.
@@ -198,4 +189,53 @@ async fn a_missing_agent_is_a_clear_error() {
         error.to_string().contains("cannot start the vSphere API agent /nonexistent/basphere-vsphere-api"),
         "{error}"
     );
+}
+
+/// The vCenter sessions open now.
+async fn sessions(admin: &Arc<vim_rs::core::client::Client>) -> usize {
+    let manager = admin.service_content().session_manager.clone().expect("a session manager");
+    vim_rs::mo::SessionManager::new(admin.clone(), &manager.value)
+        .session_list()
+        .await
+        .expect("the session list")
+        .unwrap_or_default()
+        .len()
+}
+
+/// systemd stopping the service sends SIGTERM to the agent too: it logs out of vCenter (leaving
+/// no session for vCenter to expire) and ends cleanly; so does one whose server dropped it.
+#[tokio::test]
+async fn a_stopped_agent_logs_out_and_ends() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let admin = crate::vsphere_api::admin(&vcsim).await;
+    let before = sessions(&admin).await;
+    let vsphere = through_agent(&provisioner_settings(&vcsim, &config));
+    vsphere.preflight().await.unwrap();
+    assert_eq!(sessions(&admin).await, before + 1, "the agent logged in");
+    let pid = vsphere.agent_pid().await.unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for _ in 0..250 {
+        if vsphere.agent_pid().await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(vsphere.agent_pid().await, None, "the agent ended on SIGTERM");
+    assert!(!running_agent(pid));
+    assert_eq!(sessions(&admin).await, before, "the agent logged out");
+
+    // The next call starts another; dropping the provisioner ends it the same way.
+    vsphere.preflight().await.unwrap();
+    assert_eq!(sessions(&admin).await, before + 1);
+    let pid = vsphere.agent_pid().await.unwrap();
+    drop(vsphere);
+    for _ in 0..250 {
+        if !running_agent(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!running_agent(pid), "the agent ended with its provisioner");
+    assert_eq!(sessions(&admin).await, before, "the agent logged out");
 }

@@ -54,7 +54,7 @@ fn provisioner(vcsim: &Vcsim, config: &Config) -> VsphereApiProvisioner {
 }
 
 /// An independent client, playing the admin (or another tool) acting on vCenter directly.
-async fn admin(vcsim: &Vcsim) -> Arc<vim_rs::core::client::Client> {
+pub(crate) async fn admin(vcsim: &Vcsim) -> Arc<vim_rs::core::client::Client> {
     let http = reqwest::Client::builder()
         .cookie_store(true)
         .danger_accept_invalid_certs(true)
