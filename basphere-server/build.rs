@@ -1,10 +1,10 @@
 //! Link options of the server's binary.
 
 fn main() {
-    // The vSphere binding brings hundreds of thousands of pointers in tables that the loader
-    // relocates at start. As classic relocation records they took 8.6 MB of the file, all read
-    // (and so resident) at every start; packed (DT_RELR, glibc 2.36 and later: Debian 12 on)
-    // they take a few kilobytes.
+    // Tables of pointers (trait objects' vtables, the dependencies' static tables) are
+    // relocated by the loader at start. As classic relocation records they
+    // take megabytes of the file, all read (and so resident) at every start; packed (DT_RELR,
+    // glibc 2.36 and later: Debian 12 on) they take a few kilobytes.
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os == "linux" && env == "gnu" {

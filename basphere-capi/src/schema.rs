@@ -7,17 +7,17 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The CRD files, compiled in.
+/// The CRD files, compiled in (as JSON: `build.rs` converts them).
 const CRDS: &[&str] = &[
-    include_str!("../crds/addons.cluster.x-k8s.io_clusterresourcesets.yaml"),
-    include_str!("../crds/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.yaml"),
-    include_str!("../crds/cluster.x-k8s.io_clusters.yaml"),
-    include_str!("../crds/cluster.x-k8s.io_machinedeployments.yaml"),
-    include_str!("../crds/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml"),
-    include_str!("../crds/infrastructure.cluster.x-k8s.io_vsphereclusteridentities.yaml"),
-    include_str!("../crds/infrastructure.cluster.x-k8s.io_vsphereclusters.yaml"),
-    include_str!("../crds/infrastructure.cluster.x-k8s.io_vspheremachinetemplates.yaml"),
-    include_str!("../crds/ipam.cluster.x-k8s.io_inclusterippools.yaml"),
+    include_str!(concat!(env!("OUT_DIR"), "/addons.cluster.x-k8s.io_clusterresourcesets.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/cluster.x-k8s.io_clusters.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/cluster.x-k8s.io_machinedeployments.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/infrastructure.cluster.x-k8s.io_vsphereclusteridentities.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/infrastructure.cluster.x-k8s.io_vsphereclusters.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/infrastructure.cluster.x-k8s.io_vspheremachinetemplates.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/ipam.cluster.x-k8s.io_inclusterippools.json")),
 ];
 
 /// One kind a CRD defines.
@@ -49,7 +49,7 @@ struct LazyValidator {
 impl LazyValidator {
     fn get(&self) -> &jsonschema::Validator {
         self.compiled.get_or_init(|| {
-            let mut crd: Value = serde_yaml::from_str(CRDS[self.crd]).expect("the compiled-in CRDs parse");
+            let mut crd: Value = serde_json::from_str(CRDS[self.crd]).expect("the compiled-in CRDs parse");
             let mut schema = crd["spec"]["versions"][self.version]["schema"]["openAPIV3Schema"].take();
             strict(&mut schema, true);
             jsonschema::draft4::new(&schema).expect("the compiled-in CRD schemas compile")
@@ -103,7 +103,7 @@ impl Schemas {
         let mut crds = Vec::new();
         let mut validators = BTreeMap::new();
         for (index, text) in CRDS.iter().enumerate() {
-            let crd: Value = serde_yaml::from_str(text).expect("the compiled-in CRDs parse");
+            let crd: Value = serde_json::from_str(text).expect("the compiled-in CRDs parse");
             let group = crd["spec"]["group"].as_str().unwrap_or_default().to_owned();
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned();
             let mut versions = Vec::new();

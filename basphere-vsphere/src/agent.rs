@@ -200,21 +200,30 @@ impl std::error::Error for Remote {
 }
 
 /// Where the agent is installed: next to the running executable (a build's `target/<profile>`),
-/// or in `../lib/basphere/` from it (the package's `/usr/bin` and `/usr/lib/basphere`).
+/// or in `../lib/basphere/` from it (the package's `/usr/bin` and `/usr/lib/basphere`). A test
+/// program, which cargo puts in `target/<profile>/deps`, finds the one its build made one level up.
 pub fn locate() -> Result<PathBuf> {
     let exe = std::env::current_exe()
         .map_err(|error| Error::invalid("backend.vm", format!("cannot find this program's own path: {error}")))?;
+    locate_for(&exe)
+}
+
+/// [`locate`] for the program at `exe`.
+pub fn locate_for(exe: &Path) -> Result<PathBuf> {
     let dir = exe.parent().unwrap_or(Path::new("/"));
-    let candidates = [dir.join(AGENT), dir.join("../lib/basphere").join(AGENT)];
+    let mut candidates = vec![dir.join(AGENT), dir.join("../lib/basphere").join(AGENT)];
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        candidates.push(dir.join("..").join(AGENT));
+    }
     candidates.iter().find(|path| path.is_file()).cloned().ok_or_else(|| {
+        let looked: Vec<String> = candidates.iter().map(|path| path.display().to_string()).collect();
         Error::invalid(
             "backend.vm",
             format!(
-                "vsphere-api runs in its own program, {AGENT}, which was looked for at {} and {} and is not there; \
-                 it is installed with the basphere package (from a source tree: `cargo build -p basphere-vsphere`), \
-                 or use `simulated` or `terraform`",
-                candidates[0].display(),
-                candidates[1].display()
+                "vsphere-api runs in its own program, {AGENT}, which was looked for at {} and is not there; \
+                 it is installed with the basphere package (from a source tree: `cargo build -p basphere-vsphere \
+                 --bins`, with the server's profile, such as `--release`), or use `simulated` or `terraform`",
+                looked.join(" and "),
             ),
         )
     })

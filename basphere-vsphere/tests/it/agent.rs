@@ -168,11 +168,28 @@ async fn an_agent_killed_in_a_clone_fails_that_call_and_the_next_starts_another(
 /// Without its agent, the backend says where it looked and what to do, naming the setting.
 #[tokio::test]
 async fn a_missing_agent_is_a_clear_error() {
-    // The test binary's directory holds no agent (it is one level up, next to the other programs).
-    let error = agent::locate().expect_err("no agent next to the test binary");
+    // Where the package puts it, beside a build's programs, or one level up from a test program.
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, lib, deps) = (dir.path().join("usr/bin"), dir.path().join("usr/lib/basphere"), dir.path().join("deps"));
+    for made in [&bin, &lib, &deps] {
+        std::fs::create_dir_all(made).unwrap();
+    }
+    let error = agent::locate_for(&bin.join("basphere-server")).expect_err("no agent installed");
     let text = error.to_string();
     assert!(text.starts_with("invalid backend.vm:"), "{text}");
-    assert!(text.contains("basphere-vsphere-api") && text.contains("../lib/basphere"), "{text}");
+    assert!(text.contains(&bin.join("basphere-vsphere-api").display().to_string()), "{text}");
+    assert!(text.contains("../lib/basphere/basphere-vsphere-api"), "{text}");
+    std::fs::write(lib.join("basphere-vsphere-api"), "").unwrap();
+    let found = agent::locate_for(&bin.join("basphere-server")).unwrap();
+    assert_eq!(found.canonicalize().unwrap(), lib.join("basphere-vsphere-api").canonicalize().unwrap());
+    std::fs::write(bin.join("basphere-vsphere-api"), "").unwrap();
+    assert_eq!(agent::locate_for(&bin.join("basphere-server")).unwrap(), bin.join("basphere-vsphere-api"));
+    assert!(agent::locate_for(&deps.join("it-0123")).is_err(), "only a test program's own build counts");
+    std::fs::write(dir.path().join("basphere-vsphere-api"), "").unwrap();
+    assert_eq!(
+        agent::locate_for(&deps.join("it-0123")).unwrap().canonicalize().unwrap(),
+        dir.path().join("basphere-vsphere-api").canonicalize().unwrap()
+    );
 
     let config = config();
     let settings = basphere_vsphere::api::VsphereApiSettings {
