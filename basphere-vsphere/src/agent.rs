@@ -42,7 +42,7 @@ const BACKEND: &str = "vsphere-api";
 pub enum Call {
     Preflight,
     EnsureFolder { owner: Username },
-    CreateVm { request: VmRequest },
+    CreateVm { request: Box<VmRequest> },
     DestroyVm { vm: VmRef },
     Power { vm: VmRef, action: PowerAction },
     Inventory,
@@ -423,7 +423,7 @@ impl Provisioner for AgentProvisioner {
     }
 
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
-        self.call(Call::CreateVm { request: request.clone() }).await
+        self.call(Call::CreateVm { request: Box::new(request.clone()) }).await
     }
 
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {

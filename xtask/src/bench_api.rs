@@ -354,6 +354,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     std::thread::sleep(Duration::from_secs(11));
     let (settled_rss, peak_rss) = memory(pid);
     let (anon, file) = rss_parts(pid);
+    let by_mapping = resident_by_mapping(pid);
     drop(restarted);
     let simulation = runtime.block_on(simulation_memory(dir.path()))?;
 
@@ -380,6 +381,11 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         "simulated_vsphere_10000_vms": simulation.0,
         "simulated_management_cluster": simulation.1,
     });
+    report["memory_kib"]["idle_after_load_by_mapping"] = by_mapping
+        .iter()
+        .take(8)
+        .map(|(name, rss, anon)| json!({"mapping": name, "resident": rss, "anonymous": anon}))
+        .collect();
     report["instructions"] = instructions.unwrap_or(Value::Null);
     let binary_bytes = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     let stripped_bytes = stripped_size(&binary).unwrap_or(0);
@@ -442,6 +448,18 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         mib(idle_rss), mib(started_rss), mib(peak_rss), mib(settled_rss), mib(anon), mib(file),
     );
     println!(
+        "  idle after them, by mapping: {}",
+        by_mapping
+            .iter()
+            .take(5)
+            .map(|(name, rss, anon)| {
+                let name = Path::new(name).file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned());
+                format!("{name} {:.1} MiB ({:.1} anonymous)", mib(*rss), mib(*anon))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
         "  of which the simulated backends: vSphere with 10,000 VMs about {:.1} MiB, management cluster about {:.1} MiB; without them: peak {:.1} MiB, idle {:.1} MiB",
         mib(simulation.0), mib(simulation.1), mib(peak_rss) - simulated, mib(settled_rss) - simulated,
     );
@@ -496,6 +514,35 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn rss_parts(pid: u32) -> (u64, u64) {
     let [anonymous, file] = status_kib(pid, ["RssAnon:", "RssFile:"]);
     (anonymous, file)
+}
+
+/// Where `pid`'s resident memory is, from `/proc/<pid>/smaps`: per mapped file, `[heap]`,
+/// `[stack]` or `[anonymous]` (every other private mapping: mimalloc's arenas, threads' stacks),
+/// its resident and its anonymous KiB, largest first.
+fn resident_by_mapping(pid: u32) -> Vec<(String, u64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let kib = || fields.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        match fields.first() {
+            // A mapping's first line: address range, permissions, offset, device, inode, name.
+            Some(range) if range.contains('-') && !range.ends_with(':') => {
+                current = fields
+                    .get(5..)
+                    .map(|name| name.join(" "))
+                    .filter(|name| !name.is_empty())
+                    .unwrap_or_else(|| "[anonymous]".into());
+            }
+            Some(&"Rss:") => totals.entry(current.clone()).or_default().0 += kib(),
+            Some(&"Anonymous:") => totals.entry(current.clone()).or_default().1 += kib(),
+            _ => {}
+        }
+    }
+    let mut list: Vec<(String, u64, u64)> = totals.into_iter().map(|(name, (rss, anon))| (name, rss, anon)).collect();
+    list.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    list
 }
 
 /// `count` creates at once, each on a connection of its own, spread over `tokens`.
