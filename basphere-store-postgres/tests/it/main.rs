@@ -231,14 +231,15 @@ fn a_writer_stopped_inside_its_transaction_does_not_stop_the_others_for_long() {
             std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!(
-                    "{{ echo \"BEGIN; SET LOCAL idle_in_transaction_session_timeout = '2s'; SELECT pg_advisory_xact_lock(7450753787098509426);\"; sleep 6; echo 'COMMIT;'; }} | psql -h {} -U basphere -d {database} -q",
+                    "{{ echo \"BEGIN; SET LOCAL idle_in_transaction_session_timeout = '4s'; SELECT pg_advisory_xact_lock(7450753787098509426);\"; sleep 8; echo 'COMMIT;'; }} | psql -h {} -U basphere -d {database} -q",
                     cluster_dir.display()
                 ))
                 .output()
                 .unwrap()
         }
     });
-    // Until psql holds the lock (its start can take a while on a busy machine).
+    // Until psql holds the lock (its start can take a while on a busy machine; the holder is
+    // ended 4 s after it took the lock, so a slow look still finds it held).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let held = std::process::Command::new("psql")
