@@ -128,6 +128,8 @@ pub struct PostgresStore {
     pool: Pool,
     runtime: Option<tokio::runtime::Runtime>,
     connect_timeout: Duration,
+    /// The pool's size: the calls that can be served at once.
+    pool_size: usize,
 }
 
 impl Drop for PostgresStore {
@@ -177,7 +179,12 @@ impl PostgresStore {
                 .build()
                 .map_err(|error| PostgresError::Pool(error.to_string()))?
         };
-        let store = PostgresStore { pool, runtime: Some(runtime), connect_timeout: options.connect_timeout };
+        let store = PostgresStore {
+            pool,
+            runtime: Some(runtime),
+            connect_timeout: options.connect_timeout,
+            pool_size: options.pool_size.max(1),
+        };
         store.ping()?;
         Ok(store)
     }
@@ -298,6 +305,10 @@ fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_postgres_rus
 impl basphere_core::Store for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn blocking_calls(&self) -> usize {
+        self.pool_size
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn StoreRead) -> Result<()>) -> Result<()> {

@@ -308,6 +308,12 @@ impl basphere_core::Store for SqliteStore {
     fn reads_in_place(&self) -> bool {
         self.readers.is_some()
     }
+
+    /// Writes take turns on the one writer connection (reads run in place): one call writing
+    /// and the next one ready.
+    fn blocking_calls(&self) -> usize {
+        2
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,17 @@ pub(crate) struct Server {
 }
 
 impl Drop for Server {
+    /// Stopped as systemd stops it (SIGTERM, so it ends cleanly and whatever prints at exit
+    /// does), killed after 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -79,7 +89,7 @@ fn start_under(wrapper: &[&str], binary: &Path, dir: &Path, config: &str) -> Res
         .arg("127.0.0.1:0")
         .env("BASPHERE_LOG", "error")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr_to()?)
         .spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
@@ -87,6 +97,16 @@ fn start_under(wrapper: &[&str], binary: &Path, dir: &Path, config: &str) -> Res
     let start = line.find("http://").context("ready line")? + "http://".len();
     let tcp = line[start..].split_whitespace().next().context("address")?.to_owned();
     Ok(Server { child, tcp, socket, ready })
+}
+
+/// Where a server's standard error goes: appended to the file `BASPHERE_BENCH_STDERR` names
+/// (to read what it logs, or what an allocator prints at exit with `MIMALLOC_SHOW_STATS=1`),
+/// or nowhere.
+fn stderr_to() -> Result<Stdio> {
+    match std::env::var_os("BASPHERE_BENCH_STDERR") {
+        Some(path) => Ok(std::fs::OpenOptions::new().create(true).append(true).open(path)?.into()),
+        None => Ok(Stdio::null()),
+    }
 }
 
 /// VmRSS and VmHWM (peak) of a process, in KiB.
@@ -326,7 +346,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     let lister = report["lister"].as_str().context("lister")?.to_owned();
     let creators: Vec<String> = serde_json::from_value(report["creators"].clone())?;
     let pid = restarted.child.id();
-    let started_rss = memory(pid).0;
+    let (started_rss, started_peak) = memory(pid);
     let (address, wrk_seconds) = (restarted.tcp.clone(), seconds.as_secs().max(1));
     let cpu_before = cpu_seconds(pid);
     let list_wrk = wrk(&format!("http://{address}/api/v1/vms"), Some(&lister), wrk_seconds)?;
@@ -348,6 +368,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
             "server_cpu_us_per_listed_vm": (list_us - ceiling_us) / 100.0,
         })
     });
+    // The peak so far: the start and the list runs; the creates' own comes after.
+    let peak_after_lists = memory(pid).1;
     let burst = runtime.block_on(concurrent_creates(&restarted, &creators, 200))?;
     runtime.block_on(wait_idle(&restarted))?;
     // The server hands free heap pages back every 10 s.
@@ -374,6 +396,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     report["memory_kib"] = json!({
         "idle_empty": idle_rss,
         "idle_after_start_10000_vms": started_rss,
+        "peak_through_start": started_peak,
+        "peak_through_lists": peak_after_lists,
         "peak": peak_rss,
         "idle_after_load": settled_rss,
         "idle_after_load_anonymous": anon,
@@ -444,8 +468,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     );
     let simulated = mib(simulation.0 + simulation.1);
     println!(
-        "  memory (RSS): idle {:.1} MiB empty, {:.1} MiB after a start with 10,000 VMs; peak {:.1} MiB through the list runs and the creates; idle {:.1} MiB after them ({:.1} anonymous, {:.1} file-backed: the binary's pages)",
-        mib(idle_rss), mib(started_rss), mib(peak_rss), mib(settled_rss), mib(anon), mib(file),
+        "  memory (RSS): idle {:.1} MiB empty, {:.1} MiB after a start with 10,000 VMs; peak {:.1} MiB through the start, {:.1} through the list runs, {:.1} through the creates; idle {:.1} MiB after them ({:.1} anonymous, {:.1} file-backed: the binary's pages)",
+        mib(idle_rss), mib(started_rss), mib(started_peak), mib(peak_after_lists), mib(peak_rss), mib(settled_rss), mib(anon), mib(file),
     );
     println!(
         "  idle after them, by mapping: {}",

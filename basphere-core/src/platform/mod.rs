@@ -139,6 +139,8 @@ pub struct Platform {
     /// The handler of every operation kind.
     handlers: HashMap<OperationKind, Arc<dyn OperationHandler>>,
     workers: Arc<Semaphore>,
+    /// Turns for store calls on blocking threads ([`Store::blocking_calls`]).
+    blocking: Arc<Semaphore>,
     /// This server among the replicas sharing the store (`work.instance`).
     instance: String,
     /// This process: `<instance>/<boot id>`, the holder of its claims and duties.
@@ -222,8 +224,10 @@ impl PlatformBuilder {
         let instance =
             self.instance.or_else(|| self.config.work.instance.clone()).unwrap_or_else(|| "local".to_owned());
         let worker = format!("{instance}/{}", Uuid::new_v4().simple());
+        let blocking = Arc::new(Semaphore::new(self.store.blocking_calls().max(1)));
         Arc::new(Platform {
             config: self.config,
+            blocking,
             store: self.store,
             ipam: self.ipam,
             provisioner: self.provisioner,
@@ -317,7 +321,14 @@ impl Platform {
         F: FnOnce(Arc<dyn Store>, Arc<dyn Ipam>) -> Result<T> + Send + 'static,
     {
         let (store, ipam) = (self.store.clone(), self.ipam.clone());
-        match tokio::task::spawn_blocking(move || f(store, ipam)).await {
+        // Held by the blocking work itself, so a caller that gives up frees no turn early.
+        let turn = self.blocking.clone().acquire_owned().await.map_err(|error| Error::backend("store", error))?;
+        match tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            f(store, ipam)
+        })
+        .await
+        {
             Ok(result) => result,
             Err(join) => Err(Error::backend("store", join)),
         }

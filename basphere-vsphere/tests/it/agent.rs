@@ -82,9 +82,12 @@ async fn its_errors_read_as_the_backend_s_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_call_does_not_hold_up_the_others() {
     let config = config();
+    // A template per create: the simulator's concurrent clones of one template can collide on
+    // its disk files (vCenter's do not).
+    let templates: Vec<String> = (0..10).map(|i| format!("template-{i}")).collect();
     let vcsim = Vcsim::start(&VcsimOptions {
         folder: config.vsphere.folder.clone(),
-        templates: config.os_images.values().map(|os| os.template.clone()).collect(),
+        templates: config.os_images.values().map(|os| os.template.clone()).chain(templates.iter().cloned()).collect(),
         method_delays: Vec::new(),
     })
     .expect("vcsim starts");
@@ -97,7 +100,7 @@ async fn a_slow_call_does_not_hold_up_the_others() {
         .map(|i| {
             let vsphere = vsphere.clone();
             let mut request = request("alice", &format!("many-{i}"), [10, 254, 0, 50 + i]);
-            request.os.template = config.os_images["ubuntu-24.04"].template.clone();
+            request.os.template = templates[usize::from(i)].clone();
             tokio::spawn(async move { vsphere.create_vm(&request).await.map(|handle| (request.id, handle)) })
         })
         .collect();

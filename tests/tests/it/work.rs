@@ -405,3 +405,74 @@ async fn a_channel_that_is_down_is_retried_without_sending_again_on_the_others()
     rows.sort();
     assert_eq!(rows, [("hook".to_owned(), 3), ("mail".to_owned(), 1)]);
 }
+
+/// A store that counts its calls running at once, each made to last a little, and says two can
+/// make progress together.
+struct TurnCounter {
+    inner: Arc<dyn Store>,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl TurnCounter {
+    fn call<T>(&self, f: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(Duration::from_millis(2));
+        let result = f();
+        self.running.fetch_sub(1, SeqCst);
+        result
+    }
+}
+
+impl Store for TurnCounter {
+    fn backend_name(&self) -> &'static str {
+        "turn-counter"
+    }
+    fn read(&self, f: &mut dyn FnMut(&dyn basphere_core::store::StoreRead) -> Result<()>) -> Result<()> {
+        self.call(|| self.inner.read(f))
+    }
+    fn write(&self, f: &mut dyn FnMut(&mut dyn basphere_core::store::StoreTx) -> Result<()>) -> Result<()> {
+        self.call(|| self.inner.write(f))
+    }
+    fn blocking_calls(&self) -> usize {
+        2
+    }
+}
+
+/// Store calls wait for their turn as tasks: however many requests come at once, no more run on
+/// blocking threads than the store can serve, and every one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_calls_take_the_turns_the_store_offers() {
+    let counter = Arc::new(TurnCounter {
+        inner: Arc::new(basphere_core::MemoryStore::new()),
+        running: Default::default(),
+        most: Default::default(),
+    });
+    let config = Arc::new(Config::from_yaml("network: {cidr: 10.0.0.0/16, block_size: 128}\n").unwrap());
+    let sim = Arc::new(MockProvisioner::with_default_catalog());
+    let store: Arc<dyn Store> = counter.clone();
+    let platform =
+        Platform::new(config.clone(), store, block_ipam(config.pools.clone()), sim, Arc::new(RecordingNotifier::new()));
+    let names: Vec<String> = (0..10).map(|n| format!("user{n}")).collect();
+    for (uid, name) in names.iter().enumerate() {
+        platform.provision_account(user(name, 1000 + uid as u64)).await.unwrap();
+    }
+    let mut creates = Vec::new();
+    for name in &names {
+        for n in 0..4 {
+            let (platform, owner) = (platform.clone(), username(name));
+            creates.push(tokio::spawn(async move {
+                let request =
+                    CreateVms { name: format!("vm{n}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
+                platform.create_vms(&Actor::user(&owner, "test"), &owner, request, None).await
+            }));
+        }
+    }
+    for create in creates {
+        assert_eq!(create.await.unwrap().unwrap().accepted.len(), 1);
+    }
+    let most = counter.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 2, "at most two store calls at once, and both turns used");
+}
