@@ -56,8 +56,13 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     Ok(target.join("dist/basphere-server"))
 }
 
+/// Starts the server in `dir` with the bench's configuration, under the command that
+/// `BASPHERE_BENCH_WRAPPER` names when it is set (`heaptrack`, say, to see where the C
+/// libraries' allocations go; the figures are then the wrapper's too).
 fn start(binary: &Path, dir: &Path) -> Result<Server> {
-    start_with(binary, dir, CONFIG)
+    let wrapper = std::env::var("BASPHERE_BENCH_WRAPPER").unwrap_or_default();
+    let wrapper: Vec<&str> = wrapper.split_whitespace().collect();
+    start_under(&wrapper, binary, dir, CONFIG)
 }
 
 /// Starts the server in `dir` with the configuration `config`.
