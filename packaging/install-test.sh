@@ -85,7 +85,9 @@ start_services() {
     # helper first; check-config, as the server's account, asks it too).
     in_root install -d -o root -g root -m 0755 /run/basphere-helper
     in_root install -d -o basphere -g basphere-users -m 0750 /run/basphere
-    in_root /usr/bin/basphere-server --config /etc/basphere/basphere.yaml \
+    # chroot itself in the background (not through in_root, whose subshell would be the pid
+    # recorded, leaving the helper running after the test).
+    chroot "$root" /usr/bin/basphere-server --config /etc/basphere/basphere.yaml \
         bastion-helper --allow-user basphere > "$work/helper.log" 2>&1 &
     pids+=($!)
     wait_for "the helper's socket" test -S "$root/run/basphere-helper/helper.sock"

@@ -26,6 +26,7 @@ mod quota;
 mod reconcile;
 mod registration;
 mod sessions;
+mod store_threads;
 mod tokens;
 mod vm_operations;
 mod vms;
@@ -139,8 +140,8 @@ pub struct Platform {
     /// The handler of every operation kind.
     handlers: HashMap<OperationKind, Arc<dyn OperationHandler>>,
     workers: Arc<Semaphore>,
-    /// Turns for store calls on blocking threads ([`Store::blocking_calls`]).
-    blocking: Arc<Semaphore>,
+    /// Where store calls run ([`Store::blocking_calls`] threads of its own).
+    store_threads: Arc<store_threads::StoreThreads>,
     /// This server among the replicas sharing the store (`work.instance`).
     instance: String,
     /// This process: `<instance>/<boot id>`, the holder of its claims and duties.
@@ -224,10 +225,10 @@ impl PlatformBuilder {
         let instance =
             self.instance.or_else(|| self.config.work.instance.clone()).unwrap_or_else(|| "local".to_owned());
         let worker = format!("{instance}/{}", Uuid::new_v4().simple());
-        let blocking = Arc::new(Semaphore::new(self.store.blocking_calls().max(1)));
+        let store_threads = Arc::new(store_threads::StoreThreads::start(self.store.blocking_calls()));
         Arc::new(Platform {
             config: self.config,
-            blocking,
+            store_threads,
             store: self.store,
             ipam: self.ipam,
             provisioner: self.provisioner,
@@ -321,21 +322,11 @@ impl Platform {
         F: FnOnce(Arc<dyn Store>, Arc<dyn Ipam>) -> Result<T> + Send + 'static,
     {
         let (store, ipam) = (self.store.clone(), self.ipam.clone());
-        // Held by the blocking work itself, so a caller that gives up frees no turn early.
-        let turn = self.blocking.clone().acquire_owned().await.map_err(|error| Error::backend("store", error))?;
-        match tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            f(store, ipam)
-        })
-        .await
-        {
-            Ok(result) => result,
-            Err(join) => Err(Error::backend("store", join)),
-        }
+        self.store_threads.run(move || f(store, ipam)).await?
     }
 
     /// A read of the store: in place when the store's reads are brief local work
-    /// ([`Store::reads_in_place`]), otherwise on a blocking thread like [`Platform::db`].
+    /// ([`Store::reads_in_place`]), otherwise on the store's threads like [`Platform::db`].
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

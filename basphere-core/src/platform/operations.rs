@@ -198,19 +198,17 @@ impl Platform {
         let id = operation.id;
         let lost = Arc::new(AtomicBool::new(false));
         let renewal = {
-            let (store, lost, fence, blocking) = (self.store.clone(), lost.clone(), claim.fence, self.blocking.clone());
+            let (store, lost, fence, threads) =
+                (self.store.clone(), lost.clone(), claim.fence, self.store_threads.clone());
             let lease = self.lease();
             let every = Duration::from_millis(self.config.work.lease_seconds * 1000 / 3);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     let store = store.clone();
-                    let Ok(turn) = blocking.clone().acquire_owned().await else { return };
-                    let renewed = tokio::task::spawn_blocking(move || {
-                        let _turn = turn;
-                        store.write(&mut |tx| tx.renew_operation_claim(id, fence, now() + lease))
-                    })
-                    .await;
+                    let renewed = threads
+                        .run(move || store.write(&mut |tx| tx.renew_operation_claim(id, fence, now() + lease)))
+                        .await;
                     match renewed {
                         Ok(Ok(())) => {}
                         Ok(Err(Error::Conflict(message))) => {

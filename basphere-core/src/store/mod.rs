@@ -144,11 +144,10 @@ pub trait Store: Send + Sync {
         false
     }
 
-    /// How many calls on blocking threads make progress at once: an embedded database's one
-    /// writer, a pool's connections. The platform keeps further calls waiting as tasks, which
-    /// cost next to nothing, instead of parking a thread for each: 200 creates at once would
-    /// otherwise hold every thread the runtime allows, each with its stack and allocator caches,
-    /// all waiting for the same lock.
+    /// How many calls make progress at once: an embedded database's one writer, a pool's
+    /// connections. The platform runs store calls on that many threads of its own; further
+    /// calls wait as tasks, which cost next to nothing, instead of holding a thread each, all
+    /// waiting for the same lock.
     fn blocking_calls(&self) -> usize {
         16
     }

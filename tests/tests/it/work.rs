@@ -441,8 +441,8 @@ impl Store for TurnCounter {
     }
 }
 
-/// Store calls wait for their turn as tasks: however many requests come at once, no more run on
-/// blocking threads than the store can serve, and every one is served.
+/// Store calls wait for their turn as tasks: however many requests come at once, no more run at
+/// once than the store serves (on that many threads of the platform's), and every one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_calls_take_the_turns_the_store_offers() {
     let counter = Arc::new(TurnCounter {
