@@ -387,6 +387,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     let (settled_rss, peak_rss) = memory(pid);
     let (anon, file) = rss_parts(pid);
     let by_mapping = resident_by_mapping(pid);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|tasks| tasks.count()).unwrap_or(0);
     drop(restarted);
     let simulation = runtime.block_on(simulation_memory(dir.path()))?;
 
@@ -415,6 +416,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         "simulated_vsphere_10000_vms": simulation.0,
         "simulated_management_cluster": simulation.1,
     });
+    report["threads_after_load"] = json!(threads);
     report["memory_kib"]["idle_after_load_by_mapping"] = by_mapping
         .iter()
         .take(8)
@@ -482,7 +484,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         mib(idle_rss), mib(started_rss), mib(started_peak), mib(peak_after_lists), mib(peak_rss), mib(settled_rss), mib(anon), mib(file),
     );
     println!(
-        "  idle after them, by mapping: {}",
+        "  idle after them, {threads} threads; by mapping: {}",
         by_mapping
             .iter()
             .take(5)
