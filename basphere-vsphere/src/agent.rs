@@ -8,8 +8,9 @@
 //! [`VsphereApiSettings`] (the credentials included, so they are never in an argument or the
 //! environment); every later line is a [`Request`], answered by a [`Response`] with the same id,
 //! in any order: calls run concurrently, as the [`Provisioner`] contract allows. The agent logs to
-//! its standard error, which it shares with the server. It exits when its standard input closes,
-//! so it never outlives the server, even one killed with SIGKILL.
+//! its standard error, which it shares with the server. It logs out of vCenter and exits when its
+//! standard input closes, so it never outlives the server, even one killed with SIGKILL, and on
+//! SIGTERM or SIGINT (systemd stopping the service, Ctrl-C in a terminal).
 //!
 //! The server starts the agent on the first call and again on the call after it died; a call that
 //! was under way when it died fails with a backend error (every call is idempotent, so the
@@ -324,22 +325,14 @@ impl AgentProvisioner {
                     format!("cannot start the vSphere API agent {}: {error}", self.program.display()),
                 )
             })?;
-        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Error::backend(BACKEND, "the vSphere API agent was started without its pipes"));
         };
-        let (lines, mut to_write) = mpsc::unbounded_channel::<Vec<u8>>();
-        lines.send(self.settings.clone().into_bytes()).expect("the receiver is here");
+        let lines = write_lines(stdin);
+        lines.send(self.settings.clone().into_bytes()).expect("the writer is running");
         let shared = Arc::new(Shared { pending: std::sync::Mutex::new(Some(HashMap::new())), ended: OnceLock::new() });
         let connection = Arc::new(Connection { lines, shared: shared.clone(), pid: child.id() });
         tracing::info!(agent = %self.program.display(), pid = child.id(), "started the vSphere API agent");
-        // Whole lines only, from one task: a call that is dropped half-way cannot cut one.
-        tokio::spawn(async move {
-            while let Some(line) = to_write.recv().await {
-                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
-                    break;
-                }
-            }
-        });
         let reader = shared;
         let program = self.program.clone();
         tokio::spawn(async move {
@@ -449,7 +442,7 @@ impl Provisioner for AgentProvisioner {
 #[cfg(feature = "vsphere-api")]
 pub async fn serve(
     input: impl tokio::io::AsyncRead + Unpin,
-    mut output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(shutdown);
@@ -461,14 +454,7 @@ pub async fn serve(
         None => return Ok(()),
     };
     let provisioner = Arc::new(crate::api::VsphereApiProvisioner::new(settings));
-    let (answers, mut to_write) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(line) = to_write.recv().await {
-            if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    let answers = write_lines(output);
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line.map_err(|error| protocol(error.to_string()))?,
@@ -486,11 +472,24 @@ pub async fn serve(
             let _ = answers.send(line);
         });
     }
-    // The server is gone or stopping: nobody is left to answer. The session is logged out (bounded: vCenter
-    // may be what is unreachable), not left for vCenter to expire.
-    writer.abort();
+    // The server is gone or stopping: nobody is left to answer. The session is logged out
+    // (bounded: vCenter may be what is unreachable), not left for vCenter to expire.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), provisioner.close()).await;
     Ok(())
+}
+
+/// A task writing each line sent to it whole, in turn, to `output` (either side's pipe): a call
+/// dropped half-way cannot cut a line. It ends when every sender is gone or the pipe fails.
+fn write_lines(mut output: impl tokio::io::AsyncWrite + Unpin + Send + 'static) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (lines, mut to_write) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(line) = to_write.recv().await {
+            if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Runs one call on `provisioner`.

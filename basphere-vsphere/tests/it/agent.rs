@@ -82,15 +82,7 @@ async fn its_errors_read_as_the_backend_s_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_call_does_not_hold_up_the_others() {
     let config = config();
-    // A template per create: the simulator's concurrent clones of one template can collide on
-    // its disk files (vCenter's do not).
-    let templates: Vec<String> = (0..10).map(|i| format!("template-{i}")).collect();
-    let vcsim = Vcsim::start(&VcsimOptions {
-        folder: config.vsphere.folder.clone(),
-        templates: config.os_images.values().map(|os| os.template.clone()).chain(templates.iter().cloned()).collect(),
-        method_delays: Vec::new(),
-    })
-    .expect("vcsim starts");
+    let (vcsim, templates) = crate::vsphere_api::simulator_with_templates(&config, 10);
     let vsphere = Arc::new(through_agent(&provisioner_settings(&vcsim, &config)));
     let first = request("alice", "web-1", [10, 254, 0, 40]);
     vsphere.ensure_folder(&first.owner).await.unwrap();

@@ -49,6 +49,20 @@ pub(crate) fn simulator(config: &Config) -> Vcsim {
     Vcsim::start(&options).expect("vcsim starts (apt-get install golang-go golang-github-vmware-govmomi-dev)")
 }
 
+/// A simulator that also holds `count` more templates, `template-0` on: one per VM cloned
+/// concurrently, since the simulator's concurrent clones of one template collide on its disk
+/// files (FileNotFound); a real vCenter copies.
+pub(crate) fn simulator_with_templates(config: &Config, count: usize) -> (Vcsim, Vec<String>) {
+    let templates: Vec<String> = (0..count).map(|i| format!("template-{i}")).collect();
+    let vcsim = Vcsim::start(&VcsimOptions {
+        folder: config.vsphere.folder.clone(),
+        templates: config.os_images.values().map(|os| os.template.clone()).chain(templates.iter().cloned()).collect(),
+        method_delays: Vec::new(),
+    })
+    .expect("vcsim starts");
+    (vcsim, templates)
+}
+
 fn provisioner(vcsim: &Vcsim, config: &Config) -> VsphereApiProvisioner {
     VsphereApiProvisioner::new(provisioner_settings(vcsim, config))
 }
@@ -120,13 +134,7 @@ async fn passes_the_provisioner_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_vms_live_and_die_concurrently() {
     let config = config();
-    let templates: Vec<String> = (0..20).map(|i| format!("template-{i}")).collect();
-    let vcsim = Vcsim::start(&VcsimOptions {
-        folder: config.vsphere.folder.clone(),
-        templates: config.os_images.values().map(|os| os.template.clone()).chain(templates.iter().cloned()).collect(),
-        method_delays: Vec::new(),
-    })
-    .expect("vcsim starts");
+    let (vcsim, templates) = simulator_with_templates(&config, 20);
     let vsphere = Arc::new(provisioner(&vcsim, &config));
     vsphere.preflight().await.expect("preflight passes on the simulator");
     let owners = ["alice", "bob", "carol", "dave"];
