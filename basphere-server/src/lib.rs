@@ -538,6 +538,7 @@ pub async fn run(options: Options) -> Result<()> {
     let notifier = basphere_notify::from_config(&config)?;
     let mut builder = Platform::builder(config.clone(), store, ipam, provisioner, notifier)
         .instance(instance)
+        .on_thread_idle(memory::collect_idle_thread)
         .clusters(clusters.provisioner.clone())
         .bastion(
             basphere_bastion::from_config(&config.bastion.logins)

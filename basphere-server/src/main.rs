@@ -176,8 +176,14 @@ fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
-    // Store calls run on blocking threads; a bounded pool keeps memory bounded under load.
-    let runtime = tokio::runtime::Builder::new_multi_thread().max_blocking_threads(32).enable_all().build()?;
+    // Store calls run on the platform's own threads; the blocking pool serves the few other
+    // blocking calls and stays bounded. A worker out of work gives its free allocator
+    // memory back before it parks (see `memory`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
+        .on_thread_park(basphere_server::memory::collect_idle_thread)
+        .enable_all()
+        .build()?;
     runtime.block_on(basphere_server::run(basphere_server::Options {
         config: args.config,
         data_dir: args.data_dir,

@@ -10,6 +10,16 @@
 //!   ([`before_anything_else`]). Measured with 10,000 VMs after a start: 34 MiB of anonymous
 //!   memory instead of 56, and 28 instead of 43 after the list runs; the list's CPU per request
 //!   within the machine's noise.
+//! - mimalloc purges (hands back) the pages it frees at once instead of 10 ms later: it only
+//!   looks at a delayed purge when the same thread next allocates or frees, and a thread that
+//!   goes idle after a burst would keep the burst's pages until the next one.
+//! - Every thread of the server's own collects its allocator's free memory when it runs out of
+//!   work ([`collect_idle_thread`]: the runtime's workers before they park, the store's
+//!   threads before they wait). mimalloc's pages belong to the thread that allocated them: a
+//!   block freed by another thread (a store call's answer, freed by the request's worker) goes
+//!   back to its page only when the owner next looks, and a page emptied while its owner was
+//!   idle stayed resident. Measured with 10,000 VMs: 200 concurrent creates left 6.6 MiB more
+//!   resident than before them (2.4 MiB with glibc's malloc).
 //! - glibc keeps two arenas at most (set there too), and the heap's free pages are handed back
 //!   every 10 s ([`give_back_free_memory`], a walk of the free lists, well under a millisecond).
 
@@ -18,8 +28,15 @@
 /// (`MIMALLOC_ARENA_EAGER_COMMIT` and `MALLOC_ARENA_MAX` are not consulted).
 pub extern "C" fn before_anything_else() {
     ffi::mimalloc_set(ffi::MI_ARENA_EAGER_COMMIT, 0);
+    ffi::mimalloc_set(ffi::MI_PURGE_DELAY, 0);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     ffi::glibc_arena_max(2);
+}
+
+/// Gives the calling thread's free allocator memory back: blocks other threads freed into its
+/// pages, its emptied pages. For a thread about to wait for work (a few microseconds).
+pub fn collect_idle_thread() {
+    ffi::mimalloc_collect();
 }
 
 /// Hands glibc's free heap pages back to the system, every `every`, while the runtime runs.
@@ -41,12 +58,18 @@ mod ffi {
     /// mimalloc's option numbers (`mi_option_t` in the `mimalloc.h` that libmimalloc-sys
     /// vendors; it names only some as constants). The tests check them by their defaults.
     pub(super) const MI_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    pub(super) const MI_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
     pub(super) fn mimalloc_set(option: libmimalloc_sys::mi_option_t, value: i64) {
         // SAFETY: mi_option_set stores a number in mimalloc's static option table, nothing
         // else (it needs no initialised allocator); it is not thread safe, and runs before any
         // thread exists.
         unsafe { libmimalloc_sys::mi_option_set(option, value as _) }
+    }
+
+    pub(super) fn mimalloc_collect() {
+        // SAFETY: collects the calling thread's own heap (not forced: no other thread's).
+        unsafe { libmimalloc_sys::mi_collect(false) }
     }
 
     #[cfg(test)]

@@ -652,6 +652,55 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
     }
 }
 
+/// The reconciler reads the records a page at a time: with more VMs than a few pages hold,
+/// every record is compared (one gone from vSphere is found lost on any page, the first and the
+/// last included) and none of vSphere's VMs is taken for a stray.
+#[tokio::test]
+async fn the_reconciler_compares_every_record_page_after_page() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in BACKENDS {
+        let rig = rig(backend, dir.path());
+        rig.account("alice", 1).await;
+        let owner = username("alice");
+        const VMS: usize = 1_201;
+        rig.store
+            .transact(|tx| {
+                for n in 0..VMS {
+                    let mut vm = basphere_core::testing::store::vm(&owner, &format!("vm-{n}"));
+                    vm.state = VmState::Running;
+                    tx.insert_vm(&vm)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        for n in 0..VMS {
+            rig.sim.plant("basphere-vms/alice", &format!("alice-vm-{n}"));
+        }
+        let quiet = rig.platform.reconcile().await.unwrap();
+        assert!(quiet.lost.is_empty() && quiet.strays.is_empty(), "{backend:?}: all {VMS} known: {quiet:?}");
+
+        for n in [0, 499, 500, 1000, VMS - 1] {
+            rig.sim.remove_out_of_band(&format!("alice-vm-{n}")).unwrap();
+        }
+        rig.sim.plant("basphere-vms/alice", "alice-manual");
+        let report = rig.platform.reconcile().await.unwrap();
+        let mut lost = report.lost.clone();
+        lost.sort();
+        assert_eq!(
+            lost,
+            ["alice/vm-0", "alice/vm-1000", "alice/vm-1200", "alice/vm-499", "alice/vm-500"],
+            "{backend:?}"
+        );
+        let strays: Vec<&str> = report.strays.iter().map(|vm| vm.vsphere_name.as_str()).collect();
+        assert_eq!(strays, ["alice-manual"], "{backend:?}");
+        let live = rig
+            .store
+            .query(|tx| tx.list_vms(&VmFilter { state: Some(VmState::Running), ..VmFilter::default() }))
+            .unwrap();
+        assert_eq!(live.len(), VMS - 5, "{backend:?}");
+    }
+}
+
 /// A VM made while the reconciler waits for vSphere's listing is not in that listing: it must
 /// not be taken for a VM that vanished.
 #[tokio::test]
