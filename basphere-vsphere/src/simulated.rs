@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use basphere_core::config::Config;
 use basphere_core::mock::{InventoryChange, MockDelays, MockProvisioner};
+use basphere_core::validate::SshPublicKey;
 use basphere_core::{Error, Result};
 
 /// What can go wrong with the journal.
@@ -37,27 +38,31 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     if path.exists() {
         // Each change is applied as it is read: the journal is never held whole in memory.
-        let file = File::open(path).map_err(io)?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
+        // The owner's key recurs in every VM of theirs: parsed once per key.
+        SshPublicKey::memoized(|| -> Result<()> {
+            let file = File::open(path).map_err(io)?;
+            for (index, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(io)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<InventoryChange>(&line) {
+                    Ok(change) => {
+                        replayed.replay([change]);
+                        changes_len += 1;
+                    }
+                    // A torn last line is a change that was never completed.
+                    Err(_) if is_last_line(path, index)? => {
+                        torn = true;
+                        break;
+                    }
+                    Err(source) => {
+                        return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
+                    }
+                }
             }
-            match serde_json::from_str::<InventoryChange>(&line) {
-                Ok(change) => {
-                    replayed.replay([change]);
-                    changes_len += 1;
-                }
-                // A torn last line is a change that was never completed.
-                Err(_) if is_last_line(path, index)? => {
-                    torn = true;
-                    break;
-                }
-                Err(source) => {
-                    return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
-                }
-            }
-        }
+            Ok(())
+        })?;
     }
     // A last change written whole but without its line end (the process died between the two)
     // would run into the next change appended: rewrite the journal now.
