@@ -448,13 +448,6 @@ impl fmt::Display for SshPublicKey {
     }
 }
 
-impl TryFrom<String> for SshPublicKey {
-    type Error = Error;
-    fn try_from(value: String) -> Result<Self> {
-        Self::parse(&value)
-    }
-}
-
 impl From<SshPublicKey> for String {
     fn from(value: SshPublicKey) -> String {
         value.openssh

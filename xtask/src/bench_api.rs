@@ -284,23 +284,25 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The api bench's data directory, and whether it is kept: `BASPHERE_BENCH_DATA` keeps it
+/// there (it must not exist yet), with the configuration and the lister's token in
+/// `lister.token`, to measure a server on it by hand; otherwise a temporary one.
+fn data_dir() -> Result<(tempfile::TempDir, bool)> {
+    let Some(path) = std::env::var_os("BASPHERE_BENCH_DATA").map(PathBuf::from) else {
+        return Ok((tempfile::tempdir()?, false));
+    };
+    std::fs::create_dir(&path)
+        .with_context(|| format!("BASPHERE_BENCH_DATA {}: must name a directory to create", path.display()))?;
+    let mut dir = tempfile::TempDir::with_prefix_in("bench-", &path)?;
+    dir.disable_cleanup(true);
+    Ok((dir, true))
+}
+
 pub fn api(scale: f64, connections: usize) -> Result<()> {
     let root = super::tidy::workspace_root();
     let binary = build(&root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    // BASPHERE_BENCH_DATA keeps the data directory there (it must not exist yet), with the
-    // configuration and the lister's token in `lister.token`, to measure a server on it by hand.
-    let kept = std::env::var_os("BASPHERE_BENCH_DATA").map(PathBuf::from);
-    let dir = match &kept {
-        Some(path) => {
-            std::fs::create_dir(path)
-                .with_context(|| format!("BASPHERE_BENCH_DATA {}: must name a directory to create", path.display()))?;
-            let mut dir = tempfile::TempDir::with_prefix_in("bench-", path)?;
-            dir.disable_cleanup(true);
-            dir
-        }
-        None => tempfile::tempdir()?,
-    };
+    let (dir, kept) = data_dir()?;
     let seconds = Duration::from_secs_f64((10.0 * scale).max(1.0));
 
     // Start-up on an empty data directory, and idle memory.
@@ -366,7 +368,7 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
     let ready_full = restarted.ready;
     std::thread::sleep(Duration::from_millis(300));
     let lister = report["lister"].as_str().context("lister")?.to_owned();
-    if kept.is_some() {
+    if kept {
         std::fs::write(dir.path().join("lister.token"), &lister)?;
         eprintln!("data directory kept: {}", dir.path().display());
     }
@@ -738,19 +740,7 @@ pub fn replicas(scale: f64, connections: usize, replicas: usize) -> Result<()> {
     let root = super::tidy::workspace_root();
     let binary = build(&root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    // BASPHERE_BENCH_DATA keeps the data directory there (it must not exist yet), with the
-    // configuration and the lister's token in `lister.token`, to measure a server on it by hand.
-    let kept = std::env::var_os("BASPHERE_BENCH_DATA").map(PathBuf::from);
-    let dir = match &kept {
-        Some(path) => {
-            std::fs::create_dir(path)
-                .with_context(|| format!("BASPHERE_BENCH_DATA {}: must name a directory to create", path.display()))?;
-            let mut dir = tempfile::TempDir::with_prefix_in("bench-", path)?;
-            dir.disable_cleanup(true);
-            dir
-        }
-        None => tempfile::tempdir()?,
-    };
+    let dir = tempfile::tempdir()?;
     let seconds = Duration::from_secs_f64((10.0 * scale).max(1.0));
     let templates: Vec<String> = (0..replicas).map(|i| format!("replica-{i}-template")).collect();
     let defaults = basphere_core::Config::default();

@@ -38,7 +38,8 @@ struct Record {
 /// How many records are read at a time.
 const RECORDS_PER_PAGE: usize = 500;
 
-/// The live VM records as reconciliation needs them, and whole those awaiting adoption,
+/// The live VM records (the filter's default leaves deleted ones out) as reconciliation needs
+/// them, and whole those awaiting adoption,
 /// read in one transaction a page at a time: whole, 10,000 records took 7 MiB at once, more
 /// than anything else a start-up holds.
 fn read_records(tx: &dyn crate::store::StoreRead) -> Result<(Vec<Record>, Vec<Vm>)> {
@@ -50,7 +51,7 @@ fn read_records(tx: &dyn crate::store::StoreRead) -> Result<(Vec<Record>, Vec<Vm
         filter.after = page.last().map(|vm| vm.id);
         for vm in page {
             records.push(Record { id: vm.id, state: vm.state, vsphere_name: vm.vsphere_name().into() });
-            if vm.awaits_adoption() && vm.is_live() {
+            if vm.awaits_adoption() {
                 awaiting.push(vm);
             }
         }
