@@ -40,14 +40,93 @@ impl MockDelays {
 
 /// One VM in the simulated inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MockVmFields")]
 pub struct MockVm {
     pub backend_id: String,
     pub vsphere_name: String,
     pub folder: String,
     pub basphere_id: Option<Uuid>,
     pub power: PowerState,
-    /// The request it was created from (None for VMs planted by a test).
-    pub request: Option<VmRequest>,
+    /// What it was cloned as (None for VMs planted by a test).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clone: Option<CloneSpec>,
+}
+
+/// What vCenter holds of a VM Basphere cloned: the template, the hardware, and what the
+/// guest was given (its network, the owner's key line as cloud-init received it). Basphere's
+/// own names for the request (catalog keys, descriptions, owner and name again) are not kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSpec {
+    pub template: String,
+    pub cpu: u32,
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+    pub network: GuestNetwork,
+    pub ssh_key: String,
+}
+
+impl From<&VmRequest> for CloneSpec {
+    fn from(request: &VmRequest) -> Self {
+        CloneSpec {
+            template: request.os.template.clone(),
+            cpu: request.spec.cpu,
+            memory_mb: request.spec.memory_mb,
+            disk_gb: request.spec.disk_gb,
+            network: request.network.clone(),
+            ssh_key: request.ssh_key.as_str().to_owned(),
+        }
+    }
+}
+
+/// A [`MockVm`] as read from a journal, which may be one written when each VM kept its whole
+/// request (`request`): of that, only what a [`CloneSpec`] holds is read, and the key is read
+/// as text, not parsed again.
+#[derive(Deserialize)]
+struct MockVmFields {
+    backend_id: String,
+    vsphere_name: String,
+    folder: String,
+    basphere_id: Option<Uuid>,
+    power: PowerState,
+    clone: Option<CloneSpec>,
+    request: Option<EarlierRequest>,
+}
+
+#[derive(Deserialize)]
+struct EarlierRequest {
+    os: EarlierOs,
+    spec: EarlierSpec,
+    network: GuestNetwork,
+    ssh_key: String,
+}
+
+#[derive(Deserialize)]
+struct EarlierOs {
+    template: String,
+}
+
+#[derive(Deserialize)]
+struct EarlierSpec {
+    cpu: u32,
+    memory_mb: u64,
+    disk_gb: u64,
+}
+
+impl From<MockVmFields> for MockVm {
+    fn from(fields: MockVmFields) -> Self {
+        let MockVmFields { backend_id, vsphere_name, folder, basphere_id, power, clone, request } = fields;
+        let clone = clone.or_else(|| {
+            request.map(|request| CloneSpec {
+                template: request.os.template,
+                cpu: request.spec.cpu,
+                memory_mb: request.spec.memory_mb,
+                disk_gb: request.spec.disk_gb,
+                network: request.network,
+                ssh_key: request.ssh_key,
+            })
+        });
+        MockVm { backend_id, vsphere_name, folder, basphere_id, power, clone }
+    }
 }
 
 /// One change to the simulated inventory, as an observer sees it (and a journal replays it).
@@ -238,7 +317,7 @@ impl MockProvisioner {
             folder: folder.into(),
             basphere_id: None,
             power: PowerState::On,
-            request: None,
+            clone: None,
         };
         self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(vm) });
     }
@@ -329,7 +408,7 @@ impl Provisioner for MockProvisioner {
             folder,
             basphere_id: Some(request.id),
             power: PowerState::On,
-            request: Some(request.clone()),
+            clone: Some(CloneSpec::from(request)),
         };
         self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(vm) });
         Ok(VmHandle {
@@ -703,7 +782,7 @@ mod tests {
             folder: "basphere-vms/alice".into(),
             basphere_id: Some(Uuid::now_v7()),
             power: PowerState::On,
-            request: None,
+            clone: None,
         };
         let changes = [
             InventoryChange::Folder { path: "basphere-vms/alice".into() },
@@ -720,5 +799,38 @@ mod tests {
         let incomplete = serde_json::from_str::<InventoryChange>(r#"{"change":"upsert"}"#).unwrap_err();
         assert!(incomplete.to_string().contains("needs `vm`"), "{incomplete}");
         assert!(serde_json::from_str::<InventoryChange>(r#"{"change":"rename"}"#).is_err());
+    }
+
+    /// A journal written when each VM kept its whole request still opens: the clone is read
+    /// out of the request, the rest of it (the key among it) is skipped, and the VM is written
+    /// back without it.
+    #[test]
+    fn a_journal_line_with_the_whole_request_reads_as_the_clone() {
+        let earlier = r#"{"change":"upsert","vm":{"backend_id":"vm-100","vsphere_name":"owner-7-vm0-8","folder":"basphere-vms/owner-7","basphere_id":"01a23367-9726-77c8-82ff-73e88505a5ab","power":"on","request":{"id":"01a23367-9726-77c8-82ff-73e88505a5ab","owner":"owner-7","name":"vm0-8","os":{"key":"ubuntu-24.04","template":"ubuntu-noble-24.04-cloudimg","description":"Ubuntu 24.04 LTS (Noble)","interface":"ens192"},"spec":{"key":"tiny","description":"tiny","cpu":2,"memory_mb":4096,"disk_gb":50},"network":{"interface":"ens192","address":"10.0.4.7","prefix_len":16,"gateway":"10.0.0.1","dns":["8.8.8.8"],"mtu":1500},"ssh_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKe7DQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABC test-900007"}}}"#;
+        let InventoryChange::Upsert { vm } = serde_json::from_str::<InventoryChange>(earlier).unwrap() else {
+            panic!("an upsert")
+        };
+        let clone = CloneSpec {
+            template: "ubuntu-noble-24.04-cloudimg".into(),
+            cpu: 2,
+            memory_mb: 4096,
+            disk_gb: 50,
+            network: GuestNetwork {
+                interface: "ens192".into(),
+                address: [10, 0, 4, 7].into(),
+                prefix_len: 16,
+                gateway: [10, 0, 0, 1].into(),
+                dns: vec![[8, 8, 8, 8].into()],
+                mtu: 1500,
+            },
+            ssh_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKe7DQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABC test-900007"
+                .into(),
+        };
+        assert_eq!(vm.clone.as_ref(), Some(&clone));
+        assert_eq!(vm.basphere_id, Some("01a23367-9726-77c8-82ff-73e88505a5ab".parse().unwrap()));
+        assert_eq!((vm.backend_id.as_str(), vm.power), ("vm-100", PowerState::On));
+        let written = serde_json::to_string(&InventoryChange::Upsert { vm: vm.clone() }).unwrap();
+        assert!(!written.contains("request") && !written.contains("Noble"), "{written}");
+        assert_eq!(serde_json::from_str::<InventoryChange>(&written).unwrap(), InventoryChange::Upsert { vm });
     }
 }

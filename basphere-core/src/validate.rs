@@ -327,25 +327,10 @@ pub struct SshPublicKey {
     algorithm: String,
 }
 
-thread_local! {
-    /// The keys this thread deserialised inside [`SshPublicKey::memoized`], by their line.
-    static KEY_MEMO: std::cell::RefCell<Option<std::collections::HashMap<String, SshPublicKey>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 impl<'de> Deserialize<'de> for SshPublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let line = String::deserialize(deserializer)?;
-        if let Some(key) = KEY_MEMO.with(|memo| memo.borrow().as_ref().and_then(|keys| keys.get(&line).cloned())) {
-            return Ok(key);
-        }
-        let key = SshPublicKey::parse(&line).map_err(serde::de::Error::custom)?;
-        KEY_MEMO.with(|memo| {
-            if let Some(keys) = memo.borrow_mut().as_mut() {
-                keys.insert(line, key.clone());
-            }
-        });
-        Ok(key)
+        SshPublicKey::parse(&line).map_err(serde::de::Error::custom)
     }
 }
 
@@ -407,24 +392,6 @@ impl SshPublicKey {
         let openssh = key.to_openssh().map_err(|error| invalid(format!("the key could not be encoded ({error})")))?;
         let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
         Ok(SshPublicKey { openssh, fingerprint, algorithm: key.algorithm().as_str().to_owned() })
-    }
-
-    /// Runs `f` with repeated keys parsed once: while it runs, a key line this thread has
-    /// already deserialised is answered from the first result. For records read back in bulk,
-    /// where a few keys recur many times (the simulated vSphere's journal, in which every VM
-    /// of a user carries the user's key: parsing those, fingerprints included, was a third of
-    /// replaying 10,000 VMs). What it remembers is dropped when `f` returns.
-    pub fn memoized<T>(f: impl FnOnce() -> T) -> T {
-        /// Puts back what was there before, also when `f` panics.
-        struct Restore(Option<std::collections::HashMap<String, SshPublicKey>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let outer = self.0.take();
-                KEY_MEMO.with(|memo| *memo.borrow_mut() = outer);
-            }
-        }
-        let _restore = Restore(KEY_MEMO.with(|memo| memo.borrow_mut().replace(Default::default())));
-        f()
     }
 
     /// The normalised `algorithm base64 [comment]` line.
@@ -507,28 +474,16 @@ mod tests {
         include_str!("../testdata/ssh/ecdsa-521.pub"),
     ];
 
-    /// Read back from JSON, a key is what parsing its line gives, inside `memoized` as well
-    /// (a repeated line answers the first result; a bad line is refused with the parser's
-    /// reason every time), and nothing is remembered once `memoized` has returned.
+    /// Read back from JSON, a key is what parsing its line gives; a bad line is refused with
+    /// the parser's reason.
     #[test]
-    fn keys_read_back_are_parsed_keys_memoized_or_not() {
+    fn keys_read_back_are_parsed_keys() {
         let json = |line: &str| serde_json::to_string(line).unwrap();
         let read = |line: &str| serde_json::from_str::<SshPublicKey>(&json(line));
-        let parsed = SshPublicKey::parse(ED25519).unwrap();
-        assert_eq!(read(ED25519).unwrap(), parsed);
-        let bad = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==";
-        let refused = read(bad).unwrap_err().to_string();
+        assert_eq!(read(ED25519).unwrap(), SshPublicKey::parse(ED25519).unwrap());
+        assert_eq!(read(RSA_2048).unwrap(), SshPublicKey::parse(RSA_2048).unwrap());
+        let refused = read("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==").unwrap_err().to_string();
         assert!(refused.contains("could not be parsed"), "{refused}");
-        let remembered = SshPublicKey::memoized(|| {
-            for _ in 0..3 {
-                assert_eq!(read(ED25519).unwrap(), parsed);
-                assert_eq!(read(RSA_2048).unwrap(), SshPublicKey::parse(RSA_2048).unwrap());
-                assert_eq!(read(bad).unwrap_err().to_string(), refused);
-            }
-            KEY_MEMO.with(|memo| memo.borrow().as_ref().map(|keys| keys.len()))
-        });
-        assert_eq!(remembered, Some(2), "the two good lines, each once");
-        assert!(KEY_MEMO.with(|memo| memo.borrow().is_none()), "forgotten after");
     }
 
     // The original's TestIsValidUsername cases (original.md §12.1), under the unified rule.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use basphere_core::config::Config;
 use basphere_core::mock::{InventoryChange, MockDelays, MockProvisioner};
-use basphere_core::validate::SshPublicKey;
 use basphere_core::{Error, Result};
 
 /// What can go wrong with the journal.
@@ -38,31 +37,33 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     if path.exists() {
         // Each change is applied as it is read: the journal is never held whole in memory.
-        // The owner's key recurs in every VM of theirs: parsed once per key.
-        SshPublicKey::memoized(|| -> Result<()> {
-            let file = File::open(path).map_err(io)?;
-            for (index, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(io)?;
-                if line.trim().is_empty() {
-                    continue;
+        let mut file = BufReader::new(File::open(path).map_err(io)?);
+        let mut line = Vec::new();
+        let mut index = 0;
+        loop {
+            line.clear();
+            if file.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                break;
+            }
+            index += 1;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<InventoryChange>(&line) {
+                Ok(change) => {
+                    replayed.replay([change]);
+                    changes_len += 1;
                 }
-                match serde_json::from_str::<InventoryChange>(&line) {
-                    Ok(change) => {
-                        replayed.replay([change]);
-                        changes_len += 1;
-                    }
-                    // A torn last line is a change that was never completed.
-                    Err(_) if is_last_line(path, index)? => {
-                        torn = true;
-                        break;
-                    }
-                    Err(source) => {
-                        return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index + 1, source }.into())
-                    }
+                // A torn last line is a change that was never completed.
+                Err(_) if file.fill_buf().map_err(io)?.is_empty() => {
+                    torn = true;
+                    break;
+                }
+                Err(source) => {
+                    return Err(SimulatedError::Corrupt { path: path.to_path_buf(), line: index, source }.into())
                 }
             }
-            Ok(())
-        })?;
+        }
     }
     // A last change written whole but without its line end (the process died between the two)
     // would run into the next change appended: rewrite the journal now.
@@ -123,9 +124,4 @@ fn ends_with_line_end(path: &Path) -> std::io::Result<bool> {
     let mut last = [0u8; 1];
     std::io::Read::read_exact(&mut file, &mut last)?;
     Ok(last[0] == b'\n')
-}
-
-fn is_last_line(path: &Path, index: usize) -> Result<bool> {
-    let file = File::open(path).map_err(|source| SimulatedError::Io { path: path.to_path_buf(), source })?;
-    Ok(BufReader::new(file).lines().count() == index + 1)
 }

@@ -23,9 +23,16 @@ async fn simulator_needs_the_folder_and_a_known_template() {
     sim.create_vm(&request).await.unwrap();
     let vm = sim.vm("alice-web").unwrap();
     assert_eq!(
-        vm.request.as_ref().unwrap().network.address,
-        request.network.address,
-        "the simulator keeps what it was asked for"
+        vm.clone,
+        Some(CloneSpec {
+            template: request.os.template.clone(),
+            cpu: request.spec.cpu,
+            memory_mb: request.spec.memory_mb,
+            disk_gb: request.spec.disk_gb,
+            network: request.network.clone(),
+            ssh_key: request.ssh_key.as_str().to_owned(),
+        }),
+        "the simulator keeps what it was asked to clone"
     );
     assert_eq!(
         sim.calls(),

@@ -128,14 +128,14 @@ async fn vm_journey_on_every_store() {
 
         let simulated = rig.sim.vm("alice-web-2").expect("in vSphere as <owner>-<name>");
         assert_eq!(simulated.folder, "basphere-vms/alice");
-        let sent = simulated.request.unwrap();
+        let sent = simulated.clone.unwrap();
         assert_eq!(
             (sent.network.address, sent.network.prefix_len, sent.network.gateway),
             (Ipv4Addr::new(10, 254, 0, 33), 21, Ipv4Addr::new(10, 254, 0, 1))
         );
         assert_eq!(sent.network.interface, "ens192");
-        assert_eq!((sent.spec.cpu, sent.spec.memory_mb, sent.spec.disk_gb), (2, 8192, 50));
-        assert_eq!(sent.ssh_key, user("alice", 1).ssh_key, "the owner's key goes to the guest");
+        assert_eq!((sent.cpu, sent.memory_mb, sent.disk_gb), (2, 8192, 50));
+        assert_eq!(sent.ssh_key, user("alice", 1).ssh_key.as_str(), "the owner's key goes to the guest");
 
         let report = rig.platform.quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.vms, report.usage.ips, report.usage.vcpus, report.usage.memory_mb), (3, 3, 6, 24576));
