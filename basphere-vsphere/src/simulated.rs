@@ -34,6 +34,9 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
     let mut torn = false;
     let mut changes_len = 0;
+    // Whether the journal was written when each VM kept Basphere's whole request: rewritten
+    // once, as each VM is kept now. Such lines come first, so the first VM's line tells.
+    let mut earlier_format = None;
     let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     if path.exists() {
         // Each change is applied as it is read: the journal is never held whole in memory.
@@ -51,6 +54,9 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             }
             match serde_json::from_slice::<InventoryChange>(&line) {
                 Ok(change) => {
+                    if earlier_format.is_none() && matches!(change, InventoryChange::Upsert { .. }) {
+                        earlier_format = Some(line.windows(EARLIER.len()).any(|window| window == EARLIER));
+                    }
                     replayed.replay([change]);
                     changes_len += 1;
                 }
@@ -73,7 +79,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     // Compact when the journal has grown well past the inventory it describes: rewrite it as
     // the current inventory, then append from there.
     let live = replayed.folders().len() + replayed.vm_count();
-    if torn || changes_len > 2 * live + 1000 || !path.exists() {
+    if torn || changes_len > 2 * live + 1000 || earlier_format == Some(true) || !path.exists() {
         let compacted = path.with_extension("jsonl.tmp");
         {
             let mut out = std::io::BufWriter::new(File::create(&compacted).map_err(io)?);
@@ -112,6 +118,9 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     });
     Ok(Arc::new(replayed.with_observer(observer)))
 }
+
+/// What a VM's line held when each VM kept Basphere's whole request.
+const EARLIER: &[u8] = b"\"request\":{";
 
 /// Whether the file is empty or its last byte ends a line.
 fn ends_with_line_end(path: &Path) -> std::io::Result<bool> {
