@@ -35,7 +35,8 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     let mut torn = false;
     let mut changes_len = 0;
     // Whether the journal was written when each VM kept Basphere's whole request: rewritten
-    // once, as each VM is kept now. Such lines come first, so the first VM's line tells.
+    // once, as each VM is kept now. Such lines come first, so the first line of a VM Basphere
+    // cloned tells (a VM planted by a test has no clone either way).
     let mut earlier_format = None;
     let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
     if path.exists() {
@@ -54,7 +55,9 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
             }
             match serde_json::from_slice::<InventoryChange>(&line) {
                 Ok(change) => {
-                    if earlier_format.is_none() && matches!(change, InventoryChange::Upsert { .. }) {
+                    if earlier_format.is_none()
+                        && matches!(&change, InventoryChange::Upsert { vm } if vm.clone.is_some())
+                    {
                         earlier_format = Some(line.windows(EARLIER.len()).any(|window| window == EARLIER));
                     }
                     replayed.replay([change]);

@@ -39,9 +39,8 @@ struct Record {
 const RECORDS_PER_PAGE: usize = 500;
 
 /// The live VM records (the filter's default leaves deleted ones out) as reconciliation needs
-/// them, and whole those awaiting adoption,
-/// read in one transaction a page at a time: whole, 10,000 records took 7 MiB at once, more
-/// than anything else a start-up holds.
+/// them, and whole those awaiting adoption, read in one transaction a page at a time: whole,
+/// 10,000 records took 7 MiB at once, more than anything else a start-up holds.
 fn read_records(tx: &dyn crate::store::StoreRead) -> Result<(Vec<Record>, Vec<Vm>)> {
     let (mut records, mut awaiting) = (Vec::new(), Vec::new());
     let mut filter = VmFilter { limit: Some(RECORDS_PER_PAGE), ..VmFilter::default() };

@@ -22,18 +22,7 @@ async fn simulator_needs_the_folder_and_a_known_template() {
     assert!(sim.vms().is_empty(), "failed clones leave nothing behind");
     sim.create_vm(&request).await.unwrap();
     let vm = sim.vm("alice-web").unwrap();
-    assert_eq!(
-        vm.clone,
-        Some(CloneSpec {
-            template: request.os.template.clone(),
-            cpu: request.spec.cpu,
-            memory_mb: request.spec.memory_mb,
-            disk_gb: request.spec.disk_gb,
-            network: request.network.clone(),
-            ssh_key: request.ssh_key.as_str().to_owned(),
-        }),
-        "the simulator keeps what it was asked to clone"
-    );
+    assert_eq!(vm.clone, Some(CloneSpec::from(&request)), "the simulator keeps what it was asked to clone");
     assert_eq!(
         sim.calls(),
         ["create_vm:alice-web", "ensure_folder:alice", "create_vm:alice-web", "create_vm:alice-web"]

@@ -51,7 +51,8 @@ async fn the_inventory_survives_reopening() {
 }
 
 /// A journal written when each VM kept Basphere's whole request opens with the VMs as they
-/// were, and is rewritten once in the current form (the key and the catalog's names dropped).
+/// were, and is rewritten once in the current form (the key and the catalog's names dropped),
+/// also when its first VM is one Basphere did not clone.
 #[test]
 fn a_journal_of_the_earlier_form_is_read_and_rewritten_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,16 +60,18 @@ fn a_journal_of_the_earlier_form_is_read_and_rewritten_once() {
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKe7DQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABC test-900007";
     let earlier = format!(
         "{{\"change\":\"folder\",\"path\":\"basphere-vms/alice\"}}\n\
+         {{\"change\":\"upsert\",\"vm\":{{\"backend_id\":\"vm-6\",\"vsphere_name\":\"alice-stray\",\"folder\":\"basphere-vms/alice\",\"basphere_id\":null,\"power\":\"on\",\"request\":null}}}}\n\
          {{\"change\":\"upsert\",\"vm\":{{\"backend_id\":\"vm-7\",\"vsphere_name\":\"alice-web\",\"folder\":\"basphere-vms/alice\",\"basphere_id\":\"01a23367-9726-77c8-82ff-73e88505a5ab\",\"power\":\"off\",\"request\":{{\"id\":\"01a23367-9726-77c8-82ff-73e88505a5ab\",\"owner\":\"alice\",\"name\":\"web\",\"os\":{{\"key\":\"ubuntu-24.04\",\"template\":\"ubuntu-noble-24.04-cloudimg\",\"description\":\"Ubuntu 24.04 LTS (Noble)\",\"interface\":\"ens192\"}},\"spec\":{{\"key\":\"tiny\",\"description\":\"tiny\",\"cpu\":2,\"memory_mb\":4096,\"disk_gb\":50}},\"network\":{{\"interface\":\"ens192\",\"address\":\"10.254.0.33\",\"prefix_len\":21,\"gateway\":\"10.254.0.1\",\"dns\":[\"8.8.8.8\"],\"mtu\":1500}},\"ssh_key\":\"{key}\"}}}}}}\n"
     );
     std::fs::write(&path, &earlier).unwrap();
     let opened = simulated::open(&path, &Config::default(), MockDelays::default()).unwrap();
     let vms = opened.vms();
-    assert_eq!(vms.len(), 1);
-    let clone = vms[0].clone.as_ref().expect("the clone read out of the request");
+    assert_eq!(vms.len(), 2);
+    assert_eq!((vms[0].vsphere_name.as_str(), vms[0].clone.as_ref()), ("alice-stray", None));
+    let clone = vms[1].clone.as_ref().expect("the clone read out of the request");
     assert_eq!((clone.template.as_str(), clone.cpu, clone.memory_mb), ("ubuntu-noble-24.04-cloudimg", 2, 4096));
     assert_eq!((clone.network.address, clone.ssh_key.as_str()), ([10, 254, 0, 33].into(), key));
-    assert_eq!((vms[0].vsphere_name.as_str(), vms[0].power), ("alice-web", PowerState::Off));
+    assert_eq!((vms[1].vsphere_name.as_str(), vms[1].power), ("alice-web", PowerState::Off));
     drop(opened);
     let rewritten = std::fs::read_to_string(&path).unwrap();
     assert!(!rewritten.contains("\"request\"") && !rewritten.contains("Noble"), "{rewritten}");
