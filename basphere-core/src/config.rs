@@ -366,11 +366,22 @@ pub struct RegistrationLimits {
     pub per_email_per_day: u32,
     /// Submissions per day in all.
     pub per_day: u32,
+    /// Every accepted submission is answered this long after it arrived, whether it was
+    /// recorded or refused as a duplicate: the two do different work, and the answer's timing
+    /// must not tell which (0: answer as soon as the work is done).
+    pub answer_after_ms: u32,
+}
+
+impl RegistrationLimits {
+    /// The defaults: 10 an hour per address, 3 a day per email, 500 a day, answered after 50 ms
+    /// (a submission's work takes a few milliseconds).
+    pub const DEFAULT: RegistrationLimits =
+        RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500, answer_after_ms: 50 };
 }
 
 impl Default for RegistrationLimits {
     fn default() -> Self {
-        RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500 }
+        RegistrationLimits::DEFAULT
     }
 }
 
@@ -607,6 +618,7 @@ struct RawRegistration {
     per_address_per_hour: Option<u32>,
     per_email_per_day: Option<u32>,
     per_day: Option<u32>,
+    answer_after_ms: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -972,6 +984,15 @@ impl Config {
                 raw.registration.per_email_per_day.unwrap_or(limits.per_email_per_day),
             )?,
             per_day: positive_u32("registration.per_day", raw.registration.per_day.unwrap_or(limits.per_day))?,
+            answer_after_ms: match raw.registration.answer_after_ms.unwrap_or(limits.answer_after_ms) {
+                ms @ 0..=5000 => ms,
+                other => {
+                    return Err(Error::invalid(
+                        "registration.answer_after_ms",
+                        format!("{other} is out of range; 0-5000 milliseconds are accepted"),
+                    ))
+                }
+            },
         };
         let notifications = NotificationsConfig {
             admin_emails: raw
@@ -1492,7 +1513,7 @@ mod tests {
         assert_eq!(Config { recaptcha: RecaptchaConfig::Off, ..config.clone() }, Config::default());
         assert_eq!(
             config.registration,
-            RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500 }
+            RegistrationLimits { per_address_per_hour: 10, per_email_per_day: 3, per_day: 500, answer_after_ms: 50 }
         );
         assert_eq!(config.bastion.logins, BastionLogins::None);
         assert_eq!(config.server.host, "127.0.0.1", "loopback only by default");
@@ -1666,7 +1687,7 @@ bastion: {address: bastion.corp.com, port: 50022}
         );
         assert_eq!(
             config.registration,
-            RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 50 }
+            RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 50, answer_after_ms: 50 }
         );
         assert_eq!(
             config.bastion.logins,

@@ -193,6 +193,9 @@ pub struct WebSession {
     pub last_seen_at: Timestamp,
     /// When a link was used, or a session signed out or revoked.
     pub ended_at: Option<Timestamp>,
+    /// The API token a session was signed in with: the session lasts no longer than the token
+    /// (revoked, expired or gone, it ends the session at the next request).
+    pub token_id: Option<Uuid>,
 }
 
 impl fmt::Debug for WebSession {
@@ -739,17 +742,62 @@ impl AuditEvent {
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NotificationEvent {
-    RegistrationSubmitted { username: Username, email: Email },
-    RegistrationApproved { username: Username, email: Email },
-    RegistrationRejected { username: Username, email: Email, reason: String },
-    KeyChangeRequested { username: Username },
-    KeyChangeApproved { username: Username, email: Email },
-    KeyChangeRejected { username: Username, email: Email, reason: String },
-    VmReady { owner: Username, name: ResourceName, ip: Option<Ipv4Addr> },
-    VmFailed { owner: Username, name: ResourceName, reason: String },
-    ClusterReady { owner: Username, name: ResourceName },
-    ClusterFailed { owner: Username, name: ResourceName, reason: String },
-    QuotaNearlyUsed { owner: Username, resource: String, used: u64, limit: u64 },
+    RegistrationSubmitted {
+        username: Username,
+        email: Email,
+    },
+    RegistrationApproved {
+        username: Username,
+        email: Email,
+    },
+    RegistrationRejected {
+        username: Username,
+        email: Email,
+        reason: String,
+    },
+    KeyChangeRequested {
+        username: Username,
+    },
+    /// Told to the account itself when a key change is asked for, so that a request the
+    /// account's holder did not make does not go unnoticed.
+    /// It goes to the account's own address, whatever address the request gave.
+    KeyChangeRequestReceived {
+        username: Username,
+    },
+    KeyChangeApproved {
+        username: Username,
+        email: Email,
+    },
+    KeyChangeRejected {
+        username: Username,
+        email: Email,
+        reason: String,
+    },
+    VmReady {
+        owner: Username,
+        name: ResourceName,
+        ip: Option<Ipv4Addr>,
+    },
+    VmFailed {
+        owner: Username,
+        name: ResourceName,
+        reason: String,
+    },
+    ClusterReady {
+        owner: Username,
+        name: ResourceName,
+    },
+    ClusterFailed {
+        owner: Username,
+        name: ResourceName,
+        reason: String,
+    },
+    QuotaNearlyUsed {
+        owner: Username,
+        resource: String,
+        used: u64,
+        limit: u64,
+    },
 }
 
 impl NotificationEvent {
@@ -760,6 +808,7 @@ impl NotificationEvent {
             NotificationEvent::RegistrationApproved { .. } => "registration_approved",
             NotificationEvent::RegistrationRejected { .. } => "registration_rejected",
             NotificationEvent::KeyChangeRequested { .. } => "key_change_requested",
+            NotificationEvent::KeyChangeRequestReceived { .. } => "key_change_request_received",
             NotificationEvent::KeyChangeApproved { .. } => "key_change_approved",
             NotificationEvent::KeyChangeRejected { .. } => "key_change_rejected",
             NotificationEvent::VmReady { .. } => "vm_ready",

@@ -378,6 +378,16 @@ impl SshPublicKey {
         if first == "ssh-dss" {
             return Err(invalid("DSA keys are no longer secure and are not accepted".into()));
         }
+        // What follows the key data is its comment; a second key there (two lines joined, or
+        // two keys pasted together) would be kept as that comment and never work.
+        let looks_like_key_data = |token: &str| {
+            token.len() >= 60
+                && token.starts_with("AAAA")
+                && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        };
+        if value.split_ascii_whitespace().skip(2).any(|token| known.contains(&token) || looks_like_key_data(token)) {
+            return Err(invalid("the field holds more than one key: paste one key".into()));
+        }
         let key = ssh_key::PublicKey::from_openssh(value)
             .map_err(|error| invalid(format!("the key could not be parsed ({error})")))?;
         if let ssh_key::public::KeyData::Rsa(rsa) = key.key_data() {
@@ -443,20 +453,48 @@ pub fn free_text(field: &str, value: &str, max: usize) -> Result<String> {
     if value.chars().count() > max {
         return Err(Error::invalid(field, format!("at most {max} characters are accepted")));
     }
-    if !value.chars().all(is_printable) {
+    if let Some(bad) = value.chars().find(|&c| !is_printable(c)) {
         return Err(Error::invalid(
             field,
-            "control characters, line breaks and the non-characters U+FFFE/U+FFFF are not accepted",
+            format!(
+                "{} is not accepted: one line of text without control characters, line or paragraph \
+                 separators (U+2028/U+2029), bidirectional controls (U+200E/U+200F, U+202A-U+202E, \
+                 U+2066-U+2069, U+061C) or the non-characters U+FFFE/U+FFFF",
+                describe_char(bad)
+            ),
         ));
     }
     Ok(value.to_owned())
 }
 
 /// Whether `c` may appear in one-line text that reaches a rendered file (cloud-init YAML, HCL,
-/// logs): no control characters (C0, DEL, C1, line breaks) and nothing outside YAML's
+/// logs) or another person's screen: no control characters (C0, DEL, C1, line breaks), no
+/// Unicode line or paragraph separators, no bidirectional controls (which reorder what a reader
+/// sees: an administrator must read a reason as it was written), and nothing outside YAML's
 /// printable set (U+FFFE and U+FFFF; surrogates cannot occur in Rust strings).
 pub fn is_printable(c: char) -> bool {
-    !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{FFFE}'
+                | '\u{FFFF}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A character named so that a reader can find it: `U+2028`, or `'x'` for a visible one.
+fn describe_char(c: char) -> String {
+    if c.is_control() || !is_printable(c) {
+        format!("the character U+{:04X}", c as u32)
+    } else {
+        format!("the character {c:?}")
+    }
 }
 
 #[cfg(test)]
@@ -652,6 +690,12 @@ mod tests {
             (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{FFFE}"), "printable"),
             (&*format!("{} alice{}", ed_key_only(ed), "\u{FFFF}"), "printable"),
             (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{85}"), "printable"),
+            (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{2028}"), "printable"),
+            (&*format!("{} alice{}laptop", ed_key_only(ed), "\u{202E}"), "printable"),
+            // Two keys in one field: the second would be kept as the first one's comment.
+            (&*format!("{} {} user@laptop", ed_key_only(ed), ed_key_only(RSA_2048.trim())), "more than one key"),
+            (&*format!("{} {ed}", ed_key_only(RSA_2048.trim())), "more than one key"),
+            (&*format!("{} {}", ed_key_only(ed), ed_key_only(ed).split(' ').nth(1).unwrap()), "more than one key"),
         ];
         for (key, expected) in cases {
             let error = SshPublicKey::parse(key).unwrap_err().to_string();
@@ -668,6 +712,23 @@ mod tests {
             assert!(error.contains("team") && error.contains("not accepted"), "{bad:?}: {error}");
         }
         assert!(free_text("team", &"a".repeat(65), 64).is_err());
+    }
+
+    #[test]
+    fn free_text_refuses_separators_and_bidirectional_controls() {
+        let refused = [
+            '\u{2028}', '\u{2029}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+            '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ];
+        for bad in refused {
+            let error = free_text("reason", &format!("laptop{bad}lost"), 500).unwrap_err().to_string();
+            let code = format!("U+{:04X}", bad as u32);
+            assert!(error.contains("reason") && error.contains(&code), "{bad:?}: {error}");
+        }
+        // Their neighbours, and text in other scripts, are text.
+        for fine in ["\u{2027}", "\u{202F}", "\u{2065}\u{206A}", "팀 DevOps", "عربي", "ZWJ\u{200D}"] {
+            assert!(free_text("team", fine, 64).is_ok(), "{fine:?}");
+        }
     }
 
     proptest::proptest! {

@@ -270,6 +270,16 @@ pub fn render(event: &NotificationEvent, recipient: &Recipient, settings: &TextS
                 block(&format!("basphere admin key reject {username} --reason \"...\"")),
             ),
         ),
+        E::KeyChangeRequestReceived { username, .. } => (
+            "A new SSH key was asked for on your account".to_owned(),
+            format!(
+                "someone asked for the SSH key of your Basphere account {username} to be replaced by \
+                 another. An administrator reviews the request; you will hear when it is approved or \
+                 rejected, and until then your current key keeps working.\n\n\
+                 If this was not you, tell your Basphere administrators at once, so that they reject \
+                 the request: whoever holds the new key would log in as you.\n"
+            ),
+        ),
         E::KeyChangeApproved { username, .. } => (
             "Your new SSH key is active".to_owned(),
             format!(
@@ -285,7 +295,7 @@ pub fn render(event: &NotificationEvent, recipient: &Recipient, settings: &TextS
                 "your request to replace the SSH key of the Basphere account {username} was rejected; \
                  your current key still works.\n\nReason:\n{}\n\
                  If you can fix what the reason says, you may ask again; otherwise, ask your Basphere \
-                 administrators.\n",
+                 administrators. If you did not ask for a new key, tell them too: someone else did.\n",
                 indented(reason)
             ),
         ),

@@ -190,7 +190,10 @@ impl RequestListQuery {
 }
 
 fn accepted(operation: &Operation) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(OperationView::from_core(operation))).into_response();
+    // An operation that had finished before this request (an approval asked for again) is
+    // answered as it is, not as work accepted.
+    let status = if operation.state.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let mut response = (status, Json(OperationView::from_core(operation))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/operations/{}", operation.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -222,9 +225,11 @@ pub async fn admin_registration(
 
 /// Approves a registration: the account is active at once; the operation gives it its IP
 /// block, vSphere folder and bastion login, then tells the user. Approving again finishes an
-/// approval that failed part-way. *admin*
+/// approval that failed part-way, and answers an approval that succeeded with that operation
+/// (200), so an account is welcomed once. *admin*
 #[utoipa::path(post, path = "/api/v1/admin/registrations/{username}/approve", tag = "admin", params(("username" = String, Path)),
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
+    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))),
+        (status = 200, description = "The account's approval had succeeded already: that operation", body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_approve_registration(
     caller: Caller,
     State(state): State<AppState>,

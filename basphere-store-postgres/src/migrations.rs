@@ -222,6 +222,12 @@ pub const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     "#,
+    // 2: accounts found by email (one account per address), and the API token a browser session
+    // was signed in with (no foreign key: a session whose token is gone is simply over).
+    r#"
+    CREATE INDEX users_email ON users (lower(email));
+    ALTER TABLE web_sessions ADD COLUMN token_id UUID;
+    "#,
 ];
 
 pub const LATEST: usize = MIGRATIONS.len();

@@ -48,6 +48,10 @@ impl decode::Cells for Cells<'_> {
         self.row.try_get(index).map_err(pg)
     }
 
+    fn opt_uuid(&self, index: usize, _column: &'static str) -> Result<Option<Uuid>> {
+        self.row.try_get(index).map_err(pg)
+    }
+
     fn opt_time(&self, index: usize, _column: &'static str) -> Result<Option<Timestamp>> {
         self.row.try_get(index).map_err(pg)
     }

@@ -411,6 +411,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX clusters_live_name ON clusters (owner, name) WHERE state <> 'deleted';
     CREATE INDEX clusters_owner ON clusters (owner, id);
     "#,
+    // 9: accounts found by email (one account per address), and the API token a browser session
+    // was signed in with (no foreign key: a session whose token is gone is simply over).
+    r#"
+    CREATE INDEX users_email ON users (lower(email));
+    ALTER TABLE web_sessions ADD COLUMN token_id TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -51,6 +51,12 @@ impl decode::Cells for Cells<'_, '_> {
         Uuid::parse_str(self.str(index)?).map_err(|error| self.corrupt(column, error.to_string()))
     }
 
+    fn opt_uuid(&self, index: usize, column: &'static str) -> Result<Option<Uuid>> {
+        self.opt_text(index)?
+            .map(|text| Uuid::parse_str(&text).map_err(|error| self.corrupt(column, error.to_string())))
+            .transpose()
+    }
+
     fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Timestamp>> {
         match self.opt_int(index)? {
             None => Ok(None),

@@ -1,6 +1,7 @@
 //! `cargo xtask bench accounts`: the release `basphere-server` on loopback: registrations per
 //! second and their latency with no request pending and with 10,000 pending, listing 10,000
-//! pending requests a page at a time, and approving 100 accounts in one go.
+//! pending requests a page at a time, approving 100 accounts in one go, and whether the answer
+//! time tells a submission naming a taken username from a fresh one.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,15 @@ use serde_json::{json, Value};
 
 use super::bench_api::{build, call, connect, connect_unix, ms, start_with, Server};
 
+/// The throughput runs answer each submission as soon as its work is done
+/// (`answer_after_ms: 0`), so that they measure the work; the timing comparison runs on a
+/// second server with the default answer time as well.
 const CONFIG: &str = "backend:\n  simulated_delays: none\nnetwork:\n  cidr: 10.0.0.0/16\n  block_size: 32\nserver:\n  workers: 64\n\
-recaptcha:\n  enabled: false\nregistration:\n  per_address_per_hour: 100000000\n  per_email_per_day: 100000000\n  per_day: 100000000\n";
+recaptcha:\n  enabled: false\nregistration:\n  per_address_per_hour: 100000000\n  per_email_per_day: 100000000\n  per_day: 100000000\n  answer_after_ms: 0\n";
+
+/// Rounds of the timing comparison, and submissions of each kind per round.
+const TIMING_ROUNDS: usize = 3;
+const TIMING_PER_ROUND: usize = 50;
 
 /// Latencies of one run of registrations.
 struct Run {
@@ -73,7 +81,7 @@ pub fn accounts(scale: f64, connections: usize) -> Result<()> {
     let measured = ((1000.0 * scale) as usize).max(50);
     let pending_target = 10_000usize;
 
-    let report = runtime.block_on(async {
+    let (report, unpadded) = runtime.block_on(async {
         // From an empty store.
         let mut empty = register(&server, 0, measured, connections).await?;
         // Up to 10,000 pending, then the same measurement again.
@@ -131,27 +139,13 @@ pub fn accounts(scale: f64, connections: usize) -> Result<()> {
 
         // Enumeration by timing: submissions naming taken usernames (accounts and pending
         // requests) against fresh ones, interleaved on one connection so both see the same load.
-        let mut sender = connect(&server.tcp).await?;
-        let (mut taken, mut fresh) = (Vec::new(), Vec::new());
-        for i in 0..(measured / 2).max(50) {
-            for (is_taken, name) in [(true, format!("applicant-{}", i % 200)), (false, format!("newcomer-{i}"))] {
-                let key = basphere_core::testing::ssh_key(7_000_000 + 2 * i as u64 + u64::from(is_taken));
-                let body =
-                    json!({"username": name, "email": format!("{name}-{i}@example.org"), "ssh_key": key.as_str()});
-                let t0 = Instant::now();
-                let (status, _) = call(&mut sender, "POST", "/api/v1/register", None, Some(&body)).await?;
-                let took = t0.elapsed();
-                anyhow::ensure!(status == 202, "{name}: {status}");
-                if is_taken {
-                    taken.push(took)
-                } else {
-                    fresh.push(took)
-                }
-            }
-        }
-        let mut taken = Run { latencies: taken, elapsed: Duration::from_secs(1) };
-        let mut fresh = Run { latencies: fresh, elapsed: Duration::from_secs(1) };
-        anyhow::Ok(json!({
+        // Answered as soon as the work is done, the difference is the work's.
+        let unpadded = timing_rounds(&server, "raw").await?;
+        let (taken, fresh): (Vec<_>, Vec<_>) =
+            unpadded.iter().map(|round| (round.taken.clone(), round.fresh.clone())).unzip();
+        let mut taken = Run { latencies: taken.concat(), elapsed: Duration::from_secs(1) };
+        let mut fresh = Run { latencies: fresh.concat(), elapsed: Duration::from_secs(1) };
+        let report = json!({
             "register_empty": empty.json(),
             "register_10000_pending": full.json(),
             "list_pages": list.json(),
@@ -161,9 +155,23 @@ pub fn accounts(scale: f64, connections: usize) -> Result<()> {
             "fresh_p50_ms": ms(fresh.percentile(0.5)),
             "taken_p90_ms": ms(taken.percentile(0.9)),
             "fresh_p90_ms": ms(fresh.percentile(0.9)),
-        }))
+            "timing_work_only": unpadded.iter().map(Round::json).collect::<Vec<_>>(),
+        });
+        anyhow::Ok((report, unpadded))
     })?;
     drop(server);
+
+    // The same comparison on a server as deployed: every answer after the default answer time.
+    let padded_dir = tempfile::tempdir()?;
+    let padded_config = CONFIG.replace("  answer_after_ms: 0\n", "");
+    let padded = start_with(&binary, padded_dir.path(), &padded_config)?;
+    let padded_rounds = runtime.block_on(async {
+        register(&padded, 0, 200, connections).await?;
+        timing_rounds(&padded, "deployed").await
+    })?;
+    drop(padded);
+    let mut report = report;
+    report["timing_deployed"] = padded_rounds.iter().map(Round::json).collect();
 
     let f = |path: &[&str]| path.iter().fold(&report, |v, k| &v[*k]).as_f64().unwrap_or(0.0);
     println!(
@@ -199,6 +207,13 @@ pub fn accounts(scale: f64, connections: usize) -> Result<()> {
         f(&["taken_p90_ms"]),
         f(&["fresh_p90_ms"])
     );
+    for (label, rounds) in [("answered when done", &unpadded), ("as deployed", &padded_rounds)] {
+        let figures: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.3} / {:.3} ms, z {:+.2}", ms(r.mean(&r.taken)), ms(r.mean(&r.fresh)), r.z()))
+            .collect();
+        println!("  taken vs fresh, {label}, {TIMING_ROUNDS} rounds of {TIMING_PER_ROUND}: {}", figures.join("; "));
+    }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!();
     println!("target: registration latency flat within 1.5x from 0 to 10,000 pending: {}", verdict(slower <= 1.5));
@@ -207,9 +222,72 @@ pub fn accounts(scale: f64, connections: usize) -> Result<()> {
         "target: taken and fresh names answered in the same time class (within 1.5x): {}",
         verdict((1.0 / 1.5..=1.5).contains(&timing))
     );
+    println!(
+        "target: as deployed, no round tells taken from fresh (|z| < 3 in each of {TIMING_ROUNDS} rounds of {TIMING_PER_ROUND}): {}",
+        verdict(padded_rounds.iter().all(|r| r.z().abs() < 3.0))
+    );
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("accounts.json"), serde_json::to_string_pretty(&report)?)?;
     println!("figures written to target/bench/accounts.json");
     Ok(())
+}
+
+/// One round of the timing comparison: the answer times of submissions naming a taken
+/// username and of fresh ones, taken in turn.
+struct Round {
+    taken: Vec<Duration>,
+    fresh: Vec<Duration>,
+}
+
+impl Round {
+    fn mean(&self, of: &[Duration]) -> Duration {
+        of.iter().sum::<Duration>() / of.len().max(1) as u32
+    }
+
+    /// Welch's z of the two means: how many standard errors apart they are.
+    fn z(&self) -> f64 {
+        let stats = |of: &[Duration]| {
+            let n = of.len() as f64;
+            let mean = of.iter().map(Duration::as_secs_f64).sum::<f64>() / n;
+            let variance = of.iter().map(|d| (d.as_secs_f64() - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            (mean, variance / n)
+        };
+        let ((taken, taken_var), (fresh, fresh_var)) = (stats(&self.taken), stats(&self.fresh));
+        (taken - fresh) / (taken_var + fresh_var).sqrt().max(f64::MIN_POSITIVE)
+    }
+
+    fn json(&self) -> Value {
+        json!({"taken_mean_ms": ms(self.mean(&self.taken)), "fresh_mean_ms": ms(self.mean(&self.fresh)), "z": self.z()})
+    }
+}
+
+/// [`TIMING_ROUNDS`] rounds of [`TIMING_PER_ROUND`] submissions naming a pending applicant's
+/// username and as many fresh ones, in turn on one connection. The server must hold the pending
+/// requests `applicant-0` to `applicant-199`.
+async fn timing_rounds(server: &Server, tag: &str) -> Result<Vec<Round>> {
+    let mut sender = connect(&server.tcp).await?;
+    let mut rounds = Vec::new();
+    for round in 0..TIMING_ROUNDS {
+        let mut this = Round { taken: Vec::new(), fresh: Vec::new() };
+        for i in 0..TIMING_PER_ROUND {
+            let n = round * TIMING_PER_ROUND + i;
+            for (is_taken, name) in [(true, format!("applicant-{}", n % 200)), (false, format!("newcomer-{tag}-{n}"))] {
+                let key = basphere_core::testing::ssh_key(7_000_000 + 2 * n as u64 + u64::from(is_taken));
+                let body =
+                    json!({"username": name, "email": format!("{name}-{n}@example.org"), "ssh_key": key.as_str()});
+                let t0 = Instant::now();
+                let (status, _) = call(&mut sender, "POST", "/api/v1/register", None, Some(&body)).await?;
+                let took = t0.elapsed();
+                anyhow::ensure!(status == 202, "{name}: {status}");
+                if is_taken {
+                    this.taken.push(took)
+                } else {
+                    this.fresh.push(took)
+                }
+            }
+        }
+        rounds.push(this);
+    }
+    Ok(rounds)
 }

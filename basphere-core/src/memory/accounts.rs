@@ -6,7 +6,7 @@ use super::{after, page, remember, ReadTx, State, WriteTx};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::store::{AccountsRead, AccountsTx, RequestFilter};
-use crate::validate::Username;
+use crate::validate::{Email, Username};
 
 macro_rules! reads {
     ($ty:ty) => {
@@ -19,6 +19,9 @@ macro_rules! reads {
             }
             fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
                 Ok(self.state().users.values().find(|u| u.ssh_key.fingerprint() == fingerprint).cloned())
+            }
+            fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+                Ok(self.state().users.values().find(|u| u.email.matches(email)).cloned())
             }
             fn list_users(&self) -> Result<Vec<User>> {
                 Ok(self.state().users.values().cloned().collect())

@@ -132,6 +132,16 @@ fn busy(tx: &dyn StoreRead, username: &Username) -> Result<()> {
     Ok(())
 }
 
+/// The account's newest approval operation, if it has one.
+fn latest_approval(tx: &dyn StoreRead, username: &Username) -> Result<Option<Operation>> {
+    let operations = tx.list_operations(&OperationFilter {
+        owner: Some(username.clone()),
+        newest_first: true,
+        ..OperationFilter::default()
+    })?;
+    Ok(operations.into_iter().find(|op| op.kind == OperationKind::ApproveAccount))
+}
+
 fn account_operation(kind: OperationKind, username: &Username, actor: &Actor, steps: &[&str]) -> Operation {
     let resource = ResourceRef { kind: ResourceKind::Account, id: Uuid::now_v7(), name: username.to_string() };
     Operation::new(kind, username.clone(), resource, &actor.name, steps)
@@ -201,6 +211,13 @@ impl Platform {
                                     other.username
                                 )));
                             }
+                            if let Some(other) = tx.user_by_email(&request.email)? {
+                                return Err(Error::Conflict(format!(
+                                    "the request's email {} is the account {}'s (one account per address); \
+                                     reject this request",
+                                    request.email, other.username
+                                )));
+                            }
                             let at = now();
                             tx.insert_user(&User {
                                 username: name.clone(),
@@ -229,6 +246,13 @@ impl Platform {
                             if !approved || tx.get_user(&name)?.is_none() {
                                 return Err(Error::not_found("pending registration", &name));
                             }
+                            // An approval that finished is answered with itself: approving again
+                            // would welcome the account a second time.
+                            if let Some(done) = latest_approval(&*tx, &name)?
+                                .filter(|approval| approval.state == OperationState::Succeeded)
+                            {
+                                return Ok((done, false));
+                            }
                             audit(
                                 tx,
                                 &actor,
@@ -239,11 +263,14 @@ impl Platform {
                         }
                     }
                     tx.insert_operation(&operation)?;
-                    Ok(operation)
+                    Ok((operation, true))
                 })
             })
             .await?;
-        self.spawn_operation(operation.id);
+        let (operation, started) = operation;
+        if started {
+            self.spawn_operation(operation.id);
+        }
         Ok(operation)
     }
 

@@ -85,6 +85,12 @@ impl Platform {
         let (record, actor) = (user.clone(), actor.clone());
         self.db(move |store, _| {
             store.transact(|tx| {
+                if let Some(other) = tx.user_by_email(&record.email)? {
+                    return Err(Error::Conflict(format!(
+                        "the email {} is the account {}'s already (one account per address)",
+                        record.email, other.username
+                    )));
+                }
                 tx.insert_user(&record)?;
                 let details = json!({
                     "email": record.email.as_str(),

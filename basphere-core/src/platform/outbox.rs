@@ -121,7 +121,8 @@ impl Platform {
             | E::KeyChangeRejected { username, email, .. } => {
                 return Ok(Recipient::Person { username: username.clone(), email: email.clone() })
             }
-            E::VmReady { owner, .. }
+            E::KeyChangeRequestReceived { username: owner }
+            | E::VmReady { owner, .. }
             | E::VmFailed { owner, .. }
             | E::ClusterReady { owner, .. }
             | E::ClusterFailed { owner, .. }

@@ -5,7 +5,7 @@
 //! answer does not: a submission that names a taken username, an email with a request already
 //! waiting, or a key another account uses is recorded in the audit log for administrators and
 //! answered exactly like one that was accepted, so nobody learns from the answer (or its
-//! timing: both paths write one transaction) who has an account.
+//! timing: both are answered a fixed time after they arrived) who has an account.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -60,6 +60,7 @@ impl Platform {
     /// Registers a request for an account (public). Answers [`SUBMITTED`] whether the request
     /// was recorded or refused as a duplicate; invalid fields and exceeded limits are errors.
     pub async fn register(&self, from: &Submission, form: RegistrationForm) -> Result<&'static str> {
+        let arrived = tokio::time::Instant::now();
         self.admit(from).await?;
         let valid =
             form.validate(&self.config.allowed_email_domains).map_err(|errors| Error::InvalidFields(errors.0))?;
@@ -86,13 +87,14 @@ impl Platform {
             insert: |tx, request| tx.insert_registration(request),
             pending: "a request is already pending",
         };
-        self.record_submission(from, request.username.clone(), request, recording, event).await
+        self.record_submission(from, arrived, request.username.clone(), request, recording, vec![event]).await
     }
 
     /// Asks for an account's SSH key to be replaced (public). Recorded only when the username
     /// exists, the email is the account's and the key is nobody else's; answered [`SUBMITTED`]
     /// either way.
     pub async fn request_key_change(&self, from: &Submission, form: KeyChangeForm) -> Result<&'static str> {
+        let arrived = tokio::time::Instant::now();
         self.admit(from).await?;
         let valid = form.validate().map_err(|errors| Error::InvalidFields(errors.0))?;
         self.submissions.admit_email(valid.email.as_str(), &self.config.registration)?;
@@ -108,26 +110,32 @@ impl Platform {
             processed_at: None,
             reject_reason: None,
         };
-        let event = NotificationEvent::KeyChangeRequested { username: request.username.clone() };
+        // The administrators decide; the account's holder hears of it, in case it was not them.
+        let events = vec![
+            NotificationEvent::KeyChangeRequested { username: request.username.clone() },
+            NotificationEvent::KeyChangeRequestReceived { username: request.username.clone() },
+        ];
         let recording = Recording {
             action: "key_change.submit",
             refused: key_change_refused,
             insert: |tx, request| tx.insert_key_change(request),
             pending: "a key change is already pending",
         };
-        self.record_submission(from, request.username.clone(), request, recording, event).await
+        self.record_submission(from, arrived, request.username.clone(), request, recording, events).await
     }
 
-    /// Records a submission, or refuses it as a duplicate, in one transaction either way (so the
-    /// answer's timing tells nothing either), with its audit event, and queues the
-    /// notification of one that was recorded.
+    /// Records a submission, or refuses it as a duplicate, in one transaction either way, with
+    /// its audit event, and queues the notifications of one that was recorded. Both are answered
+    /// `registration.answer_after_ms` after the submission `arrived`: a recorded one writes more
+    /// and wakes the notifier, and the answer's timing must not tell which it was.
     async fn record_submission<R: Send + Sync + 'static>(
         &self,
         from: &Submission,
+        arrived: tokio::time::Instant,
         username: crate::validate::Username,
         record: R,
         recording: Recording<R>,
-        event: NotificationEvent,
+        events: Vec<NotificationEvent>,
     ) -> Result<&'static str> {
         let client = from.client.clone();
         let channels = self.channels();
@@ -148,12 +156,16 @@ impl Platform {
                         submitted_audit(tx, recording.action, &username, &client, Outcome::Denied, Some(reason))?;
                         return Ok(false);
                     }
-                    super::outbox::queue(tx, event.clone(), &channels)?;
+                    for event in &events {
+                        super::outbox::queue(tx, event.clone(), &channels)?;
+                    }
                     submitted_audit(tx, recording.action, &username, &client, Outcome::Success, None)?;
                     Ok(true)
                 })
             })
             .await?;
+        let answer_after = std::time::Duration::from_millis(self.config.registration.answer_after_ms.into());
+        tokio::time::sleep_until(arrived + answer_after).await;
         if recorded {
             self.outbox_ready.notify_one();
         }
@@ -170,13 +182,17 @@ struct Recording<R> {
     pending: &'static str,
 }
 
-/// Why a registration is not recorded, if it is not: the name is an account's, or the key is.
+/// Why a registration is not recorded, if it is not: the name, the email or the key is an
+/// account's (one account per person: an address that has an account gets no second one).
 fn registration_refused(
     tx: &dyn crate::store::StoreRead,
     request: &RegistrationRequest,
 ) -> Result<Option<&'static str>> {
     if tx.get_user(&request.username)?.is_some() {
         return Ok(Some("the username is an account's"));
+    }
+    if tx.user_by_email(&request.email)?.is_some() {
+        return Ok(Some("the email is an account's"));
     }
     if tx.user_by_key_fingerprint(request.ssh_key.fingerprint())?.is_some() {
         return Ok(Some("the key is another account's"));

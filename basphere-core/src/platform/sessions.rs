@@ -69,6 +69,7 @@ impl Platform {
                 expires_at,
                 last_seen_at: at,
                 ended_at: None,
+                token_id: None,
             },
             secret,
         }
@@ -163,12 +164,19 @@ impl Platform {
     }
 
     /// Signs a browser in with an API token: a session with the token's rights (an admin-scoped
-    /// token of an admin account, or user rights).
+    /// token of an admin account, or user rights), which lasts no longer than the token: it ends
+    /// when the token is revoked or expires.
     pub async fn sign_in_with_token(&self, token_secret: &str, source: &str) -> Result<NewWebSession> {
-        let actor = self.identify_token(token_secret.trim(), source).await.map_err(|_| {
+        let (user, token) = self.authenticate_token(token_secret.trim()).await.map_err(|_| {
             signed_out("the token is unknown, revoked or expired; paste a token `basphere token create` printed")
         })?;
-        let new = self.session_for(WebSessionKind::Session, actor.account.clone(), &actor.name, actor.role);
+        let role = if token.scope == TokenScope::Admin && user.role == Role::Admin { Role::Admin } else { Role::User };
+        let mut new =
+            self.session_for(WebSessionKind::Session, Some(user.username.clone()), user.username.as_str(), role);
+        new.session.token_id = Some(token.id);
+        if let Some(token_expiry) = token.expires_at {
+            new.session.expires_at = new.session.expires_at.min(token_expiry);
+        }
         let (saved, source) = (new.session.clone(), source.to_owned());
         self.db(move |store, _| {
             store.transact(|tx| {
@@ -202,14 +210,19 @@ impl Platform {
                         Some(owner) => Some(tx.get_user(owner)?),
                         None => None,
                     };
-                    Ok(Some((session, user)))
+                    // A session signed in with a token is over when the token is.
+                    let token_valid = match session.token_id {
+                        Some(id) => tx.get_token(id)?.is_some_and(|token| token.is_valid_at(now())),
+                        None => true,
+                    };
+                    Ok(Some((session, user, token_valid)))
                 })
             })
             .await?;
         let at = now();
         let expired = || signed_out("your session has ended; sign in again");
-        let (session, user) = found.ok_or_else(expired)?;
-        if session.kind != WebSessionKind::Session || !session.is_valid_at(at, idle) {
+        let (session, user, token_valid) = found.ok_or_else(expired)?;
+        if session.kind != WebSessionKind::Session || !session.is_valid_at(at, idle) || !token_valid {
             return Err(expired());
         }
         let actor = match user {

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::model::*;
-use crate::validate::Username;
+use crate::validate::{Email, Username};
 use uuid::Uuid;
 
 /// Which registration or key change requests to list, oldest first (by id).
@@ -22,6 +22,8 @@ pub trait AccountsRead {
     fn user_by_uid(&self, uid: u32) -> Result<Option<User>>;
     /// The account whose SSH key has this fingerprint.
     fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>>;
+    /// An account whose email names the same mailbox (compared without regard to ASCII case).
+    fn user_by_email(&self, email: &Email) -> Result<Option<User>>;
     /// All accounts ordered by username.
     fn list_users(&self) -> Result<Vec<User>>;
 

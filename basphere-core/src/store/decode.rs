@@ -23,6 +23,7 @@ pub trait Cells {
     fn int(&self, index: usize) -> Result<i64>;
     fn opt_int(&self, index: usize) -> Result<Option<i64>>;
     fn uuid(&self, index: usize, column: &'static str) -> Result<Uuid>;
+    fn opt_uuid(&self, index: usize, column: &'static str) -> Result<Option<Uuid>>;
     fn opt_time(&self, index: usize, column: &'static str) -> Result<Option<Timestamp>>;
 
     fn time(&self, index: usize, column: &'static str) -> Result<Timestamp> {
@@ -136,6 +137,7 @@ pub fn web_session(c: &dyn Cells) -> Result<WebSession> {
         expires_at: c.time(7, "expires_at")?,
         last_seen_at: c.time(8, "last_seen_at")?,
         ended_at: c.opt_time(9, "ended_at")?,
+        token_id: c.opt_uuid(10, "token_id")?,
     })
 }
 

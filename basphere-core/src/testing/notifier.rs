@@ -20,6 +20,7 @@ pub fn sample_events() -> Vec<NotificationEvent> {
             reason: "unknown \"team\"\nline".into(),
         },
         NotificationEvent::KeyChangeRequested { username: alice.clone() },
+        NotificationEvent::KeyChangeRequestReceived { username: alice.clone() },
         NotificationEvent::KeyChangeApproved { username: alice.clone(), email: email.clone() },
         NotificationEvent::KeyChangeRejected { username: alice.clone(), email, reason: "no".into() },
         NotificationEvent::VmReady { owner: alice.clone(), name: web.clone(), ip: Some([10, 254, 0, 33].into()) },

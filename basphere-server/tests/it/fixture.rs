@@ -72,6 +72,7 @@ impl Api {
             per_address_per_hour: 10_000,
             per_email_per_day: 10_000,
             per_day: 100_000,
+            ..basphere_core::config::RegistrationLimits::DEFAULT
         };
         Api::with(Config { registration: limits, ..Config::default() }, None)
     }

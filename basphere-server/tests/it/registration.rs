@@ -121,7 +121,12 @@ async fn json_and_forms_get_one_answer_whatever_becomes_of_them() {
 
 #[tokio::test]
 async fn too_many_submissions_are_answered_429_with_retry_after() {
-    let limits = RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 2, per_day: 100 };
+    let limits = RegistrationLimits {
+        per_address_per_hour: 2,
+        per_email_per_day: 2,
+        per_day: 100,
+        ..RegistrationLimits::DEFAULT
+    };
     let api = Api::with(Config { registration: limits, ..Config::default() }, None);
     for (i, name) in ["one", "two"].iter().enumerate() {
         let answer = api
@@ -373,7 +378,12 @@ async fn hostile_fields_are_refused_or_kept_verbatim() {
 /// `X-Forwarded-For` is ignored.
 #[tokio::test]
 async fn the_client_behind_a_trusted_proxy_is_the_one_limited() {
-    let limits = RegistrationLimits { per_address_per_hour: 1, per_email_per_day: 100, per_day: 100 };
+    let limits = RegistrationLimits {
+        per_address_per_hour: 1,
+        per_email_per_day: 100,
+        per_day: 100,
+        ..RegistrationLimits::DEFAULT
+    };
     let mut config = Config { registration: limits, ..Config::default() };
     config.server.trusted_proxies = vec!["198.51.100.1".parse().unwrap()];
     let api = Api::with(config, None);

@@ -225,6 +225,25 @@ async fn a_developer_cannot_use_the_console_and_is_signed_out_by_suspension_or_i
 }
 
 #[tokio::test]
+async fn a_session_signed_in_with_a_token_ends_with_the_token() {
+    let api = Api::new();
+    let other = api.account("alice", 1, false, None).await;
+    let body = r#"{"name": "browser", "scope": "user"}"#;
+    let created = api.send(&ROOT, "POST", "/api/v1/admin/users/alice/tokens", Some(body)).await.json();
+    let (token, id) = (created["secret"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
+    let mut browser = signed_in(&api, &token).await;
+    let mut beside = signed_in(&api, &other).await;
+    assert_eq!(browser.get("/dashboard").await.status, 200);
+    assert_eq!(beside.get("/dashboard").await.status, 200);
+
+    // Revoking the token ends the sessions made from it, and only those.
+    let revoked = api.send(&Who::Bearer(other.clone()), "DELETE", &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(location(&browser.get("/dashboard").await), "/sign-in?done=session-ended");
+    assert_eq!(beside.get("/dashboard").await.status, 200, "a session of another token goes on");
+}
+
+#[tokio::test]
 async fn sessions_are_secure_cookies_behind_https() {
     let mut config = Config::default();
     config.server.public_url = Some("https://basphere.example.com".into());

@@ -2,7 +2,7 @@
 
 use basphere_core::model::*;
 use basphere_core::store::{AccountsRead, AccountsTx, RequestFilter};
-use basphere_core::validate::Username;
+use basphere_core::validate::{Email, Username};
 use basphere_core::{Error, Result};
 use uuid::Uuid;
 
@@ -36,6 +36,15 @@ impl AccountsRead for PgTx<'_> {
 
     fn user_by_key_fingerprint(&self, fingerprint: &str) -> Result<Option<User>> {
         self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE key_fingerprint = $1"), &[&fingerprint], user_row)
+    }
+
+    fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        // Addresses are ASCII (Email::parse), so lower() folds what Email::matches folds.
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) ORDER BY username LIMIT 1"),
+            &[&email.as_str()],
+            user_row,
+        )
     }
 
     fn list_users(&self) -> Result<Vec<User>> {

@@ -8,7 +8,8 @@ use basphere_core::Result;
 use super::{Param, PgTx};
 use crate::rows::*;
 
-const COLUMNS: &str = "id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at, ended_at";
+const COLUMNS: &str =
+    "id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at, ended_at, token_id";
 
 impl WebSessionsRead for PgTx<'_> {
     fn web_session_by_hash(&self, secret_hash: &str) -> Result<Option<WebSession>> {
@@ -23,7 +24,7 @@ impl WebSessionsRead for PgTx<'_> {
 impl PgTx<'_> {
     fn write_web_session(&self, statement: &str, s: &WebSession, missing: bool) -> Result<()> {
         let owner = s.owner.as_ref().map(|owner| owner.to_string()).unwrap_or_default();
-        let params: [Param<'_>; 10] = [
+        let params: [Param<'_>; 11] = [
             &s.id,
             &s.kind.as_str(),
             &s.owner.as_ref().map(Username::as_str),
@@ -34,6 +35,7 @@ impl PgTx<'_> {
             &s.expires_at,
             &s.last_seen_at,
             &s.ended_at,
+            &s.token_id,
         ];
         let values: super::Values<'_> = &[("id", &s.id), ("owner", &owner), ("kind", &s.kind), ("role", &s.role)];
         if missing {
@@ -47,7 +49,7 @@ impl PgTx<'_> {
 impl WebSessionsTx for PgTx<'_> {
     fn insert_web_session(&mut self, s: &WebSession) -> Result<()> {
         self.write_web_session(
-            &format!("INSERT INTO web_sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            &format!("INSERT INTO web_sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
             s,
             true,
         )
@@ -55,7 +57,7 @@ impl WebSessionsTx for PgTx<'_> {
 
     fn update_web_session(&mut self, s: &WebSession) -> Result<()> {
         self.write_web_session(
-            "UPDATE web_sessions SET kind = $2, owner = $3, actor_name = $4, role = $5, secret_hash = $6, created_at = $7, expires_at = $8, last_seen_at = $9, ended_at = $10 WHERE id = $1",
+            "UPDATE web_sessions SET kind = $2, owner = $3, actor_name = $4, role = $5, secret_hash = $6, created_at = $7, expires_at = $8, last_seen_at = $9, ended_at = $10, token_id = $11 WHERE id = $1",
             s,
             false,
         )

@@ -10,7 +10,8 @@ use super::SqlTx;
 use crate::rows::*;
 use crate::sql;
 
-const COLUMNS: &str = "id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at, ended_at";
+const COLUMNS: &str =
+    "id, kind, owner, actor_name, role, secret_hash, created_at, expires_at, last_seen_at, ended_at, token_id";
 
 impl WebSessionsRead for SqlTx<'_> {
     fn web_session_by_hash(&self, secret_hash: &str) -> Result<Option<WebSession>> {
@@ -22,7 +23,7 @@ impl WebSessionsTx for SqlTx<'_> {
     fn insert_web_session(&mut self, s: &WebSession) -> Result<()> {
         let owner = s.owner.as_ref().map(|owner| owner.to_string()).unwrap_or_default();
         self.insert(
-            &format!("INSERT INTO web_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            &format!("INSERT INTO web_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
                 s.id.to_string(),
                 s.kind.as_str(),
@@ -33,7 +34,8 @@ impl WebSessionsTx for SqlTx<'_> {
                 micros(s.created_at),
                 micros(s.expires_at),
                 micros(s.last_seen_at),
-                s.ended_at.map(micros)
+                s.ended_at.map(micros),
+                s.token_id.map(|id| id.to_string())
             ],
             "web_sessions",
             &[("id", &s.id), ("owner", &owner), ("kind", &s.kind), ("role", &s.role)],
@@ -43,7 +45,7 @@ impl WebSessionsTx for SqlTx<'_> {
     fn update_web_session(&mut self, s: &WebSession) -> Result<()> {
         let owner = s.owner.as_ref().map(|owner| owner.to_string()).unwrap_or_default();
         self.update(
-            "UPDATE web_sessions SET kind = ?2, owner = ?3, actor_name = ?4, role = ?5, secret_hash = ?6, created_at = ?7, expires_at = ?8, last_seen_at = ?9, ended_at = ?10 WHERE id = ?1",
+            "UPDATE web_sessions SET kind = ?2, owner = ?3, actor_name = ?4, role = ?5, secret_hash = ?6, created_at = ?7, expires_at = ?8, last_seen_at = ?9, ended_at = ?10, token_id = ?11 WHERE id = ?1",
             params![
                 s.id.to_string(),
                 s.kind.as_str(),
@@ -54,7 +56,8 @@ impl WebSessionsTx for SqlTx<'_> {
                 micros(s.created_at),
                 micros(s.expires_at),
                 micros(s.last_seen_at),
-                s.ended_at.map(micros)
+                s.ended_at.map(micros),
+                s.token_id.map(|id| id.to_string())
             ],
             "web session",
             s.id,

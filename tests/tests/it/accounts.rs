@@ -48,7 +48,12 @@ fn rig_with(backend: Backend, dir: &std::path::Path, limits: RegistrationLimits)
 }
 
 fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
-    let generous = RegistrationLimits { per_address_per_hour: 1000, per_email_per_day: 1000, per_day: 10_000 };
+    let generous = RegistrationLimits {
+        per_address_per_hour: 1000,
+        per_email_per_day: 1000,
+        per_day: 10_000,
+        ..RegistrationLimits::DEFAULT
+    };
     rig_with(backend, dir, generous)
 }
 
@@ -113,12 +118,14 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
             SUBMITTED
         );
         // Duplicates: the same username pending, the same email pending (any case), an
-        // account's name, an account's key. Each gets the same answer and records nothing.
+        // account's name, an account's key, an account's email (any case). Each gets the same
+        // answer and records nothing.
         for duplicate in [
             form("alice", "other@example.com", 2),
             form("alice2", "ALICE@example.com", 3),
             form("taken", "taken2@example.com", 4),
             form("fresh", "fresh@example.com", 7),
+            form("second", "TAKEN@Example.com", 8),
         ] {
             let answer = rig.platform.register(&from("192.0.2.1"), duplicate.clone()).await.unwrap();
             assert_eq!(answer, SUBMITTED, "{backend:?} {duplicate:?}");
@@ -127,7 +134,8 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
         assert_eq!(pending.len(), 1, "{backend:?}: {pending:?}");
         assert_eq!((pending[0].username.as_str(), pending[0].team.as_str()), ("alice", "payments"));
         let denied = rig.audit("registration.submit");
-        assert_eq!(denied.iter().filter(|e| e.outcome == Outcome::Denied).count(), 4, "{backend:?}");
+        assert_eq!(denied.iter().filter(|e| e.outcome == Outcome::Denied).count(), 5, "{backend:?}");
+        assert!(denied.iter().any(|e| e.details["refused"] == "the email is an account's"), "{backend:?}: {denied:?}");
         assert!(denied.iter().all(|e| e.actor == "anonymous" && e.source == "192.0.2.1"));
 
         // Invalid input is refused with every problem named; nothing is recorded.
@@ -176,10 +184,49 @@ async fn concurrent_registrations_of_one_name_record_one_request() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_and_refused_submissions_are_answered_after_the_same_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = RegistrationLimits { answer_after_ms: 300, ..RegistrationLimits::DEFAULT };
+    let rig = rig_with(Backend::Memory, dir.path(), limits);
+    rig.platform.provision_account(user("taken", 7)).await.unwrap();
+    let key_change = |name: &str, email: &str| KeyChangeForm {
+        username: name.into(),
+        email: email.into(),
+        new_public_key: ssh_key(30).as_str().into(),
+        reason: "laptop lost".into(),
+    };
+    // Recorded, then refused (a taken name; an unknown account): the work differs by a few
+    // milliseconds, the answers come no sooner than the configured time, whatever the path.
+    let started = std::time::Instant::now();
+    rig.platform.register(&from("192.0.2.1"), form("fresh", "fresh@example.com", 1)).await.unwrap();
+    let recorded = started.elapsed();
+    let started = std::time::Instant::now();
+    rig.platform.register(&from("192.0.2.1"), form("taken", "other@example.com", 2)).await.unwrap();
+    let refused = started.elapsed();
+    let started = std::time::Instant::now();
+    rig.platform.request_key_change(&from("192.0.2.1"), key_change("taken", "taken@example.com")).await.unwrap();
+    let key_recorded = started.elapsed();
+    let started = std::time::Instant::now();
+    rig.platform.request_key_change(&from("192.0.2.1"), key_change("ghost", "ghost@example.com")).await.unwrap();
+    let key_refused = started.elapsed();
+    for (what, took) in
+        [("recorded", recorded), ("refused", refused), ("key recorded", key_recorded), ("key refused", key_refused)]
+    {
+        assert!(took >= Duration::from_millis(300), "{what}: answered after {took:?}");
+    }
+    assert_eq!(rig.pending().await.len(), 1, "the fresh one is recorded, the taken one is not");
+    // Invalid input is answered at once: its answer differs anyway.
+    let started = std::time::Instant::now();
+    rig.platform.register(&from("192.0.2.1"), form("Bad Name", "x@example.com", 3)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(300));
+}
+
 #[tokio::test]
 async fn abuse_limits_answer_when_to_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 3 };
+    let limits =
+        RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 3, ..RegistrationLimits::DEFAULT };
     let rig = rig_with(Backend::Memory, dir.path(), limits);
     rig.platform.register(&from("192.0.2.1"), form("one", "one@example.com", 1)).await.unwrap();
     // The same email again, from elsewhere: the per-email limit.
@@ -278,6 +325,67 @@ async fn approval_provisions_the_account_and_finishes_after_a_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_is_welcomed_once_however_often_it_is_approved() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(backend, dir.path());
+        rig.platform.register(&from("192.0.2.1"), form("erin", "erin@example.com", 1)).await.unwrap();
+        // Ten administrators approve at once: one approval runs, the others are told it is
+        // under way (or, once it finished, answered with it).
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let platform = rig.platform.clone();
+            tasks.push(tokio::spawn(async move { platform.approve_registration(&admin(), "erin").await }));
+        }
+        let mut started = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(operation) => started.push(operation.id),
+                Err(error) => assert_eq!(error.kind(), "conflict", "{backend:?}: {error}"),
+            }
+        }
+        started.dedup();
+        assert_eq!(started.len(), 1, "{backend:?}: every approval that was not refused is the one: {started:?}");
+        let first = rig.platform.operation(&admin(), &started[0].to_string()).await.unwrap();
+        assert_eq!(rig.wait(&first).await.state, OperationState::Succeeded, "{backend:?}");
+        // After it finished: approving again answers the finished approval, and runs nothing.
+        for _ in 0..3 {
+            let again = rig.platform.approve_registration(&admin(), "erin").await.unwrap();
+            assert_eq!((again.id, again.state), (first.id, OperationState::Succeeded), "{backend:?}");
+        }
+        let approvals: Vec<_> = rig
+            .store
+            .query(|tx| tx.list_operations(&Default::default()))
+            .unwrap()
+            .into_iter()
+            .filter(|op| op.kind == OperationKind::ApproveAccount)
+            .collect();
+        assert_eq!(approvals.len(), 1, "{backend:?}: {approvals:?}");
+        // Exactly one welcome (the registration's notice to the administrators is the other).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let delivered = rig.delivered(2).await;
+        let welcomes =
+            delivered.iter().filter(|(e, _)| matches!(e, NotificationEvent::RegistrationApproved { .. })).count();
+        assert_eq!(welcomes, 1, "{backend:?}: {delivered:?}");
+        let queued = rig.store.query(|tx| tx.list_outbox(&Default::default())).unwrap();
+        let queued_welcomes =
+            queued.iter().filter(|m| matches!(m.event, NotificationEvent::RegistrationApproved { .. })).count();
+        assert_eq!(queued_welcomes, 1, "{backend:?}: {queued:?}");
+
+        // One account per address: a request whose email became an account's meanwhile (an
+        // import, say) is not approved.
+        rig.platform.register(&from("192.0.2.1"), form("frank", "frank@example.com", 2)).await.unwrap();
+        let mut other = user("frank2", 3);
+        other.email = basphere_core::validate::Email::parse("Frank@example.com").unwrap();
+        rig.platform.provision_account(other).await.unwrap();
+        let error = rig.platform.approve_registration(&admin(), "frank").await.unwrap_err();
+        assert_eq!(error.kind(), "conflict", "{backend:?}: {error}");
+        assert!(error.to_string().contains("frank2") && error.to_string().contains("email"), "{error}");
+        assert!(rig.user("frank").is_none(), "{backend:?}: nothing recorded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_change_needs_the_registered_email_and_replaces_the_key_everywhere() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
@@ -315,10 +423,19 @@ async fn a_key_change_needs_the_registered_email_and_replaces_the_key_everywhere
         assert_eq!(rig.wait(&operation).await.state, OperationState::Succeeded);
         assert_eq!(rig.user("alice").unwrap().ssh_key.as_str(), ssh_key(22).as_str());
         assert_eq!(rig.bastion.login("alice").unwrap().1, ssh_key(22).as_str(), "the bastion has the new key");
-        let delivered = rig.delivered(4).await;
+        let delivered = rig.delivered(5).await;
         assert!(delivered.iter().any(|(e, _)| matches!(e, NotificationEvent::KeyChangeApproved { .. })));
         assert!(delivered.iter().any(|(e, to)| matches!(e, NotificationEvent::KeyChangeRequested { .. })
             && matches!(to, Recipient::Administrators { .. })));
+        // The account's holder hears of the request at the account's own address, once (the
+        // refused requests told nobody).
+        let told: Vec<_> =
+            delivered.iter().filter(|(e, _)| matches!(e, NotificationEvent::KeyChangeRequestReceived { .. })).collect();
+        assert_eq!(told.len(), 1, "{backend:?}: {delivered:?}");
+        assert!(
+            matches!(&told[0].1, Recipient::Person { email, .. } if email.as_str() == "alice@example.com"),
+            "{told:?}"
+        );
     }
 }
 

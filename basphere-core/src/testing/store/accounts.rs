@@ -26,6 +26,12 @@ pub fn check_users(store: &dyn Store) {
         alice.username
     );
 
+    // Found by email, whatever the case of its letters; nobody else's address matches.
+    let shouting = Email::parse("ALICE@Example.COM").unwrap();
+    assert_eq!(store.query(|tx| tx.user_by_email(&shouting)).unwrap().unwrap().username, alice.username);
+    let elsewhere = Email::parse("alice@example.org").unwrap();
+    assert!(store.query(|tx| tx.user_by_email(&elsewhere)).unwrap().is_none());
+
     let mut bob = user("bob", 3);
     bob.uid = Some(1001);
     store.transact(|tx| tx.insert_user(&bob)).unwrap();

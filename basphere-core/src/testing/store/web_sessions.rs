@@ -20,6 +20,7 @@ fn session(owner: Option<&str>, kind: WebSessionKind, secret: &str) -> WebSessio
         expires_at: at + chrono::Duration::hours(12),
         last_seen_at: at,
         ended_at: None,
+        token_id: None,
     }
 }
 
@@ -34,7 +35,9 @@ pub fn check_web_sessions(store: &dyn Store) {
         .unwrap();
     let link = session(Some("alice"), WebSessionKind::Link, "link-1");
     let own = session(Some("alice"), WebSessionKind::Session, "session-1");
-    let other = session(Some("bob"), WebSessionKind::Session, "session-2");
+    // Signed in with an API token: the token's id is kept with the session.
+    let other =
+        WebSession { token_id: Some(Uuid::now_v7()), ..session(Some("bob"), WebSessionKind::Session, "session-2") };
     let root = session(None, WebSessionKind::Session, "session-3");
     store
         .transact(|tx| {
@@ -46,6 +49,7 @@ pub fn check_web_sessions(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.query(|tx| tx.web_session_by_hash(&own.secret_hash)).unwrap().unwrap(), own);
     assert_eq!(store.query(|tx| tx.web_session_by_hash(&root.secret_hash)).unwrap().unwrap(), root);
+    assert_eq!(store.query(|tx| tx.web_session_by_hash(&other.secret_hash)).unwrap().unwrap(), other);
     assert!(store.query(|tx| tx.web_session_by_hash(&ApiToken::hash_secret("nope"))).unwrap().is_none());
 
     let mut duplicate = own.clone();
