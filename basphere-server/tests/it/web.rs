@@ -230,7 +230,8 @@ async fn a_session_signed_in_with_a_token_ends_with_the_token() {
     let other = api.account("alice", 1, false, None).await;
     let body = r#"{"name": "browser", "scope": "user"}"#;
     let created = api.send(&ROOT, "POST", "/api/v1/admin/users/alice/tokens", Some(body)).await.json();
-    let (token, id) = (created["secret"].as_str().unwrap().to_owned(), created["id"].as_str().unwrap().to_owned());
+    let (token, id) =
+        (created["secret"].as_str().unwrap().to_owned(), created["token"]["id"].as_str().unwrap().to_owned());
     let mut browser = signed_in(&api, &token).await;
     let mut beside = signed_in(&api, &other).await;
     assert_eq!(browser.get("/dashboard").await.status, 200);
