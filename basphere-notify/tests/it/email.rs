@@ -142,6 +142,51 @@ async fn a_person_gets_the_text_of_the_event() {
     assert!(message.body().contains("    ssh alice@bastion-server\n"), "{}", message.body());
 }
 
+/// The outbox delivers a message at least once: a retry (after a crash between the SMTP server's
+/// acceptance and the outbox's record of it) carries the same `Message-ID`, so the recipient can
+/// tell it is the same message; another outbox message has another.
+#[tokio::test]
+async fn an_outbox_message_keeps_its_message_id_on_every_retry() {
+    let Some(server) = SmtpServer::start(None) else { return };
+    // Through the fan-out, as the outbox dispatcher delivers on the email channel.
+    let fanout = basphere_notify::Fanout::new(vec![std::sync::Arc::new(notifier(server.port, ""))]);
+    let first = uuid::Uuid::new_v4();
+    let second = uuid::Uuid::new_v4();
+    fanout.notify_on("email", first, &approved(), &alice()).await.unwrap();
+    fanout.notify_on("email", first, &approved(), &alice()).await.unwrap();
+    fanout.notify_on("email", second, &approved(), &alice()).await.unwrap();
+
+    let messages = server.messages();
+    assert_eq!(messages.len(), 3);
+    let ids: Vec<&str> = messages
+        .iter()
+        .map(|message| match message.header("Message-ID")[..] {
+            [id] => id,
+            ref ids => panic!("one Message-ID: {ids:?}\n{}", message.raw),
+        })
+        .collect();
+    for (id, outbox) in ids.iter().zip([first, first, second]) {
+        let (local, domain) = id
+            .strip_prefix('<')
+            .and_then(|id| id.strip_suffix('>'))
+            .and_then(|id| id.split_once('@'))
+            .unwrap_or_else(|| panic!("{id:?} is not <local@domain>"));
+        assert_eq!(local, outbox.to_string(), "the outbox message's id: {id}");
+        assert_eq!(domain, "corp.com", "the domain of the from address: {id}");
+        assert!(!id.contains(char::is_whitespace), "{id:?}");
+    }
+    assert_eq!(ids[0], ids[1], "a retried delivery is the same message");
+    assert_ne!(ids[0], ids[2], "another outbox message is another message");
+
+    // Without an outbox message (a direct notify), each message still gets an id, its own.
+    let direct = notifier(server.port, "");
+    direct.notify(&approved(), &alice()).await.unwrap();
+    direct.notify(&approved(), &alice()).await.unwrap();
+    let messages = server.messages();
+    let (a, b) = (messages[3].header("Message-ID"), messages[4].header("Message-ID"));
+    assert!(a.len() == 1 && b.len() == 1 && a != b, "{a:?} {b:?}");
+}
+
 #[tokio::test]
 async fn a_reason_or_a_resource_cannot_add_headers() {
     let Some(server) = SmtpServer::start(None) else { return };
