@@ -35,14 +35,19 @@ pub const NAMES: &[&str] = &[
 /// Connection flags every alias accepts (the environment and the CLI config work too).
 #[derive(clap::Args, Debug)]
 struct Connect {
+    /// The server's Unix socket (default /run/basphere/basphere.sock, else .basphere/basphere.sock).
     #[arg(long, env = "BASPHERE_SOCKET")]
     socket: Option<PathBuf>,
+    /// The server's URL (http://host:port or https://host:port), with a token; instead of the socket.
     #[arg(long, env = "BASPHERE_SERVER")]
     server: Option<String>,
+    /// The API token for --server.
     #[arg(long, env = "BASPHERE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A context from ~/.config/basphere/config.yaml.
     #[arg(long, env = "BASPHERE_CONTEXT")]
     context: Option<String>,
+    /// The certificate authority (PEM) to trust for an https:// --server; the system's otherwise.
     #[arg(long, env = "BASPHERE_CA_FILE")]
     ca_file: Option<PathBuf>,
 }
@@ -63,14 +68,19 @@ impl Connect {
 #[derive(Parser, Debug)]
 #[command(name = "create-vm", about = "Create VMs (asks for what is missing on a terminal)", after_help = crate::commands::EXIT_CODES)]
 struct CreateVm {
+    /// The VM's name (with --count, the batch's: NAME-1..NAME-N); asked for on a terminal.
     #[arg(short = 'n', long)]
     name: Option<String>,
+    /// The OS image; chosen from a list on a terminal.
     #[arg(short = 'o', long)]
     os: Option<String>,
+    /// The size (CPUs, memory, disk); chosen from a list on a terminal.
     #[arg(short = 's', long)]
     spec: Option<String>,
+    /// How many VMs to create.
     #[arg(short = 'c', long)]
     count: Option<u32>,
+    /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     yes: bool,
     #[command(flatten)]
@@ -93,6 +103,7 @@ struct ListVms {
 #[derive(Parser, Debug)]
 #[command(name = "delete-vm", about = "Delete a VM")]
 struct DeleteVm {
+    /// The VM's name.
     name: String,
     /// Do not ask.
     #[arg(short = 'f', long, alias = "yes", short_alias = 'y')]
@@ -104,6 +115,7 @@ struct DeleteVm {
 #[derive(Parser, Debug)]
 #[command(name = "show-quota", about = "Show your quota")]
 struct ShowQuota {
+    /// JSON: the quota and usage.
     #[arg(short = 'j', long)]
     json: bool,
     #[command(flatten)]
@@ -113,6 +125,7 @@ struct ShowQuota {
 #[derive(Parser, Debug)]
 #[command(name = "list-resources", about = "List your VMs and clusters")]
 struct ListResources {
+    /// JSON: your VMs and clusters.
     #[arg(short = 'j', long)]
     json: bool,
     #[command(flatten)]
@@ -122,6 +135,7 @@ struct ListResources {
 #[derive(Parser, Debug)]
 #[command(name = "create-cluster", about = "Create a Kubernetes cluster (asks for what is missing on a terminal)", after_help = crate::commands::EXIT_CODES)]
 struct CreateCluster {
+    /// The cluster's name; asked for on a terminal.
     #[arg(short = 'n', long)]
     name: Option<String>,
     /// dev or standard (development and production work too).
@@ -130,6 +144,7 @@ struct CreateCluster {
     /// small, medium or large.
     #[arg(short = 'w', long)]
     worker_spec: Option<String>,
+    /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     yes: bool,
     #[command(flatten)]
@@ -139,6 +154,7 @@ struct CreateCluster {
 #[derive(Parser, Debug)]
 #[command(name = "list-clusters", about = "List your clusters")]
 struct ListClusters {
+    /// JSON: an array of clusters.
     #[arg(short = 'j', long)]
     json: bool,
     #[command(flatten)]
@@ -148,6 +164,7 @@ struct ListClusters {
 #[derive(Parser, Debug)]
 #[command(name = "delete-cluster", about = "Delete a cluster")]
 struct DeleteCluster {
+    /// The cluster's name.
     name: String,
     /// Do not ask.
     #[arg(short = 'f', long, alias = "yes", short_alias = 'y')]
@@ -159,7 +176,9 @@ struct DeleteCluster {
 #[derive(Parser, Debug)]
 #[command(name = "get-kubeconfig", about = "Print a cluster's kubeconfig, or save it (mode 600)")]
 struct GetKubeconfig {
+    /// The cluster's name.
     name: String,
+    /// Save it to this file (mode 600) instead of printing it.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
     /// Accepted for the original's scripts: the kubeconfig is always read afresh.
@@ -172,6 +191,7 @@ struct GetKubeconfig {
 #[derive(Parser, Debug)]
 #[command(name = "watch-cluster", about = "Show a cluster's progress; with -w until it is ready or failed", after_help = crate::commands::EXIT_CODES)]
 struct WatchCluster {
+    /// The cluster's name.
     name: String,
     /// Wait until the cluster is ready (exit 0) or failed (exit 9).
     #[arg(short = 'w', long)]
@@ -179,6 +199,7 @@ struct WatchCluster {
     /// Accepted for the original's scripts: the server tells of each change as it happens.
     #[arg(short = 'i', long, default_value_t = 5)]
     interval: u64,
+    /// Accepted for the original's scripts: the output has no colours anyway.
     #[arg(long)]
     no_color: bool,
     #[command(flatten)]
@@ -591,4 +612,35 @@ async fn watch_cluster(args: WatchCluster) -> Result<(), CliError> {
         println!("Follow it until ready: watch-cluster {} -w", cluster.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_original_command_and_its_arguments_have_help_text() {
+        let commands = [
+            CreateVm::command(),
+            ListVms::command(),
+            DeleteVm::command(),
+            ShowQuota::command(),
+            ListResources::command(),
+            CreateCluster::command(),
+            ListClusters::command(),
+            DeleteCluster::command(),
+            GetKubeconfig::command(),
+            WatchCluster::command(),
+        ];
+        let names: Vec<&str> = commands.iter().map(|command| command.get_name()).collect();
+        assert_eq!(names, NAMES, "every name the binary answers to is checked");
+        let mut found = Vec::new();
+        for mut command in commands {
+            command.build();
+            found.extend(crate::commands::undocumented(&command, ""));
+        }
+        assert!(found.is_empty(), "{} without help text:\n{}", found.len(), found.join("\n"));
+    }
 }

@@ -19,6 +19,7 @@ use crate::output::{self, emit, note, or_dash, Format};
 pub enum ClusterCommand {
     /// Create a cluster (types: basphere catalog; development and production work too).
     Create {
+        /// The cluster's name.
         name: String,
         /// The cluster type, e.g. dev (1 control plane) or standard (3, highly available).
         #[arg(long = "type", short = 't', default_value = "dev")]
@@ -42,9 +43,13 @@ pub enum ClusterCommand {
     /// Your clusters.
     List,
     /// One cluster, with its conditions.
-    Show { name: String },
+    Show {
+        /// The cluster's name.
+        name: String,
+    },
     /// Follow a cluster until it is ready (exit 0) or failed (exit 9).
     Watch {
+        /// The cluster's name.
         name: String,
         /// Give up after this many seconds (exit 6).
         #[arg(long, default_value_t = 1800)]
@@ -52,6 +57,7 @@ pub enum ClusterCommand {
     },
     /// The cluster's admin kubeconfig: printed, or written to a file with mode 600.
     Kubeconfig {
+        /// The cluster's name.
         name: String,
         /// Write it here (mode 600) instead of printing it.
         #[arg(long, short = 'f')]
@@ -59,7 +65,9 @@ pub enum ClusterCommand {
     },
     /// Change the number of workers.
     Scale {
+        /// The cluster's name.
         name: String,
+        /// The number of workers wanted.
         #[arg(long)]
         workers: u32,
         #[command(flatten)]
@@ -67,6 +75,7 @@ pub enum ClusterCommand {
     },
     /// Delete a cluster; its addresses are freed once everything is gone.
     Delete {
+        /// The cluster's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,

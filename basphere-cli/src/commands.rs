@@ -74,7 +74,9 @@ pub enum Command {
     Web,
     /// Ask for an account (no account or token needed); an administrator decides.
     Register {
+        /// The username you ask for (your bastion login once approved).
         username: String,
+        /// Your email address: the decision and your welcome message go there.
         #[arg(long)]
         email: String,
         /// A file with your public key (or - for stdin), e.g. ~/.ssh/id_ed25519.pub.
@@ -83,12 +85,14 @@ pub enum Command {
         /// The public key itself.
         #[arg(long)]
         key: Option<String>,
+        /// Your team, for the administrators.
         #[arg(long, default_value = "")]
         team: String,
     },
     /// Ask for your account's SSH key to be replaced (no account or token needed); the email
     /// must be the account's, and an administrator decides.
     KeyChange {
+        /// Your account's username.
         username: String,
         /// Your account's registered email address.
         #[arg(long)]
@@ -107,7 +111,10 @@ pub enum Command {
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Shell completion script: basphere completion bash > /etc/bash_completion.d/basphere
-    Completion { shell: clap_complete::Shell },
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// The manual page (roff), as the Debian package installs it: basphere manpage > basphere.1
     #[command(hide = true)]
     Manpage,
@@ -133,11 +140,15 @@ pub struct WaitArgs {
 pub enum VmCommand {
     /// Create one VM, or a batch NAME-1..NAME-N with --count.
     Create {
+        /// The VM's name (with --count, the batch's: NAME-1..NAME-N).
         name: String,
+        /// The OS image (basphere catalog lists them).
         #[arg(long)]
         os: String,
+        /// The size: CPUs, memory and disk (basphere catalog lists them).
         #[arg(long)]
         spec: String,
+        /// How many VMs to create.
         #[arg(long, short = 'c', default_value_t = 1)]
         count: u32,
         /// Makes a retried create return the first answer.
@@ -156,24 +167,34 @@ pub enum VmCommand {
         all: bool,
     },
     /// One VM.
-    Show { name: String },
+    Show {
+        /// The VM's name.
+        name: String,
+    },
     /// Delete a VM (asks first on a terminal).
     Delete {
+        /// The VM's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Power a VM on.
     Start {
+        /// The VM's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Power a VM off.
     Stop {
+        /// The VM's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Restart a VM.
     Reboot {
+        /// The VM's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -182,15 +203,20 @@ pub enum VmCommand {
 
 #[derive(Subcommand)]
 pub enum OperationCommand {
+    /// One operation: its state, steps and error.
     Show {
+        /// The operation's id.
         id: String,
     },
     /// Wait for an operation to end.
     Wait {
+        /// The operation's id.
         id: String,
+        /// How long to wait, in seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
+    /// Your operations.
     List,
 }
 
@@ -198,45 +224,59 @@ pub enum OperationCommand {
 pub enum TokenCommand {
     /// Create a token; its secret is printed once.
     Create {
+        /// A name to tell the token by.
         name: String,
+        /// What it may do: user, or admin (an administrator's own token).
         #[arg(long, default_value = "user")]
         scope: String,
+        /// Expire it after this many days; never otherwise.
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
+    /// Your tokens (never their secrets).
     List,
+    /// Revoke a token: it stops working at once.
     Revoke {
+        /// The token's id.
         id: String,
     },
 }
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Accounts and registration requests.
     #[command(subcommand)]
     User(AdminUserCommand),
+    /// An account's limits.
     #[command(subcommand)]
     Quota(AdminQuotaCommand),
     /// SSH key change requests.
     #[command(subcommand)]
     Key(AdminKeyCommand),
+    /// API tokens for any account.
     #[command(subcommand)]
     Token(AdminTokenCommand),
+    /// Every account's VMs.
     #[command(subcommand)]
     Vm(AdminVmCommand),
     /// Every operation.
     Ops {
+        /// Only this account's.
         #[arg(long)]
         owner: Option<String>,
     },
     /// The last comparison of the store with vSphere; --now runs one.
     Reconcile {
+        /// Compare now, and show that comparison.
         #[arg(long)]
         now: bool,
     },
     /// The audit log; --jsonl exports JSON lines.
     Audit {
+        /// Only what this account (or `root`, `system`) did.
         #[arg(long)]
         actor: Option<String>,
+        /// Every event as one JSON object a line, for export.
         #[arg(long)]
         jsonl: bool,
     },
@@ -257,14 +297,19 @@ pub struct OutboxArgs {
 #[derive(Subcommand)]
 pub enum OutboxCommand {
     /// Put a dead notification back in line, its attempts counted from zero again.
-    Retry { id: String },
+    Retry {
+        /// The notification's id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum AdminUserCommand {
     /// Create an account: record, IP block and vSphere folder.
     Add {
+        /// The account's username (its bastion login).
         username: String,
+        /// The user's email address, for notifications.
         #[arg(long)]
         email: String,
         /// A file with the user's public key (or - for stdin).
@@ -273,6 +318,7 @@ pub enum AdminUserCommand {
         /// The public key itself.
         #[arg(long)]
         key: Option<String>,
+        /// The user's team.
         #[arg(long, default_value = "")]
         team: String,
         /// The bastion login's uid (identifies the user on the Unix socket).
@@ -282,17 +328,22 @@ pub enum AdminUserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Every account.
     List,
+    /// One account.
     Show {
+        /// The account's username.
         username: String,
     },
     /// Registration requests waiting for a decision (one in full with NAME).
     Pending {
+        /// The request's username: show that one in full.
         username: Option<String>,
     },
     /// Approve registrations: each account gets its IP block, vSphere folder and bastion login.
     /// Approving again finishes an approval that failed part-way.
     Approve {
+        /// The usernames of the requests to approve.
         #[arg(required = true)]
         usernames: Vec<String>,
         #[command(flatten)]
@@ -300,23 +351,30 @@ pub enum AdminUserCommand {
     },
     /// Reject a registration; the applicant is told the reason.
     Reject {
+        /// The request's username.
         username: String,
+        /// Why, for the applicant.
         #[arg(long, default_value = "")]
         reason: String,
     },
     /// Suspend an account: it can do nothing until resumed; its resources stay.
     Suspend {
+        /// The account's username.
         username: String,
     },
+    /// Resume a suspended account.
     Resume {
+        /// The account's username.
         username: String,
     },
     /// Delete an account that owns no VM or cluster.
     Delete {
+        /// The account's username.
         username: String,
     },
     /// Destroy every VM of an account, free its addresses, remove its login and the account.
     Purge {
+        /// The account's username.
         username: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -326,16 +384,22 @@ pub enum AdminUserCommand {
 #[derive(Subcommand)]
 pub enum AdminKeyCommand {
     /// Key change requests waiting for a decision (one in full with NAME).
-    Pending { username: Option<String> },
+    Pending {
+        /// The request's username: show that one in full.
+        username: Option<String>,
+    },
     /// Approve a key change: the new key replaces the old, on the bastion too.
     Approve {
+        /// The username whose key change to approve.
         username: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
     /// Reject a key change; the user is told the reason.
     Reject {
+        /// The username whose key change to reject.
         username: String,
+        /// Why, for the user.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -343,27 +407,37 @@ pub enum AdminKeyCommand {
 
 #[derive(Subcommand)]
 pub enum AdminQuotaCommand {
+    /// An account's limits and usage.
     Show {
+        /// The account's username.
         username: String,
     },
     /// Override limits; unset ones keep the default.
     Set {
+        /// The account's username.
         username: String,
+        /// At most this many VMs.
         #[arg(long)]
         vms: Option<u64>,
+        /// At most this many IP addresses.
         #[arg(long)]
         ips: Option<u64>,
+        /// At most this many virtual CPUs in all.
         #[arg(long)]
         vcpus: Option<u64>,
+        /// At most this much memory in all, in MB.
         #[arg(long)]
         memory_mb: Option<u64>,
+        /// At most this much disk in all, in GB.
         #[arg(long)]
         disk_gb: Option<u64>,
+        /// At most this many Kubernetes clusters.
         #[arg(long)]
         clusters: Option<u64>,
     },
     /// Back to the defaults.
     Reset {
+        /// The account's username.
         username: String,
     },
 }
@@ -372,12 +446,16 @@ pub enum AdminQuotaCommand {
 pub enum AdminTokenCommand {
     /// Create a token for a user (an admin token for an admin account with --scope admin).
     Create {
+        /// The account the token acts as.
         #[arg(long)]
         user: String,
+        /// A name to tell the token by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// What it may do: user, or admin (admin accounts only).
         #[arg(long, default_value = "user")]
         scope: String,
+        /// Expire it after this many days; never otherwise.
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
@@ -387,11 +465,15 @@ pub enum AdminTokenCommand {
 pub enum AdminVmCommand {
     /// Every VM (or one owner's).
     List {
+        /// Only this account's.
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Delete any account's VM.
     Delete {
+        /// The VM owner's username.
         owner: String,
+        /// The VM's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -1111,5 +1193,67 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             });
             Ok(())
         }
+    }
+}
+
+/// Every command under `command` (itself included) with no description, and every argument with
+/// no help text, each named by its command path (`basphere vm start`) and flag or `<VALUE>`.
+#[cfg(test)]
+pub(crate) fn undocumented(command: &clap::Command, parent: &str) -> Vec<String> {
+    let blank = |text: Option<&clap::builder::StyledStr>| text.is_none_or(|text| text.to_string().trim().is_empty());
+    let path = match parent {
+        "" => command.get_name().to_owned(),
+        parent => format!("{parent} {}", command.get_name()),
+    };
+    let mut found = Vec::new();
+    if blank(command.get_about()) {
+        found.push(format!("`{path}` has no description"));
+    }
+    for arg in command.get_arguments() {
+        if blank(arg.get_help()) {
+            let name = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => format!("<{}>", arg.get_id().as_str().to_uppercase()),
+            };
+            found.push(format!("`{path}` {name} has no help"));
+        }
+    }
+    for subcommand in command.get_subcommands() {
+        found.extend(undocumented(subcommand, &path));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        let mut command = Cli::command();
+        command.build();
+        let found = undocumented(&command, "");
+        assert!(found.is_empty(), "{} without help text:\n{}", found.len(), found.join("\n"));
+    }
+
+    #[test]
+    fn a_command_or_argument_without_help_text_is_named_by_its_path() {
+        let command = clap::Command::new("basphere").about("top").subcommand(
+            clap::Command::new("vm")
+                .about("VMs")
+                .subcommand(clap::Command::new("start").arg(clap::Arg::new("name").help("The VM.")))
+                .subcommand(clap::Command::new("stop").about("Stop a VM").arg(clap::Arg::new("name")))
+                .subcommand(clap::Command::new("list").about("Your VMs").arg(clap::Arg::new("all").long("all"))),
+        );
+        assert_eq!(
+            undocumented(&command, ""),
+            [
+                "`basphere vm start` has no description",
+                "`basphere vm stop` <NAME> has no help",
+                "`basphere vm list` --all has no help"
+            ]
+        );
     }
 }

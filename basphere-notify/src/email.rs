@@ -3,6 +3,10 @@
 //! One message per event, to the person it is for or to every administrator address at once;
 //! nobody to write to (an account that is gone, no administrator address configured) means
 //! nothing to send, which is success. One connection per delivery, bounded in time as a whole.
+//!
+//! A message of the outbox carries the `Message-ID` `<ID@DOMAIN>`: the outbox message's id at the
+//! domain of the `from` address, the same on every retry of it and from every replica, so a
+//! recipient (or a mail filter) can tell a message delivered twice from two messages.
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use uuid::Uuid;
 
 use crate::settings::{EmailSettings, TlsMode};
 use crate::text::{self, TextSettings};
@@ -69,10 +74,19 @@ impl EmailNotifier {
         })
     }
 
-    /// The message for `event` to `to`: plain text, marked as sent automatically.
-    pub fn message(&self, event: &NotificationEvent, recipient: &Recipient, to: &[Mailbox]) -> Result<lettre::Message> {
+    /// The message for `event` to `to`: plain text, marked as sent automatically. With the
+    /// outbox message's `id`, its `Message-ID` is [`message_id`](Self::message_id); without, a
+    /// new one.
+    pub fn message(
+        &self,
+        id: Option<Uuid>,
+        event: &NotificationEvent,
+        recipient: &Recipient,
+        to: &[Mailbox],
+    ) -> Result<lettre::Message> {
         let text = text::render(event, recipient, &self.texts);
         let mut builder = lettre::Message::builder()
+            .message_id(id.map(|id| self.message_id(id)))
             .from(self.from.clone())
             .subject(text.subject)
             .header(ContentType::TEXT_PLAIN)
@@ -82,6 +96,32 @@ impl EmailNotifier {
             builder = builder.to(mailbox.clone());
         }
         builder.body(text.body).map_err(|error| self.failed(format!("building the message: {error}")))
+    }
+
+    /// The `Message-ID` of the outbox message `id`: `<ID@DOMAIN>`, DOMAIN the `from` address's.
+    pub fn message_id(&self, id: Uuid) -> String {
+        format!("<{}@{}>", id.as_hyphenated(), self.from.email.domain())
+    }
+
+    /// Sends `event`, as the outbox message `id` when there is one.
+    async fn send(&self, id: Option<Uuid>, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        let to = mailboxes(recipient).map_err(|error| self.failed(format!("address not accepted: {error}")))?;
+        if to.is_empty() {
+            tracing::debug!(event = event.name(), "no email address to write to");
+            return Ok(());
+        }
+        let message = self.message(id, event, recipient, &to)?;
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Err(_) => {
+                Err(Error::Timeout(format!("email {}: not delivered within {} s", self.server, self.timeout.as_secs())))
+            }
+            Ok(Err(error)) if error.is_timeout() => Err(Error::Timeout(format!("email {}: {error}", self.server))),
+            Ok(Err(error)) => Err(self.failed(error.to_string())),
+            Ok(Ok(response)) => {
+                tracing::debug!(event = event.name(), code = %response.code(), "email delivered");
+                Ok(())
+            }
+        }
     }
 
     fn failed(&self, message: String) -> Error {
@@ -108,22 +148,10 @@ impl Notifier for EmailNotifier {
     }
 
     async fn notify(&self, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
-        let to = mailboxes(recipient).map_err(|error| self.failed(format!("address not accepted: {error}")))?;
-        if to.is_empty() {
-            tracing::debug!(event = event.name(), "no email address to write to");
-            return Ok(());
-        }
-        let message = self.message(event, recipient, &to)?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Err(_) => {
-                Err(Error::Timeout(format!("email {}: not delivered within {} s", self.server, self.timeout.as_secs())))
-            }
-            Ok(Err(error)) if error.is_timeout() => Err(Error::Timeout(format!("email {}: {error}", self.server))),
-            Ok(Err(error)) => Err(self.failed(error.to_string())),
-            Ok(Ok(response)) => {
-                tracing::debug!(event = event.name(), code = %response.code(), "email delivered");
-                Ok(())
-            }
-        }
+        self.send(None, event, recipient).await
+    }
+
+    async fn deliver(&self, id: Uuid, event: &NotificationEvent, recipient: &Recipient) -> Result<()> {
+        self.send(Some(id), event, recipient).await
     }
 }

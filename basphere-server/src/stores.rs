@@ -2,7 +2,7 @@
 //! and `migrate-store`, which moves an installation from one store to another.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -23,11 +23,12 @@ pub fn open(settings: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
         }
         StoreUrl::Postgres(url) => {
             let mut options = PostgresOptions::new(url.clone());
-            options.password = password(settings)?;
+            let password = password(settings)?;
+            options.password = password.as_ref().map(|(password, _)| password.clone());
             options.ca_file = settings.ca_file.clone();
             options.pool_size = settings.pool_size;
-            let store = PostgresStore::connect(&options)
-                .with_context(|| format!("store.url: connecting to PostgreSQL at {}", shown(url)))?;
+            let source = password.map(|(_, source)| source);
+            let store = PostgresStore::connect(&options).map_err(|error| connect_error(url, source.as_ref(), error))?;
             Ok(Arc::new(store))
         }
     }
@@ -38,9 +39,40 @@ fn shown(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
+/// Where the database password came from: what to fix when the database refuses it.
+#[derive(Clone, Debug, PartialEq)]
+enum PasswordSource {
+    /// `store.password_file`, at this path.
+    File(PathBuf),
+    /// The environment variable [`PASSWORD_ENV`].
+    Environment,
+}
+
+/// Why connecting to the database at `url` failed, naming what to fix: when the database refused
+/// the login, where the password came from (the key `store.password_file` and its path, or the
+/// environment variable), or that none was given; otherwise `store.url`.
+fn connect_error(url: &str, password: Option<&PasswordSource>, error: basphere_core::Error) -> anyhow::Error {
+    let url = shown(url);
+    let context = match (basphere_store_postgres::login_refused(&error), password) {
+        (true, Some(PasswordSource::File(path))) => {
+            format!("store.password_file: PostgreSQL at {url} refused the password read from {}", path.display())
+        }
+        (true, Some(PasswordSource::Environment)) => {
+            format!("{PASSWORD_ENV}: PostgreSQL at {url} refused the password this environment variable holds")
+        }
+        (true, None) => format!(
+            "store.url: PostgreSQL at {url} refused the login, and no password was given \
+             (store.password_file, or the environment variable {PASSWORD_ENV})"
+        ),
+        (false, _) => format!("store.url: connecting to PostgreSQL at {url}"),
+    };
+    anyhow::Error::new(error).context(context)
+}
+
 /// The password from `store.password_file` (readable by the server's account only) or from
-/// the environment; none when neither is set (trust or peer authentication, or a `.pgpass`).
-fn password(settings: &StoreConfig) -> Result<Option<String>> {
+/// the environment, with where it came from; none when neither is set (trust or peer
+/// authentication).
+fn password(settings: &StoreConfig) -> Result<Option<(String, PasswordSource)>> {
     if let Some(file) = &settings.password_file {
         let metadata =
             std::fs::metadata(file).with_context(|| format!("store.password_file: cannot read {}", file.display()))?;
@@ -57,9 +89,12 @@ fn password(settings: &StoreConfig) -> Result<Option<String>> {
         if password.is_empty() {
             bail!("store.password_file: {} is empty", file.display());
         }
-        return Ok(Some(password));
+        return Ok(Some((password, PasswordSource::File(file.clone()))));
     }
-    Ok(std::env::var(PASSWORD_ENV).ok().filter(|password| !password.is_empty()))
+    Ok(std::env::var(PASSWORD_ENV)
+        .ok()
+        .filter(|password| !password.is_empty())
+        .map(|password| (password, PasswordSource::Environment)))
 }
 
 /// Moves every record from the store `from` names into the empty store `to` names, then
@@ -169,12 +204,13 @@ pub fn check(settings: &StoreConfig, data_dir: &Path) -> Result<String> {
         }
         StoreUrl::Postgres(url) => {
             let mut options = PostgresOptions::new(url.clone());
-            options.password = password(settings)?;
+            let password = password(settings)?;
+            options.password = password.as_ref().map(|(password, _)| password.clone());
             options.ca_file = settings.ca_file.clone();
             options.pool_size = 1;
-            let store = PostgresStore::connect_only(&options)
-                .map_err(|error| anyhow::anyhow!("{error}"))
-                .with_context(|| format!("store.url: {}", shown(url)))?;
+            let source = password.map(|(_, source)| source);
+            let store =
+                PostgresStore::connect_only(&options).map_err(|error| connect_error(url, source.as_ref(), error))?;
             let version = store.schema_version().map_err(|error| anyhow::anyhow!("{error}"))?;
             let latest = basphere_store_postgres::migrations::LATEST;
             let tls = if store.uses_tls().unwrap_or(false) { "with TLS" } else { "without TLS" };
@@ -188,5 +224,91 @@ pub fn check(settings: &StoreConfig, data_dir: &Path) -> Result<String> {
                 v => format!("PostgreSQL at {} {tls} (schema {v})", shown(url)),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use basphere_store_postgres::testing::PgCluster;
+
+    use super::*;
+
+    fn secret(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// A store that cannot be opened, and why, all causes on one line.
+    fn refused<T>(result: Result<T>) -> String {
+        match result {
+            Ok(_) => panic!("expected an error"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    /// The error of a store the database refuses.
+    fn refusal(options: &PostgresOptions) -> basphere_core::Error {
+        match PostgresStore::connect_only(options) {
+            Ok(_) => panic!("expected the database to refuse the login"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn a_refused_password_is_blamed_on_where_it_came_from() {
+        let cluster = PgCluster::start().unwrap_or_else(|error| panic!("cannot start PostgreSQL: {error}"));
+        let url = cluster.require_password("replica", "right-password");
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |file: &Path| StoreConfig {
+            url: StoreUrl::Postgres(url.clone()),
+            password_file: Some(file.to_path_buf()),
+            pool_size: 2,
+            ..StoreConfig::default()
+        };
+        let right = secret(dir.path(), "right", "right-password\n");
+        let wrong = secret(dir.path(), "wrong", "wrong-password\n");
+        open(&settings(&right), dir.path()).expect("the right password logs in and migrates");
+        check(&settings(&right), dir.path()).expect("check-config logs in too");
+
+        // The file's password refused, by the server or check-config: the key and its path.
+        let expected = format!(
+            "store.password_file: PostgreSQL at {} refused the password read from {}",
+            shown(&url),
+            wrong.display()
+        );
+        for error in [refused(open(&settings(&wrong), dir.path())), refused(check(&settings(&wrong), dir.path()))] {
+            assert!(error.starts_with(&expected), "{error}");
+            assert!(error.contains("password authentication failed for user \"replica\""), "{error}");
+            assert!(!error.contains("wrong-password"), "the password is never shown: {error}");
+        }
+
+        // From the environment, and none at all: the same real refusals, named after their source.
+        let mut options = PostgresOptions::new(url.clone());
+        options.password = Some("from-the-environment".into());
+        let error = refusal(&options);
+        assert!(basphere_store_postgres::login_refused(&error), "{error}");
+        let error = format!("{:#}", connect_error(&url, Some(&PasswordSource::Environment), error));
+        assert!(
+            error.starts_with(&format!(
+                "BASPHERE_STORE_PASSWORD: PostgreSQL at {} refused the password this environment variable holds: ",
+                shown(&url)
+            )),
+            "{error}"
+        );
+        assert!(!error.contains("from-the-environment"), "{error}");
+        let error = refusal(&PostgresOptions::new(url.clone()));
+        assert!(basphere_store_postgres::login_refused(&error), "no password where one is asked for: {error}");
+        let error = format!("{:#}", connect_error(&url, None, error));
+        assert!(error.starts_with("store.url: PostgreSQL at ") && error.contains("no password was given"), "{error}");
+
+        // A database that is not there is no matter of passwords: store.url.
+        cluster.stop();
+        let error = refused(open(&settings(&right), dir.path()));
+        assert!(error.starts_with(&format!("store.url: connecting to PostgreSQL at {}: ", shown(&url))), "{error}");
+        assert!(!error.contains("password_file"), "{error}");
     }
 }

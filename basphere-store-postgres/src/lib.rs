@@ -56,6 +56,10 @@ pub enum PostgresError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("cannot reach the database: {0}")]
     Pool(String),
+    /// The database refused the login: a wrong or missing password, or a role that may not log in
+    /// (SQLSTATE class 28, or no password where the server asks for one).
+    #[error("the database refused the login: {0}")]
+    LoginRefused(String),
     #[error("corrupt value in {table}.{column}: {message}")]
     Corrupt { table: &'static str, column: &'static str, message: String },
     #[error("migration to schema version {version} failed: {source}")]
@@ -208,7 +212,12 @@ impl PostgresStore {
         let timeout = self.connect_timeout;
         self.on_runtime(async move {
             match tokio::time::timeout(timeout + Duration::from_secs(1), pool.get()).await {
-                Ok(result) => result.map_err(|error| PostgresError::Pool(with_causes(&error))),
+                Ok(result) => result.map_err(|error| match &error {
+                    deadpool_postgres::PoolError::Backend(backend) if refuses_login(backend) => {
+                        PostgresError::LoginRefused(with_causes(&error))
+                    }
+                    _ => PostgresError::Pool(with_causes(&error)),
+                }),
                 Err(_) => Err(PostgresError::Pool(format!("no connection within {timeout:?}"))),
             }
         })?
@@ -240,6 +249,28 @@ impl PostgresStore {
         let client = self.client()?;
         block_on(client.simple_query("SELECT 1")).map_err(pg)?;
         Ok(())
+    }
+}
+
+/// Whether connecting failed because the server refused the login: an error of SQLSTATE class 28
+/// (`invalid_password`, `invalid_authorization_specification`), or no password to give a server
+/// that asks for one.
+fn refuses_login(error: &tokio_postgres::Error) -> bool {
+    match error.code() {
+        Some(code) => code.code().starts_with("28"),
+        // tokio-postgres's "invalid configuration", caused by "password missing".
+        None => with_causes(error).contains("password missing"),
+    }
+}
+
+/// Whether `error` is the database refusing the store's login (see [`PostgresError::LoginRefused`]):
+/// the caller can then name where the password came from.
+pub fn login_refused(error: &Error) -> bool {
+    match error {
+        Error::Backend { source, .. } => {
+            matches!(source.downcast_ref::<PostgresError>(), Some(PostgresError::LoginRefused(_)))
+        }
+        _ => false,
     }
 }
 

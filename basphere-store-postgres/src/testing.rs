@@ -278,6 +278,59 @@ rm -rf {dir}
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// Makes a login role `role` with `password`, and a database of the same name that it owns,
+    /// and has the server ask that role for its password (SCRAM) on the socket, the other roles
+    /// trusted as before; the URL of that database as that role, without the password. The new
+    /// `pg_hba.conf` is written by the server itself (`COPY ... TO`) and loaded with
+    /// `pg_reload_conf()`.
+    pub fn require_password(&self, role: &str, password: &str) -> String {
+        let database = role;
+        assert!(role.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "a plain role name: {role}");
+        let hba = [
+            format!("local all {role} scram-sha-256"),
+            "local all all trust".into(),
+            "host all all 127.0.0.1/32 trust".into(),
+            "host all all ::1/128 trust".into(),
+        ];
+        let rows = hba.iter().map(|line| format!("('{line}')")).collect::<Vec<_>>().join(", ");
+        let statements = [
+            format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE {role} LOGIN PASSWORD '{}'",
+                password.replace('\'', "''")
+            ),
+            format!("CREATE DATABASE {database} OWNER {role}"),
+            format!(
+                "COPY (SELECT line FROM (VALUES {rows}) AS hba(line)) TO '{}'",
+                self.dir.join("data/pg_hba.conf").display()
+            ),
+            "SELECT pg_reload_conf()".into(),
+        ];
+        for sql in statements {
+            self.psql(&sql).unwrap_or_else(|error| panic!("{error}"));
+        }
+        // The postmaster loads the file on SIGHUP, asynchronously: wait until it asks for the password.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rules = self
+                .psql(&format!("SELECT count(*) FROM pg_hba_file_rules WHERE '{role}' = ANY(user_name)"))
+                .unwrap_or_default();
+            let asked = Command::new(self.bin.join("psql"))
+                .arg("-h")
+                .arg(&self.dir)
+                .args(["-p", &self.port.to_string(), "-U", role, "-d", database, "-w", "-c", "SELECT 1"])
+                .env_remove("PGPASSWORD")
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|output| !output.status.success());
+            if rules == "1" && asked {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server does not ask {role} for a password:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        format!("postgresql://{role}@/{database}?host={}&port={}", self.dir.display(), self.port)
+    }
+
     /// The URL of database `database` (a libpq URL with the socket directory as its host).
     pub fn url(&self, database: &str) -> String {
         format!("postgresql://{USER}@/{database}?host={}&port={}", self.dir.display(), self.port)

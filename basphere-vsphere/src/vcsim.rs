@@ -1,12 +1,12 @@
 //! The govmomi vCenter simulator (vcsim) as a child process, for tests and benchmarks (feature
 //! `vcsim`). [`build`] compiles `vcsim/main.go` from Debian's golang-github-vmware-govmomi-dev
 //! sources (GOPATH mode, offline); [`Vcsim::start`] runs it with Basphere's base folder and OS
-//! templates already made, and stops it when dropped.
+//! templates already made, and stops it when dropped; [`Vcsim::calls`] says what it was asked.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use basphere_core::{Error, Result};
 
@@ -79,6 +79,8 @@ pub struct Vcsim {
     pub server: String,
     pub user: String,
     pub password: String,
+    /// The methods called so far, in the order their requests arrived.
+    calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl Vcsim {
@@ -101,8 +103,8 @@ impl Vcsim {
             .spawn()
             .map_err(|error| message(format!("starting vcsim: {error}")))?;
         let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        BufReader::new(stdout).read_line(&mut line).map_err(|error| message(error.to_string()))?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        stdout.read_line(&mut line).map_err(|error| message(error.to_string()))?;
         // https://basphere%40vsphere.local:PASSWORD@127.0.0.1:PORT/sdk
         let parsed = line
             .trim()
@@ -115,7 +117,31 @@ impl Vcsim {
             let _ = child.wait();
             return Err(message(format!("vcsim printed {line:?} instead of its URL")));
         };
-        Ok(Vcsim { server: server.to_owned(), user: percent_decoded(user), password: percent_decoded(password), child })
+        // Then `call METHOD` for each request as it arrives, until the simulator ends.
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let heard = calls.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if let Some(method) = line.strip_prefix("call ") {
+                    heard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(method.to_owned());
+                }
+            }
+        });
+        Ok(Vcsim {
+            server: server.to_owned(),
+            user: percent_decoded(user),
+            password: percent_decoded(password),
+            child,
+            calls,
+        })
+    }
+
+    /// The API methods the simulator has been called with so far (`CloneVM_Task`, ...), in the
+    /// order their requests arrived: each is here once its request is in, before the simulator
+    /// runs the call (and before any of its `method_delays`).
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

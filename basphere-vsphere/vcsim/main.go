@@ -1,13 +1,16 @@
 // vcsim: the govmomi vCenter simulator (Debian's golang-github-vmware-govmomi-dev) as a
-// process for Basphere's tests. It prints the SDK URL on its first line, then serves until
-// SIGTERM or SIGINT. Built by `cargo xtask vcsim` in GOPATH mode, offline.
+// process for Basphere's tests. It prints the SDK URL on its first line, then `call METHOD` for
+// each API call as its request arrives (before any -method-delay), and serves until SIGTERM or
+// SIGINT. Built by `cargo xtask vcsim` in GOPATH mode, offline.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"net/url"
 	"os/signal"
@@ -74,11 +77,65 @@ func main() {
 		}
 		model.DelayConfig.MethodDelay[method] = millis
 	}
+	// The simulator traces each request before it runs (and delays) the call: the trace, cut
+	// down to the method's name, tells a test what vCenter has been asked so far. Set before the
+	// URL is printed, so no request comes before it.
+	trace, traced, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vcsim:", err)
+		os.Exit(1)
+	}
+	go logCalls(trace, os.Stdout)
+	simulator.TraceFile = traced
+	simulator.Trace = true
 	fmt.Println(server.URL.String())
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
 	<-signals
+}
+
+// logCalls reads the simulator's trace ("Request: <envelope>", "Response: <envelope>", an
+// envelope possibly over several lines) and writes `call METHOD` for each request: the first
+// element in its body.
+func logCalls(trace io.Reader, out io.Writer) {
+	reader := bufio.NewReader(trace)
+	request := false
+	for {
+		line, err := reader.ReadString('\n')
+		if strings.HasPrefix(line, "Request: ") {
+			request = true
+		} else if strings.HasPrefix(line, "Response: ") {
+			request = false
+		}
+		if request {
+			if at := strings.Index(line, "Body>"); at >= 0 {
+				if name := firstElement(line[at+len("Body>"):]); name != "" {
+					fmt.Fprintln(out, "call", name)
+				}
+				request = false
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// firstElement: `CloneVM_Task` of ` <vim25:CloneVM_Task xmlns="urn:vim25">...`.
+func firstElement(text string) string {
+	text = strings.TrimLeft(text, " \t\r\n")
+	if !strings.HasPrefix(text, "<") {
+		return ""
+	}
+	name := text[1:]
+	if end := strings.IndexAny(name, " \t\r\n/>"); end >= 0 {
+		name = name[:end]
+	}
+	if colon := strings.Index(name, ":"); colon >= 0 {
+		name = name[colon+1:]
+	}
+	return name
 }
 
 // prepare makes, through the simulator's own API as an admin would with govc, the base folder

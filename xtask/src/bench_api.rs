@@ -441,8 +441,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         "idle_after_load": settled_rss,
         "idle_after_load_anonymous": anon,
         "idle_after_load_file_backed": file,
-        "simulated_vsphere_10000_vms": simulation.0,
-        "simulated_management_cluster": simulation.1,
+        "simulated_vsphere_10000_vms_in_bench_process": simulation.0,
+        "simulated_management_cluster_in_bench_process": simulation.1,
     });
     report["threads_after_load"] = json!(threads);
     report["memory_kib"]["idle_after_load_by_mapping"] = by_mapping
@@ -509,7 +509,6 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         ms(starts[starts.len() - 1]),
         ms(simulation.2),
     );
-    let simulated = mib(simulation.0 + simulation.1);
     println!(
         "  memory (RSS): idle {:.1} MiB empty, {:.1} MiB after a start with 10,000 VMs; peak {:.1} MiB through the start, {:.1} through the list runs, {:.1} through the creates; idle {:.1} MiB after them ({:.1} anonymous, {:.1} file-backed: the binary's pages)",
         mib(idle_rss), mib(started_rss), mib(started_peak), mib(peak_after_lists), mib(peak_rss), mib(settled_rss), mib(anon), mib(file),
@@ -527,8 +526,8 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
             .join(", ")
     );
     println!(
-        "  of which the simulated backends: vSphere with 10,000 VMs about {:.1} MiB, management cluster about {:.1} MiB; without them: peak {:.1} MiB, idle {:.1} MiB",
-        mib(simulation.0), mib(simulation.1), mib(peak_rss) - simulated, mib(settled_rss) - simulated,
+        "  the simulated backends opened on the same data in this benchmark's own process (not the server's; its figures above include them): vSphere with 10,000 VMs {:.1} MiB anonymous, management cluster {:.1} MiB",
+        mib(simulation.0), mib(simulation.1),
     );
     println!(
         "  binary: {:.1} MB as built, {:.1} MB as packaged (stripped; symbols and lines in basphere-dbgsym); the vSphere API agent {:.1} MB as built, {:.1} MB as packaged",
@@ -548,9 +547,11 @@ pub fn api(scale: f64, connections: usize) -> Result<()> {
         );
     }
     println!(
-        "target: peak RSS <= 30 MiB, idle <= 25 MiB, without the simulated backends: {} / {}",
-        verdict(mib(peak_rss) - simulated <= 30.0),
-        verdict(mib(settled_rss) - simulated <= 25.0),
+        "target: the server's peak RSS <= 30 MiB, idle <= 25 MiB (as measured, its simulated backends included): {} ({:.1}) / {} ({:.1})",
+        verdict(mib(peak_rss) <= 30.0),
+        mib(peak_rss),
+        verdict(mib(settled_rss) <= 25.0),
+        mib(settled_rss),
     );
     println!("target: ready <= 100 ms with 10,000 VMs: {}", verdict(ready_full <= Duration::from_millis(100)));
     println!(
@@ -632,7 +633,8 @@ async fn concurrent_creates(server: &Server, tokens: &[String], count: usize) ->
     Ok(json!({"accepted": count, "ms": ms(started.elapsed())}))
 }
 
-/// What the simulated backends hold for the store in `dir`, in KiB: this process's resident
+/// What the simulated backends hold for the store in `dir`, in KiB, measured in this process (the
+/// benchmark's, not the server's, whose allocator and timing differ): this process's resident
 /// anonymous memory grown by opening each from its journal (the simulated vSphere's inventory of 10,000
 /// VMs; the simulated management cluster with its CRD schemas). About: what parsing freed stays
 /// counted. Also how long the simulated vSphere took to open (its journal's replay).

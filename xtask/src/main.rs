@@ -2,8 +2,9 @@
 //!
 //! - `cargo xtask tidy`: the repository rules (layering, codemap, lints) that `cargo test` also
 //!   runs as a plain test.
-//! - `cargo xtask bench vsphere`: Basphere's overhead per VM on the vSphere API backend (against
-//!   the vCenter simulator) and on the Terraform backend (with an instant fake `terraform`).
+//! - `cargo xtask bench vsphere`: concurrent creates, measured per VM and per batch, on the vSphere
+//!   API backend (against the vCenter simulator with and without delays) and on the Terraform
+//!   backend (with an instant fake `terraform`).
 //! - `cargo xtask vcsim`: builds and runs the govmomi vCenter simulator.
 //! - `cargo xtask bench ipam`: IPAM throughput and latency, in memory and on SQLite.
 //! - `cargo xtask bench api`: the release server under load: list and create throughput and

@@ -162,23 +162,48 @@ async fn too_many_submissions_are_answered_429_with_retry_after() {
     assert_eq!(same_email.status, 429, "{}", same_email.body);
 }
 
-/// What the siteverify stand-in received, and what it answers.
+/// What the siteverify stand-in received: each request's form fields.
 #[derive(Default)]
 struct Siteverify {
-    received: Mutex<Vec<String>>,
+    received: Mutex<Vec<Vec<(String, String)>>>,
+}
+
+/// The secret the stand-in's site has.
+const SITE_SECRET: &str = "s3cret";
+
+/// The verdict of siteverify (reCAPTCHA's, as Turnstile's and hCaptcha's) on one request: a form
+/// POST whose `secret` must be the site's, exactly, and whose `response` must be a token it
+/// issued, exactly: `good` (solved on basphere.example) or `good-elsewhere` (on evil.example).
+fn verdict(content_type: Option<&str>, fields: &[(String, String)]) -> serde_json::Value {
+    let field = |name: &str| match fields.iter().filter(|(key, _)| key == name).collect::<Vec<_>>()[..] {
+        [(_, value)] => Some(value.as_str()),
+        _ => None,
+    };
+    let solved_on = match (field("secret"), field("response")) {
+        _ if content_type != Some("application/x-www-form-urlencoded") => Err("bad-request"),
+        (None, _) => Err("missing-input-secret"),
+        (Some(secret), _) if secret != SITE_SECRET => Err("invalid-input-secret"),
+        (_, None) => Err("missing-input-response"),
+        (_, Some("good")) => Ok("basphere.example"),
+        (_, Some("good-elsewhere")) => Ok("evil.example"),
+        _ => Err("invalid-input-response"),
+    };
+    match solved_on {
+        Ok(hostname) => serde_json::json!({"success": true, "hostname": hostname, "error-codes": []}),
+        Err(code) => serde_json::json!({"success": false, "error-codes": [code]}),
+    }
 }
 
 async fn siteverify(state: Arc<Siteverify>) -> SocketAddr {
     let app = axum::Router::new().route(
         "/siteverify",
-        post(move |body: String| {
+        post(move |headers: axum::http::HeaderMap, body: String| {
             let state = state.clone();
             async move {
-                state.received.lock().unwrap().push(body.clone());
-                let ok = body.contains("secret=s3cret") && body.contains("response=good");
-                let host = if body.contains("response=good-elsewhere") { "evil.example" } else { "basphere.example" };
-                let ok = ok || body.contains("response=good-elsewhere");
-                axum::Json(serde_json::json!({"success": ok, "hostname": host, "error-codes": if ok { vec![] } else { vec!["invalid-input-response"] }}))
+                let fields: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                state.received.lock().unwrap().push(fields.clone());
+                let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+                axum::Json(verdict(content_type, &fields))
             }
         }),
     );
@@ -209,7 +234,7 @@ async fn the_bot_check_guards_json_and_forms_alike() {
     assert!(error.contains("recaptcha.secret_file") && error.contains("0600"), "{error}");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
-    let config = Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() };
+    let config = Config { recaptcha: RecaptchaConfig::On(settings.clone()), ..Config::default() };
     let api = Api::with(config, Some(check));
 
     // No token, in JSON (the original skipped the check there) and in a form: refused.
@@ -228,8 +253,8 @@ async fn the_bot_check_guards_json_and_forms_alike() {
         )
         .await;
     assert_eq!(by_form.status, 403, "{}", by_form.body);
-    // A wrong token, a token solved on another site: refused.
-    for token in ["bad", "good-elsewhere"] {
+    // A wrong token, tokens that merely contain a good one, a token solved on another site: refused.
+    for token in ["bad", "goodish", "not-good", "good-elsewhere"] {
         let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key(1), "recaptcha_response": token});
         let refused = api.send(&peer(1), "POST", "/api/v1/register", Some(&body.to_string())).await;
         assert_eq!(refused.status, 403, "{token}: {}", refused.body);
@@ -253,13 +278,52 @@ async fn the_bot_check_guards_json_and_forms_alike() {
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     // siteverify got the secret, the token and the client's address, each time it was asked.
     let received = stand_in.received.lock().unwrap().clone();
-    assert_eq!(received.len(), 3, "no call without a token: {received:?}");
-    assert!(
-        received.iter().all(|body| body.contains("secret=s3cret") && body.contains("remoteip=198.51.100.1")),
-        "{received:?}"
-    );
+    let tokens: Vec<&str> = received
+        .iter()
+        .map(|fields| {
+            let value = |name: &str| fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+            assert_eq!((value("secret"), value("remoteip")), (Some(SITE_SECRET), Some("198.51.100.1")), "{fields:?}");
+            value("response").unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(tokens, ["bad", "goodish", "not-good", "good-elsewhere", "good"], "no call without a token");
     let pending = api.get(&ROOT, "/api/v1/admin/registrations").await.json();
     assert_eq!(pending["items"].as_array().unwrap().len(), 1);
+
+    // A good token sent with a secret that is not the site's: siteverify refuses it.
+    std::fs::write(&secret, "s3cret-of-another-site\n").unwrap();
+    let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
+    let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings.clone()), ..Config::default() }, Some(check));
+    let body = serde_json::json!({"username": "bob", "email": "bob@example.com", "ssh_key": key(2), "recaptcha_response": "good"});
+    let refused = api.send(&peer(2), "POST", "/api/v1/register", Some(&body.to_string())).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let last = stand_in.received.lock().unwrap().last().cloned().unwrap();
+    assert!(last.contains(&("secret".into(), "s3cret-of-another-site".into())), "{last:?}");
+}
+
+/// The stand-in's verdicts, against what siteverify answers: exact secret, exact token, a form.
+#[test]
+fn the_siteverify_stand_in_checks_the_secret_and_the_token_exactly() {
+    let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    };
+    let form_type = Some("application/x-www-form-urlencoded");
+    let verdicts = [
+        (form_type, form(&[("secret", SITE_SECRET), ("response", "good")]), Some("basphere.example")),
+        (form_type, form(&[("secret", SITE_SECRET), ("response", "good-elsewhere")]), Some("evil.example")),
+        (form_type, form(&[("secret", "s3cret-not"), ("response", "good")]), None),
+        (form_type, form(&[("secret", "s3"), ("response", "good")]), None),
+        (form_type, form(&[("response", "good")]), None),
+        (form_type, form(&[("secret", SITE_SECRET), ("response", "goodish")]), None),
+        (form_type, form(&[("secret", SITE_SECRET), ("response", "good"), ("response", "bad")]), None),
+        (form_type, form(&[("secret", SITE_SECRET)]), None),
+        (Some("application/json"), form(&[("secret", SITE_SECRET), ("response", "good")]), None),
+    ];
+    for (content_type, fields, solved_on) in verdicts {
+        let answer = verdict(content_type, &fields);
+        assert_eq!(answer["success"], solved_on.is_some(), "{content_type:?} {fields:?}: {answer}");
+        assert_eq!(answer["hostname"].as_str(), solved_on, "{fields:?}: {answer}");
+    }
 }
 
 #[tokio::test]

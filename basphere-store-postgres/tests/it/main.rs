@@ -114,18 +114,61 @@ fn committed_data_is_seen_by_a_store_connected_later() {
     assert_eq!(store.backend_name(), "postgres");
 }
 
+/// Four replicas start on an empty database at the same moment. An event trigger (made by the
+/// test before they start) logs every object each DDL statement creates or changes, with the
+/// session that ran it: each object of the schema must have been made by one session (one
+/// replica), and each migration recorded once.
 #[test]
 fn replicas_starting_at_once_migrate_the_schema_once() {
-    let options = PgCluster::shared().fresh_schema();
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let database = url.split('/').nth(3).and_then(|rest| rest.split('?').next()).unwrap().to_owned();
+    cluster
+        .psql_on(
+            &database,
+            "CREATE SCHEMA ddl_watch; \
+             CREATE TABLE ddl_watch.log (command_tag text NOT NULL, object_identity text, pid int NOT NULL DEFAULT pg_backend_pid()); \
+             CREATE FUNCTION ddl_watch.record() RETURNS event_trigger LANGUAGE plpgsql AS $$ \
+             BEGIN INSERT INTO ddl_watch.log (command_tag, object_identity) \
+               SELECT command_tag, object_identity FROM pg_event_trigger_ddl_commands() \
+               WHERE schema_name IS DISTINCT FROM 'ddl_watch'; END $$; \
+             CREATE EVENT TRIGGER ddl_watch ON ddl_command_end EXECUTE FUNCTION ddl_watch.record();",
+        )
+        .unwrap();
+    let options = basphere_store_postgres::PostgresOptions::new(url);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(4));
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let options = options.clone();
-            std::thread::spawn(move || PostgresStore::connect(&options).map(|store| store.schema_version().unwrap()))
+            let (options, start) = (options.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                PostgresStore::connect(&options).map(|store| store.schema_version().unwrap())
+            })
         })
         .collect();
     for thread in threads {
         assert_eq!(thread.join().unwrap().unwrap(), migrations::LATEST);
     }
+    let query = |sql: &str| cluster.psql_on(&database, sql).unwrap();
+    let made_again = query(
+        "SELECT string_agg(object_identity || ' by ' || sessions || ' sessions', ', ') FROM \
+         (SELECT object_identity, count(DISTINCT pid) AS sessions FROM ddl_watch.log \
+          WHERE command_tag LIKE 'CREATE %' AND object_identity NOT LIKE 'public.schema_version%' \
+          GROUP BY object_identity HAVING count(DISTINCT pid) > 1) AS twice",
+    );
+    assert_eq!(
+        made_again,
+        "",
+        "objects made by more than one replica (sessions {})",
+        query("SELECT string_agg(DISTINCT pid::text, ', ') FROM ddl_watch.log")
+    );
+    assert_eq!(
+        query("SELECT count(*) FROM ddl_watch.log WHERE command_tag = 'CREATE TABLE' AND object_identity = 'public.users'"),
+        "1",
+        "the log sees the migrations: {}",
+        query("SELECT string_agg(command_tag || ' ' || coalesce(object_identity, '-'), ', ') FROM ddl_watch.log")
+    );
+    assert_eq!(query("SELECT count(*) FROM schema_version"), migrations::LATEST.to_string());
 }
 
 #[test]

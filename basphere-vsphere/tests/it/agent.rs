@@ -134,22 +134,31 @@ async fn an_agent_killed_in_a_clone_fails_that_call_and_the_next_starts_another(
     vsphere.ensure_folder(&request.owner).await.unwrap();
     let first = vsphere.agent_pid().await.expect("an agent runs");
 
+    let clones = || vcsim.calls().iter().filter(|method| *method == "CloneVM_Task").count();
+    assert_eq!(clones(), 0);
     let create = {
         let vsphere = vsphere.clone();
         let request = request.clone();
         tokio::spawn(async move { vsphere.create_vm(&request).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The kill lands while the clone is in flight: vCenter has the request, and answers it 1.5 s
+    // after it arrived.
+    until(Duration::from_secs(60), "the agent asks vCenter to clone", async || clones() == 1).await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let error = create.await.unwrap().expect_err("the agent died under the call");
     assert_eq!(error.kind(), "backend", "{error}");
     let text = error.to_string();
     assert!(text.contains("ended before it answered") && text.contains("SIGKILL"), "{text}");
 
-    // The next call starts another agent; the clone the first one began (given the time the
-    // simulator takes) is found and adopted.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // vCenter goes on with the clone the dead agent asked for; the next call starts another
+    // agent, which finds it (once vCenter has made it) and adopts it.
+    until(Duration::from_secs(60), "vCenter makes the clone the killed agent asked for", async || {
+        vsphere.inventory().await.unwrap().iter().any(|vm| vm.basphere_id == Some(request.id))
+    })
+    .await;
+    assert_eq!(clones(), 1, "nothing cloned again yet");
     let handle = vsphere.create_vm(&request).await.expect("the create made again adopts the clone");
+    assert_eq!(clones(), 1, "the create made again adopted the clone instead of cloning again");
     let second = vsphere.agent_pid().await.expect("another agent runs");
     assert_ne!(second, first);
     assert!(running_agent(second) && !running_agent(first), "the dead agent was reaped, another runs");
@@ -158,6 +167,15 @@ async fn an_agent_killed_in_a_clone_fails_that_call_and_the_next_starts_another(
     assert_eq!((inventory[0].basphere_id, &inventory[0].backend_id), (Some(request.id), &handle.backend_id));
     vsphere.destroy_vm(&request.vm_ref()).await.unwrap();
     assert!(vsphere.inventory().await.unwrap().is_empty());
+}
+
+/// Polls `condition` every 20 ms until it holds; fails naming `what` after `within`.
+async fn until(within: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited {within:?} in vain until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Without its agent, the backend says where it looked and what to do, naming the setting.

@@ -111,9 +111,8 @@ fn pyyaml() -> bool {
         .output()
         .map(|output| output.status.success())
         .unwrap_or(false);
-    assert!(works || std::env::var("CI").is_err(), "CI needs PyYAML: .ci/run installs it");
     if !works {
-        eprintln!("skipped: python3 with PyYAML is not installed");
+        basphere_core::testing::skip_unless_ci("python3 with PyYAML is not installed (.ci/run installs it)");
     }
     works
 }

@@ -55,8 +55,10 @@ fn the_cli_drives_every_command_in_every_format() {
         assert_eq!((who["name"].as_str(), who["role"].as_str()), (Some("alice"), Some("user")), "{who}");
         vm_journey(&server, Alice::Uid(61001));
     } else {
-        assert!(std::env::var("CI").is_err(), "CI runs the tests as root, to run the CLI as other uids");
-        eprintln!("not root: the journey goes over HTTP with a token instead of the socket as uid 61001");
+        basphere_core::testing::skip_unless_ci(
+            "not root (the CLI runs as other uids as root): the journey goes over HTTP with a token \
+             instead of the socket as uid 61001",
+        );
         vm_journey(&server, Alice::Token(&token));
     }
 
@@ -366,11 +368,9 @@ fn contexts_in_the_cli_configuration_choose_the_server() {
 #[test]
 fn create_vm_asks_for_what_is_missing_on_a_terminal() {
     if std::process::Command::new("script").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "`script` (util-linux) is needed to give the CLI a terminal: apt-get install bsdutils"
+        basphere_core::testing::skip_unless_ci(
+            "`script` (util-linux) is needed to give the CLI a terminal: apt-get install bsdutils",
         );
-        eprintln!("skipped: `script` is not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -419,8 +419,7 @@ fn create_vm_asks_for_what_is_missing_on_a_terminal() {
 #[test]
 fn purge_on_a_terminal_needs_the_name_typed() {
     if std::process::Command::new("script").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").is_err(), "`script` (util-linux) is needed: apt-get install bsdutils");
-        eprintln!("skipped: `script` is not installed");
+        basphere_core::testing::skip_unless_ci("`script` (util-linux) is needed: apt-get install bsdutils");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

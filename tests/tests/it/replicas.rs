@@ -5,7 +5,7 @@
 //! once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,73 +150,177 @@ fn idempotency_keys_quotas_and_suspensions_hold_across_replicas() {
         assert_eq!((refused.status, refused.problem().as_str()), (403, "quota-exceeded"), "{}", refused.body);
     }
 
-    // Every replica has used the token (and cached it); a suspension through one reaches all
-    // within the token cache's 5 seconds.
+    // Every replica has used the token (and cached it); a suspension through one clears that
+    // replica's cache at once, and reaches the others when their cached entry expires (5 s).
     for server in &servers {
         assert_eq!(server.http("GET", "/api/v1/quota", Some(&alice), None).status, 200);
     }
     let suspended = servers[0].unix("POST", "/api/v1/admin/users/alice/suspend", None);
     assert!(suspended.status < 300, "{}", suspended.body);
     let started = Instant::now();
-    for server in &servers {
-        loop {
-            let status = server.http("GET", "/api/v1/quota", Some(&alice), None).status;
-            if status != 200 {
-                assert!(matches!(status, 401 | 403), "a suspended account's token is refused, not {status}");
-                break;
+    let refused = |status: u16| matches!(status, 401 | 403);
+    let status = servers[0].http("GET", "/api/v1/quota", Some(&alice), None).status;
+    assert!(refused(status), "the replica that suspended refuses the token at once, not with {status}");
+    // The others, each polled on its own thread until it refuses; the bound is far above the
+    // cache's lifetime, for a loaded machine, and only catches a replica that never learns.
+    let bound = Duration::from_secs(60);
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = servers[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, server)| {
+                let (alice, refused) = (&alice, &refused);
+                scope.spawn(move || loop {
+                    let status = server.http("GET", "/api/v1/quota", Some(alice), None).status;
+                    if status != 200 {
+                        assert!(refused(status), "replica {}: a suspended account's token is refused, not {status}", i + 1);
+                        return;
+                    }
+                    assert!(
+                        started.elapsed() < bound,
+                        "replica {} still serves the suspended account {:?} after the suspension (its token cache keeps an entry 5 s)",
+                        i + 1,
+                        started.elapsed()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                })
+            })
+            .collect();
+        for wait in waits {
+            if let Err(panic) = wait.join() {
+                std::panic::resume_unwind(panic);
             }
-            assert!(started.elapsed() < Duration::from_secs(7), "a replica still served a suspended account");
-            std::thread::sleep(Duration::from_millis(100));
         }
-    }
+    });
 }
 
-/// A webhook receiver on loopback that keeps every body.
+/// A webhook receiver on loopback that checks each request as a receiver following the webhook's
+/// documentation does: a POST to its path, JSON, `X-Basphere-Event` naming the body's event, a
+/// timestamp within five minutes, and the HMAC signature of `<timestamp>.<body>` under the shared
+/// secret. It answers 204 only then (keeping the body), an error status otherwise (keeping why).
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+/// A request as the receiver read it.
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    fn read(reader: &mut impl BufRead) -> Option<Request> {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':')?;
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        let length = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .map_or(Some(0), |(_, value)| value.parse().ok())?;
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        Some(Request { method, path, headers, body })
+    }
+
+    /// The body, when the request is what the webhook sends; else the status and why.
+    fn judge(&self, secret: &[u8]) -> Result<serde_json::Value, (u16, String)> {
+        use basphere_notify::webhook::{verify, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+        if self.path != "/hook" {
+            return Err((404, format!("path {}", self.path)));
+        }
+        if self.method != "POST" {
+            return Err((405, format!("method {}", self.method)));
+        }
+        if self.header("content-type") != Some("application/json") {
+            return Err((415, format!("content type {:?}", self.header("content-type"))));
+        }
+        let timestamp: i64 = self
+            .header(TIMESTAMP_HEADER)
+            .and_then(|value| value.parse().ok())
+            .ok_or((401, format!("no {TIMESTAMP_HEADER}")))?;
+        if (chrono::Utc::now().timestamp() - timestamp).abs() > 300 {
+            return Err((401, format!("timestamp {timestamp} is not recent")));
+        }
+        let signature = self.header(SIGNATURE_HEADER).ok_or((401, format!("no {SIGNATURE_HEADER}")))?;
+        if !verify(secret, timestamp, &self.body, signature) {
+            return Err((401, format!("signature {signature} does not match")));
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&self.body).map_err(|error| (400, format!("body is not JSON: {error}")))?;
+        if body["event"].as_str().is_none() || self.header(EVENT_HEADER) != body["event"].as_str() {
+            return Err((
+                400,
+                format!("{EVENT_HEADER} {:?} for the event {}", self.header(EVENT_HEADER), body["event"]),
+            ));
+        }
+        Ok(body)
+    }
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    fn start(secret: &str) -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let kept = bodies.clone();
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (kept, refusals) = (bodies.clone(), refused.clone());
+        let secret = secret.as_bytes().to_vec();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let kept = kept.clone();
+                let (kept, refusals, secret) = (kept.clone(), refusals.clone(), secret.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     let mut reader = BufReader::new(stream);
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
+                    let Some(request) = Request::read(&mut reader) else { return };
+                    let answer = match request.judge(&secret) {
+                        Ok(body) => {
+                            kept.lock().unwrap().push(body);
+                            "204 No Content".to_owned()
                         }
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
+                        Err((status, why)) => {
+                            refusals.lock().unwrap().push(why);
+                            format!("{status} Refused")
                         }
-                        if let Some((name, value)) = line.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if let Ok(value) = serde_json::from_slice(&body) {
-                        kept.lock().unwrap().push(value);
-                    }
-                    let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                    };
+                    let answer = format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = reader.get_mut().write_all(answer.as_bytes());
                 });
             }
         });
-        Receiver { url, bodies }
+        Receiver { url, bodies, refused }
+    }
+
+    /// The status line the receiver answers `request` (raw HTTP) with.
+    fn answer(&self, request: &str) -> String {
+        let address = self.url.trim_start_matches("http://").trim_end_matches("/hook");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer).unwrap();
+        answer.trim_end().to_owned()
     }
 }
 
@@ -224,7 +328,7 @@ impl Receiver {
 fn each_notification_is_delivered_once_across_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let url = PgCluster::shared().fresh_database();
-    let receiver = Receiver::start();
+    let receiver = Receiver::start("a-shared-secret-of-some-length");
     let secret = dir.path().join("webhook.secret");
     std::fs::write(&secret, "a-shared-secret-of-some-length").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -276,6 +380,25 @@ fn each_notification_is_delivered_once_across_replicas() {
     assert_eq!(ready, 15, "one vm_ready per VM; delivered: {events:?}");
     assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), webhook_ids, "every webhook message was delivered");
     assert!(seen.values().all(|count| *count == 1), "none delivered twice: {seen:?}");
+    assert_eq!(*receiver.refused.lock().unwrap(), Vec::<String>::new(), "every request was signed and well formed");
+
+    // The receiver refuses what the webhook's receivers must refuse.
+    let now = chrono::Utc::now().timestamp();
+    let body = r#"{"id":"x","event":"vm_ready"}"#;
+    let signed = |secret: &[u8], path: &str, method: &str, event: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nContent-Type: application/json\r\nX-Basphere-Event: {event}\r\n\
+             X-Basphere-Timestamp: {now}\r\nX-Basphere-Signature: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            basphere_notify::webhook::signature(secret, now, body.as_bytes()),
+            body.len()
+        )
+    };
+    let secret = b"a-shared-secret-of-some-length";
+    assert!(receiver.answer(&signed(secret, "/hook", "POST", "vm_ready")).contains(" 204 "), "the control");
+    assert!(receiver.answer(&signed(b"another-secret", "/hook", "POST", "vm_ready")).contains(" 401 "));
+    assert!(receiver.answer(&signed(secret, "/elsewhere", "POST", "vm_ready")).contains(" 404 "));
+    assert!(receiver.answer(&signed(secret, "/hook", "PUT", "vm_ready")).contains(" 405 "));
+    assert!(receiver.answer(&signed(secret, "/hook", "POST", "vm_failed")).contains(" 400 "));
 }
 
 #[test]
