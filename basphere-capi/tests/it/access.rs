@@ -89,6 +89,8 @@ async fn the_simulated_management_cluster_answers_only_the_token_of_its_private_
         assert!(tokio::time::Instant::now() < deadline, "the kubeconfig Secret never came");
         backend.provisioner.changed(Duration::from_millis(200)).await;
     }
+    let journal = dir.path().join("simulated-management-cluster.json");
+    assert_eq!(std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777, 0o600, "the journal is private");
     let secret = format!("{server}/api/v1/namespaces/user-alice/secrets/dev-kubeconfig");
     let bearer = |token: &str| vec!["-H".to_owned(), format!("Authorization: Bearer {token}")];
     let with = |mut first: Vec<String>, rest: &[&str]| {
@@ -121,8 +123,10 @@ async fn the_simulated_management_cluster_answers_only_the_token_of_its_private_
     if root {
         // Even with the data directory open to others, the file's mode keeps them out.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let (read, error) = as_uid(65534, &["cat", path.to_str().unwrap()]).await;
-        assert!(!read && error.contains("Permission denied"), "another uid read the kubeconfig: {error}");
+        for file in [&path, &journal] {
+            let (read, error) = as_uid(65534, &["cat", file.to_str().unwrap()]).await;
+            assert!(!read && error.contains("Permission denied"), "another uid read {}: {error}", file.display());
+        }
         unauthorized(&curl(Some(65534), vec![secret.clone()]).await, "another uid without the token");
         unauthorized(
             &curl(Some(65534), vec!["-X".into(), "DELETE".into(), secret.clone()]).await,
