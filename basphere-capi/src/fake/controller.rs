@@ -138,6 +138,18 @@ fn conditions(object: &Value, v1beta1: bool) -> (Value, Value) {
     }
 }
 
+/// When an object met for the first time was first seen: now, or long ago when it has a status
+/// already, from before a restart (read back from the journal). A controller that restarts
+/// does not set its clusters back: their machines keep their nodes.
+fn first_seen(fake: &FakeManagementCluster, object: &Value) -> Instant {
+    let now = Instant::now();
+    if object["status"]["phase"].is_string() {
+        now.checked_sub(fake.step * 1000).unwrap_or(now)
+    } else {
+        now
+    }
+}
+
 fn steps(fake: &FakeManagementCluster, since: Instant) -> u32 {
     (since.elapsed().as_millis() / fake.step.as_millis().max(1)).min(1000) as u32
 }
@@ -152,7 +164,7 @@ fn reconcile(fake: &FakeManagementCluster, state: &mut State, memory: &mut Memor
     for cluster in clusters {
         let id = uid(&cluster);
         if !memory.seen.contains_key(&id) {
-            memory.seen.insert(id.clone(), Instant::now());
+            memory.seen.insert(id.clone(), first_seen(fake, &cluster));
             let name = cluster["metadata"]["name"].as_str().unwrap_or_default();
             if let Some(fault) = state.faults.remove(name) {
                 memory.faults.insert(id.clone(), fault);
@@ -308,7 +320,7 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         .collect();
     for machine in &machines {
         let mut updated = machine.clone();
-        let age = steps(fake, *memory.seen.entry(uid(machine)).or_insert_with(Instant::now));
+        let age = steps(fake, *memory.seen.entry(uid(machine)).or_insert_with(|| first_seen(fake, machine)));
         let problem: Option<(String, String, bool)> = match &fault {
             Some(Fault::Fail { reason, message }) => Some((reason.clone(), message.clone(), true)),
             Some(Fault::Stall { reason, message }) => Some((reason.clone(), message.clone(), false)),

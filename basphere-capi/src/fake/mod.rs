@@ -1,9 +1,10 @@
 //! A simulated management cluster: a Kubernetes API server good enough for Basphere's client
 //! (discovery, namespaces, server-side apply with a field manager, get, list and watch with
-//! resource versions, delete with finalizers), which refuses what the CRD schemas and the
-//! providers' webhooks refuse, and a simulated Cluster API controller that moves clusters
-//! through their conditions, hands out node addresses from the pools, writes the kubeconfig
-//! Secret, honours deletion after a delay, and stalls or fails on request.
+//! resource versions, delete with finalizers), which answers only requests with the bearer
+//! token of its kubeconfig and refuses what the API server, the CRD schemas and the providers'
+//! webhooks refuse, and a simulated Cluster API controller that moves clusters through their
+//! conditions (with Cluster API's reasons), hands out node addresses from the pools, writes the
+//! kubeconfig Secret, honours deletion after a delay, and stalls or fails on request.
 //!
 //! The server runs it in-process as its default cluster backend (reached through a kubeconfig,
 //! like a real one), tests drive it, and `cargo xtask bench clusters` counts its requests.

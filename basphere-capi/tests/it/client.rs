@@ -374,3 +374,53 @@ async fn what_the_simulated_controller_writes_validates_against_the_crds_in_both
         }
     }
 }
+
+/// A simulated management cluster kept in `journal`, and a client of it.
+async fn start_with_journal(
+    step: Duration,
+    journal: &std::path::Path,
+) -> (Arc<FakeManagementCluster>, CapiProvisioner, Running) {
+    let fake = FakeManagementCluster::with_journal(step, journal.to_path_buf()).unwrap();
+    fake.install_identity("basphere-vsphere");
+    let (address, running) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let path = journal.with_file_name(format!("kubeconfig-{}", address.port()));
+    std::fs::write(&path, fake.kubeconfig(address)).unwrap();
+    let capi = CapiProvisioner::connect(&path, layout(), VersionChoice::Auto).await.unwrap();
+    (fake, capi, running)
+}
+
+#[tokio::test]
+async fn a_restarted_simulated_controller_does_not_set_a_ready_cluster_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.json");
+    let step = Duration::from_millis(60);
+    let request = request(1, 2, "small");
+    let (fake, capi, running) = start_with_journal(step, &journal).await;
+    capi.apply(&request).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while capi.observe(&request.cluster_ref()).await.unwrap().is_none_or(|o| o.health != ClusterHealth::Ready) {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        capi.changed(Duration::from_millis(200)).await;
+    }
+    drop((capi, running, fake));
+
+    // The same objects, a new controller: for many steps, nothing goes back.
+    let (fake, capi, _running) = start_with_journal(step, &journal).await;
+    let mut changes = fake.changes();
+    tokio::time::sleep(step * 10).await;
+    loop {
+        match changes.try_recv() {
+            Ok(event) if event.plural == "machines" => {
+                assert!(event.object["status"]["nodeRef"].is_object(), "a machine lost its node: {}", event.object)
+            }
+            Ok(event) if event.plural == "clusters" => {
+                let conditions = event.object["status"]["conditions"].as_array().unwrap();
+                assert!(conditions.iter().all(|c| c["status"] == "True" || c["type"] == "Deleting"), "{conditions:#?}");
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let seen = capi.observe(&request.cluster_ref()).await.unwrap();
+    assert!(seen.as_ref().is_none_or(|o| o.health == ClusterHealth::Ready), "{seen:?}");
+}
