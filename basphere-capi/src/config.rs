@@ -118,7 +118,11 @@ impl CapiConfig {
         if namespace_prefix.len() > 31 || !(dns_label(&format!("{namespace_prefix}a"))) {
             return Err(invalid(
                 "namespace_prefix",
-                format!("{namespace_prefix:?} is not accepted: use up to 31 lowercase letters, digits and hyphens"),
+                format!(
+                    "{namespace_prefix:?} is not accepted: use up to 31 lowercase letters, digits and hyphens \
+                     (an owner's namespace is the prefix and a username of up to 32 characters, and a namespace \
+                     name has at most 63)"
+                ),
             ));
         }
         let choice = match raw.api_version.as_deref().unwrap_or("auto") {
@@ -201,5 +205,29 @@ impl CapiConfig {
             layout,
             simulated_step: Duration::from_secs_f64(step),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_prefix(prefix: &str) -> Result<CapiConfig> {
+        let yaml = format!("recaptcha:\n  enabled: false\nmanagement_cluster:\n  namespace_prefix: {prefix:?}\n");
+        CapiConfig::from_config(&Config::from_yaml(&yaml).expect("a valid configuration"))
+    }
+
+    #[test]
+    fn the_longest_namespace_prefix_and_username_make_a_namespace_name() {
+        let longest = format!("team-{}-", "x".repeat(25));
+        assert_eq!(longest.len(), 31);
+        let layout = with_prefix(&longest).unwrap().layout;
+        let username = basphere_core::validate::Username::parse(&format!("u{}", "x".repeat(31))).unwrap();
+        let namespace = format!("{}{username}", layout.namespace_prefix);
+        assert!(namespace.len() <= 63 && dns_label(&namespace), "{namespace}");
+        for refused in [format!("{longest}y"), "User-".to_owned(), "-user".to_owned()] {
+            let error = with_prefix(&refused).unwrap_err().to_string();
+            assert!(error.contains("management_cluster.namespace_prefix") && error.contains("up to 31"), "{error}");
+        }
     }
 }

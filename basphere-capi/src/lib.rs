@@ -31,9 +31,14 @@ pub struct ClusterBackend {
     _running: Option<fake::Running>,
 }
 
+/// The simulated management cluster's kubeconfig, in the data directory.
+pub const SIMULATED_KUBECONFIG: &str = "simulated-management-kubeconfig";
+
 /// Builds the backend `management_cluster.backend` names. The simulated one is a management
 /// cluster inside this process, kept in `<data_dir>/simulated-management-cluster.json` and
-/// reached over loopback through a kubeconfig, with the same client a real one gets.
+/// reached over loopback through a kubeconfig, with the same client a real one gets. Loopback
+/// is open to every user of the machine, so it takes only requests with its token, made anew at
+/// every start and written only to `<data_dir>/simulated-management-kubeconfig` (mode 0600).
 pub async fn cluster_backend(config: &Config, data_dir: &Path) -> Result<ClusterBackend> {
     let settings = CapiConfig::from_config(config)?;
     match settings.backend {
@@ -54,11 +59,23 @@ pub async fn cluster_backend(config: &Config, data_dir: &Path) -> Result<Cluster
             fake.install_identity(&settings.layout.identity);
             let (address, running) =
                 fake.serve("127.0.0.1:0".parse().expect("a socket address")).await.map_err(|e| io("listening", e))?;
-            let path = data_dir.join("simulated-management-kubeconfig");
-            std::fs::write(&path, fake::FakeManagementCluster::kubeconfig(address))
-                .map_err(|e| io("writing its kubeconfig", e))?;
+            let path = data_dir.join(SIMULATED_KUBECONFIG);
+            write_private(&path, &fake.kubeconfig(address)).map_err(|e| io("writing its kubeconfig", e))?;
             let provisioner = CapiProvisioner::connect(&path, settings.layout, settings.choice).await?;
             Ok(ClusterBackend { provisioner: Arc::new(provisioner), simulated: Some(fake), _running: Some(running) })
         }
     }
+}
+
+/// Writes `text` to `path` readable and writable by this user only: into a new file made with
+/// mode 0600, renamed over the old one, so no one ever sees it with wider rights.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }

@@ -1,5 +1,5 @@
-//! The CRDs of the kinds Basphere renders (`crds/`, copied unchanged from Cluster API, CAPV and
-//! the in-cluster IPAM provider), as validators that are strict the way the API server is with
+//! The CRDs of the kinds Basphere renders, and of the Machines it reads (`crds/`, copied
+//! unchanged from Cluster API, CAPV and the in-cluster IPAM provider), as validators that are strict the way the API server is with
 //! `fieldValidation=Strict`: a field the schema does not know is an error, not silently pruned.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ const CRDS: &[&str] = &[
     include_str!(concat!(env!("OUT_DIR"), "/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.json")),
     include_str!(concat!(env!("OUT_DIR"), "/cluster.x-k8s.io_clusters.json")),
     include_str!(concat!(env!("OUT_DIR"), "/cluster.x-k8s.io_machinedeployments.json")),
+    include_str!(concat!(env!("OUT_DIR"), "/cluster.x-k8s.io_machines.json")),
     include_str!(concat!(env!("OUT_DIR"), "/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.json")),
     include_str!(concat!(env!("OUT_DIR"), "/infrastructure.cluster.x-k8s.io_vsphereclusteridentities.json")),
     include_str!(concat!(env!("OUT_DIR"), "/infrastructure.cluster.x-k8s.io_vsphereclusters.json")),

@@ -105,7 +105,10 @@ fn machine_problem(machine: &Value) -> Option<(String, bool)> {
             return Some((format!("{name}: {reason}{said}{hint}"), fatal));
         }
     }
-    if machine["status"]["nodeRef"].is_null() && machine["status"]["infrastructureReady"] == true {
+    let status = &machine["status"];
+    let provisioned =
+        status["infrastructureReady"] == true || status["initialization"]["infrastructureProvisioned"] == true;
+    if status["nodeRef"].is_null() && provisioned {
         return Some((format!("{name}: waiting for its node to join"), false));
     }
     None

@@ -83,6 +83,16 @@ pub const USERNAME_RULE: &str = "3-32 characters: a lowercase letter first, then
 pub const RESOURCE_NAME_RULE: &str = "1-63 characters: a lowercase letter first, then lowercase \
      letters, digits and single hyphens, not ending in a hyphen";
 
+/// The longest cluster name. Cluster API names a cluster's objects after it, and Kubernetes
+/// takes at most 63 characters in a label value or a DNS label: the MachineDeployment
+/// (`<name>-md`) is also a label value (Cluster API's webhook refuses a longer one), and the
+/// longest name Basphere derives, the machine templates' `<name>-cp-<8 hex digits>`, adds 12.
+/// With this limit every object name Basphere renders for a cluster is a DNS label.
+pub const CLUSTER_NAME_MAX_LEN: usize = 51;
+/// The rule for cluster names, as errors state it.
+pub const CLUSTER_NAME_RULE: &str = "1-51 characters: a lowercase letter first, then lowercase \
+     letters, digits and single hyphens, not ending in a hyphen";
+
 /// Checks the shared DNS-label-like shape used by usernames and resource names.
 fn check_label(value: &str, min: usize, max: usize) -> bool {
     let bytes = value.as_bytes();
@@ -191,6 +201,28 @@ impl ResourceName {
     pub fn parse(value: &str) -> Result<Self> {
         if !check_label(value, 1, Self::MAX_LEN) {
             return Err(Error::invalid("name", format!("{value:?} is not valid: {RESOURCE_NAME_RULE}")));
+        }
+        Ok(ResourceName(value.to_owned()))
+    }
+
+    /// The name of a new cluster: a resource name of at most [`CLUSTER_NAME_MAX_LEN`]
+    /// characters, so that the names Cluster API derives from it fit.
+    pub fn cluster(value: &str) -> Result<Self> {
+        if value.len() > CLUSTER_NAME_MAX_LEN && check_label(value, 1, Self::MAX_LEN) {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "{value:?} has {} characters: a cluster name has at most {CLUSTER_NAME_MAX_LEN} \
+                     characters, so that the names of its Cluster API objects fit in the 63 Kubernetes takes",
+                    value.len()
+                ),
+            ));
+        }
+        if !check_label(value, 1, CLUSTER_NAME_MAX_LEN) {
+            return Err(Error::invalid(
+                "name",
+                format!("{:?} is not a valid cluster name: {CLUSTER_NAME_RULE}", truncate(value, 80)),
+            ));
         }
         Ok(ResourceName(value.to_owned()))
     }
@@ -583,6 +615,23 @@ mod tests {
             "a/b",
         ] {
             assert!(ResourceName::parse(invalid).is_err(), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn cluster_names_leave_room_for_the_names_cluster_api_derives() {
+        let longest = format!("dev-{}", "a".repeat(CLUSTER_NAME_MAX_LEN - 4));
+        assert!(ResourceName::cluster(&longest).is_ok(), "{longest}");
+        assert!(ResourceName::cluster("dev").is_ok());
+        for too_long in [&"a".repeat(CLUSTER_NAME_MAX_LEN + 1), &"a".repeat(63)] {
+            let error = ResourceName::cluster(too_long).unwrap_err().to_string();
+            assert!(error.contains(&format!("at most {CLUSTER_NAME_MAX_LEN} characters")), "{error}");
+            assert!(ResourceName::parse(too_long).is_ok(), "a VM may still have such a name");
+        }
+        for invalid in ["", &"a".repeat(64), &"a".repeat(10_000), "Dev", "dev-", "dev--1", "1dev", "dev.1"] {
+            let error = ResourceName::cluster(invalid).unwrap_err().to_string();
+            assert!(error.contains(CLUSTER_NAME_RULE), "{error}");
+            assert!(error.len() < 400, "{error}");
         }
     }
 

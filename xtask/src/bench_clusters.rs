@@ -33,7 +33,7 @@ pub fn clusters(scale: f64) -> Result<()> {
         fake.install_identity("basphere-vsphere");
         let (address, _running) = fake.serve("127.0.0.1:0".parse()?).await?;
         let kubeconfig = dir.path().join("management-kubeconfig");
-        std::fs::write(&kubeconfig, FakeManagementCluster::kubeconfig(address))?;
+        std::fs::write(&kubeconfig, fake.kubeconfig(address))?;
         let config = format!(
             "backend:\n  simulated_delays: none\nmanagement_cluster:\n  backend: cluster-api\n  kubeconfig: {}\n\
              cluster_quotas:\n  default: {{max_clusters: 10, max_nodes_per_cluster: 10}}\n",

@@ -85,10 +85,14 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A condition, keeping its transition time while its status stays.
+/// A condition, keeping its transition time while its status stays in `previous` (the
+/// object's list of conditions of the same contract). As Cluster API writes them: a v1beta1
+/// condition carries a reason, a message and a severity only when it is not true; a v1beta2
+/// one (`metav1.Condition`) always has a reason, the one Cluster API uses, and a message,
+/// which may be empty.
 fn condition(previous: &Value, kind: &str, ok: bool, reason: &str, message: &str, v1beta1: bool) -> Value {
     let status = if ok { "True" } else { "False" };
-    let since = previous["status"]["conditions"]
+    let since = previous
         .as_array()
         .into_iter()
         .flatten()
@@ -96,16 +100,54 @@ fn condition(previous: &Value, kind: &str, ok: bool, reason: &str, message: &str
         .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_owned))
         .unwrap_or_else(now);
     let mut condition = json!({"type": kind, "status": status, "lastTransitionTime": since});
-    if !reason.is_empty() {
+    if v1beta1 {
+        if !reason.is_empty() {
+            condition["reason"] = json!(reason);
+        }
+        if !message.is_empty() {
+            condition["message"] = json!(message);
+        }
+        if !ok {
+            condition["severity"] = json!("Info");
+        }
+    } else {
+        debug_assert!(!reason.is_empty(), "a v1beta2 condition has a reason: {kind}");
         condition["reason"] = json!(reason);
-    }
-    if !message.is_empty() {
         condition["message"] = json!(message);
     }
-    if v1beta1 && !ok {
-        condition["severity"] = json!("Info");
-    }
     condition
+}
+
+/// The v1beta2 condition: `reason` when true, `not` with `message` when not.
+fn v1beta2(previous: &Value, kind: &str, ok: bool, (reason, not): (&str, &str), message: &str) -> Value {
+    if ok {
+        condition(previous, kind, true, reason, "", false)
+    } else {
+        condition(previous, kind, false, not, message, false)
+    }
+}
+
+/// The conditions of one contract an object has now (`status.conditions`), and its v1beta2
+/// ones when it is read as v1beta1 (`status.v1beta2.conditions`).
+fn conditions(object: &Value, v1beta1: bool) -> (Value, Value) {
+    let status = &object["status"];
+    if v1beta1 {
+        (status["conditions"].clone(), status["v1beta2"]["conditions"].clone())
+    } else {
+        (Value::Null, status["conditions"].clone())
+    }
+}
+
+/// When an object met for the first time was first seen: now, or long ago when it has a status
+/// already, from before a restart (read back from the journal). A controller that restarts
+/// does not set its clusters back: their machines keep their nodes.
+fn first_seen(fake: &FakeManagementCluster, object: &Value) -> Instant {
+    let now = Instant::now();
+    if object["status"]["phase"].is_string() {
+        now.checked_sub(fake.step * 1000).unwrap_or(now)
+    } else {
+        now
+    }
 }
 
 fn steps(fake: &FakeManagementCluster, since: Instant) -> u32 {
@@ -122,7 +164,7 @@ fn reconcile(fake: &FakeManagementCluster, state: &mut State, memory: &mut Memor
     for cluster in clusters {
         let id = uid(&cluster);
         if !memory.seen.contains_key(&id) {
-            memory.seen.insert(id.clone(), Instant::now());
+            memory.seen.insert(id.clone(), first_seen(fake, &cluster));
             let name = cluster["metadata"]["name"].as_str().unwrap_or_default();
             if let Some(fault) = state.faults.remove(name) {
                 memory.faults.insert(id.clone(), fault);
@@ -194,12 +236,27 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
     let make = |state: &mut State, memory: &mut Memory, labels: Value, prefix: &str| {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let machine_name = format!("{prefix}-{}", &suffix[..5]);
+        // What a real Machine refers to: its bootstrap config and its VSphereMachine, named
+        // after it, in the reference shape of its contract.
+        let reference = |group: &str, kind: &str| {
+            if v1beta1 {
+                json!({"apiVersion": format!("{group}/v1beta1"), "kind": kind, "name": machine_name})
+            } else {
+                json!({"apiGroup": group, "kind": kind, "name": machine_name})
+            }
+        };
         let machine = json!({
             "apiVersion": version,
             "kind": "Machine",
             "metadata": {"name": machine_name, "namespace": namespace, "labels": labels, "uid": suffix, "creationTimestamp": now()},
-            "spec": {"clusterName": name},
-            "status": {},
+            "spec": {
+                "clusterName": name,
+                "bootstrap": {
+                    "configRef": reference("bootstrap.cluster.x-k8s.io", "KubeadmConfig"),
+                    "dataSecretName": machine_name,
+                },
+                "infrastructureRef": reference("infrastructure.cluster.x-k8s.io", "VSphereMachine"),
+            },
         });
         memory.seen.insert(suffix, Instant::now());
         put(fake, state, CLUSTER_GROUP, "machines", machine);
@@ -263,7 +320,7 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         .collect();
     for machine in &machines {
         let mut updated = machine.clone();
-        let age = steps(fake, *memory.seen.entry(uid(machine)).or_insert_with(Instant::now));
+        let age = steps(fake, *memory.seen.entry(uid(machine)).or_insert_with(|| first_seen(fake, machine)));
         let problem: Option<(String, String, bool)> = match &fault {
             Some(Fault::Fail { reason, message }) => Some((reason.clone(), message.clone(), true)),
             Some(Fault::Stall { reason, message }) => Some((reason.clone(), message.clone(), false)),
@@ -280,39 +337,72 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
             }
         }
         let ready = problem.is_none() && address.is_some() && age >= 1;
-        let mut conditions = Vec::new();
-        match (&problem, address) {
-            (Some((reason, message, fatal)), _) => {
-                let mut c = condition(machine, "InfrastructureReady", false, reason, message, v1beta1);
-                if *fatal && v1beta1 {
-                    c["severity"] = json!("Error");
-                }
-                conditions.push(c);
+        let infrastructure_ready = address.is_some() && problem.is_none();
+        // Why the infrastructure is not ready: the fault's words, or the address it waits for.
+        let (infra_reason, infra_message, fatal) = match (&problem, address) {
+            (Some((reason, message, fatal)), _) => (reason.clone(), message.clone(), *fatal),
+            (None, None) => ("WaitingForIPAddress".to_owned(), "no free address in the pool".to_owned(), false),
+            (None, Some(_)) => (String::new(), String::new(), false),
+        };
+        let (old, new) = conditions(machine, v1beta1);
+        let mut v1beta2_conditions = vec![
+            v1beta2(&new, "BootstrapConfigReady", true, ("Ready", "NotReady"), ""),
+            if infrastructure_ready {
+                condition(&new, "InfrastructureReady", true, "Ready", "", false)
+            } else {
+                condition(&new, "InfrastructureReady", false, &infra_reason, &infra_message, false)
+            },
+        ];
+        let not_ready = if infrastructure_ready {
+            "* NodeHealthy: Waiting for a Node with spec.providerID to exist".to_owned()
+        } else {
+            format!("* InfrastructureReady: {infra_message}")
+        };
+        v1beta2_conditions.push(v1beta2(&new, "Ready", ready, ("Ready", "NotReady"), &not_ready));
+        v1beta2_conditions.push(v1beta2(
+            &new,
+            "Available",
+            ready,
+            ("Available", "NotReady"),
+            "* Ready: Machine is not Ready",
+        ));
+        v1beta2_conditions.push(v1beta2(&new, "Deleting", false, ("", "NotDeleting"), ""));
+        let mut status = if v1beta1 {
+            // v1beta1's Ready sums up the bootstrap and the infrastructure, and carries the
+            // reason and severity of the one that is not ready.
+            let severity = if fatal { "Error" } else { "Info" };
+            let mut infrastructure =
+                condition(&old, "InfrastructureReady", infrastructure_ready, &infra_reason, &infra_message, true);
+            let mut summary = condition(&old, "Ready", infrastructure_ready, &infra_reason, &infra_message, true);
+            if !infrastructure_ready {
+                infrastructure["severity"] = json!(severity);
+                summary["severity"] = json!(severity);
             }
-            (None, None) => conditions.push(condition(
-                machine,
-                "InfrastructureReady",
-                false,
-                "WaitingForIPAddress",
-                "no free address in the pool",
-                v1beta1,
-            )),
-            (None, Some(_)) => conditions.push(condition(machine, "InfrastructureReady", true, "", "", v1beta1)),
-        }
-        conditions.push(condition(machine, "Ready", ready, if ready { "" } else { "WaitingForNode" }, "", v1beta1));
-        if !v1beta1 {
-            conditions.push(condition(machine, "Available", ready, if ready { "" } else { "NotReady" }, "", false));
-        }
-        let mut status =
-            json!({"conditions": conditions, "infrastructureReady": address.is_some() && problem.is_none()});
+            let bootstrap = condition(&old, "BootstrapReady", true, "", "", true);
+            json!({
+                "conditions": [summary, bootstrap, infrastructure],
+                "bootstrapReady": true,
+                "infrastructureReady": infrastructure_ready,
+                "v1beta2": {"conditions": v1beta2_conditions},
+            })
+        } else {
+            json!({
+                "conditions": v1beta2_conditions,
+                "initialization": {"bootstrapDataSecretCreated": true, "infrastructureProvisioned": infrastructure_ready},
+            })
+        };
         if let Some(address) = address {
             status["addresses"] = json!([{"type": "InternalIP", "address": address.to_string()}]);
         }
         if ready {
-            status["nodeRef"] = json!({"kind": "Node", "name": machine["metadata"]["name"]});
+            status["nodeRef"] = if v1beta1 {
+                json!({"kind": "Node", "apiVersion": "v1", "name": machine["metadata"]["name"]})
+            } else {
+                json!({"name": machine["metadata"]["name"]})
+            };
             status["phase"] = json!("Running");
         } else {
-            status["phase"] = json!("Provisioning");
+            status["phase"] = json!(if infrastructure_ready { "Provisioned" } else { "Provisioning" });
         }
         updated["status"] = status;
         put(fake, state, CLUSTER_GROUP, "machines", updated);
@@ -355,24 +445,69 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
         }
     }
 
-    fn waiting(ok: bool, reason: &'static str) -> &'static str {
-        if ok {
-            ""
-        } else {
-            reason
-        }
-    }
+    // The v1beta2 conditions, with the reasons and messages Cluster API gives them.
+    let (old, new) = conditions(&cluster, v1beta1);
+    let infrastructure_message = "VSphereCluster status.initialization.provisioned is false".to_owned();
+    let control_plane_message = if initialized {
+        format!("* {cp_ready} of {want_control_plane} control plane machines are ready")
+    } else {
+        "KubeadmControlPlane status.initialization.controlPlaneInitialized is false".to_owned()
+    };
+    let workers_message = deployments
+        .iter()
+        .map(|d| {
+            let desired = d["spec"]["replicas"].as_u64().unwrap_or(1);
+            format!(
+                "* MachineDeployment {}: {workers_ready} of {desired} replicas available",
+                d["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let available_message = [
+        (infrastructure_ready, "InfrastructureReady", &infrastructure_message),
+        (cp_available, "ControlPlaneAvailable", &control_plane_message),
+        (workers_available, "WorkersAvailable", &workers_message),
+    ]
+    .into_iter()
+    .filter(|(ok, ..)| !ok)
+    .map(|(_, kind, message)| format!("* {kind}: {message}"))
+    .collect::<Vec<_>>()
+    .join("\n");
+    let workers_condition = if deployments.is_empty() {
+        condition(&new, "WorkersAvailable", true, "NoWorkers", "", false)
+    } else {
+        v1beta2(&new, "WorkersAvailable", workers_available, ("Available", "NotAvailable"), &workers_message)
+    };
+    let v1beta2_conditions = json!([
+        v1beta2(&new, "Available", available, ("Available", "NotAvailable"), &available_message),
+        v1beta2(&new, "InfrastructureReady", infrastructure_ready, ("Ready", "NotReady"), &infrastructure_message),
+        v1beta2(
+            &new,
+            "ControlPlaneInitialized",
+            initialized,
+            ("Initialized", "NotInitialized"),
+            "Control plane not yet initialized"
+        ),
+        v1beta2(&new, "ControlPlaneAvailable", cp_available, ("Available", "NotAvailable"), &control_plane_message),
+        workers_condition,
+        v1beta2(&new, "Deleting", false, ("", "NotDeleting"), ""),
+    ]);
     let status = if v1beta1 {
+        // v1beta1 reasons only when not true (with a severity); the v1beta2 conditions beside.
+        let waiting = if infrastructure_ready { "WaitingForControlPlane" } else { "WaitingForInfrastructure" };
+        let reason = |ok: bool, reason: &'static str| if ok { "" } else { reason };
         json!({
             "phase": if infrastructure_ready { "Provisioned" } else { "Provisioning" },
             "infrastructureReady": infrastructure_ready,
             "controlPlaneReady": cp_available,
             "conditions": [
-                condition(&cluster, "Ready", available, waiting(available, "WaitingForControlPlane"), "", true),
-                condition(&cluster, "ControlPlaneInitialized", initialized, waiting(initialized, "WaitingForControlPlaneProviderInitialized"), "", true),
-                condition(&cluster, "ControlPlaneReady", cp_available, waiting(cp_available, "WaitingForControlPlane"), "", true),
-                condition(&cluster, "InfrastructureReady", infrastructure_ready, waiting(infrastructure_ready, "WaitingForInfrastructure"), "", true),
+                condition(&old, "Ready", available, reason(available, waiting), "", true),
+                condition(&old, "ControlPlaneInitialized", initialized, reason(initialized, "WaitingForControlPlaneProviderInitialized"), "", true),
+                condition(&old, "ControlPlaneReady", cp_available, reason(cp_available, "WaitingForControlPlane"), "", true),
+                condition(&old, "InfrastructureReady", infrastructure_ready, reason(infrastructure_ready, "WaitingForInfrastructure"), "", true),
             ],
+            "v1beta2": {"conditions": v1beta2_conditions},
         })
     } else {
         json!({
@@ -380,13 +515,7 @@ fn build_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut M
             "initialization": {"infrastructureProvisioned": infrastructure_ready, "controlPlaneInitialized": initialized},
             "controlPlane": {"desiredReplicas": want_control_plane, "readyReplicas": cp_ready},
             "workers": {"desiredReplicas": want_workers, "readyReplicas": workers_ready},
-            "conditions": [
-                condition(&cluster, "Available", available, waiting(available, "NotAvailable"), "", false),
-                condition(&cluster, "InfrastructureReady", infrastructure_ready, waiting(infrastructure_ready, "NotReady"), "", false),
-                condition(&cluster, "ControlPlaneInitialized", initialized, waiting(initialized, "NotInitialized"), "", false),
-                condition(&cluster, "ControlPlaneAvailable", cp_available, waiting(cp_available, "NotAvailable"), "", false),
-                condition(&cluster, "WorkersAvailable", workers_available, waiting(workers_available, "NotAvailable"), "", false),
-            ],
+            "conditions": v1beta2_conditions,
         })
     };
     cluster["status"] = status;
@@ -426,16 +555,19 @@ fn delete_cluster(fake: &FakeManagementCluster, state: &mut State, memory: &mut 
     let v1beta1 = cluster["apiVersion"].as_str().unwrap_or_default().ends_with("v1beta1");
     let mut updated = cluster.clone();
     updated["status"]["phase"] = json!("Deleting");
-    let mut conditions: Vec<Value> = cluster["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    conditions.retain(|c| c["type"] != "Deleting");
-    conditions.push(condition(&cluster, "Deleting", true, "WaitingForMachinesDeletion", &message, v1beta1));
+    // Deleting is a v1beta2 condition: in `status.conditions` of a v1beta2 Cluster, in
+    // `status.v1beta2.conditions` of a v1beta1 one.
+    let (_, new) = conditions(&cluster, v1beta1);
+    let workers = machines.iter().any(|m| m["metadata"]["labels"].get(CONTROL_PLANE_LABEL).is_none());
+    let reason = if workers { "WaitingForWorkersDeletion" } else { "WaitingForControlPlaneDeletion" };
+    let mut listed: Vec<Value> = new.as_array().cloned().unwrap_or_default();
+    listed.retain(|c| c["type"] != "Deleting");
+    listed.push(condition(&new, "Deleting", true, reason, &message, false));
     if v1beta1 {
-        // v1beta1 has no Deleting condition: it goes with the newer conditions.
-        conditions.pop();
-        updated["status"]["v1beta2"]["conditions"] =
-            json!([condition(&cluster, "Deleting", true, "WaitingForMachinesDeletion", &message, false)]);
+        updated["status"]["v1beta2"]["conditions"] = json!(listed);
+    } else {
+        updated["status"]["conditions"] = json!(listed);
     }
-    updated["status"]["conditions"] = json!(conditions);
     put(fake, state, CLUSTER_GROUP, "clusters", updated);
     if stuck.is_some() || steps(fake, since) < 1 {
         return;

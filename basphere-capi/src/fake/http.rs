@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State as AxumState};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -42,9 +43,15 @@ async fn handle(
     AxumState(fake): AxumState<Arc<FakeManagementCluster>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    // Every request needs the token of the kubeconfig, as an API server needs credentials: the
+    // server listens on loopback, which every user of the machine reaches.
+    if !fake.authorized(headers.get(AUTHORIZATION).map(|value| value.as_bytes())) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
     let path = uri.path().trim_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').collect();
     let (group, version, rest) = match segments.as_slice() {
@@ -409,6 +416,48 @@ fn apply(
             format!("metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain"),
         );
     }
+    // The API server's own checks of object metadata: a namespace's name is a DNS label, and
+    // every label value is a valid label value.
+    if resource.kind == "Namespace" && !dns_label(name) {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "Namespace {name:?} is invalid: metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 label \
+                 must consist of lower case alphanumeric characters or '-', and must start and end with an \
+                 alphanumeric character, at most 63 characters"
+            ),
+        );
+    }
+    for (key, value) in applied["metadata"]["labels"].as_object().into_iter().flatten() {
+        let value = value.as_str().unwrap_or("\u{0}");
+        if let Some(why) = label_value_error(value) {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!(
+                    "{} {name:?} is invalid: metadata.labels: Invalid value: {value:?}: {why} (label {key})",
+                    resource.kind
+                ),
+            );
+        }
+    }
+    // Cluster API's webhooks: a Cluster's and a MachineDeployment's names are used as label
+    // values, so names that are not valid label values are refused.
+    if resource.group == "cluster.x-k8s.io" && matches!(resource.kind.as_str(), "Cluster" | "MachineDeployment") {
+        if let Some(why) = label_value_error(name) {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!(
+                    "admission webhook \"validation.{}.cluster.x-k8s.io\" denied the request: {}.cluster.x-k8s.io {name:?} \
+                     is invalid: metadata.name: Invalid value: {name:?}: must be a valid label value: {why}",
+                    resource.kind.to_lowercase(),
+                    resource.kind
+                ),
+            );
+        }
+    }
     if resource.group.contains("x-k8s.io") {
         match fake.schemas.errors(&applied) {
             Ok(errors) if errors.is_empty() => {}
@@ -509,6 +558,27 @@ fn dns_subdomain(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !name.starts_with(['-', '.'])
         && !name.ends_with(['-', '.'])
+}
+
+/// An RFC 1123 label, as a namespace's name must be.
+fn dns_label(name: &str) -> bool {
+    !name.contains('.') && name.len() <= 63 && dns_subdomain(name)
+}
+
+/// Why `value` is not a valid label value (Kubernetes' `IsValidLabelValue`), if it is not:
+/// empty, or at most 63 alphanumerics, `-`, `_` and `.`, beginning and ending alphanumeric.
+pub(crate) fn label_value_error(value: &str) -> Option<&'static str> {
+    if value.len() > 63 {
+        return Some("must be no more than 63 characters");
+    }
+    let alphanumeric = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    let bytes = value.as_bytes();
+    let shaped = bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        && (bytes.is_empty() || (alphanumeric(bytes.first()) && alphanumeric(bytes.last())));
+    (!shaped).then_some(
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', \
+         and must start and end with an alphanumeric character",
+    )
 }
 
 fn delete(fake: &FakeManagementCluster, resource: &Resource, key: &Key) -> Response {

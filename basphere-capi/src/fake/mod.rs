@@ -1,9 +1,10 @@
 //! A simulated management cluster: a Kubernetes API server good enough for Basphere's client
 //! (discovery, namespaces, server-side apply with a field manager, get, list and watch with
-//! resource versions, delete with finalizers), which refuses what the CRD schemas and the
-//! providers' webhooks refuse, and a simulated Cluster API controller that moves clusters
-//! through their conditions, hands out node addresses from the pools, writes the kubeconfig
-//! Secret, honours deletion after a delay, and stalls or fails on request.
+//! resource versions, delete with finalizers), which answers only requests with the bearer
+//! token of its kubeconfig and refuses what the API server, the CRD schemas and the providers'
+//! webhooks refuse, and a simulated Cluster API controller that moves clusters through their
+//! conditions (with Cluster API's reasons), hands out node addresses from the pools, writes the
+//! kubeconfig Secret, honours deletion after a delay, and stalls or fails on request.
 //!
 //! The server runs it in-process as its default cluster backend (reached through a kubeconfig,
 //! like a real one), tests drive it, and `cargo xtask bench clusters` counts its requests.
@@ -93,6 +94,8 @@ pub struct FakeManagementCluster {
     /// How long each step of a simulated cluster takes.
     pub(crate) step: Duration,
     journal: Option<PathBuf>,
+    /// The bearer token every request must carry (its kubeconfig's), random per instance.
+    token: String,
 }
 
 impl FakeManagementCluster {
@@ -150,14 +153,6 @@ impl FakeManagementCluster {
         };
         resources.push(core("Namespace", "namespaces", false));
         resources.push(core("Secret", "secrets", true));
-        // Machines are made by Cluster API itself; Basphere only reads them.
-        resources.push(Resource {
-            group: "cluster.x-k8s.io".into(),
-            versions: vec!["v1beta1".into(), "v1beta2".into()],
-            kind: "Machine".into(),
-            plural: "machines".into(),
-            namespaced: true,
-        });
         resources.push(Resource {
             group: "apiextensions.k8s.io".into(),
             versions: vec!["v1".into()],
@@ -182,6 +177,8 @@ impl FakeManagementCluster {
             resources,
             step,
             journal,
+            // 244 random bits from the operating system's generator (UUID v4 uses getrandom).
+            token: format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
         });
         // The CRDs themselves, as apiextensions serves them.
         {
@@ -215,13 +212,28 @@ impl FakeManagementCluster {
         Ok((local, Running { tasks: vec![server, controller] }))
     }
 
-    /// A kubeconfig that reaches this server at `address` over plain HTTP.
-    pub fn kubeconfig(address: SocketAddr) -> String {
+    /// A kubeconfig that reaches this server at `address` over plain HTTP, with its token: keep
+    /// it where only its user can read it (the server writes it with mode 0600).
+    pub fn kubeconfig(&self, address: SocketAddr) -> String {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: simulated\n  cluster:\n    server: http://{address}\n\
              contexts:\n- name: basphere@simulated\n  context:\n    cluster: simulated\n    user: basphere\n\
-             current-context: basphere@simulated\nusers:\n- name: basphere\n  user:\n    token: simulated\n"
+             current-context: basphere@simulated\nusers:\n- name: basphere\n  user:\n    token: {}\n",
+            self.token
         )
+    }
+
+    /// Whether an `Authorization` header carries this server's token. Both sides are hashed
+    /// first and compared without stopping at the first difference, so the time taken tells
+    /// nothing about the token.
+    pub(crate) fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        use sha2::{Digest, Sha256};
+        let Some(presented) = authorization.and_then(|value| value.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        let presented = Sha256::digest(presented);
+        let expected = Sha256::digest(self.token.as_bytes());
+        presented.iter().zip(expected.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
     }
 
     /// The VSphereClusterIdentity an administrator would create, allowing owners' namespaces.
@@ -362,9 +374,8 @@ impl FakeManagementCluster {
         let allocations: Vec<Value> =
             state.allocations.iter().map(|(pool, addresses)| json!({"pool": pool, "addresses": addresses})).collect();
         let saved = json!({"resourceVersion": state.resource_version, "objects": objects, "allocations": allocations});
-        let temporary = path.with_extension("tmp");
-        let written = std::fs::write(&temporary, saved.to_string()).and_then(|()| std::fs::rename(&temporary, path));
-        if let Err(error) = written {
+        // It holds every cluster's kubeconfig Secret: readable by this user only.
+        if let Err(error) = crate::write_private(path, &saved.to_string()) {
             tracing::warn!(path = %path.display(), %error, "saving the simulated management cluster failed");
         }
     }

@@ -30,7 +30,7 @@ async fn site_with(prepare: impl FnOnce(&FakeManagementCluster), choice: Version
     let (address, running) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
-    std::fs::write(&path, FakeManagementCluster::kubeconfig(address)).unwrap();
+    std::fs::write(&path, fake.kubeconfig(address)).unwrap();
     if with_identity {
         // What an administrator does once: the identity, applied as CAPV's CRD wants it.
         let config = kube::Config::from_custom_kubeconfig(
@@ -256,4 +256,171 @@ async fn callers_waiting_at_once_for_the_first_listing_all_get_their_answer() {
     for waiter in waiters {
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("answered at once").unwrap().unwrap();
     }
+}
+
+#[tokio::test]
+async fn names_cluster_api_refuses_are_refused_and_the_longest_accepted_name_comes_up() {
+    use basphere_core::validate::{ResourceName, CLUSTER_NAME_MAX_LEN};
+    let site = site().await;
+    // A name Basphere no longer takes for a cluster: its MachineDeployment, `<name>-md`, has 64
+    // characters, and Cluster API's webhook refuses names that are not label values.
+    let mut refused = request(1, 1, "small");
+    refused.name = ResourceName::parse(&"a".repeat(61)).unwrap();
+    assert!(ResourceName::cluster(refused.name.as_str()).is_err());
+    let error = site.capi.apply(&refused).await.unwrap_err().to_string();
+    assert!(
+        error.contains("MachineDeployment")
+            && error.contains("must be a valid label value")
+            && error.contains("no more than 63 characters"),
+        "{error}"
+    );
+    assert!(site.fake.objects("machinedeployments", None).is_empty());
+
+    let mut longest = request(1, 1, "small");
+    longest.id = "0196f1a2-0000-7000-8000-0000000000aa".parse().unwrap();
+    longest.name = ResourceName::cluster(&format!("dev-{}", "a".repeat(CLUSTER_NAME_MAX_LEN - 4))).unwrap();
+    site.capi.apply(&longest).await.unwrap();
+    let ready = site.until(&longest, |o| o.health == ClusterHealth::Ready).await;
+    assert_eq!((ready.control_plane_ready, ready.workers_ready), (1, 1));
+}
+
+/// Every Cluster and Machine the simulated controller writes, status and all, checked against
+/// the CRD of its version: what real Cluster API writes must be what the simulator writes.
+fn check_written(schemas: &basphere_capi::schema::Schemas, event: &basphere_capi::fake::Event, seen: &mut Vec<String>) {
+    if event.group != "cluster.x-k8s.io" || !matches!(event.plural.as_str(), "clusters" | "machines") {
+        return;
+    }
+    let object = &event.object;
+    let what = format!("{} {} {}", object["apiVersion"], object["kind"], object["metadata"]["name"]);
+    let errors = schemas.errors(object).unwrap();
+    assert!(errors.is_empty(), "{what}: {errors:#?}\n{object:#}");
+    let status = &object["status"];
+    let v1beta1 = object["apiVersion"].as_str().unwrap().ends_with("v1beta1");
+    let newer = if v1beta1 { &status["v1beta2"]["conditions"] } else { &status["conditions"] };
+    for condition in newer.as_array().into_iter().flatten() {
+        // metav1.Condition: the reason and the message are always there.
+        assert!(condition["reason"].as_str().is_some_and(|r| !r.is_empty()), "{what}: {condition}");
+        assert!(condition["message"].is_string(), "{what}: {condition}");
+        let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+        seen.push(format!(
+            "{} {}={} {}",
+            text(&object["kind"]),
+            text(&condition["type"]),
+            text(&condition["status"]),
+            text(&condition["reason"])
+        ));
+    }
+}
+
+#[tokio::test]
+async fn what_the_simulated_controller_writes_validates_against_the_crds_in_both_contracts() {
+    let schemas = basphere_capi::schema::Schemas::load();
+    for version in [ApiVersion::V1beta1, ApiVersion::V1beta2] {
+        let site = site_with(|_| {}, VersionChoice::Fixed(version), true).await;
+        let mut changes = site.fake.changes();
+        let mut request = request(1, 2, "small");
+        site.capi.apply(&request).await.unwrap();
+        let progressing =
+            site.until(&request, |o| o.health == ClusterHealth::Progressing && !o.conditions.is_empty()).await;
+        for condition in &progressing.conditions {
+            let needed = version == ApiVersion::V1beta2 || condition.status != "True";
+            assert!(!needed || condition.reason.is_some(), "{version:?}: a condition without a reason: {condition:?}");
+        }
+        site.until(&request, |o| o.health == ClusterHealth::Ready).await;
+        request.worker_count = 1;
+        site.capi.apply(&request).await.unwrap();
+        site.until(&request, |o| o.health == ClusterHealth::Ready && o.worker_machines == 1).await;
+        // A failing one and a stalled one.
+        site.fake.inject("broken", Fault::Fail { reason: "CloningFailed".into(), message: "no template".into() });
+        let mut broken = request.clone();
+        broken.id = "0196f1a2-0000-7000-8000-0000000000bb".parse().unwrap();
+        broken.name = basphere_core::validate::ResourceName::cluster("broken").unwrap();
+        site.capi.apply(&broken).await.unwrap();
+        let failed = site.until(&broken, |o| o.health == ClusterHealth::Failed).await;
+        assert!(failed.reason.as_deref().unwrap().contains("CloningFailed: no template"), "{failed:?}");
+        let mut waits = 0;
+        while let Removal::Waiting(message) = site.capi.delete(&request.cluster_ref()).await.unwrap() {
+            waits += 1;
+            assert!(waits < 200, "{message}");
+            site.capi.changed(Duration::from_millis(100)).await;
+        }
+
+        let mut seen = Vec::new();
+        let mut checked = 0;
+        loop {
+            match changes.try_recv() {
+                Ok(event) => {
+                    check_written(&schemas, &event, &mut seen);
+                    checked += 1;
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => panic!("{missed} changes missed"),
+                Err(_) => break,
+            }
+        }
+        assert!(checked > 10, "{checked} changes");
+        for expected in [
+            "Cluster Available=True Available",
+            "Cluster Available=False NotAvailable",
+            "Cluster InfrastructureReady=False NotReady",
+            "Cluster ControlPlaneInitialized=True Initialized",
+            "Cluster WorkersAvailable=True Available",
+            "Cluster Deleting=False NotDeleting",
+            "Cluster Deleting=True WaitingForWorkersDeletion",
+            "Machine Ready=True Ready",
+            "Machine Ready=False NotReady",
+            "Machine InfrastructureReady=False CloningFailed",
+        ] {
+            assert!(seen.iter().any(|s| s == expected), "{version:?}: never wrote {expected}: {seen:#?}");
+        }
+    }
+}
+
+/// A simulated management cluster kept in `journal`, and a client of it.
+async fn start_with_journal(
+    step: Duration,
+    journal: &std::path::Path,
+) -> (Arc<FakeManagementCluster>, CapiProvisioner, Running) {
+    let fake = FakeManagementCluster::with_journal(step, journal.to_path_buf()).unwrap();
+    fake.install_identity("basphere-vsphere");
+    let (address, running) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let path = journal.with_file_name(format!("kubeconfig-{}", address.port()));
+    std::fs::write(&path, fake.kubeconfig(address)).unwrap();
+    let capi = CapiProvisioner::connect(&path, layout(), VersionChoice::Auto).await.unwrap();
+    (fake, capi, running)
+}
+
+#[tokio::test]
+async fn a_restarted_simulated_controller_does_not_set_a_ready_cluster_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.json");
+    let step = Duration::from_millis(60);
+    let request = request(1, 2, "small");
+    let (fake, capi, running) = start_with_journal(step, &journal).await;
+    capi.apply(&request).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while capi.observe(&request.cluster_ref()).await.unwrap().is_none_or(|o| o.health != ClusterHealth::Ready) {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        capi.changed(Duration::from_millis(200)).await;
+    }
+    drop((capi, running, fake));
+
+    // The same objects, a new controller: for many steps, nothing goes back.
+    let (fake, capi, _running) = start_with_journal(step, &journal).await;
+    let mut changes = fake.changes();
+    tokio::time::sleep(step * 10).await;
+    loop {
+        match changes.try_recv() {
+            Ok(event) if event.plural == "machines" => {
+                assert!(event.object["status"]["nodeRef"].is_object(), "a machine lost its node: {}", event.object)
+            }
+            Ok(event) if event.plural == "clusters" => {
+                let conditions = event.object["status"]["conditions"].as_array().unwrap();
+                assert!(conditions.iter().all(|c| c["status"] == "True" || c["type"] == "Deleting"), "{conditions:#?}");
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let seen = capi.observe(&request.cluster_ref()).await.unwrap();
+    assert!(seen.as_ref().is_none_or(|o| o.health == ClusterHealth::Ready), "{seen:?}");
 }

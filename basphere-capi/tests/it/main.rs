@@ -1,6 +1,7 @@
 //! basphere-capi's tests: every rendered object against the real CRD schema of its kind and
 //! version, snapshots, injection, and the status read from conditions.
 
+mod access;
 mod client;
 mod render;
 mod status;

@@ -275,3 +275,113 @@ fn snapshots_of_a_dev_cluster_in_both_contract_versions() {
         insta::assert_json_snapshot!(format!("dev_cluster_{label}"), objects);
     }
 }
+
+/// A DNS-1123 label's shape, of any length.
+fn label_shaped(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Kubernetes' `IsDNS1123Label`.
+fn dns_label(name: &str) -> bool {
+    name.len() <= 63 && label_shaped(name)
+}
+
+/// Kubernetes' `IsDNS1123Subdomain`: label-shaped parts joined by dots, at most 253 characters.
+fn dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(label_shaped)
+}
+
+/// Kubernetes' `IsValidLabelValue`.
+fn label_value(value: &str) -> bool {
+    let alphanumeric = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    value.len() <= 63
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && (value.is_empty() || (alphanumeric(value.as_bytes().first()) && alphanumeric(value.as_bytes().last())))
+}
+
+/// Every `labels` and `matchLabels` map anywhere in `value`, with where it is.
+fn label_maps<'a>(value: &'a Value, at: String, found: &mut Vec<(String, &'a serde_json::Map<String, Value>)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let here = format!("{at}.{key}");
+                match (key.as_str(), inner) {
+                    ("labels" | "matchLabels", Value::Object(labels)) => found.push((here, labels)),
+                    _ => label_maps(inner, here, found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                label_maps(item, format!("{at}[{index}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The longest names Basphere accepts (cluster, owner, namespace prefix, add-on) go through every
+/// object: each name is what Kubernetes and Cluster API's webhooks take, and so is each label.
+#[test]
+fn the_longest_accepted_names_make_objects_kubernetes_and_cluster_api_accept() {
+    use basphere_core::validate::{ResourceName, CLUSTER_NAME_MAX_LEN};
+    let cluster_name = format!("dev-{}", "a".repeat(CLUSTER_NAME_MAX_LEN - 4));
+    let mut request = request(3, 3, "large");
+    request.name = ResourceName::cluster(&cluster_name).unwrap();
+    // Usernames take at most 32 characters, namespace prefixes 31, add-on names 40.
+    request.owner = basphere_core::testing::username(&format!("o{}", "w".repeat(31)));
+    assert!(basphere_core::validate::Username::parse(&format!("o{}", "w".repeat(32))).is_err());
+    let mut layout = layout();
+    layout.namespace_prefix = format!("p{}-", "x".repeat(29));
+    assert_eq!(layout.namespace_prefix.len(), 31);
+    layout.addons.insert("a".repeat(40), "kind: ConfigMap\n".into());
+    let schemas = Schemas::load();
+
+    for versions in all_versions() {
+        let mut objects = cluster_objects(&layout, versions, &request);
+        objects.push(basphere_capi::render::namespace(&layout, request.owner.as_str()));
+        let names = Names::of(&layout, &request);
+        for object in &objects {
+            let kind = object["kind"].as_str().unwrap();
+            let name = object["metadata"]["name"].as_str().unwrap();
+            assert!(dns_subdomain(name), "{kind} {name} is not a DNS subdomain");
+            let addon_secret = kind == "Secret" && name.starts_with(&format!("{}-", names.addons));
+            // Every name Basphere derives is a DNS label too (the add-on Secrets take the
+            // add-on's name, up to 40 characters, and are DNS subdomains).
+            assert!(addon_secret || dns_label(name), "{kind} {name} ({} characters) is not a DNS label", name.len());
+            if kind == "Namespace" {
+                assert!(dns_label(name), "the namespace {name} is not a DNS label");
+            } else {
+                let namespace = object["metadata"]["namespace"].as_str().unwrap();
+                assert!(dns_label(namespace), "namespace {namespace} of {kind} {name}");
+            }
+            // Cluster API copies these names into labels (cluster-name, deployment-name,
+            // control-plane-name), and its webhooks refuse names that are not label values.
+            if matches!(kind, "Cluster" | "MachineDeployment" | "KubeadmControlPlane") {
+                assert!(label_value(name), "{kind} {name} ({} characters) is not a label value", name.len());
+            }
+            let mut maps = Vec::new();
+            label_maps(object, String::new(), &mut maps);
+            assert!(!maps.is_empty() || kind == "Namespace", "{kind} has labels");
+            for (at, labels) in maps {
+                for (key, value) in labels {
+                    let value = value.as_str().unwrap();
+                    assert!(label_value(value), "{kind} {name}{at}: {key}={value} is not a label value");
+                }
+            }
+            if object["apiVersion"] != "v1" {
+                let errors = schemas.errors(object).unwrap();
+                assert!(errors.is_empty(), "{kind} {name}: {errors:#?}");
+            }
+        }
+        // What Cluster API makes from these names: the kubeconfig Secret, the certificates.
+        for suffix in ["kubeconfig", "ca", "etcd", "sa", "proxy"] {
+            let secret = format!("{}-{suffix}", names.cluster);
+            assert!(dns_label(&secret), "{secret}");
+        }
+        assert!(objects.iter().any(|o| o["kind"] == "MachineDeployment" && o["metadata"]["name"] == names.workers));
+    }
+}

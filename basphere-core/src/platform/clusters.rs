@@ -43,7 +43,9 @@ pub struct ClusterQuery {
     pub page: PageRequest,
 }
 
-/// A cluster name from a request path: one that breaks the rule cannot exist.
+/// A cluster name from a request path: one that breaks the rule cannot exist. The rule is the
+/// resource names', not the shorter one new clusters get, so a cluster made before that limit
+/// can still be read and deleted.
 pub fn lookup_cluster_name(value: &str) -> Result<ResourceName> {
     ResourceName::parse(value).map_err(|_| Error::not_found("cluster", bounded(value)))
 }
@@ -137,7 +139,7 @@ impl Platform {
         if let Some(key) = &idempotency_key {
             check_idempotency_key(key)?;
         }
-        let name = ResourceName::parse(&request.name)?;
+        let name = ResourceName::cluster(&request.name)?;
         let cluster_type = self.config.cluster_type(&request.cluster_type)?.clone();
         let worker_spec =
             self.config.node_spec(request.worker_spec.as_deref().unwrap_or(&cluster_type.worker_spec_default))?.clone();

@@ -50,8 +50,22 @@ async fn bad_requests_get_problems_and_change_nothing() {
         serde_json::json!({"username": username, "email": email, "ssh_key": ssh_key}).to_string()
     };
     let long_name = "a".repeat(10_000);
+    let cluster = |name: &str| serde_json::json!({"name": name, "type": "dev"}).to_string();
+    let longest_cluster = basphere_core::validate::CLUSTER_NAME_MAX_LEN;
     let mut cases = vec![
-        // Names.
+        // Names. A cluster's is shorter: Cluster API's objects are named after it.
+        json(
+            &alice,
+            "POST",
+            "/api/v1/clusters",
+            cluster(&"a".repeat(longest_cluster + 1)),
+            400,
+            "invalid-input",
+            "at most 51 characters",
+        ),
+        json(&alice, "POST", "/api/v1/clusters", cluster(&"a".repeat(63)), 400, "invalid-input", "at most 51"),
+        json(&alice, "POST", "/api/v1/clusters", cluster(&"a".repeat(64)), 400, "invalid-input", "1-51 characters"),
+        json(&alice, "POST", "/api/v1/clusters", cluster("Dev"), 400, "invalid-input", "lowercase letter first"),
         json(
             &alice,
             "POST",
@@ -426,6 +440,8 @@ async fn bad_requests_get_problems_and_change_nothing() {
     assert_eq!(vms["items"].as_array().map(Vec::len), Some(0), "{vms}");
     let users = api.get(&ROOT, "/api/v1/admin/users").await.json();
     assert_eq!(users.as_array().map(Vec::len), Some(1), "only alice: {users}");
+    let clusters = api.get(&ROOT, "/api/v1/admin/clusters").await.json();
+    assert_eq!(clusters["items"].as_array().map(Vec::len), Some(0), "{clusters}");
     let quota = api.get(&alice, "/api/v1/quota").await.json();
     assert_eq!((quota["usage"]["ips"].as_u64(), quota["limits"]["vms"].as_u64()), (Some(0), Some(10)), "{quota}");
     let ok = api.send(&alice, "POST", "/api/v1/vms", Some(&vm("web", "ubuntu-24.04", "small", ""))).await;
@@ -435,6 +451,9 @@ async fn bad_requests_get_problems_and_change_nothing() {
     let charset = [("content-type", "application/json; charset=utf-8")];
     let ok = api.call(&alice, "POST", "/api/v1/vms", &charset, vm("db", "rocky-10.1", "tiny", "").as_bytes()).await;
     assert_eq!(ok.status, 202, "{}", ok.body);
+    let longest = format!("dev-{}", "a".repeat(longest_cluster - 4));
+    let ok = api.send(&alice, "POST", "/api/v1/clusters", Some(&cluster(&longest))).await;
+    assert_eq!(ok.status, 202, "the longest cluster name is taken: {}", ok.body);
 }
 
 /// `Idempotency-Key` replays the first answer, and refuses a different request under the same key.
