@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::credentials::Credentials;
-use basphere_core::config::BackendSections;
+use basphere_core::config::{BackendSections, StoreConfig, StoreUrl};
 use basphere_core::model::OsImage;
 use basphere_core::{Config, Error, Result};
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -86,7 +86,29 @@ pub struct TerraformConfig {
     pub init_timeout_seconds: u64,
     pub apply_timeout_seconds: u64,
     pub parallelism: usize,
+    /// Where Terraform keeps each VM's state (`terraform.state_backend`).
+    pub state: TerraformState,
 }
+
+/// Where Terraform keeps the state of each VM and user folder (`terraform.state_backend`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerraformState {
+    /// `local`: `terraform.tfstate` in the working directory, in this server's data directory.
+    /// Only for one server: other replicas cannot see it.
+    Local,
+    /// `pg`: Terraform's own `pg` backend, one workspace per VM (`vm-<id>`) and per user folder
+    /// (`folder-<owner>`) in the schema `schema`, so every replica sharing the database finds
+    /// the state any of them wrote, under Terraform's lock.
+    Pg {
+        /// The `conn_str` given to `terraform init -backend-config` (never with a password: that
+        /// reaches Terraform as `PGPASSWORD`, from `store.password_file` or the environment).
+        conn_str: String,
+        schema: String,
+    },
+}
+
+/// The default schema of Terraform's pg backend (`terraform.pg_schema`).
+pub const DEFAULT_PG_SCHEMA: &str = "basphere_terraform";
 
 /// The three sections, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +151,16 @@ struct RawTerraform {
     init_timeout_seconds: Option<u64>,
     apply_timeout_seconds: Option<u64>,
     parallelism: Option<usize>,
+    state_backend: Option<StateBackendKind>,
+    pg_schema: Option<String>,
+    pg_conn_str: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum StateBackendKind {
+    Local,
+    Pg,
 }
 
 /// One section read into its raw form; an absent (null) section is all defaults.
@@ -158,6 +190,121 @@ fn within<T: Copy + PartialOrd + std::fmt::Display>(
     }
 }
 
+/// Where Terraform's state goes. With a PostgreSQL store several replicas may serve, each with its
+/// own data directory: state kept there would be seen by one replica only, and a VM created
+/// through one would never be destroyed through another. So PostgreSQL means Terraform's pg
+/// backend in the same database (the default), and `local` is refused there.
+fn terraform_state(raw: &RawTerraform, store: &StoreConfig) -> Result<TerraformState> {
+    let postgres = match &store.url {
+        StoreUrl::Postgres(url) => Some(url.as_str()),
+        StoreUrl::Sqlite(_) => None,
+    };
+    let kind =
+        raw.state_backend.unwrap_or(if postgres.is_some() { StateBackendKind::Pg } else { StateBackendKind::Local });
+    match kind {
+        StateBackendKind::Local => {
+            if postgres.is_some() {
+                return Err(Error::invalid(
+                    "terraform.state_backend",
+                    "local keeps each VM's Terraform state in this server's data directory, where the other replicas \
+                     sharing the PostgreSQL store.url cannot see it (a VM created through one would never be destroyed \
+                     through another): use pg, the default with a PostgreSQL store, which keeps it in that database",
+                ));
+            }
+            for (key, set) in
+                [("terraform.pg_schema", raw.pg_schema.is_some()), ("terraform.pg_conn_str", raw.pg_conn_str.is_some())]
+            {
+                if set {
+                    return Err(Error::invalid(key, "is only read with terraform.state_backend: pg"));
+                }
+            }
+            Ok(TerraformState::Local)
+        }
+        StateBackendKind::Pg => {
+            let schema = raw.pg_schema.clone().unwrap_or_else(|| DEFAULT_PG_SCHEMA.to_owned());
+            let valid = schema.len() <= 63
+                && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(Error::invalid(
+                    "terraform.pg_schema",
+                    format!("{schema:?} is not accepted: use lowercase letters, digits and _ (at most 63, not starting with a digit)"),
+                ));
+            }
+            let conn_str = match (&raw.pg_conn_str, postgres) {
+                (Some(conn_str), _) => {
+                    let conn_str = conn_str.trim().to_owned();
+                    if !(conn_str.starts_with("postgres://") || conn_str.starts_with("postgresql://")) {
+                        return Err(Error::invalid("terraform.pg_conn_str", "must be a postgres:// URL"));
+                    }
+                    if StoreUrl::parse(&conn_str).is_err() {
+                        return Err(Error::invalid(
+                            "terraform.pg_conn_str",
+                            "holds a password; Terraform is given the store's (store.password_file or BASPHERE_STORE_PASSWORD) as PGPASSWORD",
+                        ));
+                    }
+                    conn_str
+                }
+                (None, Some(url)) => terraform_conn_str(url, store.ca_file.as_deref())
+                    .map_err(|why| Error::invalid("terraform.pg_conn_str", why))?,
+                (None, None) => {
+                    return Err(Error::invalid(
+                        "terraform.state_backend",
+                        "pg needs a PostgreSQL database: store.url is SQLite; set terraform.pg_conn_str, or use local",
+                    ))
+                }
+            };
+            Ok(TerraformState::Pg { conn_str, schema })
+        }
+    }
+}
+
+/// The store's URL as Terraform's PostgreSQL driver (lib/pq) reads it. The two differ in TLS:
+/// Basphere's `prefer` (the default) is not lib/pq's, whose default is `require`, even over a
+/// Unix socket, where TLS does not exist; and Basphere checks the server's certificate and name
+/// (`store.ca_file`, or the system's authorities), which lib/pq does with `verify-full` and
+/// `sslrootcert`. So: `disable` stays; `require` and the verifying modes become `verify-full` with
+/// the authorities Basphere trusts; no mode or `prefer` over a Unix socket becomes `disable`; and
+/// `prefer` or `allow` over TCP, which lib/pq cannot do, is refused with what to set instead.
+pub fn terraform_conn_str(url: &str, ca_file: Option<&std::path::Path>) -> std::result::Result<String, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        params.push((key.to_owned(), value.to_owned()));
+    }
+    let decoded = |value: &str| value.replace("%2F", "/").replace("%2f", "/");
+    let authority = base.split_once("://").map_or("", |(_, rest)| rest).split('/').next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host =
+        params.iter().find(|(key, _)| key == "host").map(|(_, value)| decoded(value)).unwrap_or_else(|| decoded(host));
+    let unix_socket = host.starts_with('/');
+    let mode = params.iter().find(|(key, _)| key == "sslmode").map(|(_, value)| value.clone());
+    params.retain(|(key, _)| key != "sslmode" && key != "sslrootcert");
+    match mode.as_deref() {
+        Some("disable") => params.push(("sslmode".into(), "disable".into())),
+        Some("require" | "verify-ca" | "verify-full") => {
+            let roots = ca_file.map_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned(), |path| path.display().to_string());
+            if roots.contains(['&', '#', '%', ' ', '?']) {
+                return Err(format!("store.ca_file {roots:?} cannot be passed in a URL; give a path without &, #, %, ? or spaces"));
+            }
+            params.push(("sslmode".into(), "verify-full".into()));
+            params.push(("sslrootcert".into(), roots));
+        }
+        None | Some("prefer") if unix_socket => params.push(("sslmode".into(), "disable".into())),
+        None | Some("prefer" | "allow") => {
+            return Err(format!(
+                "store.url's TLS mode ({}) has no equivalent in Terraform's PostgreSQL driver: add sslmode=require (or disable) \
+                 to store.url, or set terraform.pg_conn_str",
+                mode.as_deref().unwrap_or("prefer, the default")
+            ))
+        }
+        Some(other) => return Err(format!("store.url's sslmode {other:?} is not one Terraform's PostgreSQL driver knows")),
+    }
+    let query: Vec<String> = params.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    Ok(format!("{base}?{}", query.join("&")))
+}
+
 impl Default for BackendConfig {
     /// What an empty configuration gives: the simulated backend.
     fn default() -> Self {
@@ -168,11 +315,12 @@ impl Default for BackendConfig {
 impl BackendConfig {
     /// The backend sections of a configuration, parsed and checked.
     pub fn from_config(config: &Config) -> Result<BackendConfig> {
-        BackendConfig::from_sections(&config.backend_sections, &config.vsphere.folder)
+        BackendConfig::from_sections(&config.backend_sections, &config.vsphere.folder, &config.store)
     }
 
-    /// `sections` parsed and checked; `folder` is the base folder core validated.
-    pub fn from_sections(sections: &BackendSections, folder: &str) -> Result<BackendConfig> {
+    /// `sections` parsed and checked; `folder` is the base folder core validated, `store` the
+    /// store core validated (Terraform's state goes where the store's replicas all see it).
+    pub fn from_sections(sections: &BackendSections, folder: &str, store: &StoreConfig) -> Result<BackendConfig> {
         let backend: RawBackend = section("backend", &sections.backend)?;
         let raw: RawVsphere = section("vsphere", &sections.vsphere)?;
         let terraform: RawTerraform = section("terraform", &sections.terraform)?;
@@ -198,7 +346,9 @@ impl BackendConfig {
             }
         }
 
+        let state = terraform_state(&terraform, store)?;
         let terraform = TerraformConfig {
+            state,
             binary: terraform.binary.unwrap_or_else(|| PathBuf::from("terraform")),
             plugin_cache_dir: terraform.plugin_cache_dir,
             cli_config_file: terraform.cli_config_file,
@@ -290,6 +440,43 @@ terraform: {binary: /usr/local/bin/terraform, parallelism: 8, apply_timeout_seco
     }
 
     #[test]
+    fn terraform_state_follows_the_store() {
+        assert_eq!(parsed("").unwrap().terraform.state, TerraformState::Local, "SQLite: one server, local state");
+        let state = |yaml: &str| parsed(yaml).unwrap().terraform.state;
+        let pg = |conn_str: &str| TerraformState::Pg { conn_str: conn_str.into(), schema: DEFAULT_PG_SCHEMA.into() };
+        // Over a Unix socket lib/pq must be told not to try TLS (its default is require).
+        assert_eq!(
+            state("store: {url: 'postgresql://basphere@/basphere?host=/run/postgresql&port=5432'}"),
+            pg("postgresql://basphere@/basphere?host=/run/postgresql&port=5432&sslmode=disable")
+        );
+        // Basphere checks the certificate and the name: so does lib/pq, with the same authorities.
+        assert_eq!(
+            state("store: {url: 'postgres://basphere@db:5432/basphere?sslmode=require', ca_file: /etc/basphere/db-ca.pem}"),
+            pg("postgres://basphere@db:5432/basphere?sslmode=verify-full&sslrootcert=/etc/basphere/db-ca.pem")
+        );
+        assert_eq!(
+            state("store: {url: 'postgres://basphere@db/basphere?sslmode=require'}"),
+            pg("postgres://basphere@db/basphere?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt")
+        );
+        assert_eq!(
+            state("store: {url: 'postgres://basphere@db/basphere?sslmode=disable&application_name=b'}"),
+            pg("postgres://basphere@db/basphere?application_name=b&sslmode=disable")
+        );
+        assert_eq!(
+            state("store: {url: 'postgres://basphere@db/basphere'}\nterraform: {pg_conn_str: 'postgres://tf@db2/tf?sslmode=disable', pg_schema: tf_state}"),
+            TerraformState::Pg { conn_str: "postgres://tf@db2/tf?sslmode=disable".into(), schema: "tf_state".into() }
+        );
+        assert_eq!(
+            state("terraform: {state_backend: pg, pg_conn_str: 'postgres://tf@db2/tf?sslmode=disable'}"),
+            TerraformState::Pg {
+                conn_str: "postgres://tf@db2/tf?sslmode=disable".into(),
+                schema: DEFAULT_PG_SCHEMA.into()
+            },
+            "a SQLite store may keep Terraform's state in a database of its own"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_what_is_accepted() {
         let cases = [
             ("backend: {vm: openstack}", "backend.vm", "simulated"),
@@ -306,6 +493,25 @@ terraform: {binary: /usr/local/bin/terraform, parallelism: 8, apply_timeout_seco
             ("vsphere: {network: \"a\\tb\"}", "vsphere.network", "control characters"),
             ("vsphere: {servr: vc}", "vsphere.servr", "unknown field `servr`"),
             ("vsphere: {allow_unverified_ssl: perhaps}", "vsphere.allow_unverified_ssl", "boolean"),
+            ("terraform: {state_backend: s3}", "terraform.state_backend", "local"),
+            ("terraform: {state_backend: pg}", "terraform.state_backend", "store.url is SQLite"),
+            ("terraform: {pg_schema: x}", "terraform.pg_schema", "only read with terraform.state_backend: pg"),
+            (
+                "store: {url: 'postgres://basphere@db/basphere?sslmode=require'}\nterraform: {state_backend: local}",
+                "terraform.state_backend",
+                "other replicas",
+            ),
+            (
+                "store: {url: 'postgres://basphere@db/basphere'}\nterraform: {pg_schema: Bad-Name}",
+                "terraform.pg_schema",
+                "lowercase",
+            ),
+            ("store: {url: 'postgres://basphere@db/basphere'}", "terraform.pg_conn_str", "sslmode=require"),
+            (
+                "store: {url: 'postgres://basphere@db/basphere'}\nterraform: {pg_conn_str: 'postgres://u:pw@db/tf'}",
+                "terraform.pg_conn_str",
+                "password",
+            ),
         ];
         for (yaml, key, accepted) in cases {
             let error = match parsed(yaml) {

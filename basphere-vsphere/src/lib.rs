@@ -47,6 +47,33 @@ pub(crate) fn foreign_vm(vsphere_name: &str, folder: &str) -> basphere_core::Err
     }
 }
 
+/// The password of the PostgreSQL store, which Terraform's pg backend is given as `PGPASSWORD`:
+/// from `store.password_file` (readable by the server's account only) or from
+/// `BASPHERE_STORE_PASSWORD`, as the server reads it for its store; none when neither is set.
+fn store_password(store: &basphere_core::config::StoreConfig) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let invalid = |why: String| basphere_core::Error::invalid("store.password_file", why);
+    if let Some(file) = &store.password_file {
+        let metadata =
+            std::fs::metadata(file).map_err(|error| invalid(format!("cannot read {}: {error}", file.display())))?;
+        if metadata.mode() & 0o077 != 0 {
+            return Err(invalid(format!(
+                "{} is readable by other accounts (mode {:o}); chmod 600 it",
+                file.display(),
+                metadata.mode() & 0o777
+            )));
+        }
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| invalid(format!("cannot read {}: {error}", file.display())))?;
+        let password = text.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() {
+            return Err(invalid(format!("{} is empty", file.display())));
+        }
+        return Ok(Some(password));
+    }
+    Ok(std::env::var("BASPHERE_STORE_PASSWORD").ok().filter(|password| !password.is_empty()))
+}
+
 /// The VM backend `config` selects (`backend.vm`), with its sections parsed and checked and its
 /// credentials read; its state (the simulated inventory, Terraform's working directories) lives
 /// under `data_dir`.
@@ -75,6 +102,15 @@ pub fn vm_backend(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisione
                 init_timeout: Duration::from_secs(backend.terraform.init_timeout_seconds),
                 apply_timeout: Duration::from_secs(backend.terraform.apply_timeout_seconds),
                 parallelism: backend.terraform.parallelism,
+                state: match &backend.terraform.state {
+                    config::TerraformState::Local => terraform::StateBackend::Local,
+                    config::TerraformState::Pg { conn_str, schema } => terraform::StateBackend::Pg {
+                        conn_str: conn_str.clone(),
+                        schema: schema.clone(),
+                        password: store_password(&config.store)?,
+                    },
+                },
+                fallback_template: config.os_images.values().next().map(|os| os.template.clone()).unwrap_or_default(),
                 vsphere: backend.vsphere,
             };
             Ok(Arc::new(terraform::TerraformProvisioner::new(settings)?))

@@ -2,6 +2,12 @@
 //! user folder under the server's data directory, private to the service account (0700, files
 //! 0600); the configuration is static and every value arrives as JSON; `terraform` runs with
 //! the vCenter credentials in its environment only, under timeouts that kill its process group.
+//!
+//! The state lives where the configuration says ([`StateBackend`]): in the working directory
+//! (one server), or in PostgreSQL through Terraform's `pg` backend, a workspace per VM, where
+//! every replica finds it. A destroy that finds no working directory renders one from what it
+//! knows and looks the VM up in vCenter by its inventory path and marker; it never reports
+//! success for a VM it could not look for.
 
 pub mod render;
 pub mod runner;
@@ -28,6 +34,45 @@ const VM_RESOURCE: &str = "vsphere_virtual_machine.vm";
 /// The `extra_config` key that says whose VM it is.
 const MARKER: &str = "guestinfo.basphere.id";
 
+/// Where Terraform keeps the state, resolved for running (the database password read).
+#[derive(Clone)]
+pub enum StateBackend {
+    /// `terraform.tfstate` in each working directory.
+    Local,
+    /// Terraform's `pg` backend: `conn_str` and `schema` go to `terraform init -backend-config`,
+    /// the password to the environment as `PGPASSWORD`; each VM is the workspace `vm-<id>` and
+    /// each user folder `folder-<owner>`, chosen with `TF_WORKSPACE`.
+    Pg { conn_str: String, schema: String, password: Option<String> },
+}
+
+impl std::fmt::Debug for StateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateBackend::Local => f.write_str("Local"),
+            StateBackend::Pg { conn_str, schema, password } => f
+                .debug_struct("Pg")
+                .field("conn_str", conn_str)
+                .field("schema", schema)
+                .field("password", &password.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
+}
+
+/// A working directory and the state workspace it uses.
+struct Work {
+    dir: PathBuf,
+    workspace: String,
+}
+
+/// What a look for a VM in vCenter found.
+enum Found {
+    /// Not in vCenter.
+    Nothing,
+    /// Imported into the state, carrying this marker.
+    Marked(String),
+}
+
 /// The VM in a working directory's state.
 enum StateVm {
     Absent,
@@ -51,6 +96,12 @@ pub struct TerraformSettings {
     pub apply_timeout: Duration,
     /// Terraform runs at once, at most.
     pub parallelism: usize,
+    /// Where the state lives.
+    pub state: StateBackend,
+    /// An OS template of the configuration, for a working directory rendered for a destroy from
+    /// the VM's reference alone: Terraform reads the template as a data source, and nothing of it
+    /// reaches the VM it destroys.
+    pub fallback_template: String,
 }
 
 /// The Terraform VM backend.
@@ -89,6 +140,9 @@ impl TerraformProvisioner {
         if let Some(config) = &settings.cli_config_file {
             env.push(("TF_CLI_CONFIG_FILE".to_owned(), config.display().to_string()));
         }
+        if let StateBackend::Pg { password: Some(password), .. } = &settings.state {
+            env.push(("PGPASSWORD".to_owned(), password.clone()));
+        }
         let runner = Runner {
             binary: settings.binary.clone(),
             env,
@@ -106,10 +160,56 @@ impl TerraformProvisioner {
         self.settings.work_dir.join(owner.as_str()).join("_folder")
     }
 
+    fn vm_work(&self, owner: &Username, id: uuid::Uuid) -> Work {
+        Work { dir: self.vm_dir(owner, id), workspace: format!("vm-{id}") }
+    }
+
+    fn folder_work(&self, owner: &Username) -> Work {
+        Work { dir: self.folder_dir(owner), workspace: format!("folder-{owner}") }
+    }
+
+    /// Runs `terraform <args>` on `work`'s state: its workspace selected by `TF_WORKSPACE` when
+    /// the state is in PostgreSQL (never `init`'s: `init` refuses a workspace not made yet).
+    async fn run(
+        &self,
+        work: &Work,
+        args: &[&str],
+        timeout: Duration,
+        log_name: &str,
+    ) -> std::result::Result<runner::RunOutput, TerraformError> {
+        let env: &[(&str, &str)] = match self.settings.state {
+            StateBackend::Local => &[],
+            StateBackend::Pg { .. } => &[("TF_WORKSPACE", work.workspace.as_str())],
+        };
+        self.runner.run_with(&work.dir, env, args, timeout, log_name).await
+    }
+
+    /// Runs a command that writes the state. In PostgreSQL the state's lock is shared by every
+    /// replica: a replica that takes over an operation from one that died waits (as long as an
+    /// apply may take) for the `terraform` the dead one left running, instead of failing at once.
+    async fn run_locked(
+        &self,
+        work: &Work,
+        args: &[&str],
+        timeout: Duration,
+        log_name: &str,
+    ) -> std::result::Result<runner::RunOutput, TerraformError> {
+        let lock_timeout = format!("-lock-timeout={}s", timeout.as_secs());
+        let mut args = args.to_vec();
+        if let StateBackend::Pg { .. } = self.settings.state {
+            let at = if args.first() == Some(&"state") { 2 } else { 1 };
+            args.insert(at.min(args.len()), lock_timeout.as_str());
+        }
+        self.run(work, &args, timeout, log_name).await
+    }
+
     fn prepare(&self, dir: &Path, main_tf: &str, tfvars: &serde_json::Value, extra: &[(&str, &str)]) -> Result<()> {
         let io = |error: std::io::Error| Error::backend("terraform", error);
         create_private_dir(dir).map_err(io)?;
         write_private(&dir.join("main.tf"), main_tf.as_bytes()).map_err(io)?;
+        if let StateBackend::Pg { .. } = self.settings.state {
+            write_private(&dir.join("backend.tf"), render::BACKEND_PG_TF.as_bytes()).map_err(io)?;
+        }
         write_private(
             &dir.join("terraform.tfvars.json"),
             serde_json::to_string_pretty(tfvars).expect("json").as_bytes(),
@@ -121,36 +221,66 @@ impl TerraformProvisioner {
         Ok(())
     }
 
-    async fn init(&self, dir: &Path) -> Result<()> {
-        if dir.join(".terraform").exists() && dir.join(".terraform.lock.hcl").exists() {
-            return Ok(());
+    async fn init(&self, work: &Work) -> Result<()> {
+        let dir = &work.dir;
+        let initialised = dir.join(".terraform").exists() && dir.join(".terraform.lock.hcl").exists();
+        let pg = match &self.settings.state {
+            StateBackend::Local if initialised => return Ok(()),
+            StateBackend::Local => None,
+            StateBackend::Pg { conn_str, schema, .. } => {
+                let local = dir.join("terraform.tfstate");
+                if std::fs::metadata(&local).is_ok_and(|meta| meta.len() > 0) {
+                    return Err(Error::Conflict(format!(
+                        "{} holds state kept in the working directory (from before terraform.state_backend: pg); \
+                         Basphere does not move it: push it into the VM's workspace by hand (in that directory, \
+                         `TF_WORKSPACE={} terraform state push terraform.tfstate` after `terraform init`), move the file \
+                         aside, then retry",
+                        local.display(),
+                        work.workspace
+                    )));
+                }
+                // The backend Terraform records at init: none, or the local one, means init again.
+                if initialised && dir.join(".terraform/terraform.tfstate").exists() {
+                    return Ok(());
+                }
+                Some((format!("-backend-config=conn_str={conn_str}"), format!("-backend-config=schema_name={schema}")))
+            }
+        };
+        let mut args = vec!["init", "-input=false", "-no-color"];
+        if let Some((conn_str, schema)) = &pg {
+            args.extend(["-reconfigure", conn_str.as_str(), schema.as_str()]);
         }
-        self.runner.run(dir, &["init", "-input=false", "-no-color"], self.settings.init_timeout, "init").await?;
+        self.runner.run(dir, &args, self.settings.init_timeout, "init").await?;
         Ok(())
     }
 
-    async fn apply(&self, dir: &Path) -> Result<Vec<String>> {
+    async fn apply(&self, work: &Work) -> Result<Vec<String>> {
         let output = self
-            .runner
-            .run(dir, &["apply", "-auto-approve", "-input=false", "-no-color"], self.settings.apply_timeout, "apply")
+            .run_locked(
+                work,
+                &["apply", "-auto-approve", "-input=false", "-no-color"],
+                self.settings.apply_timeout,
+                "apply",
+            )
             .await?;
         Ok(output.log_tail)
     }
 
-    async fn outputs(&self, dir: &Path) -> Result<serde_json::Value> {
-        let output = self.runner.run(dir, &["output", "-json"], Duration::from_secs(60), "output").await?;
+    async fn outputs(&self, work: &Work) -> Result<serde_json::Value> {
+        let output = self.run(work, &["output", "-json"], Duration::from_secs(60), "output").await?;
         serde_json::from_str(&output.stdout).map_err(|error| Error::backend("terraform", error))
     }
 
     /// Removes the VM from the state without touching it in vSphere.
-    async fn forget_vm(&self, dir: &Path) -> Result<()> {
-        self.runner.run(dir, &["state", "rm", "-no-color", VM_RESOURCE], Duration::from_secs(60), "state-rm").await?;
+    async fn forget_vm(&self, work: &Work) -> Result<()> {
+        self.run_locked(work, &["state", "rm", "-no-color", VM_RESOURCE], self.settings.apply_timeout, "state-rm")
+            .await?;
         Ok(())
     }
 
     /// Whether the state holds the VM, and the `guestinfo.basphere.id` it carries there.
-    async fn state_marker(&self, dir: &Path) -> Result<StateVm> {
-        let output = self.runner.run(dir, &["show", "-json", "-no-color"], Duration::from_secs(60), "show").await?;
+    async fn state_marker(&self, work: &Work) -> Result<StateVm> {
+        let output = self.run(work, &["show", "-json", "-no-color"], Duration::from_secs(60), "show").await?;
         let state: serde_json::Value =
             serde_json::from_str(&output.stdout).map_err(|error| Error::backend("terraform", error))?;
         let resources = state["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
@@ -168,8 +298,65 @@ impl TerraformProvisioner {
     }
 
     /// The vSphere inventory path of a VM, for `terraform import`.
-    fn inventory_path(&self, request: &VmRequest) -> String {
-        format!("{}/{}", self.folder_path(&request.owner), request.vsphere_name())
+    fn inventory_path(&self, owner: &Username, vsphere_name: &str) -> String {
+        format!("{}/{vsphere_name}", self.folder_path(owner))
+    }
+
+    /// Imports the VM `vm` names from vCenter into `work`'s state, by its inventory path: what it
+    /// carries, or that vCenter has no VM there. Any other failure means nobody can tell, and is
+    /// an error that says so.
+    async fn look_up(&self, vm: &VmRef, work: &Work) -> Result<Found> {
+        let path = self.inventory_path(&vm.owner, &vm.vsphere_name);
+        let imported = self
+            .run_locked(
+                work,
+                &["import", "-input=false", "-no-color", VM_RESOURCE, &path],
+                self.settings.apply_timeout,
+                "import",
+            )
+            .await;
+        match imported {
+            Ok(_) => {}
+            // What the vSphere provider says when no VM is at that path (govmomi's finder).
+            Err(TerraformError::Exit { log_tail, .. })
+                if log_tail.iter().any(|line| line.contains(&format!("vm '{path}' not found"))) =>
+            {
+                return Ok(Found::Nothing)
+            }
+            Err(error) => {
+                let log_tail = error.log_tail();
+                return Err(Error::Backend {
+                    backend: "terraform",
+                    source: Box::new(basphere_core::error::Message(format!(
+                        "no Terraform state holds VM {} ({}), and looking for it in vCenter at {path} failed ({error}), \
+                         so whether it still exists is unknown: the VM and its address are kept. Fix what the log says \
+                         (vCenter reachable, vsphere.credentials_file), then delete it again",
+                        vm.vsphere_name, vm.id
+                    ))),
+                    log_tail,
+                });
+            }
+        }
+        Ok(match self.state_marker(work).await? {
+            StateVm::Marked(marker) => Found::Marked(marker),
+            StateVm::Absent => {
+                return Err(Error::backend(
+                    "terraform",
+                    basphere_core::error::Message(format!(
+                        "terraform import of {path} succeeded but the state holds no VM afterwards"
+                    )),
+                ))
+            }
+        })
+    }
+
+    /// Whether this server already destroyed the VM (its working directory is archived).
+    fn archived(&self, vm: &VmRef) -> bool {
+        let archive = self.settings.work_dir.join("_destroyed").join(vm.owner.as_str());
+        let prefix = format!("{}-", vm.id);
+        std::fs::read_dir(archive).is_ok_and(|entries| {
+            entries.filter_map(|entry| entry.ok()).any(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        })
     }
 }
 
@@ -195,49 +382,49 @@ impl Provisioner for TerraformProvisioner {
     }
 
     async fn ensure_folder(&self, owner: &Username) -> Result<()> {
-        let dir = self.folder_dir(owner);
-        self.prepare(&dir, render::FOLDER_TF, &render::folder(owner, &self.settings.vsphere), &[])?;
-        self.init(&dir).await?;
-        self.apply(&dir).await?;
+        let work = self.folder_work(owner);
+        self.prepare(&work.dir, render::FOLDER_TF, &render::folder(owner, &self.settings.vsphere), &[])?;
+        self.init(&work).await?;
+        self.apply(&work).await?;
         Ok(())
     }
 
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
-        let dir = self.vm_dir(&request.owner, request.id);
+        let work = self.vm_work(&request.owner, request.id);
+        let dir = &work.dir;
         let files = render::vm(request, &self.settings.vsphere)?;
         let record = serde_json::to_string_pretty(&serde_json::json!({"id": request.id, "owner": request.owner, "name": request.name, "vsphere_name": request.vsphere_name(), "os": request.os.key, "spec": request.spec.key, "ip": request.network.address})).expect("json");
         self.prepare(
-            &dir,
+            dir,
             files.main_tf,
             &files.tfvars,
             &[("metadata.yaml", &files.metadata), ("userdata.yaml", &files.userdata), ("basphere.json", &record)],
         )?;
-        self.init(&dir).await?;
-        let mut log_tail = match self.apply(&dir).await {
+        self.init(&work).await?;
+        let mut log_tail = match self.apply(&work).await {
             Ok(log) => log,
             Err(Error::Backend { log_tail, .. }) if log_tail.iter().any(|line| line.contains("already exists")) => {
                 // A VM of this name exists but is not in this directory's state: maybe an apply
                 // cut off after vSphere made the VM. Import it, and keep it only if it carries
                 // this request's marker.
-                let path = self.inventory_path(request);
-                self.runner
-                    .run(
-                        &dir,
-                        &["import", "-input=false", "-no-color", VM_RESOURCE, &path],
-                        self.settings.apply_timeout,
-                        "import",
-                    )
-                    .await?;
-                let marker = self.outputs(&dir).await?["basphere_id"]["value"].as_str().map(str::to_owned);
+                let path = self.inventory_path(&request.owner, &request.vsphere_name());
+                self.run_locked(
+                    &work,
+                    &["import", "-input=false", "-no-color", VM_RESOURCE, &path],
+                    self.settings.apply_timeout,
+                    "import",
+                )
+                .await?;
+                let marker = self.outputs(&work).await?["basphere_id"]["value"].as_str().map(str::to_owned);
                 if marker.as_deref() != Some(request.id.to_string().as_str()) {
-                    self.forget_vm(&dir).await?;
+                    self.forget_vm(&work).await?;
                     return Err(crate::foreign_vm(&request.vsphere_name(), &self.folder_path(&request.owner)));
                 }
-                self.apply(&dir).await?
+                self.apply(&work).await?
             }
             Err(error) => return Err(error),
         };
-        let outputs = self.outputs(&dir).await?;
+        let outputs = self.outputs(&work).await?;
         let backend_id = outputs["vm_moid"]["value"]
             .as_str()
             .or_else(|| outputs["vm_id"]["value"].as_str())
@@ -253,40 +440,55 @@ impl Provisioner for TerraformProvisioner {
         Ok(VmHandle { backend_id, power: PowerState::On, log_tail })
     }
 
-    /// Destroys the VM this directory's state holds, and only if it carries `vm`'s id. A state
-    /// without it (a create that failed before vSphere made anything, or found the name taken by
-    /// a VM that is not Basphere's) has nothing of Basphere's to destroy: the destroy succeeds
-    /// without running `terraform destroy`, which touches nothing and needs no vCenter object.
+    /// Destroys the VM `vm` names, and only if it carries `vm`'s id. The state says where it is:
+    /// this server's working directory's, or the VM's workspace in PostgreSQL, which another
+    /// replica may have written. Without a working directory here (another replica's create, or
+    /// one lost) the destroy renders one from what it knows. When the state holds no VM (a create
+    /// cut off before the state was written, a state lost, or a create that never reached
+    /// vSphere), the VM is looked up in vCenter by its inventory path and imported: carrying this
+    /// id, it is destroyed; carrying another or none, it is not Basphere's and is left alone; not
+    /// there, there is nothing to destroy. A look-up that fails is an error, never a success.
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
-        let dir = self.vm_dir(&vm.owner, vm.id);
-        if !dir.join("main.tf").exists() {
-            return Ok(()); // never applied here, or already destroyed and archived
-        }
-        self.init(&dir).await?;
-        match self.state_marker(&dir).await? {
-            StateVm::Absent => {}
-            StateVm::Marked(marker) if marker == vm.id.to_string() => {
-                self.runner
-                    .run(
-                        &dir,
-                        &["destroy", "-auto-approve", "-input=false", "-no-color"],
-                        self.settings.apply_timeout,
-                        "destroy",
-                    )
-                    .await?;
+        let work = self.vm_work(&vm.owner, vm.id);
+        if !work.dir.join("main.tf").exists() {
+            if self.archived(vm) {
+                return Ok(()); // destroyed through this server before
             }
-            StateVm::Marked(other) => {
-                // Imported, then found to be someone else's, and the process stopped before
-                // forgetting it: forget it now, never destroy it.
-                tracing::warn!(vm = %vm.vsphere_name, id = %vm.id, marker = %other, "the state holds a VM that is not this one; forgetting it, not destroying it");
-                self.forget_vm(&dir).await?;
+            let tfvars = render::vm_for_destroy(vm, &self.settings.vsphere, &self.settings.fallback_template)?;
+            let record = serde_json::to_string_pretty(&serde_json::json!({"id": vm.id, "owner": vm.owner, "vsphere_name": vm.vsphere_name, "rendered_for": "destroy"})).expect("json");
+            self.prepare(&work.dir, render::VM_TF, &tfvars, &[("basphere.json", &record)])?;
+        }
+        self.init(&work).await?;
+        let marker = match self.state_marker(&work).await? {
+            StateVm::Marked(marker) => Some(marker),
+            StateVm::Absent => match self.look_up(vm, &work).await? {
+                Found::Nothing => None,
+                Found::Marked(marker) => Some(marker),
+            },
+        };
+        match marker {
+            None => {}
+            Some(marker) if marker == vm.id.to_string() => {
+                self.run_locked(
+                    &work,
+                    &["destroy", "-auto-approve", "-input=false", "-no-color"],
+                    self.settings.apply_timeout,
+                    "destroy",
+                )
+                .await?;
+            }
+            Some(other) => {
+                // Someone else's VM of that name (imported and found to be another's, or taken
+                // by the name before this VM was made): forget it, never destroy it.
+                tracing::warn!(vm = %vm.vsphere_name, id = %vm.id, marker = %other, "the VM of this name is not this one; forgetting it, not destroying it");
+                self.forget_vm(&work).await?;
             }
         }
         // Keep the state and logs for the administrator, out of the live tree.
         let archive = self.settings.work_dir.join("_destroyed").join(vm.owner.as_str());
         create_private_dir(&archive).map_err(|error| Error::backend("terraform", error))?;
         let stamp = basphere_core::model::now().format("%Y%m%dT%H%M%SZ");
-        std::fs::rename(&dir, archive.join(format!("{}-{stamp}", vm.id)))
+        std::fs::rename(&work.dir, archive.join(format!("{}-{stamp}", vm.id)))
             .map_err(|error| Error::backend("terraform", error))?;
         Ok(())
     }

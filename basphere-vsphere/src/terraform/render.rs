@@ -4,7 +4,7 @@
 //! input can change the configuration.
 
 use base64::Engine;
-use basphere_core::provisioner::VmRequest;
+use basphere_core::provisioner::{VmRef, VmRequest};
 use basphere_core::validate::Username;
 use basphere_core::Result;
 use serde_json::{json, Value};
@@ -15,6 +15,8 @@ use crate::config::VsphereConfig;
 pub const VM_TF: &str = include_str!("../../templates/vm.tf");
 /// The Terraform configuration of one user's folder.
 pub const FOLDER_TF: &str = include_str!("../../templates/folder.tf");
+/// The state backend of every working directory when the state is in PostgreSQL.
+pub const BACKEND_PG_TF: &str = include_str!("../../templates/backend-pg.tf");
 
 /// Everything written for one VM.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +54,36 @@ pub fn vm(request: &VmRequest, vsphere: &VsphereConfig) -> Result<VmFiles> {
         "basphere_id": request.id.to_string(),
     });
     Ok(VmFiles { main_tf: VM_TF, tfvars, metadata, userdata })
+}
+
+/// The values of a VM's configuration rendered for a destroy from its reference alone, where no
+/// working directory holds the ones it was created with: its name, folder and marker, which find
+/// it, and `template` (one of the configuration's, which Terraform reads as a data source) with
+/// the smallest sizes and no cloud-init, which reach nothing (a destroy changes nothing on a VM).
+pub fn vm_for_destroy(vm: &VmRef, vsphere: &VsphereConfig, template: &str) -> Result<Value> {
+    if template.is_empty() {
+        return Err(basphere_core::Error::invalid(
+            "templates.os",
+            "names no OS template: a destroy without a working directory needs one to render the VM's configuration",
+        ));
+    }
+    Ok(json!({
+        "vsphere_server": vsphere.server,
+        "allow_unverified_ssl": vsphere.allow_unverified_ssl,
+        "datacenter": vsphere.datacenter,
+        "cluster": vsphere.cluster,
+        "datastore": vsphere.datastore,
+        "network": vsphere.network,
+        "template": template,
+        "folder": folder_path(vsphere, &vm.owner),
+        "vm_name": vm.vsphere_name,
+        "num_cpus": 1,
+        "memory": 1024,
+        "disk_size": 1,
+        "guestinfo_metadata": "",
+        "guestinfo_userdata": "",
+        "basphere_id": vm.id.to_string(),
+    }))
 }
 
 /// The values of one user's folder.

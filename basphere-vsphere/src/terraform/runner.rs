@@ -97,6 +97,18 @@ impl Runner {
         timeout: Duration,
         log_name: &str,
     ) -> Result<RunOutput, TerraformError> {
+        self.run_with(dir, &[], args, timeout, log_name).await
+    }
+
+    /// [`run`](Self::run) with `extra_env` added to the child's environment (`TF_WORKSPACE`).
+    pub async fn run_with(
+        &self,
+        dir: &Path,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+        timeout: Duration,
+        log_name: &str,
+    ) -> Result<RunOutput, TerraformError> {
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let io = |what: String| move |source| TerraformError::Io { what, source };
         let logs = dir.join("logs");
@@ -108,6 +120,7 @@ impl Runner {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

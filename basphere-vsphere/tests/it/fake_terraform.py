@@ -1,15 +1,28 @@
 #!@PYTHON@
 """A fake `terraform` for Basphere's tests. It checks what it is given (arguments, working
 directory, files, environment), keeps a tiny vSphere of its own in STATE_DIR, records every
-call, and can be told to fail, hang, or half-apply. STATE_DIR is written in by the test."""
-import json, os, subprocess, sys, time
+call, and can be told to fail, hang, or half-apply. STATE_DIR is written in by the test.
+
+State: in `terraform.tfstate` in the working directory, or, when the configuration declares
+`backend "pg"`, where Terraform's pg backend keeps it: in PostgreSQL, the table `states`
+(`name`, `data`) of the schema given at init, a row per workspace (TF_WORKSPACE, else the one
+.terraform/environment selects, else `default`), reached with the conn_str given at init and
+PGPASSWORD, through psql. Commands that write the state (apply, destroy, import, state rm) take
+the workspace's lock, shared by every replica as Terraform's is (a file lock in STATE_DIR here,
+an advisory lock there), waiting as long as -lock-timeout says, and fail at once without it, as
+Terraform does. A file `behaviour/delay-<command>` holding seconds makes every such command
+that slow (while holding the lock). Init refuses what Terraform 1.0.3 refuses: a pg backend without
+conn_str, -backend-config for a backend that is not declared, TF_WORKSPACE naming a workspace
+that does not exist yet, and a local state left behind."""
+import fcntl, glob, json, os, shutil, subprocess, sys, time
 
 STATE_DIR = "@STATE_DIR@"
 VSPHERE = os.path.join(STATE_DIR, "vsphere")
 CALLS = os.path.join(STATE_DIR, "calls.jsonl")
 BEHAVIOUR = os.path.join(STATE_DIR, "behaviour")
 ALLOWED_ENV = {"PATH", "VSPHERE_USER", "VSPHERE_PASSWORD", "TF_IN_AUTOMATION", "TF_INPUT",
-               "CHECKPOINT_DISABLE", "HOME", "TF_PLUGIN_CACHE_DIR", "TF_CLI_CONFIG_FILE"}
+               "CHECKPOINT_DISABLE", "HOME", "TF_PLUGIN_CACHE_DIR", "TF_CLI_CONFIG_FILE", "TF_WORKSPACE",
+               "PGPASSWORD"}
 
 
 def die(message, code=1):
@@ -42,6 +55,135 @@ def folder_file(path):
     return os.path.join(VSPHERE, "folders", path.replace("/", "__"))
 
 
+def declares_pg():
+    """Whether the configuration declares Terraform's pg backend."""
+    return any('backend "pg"' in open(f).read() for f in glob.glob("*.tf"))
+
+
+def psql(conn_str, sql, **variables):
+    """Runs SQL (with psql variables) on the database conn_str names; what it printed."""
+    binary = shutil.which("psql") or (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql")) or ["psql"])[-1]
+    command = [binary, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conn_str]
+    for name, value in variables.items():
+        command += ["-v", "%s=%s" % (name, value)]
+    done = subprocess.run(command, input=sql, capture_output=True, text=True)
+    if done.returncode != 0:
+        die("Failed to query the pg backend: %s" % done.stderr.strip())
+    return done.stdout.strip()
+
+
+def workspace():
+    if os.environ.get("TF_WORKSPACE"):
+        return os.environ["TF_WORKSPACE"]
+    if os.path.exists(".terraform/environment"):
+        return open(".terraform/environment").read().strip() or "default"
+    return "default"
+
+
+def pg_backend():
+    """The pg settings init recorded, as Terraform records them in .terraform/terraform.tfstate."""
+    recorded = ".terraform/terraform.tfstate"
+    if not os.path.exists(recorded):
+        die('Backend initialization required, please run "terraform init"')
+    backend = json.load(open(recorded)).get("backend", {})
+    if backend.get("type") != "pg":
+        die('Backend configuration changed: run "terraform init"')
+    return backend["config"]
+
+
+def load_state():
+    """The state of this directory (pg: of the selected workspace, made empty if new)."""
+    if not declares_pg():
+        return json.load(open("terraform.tfstate")) if os.path.exists("terraform.tfstate") else {}
+    config = pg_backend()
+    schema = config["schema_name"]
+    data = psql(config["conn_str"], "SELECT data FROM :\"schema\".states WHERE name = :'ws';", schema=schema, ws=workspace())
+    if not data:
+        # Terraform's pg backend writes an empty state when a workspace is first used.
+        save_state({})
+        return {}
+    return json.loads(data)
+
+
+def save_state(state):
+    if not declares_pg():
+        if state:
+            json.dump(state, open("terraform.tfstate", "w"))
+        elif os.path.exists("terraform.tfstate"):
+            os.remove("terraform.tfstate")
+        return
+    config = pg_backend()
+    psql(config["conn_str"], "INSERT INTO :\"schema\".states (name, data) VALUES (:'ws', :'data') "
+         "ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data;",
+         schema=config["schema_name"], ws=workspace(), data=json.dumps(state))
+
+
+def delay(command):
+    path = os.path.join(BEHAVIOUR, "delay-" + command)
+    if os.path.exists(path):
+        time.sleep(float(open(path).read().strip() or "0"))
+
+
+def lock_state(timeout):
+    """Takes the workspace's lock (pg backend) for the rest of this process, like Terraform."""
+    if not declares_pg():
+        return None
+    config = pg_backend()
+    os.makedirs(os.path.join(STATE_DIR, "locks"), exist_ok=True)
+    held = open(os.path.join(STATE_DIR, "locks", "%s.%s" % (config["schema_name"], workspace())), "w")
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return held
+        except BlockingIOError:
+            if time.time() >= deadline:
+                die("Error acquiring the state lock: workspace %s is locked by another terraform" % workspace())
+            time.sleep(0.05)
+
+
+def init(args):
+    if args[:2] != ["-input=false", "-no-color"]:
+        die("unexpected init arguments %s" % args, 2)
+    settings = {}
+    for arg in args[2:]:
+        if arg == "-reconfigure":
+            continue
+        if not arg.startswith("-backend-config="):
+            die("unexpected init argument %s" % arg, 2)
+        key, _, value = arg[len("-backend-config="):].partition("=")
+        settings[key] = value
+    if not declares_pg():
+        if settings:
+            die('Invalid backend configuration argument: the local backend takes no %s' % sorted(settings))
+        os.makedirs(".terraform", exist_ok=True)
+        open(".terraform.lock.hcl", "w").write("# fake lock\n")
+        print("Terraform has been successfully initialized!")
+        return
+    unknown = set(settings) - {"conn_str", "schema_name", "skip_schema_creation"}
+    if unknown:
+        die('Invalid backend configuration argument: An argument named "%s" is not expected here.' % sorted(unknown)[0])
+    if not settings.get("conn_str"):
+        die('The argument "conn_str" is required, but no definition was found.')
+    if "-reconfigure" not in args and os.path.exists(".terraform/terraform.tfstate"):
+        die("Backend configuration changed: use -reconfigure or -migrate-state")
+    if os.path.exists("terraform.tfstate") and os.path.getsize("terraform.tfstate") > 0:
+        die("Do you want to copy existing state to the new backend? (input is disabled)")
+    schema = settings.get("schema_name", "terraform_remote_state")
+    psql(settings["conn_str"], "CREATE SCHEMA IF NOT EXISTS :\"schema\";\n"
+         "CREATE TABLE IF NOT EXISTS :\"schema\".states (id bigserial PRIMARY KEY, name text UNIQUE, data text);",
+         schema=schema)
+    ws = workspace()
+    if ws != "default" and not psql(settings["conn_str"], "SELECT 1 FROM :\"schema\".states WHERE name = :'ws';",
+                                   schema=schema, ws=ws):
+        die("Failed to select workspace: the currently selected workspace (%s) does not exist, and input is disabled" % ws)
+    os.makedirs(".terraform", exist_ok=True)
+    json.dump({"version": 3, "backend": {"type": "pg", "config": {"conn_str": settings["conn_str"], "schema_name": schema}}},
+              open(".terraform/terraform.tfstate", "w"))
+    open(".terraform.lock.hcl", "w").write("# fake lock\n")
+    print('Successfully configured the backend "pg"! Terraform has been successfully initialized!')
+
+
 def main():
     args = sys.argv[1:]
     os.makedirs(os.path.join(VSPHERE, "vms"), exist_ok=True)
@@ -66,15 +208,27 @@ def main():
     if oct(os.stat(".").st_mode & 0o777) != "0o700":
         die("the working directory is not private: %s" % oct(os.stat(".").st_mode & 0o777), 96)
     if command == "init":
-        if args[1:] != ["-input=false", "-no-color"]:
-            die("unexpected init arguments %s" % args, 2)
-        os.makedirs(".terraform", exist_ok=True)
-        open(".terraform.lock.hcl", "w").write("# fake lock\n")
-        print("Terraform has been successfully initialized!")
+        init(args[1:])
         return
     if not os.path.exists(".terraform"):
         die("run terraform init first", 1)
+    if declares_pg() and os.path.exists("terraform.tfstate"):
+        die("a local terraform.tfstate beside a pg backend: the state would be split", 95)
+    lock_timeout = 0.0
+    for arg in list(args):
+        if arg.startswith("-lock-timeout="):
+            if command not in ("apply", "destroy", "import", "state"):
+                die("terraform %s takes no -lock-timeout" % command, 2)
+            value = arg[len("-lock-timeout="):]
+            if not value.endswith("s") or not value[:-1].isdigit():
+                die("invalid -lock-timeout %s" % value, 2)
+            lock_timeout = float(value[:-1])
+            args.remove(arg)
+    held = lock_state(lock_timeout) if command in ("apply", "destroy", "import", "state") else None
+    if held is not None:
+        delay(command)
     v = vars_()
+    state = load_state()
     if command == "apply":
         if args[1:] != ["-auto-approve", "-input=false", "-no-color"]:
             die("unexpected apply arguments %s" % args, 2)
@@ -84,11 +238,16 @@ def main():
             subprocess.Popen(["sleep", "3017"])  # a grandchild (a duration nothing else uses): the timeout must kill it too
             time.sleep(300)
         if "vm_name" not in v:
+            if state.get("folder") == v["folder"]:
+                print("No changes. Your infrastructure matches the configuration.")
+                return
+            if os.path.exists(folder_file(v["folder"])):
+                die("folder '%s' already exists" % v["folder"])
             open(folder_file(v["folder"]), "w").write("folder")
-            json.dump({"folder": v["folder"]}, open("terraform.tfstate", "w"))
+            save_state({"folder": v["folder"]})
             print("Apply complete! Resources: 1 added, 0 changed, 0 destroyed.")
             return
-        if os.path.exists("terraform.tfstate"):
+        if "name" in state:
             print("No changes. Your infrastructure matches the configuration.")
             return
         name = v["vm_name"]
@@ -102,7 +261,7 @@ def main():
         json.dump(vm, open(vm_file(name), "w"))
         if take("half-apply"):
             die("timeout waiting for the guest network (the VM was made, the state was not written)")
-        json.dump({"name": name, "moid": vm["moid"], "basphere_id": vm["basphere_id"]}, open("terraform.tfstate", "w"))
+        save_state({"name": name, "moid": vm["moid"], "basphere_id": vm["basphere_id"]})
         print("Apply complete! Resources: 1 added, 0 changed, 0 destroyed.")
         return
     if command == "import":
@@ -112,14 +271,23 @@ def main():
         expected = "/%s/vm/%s/%s" % (v["datacenter"], v["folder"], name)
         if args[4] != expected:
             die("import path %s is not %s" % (args[4], expected), 2)
+        if "name" in state:
+            die("Resource already managed by Terraform: vsphere_virtual_machine.vm")
+        if take("fail-import"):
+            die("error fetching virtual machine: ServerFaultCode: Cannot complete login due to an incorrect user name or password (injected)")
+        if not os.path.exists(vm_file(name)):
+            # What the vSphere provider says (govmomi's finder) when no VM is at the path.
+            die("error fetching virtual machine: vm '%s' not found" % args[4])
         vm = json.load(open(vm_file(name)))
-        json.dump({"name": name, "moid": vm["moid"], "basphere_id": vm["basphere_id"]}, open("terraform.tfstate", "w"))
+        save_state({"name": name, "moid": vm["moid"], "basphere_id": vm["basphere_id"]})
         print("Import successful!")
         return
     if command == "output":
         if args[1:] != ["-json"]:
             die("unexpected output arguments %s" % args, 2)
-        state = json.load(open("terraform.tfstate"))
+        if "name" not in state:
+            print("{}")
+            return
         print(json.dumps({"vm_moid": {"value": state["moid"]}, "vm_id": {"value": state["moid"]},
                           "vsphere_vm_name": {"value": state["name"]}, "basphere_id": {"value": state["basphere_id"]}}))
         return
@@ -127,7 +295,6 @@ def main():
         if args[1:] != ["-json", "-no-color"]:
             die("unexpected show arguments %s" % args, 2)
         shown = {"format_version": "1.0"}
-        state = json.load(open("terraform.tfstate")) if os.path.exists("terraform.tfstate") else {}
         if "name" in state:
             vm = {"address": "vsphere_virtual_machine.vm", "mode": "managed", "type": "vsphere_virtual_machine",
                   "name": "vm", "values": {"name": state["name"], "moid": state["moid"],
@@ -138,8 +305,9 @@ def main():
     if command == "state":
         if args[1:] != ["rm", "-no-color", "vsphere_virtual_machine.vm"]:
             die("unexpected state arguments %s" % args, 2)
-        if os.path.exists("terraform.tfstate"):
-            os.remove("terraform.tfstate")
+        if "name" not in state:
+            die("Invalid target address: no matching objects found")
+        save_state({})
         print("Removed vsphere_virtual_machine.vm")
         return
     if command == "destroy":
@@ -147,11 +315,9 @@ def main():
             die("unexpected destroy arguments %s" % args, 2)
         if take("fail-destroy"):
             die("the VM is locked by another task (injected)")
-        if os.path.exists("terraform.tfstate"):
-            state = json.load(open("terraform.tfstate"))
-            if "name" in state and os.path.exists(vm_file(state["name"])):
-                os.remove(vm_file(state["name"]))
-            os.remove("terraform.tfstate")
+        if "name" in state and os.path.exists(vm_file(state["name"])):
+            os.remove(vm_file(state["name"]))
+        save_state({})
         print("Destroy complete! Resources: 1 destroyed.")
         return
     die("unknown command %s" % command, 2)

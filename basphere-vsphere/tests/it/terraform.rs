@@ -12,7 +12,7 @@ use basphere_core::validate::SshPublicKey;
 use basphere_core::Config;
 use basphere_vsphere::config::BackendConfig;
 use basphere_vsphere::credentials::Credentials;
-use basphere_vsphere::terraform::{render, TerraformProvisioner, TerraformSettings};
+use basphere_vsphere::terraform::{render, StateBackend, TerraformProvisioner, TerraformSettings};
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cret-P@ss'\"$(reboot)";
@@ -72,9 +72,14 @@ impl Fake {
     }
 
     fn provisioner(&self, apply_timeout: Duration) -> TerraformProvisioner {
+        self.provisioner_in("work", apply_timeout)
+    }
+
+    /// A provisioner whose working directories are under `work` (another server's data directory).
+    fn provisioner_in(&self, work: &str, apply_timeout: Duration) -> TerraformProvisioner {
         TerraformProvisioner::new(TerraformSettings {
             binary: self.binary.clone(),
-            work_dir: self.dir.path().join("work"),
+            work_dir: self.dir.path().join(work),
             vsphere: BackendConfig::default().vsphere,
             credentials: Credentials { user: "administrator@vsphere.local".into(), password: PASSWORD.into() },
             plugin_cache_dir: None,
@@ -82,6 +87,8 @@ impl Fake {
             init_timeout: Duration::from_secs(30),
             apply_timeout,
             parallelism: 4,
+            state: StateBackend::Local,
+            fallback_template: "ubuntu-24.04-template".into(),
         })
         .unwrap()
     }
@@ -125,7 +132,9 @@ fn real_terraform() -> Option<PathBuf> {
 #[test]
 fn every_rendered_terraform_file_passes_terraform_fmt() {
     let Some(terraform) = real_terraform() else { return };
-    for (name, text) in [("vm.tf", render::VM_TF), ("folder.tf", render::FOLDER_TF)] {
+    for (name, text) in
+        [("vm.tf", render::VM_TF), ("folder.tf", render::FOLDER_TF), ("backend-pg.tf", render::BACKEND_PG_TF)]
+    {
         let mut child = std::process::Command::new(&terraform)
             .args(["fmt", "-check", "-no-color", "-"])
             .stdin(std::process::Stdio::piped())
@@ -375,6 +384,74 @@ async fn failures_keep_what_may_exist_and_say_why() {
     assert_eq!(fake.vms(), ["alice-web"]);
     terraform.destroy_vm(&request.vm_ref()).await.unwrap();
     assert!(fake.vms().is_empty());
+}
+
+#[tokio::test]
+async fn a_destroy_without_a_working_directory_looks_the_vm_up_in_vcenter() {
+    let fake = Fake::new();
+    let first = fake.provisioner(Duration::from_secs(30));
+    // Another server: its data directory holds no working directory of the VMs the first made.
+    let second = fake.provisioner_in("other-work", Duration::from_secs(30));
+    let request = fixed("ubuntu-24.04");
+    first.ensure_folder(&request.owner).await.unwrap();
+    first.create_vm(&request).await.unwrap();
+    assert_eq!(fake.vms(), ["alice-web"]);
+
+    let dir = second.vm_dir(&request.owner, request.id);
+    second.destroy_vm(&request.vm_ref()).await.expect("found by its path and marker, and destroyed");
+    assert!(fake.vms().is_empty(), "the VM is gone from vCenter");
+    let commands: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c["cwd"] == dir.display().to_string())
+        .map(|c| c["args"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(commands, ["init", "show", "import", "show", "destroy"]);
+    assert!(fake.calls().iter().any(|c| c["args"][4] == "/DC1/vm/basphere-vms/alice/alice-web"));
+    second.destroy_vm(&request.vm_ref()).await.expect("destroying again succeeds");
+
+    // Never made: vCenter has no VM at its path, so there is nothing to destroy.
+    let mut ghost = fixed("ubuntu-24.04");
+    ghost.id = uuid::Uuid::now_v7();
+    second.destroy_vm(&ghost.vm_ref()).await.expect("nothing in vCenter: nothing to destroy");
+    let ghost_dir = second.vm_dir(&ghost.owner, ghost.id);
+    assert!(!fake.calls().iter().any(|c| c["cwd"] == ghost_dir.display().to_string() && c["args"][0] == "destroy"));
+
+    // A VM of that name that is not Basphere's is left alone.
+    let mut again = fixed("ubuntu-24.04");
+    again.id = uuid::Uuid::now_v7();
+    first.create_vm(&again).await.unwrap();
+    let mut other = fixed("ubuntu-24.04");
+    other.id = uuid::Uuid::now_v7();
+    second.destroy_vm(&other.vm_ref()).await.expect("not this VM's: nothing of its own to destroy");
+    assert_eq!(fake.vms(), ["alice-web"], "the VM carrying another id is left alone");
+
+    // vCenter cannot be asked: the destroy fails and says what is unknown; the VM stays, and the
+    // next attempt destroys it.
+    fake.inject("fail-import", 1);
+    let third = fake.provisioner_in("third-work", Duration::from_secs(30));
+    let error = third.destroy_vm(&again.vm_ref()).await.unwrap_err();
+    assert_eq!(error.kind(), "backend");
+    let text = error.to_string();
+    for said in ["alice-web", "/DC1/vm/basphere-vms/alice/alice-web", "unknown", "address are kept"] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert_eq!(fake.vms(), ["alice-web"]);
+    third.destroy_vm(&again.vm_ref()).await.unwrap();
+    assert!(fake.vms().is_empty());
+}
+
+#[tokio::test]
+async fn a_destroy_after_a_create_cut_off_before_the_state_was_written_destroys_the_vm() {
+    let fake = Fake::new();
+    let terraform = fake.provisioner(Duration::from_secs(30));
+    let request = fixed("ubuntu-24.04");
+    terraform.ensure_folder(&request.owner).await.unwrap();
+    fake.inject("half-apply", 1);
+    assert!(terraform.create_vm(&request).await.is_err());
+    assert_eq!(fake.vms(), ["alice-web"], "vSphere made the VM; the state does not hold it");
+    terraform.destroy_vm(&request.vm_ref()).await.unwrap();
+    assert!(fake.vms().is_empty(), "the VM the state lost is found and destroyed");
 }
 
 fn sleepers(marker: &str) -> usize {

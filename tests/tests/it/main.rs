@@ -22,5 +22,6 @@ mod operator;
 mod platform;
 mod replicas;
 mod terraform_backend;
+mod terraform_replicas;
 mod web;
 mod work;
