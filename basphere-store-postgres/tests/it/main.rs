@@ -288,7 +288,12 @@ fn a_writer_stopped_inside_its_transaction_does_not_stop_the_others_for_long() {
     loop {
         let held = std::process::Command::new("psql")
             .args(["-h", &cluster.socket_dir().display().to_string(), "-U", "basphere", "-d", &database, "-tAc"])
-            .arg("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            // This database's only: pg_locks lists the whole server's, and the other tests'
+            // writers take the same advisory lock in databases of their own at the same time.
+            .arg(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
             .output()
             .unwrap();
         if String::from_utf8_lossy(&held.stdout).trim().parse::<u32>().is_ok_and(|count| count > 0) {
