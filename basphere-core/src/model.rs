@@ -742,62 +742,20 @@ impl AuditEvent {
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NotificationEvent {
-    RegistrationSubmitted {
-        username: Username,
-        email: Email,
-    },
-    RegistrationApproved {
-        username: Username,
-        email: Email,
-    },
-    RegistrationRejected {
-        username: Username,
-        email: Email,
-        reason: String,
-    },
-    KeyChangeRequested {
-        username: Username,
-    },
-    /// Told to the account itself when a key change is asked for, so that a request the
-    /// account's holder did not make does not go unnoticed.
-    /// It goes to the account's own address, whatever address the request gave.
-    KeyChangeRequestReceived {
-        username: Username,
-    },
-    KeyChangeApproved {
-        username: Username,
-        email: Email,
-    },
-    KeyChangeRejected {
-        username: Username,
-        email: Email,
-        reason: String,
-    },
-    VmReady {
-        owner: Username,
-        name: ResourceName,
-        ip: Option<Ipv4Addr>,
-    },
-    VmFailed {
-        owner: Username,
-        name: ResourceName,
-        reason: String,
-    },
-    ClusterReady {
-        owner: Username,
-        name: ResourceName,
-    },
-    ClusterFailed {
-        owner: Username,
-        name: ResourceName,
-        reason: String,
-    },
-    QuotaNearlyUsed {
-        owner: Username,
-        resource: String,
-        used: u64,
-        limit: u64,
-    },
+    RegistrationSubmitted { username: Username, email: Email },
+    RegistrationApproved { username: Username, email: Email },
+    RegistrationRejected { username: Username, email: Email, reason: String },
+    KeyChangeRequested { username: Username },
+    // Told to the account's own address (whatever address the request gave) when a key change
+    // is asked for, so that a request its holder did not make does not go unnoticed.
+    KeyChangeRequestReceived { username: Username },
+    KeyChangeApproved { username: Username, email: Email },
+    KeyChangeRejected { username: Username, email: Email, reason: String },
+    VmReady { owner: Username, name: ResourceName, ip: Option<Ipv4Addr> },
+    VmFailed { owner: Username, name: ResourceName, reason: String },
+    ClusterReady { owner: Username, name: ResourceName },
+    ClusterFailed { owner: Username, name: ResourceName, reason: String },
+    QuotaNearlyUsed { owner: Username, resource: String, used: u64, limit: u64 },
 }
 
 impl NotificationEvent {

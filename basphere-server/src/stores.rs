@@ -22,12 +22,7 @@ pub fn open(settings: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
             Ok(Arc::new(SqliteStore::open(&path).with_context(|| format!("store.url: opening {}", path.display()))?))
         }
         StoreUrl::Postgres(url) => {
-            let mut options = PostgresOptions::new(url.clone());
-            let password = password(settings)?;
-            options.password = password.as_ref().map(|(password, _)| password.clone());
-            options.ca_file = settings.ca_file.clone();
-            options.pool_size = settings.pool_size;
-            let source = password.map(|(_, source)| source);
+            let (options, source) = postgres_options(settings, url, settings.pool_size)?;
             let store = PostgresStore::connect(&options).map_err(|error| connect_error(url, source.as_ref(), error))?;
             Ok(Arc::new(store))
         }
@@ -37,6 +32,20 @@ pub fn open(settings: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>> {
 /// The URL as it may be logged (it never holds a password: the configuration refuses one).
 fn shown(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
+}
+
+/// How to reach the PostgreSQL store at `url`, and where its password came from.
+fn postgres_options(
+    settings: &StoreConfig,
+    url: &str,
+    pool_size: usize,
+) -> Result<(PostgresOptions, Option<PasswordSource>)> {
+    let mut options = PostgresOptions::new(url.to_owned());
+    let (password, source) = password(settings)?.unzip();
+    options.password = password;
+    options.ca_file = settings.ca_file.clone();
+    options.pool_size = pool_size;
+    Ok((options, source))
 }
 
 /// Where the database password came from: what to fix when the database refuses it.
@@ -203,12 +212,7 @@ pub fn check(settings: &StoreConfig, data_dir: &Path) -> Result<String> {
             Ok(format!("SQLite at {} (schema {version} of {})", path.display(), basphere_store::migrations::LATEST))
         }
         StoreUrl::Postgres(url) => {
-            let mut options = PostgresOptions::new(url.clone());
-            let password = password(settings)?;
-            options.password = password.as_ref().map(|(password, _)| password.clone());
-            options.ca_file = settings.ca_file.clone();
-            options.pool_size = 1;
-            let source = password.map(|(_, source)| source);
+            let (options, source) = postgres_options(settings, url, 1)?;
             let store =
                 PostgresStore::connect_only(&options).map_err(|error| connect_error(url, source.as_ref(), error))?;
             let version = store.schema_version().map_err(|error| anyhow::anyhow!("{error}"))?;

@@ -268,26 +268,20 @@ fn terraform_state(raw: &RawTerraform, store: &StoreConfig) -> Result<TerraformS
 /// `prefer` or `allow` over TCP, which lib/pq cannot do, is refused with what to set instead.
 pub fn terraform_conn_str(url: &str, ca_file: Option<&std::path::Path>) -> std::result::Result<String, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut params: Vec<(String, String)> = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        params.push((key.to_owned(), value.to_owned()));
-    }
-    let decoded = |value: &str| value.replace("%2F", "/").replace("%2f", "/");
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let authority = base.split_once("://").map_or("", |(_, rest)| rest).split('/').next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host =
-        params.iter().find(|(key, _)| key == "host").map(|(_, value)| decoded(value)).unwrap_or_else(|| decoded(host));
-    let unix_socket = host.starts_with('/');
+    let authority_host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    // A Unix socket's directory: a host that is a path (percent-encoded in the authority).
+    let unix_socket = match params.iter().find(|(key, _)| key == "host") {
+        Some((_, host)) => host.starts_with('/'),
+        None => authority_host.starts_with('/') || authority_host.to_ascii_lowercase().starts_with("%2f"),
+    };
     let mode = params.iter().find(|(key, _)| key == "sslmode").map(|(_, value)| value.clone());
     params.retain(|(key, _)| key != "sslmode" && key != "sslrootcert");
     match mode.as_deref() {
         Some("disable") => params.push(("sslmode".into(), "disable".into())),
         Some("require" | "verify-ca" | "verify-full") => {
             let roots = ca_file.map_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_owned(), |path| path.display().to_string());
-            if roots.contains(['&', '#', '%', ' ', '?']) {
-                return Err(format!("store.ca_file {roots:?} cannot be passed in a URL; give a path without &, #, %, ? or spaces"));
-            }
             params.push(("sslmode".into(), "verify-full".into()));
             params.push(("sslrootcert".into(), roots));
         }
@@ -301,8 +295,7 @@ pub fn terraform_conn_str(url: &str, ca_file: Option<&std::path::Path>) -> std::
         }
         Some(other) => return Err(format!("store.url's sslmode {other:?} is not one Terraform's PostgreSQL driver knows")),
     }
-    let query: Vec<String> = params.iter().map(|(key, value)| format!("{key}={value}")).collect();
-    Ok(format!("{base}?{}", query.join("&")))
+    Ok(format!("{base}?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish()))
 }
 
 impl Default for BackendConfig {
@@ -447,16 +440,16 @@ terraform: {binary: /usr/local/bin/terraform, parallelism: 8, apply_timeout_seco
         // Over a Unix socket lib/pq must be told not to try TLS (its default is require).
         assert_eq!(
             state("store: {url: 'postgresql://basphere@/basphere?host=/run/postgresql&port=5432'}"),
-            pg("postgresql://basphere@/basphere?host=/run/postgresql&port=5432&sslmode=disable")
+            pg("postgresql://basphere@/basphere?host=%2Frun%2Fpostgresql&port=5432&sslmode=disable")
         );
         // Basphere checks the certificate and the name: so does lib/pq, with the same authorities.
         assert_eq!(
             state("store: {url: 'postgres://basphere@db:5432/basphere?sslmode=require', ca_file: /etc/basphere/db-ca.pem}"),
-            pg("postgres://basphere@db:5432/basphere?sslmode=verify-full&sslrootcert=/etc/basphere/db-ca.pem")
+            pg("postgres://basphere@db:5432/basphere?sslmode=verify-full&sslrootcert=%2Fetc%2Fbasphere%2Fdb-ca.pem")
         );
         assert_eq!(
             state("store: {url: 'postgres://basphere@db/basphere?sslmode=require'}"),
-            pg("postgres://basphere@db/basphere?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt")
+            pg("postgres://basphere@db/basphere?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fcerts%2Fca-certificates.crt")
         );
         assert_eq!(
             state("store: {url: 'postgres://basphere@db/basphere?sslmode=disable&application_name=b'}"),

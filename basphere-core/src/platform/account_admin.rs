@@ -193,7 +193,7 @@ impl Platform {
         decide(actor, Action::Administer, None, "registration", &username)?;
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
         let actor = actor.clone();
-        let operation = self
+        let (operation, started) = self
             .db(move |store, _| {
                 store.transact(|tx| {
                     busy(&*tx, &name)?;
@@ -211,13 +211,10 @@ impl Platform {
                                     other.username
                                 )));
                             }
-                            if let Some(other) = tx.user_by_email(&request.email)? {
-                                return Err(Error::Conflict(format!(
-                                    "the request's email {} is the account {}'s (one account per address); \
-                                     reject this request",
-                                    request.email, other.username
-                                )));
-                            }
+                            super::accounts::email_unused(&*tx, &request.email).map_err(|error| match error {
+                                Error::Conflict(why) => Error::Conflict(format!("{why}; reject this request")),
+                                other => other,
+                            })?;
                             let at = now();
                             tx.insert_user(&User {
                                 username: name.clone(),
@@ -267,7 +264,6 @@ impl Platform {
                 })
             })
             .await?;
-        let (operation, started) = operation;
         if started {
             self.spawn_operation(operation.id);
         }

@@ -170,7 +170,7 @@ impl Platform {
         let (user, token) = self.authenticate_token(token_secret.trim()).await.map_err(|_| {
             signed_out("the token is unknown, revoked or expired; paste a token `basphere token create` printed")
         })?;
-        let role = if token.scope == TokenScope::Admin && user.role == Role::Admin { Role::Admin } else { Role::User };
+        let role = super::tokens::token_role(&user, &token);
         let mut new =
             self.session_for(WebSessionKind::Session, Some(user.username.clone()), user.username.as_str(), role);
         new.session.token_id = Some(token.id);

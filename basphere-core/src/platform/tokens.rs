@@ -148,8 +148,7 @@ impl Platform {
     /// same `Unauthorized`, so a caller learns nothing about which part was wrong.
     pub async fn identify_token(&self, secret: &str, source: &str) -> Result<Actor> {
         let (user, token) = self.authenticate_token(secret).await?;
-        let role = if token.scope == TokenScope::Admin && user.role == Role::Admin { Role::Admin } else { Role::User };
-        Ok(Actor::of_account(&user.username, role, source))
+        Ok(Actor::of_account(&user.username, token_role(&user, &token), source))
     }
 
     /// The account and token behind a bearer secret; see [`Platform::identify_token`].
@@ -183,5 +182,15 @@ impl Platform {
             }
             _ => Err(Error::Unauthorized("the token is unknown, revoked or expired".into())),
         }
+    }
+}
+
+/// The rights a token gives: an admin-scoped token of an admin account administers, every other
+/// token acts as its account's user.
+pub(super) fn token_role(user: &User, token: &ApiToken) -> Role {
+    if token.scope == TokenScope::Admin && user.role == Role::Admin {
+        Role::Admin
+    } else {
+        Role::User
     }
 }
