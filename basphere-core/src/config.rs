@@ -1689,6 +1689,10 @@ bastion: {address: bastion.corp.com, port: 50022}
             config.registration,
             RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 50, answer_after_ms: 50 }
         );
+        let answered = |ms: &str| Config::from_yaml(&format!("registration: {{answer_after_ms: {ms}}}\n"));
+        assert_eq!(answered("0").unwrap().registration.answer_after_ms, 0, "0: answered when done");
+        let error = answered("5001").unwrap_err().to_string();
+        assert!(error.contains("registration.answer_after_ms") && error.contains("0-5000"), "{error}");
         assert_eq!(
             config.bastion.logins,
             BastionLogins::Unix {

@@ -451,6 +451,11 @@ terraform: {binary: /usr/local/bin/terraform, parallelism: 8, apply_timeout_seco
             state("store: {url: 'postgres://basphere@db/basphere?sslmode=require'}"),
             pg("postgres://basphere@db/basphere?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fcerts%2Fca-certificates.crt")
         );
+        // Any path of an authority file reaches lib/pq whole (percent-encoded).
+        assert_eq!(
+            state("store: {url: 'postgres://basphere@db/basphere?sslmode=verify-full', ca_file: '/etc/basphere/db ca&1.pem'}"),
+            pg("postgres://basphere@db/basphere?sslmode=verify-full&sslrootcert=%2Fetc%2Fbasphere%2Fdb+ca%261.pem")
+        );
         assert_eq!(
             state("store: {url: 'postgres://basphere@db/basphere?sslmode=disable&application_name=b'}"),
             pg("postgres://basphere@db/basphere?application_name=b&sslmode=disable")

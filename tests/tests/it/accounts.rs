@@ -382,6 +382,19 @@ async fn an_account_is_welcomed_once_however_often_it_is_approved() {
         assert_eq!(error.kind(), "conflict", "{backend:?}: {error}");
         assert!(error.to_string().contains("frank2") && error.to_string().contains("email"), "{error}");
         assert!(rig.user("frank").is_none(), "{backend:?}: nothing recorded");
+        // An administrator's account takes no address an account has either.
+        let taken = basphere_core::platform::NewAccount {
+            username: "frank3".into(),
+            email: "FRANK@example.com".into(),
+            team: "payments".into(),
+            ssh_key: ssh_key(4).as_str().into(),
+            admin: false,
+            uid: None,
+        };
+        let error = rig.platform.create_account(&admin(), taken).await.unwrap_err();
+        assert_eq!(error.kind(), "conflict", "{backend:?}: {error}");
+        assert!(error.to_string().contains("frank2"), "{error}");
+        assert!(rig.user("frank3").is_none(), "{backend:?}: nothing recorded");
     }
 }
 
