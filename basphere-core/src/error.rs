@@ -25,6 +25,10 @@ pub enum Error {
     /// The request conflicts with the current state (an operation in progress, a wrong state).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// This process no longer holds the claim on an operation (another took it over, or it was
+    /// released): whoever holds it now runs the operation, and this process stops writing.
+    #[error("conflict: {0}")]
+    ClaimLost(String),
     /// Granting the request would exceed a quota.
     #[error("quota exceeded: {resource} would be {requested} of {limit}")]
     QuotaExceeded { resource: &'static str, used: u64, requested: u64, limit: u64 },
@@ -86,7 +90,7 @@ impl Error {
             Error::InvalidInput { .. } | Error::InvalidFields(_) => "invalid-input",
             Error::NotFound { .. } => "not-found",
             Error::AlreadyExists { .. } => "already-exists",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::ClaimLost(_) => "conflict",
             Error::QuotaExceeded { .. } => "quota-exceeded",
             Error::Exhausted(_) => "exhausted",
             Error::Unauthorized(_) => "unauthenticated",

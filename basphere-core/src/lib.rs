@@ -5,8 +5,10 @@
 //! crates and are composed by the binaries. The in-memory and mock backends here are real
 //! implementations of the traits and serve as reference models in tests.
 
+pub mod accounts;
 pub mod bastion;
 pub mod cluster_provisioner;
+pub mod clusters;
 pub mod config;
 pub mod error;
 pub mod human;
@@ -17,8 +19,10 @@ pub mod model;
 pub mod notifier;
 pub mod platform;
 pub mod provisioner;
+pub mod runtime;
 pub mod store;
 pub mod validate;
+pub mod vms;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -982,3 +982,14 @@ mod form_tests {
         assert_eq!(bad.validate().unwrap_err().0.len(), 1);
     }
 }
+
+/// At most 64 characters of something a caller sent, for messages and the audit log.
+pub fn bounded(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut}... ({} characters)", value.chars().count())
+    }
+}

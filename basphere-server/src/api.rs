@@ -129,7 +129,7 @@ pub(crate) fn accepted(operation: &Operation, body: impl serde::Serialize) -> Re
 /// Who the server believes you are. *user*
 #[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), Unauthenticated, Forbidden, ServerError))]
 pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<MeView>> {
-    let account = state.platform.whoami(&caller.actor).await?;
+    let account = state.platform.accounts().whoami(&caller.actor).await?;
     Ok(Json(MeView {
         name: caller.actor.name.clone(),
         role: caller.actor.role.as_str().to_owned(),
@@ -191,7 +191,7 @@ pub fn catalog_view(config: &basphere_core::Config) -> CatalogView {
 /// Your limits and usage. *user*
 #[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), Unauthenticated, Forbidden, ServerError))]
 pub async fn quota(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<QuotaView>> {
-    let report = state.platform.quota(&caller.actor, caller.own()?).await?;
+    let report = state.platform.accounts().quota(&caller.actor, caller.own()?).await?;
     Ok(Json(QuotaView::from_core(&report)))
 }
 
@@ -205,7 +205,7 @@ pub async fn list_vms(
     if query.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/vms)"));
     }
-    let vms = state.platform.list_vms(&caller.actor, Some(caller.own()?), query.vms()).await?;
+    let vms = state.platform.vms().list(&caller.actor, Some(caller.own()?), query.vms()).await?;
     Ok(page(vms, VmView::from_owned))
 }
 
@@ -220,7 +220,7 @@ async fn create_for(
     // characters and are refused there.
     let key = headers.get("idempotency-key").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let request = CreateVms { name: body.name, os: body.os, spec: body.spec, count: body.count };
-    let outcome = state.platform.create_vms(&caller.actor, owner, request, key.as_deref()).await?;
+    let outcome = state.platform.vms().create(&caller.actor, owner, request, key.as_deref()).await?;
     let first = outcome
         .accepted
         .first()
@@ -263,7 +263,7 @@ pub async fn get_vm(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<VmView>> {
-    let vm = state.platform.vm(&caller.actor, caller.own()?, &name).await?;
+    let vm = state.platform.vms().get(&caller.actor, caller.own()?, &name).await?;
     Ok(Json(VmView::from_core(&vm)))
 }
 
@@ -274,7 +274,7 @@ pub async fn delete_vm(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    let operation = state.platform.delete_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?).await?;
+    let operation = state.platform.vms().delete(&caller.actor, caller.own()?, &lookup_vm_name(&name)?).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
@@ -296,7 +296,7 @@ pub async fn vm_action(
     ApiPath((name, action)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let action = power_action(&action)?;
-    let operation = state.platform.power_vm(&caller.actor, caller.own()?, &lookup_vm_name(&name)?, action).await?;
+    let operation = state.platform.vms().power(&caller.actor, caller.own()?, &lookup_vm_name(&name)?, action).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
@@ -307,7 +307,7 @@ pub async fn list_operations(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<OperationView>> {
-    let operations = state.platform.list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
+    let operations = state.platform.runtime().list_operations(&caller.actor, Some(caller.own()?), query.page()).await?;
     Ok(page(operations, OperationView::from_owned))
 }
 
@@ -318,14 +318,14 @@ pub async fn get_operation(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<OperationView>> {
-    let operation = state.platform.operation(&caller.actor, &id).await?;
+    let operation = state.platform.runtime().operation(&caller.actor, &id).await?;
     Ok(Json(OperationView::from_core(&operation)))
 }
 
 /// Your API tokens (never their secrets). *user*
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn list_tokens(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
-    let tokens = state.platform.list_tokens(&caller.actor, caller.own()?).await?;
+    let tokens = state.platform.credentials().list_tokens(&caller.actor, caller.own()?).await?;
     Ok(Json(tokens.iter().map(TokenView::from_core).collect()))
 }
 
@@ -337,7 +337,8 @@ async fn token_for(
 ) -> ApiResult<Response> {
     let scope = token_scope(body.scope.as_deref())?;
     let expires_at = token_expiry(body.expires_in_days.map(i64::from))?;
-    let created = state.platform.create_token(&caller.actor, owner, &body.name, scope, expires_at).await?;
+    let created =
+        state.platform.credentials().create_token(&caller.actor, owner, &body.name, scope, expires_at).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken { token: TokenView::from_core(&created.token), secret: created.secret }),
@@ -364,7 +365,7 @@ pub async fn revoke_token(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TokenView>> {
     let parsed = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("token not found: {}", bounded(&id))))?;
-    let token = state.platform.revoke_token(&caller.actor, parsed).await?;
+    let token = state.platform.credentials().revoke_token(&caller.actor, parsed).await?;
     Ok(Json(TokenView::from_core(&token)))
 }
 
@@ -372,7 +373,7 @@ pub async fn revoke_token(
 /// prints). Any caller; on the bastion, the socket says who you are. *user*
 #[utoipa::path(post, path = "/api/v1/web/sign-in-link", tag = "account", responses((status = 201, body = SignInLinkView), Unauthenticated, Forbidden, ServerError))]
 pub async fn create_sign_in_link(caller: Caller, State(state): State<AppState>) -> ApiResult<Response> {
-    let link = state.platform.create_sign_in_link(&caller.actor).await?;
+    let link = state.platform.credentials().create_sign_in_link(&caller.actor).await?;
     let view = SignInLinkView {
         url: format!("{}/sign-in/{}", state.public_url, link.secret),
         expires_at: link.session.expires_at,
@@ -385,7 +386,7 @@ pub async fn create_sign_in_link(caller: Caller, State(state): State<AppState>) 
 /// Every account. *admin*
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_list_users(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
-    let users = state.platform.list_accounts(&caller.actor, Default::default()).await?;
+    let users = state.platform.accounts().list(&caller.actor, Default::default()).await?;
     Ok(Json(users.iter().map(UserView::from_core).collect()))
 }
 
@@ -404,7 +405,7 @@ pub async fn admin_create_user(
         admin: body.admin,
         uid: body.uid,
     };
-    let created = state.platform.create_account(&caller.actor, account).await?;
+    let created = state.platform.accounts().create(&caller.actor, account).await?;
     Ok((StatusCode::CREATED, Json(UserView::from_core(&created))).into_response())
 }
 
@@ -415,7 +416,7 @@ pub async fn admin_get_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
-    let user = state.platform.account(&caller.actor, &name).await?;
+    let user = state.platform.accounts().get(&caller.actor, &name).await?;
     Ok(Json(UserView::from_core(&user)))
 }
 
@@ -426,7 +427,7 @@ pub async fn admin_get_quota(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
-    Ok(Json(QuotaView::from_core(&state.platform.quota(&caller.actor, &lookup_username(&name)?).await?)))
+    Ok(Json(QuotaView::from_core(&state.platform.accounts().quota(&caller.actor, &lookup_username(&name)?).await?)))
 }
 
 /// Override one account's limits; absent fields keep the default. *admin*
@@ -437,8 +438,11 @@ pub async fn admin_set_quota(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaOverrideRequest>,
 ) -> ApiResult<Json<QuotaView>> {
-    let report =
-        state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, Some(body.into_core())).await?;
+    let report = state
+        .platform
+        .accounts()
+        .set_quota_override(&caller.actor, &lookup_username(&name)?, Some(body.into_core()))
+        .await?;
     Ok(Json(QuotaView::from_core(&report)))
 }
 
@@ -449,7 +453,7 @@ pub async fn admin_reset_quota(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<QuotaView>> {
-    let report = state.platform.set_quota_override(&caller.actor, &lookup_username(&name)?, None).await?;
+    let report = state.platform.accounts().set_quota_override(&caller.actor, &lookup_username(&name)?, None).await?;
     Ok(Json(QuotaView::from_core(&report)))
 }
 
@@ -472,7 +476,7 @@ pub async fn admin_user_vms(
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<VmView>> {
-    let vms = state.platform.list_vms(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
+    let vms = state.platform.vms().list(&caller.actor, Some(&lookup_username(&name)?), query.vms()).await?;
     Ok(page(vms, VmView::from_owned))
 }
 
@@ -495,7 +499,7 @@ pub async fn admin_get_vm(
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<VmView>> {
-    Ok(Json(VmView::from_core(&state.platform.vm(&caller.actor, &lookup_username(&owner)?, &name).await?)))
+    Ok(Json(VmView::from_core(&state.platform.vms().get(&caller.actor, &lookup_username(&owner)?, &name).await?)))
 }
 
 /// Delete a VM of an account. *admin*
@@ -505,7 +509,8 @@ pub async fn admin_delete_vm(
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    let operation = state.platform.delete_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?).await?;
+    let operation =
+        state.platform.vms().delete(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
@@ -518,7 +523,8 @@ pub async fn admin_vm_action(
 ) -> ApiResult<Response> {
     let operation = state
         .platform
-        .power_vm(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?, power_action(&action)?)
+        .vms()
+        .power(&caller.actor, &lookup_username(&owner)?, &lookup_vm_name(&name)?, power_action(&action)?)
         .await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
@@ -531,7 +537,7 @@ pub async fn admin_list_vms(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<VmView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
-    let vms = state.platform.list_vms(&caller.actor, owner.as_ref(), query.vms()).await?;
+    let vms = state.platform.vms().list(&caller.actor, owner.as_ref(), query.vms()).await?;
     Ok(page(vms, VmView::from_owned))
 }
 
@@ -543,7 +549,7 @@ pub async fn admin_list_operations(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<PageJson<OperationView>> {
     let owner = query.owner.as_deref().map(lookup_username).transpose()?;
-    let operations = state.platform.list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
+    let operations = state.platform.runtime().list_operations(&caller.actor, owner.as_ref(), query.page()).await?;
     Ok(page(operations, OperationView::from_owned))
 }
 
@@ -574,7 +580,7 @@ pub async fn admin_audit(
         page: PageRequest { limit: query.limit, after: query.after },
         ..Default::default()
     };
-    let events = state.platform.audit_log(&caller.actor, request).await?;
+    let events = state.platform.runtime().audit_log(&caller.actor, request).await?;
     match query.format.as_deref() {
         Some("jsonl") => {
             let mut body = String::new();
@@ -591,14 +597,14 @@ pub async fn admin_audit(
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
 #[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
-    let last = state.platform.last_reconcile_for(&caller.actor)?;
+    let last = state.platform.vms().last_reconcile_for(&caller.actor)?;
     Ok(Json(last.as_ref().map(ReconcileView::from_core).unwrap_or_default()))
 }
 
 /// Reconcile now. *admin*
 #[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
-    let report = state.platform.reconcile_now(&caller.actor).await?;
+    let report = state.platform.vms().reconcile_now(&caller.actor).await?;
     Ok(Json(ReconcileView::from_core(&report)))
 }
 
@@ -625,7 +631,7 @@ pub async fn admin_outbox(
         state: query.state,
         page: PageRequest { limit: query.limit, after: query.after },
     };
-    let messages = state.platform.outbox(&caller.actor, request).await?;
+    let messages = state.platform.runtime().outbox(&caller.actor, request).await?;
     Ok(page(messages, OutboxView::from_owned))
 }
 
@@ -636,6 +642,6 @@ pub async fn admin_retry_notification(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<OutboxView>> {
-    let message = state.platform.retry_notification(&caller.actor, &id).await?;
+    let message = state.platform.runtime().retry_notification(&caller.actor, &id).await?;
     Ok(Json(OutboxView::from_core(&message)))
 }

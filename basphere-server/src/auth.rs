@@ -105,13 +105,15 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::unauthenticated("unknown transport"))?;
         let source = transport.source();
         let actor = match transport {
-            Transport::Unix { uid, .. } => state.platform.identify_uid(uid, state.server_uid, &source).await?,
+            Transport::Unix { uid, .. } => {
+                state.platform.accounts().identify_uid(uid, state.server_uid, &source).await?
+            }
             Transport::Tcp { .. } => {
                 let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
                 let Some(secret) = header.and_then(|value| value.strip_prefix("Bearer ")).map(str::trim) else {
                     return Err(ApiError::unauthenticated("this needs a bearer token: Authorization: Bearer bsp_..."));
                 };
-                state.platform.identify_token(secret, &source).await?
+                state.platform.credentials().identify_token(secret, &source).await?
             }
         };
         Ok(Caller { actor })

@@ -32,7 +32,7 @@ fn query(list: &ListQuery) -> ClusterQuery {
 
 /// Views of `clusters`, with their node addresses.
 async fn views(state: &AppState, clusters: &[Cluster]) -> ApiResult<Vec<ClusterView>> {
-    let addresses = state.platform.cluster_node_addresses(clusters).await?;
+    let addresses = state.platform.clusters().node_addresses(clusters).await?;
     Ok(clusters
         .iter()
         .map(|c| {
@@ -57,7 +57,7 @@ pub async fn list_clusters(
     if list.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/clusters)"));
     }
-    let found = state.platform.list_clusters(&caller.actor, Some(caller.own()?), query(&list)).await?;
+    let found = state.platform.clusters().list(&caller.actor, Some(caller.own()?), query(&list)).await?;
     let items = views(&state, &found.items).await?;
     Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
@@ -81,7 +81,7 @@ pub async fn create_cluster(
         workers: body.workers,
     };
     let (cluster, operation, _) =
-        state.platform.create_cluster(&caller.actor, caller.own()?, request, key.as_deref()).await?;
+        state.platform.clusters().create(&caller.actor, caller.own()?, request, key.as_deref()).await?;
     let body = CreateClusterResponse {
         cluster: view(&state, &cluster).await?,
         operation: OperationView::from_core(&operation),
@@ -96,7 +96,7 @@ pub async fn get_cluster(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<ClusterView>> {
-    let cluster = state.platform.cluster(&caller.actor, caller.own()?, &name).await?;
+    let cluster = state.platform.clusters().get(&caller.actor, caller.own()?, &name).await?;
     Ok(Json(view(&state, &cluster).await?))
 }
 
@@ -124,8 +124,11 @@ pub async fn watch_cluster(
         Some(seconds @ 1..=25) => Duration::from_secs(seconds),
         Some(other) => return Err(ApiError::invalid(format!("timeout {other} is not accepted: use 1-25 seconds"))),
     };
-    let cluster =
-        state.platform.watch_cluster(&caller.actor, caller.own()?, &name, watch.since, timeout.min(MAX_WATCH)).await?;
+    let cluster = state
+        .platform
+        .clusters()
+        .watch(&caller.actor, caller.own()?, &name, watch.since, timeout.min(MAX_WATCH))
+        .await?;
     Ok(Json(view(&state, &cluster).await?))
 }
 
@@ -136,7 +139,7 @@ pub async fn cluster_kubeconfig(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<KubeconfigView>> {
-    let kubeconfig = state.platform.cluster_kubeconfig(&caller.actor, caller.own()?, &name).await?;
+    let kubeconfig = state.platform.clusters().kubeconfig(&caller.actor, caller.own()?, &name).await?;
     Ok(Json(KubeconfigView { cluster: name, kubeconfig }))
 }
 
@@ -149,7 +152,7 @@ pub async fn scale_cluster(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ScaleClusterRequest>,
 ) -> ApiResult<Response> {
-    let operation = state.platform.scale_cluster(&caller.actor, caller.own()?, &name, body.workers).await?;
+    let operation = state.platform.clusters().scale(&caller.actor, caller.own()?, &name, body.workers).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
@@ -160,7 +163,7 @@ pub async fn delete_cluster(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    let operation = state.platform.delete_cluster(&caller.actor, caller.own()?, &name).await?;
+    let operation = state.platform.clusters().delete(&caller.actor, caller.own()?, &name).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }
 
@@ -172,7 +175,7 @@ pub async fn admin_list_clusters(
     ApiQuery(list): ApiQuery<ListQuery>,
 ) -> ApiResult<crate::api::PageJson<ClusterView>> {
     let owner = list.owner.as_deref().map(lookup_username).transpose()?;
-    let found = state.platform.list_clusters(&caller.actor, owner.as_ref(), query(&list)).await?;
+    let found = state.platform.clusters().list(&caller.actor, owner.as_ref(), query(&list)).await?;
     let items = views(&state, &found.items).await?;
     Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
@@ -184,6 +187,6 @@ pub async fn admin_delete_cluster(
     State(state): State<AppState>,
     ApiPath((owner, name)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
-    let operation = state.platform.delete_cluster(&caller.actor, &lookup_username(&owner)?, &name).await?;
+    let operation = state.platform.clusters().delete(&caller.actor, &lookup_username(&owner)?, &name).await?;
     Ok(accepted(&operation, OperationView::from_core(&operation)))
 }

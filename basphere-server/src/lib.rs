@@ -191,14 +191,14 @@ async fn healthz() -> Json<basphere_api::Health> {
     crate::openapi::ServerError))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = state.platform.store_ready().await.is_ok();
-    let backend = state.platform.provisioner().preflight().await;
+    let backend = state.platform.vms().provisioner().preflight().await;
     let body = basphere_api::Readiness {
         backend: match &backend {
             Ok(()) => "ok".to_owned(),
             Err(error) => error.to_string(),
         },
         store: if store_ok { "ok" } else { "unavailable" }.to_owned(),
-        vm_backend: state.platform.provisioner().backend_name().to_owned(),
+        vm_backend: state.platform.vms().provisioner().backend_name().to_owned(),
     };
     let status = if store_ok && backend.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
@@ -554,7 +554,7 @@ pub async fn run(options: Options) -> Result<()> {
         basphere_core::config::RecaptchaConfig::Off => {}
     }
     let platform = builder.build();
-    let resumed = platform.resume_unfinished().await?;
+    let resumed = platform.runtime().resume_unfinished().await?;
     if !resumed.is_empty() {
         tracing::info!(count = resumed.len(), "resuming interrupted operations");
     }
@@ -622,7 +622,7 @@ pub async fn run(options: Options) -> Result<()> {
          basphere-server: the first admin credential is your login: as root or uid {uid}, `basphere --socket {} admin ...` acts as administrator;\n\
          basphere-server: create accounts with `basphere admin user add`, and an admin API token with `basphere admin token create --user NAME --scope admin`.",
         data_dir.display(),
-        platform.provisioner().backend_name(),
+        platform.vms().provisioner().backend_name(),
         clusters.provisioner.backend_name(),
         resumed.len(),
         socket.display()
@@ -633,7 +633,7 @@ pub async fn run(options: Options) -> Result<()> {
     let _ = stop_tx.send(true);
     drop(background);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let left = platform.drain(grace).await;
+    let left = platform.runtime().drain(grace).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = unix_server.await;
         let _ = tcp_server.await;

@@ -47,7 +47,9 @@ impl From<Error> for ApiError {
         let (status, kind) = match &error {
             Error::InvalidInput { .. } | Error::InvalidFields(_) => (StatusCode::BAD_REQUEST, "invalid-input"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
-            Error::AlreadyExists { .. } | Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::AlreadyExists { .. } | Error::Conflict(_) | Error::ClaimLost(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
             Error::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota-exceeded"),
             Error::Exhausted(_) => (StatusCode::CONFLICT, "conflict"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),

@@ -146,7 +146,7 @@ pub async fn register(
         Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =
         RegistrationForm { username: body.username, email: body.email, team: body.team, public_key: body.ssh_key };
-    Ok(submitted(state.platform.register(&from, form).await?))
+    Ok(submitted(state.platform.accounts().register(&from, form).await?))
 }
 
 /// Asks for an account's SSH key to be replaced; the email must be the account's. Answered
@@ -167,7 +167,7 @@ pub async fn key_change(
         Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =
         KeyChangeForm { username: body.username, email: body.email, new_public_key: body.ssh_key, reason: body.reason };
-    Ok(submitted(state.platform.request_key_change(&from, form).await?))
+    Ok(submitted(state.platform.accounts().request_key_change(&from, form).await?))
 }
 
 /// `?status=&limit=&after=`
@@ -208,7 +208,7 @@ pub async fn admin_registrations(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
 ) -> ApiResult<crate::api::PageJson<RegistrationView>> {
-    let requests = state.platform.registrations(&caller.actor, query.core()).await?;
+    let requests = state.platform.accounts().registrations(&caller.actor, query.core()).await?;
     Ok(page(requests, RegistrationView::from_owned))
 }
 
@@ -220,7 +220,7 @@ pub async fn admin_registration(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<RegistrationView>> {
-    Ok(Json(RegistrationView::from_core(&state.platform.registration(&caller.actor, &name).await?)))
+    Ok(Json(RegistrationView::from_core(&state.platform.accounts().registration(&caller.actor, &name).await?)))
 }
 
 /// Approves a registration: the account is active at once; the operation gives it its IP
@@ -235,7 +235,7 @@ pub async fn admin_approve_registration(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    Ok(accepted(&state.platform.approve_registration(&caller.actor, &name).await?))
+    Ok(accepted(&state.platform.accounts().approve_registration(&caller.actor, &name).await?))
 }
 
 /// Rejects a pending registration; the applicant is told the reason. *admin*
@@ -247,7 +247,7 @@ pub async fn admin_reject_registration(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<RejectRequest>,
 ) -> ApiResult<Json<RegistrationView>> {
-    let request = state.platform.reject_registration(&caller.actor, &name, &body.reason).await?;
+    let request = state.platform.accounts().reject_registration(&caller.actor, &name, &body.reason).await?;
     Ok(Json(RegistrationView::from_core(&request)))
 }
 
@@ -259,7 +259,7 @@ pub async fn admin_key_changes(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
 ) -> ApiResult<crate::api::PageJson<KeyChangeView>> {
-    let requests = state.platform.key_changes(&caller.actor, query.core()).await?;
+    let requests = state.platform.accounts().key_changes(&caller.actor, query.core()).await?;
     Ok(page(requests, KeyChangeView::from_owned))
 }
 
@@ -272,7 +272,7 @@ pub async fn admin_approve_key_change(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    Ok(accepted(&state.platform.approve_key_change(&caller.actor, &name).await?))
+    Ok(accepted(&state.platform.accounts().approve_key_change(&caller.actor, &name).await?))
 }
 
 /// Rejects a pending key change; the user is told the reason. *admin*
@@ -284,7 +284,7 @@ pub async fn admin_reject_key_change(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<RejectRequest>,
 ) -> ApiResult<Json<KeyChangeView>> {
-    let request = state.platform.reject_key_change(&caller.actor, &name, &body.reason).await?;
+    let request = state.platform.accounts().reject_key_change(&caller.actor, &name, &body.reason).await?;
     Ok(Json(KeyChangeView::from_core(&request)))
 }
 
@@ -296,7 +296,7 @@ pub async fn admin_suspend_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(UserView::from_core(&state.platform.set_account_suspended(&caller.actor, &name, true).await?)))
+    Ok(Json(UserView::from_core(&state.platform.accounts().set_suspended(&caller.actor, &name, true).await?)))
 }
 
 /// Resumes a suspended account. *admin*
@@ -307,7 +307,7 @@ pub async fn admin_resume_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(UserView::from_core(&state.platform.set_account_suspended(&caller.actor, &name, false).await?)))
+    Ok(Json(UserView::from_core(&state.platform.accounts().set_suspended(&caller.actor, &name, false).await?)))
 }
 
 /// Deletes an account that owns no VM or cluster: frees its IP block, removes its bastion
@@ -319,7 +319,7 @@ pub async fn admin_delete_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    state.platform.delete_account(&caller.actor, &name).await?;
+    state.platform.accounts().delete(&caller.actor, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,5 +332,5 @@ pub async fn admin_purge_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
-    Ok(accepted(&state.platform.purge_account(&caller.actor, &name).await?))
+    Ok(accepted(&state.platform.accounts().purge(&caller.actor, &name).await?))
 }

@@ -174,7 +174,139 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
             }
         }
     }
+    problems.extend(codemap_rules(root, &architecture, &packages)?);
     problems.extend(source_rules(root)?);
+    problems.extend(size_rules(root, &packages)?);
+    Ok(problems)
+}
+
+/// The most lines a source file may have (tests and generated data aside): past it, a file
+/// holds more than one thing, and a reader cannot see where the next one would go.
+const MAX_FILE_LINES: usize = 800;
+/// Files still over [`MAX_FILE_LINES`], each being split; the list only shrinks.
+const OVER_THE_LIMIT: &[&str] =
+    &["basphere-core/src/config.rs", "basphere-vsphere/src/api.rs", "basphere-cli/src/commands.rs"];
+/// The most public methods one type may have, over all its `impl` blocks.
+const MAX_PUBLIC_METHODS: usize = 30;
+/// The most fields the façade may have: it composes the resource modules and holds nothing else.
+const MAX_FACADE_FIELDS: usize = 8;
+
+/// The top-level modules of a crate: `src/<name>.rs` and `src/<name>/mod.rs`, but the crate
+/// roots and test modules.
+fn top_level_modules(src: &Path) -> Result<Vec<String>> {
+    let mut modules = Vec::new();
+    if !src.exists() {
+        return Ok(modules);
+    }
+    for entry in std::fs::read_dir(src)? {
+        let path = entry?.path();
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let module =
+            if path.is_dir() { path.join("mod.rs").exists() } else { path.extension().is_some_and(|e| e == "rs") };
+        if module && !["lib", "main", "tests"].contains(&name.as_str()) {
+            modules.push(name);
+        }
+    }
+    modules.sort();
+    Ok(modules)
+}
+
+/// The codemap names every crate's top-level modules, in the crate's own section.
+fn codemap_rules(root: &Path, architecture: &str, packages: &[Package]) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for package in packages {
+        let heading = format!("### `{}`", package.name);
+        let Some(start) = architecture.find(&heading) else { continue };
+        let rest = &architecture[start + heading.len()..];
+        let section = &rest[..rest.find("\n### ").unwrap_or(rest.len())];
+        let src = package.manifest.parent().expect("manifest dir").join("src");
+        for module in top_level_modules(&src)? {
+            if !section.contains(&format!("`{module}`")) {
+                let file = src.join(&module);
+                problems.push(format!(
+                    "ARCHITECTURE.md's section on {} does not name its module `{module}` ({})",
+                    package.name,
+                    file.strip_prefix(root).unwrap_or(&file).display()
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The code of a source file without its unit tests (`#[cfg(test)] mod ...` to the end).
+fn without_tests(text: &str) -> &str {
+    text.find("#[cfg(test)]\nmod ").map_or(text, |at| &text[..at])
+}
+
+/// File sizes, public methods per type, the façade's fields, and errors told by their text.
+fn size_rules(root: &Path, packages: &[Package]) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let relative = |file: &Path| file.strip_prefix(root).unwrap_or(file).display().to_string();
+    let mut methods: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for package in packages {
+        let src = package.manifest.parent().expect("manifest dir").join("src");
+        for file in rust_files(&src)? {
+            let text = std::fs::read_to_string(&file)?;
+            let code = without_tests(&text);
+            let lines = code.lines().count();
+            if lines > MAX_FILE_LINES && !OVER_THE_LIMIT.iter().any(|known| file.ends_with(known)) {
+                problems.push(format!(
+                    "{} has {lines} lines of code (tests aside): split it, at most {MAX_FILE_LINES}",
+                    relative(&file)
+                ));
+            }
+            let mut current: Option<String> = None;
+            for (number, line) in code.lines().enumerate() {
+                if let Some(header) = line.strip_prefix("impl") {
+                    // `impl Foo {`, `impl<T> Foo<T> {`; trait impls (`impl X for Y`) do not count.
+                    let header = header.trim_start_matches(|c: char| c != ' ').trim();
+                    current = (!header.contains(" for ") && header.ends_with('{'))
+                        .then(|| header.trim_end_matches('{').trim().split('<').next().unwrap_or("").to_owned());
+                } else if line.starts_with('}') {
+                    current = None;
+                } else if let Some(owner) = &current {
+                    if line.starts_with("    pub fn ") || line.starts_with("    pub async fn ") {
+                        let entry = methods.entry(owner.clone()).or_insert((0, relative(&file)));
+                        entry.0 += 1;
+                    }
+                }
+                let code_part = line.split("//").next().unwrap_or("");
+                // An assertion on a message tests its wording; anything else decides by it.
+                let tells_by_text = code_part.contains(".contains(")
+                    && !code_part.contains("assert")
+                    && (code_part.contains(concat!("Error", "::"))
+                        || code_part.contains(concat!("error.to_string", "()")));
+                if tells_by_text {
+                    problems.push(format!(
+                        "{}:{}: an error is told by its message text; match its variant instead",
+                        relative(&file),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    for (owner, (count, file)) in methods {
+        if count > MAX_PUBLIC_METHODS {
+            problems.push(format!(
+                "{owner} ({file}) has {count} public methods: at most {MAX_PUBLIC_METHODS}; give a resource its own type"
+            ));
+        }
+    }
+    let facade = root.join("basphere-core/src/platform/mod.rs");
+    if let Ok(text) = std::fs::read_to_string(&facade) {
+        if let Some(start) = text.find("pub struct Platform {") {
+            let body = &text[start..text[start..].find("\n}").map_or(text.len(), |end| start + end)];
+            let fields =
+                body.lines().skip(1).filter(|l| l.starts_with("    ") && !l.trim_start().starts_with("//")).count();
+            if fields > MAX_FACADE_FIELDS {
+                problems.push(format!(
+                    "Platform has {fields} fields: at most {MAX_FACADE_FIELDS}; it composes the resource modules and holds nothing else"
+                ));
+            }
+        }
+    }
     Ok(problems)
 }
 
@@ -332,5 +464,32 @@ mod tests {
         assert!(!text.contains("std::process"), "comments are not code: {text}");
         assert!(text.contains("basphere-server/src/api.rs:2: handlers call Platform"), "{text}");
         assert!(!text.contains("basphere-server/src/lib.rs"), "the composition root opens the store: {text}");
+
+        // A module the codemap does not name, a file too long, a type with too many public
+        // methods, an error told by its text, and a façade with too many fields.
+        std::fs::write(root.join("ARCHITECTURE.md"), "### `basphere-ipam`\n\nIt has `named`.\n").unwrap();
+        std::fs::write(root.join("basphere-ipam/src/named.rs"), "//! named\n").unwrap();
+        std::fs::write(root.join("basphere-ipam/src/unnamed.rs"), "//! unnamed\n").unwrap();
+        let long = format!("//! long\n{}", "const X: u8 = 0;\n".repeat(MAX_FILE_LINES + 1));
+        std::fs::write(root.join("basphere-ipam/src/long.rs"), long).unwrap();
+        let methods: String = (0..=MAX_PUBLIC_METHODS).map(|i| format!("    pub fn m{i}(&self) {{}}\n")).collect();
+        let wide = format!("//! wide\npub struct Wide;\n\nimpl Wide {{\n{methods}}}\n");
+        std::fs::write(root.join("basphere-ipam/src/wide.rs"), wide).unwrap();
+        let by_text = "//! by text\nfn f(e: &E) -> bool { matches!(e, Error::Conflict(m) if m.contains(\"claim\")) }\n";
+        std::fs::write(root.join("basphere-ipam/src/by_text.rs"), by_text).unwrap();
+        let fields: String = (0..=MAX_FACADE_FIELDS).map(|i| format!("    f{i}: u8,\n")).collect();
+        std::fs::create_dir_all(root.join("basphere-core/src/platform")).unwrap();
+        std::fs::write(
+            root.join("basphere-core/src/platform/mod.rs"),
+            format!("//! facade\npub struct Platform {{\n{fields}}}\n"),
+        )
+        .unwrap();
+        let text = check(root).unwrap().join("\n");
+        assert!(text.contains("does not name its module `unnamed`"), "{text}");
+        assert!(!text.contains("`named`"), "{text}");
+        assert!(text.contains("basphere-ipam/src/long.rs has 802 lines of code"), "{text}");
+        assert!(text.contains("Wide (basphere-ipam/src/wide.rs) has 31 public methods"), "{text}");
+        assert!(text.contains("basphere-ipam/src/by_text.rs:2: an error is told by its message text"), "{text}");
+        assert!(text.contains("Platform has 9 fields"), "{text}");
     }
 }

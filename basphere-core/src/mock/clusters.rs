@@ -211,16 +211,7 @@ impl SimulatedClusters {
     }
 }
 
-/// The admin kubeconfig a simulated cluster `name` gives, its API server at `host`:6443 (the
-/// certificates are placeholders: nothing answers there).
-pub fn simulated_kubeconfig(name: &str, host: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{host}:6443\n    \
-         certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
-         user: {name}-admin\ncurrent-context: {name}-admin@{name}\nusers:\n- name: {name}-admin\n  user:\n    \
-         client-certificate-data: c2ltdWxhdGVk\n    client-key-data: c2ltdWxhdGVk\n"
-    )
-}
+use super::simulated_kubeconfig;
 
 /// The checks the management cluster's webhooks and controllers make of a request.
 fn check_request(request: &ClusterRequest) -> Result<()> {

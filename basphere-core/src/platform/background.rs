@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::Platform;
-use crate::model::now;
 
 /// The name of the duty whose holder reconciles.
 pub const RECONCILE_DUTY: &str = "reconcile";
@@ -24,7 +23,7 @@ pub struct Background {
 
 impl Background {
     /// Stops every task now (running operations are not affected: drain those with
-    /// [`Platform::drain`]).
+    /// [`Runtime::drain`](crate::runtime::Runtime::drain)).
     pub fn stop(self) {}
 }
 
@@ -44,9 +43,9 @@ impl Platform {
         let sweeper = self.clone();
         tasks.push(tokio::spawn(async move {
             // Often enough that an expired claim is found soon after it expires.
-            let every = Duration::from_millis((sweeper.config.work.lease_seconds * 1000 / 2).clamp(200, 5000));
+            let every = Duration::from_millis((sweeper.config().work.lease_seconds * 1000 / 2).clamp(200, 5000));
             loop {
-                if let Err(error) = sweeper.sweep_operations().await {
+                if let Err(error) = sweeper.rt.sweep_operations().await {
                     tracing::warn!(%error, "looking for operations to resume failed; trying again");
                 }
                 tokio::time::sleep(every).await;
@@ -59,7 +58,7 @@ impl Platform {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if let Err(error) = janitor.forget_old_web_sessions().await {
+                if let Err(error) = janitor.credentials.forget_old_web_sessions().await {
                     tracing::warn!(%error, "removing ended browser sessions failed; trying again in an hour");
                 }
             }
@@ -68,8 +67,8 @@ impl Platform {
         let dispatcher = self.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let ready = dispatcher.outbox_ready.notified();
-                match dispatcher.dispatch_outbox().await {
+                let ready = dispatcher.rt.outbox_ready.notified();
+                match dispatcher.rt.dispatch_outbox().await {
                     Ok(0) => {
                         let _ = tokio::time::timeout(Duration::from_secs(1), ready).await;
                     }
@@ -86,25 +85,14 @@ impl Platform {
         tasks.push(tokio::spawn(async move {
             let hold = chrono::Duration::seconds(60);
             loop {
-                let worker = follower.worker.clone();
-                let on_duty = follower
-                    .db(move |store, _| {
-                        let mut held = false;
-                        store.write(&mut |tx| {
-                            let at = now();
-                            held = tx.claim_duty(CLUSTER_STATUS_DUTY, &worker, at, at + hold)?;
-                            Ok(())
-                        })?;
-                        Ok(held)
-                    })
-                    .await;
+                let on_duty = follower.rt.claim_duty(CLUSTER_STATUS_DUTY, hold).await;
                 match on_duty {
                     Ok(true) => {
-                        if let Err(error) = follower.refresh_cluster_statuses().await {
+                        if let Err(error) = follower.clusters.refresh_statuses().await {
                             tracing::warn!(%error, "following the clusters' status failed; trying again");
                         }
                         // Woken by the backend's watch, or every 15 s at the latest.
-                        follower.clusters.changed(Duration::from_secs(15)).await;
+                        follower.cluster_backend.changed(Duration::from_secs(15)).await;
                     }
                     Ok(false) => tokio::time::sleep(Duration::from_secs(20)).await,
                     Err(error) => {
@@ -115,7 +103,7 @@ impl Platform {
             }
         }));
 
-        let interval = self.config.reconcile_interval_seconds;
+        let interval = self.config().reconcile_interval_seconds;
         if interval > 0 {
             let reconciler = self.clone();
             tasks.push(tokio::spawn(async move {
@@ -132,20 +120,10 @@ impl Platform {
 
     /// Reconciles if this process holds (or takes) the reconcile duty; one replica at a time.
     async fn reconcile_if_on_duty(&self, interval: u64) {
-        let (worker, hold) = (self.worker.clone(), chrono::Duration::seconds((interval * 3) as i64));
-        let on_duty = self
-            .db(move |store, _| {
-                let mut held = false;
-                store.write(&mut |tx| {
-                    let at = now();
-                    held = tx.claim_duty(RECONCILE_DUTY, &worker, at, at + hold)?;
-                    Ok(())
-                })?;
-                Ok(held)
-            })
-            .await;
+        let hold = chrono::Duration::seconds((interval * 3) as i64);
+        let on_duty = self.rt.claim_duty(RECONCILE_DUTY, hold).await;
         match on_duty {
-            Ok(true) => match self.reconcile().await {
+            Ok(true) => match self.vms.reconcile().await {
                 Ok(report) => {
                     if !report.lost.is_empty() || !report.power_changed.is_empty() || !report.found.is_empty() {
                         tracing::info!(

@@ -27,7 +27,7 @@ pub trait OperationsRead {
     /// operation).
     fn operation_claim(&self, id: Uuid) -> Result<Option<OperationClaim>>;
     /// `Ok(())` when `fence` is the operation's current fence and the claim is not released
-    /// (even if its time expired: nobody took it over); `Conflict` ("... claim on operation X
+    /// (even if its time expired: nobody took it over); `ClaimLost` ("... claim on operation X
     /// was taken over ...") otherwise; `NotFound` for an unknown operation.
     fn check_operation_claim(&self, id: Uuid, fence: u64) -> Result<()>;
 }
@@ -72,18 +72,18 @@ pub trait OperationsTx: OperationsRead {
     fn release_operation_claim(&mut self, id: Uuid, fence: u64) -> Result<()>;
 }
 
-/// The `Conflict` a backend returns when `fence` no longer holds operation `id`: a newer claim
+/// The [`ClaimLost`](crate::Error::ClaimLost) a backend returns when `fence` no longer holds operation `id`: a newer claim
 /// took it over (`current` is its fence), or the claim was released.
 pub fn claim_lost(id: Uuid, fence: u64, current: u64, released: bool) -> crate::Error {
     if current != fence {
-        crate::Error::Conflict(format!(
+        crate::Error::ClaimLost(format!(
             "the claim on operation {id} was taken over: fence {fence} is stale, the current fence is {current}"
         ))
     } else if released {
-        crate::Error::Conflict(format!(
+        crate::Error::ClaimLost(format!(
             "the claim on operation {id} was taken over or released: fence {fence} no longer holds it"
         ))
     } else {
-        crate::Error::Conflict(format!("the claim on operation {id} was taken over"))
+        crate::Error::ClaimLost(format!("the claim on operation {id} was taken over"))
     }
 }

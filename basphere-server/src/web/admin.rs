@@ -46,8 +46,8 @@ fn after(query: &BTreeMap<String, String>) -> Option<Uuid> {
 
 async fn requests(State(state): State<AppState>, Admin { visitor, actor }: Admin) -> Response {
     let pending = |limit| RequestQuery { status: None, page: PageRequest { limit: Some(limit), after: None } };
-    let registrations = state.platform.registrations(&actor, pending(500)).await;
-    let key_changes = state.platform.key_changes(&actor, pending(500)).await;
+    let registrations = state.platform.accounts().registrations(&actor, pending(500)).await;
+    let key_changes = state.platform.accounts().key_changes(&actor, pending(500)).await;
     match (registrations, key_changes) {
         (Ok(registrations), Ok(key_changes)) => {
             let values = context! {
@@ -93,8 +93,8 @@ async fn approve(State(state): State<AppState>, Path(kind): Path<String>, posted
     }
     for name in names {
         let approved = match kind {
-            Requests::Registrations => state.platform.approve_registration(&actor, name).await,
-            Requests::KeyChanges => state.platform.approve_key_change(&actor, name).await,
+            Requests::Registrations => state.platform.accounts().approve_registration(&actor, name).await,
+            Requests::KeyChanges => state.platform.accounts().approve_key_change(&actor, name).await,
         };
         if let Err(error) = approved {
             return visitor.error(&state, error);
@@ -111,10 +111,10 @@ async fn reject(
     let AdminForm { visitor, actor, form } = posted;
     let rejected = match Requests::parse(&kind) {
         Some(Requests::Registrations) => {
-            state.platform.reject_registration(&actor, &name, form.get("reason")).await.map(drop)
+            state.platform.accounts().reject_registration(&actor, &name, form.get("reason")).await.map(drop)
         }
         Some(Requests::KeyChanges) => {
-            state.platform.reject_key_change(&actor, &name, form.get("reason")).await.map(drop)
+            state.platform.accounts().reject_key_change(&actor, &name, form.get("reason")).await.map(drop)
         }
         None => Err(Error::not_found("page", basphere_core::platform::bounded(&kind))),
     };
@@ -130,7 +130,7 @@ async fn users(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let q = query.get("q").map(|q| q.trim().to_lowercase()).unwrap_or_default();
-    match state.platform.list_accounts(&actor, Default::default()).await {
+    match state.platform.accounts().list(&actor, Default::default()).await {
         Ok(users) => {
             let users: Vec<UserView> = users
                 .iter()
@@ -167,10 +167,10 @@ async fn user_page(
 ) -> Response {
     let (visitor, actor) = (&admin.visitor, &admin.actor);
     let result = async {
-        let user = state.platform.account(actor, name).await?;
-        let report = state.platform.quota(actor, &user.username).await?;
+        let user = state.platform.accounts().get(actor, name).await?;
+        let report = state.platform.accounts().quota(actor, &user.username).await?;
         let query = VmQuery { state: None, page: PageRequest { limit: Some(1000), after: None } };
-        let vms = state.platform.list_vms(actor, Some(&user.username), query).await?;
+        let vms = state.platform.vms().list(actor, Some(&user.username), query).await?;
         Ok::<_, Error>((user, report, vms))
     }
     .await;
@@ -217,7 +217,7 @@ async fn resume(State(state): State<AppState>, Path(name): Path<String>, posted:
 
 async fn suspended(state: AppState, name: String, posted: AdminForm, suspend: bool) -> Response {
     let AdminForm { visitor, actor, .. } = posted;
-    match state.platform.set_account_suspended(&actor, &name, suspend).await {
+    match state.platform.accounts().set_suspended(&actor, &name, suspend).await {
         Ok(user) => {
             let done = if suspend { "suspended" } else { "resumed" };
             visitor.redirect(&format!("/admin/users/{}?done={done}", user.username))
@@ -261,7 +261,7 @@ async fn set_quota(State(state): State<AppState>, Path(name): Path<String>, post
         Err(error) => return visitor.error(&state, error),
     };
     let all_default = quota == QuotaOverride::default();
-    match state.platform.set_quota_override(&actor, &owner, (!all_default).then_some(quota)).await {
+    match state.platform.accounts().set_quota_override(&actor, &owner, (!all_default).then_some(quota)).await {
         Ok(_) => visitor.redirect(&format!("/admin/users/{owner}?done=quota-saved")),
         Err(error) => match field_errors(error, "vms") {
             Ok((status, errors)) => user_page(&state, &admin, &name, status, errors).await,
@@ -287,8 +287,8 @@ async fn purge_form(
     errors: BTreeMap<String, String>,
 ) -> Response {
     let result = async {
-        let user = state.platform.account(actor, name).await?;
-        let report = state.platform.quota(actor, &user.username).await?;
+        let user = state.platform.accounts().get(actor, name).await?;
+        let report = state.platform.accounts().quota(actor, &user.username).await?;
         Ok::<_, Error>((user, report))
     }
     .await;
@@ -307,7 +307,7 @@ async fn purge(State(state): State<AppState>, Path(name): Path<String>, posted: 
         let errors = BTreeMap::from([("confirm".to_owned(), format!("Type {name} exactly to purge it."))]);
         return purge_form(&state, &visitor, &actor, &name, StatusCode::BAD_REQUEST, errors).await;
     }
-    match state.platform.purge_account(&actor, &name).await {
+    match state.platform.accounts().purge(&actor, &name).await {
         Ok(_) => visitor.redirect("/admin/users?done=purging"),
         Err(error) => visitor.error(&state, error),
     }
@@ -319,7 +319,7 @@ async fn vms(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let request = VmQuery { state: None, page: PageRequest { limit: Some(200), after: after(&query) } };
-    match state.platform.list_vms(&actor, None, request).await {
+    match state.platform.vms().list(&actor, None, request).await {
         Ok(page) => {
             let values =
                 context! { vms => page.items.iter().map(VmView::from_core).collect::<Vec<_>>(), next => page.next };
@@ -336,7 +336,7 @@ async fn outbox(
 ) -> Response {
     let wanted = query.get("state").cloned().filter(|s| !s.is_empty());
     let request = OutboxQuery { state: wanted.clone(), page: PageRequest { limit: Some(200), after: after(&query) } };
-    match state.platform.outbox(&actor, request).await {
+    match state.platform.runtime().outbox(&actor, request).await {
         Ok(page) => {
             let values = context! {
                 messages => page.items.iter().map(OutboxView::from_core).collect::<Vec<_>>(), next => page.next,
@@ -350,14 +350,14 @@ async fn outbox(
 
 async fn retry(State(state): State<AppState>, Path(id): Path<String>, posted: AdminForm) -> Response {
     let AdminForm { visitor, actor, .. } = posted;
-    match state.platform.retry_notification(&actor, &id).await {
+    match state.platform.runtime().retry_notification(&actor, &id).await {
         Ok(_) => visitor.redirect("/admin/outbox?done=retried"),
         Err(error) => visitor.error(&state, error),
     }
 }
 
 async fn reconcile_page(State(state): State<AppState>, Admin { visitor, actor }: Admin) -> Response {
-    match state.platform.last_reconcile_for(&actor) {
+    match state.platform.vms().last_reconcile_for(&actor) {
         Ok(report) => {
             let values = context! { report => report.as_ref().map(ReconcileView::from_core) };
             visitor.page(&state, StatusCode::OK, "admin_reconcile.html", "Reconciliation", values)
@@ -368,7 +368,7 @@ async fn reconcile_page(State(state): State<AppState>, Admin { visitor, actor }:
 
 async fn reconcile(State(state): State<AppState>, posted: AdminForm) -> Response {
     let AdminForm { visitor, actor, .. } = posted;
-    match state.platform.reconcile_now(&actor).await {
+    match state.platform.vms().reconcile_now(&actor).await {
         Ok(_) => visitor.redirect("/admin/reconcile?done=reconciled"),
         Err(error) => visitor.error(&state, error),
     }
@@ -387,7 +387,7 @@ async fn audit(
         newest_first: true,
         page: PageRequest { limit: Some(200), after: after(&query) },
     };
-    match state.platform.audit_log(&actor, request).await {
+    match state.platform.runtime().audit_log(&actor, request).await {
         Ok(page) => {
             let values = context! {
                 events => page.items.iter().map(AuditView::from_core).collect::<Vec<_>>(), next => page.next,

@@ -55,15 +55,12 @@ fn own(signed_in: &SignedIn) -> Option<Username> {
 /// The VMs and recent operations of `owner`, and whether something is still running.
 async fn live_values(state: &AppState, actor: &Actor, owner: &Username) -> Result<Value, Error> {
     let query = VmQuery { state: None, page: PageRequest { limit: Some(1000), after: None } };
-    let vms = state.platform.list_vms(actor, Some(owner), query).await?;
-    let operations = state.platform.recent_operations(actor, owner, 10).await?;
+    let vms = state.platform.vms().list(actor, Some(owner), query).await?;
+    let operations = state.platform.runtime().recent_operations(actor, owner, 10).await?;
     let clusters = state
         .platform
-        .list_clusters(
-            actor,
-            Some(owner),
-            ClusterQuery { state: None, page: PageRequest { limit: Some(1000), after: None } },
-        )
+        .clusters()
+        .list(actor, Some(owner), ClusterQuery { state: None, page: PageRequest { limit: Some(1000), after: None } })
         .await?;
     // Clusters come up over minutes, with no operation running meanwhile: follow them too.
     let busy = operations.iter().any(|op| !op.state.is_finished())
@@ -87,11 +84,11 @@ async fn dashboard(State(state): State<AppState>, signed_in: SignedIn) -> Respon
 
 async fn dashboard_values(state: &AppState, actor: &Actor, owner: &Username) -> Result<Value, Error> {
     let live = live_values(state, actor, owner).await?;
-    let report = state.platform.quota(actor, owner).await?;
-    let tokens = state.platform.list_tokens(actor, owner).await?;
+    let report = state.platform.accounts().quota(actor, owner).await?;
+    let tokens = state.platform.credentials().list_tokens(actor, owner).await?;
     let mut tokens: Vec<TokenView> = tokens.iter().map(TokenView::from_core).collect();
     tokens.sort_by_key(|token| token.revoked_at.is_some());
-    let account = state.platform.whoami(actor).await?.map(|user| UserView::from_core(&user));
+    let account = state.platform.accounts().whoami(actor).await?.map(|user| UserView::from_core(&user));
     Ok(context! { ..live, ..context! { quota_bars => quota_bars(&report), tokens, account, errors => context! {} } })
 }
 
@@ -128,7 +125,7 @@ async fn new_vm_form(
     form: Value,
     errors: std::collections::BTreeMap<String, String>,
 ) -> Response {
-    let report = match state.platform.quota(actor, owner).await {
+    let report = match state.platform.accounts().quota(actor, owner).await {
         Ok(report) => report,
         Err(error) => return visitor.error(state, error),
     };
@@ -152,7 +149,7 @@ async fn create_vm(State(state): State<AppState>, posted: SignedInForm) -> Respo
         spec: form.get("spec").to_owned(),
         count: if count.is_empty() { 1 } else { count.parse().unwrap_or(0) },
     };
-    match state.platform.create_vms(&actor, &owner, request, None).await {
+    match state.platform.vms().create(&actor, &owner, request, None).await {
         Ok(_) => visitor.redirect("/dashboard?done=vm-created"),
         Err(error) => {
             let error = match error {
@@ -193,7 +190,7 @@ async fn power(State(state): State<AppState>, Path(name): Path<String>, posted: 
         }
     };
     let result = match basphere_core::platform::lookup_vm_name(&name) {
-        Ok(name) => state.platform.power_vm(&actor, &owner, &name, action).await,
+        Ok(name) => state.platform.vms().power(&actor, &owner, &name, action).await,
         Err(error) => Err(error),
     };
     match result {
@@ -207,7 +204,7 @@ async fn delete_page(State(state): State<AppState>, Path(name): Path<String>, si
         return signed_in.visitor.redirect("/admin");
     };
     let visitor = &signed_in.visitor;
-    match state.platform.vm(&signed_in.actor, &owner, &name).await {
+    match state.platform.vms().get(&signed_in.actor, &owner, &name).await {
         Ok(vm) => {
             let values = context! { vm => VmView::from_core(&vm) };
             visitor.page(&state, StatusCode::OK, "vm_delete.html", "Delete a VM", values)
@@ -222,7 +219,7 @@ async fn delete(State(state): State<AppState>, Path(name): Path<String>, posted:
         return visitor.redirect("/admin");
     };
     let result = match basphere_core::platform::lookup_vm_name(&name) {
-        Ok(name) => state.platform.delete_vm(&actor, &owner, &name).await,
+        Ok(name) => state.platform.vms().delete(&actor, &owner, &name).await,
         Err(error) => Err(error),
     };
     match result {
@@ -246,7 +243,11 @@ async fn create_token(State(state): State<AppState>, posted: SignedInForm) -> Re
     };
     let result = match expiry {
         Ok(expires_at) => {
-            state.platform.create_token(&actor, &owner, form.get("name").trim(), TokenScope::User, expires_at).await
+            state
+                .platform
+                .credentials()
+                .create_token(&actor, &owner, form.get("name").trim(), TokenScope::User, expires_at)
+                .await
         }
         Err(error) => Err(error),
     };
@@ -272,7 +273,7 @@ async fn revoke_token(State(state): State<AppState>, Path(id): Path<String>, pos
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
         return visitor.error(&state, Error::not_found("token", basphere_core::platform::bounded(&id)));
     };
-    match state.platform.revoke_token(&actor, id).await {
+    match state.platform.credentials().revoke_token(&actor, id).await {
         Ok(_) => visitor.redirect("/dashboard?done=token-revoked"),
         Err(error) => visitor.error(&state, error),
     }

@@ -125,7 +125,7 @@ async fn register(State(state): State<AppState>, Posted { visitor, form }: Poste
         team: form.get("team").to_owned(),
         public_key: form.get("public_key").to_owned(),
     };
-    match state.platform.register(&from, submitted).await {
+    match state.platform.accounts().register(&from, submitted).await {
         Ok(_) => visitor.redirect(&answered("/success", &form)),
         Err(error) => match field_errors(error, "public_key") {
             Ok((status, errors)) => register_form(&state, &visitor, status, &form, errors),
@@ -209,7 +209,7 @@ async fn key_change(State(state): State<AppState>, Posted { visitor, form }: Pos
         new_public_key: form.get("new_public_key").to_owned(),
         reason: form.get("reason").to_owned(),
     };
-    match state.platform.request_key_change(&from, submitted).await {
+    match state.platform.accounts().request_key_change(&from, submitted).await {
         Ok(_) => visitor.redirect(&answered("/key-change-success", &form)),
         Err(error) => match field_errors(error, "new_public_key") {
             Ok((status, errors)) => key_change_form(&state, &visitor, status, &form, errors),

@@ -139,7 +139,7 @@ impl FromRequestParts<AppState> for Visitor {
             notices,
         };
         if let Some(secret) = session {
-            match state.platform.identify_web_session(&secret, &visitor.source).await {
+            match state.platform.credentials().identify_web_session(&secret, &visitor.source).await {
                 Ok(actor) => {
                     visitor.csrf = csrf_of_session(&secret);
                     visitor.actor = Some(actor);
@@ -361,7 +361,7 @@ async fn sign_in_with_token(State(state): State<AppState>, Posted { visitor, for
     if token.is_empty() {
         return sign_in_form(&state, &visitor, StatusCode::BAD_REQUEST, Some("Paste an API token.".into()));
     }
-    match state.platform.sign_in_with_token(token, &visitor.source).await {
+    match state.platform.credentials().sign_in_with_token(token, &visitor.source).await {
         Ok(new) => {
             let to = if new.session.owner.is_some() { "/dashboard" } else { "/admin" };
             visitor.signed_in_as(&new.secret, max_age(&state)).redirect(to)
@@ -383,7 +383,7 @@ async fn sign_in_link_page(State(state): State<AppState>, visitor: Visitor, Path
     } else {
         String::new()
     };
-    match state.platform.sign_in_link_holder(&code).await {
+    match state.platform.credentials().sign_in_link_holder(&code).await {
         Ok(Some(holder)) => {
             let values = context! { code, holder, errors => context! {} };
             visitor.page(&state, StatusCode::OK, "sign_in_link.html", "Sign in", values)
@@ -398,7 +398,7 @@ async fn sign_in_link_page(State(state): State<AppState>, visitor: Visitor, Path
 }
 
 async fn sign_in_with_link(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {
-    match state.platform.sign_in_with_link(form.get("code"), &visitor.source).await {
+    match state.platform.credentials().sign_in_with_link(form.get("code"), &visitor.source).await {
         Ok(new) => {
             let to = if new.session.owner.is_some() { "/dashboard" } else { "/admin" };
             visitor.signed_in_as(&new.secret, max_age(&state)).redirect(to)
@@ -416,7 +416,7 @@ async fn sign_in_with_link(State(state): State<AppState>, Posted { visitor, form
 
 async fn sign_out(State(state): State<AppState>, Posted { mut visitor, .. }: Posted) -> Response {
     if let Some(secret) = visitor.session_secret.clone() {
-        if let Err(error) = state.platform.sign_out(&secret, &visitor.source).await {
+        if let Err(error) = state.platform.credentials().sign_out(&secret, &visitor.source).await {
             return visitor.error(&state, error);
         }
     }

@@ -254,7 +254,7 @@ impl TerraformProvisioner {
         Ok(())
     }
 
-    async fn apply(&self, work: &Work) -> Result<Vec<String>> {
+    async fn apply(&self, work: &Work) -> std::result::Result<Vec<String>, TerraformError> {
         let output = self
             .run_locked(
                 work,
@@ -403,7 +403,7 @@ impl Provisioner for TerraformProvisioner {
         self.init(&work).await?;
         let mut log_tail = match self.apply(&work).await {
             Ok(log) => log,
-            Err(Error::Backend { log_tail, .. }) if log_tail.iter().any(|line| line.contains("already exists")) => {
+            Err(TerraformError::Exists { .. }) => {
                 // A VM of this name exists but is not in this directory's state: maybe an apply
                 // cut off after vSphere made the VM. Import it, and keep it only if it carries
                 // this request's marker.
@@ -422,7 +422,7 @@ impl Provisioner for TerraformProvisioner {
                 }
                 self.apply(&work).await?
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         };
         let outputs = self.outputs(&work).await?;
         let backend_id = outputs["vm_moid"]["value"]

@@ -18,6 +18,10 @@ pub enum TerraformError {
     Spawn { binary: PathBuf, source: std::io::Error },
     #[error("terraform {command} exited with {code}")]
     Exit { command: String, code: i32, log_tail: Vec<String> },
+    /// Terraform refused to make an object because one of its name exists already (one it has
+    /// no state for): told from its output, the one place Terraform says so.
+    #[error("terraform {command} found an object of the name it was to make already there")]
+    Exists { command: String, log_tail: Vec<String> },
     #[error("terraform {command} did not finish within {after:?} and was killed")]
     Timeout { command: String, after: Duration, log_tail: Vec<String> },
     #[error("{what}: {source}")]
@@ -27,7 +31,9 @@ pub enum TerraformError {
 impl TerraformError {
     pub fn log_tail(&self) -> Vec<String> {
         match self {
-            TerraformError::Exit { log_tail, .. } | TerraformError::Timeout { log_tail, .. } => log_tail.clone(),
+            TerraformError::Exit { log_tail, .. }
+            | TerraformError::Exists { log_tail, .. }
+            | TerraformError::Timeout { log_tail, .. } => log_tail.clone(),
             _ => Vec::new(),
         }
     }
@@ -147,8 +153,10 @@ impl Runner {
         let log = format!("$ terraform {}\n{stdout}{stderr}", args.join(" "));
         write_log(&logs, log_name, &log).await.map_err(io(format!("writing the log of terraform {command_name}")))?;
         let log_tail = tail(&format!("{stdout}{stderr}"));
+        let exists = |line: &String| line.contains("already exists");
         match output.status.code() {
             Some(0) => Ok(RunOutput { stdout, log_tail }),
+            Some(_) if log_tail.iter().any(exists) => Err(TerraformError::Exists { command: command_name, log_tail }),
             code => Err(TerraformError::Exit { command: command_name, code: code.unwrap_or(-1), log_tail }),
         }
     }

@@ -76,11 +76,11 @@ fn form(name: &str, email: &str, seed: u64) -> RegistrationForm {
 
 impl Rig {
     async fn pending(&self) -> Vec<RegistrationRequest> {
-        self.platform.registrations(&admin(), RequestQuery::default()).await.unwrap().items
+        self.platform.accounts().registrations(&admin(), RequestQuery::default()).await.unwrap().items
     }
 
     async fn wait(&self, operation: &Operation) -> Operation {
-        self.platform.wait_operation(operation.id, WAIT).await.unwrap()
+        self.platform.runtime().wait_operation(operation.id, WAIT).await.unwrap()
     }
 
     /// Waits until `count` notifications were delivered.
@@ -111,10 +111,10 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
-        rig.platform.provision_account(user("taken", 7)).await.unwrap();
+        rig.platform.accounts().provision(&basphere_core::Actor::system(), user("taken", 7)).await.unwrap();
 
         assert_eq!(
-            rig.platform.register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap(),
+            rig.platform.accounts().register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap(),
             SUBMITTED
         );
         // Duplicates: the same username pending, the same email pending (any case), an
@@ -127,7 +127,7 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
             form("fresh", "fresh@example.com", 7),
             form("second", "TAKEN@Example.com", 8),
         ] {
-            let answer = rig.platform.register(&from("192.0.2.1"), duplicate.clone()).await.unwrap();
+            let answer = rig.platform.accounts().register(&from("192.0.2.1"), duplicate.clone()).await.unwrap();
             assert_eq!(answer, SUBMITTED, "{backend:?} {duplicate:?}");
         }
         let pending = rig.pending().await;
@@ -145,7 +145,7 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
             team: String::new(),
             public_key: "ssh-rsa AAAA".into(),
         };
-        match rig.platform.register(&from("192.0.2.1"), bad).await.unwrap_err() {
+        match rig.platform.accounts().register(&from("192.0.2.1"), bad).await.unwrap_err() {
             Error::InvalidFields(errors) => assert_eq!(errors.len(), 3, "{errors:?}"),
             other => panic!("{other}"),
         }
@@ -157,7 +157,7 @@ async fn registration_answers_alike_and_records_only_what_the_rules_allow() {
         assert!(matches!(to, Recipient::Administrators { ref emails } if emails[0].as_str() == "ops@example.com"));
         let someone = Actor::user(&username("taken"), "test");
         assert_eq!(
-            rig.platform.registrations(&someone, RequestQuery::default()).await.unwrap_err().kind(),
+            rig.platform.accounts().registrations(&someone, RequestQuery::default()).await.unwrap_err().kind(),
             "forbidden"
         );
     }
@@ -173,6 +173,7 @@ async fn concurrent_registrations_of_one_name_record_one_request() {
             let platform = rig.platform.clone();
             tasks.push(tokio::spawn(async move {
                 platform
+                    .accounts()
                     .register(&from(&format!("192.0.2.{i}")), form("race", &format!("race{i}@example.com"), 100 + i))
                     .await
             }));
@@ -189,7 +190,7 @@ async fn recorded_and_refused_submissions_are_answered_after_the_same_time() {
     let dir = tempfile::tempdir().unwrap();
     let limits = RegistrationLimits { answer_after_ms: 300, ..RegistrationLimits::DEFAULT };
     let rig = rig_with(Backend::Memory, dir.path(), limits);
-    rig.platform.provision_account(user("taken", 7)).await.unwrap();
+    rig.platform.accounts().provision(&basphere_core::Actor::system(), user("taken", 7)).await.unwrap();
     let key_change = |name: &str, email: &str| KeyChangeForm {
         username: name.into(),
         email: email.into(),
@@ -199,16 +200,24 @@ async fn recorded_and_refused_submissions_are_answered_after_the_same_time() {
     // Recorded, then refused (a taken name; an unknown account): the work differs by a few
     // milliseconds, the answers come no sooner than the configured time, whatever the path.
     let started = std::time::Instant::now();
-    rig.platform.register(&from("192.0.2.1"), form("fresh", "fresh@example.com", 1)).await.unwrap();
+    rig.platform.accounts().register(&from("192.0.2.1"), form("fresh", "fresh@example.com", 1)).await.unwrap();
     let recorded = started.elapsed();
     let started = std::time::Instant::now();
-    rig.platform.register(&from("192.0.2.1"), form("taken", "other@example.com", 2)).await.unwrap();
+    rig.platform.accounts().register(&from("192.0.2.1"), form("taken", "other@example.com", 2)).await.unwrap();
     let refused = started.elapsed();
     let started = std::time::Instant::now();
-    rig.platform.request_key_change(&from("192.0.2.1"), key_change("taken", "taken@example.com")).await.unwrap();
+    rig.platform
+        .accounts()
+        .request_key_change(&from("192.0.2.1"), key_change("taken", "taken@example.com"))
+        .await
+        .unwrap();
     let key_recorded = started.elapsed();
     let started = std::time::Instant::now();
-    rig.platform.request_key_change(&from("192.0.2.1"), key_change("ghost", "ghost@example.com")).await.unwrap();
+    rig.platform
+        .accounts()
+        .request_key_change(&from("192.0.2.1"), key_change("ghost", "ghost@example.com"))
+        .await
+        .unwrap();
     let key_refused = started.elapsed();
     for (what, took) in
         [("recorded", recorded), ("refused", refused), ("key recorded", key_recorded), ("key refused", key_refused)]
@@ -218,7 +227,7 @@ async fn recorded_and_refused_submissions_are_answered_after_the_same_time() {
     assert_eq!(rig.pending().await.len(), 1, "the fresh one is recorded, the taken one is not");
     // Invalid input is answered at once: its answer differs anyway.
     let started = std::time::Instant::now();
-    rig.platform.register(&from("192.0.2.1"), form("Bad Name", "x@example.com", 3)).await.unwrap_err();
+    rig.platform.accounts().register(&from("192.0.2.1"), form("Bad Name", "x@example.com", 3)).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(300));
 }
 
@@ -228,19 +237,22 @@ async fn abuse_limits_answer_when_to_come_back() {
     let limits =
         RegistrationLimits { per_address_per_hour: 2, per_email_per_day: 1, per_day: 3, ..RegistrationLimits::DEFAULT };
     let rig = rig_with(Backend::Memory, dir.path(), limits);
-    rig.platform.register(&from("192.0.2.1"), form("one", "one@example.com", 1)).await.unwrap();
+    rig.platform.accounts().register(&from("192.0.2.1"), form("one", "one@example.com", 1)).await.unwrap();
     // The same email again, from elsewhere: the per-email limit.
-    let error = rig.platform.register(&from("192.0.2.2"), form("two", "ONE@example.com", 2)).await.unwrap_err();
+    let error =
+        rig.platform.accounts().register(&from("192.0.2.2"), form("two", "ONE@example.com", 2)).await.unwrap_err();
     assert!(matches!(error, Error::RateLimited { retry_after_seconds, .. } if retry_after_seconds > 3600), "{error}");
-    rig.platform.register(&from("192.0.2.1"), form("three", "three@example.com", 3)).await.unwrap();
+    rig.platform.accounts().register(&from("192.0.2.1"), form("three", "three@example.com", 3)).await.unwrap();
     // A third from 192.0.2.1 within the hour.
-    let error = rig.platform.register(&from("192.0.2.1"), form("four", "four@example.com", 4)).await.unwrap_err();
+    let error =
+        rig.platform.accounts().register(&from("192.0.2.1"), form("four", "four@example.com", 4)).await.unwrap_err();
     assert!(
         matches!(&error, Error::RateLimited { message, retry_after_seconds } if message.contains("your address") && *retry_after_seconds <= 3600),
         "{error}"
     );
     // The day's total (one, the refused two, three: the per-day window counted three).
-    let error = rig.platform.register(&from("192.0.2.9"), form("five", "five@example.com", 5)).await.unwrap_err();
+    let error =
+        rig.platform.accounts().register(&from("192.0.2.9"), form("five", "five@example.com", 5)).await.unwrap_err();
     assert!(matches!(&error, Error::RateLimited { message, .. } if message.contains("today")), "{error}");
 }
 
@@ -256,7 +268,8 @@ async fn public_submissions_are_closed_until_the_bot_check_is_decided() {
         Arc::new(MockProvisioner::with_default_catalog()),
         Arc::new(RecordingNotifier::new()),
     );
-    let error = platform.register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap_err();
+    let error =
+        platform.accounts().register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap_err();
     assert_eq!(error.kind(), "forbidden");
     assert!(error.to_string().contains("recaptcha.enabled"), "{error}");
 }
@@ -266,17 +279,23 @@ async fn approval_provisions_the_account_and_finishes_after_a_failure() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
-        rig.platform.register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap();
-        rig.platform.register(&from("192.0.2.1"), form("bob", "bob@example.com", 2)).await.unwrap();
+        rig.platform.accounts().register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap();
+        rig.platform.accounts().register(&from("192.0.2.1"), form("bob", "bob@example.com", 2)).await.unwrap();
 
         // A user cannot approve; an unknown name is not found.
         let alice_actor = Actor::user(&username("alice"), "test");
-        assert_eq!(rig.platform.approve_registration(&alice_actor, "alice").await.unwrap_err().kind(), "forbidden");
-        assert_eq!(rig.platform.approve_registration(&admin(), "nobody").await.unwrap_err().kind(), "not-found");
+        assert_eq!(
+            rig.platform.accounts().approve_registration(&alice_actor, "alice").await.unwrap_err().kind(),
+            "forbidden"
+        );
+        assert_eq!(
+            rig.platform.accounts().approve_registration(&admin(), "nobody").await.unwrap_err().kind(),
+            "not-found"
+        );
 
         // The bastion fails the first time: the operation says how to finish.
         rig.bastion.fail_next(1);
-        let first = rig.platform.approve_registration(&admin(), "alice").await.unwrap();
+        let first = rig.platform.accounts().approve_registration(&admin(), "alice").await.unwrap();
         let first = rig.wait(&first).await;
         assert_eq!(first.state, OperationState::Failed, "{backend:?}");
         let reason = first.error.clone().unwrap();
@@ -284,7 +303,7 @@ async fn approval_provisions_the_account_and_finishes_after_a_failure() {
         let half = rig.user("alice").expect("the account exists at once");
         assert_eq!((half.status, half.uid), (UserStatus::Active, None));
 
-        let again = rig.platform.approve_registration(&admin(), "alice").await.unwrap();
+        let again = rig.platform.accounts().approve_registration(&admin(), "alice").await.unwrap();
         let again = rig.wait(&again).await;
         assert_eq!(again.state, OperationState::Succeeded, "{backend:?}: {:?}", again.error);
         let alice = rig.user("alice").unwrap();
@@ -294,11 +313,12 @@ async fn approval_provisions_the_account_and_finishes_after_a_failure() {
         let blocks = rig.store.query(|tx| tx.blocks_of(&username("alice"))).unwrap();
         assert_eq!(blocks.len(), 1, "one IP block, however often approval ran");
         // The uid is alice on the socket at once.
-        let actor = rig.platform.identify_uid(uid, 0, "unix").await.unwrap();
+        let actor = rig.platform.accounts().identify_uid(uid, 0, "unix").await.unwrap();
         assert_eq!(actor.account, Some(username("alice")));
 
         let approved = rig
             .platform
+            .accounts()
             .registrations(&admin(), RequestQuery { status: Some("approved".into()), ..RequestQuery::default() })
             .await
             .unwrap()
@@ -314,12 +334,16 @@ async fn approval_provisions_the_account_and_finishes_after_a_failure() {
         );
 
         // Rejection: the reason reaches the applicant; the request is no longer pending.
-        let rejected = rig.platform.reject_registration(&admin(), "bob", "unknown team \"x\"").await.unwrap();
+        let rejected =
+            rig.platform.accounts().reject_registration(&admin(), "bob", "unknown team \"x\"").await.unwrap();
         assert_eq!(rejected.status, RequestStatus::Rejected);
         let delivered = rig.delivered(4).await;
         assert!(delivered.iter().any(|(e, _)| matches!(e, NotificationEvent::RegistrationRejected { reason, .. } if reason == "unknown team \"x\"")));
         assert!(rig.pending().await.is_empty());
-        assert_eq!(rig.platform.reject_registration(&admin(), "bob", "again").await.unwrap_err().kind(), "not-found");
+        assert_eq!(
+            rig.platform.accounts().reject_registration(&admin(), "bob", "again").await.unwrap_err().kind(),
+            "not-found"
+        );
         assert!(rig.user("bob").is_none());
     }
 }
@@ -329,13 +353,13 @@ async fn an_account_is_welcomed_once_however_often_it_is_approved() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
-        rig.platform.register(&from("192.0.2.1"), form("erin", "erin@example.com", 1)).await.unwrap();
+        rig.platform.accounts().register(&from("192.0.2.1"), form("erin", "erin@example.com", 1)).await.unwrap();
         // Ten administrators approve at once: one approval runs, the others are told it is
         // under way (or, once it finished, answered with it).
         let mut tasks = Vec::new();
         for _ in 0..10 {
             let platform = rig.platform.clone();
-            tasks.push(tokio::spawn(async move { platform.approve_registration(&admin(), "erin").await }));
+            tasks.push(tokio::spawn(async move { platform.accounts().approve_registration(&admin(), "erin").await }));
         }
         let mut started = Vec::new();
         for task in tasks {
@@ -346,11 +370,11 @@ async fn an_account_is_welcomed_once_however_often_it_is_approved() {
         }
         started.dedup();
         assert_eq!(started.len(), 1, "{backend:?}: every approval that was not refused is the one: {started:?}");
-        let first = rig.platform.operation(&admin(), &started[0].to_string()).await.unwrap();
+        let first = rig.platform.runtime().operation(&admin(), &started[0].to_string()).await.unwrap();
         assert_eq!(rig.wait(&first).await.state, OperationState::Succeeded, "{backend:?}");
         // After it finished: approving again answers the finished approval, and runs nothing.
         for _ in 0..3 {
-            let again = rig.platform.approve_registration(&admin(), "erin").await.unwrap();
+            let again = rig.platform.accounts().approve_registration(&admin(), "erin").await.unwrap();
             assert_eq!((again.id, again.state), (first.id, OperationState::Succeeded), "{backend:?}");
         }
         let approvals: Vec<_> = rig
@@ -374,11 +398,11 @@ async fn an_account_is_welcomed_once_however_often_it_is_approved() {
 
         // One account per address: a request whose email became an account's meanwhile (an
         // import, say) is not approved.
-        rig.platform.register(&from("192.0.2.1"), form("frank", "frank@example.com", 2)).await.unwrap();
+        rig.platform.accounts().register(&from("192.0.2.1"), form("frank", "frank@example.com", 2)).await.unwrap();
         let mut other = user("frank2", 3);
         other.email = basphere_core::validate::Email::parse("Frank@example.com").unwrap();
-        rig.platform.provision_account(other).await.unwrap();
-        let error = rig.platform.approve_registration(&admin(), "frank").await.unwrap_err();
+        rig.platform.accounts().provision(&basphere_core::Actor::system(), other).await.unwrap();
+        let error = rig.platform.accounts().approve_registration(&admin(), "frank").await.unwrap_err();
         assert_eq!(error.kind(), "conflict", "{backend:?}: {error}");
         assert!(error.to_string().contains("frank2") && error.to_string().contains("email"), "{error}");
         assert!(rig.user("frank").is_none(), "{backend:?}: nothing recorded");
@@ -391,7 +415,7 @@ async fn an_account_is_welcomed_once_however_often_it_is_approved() {
             admin: false,
             uid: None,
         };
-        let error = rig.platform.create_account(&admin(), taken).await.unwrap_err();
+        let error = rig.platform.accounts().create(&admin(), taken).await.unwrap_err();
         assert_eq!(error.kind(), "conflict", "{backend:?}: {error}");
         assert!(error.to_string().contains("frank2"), "{error}");
         assert!(rig.user("frank3").is_none(), "{backend:?}: nothing recorded");
@@ -403,10 +427,10 @@ async fn a_key_change_needs_the_registered_email_and_replaces_the_key_everywhere
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
-        rig.platform.register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap();
-        let approval = rig.platform.approve_registration(&admin(), "alice").await.unwrap();
+        rig.platform.accounts().register(&from("192.0.2.1"), form("alice", "alice@example.com", 1)).await.unwrap();
+        let approval = rig.platform.accounts().approve_registration(&admin(), "alice").await.unwrap();
         assert_eq!(rig.wait(&approval).await.state, OperationState::Succeeded);
-        rig.platform.provision_account(user("mallory", 9)).await.unwrap();
+        rig.platform.accounts().provision(&basphere_core::Actor::system(), user("mallory", 9)).await.unwrap();
 
         let change = |email: &str, seed: u64| KeyChangeForm {
             username: "alice".into(),
@@ -416,23 +440,31 @@ async fn a_key_change_needs_the_registered_email_and_replaces_the_key_everywhere
         };
         // The original never compared the email: anyone could take over an account.
         assert_eq!(
-            rig.platform.request_key_change(&from("198.51.100.7"), change("mallory@example.com", 20)).await.unwrap(),
+            rig.platform
+                .accounts()
+                .request_key_change(&from("198.51.100.7"), change("mallory@example.com", 20))
+                .await
+                .unwrap(),
             SUBMITTED
         );
         // A key another account uses is refused too; and a name nobody has.
-        rig.platform.request_key_change(&from("198.51.100.7"), change("alice@example.com", 9)).await.unwrap();
+        rig.platform
+            .accounts()
+            .request_key_change(&from("198.51.100.7"), change("alice@example.com", 9))
+            .await
+            .unwrap();
         let ghost = KeyChangeForm { username: "ghost".into(), ..change("ghost@example.com", 21) };
-        rig.platform.request_key_change(&from("198.51.100.7"), ghost).await.unwrap();
+        rig.platform.accounts().request_key_change(&from("198.51.100.7"), ghost).await.unwrap();
         assert!(
-            rig.platform.key_changes(&admin(), RequestQuery::default()).await.unwrap().items.is_empty(),
+            rig.platform.accounts().key_changes(&admin(), RequestQuery::default()).await.unwrap().items.is_empty(),
             "{backend:?}"
         );
         assert_eq!(rig.audit("key_change.submit").iter().filter(|e| e.outcome == Outcome::Denied).count(), 3);
 
-        rig.platform.request_key_change(&from("192.0.2.1"), change("Alice@Example.com", 22)).await.unwrap();
-        let pending = rig.platform.key_changes(&admin(), RequestQuery::default()).await.unwrap().items;
+        rig.platform.accounts().request_key_change(&from("192.0.2.1"), change("Alice@Example.com", 22)).await.unwrap();
+        let pending = rig.platform.accounts().key_changes(&admin(), RequestQuery::default()).await.unwrap().items;
         assert_eq!(pending.len(), 1);
-        let operation = rig.platform.approve_key_change(&admin(), "alice").await.unwrap();
+        let operation = rig.platform.accounts().approve_key_change(&admin(), "alice").await.unwrap();
         assert_eq!(rig.wait(&operation).await.state, OperationState::Succeeded);
         assert_eq!(rig.user("alice").unwrap().ssh_key.as_str(), ssh_key(22).as_str());
         assert_eq!(rig.bastion.login("alice").unwrap().1, ssh_key(22).as_str(), "the bastion has the new key");
@@ -458,8 +490,12 @@ async fn suspension_stops_everything_and_purge_removes_only_the_account_s_own() 
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
         for (name, seed) in [("alice", 1), ("bob", 2)] {
-            rig.platform.register(&from("192.0.2.1"), form(name, &format!("{name}@example.com"), seed)).await.unwrap();
-            let op = rig.platform.approve_registration(&admin(), name).await.unwrap();
+            rig.platform
+                .accounts()
+                .register(&from("192.0.2.1"), form(name, &format!("{name}@example.com"), seed))
+                .await
+                .unwrap();
+            let op = rig.platform.accounts().approve_registration(&admin(), name).await.unwrap();
             assert_eq!(rig.wait(&op).await.state, OperationState::Succeeded);
         }
         let (alice_uid, _) = rig.bastion.login("alice").unwrap();
@@ -472,27 +508,31 @@ async fn suspension_stops_everything_and_purge_removes_only_the_account_s_own() 
             count,
         };
         for (actor, owner) in [(&alice, "alice"), (&bob, "bob")] {
-            let outcome = rig.platform.create_vms(actor, &username(owner), vms("web", 2), None).await.unwrap();
+            let outcome = rig.platform.vms().create(actor, &username(owner), vms("web", 2), None).await.unwrap();
             for accepted in &outcome.accepted {
                 assert_eq!(rig.wait(&accepted.operation).await.state, OperationState::Succeeded);
             }
         }
-        let token =
-            rig.platform.create_token(&alice, &username("alice"), "laptop", TokenScope::User, None).await.unwrap();
+        let token = rig
+            .platform
+            .credentials()
+            .create_token(&alice, &username("alice"), "laptop", TokenScope::User, None)
+            .await
+            .unwrap();
 
         // Suspended: no socket identity, no token; the VMs stay.
-        rig.platform.set_account_suspended(&admin(), "alice", true).await.unwrap();
-        assert!(rig.platform.identify_uid(alice_uid, 0, "unix").await.is_err());
-        assert!(rig.platform.authenticate_token(&token.secret).await.is_err());
+        rig.platform.accounts().set_suspended(&admin(), "alice", true).await.unwrap();
+        assert!(rig.platform.accounts().identify_uid(alice_uid, 0, "unix").await.is_err());
+        assert!(rig.platform.credentials().authenticate_token(&token.secret).await.is_err());
         assert_eq!(rig.sim.vms().iter().filter(|vm| vm.vsphere_name.starts_with("alice-")).count(), 2);
-        rig.platform.set_account_suspended(&admin(), "alice", false).await.unwrap();
-        assert!(rig.platform.identify_uid(alice_uid, 0, "unix").await.is_ok());
+        rig.platform.accounts().set_suspended(&admin(), "alice", false).await.unwrap();
+        assert!(rig.platform.accounts().identify_uid(alice_uid, 0, "unix").await.is_ok());
 
         // Delete is refused while VMs exist; purge destroys them and frees only alice's.
-        let refused = rig.platform.delete_account(&admin(), "alice").await.unwrap_err();
+        let refused = rig.platform.accounts().delete(&admin(), "alice").await.unwrap_err();
         assert!(refused.to_string().contains("owns 2 VM"), "{refused}");
         let bob_leases = rig.store.query(|tx| tx.list_leases(Some(&username("bob")))).unwrap();
-        let purge = rig.platform.purge_account(&admin(), "alice").await.unwrap();
+        let purge = rig.platform.accounts().purge(&admin(), "alice").await.unwrap();
         let purge = rig.wait(&purge).await;
         assert_eq!(purge.state, OperationState::Succeeded, "{backend:?}: {:?}", purge.error);
         assert!(rig.user("alice").is_none());
@@ -505,19 +545,23 @@ async fn suspension_stops_everything_and_purge_removes_only_the_account_s_own() 
             bob_leases,
             "bob's untouched"
         );
-        assert!(rig.platform.identify_uid(alice_uid, 0, "unix").await.is_err(), "after purge the uid is nobody");
-        assert!(rig.platform.authenticate_token(&token.secret).await.is_err());
+        assert!(
+            rig.platform.accounts().identify_uid(alice_uid, 0, "unix").await.is_err(),
+            "after purge the uid is nobody"
+        );
+        assert!(rig.platform.credentials().authenticate_token(&token.secret).await.is_err());
 
         // bob deletes his VMs, then his account can be deleted.
         for vm in ["web-1", "web-2"] {
             let op = rig
                 .platform
-                .delete_vm(&bob, &username("bob"), &basphere_core::validate::ResourceName::parse(vm).unwrap())
+                .vms()
+                .delete(&bob, &username("bob"), &basphere_core::validate::ResourceName::parse(vm).unwrap())
                 .await
                 .unwrap();
             assert_eq!(rig.wait(&op).await.state, OperationState::Succeeded);
         }
-        rig.platform.delete_account(&admin(), "bob").await.unwrap();
+        rig.platform.accounts().delete(&admin(), "bob").await.unwrap();
         assert!(rig.user("bob").is_none());
         assert!(rig.bastion.calls().contains(&"remove_login:bob".to_owned()));
         assert!(rig.store.query(|tx| tx.blocks_of(&username("bob"))).unwrap().is_empty());
@@ -530,10 +574,10 @@ async fn a_quota_crossing_is_notified_once() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let rig = rig(backend, dir.path());
-        rig.platform.provision_account(user("alice", 1)).await.unwrap();
+        rig.platform.accounts().provision(&basphere_core::Actor::system(), user("alice", 1)).await.unwrap();
         let limits =
             QuotaOverride { max_vms: Some(10), max_ips: Some(100), max_vcpus: Some(100), ..QuotaOverride::default() };
-        rig.platform.set_quota_override(&admin(), &username("alice"), Some(limits)).await.unwrap();
+        rig.platform.accounts().set_quota_override(&admin(), &username("alice"), Some(limits)).await.unwrap();
         let alice = Actor::user(&username("alice"), "test");
         let mut tasks = Vec::new();
         for i in 0..10 {
@@ -542,7 +586,7 @@ async fn a_quota_crossing_is_notified_once() {
             tasks.push(tokio::spawn(async move {
                 let request =
                     CreateVms { name: format!("web{i}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
-                platform.create_vms(&alice, &username("alice"), request, None).await.unwrap()
+                platform.vms().create(&alice, &username("alice"), request, None).await.unwrap()
             }));
         }
         for task in tasks {
@@ -574,17 +618,17 @@ async fn an_administrator_cannot_remove_the_account_they_act_as() {
     let rig = rig(Backend::Memory, dir.path());
     let mut ops = user("ops", 3);
     ops.role = Role::Admin;
-    rig.platform.provision_account(ops).await.unwrap();
+    rig.platform.accounts().provision(&basphere_core::Actor::system(), ops).await.unwrap();
     let actor = Actor::of_account(&username("ops"), Role::Admin, "test");
     for error in [
-        rig.platform.set_account_suspended(&actor, "ops", true).await.unwrap_err(),
-        rig.platform.delete_account(&actor, "ops").await.unwrap_err(),
-        rig.platform.purge_account(&actor, "ops").await.unwrap_err(),
+        rig.platform.accounts().set_suspended(&actor, "ops", true).await.unwrap_err(),
+        rig.platform.accounts().delete(&actor, "ops").await.unwrap_err(),
+        rig.platform.accounts().purge(&actor, "ops").await.unwrap_err(),
     ] {
         assert_eq!(error.kind(), "conflict", "{error}");
         assert!(error.to_string().contains("acting as"), "{error}");
     }
     assert_eq!(rig.user("ops").unwrap().status, UserStatus::Active);
     // root may.
-    rig.platform.set_account_suspended(&admin(), "ops", true).await.unwrap();
+    rig.platform.accounts().set_suspended(&admin(), "ops", true).await.unwrap();
 }

@@ -59,18 +59,18 @@ fn dev(name: &str) -> CreateCluster {
 
 impl Rig {
     async fn account(&self, name: &str, seed: u64) {
-        self.platform.provision_account(user(name, seed)).await.unwrap();
+        self.platform.accounts().provision(&basphere_core::Actor::system(), user(name, seed)).await.unwrap();
     }
 
     async fn create(&self, request: CreateCluster) -> (Cluster, Operation) {
         let (cluster, operation, replayed) =
-            self.platform.create_cluster(&alice(), &username("alice"), request, None).await.unwrap();
+            self.platform.clusters().create(&alice(), &username("alice"), request, None).await.unwrap();
         assert!(!replayed);
         (cluster, operation)
     }
 
     async fn wait(&self, operation: &Operation) -> Operation {
-        self.platform.wait_operation(operation.id, WAIT).await.unwrap()
+        self.platform.runtime().wait_operation(operation.id, WAIT).await.unwrap()
     }
 
     /// Waits until the cluster reaches `state`, following it as `basphere cluster watch` does.
@@ -80,7 +80,8 @@ impl Rig {
         loop {
             let cluster = self
                 .platform
-                .watch_cluster(&alice(), &username("alice"), name, since, Duration::from_secs(2))
+                .clusters()
+                .watch(&alice(), &username("alice"), name, since, Duration::from_secs(2))
                 .await
                 .unwrap();
             if cluster.state == state {
@@ -142,14 +143,14 @@ async fn cluster_journey_on_every_store() {
         assert_eq!((ready.status.control_plane_ready, ready.status.workers_ready), (1, 2));
         assert!(ready.status.conditions.iter().any(|c| c.kind == "Available" && c.is_true()), "{ready:?}");
         assert!(rig.leases(&ready).iter().all(|l| l.state == LeaseState::Active));
-        let kubeconfig = rig.platform.cluster_kubeconfig(&alice(), &username("alice"), "dev").await.unwrap();
+        let kubeconfig = rig.platform.clusters().kubeconfig(&alice(), &username("alice"), "dev").await.unwrap();
         assert!(kubeconfig.contains(&format!("server: https://{vip}:6443")), "{kubeconfig}");
 
-        let report = rig.platform.quota(&alice(), &username("alice")).await.unwrap();
+        let report = rig.platform.accounts().quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.clusters, report.usage.ips, report.usage.vcpus), (1, 6, 12), "{backend:?}");
 
         // Grow to 4 workers: two more addresses before the machines.
-        let scale = rig.platform.scale_cluster(&alice(), &username("alice"), "dev", 4).await.unwrap();
+        let scale = rig.platform.clusters().scale(&alice(), &username("alice"), "dev", 4).await.unwrap();
         assert_eq!(rig.leases(&ready).len(), 1 + 5 + 2, "{backend:?}: leased in the request");
         assert_eq!(rig.wait(&scale).await.state, OperationState::Succeeded);
         let grown = rig.until("dev", ClusterState::Ready).await;
@@ -157,23 +158,23 @@ async fn cluster_journey_on_every_store() {
         assert_eq!(grown.worker_count, 4);
 
         // Shrink to 1: the pool shrinks only once the machines are gone, keeping theirs.
-        let scale = rig.platform.scale_cluster(&alice(), &username("alice"), "dev", 1).await.unwrap();
+        let scale = rig.platform.clusters().scale(&alice(), &username("alice"), "dev", 1).await.unwrap();
         let done = rig.wait(&scale).await;
         assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
         let leases = rig.leases(&grown);
         assert_eq!(leases.len(), 1 + 2 + 2, "{backend:?}: {leases:?}");
         let pool: BTreeSet<Ipv4Addr> = rig.sim.clusters()[0].request.node_addresses.iter().copied().collect();
         assert_eq!(pool, nodes(&leases), "the pool is exactly what Basphere holds");
-        let report = rig.platform.quota(&alice(), &username("alice")).await.unwrap();
+        let report = rig.platform.accounts().quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.ips, report.usage.vcpus), (5, 8));
 
-        let delete = rig.platform.delete_cluster(&alice(), &username("alice"), "dev").await.unwrap();
-        let error = rig.platform.delete_cluster(&alice(), &username("alice"), "dev").await.unwrap_err();
+        let delete = rig.platform.clusters().delete(&alice(), &username("alice"), "dev").await.unwrap();
+        let error = rig.platform.clusters().delete(&alice(), &username("alice"), "dev").await.unwrap_err();
         assert_eq!(error.kind(), "conflict");
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
         assert!(rig.sim.clusters().is_empty(), "gone from the management cluster");
         assert_eq!(rig.all_leases(), 0, "{backend:?}: every address freed after Cluster API finished");
-        let error = rig.platform.cluster(&alice(), &username("alice"), "dev").await.unwrap_err();
+        let error = rig.platform.clusters().get(&alice(), &username("alice"), "dev").await.unwrap_err();
         assert_eq!(error.kind(), "not-found");
         let calls = rig.sim.calls();
         assert_eq!(calls.first().map(String::as_str), Some("apply dev"));
@@ -199,10 +200,10 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
     rig.event(|e| matches!(e, NotificationEvent::ClusterFailed { reason, .. } if reason.contains("CloningFailed")))
         .await;
     assert_eq!(rig.leases(&cluster).len(), 6, "a failed cluster keeps its addresses until deleted");
-    let error = rig.platform.cluster_kubeconfig(&alice(), &username("alice"), "broken").await.unwrap_err();
+    let error = rig.platform.clusters().kubeconfig(&alice(), &username("alice"), "broken").await.unwrap_err();
     assert_eq!(error.kind(), "conflict");
     assert!(error.to_string().contains("basphere cluster watch broken"), "{error}");
-    let delete = rig.platform.delete_cluster(&alice(), &username("alice"), "broken").await.unwrap();
+    let delete = rig.platform.clusters().delete(&alice(), &username("alice"), "broken").await.unwrap();
     assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
     assert_eq!(rig.all_leases(), 0);
 
@@ -215,7 +216,7 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
     rig.wait(&operation).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let cluster = rig.platform.cluster(&alice(), &username("alice"), "stalled").await.unwrap();
+        let cluster = rig.platform.clusters().get(&alice(), &username("alice"), "stalled").await.unwrap();
         if cluster.reason.as_deref().is_some_and(|r| r.contains("WaitingForIPAddress")) {
             assert_eq!(cluster.state, ClusterState::Provisioning);
             break;
@@ -238,10 +239,10 @@ async fn a_stuck_deletion_is_reported_with_what_to_do_and_keeps_the_addresses() 
     let (cluster, operation) = rig.create(dev("vanished")).await;
     rig.wait(&operation).await;
     rig.until("vanished", ClusterState::Ready).await;
-    let delete = rig.platform.delete_cluster(&alice(), &username("alice"), "vanished").await.unwrap();
-    let done = rig.platform.wait_operation(delete.id, WAIT).await.unwrap();
+    let delete = rig.platform.clusters().delete(&alice(), &username("alice"), "vanished").await.unwrap();
+    let done = rig.platform.runtime().wait_operation(delete.id, WAIT).await.unwrap();
     assert_eq!(done.state, OperationState::Failed, "{done:?}");
-    let stuck = rig.platform.cluster(&alice(), &username("alice"), "vanished").await.unwrap();
+    let stuck = rig.platform.clusters().get(&alice(), &username("alice"), "vanished").await.unwrap();
     assert_eq!(stuck.state, ClusterState::Failed);
     let reason = stuck.reason.unwrap();
     assert!(reason.contains("deletion is stuck") && reason.contains("remove its finalizer"), "{reason}");
@@ -256,24 +257,24 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     rig.account("alice", 1).await;
 
     let too_big = CreateCluster { workers: Some(6), ..dev("huge") };
-    let error = rig.platform.create_cluster(&alice(), &username("alice"), too_big, None).await.unwrap_err();
+    let error = rig.platform.clusters().create(&alice(), &username("alice"), too_big, None).await.unwrap_err();
     assert_eq!(error.kind(), "quota-exceeded");
     assert!(error.to_string().contains("nodes_per_cluster"), "{error}");
 
     let bad = CreateCluster { cluster_type: "huge".into(), ..dev("x") };
-    let error = rig.platform.create_cluster(&alice(), &username("alice"), bad, None).await.unwrap_err();
+    let error = rig.platform.clusters().create(&alice(), &username("alice"), bad, None).await.unwrap_err();
     assert!(error.to_string().contains("dev, standard"), "{error}");
     let none = CreateCluster { workers: Some(0), ..dev("none") };
-    let error = rig.platform.create_cluster(&alice(), &username("alice"), none, None).await.unwrap_err();
+    let error = rig.platform.clusters().create(&alice(), &username("alice"), none, None).await.unwrap_err();
     assert_eq!(error.kind(), "invalid-input");
     assert!(error.to_string().contains("workers") && error.to_string().contains("1-100"), "{error}");
     let spec = CreateCluster { worker_spec: Some("giant".into()), ..dev("x") };
-    let error = rig.platform.create_cluster(&alice(), &username("alice"), spec, None).await.unwrap_err();
+    let error = rig.platform.clusters().create(&alice(), &username("alice"), spec, None).await.unwrap_err();
     assert!(error.to_string().contains("worker_spec") && error.to_string().contains("large"), "{error}");
     assert_eq!(rig.all_leases(), 0, "a refused request leases nothing and records nothing");
     assert!(rig.store.query(|tx| tx.list_clusters(&Default::default())).unwrap().is_empty());
     let roadmap = CreateCluster { cluster_type: "production".into(), ..dev("prod") };
-    let (prod, _, _) = rig.platform.create_cluster(&alice(), &username("alice"), roadmap, None).await.unwrap();
+    let (prod, _, _) = rig.platform.clusters().create(&alice(), &username("alice"), roadmap, None).await.unwrap();
     assert_eq!((prod.cluster_type.as_str(), prod.control_plane_count, prod.worker_count), ("standard", 3, 3));
 
     // Eight at once for one remaining slot: exactly one is accepted.
@@ -281,7 +282,7 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     for i in 0..8 {
         let platform = rig.platform.clone();
         tasks.push(tokio::spawn(async move {
-            platform.create_cluster(&alice(), &username("alice"), dev(&format!("c{i}")), None).await
+            platform.clusters().create(&alice(), &username("alice"), dev(&format!("c{i}")), None).await
         }));
     }
     let mut accepted = 0;
@@ -297,21 +298,21 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     // standard: VIP + 6 nodes + 2; dev: VIP + 3 + 2.
     assert_eq!(rig.all_leases(), 9 + 6);
 
-    let error = rig.platform.create_cluster(&alice(), &username("alice"), dev("prod"), None).await.unwrap_err();
+    let error = rig.platform.clusters().create(&alice(), &username("alice"), dev("prod"), None).await.unwrap_err();
     assert!(matches!(error.kind(), "already-exists" | "quota-exceeded"), "{error}");
-    let error = rig.platform.scale_cluster(&alice(), &username("alice"), "prod", 3).await.unwrap_err();
+    let error = rig.platform.clusters().scale(&alice(), &username("alice"), "prod", 3).await.unwrap_err();
     assert_eq!(error.kind(), "conflict", "already that size: {error}");
-    let error = rig.platform.scale_cluster(&alice(), &username("alice"), "nothing", 3).await.unwrap_err();
+    let error = rig.platform.clusters().scale(&alice(), &username("alice"), "nothing", 3).await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
     assert_eq!(rig.all_leases(), 9 + 6, "nothing leased by the refusals");
     // Scaling is held to the quota too, and bob cannot touch alice's clusters.
-    let error = rig.platform.scale_cluster(&alice(), &username("alice"), "prod", 4).await.unwrap_err();
+    let error = rig.platform.clusters().scale(&alice(), &username("alice"), "prod", 4).await.unwrap_err();
     assert_eq!(error.kind(), "quota-exceeded", "{error}");
     let bob = Actor::user(&username("bob"), "test");
     rig.account("bob", 2).await;
-    let error = rig.platform.delete_cluster(&bob, &username("alice"), "prod").await.unwrap_err();
+    let error = rig.platform.clusters().delete(&bob, &username("alice"), "prod").await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
-    let error = rig.platform.cluster_kubeconfig(&bob, &username("alice"), "prod").await.unwrap_err();
+    let error = rig.platform.clusters().kubeconfig(&bob, &username("alice"), "prod").await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
 }
 
@@ -327,15 +328,15 @@ async fn a_cluster_operation_left_by_a_stopped_process_is_run_by_the_next() {
     first.wait(&operation).await;
     first.until("dev", ClusterState::Ready).await;
     // The process stops taking work; a deletion is recorded but nobody runs it here.
-    first.platform.drain(Duration::from_millis(0)).await;
-    let delete = first.platform.delete_cluster(&alice(), &username("alice"), "dev").await.unwrap();
+    first.platform.runtime().drain(Duration::from_millis(0)).await;
+    let delete = first.platform.clusters().delete(&alice(), &username("alice"), "dev").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.query(|tx| tx.get_operation(delete.id)).unwrap().unwrap().state, OperationState::Queued);
     assert_eq!(sim.clusters().len(), 1, "nothing deleted yet");
     drop(first);
 
     let second = rig_on(store.clone(), sim.clone(), yaml);
-    let done = second.platform.wait_operation(delete.id, WAIT).await.unwrap();
+    let done = second.platform.runtime().wait_operation(delete.id, WAIT).await.unwrap();
     assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
     assert_eq!(store.query(|tx| tx.get_cluster(cluster.id)).unwrap().unwrap().state, ClusterState::Deleted);
     assert!(sim.clusters().is_empty());
@@ -355,7 +356,7 @@ async fn purging_an_account_deletes_its_clusters_through_cluster_api_first() {
     assert_eq!(rig.all_leases(), 6 + 9);
 
     let admin = Actor::admin("root", "test");
-    let purge = rig.platform.purge_account(&admin, "alice").await.unwrap();
+    let purge = rig.platform.accounts().purge(&admin, "alice").await.unwrap();
     let done = rig.wait(&purge).await;
     assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
     assert!(done.log_tail.iter().any(|l| l.contains("deleted the cluster dev")), "{:?}", done.log_tail);

@@ -66,15 +66,15 @@ fn name(value: &str) -> ResourceName {
 
 impl Rig {
     async fn account(&self, name: &str, seed: u64) {
-        self.platform.provision_account(user(name, seed)).await.unwrap();
+        self.platform.accounts().provision(&basphere_core::Actor::system(), user(name, seed)).await.unwrap();
     }
 
     async fn create(&self, actor: &Actor, owner: &str, request: CreateVms) -> Result<Vec<Accepted>, Error> {
-        self.platform.create_vms(actor, &username(owner), request, None).await.map(|outcome| outcome.accepted)
+        self.platform.vms().create(actor, &username(owner), request, None).await.map(|outcome| outcome.accepted)
     }
 
     async fn wait(&self, operation: &Operation) -> Operation {
-        self.platform.wait_operation(operation.id, WAIT).await.unwrap()
+        self.platform.runtime().wait_operation(operation.id, WAIT).await.unwrap()
     }
 
     fn vms(&self, owner: &str) -> Vec<Vm> {
@@ -137,25 +137,29 @@ async fn vm_journey_on_every_store() {
         assert_eq!((sent.cpu, sent.memory_mb, sent.disk_gb), (2, 8192, 50));
         assert_eq!(sent.ssh_key, user("alice", 1).ssh_key.as_str(), "the owner's key goes to the guest");
 
-        let report = rig.platform.quota(&alice(), &username("alice")).await.unwrap();
+        let report = rig.platform.accounts().quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.vms, report.usage.ips, report.usage.vcpus, report.usage.memory_mb), (3, 3, 6, 24576));
         assert_eq!(report.quota.max_vms, 10);
         let ready = rig.events(3).await;
         assert_eq!(ready.iter().filter(|e| matches!(e, NotificationEvent::VmReady { .. })).count(), 3);
 
         let stop =
-            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Stop).await.unwrap();
+            rig.platform.vms().power(&alice(), &username("alice"), &name("web-1"), PowerAction::Stop).await.unwrap();
         assert_eq!(rig.wait(&stop).await.state, OperationState::Succeeded);
         assert_eq!(rig.store.vm(&username("alice"), &name("web-1")).unwrap().state, VmState::Stopped);
-        let error =
-            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Reboot).await.unwrap_err();
+        let error = rig
+            .platform
+            .vms()
+            .power(&alice(), &username("alice"), &name("web-1"), PowerAction::Reboot)
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), "conflict", "reboot of a stopped VM");
         let start =
-            rig.platform.power_vm(&alice(), &username("alice"), &name("web-1"), PowerAction::Start).await.unwrap();
+            rig.platform.vms().power(&alice(), &username("alice"), &name("web-1"), PowerAction::Start).await.unwrap();
         assert_eq!(rig.wait(&start).await.state, OperationState::Succeeded);
         assert_eq!(rig.store.vm(&username("alice"), &name("web-1")).unwrap().state, VmState::Running);
 
-        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web-2")).await.unwrap();
+        let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("web-2")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
         assert!(rig.sim.vm("alice-web-2").is_none(), "{backend:?}: gone from vSphere");
         assert!(
@@ -226,7 +230,7 @@ async fn bad_requests_are_refused_and_record_nothing() {
         assert_eq!(error.kind(), "not-found");
         let mut suspended = user("sam", 9);
         suspended.status = UserStatus::Suspended;
-        rig.platform.provision_account(suspended).await.unwrap();
+        rig.platform.accounts().provision(&basphere_core::Actor::system(), suspended).await.unwrap();
         let error = rig.create(&Actor::user(&username("sam"), "test"), "sam", request("web", 1)).await.unwrap_err();
         assert_eq!(error.kind(), "forbidden", "a suspended account creates nothing");
         let denied = rig
@@ -249,9 +253,9 @@ async fn users_cannot_see_or_touch_each_others_vms() {
     let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
     rig.wait(&accepted[0].operation).await;
     let bob = Actor::user(&username("bob"), "test");
-    let error = rig.platform.delete_vm(&bob, &username("alice"), &name("web")).await.unwrap_err();
+    let error = rig.platform.vms().delete(&bob, &username("alice"), &name("web")).await.unwrap_err();
     assert_eq!(error.kind(), "not-found", "another user's VM is not disclosed");
-    let error = rig.platform.power_vm(&bob, &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
+    let error = rig.platform.vms().power(&bob, &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
     assert_eq!(error.kind(), "not-found");
     let error = rig.create(&bob, "alice", request("evil", 1)).await.unwrap_err();
     assert_eq!(error.kind(), "forbidden");
@@ -259,7 +263,7 @@ async fn users_cannot_see_or_touch_each_others_vms() {
     assert_eq!(bobs[0].vm.ip, Some(Ipv4Addr::new(10, 254, 0, 64)), "bob's block is his own");
     rig.wait(&bobs[0].operation).await;
     let admin = Actor::admin("root", "unix:uid=0");
-    let delete = rig.platform.delete_vm(&admin, &username("alice"), &name("web")).await.unwrap();
+    let delete = rig.platform.vms().delete(&admin, &username("alice"), &name("web")).await.unwrap();
     assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "an admin may act for any owner");
     assert!(rig.sim.vm("bob-web").is_some());
 }
@@ -297,7 +301,7 @@ async fn failed_creates_clean_up_and_free_the_address_only_when_the_vm_is_gone()
     assert!(op.error.unwrap().contains("stays reserved"));
     assert!(rig.sim.vm("alice-three").is_some());
     assert_eq!(rig.leases().len(), 1, "the address stays leased while the VM may exist");
-    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("three")).await.unwrap();
+    let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("three")).await.unwrap();
     assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
     assert!(rig.sim.vm("alice-three").is_none() && rig.leases().is_empty());
 
@@ -314,7 +318,7 @@ async fn a_failed_destroy_keeps_the_vm_and_its_address() {
     let accepted = rig.create(&alice(), "alice", request("web", 1)).await.unwrap();
     rig.wait(&accepted[0].operation).await;
     rig.faults.inject(Method::DestroyVm, Fault::Fail, 1);
-    let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
+    let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap();
     let op = rig.wait(&delete).await;
     assert_eq!(op.state, OperationState::Failed);
     let vm = rig.store.vm(&username("alice"), &name("web")).unwrap();
@@ -322,7 +326,7 @@ async fn a_failed_destroy_keeps_the_vm_and_its_address() {
     assert_eq!(vm.ip, Some(Ipv4Addr::new(10, 254, 0, 32)), "original.md §13.2 item 4: the address is not freed");
     assert_eq!(rig.leases().len(), 1);
     assert!(rig.sim.vm("alice-web").is_some());
-    let retry = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
+    let retry = rig.platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap();
     assert_eq!(rig.wait(&retry).await.state, OperationState::Succeeded);
     assert!(rig.leases().is_empty());
 }
@@ -382,17 +386,17 @@ async fn one_operation_at_a_time_per_vm() {
         gated.clone(),
         Arc::new(RecordingNotifier::new()),
     );
-    platform.provision_account(user("alice", 1)).await.unwrap();
-    let accepted = platform.create_vms(&alice(), &username("alice"), request("web", 1), None).await.unwrap().accepted;
+    platform.accounts().provision(&basphere_core::Actor::system(), user("alice", 1)).await.unwrap();
+    let accepted = platform.vms().create(&alice(), &username("alice"), request("web", 1), None).await.unwrap().accepted;
     // The create is held at the backend: a delete of the same VM is refused meanwhile.
-    let error = platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
+    let error = platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap_err();
     assert_eq!(error.kind(), "conflict");
     assert!(error.to_string().contains("in progress"), "{error}");
     gated.creates.add_permits(1);
-    let created = platform.wait_operation(accepted[0].operation.id, WAIT).await.unwrap();
+    let created = platform.runtime().wait_operation(accepted[0].operation.id, WAIT).await.unwrap();
     assert_eq!(created.state, OperationState::Succeeded);
-    let delete = platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
-    assert_eq!(platform.wait_operation(delete.id, WAIT).await.unwrap().state, OperationState::Succeeded);
+    let delete = platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap();
+    assert_eq!(platform.runtime().wait_operation(delete.id, WAIT).await.unwrap().state, OperationState::Succeeded);
 }
 
 #[tokio::test]
@@ -433,7 +437,7 @@ async fn fifty_concurrent_creates_by_one_user_with_quota_ten_record_exactly_ten(
         }
     }
     assert_eq!((accepted.len(), refused), (10, 40));
-    rig.platform.wait_idle(WAIT).await.unwrap();
+    rig.platform.runtime().wait_idle(WAIT).await.unwrap();
     assert_eq!(rig.vms("alice").len(), 10);
     assert_eq!(rig.leases().len(), 10);
     assert_eq!(rig.sim.vms().len(), 10, "vSphere holds exactly what the store records");
@@ -491,12 +495,12 @@ fn interrupted_operations_are_resumed_after_a_restart_without_duplicates() {
     second.block_on(async {
         let store: Arc<dyn Store> = Arc::new(basphere_store::SqliteStore::open(&path).unwrap());
         let rig = rig_with(store, sim.clone());
-        let mut resumed = rig.platform.resume_unfinished().await.unwrap();
+        let mut resumed = rig.platform.runtime().resume_unfinished().await.unwrap();
         resumed.sort();
         let mut expected = operations.clone();
         expected.sort();
         assert_eq!(resumed, expected, "every interrupted operation is resumed");
-        rig.platform.wait_idle(WAIT).await.unwrap();
+        rig.platform.runtime().wait_idle(WAIT).await.unwrap();
         for id in &operations {
             assert_eq!(rig.store.operation(*id).unwrap().state, OperationState::Succeeded);
         }
@@ -514,16 +518,16 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
         let rig = Arc::new(rig(backend, dir.path()));
         rig.account("alice", 1).await;
         let owner = username("alice");
-        let first = rig.platform.create_vms(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
+        let first = rig.platform.vms().create(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
         assert!(!first.replayed);
-        let again = rig.platform.create_vms(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
+        let again = rig.platform.vms().create(&alice(), &owner, request("web", 2), Some("key-1")).await.unwrap();
         assert!(again.replayed, "{backend:?}");
         let ids =
             |o: &basphere_core::platform::CreateOutcome| o.accepted.iter().map(|a| a.operation.id).collect::<Vec<_>>();
         assert_eq!(ids(&again), ids(&first), "the same operations come back");
-        let error = rig.platform.create_vms(&alice(), &owner, request("db", 1), Some("key-1")).await.unwrap_err();
+        let error = rig.platform.vms().create(&alice(), &owner, request("db", 1), Some("key-1")).await.unwrap_err();
         assert_eq!(error.kind(), "conflict", "a key reused for another request");
-        let error = rig.platform.create_vms(&alice(), &owner, request("db", 1), Some("bad key\n")).await.unwrap_err();
+        let error = rig.platform.vms().create(&alice(), &owner, request("db", 1), Some("bad key\n")).await.unwrap_err();
         assert_eq!(error.kind(), "invalid-input");
 
         // Five concurrent retries with one key: one creation, five identical answers.
@@ -532,7 +536,8 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
                 let rig = rig.clone();
                 tokio::spawn(async move {
                     rig.platform
-                        .create_vms(&alice(), &username("alice"), request("api", 1), Some("key-2"))
+                        .vms()
+                        .create(&alice(), &username("alice"), request("api", 1), Some("key-2"))
                         .await
                         .map(|o| o.accepted[0].vm.id)
                 })
@@ -544,7 +549,7 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_first_answer() {
         }
         vm_ids.dedup();
         assert_eq!(vm_ids.len(), 1, "{backend:?}: one VM for one key");
-        rig.platform.wait_idle(WAIT).await.unwrap();
+        rig.platform.runtime().wait_idle(WAIT).await.unwrap();
         assert_eq!(rig.vms("alice").len(), 3);
         assert_eq!(rig.sim.vms().len(), 3);
     }
@@ -557,34 +562,45 @@ async fn tokens_are_shown_once_stored_hashed_and_revocable() {
     rig.account("alice", 1).await;
     rig.account("bob", 2).await;
     let owner = username("alice");
-    let created = rig.platform.create_token(&alice(), &owner, "laptop", TokenScope::User, None).await.unwrap();
+    let created =
+        rig.platform.credentials().create_token(&alice(), &owner, "laptop", TokenScope::User, None).await.unwrap();
     assert!(created.secret.starts_with("bsp_") && created.secret.len() == 68);
     let stored = rig.store.query(|tx| tx.get_token(created.token.id)).unwrap().unwrap();
     assert_ne!(stored.secret_hash, created.secret, "only the hash is stored");
-    let (user, _) = rig.platform.authenticate_token(&created.secret).await.unwrap();
+    let (user, _) = rig.platform.credentials().authenticate_token(&created.secret).await.unwrap();
     assert_eq!(user.username, owner);
-    assert_eq!(rig.platform.authenticate_token("bsp_wrong").await.unwrap_err().kind(), "unauthenticated");
+    assert_eq!(rig.platform.credentials().authenticate_token("bsp_wrong").await.unwrap_err().kind(), "unauthenticated");
 
-    let error = rig.platform.create_token(&alice(), &owner, "root", TokenScope::Admin, None).await.unwrap_err();
-    assert_eq!(error.kind(), "forbidden", "users cannot mint admin tokens");
     let error =
-        rig.platform.create_token(&alice(), &username("bob"), "steal", TokenScope::User, None).await.unwrap_err();
+        rig.platform.credentials().create_token(&alice(), &owner, "root", TokenScope::Admin, None).await.unwrap_err();
+    assert_eq!(error.kind(), "forbidden", "users cannot mint admin tokens");
+    let error = rig
+        .platform
+        .credentials()
+        .create_token(&alice(), &username("bob"), "steal", TokenScope::User, None)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), "forbidden");
     let past = now() - chrono::Duration::minutes(1);
     assert_eq!(
-        rig.platform.create_token(&alice(), &owner, "old", TokenScope::User, Some(past)).await.unwrap_err().kind(),
+        rig.platform
+            .credentials()
+            .create_token(&alice(), &owner, "old", TokenScope::User, Some(past))
+            .await
+            .unwrap_err()
+            .kind(),
         "invalid-input"
     );
 
     let bob = Actor::user(&username("bob"), "test");
     assert_eq!(
-        rig.platform.revoke_token(&bob, created.token.id).await.unwrap_err().kind(),
+        rig.platform.credentials().revoke_token(&bob, created.token.id).await.unwrap_err().kind(),
         "not-found",
         "another user's token is not disclosed"
     );
-    rig.platform.revoke_token(&alice(), created.token.id).await.unwrap();
+    rig.platform.credentials().revoke_token(&alice(), created.token.id).await.unwrap();
     assert_eq!(
-        rig.platform.authenticate_token(&created.secret).await.unwrap_err().kind(),
+        rig.platform.credentials().authenticate_token(&created.secret).await.unwrap_err().kind(),
         "unauthenticated",
         "a revoked token no longer works"
     );
@@ -600,7 +616,7 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         for item in &accepted {
             rig.wait(&item.operation).await;
         }
-        let quiet = rig.platform.reconcile().await.unwrap();
+        let quiet = rig.platform.vms().reconcile().await.unwrap();
         assert!(
             quiet.lost.is_empty()
                 && quiet.power_changed.is_empty()
@@ -621,7 +637,7 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         rig.sim.plant("basphere-vms/alice", "alice-manual");
         rig.sim.plant("other-folder", "not-ours");
 
-        let report = rig.platform.reconcile().await.unwrap();
+        let report = rig.platform.vms().reconcile().await.unwrap();
         assert_eq!(report.lost, ["alice/web-1"], "{backend:?}");
         assert_eq!(report.power_changed, [("alice/web-2".to_owned(), VmState::Stopped)]);
         let strays: Vec<&str> = report.strays.iter().map(|vm| vm.vsphere_name.as_str()).collect();
@@ -633,7 +649,7 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         assert!(rig.sim.vm("alice-manual").is_some(), "strays are never deleted");
 
         // A second pass changes nothing and audits the stray only once.
-        let again = rig.platform.reconcile().await.unwrap();
+        let again = rig.platform.vms().reconcile().await.unwrap();
         assert!(again.lost.is_empty() && again.power_changed.is_empty());
         assert_eq!(again.strays.len(), 1);
         let stray_audits = rig
@@ -646,7 +662,7 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         assert_eq!(stray_audits, 1);
 
         // Deleting a lost VM succeeds (gone is gone) and frees its address.
-        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web-1")).await.unwrap();
+        let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("web-1")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
         assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 32))).unwrap().is_none());
     }
@@ -679,14 +695,14 @@ async fn the_reconciler_compares_every_record_page_after_page() {
         for n in 0..VMS {
             rig.sim.plant("basphere-vms/alice", &format!("alice-vm-{n}"));
         }
-        let quiet = rig.platform.reconcile().await.unwrap();
+        let quiet = rig.platform.vms().reconcile().await.unwrap();
         assert!(quiet.lost.is_empty() && quiet.strays.is_empty(), "{backend:?}: all {VMS} known: {quiet:?}");
 
         for n in [0, 499, 500, 1000, VMS - 1] {
             rig.sim.remove_out_of_band(&format!("alice-vm-{n}")).unwrap();
         }
         rig.sim.plant("basphere-vms/alice", "alice-manual");
-        let report = rig.platform.reconcile().await.unwrap();
+        let report = rig.platform.vms().reconcile().await.unwrap();
         let mut lost = report.lost.clone();
         lost.sort();
         assert_eq!(
@@ -723,7 +739,7 @@ async fn a_vm_made_while_the_reconciler_reads_vsphere_is_not_marked_lost() {
         // vSphere's answer leaves at once and arrives after a create has finished.
         rig.faults.inject(Method::Inventory, Fault::DelayAfter(Duration::from_millis(700)), 1);
         let platform = rig.platform.clone();
-        let reconcile = tokio::spawn(async move { platform.reconcile().await });
+        let reconcile = tokio::spawn(async move { platform.vms().reconcile().await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let made = rig.create(&alice(), "alice", request("during", 1)).await.unwrap();
         assert_eq!(rig.wait(&made[0].operation).await.state, OperationState::Succeeded, "{backend:?}");
@@ -733,7 +749,7 @@ async fn a_vm_made_while_the_reconciler_reads_vsphere_is_not_marked_lost() {
         let during = rig.store.vm(&username("alice"), &name("during")).unwrap();
         assert_eq!(during.state, VmState::Running, "{backend:?}");
         // The next pass, with an answer that includes it, agrees too.
-        assert!(rig.platform.reconcile().await.unwrap().lost.is_empty(), "{backend:?}");
+        assert!(rig.platform.vms().reconcile().await.unwrap().lost.is_empty(), "{backend:?}");
     }
 }
 
@@ -773,9 +789,9 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         // Before reconciliation has marked them, imported VMs cannot be changed in vSphere, and
         // none is deleted (no address is freed while its VM may still run).
         let refused =
-            rig.platform.power_vm(&alice(), &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
+            rig.platform.vms().power(&alice(), &username("alice"), &name("web"), PowerAction::Stop).await.unwrap_err();
         assert!(refused.to_string().contains("reconcile --now"), "{backend:?}: {refused}");
-        let refused = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap_err();
+        let refused = rig.platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap_err();
         assert_eq!(refused.kind(), "conflict", "{backend:?}: {refused}");
         // vSphere has the folders the original made at approval, alice-web and the VM whose
         // metadata was lost; db, api and big are gone.
@@ -784,7 +800,7 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         }
         rig.sim.plant("basphere-vms/alice", "alice-web");
         rig.sim.plant("basphere-vms/alice", "alice-cache");
-        let report = rig.platform.reconcile().await.unwrap();
+        let report = rig.platform.vms().reconcile().await.unwrap();
         assert!(report.strays.is_empty(), "{backend:?}: the planted VMs are the imported ones: {report:?}");
         let state = |vm: &str| rig.store.vm(&username("alice"), &name(vm)).unwrap().state;
         assert_eq!(state("cache"), VmState::Running, "{backend:?}: found in vSphere: {report:?}");
@@ -806,12 +822,12 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         assert_eq!(rig.store.vm(&username("bob"), &name("ci")).unwrap().state, VmState::Failed, "failed stays failed");
 
         // An imported VM is Basphere's to manage now: deleting alice-web destroys it in vSphere.
-        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("web")).await.unwrap();
+        let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("web")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
         assert!(rig.sim.vm("alice-web").is_none(), "{backend:?}: destroyed in vSphere, not only forgotten");
 
         // Deleting an imported VM frees its imported lease.
-        let delete = rig.platform.delete_vm(&alice(), &username("alice"), &name("db")).await.unwrap();
+        let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("db")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
         assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none());
         // A new VM takes the lowest free address of alice's imported block: .32, web's, freed.

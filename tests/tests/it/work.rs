@@ -125,34 +125,39 @@ fn two_platforms_on_one_database_never_run_an_operation_twice_at_once() {
         let _background_a = a.start_background();
         let _background_b = b.start_background();
         for name in ["alice", "bob"] {
-            a.provision_account(user(name, if name == "alice" { 1 } else { 2 })).await.unwrap();
-            a.set_quota_override(
-                &Actor::admin("root", "test"),
-                &username(name),
-                Some(QuotaOverride {
-                    max_vms: Some(40),
-                    max_ips: Some(40),
-                    max_vcpus: Some(400),
-                    max_memory_mb: Some(1_000_000),
-                    max_disk_gb: Some(10_000),
-                    ..QuotaOverride::default()
-                }),
-            )
-            .await
-            .unwrap();
+            a.accounts()
+                .provision(&basphere_core::Actor::system(), user(name, if name == "alice" { 1 } else { 2 }))
+                .await
+                .unwrap();
+            a.accounts()
+                .set_quota_override(
+                    &Actor::admin("root", "test"),
+                    &username(name),
+                    Some(QuotaOverride {
+                        max_vms: Some(40),
+                        max_ips: Some(40),
+                        max_vcpus: Some(400),
+                        max_memory_mb: Some(1_000_000),
+                        max_disk_gb: Some(10_000),
+                        ..QuotaOverride::default()
+                    }),
+                )
+                .await
+                .unwrap();
         }
         for round in 0..3 {
             for (platform, owner) in [(&a, "alice"), (&b, "bob")] {
                 let request =
                     CreateVms { name: format!("r{round}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 10 };
                 platform
-                    .create_vms(&Actor::user(&username(owner), "test"), &username(owner), request, None)
+                    .vms()
+                    .create(&Actor::user(&username(owner), "test"), &username(owner), request, None)
                     .await
                     .unwrap();
             }
         }
-        a.wait_idle(Duration::from_secs(60)).await.unwrap();
-        b.wait_idle(Duration::from_secs(60)).await.unwrap();
+        a.runtime().wait_idle(Duration::from_secs(60)).await.unwrap();
+        b.runtime().wait_idle(Duration::from_secs(60)).await.unwrap();
 
         let overlaps = detector.overlaps.lock().unwrap().clone();
         assert!(overlaps.is_empty(), "calls for one VM ran at once: {overlaps:?}");
@@ -192,7 +197,7 @@ fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
     let faults = Arc::new(basphere_core::mock::FaultInjectingProvisioner::new(detector.clone()));
     let ids = first.block_on(async {
         let a = platform("replica-a", 4, open(), faults.clone(), notifier.clone());
-        a.provision_account(user("alice", 1)).await.unwrap();
+        a.accounts().provision(&basphere_core::Actor::system(), user("alice", 1)).await.unwrap();
         faults.inject(
             basphere_core::mock::Method::CreateVm,
             basphere_core::mock::Fault::HangAfter(Duration::from_secs(3600)),
@@ -200,7 +205,7 @@ fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
         );
         let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 4 };
         let outcome =
-            a.create_vms(&Actor::user(&username("alice"), "test"), &username("alice"), request, None).await.unwrap();
+            a.vms().create(&Actor::user(&username("alice"), "test"), &username("alice"), request, None).await.unwrap();
         wait_for(|| sim.vm_count() == 4).await;
         outcome.accepted.iter().map(|item| item.operation.id).collect::<Vec<_>>()
     });
@@ -220,7 +225,7 @@ fn a_replica_that_dies_leaves_its_operations_to_another_after_the_lease() {
         let b = platform("replica-b", 4, store.clone(), detector.clone(), notifier.clone());
         let _background = b.start_background();
         for id in &ids {
-            let done = b.wait_operation(*id, Duration::from_secs(30)).await.unwrap();
+            let done = b.runtime().wait_operation(*id, Duration::from_secs(30)).await.unwrap();
             assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
         }
         assert_eq!(sim.vm_count(), 4, "the VMs a made were adopted, not made again");
@@ -248,17 +253,17 @@ async fn a_notification_that_keeps_failing_is_dead_lettered_and_can_be_retried()
     let platform =
         Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
     let _background = platform.start_background();
-    platform.provision_account(user("alice", 1)).await.unwrap();
+    platform.accounts().provision(&basphere_core::Actor::system(), user("alice", 1)).await.unwrap();
     notifier.fail_next(2);
     let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
     let alice = Actor::user(&username("alice"), "test");
-    let outcome = platform.create_vms(&alice, &username("alice"), request, None).await.unwrap();
-    platform.wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
+    let outcome = platform.vms().create(&alice, &username("alice"), request, None).await.unwrap();
+    platform.runtime().wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
 
     let admin = Actor::admin("root", "test");
     let dead = |platform: Arc<Platform>| async move {
         let query = basphere_core::platform::OutboxQuery { state: Some("dead".into()), ..Default::default() };
-        platform.outbox(&Actor::admin("root", "test"), query).await.unwrap().items
+        platform.runtime().outbox(&Actor::admin("root", "test"), query).await.unwrap().items
     };
     let mut dead_now = Vec::new();
     for _ in 0..500 {
@@ -273,19 +278,19 @@ async fn a_notification_that_keeps_failing_is_dead_lettered_and_can_be_retried()
     assert!(dead_now[0].last_error.as_deref().is_some_and(|e| !e.is_empty()));
     assert!(notifier.events().is_empty(), "nothing was delivered");
     assert_eq!(
-        platform.outbox(&alice, Default::default()).await.unwrap_err().kind(),
+        platform.runtime().outbox(&alice, Default::default()).await.unwrap_err().kind(),
         "forbidden",
         "the outbox is for administrators"
     );
 
-    let retried = platform.retry_notification(&admin, &dead_now[0].id.to_string()).await.unwrap();
+    let retried = platform.runtime().retry_notification(&admin, &dead_now[0].id.to_string()).await.unwrap();
     assert_eq!(retried.state, OutboxState::Pending);
     wait_for(|| notifier.events().len() == 1).await;
     assert!(matches!(notifier.events()[0], NotificationEvent::VmReady { .. }));
     let id = dead_now[0].id;
     let delivered = || store.query(|tx| tx.get_outbox(id)).unwrap().is_some_and(|m| m.state == OutboxState::Delivered);
     wait_for(delivered).await;
-    let again = platform.retry_notification(&admin, &id.to_string()).await.unwrap_err();
+    let again = platform.runtime().retry_notification(&admin, &id.to_string()).await.unwrap_err();
     assert_eq!(again.kind(), "conflict", "only dead notifications are retried: {again}");
     let audited = store.query(|tx| tx.list_audit(&Default::default())).unwrap();
     assert!(audited.iter().any(|event| event.action == "notification.retry" && event.actor == "root"));
@@ -312,10 +317,10 @@ async fn a_restarted_instance_takes_back_the_notifications_it_was_delivering() {
         .unwrap();
     let sim = Arc::new(MockProvisioner::with_default_catalog());
     let east = platform("east", 1, store.clone(), sim, notifier.clone());
-    assert_eq!(east.dispatch_outbox().await.unwrap(), 0, "nothing is due before the restart takes them back");
+    assert_eq!(east.runtime().dispatch_outbox().await.unwrap(), 0, "nothing is due before the restart takes them back");
 
-    east.resume_unfinished().await.unwrap();
-    assert_eq!(east.dispatch_outbox().await.unwrap(), 2, "its own earlier claims are due at once");
+    east.runtime().resume_unfinished().await.unwrap();
+    assert_eq!(east.runtime().dispatch_outbox().await.unwrap(), 2, "its own earlier claims are due at once");
     assert_eq!(notifier.events(), [event("alice"), event("bob")]);
     let stored = store.query(|tx| tx.list_outbox(&OutboxFilter::default())).unwrap();
     let states: Vec<_> = stored.iter().map(|m| (m.state, m.claimed_by.clone())).collect();
@@ -380,11 +385,11 @@ async fn a_channel_that_is_down_is_retried_without_sending_again_on_the_others()
     let platform =
         Platform::new(config.clone(), store.clone(), block_ipam(config.pools.clone()), sim, notifier.clone());
     let _background = platform.start_background();
-    platform.provision_account(user("alice", 1)).await.unwrap();
+    platform.accounts().provision(&basphere_core::Actor::system(), user("alice", 1)).await.unwrap();
     let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
     let alice = Actor::user(&username("alice"), "test");
-    let outcome = platform.create_vms(&alice, &username("alice"), request, None).await.unwrap();
-    platform.wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
+    let outcome = platform.vms().create(&alice, &username("alice"), request, None).await.unwrap();
+    platform.runtime().wait_operation(outcome.accepted[0].operation.id, Duration::from_secs(10)).await.unwrap();
     // A delivery is recorded just after the notifier took it: wait for both.
     let all_delivered = || {
         store
@@ -457,7 +462,7 @@ async fn store_calls_take_the_turns_the_store_offers() {
         Platform::new(config.clone(), store, block_ipam(config.pools.clone()), sim, Arc::new(RecordingNotifier::new()));
     let names: Vec<String> = (0..10).map(|n| format!("user{n}")).collect();
     for (uid, name) in names.iter().enumerate() {
-        platform.provision_account(user(name, 1000 + uid as u64)).await.unwrap();
+        platform.accounts().provision(&basphere_core::Actor::system(), user(name, 1000 + uid as u64)).await.unwrap();
     }
     let mut creates = Vec::new();
     for name in &names {
@@ -466,7 +471,7 @@ async fn store_calls_take_the_turns_the_store_offers() {
             creates.push(tokio::spawn(async move {
                 let request =
                     CreateVms { name: format!("vm{n}"), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
-                platform.create_vms(&Actor::user(&owner, "test"), &owner, request, None).await
+                platform.vms().create(&Actor::user(&owner, "test"), &owner, request, None).await
             }));
         }
     }

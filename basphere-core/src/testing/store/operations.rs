@@ -145,6 +145,7 @@ pub fn check_operation_claims(store: &dyn Store) {
     ] {
         let error = result.expect_err("the old fence lost the operation");
         assert_eq!(error.kind(), "conflict", "{error}");
+        assert!(matches!(error, crate::Error::ClaimLost(_)), "a lost claim is told by its variant: {error:?}");
         assert!(error.to_string().contains(&format!("{stale} {} was taken over", second.id)), "{error}");
     }
     store.transact(|tx| tx.release_operation_claim(second.id, 1)).unwrap();

@@ -10,10 +10,10 @@ use chrono::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::authz::Actor;
-use super::Platform;
+use super::Credentials;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::runtime::authz::Actor;
 use crate::store::StoreExt;
 use crate::validate::Username;
 
@@ -45,16 +45,16 @@ fn signed_out(what: &str) -> Error {
     Error::Unauthorized(what.to_owned())
 }
 
-impl Platform {
+impl Credentials {
     fn idle(&self) -> Duration {
-        Duration::minutes(self.config.web.session_idle_minutes as i64)
+        Duration::minutes(self.rt.config.web.session_idle_minutes as i64)
     }
 
     fn session_for(&self, kind: WebSessionKind, owner: Option<Username>, name: &str, role: Role) -> NewWebSession {
         let at = now();
         let (prefix, expires_at) = match kind {
             WebSessionKind::Link => ("bsl_", at + Duration::minutes(SIGN_IN_LINK_MINUTES)),
-            WebSessionKind::Session => ("bss_", at + Duration::hours(self.config.web.session_max_hours as i64)),
+            WebSessionKind::Session => ("bss_", at + Duration::hours(self.rt.config.web.session_max_hours as i64)),
         };
         let secret = new_secret(prefix);
         NewWebSession {
@@ -84,20 +84,21 @@ impl Platform {
         }
         let link = self.session_for(WebSessionKind::Link, actor.account.clone(), &actor.name, actor.role);
         let (saved, actor) = (link.session.clone(), actor.clone());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                tx.insert_web_session(&saved)?;
-                tx.append_audit(&AuditEvent::new(
-                    &actor.name,
-                    "web.link",
-                    &format!("web-session/{}", saved.id),
-                    &actor.source,
-                    Outcome::Success,
-                    json!({"role": saved.role, "expires_at": saved.expires_at}),
-                ))
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    tx.insert_web_session(&saved)?;
+                    tx.append_audit(&AuditEvent::new(
+                        &actor.name,
+                        "web.link",
+                        &format!("web-session/{}", saved.id),
+                        &actor.source,
+                        Outcome::Success,
+                        json!({"role": saved.role, "expires_at": saved.expires_at}),
+                    ))
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(link)
     }
 
@@ -106,7 +107,7 @@ impl Platform {
     pub async fn sign_in_link_holder(&self, link_secret: &str) -> Result<Option<String>> {
         let hash = ApiToken::hash_secret(link_secret);
         let idle = self.idle();
-        let link = self.read(move |store| store.query(|tx| tx.web_session_by_hash(&hash))).await?;
+        let link = self.rt.read(move |store| store.query(|tx| tx.web_session_by_hash(&hash))).await?;
         Ok(link
             .filter(|link| link.kind == WebSessionKind::Link && link.is_valid_at(now(), idle))
             .map(|link| link.actor_name))
@@ -121,6 +122,7 @@ impl Platform {
         // The session's secret and times; who it is for comes from the link.
         let NewWebSession { session: fresh, secret } = self.session_for(WebSessionKind::Session, None, "", Role::User);
         let session = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let at = fresh.created_at;
@@ -178,20 +180,21 @@ impl Platform {
             new.session.expires_at = new.session.expires_at.min(token_expiry);
         }
         let (saved, source) = (new.session.clone(), source.to_owned());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                tx.insert_web_session(&saved)?;
-                tx.append_audit(&AuditEvent::new(
-                    &saved.actor_name,
-                    "web.sign-in",
-                    &format!("web-session/{}", saved.id),
-                    &source,
-                    Outcome::Success,
-                    json!({"with": "token", "role": saved.role}),
-                ))
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    tx.insert_web_session(&saved)?;
+                    tx.append_audit(&AuditEvent::new(
+                        &saved.actor_name,
+                        "web.sign-in",
+                        &format!("web-session/{}", saved.id),
+                        &source,
+                        Outcome::Success,
+                        json!({"with": "token", "role": saved.role}),
+                    ))
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(new)
     }
 
@@ -201,6 +204,7 @@ impl Platform {
         let hash = ApiToken::hash_secret(secret);
         let idle = self.idle();
         let found = self
+            .rt
             .db(move |store, _| {
                 store.query(|tx| {
                     let Some(session) = tx.web_session_by_hash(&hash)? else {
@@ -237,19 +241,20 @@ impl Platform {
         };
         if at - session.last_seen_at >= Duration::seconds(TOUCH_EVERY_SECONDS) {
             let id = session.id;
-            self.db(move |store, _| {
-                store.transact(|tx| {
-                    let Some(mut current) = tx.web_session_by_hash(&session.secret_hash)? else {
-                        return Ok(());
-                    };
-                    if current.id == id && current.ended_at.is_none() {
-                        current.last_seen_at = at;
-                        tx.update_web_session(&current)?;
-                    }
-                    Ok(())
+            self.rt
+                .db(move |store, _| {
+                    store.transact(|tx| {
+                        let Some(mut current) = tx.web_session_by_hash(&session.secret_hash)? else {
+                            return Ok(());
+                        };
+                        if current.id == id && current.ended_at.is_none() {
+                            current.last_seen_at = at;
+                            tx.update_web_session(&current)?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .await?;
+                .await?;
         }
         Ok(actor)
     }
@@ -259,31 +264,32 @@ impl Platform {
     pub async fn sign_out(&self, secret: &str, source: &str) -> Result<()> {
         let hash = ApiToken::hash_secret(secret);
         let source = source.to_owned();
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                let Some(mut session) = tx.web_session_by_hash(&hash)? else {
-                    return Ok(());
-                };
-                if session.kind != WebSessionKind::Session || session.ended_at.is_some() {
-                    return Ok(());
-                }
-                session.ended_at = Some(now());
-                tx.update_web_session(&session)?;
-                tx.append_audit(&AuditEvent::new(
-                    &session.actor_name,
-                    "web.sign-out",
-                    &format!("web-session/{}", session.id),
-                    &source,
-                    Outcome::Success,
-                    json!({}),
-                ))
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let Some(mut session) = tx.web_session_by_hash(&hash)? else {
+                        return Ok(());
+                    };
+                    if session.kind != WebSessionKind::Session || session.ended_at.is_some() {
+                        return Ok(());
+                    }
+                    session.ended_at = Some(now());
+                    tx.update_web_session(&session)?;
+                    tx.append_audit(&AuditEvent::new(
+                        &session.actor_name,
+                        "web.sign-out",
+                        &format!("web-session/{}", session.id),
+                        &source,
+                        Outcome::Success,
+                        json!({}),
+                    ))
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Removes links and sessions that ended or expired a day ago or more (the sweeper's).
     pub async fn forget_old_web_sessions(&self) -> Result<usize> {
-        self.db(move |store, _| store.transact(|tx| tx.delete_web_sessions_before(now() - Duration::days(1)))).await
+        self.rt.db(move |store, _| store.transact(|tx| tx.delete_web_sessions_before(now() - Duration::days(1)))).await
     }
 }

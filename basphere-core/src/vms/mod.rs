@@ -1,19 +1,27 @@
 //! VMs: create (validate, quota, lease, record, in one transaction), delete, power, list and
-//! show. The backend work runs as operations (see `vm_operations`).
+//! show. The backend work runs as operations (see [`operations`]), through the VM backend
+//! ([`Provisioner`](crate::provisioner::Provisioner)).
 
-use std::sync::Arc;
+pub(crate) mod operations;
+mod reconcile;
+
+pub use reconcile::ReconcileReport;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use uuid::Uuid;
 
-use super::accounts::bounded;
-use super::authz::{decide, Action, Actor};
-use super::vm_operations::{STEP_DESTROY, STEP_POWER, STEP_PROVISION, STEP_RELEASE, STEP_RESERVE};
-use super::{page, Page, PageRequest, Platform};
+use self::operations::{STEP_DESTROY, STEP_POWER, STEP_PROVISION, STEP_RELEASE, STEP_RESERVE};
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::provisioner::PowerAction;
-use crate::store::{OperationFilter, StoreExt, StoreTx, VmFilter};
+use crate::provisioner::{PowerAction, Provisioner};
+use crate::runtime::authz::{decide, Action, Actor};
+use crate::runtime::start::{ensure_idle, on_resource, record_operation};
+use crate::runtime::{page, Page, PageRequest, Runtime};
+use crate::store::{StoreExt, StoreTx, VmFilter};
+use crate::validate::bounded;
 use crate::validate::{ResourceName, Username};
 
 /// Most VMs in one create request.
@@ -64,44 +72,53 @@ pub fn lookup_vm_name(value: &str) -> Result<ResourceName> {
     ResourceName::parse(value).map_err(|_| Error::not_found("vm", bounded(value)))
 }
 
-impl Platform {
-    /// repeated request returns the first answer instead of creating again.
-    pub async fn create_vms(
-        self: &Arc<Self>,
+/// The VMs' use cases. Every one takes the [`Actor`], asks [`decide`] and audits what it changes.
+pub struct Vms {
+    rt: Arc<Runtime>,
+    /// The VM backend, whose inventory reconciliation compares with the records.
+    provisioner: Arc<dyn Provisioner>,
+    /// The latest reconciliation this process made.
+    last_reconcile: Mutex<Option<ReconcileReport>>,
+    /// Strays already reported by this process, so each is audited once per process.
+    known_strays: Mutex<HashSet<String>>,
+}
+
+impl Vms {
+    pub(crate) fn new(rt: Arc<Runtime>, provisioner: Arc<dyn Provisioner>) -> Self {
+        Vms { rt, provisioner, last_reconcile: Mutex::new(None), known_strays: Mutex::new(HashSet::new()) }
+    }
+
+    /// The VM backend.
+    pub fn provisioner(&self) -> &Arc<dyn Provisioner> {
+        &self.provisioner
+    }
+
+    /// Validates, checks the quota, leases the addresses, records the VMs and their operations
+    /// in one transaction, and starts building them in the background. A repeated request with
+    /// the same `idempotency_key` returns the first answer instead of creating again.
+    pub async fn create(
+        &self,
         actor: &Actor,
         owner: &Username,
         request: CreateVms,
         idempotency_key: Option<&str>,
     ) -> Result<CreateOutcome> {
-        let result = self.create_vms_inner(actor, owner, request.clone(), idempotency_key.map(str::to_owned)).await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Success,
-            Err(Error::QuotaExceeded { .. } | Error::Forbidden(_)) => Outcome::Denied,
-            Err(_) => Outcome::Failure,
-        };
-        if outcome != Outcome::Success {
-            let error = result.as_ref().err().map(ToString::to_string);
-            let details = json!({
-                "os": bounded(&request.os),
-                "spec": bounded(&request.spec),
-                "count": request.count,
-                "error": error.map(|e| bounded(&e)),
-            });
-            let resource = format!("vm/{owner}/{}", bounded(&request.name));
-            self.audit(actor, "vm.create", &resource, outcome, details).await;
-        }
+        let result = self.create_inner(actor, owner, request.clone(), idempotency_key.map(str::to_owned)).await;
+        let details = json!({"os": bounded(&request.os), "spec": bounded(&request.spec), "count": request.count});
+        let resource = format!("vm/{owner}/{}", bounded(&request.name));
+        self.rt.audit_refusal(actor, "vm.create", &resource, &result, details).await;
         let outcome = result?;
         // A quota crossing may have queued a notification.
-        self.outbox_ready.notify_one();
+        self.rt.outbox_ready.notify_one();
         if !outcome.replayed {
             for item in &outcome.accepted {
-                self.spawn_operation(item.operation.id);
+                self.rt.spawn_operation(item.operation.id);
             }
         }
         Ok(outcome)
     }
 
-    async fn create_vms_inner(
+    async fn create_inner(
         &self,
         actor: &Actor,
         owner: &Username,
@@ -120,16 +137,16 @@ impl Platform {
         }
         let base = ResourceName::parse(&request.name)?;
         let names = base.batch(request.count)?;
-        let os = self.config.os_image(&request.os)?.clone();
-        let spec = self.config.vm_spec(&request.spec)?.clone();
+        let os = self.rt.config.os_image(&request.os)?.clone();
+        let spec = self.rt.config.vm_spec(&request.spec)?.clone();
         let request_hash = ApiToken::hash_secret(&format!(
             "create-vms\n{}\n{}\n{}\n{}",
             request.name, request.os, request.spec, request.count
         ));
-        let default_quota = self.config.default_quota;
-        let channels = self.channels();
+        let default_quota = self.rt.config.default_quota;
+        let channels = self.rt.channels();
         let (owner, actor) = (owner.clone(), actor.clone());
-        self.db(move |store, ipam| {
+        self.rt.db(move |store, ipam| {
             store.transact(|tx| {
                 if let Some(key) = &idempotency_key {
                     if let Some(record) = tx.get_idempotency(&owner, key)? {
@@ -180,15 +197,14 @@ impl Platform {
                     tx.insert_vm(&vm)?;
                     let mut operation = Operation::new(OperationKind::CreateVm, owner.clone(), resource, &actor.name, &[STEP_RESERVE, STEP_PROVISION]);
                     operation.finish_step(STEP_RESERVE, true);
-                    tx.insert_operation(&operation)?;
                     let details = json!({"os": vm.os, "spec": vm.spec, "ip": lease.address.to_string(), "operation": operation.id});
-                    tx.append_audit(&AuditEvent::new(&actor.name, "vm.create", &format!("vm/{owner}/{name}"), &actor.source, Outcome::Success, details))?;
+                    record_operation(tx, &actor, &operation, "vm.create", &format!("vm/{owner}/{name}"), details)?;
                     accepted.push(Accepted { vm, operation });
                 }
                 // Told once per crossing: only the request that takes a resource past 80 % of
                 // its limit notifies (requests are serialised by the transaction).
-                for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
-                    super::outbox::queue(tx, event, &channels)?;
+                for event in operations::crossings(&owner, &quota, &before, &extra) {
+                    crate::runtime::queue(tx, event, &channels)?;
                 }
                 if let Some(key) = &idempotency_key {
                     let operations = accepted.iter().map(|a| a.operation.id).collect();
@@ -201,12 +217,7 @@ impl Platform {
     }
 
     /// Marks the VM `deleting` and starts destroying it in the background.
-    pub async fn delete_vm(
-        self: &Arc<Self>,
-        actor: &Actor,
-        owner: &Username,
-        name: &ResourceName,
-    ) -> Result<Operation> {
+    pub async fn delete(&self, actor: &Actor, owner: &Username, name: &ResourceName) -> Result<Operation> {
         let operation = self
             .start_vm_operation(actor, owner, name, OperationKind::DeleteVm, &[STEP_DESTROY, STEP_RELEASE], |vm| {
                 match vm.state {
@@ -220,13 +231,13 @@ impl Platform {
                 }
             })
             .await?;
-        self.spawn_operation(operation.id);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 
     /// Starts, stops or reboots a VM in the background.
-    pub async fn power_vm(
-        self: &Arc<Self>,
+    pub async fn power(
+        &self,
         actor: &Actor,
         owner: &Username,
         name: &ResourceName,
@@ -257,7 +268,7 @@ impl Platform {
                 }
             })
             .await?;
-        self.spawn_operation(operation.id);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 
@@ -275,48 +286,39 @@ impl Platform {
     {
         decide(actor, Action::Change, Some(owner), "vm", name)?;
         let (owner, name, actor) = (owner.clone(), name.clone(), actor.clone());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                let mut vm = tx.vm_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("vm", &name))?;
-                let busy = tx.list_operations(&OperationFilter {
-                    resource: Some(vm.id),
-                    unfinished: true,
-                    ..OperationFilter::default()
-                })?;
-                if let Some(busy) = busy.first() {
-                    return Err(Error::Conflict(format!(
-                        "vm {name} has an operation in progress ({} {})",
-                        busy.kind, busy.id
-                    )));
-                }
-                if vm.awaits_adoption() && !(kind == OperationKind::DeleteVm && vm.state == VmState::Lost) {
-                    return Err(Error::Conflict(format!(
-                        "vm {name} was imported from the original Basphere and its vSphere VM is not marked as \
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut vm = tx.vm_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("vm", &name))?;
+                    ensure_idle(&*tx, on_resource(vm.id), format_args!("vm {name}"))?;
+                    if vm.awaits_adoption() && !(kind == OperationKind::DeleteVm && vm.state == VmState::Lost) {
+                        return Err(Error::Conflict(format!(
+                            "vm {name} was imported from the original Basphere and its vSphere VM is not marked as \
                          Basphere's yet; reconciliation marks it (`basphere admin reconcile --now`), then try again"
-                    )));
-                }
-                transition(&mut vm)?;
-                vm.updated_at = now();
-                tx.update_vm(&vm)?;
-                let resource = ResourceRef { kind: ResourceKind::Vm, id: vm.id, name: vm.name.to_string() };
-                let operation = Operation::new(kind, owner.clone(), resource, &actor.name, steps);
-                tx.insert_operation(&operation)?;
-                tx.append_audit(&AuditEvent::new(
-                    &actor.name,
-                    kind.as_str(),
-                    &format!("vm/{owner}/{name}"),
-                    &actor.source,
-                    Outcome::Success,
-                    json!({"operation": operation.id}),
-                ))?;
-                Ok(operation)
+                        )));
+                    }
+                    transition(&mut vm)?;
+                    vm.updated_at = now();
+                    tx.update_vm(&vm)?;
+                    let resource = ResourceRef { kind: ResourceKind::Vm, id: vm.id, name: vm.name.to_string() };
+                    let operation = Operation::new(kind, owner.clone(), resource, &actor.name, steps);
+                    let audited = format!("vm/{owner}/{name}");
+                    record_operation(
+                        tx,
+                        &actor,
+                        &operation,
+                        kind.as_str(),
+                        &audited,
+                        json!({"operation": operation.id}),
+                    )?;
+                    Ok(operation)
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// The VMs of `owner`, or of every account (`None`, administrators), ordered by creation.
-    pub async fn list_vms(&self, actor: &Actor, owner: Option<&Username>, query: VmQuery) -> Result<Page<Vm>> {
+    pub async fn list(&self, actor: &Actor, owner: Option<&Username>, query: VmQuery) -> Result<Page<Vm>> {
         match owner {
             Some(owner) => decide(actor, Action::View, Some(owner), "user", owner)?,
             None => decide(actor, Action::Administer, None, "vm", &"")?,
@@ -330,16 +332,16 @@ impl Platform {
             after: query.page.after,
             limit: Some(limit + 1),
         };
-        let vms = self.read(move |store| store.query(|tx| tx.list_vms(&filter))).await?;
+        let vms = self.rt.read(move |store| store.query(|tx| tx.list_vms(&filter))).await?;
         Ok(page(vms, limit, |vm| vm.id))
     }
 
     /// One live VM of `owner`, by name.
-    pub async fn vm(&self, actor: &Actor, owner: &Username, name: &str) -> Result<Vm> {
+    pub async fn get(&self, actor: &Actor, owner: &Username, name: &str) -> Result<Vm> {
         let name = lookup_vm_name(name)?;
         decide(actor, Action::View, Some(owner), "vm", &name)?;
         let owner = owner.clone();
-        self.read(move |store| store.vm(&owner, &name)).await
+        self.rt.read(move |store| store.vm(&owner, &name)).await
     }
 }
 

@@ -10,12 +10,12 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::accounts::bounded;
-use super::Platform;
+use super::Accounts;
 use crate::config::RecaptchaConfig;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::store::{StoreExt, StoreTx};
+use crate::validate::bounded;
 use crate::validate::{KeyChangeForm, RegistrationForm};
 
 /// What every accepted submission is answered with, whatever became of it.
@@ -31,10 +31,10 @@ pub struct Submission {
     pub human_response: Option<String>,
 }
 
-impl Platform {
+impl Accounts {
     /// The limits and the bot check every public submission passes first.
     async fn admit(&self, from: &Submission) -> Result<()> {
-        match &self.config.recaptcha {
+        match &self.rt.config.recaptcha {
             RecaptchaConfig::Undecided => {
                 return Err(Error::Forbidden(
                     "public submissions are closed until the administrator sets recaptcha.enabled in the \
@@ -42,9 +42,9 @@ impl Platform {
                         .into(),
                 ))
             }
-            RecaptchaConfig::Off => self.submissions.admit(&from.client, &self.config.registration)?,
+            RecaptchaConfig::Off => self.submissions.admit(&from.client, &self.rt.config.registration)?,
             RecaptchaConfig::On(_) => {
-                self.submissions.admit(&from.client, &self.config.registration)?;
+                self.submissions.admit(&from.client, &self.rt.config.registration)?;
                 let Some(check) = &self.human_check else {
                     return Err(Error::Forbidden(
                         "recaptcha.enabled is true but this server has no verifier; public submissions are closed"
@@ -63,8 +63,8 @@ impl Platform {
         let arrived = tokio::time::Instant::now();
         self.admit(from).await?;
         let valid =
-            form.validate(&self.config.allowed_email_domains).map_err(|errors| Error::InvalidFields(errors.0))?;
-        self.submissions.admit_email(valid.email.as_str(), &self.config.registration)?;
+            form.validate(&self.rt.config.allowed_email_domains).map_err(|errors| Error::InvalidFields(errors.0))?;
+        self.submissions.admit_email(valid.email.as_str(), &self.rt.config.registration)?;
         let request = RegistrationRequest {
             id: Uuid::now_v7(),
             username: valid.username,
@@ -97,7 +97,7 @@ impl Platform {
         let arrived = tokio::time::Instant::now();
         self.admit(from).await?;
         let valid = form.validate().map_err(|errors| Error::InvalidFields(errors.0))?;
-        self.submissions.admit_email(valid.email.as_str(), &self.config.registration)?;
+        self.submissions.admit_email(valid.email.as_str(), &self.rt.config.registration)?;
         let request = KeyChangeRequest {
             id: Uuid::now_v7(),
             username: valid.username,
@@ -138,8 +138,9 @@ impl Platform {
         events: Vec<NotificationEvent>,
     ) -> Result<&'static str> {
         let client = from.client.clone();
-        let channels = self.channels();
+        let channels = self.rt.channels();
         let recorded = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let refused = match (recording.refused)(&*tx, &record)? {
@@ -157,17 +158,17 @@ impl Platform {
                         return Ok(false);
                     }
                     for event in &events {
-                        super::outbox::queue(tx, event.clone(), &channels)?;
+                        crate::runtime::queue(tx, event.clone(), &channels)?;
                     }
                     submitted_audit(tx, recording.action, &username, &client, Outcome::Success, None)?;
                     Ok(true)
                 })
             })
             .await?;
-        let answer_after = std::time::Duration::from_millis(self.config.registration.answer_after_ms.into());
+        let answer_after = std::time::Duration::from_millis(self.rt.config.registration.answer_after_ms.into());
         tokio::time::sleep_until(arrived + answer_after).await;
         if recorded {
-            self.outbox_ready.notify_one();
+            self.rt.outbox_ready.notify_one();
         }
         Ok(SUBMITTED)
     }

@@ -6,7 +6,7 @@
 //! call (up to the pool's cap), each with its stack and allocator caches.
 //!
 //! A thread that finds the queue empty runs the idle hook before it waits
-//! ([`PlatformBuilder::on_thread_idle`](super::PlatformBuilder::on_thread_idle)): an allocator
+//! ([`PlatformBuilder::on_thread_idle`](crate::platform::PlatformBuilder::on_thread_idle)): an allocator
 //! with per-thread caches keeps what a call freed, or what was freed elsewhere of what the
 //! call allocated (its answer), until the thread allocates again, which an idle thread never
 //! does.

@@ -4,43 +4,56 @@
 
 use async_trait::async_trait;
 
-use super::operations::{Commit, OperationContext, OperationHandler};
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
 use crate::model::*;
+use crate::provisioner::Provisioner;
 use crate::provisioner::{GuestNetwork, PowerAction, PowerState, VmRef, VmRequest};
+use crate::runtime::{Commit, OperationContext, OperationHandler, Registry};
 use crate::store::StoreTx;
 
-pub(super) const STEP_RESERVE: &str = "reserve address";
-pub(super) const STEP_PROVISION: &str = "provision";
-pub(super) const STEP_DESTROY: &str = "destroy";
-pub(super) const STEP_RELEASE: &str = "release address";
-pub(super) const STEP_POWER: &str = "power";
+pub(crate) const STEP_RESERVE: &str = "reserve address";
+pub(crate) const STEP_PROVISION: &str = "provision";
+pub(crate) const STEP_DESTROY: &str = "destroy";
+pub(crate) const STEP_RELEASE: &str = "release address";
+pub(crate) const STEP_POWER: &str = "power";
 
-/// Runs `create_vm`, `delete_vm`, `start_vm`, `stop_vm` and `reboot_vm`.
-pub(super) struct VmOperations;
+/// Registers the VM operations' handlers, each with the VM backend.
+pub(crate) fn register(registry: &mut Registry, provisioner: &Arc<dyn Provisioner>) {
+    registry.register(OperationKind::CreateVm, Create(provisioner.clone()));
+    registry.register(OperationKind::DeleteVm, Delete(provisioner.clone()));
+    registry.register(OperationKind::StartVm, Power(provisioner.clone(), PowerAction::Start));
+    registry.register(OperationKind::StopVm, Power(provisioner.clone(), PowerAction::Stop));
+    registry.register(OperationKind::RebootVm, Power(provisioner.clone(), PowerAction::Reboot));
+}
+
+/// `create_vm`: provisions the VM at its reserved address.
+struct Create(Arc<dyn Provisioner>);
+/// `delete_vm`: destroys the VM, then frees its address.
+struct Delete(Arc<dyn Provisioner>);
+/// `start_vm`, `stop_vm` and `reboot_vm`.
+struct Power(Arc<dyn Provisioner>, PowerAction);
 
 #[async_trait]
-impl OperationHandler for VmOperations {
-    fn kinds(&self) -> &'static [OperationKind] {
-        &[
-            OperationKind::CreateVm,
-            OperationKind::DeleteVm,
-            OperationKind::StartVm,
-            OperationKind::StopVm,
-            OperationKind::RebootVm,
-        ]
-    }
-
+impl OperationHandler for Create {
     async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
-        match operation.kind {
-            OperationKind::CreateVm => create(ctx, operation).await,
-            OperationKind::DeleteVm => delete(ctx, operation).await,
-            OperationKind::StartVm => power(ctx, operation, PowerAction::Start).await,
-            OperationKind::StopVm => power(ctx, operation, PowerAction::Stop).await,
-            OperationKind::RebootVm => power(ctx, operation, PowerAction::Reboot).await,
-            other => Err(Error::NotSupported(format!("{other} is not a VM operation"))),
-        }
+        create(ctx, &*self.0, operation).await
+    }
+}
+
+#[async_trait]
+impl OperationHandler for Delete {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        delete(ctx, &*self.0, operation).await
+    }
+}
+
+#[async_trait]
+impl OperationHandler for Power {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        power(ctx, &*self.0, operation, self.1).await
     }
 }
 
@@ -87,7 +100,7 @@ fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User) -> Result<VmRequest
     })
 }
 
-pub(super) fn vm_ref(vm: &Vm) -> VmRef {
+pub(crate) fn vm_ref(vm: &Vm) -> VmRef {
     VmRef { id: vm.id, owner: vm.owner.clone(), vsphere_name: vm.vsphere_name(), backend_id: vm.backend_id.clone() }
 }
 
@@ -97,14 +110,18 @@ fn put_vm(vm: &Vm) -> impl FnMut(&mut Commit<'_>) -> Result<()> + Send + 'static
     move |commit| commit.tx.update_vm(&vm)
 }
 
-async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn create(
+    ctx: &OperationContext<'_>,
+    provisioner: &dyn Provisioner,
+    mut operation: Operation,
+) -> Result<Operation> {
     let (mut vm, user) = load(ctx, &operation).await?;
     operation.start_step(STEP_PROVISION);
     vm.state = VmState::Provisioning;
     vm.updated_at = now();
     ctx.commit(&operation, put_vm(&vm)).await?;
     let outcome = match request(ctx, &vm, &user) {
-        Ok(request) => ctx.provisioner().create_vm(&request).await,
+        Ok(request) => provisioner.create_vm(&request).await,
         Err(error) => Err(error),
     };
     match outcome {
@@ -150,7 +167,7 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
             } else {
                 // Remove whatever the backend may have made, and free the address only once
                 // the backend confirms the VM is gone.
-                match ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+                match provisioner.destroy_vm(&vm_ref(&vm)).await {
                     Ok(()) => (format!("creation failed: {error}"), true),
                     Err(cleanup_error) => (
                         format!(
@@ -187,11 +204,15 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
     }
 }
 
-async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn delete(
+    ctx: &OperationContext<'_>,
+    provisioner: &dyn Provisioner,
+    mut operation: Operation,
+) -> Result<Operation> {
     let (mut vm, _) = load(ctx, &operation).await?;
     operation.start_step(STEP_DESTROY);
     ctx.save(&operation).await?;
-    match ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+    match provisioner.destroy_vm(&vm_ref(&vm)).await {
         Ok(()) => {
             operation.finish_step(STEP_DESTROY, true);
             operation.start_step(STEP_RELEASE);
@@ -224,11 +245,16 @@ async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
     }
 }
 
-async fn power(ctx: &OperationContext<'_>, mut operation: Operation, action: PowerAction) -> Result<Operation> {
+async fn power(
+    ctx: &OperationContext<'_>,
+    provisioner: &dyn Provisioner,
+    mut operation: Operation,
+    action: PowerAction,
+) -> Result<Operation> {
     let (mut vm, _) = load(ctx, &operation).await?;
     operation.start_step(STEP_POWER);
     ctx.save(&operation).await?;
-    match ctx.provisioner().power(&vm_ref(&vm), action).await {
+    match provisioner.power(&vm_ref(&vm), action).await {
         Ok(power) => {
             operation.finish_step(STEP_POWER, true);
             operation.succeed();
@@ -256,7 +282,7 @@ async fn power(ctx: &OperationContext<'_>, mut operation: Operation, action: Pow
 
 /// The resources that `extra` takes from below 80 % of their limit to 80 % or more: each
 /// crossing is notified once, by the request that makes it.
-pub(super) fn crossings(
+pub(crate) fn crossings(
     owner: &crate::validate::Username,
     quota: &Quota,
     before: &Usage,
@@ -279,14 +305,14 @@ pub(super) fn crossings(
     .collect()
 }
 
-pub(super) fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
+pub(crate) fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
     for lease in tx.leases_of_resource(resource)? {
         ipam.release(tx, lease.address)?;
     }
     Ok(())
 }
 
-pub(super) fn log_tail_of(error: &Error) -> Vec<String> {
+pub(crate) fn log_tail_of(error: &Error) -> Vec<String> {
     match error {
         Error::Backend { log_tail, .. } if !log_tail.is_empty() => log_tail.clone(),
         other => vec![other.to_string()],

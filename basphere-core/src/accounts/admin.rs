@@ -2,18 +2,18 @@
 //! changes, suspend and resume, delete and purge. Approval, key changes and purges touch the
 //! backends, so they run as operations (`account_operations`); the rest is one transaction.
 
-use std::sync::Arc;
-
 use serde_json::json;
 use uuid::Uuid;
 
-use super::account_operations::{APPROVE_STEPS, CHANGE_KEY_STEPS, PURGE_STEPS};
-use super::accounts::{bounded, lookup_username};
-use super::authz::{decide, Action, Actor};
-use super::{page, Page, PageRequest, Platform};
+use super::operations::{APPROVE_STEPS, CHANGE_KEY_STEPS, PURGE_STEPS};
+use super::{lookup_username, Accounts};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::runtime::authz::{decide, Action, Actor};
+use crate::runtime::start::{ensure_idle, Busy};
+use crate::runtime::{page, Page, PageRequest};
 use crate::store::{OperationFilter, RequestFilter, StoreExt, StoreRead, StoreTx};
+use crate::validate::bounded;
 use crate::validate::{free_text, Username};
 
 /// Which requests to list: one status (pending by default), oldest first, a page at a time.
@@ -118,18 +118,11 @@ fn account(tx: &dyn StoreRead, username: &Username) -> Result<User> {
 
 /// An unfinished operation on the account, if any: one thing at a time.
 fn busy(tx: &dyn StoreRead, username: &Username) -> Result<()> {
-    let unfinished = tx.list_operations(&OperationFilter {
-        owner: Some(username.clone()),
-        unfinished: true,
-        ..OperationFilter::default()
-    })?;
-    if let Some(operation) = unfinished.iter().find(|op| op.resource.kind == ResourceKind::Account) {
-        return Err(Error::Conflict(format!(
-            "the account {username} has an operation in progress ({} {})",
-            operation.kind, operation.id
-        )));
-    }
-    Ok(())
+    let on_account = Busy {
+        filter: OperationFilter { owner: Some(username.clone()), ..OperationFilter::default() },
+        concerns: |operation: &Operation| operation.resource.kind == ResourceKind::Account,
+    };
+    ensure_idle(tx, on_account, format_args!("the account {username}"))
 }
 
 /// The account's newest approval operation, if it has one.
@@ -147,7 +140,7 @@ fn account_operation(kind: OperationKind, username: &Username, actor: &Actor, st
     Operation::new(kind, username.clone(), resource, &actor.name, steps)
 }
 
-impl Platform {
+impl Accounts {
     /// Registration requests in one status, oldest first (administrators).
     pub async fn registrations(&self, actor: &Actor, query: RequestQuery) -> Result<Page<RegistrationRequest>> {
         decide(actor, Action::Administer, None, "registration", &"")?;
@@ -155,7 +148,7 @@ impl Platform {
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
         let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
-        let requests = self.read(move |store| store.query(|tx| tx.list_registrations(&filter))).await?;
+        let requests = self.rt.read(move |store| store.query(|tx| tx.list_registrations(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 
@@ -163,15 +156,18 @@ impl Platform {
     pub async fn registration(&self, actor: &Actor, username: &str) -> Result<RegistrationRequest> {
         decide(actor, Action::Administer, None, "registration", &username)?;
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
-        self.db(move |store, _| {
-            store.query(|tx| {
-                let mut all =
-                    tx.list_registrations(&RequestFilter { username: Some(name.clone()), ..RequestFilter::default() })?;
-                all.sort_by_key(|r| (r.status == RequestStatus::Pending, r.id));
-                all.pop().ok_or_else(|| Error::not_found("registration", &name))
+        self.rt
+            .db(move |store, _| {
+                store.query(|tx| {
+                    let mut all = tx.list_registrations(&RequestFilter {
+                        username: Some(name.clone()),
+                        ..RequestFilter::default()
+                    })?;
+                    all.sort_by_key(|r| (r.status == RequestStatus::Pending, r.id));
+                    all.pop().ok_or_else(|| Error::not_found("registration", &name))
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Key change requests in one status, oldest first (administrators).
@@ -181,7 +177,7 @@ impl Platform {
         let limit = query.page.limit(PageRequest::RESOURCES)?;
         let after = query.page.after;
         let filter = RequestFilter { status: Some(status), after, limit: Some(limit + 1), ..RequestFilter::default() };
-        let requests = self.read(move |store| store.query(|tx| tx.list_key_changes(&filter))).await?;
+        let requests = self.rt.read(move |store| store.query(|tx| tx.list_key_changes(&filter))).await?;
         Ok(page(requests, limit, |r| r.id))
     }
 
@@ -189,11 +185,12 @@ impl Platform {
     /// an `approve_account` operation gives it an IP block, its vSphere folder and its bastion
     /// login, records the login's uid and tells the user. Approving an account whose approval
     /// failed part-way runs the operation again, which finishes it.
-    pub async fn approve_registration(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+    pub async fn approve_registration(&self, actor: &Actor, username: &str) -> Result<Operation> {
         decide(actor, Action::Administer, None, "registration", &username)?;
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
         let actor = actor.clone();
         let (operation, started) = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     busy(&*tx, &name)?;
@@ -211,7 +208,7 @@ impl Platform {
                                     other.username
                                 )));
                             }
-                            super::accounts::email_unused(&*tx, &request.email).map_err(|error| match error {
+                            super::email_unused(&*tx, &request.email).map_err(|error| match error {
                                 Error::Conflict(why) => Error::Conflict(format!("{why}; reject this request")),
                                 other => other,
                             })?;
@@ -265,7 +262,7 @@ impl Platform {
             })
             .await?;
         if started {
-            self.spawn_operation(operation.id);
+            self.rt.spawn_operation(operation.id);
         }
         Ok(operation)
     }
@@ -305,32 +302,34 @@ impl Platform {
         let name = lookup_username(username).map_err(|_| Error::not_found(kind, bounded(username)))?;
         let reason = free_text("reason", reason, MAX_REASON)?;
         let actor = actor.clone();
-        let channels = self.channels();
+        let channels = self.rt.channels();
         let request = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let mut request = (rejection.pending)(&*tx, &name)?
                         .ok_or_else(|| Error::not_found(kind, format!("{name} (none pending)")))?;
                     request.decide(RequestStatus::Rejected, &actor.name, Some(reason.clone()));
                     (rejection.save)(tx, &request)?;
-                    super::outbox::queue(tx, (rejection.event)(&request, reason.clone()), &channels)?;
+                    crate::runtime::queue(tx, (rejection.event)(&request, reason.clone()), &channels)?;
                     audit(tx, &actor, rejection.action, &name, json!({"reason": reason}))?;
                     Ok(request)
                 })
             })
             .await?;
-        self.outbox_ready.notify_one();
+        self.rt.outbox_ready.notify_one();
         Ok(request)
     }
 
     /// Approves `username`'s pending key change: the account's key is replaced at once and a
     /// `change_key` operation replaces it on the bastion and tells the user. VMs made earlier
     /// keep the key they were made with.
-    pub async fn approve_key_change(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+    pub async fn approve_key_change(&self, actor: &Actor, username: &str) -> Result<Operation> {
         decide(actor, Action::Administer, None, "key change", &username)?;
         let name = lookup_username(username).map_err(|_| Error::not_found("key change", bounded(username)))?;
         let actor = actor.clone();
         let operation = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     busy(&*tx, &name)?;
@@ -370,7 +369,7 @@ impl Platform {
                 })
             })
             .await?;
-        self.spawn_operation(operation.id);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 
@@ -392,7 +391,7 @@ impl Platform {
 
     /// Suspends or resumes an account. A suspended account can do nothing: its tokens and its
     /// socket identity are refused (every process within `TOKEN_CACHE_TTL`); its resources stay.
-    pub async fn set_account_suspended(&self, actor: &Actor, username: &str, suspended: bool) -> Result<User> {
+    pub async fn set_suspended(&self, actor: &Actor, username: &str, suspended: bool) -> Result<User> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
         if suspended {
@@ -400,6 +399,7 @@ impl Platform {
         }
         let actor = actor.clone();
         let user = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let mut user = account(&*tx, &name)?;
@@ -418,62 +418,67 @@ impl Platform {
                 })
             })
             .await?;
-        self.forget_tokens_of(&user.username);
+        self.tokens.forget_account(&user.username);
         Ok(user)
     }
 
     /// Deletes an account that owns nothing: refused while it has VMs or clusters. Its IP block
     /// is freed, its bastion login removed, its tokens go with it.
-    pub async fn delete_account(&self, actor: &Actor, username: &str) -> Result<()> {
+    pub async fn delete(&self, actor: &Actor, username: &str) -> Result<()> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
         not_yourself(actor, &name, "delete")?;
         let check = name.clone();
-        self.db(move |store, _| {
-            store.query(|tx| {
-                account(tx, &check)?;
-                busy(tx, &check)?;
-                let usage = tx.usage(&check)?;
-                if usage.vms > 0 || usage.clusters > 0 {
-                    return Err(Error::Conflict(format!(
-                        "{check} owns {} VM(s) and {} cluster(s); delete them first, or purge the account",
-                        usage.vms, usage.clusters
-                    )));
-                }
-                Ok(())
+        self.rt
+            .db(move |store, _| {
+                store.query(|tx| {
+                    account(tx, &check)?;
+                    busy(tx, &check)?;
+                    let usage = tx.usage(&check)?;
+                    if usage.vms > 0 || usage.clusters > 0 {
+                        return Err(Error::Conflict(format!(
+                            "{check} owns {} VM(s) and {} cluster(s); delete them first, or purge the account",
+                            usage.vms, usage.clusters
+                        )));
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await?;
+            .await?;
         // The login first: if removing it fails, the account is still there to try again.
-        self.bastion.remove_login(&name).await?;
+        self.backends.bastion.remove_login(&name).await?;
         let actor = actor.clone();
         let gone = name.clone();
-        self.db(move |store, ipam| {
-            store.transact(|tx| {
-                let usage = tx.usage(&gone)?;
-                if usage.vms > 0 || usage.clusters > 0 {
-                    return Err(Error::Conflict(format!("{gone} made a VM or cluster meanwhile; nothing was deleted")));
-                }
-                let blocks = ipam.release_blocks(tx, &gone)?;
-                tx.delete_user(&gone)?;
-                let freed: Vec<String> = blocks.iter().map(|b| format!("{}/{}", b.start, b.size)).collect();
-                audit(tx, &actor, "user.delete", &gone, json!({"blocks": freed}))
+        self.rt
+            .db(move |store, ipam| {
+                store.transact(|tx| {
+                    let usage = tx.usage(&gone)?;
+                    if usage.vms > 0 || usage.clusters > 0 {
+                        return Err(Error::Conflict(format!(
+                            "{gone} made a VM or cluster meanwhile; nothing was deleted"
+                        )));
+                    }
+                    let blocks = ipam.release_blocks(tx, &gone)?;
+                    tx.delete_user(&gone)?;
+                    let freed: Vec<String> = blocks.iter().map(|b| format!("{}/{}", b.start, b.size)).collect();
+                    audit(tx, &actor, "user.delete", &gone, json!({"blocks": freed}))
+                })
             })
-        })
-        .await?;
-        self.forget_tokens_of(&name);
+            .await?;
+        self.tokens.forget_account(&name);
         Ok(())
     }
 
     /// Purges an account: suspends it at once, then a `purge_account` operation destroys its
     /// VMs through the backend, frees their addresses and its blocks, removes its bastion login
     /// and finally the account. No other account's addresses are touched.
-    pub async fn purge_account(self: &Arc<Self>, actor: &Actor, username: &str) -> Result<Operation> {
+    pub async fn purge(&self, actor: &Actor, username: &str) -> Result<Operation> {
         decide(actor, Action::Administer, None, "user", &username)?;
         let name = lookup_username(username)?;
         not_yourself(actor, &name, "purge")?;
         let actor = actor.clone();
         let operation = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let mut user = account(&*tx, &name)?;
@@ -491,8 +496,8 @@ impl Platform {
                 })
             })
             .await?;
-        self.forget_tokens_of(&operation.owner);
-        self.spawn_operation(operation.id);
+        self.tokens.forget_account(&operation.owner);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 }

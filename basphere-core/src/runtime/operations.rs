@@ -17,17 +17,16 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::authz::{decide, Action, Actor};
-use super::{page, Page, PageRequest, Platform};
+use super::{page, Page, PageRequest, Runtime};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
 use crate::model::*;
-use crate::provisioner::Provisioner;
 use crate::store::{OperationFilter, StoreExt, StoreRead, StoreTx};
 use crate::validate::Username;
 
-/// Runs the operations of some kinds. One handler per resource kind (VMs today; clusters,
-/// account approval and networks plug in through [`Platform::builder`]).
+/// Runs the operations of one kind, registered for it in the [`Registry`](super::Registry) by the
+/// resource module that owns the kind. A handler holds the backends it needs.
 ///
 /// # Contract
 ///
@@ -42,15 +41,12 @@ use crate::validate::Username;
 ///   a failure of the work itself is recorded on the operation (`Operation::fail`) instead.
 #[async_trait]
 pub trait OperationHandler: Send + Sync {
-    /// The operation kinds this handler runs.
-    fn kinds(&self) -> &'static [OperationKind];
-
     async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation>;
 }
 
 /// What a handler may use while it runs an operation.
 pub struct OperationContext<'a> {
-    platform: &'a Platform,
+    runtime: &'a Runtime,
     /// The fence of this process's claim on the operation.
     fence: u64,
     /// Set when renewing the claim failed: the operation is someone else's now.
@@ -74,23 +70,11 @@ impl Commit<'_> {
 
 impl OperationContext<'_> {
     pub fn config(&self) -> &Config {
-        &self.platform.config
-    }
-
-    pub fn provisioner(&self) -> &Arc<dyn Provisioner> {
-        &self.platform.provisioner
-    }
-
-    pub fn clusters(&self) -> &Arc<dyn crate::cluster_provisioner::ClusterProvisioner> {
-        &self.platform.clusters
+        &self.runtime.config
     }
 
     pub fn ipam(&self) -> &Arc<dyn Ipam> {
-        &self.platform.ipam
-    }
-
-    pub fn bastion(&self) -> &Arc<dyn crate::bastion::Bastion> {
-        &self.platform.bastion
+        &self.runtime.ipam
     }
 
     /// Whether this process still holds the operation (its claim renewals succeed).
@@ -104,7 +88,7 @@ impl OperationContext<'_> {
         T: Send + 'static,
         F: FnMut(&dyn StoreRead) -> Result<T> + Send + 'static,
     {
-        self.platform.db(move |store, _| store.query(|tx| f(tx))).await
+        self.runtime.db(move |store, _| store.query(|tx| f(tx))).await
     }
 
     /// Saves `operation` together with whatever `f` writes and the notifications it asks for,
@@ -115,11 +99,11 @@ impl OperationContext<'_> {
         T: Send + 'static,
         F: FnMut(&mut Commit<'_>) -> Result<T> + Send + 'static,
     {
-        let channels = self.platform.channels();
+        let channels = self.runtime.channels();
         let saved = operation.clone();
         let fence = self.fence;
         let (out, notified) = self
-            .platform
+            .runtime
             .db(move |store, ipam| {
                 store.transact(|tx| {
                     tx.check_operation_claim(saved.id, fence)?;
@@ -136,9 +120,9 @@ impl OperationContext<'_> {
             })
             .await?;
         if notified {
-            self.platform.outbox_ready.notify_one();
+            self.runtime.outbox_ready.notify_one();
         }
-        self.platform.changed.notify_waiters();
+        self.runtime.changed.notify_waiters();
         Ok(out)
     }
 
@@ -148,31 +132,31 @@ impl OperationContext<'_> {
     }
 }
 
-impl Platform {
+impl Runtime {
     /// Runs an operation this process just accepted, on a bounded worker pool, once it holds
     /// the operation's claim. If another process claims it first, that one runs it.
     pub fn spawn_operation(self: &Arc<Self>, id: Uuid) {
         if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
             return; // already started here
         }
-        let platform = self.clone();
+        let runtime = self.clone();
         tokio::spawn(async move {
-            if let Ok(_permit) = platform.workers.clone().acquire_owned().await {
+            if let Ok(_permit) = runtime.workers.clone().acquire_owned().await {
                 // While draining, work is left unclaimed: the next start (or another replica)
                 // runs it.
-                if !platform.draining.load(Ordering::SeqCst) {
-                    match platform.claim(Some(id), 1).await {
+                if !runtime.draining.load(Ordering::SeqCst) {
+                    match runtime.claim(Some(id), 1).await {
                         Ok(mut claimed) => {
                             if let Some((operation, claim)) = claimed.pop() {
-                                platform.run_claimed(operation, claim).await;
+                                runtime.run_claimed(operation, claim).await;
                             }
                         }
                         Err(error) => tracing::error!(operation = %id, %error, "operation could not be claimed"),
                     }
                 }
             }
-            platform.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            platform.changed.notify_waiters();
+            runtime.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            runtime.changed.notify_waiters();
         });
     }
 
@@ -211,7 +195,7 @@ impl Platform {
                         .await;
                     match renewed {
                         Ok(Ok(())) => {}
-                        Ok(Err(Error::Conflict(message))) => {
+                        Ok(Err(Error::ClaimLost(message))) => {
                             tracing::warn!(operation = %id, %message, "the claim on the operation was lost");
                             lost.store(true, Ordering::SeqCst);
                             return;
@@ -224,11 +208,11 @@ impl Platform {
                 }
             })
         };
-        let result = match self.handlers.get(&operation.kind).cloned() {
+        let result = match self.handlers.get(operation.kind) {
             _ if operation.state.is_finished() => Ok(operation),
             None => Err(Error::NotSupported(format!("no handler runs {} operations in this build", operation.kind))),
             Some(handler) => {
-                let ctx = OperationContext { platform: self, fence: claim.fence, lost: lost.clone() };
+                let ctx = OperationContext { runtime: self, fence: claim.fence, lost: lost.clone() };
                 handler.run(&ctx, operation).await
             }
         };
@@ -387,7 +371,7 @@ impl Platform {
     /// One operation: the actor's own, or any for an administrator. Others' are `NotFound`, as
     /// is an id that is not a UUID.
     pub async fn operation(&self, actor: &Actor, id: &str) -> Result<Operation> {
-        let missing = || Error::not_found("operation", super::accounts::bounded(id));
+        let missing = || Error::not_found("operation", crate::validate::bounded(id));
         let id = Uuid::parse_str(id).map_err(|_| missing())?;
         let operation = self.read(move |store| store.query(|tx| tx.get_operation(id))).await?.ok_or_else(missing)?;
         decide(actor, Action::View, Some(&operation.owner), "operation", &id)?;
@@ -463,6 +447,6 @@ impl Platform {
 }
 
 /// The instance part of a worker name (`<instance>/<boot id>`).
-pub(super) fn worker_instance(worker: &str) -> &str {
+pub(crate) fn worker_instance(worker: &str) -> &str {
     worker.rsplit_once('/').map_or(worker, |(instance, _)| instance)
 }

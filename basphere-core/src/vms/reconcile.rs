@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::authz::{decide, Action, Actor};
-use super::Platform;
+use super::Vms;
 use crate::error::Result;
 use crate::model::*;
 use crate::provisioner::{InventoryVm, PowerState};
+use crate::runtime::authz::{decide, Action, Actor};
 use crate::store::{OperationFilter, StoreExt, VmFilter};
 
 /// What one reconciliation found and did.
@@ -60,11 +60,17 @@ fn read_records(tx: &dyn crate::store::StoreRead) -> Result<(Vec<Record>, Vec<Vm
     }
 }
 
-impl Platform {
-    /// Reconciles now, for an administrator (see [`Platform::reconcile`]).
+impl Vms {
+    /// Reconciles now, for an administrator (see [`Vms::reconcile`]).
     pub async fn reconcile_now(&self, actor: &Actor) -> Result<ReconcileReport> {
         decide(actor, Action::Administer, None, "reconcile", &"")?;
         self.reconcile().await
+    }
+
+    /// The latest reconciliation this process made (`None` before the first, or when another
+    /// replica holds the reconcile duty).
+    pub fn last_reconcile(&self) -> Option<ReconcileReport> {
+        self.last_reconcile.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The latest reconciliation this process made, for an administrator.
@@ -79,9 +85,9 @@ impl Platform {
         // its way is not among the records read, so it cannot look missing from vSphere. (In the
         // other order a create finishing in between was marked lost.) Every change below is
         // applied only if its record is still as read.
-        let (records, awaiting) = self.read(|store| store.query(read_records)).await?;
+        let (records, awaiting) = self.rt.read(|store| store.query(read_records)).await?;
         let inventory = self.provisioner.inventory().await?;
-        let base = format!("{}/", self.config.vsphere.folder);
+        let base = format!("{}/", self.rt.config.vsphere.folder);
         let inventory_by_name: HashMap<&str, &InventoryVm> =
             inventory.iter().map(|vm| (vm.vsphere_name.as_str(), vm)).collect();
         let known_ids: HashSet<Uuid> = records.iter().map(|vm| vm.id).collect();
@@ -137,6 +143,7 @@ impl Platform {
         drop(inventory_by_name);
         for (id, expected, state, reason) in changes {
             let applied = self
+                .rt
                 .db(move |store, _| {
                     store.transact(|tx| {
                         let Some(mut vm) = tx.get_vm(id)? else { return Ok(None) };
@@ -179,14 +186,15 @@ impl Platform {
                 if new {
                     tracing::warn!(vm = %vm.vsphere_name, folder = %vm.folder, "a VM in Basphere's folders that Basphere does not know");
                     let details = json!({"folder": vm.folder, "backend_id": vm.backend_id});
-                    self.audit(
-                        &Actor::system(),
-                        "vm.stray",
-                        &format!("vsphere/{}", vm.vsphere_name),
-                        Outcome::Success,
-                        details,
-                    )
-                    .await;
+                    self.rt
+                        .audit(
+                            &Actor::system(),
+                            "vm.stray",
+                            &format!("vsphere/{}", vm.vsphere_name),
+                            Outcome::Success,
+                            details,
+                        )
+                        .await;
                 }
                 report.strays.push(vm);
             }
@@ -198,7 +206,7 @@ impl Platform {
     /// Marks an imported VM's vSphere VM as Basphere's, then records the backend's id for it (so
     /// the record no longer awaits adoption). Failures are logged and tried again next time.
     async fn adopt(&self, vm: &Vm, found: Option<&InventoryVm>) -> Option<String> {
-        let reference = super::vm_operations::vm_ref(vm);
+        let reference = super::operations::vm_ref(vm);
         if found.is_some() {
             if let Err(error) = self.provisioner.adopt(&reference).await {
                 tracing::warn!(vm = %reference.vsphere_name, %error, "an imported VM could not be marked as Basphere's");
@@ -207,6 +215,7 @@ impl Platform {
         }
         let (id, backend_id) = (vm.id, found.map(|found| found.backend_id.clone()));
         let adopted = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let Some(mut vm) = tx.get_vm(id)? else { return Ok(None) };

@@ -9,13 +9,13 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::accounts::bounded;
 use super::authz::{decide, Action, Actor};
-use super::{page, Page, PageRequest, Platform};
+use super::{page, Page, PageRequest, Runtime};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::notifier::Recipient;
 use crate::store::{OutboxFilter, StoreExt};
+use crate::validate::bounded;
 
 /// How long a dispatcher holds the messages it took before another may take them again.
 const CLAIM_WINDOW_SECONDS: i64 = 120;
@@ -40,11 +40,11 @@ pub fn retry_delay(base_seconds: u64, attempts: u32) -> Duration {
 }
 
 /// Queues `event` in the outbox within `tx`: one message per notifier channel.
-pub(super) fn queue(tx: &mut dyn crate::store::StoreTx, event: NotificationEvent, channels: &[String]) -> Result<()> {
+pub(crate) fn queue(tx: &mut dyn crate::store::StoreTx, event: NotificationEvent, channels: &[String]) -> Result<()> {
     OutboxMessage::per_channel(event, channels).iter().try_for_each(|message| tx.insert_outbox(message))
 }
 
-impl Platform {
+impl Runtime {
     /// Delivers the notifications that are due; returns how many were attempted.
     pub async fn dispatch_outbox(&self) -> Result<usize> {
         let worker = self.worker.clone();
@@ -103,7 +103,7 @@ impl Platform {
     }
 
     /// The notifier's channels, for the messages a transaction queues (one per channel).
-    pub(super) fn channels(&self) -> Vec<String> {
+    pub(crate) fn channels(&self) -> Vec<String> {
         self.notifier.channels()
     }
 
@@ -138,7 +138,7 @@ impl Platform {
 
     /// Makes the messages that an earlier boot of this instance claimed due at once: that
     /// process is gone, and nobody else would take them before their claim ran out.
-    pub(super) async fn take_back_outbox_claims(&self) -> Result<usize> {
+    pub(crate) async fn take_back_outbox_claims(&self) -> Result<usize> {
         let (instance, worker) = (self.instance.clone(), self.worker.clone());
         self.db(move |store, _| {
             store.transact(|tx| {

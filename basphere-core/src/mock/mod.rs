@@ -1,9 +1,22 @@
-//! Reference backends for tests and embedding: a simulated vSphere (`MockProvisioner`), a
-//! fault-injecting decorator for any provisioner, and notifiers that record or log.
+//! Reference backends: the simulated vCenter (`MockProvisioner`), which the server runs as its
+//! default VM backend and embedding programs use, and the placeholder kubeconfig of a simulated
+//! cluster. Behind the `testing` feature: a fault-injecting decorator for any provisioner
+//! (`faults`), a notifier and a bastion that record (`recording`), and an in-process simulated
+//! cluster backend (`clusters`).
 
+#[cfg(feature = "testing")]
 pub mod clusters;
+#[cfg(feature = "testing")]
+mod faults;
+#[cfg(feature = "testing")]
+mod recording;
 
-pub use clusters::{simulated_kubeconfig, ClusterFault, SimCluster, SimulatedClusters};
+#[cfg(feature = "testing")]
+pub use clusters::{ClusterFault, SimCluster, SimulatedClusters};
+#[cfg(feature = "testing")]
+pub use faults::{Fault, FaultInjectingProvisioner, Method};
+#[cfg(feature = "testing")]
+pub use recording::{RecordingBastion, RecordingNotifier};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -14,8 +27,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Message, Result};
-use crate::model::NotificationEvent;
-use crate::notifier::Notifier;
 use crate::provisioner::*;
 use crate::validate::Username;
 
@@ -471,303 +482,15 @@ impl Provisioner for MockProvisioner {
     }
 }
 
-/// Which provisioner call a fault applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    EnsureFolder,
-    CreateVm,
-    DestroyVm,
-    Power,
-    Inventory,
-}
-
-/// What goes wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Fail before reaching the backend.
-    Fail,
-    /// Reach the backend, let the call take effect, then report failure (a half-applied call).
-    FailAfter,
-    /// Hang for this long, then time out.
-    Hang(Duration),
-    /// Add latency, then proceed.
-    Delay(Duration),
-    /// Let the call take effect, then answer this much later (an answer that is already out
-    /// of date when it arrives: a listing taken before changes that follow it).
-    DelayAfter(Duration),
-    /// Let the call take effect, then hang for this long and time out (a crash after the
-    /// backend acted but before Basphere recorded it).
-    HangAfter(Duration),
-}
-
-/// Wraps any provisioner and injects faults into chosen calls.
-pub struct FaultInjectingProvisioner {
-    inner: Arc<dyn Provisioner>,
-    faults: Mutex<Vec<(Method, Fault, u32)>>,
-    injected: Mutex<u32>,
-}
-
-impl FaultInjectingProvisioner {
-    pub fn new(inner: Arc<dyn Provisioner>) -> Self {
-        FaultInjectingProvisioner { inner, faults: Mutex::new(Vec::new()), injected: Mutex::new(0) }
-    }
-
-    /// Injects `fault` into the next `times` calls of `method`.
-    pub fn inject(&self, method: Method, fault: Fault, times: u32) {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).push((method, fault, times));
-    }
-
-    /// Removes every pending fault.
-    pub fn clear(&self) {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
-    /// How many faults were injected so far.
-    pub fn injected(&self) -> u32 {
-        *self.injected.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self, method: Method) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let index = faults.iter().position(|(m, _, times)| *m == method && *times > 0)?;
-        faults[index].2 -= 1;
-        let fault = faults[index].1;
-        if faults[index].2 == 0 {
-            faults.remove(index);
-        }
-        *self.injected.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        Some(fault)
-    }
-
-    async fn around<T, F>(&self, method: Method, call: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>> + Send,
-        T: Send,
-    {
-        let injected = |what: &str| Error::Backend {
-            backend: "fault-injection",
-            source: Box::new(Message(format!("injected failure {what} {method:?}"))),
-            log_tail: vec![format!("fault injected into {method:?}")],
-        };
-        match self.take(method) {
-            None => call.await,
-            Some(Fault::Fail) => Err(injected("before")),
-            Some(Fault::FailAfter) => {
-                call.await?;
-                Err(injected("after"))
-            }
-            Some(Fault::Hang(duration)) => {
-                tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!("{method:?} did not answer within {duration:?}")))
-            }
-            Some(Fault::Delay(duration)) => {
-                tokio::time::sleep(duration).await;
-                call.await
-            }
-            Some(Fault::DelayAfter(duration)) => {
-                let answer = call.await;
-                tokio::time::sleep(duration).await;
-                answer
-            }
-            Some(Fault::HangAfter(duration)) => {
-                call.await?;
-                tokio::time::sleep(duration).await;
-                Err(Error::Timeout(format!("{method:?} took effect but did not answer within {duration:?}")))
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Provisioner for FaultInjectingProvisioner {
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
-
-    async fn preflight(&self) -> Result<()> {
-        self.inner.preflight().await
-    }
-
-    async fn ensure_folder(&self, owner: &Username) -> Result<()> {
-        self.around(Method::EnsureFolder, self.inner.ensure_folder(owner)).await
-    }
-
-    async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
-        self.around(Method::CreateVm, self.inner.create_vm(request)).await
-    }
-
-    async fn destroy_vm(&self, vm: &VmRef) -> Result<()> {
-        self.around(Method::DestroyVm, self.inner.destroy_vm(vm)).await
-    }
-
-    async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState> {
-        self.around(Method::Power, self.inner.power(vm, action)).await
-    }
-
-    async fn inventory(&self) -> Result<Vec<InventoryVm>> {
-        self.around(Method::Inventory, self.inner.inventory()).await
-    }
-
-    async fn adopt(&self, vm: &VmRef) -> Result<()> {
-        self.inner.adopt(vm).await
-    }
-}
-
-/// Keeps every event it is given; can be told to fail the next deliveries.
-#[derive(Default)]
-pub struct RecordingNotifier {
-    events: Mutex<Vec<NotificationEvent>>,
-    recipients: Mutex<Vec<crate::notifier::Recipient>>,
-    failures_left: Mutex<u32>,
-    attempts: Mutex<u32>,
-}
-
-impl RecordingNotifier {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Events delivered successfully, in order.
-    pub fn events(&self) -> Vec<NotificationEvent> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Who each delivered event was for, in the order of `events`.
-    pub fn recipients(&self) -> Vec<crate::notifier::Recipient> {
-        self.recipients.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Makes the next `count` deliveries fail.
-    pub fn fail_next(&self, count: u32) {
-        *self.failures_left.lock().unwrap_or_else(|p| p.into_inner()) = count;
-    }
-
-    /// Every delivery attempt, failed or not.
-    pub fn attempts(&self) -> u32 {
-        *self.attempts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[async_trait]
-impl Notifier for RecordingNotifier {
-    fn backend_name(&self) -> &'static str {
-        "recording"
-    }
-
-    async fn notify(&self, event: &NotificationEvent, recipient: &crate::notifier::Recipient) -> Result<()> {
-        *self.attempts.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        {
-            let mut failures = self.failures_left.lock().unwrap_or_else(|p| p.into_inner());
-            if *failures > 0 {
-                *failures -= 1;
-                return Err(Error::backend("recording", Message(format!("delivery of {} refused", event.name()))));
-            }
-        }
-        // Both lists under the events lock, so that they stay in step.
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events.push(event.clone());
-        self.recipients.lock().unwrap_or_else(|p| p.into_inner()).push(recipient.clone());
-        Ok(())
-    }
-}
-
-/// A bastion that keeps its logins in memory: uids from 61000 up, the key of each, every call
-/// in order; it can be told to fail the next calls, and refuses a name it did not make.
-#[derive(Default)]
-pub struct RecordingBastion {
-    state: Mutex<BastionState>,
-}
-
-#[derive(Default)]
-struct BastionState {
-    logins: BTreeMap<String, (u32, String)>,
-    /// Names that exist on the host but are not Basphere's (system accounts).
-    foreign: BTreeSet<String>,
-    calls: Vec<String>,
-    failures_left: u32,
-    next_uid: u32,
-}
-
-impl RecordingBastion {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BastionState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes the next `count` calls fail, as a host whose useradd is broken would.
-    pub fn fail_next(&self, count: u32) {
-        self.lock().failures_left = count;
-    }
-
-    /// A login of this name that Basphere did not make.
-    pub fn add_foreign(&self, name: &str) {
-        self.lock().foreign.insert(name.to_owned());
-    }
-
-    /// The login's uid and its authorized key, if it exists.
-    pub fn login(&self, name: &str) -> Option<(u32, String)> {
-        self.lock().logins.get(name).cloned()
-    }
-
-    /// Every call, as `method:name`, in order.
-    pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
-    }
-
-    fn call(&self, method: &str, name: &Username) -> Result<std::sync::MutexGuard<'_, BastionState>> {
-        let mut state = self.lock();
-        state.calls.push(format!("{method}:{name}"));
-        if state.failures_left > 0 {
-            state.failures_left -= 1;
-            return Err(Error::backend("bastion", Message(format!("{method} {name}: useradd failed (injected)"))));
-        }
-        Ok(state)
-    }
-}
-
-#[async_trait]
-impl crate::bastion::Bastion for RecordingBastion {
-    fn backend_name(&self) -> &'static str {
-        "recording"
-    }
-
-    async fn ensure_login(&self, username: &Username, key: &crate::validate::SshPublicKey) -> Result<Option<u32>> {
-        let mut state = self.call("ensure_login", username)?;
-        if state.foreign.contains(username.as_str()) {
-            return Err(Error::already_exists("bastion login (not Basphere's)", username));
-        }
-        if let Some((uid, _)) = state.logins.get(username.as_str()).cloned() {
-            state.logins.insert(username.to_string(), (uid, key.as_str().to_owned()));
-            return Ok(Some(uid));
-        }
-        let uid = 61000 + state.next_uid;
-        state.next_uid += 1;
-        state.logins.insert(username.to_string(), (uid, key.as_str().to_owned()));
-        Ok(Some(uid))
-    }
-
-    async fn set_key(&self, username: &Username, key: &crate::validate::SshPublicKey) -> Result<()> {
-        let mut state = self.call("set_key", username)?;
-        match state.logins.get_mut(username.as_str()) {
-            Some(login) => {
-                login.1 = key.as_str().to_owned();
-                Ok(())
-            }
-            None => Err(Error::not_found("bastion login", username)),
-        }
-    }
-
-    async fn remove_login(&self, username: &Username) -> Result<()> {
-        let mut state = self.call("remove_login", username)?;
-        if state.foreign.contains(username.as_str()) {
-            return Err(Error::Conflict(format!("{username} is not a Basphere login; it is left alone")));
-        }
-        state.logins.remove(username.as_str());
-        Ok(())
-    }
+/// The admin kubeconfig a simulated cluster `name` gives, its API server at `host`:6443 (the
+/// certificates are placeholders: nothing answers there).
+pub fn simulated_kubeconfig(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: https://{host}:6443\n    \
+         certificate-authority-data: c2ltdWxhdGVk\ncontexts:\n- name: {name}-admin@{name}\n  context:\n    cluster: {name}\n    \
+         user: {name}-admin\ncurrent-context: {name}-admin@{name}\nusers:\n- name: {name}-admin\n  user:\n    \
+         client-certificate-data: c2ltdWxhdGVk\n    client-key-data: c2ltdWxhdGVk\n"
+    )
 }
 
 #[cfg(test)]

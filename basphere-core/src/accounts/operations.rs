@@ -4,14 +4,18 @@
 
 use async_trait::async_trait;
 
-use super::cluster_operations::cluster_ref;
-use super::operations::{OperationContext, OperationHandler};
-use super::vm_operations::{release_leases, vm_ref};
-use crate::cluster_provisioner::Removal;
+use std::sync::Arc;
+
+use crate::bastion::Bastion;
+use crate::cluster_provisioner::{ClusterProvisioner, Removal};
+use crate::clusters::operations::cluster_ref;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::provisioner::Provisioner;
+use crate::runtime::{OperationContext, OperationHandler, Registry};
 use crate::store::{ClusterFilter, OperationFilter, VmFilter};
 use crate::validate::Username;
+use crate::vms::operations::{release_leases, vm_ref};
 
 const STEP_BLOCK: &str = "ip block";
 const STEP_FOLDER: &str = "vsphere folder";
@@ -23,26 +27,50 @@ const STEP_ADDRESSES: &str = "free addresses";
 const STEP_REMOVE_LOGIN: &str = "remove bastion login";
 const STEP_ACCOUNT: &str = "remove account";
 
-pub(super) const APPROVE_STEPS: &[&str] = &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN];
-pub(super) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
-pub(super) const PURGE_STEPS: &[&str] = &[STEP_CLUSTERS, STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
+pub(crate) const APPROVE_STEPS: &[&str] = &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN];
+pub(crate) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
+pub(crate) const PURGE_STEPS: &[&str] = &[STEP_CLUSTERS, STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
 
-/// Runs `approve_account`, `change_key` and `purge_account`.
-pub(super) struct AccountOperations;
+/// The backends the account operations drive.
+#[derive(Clone)]
+pub(crate) struct Backends {
+    pub provisioner: Arc<dyn Provisioner>,
+    pub clusters: Arc<dyn ClusterProvisioner>,
+    pub bastion: Arc<dyn Bastion>,
+}
+
+/// Registers the account operations' handlers.
+pub(crate) fn register(registry: &mut Registry, backends: &Backends) {
+    registry.register(OperationKind::ApproveAccount, Approve(backends.clone()));
+    registry.register(OperationKind::ChangeKey, ChangeKey(backends.bastion.clone()));
+    registry.register(OperationKind::PurgeAccount, Purge(backends.clone()));
+}
+
+/// `approve_account`: the account's IP block, vSphere folder and bastion login.
+struct Approve(Backends);
+/// `change_key`: the new key on the bastion.
+struct ChangeKey(Arc<dyn Bastion>);
+/// `purge_account`: everything the account has, then the account.
+struct Purge(Backends);
 
 #[async_trait]
-impl OperationHandler for AccountOperations {
-    fn kinds(&self) -> &'static [OperationKind] {
-        &[OperationKind::ApproveAccount, OperationKind::ChangeKey, OperationKind::PurgeAccount]
-    }
-
+impl OperationHandler for Approve {
     async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
-        match operation.kind {
-            OperationKind::ApproveAccount => approve(ctx, operation).await,
-            OperationKind::ChangeKey => change_key(ctx, operation).await,
-            OperationKind::PurgeAccount => purge(ctx, operation).await,
-            other => Err(Error::NotSupported(format!("{other} is not an account operation"))),
-        }
+        approve(ctx, &self.0, operation).await
+    }
+}
+
+#[async_trait]
+impl OperationHandler for ChangeKey {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        change_key(ctx, &*self.0, operation).await
+    }
+}
+
+#[async_trait]
+impl OperationHandler for Purge {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        purge(ctx, &self.0, operation).await
     }
 }
 
@@ -66,13 +94,13 @@ async fn failed(
     Ok(operation)
 }
 
-/// Whether `error` is the store's (a lost claim, say): the run stops and the operation stays
-/// unfinished, rather than being marked failed.
+/// Whether `error` means this process lost the operation: the run stops and the operation
+/// stays unfinished for its new holder, rather than being marked failed.
 fn is_ours(error: &Error) -> bool {
-    matches!(error, Error::Conflict(message) if message.contains("the claim on operation"))
+    matches!(error, Error::ClaimLost(_))
 }
 
-async fn approve(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn approve(ctx: &OperationContext<'_>, backends: &Backends, mut operation: Operation) -> Result<Operation> {
     let name = operation.owner.clone();
     let again = format!("run `basphere admin user approve {name}` again to finish");
     let Some(user) = load_user(ctx, &name).await? else {
@@ -94,14 +122,14 @@ async fn approve(ctx: &OperationContext<'_>, mut operation: Operation) -> Result
 
     operation.start_step(STEP_FOLDER);
     ctx.save(&operation).await?;
-    if let Err(error) = ctx.provisioner().ensure_folder(&name).await {
+    if let Err(error) = backends.provisioner.ensure_folder(&name).await {
         return failed(ctx, operation, STEP_FOLDER, &error, &again).await;
     }
     operation.finish_step(STEP_FOLDER, true);
 
     operation.start_step(STEP_LOGIN);
     ctx.save(&operation).await?;
-    let uid = match ctx.bastion().ensure_login(&name, &user.ssh_key).await {
+    let uid = match backends.bastion.ensure_login(&name, &user.ssh_key).await {
         Ok(uid) => uid,
         Err(error) => return failed(ctx, operation, STEP_LOGIN, &error, &again).await,
     };
@@ -129,7 +157,7 @@ async fn approve(ctx: &OperationContext<'_>, mut operation: Operation) -> Result
     }
 }
 
-async fn change_key(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn change_key(ctx: &OperationContext<'_>, bastion: &dyn Bastion, mut operation: Operation) -> Result<Operation> {
     let name = operation.owner.clone();
     let again = format!(
         "the account's key is changed in Basphere; fix the bastion and run the operation again ({})",
@@ -142,7 +170,7 @@ async fn change_key(ctx: &OperationContext<'_>, mut operation: Operation) -> Res
     };
     operation.start_step(STEP_KEY);
     ctx.save(&operation).await?;
-    if let Err(error) = ctx.bastion().set_key(&name, &user.ssh_key).await {
+    if let Err(error) = bastion.set_key(&name, &user.ssh_key).await {
         return failed(ctx, operation, STEP_KEY, &error, &again).await;
     }
     operation.finish_step(STEP_KEY, true);
@@ -158,7 +186,7 @@ async fn change_key(ctx: &OperationContext<'_>, mut operation: Operation) -> Res
     Ok(operation)
 }
 
-async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn purge(ctx: &OperationContext<'_>, backends: &Backends, mut operation: Operation) -> Result<Operation> {
     let name = operation.owner.clone();
     let again = format!("run `basphere admin user purge {name}` again to finish");
     if load_user(ctx, &name).await?.is_none() {
@@ -197,7 +225,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
         let target = cluster_ref(&cluster);
         let deadline = tokio::time::Instant::now() + ctx.config().kubernetes.delete_timeout;
         loop {
-            match ctx.clusters().delete(&target).await {
+            match backends.clusters.delete(&target).await {
                 Ok(Removal::Gone) => break,
                 Ok(Removal::Waiting(message)) if tokio::time::Instant::now() >= deadline => {
                     let error = Error::Timeout(format!("the cluster {} is not gone: {message}", cluster.name));
@@ -207,7 +235,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
                     let error = Error::Conflict(format!("deleting the cluster {}: {error}", cluster.name));
                     return failed(ctx, operation, STEP_CLUSTERS, &error, &again).await;
                 }
-                _ => ctx.clusters().changed(std::time::Duration::from_secs(5)).await,
+                _ => backends.clusters.changed(std::time::Duration::from_secs(5)).await,
             }
         }
         operation.append_log([format!("deleted the cluster {}", cluster.name)]);
@@ -225,7 +253,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
     operation.start_step(STEP_VMS);
     ctx.save(&operation).await?;
     for mut vm in vms.into_iter().filter(Vm::is_live) {
-        if let Err(error) = ctx.provisioner().destroy_vm(&vm_ref(&vm)).await {
+        if let Err(error) = backends.provisioner.destroy_vm(&vm_ref(&vm)).await {
             let error = Error::Conflict(format!("destroying the VM {}: {error}", vm.name));
             return failed(ctx, operation, STEP_VMS, &error, &again).await;
         }
@@ -256,7 +284,7 @@ async fn purge(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
 
     operation.start_step(STEP_REMOVE_LOGIN);
     ctx.save(&operation).await?;
-    if let Err(error) = ctx.bastion().remove_login(&name).await {
+    if let Err(error) = backends.bastion.remove_login(&name).await {
         return failed(ctx, operation, STEP_REMOVE_LOGIN, &error, &again).await;
     }
     operation.finish_step(STEP_REMOVE_LOGIN, true);

@@ -1,13 +1,17 @@
 //! API tokens: creating (the secret shown once), listing, revoking, and turning a bearer
 //! secret into an `Actor`, with a short cache so a request costs no store read for its identity.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use serde_json::json;
 use uuid::Uuid;
 
-use super::authz::{decide, Action, Actor};
-use super::{Platform, TOKEN_CACHE_MAX, TOKEN_CACHE_TTL};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::runtime::authz::{decide, Action, Actor};
+use crate::runtime::Runtime;
 use crate::store::StoreExt;
 use crate::validate::{free_text, Username};
 
@@ -41,10 +45,38 @@ pub fn token_scope(scope: Option<&str>) -> Result<TokenScope> {
     scope.map_or(Ok(TokenScope::User), TokenScope::parse)
 }
 
-impl Platform {
+/// How long an authenticated token is trusted without reading the store again: a token
+/// revoked anywhere (another process, another replica, the database itself) stops working in
+/// every process within this time; revoked through this process, at once.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Recently authenticated tokens by secret hash, so a request costs no store read for its
+/// identity. Entries live [`TOKEN_CACHE_TTL`] at most; a revocation, suspension or deletion in
+/// this process removes them at once.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries: Mutex<HashMap<String, (User, ApiToken, tokio::time::Instant)>>,
+}
+
+impl TokenCache {
     /// Drops `username`'s cached tokens, so that a suspension or deletion counts at once here.
-    pub(super) fn forget_tokens_of(&self, username: &crate::validate::Username) {
-        self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (user, _, _)| user.username != *username);
+    pub(crate) fn forget_account(&self, username: &Username) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (user, _, _)| user.username != *username);
+    }
+}
+
+/// API tokens and browser sessions: how callers prove who they are. Every use case that
+/// changes something takes the [`Actor`] (or the server's own check of the caller), asks
+/// [`decide`] and audits the change.
+pub struct Credentials {
+    pub(super) rt: Arc<Runtime>,
+    pub(super) tokens: Arc<TokenCache>,
+}
+
+impl Credentials {
+    pub(crate) fn new(rt: Arc<Runtime>, tokens: Arc<TokenCache>) -> Self {
+        Credentials { rt, tokens }
     }
 
     /// Creates an API token for `owner`. The secret is returned once; only its hash is stored.
@@ -84,27 +116,28 @@ impl Platform {
             last_used_at: None,
         };
         let (saved, actor) = (token.clone(), actor.clone());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                let user = tx.get_user(&saved.owner)?.ok_or_else(|| Error::not_found("user", &saved.owner))?;
-                if saved.scope == TokenScope::Admin && user.role != Role::Admin {
-                    return Err(Error::Forbidden(format!(
-                        "{} is not an administrator; admin tokens are for admin accounts",
-                        user.username
-                    )));
-                }
-                tx.insert_token(&saved)?;
-                tx.append_audit(&AuditEvent::new(
-                    &actor.name,
-                    "token.create",
-                    &format!("token/{}/{}", saved.owner, saved.id),
-                    &actor.source,
-                    Outcome::Success,
-                    json!({"scope": saved.scope, "name": saved.name}),
-                ))
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let user = tx.get_user(&saved.owner)?.ok_or_else(|| Error::not_found("user", &saved.owner))?;
+                    if saved.scope == TokenScope::Admin && user.role != Role::Admin {
+                        return Err(Error::Forbidden(format!(
+                            "{} is not an administrator; admin tokens are for admin accounts",
+                            user.username
+                        )));
+                    }
+                    tx.insert_token(&saved)?;
+                    tx.append_audit(&AuditEvent::new(
+                        &actor.name,
+                        "token.create",
+                        &format!("token/{}/{}", saved.owner, saved.id),
+                        &actor.source,
+                        Outcome::Success,
+                        json!({"scope": saved.scope, "name": saved.name}),
+                    ))
+                })
             })
-        })
-        .await?;
+            .await?;
         Ok(NewToken { token, secret })
     }
 
@@ -112,13 +145,14 @@ impl Platform {
     pub async fn list_tokens(&self, actor: &Actor, owner: &Username) -> Result<Vec<ApiToken>> {
         decide(actor, Action::View, Some(owner), "user", owner)?;
         let owner = owner.clone();
-        self.read(move |store| store.query(|tx| tx.list_tokens(&owner))).await
+        self.rt.read(move |store| store.query(|tx| tx.list_tokens(&owner))).await
     }
 
     /// Revokes a token of the actor's own (or any, for an admin). Others' tokens are `NotFound`.
     pub async fn revoke_token(&self, actor: &Actor, id: Uuid) -> Result<ApiToken> {
         let actor = actor.clone();
         let revoked = self
+            .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     let mut token = tx.get_token(id)?.ok_or_else(|| Error::not_found("token", id))?;
@@ -139,7 +173,7 @@ impl Platform {
                 })
             })
             .await?;
-        self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, token, _)| token.id != id);
+        self.tokens.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, token, _)| token.id != id);
         Ok(revoked)
     }
 
@@ -154,7 +188,7 @@ impl Platform {
     /// The account and token behind a bearer secret; see [`Platform::identify_token`].
     pub async fn authenticate_token(&self, secret: &str) -> Result<(User, ApiToken)> {
         let hash = ApiToken::hash_secret(secret);
-        let cached = self.token_cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
+        let cached = self.tokens.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
         if let Some((user, token, at)) = cached {
             if at.elapsed() < TOKEN_CACHE_TTL && token.is_valid_at(now()) {
                 return Ok((user, token));
@@ -162,6 +196,7 @@ impl Platform {
         }
         let key = hash.clone();
         let found = self
+            .rt
             .db(move |store, _| {
                 store.query(|tx| {
                     let Some(token) = tx.token_by_hash(&hash)? else {
@@ -173,7 +208,7 @@ impl Platform {
             .await?;
         match found {
             Some((user, token)) if token.is_valid_at(now()) && user.status == UserStatus::Active => {
-                let mut cache = self.token_cache.lock().unwrap_or_else(|p| p.into_inner());
+                let mut cache = self.tokens.entries.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= TOKEN_CACHE_MAX {
                     cache.clear();
                 }
@@ -187,7 +222,7 @@ impl Platform {
 
 /// The rights a token gives: an admin-scoped token of an admin account administers, every other
 /// token acts as its account's user.
-pub(super) fn token_role(user: &User, token: &ApiToken) -> Role {
+pub(crate) fn token_role(user: &User, token: &ApiToken) -> Role {
     if token.scope == TokenScope::Admin && user.role == Role::Admin {
         Role::Admin
     } else {

@@ -2,8 +2,8 @@
 //! for refusals) and notifications to people.
 
 use super::authz::{decide, Action, Actor};
-use super::{page, Page, PageRequest, Platform};
-use crate::error::Result;
+use super::{page, Page, PageRequest, Runtime};
+use crate::error::{Error, Result};
 use crate::model::*;
 use crate::store::{AuditFilter, StoreExt};
 
@@ -17,7 +17,7 @@ pub struct AuditQuery {
     pub page: PageRequest,
 }
 
-impl Platform {
+impl Runtime {
     /// The audit log, oldest first (administrators).
     pub async fn audit_log(&self, actor: &Actor, query: AuditQuery) -> Result<Page<AuditEvent>> {
         decide(actor, Action::Administer, None, "audit", &"")?;
@@ -34,7 +34,7 @@ impl Platform {
     }
 
     /// Records an audit event in its own transaction; failures are logged, not returned.
-    pub(super) async fn audit(
+    pub(crate) async fn audit(
         &self,
         actor: &Actor,
         action: &str,
@@ -46,5 +46,26 @@ impl Platform {
         if let Err(error) = self.db(move |store, _| store.write(&mut |tx| tx.append_audit(&event))).await {
             tracing::error!(%error, "audit event could not be recorded");
         }
+    }
+
+    /// Records a refused request's audit event in its own transaction (the request's own, which
+    /// would have held it, did not commit): `denied` for quota and authorization, `failure`
+    /// otherwise, with the error in `details` (an object). Accepted requests are audited in
+    /// their transaction instead, so `Ok` records nothing here.
+    pub(crate) async fn audit_refusal<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        result: &Result<T>,
+        mut details: serde_json::Value,
+    ) {
+        let Err(error) = result else { return };
+        let outcome = match error {
+            Error::QuotaExceeded { .. } | Error::Forbidden(_) => Outcome::Denied,
+            _ => Outcome::Failure,
+        };
+        details["error"] = serde_json::Value::String(crate::validate::bounded(&error.to_string()));
+        self.audit(actor, action, resource, outcome, details).await;
     }
 }

@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use super::authz::{decide, Action, Actor};
-use super::Platform;
+use super::Accounts;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::runtime::authz::{decide, Action, Actor};
 use crate::store::StoreExt;
 use crate::validate::Username;
 
@@ -16,7 +16,7 @@ pub struct QuotaReport {
     pub usage: Usage,
 }
 
-impl Platform {
+impl Accounts {
     /// The limits and usage of `owner`, as `actor` may see them.
     pub async fn quota(&self, actor: &Actor, owner: &Username) -> Result<QuotaReport> {
         decide(actor, Action::View, Some(owner), "user", owner)?;
@@ -26,17 +26,18 @@ impl Platform {
     /// The limits and usage of an account, with no questions asked (the platform's own use).
     pub(super) async fn quota_report(&self, owner: &Username) -> Result<QuotaReport> {
         let owner = owner.clone();
-        let default = self.config.default_quota;
-        self.db(move |store, _| {
-            store.query(|tx| {
-                if tx.get_user(&owner)?.is_none() {
-                    return Err(Error::not_found("user", &owner));
-                }
-                let quota = default.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
-                Ok(QuotaReport { quota, usage: tx.usage(&owner)? })
+        let default = self.rt.config.default_quota;
+        self.rt
+            .db(move |store, _| {
+                store.query(|tx| {
+                    if tx.get_user(&owner)?.is_none() {
+                        return Err(Error::not_found("user", &owner));
+                    }
+                    let quota = default.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
+                    Ok(QuotaReport { quota, usage: tx.usage(&owner)? })
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Sets (or with `None` removes) an account's quota override. Administrators only.
@@ -48,23 +49,24 @@ impl Platform {
     ) -> Result<QuotaReport> {
         decide(actor, Action::Administer, Some(owner), "user", owner)?;
         let (owner_saved, actor) = (owner.clone(), actor.clone());
-        self.db(move |store, _| {
-            store.transact(|tx| {
-                if tx.get_user(&owner_saved)?.is_none() {
-                    return Err(Error::not_found("user", &owner_saved));
-                }
-                tx.set_quota_override(&owner_saved, quota.as_ref())?;
-                tx.append_audit(&AuditEvent::new(
-                    &actor.name,
-                    "quota.set",
-                    &format!("user/{owner_saved}"),
-                    &actor.source,
-                    Outcome::Success,
-                    json!(quota),
-                ))
+        self.rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    if tx.get_user(&owner_saved)?.is_none() {
+                        return Err(Error::not_found("user", &owner_saved));
+                    }
+                    tx.set_quota_override(&owner_saved, quota.as_ref())?;
+                    tx.append_audit(&AuditEvent::new(
+                        &actor.name,
+                        "quota.set",
+                        &format!("user/{owner_saved}"),
+                        &actor.source,
+                        Outcome::Success,
+                        json!(quota),
+                    ))
+                })
             })
-        })
-        .await?;
+            .await?;
         self.quota_report(owner).await
     }
 }

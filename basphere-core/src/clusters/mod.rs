@@ -1,7 +1,9 @@
 //! Kubernetes clusters: create (validate, quota, VIP and node pool leases, record, in one
 //! transaction), list, show, watch, kubeconfig, scale and delete. The backend work runs as
 //! operations (see `cluster_operations`); the status comes from the backend's observations
-//! (see `cluster_operations::refresh_cluster_statuses`).
+//! (see [`Clusters::refresh_statuses`]).
+
+pub(crate) mod operations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,17 +11,19 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::accounts::bounded;
-use super::authz::{decide, Action, Actor};
-use super::cluster_operations::{
+use self::operations::{
     cluster_ref, STEP_APPLY, STEP_DELETE, STEP_RELEASE, STEP_RESERVE, STEP_SHRINK, STEP_WAIT_GONE, STEP_WAIT_WORKERS,
 };
-use super::vms::check_idempotency_key;
-use super::{page, Page, PageRequest, Platform};
+use crate::cluster_provisioner::ClusterProvisioner;
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::store::{ClusterFilter, OperationFilter, StoreExt, StoreTx};
+use crate::runtime::authz::{decide, Action, Actor};
+use crate::runtime::start::{ensure_idle, on_resource, record_operation};
+use crate::runtime::{page, Page, PageRequest, Runtime};
+use crate::store::{ClusterFilter, StoreExt, StoreTx};
+use crate::validate::bounded;
 use crate::validate::{ResourceName, Username};
+use crate::vms::check_idempotency_key;
 
 /// Most workers a cluster may have (further limited by the owner's nodes-per-cluster quota).
 pub const MAX_CLUSTER_WORKERS: u32 = 100;
@@ -92,43 +96,46 @@ fn lease_nodes(
     Ok(())
 }
 
-impl Platform {
+/// The clusters' use cases. Every one takes the [`Actor`], asks [`decide`] and audits what it
+/// changes.
+pub struct Clusters {
+    rt: Arc<Runtime>,
+    /// The Kubernetes cluster backend.
+    backend: Arc<dyn ClusterProvisioner>,
+}
+
+impl Clusters {
+    pub(crate) fn new(rt: Arc<Runtime>, backend: Arc<dyn ClusterProvisioner>) -> Self {
+        Clusters { rt, backend }
+    }
+
     /// Validates, checks the quota, leases the VIP and the node pool, records the cluster and
     /// its operation in one transaction, and starts building it in the background. A repeated
     /// request with the same `idempotency_key` returns the first answer.
-    pub async fn create_cluster(
-        self: &Arc<Self>,
+    pub async fn create(
+        &self,
         actor: &Actor,
         owner: &Username,
         request: CreateCluster,
         idempotency_key: Option<&str>,
     ) -> Result<(Cluster, Operation, bool)> {
-        let result = self.create_cluster_inner(actor, owner, request.clone(), idempotency_key.map(str::to_owned)).await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Success,
-            Err(Error::QuotaExceeded { .. } | Error::Forbidden(_)) => Outcome::Denied,
-            Err(_) => Outcome::Failure,
-        };
-        if outcome != Outcome::Success {
-            let error = result.as_ref().err().map(ToString::to_string);
-            let details = json!({
-                "type": bounded(&request.cluster_type),
-                "worker_spec": request.worker_spec.as_deref().map(bounded),
-                "workers": request.workers,
-                "error": error.map(|e| bounded(&e)),
-            });
-            let resource = format!("cluster/{owner}/{}", bounded(&request.name));
-            self.audit(actor, "cluster.create", &resource, outcome, details).await;
-        }
+        let result = self.create_inner(actor, owner, request.clone(), idempotency_key.map(str::to_owned)).await;
+        let details = json!({
+            "type": bounded(&request.cluster_type),
+            "worker_spec": request.worker_spec.as_deref().map(bounded),
+            "workers": request.workers,
+        });
+        let resource = format!("cluster/{owner}/{}", bounded(&request.name));
+        self.rt.audit_refusal(actor, "cluster.create", &resource, &result, details).await;
         let (cluster, operation, replayed) = result?;
-        self.outbox_ready.notify_one();
+        self.rt.outbox_ready.notify_one();
         if !replayed {
-            self.spawn_operation(operation.id);
+            self.rt.spawn_operation(operation.id);
         }
         Ok((cluster, operation, replayed))
     }
 
-    async fn create_cluster_inner(
+    async fn create_inner(
         &self,
         actor: &Actor,
         owner: &Username,
@@ -140,122 +147,123 @@ impl Platform {
             check_idempotency_key(key)?;
         }
         let name = ResourceName::cluster(&request.name)?;
-        let cluster_type = self.config.cluster_type(&request.cluster_type)?.clone();
-        let worker_spec =
-            self.config.node_spec(request.worker_spec.as_deref().unwrap_or(&cluster_type.worker_spec_default))?.clone();
-        let control_plane_spec = self.config.node_spec(&cluster_type.control_plane_spec)?.clone();
+        let cluster_type = self.rt.config.cluster_type(&request.cluster_type)?.clone();
+        let worker_spec = self
+            .rt
+            .config
+            .node_spec(request.worker_spec.as_deref().unwrap_or(&cluster_type.worker_spec_default))?
+            .clone();
+        let control_plane_spec = self.rt.config.node_spec(&cluster_type.control_plane_spec)?.clone();
         let workers = check_workers(request.workers.unwrap_or(cluster_type.worker_count))?;
         let request_hash = ApiToken::hash_secret(&format!(
             "create-cluster\n{}\n{}\n{:?}\n{:?}",
             request.name, request.cluster_type, request.worker_spec, request.workers
         ));
-        let version = self.config.kubernetes.version.clone();
-        let default_quota = self.config.default_quota;
-        let channels = self.channels();
+        let version = self.rt.config.kubernetes.version.clone();
+        let default_quota = self.rt.config.default_quota;
+        let channels = self.rt.channels();
         let (owner, actor) = (owner.clone(), actor.clone());
-        self.db(move |store, ipam| {
-            store.transact(|tx| {
-                if let Some(key) = &idempotency_key {
-                    if let Some(record) = tx.get_idempotency(&owner, key)? {
-                        if record.request_hash != request_hash {
-                            return Err(Error::Conflict(format!(
-                                "the Idempotency-Key {key:?} was already used for a different request"
-                            )));
+        self.rt
+            .db(move |store, ipam| {
+                store.transact(|tx| {
+                    if let Some(key) = &idempotency_key {
+                        if let Some(record) = tx.get_idempotency(&owner, key)? {
+                            if record.request_hash != request_hash {
+                                return Err(Error::Conflict(format!(
+                                    "the Idempotency-Key {key:?} was already used for a different request"
+                                )));
+                            }
+                            let id =
+                                record.operations.first().copied().ok_or_else(|| Error::not_found("operation", key))?;
+                            let operation = tx.get_operation(id)?.ok_or_else(|| Error::not_found("operation", id))?;
+                            let cluster = tx
+                                .get_cluster(operation.resource.id)?
+                                .ok_or_else(|| Error::not_found("cluster", operation.resource.id))?;
+                            return Ok((cluster, operation, true));
                         }
-                        let id =
-                            record.operations.first().copied().ok_or_else(|| Error::not_found("operation", key))?;
-                        let operation = tx.get_operation(id)?.ok_or_else(|| Error::not_found("operation", id))?;
-                        let cluster = tx
-                            .get_cluster(operation.resource.id)?
-                            .ok_or_else(|| Error::not_found("cluster", operation.resource.id))?;
-                        return Ok((cluster, operation, true));
                     }
-                }
-                let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
-                if user.status != UserStatus::Active {
-                    return Err(Error::Forbidden(format!("account {owner} is suspended")));
-                }
-                if tx.cluster_by_name(&owner, &name)?.is_some() {
-                    return Err(Error::already_exists("cluster", &name));
-                }
-                let quota = default_quota.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
-                let at = now();
-                let mut cluster = Cluster {
-                    id: Uuid::now_v7(),
-                    owner: owner.clone(),
-                    name: name.clone(),
-                    cluster_type: cluster_type.key.clone(),
-                    kubernetes_version: version.clone(),
-                    control_plane_count: cluster_type.control_plane_count,
-                    worker_count: workers,
-                    control_plane_spec: control_plane_spec.clone(),
-                    worker_spec: worker_spec.clone(),
-                    control_plane_endpoint: None,
-                    state: ClusterState::Pending,
-                    reason: None,
-                    status: ClusterStatus::default(),
-                    created_at: at,
-                    updated_at: at,
-                };
-                nodes_allowed(&quota, cluster.nodes())?;
-                let mut extra = cluster.usage();
-                extra.ips = 1 + u64::from(cluster.pool_size(workers));
-                let before = tx.usage(&owner)?;
-                quota.check(&before, &extra)?;
-                let vip =
-                    ResourceRef { kind: ResourceKind::ClusterEndpoint, id: cluster.id, name: format!("{name}-vip") };
-                cluster.control_plane_endpoint = Some(ipam.lease(tx, &owner, &vip, quota.max_ips)?.address);
-                tx.insert_cluster(&cluster)?;
-                lease_nodes(tx, &*ipam, &cluster, 1, cluster.pool_size(workers), quota.max_ips)?;
-                let mut operation = Operation::new(
-                    OperationKind::CreateCluster,
-                    owner.clone(),
-                    cluster_resource(&cluster),
-                    &actor.name,
-                    &[STEP_RESERVE, STEP_APPLY],
-                );
-                operation.finish_step(STEP_RESERVE, true);
-                tx.insert_operation(&operation)?;
-                let details = json!({
-                    "type": cluster.cluster_type,
-                    "workers": workers,
-                    "worker_spec": worker_spec.key,
-                    "endpoint": cluster.control_plane_endpoint.map(|a| a.to_string()),
-                    "operation": operation.id,
-                });
-                tx.append_audit(&AuditEvent::new(
-                    &actor.name,
-                    "cluster.create",
-                    &format!("cluster/{owner}/{name}"),
-                    &actor.source,
-                    Outcome::Success,
-                    details,
-                ))?;
-                for event in super::vm_operations::crossings(&owner, &quota, &before, &extra) {
-                    super::outbox::queue(tx, event, &channels)?;
-                }
-                if let Some(key) = &idempotency_key {
-                    tx.insert_idempotency(&IdempotencyRecord {
+                    let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
+                    if user.status != UserStatus::Active {
+                        return Err(Error::Forbidden(format!("account {owner} is suspended")));
+                    }
+                    if tx.cluster_by_name(&owner, &name)?.is_some() {
+                        return Err(Error::already_exists("cluster", &name));
+                    }
+                    let quota = default_quota.with_override(&tx.quota_override(&owner)?.unwrap_or_default());
+                    let at = now();
+                    let mut cluster = Cluster {
+                        id: Uuid::now_v7(),
                         owner: owner.clone(),
-                        key: key.clone(),
-                        request_hash: request_hash.clone(),
-                        operations: vec![operation.id],
-                        created_at: now(),
-                    })?;
-                }
-                Ok((cluster, operation, false))
+                        name: name.clone(),
+                        cluster_type: cluster_type.key.clone(),
+                        kubernetes_version: version.clone(),
+                        control_plane_count: cluster_type.control_plane_count,
+                        worker_count: workers,
+                        control_plane_spec: control_plane_spec.clone(),
+                        worker_spec: worker_spec.clone(),
+                        control_plane_endpoint: None,
+                        state: ClusterState::Pending,
+                        reason: None,
+                        status: ClusterStatus::default(),
+                        created_at: at,
+                        updated_at: at,
+                    };
+                    nodes_allowed(&quota, cluster.nodes())?;
+                    let mut extra = cluster.usage();
+                    extra.ips = 1 + u64::from(cluster.pool_size(workers));
+                    let before = tx.usage(&owner)?;
+                    quota.check(&before, &extra)?;
+                    let vip = ResourceRef {
+                        kind: ResourceKind::ClusterEndpoint,
+                        id: cluster.id,
+                        name: format!("{name}-vip"),
+                    };
+                    cluster.control_plane_endpoint = Some(ipam.lease(tx, &owner, &vip, quota.max_ips)?.address);
+                    tx.insert_cluster(&cluster)?;
+                    lease_nodes(tx, &*ipam, &cluster, 1, cluster.pool_size(workers), quota.max_ips)?;
+                    let mut operation = Operation::new(
+                        OperationKind::CreateCluster,
+                        owner.clone(),
+                        cluster_resource(&cluster),
+                        &actor.name,
+                        &[STEP_RESERVE, STEP_APPLY],
+                    );
+                    operation.finish_step(STEP_RESERVE, true);
+                    let details = json!({
+                        "type": cluster.cluster_type,
+                        "workers": workers,
+                        "worker_spec": worker_spec.key,
+                        "endpoint": cluster.control_plane_endpoint.map(|a| a.to_string()),
+                        "operation": operation.id,
+                    });
+                    record_operation(
+                        tx,
+                        &actor,
+                        &operation,
+                        "cluster.create",
+                        &format!("cluster/{owner}/{name}"),
+                        details,
+                    )?;
+                    for event in crate::vms::operations::crossings(&owner, &quota, &before, &extra) {
+                        crate::runtime::queue(tx, event, &channels)?;
+                    }
+                    if let Some(key) = &idempotency_key {
+                        tx.insert_idempotency(&IdempotencyRecord {
+                            owner: owner.clone(),
+                            key: key.clone(),
+                            request_hash: request_hash.clone(),
+                            operations: vec![operation.id],
+                            created_at: now(),
+                        })?;
+                    }
+                    Ok((cluster, operation, false))
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// The clusters of `owner`, or of every account (`None`, administrators), oldest first.
-    pub async fn list_clusters(
-        &self,
-        actor: &Actor,
-        owner: Option<&Username>,
-        query: ClusterQuery,
-    ) -> Result<Page<Cluster>> {
+    pub async fn list(&self, actor: &Actor, owner: Option<&Username>, query: ClusterQuery) -> Result<Page<Cluster>> {
         match owner {
             Some(owner) => decide(actor, Action::View, Some(owner), "user", owner)?,
             None => decide(actor, Action::Administer, None, "cluster", &"")?,
@@ -268,7 +276,7 @@ impl Platform {
             after: query.page.after,
             limit: Some(limit + 1),
         };
-        let mut clusters = self.read(move |store| store.query(|tx| tx.list_clusters(&filter))).await?;
+        let mut clusters = self.rt.read(move |store| store.query(|tx| tx.list_clusters(&filter))).await?;
         if let Some(state) = state {
             clusters.retain(|c| c.state == state);
         }
@@ -276,45 +284,47 @@ impl Platform {
     }
 
     /// One live cluster of `owner`, by name.
-    pub async fn cluster(&self, actor: &Actor, owner: &Username, name: &str) -> Result<Cluster> {
+    pub async fn get(&self, actor: &Actor, owner: &Username, name: &str) -> Result<Cluster> {
         let name = lookup_cluster_name(name)?;
         decide(actor, Action::View, Some(owner), "cluster", &name)?;
         let owner = owner.clone();
         let found = name.clone();
-        self.read(move |store| store.query(|tx| tx.cluster_by_name(&owner, &found)))
+        self.rt
+            .read(move |store| store.query(|tx| tx.cluster_by_name(&owner, &found)))
             .await?
             .ok_or_else(|| Error::not_found("cluster", &name))
     }
 
     /// The node addresses each of `clusters` holds (for clusters the caller was allowed to see).
-    pub async fn cluster_node_addresses(
+    pub async fn node_addresses(
         &self,
         clusters: &[Cluster],
     ) -> Result<std::collections::HashMap<Uuid, Vec<std::net::Ipv4Addr>>> {
         let ids: Vec<Uuid> = clusters.iter().map(|c| c.id).collect();
-        self.db(move |store, _| {
-            store.query(|tx| {
-                let mut found = std::collections::HashMap::new();
-                for id in &ids {
-                    let mut nodes: Vec<_> = tx
-                        .leases_of_resource(*id)?
-                        .into_iter()
-                        .filter(|l| l.resource.kind == ResourceKind::ClusterNode)
-                        .map(|l| l.address)
-                        .collect();
-                    nodes.sort();
-                    found.insert(*id, nodes);
-                }
-                Ok(found)
+        self.rt
+            .db(move |store, _| {
+                store.query(|tx| {
+                    let mut found = std::collections::HashMap::new();
+                    for id in &ids {
+                        let mut nodes: Vec<_> = tx
+                            .leases_of_resource(*id)?
+                            .into_iter()
+                            .filter(|l| l.resource.kind == ResourceKind::ClusterNode)
+                            .map(|l| l.address)
+                            .collect();
+                        nodes.sort();
+                        found.insert(*id, nodes);
+                    }
+                    Ok(found)
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// The cluster once it changed after `since` (its `updated_at`), or as it is when `timeout`
     /// passes: a long poll that costs a store read per change or second, never a call to the
     /// management cluster.
-    pub async fn watch_cluster(
+    pub async fn watch(
         &self,
         actor: &Actor,
         owner: &Username,
@@ -323,10 +333,11 @@ impl Platform {
         timeout: Duration,
     ) -> Result<Cluster> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let id = self.cluster(actor, owner, name).await?.id;
+        let id = self.get(actor, owner, name).await?.id;
         loop {
-            let changed = self.changed.notified();
+            let changed = self.rt.changed.notified();
             let cluster = self
+                .rt
                 .db(move |store, _| store.query(|tx| tx.get_cluster(id)))
                 .await?
                 .ok_or_else(|| Error::not_found("cluster", name.to_owned()))?;
@@ -341,19 +352,19 @@ impl Platform {
     }
 
     /// The cluster's admin kubeconfig, once its control plane is initialised.
-    pub async fn cluster_kubeconfig(&self, actor: &Actor, owner: &Username, name: &str) -> Result<String> {
-        let cluster = self.cluster(actor, owner, name).await?;
+    pub async fn kubeconfig(&self, actor: &Actor, owner: &Username, name: &str) -> Result<String> {
+        let cluster = self.get(actor, owner, name).await?;
         if matches!(cluster.state, ClusterState::Deleting | ClusterState::Deleted | ClusterState::Pending) {
             return Err(Error::Conflict(format!(
                 "cluster {} is {}; it has no kubeconfig",
                 cluster.name, cluster.state
             )));
         }
-        let kubeconfig = self.clusters.kubeconfig(&cluster_ref(&cluster)).await?;
+        let kubeconfig = self.backend.kubeconfig(&cluster_ref(&cluster)).await?;
         let resource = format!("cluster/{owner}/{}", cluster.name);
         match kubeconfig {
             Some(kubeconfig) => {
-                self.audit(actor, "cluster.kubeconfig", &resource, Outcome::Success, json!({})).await;
+                self.rt.audit(actor, "cluster.kubeconfig", &resource, Outcome::Success, json!({})).await;
                 Ok(kubeconfig)
             }
             None => Err(Error::Conflict(format!(
@@ -365,7 +376,7 @@ impl Platform {
 
     /// Marks the cluster `deleting` and deletes it in the background; its addresses are freed
     /// once Cluster API has removed everything.
-    pub async fn delete_cluster(self: &Arc<Self>, actor: &Actor, owner: &Username, name: &str) -> Result<Operation> {
+    pub async fn delete(&self, actor: &Actor, owner: &Username, name: &str) -> Result<Operation> {
         let name = lookup_cluster_name(name)?;
         let operation = self
             .start_cluster_operation(actor, owner, &name, OperationKind::DeleteCluster, |_, _, cluster| {
@@ -376,22 +387,16 @@ impl Platform {
                 Ok(&[STEP_DELETE, STEP_WAIT_GONE, STEP_RELEASE])
             })
             .await?;
-        self.spawn_operation(operation.id);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 
     /// Changes the number of workers. Growing leases the new addresses at once (within the
     /// quota); shrinking frees them once the machines are gone.
-    pub async fn scale_cluster(
-        self: &Arc<Self>,
-        actor: &Actor,
-        owner: &Username,
-        name: &str,
-        workers: u32,
-    ) -> Result<Operation> {
+    pub async fn scale(&self, actor: &Actor, owner: &Username, name: &str, workers: u32) -> Result<Operation> {
         let name = lookup_cluster_name(name)?;
         let workers = check_workers(workers)?;
-        let default_quota = self.config.default_quota;
+        let default_quota = self.rt.config.default_quota;
         let operation = self
             .start_cluster_operation(actor, owner, &name, OperationKind::ScaleCluster, move |tx, ipam, cluster| {
                 if !matches!(cluster.state, ClusterState::Ready | ClusterState::Provisioning) {
@@ -436,7 +441,7 @@ impl Platform {
                 })
             })
             .await?;
-        self.spawn_operation(operation.id);
+        self.rt.spawn_operation(operation.id);
         Ok(operation)
     }
 
@@ -456,21 +461,12 @@ impl Platform {
         decide(actor, Action::Change, Some(owner), "cluster", name)?;
         let (owner, name, actor) = (owner.clone(), name.clone(), actor.clone());
         let result = self
+            .rt
             .db(move |store, ipam| {
                 store.transact(|tx| {
                     let mut cluster =
                         tx.cluster_by_name(&owner, &name)?.ok_or_else(|| Error::not_found("cluster", &name))?;
-                    let busy = tx.list_operations(&OperationFilter {
-                        resource: Some(cluster.id),
-                        unfinished: true,
-                        ..OperationFilter::default()
-                    })?;
-                    if let Some(busy) = busy.first() {
-                        return Err(Error::Conflict(format!(
-                            "cluster {name} has an operation in progress ({} {})",
-                            busy.kind, busy.id
-                        )));
-                    }
+                    ensure_idle(&*tx, on_resource(cluster.id), format_args!("cluster {name}"))?;
                     let steps = transition(tx, &*ipam, &mut cluster)?;
                     cluster.updated_at = now();
                     tx.update_cluster(&cluster)?;
@@ -479,20 +475,14 @@ impl Platform {
                     if steps.contains(&STEP_RESERVE) {
                         operation.finish_step(STEP_RESERVE, true);
                     }
-                    tx.insert_operation(&operation)?;
-                    tx.append_audit(&AuditEvent::new(
-                        &actor.name,
-                        kind.as_str(),
-                        &format!("cluster/{owner}/{name}"),
-                        &actor.source,
-                        Outcome::Success,
-                        json!({"operation": operation.id, "workers": cluster.worker_count}),
-                    ))?;
+                    let audited = format!("cluster/{owner}/{name}");
+                    let details = json!({"operation": operation.id, "workers": cluster.worker_count});
+                    record_operation(tx, &actor, &operation, kind.as_str(), &audited, details)?;
                     Ok(operation)
                 })
             })
             .await;
-        self.changed.notify_waiters();
+        self.rt.changed.notify_waiters();
         result
     }
 }

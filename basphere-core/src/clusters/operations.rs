@@ -8,45 +8,65 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::operations::{Commit, OperationContext, OperationHandler};
-use super::vm_operations::{log_tail_of, release_leases};
-use super::Platform;
-use crate::cluster_provisioner::{ClusterHealth, ClusterObservation, ClusterRef, ClusterRequest, Removal};
+use std::sync::Arc;
+
+use super::Clusters;
+use crate::cluster_provisioner::{
+    ClusterHealth, ClusterObservation, ClusterProvisioner, ClusterRef, ClusterRequest, Removal,
+};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::runtime::{Commit, OperationContext, OperationHandler, Registry};
 use crate::store::{ClusterFilter, OperationFilter, StoreExt};
+use crate::vms::operations::{log_tail_of, release_leases};
 
-pub(super) const STEP_RESERVE: &str = "reserve addresses";
-pub(super) const STEP_APPLY: &str = "apply";
-pub(super) const STEP_DELETE: &str = "delete";
-pub(super) const STEP_WAIT_GONE: &str = "wait until removed";
-pub(super) const STEP_WAIT_WORKERS: &str = "wait for workers to go";
-pub(super) const STEP_SHRINK: &str = "shrink address pool";
-pub(super) const STEP_RELEASE: &str = "release addresses";
+pub(crate) const STEP_RESERVE: &str = "reserve addresses";
+pub(crate) const STEP_APPLY: &str = "apply";
+pub(crate) const STEP_DELETE: &str = "delete";
+pub(crate) const STEP_WAIT_GONE: &str = "wait until removed";
+pub(crate) const STEP_WAIT_WORKERS: &str = "wait for workers to go";
+pub(crate) const STEP_SHRINK: &str = "shrink address pool";
+pub(crate) const STEP_RELEASE: &str = "release addresses";
 
 /// How often a waiting operation looks again when the backend reports nothing.
 const WAIT_POLL: Duration = Duration::from_secs(5);
 
-/// Runs `create_cluster`, `scale_cluster` and `delete_cluster`.
-pub(super) struct ClusterOperations;
+/// Registers the cluster operations' handlers, each with the cluster backend.
+pub(crate) fn register(registry: &mut Registry, clusters: &Arc<dyn ClusterProvisioner>) {
+    registry.register(OperationKind::CreateCluster, Create(clusters.clone()));
+    registry.register(OperationKind::ScaleCluster, Scale(clusters.clone()));
+    registry.register(OperationKind::DeleteCluster, Delete(clusters.clone()));
+}
+
+/// `create_cluster`: applies the cluster's objects and waits for it.
+struct Create(Arc<dyn ClusterProvisioner>);
+/// `scale_cluster`: changes the number of workers.
+struct Scale(Arc<dyn ClusterProvisioner>);
+/// `delete_cluster`: deletes the cluster, then frees its addresses.
+struct Delete(Arc<dyn ClusterProvisioner>);
 
 #[async_trait]
-impl OperationHandler for ClusterOperations {
-    fn kinds(&self) -> &'static [OperationKind] {
-        &[OperationKind::CreateCluster, OperationKind::ScaleCluster, OperationKind::DeleteCluster]
-    }
-
+impl OperationHandler for Create {
     async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
-        match operation.kind {
-            OperationKind::CreateCluster => create(ctx, operation).await,
-            OperationKind::ScaleCluster => scale(ctx, operation).await,
-            OperationKind::DeleteCluster => delete(ctx, operation).await,
-            other => Err(Error::NotSupported(format!("{other} is not a cluster operation"))),
-        }
+        create(ctx, &*self.0, operation).await
     }
 }
 
-pub(super) fn cluster_ref(cluster: &Cluster) -> ClusterRef {
+#[async_trait]
+impl OperationHandler for Scale {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        scale(ctx, &*self.0, operation).await
+    }
+}
+
+#[async_trait]
+impl OperationHandler for Delete {
+    async fn run(&self, ctx: &OperationContext<'_>, operation: Operation) -> Result<Operation> {
+        delete(ctx, &*self.0, operation).await
+    }
+}
+
+pub(crate) fn cluster_ref(cluster: &Cluster) -> ClusterRef {
     ClusterRef { id: cluster.id, owner: cluster.owner.clone(), name: cluster.name.clone() }
 }
 
@@ -113,7 +133,11 @@ where
     .await
 }
 
-async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn create(
+    ctx: &OperationContext<'_>,
+    clusters: &dyn ClusterProvisioner,
+    mut operation: Operation,
+) -> Result<Operation> {
     let (cluster, user, leases) = load(ctx, &operation).await?;
     operation.start_step(STEP_APPLY);
     update(ctx, &operation, |_, c| {
@@ -122,7 +146,7 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
     })
     .await?;
     let outcome = match request(ctx, &cluster, &user, node_addresses(&leases)) {
-        Ok(request) => ctx.clusters().apply(&request).await,
+        Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
     match outcome {
@@ -143,7 +167,7 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
             operation.append_log(log_tail_of(&error));
             operation.finish_step(STEP_APPLY, false);
             // Remove whatever was made; the addresses are freed only once nothing is left.
-            let (reason, release) = match ctx.clusters().delete(&cluster_ref(&cluster)).await {
+            let (reason, release) = match clusters.delete(&cluster_ref(&cluster)).await {
                 Ok(Removal::Gone) => (format!("creation failed: {error}. Its addresses were freed; delete the record and try again"), true),
                 Ok(Removal::Waiting(_)) | Err(_) => (
                     format!("creation failed: {error}. What was made is being removed; delete the cluster to free its addresses"),
@@ -165,14 +189,18 @@ async fn create(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
     }
 }
 
-async fn scale(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn scale(
+    ctx: &OperationContext<'_>,
+    clusters: &dyn ClusterProvisioner,
+    mut operation: Operation,
+) -> Result<Operation> {
     let (cluster, user, leases) = load(ctx, &operation).await?;
     let nodes = node_addresses(&leases);
     let target = cluster.worker_count;
     operation.start_step(STEP_APPLY);
     ctx.save(&operation).await?;
     let applied = match request(ctx, &cluster, &user, nodes.clone()) {
-        Ok(request) => ctx.clusters().apply(&request).await,
+        Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
     if let Err(error) = applied {
@@ -198,7 +226,7 @@ async fn scale(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
     ctx.save(&operation).await?;
     let deadline = tokio::time::Instant::now() + ctx.config().kubernetes.delete_timeout;
     let observation = loop {
-        match ctx.clusters().observe(&cluster_ref(&cluster)).await {
+        match clusters.observe(&cluster_ref(&cluster)).await {
             Ok(Some(observation)) if observation.worker_machines <= target => break observation,
             Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => {
                 let error = Error::Timeout(format!("the surplus workers of {} are not gone", cluster.name));
@@ -207,7 +235,7 @@ async fn scale(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
                 );
                 return fail_step(ctx, operation, STEP_WAIT_WORKERS, reason, &error).await;
             }
-            _ => ctx.clusters().changed(WAIT_POLL).await,
+            _ => clusters.changed(WAIT_POLL).await,
         }
     };
     operation.finish_step(STEP_WAIT_WORKERS, true);
@@ -215,7 +243,7 @@ async fn scale(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<O
     ctx.save(&operation).await?;
     let keep = keep_addresses(&nodes, &observation.addresses_in_use, cluster.pool_size(target) as usize);
     let shrunk = match request(ctx, &cluster, &user, keep.clone()) {
-        Ok(request) => ctx.clusters().apply(&request).await,
+        Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
     if let Err(error) = shrunk {
@@ -252,7 +280,11 @@ fn keep_addresses(pool: &[Ipv4Addr], in_use: &[Ipv4Addr], size: usize) -> Vec<Ip
     keep.into_iter().collect()
 }
 
-async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
+async fn delete(
+    ctx: &OperationContext<'_>,
+    clusters: &dyn ClusterProvisioner,
+    mut operation: Operation,
+) -> Result<Operation> {
     let (cluster, _, _) = load(ctx, &operation).await?;
     let target = cluster_ref(&cluster);
     operation.start_step(STEP_DELETE);
@@ -260,7 +292,7 @@ async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
     let deadline = tokio::time::Instant::now() + ctx.config().kubernetes.delete_timeout;
     let mut last_message = None;
     loop {
-        match ctx.clusters().delete(&target).await {
+        match clusters.delete(&target).await {
             Ok(Removal::Gone) => break,
             Ok(Removal::Waiting(message)) => {
                 if operation.steps.iter().any(|s| s.name == STEP_DELETE && s.finished_at.is_none()) {
@@ -298,7 +330,7 @@ async fn delete(ctx: &OperationContext<'_>, mut operation: Operation) -> Result<
             }
             Err(error) => tracing::warn!(cluster = %cluster.name, %error, "deleting a cluster failed; trying again"),
         }
-        ctx.clusters().changed(WAIT_POLL).await;
+        clusters.changed(WAIT_POLL).await;
     }
     for step in [STEP_DELETE, STEP_WAIT_GONE] {
         if operation.steps.iter().any(|s| s.name == step && s.finished_at.is_none()) {
@@ -424,18 +456,18 @@ fn take_observation(
     event
 }
 
-impl Platform {
+impl Clusters {
     /// Brings every live cluster's state and conditions up to what the backend observes now,
     /// notifying each change to `ready` or `failed` once. Returns how many clusters changed.
     /// Only a cluster whose record would change costs a write transaction.
-    pub async fn refresh_cluster_statuses(&self) -> Result<usize> {
-        let clusters = self.db(|store, _| store.query(|tx| tx.list_clusters(&ClusterFilter::default()))).await?;
+    pub async fn refresh_statuses(&self) -> Result<usize> {
+        let clusters = self.rt.db(|store, _| store.query(|tx| tx.list_clusters(&ClusterFilter::default()))).await?;
         let mut changed = 0;
         for cluster in clusters {
             if matches!(cluster.state, ClusterState::Pending | ClusterState::Deleted) {
                 continue;
             }
-            let observation = match self.clusters.observe(&cluster_ref(&cluster)).await {
+            let observation = match self.backend.observe(&cluster_ref(&cluster)).await {
                 Ok(observation) => observation,
                 Err(error) => {
                     tracing::warn!(cluster = %cluster.name, owner = %cluster.owner, %error, "observing a cluster failed");
@@ -451,9 +483,10 @@ impl Platform {
             if unchanged {
                 continue;
             }
-            let channels = self.channels();
+            let channels = self.rt.channels();
             let id = cluster.id;
             let wrote = self
+                .rt
                 .db(move |store, _| {
                     store.transact(|tx| {
                         let Some(mut cluster) = tx.get_cluster(id)? else { return Ok(false) };
@@ -466,7 +499,7 @@ impl Platform {
                             .is_empty();
                         let before = cluster.clone();
                         if let Some(event) = take_observation(&mut cluster, observation.as_ref(), busy) {
-                            super::outbox::queue(tx, event, &channels)?;
+                            crate::runtime::queue(tx, event, &channels)?;
                         }
                         if cluster == before {
                             return Ok(false);
@@ -482,8 +515,8 @@ impl Platform {
             }
         }
         if changed > 0 {
-            self.changed.notify_waiters();
-            self.outbox_ready.notify_one();
+            self.rt.changed.notify_waiters();
+            self.rt.outbox_ready.notify_one();
         }
         Ok(changed)
     }
