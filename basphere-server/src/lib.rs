@@ -37,6 +37,7 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use basphere_core::{Config, Ipam, Platform, StoreExt};
 use basphere_ipam::BlockIpam;
+use basphere_vsphere::config::{BackendConfig, VmBackendKind};
 use tokio::net::{TcpListener, UnixListener};
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -371,6 +372,22 @@ fn default_instance(data_dir: &Path) -> String {
     format!("{host}:{}", dir.display())
 }
 
+/// What the cluster backend takes from the VM backend's sections (`backend.vm` and the `vsphere`
+/// placement keys), which basphere-vsphere parsed and checked: the cluster backend depends on no
+/// other backend, so the composition hands it the values.
+pub fn vsphere_site(backend: &BackendConfig) -> basphere_capi::VsphereSite {
+    let placement = backend.placement.clone();
+    basphere_capi::VsphereSite {
+        simulated_vms: backend.vm == VmBackendKind::Simulated,
+        server: placement.server,
+        datacenter: placement.datacenter,
+        cluster: placement.cluster,
+        datastore: placement.datastore,
+        resource_pool: placement.resource_pool,
+        network: placement.network,
+    }
+}
+
 /// `check-config`: reads the configuration and asks every part it names whether it is ready,
 /// changing nothing: the store, the VM backend and its credentials, the cluster backend, the
 /// notifiers' secrets, the bastion logins and the bot check. Prints one line per part and says
@@ -406,7 +423,10 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         "network",
         BlockIpam::new(config.pools.clone()).map(|_| format!("{} pool(s)", config.pools.len())).map_err(Into::into),
     );
-    match basphere_vsphere::vm_backend(&config, &backend_dir) {
+    // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
+    let backend = BackendConfig::from_config(&config);
+    let site = backend.as_ref().map(vsphere_site).map_err(ToString::to_string);
+    match backend.and_then(|backend| basphere_vsphere::open_vm_backend(backend, &config, &backend_dir)) {
         Ok(provisioner) => {
             let name = provisioner.backend_name();
             let checked = tokio::time::timeout(Duration::from_secs(30), provisioner.preflight()).await;
@@ -421,7 +441,11 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         }
         Err(error) => report("vm backend", Err(error.into())),
     }
-    match basphere_capi::cluster_backend(&config, &backend_dir).await {
+    let clusters = match &site {
+        Ok(site) => basphere_capi::cluster_backend(&config, site, &backend_dir).await.map_err(anyhow::Error::from),
+        Err(error) => Err(anyhow::anyhow!("the vSphere placement it shares with the VM backend is not valid: {error}")),
+    };
+    match clusters {
         Ok(clusters) => {
             let name = match (&clusters.simulated, clusters.provisioner.backend_name()) {
                 (Some(_), _) => "simulated management cluster",
@@ -438,7 +462,7 @@ pub async fn check_config(options: &Options) -> Result<bool> {
                 },
             );
         }
-        Err(error) => report("cluster backend", Err(error.into())),
+        Err(error) => report("cluster backend", Err(error)),
     }
     report(
         "notifications",
@@ -509,13 +533,16 @@ pub async fn run(options: Options) -> Result<()> {
         .context("the network configuration conflicts with addresses already handed out")?;
     // The VM backend on a thread of its own (the simulated one reads its inventory's journal)
     // while the cluster backend connects: the two are a start's longest steps.
+    // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
+    let backend = BackendConfig::from_config(&config)?;
+    let site = vsphere_site(&backend);
     let vm_backend = {
         let (config, data_dir) = (config.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || basphere_vsphere::vm_backend(&config, &data_dir))
+        tokio::task::spawn_blocking(move || basphere_vsphere::open_vm_backend(backend, &config, &data_dir))
     };
     // Kubernetes clusters: Cluster API through a management cluster (a simulated one inside this
     // process when the VMs are simulated too).
-    let clusters = basphere_capi::cluster_backend(&config, &data_dir).await;
+    let clusters = basphere_capi::cluster_backend(&config, &site, &data_dir).await;
     let provisioner = vm_backend.await.context("opening the VM backend")??;
     let clusters = clusters?;
     // Said at start so a wrong setting shows in the log at once; /readyz keeps reporting it.
