@@ -110,10 +110,10 @@ fn dns_label(value: &str) -> bool {
         && !value.ends_with('-')
 }
 
+/// An IPv4 network written `a.b.c.d/n` (a prefix length, not a netmask, after the slash).
 fn cidr(key: &str, value: String) -> Result<String> {
-    let ok = value
-        .split_once('/')
-        .is_some_and(|(a, p)| a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32));
+    let ok = value.split_once('/').is_some_and(|(_, prefix)| !prefix.contains('.'))
+        && value.parse::<ipnetwork::Ipv4Network>().is_ok();
     if ok {
         Ok(value)
     } else {

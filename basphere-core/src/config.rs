@@ -10,70 +10,84 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use ipnetwork::{IpNetworkError, Ipv4Network};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::model::{ClusterType, NodeSpec, OsImage, Quota, VmSpec};
 use crate::validate::EmailDomainAllowList;
 
-/// An IPv4 network written `a.b.c.d/n`.
+/// An IPv4 network written `a.b.c.d/n`, its base address aligned to its prefix (an
+/// [`Ipv4Network`] whose address is its network address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    pub base: Ipv4Addr,
-    pub prefix_len: u8,
-}
+pub struct Cidr(Ipv4Network);
 
 impl Cidr {
+    /// The network's first address.
+    pub fn base(&self) -> Ipv4Addr {
+        self.0.network()
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix()
+    }
+
+    /// Its addresses, network and broadcast included.
     pub fn size(&self) -> u64 {
-        1u64 << (32 - self.prefix_len)
+        1u64 << (32 - self.prefix_len())
     }
 
     pub fn first(&self) -> u32 {
-        u32::from(self.base)
+        u32::from(self.0.network())
     }
 
     pub fn last(&self) -> u32 {
-        (self.first() as u64 + self.size() - 1) as u32
+        u32::from(self.0.broadcast())
     }
 
     pub fn contains(&self, address: Ipv4Addr) -> bool {
-        let address = u32::from(address);
-        address >= self.first() && address <= self.last()
+        self.0.contains(address)
     }
 
     pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
+        self.0.overlaps(other.0)
     }
 
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.prefix_len) })
+        self.0.mask()
+    }
+
+    pub fn network(&self) -> Ipv4Network {
+        self.0
     }
 }
 
 impl FromStr for Cidr {
     type Err = String;
 
+    /// `a.b.c.d/n` only: neither a bare address nor a netmask after the slash (which
+    /// `Ipv4Network` also reads), and the base address aligned.
     fn from_str(value: &str) -> std::result::Result<Self, String> {
         let (base, prefix) =
             value.split_once('/').ok_or_else(|| format!("{value:?} is not a CIDR like 10.254.0.0/21"))?;
-        let base: Ipv4Addr = base.parse().map_err(|_| format!("{base:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("{prefix:?} is not a prefix length 0-32"))?;
-        let cidr = Cidr { base, prefix_len };
-        if u32::from(base) & u32::from(cidr.netmask()) != u32::from(base) {
-            let aligned = Ipv4Addr::from(u32::from(base) & u32::from(cidr.netmask()));
-            return Err(format!("{value} is not aligned: the base address must be {aligned}"));
+        if prefix.contains('.') {
+            return Err(format!("{prefix:?} is not a prefix length 0-32"));
         }
-        Ok(cidr)
+        let network = Ipv4Network::from_str(value).map_err(|error| match error {
+            IpNetworkError::InvalidAddr(_) => format!("{base:?} is not an IPv4 address"),
+            IpNetworkError::InvalidPrefix => format!("{prefix:?} is not a prefix length 0-32"),
+            other => format!("{value:?} is not a CIDR like 10.254.0.0/21: {other}"),
+        })?;
+        if network.ip() != network.network() {
+            return Err(format!("{value} is not aligned: the base address must be {}", network.network()));
+        }
+        Ok(Cidr(network))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.base, self.prefix_len)
+        write!(f, "{}/{}", self.base(), self.prefix_len())
     }
 }
 
@@ -421,9 +435,9 @@ pub struct NotificationsConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     server: RawServer,
-    // The backend's sections: kept whole, parsed by the backend crate.
-    backend: Option<serde_yaml::Value>,
-    vsphere: Option<serde_yaml::Value>,
+    // The backend's sections: kept whole (null when absent), parsed by the backend crate.
+    backend: serde_yaml::Value,
+    vsphere: serde_yaml::Value,
     templates: RawTemplates,
     network: RawNetwork,
     quotas: RawQuotas,
@@ -433,14 +447,14 @@ struct RawConfig {
     cluster_quotas: RawClusterQuotas,
     kubernetes: RawKubernetes,
     // The cluster backend's section: kept whole, parsed by the cluster backend crate.
-    management_cluster: Option<serde_yaml::Value>,
+    management_cluster: serde_yaml::Value,
     recaptcha: RawRecaptcha,
     registration: RawRegistration,
     notifications: RawNotifications,
     validation: RawValidation,
     bastion: RawBastion,
     reconcile: RawReconcile,
-    terraform: Option<serde_yaml::Value>,
+    terraform: serde_yaml::Value,
     work: RawWork,
     web: RawWeb,
     store: RawStore,
@@ -625,8 +639,9 @@ struct RawRegistration {
 #[serde(deny_unknown_fields, default)]
 struct RawNotifications {
     admin_emails: Vec<String>,
-    webhook: Option<serde_yaml::Value>,
-    email: Option<serde_yaml::Value>,
+    // The notifier's sections: kept whole (null when absent), parsed by the notifier crate.
+    webhook: serde_yaml::Value,
+    email: serde_yaml::Value,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -802,7 +817,7 @@ impl Config {
             return Err(Error::invalid("server.workers", format!("{} is not accepted: use 1-1024", server.workers)));
         }
 
-        let vsphere = VsphereLayout { folder: base_folder(raw.vsphere.as_ref())? };
+        let vsphere = VsphereLayout { folder: base_folder(&raw.vsphere)? };
 
         let os_images = match raw.templates.os {
             None => default_os_images(),
@@ -1004,8 +1019,8 @@ impl Config {
                         .map_err(|error| Error::invalid("notifications.admin_emails", format!("{email:?}: {error}")))
                 })
                 .collect::<Result<_>>()?,
-            webhook: raw.notifications.webhook.unwrap_or_default(),
-            email: raw.notifications.email.unwrap_or_default(),
+            webhook: raw.notifications.webhook,
+            email: raw.notifications.email,
         };
         let logins = bastion_logins(&raw.bastion)?;
 
@@ -1090,10 +1105,10 @@ impl Config {
             reconcile_interval_seconds: raw.reconcile.interval_seconds.unwrap_or(60),
             shutdown_grace_seconds: raw.server.shutdown_grace_seconds.unwrap_or(30),
             backend_sections: BackendSections {
-                backend: raw.backend.unwrap_or_default(),
-                vsphere: raw.vsphere.unwrap_or_default(),
-                terraform: raw.terraform.unwrap_or_default(),
-                management_cluster: raw.management_cluster.unwrap_or_default(),
+                backend: raw.backend,
+                vsphere: raw.vsphere,
+                terraform: raw.terraform,
+                management_cluster: raw.management_cluster,
             },
         };
         Ok(config)
@@ -1244,18 +1259,16 @@ fn bastion_logins(raw: &RawBastion) -> Result<BastionLogins> {
 }
 
 /// `vsphere.folder` out of the `vsphere` section, whose other keys are the backend's.
-fn base_folder(section: Option<&serde_yaml::Value>) -> Result<String> {
+fn base_folder(section: &serde_yaml::Value) -> Result<String> {
     use serde_yaml::Value;
     let folder = match section {
-        None | Some(Value::Null) => None,
-        Some(Value::Mapping(settings)) => match settings.get("folder") {
+        Value::Null => None,
+        Value::Mapping(settings) => match settings.get("folder") {
             None | Some(Value::Null) => None,
             Some(Value::String(folder)) => Some(folder.clone()),
             Some(_) => return Err(Error::invalid("vsphere.folder", "must be a folder name like basphere-vms")),
         },
-        Some(_) => {
-            return Err(Error::invalid("vsphere", "must be a mapping of settings (server, datacenter, folder, ...)"))
-        }
+        _ => return Err(Error::invalid("vsphere", "must be a mapping of settings (server, datacenter, folder, ...)")),
     };
     let folder = folder.unwrap_or_else(|| "basphere-vms".into());
     if folder.trim().is_empty() || folder.chars().any(char::is_control) {
@@ -1440,14 +1453,14 @@ mod connection_tests {
 fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
     let cidr_text = network.cidr.clone().unwrap_or_else(|| "10.254.0.0/21".into());
     let cidr: Cidr = cidr_text.parse().map_err(|message| Error::invalid("network.cidr", message))?;
-    if cidr.prefix_len > 29 {
+    if cidr.prefix_len() > 29 {
         return Err(Error::invalid("network.cidr", format!("{cidr} is too small: use a prefix length of 29 or less")));
     }
     if let Some(prefix) = network.prefix_length {
-        if prefix != cidr.prefix_len {
+        if prefix != cidr.prefix_len() {
             return Err(Error::invalid(
                 "network.prefix_length",
-                format!("{prefix} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.prefix_len),
+                format!("{prefix} disagrees with network.cidr {cidr}; leave it out or use {}", cidr.prefix_len()),
             ));
         }
     }
@@ -1463,7 +1476,7 @@ fn pools_from(network: &RawNetwork) -> Result<Vec<PoolConfig>> {
         name: "default".into(),
         cidr,
         gateway: network.gateway.unwrap_or_else(|| Ipv4Addr::from(cidr.first() + 1)),
-        reserved: network.reserved.clone().unwrap_or_default().into_iter().collect(),
+        reserved: network.reserved.iter().flatten().copied().collect(),
         block_size: network.block_size.unwrap_or(32),
     };
     default_pool.validate("network")?;
