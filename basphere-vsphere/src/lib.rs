@@ -22,6 +22,8 @@ pub mod config;
 pub mod credentials;
 pub mod simulated;
 pub mod terraform;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vcsim;
 
 use std::path::Path;
