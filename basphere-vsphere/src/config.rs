@@ -347,7 +347,7 @@ impl BackendConfig {
             cluster: placement.cluster.clone().unwrap_or_else(|| "Cluster1".into()),
             datastore: placement.datastore.clone().unwrap_or_else(|| "datastore1".into()),
             // Not set: the cluster's root pool.
-            resource_pool: placement.resource_pool.clone().unwrap_or_else(String::new),
+            resource_pool: placement.resource_pool.clone().unwrap_or_default(),
             network: placement.network.clone().unwrap_or_else(|| "VM Network".into()),
             folder: folder.to_owned(),
             credentials_file: raw.credentials_file,
