@@ -1,5 +1,6 @@
 //! The `management_cluster` section (core hands it over unparsed), with the placement keys the
-//! clusters share with the VM backends read from the `vsphere` section.
+//! clusters share with the VM backends: the `vsphere` section is the VM backend's, parsed and
+//! checked there; the server hands this crate its values as a [`VsphereSite`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,22 +49,43 @@ struct RawSection {
     simulated_step_seconds: Option<f64>,
 }
 
-/// The vSphere placement keys, read leniently: the VM backend checks the section itself.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct VsphereKeys {
-    server: Option<String>,
-    datacenter: Option<String>,
-    cluster: Option<String>,
-    datastore: Option<String>,
-    resource_pool: Option<String>,
-    network: Option<String>,
+/// What the cluster backend takes from the VM backend's configuration (the `backend` and
+/// `vsphere` sections, which the VM backend's crate parses and checks; the server hands the
+/// values over): whether the VMs are simulated, and the vSphere placement keys as the file sets
+/// them (`None`: not set), where clusters go unless `management_cluster` says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsphereSite {
+    /// `backend.vm` is `simulated` (or not set): clusters are then simulated too, unless
+    /// `management_cluster.backend` says otherwise.
+    pub simulated_vms: bool,
+    /// `vsphere.server`, `host[:port]` of vCenter.
+    pub server: Option<String>,
+    /// `vsphere.datacenter`.
+    pub datacenter: Option<String>,
+    /// `vsphere.cluster`: its root pool is the default resource pool.
+    pub cluster: Option<String>,
+    /// `vsphere.datastore`.
+    pub datastore: Option<String>,
+    /// `vsphere.resource_pool`, an inventory path.
+    pub resource_pool: Option<String>,
+    /// `vsphere.network`.
+    pub network: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct VmBackendKey {
-    vm: Option<String>,
+impl Default for VsphereSite {
+    /// What a configuration without the `backend` and `vsphere` sections gives: simulated VMs,
+    /// nothing placed.
+    fn default() -> Self {
+        VsphereSite {
+            simulated_vms: true,
+            server: None,
+            datacenter: None,
+            cluster: None,
+            datastore: None,
+            resource_pool: None,
+            network: None,
+        }
+    }
 }
 
 /// The parsed section.
@@ -88,10 +110,10 @@ fn dns_label(value: &str) -> bool {
         && !value.ends_with('-')
 }
 
+/// An IPv4 network written `a.b.c.d/n` (a prefix length, not a netmask, after the slash).
 fn cidr(key: &str, value: String) -> Result<String> {
-    let ok = value
-        .split_once('/')
-        .is_some_and(|(a, p)| a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32));
+    let ok = value.split_once('/').is_some_and(|(_, prefix)| !prefix.contains('.'))
+        && value.parse::<ipnetwork::Ipv4Network>().is_ok();
     if ok {
         Ok(value)
     } else {
@@ -100,7 +122,9 @@ fn cidr(key: &str, value: String) -> Result<String> {
 }
 
 impl CapiConfig {
-    pub fn from_config(config: &Config) -> Result<CapiConfig> {
+    /// The `management_cluster` section of `config`, with the placement `site` gives where the
+    /// section leaves it out.
+    pub fn from_config(config: &Config, site: &VsphereSite) -> Result<CapiConfig> {
         let sections = &config.backend_sections;
         let raw: RawSection = if sections.management_cluster.is_null() {
             RawSection::default()
@@ -108,11 +132,10 @@ impl CapiConfig {
             serde_yaml::from_value(sections.management_cluster.clone())
                 .map_err(|error| Error::invalid("management_cluster", error.to_string()))?
         };
-        let vsphere: VsphereKeys = serde_yaml::from_value(sections.vsphere.clone()).unwrap_or_default();
-        let vm: VmBackendKey = serde_yaml::from_value(sections.backend.clone()).unwrap_or_default();
+        let vsphere = site.clone();
         // A site with real VMs gets real clusters only when it asks for them.
-        let simulated_vms = vm.vm.as_deref().is_none_or(|v| v == "simulated");
-        let backend = raw.backend.unwrap_or(if simulated_vms { BackendKind::Simulated } else { BackendKind::None });
+        let backend =
+            raw.backend.unwrap_or(if site.simulated_vms { BackendKind::Simulated } else { BackendKind::None });
 
         let namespace_prefix = raw.namespace_prefix.unwrap_or_else(|| "user-".into());
         if namespace_prefix.len() > 31 || !(dns_label(&format!("{namespace_prefix}a"))) {
@@ -138,8 +161,8 @@ impl CapiConfig {
             return Err(invalid("identity", format!("{identity:?} is not a Kubernetes object name")));
         }
         let mut addons = BTreeMap::new();
-        for path in raw.addons.unwrap_or_default() {
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_lowercase();
+        for path in raw.addons.into_iter().flatten() {
+            let name = path.file_stem().and_then(|s| s.to_str()).map(str::to_lowercase).unwrap_or_else(String::new);
             if !dns_label(&name) || name.len() > 40 {
                 return Err(invalid(
                     "addons",
@@ -214,7 +237,7 @@ mod tests {
 
     fn with_prefix(prefix: &str) -> Result<CapiConfig> {
         let yaml = format!("recaptcha:\n  enabled: false\nmanagement_cluster:\n  namespace_prefix: {prefix:?}\n");
-        CapiConfig::from_config(&Config::from_yaml(&yaml).expect("a valid configuration"))
+        CapiConfig::from_config(&Config::from_yaml(&yaml).expect("a valid configuration"), &VsphereSite::default())
     }
 
     #[test]

@@ -21,7 +21,7 @@ use basphere_core::cluster_provisioner::{ClusterProvisioner, NoClusters};
 use basphere_core::{Config, Result};
 
 pub use client::{CapiProvisioner, VersionChoice};
-pub use config::{BackendKind, CapiConfig};
+pub use config::{BackendKind, CapiConfig, VsphereSite};
 
 /// The cluster backend the server runs, and what it keeps running (the simulated management
 /// cluster's server, when it is the simulated one).
@@ -39,8 +39,9 @@ pub const SIMULATED_KUBECONFIG: &str = "simulated-management-kubeconfig";
 /// reached over loopback through a kubeconfig, with the same client a real one gets. Loopback
 /// is open to every user of the machine, so it takes only requests with its token, made anew at
 /// every start and written only to `<data_dir>/simulated-management-kubeconfig` (mode 0600).
-pub async fn cluster_backend(config: &Config, data_dir: &Path) -> Result<ClusterBackend> {
-    let settings = CapiConfig::from_config(config)?;
+/// `site` is what the VM backend's sections say of vSphere, parsed by the VM backend's crate.
+pub async fn cluster_backend(config: &Config, site: &VsphereSite, data_dir: &Path) -> Result<ClusterBackend> {
+    let settings = CapiConfig::from_config(config, site)?;
     match settings.backend {
         BackendKind::None => Ok(ClusterBackend { provisioner: Arc::new(NoClusters), simulated: None, _running: None }),
         BackendKind::ClusterApi => {

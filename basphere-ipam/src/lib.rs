@@ -221,6 +221,11 @@ impl Ipam for BlockIpam {
 
     fn address_info(&self, address: Ipv4Addr) -> Option<AddressInfo> {
         let pool = self.pools.iter().find(|pool| pool.cidr.contains(address))?;
-        Some(AddressInfo { pool: pool.name.clone(), address, prefix_len: pool.cidr.prefix_len, gateway: pool.gateway })
+        Some(AddressInfo {
+            pool: pool.name.clone(),
+            address,
+            prefix_len: pool.cidr.prefix_len(),
+            gateway: pool.gateway,
+        })
     }
 }

@@ -105,8 +105,8 @@ impl TextSettings {
 /// (`10.254.0.0/21` is `10.254.0.*` to `10.254.7.*`; `10.128.0.0/9` is `10.1??.*` and `10.2??.*`
 /// with `10.128.*` and `10.129.*`, and so on), so no address outside the network matches.
 pub fn host_patterns(cidr: &Cidr) -> Vec<String> {
-    let octets = cidr.base.octets();
-    let prefix = usize::from(cidr.prefix_len.min(32));
+    let octets = cidr.base().octets();
+    let prefix = usize::from(cidr.prefix_len().min(32));
     let fixed = prefix / 8;
     let head: Vec<String> = octets[..fixed].iter().map(u8::to_string).collect();
     if prefix % 8 == 0 {

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod captcha;
 pub mod clusters;
+pub mod config;
 pub mod extract;
 pub mod import;
 pub mod listener;
@@ -37,11 +38,13 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use basphere_core::{Config, Ipam, Platform, StoreExt};
 use basphere_ipam::BlockIpam;
+use basphere_vsphere::config::{BackendConfig, VmBackendKind};
 use tokio::net::{TcpListener, UnixListener};
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::{ServerSettings, Settings};
 use crate::listener::Limits;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -58,21 +61,23 @@ pub struct AppState {
     /// Where browsers reach the server (`server.public_url`, else the TCP listener's address),
     /// for the links `basphere web` prints.
     pub public_url: String,
+    /// The server's own settings (`server.*`): trusted proxies, the public address.
+    pub server: Arc<ServerSettings>,
 }
 
 impl AppState {
-    /// The state of a server run by `server_uid` (the uid whose socket callers are
-    /// administrators, besides root).
-    pub fn new(platform: Arc<Platform>, server_uid: u32) -> Self {
-        let config = &platform.config().server;
+    /// The state of a server with the settings `server`, run by `server_uid` (the uid whose
+    /// socket callers are administrators, besides root).
+    pub fn new(platform: Arc<Platform>, server: ServerSettings, server_uid: u32) -> Self {
         let public_url =
-            config.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", browsable(&config.host), config.port));
+            server.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", browsable(&server.host), server.port));
         AppState {
             platform,
             metrics: Arc::new(Metrics::new()),
             server_uid,
             pages: Arc::new(web::Pages::new()),
             public_url,
+            server: Arc::new(server),
         }
     }
 }
@@ -97,16 +102,10 @@ pub struct Options {
     pub socket: Option<PathBuf>,
 }
 
-/// Reads the configuration file, or the embedded defaults when there is none.
-pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    match path {
-        None => Ok(Config::default()),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the configuration {}", path.display()))?;
-            Config::from_yaml(&text).with_context(|| format!("the configuration {} is not valid", path.display()))
-        }
-    }
+/// Reads the configuration file, or the embedded defaults when there is none: the platform's
+/// configuration and the server's own settings, each section checked by its owner.
+pub fn load_config(path: Option<&Path>) -> Result<Settings> {
+    Settings::load(path)
 }
 
 /// Where the bastion helper listens unless `bastion.helper_socket` says otherwise.
@@ -371,13 +370,29 @@ fn default_instance(data_dir: &Path) -> String {
     format!("{host}:{}", dir.display())
 }
 
+/// What the cluster backend takes from the VM backend's sections (`backend.vm` and the `vsphere`
+/// placement keys), which basphere-vsphere parsed and checked: the cluster backend depends on no
+/// other backend, so the composition hands it the values.
+pub fn vsphere_site(backend: &BackendConfig) -> basphere_capi::VsphereSite {
+    let placement = backend.placement.clone();
+    basphere_capi::VsphereSite {
+        simulated_vms: backend.vm == VmBackendKind::Simulated,
+        server: placement.server,
+        datacenter: placement.datacenter,
+        cluster: placement.cluster,
+        datastore: placement.datastore,
+        resource_pool: placement.resource_pool,
+        network: placement.network,
+    }
+}
+
 /// `check-config`: reads the configuration and asks every part it names whether it is ready,
 /// changing nothing: the store, the VM backend and its credentials, the cluster backend, the
 /// notifiers' secrets, the bastion logins and the bot check. Prints one line per part and says
 /// what to fix; whether everything passed.
 pub async fn check_config(options: &Options) -> Result<bool> {
-    let config = match load_config(options.config.as_deref()) {
-        Ok(config) => config,
+    let Settings { config, server } = match load_config(options.config.as_deref()) {
+        Ok(settings) => settings,
         Err(error) => {
             println!("FAIL configuration: {error:#}");
             return Ok(false);
@@ -387,7 +402,7 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         "ok   configuration {}",
         options.config.as_deref().map_or("(embedded defaults)".into(), |p| p.display().to_string())
     );
-    let data_dir = options.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| server.data_dir.clone());
     // The simulated backends keep their inventory in the data directory: look at a scratch one.
     let scratch = tempfile::tempdir()?;
     let backend_dir = if data_dir.exists() { data_dir.clone() } else { scratch.path().to_path_buf() };
@@ -406,7 +421,10 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         "network",
         BlockIpam::new(config.pools.clone()).map(|_| format!("{} pool(s)", config.pools.len())).map_err(Into::into),
     );
-    match basphere_vsphere::vm_backend(&config, &backend_dir) {
+    // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
+    let backend = BackendConfig::from_config(&config);
+    let site = backend.as_ref().map(vsphere_site).map_err(ToString::to_string);
+    match backend.and_then(|backend| basphere_vsphere::open_vm_backend(backend, &config, &backend_dir)) {
         Ok(provisioner) => {
             let name = provisioner.backend_name();
             let checked = tokio::time::timeout(Duration::from_secs(30), provisioner.preflight()).await;
@@ -421,7 +439,11 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         }
         Err(error) => report("vm backend", Err(error.into())),
     }
-    match basphere_capi::cluster_backend(&config, &backend_dir).await {
+    let clusters = match &site {
+        Ok(site) => basphere_capi::cluster_backend(&config, site, &backend_dir).await.map_err(anyhow::Error::from),
+        Err(error) => Err(anyhow::anyhow!("the vSphere placement it shares with the VM backend is not valid: {error}")),
+    };
+    match clusters {
         Ok(clusters) => {
             let name = match (&clusters.simulated, clusters.provisioner.backend_name()) {
                 (Some(_), _) => "simulated management cluster",
@@ -438,7 +460,7 @@ pub async fn check_config(options: &Options) -> Result<bool> {
                 },
             );
         }
-        Err(error) => report("cluster backend", Err(error.into())),
+        Err(error) => report("cluster backend", Err(error)),
     }
     report(
         "notifications",
@@ -477,26 +499,24 @@ pub async fn check_config(options: &Options) -> Result<bool> {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<()> {
     let started = std::time::Instant::now();
-    let config = Arc::new(load_config(options.config.as_deref())?);
+    let Settings { config, server } = load_config(options.config.as_deref())?;
+    let config = Arc::new(config);
     let open_files = raise_open_file_limit();
-    let connections = &config.server.connections;
+    let connections = &server.connections;
     let tcp_limits = Limits {
         max_connections: connections.tcp_limit(open_files)?,
         header_read_timeout: Duration::from_secs(connections.header_read_timeout_seconds),
         idle_timeout: Duration::from_secs(connections.idle_timeout_seconds),
     };
     let socket_limits = Limits { max_connections: connections.max_socket, ..tcp_limits };
-    let data_dir = options.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-    let socket = options
-        .socket
-        .clone()
-        .or_else(|| config.server.socket.clone())
-        .unwrap_or_else(|| data_dir.join("basphere.sock"));
+    let data_dir = options.data_dir.clone().unwrap_or_else(|| server.data_dir.clone());
+    let socket =
+        options.socket.clone().or_else(|| server.socket.clone()).unwrap_or_else(|| data_dir.join("basphere.sock"));
     prepare_data_dir(&data_dir, &socket)?;
-    let listen = options.listen.clone().unwrap_or_else(|| format!("{}:{}", config.server.host, config.server.port));
+    let listen = options.listen.clone().unwrap_or_else(|| format!("{}:{}", server.host, server.port));
 
     // HTTPS: the certificate and key are read now, so a wrong file stops the start.
-    let tls = match &config.server.tls {
+    let tls = match &server.tls {
         Some(files) => Some(Arc::new(tls::ServerTls::load(&files.cert_file, &files.key_file)?)),
         None => None,
     };
@@ -509,13 +529,16 @@ pub async fn run(options: Options) -> Result<()> {
         .context("the network configuration conflicts with addresses already handed out")?;
     // The VM backend on a thread of its own (the simulated one reads its inventory's journal)
     // while the cluster backend connects: the two are a start's longest steps.
+    // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
+    let backend = BackendConfig::from_config(&config)?;
+    let site = vsphere_site(&backend);
     let vm_backend = {
         let (config, data_dir) = (config.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || basphere_vsphere::vm_backend(&config, &data_dir))
+        tokio::task::spawn_blocking(move || basphere_vsphere::open_vm_backend(backend, &config, &data_dir))
     };
     // Kubernetes clusters: Cluster API through a management cluster (a simulated one inside this
     // process when the VMs are simulated too).
-    let clusters = basphere_capi::cluster_backend(&config, &data_dir).await;
+    let clusters = basphere_capi::cluster_backend(&config, &site, &data_dir).await;
     let provisioner = vm_backend.await.context("opening the VM backend")??;
     let clusters = clusters?;
     // Said at start so a wrong setting shows in the log at once; /readyz keeps reporting it.
@@ -563,8 +586,10 @@ pub async fn run(options: Options) -> Result<()> {
 
     let tcp = bind_tcp(&listen).await?;
     let tcp_address = tcp.local_addr()?;
-    let mut state = AppState::new(platform.clone(), nix::unistd::geteuid().as_raw());
-    if config.server.public_url.is_none() {
+    let grace = Duration::from_secs(server.shutdown_grace_seconds);
+    let browsed_at_listener = server.public_url.is_none();
+    let mut state = AppState::new(platform.clone(), server, nix::unistd::geteuid().as_raw());
+    if browsed_at_listener {
         state.public_url = format!("{scheme}://{}:{}", browsable(&tcp_address.ip().to_string()), tcp_address.port());
     }
     let app = app(state);
@@ -632,7 +657,6 @@ pub async fn run(options: Options) -> Result<()> {
     tracing::info!("stopping: no new requests; waiting for running operations");
     let _ = stop_tx.send(true);
     drop(background);
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let left = platform.runtime().drain(grace).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = unix_server.await;

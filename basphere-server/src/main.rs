@@ -132,35 +132,35 @@ fn main() -> anyhow::Result<()> {
             return basphere_server::stores::migrate(from, to, &data_dir, password_file.as_deref());
         }
         Some(Command::Backup { file }) => {
-            let config = basphere_server::load_config(args.config.as_deref())?;
-            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
-            return basphere_server::stores::backup(&config.store, &data_dir, file);
+            let settings = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| settings.server.data_dir.clone());
+            return basphere_server::stores::backup(&settings.config.store, &data_dir, file);
         }
         Some(Command::Restore { file }) => {
-            let config = basphere_server::load_config(args.config.as_deref())?;
-            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+            let settings = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| settings.server.data_dir.clone());
             let socket = args
                 .socket
                 .clone()
-                .or_else(|| config.server.socket.clone())
+                .or_else(|| settings.server.socket.clone())
                 .unwrap_or_else(|| data_dir.join("basphere.sock"));
-            return basphere_server::stores::restore(&config.store, &data_dir, &socket, file);
+            return basphere_server::stores::restore(&settings.config.store, &data_dir, &socket, file);
         }
         Some(Command::ImportOriginal { dir, dry_run, write_config }) => {
-            let config = basphere_server::load_config(args.config.as_deref())?;
-            let data_dir = args.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+            let settings = basphere_server::load_config(args.config.as_deref())?;
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| settings.server.data_dir.clone());
             let options = basphere_server::import::ImportOptions {
                 root: dir,
                 dry_run: *dry_run,
                 write_config: write_config.as_deref(),
             };
-            let imported = basphere_server::import::import_original(&config, &data_dir, &options)?;
+            let imported = basphere_server::import::import_original(&settings.config, &data_dir, &options)?;
             std::process::exit(if imported { 0 } else { 1 });
         }
         Some(Command::BastionHelper { allow_user }) => {
-            let config = basphere_server::load_config(args.config.as_deref())?;
+            let settings = basphere_server::load_config(args.config.as_deref())?;
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-            return runtime.block_on(basphere_server::bastion_helper(&config, allow_user));
+            return runtime.block_on(basphere_server::bastion_helper(&settings.config, allow_user));
         }
         Some(Command::CheckConfig) => {
             let options = basphere_server::Options {

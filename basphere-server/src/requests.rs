@@ -141,7 +141,7 @@ pub async fn register(
     headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let trusted = &state.platform.config().server.trusted_proxies;
+    let trusted = &state.server.trusted_proxies;
     let from =
         Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =
@@ -162,7 +162,7 @@ pub async fn key_change(
     headers: HeaderMap,
     JsonOrForm(body): JsonOrForm<KeyChangeRequestBody>,
 ) -> ApiResult<Response> {
-    let trusted = &state.platform.config().server.trusted_proxies;
+    let trusted = &state.server.trusted_proxies;
     let from =
         Submission { client: client(transport.as_deref(), &headers, trusted), human_response: body.recaptcha_response };
     let form =

@@ -116,7 +116,22 @@ pub struct BackendConfig {
     pub vm: VmBackendKind,
     pub simulated_delays: SimulatedDelays,
     pub vsphere: VsphereConfig,
+    /// The placement keys of `vsphere` as the file sets them, before the VM backends' defaults.
+    pub placement: VspherePlacement,
     pub terraform: TerraformConfig,
+}
+
+/// The placement keys of the `vsphere` section as the file sets them (`None`: not set), checked
+/// with the rest of the section. The server hands them to the cluster backend, which places
+/// clusters there unless `management_cluster` says otherwise, with defaults of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VspherePlacement {
+    pub server: Option<String>,
+    pub datacenter: Option<String>,
+    pub cluster: Option<String>,
+    pub datastore: Option<String>,
+    pub resource_pool: Option<String>,
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,13 +333,22 @@ impl BackendConfig {
         let raw: RawVsphere = section("vsphere", &sections.vsphere)?;
         let terraform: RawTerraform = section("terraform", &sections.terraform)?;
 
+        let placement = VspherePlacement {
+            server: raw.server,
+            datacenter: raw.datacenter,
+            cluster: raw.cluster,
+            datastore: raw.datastore,
+            resource_pool: raw.resource_pool,
+            network: raw.network,
+        };
         let vsphere = VsphereConfig {
-            server: raw.server.unwrap_or_else(|| "vcenter.example.local".into()),
-            datacenter: raw.datacenter.unwrap_or_else(|| "DC1".into()),
-            cluster: raw.cluster.unwrap_or_else(|| "Cluster1".into()),
-            datastore: raw.datastore.unwrap_or_else(|| "datastore1".into()),
-            resource_pool: raw.resource_pool.unwrap_or_default(),
-            network: raw.network.unwrap_or_else(|| "VM Network".into()),
+            server: placement.server.clone().unwrap_or_else(|| "vcenter.example.local".into()),
+            datacenter: placement.datacenter.clone().unwrap_or_else(|| "DC1".into()),
+            cluster: placement.cluster.clone().unwrap_or_else(|| "Cluster1".into()),
+            datastore: placement.datastore.clone().unwrap_or_else(|| "datastore1".into()),
+            // Not set: the cluster's root pool.
+            resource_pool: placement.resource_pool.clone().unwrap_or_default(),
+            network: placement.network.clone().unwrap_or_else(|| "VM Network".into()),
             folder: folder.to_owned(),
             credentials_file: raw.credentials_file,
             allow_unverified_ssl: raw.allow_unverified_ssl.unwrap_or(false),
@@ -372,6 +396,7 @@ impl BackendConfig {
             vm,
             simulated_delays: backend.simulated_delays.unwrap_or(SimulatedDelays::Realistic),
             vsphere,
+            placement,
             terraform,
         })
     }

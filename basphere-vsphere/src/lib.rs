@@ -22,6 +22,8 @@ pub mod config;
 pub mod credentials;
 pub mod simulated;
 pub mod terraform;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vcsim;
 
 use std::path::Path;
@@ -78,7 +80,12 @@ fn store_password(store: &basphere_core::config::StoreConfig) -> Result<Option<S
 /// credentials read; its state (the simulated inventory, Terraform's working directories) lives
 /// under `data_dir`.
 pub fn vm_backend(config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>> {
-    let backend = BackendConfig::from_config(config)?;
+    open_vm_backend(BackendConfig::from_config(config)?, config, data_dir)
+}
+
+/// The VM backend `backend` (the sections of `config` already parsed, [`BackendConfig::from_config`])
+/// selects, with its credentials read; as [`vm_backend`].
+pub fn open_vm_backend(backend: BackendConfig, config: &Config, data_dir: &Path) -> Result<Arc<dyn Provisioner>> {
     let credentials = || match &backend.vsphere.credentials_file {
         Some(path) => Credentials::from_file(path),
         // `BackendConfig` requires the file for every backend but the simulated one.

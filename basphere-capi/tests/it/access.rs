@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use basphere_capi::{cluster_backend, SIMULATED_KUBECONFIG};
+use basphere_capi::{cluster_backend, VsphereSite, SIMULATED_KUBECONFIG};
 use basphere_core::Config;
 use serde_json::Value;
 
@@ -74,7 +74,7 @@ async fn the_simulated_management_cluster_answers_only_the_token_of_its_private_
     let config =
         Config::from_yaml("recaptcha:\n  enabled: false\nmanagement_cluster:\n  simulated_step_seconds: 0.05\n")
             .unwrap();
-    let backend = cluster_backend(&config, dir.path()).await.unwrap();
+    let backend = cluster_backend(&config, &VsphereSite::default(), dir.path()).await.unwrap();
     let path: PathBuf = dir.path().join(SIMULATED_KUBECONFIG);
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "the kubeconfig is private");
     let (server, token) = read_kubeconfig(&path);
@@ -140,7 +140,7 @@ async fn the_simulated_management_cluster_answers_only_the_token_of_its_private_
 
     // A restart makes a new token; the old one no longer works.
     drop(backend);
-    let again = cluster_backend(&config, dir.path()).await.unwrap();
+    let again = cluster_backend(&config, &VsphereSite::default(), dir.path()).await.unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let (server, fresh) = read_kubeconfig(&path);
     assert_ne!(fresh, token, "a new token at every start");

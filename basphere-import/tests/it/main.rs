@@ -227,7 +227,7 @@ fn the_original_configuration_becomes_a_basphere_configuration() {
     assert_eq!(config.pools[0].block_size, 32);
     assert_eq!(config.vm_specs["medium"].memory_mb, 16384);
     assert_eq!(config.os_images["rocky-10.1"].interface, "ens33");
-    assert_eq!((config.server.host.as_str(), config.bastion.port), ("127.0.0.1", 50022));
+    assert_eq!((config.server_section["host"].as_str(), config.bastion.port), (Some("127.0.0.1"), 50022));
     assert!(config.allowed_email_domains.allows("example.com"));
     assert!(text.contains("credentials_file: /etc/basphere/vsphere.env"), "{text}");
     assert!(notes.iter().any(|n| n.contains("not carried from config.yaml: paths")), "{notes:?}");

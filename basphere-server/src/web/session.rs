@@ -94,13 +94,8 @@ impl FromRequestParts<AppState> for Visitor {
         }
         let transport = parts.extensions.get::<Transport>().cloned();
         let source = transport.as_ref().map_or_else(|| "web".to_owned(), Transport::source);
-        let client = crate::requests::client(
-            transport.as_ref(),
-            &parts.headers,
-            &state.platform.config().server.trusted_proxies,
-        );
-        let secure =
-            state.platform.config().server.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
+        let client = crate::requests::client(transport.as_ref(), &parts.headers, &state.server.trusted_proxies);
+        let secure = state.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://"));
         let mut session = None;
         let mut csrf_cookie = None;
         for value in parts.headers.get_all(header::COOKIE) {

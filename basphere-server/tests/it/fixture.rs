@@ -11,6 +11,7 @@ use basphere_core::mock::{MockProvisioner, RecordingNotifier, SimulatedClusters}
 use basphere_core::{Config, MemoryStore, Platform, Store};
 use basphere_ipam::BlockIpam;
 use basphere_server::auth::Transport;
+use basphere_server::config::ServerSettings;
 use basphere_server::AppState;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -79,6 +80,16 @@ impl Api {
 
     /// The application on `config`, with the bot check `human` when given.
     pub fn with(config: Config, human: Option<Arc<dyn basphere_core::human::HumanCheck>>) -> Api {
+        Api::with_server(config, ServerSettings::default(), human)
+    }
+
+    /// The application on `config` and the server's own settings `server`, with the bot check
+    /// `human` when given.
+    pub fn with_server(
+        config: Config,
+        server: ServerSettings,
+        human: Option<Arc<dyn basphere_core::human::HumanCheck>>,
+    ) -> Api {
         let store = Arc::new(MemoryStore::new());
         let config = Arc::new(config);
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
@@ -95,7 +106,7 @@ impl Api {
         if let Some(human) = human {
             builder = builder.human_check(human);
         }
-        Api { app: basphere_server::app(AppState::new(builder.build(), SERVER_UID)), store }
+        Api { app: basphere_server::app(AppState::new(builder.build(), server, SERVER_UID)), store }
     }
 
     /// One request; `headers` are sent as given (no content type is added).

@@ -9,6 +9,7 @@ use axum::routing::post;
 use basphere_core::config::{RecaptchaConfig, RecaptchaSettings, RegistrationLimits};
 use basphere_core::Config;
 use basphere_server::captcha::Recaptcha;
+use basphere_server::config::ServerSettings;
 
 use crate::fixture::{Api, Who, ROOT};
 
@@ -448,9 +449,9 @@ async fn the_client_behind_a_trusted_proxy_is_the_one_limited() {
         per_day: 100,
         ..RegistrationLimits::DEFAULT
     };
-    let mut config = Config { registration: limits, ..Config::default() };
-    config.server.trusted_proxies = vec!["198.51.100.1".parse().unwrap()];
-    let api = Api::with(config, None);
+    let config = Config { registration: limits, ..Config::default() };
+    let server = ServerSettings { trusted_proxies: vec!["198.51.100.1".parse().unwrap()], ..ServerSettings::default() };
+    let api = Api::with_server(config, server, None);
     let submit = |who: Who, forwarded: &'static str, name: &'static str, seed: u64| {
         let api = &api;
         async move {

@@ -4,6 +4,7 @@
 //! (`tests/web/journey.mjs`).
 
 use basphere_core::Config;
+use basphere_server::config::ServerSettings;
 
 use crate::fixture::{Api, Reply, Who, ROOT};
 
@@ -246,9 +247,9 @@ async fn a_session_signed_in_with_a_token_ends_with_the_token() {
 
 #[tokio::test]
 async fn sessions_are_secure_cookies_behind_https() {
-    let mut config = Config::default();
-    config.server.public_url = Some("https://basphere.example.com".into());
-    let api = Api::with(config, None);
+    let server =
+        ServerSettings { public_url: Some("https://basphere.example.com".into()), ..ServerSettings::default() };
+    let api = Api::with_server(Config::default(), server, None);
     let page = Browser::new(&api).get("/sign-in").await;
     assert!(page.header("set-cookie").unwrap().contains("Secure"));
     api.account("alice", 1, false, Some(61001)).await;

@@ -13,6 +13,7 @@ use basphere_core::Config;
 use basphere_vsphere::config::BackendConfig;
 use basphere_vsphere::credentials::Credentials;
 use basphere_vsphere::terraform::{render, StateBackend, TerraformProvisioner, TerraformSettings};
+use basphere_vsphere::testing::FakeTerraform;
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cret-P@ss'\"$(reboot)";
@@ -21,54 +22,31 @@ const PASSWORD: &str = "s3cret-P@ss'\"$(reboot)";
 struct Fake {
     dir: tempfile::TempDir,
     binary: PathBuf,
+    terraform: FakeTerraform,
 }
 
 impl Fake {
     fn new() -> Fake {
         let dir = tempfile::tempdir().unwrap();
-        // The interpreter itself, not a shim that would add variables of its own.
-        let python = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs the fake terraform");
-        let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
-        let script = include_str!("fake_terraform.py")
-            .replace("@STATE_DIR@", &dir.path().join("state").display().to_string())
-            .replace("@PYTHON@", &python);
-        std::fs::create_dir_all(dir.path().join("state/behaviour")).unwrap();
-        let binary = dir.path().join("terraform");
-        std::fs::write(&binary, script).unwrap();
-        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Fake { dir, binary }
+        let terraform = FakeTerraform::install(dir.path().join("terraform"), dir.path().join("state"));
+        Fake { binary: terraform.binary.clone(), dir, terraform }
     }
 
     fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.terraform.state.clone()
     }
 
     /// Makes the next `times` calls misbehave: fail-apply, hang-apply, half-apply, fail-destroy.
     fn inject(&self, behaviour: &str, times: u32) {
-        std::fs::write(self.state().join("behaviour").join(behaviour), times.to_string()).unwrap();
+        self.terraform.inject(behaviour, times);
     }
 
     fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.state().join("calls.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        self.terraform.calls()
     }
 
     fn vms(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.state().join("vsphere/vms"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().trim_end_matches(".json").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        self.terraform.vms()
     }
 
     fn provisioner(&self, apply_timeout: Duration) -> TerraformProvisioner {

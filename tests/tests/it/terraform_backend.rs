@@ -3,24 +3,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use basphere_vsphere::testing::FakeTerraform;
 use tests::server::Server;
 
 #[test]
 fn the_vm_journey_on_the_terraform_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3 runs the fake terraform");
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
-    let state = dir.path().join("fake-state");
-    std::fs::create_dir_all(state.join("behaviour")).unwrap();
-    let fake = dir.path().join("terraform");
-    let script = include_str!("../../../basphere-vsphere/tests/it/fake_terraform.py")
-        .replace("@STATE_DIR@", &state.display().to_string())
-        .replace("@PYTHON@", &python);
-    std::fs::write(&fake, script).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let terraform = FakeTerraform::install(dir.path().join("terraform"), dir.path().join("fake-state"));
+    let (fake, state) = (&terraform.binary, &terraform.state);
     let credentials = dir.path().join("vsphere.env");
     std::fs::write(
         &credentials,

@@ -12,67 +12,45 @@ use basphere_core::store::OperationFilter;
 use basphere_core::StoreExt;
 use basphere_store_postgres::testing::PgCluster;
 use basphere_store_postgres::{PostgresOptions, PostgresStore};
+use basphere_vsphere::testing::FakeTerraform;
 use serde_json::Value;
 use tests::server::Server;
 
 /// The fake `terraform` every replica runs, with the small vCenter they share.
 struct Fake {
-    binary: PathBuf,
+    terraform: FakeTerraform,
     state: PathBuf,
     credentials: PathBuf,
 }
 
 impl Fake {
     fn new(dir: &Path) -> Fake {
-        let python = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs the fake terraform");
-        let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
-        let state = dir.join("fake-state");
-        std::fs::create_dir_all(state.join("behaviour")).unwrap();
-        let binary = dir.join("terraform");
-        let script = include_str!("../../../basphere-vsphere/tests/it/fake_terraform.py")
-            .replace("@STATE_DIR@", &state.display().to_string())
-            .replace("@PYTHON@", &python);
-        std::fs::write(&binary, script).unwrap();
-        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let terraform = FakeTerraform::install(dir.join("terraform"), dir.join("fake-state"));
+        let state = terraform.state.clone();
         let credentials = dir.join("vsphere.env");
         std::fs::write(&credentials, "VSPHERE_USER=administrator@vsphere.local\nVSPHERE_PASSWORD=secret\n").unwrap();
         std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Fake { binary, state, credentials }
+        Fake { terraform, state, credentials }
     }
 
     fn inject(&self, behaviour: &str, times: u32) {
-        std::fs::write(self.state.join("behaviour").join(behaviour), times.to_string()).unwrap();
+        self.terraform.inject(behaviour, times);
     }
 
     /// The VMs the fake vCenter holds.
     fn vms(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.state.join("vsphere/vms"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().trim_end_matches(".json").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        self.terraform.vms()
     }
 
     fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.state.join("calls.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        self.terraform.calls()
     }
 
     fn config(&self, url: &str, extra: &str) -> String {
         format!(
             "store:\n  url: \"{url}\"\nwork:\n  lease_seconds: 2\nbackend:\n  vm: terraform\nvsphere:\n  credentials_file: {}\nterraform:\n  binary: {}\n{extra}",
             self.credentials.display(),
-            self.binary.display()
+            self.terraform.binary.display()
         )
     }
 }

@@ -82,10 +82,16 @@ pub(super) async fn simulation_memory(dir: &Path) -> Result<(u64, u64, Duration)
     let anonymous = || rss_parts(std::process::id()).0;
     let before = anonymous();
     let opening = Instant::now();
-    let vsphere = basphere_vsphere::vm_backend(&config, &data)?;
+    let backend = basphere_vsphere::config::BackendConfig::from_config(&config)?;
+    // The configuration has no `vsphere` section: the cluster backend's placement is its own.
+    let site = basphere_capi::VsphereSite {
+        simulated_vms: backend.vm == basphere_vsphere::config::VmBackendKind::Simulated,
+        ..basphere_capi::VsphereSite::default()
+    };
+    let vsphere = basphere_vsphere::open_vm_backend(backend, &config, &data)?;
     let opened_in = opening.elapsed();
     let with_vsphere = anonymous();
-    let clusters = basphere_capi::cluster_backend(&config, &data).await?;
+    let clusters = basphere_capi::cluster_backend(&config, &site, &data).await?;
     let with_clusters = anonymous();
     drop((vsphere, clusters));
     Ok((with_vsphere.saturating_sub(before), with_clusters.saturating_sub(with_vsphere), opened_in))
