@@ -1,5 +1,7 @@
 //! The wire types of Basphere's HTTP API (`/api/v1`): the JSON views the server renders, the
-//! request bodies it accepts and the problem document it answers errors with.
+//! request bodies and query strings it accepts and the problem document it answers errors with;
+//! and every endpoint, defined once in `endpoints` (method, path, parameters, body, answer,
+//! problems), which the server routes and documents and the CLI calls.
 //!
 //! They are a promise to clients, written out by hand rather than derived from core types, so
 //! that a change inside Basphere cannot change the API by accident. The server converts core
@@ -16,10 +18,13 @@
 mod account;
 mod admin;
 mod cluster;
+pub mod endpoint;
+pub mod endpoints;
 pub mod json;
 mod operation;
 mod page;
 mod problem;
+mod query;
 mod request;
 mod service;
 pub mod text;
@@ -33,6 +38,7 @@ pub use json::{write_page, WriteJson};
 pub use operation::*;
 pub use page::*;
 pub use problem::*;
+pub use query::*;
 pub use request::*;
 pub use service::*;
 pub use token::*;

@@ -105,3 +105,48 @@ fn every_kind_has_a_title() {
     }
     assert_eq!(title("something-new"), "Error");
 }
+
+mod endpoints {
+    use std::collections::BTreeSet;
+
+    use crate::endpoint::{template_params, Endpoint};
+    use crate::endpoints::{self, admin, clusters, vms, NamePath, UserVmActionPath};
+    use crate::{ListQuery, WatchQuery};
+
+    #[test]
+    fn every_path_template_names_the_fields_of_its_path_type_in_order() {
+        for info in endpoints::all() {
+            let fields: Vec<&str> = info.params.iter().map(|param| param.name).collect();
+            assert_eq!(template_params(info.path), fields, "{} {}", info.method.as_str(), info.path);
+        }
+    }
+
+    #[test]
+    fn every_endpoint_is_defined_once() {
+        let all = endpoints::all();
+        let routes: BTreeSet<_> = all.iter().map(|info| (info.method, info.path)).collect();
+        let ids: BTreeSet<_> = all.iter().map(|info| info.operation_id).collect();
+        assert_eq!(routes.len(), all.len(), "a method and path defined twice");
+        assert_eq!(ids.len(), all.len(), "an operation id used twice");
+        assert!(all.iter().all(|info| info.path.starts_with('/')));
+    }
+
+    #[test]
+    fn a_url_has_its_segments_encoded_and_its_query_without_absent_fields() {
+        let path = NamePath { name: "web 1/../x".into() };
+        assert_eq!(vms::Get::url(&path, &()), "/api/v1/vms/web%201%2F..%2Fx");
+        let query = ListQuery { state: Some("running".into()), limit: Some(1000), ..Default::default() };
+        assert_eq!(vms::List::url(&(), &query), "/api/v1/vms?limit=1000&state=running");
+        assert_eq!(vms::List::url(&(), &ListQuery::default()), "/api/v1/vms");
+        let path = UserVmActionPath { username: "alice".into(), name: "web".into(), action: "stop".into() };
+        assert_eq!(admin::PowerVm::url(&path, &()), "/api/v1/admin/users/alice/vms/web/stop");
+    }
+
+    #[test]
+    fn a_watch_query_writes_its_time_so_that_it_reads_back() {
+        let since: chrono::DateTime<chrono::Utc> = "2025-06-01T10:00:00.123456Z".parse().unwrap();
+        let query = WatchQuery { since: Some(since), timeout: Some(25) };
+        let url = clusters::Watch::url(&NamePath { name: "dev".into() }, &query);
+        assert_eq!(url, "/api/v1/clusters/dev/watch?since=2025-06-01T10%3A00%3A00.123456Z&timeout=25");
+    }
+}

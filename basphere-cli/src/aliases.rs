@@ -6,16 +6,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use basphere_api::{
-    CatalogView, ClusterView, CreateClusterRequest, CreateClusterResponse, CreateVmsRequest, CreateVmsResponse,
-    KubeconfigView, MeView, OperationView, QuotaView, VmView,
-};
+use basphere_api::endpoints::{clusters, NamePath};
+use basphere_api::{ClusterView, CreateClusterRequest, CreateVmsRequest, KubeconfigView, OperationView};
 use clap::Parser;
-use hyper::Method;
 use serde_json::json;
 
-use crate::client::{self, Client, Doc};
+use crate::client::Client;
 use crate::exit::CliError;
+use crate::flows;
 use crate::output::{self, note};
 use crate::{connection, prompt, wait};
 
@@ -242,7 +240,7 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
     if !missing.is_empty() && !terminal {
         return Err(CliError::usage(format!("create-vm needs {} when not on a terminal", missing.join(", "))));
     }
-    let catalog: CatalogView = client.get::<CatalogView>("/api/v1/catalog").await?.view;
+    let catalog = flows::catalog(&client).await?.view;
     let cancelled = || CliError::new(0, "Cancelled.");
     let name = match args.name {
         Some(name) => name,
@@ -291,10 +289,9 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
             return Err(cancelled());
         }
     }
-    let request = client::body(&CreateVmsRequest { name, os, spec, count })?;
-    let created: Doc<CreateVmsResponse> = client.fetch(Method::POST, "/api/v1/vms", Some(&request), &[]).await?;
+    let created = flows::create_vms(&client, &CreateVmsRequest { name, os, spec, count }, None).await?;
     let finished = wait::wait_all(&client, &created.view.operations, Duration::from_secs(900)).await?;
-    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    let me = flows::me(&client).await?.view;
     let finished: Vec<OperationView> = finished.into_iter().map(|op| op.view).collect();
     let ok = finished.iter().filter(|op| op.state == "succeeded").count();
     println!("==========");
@@ -303,7 +300,7 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
         println!("Failed: {}", finished.len() - ok);
     }
     for op in &finished {
-        let vm = client.get::<VmView>(&format!("/api/v1/vms/{}", op.resource.name)).await.ok().map(|vm| vm.view);
+        let vm = flows::vm(&client, &op.resource.name).await.ok().map(|vm| vm.view);
         let detail = op.error.as_ref().map(|e| format!(" - {e}")).unwrap_or_default();
         println!(
             "  - {}: {} ({}){detail}",
@@ -322,12 +319,12 @@ async fn create_vm(args: CreateVm) -> Result<(), CliError> {
 
 async fn list_vms(args: ListVms) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms: Doc<Vec<VmView>> = client.all_pages("/api/v1/vms").await?;
+    let vms = flows::vms(&client, None).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&vms.raw).unwrap_or_default());
         return Ok(());
     }
-    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    let me = flows::me(&client).await?.view;
     println!("=== VM list ({}) ===", me.name);
     if vms.view.is_empty() {
         println!("No VMs created.");
@@ -335,7 +332,7 @@ async fn list_vms(args: ListVms) -> Result<(), CliError> {
         return Ok(());
     }
     output::vm_table(&vms.view, false, args.all);
-    let quota: QuotaView = client.get::<QuotaView>("/api/v1/quota").await?.view;
+    let quota = flows::quota(&client).await?.view;
     println!("\nTotal {} VMs", vms.view.len());
     println!("Quota: {} / {}", quota.usage.vms, quota.limits.vms);
     Ok(())
@@ -343,7 +340,7 @@ async fn list_vms(args: ListVms) -> Result<(), CliError> {
 
 async fn delete_vm(args: DeleteVm) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vm: VmView = client.get::<VmView>(&format!("/api/v1/vms/{}", args.name)).await?.view;
+    let vm = flows::vm(&client, &args.name).await?.view;
     if !args.force {
         if !output::is_terminal() {
             return Err(CliError::usage("delete-vm asks for confirmation: add -f (or --yes) when not on a terminal"));
@@ -361,30 +358,20 @@ async fn delete_vm(args: DeleteVm) -> Result<(), CliError> {
             return Ok(());
         }
     }
-    let operation: Doc<OperationView> =
-        client.fetch(Method::DELETE, &format!("/api/v1/vms/{}", args.name), None, &[]).await?;
-    let finished = wait::wait_all(&client, std::slice::from_ref(&operation.view), Duration::from_secs(900)).await?;
-    let op = &finished[0].view;
-    match op.state.as_str() {
-        "succeeded" => {
-            println!("VM deleted: {}", args.name);
-            Ok(())
-        }
-        _ => Err(CliError::new(
-            crate::exit::OPERATION_FAILED,
-            format!("VM deletion failed: {}", op.error.as_deref().unwrap_or("unknown error")),
-        )),
-    }
+    let operation = flows::delete_vm(&client, &args.name).await?;
+    flows::until_done(&client, &operation.view, Duration::from_secs(900), "VM deletion").await?;
+    println!("VM deleted: {}", args.name);
+    Ok(())
 }
 
 async fn show_quota(args: ShowQuota) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let quota: Doc<QuotaView> = client.get("/api/v1/quota").await?;
+    let quota = flows::quota(&client).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&quota.raw).unwrap_or_default());
         return Ok(());
     }
-    let me: MeView = client.get::<MeView>("/api/v1/me").await?.view;
+    let me = flows::me(&client).await?.view;
     println!("=== Quota ({}) ===", me.name);
     output::quota_table(&quota.view);
     Ok(())
@@ -392,8 +379,8 @@ async fn show_quota(args: ShowQuota) -> Result<(), CliError> {
 
 async fn list_resources(args: ListResources) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let vms: Doc<Vec<VmView>> = client.all_pages("/api/v1/vms").await?;
-    let clusters: Doc<Vec<ClusterView>> = client.all_pages("/api/v1/clusters").await?;
+    let vms = flows::vms(&client, None).await?;
+    let clusters = flows::clusters(&client).await?;
     if args.json {
         println!(
             "{}",
@@ -429,7 +416,7 @@ async fn create_cluster(args: CreateCluster) -> Result<(), CliError> {
     if !missing.is_empty() && !terminal {
         return Err(CliError::usage(format!("create-cluster needs {} when not on a terminal", missing.join(", "))));
     }
-    let catalog: CatalogView = client.get::<CatalogView>("/api/v1/catalog").await?.view;
+    let catalog = flows::catalog(&client).await?.view;
     let cancelled = || CliError::new(0, "Cancelled.");
     if terminal {
         eprintln!("=== Create a Kubernetes cluster ===");
@@ -488,9 +475,8 @@ async fn create_cluster(args: CreateCluster) -> Result<(), CliError> {
             return Err(cancelled());
         }
     }
-    let request = client::body(&CreateClusterRequest { name: name.clone(), cluster_type, worker_spec, workers: None })?;
-    let created: Doc<CreateClusterResponse> =
-        client.fetch(Method::POST, "/api/v1/clusters", Some(&request), &[]).await?;
+    let request = CreateClusterRequest { name: name.clone(), cluster_type, worker_spec, workers: None };
+    let created = flows::create_cluster(&client, &request, None).await?;
     let cluster = &created.view.cluster;
     println!("Cluster creation request completed");
     println!("  name:             {}", cluster.name);
@@ -504,7 +490,7 @@ async fn create_cluster(args: CreateCluster) -> Result<(), CliError> {
 
 async fn list_clusters(args: ListClusters) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let clusters: Doc<Vec<ClusterView>> = client.all_pages("/api/v1/clusters").await?;
+    let clusters = flows::clusters(&client).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&clusters.raw).unwrap_or_default());
         return Ok(());
@@ -521,7 +507,7 @@ async fn list_clusters(args: ListClusters) -> Result<(), CliError> {
 
 async fn delete_cluster(args: DeleteCluster) -> Result<(), CliError> {
     let client = args.connect.client()?;
-    let cluster: ClusterView = client.get::<ClusterView>(&format!("/api/v1/clusters/{}", args.name)).await?.view;
+    let cluster: ClusterView = flows::cluster(&client, &args.name).await?.view;
     if !args.force {
         if !output::is_terminal() {
             return Err(CliError::usage(
@@ -542,26 +528,17 @@ async fn delete_cluster(args: DeleteCluster) -> Result<(), CliError> {
         }
     }
     eprintln!("Deleting cluster... (removing its VMs may take a while)");
-    let operation: Doc<OperationView> =
-        client.fetch(Method::DELETE, &format!("/api/v1/clusters/{}", args.name), None, &[]).await?;
-    let finished = wait::wait_all(&client, std::slice::from_ref(&operation.view), Duration::from_secs(3600)).await?;
-    let op = &finished[0].view;
-    match op.state.as_str() {
-        "succeeded" => {
-            println!("Cluster deleted: {}", args.name);
-            Ok(())
-        }
-        _ => Err(CliError::new(
-            crate::exit::OPERATION_FAILED,
-            format!("Cluster deletion failed: {}", op.error.as_deref().unwrap_or("unknown error")),
-        )),
-    }
+    let operation = flows::delete_cluster(&client, &args.name).await?;
+    flows::until_done(&client, &operation.view, Duration::from_secs(3600), "Cluster deletion").await?;
+    println!("Cluster deleted: {}", args.name);
+    Ok(())
 }
 
 async fn get_kubeconfig(args: GetKubeconfig) -> Result<(), CliError> {
     let client = args.connect.client()?;
     let _ = args.refresh;
-    let kubeconfig: KubeconfigView = match client.get(&format!("/api/v1/clusters/{}/kubeconfig", args.name)).await {
+    let path = NamePath { name: args.name.clone() };
+    let kubeconfig: KubeconfigView = match client.call::<clusters::Kubeconfig>(&path, &(), &()).await {
         Ok(doc) => doc.view,
         Err(error) if error.code == crate::exit::CONFLICT => {
             return Err(CliError::new(
@@ -592,7 +569,7 @@ async fn watch_cluster(args: WatchCluster) -> Result<(), CliError> {
     if args.wait {
         return crate::cluster::follow(&client, &args.name, Duration::from_secs(3600), output::Format::Table).await;
     }
-    let cluster: ClusterView = client.get::<ClusterView>(&format!("/api/v1/clusters/{}", args.name)).await?.view;
+    let cluster: ClusterView = flows::cluster(&client, &args.name).await?.view;
     println!("Cluster status: {}", cluster.name);
     crate::cluster::table(std::slice::from_ref(&cluster));
     for condition in &cluster.conditions {

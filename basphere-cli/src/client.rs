@@ -1,10 +1,12 @@
-//! A small HTTP/1.1 client for the Basphere API, over the Unix socket or TCP. Answers come
-//! back as [`Doc`]s: the server's document as it came, and parsed into its wire type from
-//! `basphere-api`.
+//! A small HTTP/1.1 client for the Basphere API, over the Unix socket or TCP. Every request is
+//! one of the endpoints `basphere_api::endpoints` defines ([`Client::call`]): its method, path,
+//! query and body come from the definition, and the answer comes back as a [`Doc`]: the
+//! server's document as it came, and parsed into the endpoint's `Response` type.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use basphere_api::endpoint::{self as api, BodyMedia, Paged};
 use basphere_api::Page;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -85,8 +87,88 @@ impl Client {
         Client { endpoint, timeout: Duration::from_secs(60) }
     }
 
+    /// Calls `E` and parses its answer.
+    pub async fn call<E: api::Endpoint>(
+        &self,
+        path: &E::Path,
+        query: &E::Query,
+        body: &E::Body,
+    ) -> Result<Doc<E::Response>, CliError> {
+        self.call_with::<E>(path, query, body, &[]).await
+    }
+
+    /// Calls `E` with extra request headers (`Idempotency-Key`) and parses its answer.
+    pub async fn call_with<E: api::Endpoint>(
+        &self,
+        path: &E::Path,
+        query: &E::Query,
+        body: &E::Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Doc<E::Response>, CliError> {
+        let what = format!("{} {}", E::METHOD.as_str(), E::url(path, query));
+        Doc::parse(self.reply::<E>(path, query, body, headers).await?.body, &what)
+    }
+
+    /// Calls `E`; its answer as it came (for answers that are not JSON).
+    pub async fn reply<E: api::Endpoint>(
+        &self,
+        path: &E::Path,
+        query: &E::Query,
+        body: &E::Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, CliError> {
+        let body = match E::BODY {
+            BodyMedia::None => None,
+            BodyMedia::Json | BodyMedia::JsonOrForm => Some(self::body(body)?),
+        };
+        self.request(method(E::METHOD), &E::url(path, query), body.as_ref(), headers).await
+    }
+
+    /// The items of one page of the list `E` (`{"items": [...], "next": ...}`).
+    pub async fn items<E, T>(&self, path: &E::Path, query: &E::Query) -> Result<Doc<Vec<T>>, CliError>
+    where
+        E: api::Endpoint<Response = Page<T>, Body = ()>,
+        T: DeserializeOwned,
+    {
+        // The items are kept as they came (for -o json), then parsed.
+        let url = E::url(path, query);
+        let page: Doc<Page<Value>> =
+            Doc::parse(self.reply::<E>(path, query, &(), &[]).await?.body, &format!("GET {url}"))?;
+        Doc::parse(Value::Array(page.view.items), &format!("GET {url}"))
+    }
+
+    /// Every page of the list `E`, its items as one array.
+    pub async fn all_pages<E, T>(&self, path: &E::Path, query: &E::Query) -> Result<Doc<Vec<T>>, CliError>
+    where
+        E: api::Endpoint<Response = Page<T>, Body = ()>,
+        E::Query: Paged + Clone,
+        T: DeserializeOwned,
+    {
+        let what = format!("GET {}", E::url(path, query));
+        let mut items = Vec::new();
+        let mut page_query = query.clone();
+        page_query.page(1000, None);
+        loop {
+            let url = E::url(path, &page_query);
+            let page: Doc<Page<Value>> =
+                Doc::parse(self.reply::<E>(path, &page_query, &(), &[]).await?.body, &format!("GET {url}"))?;
+            items.extend(page.view.items);
+            match page.view.next {
+                Some(next) => {
+                    let after = next.parse().map_err(|_| {
+                        CliError::other(format!(
+                            "the server's answer to {what} has a next page {next:?} that is not an id"
+                        ))
+                    })?;
+                    page_query.page(1000, Some(after));
+                }
+                None => return Doc::parse(Value::Array(items), &what),
+            }
+        }
+    }
+
     /// Sends a request and turns problem documents into `CliError`s.
-    pub async fn call(
+    async fn request(
         &self,
         method: Method,
         path: &str,
@@ -105,48 +187,6 @@ impl Client {
             Ok(reply)
         } else {
             Err(CliError::from_problem(reply.status, &reply.body, &reply.text))
-        }
-    }
-
-    /// Sends a request and parses the answer into `T`.
-    pub async fn fetch<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<Doc<T>, CliError> {
-        let what = format!("{method} {path}");
-        Doc::parse(self.call(method, path, body, headers).await?.body, &what)
-    }
-
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<T>, CliError> {
-        self.fetch(Method::GET, path, None, &[]).await
-    }
-
-    /// The items of one page of a list (`{"items": [...], "next": ...}`).
-    pub async fn items<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<Vec<T>>, CliError> {
-        // The items are kept as they came (for -o json), then parsed.
-        let page: Doc<Page<Value>> = self.get(path).await?;
-        Doc::parse(Value::Array(page.view.items), &format!("GET {path}"))
-    }
-
-    /// Every page of a list, its items as one array.
-    pub async fn all_pages<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<Vec<T>>, CliError> {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let mut items = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let url = match &after {
-                Some(after) => format!("{path}{separator}limit=1000&after={after}"),
-                None => format!("{path}{separator}limit=1000"),
-            };
-            let page: Doc<Page<Value>> = self.get(&url).await?;
-            items.extend(page.view.items);
-            match page.view.next {
-                Some(next) => after = Some(next),
-                None => return Doc::parse(Value::Array(items), &format!("GET {path}")),
-            }
         }
     }
 
@@ -226,6 +266,15 @@ impl Client {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Reply { status, body, text })
+    }
+}
+
+fn method(method: api::Method) -> Method {
+    match method {
+        api::Method::Get => Method::GET,
+        api::Method::Post => Method::POST,
+        api::Method::Put => Method::PUT,
+        api::Method::Delete => Method::DELETE,
     }
 }
 

@@ -4,14 +4,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use basphere_api::{
-    ClusterView, CreateClusterRequest, CreateClusterResponse, KubeconfigView, OperationView, ScaleClusterRequest,
-};
+use basphere_api::endpoints::{clusters, NamePath};
+use basphere_api::{ClusterView, CreateClusterRequest, ScaleClusterRequest, WatchQuery};
 use clap::Subcommand;
-use hyper::Method;
 
-use crate::client::{self, Client, Doc};
-use crate::commands::{encode, started, Ctx, WaitArgs};
+use crate::client::{Client, Doc};
+use crate::commands::{started, Ctx, WaitArgs};
 use crate::exit::{self, CliError};
 use crate::output::{self, emit, note, or_dash, Format};
 
@@ -85,12 +83,8 @@ pub enum ClusterCommand {
 pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         ClusterCommand::Create { name, cluster_type, worker_spec, workers, idempotency_key, wait, timeout } => {
-            let request =
-                client::body(&CreateClusterRequest { name: name.clone(), cluster_type, worker_spec, workers })?;
-            let headers: Vec<(&str, &str)> =
-                idempotency_key.as_deref().map(|key| vec![("idempotency-key", key)]).unwrap_or_default();
-            let created: Doc<CreateClusterResponse> =
-                ctx.client.fetch(Method::POST, "/api/v1/clusters", Some(&request), &headers).await?;
+            let request = CreateClusterRequest { name: name.clone(), cluster_type, worker_spec, workers };
+            let created = crate::flows::create_cluster(&ctx.client, &request, idempotency_key.as_deref()).await?;
             let cluster = &created.view.cluster;
             if wait {
                 if ctx.format == Format::Table {
@@ -105,7 +99,7 @@ pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         ClusterCommand::List => {
-            let clusters: Doc<Vec<ClusterView>> = ctx.client.all_pages("/api/v1/clusters").await?;
+            let clusters = crate::flows::clusters(&ctx.client).await?;
             emit(ctx.format, &clusters.raw, || {
                 if clusters.view.is_empty() {
                     note("No clusters yet. Create one: basphere cluster create NAME --type dev");
@@ -116,7 +110,7 @@ pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         ClusterCommand::Show { name } => {
-            let cluster: Doc<ClusterView> = ctx.client.get(&format!("/api/v1/clusters/{}", encode(&name))).await?;
+            let cluster = crate::flows::cluster(&ctx.client, &name).await?;
             emit(ctx.format, &cluster.raw, || detail(&cluster.view));
             Ok(())
         }
@@ -124,8 +118,8 @@ pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
             follow(&ctx.client, &name, Duration::from_secs(timeout), ctx.format).await
         }
         ClusterCommand::Kubeconfig { name, file } => {
-            let kubeconfig: Doc<KubeconfigView> =
-                ctx.client.get(&format!("/api/v1/clusters/{}/kubeconfig", encode(&name))).await?;
+            let kubeconfig =
+                ctx.client.call::<clusters::Kubeconfig>(&NamePath { name: name.clone() }, &(), &()).await?;
             match file {
                 Some(path) => {
                     write_private(&path, &kubeconfig.view.kubeconfig)?;
@@ -139,11 +133,8 @@ pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         ClusterCommand::Scale { name, workers, wait } => {
-            let body = client::body(&ScaleClusterRequest { workers })?;
-            let operation: Doc<OperationView> = ctx
-                .client
-                .fetch(Method::POST, &format!("/api/v1/clusters/{}/scale", encode(&name)), Some(&body), &[])
-                .await?;
+            let body = ScaleClusterRequest { workers };
+            let operation = ctx.client.call::<clusters::Scale>(&NamePath { name }, &(), &body).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         ClusterCommand::Delete { name, wait } => {
@@ -151,8 +142,7 @@ pub async fn run(command: ClusterCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            let operation: Doc<OperationView> =
-                ctx.client.fetch(Method::DELETE, &format!("/api/v1/clusters/{}", encode(&name)), None, &[]).await?;
+            let operation = crate::flows::delete_cluster(&ctx.client, &name).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
     }
@@ -255,15 +245,18 @@ fn progress_line(c: &ClusterView) -> String {
 /// Follows a cluster with the server's long poll until it is ready or failed.
 pub async fn follow(client: &Client, name: &str, timeout: Duration, format: Format) -> Result<(), CliError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut since: Option<String> = None;
+    let mut since = None;
     let mut last_line = String::new();
     let mut first = true;
     loop {
-        let path = match &since {
-            Some(since) => format!("/api/v1/clusters/{}/watch?timeout=25&since={}", encode(name), encode(since)),
-            None => format!("/api/v1/clusters/{}", encode(name)),
+        let path = NamePath { name: name.to_owned() };
+        let cluster: Doc<ClusterView> = match since {
+            Some(since) => {
+                let query = WatchQuery { since: Some(since), timeout: Some(25) };
+                client.call::<clusters::Watch>(&path, &query, &()).await?
+            }
+            None => client.call::<clusters::Get>(&path, &(), &()).await?,
         };
-        let cluster: Doc<ClusterView> = client.get(&path).await?;
         let c = &cluster.view;
         if first && format == Format::Table {
             println!(
@@ -314,7 +307,8 @@ pub async fn follow(client: &Client, name: &str, timeout: Duration, format: Form
                 ),
             ));
         }
-        since = Some(c.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        // To the microsecond, as the server has always been asked.
+        since = Some(chrono::SubsecRound::trunc_subsecs(c.updated_at, 6));
     }
 }
 

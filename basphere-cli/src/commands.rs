@@ -3,17 +3,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use basphere_api::endpoint::Endpoint;
+use basphere_api::endpoints::{
+    account, admin, operations, registration, tokens, vms, IdPath, UserResourcePath, UsernamePath, VmActionPath,
+};
 use basphere_api::{
-    AuditView, CatalogView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken,
-    KeyChangeRequestBody, KeyChangeView, MeView, OperationView, OutboxView, QuotaOverrideRequest, QuotaView,
-    ReconcileView, RegisterRequest, RegistrationView, RejectRequest, SubmittedView, TokenView, UserView, VmView,
+    AuditQuery, AuditView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreatedToken, KeyChangeRequestBody,
+    KeyChangeView, ListQuery, OperationView, OutboxQuery, OutboxView, QuotaOverrideRequest, QuotaView, ReconcileView,
+    RegisterRequest, RegistrationView, RejectRequest, RequestListQuery, SubmittedView, TokenView, UserView, VmView,
 };
 use clap::{Args, Parser, Subcommand};
-use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::client::{self, Client, Doc};
+use crate::client::{Client, Doc};
 use crate::exit::CliError;
 use crate::output::{self, emit, note, or_dash, time, Format};
 use crate::wait;
@@ -488,23 +491,6 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<Doc<T>, CliError> {
-        self.client.fetch(Method::POST, path, body, headers).await
-    }
-
-    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Doc<T>, CliError> {
-        self.client.fetch(Method::DELETE, path, None, &[]).await
-    }
-
-    async fn put<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<Doc<T>, CliError> {
-        self.client.fetch(Method::PUT, path, Some(body), &[]).await
-    }
-
     /// Asks for confirmation on a terminal; without one, `--yes` is required.
     pub fn confirm(&self, question: &str) -> Result<bool, CliError> {
         if self.yes {
@@ -517,35 +503,26 @@ impl Ctx {
     }
 }
 
-pub(crate) fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+fn user(username: &str) -> UsernamePath {
+    UsernamePath { username: username.to_owned() }
 }
 
-/// Rejects `username`'s pending `what` (a registration, a key change) at
-/// `/api/v1/admin/{collection}/NAME/reject`, after asking on a terminal.
-async fn reject<T: DeserializeOwned>(
-    ctx: &Ctx,
-    what: &str,
-    collection: &str,
-    username: &str,
-    reason: String,
-) -> Result<(), CliError> {
+fn id(id: &str) -> IdPath {
+    IdPath { id: id.to_owned() }
+}
+
+/// Rejects `username`'s pending `what` (a registration, a key change) with `E`, after asking on
+/// a terminal.
+async fn reject<E>(ctx: &Ctx, what: &str, username: &str, reason: String) -> Result<(), CliError>
+where
+    E: Endpoint<Path = UsernamePath, Query = (), Body = RejectRequest>,
+    E::Response: DeserializeOwned,
+{
     if !ctx.confirm(&format!("Reject the {what} of {username}?"))? {
         note("Cancelled.");
         return Ok(());
     }
-    let body = client::body(&RejectRequest { reason: reason.clone() })?;
-    let path = format!("/api/v1/admin/{collection}/{}/reject", encode(username));
-    let rejected: Doc<T> = ctx.post(&path, Some(&body), &[]).await?;
+    let rejected = ctx.client.call::<E>(&user(username), &(), &RejectRequest { reason: reason.clone() }).await?;
     emit(ctx.format, &rejected.raw, || {
         println!(
             "The {what} of {username} is rejected. Reason: {}",
@@ -556,9 +533,11 @@ async fn reject<T: DeserializeOwned>(
 }
 
 async fn suspend(ctx: &Ctx, username: &str, suspended: bool) -> Result<(), CliError> {
-    let action = if suspended { "suspend" } else { "resume" };
-    let user: Doc<UserView> =
-        ctx.post(&format!("/api/v1/admin/users/{}/{action}", encode(username)), None, &[]).await?;
+    let user: Doc<UserView> = if suspended {
+        ctx.client.call::<admin::SuspendUser>(&user(username), &(), &()).await?
+    } else {
+        ctx.client.call::<admin::ResumeUser>(&user(username), &(), &()).await?
+    };
     emit(ctx.format, &user.raw, || println!("Account {} is {}.", user.view.username, user.view.status));
     Ok(())
 }
@@ -569,14 +548,14 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Vm(command) => vm(command, ctx).await,
         Command::Cluster(command) => crate::cluster::run(command, ctx).await,
         Command::Quota => {
-            let quota: Doc<QuotaView> = ctx.client.get("/api/v1/quota").await?;
+            let quota = crate::flows::quota(&ctx.client).await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         Command::Operation(command) => operation(command, ctx).await,
         Command::Token(command) => token(command, ctx).await,
         Command::Catalog => {
-            let catalog: Doc<CatalogView> = ctx.client.get("/api/v1/catalog").await?;
+            let catalog = crate::flows::catalog(&ctx.client).await?;
             emit(ctx.format, &catalog.raw, || {
                 let os = catalog.view.os.iter().map(|os| vec!["os".into(), os.key.clone(), os.description.clone()]);
                 let specs = catalog.view.specs.iter().map(|s| {
@@ -609,12 +588,12 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         Command::Whoami => {
-            let me: Doc<MeView> = ctx.client.get("/api/v1/me").await?;
+            let me = crate::flows::me(&ctx.client).await?;
             emit(ctx.format, &me.raw, || println!("{} ({}) via {}", me.view.name, me.view.role, me.view.source));
             Ok(())
         }
         Command::Web => {
-            let link: Doc<basphere_api::SignInLinkView> = ctx.post("/api/v1/web/sign-in-link", None, &[]).await?;
+            let link = ctx.client.call::<account::SignInLink>(&(), &(), &()).await?;
             emit(ctx.format, &link.raw, || {
                 println!(
                     "Open this link in your browser to sign in (it works once, until {}):",
@@ -671,10 +650,8 @@ pub(crate) async fn started(
 async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         VmCommand::Create { name, os, spec, count, idempotency_key, wait } => {
-            let request = client::body(&CreateVmsRequest { name, os, spec, count })?;
-            let headers: Vec<(&str, &str)> =
-                idempotency_key.as_deref().map(|key| vec![("idempotency-key", key)]).unwrap_or_default();
-            let created: Doc<CreateVmsResponse> = ctx.post("/api/v1/vms", Some(&request), &headers).await?;
+            let request = CreateVmsRequest { name, os, spec, count };
+            let created = crate::flows::create_vms(&ctx.client, &request, idempotency_key.as_deref()).await?;
             if !wait.wait && ctx.format == Format::Table {
                 for vm in &created.view.vms {
                     println!("{}  {}  {}", vm.name, or_dash(vm.ip), vm.state);
@@ -683,11 +660,7 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
             started(ctx, &created.view.operations, &wait, &created.raw).await
         }
         VmCommand::List { state, all } => {
-            let path = match state {
-                Some(state) => format!("/api/v1/vms?state={}", encode(&state)),
-                None => "/api/v1/vms".into(),
-            };
-            let vms: Doc<Vec<VmView>> = ctx.client.all_pages(&path).await?;
+            let vms = crate::flows::vms(&ctx.client, state).await?;
             emit(ctx.format, &vms.raw, || {
                 if vms.view.is_empty() {
                     note("No VMs yet. Create one: basphere vm create NAME --os ubuntu-24.04 --spec small");
@@ -698,7 +671,7 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         VmCommand::Show { name } => {
-            let vm: Doc<VmView> = ctx.client.get(&format!("/api/v1/vms/{}", encode(&name))).await?;
+            let vm = crate::flows::vm(&ctx.client, &name).await?;
             emit(ctx.format, &vm.raw, || output::vm_detail(&vm.view));
             Ok(())
         }
@@ -707,7 +680,7 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            let operation: Doc<OperationView> = ctx.delete(&format!("/api/v1/vms/{}", encode(&name))).await?;
+            let operation = crate::flows::delete_vm(&ctx.client, &name).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         VmCommand::Start { name, wait } => power(ctx, &name, "start", &wait).await,
@@ -717,23 +690,24 @@ async fn vm(command: VmCommand, ctx: &Ctx) -> Result<(), CliError> {
 }
 
 async fn power(ctx: &Ctx, name: &str, action: &str, wait: &WaitArgs) -> Result<(), CliError> {
-    let operation: Doc<OperationView> = ctx.post(&format!("/api/v1/vms/{}/{action}", encode(name)), None, &[]).await?;
+    let path = VmActionPath { name: name.to_owned(), action: action.to_owned() };
+    let operation = ctx.client.call::<vms::Power>(&path, &(), &()).await?;
     started(ctx, std::slice::from_ref(&operation.view), wait, &operation.raw).await
 }
 
 async fn operation(command: OperationCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         OperationCommand::Show { id } => {
-            let op: Doc<OperationView> = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
+            let op = ctx.client.call::<operations::Get>(&self::id(&id), &(), &()).await?;
             emit(ctx.format, &op.raw, || output::operation_detail(&op.view));
             Ok(())
         }
         OperationCommand::Wait { id, timeout } => {
-            let op: Doc<OperationView> = ctx.client.get(&format!("/api/v1/operations/{}", encode(&id))).await?;
+            let op = ctx.client.call::<operations::Get>(&self::id(&id), &(), &()).await?;
             started(ctx, std::slice::from_ref(&op.view), &WaitArgs { wait: true, timeout }, &op.raw).await
         }
         OperationCommand::List => {
-            let ops: Doc<Vec<OperationView>> = ctx.client.all_pages("/api/v1/operations").await?;
+            let ops = ctx.client.all_pages::<operations::List, OperationView>(&(), &ListQuery::default()).await?;
             emit(ctx.format, &ops.raw, || {
                 let rows: Vec<Vec<String>> = ops
                     .view
@@ -761,13 +735,13 @@ fn print_created_token(ctx: &Ctx, created: &Doc<CreatedToken>) {
 async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         TokenCommand::Create { name, scope, expires_in_days } => {
-            let request = client::body(&CreateTokenRequest { name, scope: Some(scope), expires_in_days })?;
-            let created: Doc<CreatedToken> = ctx.post("/api/v1/tokens", Some(&request), &[]).await?;
+            let request = CreateTokenRequest { name, scope: Some(scope), expires_in_days };
+            let created = ctx.client.call::<tokens::Create>(&(), &(), &request).await?;
             print_created_token(ctx, &created);
             Ok(())
         }
         TokenCommand::List => {
-            let tokens: Doc<Vec<TokenView>> = ctx.client.get("/api/v1/tokens").await?;
+            let tokens: Doc<Vec<TokenView>> = ctx.client.call::<tokens::List>(&(), &(), &()).await?;
             emit(ctx.format, &tokens.raw, || {
                 let rows: Vec<Vec<String>> = tokens
                     .view
@@ -788,7 +762,7 @@ async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         TokenCommand::Revoke { id } => {
-            let token: Doc<TokenView> = ctx.delete(&format!("/api/v1/tokens/{}", encode(&id))).await?;
+            let token = ctx.client.call::<tokens::Revoke>(&self::id(&id), &(), &()).await?;
             emit(ctx.format, &token.raw, || note(format!("token {} revoked", token.view.name)));
             Ok(())
         }
@@ -819,14 +793,13 @@ async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     let answer: Doc<SubmittedView> = match command {
         Command::Register { username, email, key_file, key, team } => {
             let ssh_key = public_key(key, key_file, "your")?;
-            let request = client::body(&RegisterRequest { username, email, team, ssh_key, recaptcha_response: None })?;
-            ctx.post("/api/v1/register", Some(&request), &[]).await?
+            let request = RegisterRequest { username, email, team, ssh_key, recaptcha_response: None };
+            ctx.client.call::<registration::Register>(&(), &(), &request).await?
         }
         Command::KeyChange { username, email, key_file, key, reason } => {
             let ssh_key = public_key(key, key_file, "the new")?;
-            let request =
-                client::body(&KeyChangeRequestBody { username, email, ssh_key, reason, recaptcha_response: None })?;
-            ctx.post("/api/v1/key-change", Some(&request), &[]).await?
+            let request = KeyChangeRequestBody { username, email, ssh_key, reason, recaptcha_response: None };
+            ctx.client.call::<registration::KeyChange>(&(), &(), &request).await?
         }
         _ => unreachable!("only public submissions"),
     };
@@ -837,8 +810,7 @@ async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
 async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
         AdminCommand::User(AdminUserCommand::Pending { username: Some(username) }) => {
-            let request: Doc<RegistrationView> =
-                ctx.client.get(&format!("/api/v1/admin/registrations/{}", encode(&username))).await?;
+            let request = ctx.client.call::<admin::Registration>(&user(&username), &(), &()).await?;
             emit(ctx.format, &request.raw, || {
                 let r = &request.view;
                 output::fields(&[
@@ -857,7 +829,8 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::Pending { username: None }) => {
-            let requests: Doc<Vec<RegistrationView>> = ctx.client.all_pages("/api/v1/admin/registrations").await?;
+            let requests: Doc<Vec<RegistrationView>> =
+                ctx.client.all_pages::<admin::Registrations, _>(&(), &RequestListQuery::default()).await?;
             emit(ctx.format, &requests.raw, || {
                 let rows: Vec<Vec<String>> = requests
                     .view
@@ -873,8 +846,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             let mut documents = Vec::new();
             let mut refused = Vec::new();
             for username in &usernames {
-                let path = format!("/api/v1/admin/registrations/{}/approve", encode(username));
-                match ctx.post::<OperationView>(&path, None, &[]).await {
+                match ctx.client.call::<admin::ApproveRegistration>(&user(username), &(), &()).await {
                     Ok(operation) => {
                         documents.push(operation.raw);
                         operations.push(operation.view);
@@ -894,7 +866,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             }
         }
         AdminCommand::User(AdminUserCommand::Reject { username, reason }) => {
-            reject::<RegistrationView>(ctx, "registration", "registrations", &username, reason).await
+            reject::<admin::RejectRegistration>(ctx, "registration", &username, reason).await
         }
         AdminCommand::User(AdminUserCommand::Suspend { username }) => suspend(ctx, &username, true).await,
         AdminCommand::User(AdminUserCommand::Resume { username }) => suspend(ctx, &username, false).await,
@@ -903,7 +875,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            ctx.client.call(Method::DELETE, &format!("/api/v1/admin/users/{}", encode(&username)), None, &[]).await?;
+            ctx.client.call::<admin::DeleteUser>(&user(&username), &(), &()).await?;
             emit(ctx.format, &serde_json::json!({"deleted": username}), || println!("Account {username} deleted."));
             Ok(())
         }
@@ -925,12 +897,12 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                     return Err(CliError::usage("the name did not match; nothing was purged"));
                 }
             }
-            let path = format!("/api/v1/admin/users/{}/purge", encode(&username));
-            let operation: Doc<OperationView> = ctx.post(&path, None, &[]).await?;
+            let operation = ctx.client.call::<admin::PurgeUser>(&user(&username), &(), &()).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         AdminCommand::Key(AdminKeyCommand::Pending { username }) => {
-            let requests: Doc<Vec<KeyChangeView>> = ctx.client.all_pages("/api/v1/admin/key-changes").await?;
+            let requests: Doc<Vec<KeyChangeView>> =
+                ctx.client.all_pages::<admin::KeyChanges, _>(&(), &RequestListQuery::default()).await?;
             match username {
                 Some(username) => {
                     let Some(index) = requests.view.iter().position(|r| r.username == username) else {
@@ -968,17 +940,16 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::Key(AdminKeyCommand::Approve { username, wait }) => {
-            let path = format!("/api/v1/admin/key-changes/{}/approve", encode(&username));
-            let operation: Doc<OperationView> = ctx.post(&path, None, &[]).await?;
+            let operation = ctx.client.call::<admin::ApproveKeyChange>(&user(&username), &(), &()).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         AdminCommand::Key(AdminKeyCommand::Reject { username, reason }) => {
-            reject::<KeyChangeView>(ctx, "key change", "key-changes", &username, reason).await
+            reject::<admin::RejectKeyChange>(ctx, "key change", &username, reason).await
         }
         AdminCommand::User(AdminUserCommand::Add { username, email, key_file, key, team, uid, admin }) => {
             let key = public_key(key, key_file, "the user's")?;
-            let request = client::body(&CreateUserRequest { username, email, team, ssh_key: key, uid, admin })?;
-            let user: Doc<UserView> = ctx.post("/api/v1/admin/users", Some(&request), &[]).await?;
+            let request = CreateUserRequest { username, email, team, ssh_key: key, uid, admin };
+            let user = ctx.client.call::<admin::CreateUser>(&(), &(), &request).await?;
             emit(ctx.format, &user.raw, || {
                 let u = &user.view;
                 note(format!("account {} created ({}), key {}", u.username, u.role, u.ssh_key_fingerprint))
@@ -986,7 +957,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::List) => {
-            let users: Doc<Vec<UserView>> = ctx.client.get("/api/v1/admin/users").await?;
+            let users = ctx.client.call::<admin::ListUsers>(&(), &(), &()).await?;
             emit(ctx.format, &users.raw, || {
                 let rows: Vec<Vec<String>> = users
                     .view
@@ -1007,7 +978,7 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::User(AdminUserCommand::Show { username }) => {
-            let user: Doc<UserView> = ctx.client.get(&format!("/api/v1/admin/users/{}", encode(&username))).await?;
+            let user = ctx.client.call::<admin::GetUser>(&user(&username), &(), &()).await?;
             emit(ctx.format, &user.raw, || {
                 let u = &user.view;
                 output::fields(&[
@@ -1024,44 +995,31 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Show { username }) => {
-            let quota: Doc<QuotaView> =
-                ctx.client.get(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
+            let quota = ctx.client.call::<admin::GetQuota>(&user(&username), &(), &()).await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Set { username, vms, ips, vcpus, memory_mb, disk_gb, clusters }) => {
-            let request = client::body(&QuotaOverrideRequest {
-                vms,
-                clusters,
-                nodes_per_cluster: None,
-                ips,
-                vcpus,
-                memory_mb,
-                disk_gb,
-            })?;
-            let quota: Doc<QuotaView> =
-                ctx.put(&format!("/api/v1/admin/users/{}/quota", encode(&username)), &request).await?;
+            let request =
+                QuotaOverrideRequest { vms, clusters, nodes_per_cluster: None, ips, vcpus, memory_mb, disk_gb };
+            let quota: Doc<QuotaView> = ctx.client.call::<admin::SetQuota>(&user(&username), &(), &request).await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Quota(AdminQuotaCommand::Reset { username }) => {
-            let quota: Doc<QuotaView> = ctx.delete(&format!("/api/v1/admin/users/{}/quota", encode(&username))).await?;
+            let quota = ctx.client.call::<admin::ResetQuota>(&user(&username), &(), &()).await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
             Ok(())
         }
         AdminCommand::Token(AdminTokenCommand::Create { user, name, scope, expires_in_days }) => {
-            let request = client::body(&CreateTokenRequest { name, scope: Some(scope), expires_in_days })?;
-            let created: Doc<CreatedToken> =
-                ctx.post(&format!("/api/v1/admin/users/{}/tokens", encode(&user)), Some(&request), &[]).await?;
+            let request = CreateTokenRequest { name, scope: Some(scope), expires_in_days };
+            let created = ctx.client.call::<admin::CreateToken>(&self::user(&user), &(), &request).await?;
             print_created_token(ctx, &created);
             Ok(())
         }
         AdminCommand::Vm(AdminVmCommand::List { owner }) => {
-            let path = match owner {
-                Some(owner) => format!("/api/v1/admin/vms?owner={}", encode(&owner)),
-                None => "/api/v1/admin/vms".into(),
-            };
-            let vms: Doc<Vec<VmView>> = ctx.client.all_pages(&path).await?;
+            let query = ListQuery { owner, ..Default::default() };
+            let vms: Doc<Vec<VmView>> = ctx.client.all_pages::<admin::ListVms, _>(&(), &query).await?;
             emit(ctx.format, &vms.raw, || output::vm_table(&vms.view, true, true));
             Ok(())
         }
@@ -1070,16 +1028,13 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
                 note("Cancelled.");
                 return Ok(());
             }
-            let operation: Doc<OperationView> =
-                ctx.delete(&format!("/api/v1/admin/users/{}/vms/{}", encode(&owner), encode(&name))).await?;
+            let path = UserResourcePath { username: owner, name };
+            let operation = ctx.client.call::<admin::DeleteVm>(&path, &(), &()).await?;
             started(ctx, std::slice::from_ref(&operation.view), &wait, &operation.raw).await
         }
         AdminCommand::Ops { owner } => {
-            let path = match owner {
-                Some(owner) => format!("/api/v1/admin/operations?owner={}", encode(&owner)),
-                None => "/api/v1/admin/operations".into(),
-            };
-            let ops: Doc<Vec<OperationView>> = ctx.client.all_pages(&path).await?;
+            let query = ListQuery { owner, ..Default::default() };
+            let ops: Doc<Vec<OperationView>> = ctx.client.all_pages::<admin::ListOperations, _>(&(), &query).await?;
             emit(ctx.format, &ops.raw, || {
                 let rows: Vec<Vec<String>> = ops
                     .view
@@ -1100,9 +1055,9 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
         }
         AdminCommand::Reconcile { now } => {
             let report: Doc<ReconcileView> = if now {
-                ctx.post("/api/v1/admin/reconcile", None, &[]).await?
+                ctx.client.call::<admin::Reconcile>(&(), &(), &()).await?
             } else {
-                ctx.client.get("/api/v1/admin/reconcile").await?
+                ctx.client.call::<admin::LastReconcile>(&(), &(), &()).await?
             };
             emit(ctx.format, &report.raw, || {
                 let r = &report.view;
@@ -1124,19 +1079,15 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::Outbox(OutboxArgs { command: Some(OutboxCommand::Retry { id }), .. }) => {
-            let message: Doc<OutboxView> =
-                ctx.post(&format!("/api/v1/admin/outbox/{}/retry", encode(&id)), None, &[]).await?;
+            let message = ctx.client.call::<admin::RetryNotification>(&self::id(&id), &(), &()).await?;
             emit(ctx.format, &message.raw, || {
                 println!("Notification {} ({}) is pending again.", message.view.id, message.view.event);
             });
             Ok(())
         }
         AdminCommand::Outbox(OutboxArgs { command: None, state }) => {
-            let path = match state {
-                Some(state) => format!("/api/v1/admin/outbox?state={}", encode(&state)),
-                None => "/api/v1/admin/outbox".into(),
-            };
-            let messages: Doc<Vec<OutboxView>> = ctx.client.all_pages(&path).await?;
+            let query = OutboxQuery { state, ..Default::default() };
+            let messages: Doc<Vec<OutboxView>> = ctx.client.all_pages::<admin::Outbox, _>(&(), &query).await?;
             emit(ctx.format, &messages.raw, || {
                 let rows: Vec<Vec<String>> = messages
                     .view
@@ -1163,17 +1114,14 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         AdminCommand::Audit { actor, jsonl } => {
-            let mut path = "/api/v1/admin/audit?limit=100000".to_owned();
-            if let Some(actor) = actor {
-                path.push_str(&format!("&actor={}", encode(&actor)));
-            }
+            let mut query = AuditQuery { actor, limit: Some(100000), ..Default::default() };
             if jsonl {
-                path.push_str("&format=jsonl");
-                let reply = ctx.client.call(Method::GET, &path, None, &[]).await?;
+                query.format = Some("jsonl".to_owned());
+                let reply = ctx.client.reply::<admin::Audit>(&(), &query, &(), &[]).await?;
                 print!("{}", reply.text);
                 return Ok(());
             }
-            let events: Doc<Vec<AuditView>> = ctx.client.items(&path).await?;
+            let events: Doc<Vec<AuditView>> = ctx.client.items::<admin::Audit, _>(&(), &query).await?;
             emit(ctx.format, &events.raw, || {
                 let rows: Vec<Vec<String>> = events
                     .view

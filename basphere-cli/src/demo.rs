@@ -5,15 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use basphere_api::{
-    CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse, CreatedToken, MeView, OperationView,
-    Page, QuotaView, UserView, VmView,
-};
-use hyper::Method;
+use basphere_api::endpoint::Endpoint as _;
+use basphere_api::endpoints::{admin, service, vms, UsernamePath};
+use basphere_api::{CreateTokenRequest, CreateUserRequest, CreateVmsRequest, ListQuery, Page, VmView};
 
-use crate::client::{self, Client, Doc, Endpoint};
+use crate::client::{Client, Endpoint};
 use crate::exit::CliError;
-use crate::{output, wait};
+use crate::{flows, output, wait};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -52,7 +50,7 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
     let socket = args.data_dir.join("basphere.sock");
     let admin = Client::new(Endpoint::Socket(socket.clone()));
     let log = args.data_dir.join("server.log");
-    if admin.call(Method::GET, "/healthz", None, &[]).await.is_ok() {
+    if admin.call::<service::Healthz>(&(), &(), &()).await.is_ok() {
         let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
         println!("  a server is already running on {} and {tcp}", socket.display());
         return Ok((admin, tcp, None));
@@ -73,7 +71,7 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
         })?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
-        if admin.call(Method::GET, "/healthz", None, &[]).await.is_ok() {
+        if admin.call::<service::Healthz>(&(), &(), &()).await.is_ok() {
             let tcp = tcp_address(&log).unwrap_or_else(|| format!("http://{}", args.listen));
             println!(
                 "  started basphere-server (pid {}) in {} ms: {} and {tcp}",
@@ -96,19 +94,19 @@ async fn ensure_server(args: &DemoArgs) -> Result<(Client, String, Option<u32>),
 pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     step("1. The platform on embedded defaults");
     let (admin, tcp, pid) = ensure_server(&args).await?;
-    let me: MeView = admin.get::<MeView>("/api/v1/me").await?.view;
+    let me = flows::me(&admin).await?.view;
     println!("  you are {} ({}) on the socket: the kernel's peer credentials say so", me.name, me.role);
 
     step("2. An administrator approves a developer: basphere admin user add alice ...");
-    let request = client::body(&CreateUserRequest {
+    let request = CreateUserRequest {
         username: "alice".into(),
         email: "alice@example.com".into(),
         team: "payments".into(),
         ssh_key: DEMO_KEY.into(),
         uid: None,
         admin: false,
-    })?;
-    match admin.fetch::<UserView>(Method::POST, "/api/v1/admin/users", Some(&request), &[]).await {
+    };
+    match admin.call::<admin::CreateUser>(&(), &(), &request).await {
         Ok(user) => println!(
             "  account alice created: an IP block and the vSphere folder basphere-vms/alice ({})",
             user.view.ssh_key_fingerprint
@@ -116,22 +114,21 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         Err(error) if error.code == crate::exit::CONFLICT => println!("  account alice exists already"),
         Err(error) => return Err(error),
     }
-    let request = client::body(&CreateTokenRequest { name: "demo".into(), scope: None, expires_in_days: None })?;
-    let token: CreatedToken =
-        admin.fetch::<CreatedToken>(Method::POST, "/api/v1/admin/users/alice/tokens", Some(&request), &[]).await?.view;
+    let request = CreateTokenRequest { name: "demo".into(), scope: None, expires_in_days: None };
+    let alice_account = UsernamePath { username: "alice".into() };
+    let token = admin.call::<admin::CreateToken>(&alice_account, &(), &request).await?.view;
     let secret = token.secret;
     println!("  an API token for alice (shown once): {secret}");
     let alice = Client::new(Endpoint::Tcp { base: tcp.clone(), token: Some(secret.clone()), ca_file: None });
 
-    let leftovers: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms?limit=1000").await?.view;
+    let first_thousand = ListQuery { limit: Some(1000), ..Default::default() };
+    let leftovers: Page<VmView> = alice.call::<vms::List>(&(), &first_thousand, &()).await?.view;
     let leftovers: Vec<String> = leftovers.items.into_iter().map(|vm| vm.name).collect();
     if !leftovers.is_empty() {
         println!("  removing alice's VMs from an earlier demo: {}", leftovers.join(", "));
         let mut operations = Vec::new();
         for name in leftovers {
-            if let Ok(op) =
-                alice.fetch::<OperationView>(Method::DELETE, &format!("/api/v1/vms/{name}"), None, &[]).await
-            {
+            if let Ok(op) = flows::delete_vm(&alice, &name).await {
                 operations.push(op.view);
             }
         }
@@ -139,43 +136,32 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     }
 
     step("3. alice creates 3 VMs over HTTP: basphere vm create web --os ubuntu-24.04 --spec small --count 3 --wait");
-    let request = client::body(&CreateVmsRequest {
-        name: "web".into(),
-        os: "ubuntu-24.04".into(),
-        spec: "small".into(),
-        count: 3,
-    })?;
-    let created: CreateVmsResponse =
-        alice.fetch::<CreateVmsResponse>(Method::POST, "/api/v1/vms", Some(&request), &[]).await?.view;
+    let request = CreateVmsRequest { name: "web".into(), os: "ubuntu-24.04".into(), spec: "small".into(), count: 3 };
+    let created = flows::create_vms(&alice, &request, None).await?.view;
     for vm in &created.vms {
         println!("  accepted {} with address {}", vm.name, vm.ip.map(|ip| ip.to_string()).unwrap_or_default());
     }
     wait::wait_all(&alice, &created.operations, Duration::from_secs(120)).await?;
 
     step("4. alice lists her VMs: basphere vm list");
-    let vms: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms").await?.view;
+    let vms: Page<VmView> = alice.call::<vms::List>(&(), &ListQuery::default(), &()).await?.view;
     output::vm_table(&vms.items, false, false);
 
     step("5. alice checks her quota: basphere quota");
-    output::quota_table(&alice.get::<QuotaView>("/api/v1/quota").await?.view);
+    output::quota_table(&flows::quota(&alice).await?.view);
 
     step("6. alice asks for more than her quota: basphere vm create big --os ubuntu-24.04 --spec large --count 10");
-    let request = client::body(&CreateVmsRequest {
-        name: "big".into(),
-        os: "ubuntu-24.04".into(),
-        spec: "large".into(),
-        count: 10,
-    })?;
-    match alice.call(Method::POST, "/api/v1/vms", Some(&request), &[]).await {
+    let request = CreateVmsRequest { name: "big".into(), os: "ubuntu-24.04".into(), spec: "large".into(), count: 10 };
+    match flows::create_vms(&alice, &request, None).await {
         Err(error) => println!("  refused (exit code {}): {}", error.code, error.message),
         Ok(_) => return Err(CliError::other("the quota should have refused this request")),
     }
 
     step("7. alice deletes web-2: basphere vm delete web-2 --wait");
-    let operation: Doc<OperationView> = alice.fetch(Method::DELETE, "/api/v1/vms/web-2", None, &[]).await?;
+    let operation = flows::delete_vm(&alice, "web-2").await?;
     let done = wait::wait_all(&alice, std::slice::from_ref(&operation.view), Duration::from_secs(120)).await?;
     println!("  {}: the VM is gone from vSphere, then its address was released", done[0].view.state);
-    let vms: Page<VmView> = alice.get::<Page<VmView>>("/api/v1/vms").await?.view;
+    let vms: Page<VmView> = alice.call::<vms::List>(&(), &ListQuery::default(), &()).await?.view;
     output::vm_table(&vms.items, false, false);
 
     let me = std::env::args().next().unwrap_or_else(|| "basphere".into());
@@ -203,6 +189,6 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         args.data_dir.join("basphere.sock").display()
     );
     println!("    {tcp}/register    where newcomers ask for an account");
-    println!("  The API is described at {tcp}/api/v1/openapi.json");
+    println!("  The API is described at {tcp}{}", service::OpenApi::PATH);
     Ok(())
 }

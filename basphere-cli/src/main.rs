@@ -12,6 +12,7 @@ mod commands;
 mod connection;
 mod demo;
 mod exit;
+mod flows;
 mod output;
 mod prompt;
 mod tls;

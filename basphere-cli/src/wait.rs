@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use basphere_api::endpoints::{operations, IdPath};
 use basphere_api::OperationView;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -52,7 +53,8 @@ pub async fn wait_all(
             if state.as_ref().is_some_and(|op| op.view.is_finished()) {
                 continue;
             }
-            let op: Doc<OperationView> = client.get(&format!("/api/v1/operations/{}", operations[index].id)).await?;
+            let path = IdPath { id: operations[index].id.to_string() };
+            let op: Doc<OperationView> = client.call::<operations::Get>(&path, &(), &()).await?;
             let step = current_step(&op.view);
             match &bars[index] {
                 Some(bar) => {

@@ -1,133 +1,29 @@
-//! The HTTP API under `/api/v1`. Each handler states who may call it in its doc line:
-//! *user* (any authenticated account, acting on its own resources) or *admin*.
+//! The HTTP API under `/api/v1`: the handlers of VMs, operations, tokens, the caller's account
+//! and the administrators' endpoints (their definitions are `basphere_api::endpoints`; the route
+//! table is `routes`). Each handler states who may call it in its doc line: *user* (any
+//! authenticated account, acting on its own resources) or *admin*.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use basphere_core::model::*;
 use basphere_core::platform::{
     bounded, lookup_username, lookup_vm_name, token_expiry, token_scope, Accepted, AuditQuery as AuditRequest,
-    CreateVms, NewAccount, Page as CorePage, PageRequest, VmQuery,
+    CreateVms, NewAccount, PageRequest,
 };
 use basphere_core::provisioner::PowerAction;
 use basphere_core::validate::Username;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::{
-    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, Unauthenticated, UnsupportedMediaType,
-};
 use crate::problem::{ApiError, ApiResult};
+use crate::respond::{accepted, page, ListQueryExt, PageJson};
 use crate::wire::*;
 use crate::AppState;
 
-/// The `/api/v1` routes.
-pub fn routes(state: AppState) -> Router<AppState> {
-    let own = Router::new()
-        .route("/me", get(me))
-        .route("/catalog", get(catalog))
-        .route("/quota", get(quota))
-        .route("/vms", get(list_vms).post(create_vms))
-        .route("/vms/{name}", get(get_vm).delete(delete_vm))
-        .route("/vms/{name}/{action}", post(vm_action))
-        .route("/clusters", get(crate::clusters::list_clusters).post(crate::clusters::create_cluster))
-        .route("/clusters/{name}", get(crate::clusters::get_cluster).delete(crate::clusters::delete_cluster))
-        .route("/clusters/{name}/watch", get(crate::clusters::watch_cluster))
-        .route("/clusters/{name}/kubeconfig", get(crate::clusters::cluster_kubeconfig))
-        .route("/clusters/{name}/scale", post(crate::clusters::scale_cluster))
-        .route("/operations", get(list_operations))
-        .route("/operations/{id}", get(get_operation))
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/web/sign-in-link", post(create_sign_in_link));
-    let admin = Router::new()
-        .route("/admin/users", get(admin_list_users).post(admin_create_user))
-        .route("/admin/users/{username}", get(admin_get_user).delete(crate::requests::admin_delete_user))
-        .route("/admin/users/{username}/quota", get(admin_get_quota).put(admin_set_quota).delete(admin_reset_quota))
-        .route("/admin/users/{username}/tokens", post(admin_create_token))
-        .route("/admin/users/{username}/vms", get(admin_user_vms).post(admin_create_vms))
-        .route("/admin/users/{username}/vms/{name}", get(admin_get_vm).delete(admin_delete_vm))
-        .route("/admin/users/{username}/vms/{name}/{action}", post(admin_vm_action))
-        .route("/admin/vms", get(admin_list_vms))
-        .route("/admin/clusters", get(crate::clusters::admin_list_clusters))
-        .route("/admin/users/{username}/clusters/{name}", axum::routing::delete(crate::clusters::admin_delete_cluster))
-        .route("/admin/operations", get(admin_list_operations))
-        .route("/admin/audit", get(admin_audit))
-        .route("/admin/reconcile", get(admin_last_reconcile).post(admin_reconcile))
-        .route("/admin/outbox", get(admin_outbox))
-        .route("/admin/outbox/{id}/retry", post(admin_retry_notification))
-        .merge(crate::requests::admin_routes())
-        // The admin API is for administrators, whatever the route: decided by the platform.
-        .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::require_admin));
-    own.merge(admin).merge(crate::requests::public_routes())
-}
-
-/// `?limit=&after=`: pagination of lists ordered by creation.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// At most this many items (1-1000, default 100).
-    pub limit: Option<usize>,
-    /// The `next` value of the previous page.
-    pub after: Option<Uuid>,
-    /// Only VMs in this state.
-    pub state: Option<String>,
-    /// Admin lists only: one owner's items.
-    pub owner: Option<String>,
-}
-
-impl ListQuery {
-    fn page(&self) -> PageRequest {
-        PageRequest { limit: self.limit, after: self.after }
-    }
-
-    fn vms(&self) -> VmQuery {
-        VmQuery { state: self.state.clone(), page: self.page() }
-    }
-}
-
-/// A page of core records as its wire view.
-pub(crate) fn page<T, V>(page: CorePage<T>, view: impl FnMut(T) -> V) -> PageJson<V> {
-    PageJson(Page { items: page.items.into_iter().map(view).collect(), next: page.next.map(|id| id.to_string()) })
-}
-
-/// What one listed record takes in JSON, about (a VM is about 400 bytes).
-const PAGE_ITEM_BYTES: usize = 512;
-
-/// A page answered as JSON, serialised into one buffer sized for its items up front: axum's
-/// `Json` starts at 128 bytes and grows (copying) about ten times for a page of 100 VMs, which
-/// was an eighth of a list request's time in a profile.
-pub struct PageJson<V>(pub Page<V>);
-
-impl<V: WriteJson> IntoResponse for PageJson<V> {
-    fn into_response(self) -> Response {
-        let mut body = Vec::with_capacity(64 + self.0.items.len() * PAGE_ITEM_BYTES);
-        match write_page(&self.0, &mut body) {
-            Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
-            Err(error) => {
-                tracing::error!(%error, "a page could not be written as JSON");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
-            }
-        }
-    }
-}
-
-pub(crate) fn accepted(operation: &Operation, body: impl serde::Serialize) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/operations/{}", operation.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
-}
-
 /// Who the server believes you are. *user*
-#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = MeView), Unauthenticated, Forbidden, ServerError))]
 pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<MeView>> {
     let account = state.platform.accounts().whoami(&caller.actor).await?;
     Ok(Json(MeView {
@@ -139,7 +35,6 @@ pub async fn me(caller: Caller, State(state): State<AppState>) -> ApiResult<Json
 }
 
 /// The OS images and VM specs that may be asked for. *user*
-#[utoipa::path(get, path = "/api/v1/catalog", tag = "account", responses((status = 200, body = CatalogView), Unauthenticated, Forbidden, ServerError))]
 pub async fn catalog(_caller: Caller, State(state): State<AppState>) -> Json<CatalogView> {
     Json(catalog_view(state.platform.config()))
 }
@@ -189,14 +84,12 @@ pub fn catalog_view(config: &basphere_core::Config) -> CatalogView {
 }
 
 /// Your limits and usage. *user*
-#[utoipa::path(get, path = "/api/v1/quota", tag = "account", responses((status = 200, body = QuotaView), Unauthenticated, Forbidden, ServerError))]
 pub async fn quota(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<QuotaView>> {
     let report = state.platform.accounts().quota(&caller.actor, caller.own()?).await?;
     Ok(Json(QuotaView::from_core(&report)))
 }
 
 /// Your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -243,9 +136,6 @@ async fn create_for(
 
 /// Create one VM or a batch of up to 10. Returns 202 with the operations; `Idempotency-Key`
 /// makes a retry return the first answer. *user*
-#[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmsRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first answer")),
-    responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -257,7 +147,6 @@ pub async fn create_vms(
 }
 
 /// One of your VMs. *user*
-#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -268,7 +157,6 @@ pub async fn get_vm(
 }
 
 /// Delete one of your VMs; its address is freed once vSphere confirms it is gone. *user*
-#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn delete_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -288,8 +176,6 @@ fn power_action(action: &str) -> ApiResult<PowerAction> {
 }
 
 /// Start, stop or reboot one of your VMs. *user*
-#[utoipa::path(post, path = "/api/v1/vms/{name}/{action}", tag = "vms", params(("name" = String, Path), ("action" = String, Path, description = "start, stop or reboot")),
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -301,7 +187,6 @@ pub async fn vm_action(
 }
 
 /// Your operations, oldest first. *user*
-#[utoipa::path(get, path = "/api/v1/operations", tag = "operations", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_operations(
     caller: Caller,
     State(state): State<AppState>,
@@ -312,7 +197,6 @@ pub async fn list_operations(
 }
 
 /// One operation: yours, or any for an admin. *user*
-#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)), responses((status = 200, body = OperationView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_operation(
     caller: Caller,
     State(state): State<AppState>,
@@ -323,7 +207,6 @@ pub async fn get_operation(
 }
 
 /// Your API tokens (never their secrets). *user*
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn list_tokens(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<TokenView>>> {
     let tokens = state.platform.credentials().list_tokens(&caller.actor, caller.own()?).await?;
     Ok(Json(tokens.iter().map(TokenView::from_core).collect()))
@@ -347,7 +230,6 @@ async fn token_for(
 }
 
 /// Create an API token; its secret is in this answer only. *user*
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, ServerError))]
 pub async fn create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -358,7 +240,6 @@ pub async fn create_token(
 }
 
 /// Revoke one of your tokens (any token, for an admin). *user*
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), responses((status = 200, body = TokenView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn revoke_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -371,7 +252,6 @@ pub async fn revoke_token(
 
 /// A single-use link, valid five minutes, that signs a browser in as you (what `basphere web`
 /// prints). Any caller; on the bastion, the socket says who you are. *user*
-#[utoipa::path(post, path = "/api/v1/web/sign-in-link", tag = "account", responses((status = 201, body = SignInLinkView), Unauthenticated, Forbidden, ServerError))]
 pub async fn create_sign_in_link(caller: Caller, State(state): State<AppState>) -> ApiResult<Response> {
     let link = state.platform.credentials().create_sign_in_link(&caller.actor).await?;
     let view = SignInLinkView {
@@ -384,14 +264,12 @@ pub async fn create_sign_in_link(caller: Caller, State(state): State<AppState>) 
 }
 
 /// Every account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_list_users(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
     let users = state.platform.accounts().list(&caller.actor, Default::default()).await?;
     Ok(Json(users.iter().map(UserView::from_core).collect()))
 }
 
 /// Create an account: the user record, an IP block and the vSphere folder. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUserRequest, responses((status = 201, body = UserView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn admin_create_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -410,7 +288,6 @@ pub async fn admin_create_user(
 }
 
 /// One account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -421,7 +298,6 @@ pub async fn admin_get_user(
 }
 
 /// One account's limits and usage. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -431,7 +307,6 @@ pub async fn admin_get_quota(
 }
 
 /// Override one account's limits; absent fields keep the default. *admin*
-#[utoipa::path(put, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), request_body = QuotaOverrideRequest, responses((status = 200, body = QuotaView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_set_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -447,7 +322,6 @@ pub async fn admin_set_quota(
 }
 
 /// Back to the default limits. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/quota", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = QuotaView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_reset_quota(
     caller: Caller,
     State(state): State<AppState>,
@@ -458,7 +332,6 @@ pub async fn admin_reset_quota(
 }
 
 /// Create a token for an account (its first, say). *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/tokens", tag = "admin", params(("username" = String, Path)), request_body = CreateTokenRequest, responses((status = 201, body = CreatedToken), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_create_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -469,7 +342,6 @@ pub async fn admin_create_token(
 }
 
 /// One account's VMs. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path), ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_user_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -481,7 +353,6 @@ pub async fn admin_user_vms(
 }
 
 /// Create VMs for an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms", tag = "admin", params(("username" = String, Path)), request_body = CreateVmsRequest, responses((status = 202, body = CreateVmsResponse, headers(("Location" = String, description = "The first operation: /api/v1/operations/{id}"), ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to the same Idempotency-Key, replayed"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_create_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -493,7 +364,6 @@ pub async fn admin_create_vms(
 }
 
 /// One VM of an account. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 200, body = VmView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_get_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -503,7 +373,6 @@ pub async fn admin_get_vm(
 }
 
 /// Delete a VM of an account. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/vms/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_delete_vm(
     caller: Caller,
     State(state): State<AppState>,
@@ -515,7 +384,6 @@ pub async fn admin_delete_vm(
 }
 
 /// Start, stop or reboot a VM of an account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/vms/{name}/{action}", tag = "admin", params(("username" = String, Path), ("name" = String, Path), ("action" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_vm_action(
     caller: Caller,
     State(state): State<AppState>,
@@ -530,7 +398,6 @@ pub async fn admin_vm_action(
 }
 
 /// Every VM, of every account (`?owner=` for one). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/vms", tag = "admin", params(ListQuery), responses((status = 200, body = Page<VmView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_vms(
     caller: Caller,
     State(state): State<AppState>,
@@ -542,7 +409,6 @@ pub async fn admin_list_vms(
 }
 
 /// Every operation (`?owner=` for one account). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/operations", tag = "admin", params(ListQuery), responses((status = 200, body = Page<OperationView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_operations(
     caller: Caller,
     State(state): State<AppState>,
@@ -553,20 +419,7 @@ pub async fn admin_list_operations(
     Ok(page(operations, OperationView::from_owned))
 }
 
-/// `?actor=&after=&limit=&format=jsonl`
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    pub actor: Option<String>,
-    pub after: Option<Uuid>,
-    pub limit: Option<usize>,
-    /// `json` (a page, default) or `jsonl` (JSON lines, for export).
-    pub format: Option<String>,
-}
-
 /// The audit log, oldest first. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "A page of events, or JSON lines with `format=jsonl`", content((Page<AuditView> = "application/json"), (String = "application/x-ndjson"))), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_audit(
     caller: Caller,
     State(state): State<AppState>,
@@ -595,33 +448,19 @@ pub async fn admin_audit(
 }
 
 /// The last reconciliation of the store with vSphere (run every `reconcile.interval_seconds`). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_last_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let last = state.platform.vms().last_reconcile_for(&caller.actor)?;
     Ok(Json(last.as_ref().map(ReconcileView::from_core).unwrap_or_default()))
 }
 
 /// Reconcile now. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/reconcile", tag = "admin", responses((status = 200, body = ReconcileView), Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_reconcile(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<ReconcileView>> {
     let report = state.platform.vms().reconcile_now(&caller.actor).await?;
     Ok(Json(ReconcileView::from_core(&report)))
 }
 
-/// `?state=&limit=&after=`
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OutboxQuery {
-    /// pending, delivered or dead.
-    pub state: Option<String>,
-    pub limit: Option<usize>,
-    pub after: Option<Uuid>,
-}
-
 /// Notifications waiting for delivery, delivered, or dead-lettered after every retry, oldest
 /// first. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", params(OutboxQuery), responses((status = 200, body = Page<OutboxView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_outbox(
     caller: Caller,
     State(state): State<AppState>,
@@ -636,7 +475,6 @@ pub async fn admin_outbox(
 }
 
 /// Put a dead-lettered notification back in line for delivery. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), responses((status = 200, body = OutboxView), Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_retry_notification(
     caller: Caller,
     State(state): State<AppState>,

@@ -9,17 +9,11 @@ use axum::response::Response;
 use axum::Json;
 use basphere_core::model::Cluster;
 use basphere_core::platform::{lookup_username, ClusterQuery, CreateCluster, PageRequest};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
-use crate::api::{accepted, ListQuery};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::{
-    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, Unauthenticated, UnsupportedMediaType,
-};
 use crate::problem::{ApiError, ApiResult};
+use crate::respond::{accepted, PageJson};
 use crate::wire::*;
 use crate::AppState;
 
@@ -48,25 +42,21 @@ async fn view(state: &AppState, cluster: &Cluster) -> ApiResult<ClusterView> {
 }
 
 /// Your clusters, oldest first. *user*
-#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters", params(ListQuery), responses((status = 200, body = Page<ClusterView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn list_clusters(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(list): ApiQuery<ListQuery>,
-) -> ApiResult<crate::api::PageJson<ClusterView>> {
+) -> ApiResult<PageJson<ClusterView>> {
     if list.owner.is_some() {
         return Err(ApiError::invalid("owner is for the admin list (/api/v1/admin/clusters)"));
     }
     let found = state.platform.clusters().list(&caller.actor, Some(caller.own()?), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
+    Ok(PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
 
 /// Create a cluster: its VIP and node addresses are leased at once, Cluster API builds it in
 /// the background. `Idempotency-Key` makes a retry safe. *user*
-#[utoipa::path(post, path = "/api/v1/clusters", tag = "clusters", request_body = CreateClusterRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat a create safely: the same key returns the first answer")),
-    responses((status = 202, body = CreateClusterResponse, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, Conflict, ServerError))]
 pub async fn create_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -90,7 +80,6 @@ pub async fn create_cluster(
 }
 
 /// One of your clusters, with its conditions. *user*
-#[utoipa::path(get, path = "/api/v1/clusters/{name}", tag = "clusters", params(("name" = String, Path)), responses((status = 200, body = ClusterView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn get_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -100,19 +89,8 @@ pub async fn get_cluster(
     Ok(Json(view(&state, &cluster).await?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct WatchQuery {
-    /// The `updated_at` you saw last: the answer comes once the cluster changed after it.
-    pub since: Option<DateTime<Utc>>,
-    /// Seconds to wait for a change (1-25, default 25); then the cluster as it is.
-    pub timeout: Option<u64>,
-}
-
 /// Waits for one of your clusters to change (a long poll): the answer is the cluster once its
 /// `updated_at` is after `since`, or as it is when `timeout` passes. *user*
-#[utoipa::path(get, path = "/api/v1/clusters/{name}/watch", tag = "clusters", params(("name" = String, Path), WatchQuery), responses((status = 200, body = ClusterView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn watch_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -133,7 +111,6 @@ pub async fn watch_cluster(
 }
 
 /// The admin kubeconfig of one of your clusters, once its control plane is up. *user*
-#[utoipa::path(get, path = "/api/v1/clusters/{name}/kubeconfig", tag = "clusters", params(("name" = String, Path)), responses((status = 200, body = KubeconfigView), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn cluster_kubeconfig(
     caller: Caller,
     State(state): State<AppState>,
@@ -144,8 +121,6 @@ pub async fn cluster_kubeconfig(
 }
 
 /// Change the number of workers of one of your clusters. *user*
-#[utoipa::path(post, path = "/api/v1/clusters/{name}/scale", tag = "clusters", params(("name" = String, Path)), request_body = ScaleClusterRequest,
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn scale_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -157,7 +132,6 @@ pub async fn scale_cluster(
 }
 
 /// Delete one of your clusters; its addresses are freed once Cluster API removed everything. *user*
-#[utoipa::path(delete, path = "/api/v1/clusters/{name}", tag = "clusters", params(("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn delete_cluster(
     caller: Caller,
     State(state): State<AppState>,
@@ -168,20 +142,18 @@ pub async fn delete_cluster(
 }
 
 /// Every cluster (`?owner=` for one account). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/clusters", tag = "admin", params(ListQuery), responses((status = 200, body = Page<ClusterView>), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_list_clusters(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(list): ApiQuery<ListQuery>,
-) -> ApiResult<crate::api::PageJson<ClusterView>> {
+) -> ApiResult<PageJson<ClusterView>> {
     let owner = list.owner.as_deref().map(lookup_username).transpose()?;
     let found = state.platform.clusters().list(&caller.actor, owner.as_ref(), query(&list)).await?;
     let items = views(&state, &found.items).await?;
-    Ok(crate::api::PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
+    Ok(PageJson(Page { items, next: found.next.map(|id| id.to_string()) }))
 }
 
 /// Delete a cluster of an account. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}/clusters/{name}", tag = "admin", params(("username" = String, Path), ("name" = String, Path)), responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_delete_cluster(
     caller: Caller,
     State(state): State<AppState>,

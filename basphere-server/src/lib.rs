@@ -17,13 +17,18 @@ pub mod import;
 pub mod listener;
 pub mod memory;
 pub mod metrics;
-pub mod openapi;
 pub mod problem;
 pub mod requests;
+pub mod respond;
+pub mod routes;
+pub mod service;
 pub mod stores;
 pub mod tls;
 pub mod web;
 pub mod wire;
+
+/// The OpenAPI document under the name it has always had (`openapi::ApiDoc`).
+pub use routes as openapi;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -31,11 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 use basphere_core::{Config, Ipam, Platform, StoreExt};
 use basphere_ipam::BlockIpam;
 use basphere_vsphere::config::{BackendConfig, VmBackendKind};
@@ -147,11 +150,7 @@ pub async fn bastion_helper(config: &Config, allow_user: &str) -> Result<()> {
 /// Builds the HTTP application (shared by both listeners).
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .nest("/api/v1", api::routes(state.clone()))
+        .merge(routes::router(state.clone()))
         .merge(web::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -174,33 +173,6 @@ async fn method_not_allowed() -> ApiError {
         "method-not-allowed",
         "this route does not accept that method; see /api/v1/openapi.json",
     )
-}
-
-/// Liveness: the process serves requests. Public.
-#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
-    responses((status = 200, description = "The process serves requests.", body = basphere_api::Health)))]
-async fn healthz() -> Json<basphere_api::Health> {
-    Json(basphere_api::Health { status: "ok".to_owned() })
-}
-
-/// Readiness: the store answers and the VM backend passes its preflight. Public.
-#[utoipa::path(get, path = "/readyz", tag = "service", security(()), responses(
-    (status = 200, description = "Ready.", body = basphere_api::Readiness),
-    (status = 503, description = "Not ready: the fields say which part and why.", body = basphere_api::Readiness),
-    crate::openapi::ServerError))]
-async fn readyz(State(state): State<AppState>) -> Response {
-    let store_ok = state.platform.store_ready().await.is_ok();
-    let backend = state.platform.vms().provisioner().preflight().await;
-    let body = basphere_api::Readiness {
-        backend: match &backend {
-            Ok(()) => "ok".to_owned(),
-            Err(error) => error.to_string(),
-        },
-        store: if store_ok { "ok" } else { "unavailable" }.to_owned(),
-        vm_backend: state.platform.vms().provisioner().backend_name().to_owned(),
-    };
-    let status = if store_ok && backend.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(body)).into_response()
 }
 
 /// Creates the data directory, private to the server's account: 0700, or 0711 when the socket

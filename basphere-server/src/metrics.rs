@@ -85,10 +85,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 }
 
 /// `GET /metrics`: the Prometheus text format. Public, like `/healthz`.
-#[utoipa::path(get, path = "/metrics", tag = "service", security(()), responses(
-    (status = 200, description = "The metrics in the OpenMetrics text format.", body = String, content_type = "application/openmetrics-text"),
-    (status = 500, description = "The metrics could not be encoded.", body = String, content_type = "text/plain"),
-    crate::openapi::ServerError))]
 pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(gauges) = state.platform.gauges().await {
         let metrics = &state.metrics;

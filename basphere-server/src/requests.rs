@@ -7,46 +7,18 @@ use std::net::IpAddr;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use basphere_core::model::*;
 use basphere_core::platform::{PageRequest, RequestQuery, Submission};
 use basphere_core::validate::{KeyChangeForm, RegistrationForm};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use utoipa::IntoParams;
-use uuid::Uuid;
 
-use crate::api::page;
 use crate::auth::{Caller, Transport};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::{
-    Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, ServerError, TooManyRequests, Unauthenticated,
-    UnsupportedMediaType,
-};
 use crate::problem::{ApiError, ApiResult};
+use crate::respond::{page, PageJson};
 use crate::wire::*;
 use crate::AppState;
-
-/// The public routes: no identity needed.
-pub fn public_routes() -> Router<AppState> {
-    Router::new().route("/register", post(register)).route("/key-change", post(key_change))
-}
-
-/// The administrators' routes (the caller layer is added by `api::routes`).
-pub fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/registrations", get(admin_registrations))
-        .route("/admin/registrations/{username}", get(admin_registration))
-        .route("/admin/registrations/{username}/approve", post(admin_approve_registration))
-        .route("/admin/registrations/{username}/reject", post(admin_reject_registration))
-        .route("/admin/key-changes", get(admin_key_changes))
-        .route("/admin/key-changes/{username}/approve", post(admin_approve_key_change))
-        .route("/admin/key-changes/{username}/reject", post(admin_reject_key_change))
-        .route("/admin/users/{username}/suspend", post(admin_suspend_user))
-        .route("/admin/users/{username}/resume", post(admin_resume_user))
-        .route("/admin/users/{username}/purge", post(admin_purge_user))
-}
 
 /// A body as JSON or as a form (`application/x-www-form-urlencoded`), for the public
 /// submissions that web pages post too.
@@ -130,11 +102,6 @@ fn submitted(message: &str) -> Response {
 
 /// Asks for an account. Answered 202 whether or not the username or email is taken (an
 /// administrator sees why a request was not recorded in the audit log). *public*
-#[utoipa::path(post, path = "/api/v1/register", tag = "registration", security(()),
-    request_body(content(
-        (RegisterRequest = "application/json"),
-        (RegisterRequest = "application/x-www-form-urlencoded"))),
-    responses((status = 202, body = SubmittedView), InvalidInput, Forbidden, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, ServerError))]
 pub async fn register(
     State(state): State<AppState>,
     transport: Option<axum::Extension<Transport>>,
@@ -151,11 +118,6 @@ pub async fn register(
 
 /// Asks for an account's SSH key to be replaced; the email must be the account's. Answered
 /// 202 whatever becomes of it. *public*
-#[utoipa::path(post, path = "/api/v1/key-change", tag = "registration", security(()),
-    request_body(content(
-        (KeyChangeRequestBody = "application/json"),
-        (KeyChangeRequestBody = "application/x-www-form-urlencoded"))),
-    responses((status = 202, body = SubmittedView), InvalidInput, Forbidden, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, ServerError))]
 pub async fn key_change(
     State(state): State<AppState>,
     transport: Option<axum::Extension<Transport>>,
@@ -170,20 +132,12 @@ pub async fn key_change(
     Ok(submitted(state.platform.accounts().request_key_change(&from, form).await?))
 }
 
-/// `?status=&limit=&after=`
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct RequestListQuery {
-    /// pending (default), approved or rejected.
-    pub status: Option<String>,
-    /// At most this many items (1-1000, default 100).
-    pub limit: Option<usize>,
-    /// The `next` value of the previous page.
-    pub after: Option<Uuid>,
+/// `?status=&limit=&after=` as the platform asks for them.
+trait RequestListQueryExt {
+    fn core(self) -> RequestQuery;
 }
 
-impl RequestListQuery {
+impl RequestListQueryExt for RequestListQuery {
     fn core(self) -> RequestQuery {
         RequestQuery { status: self.status, page: PageRequest { limit: self.limit, after: self.after } }
     }
@@ -201,20 +155,16 @@ fn accepted(operation: &Operation) -> Response {
 }
 
 /// Registration requests, oldest first (pending unless `?status=`). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/registrations", tag = "admin", params(RequestListQuery),
-    responses((status = 200, body = Page<RegistrationView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_registrations(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
-) -> ApiResult<crate::api::PageJson<RegistrationView>> {
+) -> ApiResult<PageJson<RegistrationView>> {
     let requests = state.platform.accounts().registrations(&caller.actor, query.core()).await?;
     Ok(page(requests, RegistrationView::from_owned))
 }
 
 /// A username's latest registration request. *admin*
-#[utoipa::path(get, path = "/api/v1/admin/registrations/{username}", tag = "admin", params(("username" = String, Path)),
-    responses((status = 200, body = RegistrationView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_registration(
     caller: Caller,
     State(state): State<AppState>,
@@ -227,9 +177,6 @@ pub async fn admin_registration(
 /// block, vSphere folder and bastion login, then tells the user. Approving again finishes an
 /// approval that failed part-way, and answers an approval that succeeded with that operation
 /// (200), so an account is welcomed once. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/registrations/{username}/approve", tag = "admin", params(("username" = String, Path)),
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))),
-        (status = 200, description = "The account's approval had succeeded already: that operation", body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_approve_registration(
     caller: Caller,
     State(state): State<AppState>,
@@ -239,8 +186,6 @@ pub async fn admin_approve_registration(
 }
 
 /// Rejects a pending registration; the applicant is told the reason. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/registrations/{username}/reject", tag = "admin", params(("username" = String, Path)), request_body = RejectRequest,
-    responses((status = 200, body = RegistrationView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_reject_registration(
     caller: Caller,
     State(state): State<AppState>,
@@ -252,21 +197,17 @@ pub async fn admin_reject_registration(
 }
 
 /// Key change requests, oldest first (pending unless `?status=`). *admin*
-#[utoipa::path(get, path = "/api/v1/admin/key-changes", tag = "admin", params(RequestListQuery),
-    responses((status = 200, body = Page<KeyChangeView>), InvalidInput, Unauthenticated, Forbidden, ServerError))]
 pub async fn admin_key_changes(
     caller: Caller,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestListQuery>,
-) -> ApiResult<crate::api::PageJson<KeyChangeView>> {
+) -> ApiResult<PageJson<KeyChangeView>> {
     let requests = state.platform.accounts().key_changes(&caller.actor, query.core()).await?;
     Ok(page(requests, KeyChangeView::from_owned))
 }
 
 /// Approves a pending key change: the account's key is replaced at once, on the bastion by
 /// the operation. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/key-changes/{username}/approve", tag = "admin", params(("username" = String, Path)),
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_approve_key_change(
     caller: Caller,
     State(state): State<AppState>,
@@ -276,8 +217,6 @@ pub async fn admin_approve_key_change(
 }
 
 /// Rejects a pending key change; the user is told the reason. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/key-changes/{username}/reject", tag = "admin", params(("username" = String, Path)), request_body = RejectRequest,
-    responses((status = 200, body = KeyChangeView), InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_reject_key_change(
     caller: Caller,
     State(state): State<AppState>,
@@ -289,8 +228,6 @@ pub async fn admin_reject_key_change(
 }
 
 /// Suspends an account: its tokens and socket identity are refused; its resources stay. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/suspend", tag = "admin", params(("username" = String, Path)),
-    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_suspend_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -300,8 +237,6 @@ pub async fn admin_suspend_user(
 }
 
 /// Resumes a suspended account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/resume", tag = "admin", params(("username" = String, Path)),
-    responses((status = 200, body = UserView), InvalidInput, Unauthenticated, Forbidden, NotFound, ServerError))]
 pub async fn admin_resume_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -312,8 +247,6 @@ pub async fn admin_resume_user(
 
 /// Deletes an account that owns no VM or cluster: frees its IP block, removes its bastion
 /// login and its tokens. *admin*
-#[utoipa::path(delete, path = "/api/v1/admin/users/{username}", tag = "admin", params(("username" = String, Path)),
-    responses((status = 204, description = "Deleted."), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_delete_user(
     caller: Caller,
     State(state): State<AppState>,
@@ -325,8 +258,6 @@ pub async fn admin_delete_user(
 
 /// Purges an account: suspends it, then the operation destroys its VMs, frees its addresses
 /// and blocks, removes its bastion login and the account. *admin*
-#[utoipa::path(post, path = "/api/v1/admin/users/{username}/purge", tag = "admin", params(("username" = String, Path)),
-    responses((status = 202, body = OperationView, headers(("Location" = String, description = "The operation: /api/v1/operations/{id}"))), InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, ServerError))]
 pub async fn admin_purge_user(
     caller: Caller,
     State(state): State<AppState>,

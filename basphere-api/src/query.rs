@@ -1,0 +1,91 @@
+//! The query strings the API accepts. The server parses them (unknown parameters refused); the
+//! CLI writes them ([`crate::endpoint::query_string`]: `None` fields are left out).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::endpoint::Paged;
+
+/// `?limit=&after=`: pagination of lists ordered by creation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<usize>,
+    /// The `next` value of the previous page.
+    pub after: Option<Uuid>,
+    /// Only VMs in this state.
+    pub state: Option<String>,
+    /// Admin lists only: one owner's items.
+    pub owner: Option<String>,
+}
+
+impl Paged for ListQuery {
+    fn page(&mut self, limit: usize, after: Option<Uuid>) {
+        self.limit = Some(limit);
+        self.after = after;
+    }
+}
+
+/// `?since=&timeout=`: a cluster's long poll.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    /// The `updated_at` you saw last: the answer comes once the cluster changed after it.
+    pub since: Option<DateTime<Utc>>,
+    /// Seconds to wait for a change (1-25, default 25); then the cluster as it is.
+    pub timeout: Option<u64>,
+}
+
+/// `?actor=&after=&limit=&format=jsonl`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: Option<usize>,
+    /// `json` (a page, default) or `jsonl` (JSON lines, for export).
+    pub format: Option<String>,
+}
+
+/// `?state=&limit=&after=`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// pending, delivered or dead.
+    pub state: Option<String>,
+    pub limit: Option<usize>,
+    pub after: Option<Uuid>,
+}
+
+impl Paged for OutboxQuery {
+    fn page(&mut self, limit: usize, after: Option<Uuid>) {
+        self.limit = Some(limit);
+        self.after = after;
+    }
+}
+
+/// `?status=&limit=&after=`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct RequestListQuery {
+    /// pending (default), approved or rejected.
+    pub status: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<usize>,
+    /// The `next` value of the previous page.
+    pub after: Option<Uuid>,
+}
+
+impl Paged for RequestListQuery {
+    fn page(&mut self, limit: usize, after: Option<Uuid>) {
+        self.limit = Some(limit);
+        self.after = after;
+    }
+}
