@@ -6,8 +6,8 @@
 //! instead of making another.
 //!
 //! Compile time shapes this module. Every function that awaits returns a boxed `Send` future
-//! ([`BoxFuture`]), and vim_rs values (rows, faults, specs) never outlive the small functions that
-//! talk to vCenter: they are turned into plain data ([`VmFacts`], [`FolderFacts`]) there. The
+//! (`BoxFuture`), and vim_rs values (rows, faults, specs) never outlive the small functions that
+//! talk to vCenter: they are turned into plain data (`VmFacts`, `FolderFacts`) there. The
 //! compiler proves each future `Send` by walking every type it holds; a vim_rs type reaches most
 //! of vim_rs's thousands of types, and a future that holds another (unboxed) future is walked
 //! through it, so before this shape the provisioner's futures took minutes of CPU to check and

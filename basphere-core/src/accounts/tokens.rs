@@ -185,7 +185,7 @@ impl Credentials {
         Ok(Actor::of_account(&user.username, token_role(&user, &token), source))
     }
 
-    /// The account and token behind a bearer secret; see [`Platform::identify_token`].
+    /// The account and token behind a bearer secret; see [`Credentials::identify_token`].
     pub async fn authenticate_token(&self, secret: &str) -> Result<(User, ApiToken)> {
         let hash = ApiToken::hash_secret(secret);
         let cached = self.tokens.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();

@@ -3,7 +3,7 @@
 //! section.
 //!
 //! Raw YAML is read into `Raw*` structs (`raw`, all optional, unknown keys refused), then
-//! [`Config::from_raw`] fills the defaults and checks every rule of the platform's sections
+//! `Config::from_raw` fills the defaults and checks every rule of the platform's sections
 //! (`catalog`, `network`, `sections`); each error names the key and what is accepted. The
 //! sections other crates own are kept as YAML for them to parse: the backends'
 //! ([`BackendSections`]) and the server's (`server`, but `server.workers`).

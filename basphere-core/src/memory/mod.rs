@@ -3,7 +3,7 @@
 //!
 //! One file per aggregate, like the store traits: each implements its read trait for both
 //! transaction kinds (through the `reads!` macro of the file, as a read inside a write sees the
-//! write's own changes) and its write trait for [`WriteTx`].
+//! write's own changes) and its write trait for `WriteTx`.
 
 mod accounts;
 mod audit;

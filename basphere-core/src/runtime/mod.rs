@@ -3,8 +3,8 @@
 //! primitive that starts an operation on a resource ([`start`]).
 //!
 //! A resource module (VMs, clusters, accounts, ...) owns its use cases, its operation handlers
-//! and its store aggregate; it reaches the store only through [`Runtime::db`] and
-//! [`Runtime::read`], records background work with [`start::start_operation`], and registers one
+//! and its store aggregate; it reaches the store only through `Runtime::db` and
+//! `Runtime::read`, records background work with [`start::record_operation`], and registers one
 //! handler per operation kind in the [`Registry`]. Nothing here knows a resource kind.
 
 pub mod authz;

@@ -1,6 +1,6 @@
 //! VMs: create (validate, quota, lease, record, in one transaction), delete, power, list and
-//! show. The backend work runs as operations (see [`operations`]), through the VM backend
-//! ([`Provisioner`](crate::provisioner::Provisioner)).
+//! show. The backend work runs as operations (see `operations`), through the VM backend
+//! ([`Provisioner`]).
 
 pub(crate) mod operations;
 mod reconcile;
