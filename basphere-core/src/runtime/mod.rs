@@ -75,6 +75,11 @@ pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) 
     Page { items, next }
 }
 
+/// The instance part of a worker name (`<instance>/<boot id>`).
+pub(crate) fn worker_instance(worker: &str) -> &str {
+    worker.rsplit_once('/').map_or(worker, |(instance, _)| instance)
+}
+
 /// The handler of each operation kind: every resource module registers its own, one kind each,
 /// and the runner looks the kind up once.
 #[derive(Default)]

@@ -271,7 +271,7 @@ impl Runtime {
                         tx.list_operations(&OperationFilter { unfinished: true, ..OperationFilter::default() })?;
                     for operation in &unfinished {
                         if let Some(claim) = tx.operation_claim(operation.id)? {
-                            if claim.worker != worker && worker_instance(&claim.worker) == instance {
+                            if claim.worker != worker && super::worker_instance(&claim.worker) == instance {
                                 tx.release_operation_claim(operation.id, claim.fence)?;
                             }
                         }
@@ -444,9 +444,4 @@ impl Runtime {
     pub fn running_operations(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
-}
-
-/// The instance part of a worker name (`<instance>/<boot id>`).
-pub(crate) fn worker_instance(worker: &str) -> &str {
-    worker.rsplit_once('/').map_or(worker, |(instance, _)| instance)
 }

@@ -146,9 +146,10 @@ impl Runtime {
                 let at = now();
                 let mut taken = 0;
                 for mut message in tx.list_outbox(&pending)? {
-                    let earlier_boot = message.claimed_by.as_deref().is_some_and(|holder| {
-                        holder != worker && super::operations::worker_instance(holder) == instance
-                    });
+                    let earlier_boot = message
+                        .claimed_by
+                        .as_deref()
+                        .is_some_and(|holder| holder != worker && super::worker_instance(holder) == instance);
                     if earlier_boot && message.next_attempt_at > at {
                         message.claimed_by = None;
                         message.next_attempt_at = at;

@@ -17,8 +17,9 @@ use minijinja::context;
 use uuid::Uuid;
 
 use super::dashboard::quota_bars;
+use super::form::AdminForm;
 use super::public::field_errors;
-use super::session::{Admin, AdminForm};
+use super::session::Admin;
 use crate::wire::*;
 use crate::AppState;
 

@@ -14,8 +14,9 @@ use basphere_core::validate::Username;
 use basphere_core::{Actor, Error};
 use minijinja::{context, Value};
 
+use super::form::SignedInForm;
 use super::public::field_errors;
-use super::session::{SignedIn, SignedInForm, Visitor};
+use super::session::{SignedIn, Visitor};
 use crate::wire::*;
 use crate::AppState;
 

@@ -7,6 +7,8 @@ use axum::response::Response;
 
 use super::session::Visitor;
 use crate::AppState;
+use basphere_core::platform::Action;
+use basphere_core::Actor;
 
 /// The largest form accepted (a form carries at most an SSH key and a few fields).
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -118,6 +120,45 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && !expected.is_empty()
         && given.bytes().zip(expected.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
+/// A POSTed form of a signed-in visitor.
+pub struct SignedInForm {
+    pub visitor: Visitor,
+    pub actor: Actor,
+    pub form: FormData,
+}
+
+impl axum::extract::FromRequest<AppState> for SignedInForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let Posted { visitor, form } = Posted::from_request(request, state).await?;
+        match visitor.actor.clone() {
+            Some(actor) => Ok(SignedInForm { visitor, actor, form }),
+            None if visitor.ended => Err(visitor.redirect("/sign-in?done=session-ended")),
+            None => Err(visitor.redirect("/sign-in")),
+        }
+    }
+}
+
+/// A POSTed form of an administrator.
+pub struct AdminForm {
+    pub visitor: Visitor,
+    pub actor: Actor,
+    pub form: FormData,
+}
+
+impl axum::extract::FromRequest<AppState> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let SignedInForm { visitor, actor, form } = SignedInForm::from_request(request, state).await?;
+        match state.platform.authorize(&actor, Action::Administer) {
+            Ok(()) => Ok(AdminForm { visitor, actor, form }),
+            Err(error) => Err(visitor.error(state, error)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod form;
 mod pages;
 mod public;
 mod session;
+mod sign_in;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -34,7 +35,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/", get(home))
         .route("/static/{file}", get(asset))
         .merge(public::routes())
-        .merge(session::routes())
+        .merge(sign_in::routes())
         .merge(dashboard::routes())
         .merge(admin::routes())
         .layer(axum::middleware::from_fn_with_state(state, security_headers))

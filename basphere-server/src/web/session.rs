@@ -6,19 +6,16 @@
 //! from the session's secret (another site can neither read nor guess it); an anonymous visitor's
 //! forms carry the value of a random `basphere_csrf` cookie instead.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use basphere_core::platform::Action;
 use basphere_core::{Actor, Error};
 use cookie::{Cookie, SameSite};
 use minijinja::{context, Value};
 use sha2::Digest;
 
-use super::form::Posted;
 use crate::auth::Transport;
 use crate::AppState;
 
@@ -26,14 +23,6 @@ use crate::AppState;
 pub const SESSION_COOKIE: &str = "basphere_session";
 /// An anonymous visitor's CSRF cookie.
 pub const CSRF_COOKIE: &str = "basphere_csrf";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sign-in", get(sign_in_page).post(sign_in_with_token))
-        .route("/sign-in/link", post(sign_in_with_link))
-        .route("/sign-in/{code}", get(sign_in_link_page))
-        .route("/sign-out", post(sign_out))
-}
 
 /// A short notice shown at the top of the next page, named in its URL (`?done=`), so that no
 /// text from a URL is ever shown.
@@ -68,10 +57,10 @@ pub struct Visitor {
     pub source: String,
     /// The client's address as the abuse limits count it.
     pub client: String,
-    session_secret: Option<String>,
+    pub(super) session_secret: Option<String>,
     /// The request carried a session that has ended (expired, signed out, or suspended).
-    ended: bool,
-    set_cookies: Vec<String>,
+    pub(super) ended: bool,
+    pub(super) set_cookies: Vec<String>,
     secure: bool,
     notices: Vec<(&'static str, &'static str)>,
 }
@@ -166,7 +155,7 @@ impl FromRequestParts<AppState> for Visitor {
 }
 
 impl Visitor {
-    fn cookie(&self, name: &'static str, value: &str, max_age_seconds: Option<i64>) -> String {
+    pub(super) fn cookie(&self, name: &'static str, value: &str, max_age_seconds: Option<i64>) -> String {
         let mut cookie = Cookie::build((name, value.to_owned()))
             .path("/")
             .http_only(true)
@@ -248,7 +237,7 @@ impl Visitor {
         self.with_cookies(Redirect::to(to).into_response())
     }
 
-    fn signed_in_as(mut self, secret: &str, max_age: i64) -> Self {
+    pub(super) fn signed_in_as(mut self, secret: &str, max_age: i64) -> Self {
         self.set_cookies.push(self.cookie(SESSION_COOKIE, secret, Some(max_age)));
         self
     }
@@ -289,132 +278,4 @@ impl FromRequestParts<AppState> for Admin {
             Err(error) => Err(visitor.error(state, error)),
         }
     }
-}
-
-/// A POSTed form of a signed-in visitor.
-pub struct SignedInForm {
-    pub visitor: Visitor,
-    pub actor: Actor,
-    pub form: super::form::FormData,
-}
-
-impl axum::extract::FromRequest<AppState> for SignedInForm {
-    type Rejection = Response;
-
-    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
-        let Posted { visitor, form } = Posted::from_request(request, state).await?;
-        match visitor.actor.clone() {
-            Some(actor) => Ok(SignedInForm { visitor, actor, form }),
-            None if visitor.ended => Err(visitor.redirect("/sign-in?done=session-ended")),
-            None => Err(visitor.redirect("/sign-in")),
-        }
-    }
-}
-
-/// A POSTed form of an administrator.
-pub struct AdminForm {
-    pub visitor: Visitor,
-    pub actor: Actor,
-    pub form: super::form::FormData,
-}
-
-impl axum::extract::FromRequest<AppState> for AdminForm {
-    type Rejection = Response;
-
-    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
-        let SignedInForm { visitor, actor, form } = SignedInForm::from_request(request, state).await?;
-        match state.platform.authorize(&actor, Action::Administer) {
-            Ok(()) => Ok(AdminForm { visitor, actor, form }),
-            Err(error) => Err(visitor.error(state, error)),
-        }
-    }
-}
-
-fn landing(actor: &Actor) -> &'static str {
-    if actor.account.is_some() {
-        "/dashboard"
-    } else {
-        "/admin"
-    }
-}
-
-async fn sign_in_page(State(state): State<AppState>, visitor: Visitor) -> Response {
-    if let Some(actor) = &visitor.actor {
-        return visitor.redirect(landing(actor));
-    }
-    sign_in_form(&state, &visitor, StatusCode::OK, None)
-}
-
-fn sign_in_form(state: &AppState, visitor: &Visitor, status: StatusCode, error: Option<String>) -> Response {
-    let errors = context! { token => error };
-    let max_hours = state.platform.config().web.session_max_hours;
-    visitor.page(state, status, "sign_in.html", "Sign in", context! { errors, max_hours })
-}
-
-async fn sign_in_with_token(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {
-    let token = form.get("token").trim();
-    if token.is_empty() {
-        return sign_in_form(&state, &visitor, StatusCode::BAD_REQUEST, Some("Paste an API token.".into()));
-    }
-    match state.platform.credentials().sign_in_with_token(token, &visitor.source).await {
-        Ok(new) => {
-            let to = if new.session.owner.is_some() { "/dashboard" } else { "/admin" };
-            visitor.signed_in_as(&new.secret, max_age(&state)).redirect(to)
-        }
-        Err(Error::Unauthorized(message)) => sign_in_form(&state, &visitor, StatusCode::UNAUTHORIZED, Some(message)),
-        Err(error) => visitor.error(&state, error),
-    }
-}
-
-fn max_age(state: &AppState) -> i64 {
-    state.platform.config().web.session_max_hours as i64 * 3600
-}
-
-/// The page a sign-in link opens: it asks for a click, so that a link previewer or a prefetch
-/// cannot use the link up.
-async fn sign_in_link_page(State(state): State<AppState>, visitor: Visitor, Path(code): Path<String>) -> Response {
-    let code = if code.len() <= 100 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        code
-    } else {
-        String::new()
-    };
-    match state.platform.credentials().sign_in_link_holder(&code).await {
-        Ok(Some(holder)) => {
-            let values = context! { code, holder, errors => context! {} };
-            visitor.page(&state, StatusCode::OK, "sign_in_link.html", "Sign in", values)
-        }
-        Ok(None) => {
-            let refused = "this sign-in link was used already, has expired or is not one; run `basphere web` again";
-            let values = context! { code => "", errors => context! { form => refused } };
-            visitor.page(&state, StatusCode::UNAUTHORIZED, "sign_in_link.html", "Sign in", values)
-        }
-        Err(error) => visitor.error(&state, error),
-    }
-}
-
-async fn sign_in_with_link(State(state): State<AppState>, Posted { visitor, form }: Posted) -> Response {
-    match state.platform.credentials().sign_in_with_link(form.get("code"), &visitor.source).await {
-        Ok(new) => {
-            let to = if new.session.owner.is_some() { "/dashboard" } else { "/admin" };
-            visitor.signed_in_as(&new.secret, max_age(&state)).redirect(to)
-        }
-        Err(Error::Unauthorized(message)) => visitor.page(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "sign_in_link.html",
-            "Sign in",
-            context! { code => "", errors => context! { form => message } },
-        ),
-        Err(error) => visitor.error(&state, error),
-    }
-}
-
-async fn sign_out(State(state): State<AppState>, Posted { mut visitor, .. }: Posted) -> Response {
-    if let Some(secret) = visitor.session_secret.clone() {
-        if let Err(error) = state.platform.credentials().sign_out(&secret, &visitor.source).await {
-            return visitor.error(&state, error);
-        }
-    }
-    visitor.set_cookies.push(visitor.cookie(SESSION_COOKIE, "", Some(0)));
-    visitor.redirect("/sign-in?done=signed-out")
 }
