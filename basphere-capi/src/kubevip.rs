@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 
-use crate::render::{Layout, API_SERVER_PORT};
+use crate::layout::{Layout, API_SERVER_PORT};
 
 pub const MANIFEST_PATH: &str = "/etc/kubernetes/manifests/kube-vip.yaml";
 pub const HOSTS_PATH: &str = "/etc/kube-vip.hosts";

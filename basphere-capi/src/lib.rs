@@ -8,6 +8,7 @@
 pub mod client;
 pub mod fake;
 pub mod kubevip;
+pub mod layout;
 pub mod render;
 pub mod schema;
 pub mod status;

@@ -3,13 +3,12 @@
 //! a user chose can add a field or an object; the tests validate each object against the CRD
 //! schema of its kind and version.
 
-use std::collections::BTreeMap;
-
 use basphere_core::cluster_provisioner::ClusterRequest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::kubevip;
+pub use crate::layout::{Layout, API_SERVER_PORT};
 
 /// Basphere's labels: the owner of every object, and the cluster's id.
 pub const OWNER_LABEL: &str = "basphere.dev/owner";
@@ -52,33 +51,6 @@ pub struct ApiVersions {
     pub pool_reuse_grace: bool,
 }
 
-/// Where and how clusters are built: the site's choices, from configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub namespace_prefix: String,
-    /// The VSphereClusterIdentity every cluster uses.
-    pub identity: String,
-    pub server: String,
-    pub thumbprint: Option<String>,
-    pub datacenter: String,
-    pub datastore: String,
-    pub resource_pool: String,
-    pub network: String,
-    pub folder: String,
-    pub storage_policy: Option<String>,
-    pub pod_cidr: String,
-    pub service_cidr: String,
-    pub kube_vip_image: String,
-    /// The guest NIC kube-vip serves the VIP on (`None`: kube-vip finds it).
-    pub vip_interface: Option<String>,
-    /// The add-on manifests (cloud provider, CNI) installed in every cluster, by name.
-    pub addons: BTreeMap<String, String>,
-    /// Seconds an address freed by a machine stays unused before the pool hands it out again.
-    pub address_reuse_grace_seconds: u32,
-}
-
-/// What the kube-vip static pod and the kubelet talk to.
-pub const API_SERVER_PORT: u16 = 6443;
 const CRI_SOCKET: &str = "/var/run/containerd/containerd.sock";
 
 /// The names of one cluster's objects.

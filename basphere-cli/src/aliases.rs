@@ -64,7 +64,7 @@ impl Connect {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "create-vm", about = "Create VMs (asks for what is missing on a terminal)", after_help = crate::commands::EXIT_CODES)]
+#[command(name = "create-vm", about = "Create VMs (asks for what is missing on a terminal)", after_help = crate::args::EXIT_CODES)]
 struct CreateVm {
     /// The VM's name (with --count, the batch's: NAME-1..NAME-N); asked for on a terminal.
     #[arg(short = 'n', long)]
@@ -131,7 +131,7 @@ struct ListResources {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "create-cluster", about = "Create a Kubernetes cluster (asks for what is missing on a terminal)", after_help = crate::commands::EXIT_CODES)]
+#[command(name = "create-cluster", about = "Create a Kubernetes cluster (asks for what is missing on a terminal)", after_help = crate::args::EXIT_CODES)]
 struct CreateCluster {
     /// The cluster's name; asked for on a terminal.
     #[arg(short = 'n', long)]
@@ -187,7 +187,7 @@ struct GetKubeconfig {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "watch-cluster", about = "Show a cluster's progress; with -w until it is ready or failed", after_help = crate::commands::EXIT_CODES)]
+#[command(name = "watch-cluster", about = "Show a cluster's progress; with -w until it is ready or failed", after_help = crate::args::EXIT_CODES)]
 struct WatchCluster {
     /// The cluster's name.
     name: String,

@@ -9,7 +9,7 @@ use basphere_api::{ClusterView, CreateClusterRequest, ScaleClusterRequest, Watch
 use clap::Subcommand;
 
 use crate::client::{Client, Doc};
-use crate::commands::{started, Ctx, WaitArgs};
+use crate::context::{started, Ctx, WaitArgs};
 use crate::exit::{self, CliError};
 use crate::output::{self, emit, note, or_dash, Format};
 

@@ -6,10 +6,12 @@
 //! `basphere admin` (`basphere-admin user approve alice`).
 
 mod aliases;
+mod args;
 mod client;
 mod cluster;
 mod commands;
 mod connection;
+mod context;
 mod demo;
 mod exit;
 mod flows;
@@ -20,8 +22,9 @@ mod wait;
 
 use clap::{CommandFactory, Parser};
 
+use crate::args::{Cli, Command};
 use crate::client::Client;
-use crate::commands::{Cli, Command, Ctx};
+use crate::context::Ctx;
 use crate::exit::CliError;
 
 fn invoked_as() -> String {

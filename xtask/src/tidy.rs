@@ -184,7 +184,7 @@ pub fn check(root: &Path) -> Result<Vec<String>> {
 /// holds more than one thing, and a reader cannot see where the next one would go.
 const MAX_FILE_LINES: usize = 800;
 /// Files still over [`MAX_FILE_LINES`], each being split; the list only shrinks.
-const OVER_THE_LIMIT: &[&str] = &["basphere-vsphere/src/api.rs", "basphere-cli/src/commands.rs"];
+const OVER_THE_LIMIT: &[&str] = &["basphere-vsphere/src/api.rs"];
 /// The most public methods one type may have, over all its `impl` blocks.
 const MAX_PUBLIC_METHODS: usize = 30;
 /// The most fields the façade may have: it composes the resource modules and holds nothing else.
