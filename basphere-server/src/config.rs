@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use basphere_core::config::within;
 use basphere_core::{Config, Error, Result};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -185,18 +186,6 @@ fn public_url(url: &str) -> Result<String> {
         ));
     }
     Ok(url.to_owned())
-}
-
-fn within<T: Copy + PartialOrd + std::fmt::Display>(
-    key: &str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(Error::invalid(key, format!("{value} is not accepted: use {}-{}", range.start(), range.end())))
-    }
 }
 
 // ---- server.connections -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::credentials::Credentials;
-use basphere_core::config::{BackendSections, StoreConfig, StoreUrl};
+use basphere_core::config::{within, BackendSections, StoreConfig, StoreUrl};
 use basphere_core::model::OsImage;
 use basphere_core::{Config, Error, Result};
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -191,18 +191,6 @@ fn section<T: DeserializeOwned + Default>(name: &str, value: &serde_yaml::Value)
         let key = if path == "." { name.to_owned() } else { format!("{name}.{path}") };
         Error::invalid(key, error.into_inner().to_string())
     })
-}
-
-fn within<T: Copy + PartialOrd + std::fmt::Display>(
-    key: &str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(Error::invalid(key, format!("{value} is not accepted: use {}-{}", range.start(), range.end())))
-    }
 }
 
 /// Where Terraform's state goes. With a PostgreSQL store several replicas may serve, each with its

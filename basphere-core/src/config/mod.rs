@@ -369,6 +369,16 @@ fn positive<T: Copy + PartialOrd + fmt::Display>(
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T> {
     let value = value.ok_or_else(|| Error::invalid(key, format!("is required ({}-{})", range.start(), range.end())))?;
+    within(key, value, range)
+}
+
+/// `value` if `range` holds it, else an error naming `key` and the range accepted: the one check
+/// of a number from configuration, for every crate that parses a section of its own.
+pub fn within<T: Copy + PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T> {
     if range.contains(&value) {
         Ok(value)
     } else {

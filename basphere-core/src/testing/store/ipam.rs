@@ -4,20 +4,13 @@ use std::net::Ipv4Addr;
 
 use uuid::Uuid;
 
-use super::{block, expect_kind, lease};
+use super::{alice_and_bob, block, expect_kind, lease};
 use crate::model::*;
 use crate::store::*;
-use crate::testing::{user, username};
+use crate::testing::username;
 
 pub fn check_blocks_and_leases(store: &dyn Store) {
-    let alice = user("alice", 1);
-    let bob = user("bob", 2);
-    store
-        .transact(|tx| {
-            tx.insert_user(&alice)?;
-            tx.insert_user(&bob)
-        })
-        .unwrap();
+    let (alice, bob) = alice_and_bob(store);
     let (a, b) = (alice.username.clone(), bob.username.clone());
     let a_block = block(&a, [10, 254, 0, 64], 32);
     let b_block = block(&b, [10, 254, 0, 32], 32);

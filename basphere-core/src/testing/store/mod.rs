@@ -69,6 +69,18 @@ fn at(base: Timestamp, seconds: i64) -> Timestamp {
     base + chrono::Duration::seconds(seconds)
 }
 
+/// Two accounts, `alice` and `bob`, recorded in `store`: where most suites start.
+pub fn alice_and_bob(store: &dyn Store) -> (User, User) {
+    let (alice, bob) = (user("alice", 1), user("bob", 2));
+    store
+        .transact(|tx| {
+            tx.insert_user(&alice)?;
+            tx.insert_user(&bob)
+        })
+        .unwrap();
+    (alice, bob)
+}
+
 pub fn vm(owner: &Username, name: &str) -> Vm {
     let at = now();
     Vm {

@@ -1,19 +1,11 @@
 //! VM records.
 
-use super::{expect_kind, vm};
+use super::{alice_and_bob, expect_kind, vm};
 use crate::model::*;
 use crate::store::*;
-use crate::testing::user;
 
 pub fn check_vms(store: &dyn Store) {
-    let alice = user("alice", 1);
-    let bob = user("bob", 2);
-    store
-        .transact(|tx| {
-            tx.insert_user(&alice)?;
-            tx.insert_user(&bob)
-        })
-        .unwrap();
+    let (alice, bob) = alice_and_bob(store);
     let web = vm(&alice.username, "web");
     store.transact(|tx| tx.insert_vm(&web)).unwrap();
     assert_eq!(store.query(|tx| tx.get_vm(web.id)).unwrap().unwrap(), web);

@@ -2,10 +2,10 @@
 
 use uuid::Uuid;
 
-use super::expect_kind;
+use super::{alice_and_bob, expect_kind};
 use crate::model::*;
 use crate::store::*;
-use crate::testing::{user, username};
+use crate::testing::username;
 
 fn session(owner: Option<&str>, kind: WebSessionKind, secret: &str) -> WebSession {
     let at = now();
@@ -25,14 +25,7 @@ fn session(owner: Option<&str>, kind: WebSessionKind, secret: &str) -> WebSessio
 }
 
 pub fn check_web_sessions(store: &dyn Store) {
-    let alice = user("alice", 1);
-    let bob = user("bob", 2);
-    store
-        .transact(|tx| {
-            tx.insert_user(&alice)?;
-            tx.insert_user(&bob)
-        })
-        .unwrap();
+    let (alice, bob) = alice_and_bob(store);
     let link = session(Some("alice"), WebSessionKind::Link, "link-1");
     let own = session(Some("alice"), WebSessionKind::Session, "session-1");
     // Signed in with an API token: the token's id is kept with the session.
