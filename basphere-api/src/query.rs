@@ -22,13 +22,6 @@ pub struct ListQuery {
     pub owner: Option<String>,
 }
 
-impl Paged for ListQuery {
-    fn page(&mut self, limit: usize, after: Option<Uuid>) {
-        self.limit = Some(limit);
-        self.after = after;
-    }
-}
-
 /// `?since=&timeout=`: a cluster's long poll.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
@@ -63,13 +56,6 @@ pub struct OutboxQuery {
     pub after: Option<Uuid>,
 }
 
-impl Paged for OutboxQuery {
-    fn page(&mut self, limit: usize, after: Option<Uuid>) {
-        self.limit = Some(limit);
-        self.after = after;
-    }
-}
-
 /// `?status=&limit=&after=`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
@@ -83,9 +69,16 @@ pub struct RequestListQuery {
     pub after: Option<Uuid>,
 }
 
-impl Paged for RequestListQuery {
-    fn page(&mut self, limit: usize, after: Option<Uuid>) {
-        self.limit = Some(limit);
-        self.after = after;
-    }
+/// A query with `limit` and `after` fields: the CLI sets them page by page.
+macro_rules! paged {
+    ($($query:ty),*) => {$(
+        impl Paged for $query {
+            fn page(&mut self, limit: usize, after: Option<Uuid>) {
+                self.limit = Some(limit);
+                self.after = after;
+            }
+        }
+    )*};
 }
+
+paged!(ListQuery, OutboxQuery, RequestListQuery);

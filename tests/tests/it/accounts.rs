@@ -632,3 +632,31 @@ async fn an_administrator_cannot_remove_the_account_they_act_as() {
     // root may.
     rig.platform.accounts().set_suspended(&admin(), "ops", true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_is_for_administrators_audited_once_and_repeatable() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(backend, dir.path());
+        let mallory = Actor::user(&username("mallory"), "test");
+        let refused = rig.platform.accounts().provision(&mallory, user("eve", 5)).await.unwrap_err();
+        assert!(matches!(refused, Error::Forbidden(_)), "{backend:?}: {refused:?}");
+        assert!(rig.user("eve").is_none(), "{backend:?}: a refused provision records nothing");
+        assert!(rig.audit("user.provision").is_empty(), "{backend:?}");
+
+        let first = rig.platform.accounts().provision(&admin(), user("eve", 5)).await.unwrap();
+        let again = rig.platform.accounts().provision(&admin(), user("eve", 5)).await.unwrap();
+        assert_eq!(first.username, again.username);
+        let audited = rig.audit("user.provision");
+        assert_eq!(audited.len(), 1, "{backend:?}: recorded once, repeated without a second event: {audited:?}");
+        assert_eq!((audited[0].actor.as_str(), audited[0].resource.as_str()), ("root", "user/eve"), "{backend:?}");
+        let blocks = rig.store.query(|tx| tx.list_blocks(None)).unwrap();
+        let eves = blocks.iter().filter(|block| block.owner == username("eve")).count();
+        assert_eq!(eves, 1, "{backend:?}: the account got its IP block: {blocks:?}");
+        assert!(
+            rig.sim.folders().iter().any(|f| f.ends_with("/eve")),
+            "{backend:?}: and its folder: {:?}",
+            rig.sim.folders()
+        );
+    }
+}
