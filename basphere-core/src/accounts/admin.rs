@@ -10,7 +10,7 @@ use super::{lookup_username, Accounts};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::runtime::authz::{decide, Action, Actor};
-use crate::runtime::start::{ensure_idle, Busy};
+use crate::runtime::start::{audit_in, ensure_idle, Busy};
 use crate::runtime::{page, Page, PageRequest};
 use crate::store::{OperationFilter, RequestFilter, StoreExt, StoreRead, StoreTx};
 use crate::validate::bounded;
@@ -72,14 +72,7 @@ fn audit(
     username: &Username,
     details: serde_json::Value,
 ) -> Result<()> {
-    tx.append_audit(&AuditEvent::new(
-        &actor.name,
-        action,
-        &format!("user/{username}"),
-        &actor.source,
-        Outcome::Success,
-        details,
-    ))
+    audit_in(tx, actor, action, &format!("user/{username}"), details)
 }
 
 fn pending_registration(tx: &dyn StoreRead, username: &Username) -> Result<Option<RegistrationRequest>> {
