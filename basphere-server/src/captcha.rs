@@ -60,18 +60,9 @@ impl Recaptcha {
     }
 }
 
+/// The form siteverify takes (`application/x-www-form-urlencoded`).
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let encode = |value: &str| -> String {
-        value
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-                b' ' => "+".to_owned(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    pairs.iter().map(|(key, value)| format!("{key}={}", encode(value))).collect::<Vec<_>>().join("&")
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
 fn refused(message: &str) -> Error {

@@ -327,9 +327,28 @@ fn the_siteverify_stand_in_checks_the_secret_and_the_token_exactly() {
     }
 }
 
-#[tokio::test]
-async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
-    // A listener that accepts and never answers.
+/// A private secret file in `dir` and settings for the verifier at `verify_url`.
+fn recaptcha_settings(
+    dir: &std::path::Path,
+    verify_url: String,
+    hostname: Option<&str>,
+    timeout: u64,
+) -> RecaptchaSettings {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.join("recaptcha.secret");
+    std::fs::write(&secret, SITE_SECRET).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    RecaptchaSettings {
+        site_key: "site".into(),
+        secret_file: secret,
+        verify_url,
+        hostname: hostname.map(str::to_owned),
+        timeout_seconds: timeout,
+    }
+}
+
+/// A listener that accepts connections and never answers them.
+async fn silent_listener() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -338,18 +357,44 @@ async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
             held.push(stream);
         }
     });
+    address
+}
+
+/// The reCAPTCHA check passes the `HumanCheck` conformance suite against the siteverify
+/// stand-in, and refuses in bounded time when siteverify is down or silent.
+#[tokio::test]
+async fn recaptcha_passes_the_bot_check_suite() {
+    use basphere_core::testing::human;
+    let stand_in = Arc::new(Siteverify::default());
+    let address = siteverify(stand_in.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s3cret").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let settings = RecaptchaSettings {
-        site_key: "site".into(),
-        secret_file: secret,
-        verify_url: format!("http://{address}/siteverify"),
-        hostname: None,
-        timeout_seconds: 1,
-    };
+    let settings = recaptcha_settings(dir.path(), format!("http://{address}/siteverify"), Some("basphere.example"), 2);
+    let check = Recaptcha::from_settings(&settings).unwrap();
+    human::check_all(&check, "good", &["bad", "goodish", "not-good", "good-elsewhere"]).await;
+    let asked: Vec<String> = stand_in
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|fields| fields.iter().find(|(key, _)| key == "response").map(|(_, token)| token.clone()).unwrap())
+        .collect();
+    assert!(!asked.iter().any(|token| token.trim().is_empty() || token.len() > 8 * 1024), "{asked:?}");
+    assert!(asked.contains(&"good".to_owned()) && asked.contains(&"good-elsewhere".to_owned()), "{asked:?}");
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let down = recaptcha_settings(dir.path(), format!("http://{closed}/siteverify"), None, 2);
+    human::check_out_of_reach(&Recaptcha::from_settings(&down).unwrap(), "good", std::time::Duration::from_secs(10))
+        .await;
+    let silent = recaptcha_settings(dir.path(), format!("http://{}/siteverify", silent_listener().await), None, 1);
+    human::check_out_of_reach(&Recaptcha::from_settings(&silent).unwrap(), "good", std::time::Duration::from_secs(10))
+        .await;
+}
+
+#[tokio::test]
+async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
+    let address = silent_listener().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = recaptcha_settings(dir.path(), format!("http://{address}/siteverify"), None, 1);
     let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
     let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() }, Some(check));
     let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key(1), "recaptcha_response": "good"});

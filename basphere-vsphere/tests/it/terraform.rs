@@ -25,6 +25,14 @@ struct Fake {
     terraform: FakeTerraform,
 }
 
+/// The fake's own calls, misbehaviours and VMs (`inject`, `calls`, `vms`) through it.
+impl std::ops::Deref for Fake {
+    type Target = FakeTerraform;
+    fn deref(&self) -> &FakeTerraform {
+        &self.terraform
+    }
+}
+
 impl Fake {
     fn new() -> Fake {
         let dir = tempfile::tempdir().unwrap();
@@ -34,19 +42,6 @@ impl Fake {
 
     fn state(&self) -> PathBuf {
         self.terraform.state.clone()
-    }
-
-    /// Makes the next `times` calls misbehave: fail-apply, hang-apply, half-apply, fail-destroy.
-    fn inject(&self, behaviour: &str, times: u32) {
-        self.terraform.inject(behaviour, times);
-    }
-
-    fn calls(&self) -> Vec<Value> {
-        self.terraform.calls()
-    }
-
-    fn vms(&self) -> Vec<String> {
-        self.terraform.vms()
     }
 
     fn provisioner(&self, apply_timeout: Duration) -> TerraformProvisioner {

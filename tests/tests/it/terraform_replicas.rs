@@ -23,6 +23,14 @@ struct Fake {
     credentials: PathBuf,
 }
 
+/// The fake's own calls, misbehaviours and VMs (`inject`, `calls`, `vms`) through it.
+impl std::ops::Deref for Fake {
+    type Target = FakeTerraform;
+    fn deref(&self) -> &FakeTerraform {
+        &self.terraform
+    }
+}
+
 impl Fake {
     fn new(dir: &Path) -> Fake {
         let terraform = FakeTerraform::install(dir.join("terraform"), dir.join("fake-state"));
@@ -31,19 +39,6 @@ impl Fake {
         std::fs::write(&credentials, "VSPHERE_USER=administrator@vsphere.local\nVSPHERE_PASSWORD=secret\n").unwrap();
         std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
         Fake { terraform, state, credentials }
-    }
-
-    fn inject(&self, behaviour: &str, times: u32) {
-        self.terraform.inject(behaviour, times);
-    }
-
-    /// The VMs the fake vCenter holds.
-    fn vms(&self) -> Vec<String> {
-        self.terraform.vms()
-    }
-
-    fn calls(&self) -> Vec<Value> {
-        self.terraform.calls()
     }
 
     fn config(&self, url: &str, extra: &str) -> String {
