@@ -42,7 +42,18 @@ const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 struct Watches {
     clusters: Store<DynamicObject>,
     machines: Store<DynamicObject>,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks feeding the two stores, stopped with them.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watches {
+    /// A dropped client stops watching: nothing keeps its connections to the management
+    /// cluster open.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Clusters through Cluster API and CAPV.
@@ -274,7 +285,7 @@ impl CapiProvisioner {
                 let cluster_api = versions.cluster_api.as_str();
                 let clusters = self.watch(resource("cluster.x-k8s.io", cluster_api, "Cluster", "clusters"));
                 let machines = self.watch(resource("cluster.x-k8s.io", cluster_api, "Machine", "machines"));
-                Watches { clusters: clusters.0, machines: machines.0, _tasks: vec![clusters.1, machines.1] }
+                Watches { clusters: clusters.0, machines: machines.0, tasks: vec![clusters.1, machines.1] }
             })
             .await;
         // The first answer waits for the caches' first listing, within reason. One caller at a

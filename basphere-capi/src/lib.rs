@@ -62,8 +62,7 @@ pub async fn cluster_backend(config: &Config, site: &VsphereSite, data_dir: &Pat
             let (address, running) =
                 fake.serve("127.0.0.1:0".parse().expect("a socket address")).await.map_err(|e| io("listening", e))?;
             let path = data_dir.join(SIMULATED_KUBECONFIG);
-            write_private(&path, &fake.kubeconfig(address)).map_err(|e| io("writing its kubeconfig", e))?;
-            let provisioner = CapiProvisioner::connect(&path, settings.layout, settings.choice).await?;
+            let provisioner = fake.connect(address, &path, settings.layout, settings.choice).await?;
             Ok(ClusterBackend { provisioner: Arc::new(provisioner), simulated: Some(fake), _running: Some(running) })
         }
     }

@@ -99,14 +99,17 @@ pub enum Removal {
 /// - `apply` creates or updates every object of the cluster so that it matches the request; it
 ///   is idempotent and may be repeated after a crash. It grows the node address pool before it
 ///   raises the worker count. A request that shrinks the pool must only drop addresses that no
-///   machine holds (the caller waits for `worker_machines` and `addresses_in_use` first).
+///   machine holds (the caller waits for `worker_machines` and `addresses_in_use` first); one
+///   that drops a held address is refused (`Error::Backend`). A cluster of the same owner and
+///   name under another id is never touched: `apply` answers `AlreadyExists`.
 /// - `observe` reports a cluster the backend holds, or `None` when none carries this id. It may
 ///   answer from a cache kept current by watches, so calling it often costs the management
 ///   cluster nothing.
 /// - `kubeconfig` is the cluster's admin kubeconfig once its control plane is initialised, else
 ///   `None`.
 /// - `delete` asks for the cluster's deletion through its top object only (the controllers
-///   remove the rest) and answers `Gone` once nothing of it is left; repeating it is harmless.
+///   remove the rest) and answers `Gone` once nothing of it is left (at once for a cluster it
+///   never had); repeating it is harmless.
 /// - `changed` returns when something may have changed for any cluster, or after `timeout`.
 /// - Failures are `Error::Backend` (with what the management cluster said), or `Timeout`.
 #[async_trait]
@@ -158,4 +161,31 @@ impl ClusterProvisioner for NoClusters {
 
 fn no_clusters() -> crate::Error {
     crate::Error::NotSupported("this server offers no Kubernetes clusters (no management cluster is configured)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    /// A server without a management cluster passes its preflight and refuses every cluster call
+    /// as not supported, and `changed` still returns by its timeout.
+    #[tokio::test]
+    async fn no_clusters_refuses_every_call_as_not_supported() {
+        let request = crate::testing::clusters::request("alice", "dev", 1, 1);
+        let cluster = request.cluster_ref();
+        NoClusters.preflight().await.expect("nothing to check");
+        let refused = [
+            NoClusters.apply(&request).await.err(),
+            NoClusters.observe(&cluster).await.err(),
+            NoClusters.kubeconfig(&cluster).await.err(),
+            NoClusters.delete(&cluster).await.err(),
+        ];
+        for error in refused {
+            assert!(matches!(error, Some(Error::NotSupported(_))), "{error:?}");
+        }
+        let returned =
+            tokio::time::timeout(Duration::from_secs(5), NoClusters.changed(Duration::from_millis(10))).await;
+        assert!(returned.is_ok(), "changed returns by its timeout");
+    }
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{Event, FakeManagementCluster, Key, Resource};
+use super::{Event, FakeManagementCluster, Key, Resource, Write};
 
 pub(super) fn router(fake: Arc<FakeManagementCluster>) -> Router {
     Router::new().fallback(handle).with_state(fake)
@@ -370,6 +370,7 @@ fn apply(
     {
         let mut state = fake.lock();
         state.requests.apply += 1;
+        state.asked(Write::Apply(key.clone()));
         if query.get("force").is_some_and(|f| f == "true") {
             state.requests.forced += 1;
         }
@@ -584,6 +585,7 @@ pub(crate) fn label_value_error(value: &str) -> Option<&'static str> {
 fn delete(fake: &FakeManagementCluster, resource: &Resource, key: &Key) -> Response {
     let mut state = fake.lock();
     state.requests.delete += 1;
+    state.asked(Write::Delete(key.clone()));
     let Some(mut object) = state.objects.get(key).cloned() else {
         return status(
             StatusCode::NOT_FOUND,

@@ -14,13 +14,15 @@ mod http;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::client::{CapiProvisioner, VersionChoice};
+use crate::layout::Layout;
 use crate::schema::Schemas;
 
 pub use controller::Fault;
@@ -68,12 +70,21 @@ impl Requests {
     }
 }
 
+/// One write asked of the server, accepted or not, for tests: what a client did, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Apply(Key),
+    Delete(Key),
+}
+
 pub(crate) struct State {
     pub objects: BTreeMap<Key, Value>,
     pub resource_version: u64,
     /// Recent changes, for watches that resume from a resource version.
     pub events: VecDeque<Event>,
     pub requests: Requests,
+    /// The latest writes asked, oldest first.
+    pub writes: VecDeque<Write>,
     /// Node addresses the simulated machines hold, by pool `(namespace, name)`.
     pub allocations: BTreeMap<(String, String), BTreeSet<Ipv4Addr>>,
     pub faults: BTreeMap<String, Fault>,
@@ -83,7 +94,18 @@ pub(crate) struct State {
     pub pool_reuse_grace: bool,
 }
 
+impl State {
+    /// Notes a write asked of the server.
+    pub(crate) fn asked(&mut self, write: Write) {
+        self.writes.push_back(write);
+        while self.writes.len() > WRITES_KEPT {
+            self.writes.pop_front();
+        }
+    }
+}
+
 const EVENTS_KEPT: usize = 20_000;
+const WRITES_KEPT: usize = 20_000;
 
 /// The simulated management cluster.
 pub struct FakeManagementCluster {
@@ -167,6 +189,7 @@ impl FakeManagementCluster {
                 resource_version: 1,
                 events: VecDeque::new(),
                 requests: Requests::default(),
+                writes: VecDeque::new(),
                 allocations: BTreeMap::new(),
                 faults: BTreeMap::new(),
                 hidden: BTreeSet::new(),
@@ -223,6 +246,21 @@ impl FakeManagementCluster {
         )
     }
 
+    /// A client of this management cluster served at `address`, as a Basphere process reaches
+    /// it: through its kubeconfig, written to `path` readable by this user only.
+    pub async fn connect(
+        &self,
+        address: SocketAddr,
+        path: &Path,
+        layout: Layout,
+        choice: VersionChoice,
+    ) -> basphere_core::Result<CapiProvisioner> {
+        crate::write_private(path, &self.kubeconfig(address)).map_err(|error| {
+            basphere_core::Error::backend("simulated management cluster", format!("writing its kubeconfig: {error}"))
+        })?;
+        CapiProvisioner::connect(path, layout, choice).await
+    }
+
     /// Whether an `Authorization` header carries this server's token. Both sides are hashed
     /// first and compared without stopping at the first difference, so the time taken tells
     /// nothing about the token.
@@ -264,6 +302,12 @@ impl FakeManagementCluster {
     /// What has been served so far.
     pub fn requests(&self) -> Requests {
         self.lock().requests
+    }
+
+    /// The applies and deletes asked so far (the latest 20,000), oldest first, whether the server
+    /// took them or not.
+    pub fn writes(&self) -> Vec<Write> {
+        self.lock().writes.iter().cloned().collect()
     }
 
     /// The next cluster named `name` suffers `fault`.

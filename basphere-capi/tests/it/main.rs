@@ -1,8 +1,10 @@
 //! basphere-capi's tests: every rendered object against the real CRD schema of its kind and
-//! version, snapshots, injection, and the status read from conditions.
+//! version, snapshots, injection, the status read from conditions, and the `ClusterProvisioner`
+//! conformance suite on the simulated management cluster.
 
 mod access;
 mod client;
+mod conformance;
 mod render;
 mod status;
 mod verifier;

@@ -1,18 +1,14 @@
 //! Reference backends: the simulated vCenter (`MockProvisioner`), which the server runs as its
 //! default VM backend and embedding programs use, and the placeholder kubeconfig of a simulated
-//! cluster. Behind the `testing` feature: a fault-injecting decorator for any provisioner
-//! (`faults`), a notifier and a bastion that record (`recording`), and an in-process simulated
-//! cluster backend (`clusters`).
+//! cluster (basphere-capi's simulated management cluster writes it). Behind the `testing`
+//! feature: a fault-injecting decorator for any provisioner (`faults`), and a notifier and a
+//! bastion that record (`recording`).
 
-#[cfg(feature = "testing")]
-pub mod clusters;
 #[cfg(feature = "testing")]
 mod faults;
 #[cfg(feature = "testing")]
 mod recording;
 
-#[cfg(feature = "testing")]
-pub use clusters::{ClusterFault, SimCluster, SimulatedClusters};
 #[cfg(feature = "testing")]
 pub use faults::{Fault, FaultInjectingProvisioner, Method};
 #[cfg(feature = "testing")]

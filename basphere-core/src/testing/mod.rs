@@ -4,6 +4,7 @@
 //! every `check_*` function returns without panicking.
 
 pub mod bastion;
+pub mod clusters;
 pub mod human;
 pub mod ipam;
 pub mod notifier;

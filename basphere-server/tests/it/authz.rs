@@ -67,7 +67,7 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let api = Api::new();
+        let api = Api::new().await;
         let alice = api.account("alice", 1, false, Some(ALICE_UID)).await;
         let bob = api.account("bob", 2, false, None).await;
         let admin_user_scoped = api.account("ops", 3, true, None).await;
@@ -300,7 +300,7 @@ async fn every_route_answers_every_caller_as_declared() {
 /// The matrix names every operation of the OpenAPI document, and nothing it does not document.
 #[tokio::test]
 async fn the_matrix_covers_every_documented_route() {
-    let api = Api::new();
+    let api = Api::new().await;
     let document = api.get(&Who::Anonymous, "/api/v1/openapi.json").await.json();
     let mut documented = BTreeSet::new();
     for (path, operations) in document["paths"].as_object().expect("paths") {

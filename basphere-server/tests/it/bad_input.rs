@@ -20,7 +20,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 #[tokio::test]
 async fn bad_requests_get_problems_and_change_nothing() {
-    let api = Api::new();
+    let api = Api::new().await;
     let alice = Who::Bearer(api.account("alice", 1, false, None).await);
     let key = basphere_core::testing::ssh_key(9);
     let json = |who: &Who, method: &'static str, path: &str, body: String, status, kind, words| Case {
@@ -459,7 +459,7 @@ async fn bad_requests_get_problems_and_change_nothing() {
 /// `Idempotency-Key` replays the first answer, and refuses a different request under the same key.
 #[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer() {
-    let api = Api::new();
+    let api = Api::new().await;
     let alice = Who::Bearer(api.account("alice", 1, false, None).await);
     let headers = [JSON, ("idempotency-key", "k-1")];
     let body = br#"{"name":"db","os":"ubuntu-24.04","spec":"small"}"#;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use basphere_core::mock::{MockProvisioner, RecordingNotifier, SimulatedClusters};
+use basphere_capi::fake::{FakeManagementCluster, Running};
+use basphere_capi::{CapiConfig, VsphereSite};
+use basphere_core::cluster_provisioner::ClusterProvisioner;
+use basphere_core::mock::{MockProvisioner, RecordingNotifier};
 use basphere_core::{Config, MemoryStore, Platform, Store};
 use basphere_ipam::BlockIpam;
 use basphere_server::auth::Transport;
@@ -54,11 +57,14 @@ impl Reply {
     }
 }
 
-/// The application of one server, on a fresh memory store with the default configuration and a
-/// simulated vSphere without delays.
+/// The application of one server, on a fresh memory store with the default configuration, a
+/// simulated vSphere without delays and a simulated management cluster whose clusters come up in
+/// a few tens of milliseconds (basphere-capi's, reached over loopback as the server reaches it).
 pub struct Api {
     app: Router,
     store: Arc<MemoryStore>,
+    /// The management cluster's server and controller, and the directory of its kubeconfig.
+    _clusters: (Running, tempfile::TempDir),
 }
 
 /// root on the socket: the system administrator.
@@ -67,7 +73,7 @@ pub const ROOT: Who = Who::Uid(0);
 pub const SERVER_UID: u32 = 999;
 
 impl Api {
-    pub fn new() -> Api {
+    pub async fn new() -> Api {
         // Public submissions are limited per address and per email; the matrix sends many.
         let limits = basphere_core::config::RegistrationLimits {
             per_address_per_hour: 10_000,
@@ -75,22 +81,34 @@ impl Api {
             per_day: 100_000,
             ..basphere_core::config::RegistrationLimits::DEFAULT
         };
-        Api::with(Config { registration: limits, ..Config::default() }, None)
+        Api::with(Config { registration: limits, ..Config::default() }, None).await
     }
 
     /// The application on `config`, with the bot check `human` when given.
-    pub fn with(config: Config, human: Option<Arc<dyn basphere_core::human::HumanCheck>>) -> Api {
-        Api::with_server(config, ServerSettings::default(), human)
+    pub async fn with(config: Config, human: Option<Arc<dyn basphere_core::human::HumanCheck>>) -> Api {
+        Api::with_server(config, ServerSettings::default(), human).await
     }
 
     /// The application on `config` and the server's own settings `server`, with the bot check
     /// `human` when given.
-    pub fn with_server(
+    pub async fn with_server(
         config: Config,
         server: ServerSettings,
         human: Option<Arc<dyn basphere_core::human::HumanCheck>>,
     ) -> Api {
         let store = Arc::new(MemoryStore::new());
+        let settings =
+            CapiConfig::from_config(&config, &VsphereSite::default()).expect("the cluster backend's settings");
+        let fake = FakeManagementCluster::new(Duration::from_millis(10));
+        fake.install_identity(&settings.layout.identity);
+        let (address, running) = fake.serve("127.0.0.1:0".parse().expect("an address")).await.expect("listening");
+        let dir = tempfile::tempdir().expect("a directory");
+        let clusters = fake
+            .connect(address, &dir.path().join("kubeconfig"), settings.layout, settings.choice)
+            .await
+            .expect("a client of the management cluster");
+        // As the server does at its start: the preflight starts the watches that follow clusters.
+        clusters.preflight().await.expect("the management cluster's preflight");
         let config = Arc::new(config);
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
         let shared: Arc<dyn Store> = store.clone();
@@ -101,12 +119,15 @@ impl Api {
             Arc::new(MockProvisioner::with_default_catalog()),
             Arc::new(RecordingNotifier::new()),
         )
-        // A simulated management cluster whose clusters come up in a few tens of milliseconds.
-        .clusters(Arc::new(SimulatedClusters::new(Duration::from_millis(10))));
+        .clusters(Arc::new(clusters));
         if let Some(human) = human {
             builder = builder.human_check(human);
         }
-        Api { app: basphere_server::app(AppState::new(builder.build(), server, SERVER_UID)), store }
+        Api {
+            app: basphere_server::app(AppState::new(builder.build(), server, SERVER_UID)),
+            store,
+            _clusters: (running, dir),
+        }
     }
 
     /// One request; `headers` are sent as given (no content type is added).

@@ -47,7 +47,7 @@ fn peer(last: u8) -> Who {
 
 #[tokio::test]
 async fn json_and_forms_get_one_answer_whatever_becomes_of_them() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.account("taken", 9, false, None).await;
     let first = api
         .send(&Who::Anonymous, "POST", "/api/v1/register", Some(&register_json("alice", "alice@example.com", 1)))
@@ -128,7 +128,7 @@ async fn too_many_submissions_are_answered_429_with_retry_after() {
         per_day: 100,
         ..RegistrationLimits::DEFAULT
     };
-    let api = Api::with(Config { registration: limits, ..Config::default() }, None);
+    let api = Api::with(Config { registration: limits, ..Config::default() }, None).await;
     for (i, name) in ["one", "two"].iter().enumerate() {
         let answer = api
             .send(
@@ -236,7 +236,7 @@ async fn the_bot_check_guards_json_and_forms_alike() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
     let config = Config { recaptcha: RecaptchaConfig::On(settings.clone()), ..Config::default() };
-    let api = Api::with(config, Some(check));
+    let api = Api::with(config, Some(check)).await;
 
     // No token, in JSON (the original skipped the check there) and in a form: refused.
     let json =
@@ -294,7 +294,8 @@ async fn the_bot_check_guards_json_and_forms_alike() {
     // A good token sent with a secret that is not the site's: siteverify refuses it.
     std::fs::write(&secret, "s3cret-of-another-site\n").unwrap();
     let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
-    let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings.clone()), ..Config::default() }, Some(check));
+    let api =
+        Api::with(Config { recaptcha: RecaptchaConfig::On(settings.clone()), ..Config::default() }, Some(check)).await;
     let body = serde_json::json!({"username": "bob", "email": "bob@example.com", "ssh_key": key(2), "recaptcha_response": "good"});
     let refused = api.send(&peer(2), "POST", "/api/v1/register", Some(&body.to_string())).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
@@ -396,7 +397,7 @@ async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
     let dir = tempfile::tempdir().unwrap();
     let settings = recaptcha_settings(dir.path(), format!("http://{address}/siteverify"), None, 1);
     let check = Arc::new(Recaptcha::from_settings(&settings).unwrap());
-    let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() }, Some(check));
+    let api = Api::with(Config { recaptcha: RecaptchaConfig::On(settings), ..Config::default() }, Some(check)).await;
     let body = serde_json::json!({"username": "alice", "email": "alice@example.com", "ssh_key": key(1), "recaptcha_response": "good"});
     let started = std::time::Instant::now();
     let answer = api.send(&peer(1), "POST", "/api/v1/register", Some(&body.to_string())).await;
@@ -410,7 +411,7 @@ async fn a_verifier_that_does_not_answer_refuses_in_bounded_time() {
 /// naming the field, and what is accepted comes back byte for byte, never interpreted.
 #[tokio::test]
 async fn hostile_fields_are_refused_or_kept_verbatim() {
-    let api = Api::new();
+    let api = Api::new().await;
     let refused: Vec<(serde_json::Value, &str)> = vec![
         (serde_json::json!({"username": "al\nice", "email": "a@example.com", "ssh_key": key(1)}), "username"),
         (serde_json::json!({"username": "alice:0:0", "email": "a@example.com", "ssh_key": key(1)}), "username"),
@@ -496,7 +497,7 @@ async fn the_client_behind_a_trusted_proxy_is_the_one_limited() {
     };
     let config = Config { registration: limits, ..Config::default() };
     let server = ServerSettings { trusted_proxies: vec!["198.51.100.1".parse().unwrap()], ..ServerSettings::default() };
-    let api = Api::with_server(config, server, None);
+    let api = Api::with_server(config, server, None).await;
     let submit = |who: Who, forwarded: &'static str, name: &'static str, seed: u64| {
         let api = &api;
         async move {

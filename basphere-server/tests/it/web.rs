@@ -72,7 +72,7 @@ fn location(reply: &Reply) -> &str {
 
 #[tokio::test]
 async fn every_page_forbids_inline_script_framing_and_sniffing() {
-    let api = Api::new();
+    let api = Api::new().await;
     let mut browser = Browser::new(&api);
     for path in ["/register", "/ssh-guide", "/key-change", "/sign-in", "/success?username=alice", "/key-change-success"]
     {
@@ -96,7 +96,7 @@ async fn every_page_forbids_inline_script_framing_and_sniffing() {
 
 #[tokio::test]
 async fn a_form_is_acted_on_only_with_its_token_and_from_this_site() {
-    let api = Api::new();
+    let api = Api::new().await;
     let mut browser = Browser::new(&api);
     let page = browser.get("/register").await;
     let token = csrf(&page);
@@ -130,7 +130,7 @@ async fn a_form_is_acted_on_only_with_its_token_and_from_this_site() {
 
 #[tokio::test]
 async fn a_sign_in_link_signs_in_once_and_not_after_five_minutes() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.account("alice", 1, false, Some(61001)).await;
     let link = api.send(&Who::Uid(61001), "POST", "/api/v1/web/sign-in-link", None).await;
     assert_eq!(link.status, 201, "{}", link.body);
@@ -186,7 +186,7 @@ async fn signed_in<'a>(api: &'a Api, token: &str) -> Browser<'a> {
 
 #[tokio::test]
 async fn a_developer_cannot_use_the_console_and_is_signed_out_by_suspension_or_idleness() {
-    let api = Api::new();
+    let api = Api::new().await;
     let token = api.account("alice", 1, false, None).await;
     let mut browser = signed_in(&api, &token).await;
     let dashboard = browser.get("/dashboard").await;
@@ -227,7 +227,7 @@ async fn a_developer_cannot_use_the_console_and_is_signed_out_by_suspension_or_i
 
 #[tokio::test]
 async fn a_session_signed_in_with_a_token_ends_with_the_token() {
-    let api = Api::new();
+    let api = Api::new().await;
     let other = api.account("alice", 1, false, None).await;
     let body = r#"{"name": "browser", "scope": "user"}"#;
     let created = api.send(&ROOT, "POST", "/api/v1/admin/users/alice/tokens", Some(body)).await.json();
@@ -249,7 +249,7 @@ async fn a_session_signed_in_with_a_token_ends_with_the_token() {
 async fn sessions_are_secure_cookies_behind_https() {
     let server =
         ServerSettings { public_url: Some("https://basphere.example.com".into()), ..ServerSettings::default() };
-    let api = Api::with_server(Config::default(), server, None);
+    let api = Api::with_server(Config::default(), server, None).await;
     let page = Browser::new(&api).get("/sign-in").await;
     assert!(page.header("set-cookie").unwrap().contains("Secure"));
     api.account("alice", 1, false, Some(61001)).await;
@@ -259,7 +259,7 @@ async fn sessions_are_secure_cookies_behind_https() {
 
 #[tokio::test]
 async fn what_users_type_is_shown_as_text() {
-    let api = Api::new();
+    let api = Api::new().await;
     let mut browser = Browser::new(&api);
     let token = csrf(&browser.get("/register").await);
     let inject = "%22%27%3E%3Cimg+src%3Dx+onerror%3Dalert(1)%3E%3Cscript%3Ealert(2)%3C%2Fscript%3E";
@@ -278,7 +278,7 @@ async fn what_users_type_is_shown_as_text() {
 
 #[tokio::test]
 async fn the_console_shows_what_each_request_asks_for() {
-    let api = Api::new();
+    let api = Api::new().await;
     api.account("alice", 1, true, None).await;
     let admin = api.token("alice", "admin").await;
     let key = basphere_core::testing::ssh_key(2);
@@ -316,7 +316,7 @@ async fn the_console_shows_what_each_request_asks_for() {
 
 #[tokio::test]
 async fn the_dashboard_shows_the_developer_s_clusters_and_follows_them_while_they_come_up() {
-    let api = Api::new();
+    let api = Api::new().await;
     let token = api.account("alice", 1, false, None).await;
     let bob = api.account("bob", 2, false, None).await;
     let created = api

@@ -1,37 +1,165 @@
-//! Kubernetes clusters through the platform over every store, on the simulated management
-//! cluster: create, follow to ready, kubeconfig, scale both ways, delete, with the address
-//! accounting exact at each step; failures, stuck deletions, quotas and concurrent requests.
+//! Kubernetes clusters through the platform over every store, on basphere-capi's simulated
+//! management cluster reached through the real client (`CapiProvisioner`, over a kubeconfig, as
+//! the server reaches its embedded one): create, follow to ready, kubeconfig, scale both ways,
+//! delete, with the address accounting exact at each step and what Basphere asked for read back
+//! from the objects the management cluster holds; failures, stuck deletions, quotas and
+//! concurrent requests.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use basphere_core::mock::{ClusterFault, MockProvisioner, RecordingNotifier, SimulatedClusters};
+use basphere_capi::fake::{FakeManagementCluster, Fault, Key, Running, Write};
+use basphere_capi::{CapiConfig, VsphereSite};
+use basphere_core::cluster_provisioner::ClusterProvisioner;
+use basphere_core::mock::{MockProvisioner, RecordingNotifier};
 use basphere_core::model::*;
 use basphere_core::platform::CreateCluster;
 use basphere_core::testing::{user, username};
 use basphere_core::{Actor, Config, Platform, Store, StoreExt};
+use serde_json::Value;
 use tests::{block_ipam, Backend, BACKENDS};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// Each condition of a simulated cluster turns true one step after the one before.
+const STEP: Duration = Duration::from_millis(60);
+/// alice's namespace on the management cluster.
+const NAMESPACE: &str = "user-alice";
+
+/// A simulated management cluster on loopback, as the server runs it by default. It outlives a
+/// Basphere process: each platform gets its own client of it.
+struct Management {
+    fake: Arc<FakeManagementCluster>,
+    address: SocketAddr,
+    dir: tempfile::TempDir,
+    _running: Running,
+}
+
+/// What the management cluster holds of one cluster, read back from its objects: what Basphere
+/// asked for.
+#[derive(Debug)]
+struct Held {
+    /// The VSphereCluster's control-plane endpoint.
+    endpoint: Ipv4Addr,
+    /// The InClusterIPPool's addresses, prefix and gateway.
+    pool: BTreeSet<Ipv4Addr>,
+    prefix: u64,
+    gateway: Ipv4Addr,
+    /// The login keys of the control-plane nodes and of the workers.
+    keys: (Vec<String>, Vec<String>),
+    /// The MachineDeployment's replicas, and its machine template's CPUs, memory and disk.
+    workers: u64,
+    worker_size: (u64, u64, u64),
+}
+
+impl Management {
+    async fn start() -> Arc<Management> {
+        let fake = FakeManagementCluster::new(STEP);
+        let (address, running) = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Arc::new(Management { fake, address, dir: tempfile::tempdir().unwrap(), _running: running })
+    }
+
+    /// A client, made as a Basphere process on `config` makes it at its start: connected, and
+    /// its preflight run (which starts the watches that wake the platform on each change).
+    async fn client(&self, config: &Config) -> Arc<dyn ClusterProvisioner> {
+        let settings = CapiConfig::from_config(config, &VsphereSite::default()).unwrap();
+        self.fake.install_identity(&settings.layout.identity);
+        let path = self.dir.path().join("kubeconfig");
+        let client = self.fake.connect(self.address, &path, settings.layout, settings.choice).await.unwrap();
+        client.preflight().await.unwrap();
+        Arc::new(client)
+    }
+
+    fn object(&self, plural: &str, name: &str) -> Value {
+        self.fake
+            .objects(plural, Some(NAMESPACE))
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the management cluster holds no {plural} {name}"))
+    }
+
+    /// The Cluster objects, whoever made them.
+    fn clusters(&self) -> Vec<Value> {
+        self.fake.objects("clusters", None)
+    }
+
+    /// Every object labelled with Basphere's id of a cluster.
+    fn objects_of(&self, id: uuid::Uuid) -> Vec<String> {
+        let plurals = [
+            "clusters",
+            "machines",
+            "machinedeployments",
+            "kubeadmcontrolplanes",
+            "kubeadmconfigtemplates",
+            "vspheremachinetemplates",
+            "vsphereclusters",
+            "clusterresourcesets",
+            "inclusterippools",
+            "secrets",
+        ];
+        plurals
+            .iter()
+            .flat_map(|plural| self.fake.objects(plural, None))
+            .filter(|o| o["metadata"]["labels"]["basphere.dev/cluster-id"] == id.to_string().as_str())
+            .map(|o| format!("{} {}", o["kind"], o["metadata"]["name"]))
+            .collect()
+    }
+
+    fn held(&self, name: &str) -> Held {
+        let address = |value: &Value| -> Ipv4Addr { value.as_str().and_then(|a| a.parse().ok()).expect("an address") };
+        let keys = |users: &Value| -> Vec<String> {
+            users[0]["sshAuthorizedKeys"].as_array().into_iter().flatten().map(|k| k.as_str().unwrap().into()).collect()
+        };
+        let pool = self.object("inclusterippools", &format!("{name}-nodes"));
+        let deployment = self.object("machinedeployments", &format!("{name}-md"));
+        let template_name = deployment["spec"]["template"]["spec"]["infrastructureRef"]["name"].as_str().unwrap();
+        let template = &self.object("vspheremachinetemplates", template_name)["spec"]["template"]["spec"];
+        Held {
+            endpoint: address(&self.object("vsphereclusters", name)["spec"]["controlPlaneEndpoint"]["host"]),
+            pool: pool["spec"]["addresses"].as_array().unwrap().iter().map(address).collect(),
+            prefix: pool["spec"]["prefix"].as_u64().unwrap(),
+            gateway: address(&pool["spec"]["gateway"]),
+            keys: (
+                keys(&self.object("kubeadmcontrolplanes", name)["spec"]["kubeadmConfigSpec"]["users"]),
+                keys(
+                    &self.object("kubeadmconfigtemplates", &format!("{name}-md"))["spec"]["template"]["spec"]["users"],
+                ),
+            ),
+            workers: deployment["spec"]["replicas"].as_u64().unwrap(),
+            worker_size: (
+                template["numCPUs"].as_u64().unwrap(),
+                template["memoryMiB"].as_u64().unwrap(),
+                template["diskGiB"].as_u64().unwrap(),
+            ),
+        }
+    }
+
+    /// Where the client asked for `write` of alice's Cluster `name` among everything it wrote.
+    fn asked(&self, write: fn(Key) -> Write, name: &str) -> Option<usize> {
+        let key: Key = ("cluster.x-k8s.io".into(), "clusters".into(), NAMESPACE.into(), name.into());
+        self.fake.writes().iter().position(|w| *w == write(key.clone()))
+    }
+}
 
 struct Rig {
     platform: Arc<Platform>,
     store: Arc<dyn Store>,
-    sim: Arc<SimulatedClusters>,
+    management: Arc<Management>,
     notifier: Arc<RecordingNotifier>,
     _background: basphere_core::platform::Background,
 }
 
-fn rig_with(store: Arc<dyn Store>, yaml: &str) -> Rig {
-    rig_on(store, Arc::new(SimulatedClusters::new(Duration::from_millis(60))), yaml)
+async fn rig_with(store: Arc<dyn Store>, yaml: &str) -> Rig {
+    rig_on(store, Management::start().await, yaml).await
 }
 
-/// A platform on `store` and the management cluster `sim` (which outlives a Basphere process).
-fn rig_on(store: Arc<dyn Store>, sim: Arc<SimulatedClusters>, yaml: &str) -> Rig {
+/// A platform on `store` and the management cluster `management` (which outlives a Basphere
+/// process).
+async fn rig_on(store: Arc<dyn Store>, management: Arc<Management>, yaml: &str) -> Rig {
     let config = Arc::new(Config::from_yaml(yaml).unwrap());
     let notifier = Arc::new(RecordingNotifier::new());
+    let clusters = management.client(&config).await;
     let platform = Platform::builder(
         config.clone(),
         store.clone(),
@@ -39,14 +167,15 @@ fn rig_on(store: Arc<dyn Store>, sim: Arc<SimulatedClusters>, yaml: &str) -> Rig
         Arc::new(MockProvisioner::with_default_catalog()),
         notifier.clone(),
     )
-    .clusters(sim.clone())
+    .clusters(clusters)
     .build();
     let _background = platform.start_background();
-    Rig { platform, store, sim, notifier, _background }
+    Rig { platform, store, management, notifier, _background }
 }
 
-fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
+async fn rig(backend: Backend, dir: &std::path::Path) -> Rig {
     rig_with(backend.open(dir), "work: {notification_retry_seconds: 1}\nkubernetes: {delete_timeout_minutes: 0.05}")
+        .await
 }
 
 fn alice() -> Actor {
@@ -118,7 +247,7 @@ fn nodes(leases: &[Lease]) -> BTreeSet<Ipv4Addr> {
 async fn cluster_journey_on_every_store() {
     let dir = tempfile::tempdir().unwrap();
     for backend in BACKENDS {
-        let rig = rig(backend, dir.path());
+        let rig = rig(backend, dir.path()).await;
         rig.account("alice", 1).await;
         let (cluster, operation) = rig.create(dev("dev")).await;
         assert_eq!(cluster.state, ClusterState::Pending);
@@ -132,12 +261,15 @@ async fn cluster_journey_on_every_store() {
 
         let done = rig.wait(&operation).await;
         assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
-        let sent = &rig.sim.clusters()[0].request;
-        assert_eq!(sent.endpoint, vip);
-        assert_eq!(sent.node_addresses.iter().copied().collect::<BTreeSet<_>>(), nodes(&leases));
-        assert_eq!((sent.prefix_len, sent.gateway), (21, Ipv4Addr::new(10, 254, 0, 1)));
-        assert_eq!(sent.ssh_key, user("alice", 1).ssh_key, "the owner's key on the nodes");
-        assert_eq!((sent.worker_spec.key.as_str(), sent.worker_spec.cpu), ("medium", 4));
+        let sent = rig.management.held("dev");
+        assert_eq!(sent.endpoint, vip, "{sent:?}");
+        assert_eq!(sent.pool, nodes(&leases), "the pool holds the node addresses Basphere leased");
+        assert_eq!((sent.prefix, sent.gateway), (21, Ipv4Addr::new(10, 254, 0, 1)));
+        let key = user("alice", 1).ssh_key.as_str().to_owned();
+        assert_eq!(sent.keys, (vec![key.clone()], vec![key]), "the owner's key on the nodes");
+        let medium = &Config::default().node_specs["medium"];
+        assert_eq!(sent.worker_size, (4, medium.memory_mb, medium.disk_gb), "medium workers");
+        assert_eq!(sent.workers, 2);
 
         let ready = rig.until("dev", ClusterState::Ready).await;
         assert_eq!((ready.status.control_plane_ready, ready.status.workers_ready), (1, 2));
@@ -154,7 +286,8 @@ async fn cluster_journey_on_every_store() {
         assert_eq!(rig.leases(&ready).len(), 1 + 5 + 2, "{backend:?}: leased in the request");
         assert_eq!(rig.wait(&scale).await.state, OperationState::Succeeded);
         let grown = rig.until("dev", ClusterState::Ready).await;
-        assert_eq!(rig.sim.clusters()[0].request.node_addresses.len(), 7);
+        let sent = rig.management.held("dev");
+        assert_eq!((sent.pool.len(), sent.workers), (7, 4), "{sent:?}");
         assert_eq!(grown.worker_count, 4);
 
         // Shrink to 1: the pool shrinks only once the machines are gone, keeping theirs.
@@ -163,8 +296,9 @@ async fn cluster_journey_on_every_store() {
         assert_eq!(done.state, OperationState::Succeeded, "{backend:?}: {done:?}");
         let leases = rig.leases(&grown);
         assert_eq!(leases.len(), 1 + 2 + 2, "{backend:?}: {leases:?}");
-        let pool: BTreeSet<Ipv4Addr> = rig.sim.clusters()[0].request.node_addresses.iter().copied().collect();
-        assert_eq!(pool, nodes(&leases), "the pool is exactly what Basphere holds");
+        let sent = rig.management.held("dev");
+        assert_eq!(sent.pool, nodes(&leases), "the pool is exactly what Basphere holds");
+        assert_eq!(sent.workers, 1);
         let report = rig.platform.accounts().quota(&alice(), &username("alice")).await.unwrap();
         assert_eq!((report.usage.ips, report.usage.vcpus), (5, 8));
 
@@ -172,13 +306,17 @@ async fn cluster_journey_on_every_store() {
         let error = rig.platform.clusters().delete(&alice(), &username("alice"), "dev").await.unwrap_err();
         assert_eq!(error.kind(), "conflict");
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
-        assert!(rig.sim.clusters().is_empty(), "gone from the management cluster");
+        assert!(rig.management.clusters().is_empty(), "gone from the management cluster");
+        let left = rig.management.objects_of(cluster.id);
+        assert!(left.is_empty(), "{backend:?}: nothing of it is left on the management cluster: {left:?}");
         assert_eq!(rig.all_leases(), 0, "{backend:?}: every address freed after Cluster API finished");
         let error = rig.platform.clusters().get(&alice(), &username("alice"), "dev").await.unwrap_err();
         assert_eq!(error.kind(), "not-found");
-        let calls = rig.sim.calls();
-        assert_eq!(calls.first().map(String::as_str), Some("apply dev"));
-        assert!(calls.iter().any(|c| c == "delete dev"));
+        let writes = rig.management.fake.writes();
+        assert!(matches!(writes.first(), Some(Write::Apply(_))), "the first write applies: {writes:?}");
+        let (applied, deleted) =
+            (rig.management.asked(Write::Apply, "dev"), rig.management.asked(Write::Delete, "dev"));
+        assert!(applied.is_some() && applied < deleted, "the Cluster applied, then deleted: {writes:?}");
         rig.event(|e| matches!(e, NotificationEvent::ClusterReady { name, .. } if name.as_str() == "dev")).await;
     }
 }
@@ -186,11 +324,11 @@ async fn cluster_journey_on_every_store() {
 #[tokio::test]
 async fn a_failed_or_stalled_cluster_shows_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = rig(Backend::SqliteFile, dir.path());
+    let rig = rig(Backend::SqliteFile, dir.path()).await;
     rig.account("alice", 1).await;
-    rig.sim.inject(
+    rig.management.fake.inject(
         "broken",
-        ClusterFault::Fail { reason: "CloningFailed".into(), message: "template ubuntu-k8s not found".into() },
+        Fault::Fail { reason: "CloningFailed".into(), message: "template ubuntu-k8s not found".into() },
     );
     let (cluster, operation) = rig.create(dev("broken")).await;
     rig.wait(&operation).await;
@@ -208,9 +346,9 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
     assert_eq!(rig.all_leases(), 0);
 
     // A stalled cluster says what it waits for.
-    rig.sim.inject(
+    rig.management.fake.inject(
         "stalled",
-        ClusterFault::Stall { reason: "WaitingForIPAddress".into(), message: "no free address in pool stalled".into() },
+        Fault::Stall { reason: "WaitingForIPAddress".into(), message: "no free address in pool stalled".into() },
     );
     let (_, operation) = rig.create(dev("stalled")).await;
     rig.wait(&operation).await;
@@ -230,11 +368,11 @@ async fn a_failed_or_stalled_cluster_shows_its_reason() {
 async fn a_stuck_deletion_is_reported_with_what_to_do_and_keeps_the_addresses() {
     let dir = tempfile::tempdir().unwrap();
     // A deletion may wait three seconds; the simulated finalizer never goes.
-    let rig = rig(Backend::SqliteMemory, dir.path());
+    let rig = rig(Backend::SqliteMemory, dir.path()).await;
     rig.account("alice", 1).await;
-    rig.sim.inject(
+    rig.management.fake.inject(
         "vanished",
-        ClusterFault::StuckDelete { message: "VSphereVM vanished-x is gone from vCenter; remove its finalizer".into() },
+        Fault::StuckDelete { message: "VSphereVM vanished-x is gone from vCenter; remove its finalizer".into() },
     );
     let (cluster, operation) = rig.create(dev("vanished")).await;
     rig.wait(&operation).await;
@@ -253,7 +391,7 @@ async fn a_stuck_deletion_is_reported_with_what_to_do_and_keeps_the_addresses() 
 async fn cluster_quotas_hold_under_concurrent_requests() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = "cluster_quotas: {default: {max_clusters: 2, max_nodes_per_cluster: 6}}";
-    let rig = rig_with(Backend::SqliteFile.open(dir.path()), yaml);
+    let rig = rig_with(Backend::SqliteFile.open(dir.path()), yaml).await;
     rig.account("alice", 1).await;
 
     let too_big = CreateCluster { workers: Some(6), ..dev("huge") };
@@ -274,7 +412,8 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
     assert_eq!(rig.all_leases(), 0, "a refused request leases nothing and records nothing");
     assert!(rig.store.query(|tx| tx.list_clusters(&Default::default())).unwrap().is_empty());
     let roadmap = CreateCluster { cluster_type: "production".into(), ..dev("prod") };
-    let (prod, _, _) = rig.platform.clusters().create(&alice(), &username("alice"), roadmap, None).await.unwrap();
+    let (prod, create_prod, _) =
+        rig.platform.clusters().create(&alice(), &username("alice"), roadmap, None).await.unwrap();
     assert_eq!((prod.cluster_type.as_str(), prod.control_plane_count, prod.worker_count), ("standard", 3, 3));
 
     // Eight at once for one remaining slot: exactly one is accepted.
@@ -300,6 +439,8 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
 
     let error = rig.platform.clusters().create(&alice(), &username("alice"), dev("prod"), None).await.unwrap_err();
     assert!(matches!(error.kind(), "already-exists" | "quota-exceeded"), "{error}");
+    // Once prod's creation has run, its scale requests are judged on their own.
+    assert_eq!(rig.wait(&create_prod).await.state, OperationState::Succeeded);
     let error = rig.platform.clusters().scale(&alice(), &username("alice"), "prod", 3).await.unwrap_err();
     assert_eq!(error.kind(), "conflict", "already that size: {error}");
     let error = rig.platform.clusters().scale(&alice(), &username("alice"), "nothing", 3).await.unwrap_err();
@@ -320,9 +461,9 @@ async fn cluster_quotas_hold_under_concurrent_requests() {
 async fn a_cluster_operation_left_by_a_stopped_process_is_run_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let store = Backend::SqliteFile.open(dir.path());
-    let sim = Arc::new(SimulatedClusters::new(Duration::from_millis(60)));
+    let management = Management::start().await;
     let yaml = "work: {lease_seconds: 1}";
-    let first = rig_on(store.clone(), sim.clone(), yaml);
+    let first = rig_on(store.clone(), management.clone(), yaml).await;
     first.account("alice", 1).await;
     let (cluster, operation) = first.create(dev("dev")).await;
     first.wait(&operation).await;
@@ -332,21 +473,28 @@ async fn a_cluster_operation_left_by_a_stopped_process_is_run_by_the_next() {
     let delete = first.platform.clusters().delete(&alice(), &username("alice"), "dev").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.query(|tx| tx.get_operation(delete.id)).unwrap().unwrap().state, OperationState::Queued);
-    assert_eq!(sim.clusters().len(), 1, "nothing deleted yet");
+    let held = management.clusters();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0]["metadata"]["deletionTimestamp"].is_null(), "nothing deleted yet: {:?}", held[0]["metadata"]);
     drop(first);
 
-    let second = rig_on(store.clone(), sim.clone(), yaml);
+    let second = rig_on(store.clone(), management.clone(), yaml).await;
     let done = second.platform.runtime().wait_operation(delete.id, WAIT).await.unwrap();
     assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
     assert_eq!(store.query(|tx| tx.get_cluster(cluster.id)).unwrap().unwrap().state, ClusterState::Deleted);
-    assert!(sim.clusters().is_empty());
+    assert!(management.clusters().is_empty(), "{:?}", management.clusters());
+    assert!(
+        management.asked(Write::Delete, "dev").is_some(),
+        "deleted through its Cluster: {:?}",
+        management.fake.writes()
+    );
     assert_eq!(second.all_leases(), 0);
 }
 
 #[tokio::test]
 async fn purging_an_account_deletes_its_clusters_through_cluster_api_first() {
     let dir = tempfile::tempdir().unwrap();
-    let rig = rig(Backend::SqliteFile, dir.path());
+    let rig = rig(Backend::SqliteFile, dir.path()).await;
     rig.account("alice", 1).await;
     let (_, operation) = rig.create(dev("dev")).await;
     rig.wait(&operation).await;
@@ -360,9 +508,9 @@ async fn purging_an_account_deletes_its_clusters_through_cluster_api_first() {
     let done = rig.wait(&purge).await;
     assert_eq!(done.state, OperationState::Succeeded, "{done:?}");
     assert!(done.log_tail.iter().any(|l| l.contains("deleted the cluster dev")), "{:?}", done.log_tail);
-    assert!(rig.sim.clusters().is_empty(), "both clusters are gone from the management cluster");
+    assert!(rig.management.clusters().is_empty(), "both clusters are gone from the management cluster");
     assert_eq!(rig.all_leases(), 0);
     assert!(rig.store.query(|tx| tx.get_user(&username("alice"))).unwrap().is_none());
-    let calls = rig.sim.calls();
-    assert!(calls.iter().any(|c| c == "delete dev") && calls.iter().any(|c| c == "delete prod"), "{calls:?}");
+    let deleted = [rig.management.asked(Write::Delete, "dev"), rig.management.asked(Write::Delete, "prod")];
+    assert!(deleted.iter().all(Option::is_some), "through Cluster API: {:?}", rig.management.fake.writes());
 }
