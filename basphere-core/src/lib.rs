@@ -19,6 +19,7 @@ pub mod model;
 pub mod notifier;
 pub mod platform;
 pub mod provisioner;
+pub mod router;
 pub mod runtime;
 pub mod store;
 pub mod validate;

@@ -7,7 +7,8 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 /// Library crates that must depend on `basphere-core` only (among the workspace's crates).
-const BACKENDS: &[&str] = &["basphere-ipam", "basphere-store", "basphere-vsphere", "basphere-capi", "basphere-import"];
+const BACKENDS: &[&str] =
+    &["basphere-ipam", "basphere-store", "basphere-vsphere", "basphere-capi", "basphere-import", "basphere-router"];
 /// Crates that would mean IO, SQL, HTTP, Kubernetes or process spawning inside core.
 const FORBIDDEN_IN_CORE: &[&str] = &[
     "rusqlite",

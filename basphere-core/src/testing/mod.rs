@@ -9,6 +9,7 @@ pub mod human;
 pub mod ipam;
 pub mod notifier;
 pub mod provisioner;
+pub mod router;
 pub mod store;
 
 use crate::model::*;

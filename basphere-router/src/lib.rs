@@ -1,0 +1,280 @@
+//! Basphere's tenant routers. [`LinuxRouter`] (`networks.router: linux`) is a software router on
+//! a Linux host: a network namespace per tenant (`<prefix><tenant>`), the tenant's LANs as
+//! bridges in it with the router's address on each (the LANs' gateway) and the tenant's MTU, a
+//! WAN port (a veth pair whose outer end joins the WAN bridge of the router host), forwarding on,
+//! and the tenant's nftables table ([`rules`]). Every tenant has its own namespace and table, so
+//! a packet's cost does not grow with the number of tenants, one tenant's change touches nothing
+//! of another's, and two tenants hold the same LAN addresses without meeting.
+//!
+//! In production the LAN bridges are joined by the host's VLAN interfaces for the tenant's VLAN
+//! ids; in tests, by the test's own "VMs" (namespaces with a veth on the bridge).
+
+mod command;
+pub mod rules;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basphere_core::error::{Error, Message, Result};
+use basphere_core::router::{RouterStatus, TenantRouter, TenantRouterSpec};
+use basphere_core::validate::Username;
+use ipnetwork::Ipv4Network;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::rules::WAN;
+
+/// The backend name in errors.
+pub(crate) const BACKEND: &str = "linux router";
+
+/// Where a [`LinuxRouter`] makes its namespaces and what it joins them to.
+#[derive(Clone, Debug)]
+pub struct LinuxRouterSettings {
+    /// Every namespace this router makes is `<prefix><tenant>`; it touches no other.
+    pub namespace_prefix: String,
+    /// The namespace holding the WAN bridge: `None` for the router host's own.
+    pub host_namespace: Option<String>,
+    /// The bridge on the WAN side that every tenant's WAN port joins.
+    pub wan_bridge: String,
+    /// How long one `ip` or `nft` may take.
+    pub timeout: Duration,
+}
+
+/// The `linux` tenant router.
+pub struct LinuxRouter {
+    settings: LinuxRouterSettings,
+}
+
+/// One interface as `ip -j addr show` lists it.
+#[derive(Debug, Deserialize)]
+struct Link {
+    ifname: String,
+    #[serde(default)]
+    addr_info: Vec<Address>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Address {
+    family: String,
+    local: String,
+    prefixlen: u8,
+}
+
+impl Link {
+    fn ipv4(&self) -> Vec<Ipv4Network> {
+        self.addr_info
+            .iter()
+            .filter(|address| address.family == "inet")
+            .filter_map(|address| Ipv4Network::new(address.local.parse().ok()?, address.prefixlen).ok())
+            .collect()
+    }
+}
+
+/// A name the kernel takes for an interface: 1 to 15 letters, digits, `-` or `_`.
+fn interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl LinuxRouter {
+    pub fn new(settings: LinuxRouterSettings) -> Result<LinuxRouter> {
+        if !interface_name(&settings.wan_bridge) {
+            return Err(Error::invalid(
+                "networks.router.wan_bridge",
+                format!("{:?} is not an interface name (1 to 15 letters, digits, - or _)", settings.wan_bridge),
+            ));
+        }
+        let prefix_ok = !settings.namespace_prefix.is_empty()
+            && settings.namespace_prefix.len() <= 32
+            && settings.namespace_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !prefix_ok {
+            return Err(Error::invalid(
+                "networks.router.namespace_prefix",
+                format!("{:?} must be 1 to 32 letters, digits, -, _ or .", settings.namespace_prefix),
+            ));
+        }
+        Ok(LinuxRouter { settings })
+    }
+
+    /// The tenant's namespace.
+    pub fn namespace(&self, tenant: &Username) -> String {
+        format!("{}{tenant}", self.settings.namespace_prefix)
+    }
+
+    /// The outer end of the tenant's WAN port, on the WAN bridge: `bw` and 12 hex digits of the
+    /// namespace's digest (interface names have at most 15 characters).
+    pub fn wan_port(&self, tenant: &Username) -> String {
+        let digest = Sha256::digest(self.namespace(tenant).as_bytes());
+        let hex: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
+        format!("bw{hex}")
+    }
+
+    async fn run(&self, words: &[&str], input: Option<&str>) -> Result<String> {
+        let words: Vec<String> = words.iter().map(|word| (*word).to_owned()).collect();
+        command::run(&words, input, self.settings.timeout).await?.into_result()
+    }
+
+    /// `ip` in the host's namespace (the WAN bridge's).
+    async fn host_ip(&self, args: &[&str]) -> Result<String> {
+        let mut words = vec!["ip"];
+        if let Some(host) = &self.settings.host_namespace {
+            words.extend(["-n", host.as_str()]);
+        }
+        words.extend(args);
+        self.run(&words, None).await
+    }
+
+    /// `ip` in the tenant's namespace.
+    async fn ip(&self, namespace: &str, args: &[&str]) -> Result<String> {
+        let mut words = vec!["ip", "-n", namespace];
+        words.extend(args);
+        self.run(&words, None).await
+    }
+
+    /// A program run inside the tenant's namespace.
+    async fn inside(&self, namespace: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+        let mut words = vec!["ip", "netns", "exec", namespace];
+        words.extend(args);
+        self.run(&words, input).await
+    }
+
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        let listed = self.run(&["ip", "-j", "netns", "list"], None).await?;
+        if listed.trim().is_empty() {
+            return Ok(false);
+        }
+        let names: Vec<Named> = serde_json::from_str(&listed)
+            .map_err(|error| Error::backend(BACKEND, Message(format!("`ip -j netns list`: {error}"))))?;
+        Ok(names.iter().any(|named| named.name == namespace))
+    }
+
+    async fn links(&self, namespace: &str) -> Result<Vec<Link>> {
+        let listed = self.ip(namespace, &["-j", "addr", "show"]).await?;
+        serde_json::from_str(&listed)
+            .map_err(|error| Error::backend(BACKEND, Message(format!("`ip -j addr show` in {namespace}: {error}"))))
+    }
+
+    /// The bridges in the tenant's namespace: its LANs.
+    async fn bridges(&self, namespace: &str) -> Result<Vec<String>> {
+        let listed = self.ip(namespace, &["-j", "link", "show", "type", "bridge"]).await?;
+        let links: Vec<Link> = if listed.trim().is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&listed).map_err(|error| {
+                Error::backend(BACKEND, Message(format!("`ip -j link show type bridge` in {namespace}: {error}")))
+            })?
+        };
+        Ok(links.into_iter().map(|link| link.ifname).collect())
+    }
+
+    /// Gives `link` exactly the IPv4 address `wanted`.
+    async fn address(&self, namespace: &str, links: &[Link], link: &str, wanted: Ipv4Network) -> Result<()> {
+        let current = links.iter().find(|l| l.ifname == link).map(Link::ipv4).unwrap_or_default();
+        for stale in current.iter().filter(|address| **address != wanted) {
+            self.ip(namespace, &["addr", "del", &stale.to_string(), "dev", link]).await?;
+        }
+        if !current.contains(&wanted) {
+            self.ip(namespace, &["addr", "add", &wanted.to_string(), "dev", link]).await?;
+        }
+        Ok(())
+    }
+}
+
+fn check_spec(spec: &TenantRouterSpec) -> Result<()> {
+    for lan in &spec.lans {
+        if !interface_name(&lan.name) || lan.name == WAN {
+            return Err(Error::invalid(
+                "networks.lans",
+                format!("{:?} cannot name a LAN (an interface name other than {WAN})", lan.name),
+            ));
+        }
+    }
+    if !(576..=9000).contains(&spec.mtu) {
+        return Err(Error::invalid("networks.mtu", format!("{} is outside 576..=9000", spec.mtu)));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TenantRouter for LinuxRouter {
+    fn backend_name(&self) -> &'static str {
+        "linux"
+    }
+
+    async fn ensure(&self, spec: &TenantRouterSpec) -> Result<RouterStatus> {
+        check_spec(spec)?;
+        let namespace = self.namespace(&spec.tenant);
+        if !self.namespace_exists(&namespace).await? {
+            self.run(&["ip", "netns", "add", &namespace], None).await?;
+        }
+        self.ip(&namespace, &["link", "set", "lo", "up"]).await?;
+        let mut links = self.links(&namespace).await?;
+        let port = self.wan_port(&spec.tenant);
+        if !links.iter().any(|link| link.ifname == WAN) {
+            self.host_ip(&["link", "add", &port, "type", "veth", "peer", "name", WAN, "netns", &namespace]).await?;
+        }
+        self.host_ip(&["link", "set", &port, "master", &self.settings.wan_bridge, "up"]).await?;
+        for lan in &spec.lans {
+            if !links.iter().any(|link| link.ifname == lan.name) {
+                self.ip(&namespace, &["link", "add", &lan.name, "type", "bridge"]).await?;
+            }
+            self.ip(&namespace, &["link", "set", &lan.name, "mtu", &spec.mtu.to_string(), "up"]).await?;
+        }
+        links = self.links(&namespace).await?;
+        self.address(&namespace, &links, WAN, spec.wan_address).await?;
+        for lan in &spec.lans {
+            self.address(&namespace, &links, &lan.name, lan.gateway).await?;
+        }
+        self.ip(&namespace, &["link", "set", WAN, "up"]).await?;
+        if let Some(gateway) = spec.wan_gateway {
+            self.ip(&namespace, &["route", "replace", "default", "via", &gateway.to_string(), "dev", WAN]).await?;
+        }
+        self.inside(&namespace, &["tee", "/proc/sys/net/ipv4/ip_forward"], Some("1\n")).await?;
+        self.inside(&namespace, &["nft", "-j", "-f", "-"], Some(&rules::ruleset(spec).to_string())).await?;
+        let status = self.status(&spec.tenant).await?.ok_or_else(|| Error::not_found("tenant router", &namespace))?;
+        tracing::info!(tenant = %spec.tenant, %namespace, "tenant router in place");
+        Ok(status)
+    }
+
+    async fn status(&self, tenant: &Username) -> Result<Option<RouterStatus>> {
+        let namespace = self.namespace(tenant);
+        if !self.namespace_exists(&namespace).await? {
+            return Ok(None);
+        }
+        let links = self.links(&namespace).await?;
+        let wan_address = links.iter().find(|link| link.ifname == WAN).and_then(|link| link.ipv4().first().copied());
+        let bridges = self.bridges(&namespace).await?;
+        let mut lans: Vec<(String, Option<Ipv4Network>)> = links
+            .iter()
+            .filter(|link| bridges.contains(&link.ifname))
+            .map(|link| (link.ifname.clone(), link.ipv4().first().copied()))
+            .collect();
+        lans.sort();
+        let listed = self.inside(&namespace, &["nft", "-j", "list", "table", "inet", rules::TABLE], None).await;
+        let rules = match listed {
+            Ok(text) => serde_json::from_str(&text).map(|listed| rules::complete(&listed)).unwrap_or(false),
+            Err(_) => false,
+        };
+        Ok(Some(RouterStatus { wan_address, lans, rules }))
+    }
+
+    async fn remove(&self, tenant: &Username) -> Result<()> {
+        let namespace = self.namespace(tenant);
+        // The WAN port first, at once (a veth pair ends with either end): a namespace's own
+        // devices go some moments after the namespace, and the port would linger on the bridge.
+        let port = self.wan_port(tenant);
+        let listed = self.host_ip(&["-j", "link", "show"]).await?;
+        let host_links: Vec<Link> = serde_json::from_str(&listed)
+            .map_err(|error| Error::backend(BACKEND, Message(format!("`ip -j link show`: {error}"))))?;
+        if host_links.iter().any(|link| link.ifname == port) {
+            self.host_ip(&["link", "del", &port]).await?;
+        }
+        if self.namespace_exists(&namespace).await? {
+            self.run(&["ip", "netns", "del", &namespace], None).await?;
+        }
+        Ok(())
+    }
+}
