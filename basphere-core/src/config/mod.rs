@@ -20,6 +20,7 @@ use crate::validate::EmailDomainAllowList;
 
 mod catalog;
 mod network;
+mod networks;
 mod raw;
 mod sections;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod tests;
 use catalog::{catalog, Catalog};
 use network::pools_from;
 pub use network::{Cidr, GuestNetworkConfig, PoolConfig};
+pub use networks::{LanNetwork, NetworksConfig, RouterKind, TenantNetworks, WanNetwork};
 use raw::*;
 use sections::{base_folder, bastion_logins, recaptcha};
 pub use sections::{
@@ -48,6 +50,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     pub pools: Vec<PoolConfig>,
     pub guest_network: GuestNetworkConfig,
+    /// Flat, or a network per tenant (`networks.*`).
+    pub networks: NetworksConfig,
     pub default_quota: Quota,
     pub recaptcha: RecaptchaConfig,
     pub registration: RegistrationLimits,
@@ -108,6 +112,7 @@ impl Config {
             catalog(raw.templates.os, raw.vm_specs, raw.cluster_node_specs, raw.cluster_types)?;
 
         let pools = pools_from(&raw.network)?;
+        let networks = networks::networks(raw.networks)?;
         let guest_network = GuestNetworkConfig {
             mtu: raw.network.mtu.unwrap_or(1500),
             dns: raw.network.dns.unwrap_or_else(|| vec![Ipv4Addr::new(8, 8, 8, 8)]),
@@ -256,6 +261,7 @@ impl Config {
             kubernetes,
             pools,
             guest_network,
+            networks,
             default_quota,
             recaptcha,
             registration,

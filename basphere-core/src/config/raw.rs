@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub(super) vsphere: serde_yaml::Value,
     pub(super) templates: RawTemplates,
     pub(super) network: RawNetwork,
+    pub(super) networks: super::networks::RawNetworks,
     pub(super) quotas: RawQuotas,
     pub(super) vm_specs: Option<BTreeMap<String, RawVmSpec>>,
     pub(super) cluster_types: Option<BTreeMap<String, RawClusterType>>,

@@ -258,3 +258,87 @@ fn store_url_names_sqlite_or_postgres_and_never_holds_a_password() {
         assert!(text.contains(key) && text.contains(says), "{yaml}: {text}");
     }
 }
+
+/// The tenant-mode section the networks tests start from.
+const TENANT: &str = "networks:\n  mode: tenant\n  vlan_range: 2001-2999\n  distributed_switch: dvs-tenants\n  wan_port_group: control-2000\n  wan: {cidr: 192.0.2.0/24, gateway: 192.0.2.1}\n";
+
+#[test]
+fn networks_are_flat_unless_tenant_mode_is_asked_for() {
+    assert_eq!(Config::from_yaml("").unwrap().networks, NetworksConfig::Flat);
+    assert_eq!(Config::from_yaml("networks: {mode: flat}").unwrap().networks, NetworksConfig::Flat);
+    let NetworksConfig::Tenant(tenant) = Config::from_yaml(TENANT).unwrap().networks else {
+        panic!("tenant mode asked for")
+    };
+    assert_eq!(tenant.vlans, 2001..=2999);
+    assert_eq!((tenant.distributed_switch.as_str(), tenant.wan_port_group.as_str()), ("dvs-tenants", "control-2000"));
+    assert_eq!(tenant.wan.cidr.to_string(), "192.0.2.0/24");
+    assert_eq!(tenant.wan.gateway, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    let lans: Vec<(&str, String, Ipv4Addr)> =
+        tenant.lans.iter().map(|lan| (lan.name.as_str(), lan.cidr.to_string(), lan.gateway)).collect();
+    assert_eq!(
+        lans,
+        [
+            ("lan1", "10.0.1.0/24".into(), Ipv4Addr::new(10, 0, 1, 1)),
+            ("lan2", "10.0.2.0/24".into(), Ipv4Addr::new(10, 0, 2, 1))
+        ],
+        "the seed's two LANs by default"
+    );
+    assert_eq!((tenant.mtu, tenant.router), (1450, RouterKind::Linux));
+    assert!(tenant.router_section.is_null());
+
+    let own = format!("{TENANT}  lans: [{{name: app, cidr: 172.16.0.0/22, gateway: 172.16.3.254}}]\n  mtu: 9000\n  router: linux\n  linux: {{wan_bridge: br-wan}}\n");
+    let NetworksConfig::Tenant(tenant) = Config::from_yaml(&own).unwrap().networks else { panic!("tenant mode") };
+    assert_eq!(tenant.lans.len(), 1);
+    assert_eq!(tenant.lans[0].gateway, Ipv4Addr::new(172, 16, 3, 254));
+    assert_eq!(tenant.mtu, 9000);
+    assert_eq!(tenant.router_section["wan_bridge"].as_str(), Some("br-wan"), "kept for the router's crate");
+}
+
+#[test]
+fn networks_errors_name_the_key() {
+    let without = |key: &str| -> String {
+        TENANT.lines().filter(|line| !line.trim_start().starts_with(&format!("{key}:"))).collect::<Vec<_>>().join("\n")
+    };
+    let with = |extra: &str| format!("{TENANT}  {extra}\n");
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("networks: {mode: vlan}".into(), "networks.mode", "flat, tenant"),
+        ("networks: {vlan_range: 2001-2999}".into(), "networks.vlan_range", "only to networks.mode: tenant"),
+        ("networks: {mode: flat, linux: {wan_bridge: x}}".into(), "networks.linux", "only to networks.mode: tenant"),
+        (without("vlan_range"), "networks.vlan_range", "required"),
+        (without("distributed_switch"), "networks.distributed_switch", "required"),
+        (without("wan_port_group"), "networks.wan_port_group", "required"),
+        (without("wan"), "networks.wan", "required"),
+        (TENANT.replace("2001-2999", "0-10"), "networks.vlan_range", "1-4094"),
+        (TENANT.replace("2001-2999", "2001-4095"), "networks.vlan_range", "1-4094"),
+        (TENANT.replace("2001-2999", "3000-2000"), "networks.vlan_range", "1-4094"),
+        (TENANT.replace("2001-2999", "2001-2001"), "networks.vlan_range", "two VLAN ids"),
+        (TENANT.replace("2001-2999", "many"), "networks.vlan_range", "like 2001-2999"),
+        (TENANT.replace("dvs-tenants", "\"\""), "networks.distributed_switch", "vSphere name"),
+        (TENANT.replace("192.0.2.0/24", "192.0.2.5/24"), "networks.wan.cidr", "aligned"),
+        (TENANT.replace("gateway: 192.0.2.1", "gateway: 192.0.3.1"), "networks.wan.gateway", "host address"),
+        (TENANT.replace("gateway: 192.0.2.1", "gateway: 192.0.2.255"), "networks.wan.gateway", "host address"),
+        (with("mtu: 100"), "networks.mtu", "576-9000"),
+        (with("router: opnsense"), "networks.router", "accepted: linux"),
+        (with("lans: []"), "networks.lans", "1-4"),
+        (with("lans: [{name: WAN1, cidr: 10.0.1.0/24}]"), "networks.lans[0].name", "lower-case"),
+        (with("lans: [{name: wan, cidr: 10.0.1.0/24}]"), "networks.lans[0].name", "not wan"),
+        (
+            with("lans: [{name: a, cidr: 10.0.1.0/24}, {name: a, cidr: 10.0.2.0/24}]"),
+            "networks.lans[1].name",
+            "its own",
+        ),
+        (
+            with("lans: [{name: a, cidr: 10.0.0.0/16}, {name: b, cidr: 10.0.2.0/24}]"),
+            "networks.lans[1].cidr",
+            "overlaps a",
+        ),
+        (with("lans: [{name: a, cidr: 10.0.1.0/31}]"), "networks.lans[0].cidr", "/30 or larger"),
+        (with("lans: [{name: a, cidr: 10.0.1.0/24, gateway: 10.0.1.0}]"), "networks.lans[0].gateway", "host address"),
+        (with("lans: [{name: a, cidr: 192.0.2.0/25}]"), "networks.wan.cidr", "overlaps the LAN a"),
+        (with("vlans: 2001-2999"), "networks.vlans", "unknown field"),
+    ];
+    for (yaml, key, says) in cases {
+        let error = error_of(&yaml);
+        assert!(error.contains(key) && error.contains(says), "{yaml}\n=> {error}\n(wanted {key}: ...{says}...)");
+    }
+}

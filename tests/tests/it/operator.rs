@@ -142,6 +142,7 @@ fn check_config_reports_every_part_and_names_what_to_fix() {
         "ok   cluster backend",
         "ok   notifications",
         "ok   recaptcha: off",
+        "ok   networks: flat",
     ] {
         assert!(report.contains(part), "{part}: {report}");
     }
@@ -176,6 +177,17 @@ fn check_config_reports_every_part_and_names_what_to_fix() {
     let (code, report) = check_config(dir.path(), Some("server:\n  prot: 80\n"));
     assert_eq!(code, 1);
     assert!(report.contains("FAIL configuration") && report.contains("prot"), "{report}");
+
+    // Tenant networks: the section is checked key by key, and this version says plainly that
+    // it does not make them yet rather than running flat.
+    let tenant = "recaptcha: {enabled: false}\nnetworks:\n  mode: tenant\n  vlan_range: 2001-2999\n  distributed_switch: dvs\n  wan_port_group: wan\n  wan: {cidr: 192.0.2.0/24}\n";
+    let (code, report) = check_config(dir.path(), Some(tenant));
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL networks: invalid networks.mode") && report.contains("use flat"), "{report}");
+    let (code, report) =
+        check_config(dir.path(), Some("recaptcha: {enabled: false}\nnetworks: {mode: tenant, vlan_range: 7-7}\n"));
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL configuration") && report.contains("networks.vlan_range"), "{report}");
 }
 
 /// A certificate authority and a server certificate for localhost and 127.0.0.1 signed by it,
