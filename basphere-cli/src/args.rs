@@ -68,12 +68,8 @@ pub enum Command {
         /// Your email address: the decision and your welcome message go there.
         #[arg(long)]
         email: String,
-        /// A file with your public key (or - for stdin), e.g. ~/.ssh/id_ed25519.pub.
-        #[arg(long, conflicts_with = "key")]
-        key_file: Option<PathBuf>,
-        /// The public key itself.
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        public_key: KeyArgs,
         /// Your team, for the administrators.
         #[arg(long, default_value = "")]
         team: String,
@@ -86,12 +82,8 @@ pub enum Command {
         /// Your account's registered email address.
         #[arg(long)]
         email: String,
-        /// A file with the new public key (or - for stdin).
-        #[arg(long, conflicts_with = "key")]
-        key_file: Option<PathBuf>,
-        /// The new public key itself.
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        public_key: KeyArgs,
         /// Why (lost key, rotation, ...).
         #[arg(long, default_value = "")]
         reason: String,
@@ -282,6 +274,17 @@ pub enum OutboxCommand {
     },
 }
 
+/// An SSH public key, from a file or given as text (`register`, `key-change`, `admin user add`).
+#[derive(Args)]
+pub struct KeyArgs {
+    /// A file with the public key (or - for stdin), e.g. ~/.ssh/id_ed25519.pub.
+    #[arg(long, conflicts_with = "key")]
+    pub key_file: Option<PathBuf>,
+    /// The public key itself.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum AdminUserCommand {
     /// Create an account: record, IP block and vSphere folder.
@@ -291,12 +294,8 @@ pub enum AdminUserCommand {
         /// The user's email address, for notifications.
         #[arg(long)]
         email: String,
-        /// A file with the user's public key (or - for stdin).
-        #[arg(long, conflicts_with = "key")]
-        key_file: Option<PathBuf>,
-        /// The public key itself.
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        public_key: KeyArgs,
         /// The user's team.
         #[arg(long, default_value = "")]
         team: String,

@@ -1,7 +1,5 @@
 //! What the `basphere` subcommands do (their definitions are `args`; clusters are `cluster`).
 
-use std::path::PathBuf;
-
 use basphere_api::endpoint::Endpoint;
 use basphere_api::endpoints::{
     account, admin, operations, registration, tokens, vms, IdPath, UserResourcePath, UsernamePath, VmActionPath,
@@ -250,7 +248,7 @@ async fn token(command: TokenCommand, ctx: &Ctx) -> Result<(), CliError> {
 }
 
 /// A public key from `--key` or `--key-file` (`-` for stdin).
-fn public_key(key: Option<String>, key_file: Option<PathBuf>, whose: &str) -> Result<String, CliError> {
+fn public_key(KeyArgs { key, key_file }: KeyArgs, whose: &str) -> Result<String, CliError> {
     let key = match (key, key_file) {
         (Some(key), _) => key,
         (None, Some(path)) if path.as_os_str() == "-" => {
@@ -271,13 +269,13 @@ fn public_key(key: Option<String>, key_file: Option<PathBuf>, whose: &str) -> Re
 
 async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
     let answer: Doc<SubmittedView> = match command {
-        Command::Register { username, email, key_file, key, team } => {
-            let ssh_key = public_key(key, key_file, "your")?;
+        Command::Register { username, email, public_key: given, team } => {
+            let ssh_key = public_key(given, "your")?;
             let request = RegisterRequest { username, email, team, ssh_key, recaptcha_response: None };
             ctx.client.call::<registration::Register>(&(), &(), &request).await?
         }
-        Command::KeyChange { username, email, key_file, key, reason } => {
-            let ssh_key = public_key(key, key_file, "the new")?;
+        Command::KeyChange { username, email, public_key: given, reason } => {
+            let ssh_key = public_key(given, "the new")?;
             let request = KeyChangeRequestBody { username, email, ssh_key, reason, recaptcha_response: None };
             ctx.client.call::<registration::KeyChange>(&(), &(), &request).await?
         }
@@ -426,8 +424,8 @@ async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
         AdminCommand::Key(AdminKeyCommand::Reject { username, reason }) => {
             reject::<admin::RejectKeyChange>(ctx, "key change", &username, reason).await
         }
-        AdminCommand::User(AdminUserCommand::Add { username, email, key_file, key, team, uid, admin }) => {
-            let key = public_key(key, key_file, "the user's")?;
+        AdminCommand::User(AdminUserCommand::Add { username, email, public_key: given, team, uid, admin }) => {
+            let key = public_key(given, "the user's")?;
             let request = CreateUserRequest { username, email, team, ssh_key: key, uid, admin };
             let user = ctx.client.call::<admin::CreateUser>(&(), &(), &request).await?;
             emit(ctx.format, &user.raw, || {

@@ -93,3 +93,26 @@ impl TenantRouter for NoRouter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn flat_mode_makes_no_router_and_says_which_key_would() {
+        let tenant = crate::testing::username("alice");
+        let spec = TenantRouterSpec {
+            tenant: tenant.clone(),
+            lans: Vec::new(),
+            mtu: 1450,
+            wan_address: "192.0.2.11/24".parse().unwrap(),
+            wan_gateway: None,
+        };
+        match NoRouter.ensure(&spec).await {
+            Err(Error::NotSupported(message)) => assert!(message.contains("networks.mode"), "{message}"),
+            other => panic!("flat mode must refuse to make a router, got {other:?}"),
+        }
+        assert_eq!(NoRouter.status(&tenant).await.unwrap(), None);
+        NoRouter.remove(&tenant).await.unwrap();
+    }
+}
