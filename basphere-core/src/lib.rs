@@ -16,6 +16,7 @@ pub mod ipam;
 pub mod memory;
 pub mod mock;
 pub mod model;
+pub mod networks;
 pub mod notifier;
 pub mod platform;
 pub mod provisioner;

@@ -73,6 +73,13 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
     exists("clusters_live_name", "cluster", "name"),
     check("clusters_state_valid", "state", "pending, provisioning, ready, failed, deleting, deleted"),
 
+    exists("networks_pkey", "network", "id"),
+    exists("networks_live_owner", "network", "owner"),
+    exists("networks_live_wan_address", "wan address", "wan_address"),
+    check("networks_state_valid", "state", "pending, ready, failed, deleting, deleted"),
+    exists("network_vlans_pkey", "vlan", "vlan"),
+    Constraint { name: "network_vlans_network_fk", meaning: Meaning::NotFound { kind: "network", column: "network_id" } },
+
     exists("operations_pkey", "operation", "id"),
 
     exists("audit_pkey", "audit event", "id"),

@@ -228,6 +228,30 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX users_email ON users (lower(email));
     ALTER TABLE web_sessions ADD COLUMN token_id UUID;
     "#,
+    // 3: tenant networks, one live network per account. A live network holds its VLAN ids
+    // (rows of network_vlans, the id the key: no two live networks hold one) and its router's
+    // WAN address (a partial unique index); a deleted one holds neither and stays as history.
+    r#"
+    CREATE TABLE networks (
+        id          UUID NOT NULL CONSTRAINT networks_pkey PRIMARY KEY,
+        owner       TEXT COLLATE "C" NOT NULL,
+        lans        TEXT NOT NULL,
+        mtu         BIGINT NOT NULL,
+        wan_address BIGINT NOT NULL,
+        state       TEXT NOT NULL CONSTRAINT networks_state_valid
+                    CHECK (state IN ('pending', 'ready', 'failed', 'deleting', 'deleted')),
+        reason      TEXT,
+        created_at  TIMESTAMPTZ NOT NULL,
+        updated_at  TIMESTAMPTZ NOT NULL
+    );
+    CREATE UNIQUE INDEX networks_live_owner ON networks (owner) WHERE state <> 'deleted';
+    CREATE UNIQUE INDEX networks_live_wan_address ON networks (wan_address) WHERE state <> 'deleted';
+    CREATE TABLE network_vlans (
+        vlan       BIGINT NOT NULL CONSTRAINT network_vlans_pkey PRIMARY KEY,
+        network_id UUID NOT NULL CONSTRAINT network_vlans_network_fk REFERENCES networks (id)
+    );
+    CREATE INDEX network_vlans_network ON network_vlans (network_id);
+    "#,
 ];
 
 pub const LATEST: usize = MIGRATIONS.len();

@@ -4,7 +4,7 @@
 use basphere_core::model::*;
 use basphere_core::store::decode;
 pub(crate) use basphere_core::store::decode::{
-    cluster_status_json, idempotency_operations_json, operation_json, outbox_event_json, ClaimRecord,
+    cluster_status_json, idempotency_operations_json, network_lans_json, operation_json, outbox_event_json, ClaimRecord,
 };
 use basphere_core::Result;
 use tokio_postgres::Row;
@@ -83,6 +83,10 @@ pub(crate) fn vm_row(row: &Row) -> Result<Vm> {
 
 pub(crate) fn cluster_row(row: &Row) -> Result<Cluster> {
     decode::cluster(&Cells { row, table: "clusters" })
+}
+
+pub(crate) fn network_row(row: &Row) -> Result<Network> {
+    decode::network(&Cells { row, table: "networks" })
 }
 
 pub(crate) fn operation_row(row: &Row) -> Result<Operation> {

@@ -135,6 +135,20 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
     unique("clusters_live_name", "clusters", "clusters.owner, clusters.name", exists("cluster", "name")),
     check("clusters_state_valid", "clusters", "state", "pending, provisioning, ready, failed, deleting, deleted"),
 
+    primary_key("networks_pkey", "networks", "networks.id", exists("network", "id")),
+    unique("networks_live_owner", "networks", "networks.owner", exists("network", "owner")),
+    unique("networks_live_wan_address", "networks", "networks.wan_address", exists("wan address", "wan_address")),
+    check("networks_state_valid", "networks", "state", "pending, ready, failed, deleting, deleted"),
+    // The invariant: a VLAN id is held by one live network at most.
+    primary_key("network_vlans_pkey", "network_vlans", "network_vlans.vlan", exists("vlan", "vlan")),
+    Constraint {
+        name: "network_vlans_network_fk",
+        table: "network_vlans",
+        kind: Kind::ForeignKey,
+        reported: "",
+        meaning: Meaning::NotFound { kind: "network", column: "network_id" },
+    },
+
     primary_key("operations_pkey", "operations", "operations.id", exists("operation", "id")),
 
     primary_key("audit_pkey", "audit", "audit.id", exists("audit event", "id")),
@@ -223,6 +237,9 @@ mod tests {
                  VALUES ('v1', 'alice', 'web', 'ubuntu', 'small', 1, 1, 1, 'running', 0, 0);
              INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at)
                  VALUES ('c1', 'alice', 'dev', 'dev', 'v1', 1, 1, 'small', 2, 4096, 50, 'small', 2, 4096, 50, 'ready', '{}', 0, 0);
+             INSERT INTO networks (id, owner, lans, mtu, wan_address, state, created_at, updated_at)
+                 VALUES ('n1', 'alice', '[]', 1450, 11, 'ready', 0, 0);
+             INSERT INTO network_vlans (vlan, network_id) VALUES (2001, 'n1');
              INSERT INTO operations (id, kind, owner, resource_kind, resource_id, resource_name, state, steps, log_tail, requested_by, created_at, updated_at)
                  VALUES ('o1', 'create_vm', 'alice', 'vm', 'v1', 'web', 'queued', '[]', '[]', 'alice', 0, 0);
              INSERT INTO audit (id, at, actor, action, resource, source, outcome, details) VALUES ('a1', 0, 'alice', 'x', 'y', 'z', 'success', '{}');
@@ -268,6 +285,12 @@ mod tests {
         ("clusters_pkey", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at) VALUES ('c1', 'alice', 'other', 'dev', 'v1', 1, 1, 's', 1, 1, 1, 's', 1, 1, 1, 'ready', '{}', 0, 0)"),
         ("clusters_state_valid", "clusters", "UPDATE clusters SET state = 'gone'"),
         ("clusters_live_name", "clusters", "INSERT INTO clusters (id, owner, name, cluster_type, kubernetes_version, control_plane_count, worker_count, control_plane_spec, control_plane_cpu, control_plane_memory_mb, control_plane_disk_gb, worker_spec, worker_cpu, worker_memory_mb, worker_disk_gb, state, status, created_at, updated_at) VALUES ('c2', 'alice', 'dev', 'dev', 'v1', 1, 1, 's', 1, 1, 1, 's', 1, 1, 1, 'ready', '{}', 0, 0)"),
+        ("networks_pkey", "networks", "INSERT INTO networks (id, owner, lans, mtu, wan_address, state, created_at, updated_at) VALUES ('n1', 'bob', '[]', 1450, 12, 'ready', 0, 0)"),
+        ("networks_live_owner", "networks", "INSERT INTO networks (id, owner, lans, mtu, wan_address, state, created_at, updated_at) VALUES ('n2', 'alice', '[]', 1450, 12, 'ready', 0, 0)"),
+        ("networks_live_wan_address", "networks", "INSERT INTO networks (id, owner, lans, mtu, wan_address, state, created_at, updated_at) VALUES ('n2', 'bob', '[]', 1450, 11, 'ready', 0, 0)"),
+        ("networks_state_valid", "networks", "UPDATE networks SET state = 'gone'"),
+        ("network_vlans_pkey", "network_vlans", "INSERT INTO network_vlans (vlan, network_id) VALUES (2001, 'n1')"),
+        ("network_vlans_network_fk", "network_vlans", "INSERT INTO network_vlans (vlan, network_id) VALUES (2002, 'ghost')"),
         ("operations_pkey", "operations", "INSERT INTO operations (id, kind, owner, resource_kind, resource_id, resource_name, state, steps, log_tail, requested_by, created_at, updated_at) VALUES ('o1', 'create_vm', 'alice', 'vm', 'v1', 'web', 'queued', '[]', '[]', 'alice', 0, 0)"),
         ("audit_pkey", "audit", "INSERT INTO audit (id, at, actor, action, resource, source, outcome, details) VALUES ('a1', 0, 'a', 'x', 'y', 'z', 'success', '{}')"),
         ("ip_blocks_pkey", "ip_blocks", "INSERT INTO ip_blocks (start, last, pool, size, owner, allocated_at) VALUES (100, 115, 'default', 16, 'alice', 0)"),
@@ -303,6 +326,9 @@ mod tests {
             "key",
             "attempts",
             "kind",
+            "vlan",
+            "network_id",
+            "wan_address",
         ]
         .into_iter()
         .map(|column| (column, &"shown" as &dyn std::fmt::Display))

@@ -11,6 +11,7 @@ mod clusters;
 mod duties;
 mod idempotency;
 mod ipam;
+mod networks;
 mod operations;
 mod outbox;
 mod tokens;
@@ -51,6 +52,7 @@ struct State {
     web_sessions: BTreeMap<Uuid, WebSession>,
     vms: BTreeMap<Uuid, Vm>,
     clusters: BTreeMap<Uuid, Cluster>,
+    networks: BTreeMap<Uuid, Network>,
     operations: BTreeMap<Uuid, Operation>,
     /// Claims by operation, kept apart from the operations so `update_operation` cannot touch
     /// them. An entry stays after a release to remember the fence.

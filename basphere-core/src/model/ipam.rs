@@ -32,6 +32,7 @@ string_enum!(
         ClusterNode => "cluster-node",
         Cluster => "cluster",
         Account => "account",
+        Network => "network",
     }
 );
 

@@ -1,5 +1,5 @@
 //! Domain types: accounts, requests, tokens, VMs, clusters, quotas, IPAM records, operations and
-//! their claims, audit and notification events, outbox messages. These are the store's records;
+//! their claims, audit and notification events, outbox messages, tenant networks. These are the store's records;
 //! wire formats live elsewhere.
 
 use std::fmt;
@@ -59,6 +59,7 @@ mod catalog;
 mod clusters;
 mod events;
 mod ipam;
+mod networks;
 mod operations;
 mod quota;
 mod vms;
@@ -68,6 +69,7 @@ pub use catalog::*;
 pub use clusters::*;
 pub use events::*;
 pub use ipam::*;
+pub use networks::*;
 pub use operations::*;
 pub use quota::*;
 pub use vms::*;

@@ -16,6 +16,8 @@ string_enum!(
         ApproveAccount => "approve_account",
         ChangeKey => "change_key",
         PurgeAccount => "purge_account",
+        CreateNetwork => "create_network",
+        DeleteNetwork => "delete_network",
     }
 );
 

@@ -25,6 +25,7 @@ pub struct Snapshot {
     pub leases: Vec<Lease>,
     pub vms: Vec<Vm>,
     pub clusters: Vec<Cluster>,
+    pub networks: Vec<Network>,
     pub operations: Vec<Operation>,
     pub audit: Vec<AuditEvent>,
     pub outbox: Vec<OutboxMessage>,
@@ -49,6 +50,7 @@ impl Snapshot {
             snapshot.leases = tx.list_leases(None)?;
             snapshot.vms = tx.list_vms(&VmFilter { include_deleted: true, ..Default::default() })?;
             snapshot.clusters = tx.list_clusters(&ClusterFilter { include_deleted: true, ..Default::default() })?;
+            snapshot.networks = tx.list_networks(&NetworkFilter { include_deleted: true, ..Default::default() })?;
             snapshot.operations = tx.list_operations(&OperationFilter::default())?;
             snapshot.audit = tx.list_audit(&AuditFilter::default())?;
             snapshot.outbox = tx.list_outbox(&OutboxFilter::default())?;
@@ -68,6 +70,7 @@ impl Snapshot {
             ("leases", self.leases.len()),
             ("vms", self.vms.len()),
             ("clusters", self.clusters.len()),
+            ("networks", self.networks.len()),
             ("operations", self.operations.len()),
             ("audit events", self.audit.len()),
             ("outbox messages", self.outbox.len()),
@@ -113,6 +116,9 @@ impl Snapshot {
         for cluster in &self.clusters {
             tx.insert_cluster(cluster)?;
         }
+        for network in &self.networks {
+            tx.insert_network(network)?;
+        }
         for operation in &self.operations {
             tx.insert_operation(operation)?;
         }
@@ -157,7 +163,7 @@ pub fn move_store(source: &dyn Store, target: &dyn Store) -> Result<MoveReport> 
 
 /// The first kind of record whose lists differ.
 fn first_difference(a: &Snapshot, b: &Snapshot) -> Option<&'static str> {
-    let checks: [(&'static str, bool); 12] = [
+    let checks: [(&'static str, bool); 13] = [
         ("users", a.users == b.users),
         ("quota overrides", a.quota_overrides == b.quota_overrides),
         ("tokens", a.tokens == b.tokens),
@@ -167,6 +173,7 @@ fn first_difference(a: &Snapshot, b: &Snapshot) -> Option<&'static str> {
         ("leases", a.leases == b.leases),
         ("vms", a.vms == b.vms),
         ("clusters", a.clusters == b.clusters),
+        ("networks", a.networks == b.networks),
         ("operations", a.operations == b.operations),
         ("audit events", a.audit == b.audit),
         ("outbox messages", a.outbox == b.outbox),

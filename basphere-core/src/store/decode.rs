@@ -193,6 +193,29 @@ pub fn cluster_status_json(cluster: &Cluster) -> Result<String> {
     serde_json::to_string(&cluster.status).map_err(|error| unencodable("clusters.status", error))
 }
 
+/// A network from `id, owner, lans, mtu, wan_address, state, reason, created_at, updated_at`
+/// (`lans` as JSON: each LAN's name, VLAN id, subnet and gateway).
+pub fn network(c: &dyn Cells) -> Result<Network> {
+    let lans: Vec<NetworkLan> =
+        serde_json::from_str(c.str(2)?).map_err(|error| c.corrupt("lans", error.to_string()))?;
+    let mtu = c.int(3)?;
+    Ok(Network {
+        id: c.uuid(0, "id")?,
+        owner: parse(c, 1, "owner", Username::stored)?,
+        lans,
+        mtu: u16::try_from(mtu).map_err(|_| c.corrupt("mtu", format!("{mtu} is out of range")))?,
+        wan_address: c.ip(4, "wan_address")?,
+        state: parse(c, 5, "state", NetworkState::parse)?,
+        reason: c.opt_text(6)?,
+        created_at: c.time(7, "created_at")?,
+        updated_at: c.time(8, "updated_at")?,
+    })
+}
+
+pub fn network_lans_json(network: &Network) -> Result<String> {
+    serde_json::to_string(&network.lans).map_err(|error| unencodable("networks.lans", error))
+}
+
 pub fn operation_json(op: &Operation) -> Result<(String, String)> {
     let steps = serde_json::to_string(&op.steps).map_err(|error| unencodable("operations.steps", error))?;
     let log_tail = serde_json::to_string(&op.log_tail).map_err(|error| unencodable("operations.log_tail", error))?;

@@ -1,7 +1,7 @@
 //! The `Store` trait: where the platform's state lives, and its unit of atomicity.
 //!
 //! The operations are cut by aggregate, one read trait and one write trait each: accounts
-//! (users, requests, quota overrides), tokens, browser sessions, VMs, clusters, IPAM, operations (with their
+//! (users, requests, quota overrides), tokens, browser sessions, VMs, clusters, tenant networks, IPAM, operations (with their
 //! claims), audit, outbox, idempotency and duties. Each trait's `# Contract` names the
 //! constraints the store enforces for that aggregate. [`StoreRead`] and [`StoreTx`] are the
 //! composition of all of them: what a `Store` hands to `read` and `write`.
@@ -15,6 +15,7 @@ pub mod decode;
 mod duties;
 mod idempotency;
 mod ipam;
+mod networks;
 mod operations;
 mod outbox;
 mod tokens;
@@ -27,6 +28,7 @@ pub use clusters::{ClusterFilter, ClustersRead, ClustersTx};
 pub use duties::DutiesTx;
 pub use idempotency::{IdempotencyRead, IdempotencyTx};
 pub use ipam::{IpamRead, IpamTx};
+pub use networks::{NetworkFilter, NetworksRead, NetworksTx};
 pub use operations::{claim_lost, OperationFilter, OperationsRead, OperationsTx};
 pub use outbox::{OutboxFilter, OutboxRead, OutboxTx};
 pub use tokens::{TokensRead, TokensTx};
@@ -48,6 +50,7 @@ pub trait StoreRead:
     + TokensRead
     + VmsRead
     + ClustersRead
+    + NetworksRead
     + IpamRead
     + OperationsRead
     + AuditRead
@@ -62,6 +65,7 @@ impl<T> StoreRead for T where
         + TokensRead
         + VmsRead
         + ClustersRead
+        + NetworksRead
         + IpamRead
         + OperationsRead
         + AuditRead
@@ -80,6 +84,7 @@ pub trait StoreTx:
     + TokensTx
     + VmsTx
     + ClustersTx
+    + NetworksTx
     + IpamTx
     + OperationsTx
     + AuditTx
@@ -96,6 +101,7 @@ impl<T> StoreTx for T where
         + TokensTx
         + VmsTx
         + ClustersTx
+        + NetworksTx
         + IpamTx
         + OperationsTx
         + AuditTx
@@ -123,7 +129,7 @@ impl<T> StoreTx for T where
 ///   seen by every process sharing the store (claims, the outbox and duties are how several
 ///   processes share background work).
 /// - Constraints named in the aggregate traits' contracts ([`AccountsTx`], [`TokensTx`],
-///   [`VmsTx`], [`ClustersTx`], [`IpamTx`], [`OperationsTx`], [`AuditTx`], [`OutboxTx`],
+///   [`VmsTx`], [`ClustersTx`], [`NetworksTx`], [`IpamTx`], [`OperationsTx`], [`AuditTx`], [`OutboxTx`],
 ///   [`IdempotencyTx`], [`DutiesTx`], [`WebSessionsTx`]) are enforced by the store, not by its callers: a violation
 ///   is an `AlreadyExists`/`Conflict`/`NotFound` error, never a silent overwrite.
 /// - Lookups of something absent return `Ok(None)`; updates of something absent are `NotFound`.

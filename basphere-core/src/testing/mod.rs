@@ -64,3 +64,27 @@ pub fn user(name: &str, seed: u64) -> User {
         updated_at: at,
     }
 }
+
+/// `networks.mode: tenant` with the seed's two LANs, MTU 1450, the WAN 192.0.2.0/24 (gateway
+/// .1) and the VLAN ids `vlans`.
+pub fn tenant_networks(vlans: std::ops::RangeInclusive<u16>) -> crate::config::TenantNetworks {
+    use crate::config::{LanNetwork, RouterKind, TenantNetworks, WanNetwork};
+    let lan = |name: &str, third: u8| LanNetwork {
+        name: name.into(),
+        cidr: format!("10.0.{third}.0/24").parse().expect("a CIDR"),
+        gateway: std::net::Ipv4Addr::new(10, 0, third, 1),
+    };
+    TenantNetworks {
+        vlans,
+        distributed_switch: "dvs-tenants".into(),
+        wan_port_group: "pg-wan".into(),
+        wan: WanNetwork {
+            cidr: "192.0.2.0/24".parse().expect("a CIDR"),
+            gateway: Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        },
+        lans: vec![lan("lan1", 1), lan("lan2", 2)],
+        mtu: 1450,
+        router: RouterKind::Linux,
+        router_section: serde_yaml::Value::Null,
+    }
+}

@@ -7,6 +7,7 @@ mod clusters;
 mod duties;
 mod idempotency;
 mod ipam;
+mod networks;
 mod operations;
 mod outbox;
 mod tokens;

@@ -7,6 +7,7 @@ mod clusters;
 mod duties;
 mod idempotency;
 mod ipam;
+mod networks;
 mod operations;
 mod outbox;
 mod tokens;
@@ -19,6 +20,7 @@ pub use clusters::check_clusters;
 pub use duties::check_duties;
 pub use idempotency::check_idempotency;
 pub use ipam::check_blocks_and_leases;
+pub use networks::{check_concurrent_networks, check_networks, network};
 pub use operations::{check_concurrent_claims, check_operation_claims, check_operations};
 pub use outbox::check_outbox;
 pub use tokens::check_tokens;
@@ -45,6 +47,7 @@ pub fn check_all(make: &dyn Fn() -> Arc<dyn Store>) {
     check_web_sessions(&*make());
     check_vms(&*make());
     check_clusters(&*make());
+    check_networks(&*make());
     check_blocks_and_leases(&*make());
     check_operations(&*make());
     check_operation_claims(&*make());
@@ -54,6 +57,7 @@ pub fn check_all(make: &dyn Fn() -> Arc<dyn Store>) {
     check_duties(&*make());
     check_rollback(&*make());
     check_concurrent_writers(make());
+    check_concurrent_networks(make());
     check_concurrent_claims(&[make()]);
 }
 
