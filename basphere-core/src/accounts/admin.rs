@@ -5,7 +5,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::operations::{APPROVE_STEPS, CHANGE_KEY_STEPS, PURGE_STEPS};
+use super::operations::{approve_steps, purge_steps, CHANGE_KEY_STEPS};
 use super::{lookup_username, Accounts};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -182,12 +182,14 @@ impl Accounts {
         decide(actor, Action::Administer, None, "registration", &username)?;
         let name = lookup_username(username).map_err(|_| Error::not_found("registration", bounded(username)))?;
         let actor = actor.clone();
+        let tenant = matches!(self.rt.config.networks, crate::config::NetworksConfig::Tenant(_));
         let (operation, started) = self
             .rt
             .db(move |store, _| {
                 store.transact(|tx| {
                     busy(&*tx, &name)?;
-                    let operation = account_operation(OperationKind::ApproveAccount, &name, &actor, APPROVE_STEPS);
+                    let operation =
+                        account_operation(OperationKind::ApproveAccount, &name, &actor, approve_steps(tenant));
                     match pending_registration(&*tx, &name)? {
                         Some(mut request) => {
                             if tx.get_user(&name)?.is_some() {
@@ -415,7 +417,8 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Deletes an account that owns nothing: refused while it has VMs or clusters. Its IP block
+    /// Deletes an account that owns nothing: refused while it has VMs, clusters or a tenant
+    /// network. Its IP block
     /// is freed, its bastion login removed, its tokens go with it.
     pub async fn delete(&self, actor: &Actor, username: &str) -> Result<()> {
         decide(actor, Action::Administer, None, "user", &username)?;
@@ -434,6 +437,13 @@ impl Accounts {
                             usage.vms, usage.clusters
                         )));
                     }
+                    if let Some(network) = tx.network_of(&check)? {
+                        return Err(Error::Conflict(format!(
+                            "{check} has a tenant network ({}); delete it first (basphere admin network delete {check}), \
+                             or purge the account",
+                            network.state
+                        )));
+                    }
                     Ok(())
                 })
             })
@@ -449,6 +459,11 @@ impl Accounts {
                     if usage.vms > 0 || usage.clusters > 0 {
                         return Err(Error::Conflict(format!(
                             "{gone} made a VM or cluster meanwhile; nothing was deleted"
+                        )));
+                    }
+                    if tx.network_of(&gone)?.is_some() {
+                        return Err(Error::Conflict(format!(
+                            "{gone} was given a tenant network meanwhile; nothing was deleted"
                         )));
                     }
                     let blocks = ipam.release_blocks(tx, &gone)?;
@@ -481,7 +496,8 @@ impl Accounts {
                         user.updated_at = now();
                         tx.update_user(&user)?;
                     }
-                    let operation = account_operation(OperationKind::PurgeAccount, &name, &actor, PURGE_STEPS);
+                    let network = tx.network_of(&name)?.is_some();
+                    let operation = account_operation(OperationKind::PurgeAccount, &name, &actor, purge_steps(network));
                     tx.insert_operation(&operation)?;
                     let usage = tx.usage(&name)?;
                     audit(tx, &actor, "user.purge", &name, json!({"operation": operation.id, "vms": usage.vms}))?;

@@ -1,5 +1,5 @@
-//! The account operation handler: approval (IP block, vSphere folder, bastion login, uid,
-//! notification), key changes on the bastion, and purges. Every step is idempotent, so an
+//! The account operation handler: approval (IP block, vSphere folder, the tenant network in
+//! tenant mode, bastion login, uid, notification), key changes on the bastion, and purges. Every step is idempotent, so an
 //! operation that failed part-way finishes when it is run again.
 
 use async_trait::async_trait;
@@ -11,7 +11,10 @@ use crate::cluster_provisioner::{ClusterProvisioner, Removal};
 use crate::clusters::operations::cluster_ref;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::networks::new_network;
+use crate::networks::operations::{make_network, remove_network, tenant_settings};
 use crate::provisioner::Provisioner;
+use crate::router::TenantRouter;
 use crate::runtime::{OperationContext, OperationHandler, Registry};
 use crate::store::{ClusterFilter, OperationFilter, VmFilter};
 use crate::validate::Username;
@@ -19,17 +22,35 @@ use crate::vms::operations::{release_leases, vm_ref};
 
 const STEP_BLOCK: &str = "ip block";
 const STEP_FOLDER: &str = "vsphere folder";
+const STEP_NETWORK: &str = "tenant network";
 const STEP_LOGIN: &str = "bastion login";
 const STEP_KEY: &str = "bastion key";
 const STEP_CLUSTERS: &str = "destroy clusters";
 const STEP_VMS: &str = "destroy vms";
+const STEP_REMOVE_NETWORK: &str = "remove tenant network";
 const STEP_ADDRESSES: &str = "free addresses";
 const STEP_REMOVE_LOGIN: &str = "remove bastion login";
 const STEP_ACCOUNT: &str = "remove account";
 
-pub(crate) const APPROVE_STEPS: &[&str] = &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN];
 pub(crate) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
-pub(crate) const PURGE_STEPS: &[&str] = &[STEP_CLUSTERS, STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT];
+
+/// An approval's steps: the tenant network's only in tenant mode.
+pub(crate) fn approve_steps(tenant: bool) -> &'static [&'static str] {
+    if tenant {
+        &[STEP_BLOCK, STEP_FOLDER, STEP_NETWORK, STEP_LOGIN]
+    } else {
+        &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN]
+    }
+}
+
+/// A purge's steps: the tenant network's only when the account has one.
+pub(crate) fn purge_steps(network: bool) -> &'static [&'static str] {
+    if network {
+        &[STEP_CLUSTERS, STEP_VMS, STEP_REMOVE_NETWORK, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT]
+    } else {
+        &[STEP_CLUSTERS, STEP_VMS, STEP_ADDRESSES, STEP_REMOVE_LOGIN, STEP_ACCOUNT]
+    }
+}
 
 /// The backends the account operations drive.
 #[derive(Clone)]
@@ -37,6 +58,7 @@ pub(crate) struct Backends {
     pub provisioner: Arc<dyn Provisioner>,
     pub clusters: Arc<dyn ClusterProvisioner>,
     pub bastion: Arc<dyn Bastion>,
+    pub router: Arc<dyn TenantRouter>,
 }
 
 /// Registers the account operations' handlers.
@@ -126,6 +148,33 @@ async fn approve(ctx: &OperationContext<'_>, backends: &Backends, mut operation:
         return failed(ctx, operation, STEP_FOLDER, &error, &again).await;
     }
     operation.finish_step(STEP_FOLDER, true);
+
+    if let Ok(settings) = tenant_settings(&ctx.config().networks) {
+        // The account's network: recorded once (its VLAN ids picked in that transaction), then
+        // its router made; a repeated approval finds the record and makes the router again.
+        operation.start_step(STEP_NETWORK);
+        let (owner, settings) = (name.clone(), settings.clone());
+        let recorded = ctx
+            .commit(&operation, move |commit| match commit.tx.network_of(&owner)? {
+                Some(network) => Ok(network),
+                None => {
+                    let network = new_network(&*commit.tx, &settings, &owner)?;
+                    commit.tx.insert_network(&network)?;
+                    Ok(network)
+                }
+            })
+            .await;
+        let network = match recorded {
+            Ok(network) => network,
+            Err(error) if is_ours(&error) => return Err(error),
+            Err(error) => return failed(ctx, operation, STEP_NETWORK, &error, &again).await,
+        };
+        if let Err(reason) = make_network(ctx, &*backends.router, &mut operation, network).await? {
+            let error = Error::Conflict(reason);
+            return failed(ctx, operation, STEP_NETWORK, &error, &again).await;
+        }
+        operation.finish_step(STEP_NETWORK, true);
+    }
 
     operation.start_step(STEP_LOGIN);
     ctx.save(&operation).await?;
@@ -268,6 +317,18 @@ async fn purge(ctx: &OperationContext<'_>, backends: &Backends, mut operation: O
         .await?;
     }
     operation.finish_step(STEP_VMS, true);
+
+    let owner = name.clone();
+    if let Some(network) = ctx.read(move |tx| tx.network_of(&owner)).await? {
+        operation.start_step(STEP_REMOVE_NETWORK);
+        if let Err(error) = remove_network(ctx, &*backends.router, &mut operation, network).await {
+            if is_ours(&error) {
+                return Err(error);
+            }
+            return failed(ctx, operation, STEP_REMOVE_NETWORK, &error, &again).await;
+        }
+        operation.finish_step(STEP_REMOVE_NETWORK, true);
+    }
 
     operation.start_step(STEP_ADDRESSES);
     let owner = name.clone();

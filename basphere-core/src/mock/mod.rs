@@ -2,17 +2,22 @@
 //! default VM backend and embedding programs use, and the placeholder kubeconfig of a simulated
 //! cluster (basphere-capi's simulated management cluster writes it). Behind the `testing`
 //! feature: a fault-injecting decorator for any provisioner (`faults`), and a notifier and a
-//! bastion that record (`recording`).
+//! bastion that record (`recording`), and a tenant router that records and checks what it is
+//! asked (`router`).
 
 #[cfg(feature = "testing")]
 mod faults;
 #[cfg(feature = "testing")]
 mod recording;
+#[cfg(feature = "testing")]
+mod router;
 
 #[cfg(feature = "testing")]
 pub use faults::{Fault, FaultInjectingProvisioner, Method};
 #[cfg(feature = "testing")]
 pub use recording::{RecordingBastion, RecordingNotifier};
+#[cfg(feature = "testing")]
+pub use router::{RecordingRouter, RouterCall};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,262 @@
 //! Tenant networks (`networks.mode: tenant`): a network per account, its LANs on VLAN ids of its
-//! own, behind its own router.
+//! own, behind its own router. Approval makes an account's network and purge removes it (see
+//! `accounts::operations`); an administrator can make one for an existing account, or delete
+//! one nothing is on any more. The router work runs as operations (see `operations`), through
+//! the [`TenantRouter`].
 
 mod allocate;
+pub(crate) mod operations;
 
 pub use allocate::new_network;
+pub use operations::router_spec;
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use self::operations::{drift, tenant_settings, CREATE_STEPS, DELETE_STEPS};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::router::TenantRouter;
+use crate::runtime::authz::{decide, Action, Actor};
+use crate::runtime::start::{ensure_idle, on_resource, record_operation, Busy};
+use crate::runtime::{page, Page, PageRequest, Runtime};
+use crate::store::{ClusterFilter, NetworkFilter, OperationFilter, StoreExt, StoreTx, VmFilter};
+use crate::validate::Username;
+
+/// What the router holds for a network, read from the router when asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouterState {
+    /// Everything the network asks for is in place.
+    InPlace,
+    /// The router has nothing of the tenant's.
+    Absent,
+    /// The router holds something else than asked; what differs.
+    Drifted(String),
+    /// The router could not be asked; why.
+    Unreachable(String),
+}
+
+impl RouterState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RouterState::InPlace => "in-place",
+            RouterState::Absent => "absent",
+            RouterState::Drifted(_) => "drifted",
+            RouterState::Unreachable(_) => "unreachable",
+        }
+    }
+
+    /// What differs, or why the router could not be asked.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            RouterState::Drifted(detail) | RouterState::Unreachable(detail) => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+/// A network and what its router holds.
+#[derive(Clone, Debug)]
+pub struct NetworkReport {
+    pub network: Network,
+    /// The router backend's name (`linux`).
+    pub router_backend: &'static str,
+    pub router: RouterState,
+    /// The prefix length of the router's WAN address (the WAN network's).
+    pub wan_prefix: Option<u8>,
+}
+
+/// A network and the operation that makes or removes it.
+#[derive(Clone, Debug)]
+pub struct NetworkChange {
+    pub network: Network,
+    pub operation: Operation,
+}
+
+/// The tenant networks' use cases. Every one takes the [`Actor`], asks [`decide`] and audits
+/// what it changes.
+pub struct Networks {
+    rt: Arc<Runtime>,
+    router: Arc<dyn TenantRouter>,
+}
+
+impl Networks {
+    pub(crate) fn new(rt: Arc<Runtime>, router: Arc<dyn TenantRouter>) -> Self {
+        Networks { rt, router }
+    }
+
+    /// The tenant router backend.
+    pub fn router(&self) -> &Arc<dyn TenantRouter> {
+        &self.router
+    }
+
+    /// `owner`'s live network with what its router holds: for the account itself or an
+    /// administrator.
+    pub async fn show(&self, actor: &Actor, owner: &Username) -> Result<NetworkReport> {
+        decide(actor, Action::View, Some(owner), "network", owner)?;
+        let found = owner.clone();
+        let network = self
+            .rt
+            .read(move |store| store.query(|tx| tx.network_of(&found)))
+            .await?
+            .ok_or_else(|| self.missing(owner))?;
+        Ok(self.report(network).await)
+    }
+
+    /// Every live network (`deleted` shows the history), a page at a time: administrators only.
+    pub async fn list(&self, actor: &Actor, state: Option<&str>, request: PageRequest) -> Result<Page<Network>> {
+        decide(actor, Action::Administer, None, "network", &"")?;
+        let limit = request.limit(PageRequest::RESOURCES)?;
+        let state = state.map(NetworkState::parse).transpose()?;
+        let filter = NetworkFilter {
+            owner: None,
+            include_deleted: state == Some(NetworkState::Deleted),
+            after: request.after,
+            limit: Some(limit + 1),
+        };
+        let mut networks = self.rt.read(move |store| store.query(|tx| tx.list_networks(&filter))).await?;
+        if let Some(state) = state {
+            networks.retain(|n| n.state == state);
+        }
+        Ok(page(networks, limit, |n| n.id))
+    }
+
+    /// Makes `owner`'s network: administrators only, for an existing account without one (an
+    /// account approved before tenant mode), or again for one whose making failed.
+    pub async fn create(&self, actor: &Actor, owner: &Username) -> Result<NetworkChange> {
+        decide(actor, Action::Administer, None, "network", owner)?;
+        let settings = tenant_settings(&self.rt.config.networks)?.clone();
+        let (owner, actor) = (owner.clone(), actor.clone());
+        let change = self
+            .rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let account = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
+                    ensure_idle(&*tx, account_busy(&owner), format_args!("the account {owner}"))?;
+                    let network = match tx.network_of(&owner)? {
+                        Some(network) if network.state == NetworkState::Failed => {
+                            ensure_idle(&*tx, on_resource(network.id), format_args!("the network of {owner}"))?;
+                            network
+                        }
+                        Some(network) => {
+                            return Err(Error::Conflict(format!(
+                                "{owner} has a network already ({}); delete it first to make it again",
+                                network.state
+                            )))
+                        }
+                        None => {
+                            let network = new_network(&*tx, &settings, &account.username)?;
+                            tx.insert_network(&network)?;
+                            network
+                        }
+                    };
+                    let operation = network_operation(OperationKind::CreateNetwork, &network, &actor, CREATE_STEPS);
+                    let details = json!({"operation": operation.id, "vlans": network.vlans().collect::<Vec<_>>()});
+                    record_operation(tx, &actor, &operation, "network.create", &format!("network/{owner}"), details)?;
+                    Ok(NetworkChange { network, operation })
+                })
+            })
+            .await?;
+        self.rt.changed.notify_waiters();
+        self.rt.spawn_operation(change.operation.id);
+        Ok(change)
+    }
+
+    /// Deletes `owner`'s network: administrators only, refused while the account has a VM or
+    /// cluster (they are on the network) or an operation in progress.
+    pub async fn delete(&self, actor: &Actor, owner: &Username) -> Result<NetworkChange> {
+        decide(actor, Action::Administer, None, "network", owner)?;
+        let (owner, actor) = (owner.clone(), actor.clone());
+        let change = self
+            .rt
+            .db(move |store, _| {
+                store.transact(|tx| {
+                    let mut network = tx.network_of(&owner)?.ok_or_else(|| Error::not_found("network", &owner))?;
+                    ensure_idle(&*tx, account_busy(&owner), format_args!("the account {owner}"))?;
+                    ensure_idle(&*tx, on_resource(network.id), format_args!("the network of {owner}"))?;
+                    on_network(&*tx, &owner)?;
+                    network.state = NetworkState::Deleting;
+                    network.updated_at = now();
+                    tx.update_network(&network)?;
+                    let operation = network_operation(OperationKind::DeleteNetwork, &network, &actor, DELETE_STEPS);
+                    let details = json!({"operation": operation.id});
+                    record_operation(tx, &actor, &operation, "network.delete", &format!("network/{owner}"), details)?;
+                    Ok(NetworkChange { network, operation })
+                })
+            })
+            .await?;
+        self.rt.changed.notify_waiters();
+        self.rt.spawn_operation(change.operation.id);
+        Ok(change)
+    }
+
+    /// The network with what its router holds now.
+    async fn report(&self, network: Network) -> NetworkReport {
+        let settings = tenant_settings(&self.rt.config.networks).ok();
+        let router = match (settings, self.router.status(&network.owner).await) {
+            (_, Err(error)) => RouterState::Unreachable(error.to_string()),
+            (_, Ok(None)) => RouterState::Absent,
+            (None, Ok(Some(_))) => RouterState::Drifted("tenant networks are off (networks.mode: flat)".into()),
+            (Some(settings), Ok(Some(status))) => {
+                let spec = router_spec(&network, settings);
+                if status.matches(&spec) {
+                    RouterState::InPlace
+                } else {
+                    RouterState::Drifted(drift(&status, &spec))
+                }
+            }
+        };
+        NetworkReport {
+            network,
+            router_backend: self.router.backend_name(),
+            router,
+            wan_prefix: settings.map(|s| s.wan.cidr.prefix_len()),
+        }
+    }
+
+    fn missing(&self, owner: &Username) -> Error {
+        match tenant_settings(&self.rt.config.networks) {
+            Ok(_) => Error::not_found("network", owner),
+            Err(off) => off,
+        }
+    }
+}
+
+/// The account's own operations (approval, purge) make it busy for network changes.
+fn account_busy(owner: &Username) -> Busy<impl Fn(&Operation) -> bool> {
+    Busy {
+        filter: OperationFilter { owner: Some(owner.clone()), ..OperationFilter::default() },
+        concerns: |op: &Operation| op.resource.kind == ResourceKind::Account,
+    }
+}
+
+/// Refuses while `owner` has a live VM or cluster: they are on the network.
+fn on_network(tx: &dyn StoreTx, owner: &Username) -> Result<()> {
+    let vms = tx.list_vms(&VmFilter { owner: Some(owner.clone()), limit: Some(1), ..VmFilter::default() })?;
+    let clusters =
+        tx.list_clusters(&ClusterFilter { owner: Some(owner.clone()), limit: Some(1), ..ClusterFilter::default() })?;
+    if let Some(vm) = vms.first() {
+        return Err(Error::Conflict(format!(
+            "the network of {owner} still has the VM {} on it; delete the account's VMs and clusters first",
+            vm.name
+        )));
+    }
+    if let Some(cluster) = clusters.first() {
+        return Err(Error::Conflict(format!(
+            "the network of {owner} still has the cluster {} on it; delete the account's VMs and clusters first",
+            cluster.name
+        )));
+    }
+    Ok(())
+}
+
+/// An operation on `network`, asked by `actor`.
+pub(crate) fn network_operation(kind: OperationKind, network: &Network, actor: &Actor, steps: &[&str]) -> Operation {
+    Operation::new(kind, network.owner.clone(), network_resource(network), &actor.name, steps)
+}
+
+/// The operation's view of a network.
+pub(crate) fn network_resource(network: &Network) -> ResourceRef {
+    ResourceRef { kind: ResourceKind::Network, id: network.id, name: network.owner.to_string() }
+}

@@ -1,8 +1,8 @@
 //! `Platform`: the one boundary every binary and embedding program drives Basphere through.
 //!
 //! It composes the resource modules over the shared [`Runtime`] and hands them out: VMs
-//! ([`Platform::vms`]), clusters ([`Platform::clusters`]), accounts ([`Platform::accounts`]) and
-//! credentials ([`Platform::credentials`]); operations, the outbox and the audit log are the
+//! ([`Platform::vms`]), clusters ([`Platform::clusters`]), accounts ([`Platform::accounts`]),
+//! credentials ([`Platform::credentials`]) and tenant networks ([`Platform::networks`]); operations, the outbox and the audit log are the
 //! runtime's ([`Platform::runtime`]). The façade holds no use case of its own: each resource
 //! module's methods take the [`Actor`], ask [`authz`] and write their audit event.
 //!
@@ -19,6 +19,7 @@ pub use crate::accounts::{
     TOKEN_CACHE_TTL,
 };
 pub use crate::clusters::{lookup_cluster_name, ClusterQuery, Clusters, CreateCluster, MAX_CLUSTER_WORKERS};
+pub use crate::networks::{NetworkChange, NetworkReport, Networks, RouterState};
 pub use crate::runtime::authz;
 pub use crate::runtime::{
     retry_delay, Action, Actor, AuditQuery, Commit, OperationContext, OperationHandler, OutboxQuery, Page, PageRequest,
@@ -39,6 +40,7 @@ use crate::human::HumanCheck;
 use crate::ipam::Ipam;
 use crate::notifier::Notifier;
 use crate::provisioner::Provisioner;
+use crate::router::{NoRouter, TenantRouter};
 use crate::runtime::{store_threads, Parts};
 use crate::store::Store;
 
@@ -59,6 +61,7 @@ pub struct Platform {
     clusters: Clusters,
     accounts: Accounts,
     credentials: Credentials,
+    networks: Networks,
     /// The cluster backend, whose changes wake the cluster-status duty.
     cluster_backend: Arc<dyn ClusterProvisioner>,
 }
@@ -74,6 +77,7 @@ pub struct PlatformBuilder {
     bastion: Option<Arc<dyn Bastion>>,
     human_check: Option<Arc<dyn HumanCheck>>,
     clusters: Option<Arc<dyn ClusterProvisioner>>,
+    router: Option<Arc<dyn TenantRouter>>,
     on_thread_idle: Option<store_threads::IdleHook>,
 }
 
@@ -81,6 +85,12 @@ impl PlatformBuilder {
     /// The Kubernetes cluster backend (default: none, and cluster requests say so).
     pub fn clusters(mut self, clusters: Arc<dyn ClusterProvisioner>) -> Self {
         self.clusters = Some(clusters);
+        self
+    }
+
+    /// The tenant networks' router (default: none, for `networks.mode: flat`).
+    pub fn router(mut self, router: Arc<dyn TenantRouter>) -> Self {
+        self.router = Some(router);
         self
     }
 
@@ -114,16 +124,19 @@ impl PlatformBuilder {
 
     pub fn build(self) -> Arc<Platform> {
         let cluster_backend = self.clusters.unwrap_or_else(|| Arc::new(NoClusters));
+        let router = self.router.unwrap_or_else(|| Arc::new(NoRouter));
         let backends = Backends {
             provisioner: self.provisioner.clone(),
             clusters: cluster_backend.clone(),
             bastion: self.bastion.unwrap_or_else(|| Arc::new(NoBastion)),
+            router: router.clone(),
         };
         // Each resource module registers the handlers of its operation kinds.
         let mut handlers = Registry::default();
         crate::vms::operations::register(&mut handlers, &self.provisioner);
         crate::clusters::operations::register(&mut handlers, &cluster_backend);
         crate::accounts::operations::register(&mut handlers, &backends);
+        crate::networks::operations::register(&mut handlers, &router);
         let rt = Runtime::start(Parts {
             config: self.config,
             store: self.store,
@@ -139,6 +152,7 @@ impl PlatformBuilder {
             clusters: Clusters::new(rt.clone(), cluster_backend.clone()),
             accounts: Accounts::new(rt.clone(), backends, self.human_check, Arc::clone(&tokens)),
             credentials: Credentials::new(rt.clone(), tokens),
+            networks: Networks::new(rt.clone(), router),
             cluster_backend,
             rt,
         })
@@ -173,6 +187,7 @@ impl Platform {
             notifier,
             instance: None,
             clusters: None,
+            router: None,
             bastion: None,
             human_check: None,
             on_thread_idle: None,
@@ -197,6 +212,11 @@ impl Platform {
     /// API tokens and browser sessions.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// Tenant networks (`networks.mode: tenant`).
+    pub fn networks(&self) -> &Networks {
+        &self.networks
     }
 
     /// The shared runtime: operations, the outbox, the audit log.

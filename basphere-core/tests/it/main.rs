@@ -28,3 +28,25 @@ async fn recording_notifier_passes_the_notifier_conformance_suite() {
     let notifier = RecordingNotifier::new();
     testing::notifier::check_all(&notifier, &|| notifier.events()).await;
 }
+
+#[tokio::test]
+async fn recording_router_passes_the_router_conformance_suite_and_refuses_what_no_router_could_make() {
+    use basphere_core::mock::RecordingRouter;
+    use basphere_core::router::TenantRouter;
+    let router = RecordingRouter::new();
+    testing::router::check_all(&router, ["192.0.2.11/24", "192.0.2.12/24", "192.0.2.13/24"]).await;
+
+    let good = testing::router::spec("alpha", [3001, 3002], "192.0.2.21/24");
+    router.ensure(&good).await.unwrap();
+    let mut bad = testing::router::spec("beta", [3003, 3003], "192.0.2.22/24");
+    assert_eq!(router.ensure(&bad).await.unwrap_err().kind(), "invalid-input", "a VLAN id used twice");
+    bad = testing::router::spec("beta", [3003, 3004], "192.0.2.21/24");
+    assert!(router.ensure(&bad).await.unwrap_err().to_string().contains("alpha"), "a WAN address in use");
+    bad = testing::router::spec("beta", [3003, 3004], "192.0.2.22/24");
+    bad.mtu = 100;
+    assert!(router.ensure(&bad).await.unwrap_err().to_string().contains("MTU"));
+    bad = testing::router::spec("beta", [3003, 3004], "192.0.2.22/24");
+    bad.lans[1].gateway = "10.0.1.129/25".parse().unwrap();
+    assert!(router.ensure(&bad).await.unwrap_err().to_string().contains("overlaps"));
+    assert_eq!(router.tenants().len(), 1, "nothing refused was kept");
+}
