@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::config::PoolConfig;
 use crate::error::Result;
-use crate::model::{IpBlock, Lease, ResourceRef};
+use crate::model::{IpBlock, Lease, Network, ResourceRef};
 use crate::store::{StoreRead, StoreTx};
 use crate::validate::Username;
 
@@ -32,8 +32,13 @@ pub struct AddressInfo {
 ///   owner has no block or no block is free.
 /// - `lease` is idempotent per resource: leasing again for the same resource (kind, id and name)
 ///   returns the existing lease.
-/// - `release` is explicit and only for a leased address (`NotFound` otherwise); a released
-///   address can be leased again.
+/// - `lease_in_network` gives the lowest free address of one LAN of a tenant network: neither
+///   the LAN's network or broadcast address nor its gateway (the router). Tenant networks are
+///   scopes of their own: the same address is leased in two networks at once, and a network's
+///   leases never touch the flat pools' blocks. It is idempotent per resource as `lease` is, and
+///   `Exhausted`, naming the LAN, when the LAN is full. (The IP quota is the caller's check.)
+/// - `release` is explicit and only for an address leased in that scope (`NotFound`
+///   otherwise); a released address can be leased again.
 /// - `release_blocks` frees an owner's blocks; `Conflict` while any of their addresses is leased.
 /// - `check_allocations` refuses (`Conflict`, naming the block or lease) a configuration in
 ///   which an existing block or lease would no longer be valid.
@@ -42,9 +47,17 @@ pub trait Ipam: Send + Sync {
     fn pools(&self) -> &[PoolConfig];
     fn assign_block(&self, tx: &mut dyn StoreTx, owner: &Username) -> Result<IpBlock>;
     fn lease(&self, tx: &mut dyn StoreTx, owner: &Username, resource: &ResourceRef, ip_quota: u64) -> Result<Lease>;
-    fn release(&self, tx: &mut dyn StoreTx, address: Ipv4Addr) -> Result<Lease>;
+    fn lease_in_network(
+        &self,
+        tx: &mut dyn StoreTx,
+        network: &Network,
+        lan: &str,
+        resource: &ResourceRef,
+    ) -> Result<Lease>;
+    /// Releases `address` of the flat pools (`network` none) or of one tenant network.
+    fn release(&self, tx: &mut dyn StoreTx, network: Option<uuid::Uuid>, address: Ipv4Addr) -> Result<Lease>;
     fn release_blocks(&self, tx: &mut dyn StoreTx, owner: &Username) -> Result<Vec<IpBlock>>;
     fn check_allocations(&self, tx: &dyn StoreRead) -> Result<()>;
-    /// Prefix length and gateway for a leased address.
+    /// Prefix length and gateway for an address of the flat pools.
     fn address_info(&self, address: Ipv4Addr) -> Option<AddressInfo>;
 }

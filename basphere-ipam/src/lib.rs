@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use basphere_core::config::PoolConfig;
 use basphere_core::ipam::{AddressInfo, Ipam};
-use basphere_core::model::{now, IpBlock, Lease, LeaseState, Occupancy, ResourceRef};
+use basphere_core::model::{now, IpBlock, Lease, LeaseState, Network, Occupancy, ResourceRef, Uuid};
 use basphere_core::store::{StoreRead, StoreTx};
 use basphere_core::validate::Username;
 use basphere_core::{Error, Result};
@@ -155,6 +155,7 @@ impl Ipam for BlockIpam {
         };
         let lease = Lease {
             address,
+            network: None,
             pool,
             owner: owner.clone(),
             resource: resource.clone(),
@@ -165,9 +166,59 @@ impl Ipam for BlockIpam {
         Ok(lease)
     }
 
-    fn release(&self, tx: &mut dyn StoreTx, address: Ipv4Addr) -> Result<Lease> {
-        let lease = tx.get_lease(address)?.ok_or_else(|| Error::not_found("lease", address))?;
-        tx.delete_lease(address)?;
+    fn lease_in_network(
+        &self,
+        tx: &mut dyn StoreTx,
+        network: &Network,
+        lan: &str,
+        resource: &ResourceRef,
+    ) -> Result<Lease> {
+        if let Some(existing) =
+            tx.leases_of_resource(resource.id)?.into_iter().find(|lease| lease.resource == *resource)
+        {
+            return Ok(existing);
+        }
+        let Some(subnet) = network.lan(lan) else {
+            let names: Vec<&str> = network.lans.iter().map(|lan| lan.name.as_str()).collect();
+            return Err(Error::invalid(
+                "lan",
+                format!("{lan:?} is not a LAN of {}'s network ({})", network.owner, names.join(", ")),
+            ));
+        };
+        let (first, last) = (u32::from(subnet.cidr.network()), u32::from(subnet.cidr.broadcast()));
+        let hosts = if subnet.cidr.prefix() >= 31 { first..=last } else { first + 1..=last - 1 };
+        // A LAN is at most a few thousand addresses: its leases are read at once.
+        let taken: std::collections::HashSet<Ipv4Addr> = tx
+            .leases_in_network(network.id)?
+            .into_iter()
+            .filter(|lease| lease.pool == subnet.name)
+            .map(|lease| lease.address)
+            .collect();
+        let address = hosts
+            .map(Ipv4Addr::from)
+            .find(|address| *address != subnet.gateway && !taken.contains(address))
+            .ok_or_else(|| {
+                Error::Exhausted(format!(
+                    "no free address is left on {} ({}) of {}'s network",
+                    subnet.name, subnet.cidr, network.owner
+                ))
+            })?;
+        let lease = Lease {
+            address,
+            network: Some(network.id),
+            pool: subnet.name.clone(),
+            owner: network.owner.clone(),
+            resource: resource.clone(),
+            state: LeaseState::Reserved,
+            created_at: now(),
+        };
+        tx.insert_lease(&lease)?;
+        Ok(lease)
+    }
+
+    fn release(&self, tx: &mut dyn StoreTx, network: Option<Uuid>, address: Ipv4Addr) -> Result<Lease> {
+        let lease = tx.get_lease(network, address)?.ok_or_else(|| Error::not_found("lease", address))?;
+        tx.delete_lease(network, address)?;
         Ok(lease)
     }
 
@@ -205,7 +256,8 @@ impl Ipam for BlockIpam {
         for block in &blocks {
             by_owner.entry(&block.owner).or_default().push(block);
         }
-        for lease in tx.list_leases(None)? {
+        // A tenant network's leases are checked against its LANs when they are made, not here.
+        for lease in tx.list_leases(None)?.into_iter().filter(|lease| lease.network.is_none()) {
             let inside =
                 by_owner.get(&lease.owner).is_some_and(|owned| owned.iter().any(|block| block.contains(lease.address)));
             let pool = self.pools.iter().find(|pool| pool.cidr.contains(lease.address));

@@ -252,6 +252,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX network_vlans_network ON network_vlans (network_id);
     "#,
+    // 4: leases have a scope: the flat pools (the nil id) or a tenant network (its id). An
+    // address is leased at most once per scope, so two tenants hold 10.0.1.10 at once.
+    r#"
+    ALTER TABLE leases ADD COLUMN network UUID NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000';
+    ALTER TABLE leases DROP CONSTRAINT leases_pkey;
+    ALTER TABLE leases ADD CONSTRAINT leases_pkey PRIMARY KEY (network, address);
+    "#,
 ];
 
 pub const LATEST: usize = MIGRATIONS.len();

@@ -158,8 +158,9 @@ pub(crate) const CONSTRAINTS: &[Constraint] = &[
     check("ip_blocks_range_valid", "ip_blocks", "size", "at least one address"),
     owner_fk("ip_blocks_owner_fk", "ip_blocks"),
 
-    // The invariant: an address is leased at most once.
-    primary_key("leases_pkey", "leases", "leases.address", exists("lease", "address")),
+    // The invariant: an address is leased at most once in its scope (the flat pools, or one
+    // tenant network).
+    primary_key("leases_pkey", "leases", "leases.network, leases.address", exists("lease", "address")),
     check("leases_state_valid", "leases", "state", "reserved, active"),
     owner_fk("leases_owner_fk", "leases"),
 

@@ -442,6 +442,28 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX network_vlans_network ON network_vlans (network_id);
     "#,
+    // 11: leases have a scope: the flat pools ('') or a tenant network (its id). An address is
+    // leased at most once per scope, so two tenants hold 10.0.1.10 at once.
+    r#"
+    CREATE TABLE leases_v11 (
+        address       INTEGER NOT NULL,
+        pool          TEXT NOT NULL,
+        owner         TEXT NOT NULL CONSTRAINT leases_owner_fk REFERENCES users (username),
+        resource_kind TEXT NOT NULL,
+        resource_id   TEXT NOT NULL,
+        resource_name TEXT NOT NULL,
+        state         TEXT NOT NULL CONSTRAINT leases_state_valid CHECK (state IN ('reserved', 'active')),
+        created_at    INTEGER NOT NULL,
+        network       TEXT NOT NULL DEFAULT '',
+        CONSTRAINT leases_pkey PRIMARY KEY (network, address)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO leases_v11 (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, network)
+        SELECT address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, '' FROM leases;
+    DROP TABLE leases;
+    ALTER TABLE leases_v11 RENAME TO leases;
+    CREATE INDEX leases_owner ON leases (owner, network, address);
+    CREATE INDEX leases_resource ON leases (resource_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -71,7 +71,7 @@ fn measure(backend: &'static str, store: &dyn Store, ipam: &dyn Ipam, fill: f64,
     for index in 0..operations {
         let (owner, resource) = &users[index % users.len()];
         let lease = store.transact(|tx| ipam.lease(tx, owner, resource, u64::from(BLOCK)))?;
-        store.transact(|tx| ipam.release(tx, lease.address))?;
+        store.transact(|tx| ipam.release(tx, None, lease.address))?;
     }
     let elapsed = started.elapsed();
     // Latency, every operation timed.
@@ -82,7 +82,7 @@ fn measure(backend: &'static str, store: &dyn Store, ipam: &dyn Ipam, fill: f64,
         let t0 = Instant::now();
         let lease = store.transact(|tx| ipam.lease(tx, owner, resource, u64::from(BLOCK)))?;
         let t1 = Instant::now();
-        store.transact(|tx| ipam.release(tx, lease.address))?;
+        store.transact(|tx| ipam.release(tx, None, lease.address))?;
         let t2 = Instant::now();
         alloc.push(t1 - t0);
         release.push(t2 - t1);

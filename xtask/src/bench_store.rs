@@ -45,7 +45,7 @@ fn sequential(store: &dyn Store, ipam: &dyn Ipam, n: usize) -> Result<(f64, f64,
         let t0 = Instant::now();
         let lease = store.transact(|tx| ipam.lease(tx, &owners[i % owners.len()], &resource(), 256))?;
         samples.push(t0.elapsed());
-        store.transact(|tx| ipam.release(tx, lease.address))?;
+        store.transact(|tx| ipam.release(tx, None, lease.address))?;
     }
     let per_second = n as f64 / started.elapsed().as_secs_f64() * 2.0;
     samples.sort_unstable();

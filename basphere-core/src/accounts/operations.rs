@@ -335,7 +335,7 @@ async fn purge(ctx: &OperationContext<'_>, backends: &Backends, mut operation: O
     ctx.commit(&operation, move |commit| {
         // Only this account's leases and blocks (the original's pattern also matched others').
         for lease in commit.tx.list_leases(Some(&owner))? {
-            commit.ipam.release(commit.tx, lease.address)?;
+            commit.ipam.release(commit.tx, lease.network, lease.address)?;
         }
         commit.ipam.release_blocks(commit.tx, &owner)?;
         Ok(())

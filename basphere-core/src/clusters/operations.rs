@@ -156,7 +156,7 @@ async fn create(
             operation.succeed();
             update(ctx, &operation, |commit, c| {
                 for lease in commit.tx.leases_of_resource(c.id)? {
-                    commit.tx.set_lease_state(lease.address, LeaseState::Active)?;
+                    commit.tx.set_lease_state(lease.network, lease.address, LeaseState::Active)?;
                 }
                 Ok(())
             })
@@ -212,7 +212,7 @@ async fn scale(
         operation.succeed();
         update(ctx, &operation, |commit, c| {
             for lease in commit.tx.leases_of_resource(c.id)? {
-                commit.tx.set_lease_state(lease.address, LeaseState::Active)?;
+                commit.tx.set_lease_state(lease.network, lease.address, LeaseState::Active)?;
             }
             Ok(())
         })
@@ -258,7 +258,7 @@ async fn scale(
     update(ctx, &operation, move |commit, c| {
         for lease in commit.tx.leases_of_resource(c.id)? {
             if lease.resource.kind == ResourceKind::ClusterNode && !keep.contains(&lease.address) {
-                commit.ipam.release(commit.tx, lease.address)?;
+                commit.ipam.release(commit.tx, lease.network, lease.address)?;
             }
         }
         Ok(())

@@ -33,15 +33,15 @@ macro_rules! reads {
                     .map(|start| state.blocks[start].0.clone())
                     .collect())
             }
-            fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
-                Ok(self.state().leases.get(&u32::from(address)).cloned())
+            fn get_lease(&self, network: Option<Uuid>, address: Ipv4Addr) -> Result<Option<Lease>> {
+                Ok(self.state().leases.get(&(network, u32::from(address))).cloned())
             }
             fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
                 let state = self.state();
                 Ok(match owner {
                     None => {
                         let mut all: Vec<Lease> = state.leases.values().cloned().collect();
-                        all.sort_by_key(|lease| u32::from(lease.address));
+                        all.sort_by_key(super::lease_key);
                         all
                     }
                     Some(owner) => state
@@ -63,6 +63,12 @@ macro_rules! reads {
                     .map(|a| state.leases[a].clone())
                     .collect())
             }
+            fn leases_in_network(&self, network: Uuid) -> Result<Vec<Lease>> {
+                let mut found: Vec<Lease> =
+                    self.state().leases.values().filter(|l| l.network == Some(network)).cloned().collect();
+                found.sort_by_key(super::lease_key);
+                Ok(found)
+            }
             fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
                 let state = self.state();
                 match state.blocks.get(&u32::from(block.start)) {
@@ -72,7 +78,7 @@ macro_rules! reads {
                         let mut occupancy = Occupancy::new(block.size);
                         let start = u32::from(block.start);
                         let range = start..=u32::from(block.end());
-                        for address in state.leases.keys().filter(|a| range.contains(*a)) {
+                        for (_, address) in state.leases.keys().filter(|(n, a)| n.is_none() && range.contains(a)) {
                             occupancy.set(address - start);
                         }
                         Ok(occupancy)
@@ -101,7 +107,7 @@ impl IpamTx for WriteTx<'_> {
             )));
         }
         let mut occupancy = Occupancy::new(block.size);
-        for address in self.state.leases.keys().filter(|a| (start..=end).contains(*a)) {
+        for (_, address) in self.state.leases.keys().filter(|(n, a)| n.is_none() && (start..=end).contains(a)) {
             occupancy.set(address - start);
         }
         self.state.put_block(block.clone(), occupancy);
@@ -125,24 +131,24 @@ impl IpamTx for WriteTx<'_> {
     }
 
     fn insert_lease(&mut self, lease: &Lease) -> Result<()> {
-        let address = u32::from(lease.address);
+        let key = super::lease_key(lease);
         if !self.state.users.contains_key(&lease.owner) {
             return Err(Error::not_found("user", &lease.owner));
         }
-        if self.state.leases.contains_key(&address) {
+        if self.state.leases.contains_key(&key) {
             return Err(Error::already_exists("lease", lease.address));
         }
         self.state.put_lease(lease.clone());
         self.undo.push(Box::new(move |state: &mut State| {
-            state.remove_lease(address);
+            state.remove_lease(key);
         }));
         Ok(())
     }
 
-    fn set_lease_state(&mut self, address: Ipv4Addr, lease_state: LeaseState) -> Result<()> {
-        let lease = self.state.leases.get_mut(&u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
+    fn set_lease_state(&mut self, network: Option<Uuid>, address: Ipv4Addr, lease_state: LeaseState) -> Result<()> {
+        let key = (network, u32::from(address));
+        let lease = self.state.leases.get_mut(&key).ok_or_else(|| Error::not_found("lease", address))?;
         let previous = std::mem::replace(&mut lease.state, lease_state);
-        let key = u32::from(address);
         self.undo.push(Box::new(move |state: &mut State| {
             if let Some(lease) = state.leases.get_mut(&key) {
                 lease.state = previous;
@@ -151,8 +157,9 @@ impl IpamTx for WriteTx<'_> {
         Ok(())
     }
 
-    fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        let lease = self.state.remove_lease(u32::from(address)).ok_or_else(|| Error::not_found("lease", address))?;
+    fn delete_lease(&mut self, network: Option<Uuid>, address: Ipv4Addr) -> Result<()> {
+        let lease =
+            self.state.remove_lease((network, u32::from(address))).ok_or_else(|| Error::not_found("lease", address))?;
         self.undo.push(Box::new(move |state: &mut State| state.put_lease(lease)));
         Ok(())
     }

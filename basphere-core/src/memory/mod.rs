@@ -43,6 +43,14 @@ impl MemoryStore {
 
 type Undo = Box<dyn FnOnce(&mut State) + Send>;
 
+/// A lease's key: its scope (none for the flat pools, else the tenant network) and address.
+/// Ordered as the stores list leases: the flat pools' first, then by network, then by address.
+type LeaseKey = (Option<Uuid>, u32);
+
+fn lease_key(lease: &Lease) -> LeaseKey {
+    (lease.network, u32::from(lease.address))
+}
+
 #[derive(Default)]
 struct State {
     users: BTreeMap<Username, User>,
@@ -64,10 +72,11 @@ struct State {
     quota_overrides: BTreeMap<Username, QuotaOverride>,
     blocks: BTreeMap<u32, (IpBlock, Occupancy)>,
     blocks_by_owner: HashMap<Username, BTreeSet<u32>>,
-    /// A hash map: leasing and releasing must not slow down as the pool fills.
-    leases: HashMap<u32, Lease>,
-    leases_by_owner: HashMap<Username, BTreeSet<u32>>,
-    leases_by_resource: HashMap<Uuid, BTreeSet<u32>>,
+    /// A hash map: leasing and releasing must not slow down as the pool fills. Keyed by scope
+    /// (the flat pools, or a tenant network) and address.
+    leases: HashMap<LeaseKey, Lease>,
+    leases_by_owner: HashMap<Username, BTreeSet<LeaseKey>>,
+    leases_by_resource: HashMap<Uuid, BTreeSet<LeaseKey>>,
     idempotency: BTreeMap<(Username, String), IdempotencyRecord>,
 }
 
@@ -90,31 +99,35 @@ impl State {
     }
 
     fn put_lease(&mut self, lease: Lease) {
-        let address = u32::from(lease.address);
-        if let Some((block, occupancy)) = self.block_containing(address) {
-            let offset = address - u32::from(block.start);
-            occupancy.set(offset);
+        let key = lease_key(&lease);
+        if key.0.is_none() {
+            if let Some((block, occupancy)) = self.block_containing(key.1) {
+                let offset = key.1 - u32::from(block.start);
+                occupancy.set(offset);
+            }
         }
         match self.leases_by_owner.get_mut(&lease.owner) {
-            Some(addresses) => {
-                addresses.insert(address);
+            Some(keys) => {
+                keys.insert(key);
             }
             None => {
-                self.leases_by_owner.insert(lease.owner.clone(), BTreeSet::from([address]));
+                self.leases_by_owner.insert(lease.owner.clone(), BTreeSet::from([key]));
             }
         }
-        self.leases_by_resource.entry(lease.resource.id).or_default().insert(address);
-        self.leases.insert(address, lease);
+        self.leases_by_resource.entry(lease.resource.id).or_default().insert(key);
+        self.leases.insert(key, lease);
     }
 
-    fn remove_lease(&mut self, address: u32) -> Option<Lease> {
-        let lease = self.leases.remove(&address)?;
-        if let Some((block, occupancy)) = self.block_containing(address) {
-            let offset = address - u32::from(block.start);
-            occupancy.clear(offset);
+    fn remove_lease(&mut self, key: LeaseKey) -> Option<Lease> {
+        let lease = self.leases.remove(&key)?;
+        if key.0.is_none() {
+            if let Some((block, occupancy)) = self.block_containing(key.1) {
+                let offset = key.1 - u32::from(block.start);
+                occupancy.clear(offset);
+            }
         }
-        remove_index(&mut self.leases_by_owner, &lease.owner, address);
-        remove_index(&mut self.leases_by_resource, &lease.resource.id, address);
+        remove_index(&mut self.leases_by_owner, &lease.owner, key);
+        remove_index(&mut self.leases_by_resource, &lease.resource.id, key);
         Some(lease)
     }
 
@@ -127,7 +140,7 @@ impl State {
     }
 }
 
-fn remove_index<K: std::hash::Hash + Eq>(index: &mut HashMap<K, BTreeSet<u32>>, key: &K, value: u32) {
+fn remove_index<K: std::hash::Hash + Eq, V: Ord>(index: &mut HashMap<K, BTreeSet<V>>, key: &K, value: V) {
     if let Some(set) = index.get_mut(key) {
         set.remove(&value);
         if set.is_empty() {

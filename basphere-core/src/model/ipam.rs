@@ -52,9 +52,17 @@ pub struct ResourceRef {
 }
 
 /// One leased address.
+///
+/// Its scope is the flat pools (`network` none), where an address is leased at most once, or
+/// one tenant network (`network` its id, `pool` the LAN's name), where the same holds inside
+/// the network: two tenants hold 10.0.1.10 at once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub address: Ipv4Addr,
+    /// The tenant network the address is on; none for the flat pools.
+    #[serde(default)]
+    pub network: Option<Uuid>,
+    /// The flat pool's name, or the tenant LAN's.
     pub pool: String,
     pub owner: Username,
     pub resource: ResourceRef,

@@ -285,9 +285,12 @@ pub fn block(c: &dyn Cells) -> Result<IpBlock> {
     })
 }
 
+/// A lease from `address, pool, owner, resource_kind, resource_id, resource_name, state,
+/// created_at, network` (the network null for the flat pools).
 pub fn lease(c: &dyn Cells) -> Result<Lease> {
     Ok(Lease {
         address: c.ip(0, "address")?,
+        network: c.opt_uuid(8, "network")?,
         pool: c.text(1)?,
         owner: parse(c, 2, "owner", Username::stored)?,
         resource: ResourceRef {

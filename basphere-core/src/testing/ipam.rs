@@ -40,6 +40,7 @@ pub fn check_all(make_store: &dyn Fn() -> Arc<dyn Store>, make_ipam: IpamFactory
     check_exhaustion(&*make_store(), make_ipam);
     check_configuration_changes(&*make_store(), make_ipam);
     check_atomic_with_caller(&*make_store(), make_ipam);
+    check_network_scopes(make_store(), make_ipam);
 }
 
 fn add_users(store: &dyn Store, names: &[&str]) -> Vec<Username> {
@@ -94,9 +95,9 @@ pub fn check_leases(store: &dyn Store, make_ipam: IpamFactory<'_>) {
     let second = store.transact(|tx| ipam.lease(tx, &users[0], &resource("db"), 32)).unwrap();
     assert_eq!(second.address, Ipv4Addr::new(10, 1, 0, 11), "reserved .9 and .10 are skipped");
 
-    let released = store.transact(|tx| ipam.release(tx, first.address)).unwrap();
+    let released = store.transact(|tx| ipam.release(tx, None, first.address)).unwrap();
     assert_eq!(released.address, first.address);
-    match store.transact(|tx| ipam.release(tx, first.address)) {
+    match store.transact(|tx| ipam.release(tx, None, first.address)) {
         Err(error) => assert_eq!(error.kind(), "not-found"),
         Ok(lease) => panic!("released twice: {lease:?}"),
     }
@@ -212,4 +213,78 @@ pub fn check_atomic_with_caller(store: &dyn Store, make_ipam: IpamFactory<'_>) {
         .collect();
     assert_eq!(seen.len(), 3);
     assert!(seen.contains(&Ipv4Addr::new(10, 6, 0, 16)), "the rolled-back address is the first one handed out");
+}
+
+/// Tenant networks' LANs: the lowest free host address but the gateway, the same addresses in
+/// every network, nothing of the flat pools touched; idempotent per resource; many leases at
+/// once in one network all distinct; a full LAN refused by name; released addresses reused.
+pub fn check_network_scopes(store: Arc<dyn Store>, make_ipam: IpamFactory<'_>) {
+    use crate::model::{Network, NetworkLan, NetworkState};
+    let ipam = make_ipam(vec![pool("default", "10.0.0.0/16", 32, &[])]);
+    let names = add_users(&*store, &["alice", "bob"]);
+    let network = |owner: &Username, wan: u8| {
+        let at = crate::model::now();
+        let lan = |name: &str, cidr: &str, gateway: [u8; 4]| NetworkLan {
+            name: name.into(),
+            vlan: 2001,
+            cidr: cidr.parse().unwrap(),
+            gateway: Ipv4Addr::from(gateway),
+        };
+        Network {
+            id: Uuid::now_v7(),
+            owner: owner.clone(),
+            lans: vec![lan("lan1", "10.0.1.0/24", [10, 0, 1, 1]), lan("lan2", "10.0.2.0/29", [10, 0, 2, 1])],
+            mtu: 1450,
+            wan_address: Ipv4Addr::new(192, 0, 2, wan),
+            state: NetworkState::Ready,
+            reason: None,
+            created_at: at,
+            updated_at: at,
+        }
+    };
+    let (net_a, net_b) = (Arc::new(network(&names[0], 11)), network(&names[1], 12));
+    let web = resource("web");
+    let first = store.transact(|tx| ipam.lease_in_network(tx, &net_a, "lan1", &web)).unwrap();
+    assert_eq!(
+        (first.address, first.network, first.pool.as_str()),
+        (Ipv4Addr::new(10, 0, 1, 2), Some(net_a.id), "lan1")
+    );
+    assert_eq!(first.owner, names[0], "the network's owner holds it");
+    let again = store.transact(|tx| ipam.lease_in_network(tx, &net_a, "lan1", &web)).unwrap();
+    assert_eq!(again, first, "idempotent per resource");
+    let other = store.transact(|tx| ipam.lease_in_network(tx, &net_b, "lan1", &resource("web"))).unwrap();
+    assert_eq!(other.address, first.address, "the same address in another network");
+    let flat = store.transact(|tx| ipam.assign_block(tx, &names[0])).unwrap();
+    assert!(store.query(|tx| tx.occupancy(&flat)).unwrap().count() == 0, "no flat block touched");
+    match store.transact(|tx| ipam.lease_in_network(tx, &net_a, "lan9", &resource("x"))) {
+        Err(error) => assert!(error.to_string().contains("lan1, lan2"), "{error}"),
+        Ok(lease) => panic!("an unknown LAN gave {lease:?}"),
+    }
+
+    // lan2 is a /29: .2 to .6 (the gateway .1, the broadcast .7), five at most, all distinct.
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, ipam, net) = (store.clone(), ipam.clone(), net_a.clone());
+            std::thread::spawn(move || {
+                store.transact(|tx| ipam.lease_in_network(tx, &net, "lan2", &resource(&format!("db-{n}"))))
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+    let leased: BTreeSet<Ipv4Addr> = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|l| l.address).collect();
+    assert_eq!(leased, (2..=6).map(|host| Ipv4Addr::new(10, 0, 2, host)).collect(), "each address once");
+    for outcome in outcomes.iter().filter(|o| o.is_err()) {
+        let error = outcome.as_ref().unwrap_err();
+        assert!(matches!(error, crate::Error::Exhausted(m) if m.contains("lan2") && m.contains("alice")), "{error}");
+    }
+    let released = store.transact(|tx| ipam.release(tx, Some(net_a.id), Ipv4Addr::new(10, 0, 2, 4))).unwrap();
+    assert_eq!(released.network, Some(net_a.id));
+    let reused = store.transact(|tx| ipam.lease_in_network(tx, &net_a, "lan2", &resource("late"))).unwrap();
+    assert_eq!(reused.address, Ipv4Addr::new(10, 0, 2, 4), "a released address is leased again");
+    assert_eq!(
+        store.query(|tx| tx.get_lease(Some(net_b.id), first.address)).unwrap().map(|l| l.owner),
+        Some(names[1].clone()),
+        "bob's lease of the same address untouched"
+    );
+    store.query(|tx| ipam.check_allocations(tx)).expect("tenant leases leave the flat configuration valid");
 }

@@ -135,8 +135,8 @@ async fn create(
             vm.updated_at = now();
             let saved = vm.clone();
             ctx.commit(&operation, move |commit| {
-                if let Some(address) = saved.ip {
-                    commit.tx.set_lease_state(address, LeaseState::Active)?;
+                for lease in commit.tx.leases_of_resource(saved.id)? {
+                    commit.tx.set_lease_state(lease.network, lease.address, LeaseState::Active)?;
                 }
                 commit.tx.update_vm(&saved)?;
                 commit.notify(NotificationEvent::VmReady {
@@ -307,7 +307,7 @@ pub(crate) fn crossings(
 
 pub(crate) fn release_leases(tx: &mut dyn StoreTx, ipam: &dyn Ipam, resource: uuid::Uuid) -> Result<()> {
     for lease in tx.leases_of_resource(resource)? {
-        ipam.release(tx, lease.address)?;
+        ipam.release(tx, lease.network, lease.address)?;
     }
     Ok(())
 }

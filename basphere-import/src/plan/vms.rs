@@ -241,6 +241,7 @@ impl Plan {
         };
         Ok(Some(Lease {
             address,
+            network: None,
             pool: block.pool,
             owner: owner.clone(),
             resource: ResourceRef { kind: ResourceKind::Vm, id: Uuid::nil(), name: String::new() },
@@ -251,7 +252,7 @@ impl Plan {
 
     /// Plans a lease unless the store holds it already (or holds the address for another).
     pub(super) fn push_lease(&mut self, subject: &str, lease: Lease, tx: &dyn StoreRead) -> Result<()> {
-        match tx.get_lease(lease.address)? {
+        match tx.get_lease(lease.network, lease.address)? {
             Some(held) if held.resource.id == lease.resource.id => self.same("leases"),
             Some(held) => self.conflict(
                 subject.to_owned(),

@@ -86,7 +86,7 @@ fn a_healthy_installation_is_imported_whole_once() {
     let blocks = store.query(|tx| tx.list_blocks(None)).unwrap();
     let starts: Vec<(String, String)> = blocks.iter().map(|b| (b.owner.to_string(), b.start.to_string())).collect();
     assert_eq!(starts, [("alice".into(), "10.254.0.32".into()), ("bob".into(), "10.254.0.64".into())]);
-    let lease = store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 32))).unwrap().unwrap();
+    let lease = store.query(|tx| tx.get_lease(None, Ipv4Addr::new(10, 254, 0, 32))).unwrap().unwrap();
     assert_eq!((lease.resource.kind, lease.resource.id), (ResourceKind::Vm, web.id));
 
     // The cluster, its endpoint and node leases under Basphere's names.
@@ -153,7 +153,7 @@ fn the_broken_installation_is_reported_fault_by_fault_and_repaired_or_skipped() 
     );
     let api = vm(&store, "alice", "api");
     assert_eq!(api.ip, Some(Ipv4Addr::new(10, 254, 0, 37)));
-    let held = |address: [u8; 4]| store.query(|tx| tx.get_lease(Ipv4Addr::from(address))).unwrap();
+    let held = |address: [u8; 4]| store.query(|tx| tx.get_lease(None, Ipv4Addr::from(address))).unwrap();
     assert_eq!(held([10, 254, 0, 37]).unwrap().resource.id, api.id, "the missing lease is made");
     assert!(held([10, 254, 0, 36]).is_none(), "a lease without a VM frees its address");
     assert_eq!(held([10, 254, 0, 32]).unwrap().owner.as_str(), "alice", "of two leases, the VM's is kept");

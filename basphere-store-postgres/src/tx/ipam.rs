@@ -13,7 +13,18 @@ use crate::pg;
 use crate::rows::*;
 
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
-const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
+/// The columns of a lease as `decode::lease` reads them: the flat pools' scope (the nil id) as
+/// null.
+const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, \
+     nullif(network, '00000000-0000-0000-0000-000000000000')";
+const LEASE_INSERT: &str =
+    "INSERT INTO leases (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, network) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// A lease's scope as stored: the nil id for the flat pools, else the network's id.
+fn scope(network: Option<Uuid>) -> Uuid {
+    network.unwrap_or(Uuid::nil())
+}
 
 impl IpamRead for PgTx<'_> {
     fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
@@ -31,20 +42,32 @@ impl IpamRead for PgTx<'_> {
         )
     }
 
-    fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
-        self.one(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = $1"), &[&ip(address)], lease_row)
+    fn get_lease(&self, network: Option<Uuid>, address: Ipv4Addr) -> Result<Option<Lease>> {
+        self.one(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE network = $1 AND address = $2"),
+            &[&scope(network), &ip(address)],
+            lease_row,
+        )
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
         let query = Select::from(format!("SELECT {LEASE_COLUMNS} FROM leases"))
             .when("owner = ?", owner.map(|o| o.to_string()))
-            .tail("ORDER BY address", None);
+            .tail("ORDER BY network, address", None);
         self.all(&query.sql, &query.params(), lease_row)
+    }
+
+    fn leases_in_network(&self, network: Uuid) -> Result<Vec<Lease>> {
+        self.all(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE network = $1 ORDER BY address"),
+            &[&network],
+            lease_row,
+        )
     }
 
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {
         self.all(
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = $1 ORDER BY address"),
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = $1 ORDER BY network, address"),
             &[&resource],
             lease_row,
         )
@@ -53,8 +76,8 @@ impl IpamRead for PgTx<'_> {
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
         let rows = self.rows(
-            "SELECT address FROM leases WHERE address BETWEEN $1 AND $2",
-            &[&ip(block.start), &ip(block.end())],
+            "SELECT address FROM leases WHERE network = $3 AND address BETWEEN $1 AND $2",
+            &[&ip(block.start), &ip(block.end()), &Uuid::nil()],
         )?;
         let mut occupancy = Occupancy::new(block.size);
         for row in rows {
@@ -96,9 +119,11 @@ impl IpamTx for PgTx<'_> {
             return Err(Error::not_found("block", start));
         };
         let leased = self
-            .one("SELECT count(*) FROM leases WHERE address BETWEEN $1 AND $2", &[&ip(start), &last], |row| {
-                row.try_get::<_, i64>(0).map_err(pg)
-            })?
+            .one(
+                "SELECT count(*) FROM leases WHERE network = $3 AND address BETWEEN $1 AND $2",
+                &[&ip(start), &last, &Uuid::nil()],
+                |row| row.try_get::<_, i64>(0).map_err(pg),
+            )?
             .unwrap_or(0);
         if leased > 0 {
             return Err(Error::Conflict(format!("block {start} still has leased addresses")));
@@ -109,7 +134,7 @@ impl IpamTx for PgTx<'_> {
 
     fn insert_lease(&mut self, l: &Lease) -> Result<()> {
         self.insert(
-            &format!("INSERT INTO leases ({LEASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            LEASE_INSERT,
             &[
                 &ip(l.address),
                 &l.pool,
@@ -119,16 +144,17 @@ impl IpamTx for PgTx<'_> {
                 &l.resource.name,
                 &l.state.as_str(),
                 &l.created_at,
+                &scope(l.network),
             ],
             "leases",
             &[("address", &l.address), ("owner", &l.owner), ("state", &l.state)],
         )
     }
 
-    fn set_lease_state(&mut self, address: Ipv4Addr, state: LeaseState) -> Result<()> {
+    fn set_lease_state(&mut self, network: Option<Uuid>, address: Ipv4Addr, state: LeaseState) -> Result<()> {
         self.update(
-            "UPDATE leases SET state = $2 WHERE address = $1",
-            &[&ip(address), &state.as_str()],
+            "UPDATE leases SET state = $2 WHERE address = $1 AND network = $3",
+            &[&ip(address), &state.as_str(), &scope(network)],
             "lease",
             address,
             "leases",
@@ -136,8 +162,8 @@ impl IpamTx for PgTx<'_> {
         )
     }
 
-    fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        match self.exec("DELETE FROM leases WHERE address = $1", &[&ip(address)])? {
+    fn delete_lease(&mut self, network: Option<Uuid>, address: Ipv4Addr) -> Result<()> {
+        match self.exec("DELETE FROM leases WHERE network = $1 AND address = $2", &[&scope(network), &ip(address)])? {
             0 => Err(Error::not_found("lease", address)),
             _ => Ok(()),
         }

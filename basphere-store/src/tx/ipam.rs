@@ -14,7 +14,17 @@ use crate::rows::*;
 use crate::sql;
 
 const BLOCK_COLUMNS: &str = "start, pool, size, owner, allocated_at";
-const LEASE_COLUMNS: &str = "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at";
+/// The columns of a lease as `decode::lease` reads them: the flat pools' scope ('') as null.
+const LEASE_COLUMNS: &str =
+    "address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, nullif(network, '')";
+const LEASE_INSERT: &str =
+    "INSERT INTO leases (address, pool, owner, resource_kind, resource_id, resource_name, state, created_at, network) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// A lease's scope as stored: '' for the flat pools, else the network's id.
+fn scope(network: Option<Uuid>) -> String {
+    network.map(|id| id.to_string()).unwrap_or_default()
+}
 
 impl IpamRead for SqlTx<'_> {
     fn list_blocks(&self, pool: Option<&str>) -> Result<Vec<IpBlock>> {
@@ -32,20 +42,32 @@ impl IpamRead for SqlTx<'_> {
         )
     }
 
-    fn get_lease(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
-        self.one(&format!("SELECT {LEASE_COLUMNS} FROM leases WHERE address = ?1"), [ip(address)], lease_row)
+    fn get_lease(&self, network: Option<Uuid>, address: Ipv4Addr) -> Result<Option<Lease>> {
+        self.one(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE network = ?1 AND address = ?2"),
+            params![scope(network), ip(address)],
+            lease_row,
+        )
     }
 
     fn list_leases(&self, owner: Option<&Username>) -> Result<Vec<Lease>> {
         let (query, values) = Select::from(format!("SELECT {LEASE_COLUMNS} FROM leases"))
             .when("owner = ?", owner.map(|o| o.to_string()))
-            .tail("ORDER BY address", None);
+            .tail("ORDER BY network, address", None);
         self.all(&query, rusqlite::params_from_iter(values), lease_row)
+    }
+
+    fn leases_in_network(&self, network: Uuid) -> Result<Vec<Lease>> {
+        self.all(
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE network = ?1 ORDER BY address"),
+            [network.to_string()],
+            lease_row,
+        )
     }
 
     fn leases_of_resource(&self, resource: Uuid) -> Result<Vec<Lease>> {
         self.all(
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = ?1 ORDER BY address"),
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE resource_id = ?1 ORDER BY network, address"),
             [resource.to_string()],
             lease_row,
         )
@@ -53,8 +75,10 @@ impl IpamRead for SqlTx<'_> {
 
     fn occupancy(&self, block: &IpBlock) -> Result<Occupancy> {
         let start = u32::from(block.start);
-        let mut statement =
-            self.conn.prepare_cached("SELECT address FROM leases WHERE address BETWEEN ?1 AND ?2").map_err(sql)?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT address FROM leases WHERE network = '' AND address BETWEEN ?1 AND ?2")
+            .map_err(sql)?;
         let mut rows = statement.query([ip(block.start), ip(block.end())]).map_err(sql)?;
         let mut occupancy = Occupancy::new(block.size);
         while let Some(row) = rows.next().map_err(sql)? {
@@ -100,9 +124,11 @@ impl IpamTx for SqlTx<'_> {
         };
         let leased: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM leases WHERE address BETWEEN ?1 AND ?2", [ip(start), last], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM leases WHERE network = '' AND address BETWEEN ?1 AND ?2",
+                [ip(start), last],
+                |row| row.get(0),
+            )
             .map_err(sql)?;
         if leased > 0 {
             return Err(Error::Conflict(format!("block {start} still has leased addresses")));
@@ -113,7 +139,7 @@ impl IpamTx for SqlTx<'_> {
 
     fn insert_lease(&mut self, l: &Lease) -> Result<()> {
         self.insert(
-            &format!("INSERT INTO leases ({LEASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            LEASE_INSERT,
             params![
                 ip(l.address),
                 l.pool,
@@ -122,17 +148,18 @@ impl IpamTx for SqlTx<'_> {
                 l.resource.id.to_string(),
                 l.resource.name,
                 l.state.as_str(),
-                micros(l.created_at)
+                micros(l.created_at),
+                scope(l.network)
             ],
             "leases",
             &[("address", &l.address), ("owner", &l.owner), ("state", &l.state)],
         )
     }
 
-    fn set_lease_state(&mut self, address: Ipv4Addr, state: LeaseState) -> Result<()> {
+    fn set_lease_state(&mut self, network: Option<Uuid>, address: Ipv4Addr, state: LeaseState) -> Result<()> {
         self.update(
-            "UPDATE leases SET state = ?2 WHERE address = ?1",
-            params![ip(address), state.as_str()],
+            "UPDATE leases SET state = ?2 WHERE address = ?1 AND network = ?3",
+            params![ip(address), state.as_str(), scope(network)],
             "lease",
             address,
             "leases",
@@ -140,8 +167,11 @@ impl IpamTx for SqlTx<'_> {
         )
     }
 
-    fn delete_lease(&mut self, address: Ipv4Addr) -> Result<()> {
-        match self.exec("DELETE FROM leases WHERE address = ?1", [ip(address)]).map_err(sql)? {
+    fn delete_lease(&mut self, network: Option<Uuid>, address: Ipv4Addr) -> Result<()> {
+        match self
+            .exec("DELETE FROM leases WHERE network = ?1 AND address = ?2", params![scope(network), ip(address)])
+            .map_err(sql)?
+        {
             0 => Err(Error::not_found("lease", address)),
             _ => Ok(()),
         }

@@ -178,7 +178,12 @@ fn migration_from_2_keeps_every_row_and_enforces_the_named_constraints() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), migrations::LATEST);
     let conn = rusqlite_connection(&path);
-    let after: Vec<Vec<String>> = tables.iter().map(|table| dump(&conn, table)).collect();
+    let mut after: Vec<Vec<String>> = tables.iter().map(|table| dump(&conn, table)).collect();
+    // Leases gained their scope, last: the flat pools' ('') for every earlier row.
+    let leases = tables.iter().position(|table| *table == "leases").unwrap();
+    for row in &mut after[leases] {
+        *row = row.strip_suffix("|Text([])").expect("an earlier lease is of the flat pools").to_owned();
+    }
     assert_eq!(after, before, "every row of every rebuilt table is kept as it was");
     let claim: (Option<String>, i64) = conn
         .query_row("SELECT claim_worker, claim_fence FROM operations", [], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -202,6 +207,7 @@ fn migration_from_2_keeps_every_row_and_enforces_the_named_constraints() {
     // the migration, refuses it.
     let orphan = Lease {
         address: std::net::Ipv4Addr::new(10, 254, 0, 99),
+        network: None,
         pool: "default".into(),
         owner: basphere_core::testing::username("ghost"),
         resource: ResourceRef { kind: ResourceKind::Vm, id: uuid::Uuid::now_v7(), name: "stray".into() },

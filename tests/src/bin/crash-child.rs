@@ -32,6 +32,7 @@ fn main() {
         tx.insert_vm(&record)?;
         tx.insert_lease(&Lease {
             address: Ipv4Addr::new(10, 254, 0, 33),
+            network: None,
             pool: "default".into(),
             owner: doomed.username.clone(),
             resource: ResourceRef { kind: ResourceKind::Vm, id: record.id, name: "web".into() },

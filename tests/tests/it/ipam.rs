@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use basphere_core::model::Network;
 use basphere_core::testing::ipam::{pool, resource};
 use basphere_core::testing::user;
 use basphere_core::{testing, Store, StoreExt};
@@ -28,6 +29,8 @@ struct Model {
     quota: u64,
     blocks: BTreeMap<u32, usize>,
     leases: BTreeMap<u32, usize>,
+    /// Leases in the tenant networks' LAN, by (network, address): a scope each.
+    scoped: BTreeSet<(usize, u32)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -77,6 +80,18 @@ impl Model {
         }
     }
 
+    /// The lowest host of the tenant LAN (10.0.0.0/28, gateway .1) free in `network`.
+    fn lease_in(&mut self, network: usize) -> Outcome {
+        let lan = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        match (lan + 2..lan + 15).find(|a| !self.scoped.contains(&(network, *a))) {
+            Some(address) => {
+                self.scoped.insert((network, address));
+                Outcome::Leased(address)
+            }
+            None => Outcome::Exhausted,
+        }
+    }
+
     fn release_blocks(&mut self, user: usize) -> Outcome {
         if self.leases.values().any(|owner| *owner == user) {
             return Outcome::Conflict;
@@ -92,6 +107,10 @@ enum Op {
     /// Release the n-th current lease (modulo the count), or an unleased address when none.
     Release(usize),
     ReleaseBlocks(usize),
+    /// Lease in the LAN of tenant network n (its owner is user n).
+    LeaseIn(usize),
+    /// Release the n-th current lease of a tenant network, or an unleased address when none.
+    ReleaseIn(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +118,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..4usize).prop_map(Op::Allocate),
         3 => (0..64usize).prop_map(Op::Release),
         1 => (0..4usize).prop_map(Op::ReleaseBlocks),
+        4 => (0..2usize).prop_map(Op::LeaseIn),
+        2 => (0..2usize, 0..64usize).prop_map(|(net, n)| Op::ReleaseIn(net, n)),
     ]
 }
 
@@ -126,7 +147,22 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
         quota: 12,
         blocks: BTreeMap::new(),
         leases: BTreeMap::new(),
+        scoped: BTreeSet::new(),
     };
+    // Two tenant networks whose one LAN overlaps the flat pool and each other.
+    let networks: Vec<Network> = (0..2)
+        .map(|n| {
+            let mut network = testing::store::network(
+                &users[n],
+                [2001 + 2 * n as u16, 2002 + 2 * n as u16],
+                [192, 0, 2, 10 + n as u8],
+            );
+            network.lans.truncate(1);
+            network.lans[0].cidr = "10.0.0.0/28".parse().unwrap();
+            network.lans[0].gateway = Ipv4Addr::new(10, 0, 0, 1);
+            network
+        })
+        .collect();
     for op in ops {
         let (expected, actual) = match op {
             Op::Allocate(u) => {
@@ -145,7 +181,7 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
                     *model.leases.keys().nth(n % model.leases.len()).unwrap()
                 };
                 let expected = model.release(address);
-                let actual = match store.transact(|tx| ipam.release(tx, Ipv4Addr::from(address))) {
+                let actual = match store.transact(|tx| ipam.release(tx, None, Ipv4Addr::from(address))) {
                     Ok(_) => Outcome::Released,
                     Err(error) if error.kind() == "not-found" => Outcome::NotFound,
                     Err(error) => return Err(TestCaseError::fail(format!("release: {error}"))),
@@ -161,11 +197,46 @@ fn run(store: Arc<dyn Store>, ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 (expected, actual)
             }
+            Op::LeaseIn(net) => {
+                let expected = model.lease_in(*net);
+                let actual =
+                    match store.transact(|tx| ipam.lease_in_network(tx, &networks[*net], "lan1", &resource("r"))) {
+                        Ok(lease) => Outcome::Leased(u32::from(lease.address)),
+                        Err(error) if error.kind() == "exhausted" => Outcome::Exhausted,
+                        Err(error) => return Err(TestCaseError::fail(format!("lease in: {error}"))),
+                    };
+                (expected, actual)
+            }
+            Op::ReleaseIn(net, n) => {
+                let held: Vec<u32> = model.scoped.iter().filter(|(m, _)| m == net).map(|(_, a)| *a).collect();
+                let address = if held.is_empty() { model.first + 5 } else { held[n % held.len()] };
+                let expected =
+                    if model.scoped.remove(&(*net, address)) { Outcome::Released } else { Outcome::NotFound };
+                let scope = Some(networks[*net].id);
+                let actual = match store.transact(|tx| ipam.release(tx, scope, Ipv4Addr::from(address))) {
+                    Ok(_) => Outcome::Released,
+                    Err(error) if error.kind() == "not-found" => Outcome::NotFound,
+                    Err(error) => return Err(TestCaseError::fail(format!("release in: {error}"))),
+                };
+                (expected, actual)
+            }
         };
         prop_assert_eq!(&actual, &expected, "after {:?}", op);
 
         // Invariants, read back from the store.
-        let (leases, blocks) = store.query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?))).unwrap();
+        let (all, blocks) = store.query(|tx| Ok((tx.list_leases(None)?, tx.list_blocks(None)?))).unwrap();
+        let (leases, scoped): (Vec<_>, Vec<_>) = all.into_iter().partition(|l| l.network.is_none());
+        let in_scopes: BTreeSet<(usize, u32)> = scoped
+            .iter()
+            .map(|l| (networks.iter().position(|n| Some(n.id) == l.network).unwrap(), u32::from(l.address)))
+            .collect();
+        prop_assert_eq!(in_scopes.len(), scoped.len(), "no address leased twice in one network");
+        prop_assert_eq!(&in_scopes, &model.scoped, "the networks' leases, each scope on its own");
+        for block in &blocks {
+            let occupancy = store.query(|tx| tx.occupancy(block)).unwrap();
+            let flat_inside = leases.iter().filter(|l| block.contains(l.address)).count() as u32;
+            prop_assert_eq!(occupancy.count(), flat_inside, "a block's occupancy counts the flat pools' leases only");
+        }
         let addresses: BTreeSet<u32> = leases.iter().map(|l| u32::from(l.address)).collect();
         prop_assert_eq!(addresses.len(), leases.len(), "no address leased twice");
         for lease in &leases {

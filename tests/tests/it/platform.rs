@@ -163,7 +163,7 @@ async fn vm_journey_on_every_store() {
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
         assert!(rig.sim.vm("alice-web-2").is_none(), "{backend:?}: gone from vSphere");
         assert!(
-            rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none(),
+            rig.store.query(|tx| tx.get_lease(None, Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none(),
             "address released after the VM is gone"
         );
         assert_eq!(rig.vms("alice").len(), 2);
@@ -664,7 +664,7 @@ async fn the_reconciler_keeps_records_true_to_vsphere_and_reports_strays() {
         // Deleting a lost VM succeeds (gone is gone) and frees its address.
         let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("web-1")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded);
-        assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 32))).unwrap().is_none());
+        assert!(rig.store.query(|tx| tx.get_lease(None, Ipv4Addr::new(10, 254, 0, 32))).unwrap().is_none());
     }
 }
 
@@ -829,7 +829,7 @@ async fn an_imported_original_installation_is_reconciled_and_managed() {
         // Deleting an imported VM frees its imported lease.
         let delete = rig.platform.vms().delete(&alice(), &username("alice"), &name("db")).await.unwrap();
         assert_eq!(rig.wait(&delete).await.state, OperationState::Succeeded, "{backend:?}");
-        assert!(rig.store.query(|tx| tx.get_lease(Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none());
+        assert!(rig.store.query(|tx| tx.get_lease(None, Ipv4Addr::new(10, 254, 0, 33))).unwrap().is_none());
         // A new VM takes the lowest free address of alice's imported block: .32, web's, freed.
         let accepted = rig.create(&alice(), "alice", request("new", 1)).await.unwrap();
         let done = rig.wait(&accepted[0].operation).await;

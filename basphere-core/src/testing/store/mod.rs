@@ -19,7 +19,7 @@ pub use audit::check_audit;
 pub use clusters::check_clusters;
 pub use duties::check_duties;
 pub use idempotency::check_idempotency;
-pub use ipam::check_blocks_and_leases;
+pub use ipam::{check_blocks_and_leases, check_lease_scopes};
 pub use networks::{check_concurrent_networks, check_networks, network};
 pub use operations::{check_concurrent_claims, check_operation_claims, check_operations};
 pub use outbox::check_outbox;
@@ -49,6 +49,7 @@ pub fn check_all(make: &dyn Fn() -> Arc<dyn Store>) {
     check_clusters(&*make());
     check_networks(&*make());
     check_blocks_and_leases(&*make());
+    check_lease_scopes(&*make());
     check_operations(&*make());
     check_operation_claims(&*make());
     check_audit(&*make());
@@ -123,6 +124,7 @@ fn block(owner: &Username, start: [u8; 4], size: u32) -> IpBlock {
 fn lease(owner: &Username, address: [u8; 4], resource: Uuid) -> Lease {
     Lease {
         address: Ipv4Addr::from(address),
+        network: None,
         pool: "default".into(),
         owner: owner.clone(),
         resource: ResourceRef { kind: ResourceKind::Vm, id: resource, name: "web".into() },
