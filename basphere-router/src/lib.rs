@@ -11,6 +11,7 @@
 
 mod command;
 pub mod rules;
+mod settings;
 
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ impl LinuxRouter {
     pub fn new(settings: LinuxRouterSettings) -> Result<LinuxRouter> {
         if !interface_name(&settings.wan_bridge) {
             return Err(Error::invalid(
-                "networks.router.wan_bridge",
+                "networks.linux.wan_bridge",
                 format!("{:?} is not an interface name (1 to 15 letters, digits, - or _)", settings.wan_bridge),
             ));
         }
@@ -88,7 +89,7 @@ impl LinuxRouter {
             && settings.namespace_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !prefix_ok {
             return Err(Error::invalid(
-                "networks.router.namespace_prefix",
+                "networks.linux.namespace_prefix",
                 format!("{:?} must be 1 to 32 letters, digits, -, _ or .", settings.namespace_prefix),
             ));
         }

@@ -367,12 +367,16 @@ pub fn vsphere_site(backend: &BackendConfig) -> basphere_capi::VsphereSite {
 /// per-tenant records, VLAN ids, address scopes and port groups) are not made yet, so a server
 /// asked for them stops instead of running flat while the file says tenant.
 fn networks_served(config: &Config) -> Result<()> {
-    match config.networks {
+    match &config.networks {
         basphere_core::config::NetworksConfig::Flat => Ok(()),
-        basphere_core::config::NetworksConfig::Tenant(_) => Err(anyhow::Error::from(basphere_core::Error::invalid(
+        basphere_core::config::NetworksConfig::Tenant(tenant) => {
+            let settings = basphere_router::LinuxRouterSettings::from_section(&tenant.router_section)?;
+            basphere_router::LinuxRouter::new(settings)?;
+            Err(anyhow::Error::from(basphere_core::Error::invalid(
             "networks.mode",
             "tenant networks are checked but not yet made by this version of Basphere; use flat (the default) for now",
-        ))),
+            )))
+        }
     }
 }
 

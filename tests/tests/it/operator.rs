@@ -188,6 +188,10 @@ fn check_config_reports_every_part_and_names_what_to_fix() {
         check_config(dir.path(), Some("recaptcha: {enabled: false}\nnetworks: {mode: tenant, vlan_range: 7-7}\n"));
     assert_eq!(code, 1, "{report}");
     assert!(report.contains("FAIL configuration") && report.contains("networks.vlan_range"), "{report}");
+    let bad_router = format!("{tenant}  linux: {{wan_bridge: a-bridge-name-too-long}}\n");
+    let (code, report) = check_config(dir.path(), Some(&bad_router));
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("FAIL networks") && report.contains("networks.linux.wan_bridge"), "{report}");
 }
 
 /// A certificate authority and a server certificate for localhost and 127.0.0.1 signed by it,
