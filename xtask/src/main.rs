@@ -17,6 +17,7 @@ mod bench;
 mod bench_accounts;
 mod bench_api;
 mod bench_clusters;
+mod bench_networks;
 mod bench_store;
 mod bench_vsphere;
 mod bench_web;
@@ -58,7 +59,7 @@ enum Command {
     /// Run a benchmark and print its figures (also written to target/bench/NAME.json).
     Bench {
         /// What to measure.
-        #[arg(value_parser = ["ipam", "store", "api", "vsphere", "accounts", "web", "clusters"])]
+        #[arg(value_parser = ["ipam", "store", "api", "vsphere", "accounts", "web", "clusters", "networks"])]
         name: String,
         /// Scale the number of measured operations (1.0 = the reported runs).
         #[arg(long, default_value_t = 1.0)]
@@ -105,9 +106,10 @@ fn main() -> anyhow::Result<()> {
             "accounts" => bench_accounts::accounts(scale, connections),
             "web" => bench_web::web(scale),
             "clusters" => bench_clusters::clusters(scale),
+            "networks" => bench_networks::networks(scale),
             other => {
                 anyhow::bail!(
-                    "unknown benchmark {other:?}; available: ipam, store, api, vsphere, accounts, web, clusters"
+                    "unknown benchmark {other:?}; available: ipam, store, api, vsphere, accounts, web, clusters, networks"
                 )
             }
         },
