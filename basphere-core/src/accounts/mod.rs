@@ -130,7 +130,7 @@ impl Accounts {
             created_at: at,
             updated_at: at,
         };
-        let (record, actor) = (user.clone(), actor.clone());
+        let (record, by) = (user.clone(), actor.clone());
         self.rt
             .db(move |store, _| {
                 store.transact(|tx| {
@@ -143,17 +143,17 @@ impl Accounts {
                         "key": record.ssh_key.fingerprint(),
                     });
                     tx.append_audit(&AuditEvent::new(
-                        &actor.name,
+                        &by.name,
                         "user.create",
                         &format!("user/{}", record.username),
-                        &actor.source,
+                        &by.source,
                         Outcome::Success,
                         details,
                     ))
                 })
             })
             .await?;
-        self.complete(user).await
+        self.complete(user, actor).await
     }
 
     /// Creates or completes an account with no questions about its form (administrators and
@@ -163,7 +163,7 @@ impl Accounts {
     /// People's accounts go through [`Accounts::create`] and approval instead.
     pub async fn provision(&self, actor: &Actor, user: User) -> Result<User> {
         decide(actor, Action::Administer, None, "user", &user.username)?;
-        let (record, actor) = (user.clone(), actor.clone());
+        let (record, by) = (user.clone(), actor.clone());
         let user = self
             .rt
             .db(move |store, _| {
@@ -174,16 +174,17 @@ impl Accounts {
                     tx.insert_user(&record)?;
                     let details =
                         json!({"role": record.role.as_str(), "status": record.status.as_str(), "uid": record.uid});
-                    audit_in(tx, &actor, "user.provision", &format!("user/{}", record.username), details)?;
+                    audit_in(tx, &by, "user.provision", &format!("user/{}", record.username), details)?;
                     Ok(record.clone())
                 })
             })
             .await?;
-        self.complete(user).await
+        self.complete(user, actor).await
     }
 
-    /// The steps every account needs after its record: an IP block and its folder.
-    async fn complete(&self, user: User) -> Result<User> {
+    /// The steps every account needs after its record: an IP block and its folder, and in
+    /// tenant mode its network (recorded with the operation that makes it, when it has none).
+    async fn complete(&self, user: User, actor: &Actor) -> Result<User> {
         let stored = self
             .rt
             .db(move |store, ipam| {
@@ -201,6 +202,21 @@ impl Accounts {
             })
             .await?;
         self.backends.provisioner.ensure_folder(&stored.username).await?;
+        if let Ok(settings) = crate::networks::operations::tenant_settings(&self.rt.config.networks) {
+            let (settings, owner, actor) = (settings.clone(), stored.username.clone(), actor.clone());
+            let started = self
+                .rt
+                .db(move |store, _| {
+                    store.transact(|tx| match tx.network_of(&owner)? {
+                        Some(_) => Ok(None),
+                        None => crate::networks::start_network(tx, &settings, &owner, &actor).map(Some),
+                    })
+                })
+                .await?;
+            if let Some(change) = started {
+                self.rt.spawn_operation(change.operation.id);
+            }
+        }
         Ok(stored)
     }
 

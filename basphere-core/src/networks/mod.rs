@@ -145,11 +145,7 @@ impl Networks {
                                 network.state
                             )))
                         }
-                        None => {
-                            let network = new_network(&*tx, &settings, &account.username)?;
-                            tx.insert_network(&network)?;
-                            network
-                        }
+                        None => return start_network(tx, &settings, &account.username, &actor),
                     };
                     let operation = network_operation(OperationKind::CreateNetwork, &network, &actor, CREATE_STEPS);
                     let details = json!({"operation": operation.id, "vlans": network.vlans().collect::<Vec<_>>()});
@@ -221,6 +217,23 @@ impl Networks {
             Err(off) => off,
         }
     }
+}
+
+/// Records `owner`'s new network (its VLAN ids and WAN address picked in `tx`) and the operation
+/// that makes it, audited as `actor`'s `network.create`; the caller starts the operation once
+/// `tx` commits.
+pub(crate) fn start_network(
+    tx: &mut dyn StoreTx,
+    settings: &crate::config::TenantNetworks,
+    owner: &Username,
+    actor: &Actor,
+) -> Result<NetworkChange> {
+    let network = new_network(&*tx, settings, owner)?;
+    tx.insert_network(&network)?;
+    let operation = network_operation(OperationKind::CreateNetwork, &network, actor, CREATE_STEPS);
+    let details = json!({"operation": operation.id, "vlans": network.vlans().collect::<Vec<_>>()});
+    record_operation(tx, actor, &operation, "network.create", &format!("network/{owner}"), details)?;
+    Ok(NetworkChange { network, operation })
 }
 
 /// The account's own operations (approval, purge) make it busy for network changes.

@@ -248,3 +248,33 @@ async fn concurrent_approvals_get_distinct_vlan_ids_and_a_full_range_is_refused(
         assert_eq!(rig.all_networks().len(), TENANTS);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_made_by_an_administrator_gets_its_network_too() {
+    use basphere_core::platform::NewAccount;
+    for backend in [Backend::Memory, Backend::SqliteFile] {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = rig(backend, dir.path(), "2001-2999");
+        let account = NewAccount {
+            username: "carol".into(),
+            email: "carol@example.com".into(),
+            team: "payments".into(),
+            ssh_key: ssh_key(3).as_str().into(),
+            admin: false,
+            uid: None,
+        };
+        rig.platform.accounts().create(&admin(), account).await.unwrap();
+        let recorded = rig.network("carol").expect("the network is recorded with the account");
+        let operations =
+            rig.platform.runtime().list_operations(&admin(), None, PageRequest::default()).await.unwrap().items;
+        let making = operations.iter().find(|op| op.kind == OperationKind::CreateNetwork).expect("its operation");
+        assert_eq!(rig.wait(making).await.state, OperationState::Succeeded, "{backend:?}");
+        assert_eq!(rig.network("carol").unwrap().state, NetworkState::Ready);
+        assert_eq!(recorded.vlans().collect::<Vec<_>>(), [2001, 2002]);
+        assert!(rig.router.tenants().contains_key(&username("carol")));
+        // Provisioning again (a repeated import, say) makes no second network.
+        let again = rig.platform.accounts().provision(&admin(), basphere_core::testing::user("carol", 3)).await;
+        assert!(again.is_ok(), "{again:?}");
+        assert_eq!(rig.all_networks().len(), 1);
+    }
+}
