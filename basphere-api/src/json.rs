@@ -49,6 +49,7 @@ impl WriteJson for crate::RegistrationView {}
 impl WriteJson for crate::KeyChangeView {}
 impl WriteJson for crate::OutboxView {}
 impl WriteJson for crate::AuditView {}
+impl WriteJson for crate::NetworkView {}
 
 impl WriteJson for VmView {
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {

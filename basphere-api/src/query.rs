@@ -69,6 +69,20 @@ pub struct RequestListQuery {
     pub after: Option<Uuid>,
 }
 
+/// `?state=&limit=&after=`: the tenant networks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct NetworkListQuery {
+    /// Only networks in this state: pending, ready, failed or deleting; deleted lists the
+    /// history of deleted ones.
+    pub state: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<usize>,
+    /// The `next` value of the previous page.
+    pub after: Option<Uuid>,
+}
+
 /// A query with `limit` and `after` fields: the CLI sets them page by page.
 macro_rules! paged {
     ($($query:ty),*) => {$(
@@ -81,4 +95,4 @@ macro_rules! paged {
     )*};
 }
 
-paged!(ListQuery, OutboxQuery, RequestListQuery);
+paged!(ListQuery, OutboxQuery, RequestListQuery, NetworkListQuery);

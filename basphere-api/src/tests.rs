@@ -18,6 +18,8 @@ const OPERATION: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e10","kind":"
 const USER: &str = r#"{"username":"alice","email":"alice@example.com","team":"payments","role":"user","status":"active","uid":61001,"ssh_key_fingerprint":"SHA256:abc","created_at":"2025-06-01T10:00:00Z"}"#;
 const TOKEN: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e11","owner":"alice","name":"laptop","scope":"user","created_at":"2025-06-01T10:00:00Z","expires_at":"2025-07-01T10:00:00Z","revoked_at":null}"#;
 
+const NETWORK: &str = r#"{"id":"0198c2a0-1b2c-7d3e-8f40-5a6b7c8d9e14","owner":"alice","lans":[{"name":"lan1","vlan":2001,"cidr":"10.0.1.0/24","gateway":"10.0.1.1"},{"name":"lan2","vlan":2002,"cidr":"10.0.2.0/24","gateway":"10.0.2.1"}],"mtu":1450,"wan_address":"192.0.2.2","wan_prefix":24,"state":"ready","reason":null,"router":{"backend":"linux","state":"drifted","detail":"lan2: absent"},"created_at":"2025-06-01T10:00:00Z","updated_at":"2025-06-01T10:00:05Z"}"#;
+
 #[test]
 fn views_keep_every_field_in_the_order_the_server_sends() {
     let vm: VmView = round_trip(VM);
@@ -55,6 +57,16 @@ fn views_keep_every_field_in_the_order_the_server_sends() {
     round_trip::<ReconcileView>(
         r#"{"at":"2025-06-01T10:00:00Z","lost":["alice/web-2"],"found":[],"power_changed":[{"vm":"alice/web-1","state":"stopped"}],"strays":[{"vsphere_name":"x","folder":"basphere-vms/alice","backend_id":"vm-42"}],"adopted":["bob/db"]}"#,
     );
+    let network: NetworkView = round_trip(NETWORK);
+    assert_eq!((network.lans[1].vlan, network.wan_address.to_string()), (2002, "192.0.2.2".to_owned()));
+    round_trip::<Page<NetworkView>>(&format!(
+        r#"{{"items":[{}],"next":null}}"#,
+        NETWORK.replacen(
+            r#""router":{"backend":"linux","state":"drifted","detail":"lan2: absent"}"#,
+            r#""router":null"#,
+            1
+        )
+    ));
     round_trip::<Health>(r#"{"status":"ok"}"#);
     round_trip::<Readiness>(r#"{"backend":"ok","store":"ok","vm_backend":"simulated"}"#);
     let problem: Problem = round_trip(
@@ -110,8 +122,8 @@ mod endpoints {
     use std::collections::BTreeSet;
 
     use crate::endpoint::{template_params, Endpoint};
-    use crate::endpoints::{self, admin, clusters, vms, NamePath, UserVmActionPath};
-    use crate::{ListQuery, WatchQuery};
+    use crate::endpoints::{self, admin, clusters, vms, NamePath, UserVmActionPath, UsernamePath};
+    use crate::{ListQuery, NetworkListQuery, WatchQuery};
 
     #[test]
     fn every_path_template_names_the_fields_of_its_path_type_in_order() {
@@ -140,6 +152,10 @@ mod endpoints {
         assert_eq!(vms::List::url(&(), &ListQuery::default()), "/api/v1/vms");
         let path = UserVmActionPath { username: "alice".into(), name: "web".into(), action: "stop".into() };
         assert_eq!(admin::PowerVm::url(&path, &()), "/api/v1/admin/users/alice/vms/web/stop");
+        let path = UsernamePath { username: "alice".into() };
+        assert_eq!(admin::CreateNetwork::url(&path, &()), "/api/v1/admin/users/alice/network");
+        let query = NetworkListQuery { state: Some("deleted".into()), limit: Some(5), after: None };
+        assert_eq!(admin::ListNetworks::url(&(), &query), "/api/v1/admin/networks?limit=5&state=deleted");
     }
 
     #[test]

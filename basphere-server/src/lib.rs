@@ -17,6 +17,7 @@ pub mod import;
 pub mod listener;
 pub mod memory;
 pub mod metrics;
+pub mod networks;
 pub mod problem;
 pub mod requests;
 pub mod respond;

@@ -60,7 +60,11 @@ impl From<Error> for ApiError {
             Error::Backend { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        let detail = if status.is_server_error() {
+        let detail = if let Error::NotSupported(_) = &error {
+            // What this server does not offer, as Basphere words it (`networks.mode: flat`): the
+            // detail names what would change that, and nothing failed.
+            error.to_string()
+        } else if status.is_server_error() {
             // Backend errors may carry paths or internals: log them, send a summary.
             tracing::error!(%error, "request failed");
             match kind {
@@ -142,6 +146,18 @@ mod tests {
         assert_eq!((status, content_type.as_deref()), (StatusCode::GATEWAY_TIMEOUT, Some(PROBLEM_CONTENT_TYPE)));
         assert_eq!((problem.kind(), problem.status), (Some("timeout"), 504));
         assert!(problem.detail.contains("30 seconds"), "{}", problem.detail);
+    }
+
+    #[tokio::test]
+    async fn what_the_server_does_not_offer_is_said_and_a_backend_s_failure_is_not() {
+        let off = Error::NotSupported("tenant networks are off (networks.mode: flat)".into());
+        let (status, _, problem) = problem_of(ApiError::from(off).into_response()).await;
+        assert_eq!((status, problem.kind()), (StatusCode::NOT_IMPLEMENTED, Some("unavailable")));
+        assert_eq!(problem.detail, "not supported: tenant networks are off (networks.mode: flat)");
+        let failed = Error::backend("linux", "`ip netns add` on host-7: permission denied".to_owned());
+        let (status, _, problem) = problem_of(ApiError::from(failed).into_response()).await;
+        assert_eq!((status, problem.kind()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+        assert!(!problem.detail.contains("host-7"), "{}", problem.detail);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use basphere_api::endpoint::{
     BodyMedia, Content as Media, Endpoint, Header, Method, PathParams, ProblemResponse, ValueType,
 };
-use basphere_api::endpoints::{account, admin, clusters, operations, registration, service, tokens, vms};
+use basphere_api::endpoints::{account, admin, clusters, networks, operations, registration, service, tokens, vms};
 use utoipa::openapi::content::Content;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -27,7 +27,7 @@ use utoipa::openapi::{RefOr, Required, Schema};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::wire::*;
-use crate::{api, clusters as cluster_handlers, metrics, requests, AppState};
+use crate::{api, clusters as cluster_handlers, metrics, networks as network_handlers, requests, AppState};
 
 /// Every endpoint and its handler: what is routed and what is documented.
 fn table(t: &mut impl Table) {
@@ -51,6 +51,7 @@ fn table(t: &mut impl Table) {
     t.add(clusters::Kubeconfig, cluster_handlers::cluster_kubeconfig);
     t.add(clusters::Scale, cluster_handlers::scale_cluster);
     t.add(clusters::Delete, cluster_handlers::delete_cluster);
+    t.add(networks::Get, network_handlers::network);
     t.add(operations::List, api::list_operations);
     t.add(operations::Get, api::get_operation);
     t.add(tokens::List, api::list_tokens);
@@ -77,6 +78,10 @@ fn table(t: &mut impl Table) {
     t.add(admin::ListVms, api::admin_list_vms);
     t.add(admin::ListClusters, cluster_handlers::admin_list_clusters);
     t.add(admin::DeleteCluster, cluster_handlers::admin_delete_cluster);
+    t.add(admin::ListNetworks, network_handlers::admin_list_networks);
+    t.add(admin::GetNetwork, network_handlers::admin_get_network);
+    t.add(admin::CreateNetwork, network_handlers::admin_create_network);
+    t.add(admin::DeleteNetwork, network_handlers::admin_delete_network);
     t.add(admin::ListOperations, api::admin_list_operations);
     t.add(admin::Audit, api::admin_audit);
     t.add(admin::LastReconcile, api::admin_last_reconcile);
@@ -179,9 +184,10 @@ Every error, on every route, is a problem document (`application/problem+json`) 
 that takes longer than 30 seconds 504, all as problem documents."),
     components(schemas(Problem, ClusterView, ClusterConditionView, CreateClusterRequest, CreateClusterResponse, ScaleClusterRequest, KubeconfigView, CatalogClusterType, CatalogNodeSpec, VmView, OperationView, StepView, ResourceView, CreateVmsRequest, CreateVmsResponse, QuotaView, QuotaNumbers,
         QuotaOverrideRequest, UserView, MeView, CreateUserRequest, TokenView, CreateTokenRequest, CreatedToken, SignInLinkView, AuditView, OutboxView, CatalogView, CatalogOs, CatalogSpec, ReconcileView, PowerChangeView, StrayView,
-        Health, Readiness, RegisterRequest, KeyChangeRequestBody, SubmittedView, RegistrationView, KeyChangeView, RejectRequest)),
+        Health, Readiness, RegisterRequest, KeyChangeRequestBody, SubmittedView, RegistrationView, KeyChangeView, RejectRequest,
+        NetworkView, NetworkLanView, RouterView)),
     tags((name = "registration", description = "Public: asking for an account or a new SSH key. Limited per client address, per email address and per day; protected by the bot check when the server has one."),
-        (name = "vms"), (name = "clusters"), (name = "operations"), (name = "account"), (name = "tokens"), (name = "admin"),
+        (name = "vms"), (name = "clusters"), (name = "networks", description = "Tenant networks (`networks.mode: tenant`): each account's own LANs on VLAN ids of its own, behind a router of its own."), (name = "operations"), (name = "account"), (name = "tokens"), (name = "admin"),
         (name = "service", description = "Liveness, readiness, metrics and this document: public, on both listeners.")),
     security(("bearer" = [])),
     modifiers(&Security),
@@ -368,6 +374,7 @@ named!(
     CreateClusterResponse,
     ScaleClusterRequest,
     KubeconfigView,
+    NetworkView,
     TokenView,
     CreateTokenRequest,
     CreatedToken,
@@ -450,7 +457,7 @@ macro_rules! queries {
     )*};
 }
 
-queries!(ListQuery, WatchQuery, AuditQuery, OutboxQuery, RequestListQuery);
+queries!(ListQuery, WatchQuery, AuditQuery, OutboxQuery, RequestListQuery, NetworkListQuery);
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 
 pub use basphere_api::*;
 use basphere_core::model::*;
-use basphere_core::platform::{QuotaReport, ReconcileReport};
+use basphere_core::platform::{NetworkReport, QuotaReport, ReconcileReport};
 
 /// A wire view built from a core value: `VmView::from_core(&vm)`.
 pub trait FromCore<T: ?Sized> {
@@ -281,6 +281,49 @@ impl FromCore<KeyChangeRequest> for KeyChangeView {
             processed_by: request.processed_by.clone(),
             processed_at: request.processed_at,
             reject_reason: request.reject_reason.clone(),
+        }
+    }
+}
+
+impl FromCore<Network> for NetworkView {
+    /// The record alone: the WAN prefix (the configuration's) and what the router holds (asked
+    /// of it) are added by whoever knows them.
+    fn from_core(network: &Network) -> Self {
+        NetworkView {
+            id: network.id,
+            owner: network.owner.to_string(),
+            lans: network
+                .lans
+                .iter()
+                .map(|lan| NetworkLanView {
+                    name: lan.name.clone(),
+                    vlan: lan.vlan,
+                    cidr: lan.cidr.to_string(),
+                    gateway: lan.gateway,
+                })
+                .collect(),
+            mtu: network.mtu,
+            wan_address: network.wan_address,
+            wan_prefix: None,
+            state: network.state.as_str().to_owned(),
+            reason: network.reason.clone(),
+            router: None,
+            created_at: network.created_at,
+            updated_at: network.updated_at,
+        }
+    }
+}
+
+impl FromCore<NetworkReport> for NetworkView {
+    fn from_core(report: &NetworkReport) -> Self {
+        NetworkView {
+            wan_prefix: report.wan_prefix,
+            router: Some(RouterView {
+                backend: report.router_backend.to_owned(),
+                state: report.router.as_str().to_owned(),
+                detail: report.router.detail().map(str::to_owned),
+            }),
+            ..NetworkView::from_core(&report.network)
         }
     }
 }

@@ -335,6 +335,8 @@ await submit(page, "button:has-text('Save the quota')");
 assert.match(await page.textContent(".notice.ok"), /quota is saved/);
 assert.match(await page.textContent("main"), /VMs: 0 of 7/);
 await visit(page, "/admin/vms", "admin vms");
+await visit(page, "/admin/networks", "admin networks");
+assert.match(await page.textContent("main"), /networks\.mode: flat/);
 await visit(page, "/admin/outbox", "admin outbox");
 await visit(page, "/admin/reconcile", "admin reconcile");
 await submit(page, "button:has-text('Reconcile now')");

@@ -7,8 +7,9 @@ use crate::endpoint::ProblemResponse::*;
 use crate::endpoint::{endpoint, BodyMedia, Content, Reply, LOCATION};
 use crate::{
     AuditQuery, AuditView, ClusterView, CreateTokenRequest, CreateUserRequest, CreateVmsRequest, CreateVmsResponse,
-    CreatedToken, KeyChangeView, ListQuery, OperationView, OutboxQuery, OutboxView, Page, QuotaOverrideRequest,
-    QuotaView, ReconcileView, RegistrationView, RejectRequest, RequestListQuery, UserView, VmView,
+    CreatedToken, KeyChangeView, ListQuery, NetworkListQuery, NetworkView, OperationView, OutboxQuery, OutboxView,
+    Page, QuotaOverrideRequest, QuotaView, ReconcileView, RegistrationView, RejectRequest, RequestListQuery, UserView,
+    VmView,
 };
 
 endpoint! {
@@ -182,6 +183,42 @@ endpoint! {
     DeleteCluster = Delete "/api/v1/admin/users/{username}/clusters/{name}", admin_delete_cluster, tag "admin",
     types(UserResourcePath, (), () => OperationView);
     SUMMARY = "Delete a cluster of an account. *admin*";
+    REPLIES = &[Reply::ACCEPTED];
+    PROBLEMS = CHANGE;
+}
+
+endpoint! {
+    /// `GET /api/v1/admin/networks`
+    ListNetworks = Get "/api/v1/admin/networks", admin_list_networks, tag "admin",
+    types((), NetworkListQuery, () => Page<NetworkView>);
+    SUMMARY = "Every account's tenant network, oldest first, without asking the routers (`?state=deleted` for\nthe history of deleted ones). *admin*";
+    REPLIES = &[Reply::OK];
+    PROBLEMS = LIST;
+}
+
+endpoint! {
+    /// `GET /api/v1/admin/users/{username}/network`
+    GetNetwork = Get "/api/v1/admin/users/{username}/network", admin_get_network, tag "admin",
+    types(UsernamePath, (), () => NetworkView);
+    SUMMARY = "One account's tenant network, with what its router holds now. *admin*";
+    REPLIES = &[Reply::OK];
+    PROBLEMS = ONE;
+}
+
+endpoint! {
+    /// `POST /api/v1/admin/users/{username}/network`
+    CreateNetwork = Post "/api/v1/admin/users/{username}/network", admin_create_network, tag "admin",
+    types(UsernamePath, (), () => OperationView);
+    SUMMARY = "Makes an account's tenant network (for an account approved before tenant mode), or makes\nagain one whose making failed: its VLAN ids and WAN address are recorded at once, the\noperation makes its router. *admin*";
+    REPLIES = &[Reply::ACCEPTED];
+    PROBLEMS = CHANGE;
+}
+
+endpoint! {
+    /// `DELETE /api/v1/admin/users/{username}/network`
+    DeleteNetwork = Delete "/api/v1/admin/users/{username}/network", admin_delete_network, tag "admin",
+    types(UsernamePath, (), () => OperationView);
+    SUMMARY = "Deletes an account's tenant network: refused while the account has a VM or cluster or an\noperation runs; the operation removes its router, then frees its VLAN ids and WAN address. *admin*";
     REPLIES = &[Reply::ACCEPTED];
     PROBLEMS = CHANGE;
 }

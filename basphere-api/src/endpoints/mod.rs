@@ -6,6 +6,7 @@ use crate::endpoint::{path_params, Endpoint, Method, PathParam};
 pub mod account;
 pub mod admin;
 pub mod clusters;
+pub mod networks;
 pub mod operations;
 pub mod registration;
 pub mod service;
@@ -88,6 +89,7 @@ pub fn all() -> Vec<Info> {
         clusters::Kubeconfig,
         clusters::Scale,
         clusters::Delete,
+        networks::Get,
         operations::List,
         operations::Get,
         tokens::List,
@@ -114,6 +116,10 @@ pub fn all() -> Vec<Info> {
         admin::ListVms,
         admin::ListClusters,
         admin::DeleteCluster,
+        admin::ListNetworks,
+        admin::GetNetwork,
+        admin::CreateNetwork,
+        admin::DeleteNetwork,
         admin::ListOperations,
         admin::Audit,
         admin::LastReconcile,

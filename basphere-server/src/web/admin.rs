@@ -1,6 +1,6 @@
 //! The administrators' console: pending registrations and key changes (approve one or several,
 //! reject with a reason), accounts (search, show, suspend, resume, purge, quota overrides), every
-//! VM, the outbox, reconciliation and the audit log. Each page asks the platform, which checks
+//! VM, every tenant network, the outbox, reconciliation and the audit log. Each page asks the platform, which checks
 //! the caller against its authorization table whatever the page shows.
 
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users/{username}/quota", post(set_quota))
         .route("/admin/users/{username}/purge", get(purge_page).post(purge))
         .route("/admin/vms", get(vms))
+        .route("/admin/networks", get(networks))
         .route("/admin/outbox", get(outbox))
         .route("/admin/outbox/{id}/retry", post(retry))
         .route("/admin/reconcile", get(reconcile_page).post(reconcile))
@@ -325,6 +326,30 @@ async fn vms(
             let values =
                 context! { vms => page.items.iter().map(VmView::from_core).collect::<Vec<_>>(), next => page.next };
             visitor.page(&state, StatusCode::OK, "admin_vms.html", "Every VM", values)
+        }
+        Err(error) => visitor.error(&state, error),
+    }
+}
+
+async fn networks(
+    State(state): State<AppState>,
+    Admin { visitor, actor }: Admin,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let wanted = query.get("state").cloned().filter(|s| !s.is_empty());
+    let request = PageRequest { limit: Some(200), after: after(&query) };
+    match state.platform.networks().list(&actor, wanted.as_deref(), request).await {
+        Ok(page) => {
+            let prefix = crate::networks::wan_prefix(state.platform.config());
+            let networks: Vec<NetworkView> = page
+                .items
+                .iter()
+                .map(|network| NetworkView { wan_prefix: prefix, ..NetworkView::from_core(network) })
+                .collect();
+            let values = context! {
+                networks, next => page.next, state => wanted.unwrap_or_default(), tenant => prefix.is_some(),
+            };
+            visitor.page(&state, StatusCode::OK, "admin_networks.html", "Tenant networks", values)
         }
         Err(error) => visitor.error(&state, error),
     }

@@ -1,6 +1,6 @@
 //! The developer's dashboard: own VMs (create, start, stop, reboot, delete), the operations that
-//! change them (followed live by the page's script, or by reloading), the quota, API tokens, and
-//! the way to a key change. Every action is the same `Platform` use case the API calls.
+//! change them (followed live by the page's script, or by reloading), the quota, the tenant
+//! network when the account has one, API tokens, and the way to a key change. Every action is the same `Platform` use case the API calls.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -90,7 +90,21 @@ async fn dashboard_values(state: &AppState, actor: &Actor, owner: &Username) -> 
     let mut tokens: Vec<TokenView> = tokens.iter().map(TokenView::from_core).collect();
     tokens.sort_by_key(|token| token.revoked_at.is_some());
     let account = state.platform.accounts().whoami(actor).await?.map(|user| UserView::from_core(&user));
-    Ok(context! { ..live, ..context! { quota_bars => quota_bars(&report), tokens, account, errors => context! {} } })
+    let network = network(state, actor, owner).await?;
+    Ok(context! {
+        ..live,
+        ..context! { quota_bars => quota_bars(&report), tokens, account, network, errors => context! {} }
+    })
+}
+
+/// The account's tenant network, if it has one: none when tenant networks are off
+/// (`networks.mode: flat`) or it was given none.
+async fn network(state: &AppState, actor: &Actor, owner: &Username) -> Result<Option<NetworkView>, Error> {
+    match state.platform.networks().show(actor, owner).await {
+        Ok(report) => Ok(Some(crate::networks::network_view(&report, actor))),
+        Err(Error::NotSupported(_) | Error::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// The live region alone, which the page's script fetches while operations run.

@@ -40,6 +40,7 @@ impl Pages {
             "admin_user.html",
             "vm_table.html",
             "admin_vms.html",
+            "admin_networks.html",
             "admin_purge.html",
             "admin_outbox.html",
             "admin_reconcile.html",

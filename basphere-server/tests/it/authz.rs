@@ -49,8 +49,9 @@ const CALLERS: [Caller; 11] = [
 const ALICE_UID: u32 = 61001;
 const STRANGER_UID: u32 = 61999;
 
-/// One server with alice (a running VM `web`, its operation, a spare and a revoked token, an
-/// expired one), bob and the admin account `ops`.
+/// One server in tenant mode with alice (a tenant network, a running VM `web`, its operation, a
+/// spare and a revoked token, an expired one), bob (no network), carol (a network with nothing on
+/// it) and the admin account `ops`.
 struct World {
     api: Api,
     alice: String,
@@ -67,9 +68,14 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let api = Api::new().await;
+        let api = Api::tenant().await;
         let alice = api.account("alice", 1, false, Some(ALICE_UID)).await;
         let bob = api.account("bob", 2, false, None).await;
+        api.account("carol", 4, false, None).await;
+        for owner in ["alice", "carol"] {
+            let network = api.send(&ROOT, "POST", &format!("/api/v1/admin/users/{owner}/network"), None).await;
+            assert_eq!(network.status, 202, "{}", network.body);
+        }
         let admin_user_scoped = api.account("ops", 3, true, None).await;
         let admin = api.token("ops", "admin").await;
         let revoked = api.token("alice", "user").await;
@@ -208,6 +214,12 @@ const ROUTES: &[Route] = &[
     ("GET", "/api/v1/clusters/{name}/kubeconfig", "/api/v1/clusters/kube/kubeconfig", None, [401, 200, 404, 404, 401, 401, 404, 200, 401, 403, 403]),
     ("POST", "/api/v1/clusters/{name}/scale", "/api/v1/clusters/kube/scale", Some(SCALE), [401, 202, 404, 404, 401, 401, 404, 202, 401, 403, 403]),
     ("DELETE", "/api/v1/clusters/{name}", "/api/v1/clusters/kube", None,      [401, 202, 404, 404, 401, 401, 404, 202, 401, 403, 403]),
+    // The caller's own network: bob and ops have none, root owns nothing.
+    ("GET", "/api/v1/network", "/api/v1/network", None,                       [401, 200, 404, 404, 401, 401, 404, 200, 401, 403, 403]),
+    ("GET", "/api/v1/admin/networks", "/api/v1/admin/networks", None,         [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("GET", "/api/v1/admin/users/{username}/network", "/api/v1/admin/users/alice/network", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
+    ("POST", "/api/v1/admin/users/{username}/network", "/api/v1/admin/users/bob/network", None, [401, 403, 403, 202, 401, 401, 403, 403, 401, 202, 202]),
+    ("DELETE", "/api/v1/admin/users/{username}/network", "/api/v1/admin/users/carol/network", None, [401, 403, 403, 202, 401, 401, 403, 403, 401, 202, 202]),
     ("GET", "/api/v1/admin/clusters", "/api/v1/admin/clusters", None,         [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
     ("DELETE", "/api/v1/admin/users/{username}/clusters/{name}", "/api/v1/admin/users/alice/clusters/kube", None, [401, 403, 403, 202, 401, 401, 403, 403, 401, 202, 202]),
     ("GET", "/api/v1/admin/users/{username}/vms", "/api/v1/admin/users/alice/vms", None, [401, 403, 403, 200, 401, 401, 403, 403, 401, 200, 200]),
@@ -262,9 +274,13 @@ fn check(world: &World, route: &Route, caller: Caller, expected: u16, reply: &Re
 /// What the administrator and alice see of the world, to tell whether a call changed it.
 async fn snapshot(world: &World) -> Vec<String> {
     let mut seen = Vec::new();
-    for path in
-        ["/api/v1/admin/users", "/api/v1/admin/vms", "/api/v1/admin/operations", "/api/v1/admin/users/alice/quota"]
-    {
+    for path in [
+        "/api/v1/admin/users",
+        "/api/v1/admin/vms",
+        "/api/v1/admin/operations",
+        "/api/v1/admin/users/alice/quota",
+        "/api/v1/admin/networks",
+    ] {
         seen.push(world.api.get(&ROOT, path).await.body);
     }
     seen.push(world.api.get(&Who::Uid(ALICE_UID), "/api/v1/tokens").await.body);

@@ -10,7 +10,9 @@ use axum::Router;
 use basphere_capi::fake::{FakeManagementCluster, Running};
 use basphere_capi::{CapiConfig, VsphereSite};
 use basphere_core::cluster_provisioner::ClusterProvisioner;
-use basphere_core::mock::{MockProvisioner, RecordingNotifier};
+use basphere_core::mock::{MockProvisioner, RecordingNotifier, RecordingRouter};
+use basphere_core::router::{RouterStatus, TenantRouter, TenantRouterSpec};
+use basphere_core::validate::Username;
 use basphere_core::{Config, MemoryStore, Platform, Store};
 use basphere_ipam::BlockIpam;
 use basphere_server::auth::Transport;
@@ -63,8 +65,63 @@ impl Reply {
 pub struct Api {
     app: Router,
     store: Arc<MemoryStore>,
+    /// The tenant networks' router (`Api::tenant`); unused in flat mode.
+    pub router: Arc<TestRouter>,
     /// The management cluster's server and controller, and the directory of its kubeconfig.
     _clusters: (Running, tempfile::TempDir),
+}
+
+/// Tenant mode, with the routers' WAN on 192.0.2.0/24 and two LANs per tenant (the defaults), and
+/// public submissions open without a bot check, as in the embedded defaults.
+const TENANT: &str = "recaptcha: {enabled: false}\nnetworks: {mode: tenant, vlan_range: \"2001-2999\", distributed_switch: dvs-tenants, \
+                      wan_port_group: pg-wan, wan: {cidr: 192.0.2.0/24, gateway: 192.0.2.1}}\n";
+
+/// Public submissions are limited per address and per email; the matrix sends many.
+fn generous() -> basphere_core::config::RegistrationLimits {
+    basphere_core::config::RegistrationLimits {
+        per_address_per_hour: 10_000,
+        per_email_per_day: 10_000,
+        per_day: 100_000,
+        ..basphere_core::config::RegistrationLimits::DEFAULT
+    }
+}
+
+/// Core's `RecordingRouter`, whose status can also be made to fail, as a router host that does
+/// not answer.
+#[derive(Default)]
+pub struct TestRouter {
+    pub recording: RecordingRouter,
+    unreachable: std::sync::Mutex<Option<String>>,
+}
+
+impl TestRouter {
+    /// Makes every later `status` fail with `reason` (or, with `None`, answer again).
+    pub fn set_unreachable(&self, reason: Option<&str>) {
+        *self.unreachable.lock().expect("not poisoned") = reason.map(str::to_owned);
+    }
+}
+
+#[async_trait::async_trait]
+impl TenantRouter for TestRouter {
+    fn backend_name(&self) -> &'static str {
+        self.recording.backend_name()
+    }
+
+    async fn ensure(&self, spec: &TenantRouterSpec) -> basphere_core::Result<RouterStatus> {
+        self.recording.ensure(spec).await
+    }
+
+    async fn status(&self, tenant: &Username) -> basphere_core::Result<Option<RouterStatus>> {
+        let unreachable = self.unreachable.lock().expect("not poisoned").clone();
+        match unreachable {
+            Some(reason) => Err(basphere_core::Error::backend("recording", format!("{reason} ({tenant})"))),
+            None => self.recording.status(tenant).await,
+        }
+    }
+
+    async fn remove(&self, tenant: &Username) -> basphere_core::Result<()> {
+        self.recording.remove(tenant).await
+    }
 }
 
 /// root on the socket: the system administrator.
@@ -74,14 +131,14 @@ pub const SERVER_UID: u32 = 999;
 
 impl Api {
     pub async fn new() -> Api {
-        // Public submissions are limited per address and per email; the matrix sends many.
-        let limits = basphere_core::config::RegistrationLimits {
-            per_address_per_hour: 10_000,
-            per_email_per_day: 10_000,
-            per_day: 100_000,
-            ..basphere_core::config::RegistrationLimits::DEFAULT
-        };
-        Api::with(Config { registration: limits, ..Config::default() }, None).await
+        Api::with(Config { registration: generous(), ..Config::default() }, None).await
+    }
+
+    /// The application in tenant mode (`networks.mode: tenant`, VLAN ids from 2001, WAN
+    /// 192.0.2.0/24), its routers made by a [`TestRouter`].
+    pub async fn tenant() -> Api {
+        let config = Config::from_yaml(TENANT).expect("the tenant configuration is valid");
+        Api::with(Config { registration: generous(), ..config }, None).await
     }
 
     /// The application on `config`, with the bot check `human` when given.
@@ -112,6 +169,7 @@ impl Api {
         let config = Arc::new(config);
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
         let shared: Arc<dyn Store> = store.clone();
+        let router = Arc::new(TestRouter::default());
         let mut builder = Platform::builder(
             config,
             shared,
@@ -119,13 +177,15 @@ impl Api {
             Arc::new(MockProvisioner::with_default_catalog()),
             Arc::new(RecordingNotifier::new()),
         )
-        .clusters(Arc::new(clusters));
+        .clusters(Arc::new(clusters))
+        .router(router.clone());
         if let Some(human) = human {
             builder = builder.human_check(human);
         }
         Api {
             app: basphere_server::app(AppState::new(builder.build(), server, SERVER_UID)),
             store,
+            router,
             _clusters: (running, dir),
         }
     }

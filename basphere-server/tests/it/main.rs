@@ -8,5 +8,6 @@ mod authz;
 mod bad_input;
 mod fixture;
 mod listener;
+mod networks;
 mod registration;
 mod web;

@@ -335,3 +335,69 @@ async fn the_dashboard_shows_the_developer_s_clusters_and_follows_them_while_the
     let theirs = other.get("/dashboard/live").await;
     assert!(!theirs.body.contains("cluster-kube") && theirs.body.contains("You have no clusters"), "{}", theirs.body);
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_account_s_network_and_the_console_every_one() {
+    let api = Api::tenant().await;
+    let alice = api.account("alice", 1, false, None).await;
+    let bob = api.account("bob", 2, false, None).await;
+    api.account("ops", 3, true, None).await;
+    let admin = api.token("ops", "admin").await;
+    for owner in ["alice", "ops"] {
+        let made = api.send(&ROOT, "POST", &format!("/api/v1/admin/users/{owner}/network"), None).await;
+        assert_eq!(made.status, 202, "{}", made.body);
+    }
+    api.wait_idle().await;
+
+    let mut browser = signed_in(&api, &alice).await;
+    let dashboard = browser.get("/dashboard").await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    let html = &dashboard.body;
+    assert!(html.contains("id=\"network-h\""), "her network is shown: {html}");
+    for shown in [
+        "<td>lan1</td><td class=\"num\">2001</td><td>10.0.1.0&#x2f;24</td><td>10.0.1.1</td>",
+        "<code>192.0.2.2/24</code>",
+        "state-in-place",
+    ] {
+        assert!(html.contains(shown), "{shown} in:\n{html}");
+    }
+    let theirs = signed_in(&api, &bob).await.get("/dashboard").await;
+    assert_eq!(theirs.status, 200);
+    assert!(!theirs.body.contains("network-h") && !theirs.body.contains("192.0.2.2"), "bob has none: {}", theirs.body);
+    assert_eq!(browser.get("/admin/networks").await.status, 403, "the console is for administrators");
+
+    // The console lists every network; an unreachable router's reason reaches an administrator,
+    // as text.
+    let mut console = signed_in(&api, &admin).await;
+    let page = console.get("/admin/networks").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in
+        ["href=\"/admin/users/alice\"", "href=\"/admin/users/ops\"", "2001 (lan1), 2002 (lan2)", "192.0.2.3/24"]
+    {
+        assert!(page.body.contains(shown), "{shown} in:\n{}", page.body);
+    }
+    assert!(!page.body.contains("networks.mode: flat"), "tenant networks are on");
+    let refused = console.get("/admin/networks?state=melted").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    api.router.set_unreachable(Some("<script>alert(1)</script>"));
+    let own = console.get("/dashboard").await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert!(own.body.contains("state-unreachable") && own.body.contains("&lt;script&gt;alert(1)"), "{}", own.body);
+    assert!(!own.body.contains("<script>alert"), "{}", own.body);
+    let hers = browser.get("/dashboard").await.body;
+    assert!(hers.contains(basphere_server::networks::UNREACHABLE_FOR_USERS) && !hers.contains("alert(1)"), "{hers}");
+}
+
+#[tokio::test]
+async fn with_tenant_networks_off_the_dashboard_shows_no_network_and_the_console_says_why() {
+    let api = Api::new().await;
+    let alice = api.account("alice", 1, false, None).await;
+    api.account("ops", 3, true, None).await;
+    let admin = api.token("ops", "admin").await;
+    let dashboard = signed_in(&api, &alice).await.get("/dashboard").await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    assert!(!dashboard.body.contains("network-h"), "{}", dashboard.body);
+    let page = signed_in(&api, &admin).await.get("/admin/networks").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<code>networks.mode: flat</code>") && page.body.contains("No tenant networks."));
+}

@@ -1,6 +1,7 @@
 //! A schema-driven fuzzer (schemathesis) against the server's own `/api/v1/openapi.json`: every
 //! answer to its generated requests, valid and not, must be documented (status, content type,
-//! headers, body schema), and none may be a server error.
+//! headers, body schema), and none may be a server error but the 501 that says tenant networks
+//! are off.
 
 use std::process::Command;
 
@@ -24,22 +25,33 @@ fn a_schema_driven_fuzzer_finds_no_undocumented_answer() {
     let server = Server::start(dir.path(), Some(&config));
     server.account("ops", 1, true);
     let token = server.token("ops", "admin");
-    let output = Command::new(st)
-        .current_dir(dir.path())
-        .args(["run", &format!("http://{}/api/v1/openapi.json", server.tcp)])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
-        .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--seed", "20261130", "--no-color"])
-        .args(["--request-timeout", "10"])
-        .env("SCHEMATHESIS_HOOKS", "")
-        .output()
-        .expect("run schemathesis");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the fuzzer found answers the document does not describe:\n{report}\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log()
-    );
-    assert!(report.contains("passed") && !report.contains(" failed"), "{report}");
+    // Tenant networks are off in a server this version starts (networks.mode: flat), and their
+    // routes say so with 501 by design: they are held to the document like every route, but 501
+    // is no failure there. They go first: they change nothing, and the other routes' fuzzing may
+    // leave the token refused (its account suspended, say).
+    let checks =
+        "status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance";
+    let every_other = ["--exclude-path-regex", "network"];
+    let networks = ["--include-path-regex", "network"];
+    for (filter, checks) in [(networks, checks.to_owned()), (every_other, format!("not_a_server_error,{checks}"))] {
+        let output = Command::new(st)
+            .current_dir(dir.path())
+            .args(["run", &format!("http://{}/api/v1/openapi.json", server.tcp)])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(filter)
+            .args(["--checks", &checks])
+            .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--seed", "20261130", "--no-color"])
+            .args(["--request-timeout", "10"])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+            .expect("run schemathesis");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the fuzzer found answers the document does not describe ({checks}):\n{report}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            server.log()
+        );
+        assert!(report.contains("passed") && !report.contains(" failed"), "{report}");
+    }
 }
