@@ -240,6 +240,15 @@ impl Api {
         self.token(name, "user").await
     }
 
+    /// Deletes `owner`'s network (in tenant mode every account is given one when it is made),
+    /// waiting for the operations on either side.
+    pub async fn drop_network(&self, owner: &str) {
+        self.wait_idle().await;
+        let deleted = self.send(&ROOT, "DELETE", &format!("/api/v1/admin/users/{owner}/network"), None).await;
+        assert_eq!(deleted.status, 202, "{}", deleted.body);
+        self.wait_idle().await;
+    }
+
     /// A token of `scope` for `name`, made by root.
     pub async fn token(&self, name: &str, scope: &str) -> String {
         let body = serde_json::json!({"name": format!("{scope}-token"), "scope": scope}).to_string();

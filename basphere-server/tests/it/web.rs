@@ -343,11 +343,8 @@ async fn the_dashboard_shows_the_account_s_network_and_the_console_every_one() {
     let bob = api.account("bob", 2, false, None).await;
     api.account("ops", 3, true, None).await;
     let admin = api.token("ops", "admin").await;
-    for owner in ["alice", "ops"] {
-        let made = api.send(&ROOT, "POST", &format!("/api/v1/admin/users/{owner}/network"), None).await;
-        assert_eq!(made.status, 202, "{}", made.body);
-    }
-    api.wait_idle().await;
+    // Every account is given its network; bob's is taken away.
+    api.drop_network("bob").await;
 
     let mut browser = signed_in(&api, &alice).await;
     let dashboard = browser.get("/dashboard").await;
@@ -372,7 +369,7 @@ async fn the_dashboard_shows_the_account_s_network_and_the_console_every_one() {
     let page = console.get("/admin/networks").await;
     assert_eq!(page.status, 200, "{}", page.body);
     for shown in
-        ["href=\"/admin/users/alice\"", "href=\"/admin/users/ops\"", "2001 (lan1), 2002 (lan2)", "192.0.2.3/24"]
+        ["href=\"/admin/users/alice\"", "href=\"/admin/users/ops\"", "2001 (lan1), 2002 (lan2)", "192.0.2.4/24"]
     {
         assert!(page.body.contains(shown), "{shown} in:\n{}", page.body);
     }
