@@ -55,49 +55,47 @@ impl SqlTx<'_> {
     }
 }
 
+impl SqlTx<'_> {
+    /// Inserts (`missing`) or updates the network's row, then its VLAN rows.
+    fn write_network(&self, statement: &str, n: &Network, missing: bool) -> Result<()> {
+        let lans = network_lans_json(n)?;
+        let params = params![
+            n.id.to_string(),
+            n.owner.as_str(),
+            lans,
+            n.mtu,
+            ip(n.wan_address),
+            n.state.as_str(),
+            n.reason,
+            micros(n.created_at),
+            micros(n.updated_at)
+        ];
+        let values: crate::constraints::Values<'_> =
+            &[("id", &n.id), ("owner", &n.owner), ("wan_address", &n.wan_address), ("state", &n.state)];
+        if missing {
+            self.insert(statement, params, "networks", values)?;
+        } else {
+            self.update(statement, params, "network", n.id, "networks", values)?;
+        }
+        self.hold_vlans(n)
+    }
+}
+
 impl NetworksTx for SqlTx<'_> {
     fn insert_network(&mut self, n: &Network) -> Result<()> {
-        let lans = network_lans_json(n)?;
-        self.insert(
+        self.write_network(
             &format!("INSERT INTO networks ({NETWORK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![
-                n.id.to_string(),
-                n.owner.as_str(),
-                lans,
-                n.mtu,
-                ip(n.wan_address),
-                n.state.as_str(),
-                n.reason,
-                micros(n.created_at),
-                micros(n.updated_at)
-            ],
-            "networks",
-            &[("id", &n.id), ("owner", &n.owner), ("wan_address", &n.wan_address), ("state", &n.state)],
-        )?;
-        self.hold_vlans(n)
+            n,
+            true,
+        )
     }
 
     fn update_network(&mut self, n: &Network) -> Result<()> {
-        let lans = network_lans_json(n)?;
-        self.update(
+        self.write_network(
             "UPDATE networks SET owner = ?2, lans = ?3, mtu = ?4, wan_address = ?5, state = ?6, reason = ?7, \
              created_at = ?8, updated_at = ?9 WHERE id = ?1",
-            params![
-                n.id.to_string(),
-                n.owner.as_str(),
-                lans,
-                n.mtu,
-                ip(n.wan_address),
-                n.state.as_str(),
-                n.reason,
-                micros(n.created_at),
-                micros(n.updated_at)
-            ],
-            "network",
-            n.id,
-            "networks",
-            &[("id", &n.id), ("owner", &n.owner), ("wan_address", &n.wan_address), ("state", &n.state)],
-        )?;
-        self.hold_vlans(n)
+            n,
+            false,
+        )
     }
 }
