@@ -46,6 +46,9 @@ pub enum Command {
     /// Kubernetes clusters.
     #[command(subcommand)]
     Cluster(crate::cluster::ClusterCommand),
+    /// Your tenant network (networks.mode: tenant): VLANs, subnets, gateways, router.
+    #[command(subcommand)]
+    Network(crate::network::NetworkCommand),
     /// Your limits and usage.
     Quota,
     /// Operations (background work).
@@ -230,6 +233,9 @@ pub enum AdminCommand {
     /// Every account's VMs.
     #[command(subcommand)]
     Vm(AdminVmCommand),
+    /// Every account's tenant network (networks.mode: tenant).
+    #[command(subcommand)]
+    Network(crate::network::AdminNetworkCommand),
     /// Every operation.
     Ops {
         /// Only this account's.

@@ -1,4 +1,5 @@
-//! What the `basphere` subcommands do (their definitions are `args`; clusters are `cluster`).
+//! What the `basphere` subcommands do (their definitions are `args`; clusters are `cluster`,
+//! tenant networks `network`).
 
 use basphere_api::endpoint::Endpoint;
 use basphere_api::endpoints::{
@@ -62,6 +63,7 @@ pub async fn run(command: Command, ctx: &Ctx) -> Result<(), CliError> {
         command @ (Command::Register { .. } | Command::KeyChange { .. }) => public(command, ctx).await,
         Command::Vm(command) => vm(command, ctx).await,
         Command::Cluster(command) => crate::cluster::run(command, ctx).await,
+        Command::Network(command) => crate::network::run(command, ctx).await,
         Command::Quota => {
             let quota = crate::flows::quota(&ctx.client).await?;
             emit(ctx.format, &quota.raw, || output::quota_table(&quota.view));
@@ -287,6 +289,7 @@ async fn public(command: Command, ctx: &Ctx) -> Result<(), CliError> {
 
 async fn admin(command: AdminCommand, ctx: &Ctx) -> Result<(), CliError> {
     match command {
+        AdminCommand::Network(command) => crate::network::admin(command, ctx).await,
         AdminCommand::User(AdminUserCommand::Pending { username: Some(username) }) => {
             let request = ctx.client.call::<admin::Registration>(&user(&username), &(), &()).await?;
             emit(ctx.format, &request.raw, || {

@@ -15,6 +15,7 @@ mod context;
 mod demo;
 mod exit;
 mod flows;
+mod network;
 mod output;
 mod prompt;
 mod tls;

@@ -16,6 +16,7 @@ mod fuzz;
 mod ipam;
 mod lifecycle;
 mod limits;
+mod network_cli;
 mod networks;
 mod onboarding;
 mod openapi;
