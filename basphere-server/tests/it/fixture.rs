@@ -65,7 +65,7 @@ impl Reply {
 pub struct Api {
     app: Router,
     store: Arc<MemoryStore>,
-    /// The tenant networks' router (`Api::tenant`); unused in flat mode.
+    /// The tenant networks' router (`Api::tenant`); not the platform's in flat mode.
     pub router: Arc<TestRouter>,
     /// The management cluster's server and controller, and the directory of its kubeconfig.
     _clusters: (Running, tempfile::TempDir),
@@ -170,6 +170,7 @@ impl Api {
         let ipam = Arc::new(BlockIpam::new(config.pools.clone()).expect("the default pools are valid"));
         let shared: Arc<dyn Store> = store.clone();
         let router = Arc::new(TestRouter::default());
+        let tenant = matches!(config.networks, basphere_core::config::NetworksConfig::Tenant(_));
         let mut builder = Platform::builder(
             config,
             shared,
@@ -177,8 +178,11 @@ impl Api {
             Arc::new(MockProvisioner::with_default_catalog()),
             Arc::new(RecordingNotifier::new()),
         )
-        .clusters(Arc::new(clusters))
-        .router(router.clone());
+        .clusters(Arc::new(clusters));
+        // In flat mode the platform keeps its own `NoRouter`, as the server's does.
+        if tenant {
+            builder = builder.router(router.clone());
+        }
         if let Some(human) = human {
             builder = builder.human_check(human);
         }
