@@ -143,6 +143,20 @@ async fn the_network_commands_show_make_and_delete_tenant_networks() {
         let key = basphere_core::testing::ssh_key(seed);
         let email = format!("{name}@example.com");
         expect(&server.admin(&["admin", "user", "add", name, "--email", &email, "--key", key.as_str()]).await, 0);
+        // An account made in tenant mode is given its network; taken away (waiting for it to be
+        // made first), the account has none, as one approved before tenant mode.
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            let shown = server.admin(&["-o", "json", "admin", "network", "show", name]).await;
+            state = serde_json::from_str::<Value>(&expect(&shown, 0)).unwrap()["state"].clone();
+            if state == "ready" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "ready", "{name}'s network is made with the account");
+        let dropped = server.admin(&["-y", "admin", "network", "delete", name, "--wait"]).await;
+        assert_eq!(expect(&dropped, 0), format!("delete_network {name}: succeeded\n"));
     }
     let created = server.admin(&["-o", "json", "admin", "token", "create", "--user", "alice"]).await;
     let created: Value = serde_json::from_str(&expect(&created, 0)).unwrap();
