@@ -110,7 +110,9 @@ fn account(tx: &dyn StoreRead, username: &Username) -> Result<User> {
 }
 
 /// An unfinished operation on the account, if any: one thing at a time.
-fn busy(tx: &dyn StoreRead, username: &Username) -> Result<()> {
+/// Refuses while the account has an operation of its own (approval, key change, purge) in
+/// progress.
+pub(crate) fn busy(tx: &dyn StoreRead, username: &Username) -> Result<()> {
     let on_account = Busy {
         filter: OperationFilter { owner: Some(username.clone()), ..OperationFilter::default() },
         concerns: |operation: &Operation| operation.resource.kind == ResourceKind::Account,

@@ -5,7 +5,7 @@
 //! (`operations`), and the callers' credentials: API tokens (`tokens`) and browser sessions
 //! (`sessions`).
 
-mod admin;
+pub(crate) mod admin;
 mod limits;
 pub(crate) mod operations;
 mod quota;

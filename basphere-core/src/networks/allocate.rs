@@ -61,3 +61,37 @@ fn free_wan_address(config: &TenantNetworks, held: &BTreeSet<Ipv4Addr>) -> Optio
     let hosts = if network.prefix() >= 31 { first..=last } else { first + 1..=last - 1 };
     hosts.map(Ipv4Addr::from).find(|address| Some(*address) != config.wan.gateway && !held.contains(address))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreExt;
+    use crate::testing::{tenant_networks, user};
+    use crate::MemoryStore;
+
+    #[test]
+    fn a_full_wan_network_is_refused_naming_its_key_and_the_gateway_is_never_given() {
+        let mut config = tenant_networks(2001..=2999);
+        // A /30: hosts .1 and .2; .1 is the gateway, so one router fits.
+        config.wan.cidr = "198.51.100.0/30".parse().unwrap();
+        config.wan.gateway = Some("198.51.100.1".parse().unwrap());
+        let store = MemoryStore::new();
+        let (first, second) = (user("first", 1), user("second", 2));
+        let made = store
+            .transact(|tx| {
+                tx.insert_user(&first)?;
+                tx.insert_user(&second)?;
+                let network = new_network(tx, &config, &first.username)?;
+                tx.insert_network(&network)?;
+                Ok(network)
+            })
+            .unwrap();
+        assert_eq!(made.wan_address.to_string(), "198.51.100.2");
+        match store.query(|tx| new_network(tx, &config, &second.username)) {
+            Err(Error::Exhausted(message)) => {
+                assert!(message.contains("networks.wan.cidr") && message.contains("198.51.100.0/30"), "{message}")
+            }
+            other => panic!("a full WAN network must be refused, got {other:?}"),
+        }
+    }
+}

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use serde_json::json;
 
 use self::operations::{drift, tenant_settings, CREATE_STEPS, DELETE_STEPS};
+use crate::accounts::admin::busy as account_busy;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::router::TenantRouter;
 use crate::runtime::authz::{decide, Action, Actor};
-use crate::runtime::start::{ensure_idle, on_resource, record_operation, Busy};
+use crate::runtime::start::{ensure_idle, on_resource, record_operation};
 use crate::runtime::{page, Page, PageRequest, Runtime};
-use crate::store::{ClusterFilter, NetworkFilter, OperationFilter, StoreExt, StoreTx, VmFilter};
+use crate::store::{ClusterFilter, NetworkFilter, StoreExt, StoreTx, VmFilter};
 use crate::validate::Username;
 
 /// What the router holds for a network, read from the router when asked.
@@ -133,7 +134,7 @@ impl Networks {
             .db(move |store, _| {
                 store.transact(|tx| {
                     let account = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
-                    ensure_idle(&*tx, account_busy(&owner), format_args!("the account {owner}"))?;
+                    account_busy(&*tx, &owner)?;
                     let network = match tx.network_of(&owner)? {
                         Some(network) if network.state == NetworkState::Failed => {
                             ensure_idle(&*tx, on_resource(network.id), format_args!("the network of {owner}"))?;
@@ -169,7 +170,7 @@ impl Networks {
             .db(move |store, _| {
                 store.transact(|tx| {
                     let mut network = tx.network_of(&owner)?.ok_or_else(|| Error::not_found("network", &owner))?;
-                    ensure_idle(&*tx, account_busy(&owner), format_args!("the account {owner}"))?;
+                    account_busy(&*tx, &owner)?;
                     ensure_idle(&*tx, on_resource(network.id), format_args!("the network of {owner}"))?;
                     on_network(&*tx, &owner)?;
                     network.state = NetworkState::Deleting;
@@ -234,14 +235,6 @@ pub(crate) fn start_network(
     let details = json!({"operation": operation.id, "vlans": network.vlans().collect::<Vec<_>>()});
     record_operation(tx, actor, &operation, "network.create", &format!("network/{owner}"), details)?;
     Ok(NetworkChange { network, operation })
-}
-
-/// The account's own operations (approval, purge) make it busy for network changes.
-fn account_busy(owner: &Username) -> Busy<impl Fn(&Operation) -> bool> {
-    Busy {
-        filter: OperationFilter { owner: Some(owner.clone()), ..OperationFilter::default() },
-        concerns: |op: &Operation| op.resource.kind == ResourceKind::Account,
-    }
 }
 
 /// Refuses while `owner` has a live VM or cluster: they are on the network.

@@ -86,22 +86,39 @@ pub(crate) fn drift(status: &RouterStatus, spec: &TenantRouterSpec) -> String {
 #[async_trait]
 impl OperationHandler for Create {
     async fn run(&self, ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
-        let again = format!("run `basphere admin network create {}` again to finish", operation.owner);
-        let id = operation.resource.id;
-        let Some(network) = ctx.read(move |tx| tx.get_network(id)).await? else {
-            operation.fail("the network no longer exists");
-            ctx.save(&operation).await?;
+        let Some(network) = operation_network(ctx, &mut operation).await? else {
             return Ok(operation);
         };
-        if let Err(reason) = make_network(ctx, &*self.0, &mut operation, network).await? {
-            operation.fail(format!("{reason}; {again}"));
-            ctx.save(&operation).await?;
-            return Ok(operation);
-        }
-        operation.succeed();
-        ctx.save(&operation).await?;
-        Ok(operation)
+        let outcome = make_network(ctx, &*self.0, &mut operation, network).await?;
+        let again = format!("run `basphere admin network create {}` again to finish", operation.owner);
+        end(ctx, operation, outcome, &again).await
     }
+}
+
+/// The operation's network; `None` once it is recorded that there is none any more.
+async fn operation_network(ctx: &OperationContext<'_>, operation: &mut Operation) -> Result<Option<Network>> {
+    let id = operation.resource.id;
+    let found = ctx.read(move |tx| tx.get_network(id)).await?;
+    if found.is_none() {
+        operation.fail("the network no longer exists");
+        ctx.save(operation).await?;
+    }
+    Ok(found)
+}
+
+/// Ends `operation`: succeeded, or failed with the reason and how to finish the work.
+async fn end(
+    ctx: &OperationContext<'_>,
+    mut operation: Operation,
+    outcome: std::result::Result<(), String>,
+    again: &str,
+) -> Result<Operation> {
+    match outcome {
+        Ok(()) => operation.succeed(),
+        Err(reason) => operation.fail(format!("{reason}; {again}")),
+    }
+    ctx.save(&operation).await?;
+    Ok(operation)
 }
 
 /// Makes `network`'s router and records the network ready (step [`STEP_ROUTER`] of
@@ -151,25 +168,19 @@ pub(crate) async fn make_network(
 #[async_trait]
 impl OperationHandler for Delete {
     async fn run(&self, ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
-        let id = operation.resource.id;
-        let Some(network) = ctx.read(move |tx| tx.get_network(id)).await? else {
-            operation.fail("the network no longer exists");
-            ctx.save(&operation).await?;
+        let Some(network) = operation_network(ctx, &mut operation).await? else {
             return Ok(operation);
         };
-        if let Err(error) = remove_network(ctx, &*self.0, &mut operation, network).await {
-            if matches!(error, Error::ClaimLost(_)) {
-                return Err(error);
+        let outcome = match remove_network(ctx, &*self.0, &mut operation, network).await {
+            Ok(()) => Ok(()),
+            Err(error) if matches!(error, Error::ClaimLost(_)) => return Err(error),
+            Err(error) => {
+                operation.append_log([error.to_string()]);
+                Err(error.to_string())
             }
-            let again = format!("run `basphere admin network delete {}` again to finish", operation.owner);
-            operation.append_log([error.to_string()]);
-            operation.fail(format!("{error}; {again}"));
-            ctx.save(&operation).await?;
-            return Ok(operation);
-        }
-        operation.succeed();
-        ctx.save(&operation).await?;
-        Ok(operation)
+        };
+        let again = format!("run `basphere admin network delete {}` again to finish", operation.owner);
+        end(ctx, operation, outcome, &again).await
     }
 }
 
