@@ -211,12 +211,17 @@ pub fn machine_template(
     role: &str,
     spec: &basphere_core::model::NodeSpec,
 ) -> Value {
+    // A tenant's nodes are on its LAN's port group, with the LAN's MTU.
+    let network = request.lan.as_ref().map_or(layout.network.as_str(), |lan| lan.port_group.as_str());
     let mut device = json!({
-        "networkName": layout.network,
+        "networkName": network,
         "dhcp4": false,
         "dhcp6": false,
         "addressesFromPools": [{"apiGroup": IPAM_GROUP, "kind": "InClusterIPPool", "name": names.pool}],
     });
+    if let Some(lan) = &request.lan {
+        device["mtu"] = json!(lan.mtu);
+    }
     if !request.dns.is_empty() {
         device["nameservers"] = json!(request.dns.iter().map(ToString::to_string).collect::<Vec<_>>());
     }

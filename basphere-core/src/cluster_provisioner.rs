@@ -33,8 +33,18 @@ pub struct ClusterRequest {
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
+    /// The port group and MTU of the tenant LAN the nodes are on (`networks.mode: tenant`);
+    /// `None` for the backend's configured network.
+    pub lan: Option<ClusterLan>,
     /// The owner's login key on every node.
     pub ssh_key: SshPublicKey,
+}
+
+/// The tenant LAN a cluster's nodes are on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterLan {
+    pub port_group: String,
+    pub mtu: u32,
 }
 
 impl ClusterRequest {

@@ -19,6 +19,39 @@ pub struct GuestNetwork {
     pub gateway: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
     pub mtu: u32,
+    /// The port group the VM's NIC is on: a tenant LAN's (`networks.mode: tenant`), or `None`
+    /// for the backend's configured network (`vsphere.network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_group: Option<String>,
+}
+
+/// One tenant LAN's distributed port group: its name and its VLAN id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortGroupSpec {
+    pub name: String,
+    pub vlan: u16,
+}
+
+/// A tenant's port groups, all on one distributed switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPortGroups {
+    pub tenant: Username,
+    /// The distributed switch (`networks.distributed_switch`).
+    pub switch: String,
+    pub port_groups: Vec<PortGroupSpec>,
+}
+
+impl TenantPortGroups {
+    /// The description every port group of the tenant's carries: how a backend tells
+    /// Basphere's port groups from others of the same name.
+    pub fn description(&self) -> String {
+        port_group_description(&self.tenant)
+    }
+}
+
+/// The description of `tenant`'s port groups, Basphere's marker on them.
+pub fn port_group_description(tenant: &Username) -> String {
+    format!("Basphere tenant network of {tenant}")
 }
 
 /// Everything a backend needs to create one VM.
@@ -111,6 +144,17 @@ pub struct InventoryVm {
 ///   this record's (a VM the original Basphere made, imported): afterwards every call finds it as
 ///   Basphere's. Already marked with this id is success; another id is `Conflict`; no such VM is
 ///   `NotFound`. A backend that cannot is `NotSupported` (the default).
+/// - `ensure_port_groups` makes each port group of the spec on its distributed switch with its
+///   VLAN id and the tenant's description ([`TenantPortGroups::description`]); one of that name
+///   that carries the description is given the VLAN id asked, so a second call changes nothing.
+///   A port group of that name without the description is `AlreadyExists` and is left
+///   untouched; a missing switch is `NotFound`. A backend that cannot is `NotSupported` (the
+///   default).
+/// - `remove_port_groups` destroys each port group of the spec that carries the tenant's
+///   description; one that is gone, or that is not Basphere's, is left as it is and is success.
+///   The platform calls it only when no VM of the tenant's is left.
+/// - `create_vm` with `network.port_group` puts the VM's NIC on that port group; a port group
+///   that does not exist is `NotFound`.
 /// - Calls for different VMs may run concurrently; the platform never runs two calls for the
 ///   same VM at once.
 /// - Failures are `Error::Backend` with the backend's log tail, or `Timeout`.
@@ -124,6 +168,20 @@ pub trait Provisioner: Send + Sync {
     async fn destroy_vm(&self, vm: &VmRef) -> Result<()>;
     async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<PowerState>;
     async fn inventory(&self) -> Result<Vec<InventoryVm>>;
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let _ = spec;
+        Err(crate::Error::NotSupported(format!(
+            "the {} backend cannot make tenant port groups (networks.mode: tenant)",
+            self.backend_name()
+        )))
+    }
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let _ = spec;
+        Err(crate::Error::NotSupported(format!(
+            "the {} backend cannot remove tenant port groups (networks.mode: tenant)",
+            self.backend_name()
+        )))
+    }
     async fn adopt(&self, vm: &VmRef) -> Result<()> {
         let _ = vm;
         Err(crate::Error::NotSupported(format!(

@@ -27,8 +27,8 @@ impl From<SimulatedError> for Error {
     }
 }
 
-/// Opens (or creates) the simulated vCenter kept in `path`, with the catalog's templates and
-/// the configured base folder.
+/// Opens (or creates) the simulated vCenter kept in `path`, with the catalog's templates, the
+/// configured base folder and, in tenant mode, the configured distributed switch.
 pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<MockProvisioner>> {
     let io = |source| SimulatedError::Io { path: path.to_path_buf(), source };
     let templates: Vec<String> = config.os_images.values().map(|os| os.template.clone()).collect();
@@ -38,7 +38,11 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     // once, as each VM is kept now. Such lines come first, so the first line of a VM Basphere
     // cloned tells (a VM planted by a test has no clone either way).
     let mut earlier_format = None;
-    let replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
+    let mut replayed = MockProvisioner::new(&config.vsphere.folder, templates).with_delays(delays);
+    // The simulated vCenter has the distributed switch tenant networks are configured with.
+    if let basphere_core::config::NetworksConfig::Tenant(tenant) = &config.networks {
+        replayed = replayed.with_switch(&tenant.distributed_switch);
+    }
     if path.exists() {
         // Each change is applied as it is read: the journal is never held whole in memory.
         let mut file = BufReader::new(File::open(path).map_err(io)?);
@@ -81,7 +85,7 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
     }
     // Compact when the journal has grown well past the inventory it describes: rewrite it as
     // the current inventory, then append from there.
-    let live = replayed.folders().len() + replayed.vm_count();
+    let live = replayed.folders().len() + replayed.vm_count() + replayed.port_groups().len();
     if torn || changes_len > 2 * live + 1000 || earlier_format == Some(true) || !path.exists() {
         let compacted = path.with_extension("jsonl.tmp");
         {
@@ -91,6 +95,14 @@ pub fn open(path: &Path, config: &Config, delays: MockDelays) -> Result<Arc<Mock
                     out,
                     "{}",
                     serde_json::to_string(&InventoryChange::Folder { path: folder }).expect("serializable")
+                )
+                .map_err(io)?;
+            }
+            for port_group in replayed.port_groups() {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&InventoryChange::PortGroup { port_group }).expect("serializable")
                 )
                 .map_err(io)?;
             }

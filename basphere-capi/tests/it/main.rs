@@ -69,6 +69,7 @@ pub fn request(control_plane: u32, workers: u32, worker_spec: &str) -> ClusterRe
         prefix_len: 21,
         gateway: Ipv4Addr::new(10, 254, 0, 1),
         dns: vec![Ipv4Addr::new(10, 254, 0, 2)],
+        lan: None,
         ssh_key: ssh_key(1),
     }
 }

@@ -78,6 +78,49 @@ fn check_webhook_rules(object: &Value) {
     }
 }
 
+/// A tenant's cluster: its nodes on the tenant LAN's port group with the LAN's MTU, its pool
+/// in the LAN's subnet behind the tenant router; every object still valid in both contracts.
+#[test]
+fn a_tenant_cluster_is_on_its_lan_port_group_with_its_mtu() {
+    use basphere_core::cluster_provisioner::ClusterLan;
+    let schemas = Schemas::load();
+    let mut request = request(1, 2, "small");
+    request.endpoint = std::net::Ipv4Addr::new(10, 0, 1, 2);
+    request.node_addresses = (3..8).map(|i| std::net::Ipv4Addr::new(10, 0, 1, i)).collect();
+    request.prefix_len = 24;
+    request.gateway = std::net::Ipv4Addr::new(10, 0, 1, 1);
+    request.lan = Some(ClusterLan { port_group: "basphere-alice-lan1".into(), mtu: 1450 });
+    for versions in all_versions() {
+        let objects = cluster_objects(&layout(), versions, &request);
+        let templates: Vec<&serde_json::Value> =
+            objects.iter().filter(|object| object["kind"] == "VSphereMachineTemplate").collect();
+        assert_eq!(templates.len(), 2, "control plane and workers");
+        for template in templates {
+            let device = &template["spec"]["template"]["spec"]["network"]["devices"][0];
+            assert_eq!(device["networkName"], "basphere-alice-lan1", "{device}");
+            assert_eq!(device["mtu"], 1450, "{device}");
+        }
+        let pool = objects.iter().find(|object| object["kind"] == "InClusterIPPool").expect("a pool");
+        assert_eq!(pool["spec"]["gateway"], "10.0.1.1");
+        assert_eq!(pool["spec"]["prefix"], 24);
+        for object in &objects {
+            check_basics(object);
+            if object["apiVersion"] == "v1" {
+                continue;
+            }
+            let errors = schemas.errors(object).unwrap();
+            assert!(errors.is_empty(), "{} {}: {errors:#?}", object["apiVersion"], object["kind"]);
+        }
+    }
+    // In flat mode nothing of it: the configured network, no MTU.
+    let first = all_versions().into_iter().next().unwrap();
+    let flat = cluster_objects(&layout(), first, &super::request(1, 2, "small"));
+    let template = flat.iter().find(|object| object["kind"] == "VSphereMachineTemplate").unwrap();
+    let device = &template["spec"]["template"]["spec"]["network"]["devices"][0];
+    assert_eq!(device["networkName"], layout().network.as_str());
+    assert!(device.get("mtu").is_none(), "{device}");
+}
+
 #[test]
 fn every_object_validates_against_its_crd_for_every_type_spec_and_version() {
     let schemas = Schemas::load();

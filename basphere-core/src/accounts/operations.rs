@@ -12,9 +12,8 @@ use crate::clusters::operations::cluster_ref;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::networks::new_network;
-use crate::networks::operations::{make_network, remove_network, tenant_settings};
+use crate::networks::operations::{make_network, remove_network, tenant_settings, NetworkBackends};
 use crate::provisioner::Provisioner;
-use crate::router::TenantRouter;
 use crate::runtime::{OperationContext, OperationHandler, Registry};
 use crate::store::{ClusterFilter, OperationFilter, VmFilter};
 use crate::validate::Username;
@@ -58,7 +57,8 @@ pub(crate) struct Backends {
     pub provisioner: Arc<dyn Provisioner>,
     pub clusters: Arc<dyn ClusterProvisioner>,
     pub bastion: Arc<dyn Bastion>,
-    pub router: Arc<dyn TenantRouter>,
+    /// The VM backend and the router again, as a tenant network needs them.
+    pub network: NetworkBackends,
 }
 
 /// Registers the account operations' handlers.
@@ -169,7 +169,7 @@ async fn approve(ctx: &OperationContext<'_>, backends: &Backends, mut operation:
             Err(error) if is_ours(&error) => return Err(error),
             Err(error) => return failed(ctx, operation, STEP_NETWORK, &error, &again).await,
         };
-        if let Err(reason) = make_network(ctx, &*backends.router, &mut operation, network).await? {
+        if let Err(reason) = make_network(ctx, &backends.network, &mut operation, network).await? {
             let error = Error::Conflict(reason);
             return failed(ctx, operation, STEP_NETWORK, &error, &again).await;
         }
@@ -321,7 +321,7 @@ async fn purge(ctx: &OperationContext<'_>, backends: &Backends, mut operation: O
     let owner = name.clone();
     if let Some(network) = ctx.read(move |tx| tx.network_of(&owner)).await? {
         operation.start_step(STEP_REMOVE_NETWORK);
-        if let Err(error) = remove_network(ctx, &*backends.router, &mut operation, network).await {
+        if let Err(error) = remove_network(ctx, &backends.network, &mut operation, network).await {
             if is_ours(&error) {
                 return Err(error);
             }

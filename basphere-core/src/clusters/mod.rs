@@ -17,6 +17,7 @@ use self::operations::{
 use crate::cluster_provisioner::ClusterProvisioner;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::networks::Scope;
 use crate::runtime::authz::{decide, Action, Actor};
 use crate::runtime::start::{ensure_idle, on_resource, record_operation};
 use crate::runtime::{page, Page, PageRequest, Runtime};
@@ -80,10 +81,10 @@ fn nodes_allowed(quota: &Quota, nodes: u32) -> Result<()> {
 fn lease_nodes(
     tx: &mut dyn StoreTx,
     ipam: &dyn crate::ipam::Ipam,
+    scope: &Scope,
     cluster: &Cluster,
     first: u32,
     count: u32,
-    ip_quota: u64,
 ) -> Result<()> {
     for index in first..first + count {
         let resource = ResourceRef {
@@ -91,7 +92,7 @@ fn lease_nodes(
             id: cluster.id,
             name: format!("{}-node-{index}", cluster.name),
         };
-        ipam.lease(tx, &cluster.owner, &resource, ip_quota)?;
+        scope.lease(tx, ipam, &cluster.owner, &resource)?;
     }
     Ok(())
 }
@@ -161,6 +162,7 @@ impl Clusters {
         ));
         let version = self.rt.config.kubernetes.version.clone();
         let default_quota = self.rt.config.default_quota;
+        let networks = self.rt.config.networks.clone();
         let channels = self.rt.channels();
         let (owner, actor) = (owner.clone(), actor.clone());
         self.rt
@@ -218,9 +220,11 @@ impl Clusters {
                         id: cluster.id,
                         name: format!("{name}-vip"),
                     };
-                    cluster.control_plane_endpoint = Some(ipam.lease(tx, &owner, &vip, quota.max_ips)?.address);
+                    // In tenant mode the cluster goes on the owner's network, its first LAN.
+                    let scope = Scope::for_new(&*tx, &networks, &owner, quota.max_ips)?;
+                    cluster.control_plane_endpoint = Some(scope.lease(tx, &*ipam, &owner, &vip)?.address);
                     tx.insert_cluster(&cluster)?;
-                    lease_nodes(tx, &*ipam, &cluster, 1, cluster.pool_size(workers), quota.max_ips)?;
+                    lease_nodes(tx, &*ipam, &scope, &cluster, 1, cluster.pool_size(workers))?;
                     let mut operation = Operation::new(
                         OperationKind::CreateCluster,
                         owner.clone(),
@@ -397,6 +401,7 @@ impl Clusters {
         let name = lookup_cluster_name(name)?;
         let workers = check_workers(workers)?;
         let default_quota = self.rt.config.default_quota;
+        let networks = self.rt.config.networks.clone();
         let operation = self
             .start_cluster_operation(actor, owner, &name, OperationKind::ScaleCluster, move |tx, ipam, cluster| {
                 if !matches!(cluster.state, ClusterState::Ready | ClusterState::Provisioning) {
@@ -431,7 +436,12 @@ impl Clusters {
                     };
                     quota.check(&before, &extra)?;
                     let first = next_node_index(tx, cluster)?;
-                    lease_nodes(tx, ipam, cluster, first, more, quota.max_ips)?;
+                    // More addresses where the cluster's are, whatever the mode is now.
+                    let scope = match Scope::of_resource(&*tx, cluster.id, quota.max_ips)? {
+                        Some(scope) => scope,
+                        None => Scope::for_new(&*tx, &networks, &cluster.owner, quota.max_ips)?,
+                    };
+                    lease_nodes(tx, ipam, &scope, cluster, first, more)?;
                 }
                 cluster.worker_count = workers;
                 Ok(if grow {

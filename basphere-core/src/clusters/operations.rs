@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use super::Clusters;
 use crate::cluster_provisioner::{
-    ClusterHealth, ClusterObservation, ClusterProvisioner, ClusterRef, ClusterRequest, Removal,
+    ClusterHealth, ClusterLan, ClusterObservation, ClusterProvisioner, ClusterRef, ClusterRequest, Removal,
 };
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::networks::{guest_lan, network_of_resource};
 use crate::runtime::{Commit, OperationContext, OperationHandler, Registry};
 use crate::store::{ClusterFilter, OperationFilter, StoreExt};
 use crate::vms::operations::{log_tail_of, release_leases};
@@ -71,12 +72,22 @@ pub(crate) fn cluster_ref(cluster: &Cluster) -> ClusterRef {
 }
 
 /// The cluster, its owner and its leases.
-async fn load(ctx: &OperationContext<'_>, operation: &Operation) -> Result<(Cluster, User, Vec<Lease>)> {
+/// The cluster, its owner, its leases and the tenant network they are in (none for the flat
+/// pools').
+struct Loaded {
+    cluster: Cluster,
+    user: User,
+    leases: Vec<Lease>,
+    network: Option<Network>,
+}
+
+async fn load(ctx: &OperationContext<'_>, operation: &Operation) -> Result<Loaded> {
     let (id, owner) = (operation.resource.id, operation.owner.clone());
     ctx.read(move |tx| {
         let cluster = tx.get_cluster(id)?.ok_or_else(|| Error::not_found("cluster", id))?;
         let user = tx.get_user(&owner)?.ok_or_else(|| Error::not_found("user", &owner))?;
-        Ok((cluster, user, tx.leases_of_resource(id)?))
+        let network = network_of_resource(tx, id)?;
+        Ok(Loaded { cluster, user, leases: tx.leases_of_resource(id)?, network })
     })
     .await
 }
@@ -88,15 +99,31 @@ fn node_addresses(leases: &[Lease]) -> Vec<Ipv4Addr> {
     addresses
 }
 
-fn request(ctx: &OperationContext<'_>, cluster: &Cluster, user: &User, nodes: Vec<Ipv4Addr>) -> Result<ClusterRequest> {
+fn request(
+    ctx: &OperationContext<'_>,
+    cluster: &Cluster,
+    user: &User,
+    network: Option<&Network>,
+    nodes: Vec<Ipv4Addr>,
+) -> Result<ClusterRequest> {
     let endpoint = cluster
         .control_plane_endpoint
         .ok_or_else(|| Error::Conflict(format!("cluster {} has no control-plane address", cluster.name)))?;
-    let info = ctx
-        .ipam()
-        .address_info(endpoint)
-        .ok_or_else(|| Error::Conflict(format!("{endpoint} is in no configured pool")))?;
     let config = ctx.config();
+    let (prefix_len, gateway, lan) = match network {
+        // On a tenant LAN: its prefix, its gateway (the tenant's router), its port group and MTU.
+        Some(network) => {
+            let (prefix_len, gateway, mtu, port_group) = guest_lan(&config.networks, network, endpoint)?;
+            (prefix_len, gateway, Some(ClusterLan { port_group, mtu }))
+        }
+        None => {
+            let info = ctx
+                .ipam()
+                .address_info(endpoint)
+                .ok_or_else(|| Error::Conflict(format!("{endpoint} is in no configured pool")))?;
+            (info.prefix_len, info.gateway, None)
+        }
+    };
     Ok(ClusterRequest {
         id: cluster.id,
         owner: cluster.owner.clone(),
@@ -109,9 +136,10 @@ fn request(ctx: &OperationContext<'_>, cluster: &Cluster, user: &User, nodes: Ve
         worker_spec: cluster.worker_spec.clone(),
         endpoint,
         node_addresses: nodes,
-        prefix_len: info.prefix_len,
-        gateway: info.gateway,
+        prefix_len,
+        gateway,
         dns: config.guest_network.dns.clone(),
+        lan,
         ssh_key: user.ssh_key.clone(),
     })
 }
@@ -138,14 +166,14 @@ async fn create(
     clusters: &dyn ClusterProvisioner,
     mut operation: Operation,
 ) -> Result<Operation> {
-    let (cluster, user, leases) = load(ctx, &operation).await?;
+    let Loaded { cluster, user, leases, network } = load(ctx, &operation).await?;
     operation.start_step(STEP_APPLY);
     update(ctx, &operation, |_, c| {
         c.state = ClusterState::Provisioning;
         Ok(())
     })
     .await?;
-    let outcome = match request(ctx, &cluster, &user, node_addresses(&leases)) {
+    let outcome = match request(ctx, &cluster, &user, network.as_ref(), node_addresses(&leases)) {
         Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
@@ -194,12 +222,12 @@ async fn scale(
     clusters: &dyn ClusterProvisioner,
     mut operation: Operation,
 ) -> Result<Operation> {
-    let (cluster, user, leases) = load(ctx, &operation).await?;
+    let Loaded { cluster, user, leases, network } = load(ctx, &operation).await?;
     let nodes = node_addresses(&leases);
     let target = cluster.worker_count;
     operation.start_step(STEP_APPLY);
     ctx.save(&operation).await?;
-    let applied = match request(ctx, &cluster, &user, nodes.clone()) {
+    let applied = match request(ctx, &cluster, &user, network.as_ref(), nodes.clone()) {
         Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
@@ -242,7 +270,7 @@ async fn scale(
     operation.start_step(STEP_SHRINK);
     ctx.save(&operation).await?;
     let keep = keep_addresses(&nodes, &observation.addresses_in_use, cluster.pool_size(target) as usize);
-    let shrunk = match request(ctx, &cluster, &user, keep.clone()) {
+    let shrunk = match request(ctx, &cluster, &user, network.as_ref(), keep.clone()) {
         Ok(request) => clusters.apply(&request).await,
         Err(error) => Err(error),
     };
@@ -285,7 +313,7 @@ async fn delete(
     clusters: &dyn ClusterProvisioner,
     mut operation: Operation,
 ) -> Result<Operation> {
-    let (cluster, _, _) = load(ctx, &operation).await?;
+    let Loaded { cluster, .. } = load(ctx, &operation).await?;
     let target = cluster_ref(&cluster);
     operation.start_step(STEP_DELETE);
     ctx.save(&operation).await?;

@@ -19,6 +19,7 @@ pub(super) struct RawNetworks {
     vlan_range: Option<String>,
     distributed_switch: Option<String>,
     wan_port_group: Option<String>,
+    port_group_prefix: Option<String>,
     wan: Option<RawWan>,
     lans: Option<Vec<RawLan>>,
     mtu: Option<u32>,
@@ -61,6 +62,9 @@ pub struct TenantNetworks {
     pub distributed_switch: String,
     /// The port group of the WAN side, where the routers' WAN ports are.
     pub wan_port_group: String,
+    /// What every tenant LAN's port group is named after: `<prefix>-<account>-<lan>`
+    /// (`networks.port_group_prefix`, default `basphere`).
+    pub port_group_prefix: String,
     /// The WAN side's network: the routers' WAN addresses come from it.
     pub wan: WanNetwork,
     /// The LANs every tenant gets, the same subnets in each.
@@ -110,6 +114,30 @@ fn vsphere_name(key: &str, value: Option<String>) -> Result<String> {
         Some(name) if !name.trim().is_empty() && name.len() <= 80 && !name.chars().any(char::is_control) => Ok(name),
         Some(name) => Err(Error::invalid(key, format!("{name:?} is not a vSphere name (1-80 printable characters)"))),
         None => Err(Error::invalid(key, "is required with networks.mode: tenant")),
+    }
+}
+
+/// `networks.port_group_prefix`: 1-32 lower-case letters, digits and inner dashes, so that
+/// `<prefix>-<account>-<lan>` is a vSphere name (at most 80 characters) for every account.
+fn port_group_prefix(value: Option<String>) -> Result<String> {
+    let Some(prefix) = value else { return Ok("basphere".into()) };
+    let ok = (1..=32).contains(&prefix.len())
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !prefix.starts_with('-')
+        && !prefix.ends_with('-');
+    if !ok {
+        return Err(Error::invalid(
+            "networks.port_group_prefix",
+            format!("{prefix:?} is not accepted: 1-32 lower-case letters, digits and inner dashes, such as basphere"),
+        ));
+    }
+    Ok(prefix)
+}
+
+impl TenantNetworks {
+    /// The name of `owner`'s port group of the LAN `lan`: `<prefix>-<owner>-<lan>`.
+    pub fn port_group(&self, owner: &str, lan: &str) -> String {
+        format!("{}-{owner}-{lan}", self.port_group_prefix)
     }
 }
 
@@ -190,6 +218,7 @@ pub(super) fn networks(raw: RawNetworks) -> Result<NetworksConfig> {
                 ("vlan_range", raw.vlan_range.is_some()),
                 ("distributed_switch", raw.distributed_switch.is_some()),
                 ("wan_port_group", raw.wan_port_group.is_some()),
+                ("port_group_prefix", raw.port_group_prefix.is_some()),
                 ("wan", raw.wan.is_some()),
                 ("lans", raw.lans.is_some()),
                 ("mtu", raw.mtu.is_some()),
@@ -208,6 +237,7 @@ pub(super) fn networks(raw: RawNetworks) -> Result<NetworksConfig> {
             let vlans = vlan_range(raw.vlan_range)?;
             let distributed_switch = vsphere_name("networks.distributed_switch", raw.distributed_switch)?;
             let wan_port_group = vsphere_name("networks.wan_port_group", raw.wan_port_group)?;
+            let port_group_prefix = port_group_prefix(raw.port_group_prefix)?;
             let Some(wan) = raw.wan else {
                 return Err(Error::invalid(
                     "networks.wan",
@@ -240,6 +270,7 @@ pub(super) fn networks(raw: RawNetworks) -> Result<NetworksConfig> {
                 vlans,
                 distributed_switch,
                 wan_port_group,
+                port_group_prefix,
                 wan,
                 lans,
                 mtu,

@@ -285,9 +285,12 @@ fn networks_are_flat_unless_tenant_mode_is_asked_for() {
     );
     assert_eq!((tenant.mtu, tenant.router), (1450, RouterKind::Linux));
     assert!(tenant.router_section.is_null());
+    assert_eq!(tenant.port_group("alice", "lan1"), "basphere-alice-lan1", "named after the default prefix");
 
     let own = format!("{TENANT}  lans: [{{name: app, cidr: 172.16.0.0/22, gateway: 172.16.3.254}}]\n  mtu: 9000\n  router: linux\n  linux: {{wan_bridge: br-wan}}\n");
+    let own = format!("{own}  port_group_prefix: bsp-prod\n");
     let NetworksConfig::Tenant(tenant) = Config::from_yaml(&own).unwrap().networks else { panic!("tenant mode") };
+    assert_eq!(tenant.port_group("bob", "app"), "bsp-prod-bob-app");
     assert_eq!(tenant.lans.len(), 1);
     assert_eq!(tenant.lans[0].gateway, Ipv4Addr::new(172, 16, 3, 254));
     assert_eq!(tenant.mtu, 9000);
@@ -318,6 +321,9 @@ fn networks_errors_name_the_key() {
         (TENANT.replace("gateway: 192.0.2.1", "gateway: 192.0.3.1"), "networks.wan.gateway", "host address"),
         (TENANT.replace("gateway: 192.0.2.1", "gateway: 192.0.2.255"), "networks.wan.gateway", "host address"),
         (with("mtu: 100"), "networks.mtu", "576-9000"),
+        (with("port_group_prefix: Basphere"), "networks.port_group_prefix", "lower-case"),
+        (with("port_group_prefix: -x"), "networks.port_group_prefix", "inner dashes"),
+        ("networks: {port_group_prefix: x}".into(), "networks.port_group_prefix", "only to networks.mode: tenant"),
         (with("router: opnsense"), "networks.router", "accepted: linux"),
         (with("lans: []"), "networks.lans", "1-4"),
         (with("lans: [{name: WAN1, cidr: 10.0.1.0/24}]"), "networks.lans[0].name", "lower-case"),

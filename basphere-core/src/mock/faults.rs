@@ -16,6 +16,8 @@ pub enum Method {
     DestroyVm,
     Power,
     Inventory,
+    EnsurePortGroups,
+    RemovePortGroups,
 }
 
 /// What goes wrong.
@@ -143,6 +145,14 @@ impl Provisioner for FaultInjectingProvisioner {
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
         self.around(Method::Inventory, self.inner.inventory()).await
+    }
+
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.around(Method::EnsurePortGroups, self.inner.ensure_port_groups(spec)).await
+    }
+
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.around(Method::RemovePortGroups, self.inner.remove_port_groups(spec)).await
     }
 
     async fn adopt(&self, vm: &VmRef) -> Result<()> {

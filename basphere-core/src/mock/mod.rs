@@ -145,9 +145,32 @@ impl From<MockVmFields> for MockVm {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case", try_from = "ChangeFields")]
 pub enum InventoryChange {
-    Folder { path: String },
-    Upsert { vm: Box<MockVm> },
-    Remove { name: String },
+    Folder {
+        path: String,
+    },
+    Upsert {
+        vm: Box<MockVm>,
+    },
+    Remove {
+        name: String,
+    },
+    /// A distributed port group made or changed.
+    PortGroup {
+        port_group: MockPortGroup,
+    },
+    /// A distributed port group destroyed.
+    RemovePortGroup {
+        name: String,
+    },
+}
+
+/// A distributed port group in the simulated inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MockPortGroup {
+    pub name: String,
+    pub switch: String,
+    pub vlan: u16,
+    pub description: Option<String>,
 }
 
 /// An [`InventoryChange`] as read: its fields side by side, the tag among them. Read this way
@@ -159,6 +182,7 @@ struct ChangeFields {
     path: Option<String>,
     vm: Option<Box<MockVm>>,
     name: Option<String>,
+    port_group: Option<MockPortGroup>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -167,18 +191,26 @@ enum ChangeKind {
     Folder,
     Upsert,
     Remove,
+    PortGroup,
+    RemovePortGroup,
 }
 
 impl TryFrom<ChangeFields> for InventoryChange {
     type Error = String;
 
     fn try_from(fields: ChangeFields) -> std::result::Result<Self, String> {
-        let ChangeFields { change, path, vm, name } = fields;
+        let ChangeFields { change, path, vm, name, port_group } = fields;
         let missing = |field: &str| format!("a {change:?} change needs `{field}`");
         match change {
             ChangeKind::Folder => path.map(|path| InventoryChange::Folder { path }).ok_or_else(|| missing("path")),
             ChangeKind::Upsert => vm.map(|vm| InventoryChange::Upsert { vm }).ok_or_else(|| missing("vm")),
             ChangeKind::Remove => name.map(|name| InventoryChange::Remove { name }).ok_or_else(|| missing("name")),
+            ChangeKind::PortGroup => port_group
+                .map(|port_group| InventoryChange::PortGroup { port_group })
+                .ok_or_else(|| missing("port_group")),
+            ChangeKind::RemovePortGroup => {
+                name.map(|name| InventoryChange::RemovePortGroup { name }).ok_or_else(|| missing("name"))
+            }
         }
     }
 }
@@ -190,6 +222,7 @@ pub type InventoryObserver = Arc<dyn Fn(&InventoryChange) + Send + Sync>;
 struct Inventory {
     folders: BTreeSet<String>,
     vms: BTreeMap<String, MockVm>,
+    port_groups: BTreeMap<String, MockPortGroup>,
     next_id: u64,
     calls: Vec<String>,
 }
@@ -203,6 +236,12 @@ impl Inventory {
             InventoryChange::Upsert { vm } => self.upsert((**vm).clone()),
             InventoryChange::Remove { name } => {
                 self.vms.remove(name);
+            }
+            InventoryChange::PortGroup { port_group } => {
+                self.port_groups.insert(port_group.name.clone(), port_group.clone());
+            }
+            InventoryChange::RemovePortGroup { name } => {
+                self.port_groups.remove(name);
             }
         }
     }
@@ -225,11 +264,13 @@ impl Inventory {
 
 /// A simulated vSphere with its own inventory, which tests inspect and tamper with.
 ///
-/// It behaves like vCenter where the contract matters: a clone needs the owner's folder and a
-/// known template, names are unique in a folder, and a destroyed VM is gone.
+/// It behaves like vCenter where the contract matters: a clone needs the owner's folder, a
+/// known template and (on a tenant LAN) its port group, names are unique in a folder, a port
+/// group needs its distributed switch, and a destroyed VM is gone.
 pub struct MockProvisioner {
     base_folder: String,
     templates: BTreeSet<String>,
+    switches: BTreeSet<String>,
     delays: MockDelays,
     inventory: Mutex<Inventory>,
     observer: Option<InventoryObserver>,
@@ -244,15 +285,23 @@ impl MockProvisioner {
         MockProvisioner {
             base_folder: base_folder.to_owned(),
             templates: templates.into_iter().map(Into::into).collect(),
+            switches: BTreeSet::new(),
             delays: MockDelays::default(),
             inventory: Mutex::new(Inventory::default()),
             observer: None,
         }
     }
 
-    /// A simulator knowing the default catalog's templates, with no delays.
+    /// A simulator knowing the default catalog's templates and the test fixtures' distributed
+    /// switch (`dvs-tenants`), with no delays.
     pub fn with_default_catalog() -> Self {
-        Self::new("basphere-vms", ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"])
+        Self::new("basphere-vms", ["ubuntu-noble-24.04-cloudimg", "rocky-10-template"]).with_switch("dvs-tenants")
+    }
+
+    /// A distributed switch tenant port groups can be made on.
+    pub fn with_switch(mut self, name: &str) -> Self {
+        self.switches.insert(name.to_owned());
+        self
     }
 
     pub fn with_delays(mut self, delays: MockDelays) -> Self {
@@ -304,6 +353,17 @@ impl MockProvisioner {
 
     pub fn folders(&self) -> Vec<String> {
         self.lock().folders.iter().cloned().collect()
+    }
+
+    /// Every distributed port group, ordered by name.
+    pub fn port_groups(&self) -> Vec<MockPortGroup> {
+        self.lock().port_groups.values().cloned().collect()
+    }
+
+    /// Makes a port group that Basphere did not make, as a vSphere administrator might.
+    pub fn plant_port_group(&self, port_group: MockPortGroup) {
+        let mut inventory = self.lock();
+        self.commit(&mut inventory, InventoryChange::PortGroup { port_group });
     }
 
     /// The calls received, as `method:vsphere-name`, in order.
@@ -406,6 +466,11 @@ impl Provisioner for MockProvisioner {
                     Message(format!("template {} not found", request.os.template)),
                 ));
             }
+            if let Some(port_group) = &request.network.port_group {
+                if !inventory.port_groups.contains_key(port_group) {
+                    return Err(Error::not_found("port group", port_group));
+                }
+            }
         }
         tokio::time::sleep(self.delays.clone + self.delays.power).await;
         let mut inventory = self.lock();
@@ -465,6 +530,63 @@ impl Provisioner for MockProvisioner {
         let power = current.power;
         self.commit(&mut inventory, InventoryChange::Upsert { vm: Box::new(current) });
         Ok(power)
+    }
+
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let mut inventory = self.lock();
+        inventory.calls.push(format!("ensure_port_groups:{}", spec.tenant));
+        if !self.switches.contains(&spec.switch) {
+            return Err(Error::not_found("distributed switch", &spec.switch));
+        }
+        let description = spec.description();
+        // Every name is checked before anything is made, as a plan would be.
+        for wanted in &spec.port_groups {
+            if let Some(found) = inventory.port_groups.get(&wanted.name) {
+                if found.description.as_deref() != Some(description.as_str()) {
+                    return Err(Error::already_exists(
+                        "port group",
+                        format!("{} (not Basphere's: its description is not {description:?})", wanted.name),
+                    ));
+                }
+            }
+        }
+        for wanted in &spec.port_groups {
+            let port_group = MockPortGroup {
+                name: wanted.name.clone(),
+                switch: spec.switch.clone(),
+                vlan: wanted.vlan,
+                description: Some(description.clone()),
+            };
+            if inventory.port_groups.get(&wanted.name) != Some(&port_group) {
+                self.commit(&mut inventory, InventoryChange::PortGroup { port_group });
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let mut inventory = self.lock();
+        inventory.calls.push(format!("remove_port_groups:{}", spec.tenant));
+        let description = spec.description();
+        for wanted in &spec.port_groups {
+            let ours = inventory
+                .port_groups
+                .get(&wanted.name)
+                .is_some_and(|found| found.description.as_deref() == Some(description.as_str()));
+            if !ours {
+                continue;
+            }
+            if let Some(vm) = inventory.vms.values().find(|vm| {
+                vm.clone.as_ref().is_some_and(|clone| clone.network.port_group.as_ref() == Some(&wanted.name))
+            }) {
+                return Err(Error::Conflict(format!(
+                    "the port group {} is in use by {}",
+                    wanted.name, vm.vsphere_name
+                )));
+            }
+            self.commit(&mut inventory, InventoryChange::RemovePortGroup { name: wanted.name.clone() });
+        }
+        Ok(())
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {
@@ -546,6 +668,7 @@ mod tests {
                 gateway: [10, 0, 0, 1].into(),
                 dns: vec![[8, 8, 8, 8].into()],
                 mtu: 1500,
+                port_group: None,
             },
             ssh_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKe7DQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABC test-900007"
                 .into(),

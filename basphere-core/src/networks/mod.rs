@@ -16,14 +16,17 @@ use serde_json::json;
 
 use self::operations::{drift, tenant_settings, CREATE_STEPS, DELETE_STEPS};
 use crate::accounts::admin::busy as account_busy;
+use crate::config::NetworksConfig;
 use crate::error::{Error, Result};
+use crate::ipam::Ipam;
 use crate::model::*;
 use crate::router::TenantRouter;
 use crate::runtime::authz::{decide, Action, Actor};
 use crate::runtime::start::{ensure_idle, on_resource, record_operation};
 use crate::runtime::{page, Page, PageRequest, Runtime};
-use crate::store::{ClusterFilter, NetworkFilter, StoreExt, StoreTx, VmFilter};
+use crate::store::{ClusterFilter, NetworkFilter, StoreExt, StoreRead, StoreTx, VmFilter};
 use crate::validate::Username;
+use uuid::Uuid;
 
 /// What the router holds for a network, read from the router when asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,6 +238,101 @@ pub(crate) fn start_network(
     let details = json!({"operation": operation.id, "vlans": network.vlans().collect::<Vec<_>>()});
     record_operation(tx, actor, &operation, "network.create", &format!("network/{owner}"), details)?;
     Ok(NetworkChange { network, operation })
+}
+
+/// `owner`'s network, which their new VMs and clusters are put on: refused unless it is ready.
+fn ready_network(tx: &dyn StoreTx, owner: &Username) -> Result<Network> {
+    match tx.network_of(owner)? {
+        Some(network) if network.state == NetworkState::Ready => Ok(network),
+        Some(network) => Err(Error::Conflict(format!(
+            "the network of {owner} is {}{}; VMs and clusters are put on it once it is ready (`basphere network show`)",
+            network.state,
+            network.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default(),
+        ))),
+        None => Err(Error::Conflict(format!(
+            "{owner} has no network yet (networks.mode: tenant); an administrator makes it with `basphere admin network create {owner}`"
+        ))),
+    }
+}
+
+/// Where a resource's addresses are leased: the owner's blocks of the flat pools, or one LAN of
+/// the owner's tenant network.
+pub(crate) enum Scope {
+    Flat { ip_quota: u64 },
+    Lan { network: Network, lan: String },
+}
+
+impl Scope {
+    /// Where a new resource of `owner`'s goes: in tenant mode the first LAN of the owner's
+    /// network, which must be ready; in flat mode the owner's blocks.
+    pub(crate) fn for_new(tx: &dyn StoreTx, config: &NetworksConfig, owner: &Username, ip_quota: u64) -> Result<Scope> {
+        match config {
+            NetworksConfig::Flat => Ok(Scope::Flat { ip_quota }),
+            NetworksConfig::Tenant(_) => {
+                let network = ready_network(tx, owner)?;
+                let lan = network
+                    .lans
+                    .first()
+                    .ok_or_else(|| Error::Conflict(format!("the network of {owner} has no LAN")))?
+                    .name
+                    .clone();
+                Ok(Scope::Lan { network, lan })
+            }
+        }
+    }
+
+    /// Where the resource `id` already holds addresses (a cluster that grows): the scope of
+    /// its leases, whatever the mode is now; `None` when it holds none.
+    pub(crate) fn of_resource(tx: &dyn StoreTx, id: Uuid, ip_quota: u64) -> Result<Option<Scope>> {
+        let Some(lease) = tx.leases_of_resource(id)?.into_iter().next() else { return Ok(None) };
+        let Some(network_id) = lease.network else { return Ok(Some(Scope::Flat { ip_quota })) };
+        let network = tx.get_network(network_id)?.ok_or_else(|| Error::not_found("network", network_id))?;
+        let lan = lan_of(&network, lease.address)?.name.clone();
+        Ok(Some(Scope::Lan { network, lan }))
+    }
+
+    /// Leases an address for `resource` of `owner`'s in this scope.
+    pub(crate) fn lease(
+        &self,
+        tx: &mut dyn StoreTx,
+        ipam: &dyn Ipam,
+        owner: &Username,
+        resource: &ResourceRef,
+    ) -> Result<Lease> {
+        match self {
+            Scope::Flat { ip_quota } => ipam.lease(tx, owner, resource, *ip_quota),
+            Scope::Lan { network, lan } => ipam.lease_in_network(tx, network, lan, resource),
+        }
+    }
+}
+
+/// The tenant network the resource `id`'s addresses were leased in; `None` for the flat pools'.
+pub(crate) fn network_of_resource(tx: &dyn StoreRead, id: Uuid) -> Result<Option<Network>> {
+    match tx.leases_of_resource(id)?.into_iter().find_map(|lease| lease.network) {
+        None => Ok(None),
+        Some(network) => tx.get_network(network)?.map(Some).ok_or_else(|| Error::not_found("network", network)),
+    }
+}
+
+/// The LAN of `network` that holds `address`.
+pub(crate) fn lan_of(network: &Network, address: std::net::Ipv4Addr) -> Result<&NetworkLan> {
+    network
+        .lans
+        .iter()
+        .find(|lan| lan.cidr.contains(address))
+        .ok_or_else(|| Error::Conflict(format!("{address} is on no LAN of the network of {}", network.owner)))
+}
+
+/// How a guest on `network` reaches it from `address`: the LAN's prefix and gateway (the
+/// tenant's router), the network's MTU and the LAN's port group.
+pub(crate) fn guest_lan(
+    config: &NetworksConfig,
+    network: &Network,
+    address: std::net::Ipv4Addr,
+) -> Result<(u8, std::net::Ipv4Addr, u32, String)> {
+    let lan = lan_of(network, address)?;
+    let settings = tenant_settings(config)?;
+    Ok((lan.cidr.prefix(), lan.gateway, u32::from(network.mtu), settings.port_group(network.owner.as_str(), &lan.name)))
 }
 
 /// Refuses while `owner` has a live VM or cluster: they are on the network.

@@ -1,5 +1,6 @@
-//! The network operations' handlers: making a tenant's network (its router, through the
-//! [`TenantRouter`]) and removing it. Approval and purge run the same steps inline
+//! The network operations' handlers: making a tenant's network (its LANs' port groups, through
+//! the VM backend's [`Provisioner`], then its router, through the [`TenantRouter`]) and removing
+//! it (the router first, then the port groups). Approval and purge run the same steps inline
 //! ([`make_network`], [`remove_network`]), so a network is made the same way whoever asks.
 //! Every step is idempotent: the router's `ensure` and `remove` may be repeated after a crash.
 
@@ -11,26 +12,38 @@ use ipnetwork::Ipv4Network;
 use crate::config::{NetworksConfig, TenantNetworks};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::provisioner::{PortGroupSpec, Provisioner, TenantPortGroups};
 use crate::router::{RouterStatus, TenantLan, TenantRouter, TenantRouterSpec};
 use crate::runtime::{OperationContext, OperationHandler, Registry};
 
+pub(crate) const STEP_PORT_GROUPS: &str = "port groups";
 pub(crate) const STEP_ROUTER: &str = "tenant router";
 pub(crate) const STEP_REMOVE_ROUTER: &str = "remove tenant router";
+pub(crate) const STEP_REMOVE_PORT_GROUPS: &str = "remove port groups";
 pub(crate) const STEP_FREE: &str = "free vlans";
 
-pub(crate) const CREATE_STEPS: &[&str] = &[STEP_ROUTER];
-pub(crate) const DELETE_STEPS: &[&str] = &[STEP_REMOVE_ROUTER, STEP_FREE];
+pub(crate) const CREATE_STEPS: &[&str] = &[STEP_PORT_GROUPS, STEP_ROUTER];
+pub(crate) const DELETE_STEPS: &[&str] = &[STEP_REMOVE_ROUTER, STEP_REMOVE_PORT_GROUPS, STEP_FREE];
 
-/// Registers the network operations' handlers.
-pub(crate) fn register(registry: &mut Registry, router: &Arc<dyn TenantRouter>) {
-    registry.register(OperationKind::CreateNetwork, Create(router.clone()));
-    registry.register(OperationKind::DeleteNetwork, Delete(router.clone()));
+/// The backends a network is made of: the VM backend makes its port groups, the router its
+/// routing.
+#[derive(Clone)]
+pub(crate) struct NetworkBackends {
+    pub provisioner: Arc<dyn Provisioner>,
+    pub router: Arc<dyn TenantRouter>,
 }
 
-/// `create_network`: the tenant's router, then the network is ready.
-struct Create(Arc<dyn TenantRouter>);
-/// `delete_network`: the tenant's router removed, then its VLAN ids and WAN address freed.
-struct Delete(Arc<dyn TenantRouter>);
+/// Registers the network operations' handlers.
+pub(crate) fn register(registry: &mut Registry, backends: &NetworkBackends) {
+    registry.register(OperationKind::CreateNetwork, Create(backends.clone()));
+    registry.register(OperationKind::DeleteNetwork, Delete(backends.clone()));
+}
+
+/// `create_network`: the tenant's port groups and router, then the network is ready.
+struct Create(NetworkBackends);
+/// `delete_network`: the tenant's router and port groups removed, then its VLAN ids and WAN
+/// address freed.
+struct Delete(NetworkBackends);
 
 /// `networks.mode: tenant`'s settings, or why there are none.
 pub(crate) fn tenant_settings(config: &NetworksConfig) -> Result<&TenantNetworks> {
@@ -63,6 +76,19 @@ pub fn router_spec(network: &Network, config: &TenantNetworks) -> TenantRouterSp
     }
 }
 
+/// The port groups of `network`'s LANs on the distributed switch, each on the LAN's VLAN id.
+pub fn port_groups(network: &Network, config: &TenantNetworks) -> TenantPortGroups {
+    TenantPortGroups {
+        tenant: network.owner.clone(),
+        switch: config.distributed_switch.clone(),
+        port_groups: network
+            .lans
+            .iter()
+            .map(|lan| PortGroupSpec { name: config.port_group(network.owner.as_str(), &lan.name), vlan: lan.vlan })
+            .collect(),
+    }
+}
+
 /// How a router's answer differs from what was asked, for a failed network's reason.
 pub(crate) fn drift(status: &RouterStatus, spec: &TenantRouterSpec) -> String {
     let mut missing = Vec::new();
@@ -89,7 +115,7 @@ impl OperationHandler for Create {
         let Some(network) = operation_network(ctx, &mut operation).await? else {
             return Ok(operation);
         };
-        let outcome = make_network(ctx, &*self.0, &mut operation, network).await?;
+        let outcome = make_network(ctx, &self.0, &mut operation, network).await?;
         let again = format!("run `basphere admin network create {}` again to finish", operation.owner);
         end(ctx, operation, outcome, &again).await
     }
@@ -121,36 +147,32 @@ async fn end(
     Ok(operation)
 }
 
-/// Makes `network`'s router and records the network ready (step [`STEP_ROUTER`] of
-/// `operation`). A failure of the router is recorded on the network (`failed`, with the reason)
-/// and answered as `Ok(Err(reason))`; only a lost claim or a store failure is an `Err`.
+/// Makes `network`'s port groups and router and records the network ready (steps
+/// [`STEP_PORT_GROUPS`] and [`STEP_ROUTER`] of `operation`). A failure of either is recorded on
+/// the network (`failed`, with the reason) and answered as `Ok(Err(reason))`; only a lost claim
+/// or a store failure is an `Err`.
 pub(crate) async fn make_network(
     ctx: &OperationContext<'_>,
-    router: &dyn TenantRouter,
+    backends: &NetworkBackends,
     operation: &mut Operation,
     mut network: Network,
 ) -> Result<std::result::Result<(), String>> {
-    operation.start_step(STEP_ROUTER);
+    operation.start_step(STEP_PORT_GROUPS);
     ctx.save(operation).await?;
     if !network.is_live() {
-        operation.finish_step(STEP_ROUTER, false);
+        operation.finish_step(STEP_PORT_GROUPS, false);
         return Ok(Err(format!("the network of {} was deleted", network.owner)));
     }
     let outcome = match tenant_settings(&ctx.config().networks) {
-        Err(error) => Err(error.to_string()),
-        Ok(settings) => {
-            let spec = router_spec(&network, settings);
-            match router.ensure(&spec).await {
-                Ok(status) if status.matches(&spec) => Ok(()),
-                Ok(status) => Err(drift(&status, &spec)),
-                Err(error) => Err(format!("the {} router failed: {error}", router.backend_name())),
-            }
+        Err(error) => {
+            operation.finish_step(STEP_PORT_GROUPS, false);
+            Err(error.to_string())
         }
+        Ok(settings) => make_steps(ctx, backends, operation, &network, settings).await?,
     };
     if let Err(reason) = &outcome {
         operation.append_log([reason.clone()]);
     }
-    operation.finish_step(STEP_ROUTER, outcome.is_ok());
     network.state = if outcome.is_ok() { NetworkState::Ready } else { NetworkState::Failed };
     network.reason = outcome.clone().err();
     network.updated_at = now();
@@ -165,13 +187,43 @@ pub(crate) async fn make_network(
     Ok(outcome)
 }
 
+/// The port groups, then the router; the first that fails ends it with its reason.
+async fn make_steps(
+    ctx: &OperationContext<'_>,
+    backends: &NetworkBackends,
+    operation: &mut Operation,
+    network: &Network,
+    settings: &TenantNetworks,
+) -> Result<std::result::Result<(), String>> {
+    let provisioner = &*backends.provisioner;
+    let groups = port_groups(network, settings);
+    if let Err(error) = provisioner.ensure_port_groups(&groups).await {
+        operation.finish_step(STEP_PORT_GROUPS, false);
+        return Ok(Err(format!("the {} backend could not make the port groups: {error}", provisioner.backend_name())));
+    }
+    let names: Vec<&str> = groups.port_groups.iter().map(|group| group.name.as_str()).collect();
+    operation.append_log([format!("port groups {} on {}", names.join(", "), groups.switch)]);
+    operation.finish_step(STEP_PORT_GROUPS, true);
+    operation.start_step(STEP_ROUTER);
+    ctx.save(operation).await?;
+    let router = &*backends.router;
+    let spec = router_spec(network, settings);
+    let outcome = match router.ensure(&spec).await {
+        Ok(status) if status.matches(&spec) => Ok(()),
+        Ok(status) => Err(drift(&status, &spec)),
+        Err(error) => Err(format!("the {} router failed: {error}", router.backend_name())),
+    };
+    operation.finish_step(STEP_ROUTER, outcome.is_ok());
+    Ok(outcome)
+}
+
 #[async_trait]
 impl OperationHandler for Delete {
     async fn run(&self, ctx: &OperationContext<'_>, mut operation: Operation) -> Result<Operation> {
         let Some(network) = operation_network(ctx, &mut operation).await? else {
             return Ok(operation);
         };
-        let outcome = match remove_network(ctx, &*self.0, &mut operation, network).await {
+        let outcome = match remove_network(ctx, &self.0, &mut operation, network).await {
             Ok(()) => Ok(()),
             Err(error) if matches!(error, Error::ClaimLost(_)) => return Err(error),
             Err(error) => {
@@ -184,16 +236,18 @@ impl OperationHandler for Delete {
     }
 }
 
-/// Removes `network`'s router, then records the network deleted, which frees its VLAN ids and
-/// WAN address (steps [`STEP_REMOVE_ROUTER`] and [`STEP_FREE`] of `operation`).
+/// Removes `network`'s router, then its port groups, then records the network deleted, which
+/// frees its VLAN ids and WAN address (steps [`STEP_REMOVE_ROUTER`], [`STEP_REMOVE_PORT_GROUPS`]
+/// and [`STEP_FREE`] of `operation`).
 pub(crate) async fn remove_network(
     ctx: &OperationContext<'_>,
-    router: &dyn TenantRouter,
+    backends: &NetworkBackends,
     operation: &mut Operation,
     mut network: Network,
 ) -> Result<()> {
     operation.start_step(STEP_REMOVE_ROUTER);
     ctx.save(operation).await?;
+    let router = &*backends.router;
     if network.is_live() {
         if let Err(error) = router.remove(&network.owner).await {
             operation.finish_step(STEP_REMOVE_ROUTER, false);
@@ -201,6 +255,26 @@ pub(crate) async fn remove_network(
         }
     }
     operation.finish_step(STEP_REMOVE_ROUTER, true);
+    operation.start_step(STEP_REMOVE_PORT_GROUPS);
+    ctx.save(operation).await?;
+    if network.is_live() {
+        let provisioner = &*backends.provisioner;
+        let settings = tenant_settings(&ctx.config().networks).map_err(|error| {
+            operation.finish_step(STEP_REMOVE_PORT_GROUPS, false);
+            Error::Conflict(format!(
+                "the port groups of {}'s network cannot be named without the tenant networks' settings: {error}",
+                network.owner
+            ))
+        })?;
+        if let Err(error) = provisioner.remove_port_groups(&port_groups(&network, settings)).await {
+            operation.finish_step(STEP_REMOVE_PORT_GROUPS, false);
+            return Err(Error::Conflict(format!(
+                "removing the port groups through the {} backend failed: {error}",
+                provisioner.backend_name()
+            )));
+        }
+    }
+    operation.finish_step(STEP_REMOVE_PORT_GROUPS, true);
     operation.start_step(STEP_FREE);
     operation.finish_step(STEP_FREE, true);
     operation.append_log([format!("removed the network of {}", network.owner)]);

@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::human::HumanCheck;
 use crate::ipam::Ipam;
+use crate::networks::operations::NetworkBackends;
 use crate::notifier::Notifier;
 use crate::provisioner::Provisioner;
 use crate::router::{NoRouter, TenantRouter};
@@ -125,18 +126,19 @@ impl PlatformBuilder {
     pub fn build(self) -> Arc<Platform> {
         let cluster_backend = self.clusters.unwrap_or_else(|| Arc::new(NoClusters));
         let router = self.router.unwrap_or_else(|| Arc::new(NoRouter));
+        let network_backends = NetworkBackends { provisioner: self.provisioner.clone(), router: router.clone() };
         let backends = Backends {
             provisioner: self.provisioner.clone(),
             clusters: cluster_backend.clone(),
             bastion: self.bastion.unwrap_or_else(|| Arc::new(NoBastion)),
-            router: router.clone(),
+            network: network_backends.clone(),
         };
         // Each resource module registers the handlers of its operation kinds.
         let mut handlers = Registry::default();
         crate::vms::operations::register(&mut handlers, &self.provisioner);
         crate::clusters::operations::register(&mut handlers, &cluster_backend);
         crate::accounts::operations::register(&mut handlers, &backends);
-        crate::networks::operations::register(&mut handlers, &router);
+        crate::networks::operations::register(&mut handlers, &network_backends);
         let rt = Runtime::start(Parts {
             config: self.config,
             store: self.store,

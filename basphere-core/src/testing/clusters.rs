@@ -42,6 +42,7 @@ pub fn request(owner: &str, name: &str, subnet: u8, workers: u32) -> ClusterRequ
         prefix_len: 16,
         gateway: Ipv4Addr::new(10, 254, 0, 1),
         dns: vec![Ipv4Addr::new(10, 254, 0, 2)],
+        lan: None,
         ssh_key: ssh_key(11),
     }
 }

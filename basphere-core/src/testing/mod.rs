@@ -78,6 +78,7 @@ pub fn tenant_networks(vlans: std::ops::RangeInclusive<u16>) -> crate::config::T
         vlans,
         distributed_switch: "dvs-tenants".into(),
         wan_port_group: "pg-wan".into(),
+        port_group_prefix: "basphere".into(),
         wan: WanNetwork {
             cidr: "192.0.2.0/24".parse().expect("a CIDR"),
             gateway: Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),

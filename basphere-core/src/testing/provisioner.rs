@@ -24,6 +24,7 @@ pub fn request(owner: &str, name: &str, address: [u8; 4]) -> VmRequest {
             gateway: Ipv4Addr::new(10, 254, 0, 1),
             dns: vec![Ipv4Addr::new(8, 8, 8, 8)],
             mtu: 1500,
+            port_group: None,
         },
         os,
         spec: config.vm_specs["tiny"].clone(),
@@ -145,4 +146,45 @@ pub async fn check_missing_vm(provisioner: &dyn Provisioner, capabilities: Capab
         Err(error) => assert_eq!(error.kind(), "not-found", "{error}"),
         Ok(state) => panic!("power on a missing VM must be NotFound, got {state:?}"),
     }
+}
+
+/// The tenant port groups' contract, for a backend that makes them, on its distributed switch
+/// `switch`: made twice with one result, a VM cloned onto one, a clone onto a missing one
+/// refused as `NotFound`, a missing switch `NotFound`, removal repeatable. The caller then
+/// checks in the backend itself that nothing of `tenant`'s is left.
+pub async fn check_port_groups(provisioner: &dyn Provisioner, switch: &str) {
+    let spec = TenantPortGroups {
+        tenant: username("dave"),
+        switch: switch.to_owned(),
+        port_groups: vec![
+            PortGroupSpec { name: "basphere-dave-lan1".into(), vlan: 2001 },
+            PortGroupSpec { name: "basphere-dave-lan2".into(), vlan: 2002 },
+        ],
+    };
+    provisioner.ensure_port_groups(&spec).await.expect("port groups");
+    provisioner.ensure_port_groups(&spec).await.expect("ensure_port_groups is idempotent");
+
+    let mut request = request("dave", "app", [10, 0, 1, 10]);
+    request.network.port_group = Some("basphere-dave-lan1".into());
+    request.network.gateway = Ipv4Addr::new(10, 0, 1, 1);
+    request.network.prefix_len = 24;
+    request.network.mtu = 1450;
+    provisioner.ensure_folder(&request.owner).await.unwrap();
+    provisioner.create_vm(&request).await.expect("a VM on a tenant LAN's port group");
+    provisioner.destroy_vm(&request.vm_ref()).await.unwrap();
+
+    let mut astray = self::request("dave", "astray", [10, 0, 1, 11]);
+    astray.network.port_group = Some("basphere-nobody-lan1".into());
+    match provisioner.create_vm(&astray).await {
+        Err(error) => assert_eq!(error.kind(), "not-found", "{error}"),
+        Ok(handle) => panic!("a clone onto a missing port group must be NotFound, got {handle:?}"),
+    }
+    let elsewhere = TenantPortGroups { switch: "no-such-switch".into(), ..spec.clone() };
+    match provisioner.ensure_port_groups(&elsewhere).await {
+        Err(error) => assert_eq!(error.kind(), "not-found", "{error}"),
+        Ok(()) => panic!("port groups on a missing switch must be NotFound"),
+    }
+
+    provisioner.remove_port_groups(&spec).await.expect("remove");
+    provisioner.remove_port_groups(&spec).await.expect("removing port groups that are gone succeeds");
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use self::operations::{STEP_DESTROY, STEP_POWER, STEP_PROVISION, STEP_RELEASE, STEP_RESERVE};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::networks::Scope;
 use crate::provisioner::{PowerAction, Provisioner};
 use crate::runtime::authz::{decide, Action, Actor};
 use crate::runtime::start::{ensure_idle, on_resource, record_operation};
@@ -144,6 +145,7 @@ impl Vms {
             request.name, request.os, request.spec, request.count
         ));
         let default_quota = self.rt.config.default_quota;
+        let networks = self.rt.config.networks.clone();
         let channels = self.rt.channels();
         let (owner, actor) = (owner.clone(), actor.clone());
         self.rt.db(move |store, ipam| {
@@ -169,6 +171,8 @@ impl Vms {
                 };
                 let before = tx.usage(&owner)?;
                 quota.check(&before, &extra)?;
+                // In tenant mode the VMs go on the owner's network, its first LAN.
+                let scope = Scope::for_new(&*tx, &networks, &owner, quota.max_ips)?;
                 let mut accepted = Vec::with_capacity(names.len());
                 for name in &names {
                     if tx.vm_by_name(&owner, name)?.is_some() {
@@ -177,7 +181,7 @@ impl Vms {
                     let at = now();
                     let id = Uuid::now_v7();
                     let resource = ResourceRef { kind: ResourceKind::Vm, id, name: name.to_string() };
-                    let lease = ipam.lease(tx, &user.username, &resource, quota.max_ips)?;
+                    let lease = scope.lease(tx, &*ipam, &user.username, &resource)?;
                     let vm = Vm {
                         id,
                         owner: owner.clone(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::ipam::Ipam;
 use crate::model::*;
+use crate::networks::{guest_lan, network_of_resource};
 use crate::provisioner::Provisioner;
 use crate::provisioner::{GuestNetwork, PowerAction, PowerState, VmRef, VmRequest};
 use crate::runtime::{Commit, OperationContext, OperationHandler, Registry};
@@ -67,14 +68,47 @@ async fn load(ctx: &OperationContext<'_>, operation: &Operation) -> Result<(Vm, 
     .await
 }
 
-fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User) -> Result<VmRequest> {
+/// The tenant network `vm`'s address was leased in; `None` for an address of the flat pools.
+async fn network_of_vm(ctx: &OperationContext<'_>, vm: &Vm) -> Result<Option<Network>> {
+    let id = vm.id;
+    ctx.read(move |tx| network_of_resource(tx, id)).await
+}
+
+fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User, network: Option<&Network>) -> Result<VmRequest> {
     let address = vm.ip.ok_or_else(|| Error::Conflict(format!("vm {} has no address", vm.name)))?;
-    let info = ctx
-        .ipam()
-        .address_info(address)
-        .ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
     let config = ctx.config();
     let os = config.os_image(&vm.os)?.clone();
+    let guest = match network {
+        // On a tenant LAN: its prefix and gateway (the tenant's router), the network's MTU, the
+        // LAN's port group.
+        Some(network) => {
+            let (prefix_len, gateway, mtu, port_group) = guest_lan(&config.networks, network, address)?;
+            GuestNetwork {
+                interface: os.interface.clone(),
+                address,
+                prefix_len,
+                gateway,
+                dns: config.guest_network.dns.clone(),
+                mtu,
+                port_group: Some(port_group),
+            }
+        }
+        None => {
+            let info = ctx
+                .ipam()
+                .address_info(address)
+                .ok_or_else(|| Error::Conflict(format!("{address} is in no configured pool")))?;
+            GuestNetwork {
+                interface: os.interface.clone(),
+                address,
+                prefix_len: info.prefix_len,
+                gateway: info.gateway,
+                dns: config.guest_network.dns.clone(),
+                mtu: config.guest_network.mtu,
+                port_group: None,
+            }
+        }
+    };
     let spec = VmSpec {
         key: vm.spec.clone(),
         description: vm.spec.clone(),
@@ -86,14 +120,7 @@ fn request(ctx: &OperationContext<'_>, vm: &Vm, user: &User) -> Result<VmRequest
         id: vm.id,
         owner: vm.owner.clone(),
         name: vm.name.clone(),
-        network: GuestNetwork {
-            interface: os.interface.clone(),
-            address,
-            prefix_len: info.prefix_len,
-            gateway: info.gateway,
-            dns: config.guest_network.dns.clone(),
-            mtu: config.guest_network.mtu,
-        },
+        network: guest,
         os,
         spec,
         ssh_key: user.ssh_key.clone(),
@@ -120,8 +147,11 @@ async fn create(
     vm.state = VmState::Provisioning;
     vm.updated_at = now();
     ctx.commit(&operation, put_vm(&vm)).await?;
-    let outcome = match request(ctx, &vm, &user) {
-        Ok(request) => provisioner.create_vm(&request).await,
+    let outcome = match network_of_vm(ctx, &vm).await {
+        Ok(network) => match request(ctx, &vm, &user, network.as_ref()) {
+            Ok(request) => provisioner.create_vm(&request).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     match outcome {

@@ -18,6 +18,64 @@ async fn mock_provisioner_passes_the_provisioner_conformance_suite() {
 }
 
 #[tokio::test]
+async fn mock_provisioner_makes_tenant_port_groups_and_leaves_others_alone() {
+    use basphere_core::mock::MockPortGroup;
+    use basphere_core::provisioner::{PortGroupSpec, Provisioner, TenantPortGroups};
+    let vsphere = MockProvisioner::with_default_catalog();
+    testing::provisioner::check_port_groups(&vsphere, "dvs-tenants").await;
+    assert!(vsphere.port_groups().is_empty(), "nothing left: {:?}", vsphere.port_groups());
+
+    let spec = TenantPortGroups {
+        tenant: testing::username("erin"),
+        switch: "dvs-tenants".into(),
+        port_groups: vec![
+            PortGroupSpec { name: "basphere-erin-lan1".into(), vlan: 2101 },
+            PortGroupSpec { name: "basphere-erin-lan2".into(), vlan: 2102 },
+        ],
+    };
+    vsphere.ensure_port_groups(&spec).await.unwrap();
+    let made: Vec<(String, u16, Option<String>)> =
+        vsphere.port_groups().into_iter().map(|group| (group.name, group.vlan, group.description)).collect();
+    let marker = Some("Basphere tenant network of erin".to_owned());
+    assert_eq!(
+        made,
+        [("basphere-erin-lan1".into(), 2101, marker.clone()), ("basphere-erin-lan2".into(), 2102, marker.clone())]
+    );
+    // A port group of Basphere's with another VLAN id is put right; one of someone else's is
+    // refused and left as it is, and so is everything else of the spec.
+    let moved = TenantPortGroups {
+        port_groups: vec![PortGroupSpec { name: "basphere-erin-lan1".into(), vlan: 2201 }],
+        ..spec.clone()
+    };
+    vsphere.ensure_port_groups(&moved).await.unwrap();
+    assert_eq!(vsphere.port_groups()[0].vlan, 2201);
+    let foreign = MockPortGroup {
+        name: "basphere-frank-lan1".into(),
+        switch: "dvs-tenants".into(),
+        vlan: 7,
+        description: Some("the storage team's".into()),
+    };
+    vsphere.plant_port_group(foreign.clone());
+    let frank = TenantPortGroups {
+        tenant: testing::username("frank"),
+        switch: "dvs-tenants".into(),
+        port_groups: vec![
+            PortGroupSpec { name: "basphere-frank-lan1".into(), vlan: 2301 },
+            PortGroupSpec { name: "basphere-frank-lan2".into(), vlan: 2302 },
+        ],
+    };
+    let refused = vsphere.ensure_port_groups(&frank).await.unwrap_err();
+    assert_eq!(refused.kind(), "already-exists", "{refused}");
+    assert!(refused.to_string().contains("basphere-frank-lan1"), "{refused}");
+    vsphere.remove_port_groups(&frank).await.unwrap();
+    let names: Vec<String> = vsphere.port_groups().into_iter().map(|group| group.name).collect();
+    assert_eq!(names, ["basphere-erin-lan1", "basphere-erin-lan2", "basphere-frank-lan1"]);
+    assert_eq!(vsphere.port_groups()[2], foreign, "someone else's port group is untouched");
+    vsphere.remove_port_groups(&spec).await.unwrap();
+    assert_eq!(vsphere.port_groups(), [foreign]);
+}
+
+#[tokio::test]
 async fn fault_injecting_decorator_without_faults_passes_the_suite() {
     let inner = Arc::new(MockProvisioner::with_default_catalog());
     testing::provisioner::check_all(&FaultInjectingProvisioner::new(inner)).await;

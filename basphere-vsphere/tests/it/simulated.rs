@@ -17,6 +17,36 @@ async fn simulated_vsphere_passes_the_provisioner_conformance_suite() {
 }
 
 #[tokio::test]
+async fn simulated_vsphere_keeps_tenant_port_groups_on_the_configured_switch_across_reopening() {
+    use basphere_core::provisioner::{PortGroupSpec, TenantPortGroups};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.jsonl");
+    let config = Config::from_yaml(
+        "networks: {mode: tenant, vlan_range: 2001-2999, distributed_switch: dvs-lab, wan_port_group: wan, \
+         wan: {cidr: 192.0.2.0/24}}",
+    )
+    .unwrap();
+    let vsphere = simulated::open(&path, &config, MockDelays::default()).unwrap();
+    testing::provisioner::check_port_groups(&*vsphere, "dvs-lab").await;
+    let spec = TenantPortGroups {
+        tenant: testing::username("alice"),
+        switch: "dvs-lab".into(),
+        port_groups: vec![PortGroupSpec { name: "basphere-alice-lan1".into(), vlan: 2001 }],
+    };
+    vsphere.ensure_port_groups(&spec).await.unwrap();
+    drop(vsphere);
+    // A torn last line makes reopening rewrite the journal: the port group is written again.
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"change\":\"port_gr").unwrap();
+    let reopened = simulated::open(&path, &config, MockDelays::default()).unwrap();
+    let kept: Vec<(String, String, u16)> =
+        reopened.port_groups().into_iter().map(|group| (group.name, group.switch, group.vlan)).collect();
+    assert_eq!(kept, [("basphere-alice-lan1".into(), "dvs-lab".into(), 2001)]);
+    // Without tenant mode there is no switch to make port groups on.
+    let flat = simulated::open(&dir.path().join("flat.jsonl"), &Config::default(), MockDelays::default()).unwrap();
+    assert_eq!(flat.ensure_port_groups(&spec).await.unwrap_err().kind(), "not-found");
+}
+
+#[tokio::test]
 async fn the_inventory_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inventory.jsonl");
