@@ -363,20 +363,15 @@ pub fn vsphere_site(backend: &BackendConfig) -> basphere_capi::VsphereSite {
 /// changing nothing: the store, the VM backend and its credentials, the cluster backend, the
 /// notifiers' secrets, the bastion logins and the bot check. Prints one line per part and says
 /// what to fix; whether everything passed.
-/// Whether this version serves the configured networks mode. Tenant mode is parsed and checked
-/// (`networks.*`), and its router backend exists (basphere-router); the networks themselves (the
-/// per-tenant records, VLAN ids, address scopes and port groups) are not made yet, so a server
-/// asked for them stops instead of running flat while the file says tenant.
-fn networks_served(config: &Config) -> Result<()> {
+/// The tenant router `networks.*` asks for: none in flat mode; in tenant mode the `linux`
+/// router its section (`networks.linux`) describes, checked now so a wrong setting stops the
+/// start with the key named.
+fn tenant_router(config: &Config) -> Result<Option<Arc<dyn basphere_core::router::TenantRouter>>> {
     match &config.networks {
-        basphere_core::config::NetworksConfig::Flat => Ok(()),
+        basphere_core::config::NetworksConfig::Flat => Ok(None),
         basphere_core::config::NetworksConfig::Tenant(tenant) => {
             let settings = basphere_router::LinuxRouterSettings::from_section(&tenant.router_section)?;
-            basphere_router::LinuxRouter::new(settings)?;
-            Err(anyhow::Error::from(basphere_core::Error::invalid(
-            "networks.mode",
-            "tenant networks are checked but not yet made by this version of Basphere; use flat (the default) for now",
-            )))
+            Ok(Some(Arc::new(basphere_router::LinuxRouter::new(settings)?)))
         }
     }
 }
@@ -412,7 +407,19 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         "network",
         BlockIpam::new(config.pools.clone()).map(|_| format!("{} pool(s)", config.pools.len())).map_err(Into::into),
     );
-    report("networks", networks_served(&config).map(|()| "flat: one shared network".to_owned()));
+    report(
+        "networks",
+        tenant_router(&config).map(|router| match (router, &config.networks) {
+            (Some(router), basphere_core::config::NetworksConfig::Tenant(tenant)) => format!(
+                "tenant: VLANs {}-{}, port groups on {}, the {} router",
+                tenant.vlans.start(),
+                tenant.vlans.end(),
+                tenant.distributed_switch,
+                router.backend_name()
+            ),
+            _ => "flat: one shared network".to_owned(),
+        }),
+    );
     // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
     let backend = BackendConfig::from_config(&config);
     let site = backend.as_ref().map(vsphere_site).map_err(ToString::to_string);
@@ -492,7 +499,7 @@ pub async fn check_config(options: &Options) -> Result<bool> {
 pub async fn run(options: Options) -> Result<()> {
     let started = std::time::Instant::now();
     let Settings { config, server } = load_config(options.config.as_deref())?;
-    networks_served(&config)?;
+    let router = tenant_router(&config)?;
     let config = Arc::new(config);
     let open_files = raise_open_file_limit();
     let connections = &server.connections;
@@ -560,6 +567,9 @@ pub async fn run(options: Options) -> Result<()> {
             basphere_bastion::from_config(&config.bastion.logins)
                 .context("bastion.logins: the bastion logins cannot be made")?,
         );
+    if let Some(router) = router {
+        builder = builder.router(router);
+    }
     match &config.recaptcha {
         basphere_core::config::RecaptchaConfig::On(settings) => {
             builder = builder.human_check(Arc::new(captcha::Recaptcha::from_settings(settings)?));

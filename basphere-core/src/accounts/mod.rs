@@ -182,9 +182,11 @@ impl Accounts {
         self.complete(user, actor).await
     }
 
-    /// The steps every account needs after its record: an IP block and its folder, and in
-    /// tenant mode its network (recorded with the operation that makes it, when it has none).
+    /// The steps every account needs after its record: its folder, and an IP block of the flat
+    /// pools or, in tenant mode, its network (recorded with the operation that makes it, when it
+    /// has none).
     async fn complete(&self, user: User, actor: &Actor) -> Result<User> {
+        let tenant = crate::networks::operations::tenant_settings(&self.rt.config.networks).is_ok();
         let stored = self
             .rt
             .db(move |store, ipam| {
@@ -196,7 +198,9 @@ impl Accounts {
                             user.clone()
                         }
                     };
-                    ipam.assign_block(tx, &stored.username)?;
+                    if !tenant {
+                        ipam.assign_block(tx, &stored.username)?;
+                    }
                     Ok(stored)
                 })
             })

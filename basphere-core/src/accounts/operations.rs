@@ -33,10 +33,11 @@ const STEP_ACCOUNT: &str = "remove account";
 
 pub(crate) const CHANGE_KEY_STEPS: &[&str] = &[STEP_KEY];
 
-/// An approval's steps: the tenant network's only in tenant mode.
+/// An approval's steps: in tenant mode the account's network instead of a block of the flat
+/// pools (its VMs and clusters are leased on its network's LANs).
 pub(crate) fn approve_steps(tenant: bool) -> &'static [&'static str] {
     if tenant {
-        &[STEP_BLOCK, STEP_FOLDER, STEP_NETWORK, STEP_LOGIN]
+        &[STEP_FOLDER, STEP_NETWORK, STEP_LOGIN]
     } else {
         &[STEP_BLOCK, STEP_FOLDER, STEP_LOGIN]
     }
@@ -131,16 +132,20 @@ async fn approve(ctx: &OperationContext<'_>, backends: &Backends, mut operation:
         return Ok(operation);
     };
 
-    operation.start_step(STEP_BLOCK);
-    let owner = name.clone();
-    let assigned = ctx.commit(&operation, move |commit| commit.ipam.assign_block(commit.tx, &owner).map(|_| ())).await;
-    if let Err(error) = assigned {
-        if is_ours(&error) {
-            return Err(error);
+    let tenant = tenant_settings(&ctx.config().networks).is_ok();
+    if !tenant {
+        operation.start_step(STEP_BLOCK);
+        let owner = name.clone();
+        let assigned =
+            ctx.commit(&operation, move |commit| commit.ipam.assign_block(commit.tx, &owner).map(|_| ())).await;
+        if let Err(error) = assigned {
+            if is_ours(&error) {
+                return Err(error);
+            }
+            return failed(ctx, operation, STEP_BLOCK, &error, &again).await;
         }
-        return failed(ctx, operation, STEP_BLOCK, &error, &again).await;
+        operation.finish_step(STEP_BLOCK, true);
     }
-    operation.finish_step(STEP_BLOCK, true);
 
     operation.start_step(STEP_FOLDER);
     ctx.save(&operation).await?;

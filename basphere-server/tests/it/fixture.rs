@@ -241,6 +241,8 @@ impl Api {
         });
         let created = self.send(&ROOT, "POST", "/api/v1/admin/users", Some(&body.to_string())).await;
         assert_eq!(created.status, 201, "{}", created.body);
+        // In tenant mode the account's network is being made: its VMs and clusters wait for it.
+        self.wait_idle().await;
         self.token(name, "user").await
     }
 

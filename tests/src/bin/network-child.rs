@@ -54,7 +54,7 @@ fn main() {
             config.clone(),
             store.clone(),
             Arc::new(BlockIpam::new(config.pools.clone()).expect("pools")),
-            Arc::new(basphere_core::mock::MockProvisioner::with_default_catalog()),
+            Arc::new(basphere_core::mock::MockProvisioner::with_default_catalog().with_switch("dvs")),
             Arc::new(LogNotifier),
         )
         .router(Arc::new(router))

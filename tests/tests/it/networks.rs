@@ -23,6 +23,7 @@ struct Rig {
     platform: Arc<Platform>,
     store: Arc<dyn Store>,
     router: Arc<RecordingRouter>,
+    vsphere: Arc<MockProvisioner>,
     _background: basphere_core::platform::Background,
 }
 
@@ -42,18 +43,19 @@ fn rig(backend: Backend, dir: &std::path::Path, vlans: &str) -> Rig {
     let config = Arc::new(Config { registration: generous, ..Config::from_yaml(&yaml).unwrap() });
     let store = backend.open(dir);
     let router = Arc::new(RecordingRouter::new());
+    let vsphere = Arc::new(MockProvisioner::with_default_catalog());
     let platform = Platform::builder(
         config.clone(),
         store.clone(),
         block_ipam(config.pools.clone()),
-        Arc::new(MockProvisioner::with_default_catalog()),
+        vsphere.clone(),
         Arc::new(RecordingNotifier::new()),
     )
     .bastion(Arc::new(RecordingBastion::new()))
     .router(router.clone())
     .build();
     let _background = platform.start_background();
-    Rig { platform, store, router, _background }
+    Rig { platform, store, router, vsphere, _background }
 }
 
 fn admin() -> Actor {
@@ -90,6 +92,11 @@ impl Rig {
         self.store.query(|tx| tx.network_of(&username(name))).unwrap()
     }
 
+    /// The simulated vCenter's port groups: name, VLAN id.
+    fn port_groups(&self) -> Vec<(String, u16)> {
+        self.vsphere.port_groups().into_iter().map(|group| (group.name, group.vlan)).collect()
+    }
+
     fn all_networks(&self) -> Vec<Network> {
         self.store.query(|tx| tx.list_networks(&NetworkFilter { include_deleted: true, ..Default::default() })).unwrap()
     }
@@ -123,6 +130,17 @@ async fn a_tenant_network_is_made_on_approval_shown_to_its_account_and_removed_b
             [(2001, "10.0.1.1/24".to_owned()), (2002, "10.0.2.1/24".to_owned())]
         );
         assert_eq!((spec.mtu, spec.wan_address.to_string()), (1450, "192.0.2.2/24".to_owned()));
+        // Each LAN is a port group on the distributed switch, on the LAN's VLAN id.
+        assert_eq!(
+            rig.port_groups(),
+            [
+                ("basphere-alice-lan1".to_owned(), 2001),
+                ("basphere-alice-lan2".to_owned(), 2002),
+                ("basphere-bob-lan1".to_owned(), 2003),
+                ("basphere-bob-lan2".to_owned(), 2004)
+            ],
+            "{backend:?}"
+        );
 
         // Shown to alice and administrators; another account sees nothing.
         let alice = Actor::user(&username("alice"), "test");
@@ -145,8 +163,22 @@ async fn a_tenant_network_is_made_on_approval_shown_to_its_account_and_removed_b
 
         // Refused while a VM is on it; deleted once nothing is; made again with the freed ids.
         let request = CreateVms { name: "web".into(), os: "ubuntu-24.04".into(), spec: "tiny".into(), count: 1 };
-        let made = rig.platform.vms().create(&alice, &username("alice"), request, None).await.unwrap();
+        let made = rig.platform.vms().create(&alice, &username("alice"), request.clone(), None).await.unwrap();
         assert_eq!(rig.wait(&made.accepted[0].operation).await.state, OperationState::Succeeded);
+        // Both tenants' first VM holds the same address, each on its own LAN's port group,
+        // behind its own router, with the tenant MTU.
+        let bobs = rig.platform.vms().create(&bob, &username("bob"), request, None).await.unwrap();
+        assert_eq!(rig.wait(&bobs.accepted[0].operation).await.state, OperationState::Succeeded);
+        for (owner, vm) in [("alice", &made.accepted[0].vm), ("bob", &bobs.accepted[0].vm)] {
+            assert_eq!(vm.ip.map(|ip| ip.to_string()).as_deref(), Some("10.0.1.2"), "{backend:?}: {owner}");
+            let clone = rig.vsphere.vm(&format!("{owner}-web")).and_then(|vm| vm.clone).expect("cloned");
+            let guest = &clone.network;
+            assert_eq!(guest.port_group.as_deref(), Some(format!("basphere-{owner}-lan1").as_str()));
+            assert_eq!((guest.gateway.to_string(), guest.prefix_len, guest.mtu), ("10.0.1.1".to_owned(), 24, 1450));
+        }
+        let leases = rig.store.query(|tx| tx.list_leases(None)).unwrap();
+        let scopes: BTreeSet<Option<uuid::Uuid>> = leases.iter().map(|lease| lease.network).collect();
+        assert_eq!(scopes, BTreeSet::from([Some(alice_net.id), Some(bob_net.id)]), "{backend:?}: tenant scopes only");
         let refused = rig.platform.networks().delete(&admin(), &username("alice")).await.unwrap_err();
         assert!(refused.to_string().contains("VM web"), "{refused}");
         let refused = rig.platform.accounts().delete(&admin(), "alice").await.unwrap_err();
@@ -161,6 +193,7 @@ async fn a_tenant_network_is_made_on_approval_shown_to_its_account_and_removed_b
         assert_eq!(deletion.state, OperationState::Succeeded, "{backend:?}: {:?}", deletion.error);
         assert_eq!(rig.network("alice"), None);
         assert!(!rig.router.tenants().contains_key(&username("alice")), "the router holds nothing of alice's");
+        assert!(!rig.port_groups().iter().any(|(name, _)| name.contains("-alice-")), "{:?}", rig.port_groups());
         assert_eq!(rig.platform.networks().show(&alice, &username("alice")).await.unwrap_err().kind(), "not-found");
         let again = rig.platform.networks().create(&admin(), &username("alice")).await.unwrap();
         assert_eq!(again.network.vlans().collect::<Vec<_>>(), [2001, 2002], "the freed ids are taken again");
@@ -175,6 +208,12 @@ async fn a_tenant_network_is_made_on_approval_shown_to_its_account_and_removed_b
         assert_eq!(rig.network("bob"), None);
         assert!(!rig.router.tenants().contains_key(&username("bob")));
         assert_eq!(rig.router.calls().last(), Some(&RouterCall::Remove(username("bob"))));
+        assert!(rig.vsphere.vm("bob-web").is_none(), "purge destroyed bob's VM first");
+        assert_eq!(
+            rig.port_groups(),
+            [("basphere-alice-lan1".to_owned(), 2001), ("basphere-alice-lan2".to_owned(), 2002)],
+            "{backend:?}: nothing of bob's is left on the switch"
+        );
         let history = rig.all_networks();
         assert_eq!(history.iter().filter(|n| n.state == NetworkState::Deleted).count(), 2, "{history:?}");
     }
