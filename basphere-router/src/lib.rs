@@ -6,8 +6,11 @@
 //! a packet's cost does not grow with the number of tenants, one tenant's change touches nothing
 //! of another's, and two tenants hold the same LAN addresses without meeting.
 //!
-//! In production the LAN bridges are joined by the host's VLAN interfaces for the tenant's VLAN
-//! ids; in tests, by the test's own "VMs" (namespaces with a veth on the bridge).
+//! In production the LAN bridges are joined by VLAN interfaces on the router host's trunk
+//! (`networks.linux.trunk`, the interface that carries the tenants' VLANs tagged from the
+//! distributed switch): each LAN's bridge holds `t<vlan id>`, so the VMs on the LAN's port group
+//! reach their gateway. In tests, by the test's own "VMs" (namespaces with a veth on the bridge)
+//! and by a trunk the test makes.
 
 mod command;
 pub mod rules;
@@ -37,6 +40,10 @@ pub struct LinuxRouterSettings {
     pub host_namespace: Option<String>,
     /// The bridge on the WAN side that every tenant's WAN port joins.
     pub wan_bridge: String,
+    /// The interface carrying the tenants' VLANs tagged (in the host namespace): each LAN's
+    /// bridge is joined by a VLAN interface of it for the LAN's id. `None`: the LANs are joined
+    /// otherwise (tests).
+    pub trunk: Option<String>,
     /// How long one `ip` or `nft` may take.
     pub timeout: Duration,
 }
@@ -84,6 +91,12 @@ impl LinuxRouter {
                 format!("{:?} is not an interface name (1 to 15 letters, digits, - or _)", settings.wan_bridge),
             ));
         }
+        if let Some(trunk) = settings.trunk.as_deref().filter(|trunk| !interface_name(trunk)) {
+            return Err(Error::invalid(
+                "networks.linux.trunk",
+                format!("{trunk:?} is not an interface name (1 to 15 letters, digits, - or _)"),
+            ));
+        }
         let prefix_ok = !settings.namespace_prefix.is_empty()
             && settings.namespace_prefix.len() <= 32
             && settings.namespace_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -107,6 +120,48 @@ impl LinuxRouter {
         let digest = Sha256::digest(self.namespace(tenant).as_bytes());
         let hex: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
         format!("bw{hex}")
+    }
+
+    /// The VLAN interface of the trunk that joins a LAN of VLAN `vlan` to its bridge.
+    fn vlan_link(vlan: u16) -> String {
+        format!("t{vlan}")
+    }
+
+    /// Joins each LAN's bridge to the trunk's VLAN of the LAN's id (when there is a trunk), and
+    /// takes away a VLAN interface no LAN asks for any more.
+    async fn join_trunk(&self, namespace: &str, links: &[Link], spec: &TenantRouterSpec) -> Result<()> {
+        let Some(trunk) = &self.settings.trunk else { return Ok(()) };
+        let wanted: Vec<String> = spec.lans.iter().map(|lan| Self::vlan_link(lan.vlan)).collect();
+        for stale in links.iter().map(|link| &link.ifname).filter(|name| is_vlan_link(name) && !wanted.contains(name)) {
+            self.ip(namespace, &["link", "del", stale]).await?;
+        }
+        for lan in &spec.lans {
+            let link = Self::vlan_link(lan.vlan);
+            if !links.iter().any(|l| l.ifname == link) {
+                let id = lan.vlan.to_string();
+                let made = self
+                    .host_ip(&[
+                        "link", "add", "link", trunk, "name", &link, "netns", namespace, "type", "vlan", "id", &id,
+                    ])
+                    .await;
+                if let Err(error) = made {
+                    // A kernel without 802.1Q says only this.
+                    if error.to_string().contains("Unknown device type") {
+                        return Err(Error::invalid(
+                            "networks.linux.trunk",
+                            format!(
+                                "the router host's kernel cannot make VLAN interfaces on {trunk} (load the 8021q \
+                                 module: modprobe 8021q), so the LANs cannot reach the switch: {error}"
+                            ),
+                        ));
+                    }
+                    return Err(error);
+                }
+            }
+            let mtu = spec.mtu.to_string();
+            self.ip(namespace, &["link", "set", &link, "mtu", &mtu, "master", &lan.name, "up"]).await?;
+        }
+        Ok(())
     }
 
     async fn run(&self, words: &[&str], input: Option<&str>) -> Result<String> {
@@ -184,7 +239,15 @@ impl LinuxRouter {
     }
 }
 
+/// Whether `name` is one of the router's VLAN interfaces (`t<vlan id>`).
+fn is_vlan_link(name: &str) -> bool {
+    name.strip_prefix('t').is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn check_spec(spec: &TenantRouterSpec) -> Result<()> {
+    if let Some(lan) = spec.lans.iter().find(|lan| !(1..=4094).contains(&lan.vlan)) {
+        return Err(Error::invalid("networks.vlan_range", format!("{} is not a VLAN id (1-4094)", lan.vlan)));
+    }
     for lan in &spec.lans {
         if !interface_name(&lan.name) || lan.name == WAN {
             return Err(Error::invalid(
@@ -225,6 +288,7 @@ impl TenantRouter for LinuxRouter {
             self.ip(&namespace, &["link", "set", &lan.name, "mtu", &spec.mtu.to_string(), "up"]).await?;
         }
         links = self.links(&namespace).await?;
+        self.join_trunk(&namespace, &links, spec).await?;
         self.address(&namespace, &links, WAN, spec.wan_address).await?;
         for lan in &spec.lans {
             self.address(&namespace, &links, &lan.name, lan.gateway).await?;

@@ -14,6 +14,7 @@ struct RawLinux {
     namespace_prefix: Option<String>,
     host_namespace: Option<String>,
     wan_bridge: Option<String>,
+    trunk: Option<String>,
     timeout_seconds: Option<u64>,
 }
 
@@ -56,6 +57,7 @@ impl LinuxRouterSettings {
             namespace_prefix: raw.namespace_prefix.unwrap_or_else(|| Self::DEFAULT_PREFIX.into()),
             host_namespace,
             wan_bridge: raw.wan_bridge.unwrap_or_else(|| Self::DEFAULT_WAN_BRIDGE.into()),
+            trunk: raw.trunk,
             timeout,
         })
     }
@@ -74,13 +76,15 @@ mod tests {
     fn every_key_has_a_default_and_a_bad_value_is_named() {
         let router = parse("null").unwrap();
         assert_eq!(router.namespace(&basphere_core::testing::username("alice")), "bsp-alice");
-        let custom = parse("{namespace_prefix: t-, wan_bridge: wan0, timeout_seconds: 30, host_namespace: edge}");
+        let custom =
+            parse("{namespace_prefix: t-, wan_bridge: wan0, timeout_seconds: 30, host_namespace: edge, trunk: bond0}");
         assert_eq!(custom.unwrap().namespace(&basphere_core::testing::username("bob")), "t-bob");
         for (yaml, key) in [
             ("{wan_bridge: a-very-long-bridge-name}", "networks.linux.wan_bridge"),
             ("{namespace_prefix: 'a b'}", "networks.linux.namespace_prefix"),
             ("{timeout_seconds: 0}", "networks.linux.timeout_seconds"),
             ("{host_namespace: 'a/b'}", "networks.linux.host_namespace"),
+            ("{trunk: 'eth0.2000 and more'}", "networks.linux.trunk"),
             ("{bridge: wan}", "networks.linux"),
         ] {
             let error = parse(yaml).err().unwrap_or_else(|| panic!("{yaml} must be refused"));

@@ -135,6 +135,7 @@ pub fn networks(scale: f64) -> Result<()> {
     let router = LinuxRouter::new(LinuxRouterSettings {
         namespace_prefix: format!("{PREFIX}r-"),
         host_namespace: Some(wan_host.clone()),
+        trunk: None,
         wan_bridge: "wan".into(),
         timeout: Duration::from_secs(30),
     })?;

@@ -35,6 +35,17 @@ fn nix_uid_is_root() -> bool {
         .is_some_and(|line| line.split_whitespace().nth(1) == Some("0"))
 }
 
+/// Whether this kernel makes VLAN (802.1Q) interfaces: tried on a veth in a namespace of its own.
+pub fn vlans_supported() -> bool {
+    let probe = format!("bt{}vlan-probe", std::process::id() % 100_000);
+    run(&["ip", "netns", "add", &probe]);
+    let _ = succeeds(&["ip", "-n", &probe, "link", "add", "p0", "type", "veth", "peer", "name", "p1"]);
+    let supported =
+        succeeds(&["ip", "-n", &probe, "link", "add", "link", "p0", "name", "p0.5", "type", "vlan", "id", "5"]);
+    run(&["ip", "netns", "del", &probe]);
+    supported
+}
+
 /// Runs `words`, failing the test when it fails.
 pub fn run(words: &[&str]) -> String {
     let output = Command::new(words[0]).args(&words[1..]).output().expect("the command starts");
@@ -66,6 +77,8 @@ pub struct Lab {
     pub prefix: String,
     pub host: String,
     pub outside: String,
+    /// The distributed switch's side of the router host's trunk: VMs on a VLAN hang off it.
+    pub switch: String,
     vms: AtomicU32,
     listeners: std::sync::Mutex<Vec<Child>>,
 }
@@ -78,11 +91,12 @@ impl Lab {
         for stale in namespaces(&prefix) {
             run(&["ip", "netns", "del", &stale]);
         }
-        let (host, outside) = (format!("{prefix}host"), format!("{prefix}out"));
+        let (host, outside, switch) = (format!("{prefix}host"), format!("{prefix}out"), format!("{prefix}sw"));
         let lab = Lab {
             prefix,
             host: host.clone(),
             outside: outside.clone(),
+            switch: switch.clone(),
             vms: AtomicU32::new(0),
             listeners: Default::default(),
         };
@@ -95,6 +109,11 @@ impl Lab {
         run(&["ip", "-n", &outside, "addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"]);
         run(&["ip", "-n", &outside, "link", "set", "eth0", "up"]);
         run(&["ip", "-n", &outside, "link", "set", "lo", "up"]);
+        // The trunk: tagged frames between the router host and the switch.
+        run(&["ip", "netns", "add", &switch]);
+        run(&["ip", "-n", &host, "link", "add", "trunk", "type", "veth", "peer", "name", "trunk", "netns", &switch]);
+        run(&["ip", "-n", &host, "link", "set", "trunk", "up"]);
+        run(&["ip", "-n", &switch, "link", "set", "trunk", "up"]);
         lab
     }
 
@@ -104,6 +123,19 @@ impl Lab {
             namespace_prefix: format!("{}r-", self.prefix),
             host_namespace: Some(self.host.clone()),
             wan_bridge: "wan".into(),
+            trunk: None,
+            timeout: Duration::from_secs(20),
+        })
+        .expect("valid settings")
+    }
+
+    /// The router under test with the lab's trunk (`trunk` in the host namespace).
+    pub fn router_on_trunk(&self) -> LinuxRouter {
+        LinuxRouter::new(LinuxRouterSettings {
+            namespace_prefix: format!("{}r-", self.prefix),
+            host_namespace: Some(self.host.clone()),
+            wan_bridge: "wan".into(),
+            trunk: Some("trunk".into()),
             timeout: Duration::from_secs(20),
         })
         .expect("valid settings")
@@ -117,6 +149,36 @@ impl Lab {
         run(&["ip", "netns", "add", &vm]);
         run(&["ip", "-n", router_ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &vm]);
         run(&["ip", "-n", router_ns, "link", "set", &port, "mtu", "1450", "master", lan, "up"]);
+        run(&["ip", "-n", &vm, "link", "set", "lo", "up"]);
+        run(&["ip", "-n", &vm, "link", "set", "eth0", "mtu", "1450", "up"]);
+        run(&["ip", "-n", &vm, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run(&["ip", "-n", &vm, "route", "add", "default", "via", gateway]);
+        vm
+    }
+
+    /// A "VM" on the port group of VLAN `vlan`: a namespace whose `eth0` is that VLAN of the
+    /// switch's side of the trunk, at `address`/24, MTU 1450, its default route through `gateway`.
+    pub fn vlan_vm(&self, name: &str, vlan: u16, address: &str, gateway: &str) -> String {
+        let vm = format!("{}v-{name}", self.prefix);
+        run(&["ip", "netns", "add", &vm]);
+        let id = vlan.to_string();
+        run(&[
+            "ip",
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            "link",
+            "trunk",
+            "name",
+            "eth0",
+            "netns",
+            &vm,
+            "type",
+            "vlan",
+            "id",
+            &id,
+        ]);
         run(&["ip", "-n", &vm, "link", "set", "lo", "up"]);
         run(&["ip", "-n", &vm, "link", "set", "eth0", "mtu", "1450", "up"]);
         run(&["ip", "-n", &vm, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
