@@ -8,11 +8,76 @@
 //!
 //! In production the LAN bridges are joined by the host's VLAN interfaces for the tenant's VLAN
 //! ids; in tests, by the test's own "VMs" (namespaces with a veth on the bridge).
+//!
+//! [`router`] makes the router `networks.linux` names: [`LinuxRouter`] on the server's own host,
+//! or, with `networks.linux.ssh`, [`SshRouter`] for a separate router host.
+//!
+//! # The router host
+//!
+//! The server runs unprivileged (under systemd's `NoNewPrivileges`) and the routers need root,
+//! so on a router host of its own the routers are made by `basphere-router-helper` ([`helper`]),
+//! which the server reaches with the system's `ssh` client, one call per session: one JSON
+//! request on the helper's standard input, one JSON answer on its standard output ([`wire`]).
+//! The helper checks every field of a request again (core's rules for the tenant's name, VLAN
+//! ids 1-4094, the MTU, the addresses) and takes its router settings from its own file, never
+//! from the request.
+//!
+//! The router host needs:
+//!
+//! - root for the helper, `ip` (iproute2) and `nft` (nftables), and a kernel with network
+//!   namespaces, veth, bridges and nftables' NAT;
+//! - the WAN bridge (`br-wan` unless its file says otherwise) in its own namespace, joined by
+//!   the host's interface on the WAN;
+//! - the host's VLAN interfaces (for the VLAN ids of `networks.vlan_range`, on the trunk from
+//!   the distributed switch) joining the tenants' LAN bridges;
+//! - the helper at `/usr/lib/basphere/basphere-router-helper` and its file,
+//!   `/etc/basphere/router.yaml`, holding the `networks.linux` keys of a router on this host
+//!   (not `ssh`), as the server's file would:
+//!
+//!   ```yaml
+//!   networks:
+//!     linux:
+//!       wan_bridge: br-wan        # the default
+//!       namespace_prefix: bsp-    # the default
+//!       timeout_seconds: 10       # for one `ip` or `nft`; the default
+//!   ```
+//!
+//! - the server's public key in root's `~/.ssh/authorized_keys`, with the helper as its forced
+//!   command and nothing else allowed (whatever command a client asks for, the helper runs, and
+//!   it ignores `SSH_ORIGINAL_COMMAND`):
+//!
+//!   ```text
+//!   command="/usr/lib/basphere/basphere-router-helper --config /etc/basphere/router.yaml",restrict ssh-ed25519 AAAA... basphere-server
+//!   ```
+//!
+//!   and sshd allowing root to log in with a key for a forced command alone
+//!   (`PermitRootLogin forced-commands-only`).
+//!
+//! The server's side, in its configuration (its key readable by its account alone, mode 0600;
+//! the router host's key from `ssh-keyscan -p 22 router1.example.org`):
+//!
+//! ```yaml
+//! networks:
+//!   linux:
+//!     ssh:
+//!       host: router1.example.org
+//!       port: 22                  # the default
+//!       user: root                # the default
+//!       identity_file: /etc/basphere/router-ssh/id_ed25519
+//!       known_hosts_file: /etc/basphere/router-ssh/known_hosts
+//!       timeout_seconds: 120      # for one call; the default
+//! ```
+//!
+//! `check-config` can ask the helper whether it answers and its WAN bridge is there ([`check`]).
 
 mod command;
+pub mod helper;
 pub mod rules;
 mod settings;
+mod ssh;
+pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +89,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::rules::WAN;
+pub use crate::settings::{RouterSettings, SshRouterSettings};
+pub use crate::ssh::SshRouter;
 
 /// The backend name in errors.
 pub(crate) const BACKEND: &str = "linux router";
@@ -72,7 +139,7 @@ impl Link {
 }
 
 /// A name the kernel takes for an interface: 1 to 15 letters, digits, `-` or `_`.
-fn interface_name(name: &str) -> bool {
+pub(crate) fn interface_name(name: &str) -> bool {
     (1..=15).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -107,6 +174,21 @@ impl LinuxRouter {
         let digest = Sha256::digest(self.namespace(tenant).as_bytes());
         let hex: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
         format!("bw{hex}")
+    }
+
+    /// Whether this host can make routers: `nft` runs and the WAN bridge is there.
+    pub async fn check(&self) -> Result<()> {
+        self.run(&["nft", "--version"], None).await?;
+        self.host_ip(&["link", "show", "dev", &self.settings.wan_bridge]).await.map_err(|error| {
+            Error::backend(
+                BACKEND,
+                Message(format!(
+                    "the WAN bridge {} (networks.linux.wan_bridge) is not usable on this host: {error}",
+                    self.settings.wan_bridge
+                )),
+            )
+        })?;
+        Ok(())
     }
 
     async fn run(&self, words: &[&str], input: Option<&str>) -> Result<String> {
@@ -277,5 +359,29 @@ impl TenantRouter for LinuxRouter {
             self.run(&["ip", "netns", "del", &namespace], None).await?;
         }
         Ok(())
+    }
+}
+
+/// The tenant router `networks.linux` (`section`, null when absent) names: [`LinuxRouter`] on
+/// this host, or [`SshRouter`] for the router host of `networks.linux.ssh` (its identity and
+/// known hosts files checked). Errors name the key.
+pub fn router(section: &serde_yaml::Value) -> Result<Arc<dyn TenantRouter>> {
+    Ok(match RouterSettings::from_section(section)? {
+        RouterSettings::Local(settings) => Arc::new(LinuxRouter::new(settings)?),
+        RouterSettings::Ssh(settings) => Arc::new(SshRouter::new(settings)?),
+    })
+}
+
+/// For `check-config`: whether the router `networks.linux` names can make routers, changing
+/// nothing (on this host: `nft` runs and the WAN bridge is there; a router host: its helper
+/// answers over SSH and finds the same there). What was found, in one line.
+pub async fn check(section: &serde_yaml::Value) -> Result<String> {
+    match RouterSettings::from_section(section)? {
+        RouterSettings::Local(settings) => {
+            let bridge = settings.wan_bridge.clone();
+            LinuxRouter::new(settings)?.check().await?;
+            Ok(format!("linux router on this host, WAN bridge {bridge}"))
+        }
+        RouterSettings::Ssh(settings) => SshRouter::new(settings)?.ping().await,
     }
 }
