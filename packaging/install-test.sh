@@ -126,6 +126,10 @@ as_user alice list-resources > /dev/null
 as_user alice basphere -o json vm list > "$work/vms.json"
 grep -q '"state": *"running"' "$work/vms.json" || { cat "$work/vms.json"; fail "web is not running"; }
 
+step "the tenant routers' helper, for a router host: shipped, and refusing a request it cannot read"
+answer=$(echo 'not json' | in_root /usr/lib/basphere/basphere-router-helper --config /tmp/no-router.yaml || true)
+grep -q '"error"' <<<"$answer" || fail "the router helper did not answer with an error: $answer"
+
 step "the vSphere API backend: its own program, found by the server where the package puts it"
 in_root /usr/lib/basphere/basphere-vsphere-api --version | grep -q '^basphere-vsphere-api ' \
     || fail "the vSphere API agent does not run"

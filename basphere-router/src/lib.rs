@@ -11,11 +11,78 @@
 //! distributed switch): each LAN's bridge holds `t<vlan id>`, so the VMs on the LAN's port group
 //! reach their gateway. In tests, by the test's own "VMs" (namespaces with a veth on the bridge)
 //! and by a trunk the test makes.
+//!
+//! [`router`] makes the router `networks.linux` names: [`LinuxRouter`] on the server's own host,
+//! or, with `networks.linux.ssh`, [`SshRouter`] for a separate router host.
+//!
+//! # The router host
+//!
+//! The server runs unprivileged (under systemd's `NoNewPrivileges`) and the routers need root,
+//! so on a router host of its own the routers are made by `basphere-router-helper` ([`helper`]),
+//! which the server reaches with the system's `ssh` client, one call per session: one JSON
+//! request on the helper's standard input, one JSON answer on its standard output ([`wire`]).
+//! The helper checks every field of a request again (core's rules for the tenant's name, VLAN
+//! ids 1-4094, the MTU, the addresses) and takes its router settings from its own file, never
+//! from the request.
+//!
+//! The router host needs:
+//!
+//! - root for the helper, `ip` (iproute2) and `nft` (nftables), and a kernel with network
+//!   namespaces, veth, bridges and nftables' NAT;
+//! - the WAN bridge (`br-wan` unless its file says otherwise) in its own namespace, joined by
+//!   the host's interface on the WAN;
+//! - the trunk from the distributed switch (`trunk`), carrying the VLAN ids of
+//!   `networks.vlan_range` tagged, and a kernel with 802.1Q (`modprobe 8021q`): the router joins
+//!   each LAN's bridge to the trunk's VLAN of the LAN's id;
+//! - the helper at `/usr/lib/basphere/basphere-router-helper` and its file,
+//!   `/etc/basphere/router.yaml`, holding the `networks.linux` keys of a router on this host
+//!   (not `ssh`), as the server's file would:
+//!
+//!   ```yaml
+//!   networks:
+//!     linux:
+//!       wan_bridge: br-wan        # the default
+//!       trunk: bond0              # the tenants' VLANs, tagged
+//!       namespace_prefix: bsp-    # the default
+//!       timeout_seconds: 10       # for one `ip` or `nft`; the default
+//!   ```
+//!
+//! - the server's public key in root's `~/.ssh/authorized_keys`, with the helper as its forced
+//!   command and nothing else allowed (whatever command a client asks for, the helper runs, and
+//!   it ignores `SSH_ORIGINAL_COMMAND`):
+//!
+//!   ```text
+//!   command="/usr/lib/basphere/basphere-router-helper --config /etc/basphere/router.yaml",restrict ssh-ed25519 AAAA... basphere-server
+//!   ```
+//!
+//!   and sshd allowing root to log in with a key for a forced command alone
+//!   (`PermitRootLogin forced-commands-only`).
+//!
+//! The server's side, in its configuration (its key readable by its account alone, mode 0600;
+//! the router host's key from `ssh-keyscan -p 22 router1.example.org`):
+//!
+//! ```yaml
+//! networks:
+//!   linux:
+//!     ssh:
+//!       host: router1.example.org
+//!       port: 22                  # the default
+//!       user: root                # the default
+//!       identity_file: /etc/basphere/router-ssh/id_ed25519
+//!       known_hosts_file: /etc/basphere/router-ssh/known_hosts
+//!       timeout_seconds: 120      # for one call; the default
+//! ```
+//!
+//! `check-config` can ask the helper whether it answers and its WAN bridge is there ([`check`]).
 
 mod command;
+pub mod helper;
 pub mod rules;
 mod settings;
+mod ssh;
+pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +94,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::rules::WAN;
+pub use crate::settings::{RouterSettings, SshRouterSettings};
+pub use crate::ssh::SshRouter;
 
 /// The backend name in errors.
 pub(crate) const BACKEND: &str = "linux router";
@@ -79,7 +148,7 @@ impl Link {
 }
 
 /// A name the kernel takes for an interface: 1 to 15 letters, digits, `-` or `_`.
-fn interface_name(name: &str) -> bool {
+pub(crate) fn interface_name(name: &str) -> bool {
     (1..=15).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -161,6 +230,21 @@ impl LinuxRouter {
             let mtu = spec.mtu.to_string();
             self.ip(namespace, &["link", "set", &link, "mtu", &mtu, "master", &lan.name, "up"]).await?;
         }
+        Ok(())
+    }
+
+    /// Whether this host can make routers: `nft` runs and the WAN bridge is there.
+    pub async fn check(&self) -> Result<()> {
+        self.run(&["nft", "--version"], None).await?;
+        self.host_ip(&["link", "show", "dev", &self.settings.wan_bridge]).await.map_err(|error| {
+            Error::backend(
+                BACKEND,
+                Message(format!(
+                    "the WAN bridge {} (networks.linux.wan_bridge) is not usable on this host: {error}",
+                    self.settings.wan_bridge
+                )),
+            )
+        })?;
         Ok(())
     }
 
@@ -341,5 +425,29 @@ impl TenantRouter for LinuxRouter {
             self.run(&["ip", "netns", "del", &namespace], None).await?;
         }
         Ok(())
+    }
+}
+
+/// The tenant router `networks.linux` (`section`, null when absent) names: [`LinuxRouter`] on
+/// this host, or [`SshRouter`] for the router host of `networks.linux.ssh` (its identity and
+/// known hosts files checked). Errors name the key.
+pub fn router(section: &serde_yaml::Value) -> Result<Arc<dyn TenantRouter>> {
+    Ok(match RouterSettings::from_section(section)? {
+        RouterSettings::Local(settings) => Arc::new(LinuxRouter::new(settings)?),
+        RouterSettings::Ssh(settings) => Arc::new(SshRouter::new(settings)?),
+    })
+}
+
+/// For `check-config`: whether the router `networks.linux` names can make routers, changing
+/// nothing (on this host: `nft` runs and the WAN bridge is there; a router host: its helper
+/// answers over SSH and finds the same there). What was found, in one line.
+pub async fn check(section: &serde_yaml::Value) -> Result<String> {
+    match RouterSettings::from_section(section)? {
+        RouterSettings::Local(settings) => {
+            let bridge = settings.wan_bridge.clone();
+            LinuxRouter::new(settings)?.check().await?;
+            Ok(format!("linux router on this host, WAN bridge {bridge}"))
+        }
+        RouterSettings::Ssh(settings) => SshRouter::new(settings)?.ping().await,
     }
 }

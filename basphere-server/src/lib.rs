@@ -364,14 +364,31 @@ pub fn vsphere_site(backend: &BackendConfig) -> basphere_capi::VsphereSite {
 /// notifiers' secrets, the bastion logins and the bot check. Prints one line per part and says
 /// what to fix; whether everything passed.
 /// The tenant router `networks.*` asks for: none in flat mode; in tenant mode the `linux`
-/// router its section (`networks.linux`) describes, checked now so a wrong setting stops the
-/// start with the key named.
+/// router its section (`networks.linux`) describes, on this host or a router host over SSH,
+/// checked now so a wrong setting stops the start with the key named.
 fn tenant_router(config: &Config) -> Result<Option<Arc<dyn basphere_core::router::TenantRouter>>> {
     match &config.networks {
         basphere_core::config::NetworksConfig::Flat => Ok(None),
         basphere_core::config::NetworksConfig::Tenant(tenant) => {
-            let settings = basphere_router::LinuxRouterSettings::from_section(&tenant.router_section)?;
-            Ok(Some(Arc::new(basphere_router::LinuxRouter::new(settings)?)))
+            Ok(Some(basphere_router::router(&tenant.router_section)?))
+        }
+    }
+}
+
+/// `check-config`'s line on the networks: flat, or what tenant mode makes and whether its
+/// router can make routers (asked, changing nothing).
+async fn check_networks(config: &Config) -> Result<String> {
+    match &config.networks {
+        basphere_core::config::NetworksConfig::Flat => Ok("flat: one shared network".to_owned()),
+        basphere_core::config::NetworksConfig::Tenant(tenant) => {
+            tenant_router(config)?;
+            let router = basphere_router::check(&tenant.router_section).await?;
+            Ok(format!(
+                "tenant: VLANs {}-{}, port groups on {}, {router}",
+                tenant.vlans.start(),
+                tenant.vlans.end(),
+                tenant.distributed_switch,
+            ))
         }
     }
 }
@@ -407,19 +424,7 @@ pub async fn check_config(options: &Options) -> Result<bool> {
         "network",
         BlockIpam::new(config.pools.clone()).map(|_| format!("{} pool(s)", config.pools.len())).map_err(Into::into),
     );
-    report(
-        "networks",
-        tenant_router(&config).map(|router| match (router, &config.networks) {
-            (Some(router), basphere_core::config::NetworksConfig::Tenant(tenant)) => format!(
-                "tenant: VLANs {}-{}, port groups on {}, the {} router",
-                tenant.vlans.start(),
-                tenant.vlans.end(),
-                tenant.distributed_switch,
-                router.backend_name()
-            ),
-            _ => "flat: one shared network".to_owned(),
-        }),
-    );
+    report("networks", check_networks(&config).await);
     // The VM backend's sections, parsed once by their owner; the cluster backend gets its part.
     let backend = BackendConfig::from_config(&config);
     let site = backend.as_ref().map(vsphere_site).map_err(ToString::to_string);

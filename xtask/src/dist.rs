@@ -66,6 +66,8 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
                 "basphere-cli",
                 "-p",
                 "basphere-vsphere",
+                "-p",
+                "basphere-router",
             ])
             .arg("--bins")
             .status()?;
@@ -76,7 +78,13 @@ pub fn build(options: &DistOptions) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let bin = target.join(profile);
     // Each program and where it is installed.
-    let programs = [("basphere", "usr/bin"), ("basphere-server", "usr/bin"), (AGENT, "usr/lib/basphere")];
+    let programs = [
+        ("basphere", "usr/bin"),
+        ("basphere-server", "usr/bin"),
+        (AGENT, "usr/lib/basphere"),
+        // The tenant routers' helper, for a router host (the forced command of the server's key).
+        ("basphere-router-helper", "usr/lib/basphere"),
+    ];
     for (name, _) in programs {
         if !bin.join(name).is_file() {
             bail!("{} is missing: build it first (cargo build --workspace --all-targets)", bin.join(name).display());
