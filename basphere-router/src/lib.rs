@@ -214,8 +214,8 @@ impl LinuxRouter {
                     ])
                     .await;
                 if let Err(error) = made {
-                    // A kernel without 802.1Q says only this.
-                    if error.to_string().contains("Unknown device type") {
+                    // The kernel's 802.1Q support, when loaded, keeps its table under /proc/net/vlan.
+                    if !std::path::Path::new("/proc/net/vlan").exists() {
                         return Err(Error::invalid(
                             "networks.linux.trunk",
                             format!(
