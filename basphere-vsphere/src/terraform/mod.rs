@@ -1,17 +1,20 @@
-//! `TerraformProvisioner`: the original's path, made safe. One working directory per VM and per
-//! user folder under the server's data directory, private to the service account (0700, files
-//! 0600); the configuration is static and every value arrives as JSON; `terraform` runs with
-//! the vCenter credentials in its environment only, under timeouts that kill its process group.
+//! `TerraformProvisioner`: the original's path, made safe. One working directory per VM, per
+//! user folder and per tenant network (its distributed port groups) under the server's data
+//! directory, private to the service account (0700, files 0600); the configuration is static and
+//! every value arrives as JSON; `terraform` runs with the vCenter credentials in its environment
+//! only, under timeouts that kill its process group.
 //!
 //! The state lives where the configuration says ([`StateBackend`]): in the working directory
 //! (one server), or in PostgreSQL through Terraform's `pg` backend, a workspace per VM, where
 //! every replica finds it. A destroy that finds no working directory renders one from what it
 //! knows and looks the VM up in vCenter by its inventory path and marker; it never reports
-//! success for a VM it could not look for.
+//! success for a VM it could not look for. Port groups are found the same way, by their inventory
+//! path, and told Basphere's by their description ([`TenantPortGroups::description`]).
 
 pub mod render;
 pub mod runner;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +36,8 @@ use crate::credentials::Credentials;
 const VM_RESOURCE: &str = "vsphere_virtual_machine.vm";
 /// The `extra_config` key that says whose VM it is.
 const MARKER: &str = "guestinfo.basphere.id";
+/// The port groups' resource type in `templates/port_groups.tf` (`lan`, one instance per name).
+const PORT_GROUP_TYPE: &str = "vsphere_distributed_port_group";
 
 /// Where Terraform keeps the state, resolved for running (the database password read).
 #[derive(Clone)]
@@ -40,8 +45,9 @@ pub enum StateBackend {
     /// `terraform.tfstate` in each working directory.
     Local,
     /// Terraform's `pg` backend: `conn_str` and `schema` go to `terraform init -backend-config`,
-    /// the password to the environment as `PGPASSWORD`; each VM is the workspace `vm-<id>` and
-    /// each user folder `folder-<owner>`, chosen with `TF_WORKSPACE`.
+    /// the password to the environment as `PGPASSWORD`; each VM is the workspace `vm-<id>`, each
+    /// user folder `folder-<owner>` and each tenant network `network-<tenant>`, chosen with
+    /// `TF_WORKSPACE`.
     Pg { conn_str: String, schema: String, password: Option<String> },
 }
 
@@ -78,6 +84,24 @@ enum StateVm {
     Absent,
     /// In the state, carrying this marker (empty when it carries none).
     Marked(String),
+}
+
+/// A port group in a working directory's state.
+struct HeldPortGroup {
+    /// Its managed object id.
+    id: String,
+    /// Its description as the state holds it (empty when it has none).
+    description: String,
+}
+
+/// What a look for a port group in vCenter found.
+enum FoundPortGroup {
+    /// Nothing at its inventory path.
+    Nothing,
+    /// A distributed port group, imported into the state.
+    Imported,
+    /// Another kind of network of that name (a standard switch's port group): never Basphere's.
+    Other,
 }
 
 /// How the Terraform backend runs.
@@ -164,8 +188,17 @@ impl TerraformProvisioner {
         Work { dir: self.vm_dir(owner, id), workspace: format!("vm-{id}") }
     }
 
+    /// `<work>/<tenant>/_network`: the tenant network's port groups.
+    pub fn network_dir(&self, tenant: &Username) -> PathBuf {
+        self.settings.work_dir.join(tenant.as_str()).join("_network")
+    }
+
     fn folder_work(&self, owner: &Username) -> Work {
         Work { dir: self.folder_dir(owner), workspace: format!("folder-{owner}") }
+    }
+
+    fn network_work(&self, tenant: &Username) -> Work {
+        Work { dir: self.network_dir(tenant), workspace: format!("network-{tenant}") }
     }
 
     /// Runs `terraform <args>` on `work`'s state: its workspace selected by `TF_WORKSPACE` when
@@ -278,12 +311,17 @@ impl TerraformProvisioner {
         Ok(())
     }
 
-    /// Whether the state holds the VM, and the `guestinfo.basphere.id` it carries there.
-    async fn state_marker(&self, work: &Work) -> Result<StateVm> {
+    /// The resources `work`'s state holds, as `terraform show -json` gives them.
+    async fn state_resources(&self, work: &Work) -> Result<Vec<serde_json::Value>> {
         let output = self.run(work, &["show", "-json", "-no-color"], Duration::from_secs(60), "show").await?;
         let state: serde_json::Value =
             serde_json::from_str(&output.stdout).map_err(|error| Error::backend("terraform", error))?;
-        let resources = state["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default();
+        Ok(state["values"]["root_module"]["resources"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Whether the state holds the VM, and the `guestinfo.basphere.id` it carries there.
+    async fn state_marker(&self, work: &Work) -> Result<StateVm> {
+        let resources = self.state_resources(work).await?;
         Ok(match resources.iter().find(|resource| resource["address"] == VM_RESOURCE) {
             None => StateVm::Absent,
             Some(resource) => {
@@ -348,6 +386,190 @@ impl TerraformProvisioner {
                 ))
             }
         })
+    }
+
+    /// Moves a working directory to `_destroyed/<owner>/<name>`: its state and logs stay for the
+    /// administrator, out of the live tree.
+    fn archive(&self, dir: &Path, owner: &Username, name: &str) -> Result<()> {
+        let archive = self.settings.work_dir.join("_destroyed").join(owner.as_str());
+        create_private_dir(&archive).map_err(|error| Error::backend("terraform", error))?;
+        std::fs::rename(dir, archive.join(name)).map_err(|error| Error::backend("terraform", error))
+    }
+
+    /// A port group's inventory path, `/<datacenter>/network/<name>`: how the vSphere provider
+    /// imports a distributed port group.
+    fn port_group_path(&self, name: &str) -> String {
+        format!("/{}/network/{name}", self.settings.vsphere.datacenter)
+    }
+
+    /// The port groups `work`'s state holds, by name.
+    async fn state_port_groups(&self, work: &Work) -> Result<BTreeMap<String, HeldPortGroup>> {
+        let resources = self.state_resources(work).await?;
+        Ok(resources
+            .iter()
+            .filter(|resource| resource["mode"] == "managed" && resource["type"] == PORT_GROUP_TYPE)
+            .filter_map(|resource| {
+                let name = resource["index"].as_str()?.to_owned();
+                let value = |key: &str| resource["values"][key].as_str().unwrap_or_default().to_owned();
+                Some((name, HeldPortGroup { id: value("id"), description: value("description") }))
+            })
+            .collect())
+    }
+
+    /// Runs `terraform <args>` (an apply or a destroy) on `work`'s port groups. When it fails
+    /// because vCenter no longer has port groups the state holds (destroyed outside Terraform:
+    /// the provider reads each by its id, and that read fails), those are forgotten and it runs
+    /// once more: gone is what a removal wants, and what an apply makes again. The outer error is
+    /// Basphere's own (the state could not be read or changed), the inner one the run's.
+    async fn run_port_groups(
+        &self,
+        work: &Work,
+        args: &[&str],
+        log_name: &str,
+    ) -> Result<std::result::Result<(), TerraformError>> {
+        let error = match self.run_locked(work, args, self.settings.apply_timeout, log_name).await {
+            Ok(_) => return Ok(Ok(())),
+            Err(error) => error,
+        };
+        // The provider's words, and vCenter's (a ManagedObjectNotFound fault): only a port group
+        // vCenter says is deleted is forgotten, never one that could not be read.
+        if !error.says("has already been deleted") {
+            return Ok(Err(error));
+        }
+        let log_tail = error.log_tail();
+        let gone = |id: &str| {
+            let read = format!("could not find portgroup \"{id}\"");
+            log_tail.iter().any(|line| line.contains(&read) && line.contains("has already been deleted"))
+        };
+        let gone: Vec<String> = self
+            .state_port_groups(work)
+            .await?
+            .into_iter()
+            .filter(|(_, held)| !held.id.is_empty() && gone(&held.id))
+            .map(|(name, _)| name)
+            .collect();
+        if gone.is_empty() {
+            return Ok(Err(error));
+        }
+        tracing::warn!(port_groups = ?gone, dir = %work.dir.display(), "port groups of the state are gone from vCenter; forgetting them");
+        self.forget_port_groups(work, &gone).await?;
+        Ok(self.run_locked(work, args, self.settings.apply_timeout, log_name).await.map(|_| ()))
+    }
+
+    /// Imports the port group `name` from vCenter into `work`'s state, by its inventory path.
+    /// Any failure but "nothing there" means nobody can tell whether it exists, or whose it is,
+    /// and is an error that says so and what was left undone (`undone`).
+    async fn look_up_port_group(&self, work: &Work, name: &str, undone: &str) -> Result<FoundPortGroup> {
+        let path = self.port_group_path(name);
+        let address = render::port_group_address(name);
+        let imported = self
+            .run_locked(
+                work,
+                &["import", "-input=false", "-no-color", &address, &path],
+                self.settings.apply_timeout,
+                "import",
+            )
+            .await;
+        match imported {
+            Ok(_) => Ok(FoundPortGroup::Imported),
+            // What the vSphere provider says when no network is at that path (govmomi's finder),
+            // and when the network there is not a distributed port group.
+            Err(error) if error.says(&format!("network '{path}' not found")) => Ok(FoundPortGroup::Nothing),
+            Err(error) if error.says("is not a portgroup") => Ok(FoundPortGroup::Other),
+            Err(error) => {
+                let log_tail = error.log_tail();
+                Err(Error::Backend {
+                    backend: "terraform",
+                    source: Box::new(basphere_core::error::Message(format!(
+                        "looking for port group {name} in vCenter at {path} failed ({error}), so whether it exists, \
+                         and whose it is, is unknown: {undone}. Fix what the log says (vCenter reachable, \
+                         vsphere.credentials_file), then retry"
+                    ))),
+                    log_tail,
+                })
+            }
+        }
+    }
+
+    /// Removes port groups from `work`'s state without touching them in vSphere.
+    async fn forget_port_groups(&self, work: &Work, names: &[String]) -> Result<()> {
+        let addresses: Vec<String> = names.iter().map(|name| render::port_group_address(name)).collect();
+        let mut args = vec!["state", "rm", "-no-color"];
+        args.extend(addresses.iter().map(String::as_str));
+        self.run_locked(work, &args, self.settings.apply_timeout, "state-rm").await?;
+        Ok(())
+    }
+
+    /// Sorts the port groups of `spec`'s network into Basphere's and others'. With `look_up`,
+    /// each one of `spec` the state does not hold is first looked up in vCenter and imported.
+    /// Every port group the state holds without the tenant's description is someone else's:
+    /// it is forgotten (removed from the state, untouched in vSphere), so that no apply or
+    /// destroy ever reaches it. Returns the names of Basphere's port groups the state holds,
+    /// and the names of the others found.
+    async fn sort_port_groups(
+        &self,
+        work: &Work,
+        spec: &TenantPortGroups,
+        look_up: bool,
+        undone: &str,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut held = self.state_port_groups(work).await?;
+        let mut others = Vec::new();
+        if look_up {
+            let mut imported = false;
+            for group in spec.port_groups.iter().filter(|group| !held.contains_key(&group.name)) {
+                match self.look_up_port_group(work, &group.name, undone).await? {
+                    FoundPortGroup::Nothing => {}
+                    FoundPortGroup::Imported => imported = true,
+                    FoundPortGroup::Other => others.push(group.name.clone()),
+                }
+            }
+            if imported {
+                held = self.state_port_groups(work).await?;
+            }
+        }
+        let description = spec.description();
+        let (ours, foreign): (Vec<_>, Vec<_>) =
+            held.into_iter().partition(|(_, found)| found.description == description);
+        let foreign: Vec<String> = foreign.into_iter().map(|(name, _)| name).collect();
+        if !foreign.is_empty() {
+            tracing::warn!(tenant = %spec.tenant, port_groups = ?foreign, "port groups without the tenant's description are not Basphere's; forgetting them, not changing them");
+            self.forget_port_groups(work, &foreign).await?;
+        }
+        others.extend(foreign);
+        Ok((ours.into_iter().map(|(name, _)| name).collect(), others))
+    }
+
+    /// The error of port groups of `spec`'s names that are someone else's.
+    fn foreign_port_groups(&self, spec: &TenantPortGroups, names: &[String]) -> Error {
+        let (them, are) = if names.len() == 1 { ("it", "is") } else { ("them", "are") };
+        Error::AlreadyExists {
+            kind: "port group",
+            name: format!(
+                "{} in vCenter (datacenter {}), and {are} not Basphere's (without the description {:?}); Basphere \
+                 changed none of {them}: choose another networks.port_group_prefix, or ask the vSphere administrators to \
+                 rename or remove {them}",
+                names.join(", "),
+                self.settings.vsphere.datacenter,
+                spec.description()
+            ),
+        }
+    }
+
+    /// `error` of a run on `spec`'s port groups as the contract names it: a switch that is not
+    /// there is `NotFound`.
+    fn port_groups_failed(&self, spec: &TenantPortGroups, error: TerraformError) -> Error {
+        // What the vSphere provider says when the switch is not there (govmomi's finder).
+        if error.says(&format!("network '{}' not found", spec.switch)) {
+            return Error::not_found(
+                "distributed switch",
+                format!(
+                    "{} in vCenter (datacenter {}): networks.distributed_switch must name a distributed switch there",
+                    spec.switch, self.settings.vsphere.datacenter
+                ),
+            );
+        }
+        error.into()
     }
 
     /// Whether this server already destroyed the VM (its working directory is archived).
@@ -422,6 +644,24 @@ impl Provisioner for TerraformProvisioner {
                 }
                 self.apply(&work).await?
             }
+            // What the vSphere provider says when no network of that name is there.
+            Err(error)
+                if request
+                    .network
+                    .port_group
+                    .as_ref()
+                    .is_some_and(|port_group| error.says(&format!("network '{port_group}' not found"))) =>
+            {
+                let port_group = request.network.port_group.as_deref().unwrap_or_default();
+                return Err(Error::not_found(
+                    "port group",
+                    format!(
+                        "{port_group} in vCenter (datacenter {}): the VM's tenant network has no port group there; \
+                         Basphere made no VM",
+                        self.settings.vsphere.datacenter
+                    ),
+                ));
+            }
             Err(error) => return Err(error.into()),
         };
         let outputs = self.outputs(&work).await?;
@@ -485,12 +725,60 @@ impl Provisioner for TerraformProvisioner {
             }
         }
         // Keep the state and logs for the administrator, out of the live tree.
-        let archive = self.settings.work_dir.join("_destroyed").join(vm.owner.as_str());
-        create_private_dir(&archive).map_err(|error| Error::backend("terraform", error))?;
         let stamp = basphere_core::model::now().format("%Y%m%dT%H%M%SZ");
-        std::fs::rename(&work.dir, archive.join(format!("{}-{stamp}", vm.id)))
-            .map_err(|error| Error::backend("terraform", error))?;
-        Ok(())
+        self.archive(&work.dir, &vm.owner, &format!("{}-{stamp}", vm.id))
+    }
+
+    /// Makes the tenant's port groups in its network's working directory. A name the apply finds
+    /// taken in vCenter is looked up by its inventory path and imported: carrying the tenant's
+    /// description, it is Basphere's (an apply cut off after vSphere made it) and is given the
+    /// VLAN id asked; otherwise it is forgotten, left untouched, and the call is `AlreadyExists`.
+    /// The spec is all of the tenant's port groups: one the state holds that the spec no longer
+    /// names is destroyed by the apply.
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let work = self.network_work(&spec.tenant);
+        self.prepare(&work.dir, render::PORT_GROUPS_TF, &render::port_groups(spec, &self.settings.vsphere)?, &[])?;
+        self.init(&work).await?;
+        // One imported and found to be someone else's by a call cut off before it forgot it:
+        // no apply ever reaches it.
+        let (_, foreign) = self.sort_port_groups(&work, spec, false, "").await?;
+        if !foreign.is_empty() {
+            return Err(self.foreign_port_groups(spec, &foreign));
+        }
+        let apply = ["apply", "-auto-approve", "-input=false", "-no-color"];
+        match self.run_port_groups(&work, &apply, "apply").await? {
+            Ok(()) => return Ok(()),
+            // A name taken in vCenter by a port group the state does not hold.
+            Err(TerraformError::Exists { .. }) => {}
+            Err(error) => return Err(self.port_groups_failed(spec, error)),
+        }
+        let (_, foreign) =
+            self.sort_port_groups(&work, spec, true, "the port groups of that name were not changed").await?;
+        if !foreign.is_empty() {
+            return Err(self.foreign_port_groups(spec, &foreign));
+        }
+        self.run_port_groups(&work, &apply, "apply").await?.map_err(|error| self.port_groups_failed(spec, error))
+    }
+
+    /// Destroys the tenant's port groups that carry its description. The state says which:
+    /// this server's working directory's, or the network's workspace in PostgreSQL. Each one of
+    /// the spec the state does not hold (no working directory here, a state lost, an apply cut
+    /// off) is looked up in vCenter by its inventory path: not there, there is nothing to
+    /// destroy; without the description it is forgotten and left alone. A look-up that fails is
+    /// an error, never a success. The working directory is archived afterwards.
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        let work = self.network_work(&spec.tenant);
+        // Rendered again even where it exists: a name is imported only if the configuration has it.
+        self.prepare(&work.dir, render::PORT_GROUPS_TF, &render::port_groups(spec, &self.settings.vsphere)?, &[])?;
+        self.init(&work).await?;
+        let (ours, _) = self.sort_port_groups(&work, spec, true, "no port group was destroyed").await?;
+        if !ours.is_empty() {
+            self.run_port_groups(&work, &["destroy", "-auto-approve", "-input=false", "-no-color"], "destroy")
+                .await?
+                .map_err(|error| self.port_groups_failed(spec, error))?;
+        }
+        let stamp = basphere_core::model::now().format("%Y%m%dT%H%M%S%.6fZ");
+        self.archive(&work.dir, &spec.tenant, &format!("network-{stamp}"))
     }
 
     async fn power(&self, _vm: &VmRef, _action: PowerAction) -> Result<PowerState> {

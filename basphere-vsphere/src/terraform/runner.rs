@@ -19,7 +19,9 @@ pub enum TerraformError {
     #[error("terraform {command} exited with {code}")]
     Exit { command: String, code: i32, log_tail: Vec<String> },
     /// Terraform refused to make an object because one of its name exists already (one it has
-    /// no state for): told from its output, the one place Terraform says so.
+    /// no state for): told from its output, the one place Terraform says so: vCenter's words when
+    /// a name is taken (its `DuplicateName` fault, "The name '...' already exists."), which the
+    /// vSphere provider passes on for a VM's clone as for a distributed port group's creation.
     #[error("terraform {command} found an object of the name it was to make already there")]
     Exists { command: String, log_tail: Vec<String> },
     #[error("terraform {command} did not finish within {after:?} and was killed")]
@@ -36,6 +38,12 @@ impl TerraformError {
             | TerraformError::Timeout { log_tail, .. } => log_tail.clone(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether Terraform's output says `words`: how one failure is told from another, when
+    /// Terraform exits 1 for all of them.
+    pub fn says(&self, words: &str) -> bool {
+        self.log_tail().iter().any(|line| line.contains(words))
     }
 }
 

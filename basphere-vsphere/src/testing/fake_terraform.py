@@ -13,13 +13,26 @@ an advisory lock there), waiting as long as -lock-timeout says, and fail at once
 Terraform does. A file `behaviour/delay-<command>` holding seconds makes every such command
 that slow (while holding the lock). Init refuses what Terraform 1.0.3 refuses: a pg backend without
 conn_str, -backend-config for a backend that is not declared, TF_WORKSPACE naming a workspace
-that does not exist yet, and a local state left behind."""
-import fcntl, glob, json, os, shutil, subprocess, sys, time
+that does not exist yet, and a local state left behind.
+
+Its vSphere has the network `VM Network` and the distributed switch `dvs-tenants` (SWITCHES),
+and keeps what it is given to make in STATE_DIR/vsphere: VMs, folders, and distributed port
+groups (`vsphere_distributed_port_group.lan`, one per key of `for_each = var.port_groups`), which
+it makes, changes, destroys and imports (by inventory path, `/<datacenter>/network/<name>`) as
+the vSphere provider does, with vCenter's words for a name that is taken ("The name '...' already
+exists."), for a network that is not there ("network '...' not found") and for a port group
+that a VM is on."""
+import fcntl, glob, json, os, re, shutil, subprocess, sys, time
+from urllib.parse import quote
 
 STATE_DIR = "@STATE_DIR@"
 VSPHERE = os.path.join(STATE_DIR, "vsphere")
 CALLS = os.path.join(STATE_DIR, "calls.jsonl")
 BEHAVIOUR = os.path.join(STATE_DIR, "behaviour")
+# Networks of the fake vCenter that are not Basphere's to make, and its distributed switches.
+NETWORKS = {"VM Network"}
+SWITCHES = {"dvs-tenants"}
+PORT_GROUP = "vsphere_distributed_port_group.lan"
 ALLOWED_ENV = {"PATH", "VSPHERE_USER", "VSPHERE_PASSWORD", "TF_IN_AUTOMATION", "TF_INPUT",
                "CHECKPOINT_DISABLE", "HOME", "TF_PLUGIN_CACHE_DIR", "TF_CLI_CONFIG_FILE", "TF_WORKSPACE",
                "PGPASSWORD"}
@@ -53,6 +66,220 @@ def vm_file(name):
 
 def folder_file(path):
     return os.path.join(VSPHERE, "folders", path.replace("/", "__"))
+
+
+def port_group_file(name):
+    return os.path.join(VSPHERE, "port_groups", quote(name, safe="") + ".json")
+
+
+def port_groups_in_vsphere():
+    """Every distributed port group of the fake vCenter, by name."""
+    found = {}
+    for path in glob.glob(os.path.join(VSPHERE, "port_groups", "*.json")):
+        group = json.load(open(path))
+        found[group["name"]] = group
+    return found
+
+
+def network_exists(name):
+    return name in NETWORKS or os.path.exists(port_group_file(name))
+
+
+def next_id(kind):
+    """A fresh managed object id (`dvportgroup-N`), never given twice."""
+    path = os.path.join(VSPHERE, "next-id")
+    number = int(open(path).read()) + 1 if os.path.exists(path) else 100
+    open(path, "w").write(str(number))
+    return "%s-%d" % (kind, number)
+
+
+def hcl_unquote(text):
+    """The value of an HCL quoted string's body, as Terraform reads an instance key."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            nxt = text[i + 1]
+            if nxt == "u":
+                out.append(chr(int(text[i + 2:i + 6], 16)))
+                i += 6
+                continue
+            out.append({"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}[nxt])
+            i += 2
+        elif text.startswith("$${", i) or text.startswith("%%{", i):
+            out.append(c)
+            i += 2
+        elif c == '"' or text.startswith("${", i) or text.startswith("%{", i):
+            die("Invalid address: unescaped %r in an instance key" % text[i:i + 2], 1)
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def port_group_key(address):
+    """The name in `vsphere_distributed_port_group.lan["<name>"]`."""
+    match = re.fullmatch(r'vsphere_distributed_port_group\.lan\["(.*)"\]', address, re.S)
+    if not match:
+        die("unexpected resource address %s" % address, 2)
+    return hcl_unquote(match.group(1))
+
+
+def read_switch(v):
+    """The `vsphere_distributed_virtual_switch` data source."""
+    if v["switch"] not in SWITCHES:
+        die("error fetching distributed virtual switch: network '%s' not found" % v["switch"])
+
+
+def refresh_port_groups(state):
+    """The state's port groups as vSphere has them now. One that is gone fails the refresh, as
+    the provider's read does (it looks the port group up by its id)."""
+    groups, gone = {}, []
+    in_vsphere = {group["id"]: group for group in port_groups_in_vsphere().values()}
+    for name, held in sorted(state.get("port_groups", {}).items()):
+        if held["id"] in in_vsphere:
+            groups[name] = dict(in_vsphere[held["id"]])
+        else:
+            gone.append(held["id"])
+    if gone:
+        for moid in gone:
+            print('Error: could not find portgroup "%s": ServerFaultCode: The object '
+                  "'vim.dvs.DistributedVirtualPortgroup:%s' has already been deleted or has not been completely created"
+                  % (moid, moid))
+        sys.exit(1)
+    return groups
+
+
+def show_port_groups(groups):
+    resources = []
+    for name, group in sorted(groups.items()):
+        resources.append({"address": '%s[%s]' % (PORT_GROUP, json.dumps(name)), "mode": "managed",
+                          "type": "vsphere_distributed_port_group", "name": "lan", "index": name,
+                          "values": {"id": group["id"], "name": group["name"], "vlan_id": group["vlan_id"],
+                                     "description": group["description"],
+                                     "distributed_virtual_switch_uuid": group["switch_uuid"]}})
+    return resources
+
+
+def users_of(name):
+    """The VMs on the port group `name`."""
+    return sorted(os.path.basename(path)[:-len(".json")] for path in glob.glob(os.path.join(VSPHERE, "vms", "*.json"))
+                  if json.load(open(path)).get("network") == name)
+
+
+def port_groups(command, args, v, state):
+    """A tenant network's working directory: `templates/port_groups.tf`."""
+    wanted = v["port_groups"]
+    if command == "apply":
+        read_switch(v)
+        groups = refresh_port_groups(state)
+        errors, added, changed, destroyed = [], 0, 0, 0
+        for name in sorted(set(groups) - set(wanted)):
+            if users_of(name):
+                errors.append("error waiting for portgroup deletion to complete: The resource '%s' is in use." % name)
+                continue
+            os.remove(port_group_file(name))
+            del groups[name]
+            destroyed += 1
+        for name, vlan in sorted(wanted.items()):
+            if name in groups:
+                group = groups[name]
+                if (group["vlan_id"], group["description"]) != (vlan, v["description"]):
+                    group.update(vlan_id=vlan, description=v["description"])
+                    json.dump(group, open(port_group_file(name), "w"))
+                    changed += 1
+                continue
+            if network_exists(name):
+                # vCenter's DuplicateName fault, as the provider passes it on.
+                errors.append("error waiting for portgroup creation to complete: The name '%s' already exists." % name)
+                continue
+            group = {"id": next_id("dvportgroup"), "name": name, "vlan_id": vlan, "description": v["description"],
+                     "switch": v["switch"], "switch_uuid": "dvs-uuid-" + v["switch"]}
+            json.dump(group, open(port_group_file(name), "w"))
+            groups[name] = group
+            added += 1
+        if take("half-apply"):
+            die("timeout waiting for the port groups (vSphere made them, the state was not written)")
+        save_state({"port_groups": groups} if groups else {})
+        if errors:
+            for error in errors:
+                print("Error: " + error)
+            sys.exit(1)
+        if added + changed + destroyed == 0:
+            print("No changes. Your infrastructure matches the configuration.")
+        else:
+            print("Apply complete! Resources: %d added, %d changed, %d destroyed." % (added, changed, destroyed))
+        return
+    if command == "import":
+        if args[1:3] != ["-input=false", "-no-color"] or len(args) != 5:
+            die("unexpected import arguments %s" % args, 2)
+        name = port_group_key(args[3])
+        if name not in wanted:
+            die("Configuration for import target does not exist: %s" % args[3])
+        expected = "/%s/network/%s" % (v["datacenter"], name)
+        if args[4] != expected:
+            die("import path %s is not %s" % (args[4], expected), 2)
+        if name in state.get("port_groups", {}):
+            die("Resource already managed by Terraform: %s" % args[3])
+        if take("fail-import"):
+            die("error locating portgroup: ServerFaultCode: Cannot complete login due to an incorrect user name or password (injected)")
+        if name in NETWORKS:
+            die('error locating portgroup: network at path "%s" is not a portgroup (type Network)' % args[4])
+        if not os.path.exists(port_group_file(name)):
+            # What the vSphere provider says (govmomi's finder) when no network is at the path.
+            die("error locating portgroup: network '%s' not found" % args[4])
+        state.setdefault("port_groups", {})[name] = json.load(open(port_group_file(name)))
+        save_state(state)
+        print("Import successful!")
+        return
+    if command == "output":
+        print("{}")
+        return
+    if command == "show":
+        if args[1:] != ["-json", "-no-color"]:
+            die("unexpected show arguments %s" % args, 2)
+        shown = {"format_version": "1.0"}
+        if state.get("port_groups"):
+            shown["values"] = {"root_module": {"resources": show_port_groups(state["port_groups"])}}
+        print(json.dumps(shown))
+        return
+    if command == "state":
+        if args[1:3] != ["rm", "-no-color"] or len(args) < 4:
+            die("unexpected state arguments %s" % args, 2)
+        held = state.get("port_groups", {})
+        names = [port_group_key(address) for address in args[3:]]
+        for address, name in zip(args[3:], names):
+            if name not in held:
+                die("Invalid target address: no matching objects found for %s" % address)
+        for address, name in zip(args[3:], names):
+            del held[name]
+            print("Removed %s" % address)
+        save_state(state if held else {})
+        return
+    if command == "destroy":
+        if args[1:] != ["-auto-approve", "-input=false", "-no-color"]:
+            die("unexpected destroy arguments %s" % args, 2)
+        if take("fail-destroy"):
+            die("the port group is locked by another task (injected)")
+        read_switch(v)
+        groups = refresh_port_groups(state)
+        errors, destroyed = [], []
+        for name in sorted(groups):
+            if users_of(name):
+                errors.append("error waiting for portgroup deletion to complete: The resource '%s' is in use." % name)
+                continue
+            os.remove(port_group_file(name))
+            destroyed.append(name)
+        for name in destroyed:
+            del groups[name]
+        save_state({"port_groups": groups} if groups else {})
+        if errors:
+            for error in errors:
+                print("Error: " + error)
+            sys.exit(1)
+        print("Destroy complete! Resources: %d destroyed." % len(destroyed))
+        return
+    die("unknown command %s" % command, 2)
 
 
 def declares_pg():
@@ -188,6 +415,7 @@ def main():
     args = sys.argv[1:]
     os.makedirs(os.path.join(VSPHERE, "vms"), exist_ok=True)
     os.makedirs(os.path.join(VSPHERE, "folders"), exist_ok=True)
+    os.makedirs(os.path.join(VSPHERE, "port_groups"), exist_ok=True)
     with open(CALLS, "a") as log:
         log.write(json.dumps({"args": args, "cwd": os.getcwd(), "env": sorted(os.environ),
                               "user": os.environ.get("VSPHERE_USER")}) + "\n")
@@ -237,6 +465,10 @@ def main():
         if take("hang-apply"):
             subprocess.Popen(["sleep", "3017"])  # a grandchild (a duration nothing else uses): the timeout must kill it too
             time.sleep(300)
+    if "port_groups" in v:
+        port_groups(command, args, v, state)
+        return
+    if command == "apply":
         if "vm_name" not in v:
             if state.get("folder") == v["folder"]:
                 print("No changes. Your infrastructure matches the configuration.")
@@ -255,9 +487,13 @@ def main():
             die('a virtual machine named "%s" already exists in folder %s' % (name, v["folder"]))
         if not os.path.exists(folder_file(v["folder"])):
             die("folder %s not found" % v["folder"])
+        if not network_exists(v["network"]):
+            # The `vsphere_network` data source, as the provider words it (govmomi's finder).
+            die("error fetching network: error finding network %s: network '%s' not found" % (v["network"], v["network"]))
         count = len(os.listdir(os.path.join(VSPHERE, "vms")))
         vm = {"moid": "vm-%d" % (1000 + count), "basphere_id": v["basphere_id"], "folder": v["folder"],
-              "num_cpus": v["num_cpus"], "memory": v["memory"], "disk_size": v["disk_size"], "template": v["template"]}
+              "num_cpus": v["num_cpus"], "memory": v["memory"], "disk_size": v["disk_size"], "template": v["template"],
+              "network": v["network"]}
         json.dump(vm, open(vm_file(name), "w"))
         if take("half-apply"):
             die("timeout waiting for the guest network (the VM was made, the state was not written)")

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 /// A fake `terraform` (`fake_terraform.py`, run by this machine's python3) with a small vSphere
 /// of its own kept in its state directory: it checks its arguments, working directory and
-/// environment, records every call, and misbehaves on request.
+/// environment, records every call, and misbehaves on request. Its vSphere has the network
+/// `VM Network` and the distributed switch `dvs-tenants`, and the VMs, folders and distributed
+/// port groups it was asked to make.
 pub struct FakeTerraform {
     /// The executable, for `terraform.binary`.
     pub binary: PathBuf,
@@ -33,8 +35,8 @@ impl FakeTerraform {
         FakeTerraform { binary, state }
     }
 
-    /// Makes the next `times` calls misbehave: fail-apply, hang-apply, half-apply, fail-destroy,
-    /// delay-apply, delay-destroy.
+    /// Makes the next `times` calls misbehave: fail-apply, hang-apply, half-apply, fail-import,
+    /// fail-destroy, delay-apply, delay-destroy.
     pub fn inject(&self, behaviour: &str, times: u32) {
         std::fs::write(self.state.join("behaviour").join(behaviour), times.to_string()).expect("a behaviour written");
     }
@@ -59,4 +61,42 @@ impl FakeTerraform {
         names.sort();
         names
     }
+
+    /// The distributed port groups its vSphere holds, by name: each one's `vlan_id`,
+    /// `description`, `switch` and managed object `id`.
+    pub fn port_groups(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let Ok(entries) = std::fs::read_dir(self.state.join("vsphere/port_groups")) else {
+            return Default::default();
+        };
+        entries
+            .filter_map(|entry| entry.ok())
+            .map(|entry| {
+                let text = std::fs::read_to_string(entry.path()).expect("a port group");
+                let group: serde_json::Value = serde_json::from_str(&text).expect("a port group as JSON");
+                (group["name"].as_str().expect("a name").to_owned(), group)
+            })
+            .collect()
+    }
+
+    /// Puts a distributed port group into its vSphere as someone else made it (on `dvs-tenants`).
+    pub fn plant_port_group(&self, name: &str, vlan: u16, description: &str) {
+        let dir = self.state.join("vsphere/port_groups");
+        std::fs::create_dir_all(&dir).expect("the fake's port groups");
+        let group = serde_json::json!({
+            "id": format!("dvportgroup-planted-{vlan}"), "name": name, "vlan_id": vlan, "description": description,
+            "switch": "dvs-tenants", "switch_uuid": "dvs-uuid-dvs-tenants",
+        });
+        let file: String = url_escape(name);
+        std::fs::write(dir.join(format!("{file}.json")), group.to_string()).expect("a port group planted");
+    }
+}
+
+/// `name` as the fake names its files (Python's `urllib.parse.quote(name, safe="")`).
+fn url_escape(name: &str) -> String {
+    name.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -1,14 +1,15 @@
 //! The Terraform backend: what it renders (snapshots, the real `terraform fmt`, YAML that
 //! parses, values that cannot inject), and how it runs `terraform` (a fake that checks its
-//! arguments, directory and environment, and can fail, hang or half-apply).
+//! arguments, directory and environment, and can fail, hang or half-apply), for VMs and for
+//! tenant networks' port groups.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use basphere_core::provisioner::{PowerAction, Provisioner, VmRequest};
+use basphere_core::provisioner::{PortGroupSpec, PowerAction, Provisioner, TenantPortGroups, VmRequest};
 use basphere_core::testing::provisioner::{request, Capabilities};
-use basphere_core::validate::SshPublicKey;
+use basphere_core::validate::{SshPublicKey, Username};
 use basphere_core::Config;
 use basphere_vsphere::config::BackendConfig;
 use basphere_vsphere::credentials::Credentials;
@@ -105,9 +106,12 @@ fn real_terraform() -> Option<PathBuf> {
 #[test]
 fn every_rendered_terraform_file_passes_terraform_fmt() {
     let Some(terraform) = real_terraform() else { return };
-    for (name, text) in
-        [("vm.tf", render::VM_TF), ("folder.tf", render::FOLDER_TF), ("backend-pg.tf", render::BACKEND_PG_TF)]
-    {
+    for (name, text) in [
+        ("vm.tf", render::VM_TF),
+        ("folder.tf", render::FOLDER_TF),
+        ("port_groups.tf", render::PORT_GROUPS_TF),
+        ("backend-pg.tf", render::BACKEND_PG_TF),
+    ] {
         let mut child = std::process::Command::new(&terraform)
             .args(["fmt", "-check", "-no-color", "-"])
             .stdin(std::process::Stdio::piped())
@@ -212,6 +216,96 @@ fn no_user_value_can_change_the_configuration() {
             "{comment}"
         );
     }
+}
+
+/// `tenant`'s two port groups on the fake's switch: `basphere-<tenant>-lan<i>` on VLAN `vlan + i`.
+fn tenant_port_groups(tenant: &str, vlan: u16) -> TenantPortGroups {
+    TenantPortGroups {
+        tenant: Username::parse(tenant).unwrap(),
+        switch: "dvs-tenants".into(),
+        port_groups: (1..=2)
+            .map(|i| PortGroupSpec { name: format!("basphere-{tenant}-lan{i}"), vlan: vlan + i })
+            .collect(),
+    }
+}
+
+#[test]
+fn no_port_group_value_can_change_the_configuration() {
+    let nasty = [
+        "\" } resource \"null_resource\" \"x\" { \"",
+        "${file(\"/etc/shadow\")}",
+        "%{ if true }pwned%{ endif }",
+        "lan1\"]\n} resource \"null_resource\" \"y\" {\n#",
+        "back\\slash\ttab\r\u{1}$${kept}%%{kept}",
+    ];
+    let vsphere = BackendConfig::default().vsphere;
+    let mut spec = tenant_port_groups("alice", 2000);
+    spec.port_groups.clear();
+    for (i, name) in nasty.iter().enumerate() {
+        spec.port_groups.push(PortGroupSpec { name: (*name).to_owned(), vlan: 2001 + i as u16 });
+    }
+    spec.switch = nasty[0].to_owned();
+    let tfvars = render::port_groups(&spec, &vsphere).unwrap();
+    assert_eq!(tfvars["switch"], nasty[0], "values are JSON data, not HCL");
+    assert_eq!(tfvars["description"], "Basphere tenant network of alice");
+    let groups = tfvars["port_groups"].as_object().unwrap();
+    assert_eq!(groups.len(), nasty.len());
+    for (i, name) in nasty.iter().enumerate() {
+        assert_eq!(groups[*name], 2001 + i as u64, "{name:?}");
+    }
+    let keys: Vec<&str> = tfvars.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = ["allow_unverified_ssl", "datacenter", "description", "port_groups", "switch", "vsphere_server"];
+    expected.sort();
+    assert_eq!(keys, expected, "the variables port_groups.tf declares, and no other");
+    for variable in expected {
+        assert!(render::PORT_GROUPS_TF.contains(&format!("variable \"{variable}\"")), "{variable}");
+    }
+    // A name given twice is refused rather than one hiding the other.
+    spec.port_groups.push(PortGroupSpec { name: nasty[1].to_owned(), vlan: 2999 });
+    let error = render::port_groups(&spec, &vsphere).unwrap_err().to_string();
+    assert!(error.contains("named twice"), "{error}");
+
+    // A VM on a tenant LAN: its port group is its network, as data.
+    let mut request = fixed("ubuntu-24.04");
+    request.network.port_group = Some(nasty[3].to_owned());
+    assert_eq!(render::vm(&request, &vsphere).unwrap().tfvars["network"], nasty[3]);
+
+    // The address of each name, given to `terraform import` and `terraform state rm`, names that
+    // instance and nothing else: the real Terraform finds each in a state keyed by these names.
+    let Some(terraform) = real_terraform() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let instances: Vec<Value> = nasty
+        .iter()
+        .enumerate()
+        .map(|(i, name)| serde_json::json!({"index_key": name, "schema_version": 0, "attributes": {"id": format!("dvportgroup-{i}")}}))
+        .collect();
+    let state = serde_json::json!({
+        "version": 4, "terraform_version": "1.0.3", "serial": 1, "lineage": "0b1f6d3e-2c4a-4e5f-8a7b-9c0d1e2f3a4b",
+        "outputs": {},
+        "resources": [{
+            "mode": "managed", "type": "vsphere_distributed_port_group", "name": "lan",
+            "provider": "provider[\"registry.terraform.io/hashicorp/vsphere\"]", "instances": instances,
+        }],
+    });
+    std::fs::write(dir.path().join("terraform.tfstate"), state.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(&terraform)
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "terraform {args:?}: {text}");
+        text
+    };
+    assert_eq!(run(&["state", "list"]).lines().count(), nasty.len());
+    for name in nasty {
+        let removed = run(&["state", "rm", "-no-color", &render::port_group_address(name)]);
+        assert!(removed.contains("Successfully removed 1 resource instance(s)."), "{name:?}: {removed}");
+    }
+    assert_eq!(run(&["state", "list"]).trim(), "", "each address named its own instance");
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -488,4 +582,235 @@ fn credentials_file_must_be_private_and_complete() {
     assert!(!format!("{credentials:?}").contains("p@ss"), "redacted in Debug");
     std::fs::write(&path, "VSPHERE_USER=x\n").unwrap();
     assert!(Credentials::from_file(&path).unwrap_err().to_string().contains("VSPHERE_PASSWORD"));
+}
+
+/// The commands run in `dir` from the `since`th call on, in order.
+fn commands_in(fake: &Fake, dir: &Path, since: usize) -> Vec<String> {
+    fake.calls()[since..]
+        .iter()
+        .filter(|c| c["cwd"] == dir.display().to_string())
+        .map(|c| c["args"][0].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The fake vSphere's port groups: each one's VLAN id and description, by name.
+fn port_groups_of(fake: &Fake) -> Vec<(String, u64, String)> {
+    fake.port_groups()
+        .into_iter()
+        .map(|(name, group)| (name, group["vlan_id"].as_u64().unwrap(), group["description"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[tokio::test]
+async fn tenant_port_groups_run_terraform_as_expected() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let fake = Fake::new();
+    let terraform = fake.provisioner(Duration::from_secs(30));
+    let spec = tenant_port_groups("alice", 2000);
+    terraform.ensure_port_groups(&spec).await.unwrap();
+    let marker = "Basphere tenant network of alice".to_owned();
+    let made = [
+        ("basphere-alice-lan1".to_owned(), 2001, marker.clone()),
+        ("basphere-alice-lan2".to_owned(), 2002, marker.clone()),
+    ];
+    assert_eq!(port_groups_of(&fake), made);
+    let ids: Vec<Value> = fake.port_groups().values().map(|group| group["id"].clone()).collect();
+    let dir = terraform.network_dir(&spec.tenant);
+    assert_eq!(dir, fake.dir.path().join("work/alice/_network"));
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let tfvars: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("terraform.tfvars.json")).unwrap()).unwrap();
+    assert_eq!(tfvars["port_groups"], serde_json::json!({"basphere-alice-lan1": 2001, "basphere-alice-lan2": 2002}));
+    assert_eq!(std::fs::read_to_string(dir.join("main.tf")).unwrap(), render::PORT_GROUPS_TF);
+
+    // Again: the same port groups, not made again.
+    terraform.ensure_port_groups(&spec).await.expect("idempotent");
+    assert_eq!(port_groups_of(&fake), made);
+    let again: Vec<Value> = fake.port_groups().values().map(|group| group["id"].clone()).collect();
+    assert_eq!(again, ids, "the same port groups");
+    assert_eq!(commands_in(&fake, &dir, 0), ["init", "show", "apply", "show", "apply"]);
+    let log = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|path| path.display().to_string().ends_with("-apply.log"))
+        .max()
+        .unwrap();
+    assert!(std::fs::read_to_string(log).unwrap().contains("No changes."), "the second apply changes nothing");
+
+    // A VLAN id asked anew is given to the port group there.
+    let mut moved = spec.clone();
+    moved.port_groups[0].vlan = 2101;
+    terraform.ensure_port_groups(&moved).await.unwrap();
+    assert_eq!(port_groups_of(&fake)[0], ("basphere-alice-lan1".to_owned(), 2101, marker.clone()));
+    assert_eq!(fake.port_groups()["basphere-alice-lan1"]["id"], ids[0], "changed in place");
+
+    // A VM on a tenant LAN is on its port group; one on a port group that is not there is not made.
+    let mut request = fixed("ubuntu-24.04");
+    request.network.port_group = Some("basphere-alice-lan1".into());
+    terraform.ensure_folder(&request.owner).await.unwrap();
+    terraform.create_vm(&request).await.unwrap();
+    let vm_dir = terraform.vm_dir(&request.owner, request.id);
+    let tfvars: Value =
+        serde_json::from_str(&std::fs::read_to_string(vm_dir.join("terraform.tfvars.json")).unwrap()).unwrap();
+    assert_eq!(tfvars["network"], "basphere-alice-lan1");
+    let vm: Value =
+        serde_json::from_str(&std::fs::read_to_string(fake.state().join("vsphere/vms/alice-web.json")).unwrap())
+            .unwrap();
+    assert_eq!(vm["network"], "basphere-alice-lan1", "its NIC is on the port group");
+    let mut astray = fixed("ubuntu-24.04");
+    astray.id = uuid::Uuid::now_v7();
+    astray.name = basphere_core::validate::ResourceName::parse("astray").unwrap();
+    astray.network.port_group = Some("basphere-nobody-lan1".into());
+    let error = terraform.create_vm(&astray).await.unwrap_err();
+    assert_eq!(error.kind(), "not-found", "{error}");
+    assert!(error.to_string().contains("basphere-nobody-lan1"), "{error}");
+    assert_eq!(fake.vms(), ["alice-web"]);
+
+    // vCenter refuses to destroy a port group a VM is on: the removal fails and keeps it.
+    let error = terraform.remove_port_groups(&moved).await.unwrap_err();
+    assert_eq!(error.kind(), "backend", "{error}");
+    assert!(fake.port_groups().contains_key("basphere-alice-lan1"));
+    assert!(dir.join("main.tf").exists(), "the working directory stays");
+    terraform.destroy_vm(&request.vm_ref()).await.unwrap();
+
+    terraform.remove_port_groups(&moved).await.unwrap();
+    assert!(fake.port_groups().is_empty(), "{:?}", fake.port_groups());
+    assert!(!dir.exists(), "the working directory is archived");
+    let archived: Vec<String> = std::fs::read_dir(fake.dir.path().join("work/_destroyed/alice"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("network-"))
+        .collect();
+    assert_eq!(archived.len(), 1, "state and logs stay for the administrator: {archived:?}");
+    terraform.remove_port_groups(&moved).await.expect("removing again succeeds");
+    assert!(fake.port_groups().is_empty());
+    for file in files_under(&fake.dir.path().join("work")) {
+        assert!(!std::fs::read_to_string(&file).unwrap_or_default().contains("s3cret-P@ss"), "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn port_groups_of_someone_else_are_refused_and_left_untouched() {
+    let fake = Fake::new();
+    let terraform = fake.provisioner(Duration::from_secs(30));
+    fake.plant_port_group("basphere-bob-lan1", 7, "the storage team's");
+    let planted = fake.port_groups()["basphere-bob-lan1"].clone();
+    let spec = tenant_port_groups("bob", 2010);
+    let error = terraform.ensure_port_groups(&spec).await.unwrap_err();
+    assert_eq!(error.kind(), "already-exists", "{error}");
+    let text = error.to_string();
+    for said in ["port group already exists: basphere-bob-lan1", "not Basphere's", "Basphere tenant network of bob"] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert_eq!(fake.port_groups()["basphere-bob-lan1"], planted, "untouched");
+    let dir = terraform.network_dir(&spec.tenant);
+    let commands = commands_in(&fake, &dir, 0);
+    assert_eq!(commands, ["init", "show", "apply", "show", "import", "show", "state"], "looked up, then forgotten");
+    assert!(fake.calls().iter().any(|c| c["args"][4] == "/DC1/network/basphere-bob-lan1"));
+
+    // Asked again, it is refused again; the removal leaves it alone and destroys Basphere's.
+    assert_eq!(terraform.ensure_port_groups(&spec).await.unwrap_err().kind(), "already-exists");
+    assert_eq!(fake.port_groups()["basphere-bob-lan1"], planted);
+    terraform.remove_port_groups(&spec).await.expect("nothing of someone else's is destroyed");
+    let names: Vec<String> = fake.port_groups().into_keys().collect();
+    assert_eq!(names, ["basphere-bob-lan1"]);
+    assert_eq!(fake.port_groups()["basphere-bob-lan1"], planted);
+
+    // One left in the state by a call cut off before it was forgotten is forgotten, not applied.
+    let spec = tenant_port_groups("bob", 2010);
+    let dir = terraform.network_dir(&spec.tenant);
+    terraform.ensure_port_groups(&spec).await.unwrap_err();
+    let held = serde_json::json!({"port_groups": {"basphere-bob-lan1": planted}});
+    std::fs::write(dir.join("terraform.tfstate"), held.to_string()).unwrap();
+    assert_eq!(terraform.ensure_port_groups(&spec).await.unwrap_err().kind(), "already-exists");
+    assert_eq!(fake.port_groups()["basphere-bob-lan1"], planted, "no apply reached it");
+    std::fs::write(dir.join("terraform.tfstate"), held.to_string()).unwrap();
+    terraform.remove_port_groups(&spec).await.unwrap();
+    assert_eq!(fake.port_groups().into_keys().collect::<Vec<_>>(), ["basphere-bob-lan1"], "nor a destroy");
+
+    // Half-applied: vSphere made the port groups, the state was lost. The retry adopts them.
+    let spec = tenant_port_groups("carol", 2020);
+    fake.inject("half-apply", 1);
+    assert!(terraform.ensure_port_groups(&spec).await.is_err());
+    assert_eq!(fake.port_groups().len(), 3);
+    terraform.ensure_port_groups(&spec).await.expect("the retry imports the port groups it made");
+    let carol: Vec<(String, u64, String)> =
+        port_groups_of(&fake).into_iter().filter(|(name, ..)| name.contains("carol")).collect();
+    let marker = "Basphere tenant network of carol".to_owned();
+    assert_eq!(
+        carol,
+        [("basphere-carol-lan1".into(), 2021, marker.clone()), ("basphere-carol-lan2".into(), 2022, marker)],
+        "no duplicate"
+    );
+    terraform.remove_port_groups(&spec).await.unwrap();
+    assert_eq!(fake.port_groups().into_keys().collect::<Vec<_>>(), ["basphere-bob-lan1"]);
+
+    // A switch that is not there is NotFound, and nothing is made.
+    let elsewhere = TenantPortGroups { switch: "no-such-switch".into(), ..tenant_port_groups("dave", 2030) };
+    let error = terraform.ensure_port_groups(&elsewhere).await.unwrap_err();
+    assert_eq!(error.kind(), "not-found", "{error}");
+    assert!(error.to_string().contains("no-such-switch"), "{error}");
+    assert_eq!(fake.port_groups().len(), 1);
+}
+
+#[tokio::test]
+async fn removing_port_groups_without_a_working_directory_looks_them_up_in_vcenter() {
+    let fake = Fake::new();
+    let first = fake.provisioner(Duration::from_secs(30));
+    // Another server: its data directory holds no working directory of the first's networks.
+    let second = fake.provisioner_in("other-work", Duration::from_secs(30));
+    let spec = tenant_port_groups("erin", 2040);
+    first.ensure_port_groups(&spec).await.unwrap();
+    assert_eq!(fake.port_groups().len(), 2);
+
+    // vCenter cannot be asked: the removal fails and says what is unknown; nothing is destroyed.
+    fake.inject("fail-import", 1);
+    let third = fake.provisioner_in("third-work", Duration::from_secs(30));
+    let error = third.remove_port_groups(&spec).await.unwrap_err();
+    assert_eq!(error.kind(), "backend");
+    let text = error.to_string();
+    for said in ["basphere-erin-lan1", "/DC1/network/basphere-erin-lan1", "unknown", "no port group was destroyed"] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert_eq!(fake.port_groups().len(), 2);
+    assert!(third.network_dir(&spec.tenant).join("main.tf").exists(), "kept for the next attempt");
+
+    let dir = second.network_dir(&spec.tenant);
+    second.remove_port_groups(&spec).await.expect("found by their paths and descriptions, and destroyed");
+    assert!(fake.port_groups().is_empty(), "{:?}", fake.port_groups());
+    assert_eq!(commands_in(&fake, &dir, 0), ["init", "show", "import", "import", "show", "destroy"]);
+    let paths: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c["args"][0] == "import")
+        .filter_map(|c| c["args"][4].as_str().map(str::to_owned))
+        .collect();
+    assert!(paths.iter().any(|path| path == "/DC1/network/basphere-erin-lan2"), "{paths:?}");
+    assert!(!dir.exists(), "archived");
+    second.remove_port_groups(&spec).await.expect("nothing in vCenter: nothing to destroy");
+
+    // The first server's state holds port groups vCenter no longer has: they are forgotten, and
+    // the removal succeeds.
+    let since = fake.calls().len();
+    let first_dir = first.network_dir(&spec.tenant);
+    first.remove_port_groups(&spec).await.expect("gone is removed");
+    assert_eq!(commands_in(&fake, &first_dir, since), ["show", "destroy", "show", "state", "destroy"]);
+    assert!(!first_dir.exists());
+    // An apply over such a state makes them again.
+    first.ensure_port_groups(&spec).await.unwrap();
+    second.remove_port_groups(&spec).await.unwrap();
+    first.ensure_port_groups(&spec).await.expect("made again");
+    assert_eq!(fake.port_groups().len(), 2);
+    first.remove_port_groups(&spec).await.unwrap();
+    assert!(fake.port_groups().is_empty());
+}
+
+#[tokio::test]
+async fn terraform_passes_the_port_group_conformance_check() {
+    let fake = Fake::new();
+    let terraform = fake.provisioner(Duration::from_secs(30));
+    basphere_core::testing::provisioner::check_port_groups(&terraform, "dvs-tenants").await;
+    assert!(fake.port_groups().is_empty(), "nothing left: {:?}", fake.port_groups());
 }

@@ -369,3 +369,65 @@ fn real_terraform_keeps_each_vms_state_in_its_own_workspace_of_the_stores_databa
         run(&second, Some("vm-1111"), &["state", "rm", "-lock-timeout=10s", "-no-color", "vsphere_virtual_machine.vm"]);
     assert!(!ok && said.contains("Invalid target address"), "{said}");
 }
+
+#[tokio::test]
+async fn a_tenant_networks_port_groups_keep_their_state_in_its_own_workspace_for_every_replica() {
+    use basphere_core::provisioner::{PortGroupSpec, Provisioner, TenantPortGroups};
+    use basphere_vsphere::terraform::{StateBackend, TerraformProvisioner, TerraformSettings};
+    let url = PgCluster::shared().fresh_database();
+    let conn_str = basphere_vsphere::config::terraform_conn_str(&url, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(dir.path());
+    let replica = |name: &str| {
+        TerraformProvisioner::new(TerraformSettings {
+            binary: fake.binary.clone(),
+            work_dir: dir.path().join(name),
+            vsphere: basphere_vsphere::config::BackendConfig::default().vsphere,
+            credentials: basphere_vsphere::credentials::Credentials {
+                user: "administrator@vsphere.local".into(),
+                password: "secret".into(),
+            },
+            plugin_cache_dir: None,
+            cli_config_file: None,
+            init_timeout: Duration::from_secs(30),
+            apply_timeout: Duration::from_secs(30),
+            parallelism: 2,
+            state: StateBackend::Pg {
+                conn_str: conn_str.clone(),
+                schema: basphere_vsphere::config::DEFAULT_PG_SCHEMA.into(),
+                password: None,
+            },
+            fallback_template: "ubuntu-24.04-template".into(),
+        })
+        .unwrap()
+    };
+    let (first, second) = (replica("first"), replica("second"));
+    let spec = TenantPortGroups {
+        tenant: basphere_core::testing::username("frank"),
+        switch: "dvs-tenants".into(),
+        port_groups: vec![
+            PortGroupSpec { name: "basphere-frank-lan1".into(), vlan: 2301 },
+            PortGroupSpec { name: "basphere-frank-lan2".into(), vlan: 2302 },
+        ],
+    };
+    first.ensure_port_groups(&spec).await.unwrap();
+    assert_eq!(fake.port_groups().len(), 2);
+    let names = PgCluster::shared()
+        .psql_on(database(&url), "SELECT name FROM basphere_terraform.states ORDER BY name")
+        .unwrap();
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["network-frank"]);
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c["args"][0] == "init" || c["env"].as_array().unwrap().iter().any(|name| name == "TF_WORKSPACE")));
+
+    // Another replica, without a working directory of its own, finds them in the workspace: no
+    // look-up in vCenter is needed, and they are destroyed.
+    let before = fake.calls().len();
+    second.remove_port_groups(&spec).await.unwrap();
+    assert!(fake.port_groups().is_empty(), "{:?}", fake.port_groups());
+    let commands: Vec<String> =
+        fake.calls()[before..].iter().map(|c| c["args"][0].as_str().unwrap().to_owned()).collect();
+    assert_eq!(commands, ["init", "show", "destroy"]);
+    first.remove_port_groups(&spec).await.expect("the workspace holds nothing any more");
+}
