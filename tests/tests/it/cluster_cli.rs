@@ -113,7 +113,16 @@ fn a_crash_during_create_scale_or_delete_resumes_after_a_restart() {
     server.restart();
     server.wait_idle();
     assert_eq!(ips(&server, &token), 1 + 5 + 2);
-    let watched = expect(&server.cli_as(&token, &["cluster", "watch", "dev1", "--timeout", "120"]), 0);
+    // Ready is said as soon as the control plane and a worker are up; the new workers come after
+    // it, so the watch is asked again (bounded) until all four are there.
+    let mut watched = String::new();
+    for _ in 0..20 {
+        watched = expect(&server.cli_as(&token, &["cluster", "watch", "dev1", "--timeout", "120"]), 0);
+        if watched.contains("workers 4/4") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     assert!(watched.contains("workers 4/4"), "{watched}");
     expect(&server.cli_as(&token, &["cluster", "scale", "dev1", "--workers", "2"]), 0);
     server.kill();
