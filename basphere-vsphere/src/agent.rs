@@ -48,6 +48,8 @@ pub enum Call {
     Power { vm: VmRef, action: PowerAction },
     Inventory,
     Adopt { vm: VmRef },
+    EnsurePortGroups { spec: TenantPortGroups },
+    RemovePortGroups { spec: TenantPortGroups },
 }
 
 /// A line to the agent.
@@ -111,7 +113,8 @@ pub enum WireError {
 
 /// The kinds of thing the vSphere API backend names in `NotFound` and `AlreadyExists`; another
 /// kind arrives as the generic "vsphere object".
-const KINDS: &[&str] = &["VM", "vm", "folder", "task", "template", "vsphere object"];
+const KINDS: &[&str] =
+    &["VM", "vm", "folder", "task", "template", "port group", "distributed switch", "vsphere object"];
 
 fn known_kind(kind: &str) -> &'static str {
     KINDS.iter().find(|known| **known == kind).copied().unwrap_or("vsphere object")
@@ -434,6 +437,14 @@ impl Provisioner for AgentProvisioner {
     async fn adopt(&self, vm: &VmRef) -> Result<()> {
         self.call(Call::Adopt { vm: vm.clone() }).await
     }
+
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.call(Call::EnsurePortGroups { spec: spec.clone() }).await
+    }
+
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.call(Call::RemovePortGroups { spec: spec.clone() }).await
+    }
 }
 
 /// The agent's side: reads the settings, then answers requests until its input closes or
@@ -511,6 +522,8 @@ pub async fn answer(provisioner: &dyn Provisioner, call: Call) -> Outcome {
         Call::Power { vm, action } => outcome(provisioner.power(&vm, action).await),
         Call::Inventory => outcome(provisioner.inventory().await),
         Call::Adopt { vm } => outcome(provisioner.adopt(&vm).await),
+        Call::EnsurePortGroups { spec } => outcome(provisioner.ensure_port_groups(&spec).await),
+        Call::RemovePortGroups { spec } => outcome(provisioner.remove_port_groups(&spec).await),
     }
 }
 
@@ -545,6 +558,9 @@ mod tests {
             Error::InvalidFields(vec![Error::invalid("a", "b"), Error::invalid("c", "d")]),
             Error::not_found("vm", "alice-web"),
             Error::already_exists("VM", "alice-web in vCenter"),
+            Error::not_found("port group", "basphere-dave-lan1"),
+            Error::not_found("distributed switch", "dvs-tenants"),
+            Error::already_exists("port group", "basphere-dave-lan1 (not Basphere's)"),
             Error::Conflict("the VM is off".into()),
             Error::NotSupported("no".into()),
             Error::Timeout("the clone task".into()),
@@ -594,5 +610,14 @@ mod tests {
         let line = serde_json::to_string(&power).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), power);
+        let spec = TenantPortGroups {
+            tenant: Username::parse("dave").unwrap(),
+            switch: "dvs-tenants".into(),
+            port_groups: vec![PortGroupSpec { name: "basphere-dave-lan1".into(), vlan: 2001 }],
+        };
+        let ensure = Request { id: 9, call: Call::EnsurePortGroups { spec } };
+        let line = serde_json::to_string(&ensure).unwrap();
+        assert!(line.contains(r#""ensure_port_groups":{"spec":"#), "{line}");
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), ensure);
     }
 }

@@ -1,5 +1,6 @@
 //! Changing VMs: clones with the cloud-init documents and the marker in `extraConfig`, the
-//! reconfigure that gives a VM its spec's CPU, memory and disk, power, and the owners' folders.
+//! reconfigure that gives a VM its spec's CPU, memory and disk (and, on a tenant LAN, puts its
+//! NIC on the LAN's port group), power, and the owners' folders.
 
 use base64::Engine;
 use basphere_core::model::VmSpec;
@@ -8,16 +9,21 @@ use basphere_core::{Error, Result};
 use vim_rs::core::pc_retrieve::ObjectRetriever;
 use vim_rs::mo::{Folder, SearchIndex, VirtualMachine};
 use vim_rs::types::boxed_types::ValueElements;
+use vim_rs::types::convert::CastFrom;
 use vim_rs::types::enums::VirtualDeviceConfigSpecOperationEnum;
 use vim_rs::types::struct_enum::StructType;
 use vim_rs::types::structs::{
-    ManagedObjectReference, OptionValue, VirtualDeviceConfigSpec, VirtualDisk, VirtualMachineCloneSpec,
-    VirtualMachineConfigSpec, VirtualMachineRelocateSpec,
+    DistributedVirtualSwitchPortConnection, ManagedObjectReference, OptionValue, VirtualDeviceConfigSpec, VirtualDisk,
+    VirtualEthernetCardDistributedVirtualPortBackingInfo, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
+    VirtualMachineRelocateSpec,
 };
-use vim_rs::types::traits::OptionValueTrait;
+use vim_rs::types::traits::{
+    OptionValueTrait, VirtualDeviceConfigSpecTrait, VirtualDeviceTrait, VirtualEthernetCardTrait,
+};
 use vim_rs::types::vim_any::VimAny;
 use vim_rs::vim_retrievable;
 
+use super::networks::PortConnection;
 use super::session::fault_is;
 use super::{BoxFuture, VsphereApiProvisioner, MARKER};
 use crate::cloud_init;
@@ -40,13 +46,25 @@ pub(super) fn empty<T: miniserde::Deserialize>() -> T {
     miniserde::json::from_str("{}").expect("every field of the type is optional")
 }
 
-/// The changes that give a VM the spec's CPU, memory and (grown, never shrunk) first disk, and
-/// Basphere's annotation.
-pub(super) fn hardware_changes(row: HardwareRow, spec: &VmSpec, annotation: &str) -> Option<VirtualMachineConfigSpec> {
+/// What `converge` gives a VM, as plain data: the spec's hardware, Basphere's annotation and,
+/// on a tenant LAN, the port group its NIC is on.
+pub(super) struct Wanted<'a> {
+    pub(super) spec: &'a VmSpec,
+    pub(super) annotation: String,
+    pub(super) port: Option<PortConnection>,
+    /// The setting that names the VM's template (`templates.os.<key>.template`), for errors.
+    pub(super) template_key: String,
+}
+
+/// The changes that give a VM the spec's CPU, memory and (grown, never shrunk) first disk,
+/// Basphere's annotation and, when a port group is wanted, its first NIC on that port group. A
+/// VM without a NIC cannot be put on one: that is an error naming the port group.
+pub(super) fn hardware_changes(row: HardwareRow, wanted: &Wanted<'_>) -> Result<Option<VirtualMachineConfigSpec>> {
+    let spec = wanted.spec;
     let mut config: VirtualMachineConfigSpec = empty();
     let mut changed = false;
-    if row.annotation.as_deref() != Some(annotation) {
-        config.annotation = Some(annotation.to_owned());
+    if row.annotation.as_deref() != Some(wanted.annotation.as_str()) {
+        config.annotation = Some(wanted.annotation.clone());
         changed = true;
     }
     if row.cpu != Some(spec.cpu as i32) {
@@ -57,26 +75,72 @@ pub(super) fn hardware_changes(row: HardwareRow, spec: &VmSpec, annotation: &str
         config.memory_mb = Some(spec.memory_mb as i64);
         changed = true;
     }
+    let (mut disk, mut nic) = (None, None);
+    for device in row.devices.into_iter().flatten() {
+        if <dyn VirtualEthernetCardTrait>::from_ref(&*device).is_some() {
+            nic = nic.or(Some(device));
+        } else if disk.is_none() {
+            disk = device.as_any_box().downcast::<VirtualDisk>().ok();
+        }
+    }
+    let mut device_changes: Vec<Box<dyn VirtualDeviceConfigSpecTrait>> = Vec::new();
     let wanted_kb = spec.disk_gb as i64 * 1024 * 1024;
-    let disk = row.devices.into_iter().flatten().find_map(|device| device.as_any_box().downcast::<VirtualDisk>().ok());
     if let Some(mut disk) = disk {
         let current_kb = disk.capacity_in_bytes.map_or(disk.capacity_in_kb, |bytes| bytes / 1024);
         if current_kb < wanted_kb {
             disk.capacity_in_kb = wanted_kb;
             disk.capacity_in_bytes = Some(wanted_kb * 1024);
-            config.device_change = Some(vec![Box::new(VirtualDeviceConfigSpec {
-                operation: Some(VirtualDeviceConfigSpecOperationEnum::Edit),
-                file_operation: None,
-                device: disk,
-                profile: None,
-                backing: None,
-                filter_spec: None,
-                change_mode: None,
-            })]);
-            changed = true;
+            device_changes.push(edit(disk));
         }
     }
-    changed.then_some(config)
+    if let Some(port) = &wanted.port {
+        let Some(mut nic) = nic else {
+            return Err(Error::invalid(
+                wanted.template_key.clone(),
+                format!("the VM has no network card to put on the port group {}: its template needs one", port.name),
+            ));
+        };
+        if !on_port_group(nic.as_ref(), port) {
+            nic.backing = Some(Box::new(VirtualEthernetCardDistributedVirtualPortBackingInfo {
+                port: DistributedVirtualSwitchPortConnection {
+                    switch_uuid: port.switch_uuid.clone(),
+                    portgroup_key: Some(port.portgroup_key.clone()),
+                    port_key: None,
+                    connection_cookie: None,
+                },
+            }));
+            device_changes.push(edit(nic));
+        }
+    }
+    if !device_changes.is_empty() {
+        config.device_change = Some(device_changes);
+        changed = true;
+    }
+    Ok(changed.then_some(config))
+}
+
+/// Whether the NIC is connected to the port group.
+fn on_port_group(nic: &(dyn VirtualDeviceTrait + 'static), port: &PortConnection) -> bool {
+    let backing = nic.backing.as_deref().and_then(|backing| {
+        backing.as_any_ref().downcast_ref::<VirtualEthernetCardDistributedVirtualPortBackingInfo>()
+    });
+    backing.is_some_and(|backing| {
+        backing.port.switch_uuid == port.switch_uuid
+            && backing.port.portgroup_key.as_deref() == Some(port.portgroup_key.as_str())
+    })
+}
+
+/// A device change that edits `device`.
+fn edit(device: Box<dyn VirtualDeviceTrait>) -> Box<VirtualDeviceConfigSpec> {
+    Box::new(VirtualDeviceConfigSpec {
+        operation: Some(VirtualDeviceConfigSpecOperationEnum::Edit),
+        file_operation: None,
+        device,
+        profile: None,
+        backing: None,
+        filter_spec: None,
+        change_mode: None,
+    })
 }
 
 /// The note on every Basphere VM, for vSphere's administrators.
@@ -102,20 +166,27 @@ impl VsphereApiProvisioner {
         })
     }
 
-    /// Gives the VM the spec's CPU, memory and disk (a reconfigure, only when something differs),
-    /// then powers it on. Used after a clone and when adopting an earlier attempt's VM.
+    /// Gives the VM the spec's CPU, memory and disk and, when `port` is given, puts its NIC on
+    /// that port group (a reconfigure, only when something differs), then powers it on. Used
+    /// after a clone and when adopting an earlier attempt's VM.
     pub(super) fn converge<'a>(
         &'a self,
         vm: &'a ManagedObjectReference,
         request: &'a VmRequest,
+        port: Option<PortConnection>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let annotation = annotation(request);
-            if self.hardware_differs(vm, &request.spec, &annotation).await? {
+            let wanted = Wanted {
+                spec: &request.spec,
+                annotation: annotation(request),
+                port,
+                template_key: format!("templates.os.{}.template", request.os.key),
+            };
+            if self.hardware_differs(vm, &wanted).await? {
                 if self.vm(vm).await?.power == PowerState::On {
                     self.set_power(vm, false).await?;
                 }
-                self.reconfigure(vm, &request.spec, &annotation).await?;
+                self.reconfigure(vm, &wanted).await?;
             }
             if self.vm(vm).await?.power == PowerState::Off {
                 self.set_power(vm, true).await?;
@@ -127,8 +198,7 @@ impl VsphereApiProvisioner {
     pub(super) fn hardware_differs<'a>(
         &'a self,
         vm: &'a ManagedObjectReference,
-        spec: &'a VmSpec,
-        annotation: &'a str,
+        wanted: &'a Wanted<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         self.read(move |session| {
             Box::pin(async move {
@@ -137,17 +207,16 @@ impl VsphereApiProvisioner {
                     .retrieve_object::<HardwareRow>(vm)
                     .await?
                     .ok_or_else(|| Error::not_found("vm", &vm.value))?;
-                Ok(hardware_changes(row, spec, annotation).is_some())
+                Ok(hardware_changes(row, wanted)?.is_some())
             })
         })
     }
 
-    /// Reads the VM's hardware again and reconfigures what differs from the spec.
+    /// Reads the VM's hardware again and reconfigures what differs from `wanted`.
     pub(super) fn reconfigure<'a>(
         &'a self,
         vm: &'a ManagedObjectReference,
-        spec: &'a VmSpec,
-        annotation: &'a str,
+        wanted: &'a Wanted<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         let started = self.call(move |session| {
             Box::pin(async move {
@@ -156,7 +225,7 @@ impl VsphereApiProvisioner {
                     .retrieve_object::<HardwareRow>(vm)
                     .await?
                     .ok_or_else(|| Error::not_found("vm", &vm.value))?;
-                let Some(changes) = hardware_changes(row, spec, annotation) else { return Ok(None) };
+                let Some(changes) = hardware_changes(row, wanted)? else { return Ok(None) };
                 Ok(Some(VirtualMachine::new(session.client.clone(), &vm.value).reconfig_vm_task(&changes).await?))
             })
         });

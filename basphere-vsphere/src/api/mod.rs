@@ -3,7 +3,9 @@
 //! and the cloud-init documents in `extraConfig`, grows the clone's disk with a reconfigure,
 //! powers VMs on and off, destroys them, and lists Basphere's folders for reconciliation. A
 //! create retried after a crash adopts the VM that carries its id in `guestinfo.basphere.id`
-//! instead of making another.
+//! instead of making another. Tenant networks' distributed port groups are made, given their
+//! VLAN and destroyed on the configured distributed switch, and a VM on a tenant LAN has its NIC
+//! put on the LAN's port group.
 //!
 //! Compile time shapes this module. Every function that awaits returns a boxed `Send` future
 //! (`BoxFuture`), and vim_rs values (rows, faults, specs) never outlive the small functions that
@@ -16,10 +18,11 @@
 //! Here: the provisioner and its `Provisioner` implementation. `session` holds the login and
 //! the retry loop every call goes through, `tasks` starts and waits for vCenter tasks,
 //! `inventory` reads (and turns what it reads into plain data), `machines` changes VMs and
-//! folders.
+//! folders, `networks` reads and changes tenant port groups.
 
 mod inventory;
 mod machines;
+mod networks;
 mod session;
 mod tasks;
 
@@ -144,13 +147,22 @@ impl Provisioner for VsphereApiProvisioner {
         Ok(())
     }
 
+    /// On a tenant LAN (`network.port_group`), the port group is looked up first: a missing one
+    /// is `NotFound` and nothing is cloned.
     async fn create_vm(&self, request: &VmRequest) -> Result<VmHandle> {
         let name = request.vsphere_name();
-        if let Some(facts) = self.existing(&request.owner, &name).await? {
+        let existing = self.existing(&request.owner, &name).await?;
+        if let Some(facts) = &existing {
             if facts.marker.as_deref() != Some(request.id.to_string().as_str()) {
                 return Err(crate::foreign_vm(&name, &self.user_folder_path(&request.owner)));
             }
-            self.converge(&facts.moref, request).await?;
+        }
+        let port = match &request.network.port_group {
+            Some(port_group) => Some(self.port_connection(port_group).await?),
+            None => None,
+        };
+        if let Some(facts) = existing {
+            self.converge(&facts.moref, request, port).await?;
             return Ok(VmHandle {
                 backend_id: facts.moref.value,
                 power: PowerState::On,
@@ -167,11 +179,12 @@ impl Provisioner for VsphereApiProvisioner {
             .require(&format!("templates.os.{}.template", request.os.key), &self.template_path(&request.os))
             .await?;
         let created = self.clone_vm(&template, &place, request).await?;
-        self.converge(&created, request).await?;
+        let on = port.as_ref().map(|port| format!(", put it on the port group {}", port.name)).unwrap_or_default();
+        self.converge(&created, request, port).await?;
         Ok(VmHandle {
             backend_id: created.value,
             power: PowerState::On,
-            log_tail: vec![format!("cloned {name} from {}, sized it and powered it on", request.os.template)],
+            log_tail: vec![format!("cloned {name} from {}, sized it{on} and powered it on", request.os.template)],
         })
     }
 
@@ -252,6 +265,14 @@ impl Provisioner for VsphereApiProvisioner {
             PowerAction::Stop => PowerState::Off,
             _ => PowerState::On,
         })
+    }
+
+    async fn ensure_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.ensure_tenant_port_groups(spec).await
+    }
+
+    async fn remove_port_groups(&self, spec: &TenantPortGroups) -> Result<()> {
+        self.remove_tenant_port_groups(spec).await
     }
 
     async fn inventory(&self) -> Result<Vec<InventoryVm>> {

@@ -1,19 +1,20 @@
 //! The vSphere API backend as the server runs it: `AgentProvisioner` driving the
 //! `basphere-vsphere-api` program against the vCenter simulator. The provisioner contract through
 //! the pipe, errors that read as the in-process backend's, concurrent calls answered out of
-//! order, and an agent killed with SIGKILL in the middle of a clone.
+//! order, tenant port groups made and removed, and an agent killed with SIGKILL in the middle of
+//! a clone.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use basphere_core::provisioner::{PowerAction, PowerState, Provisioner};
+use basphere_core::provisioner::{PortGroupSpec, PowerAction, PowerState, Provisioner, TenantPortGroups};
 use basphere_core::testing::{self, provisioner::request};
 use basphere_vsphere::agent::{self, AgentProvisioner};
 use basphere_vsphere::api::VsphereApiProvisioner;
 use basphere_vsphere::vcsim::{Vcsim, VcsimOptions};
 
-use crate::vsphere_api::{config, provisioner_settings, simulator, wrong_template};
+use crate::vsphere_api::{config, port_group, provisioner_settings, simulator, wrong_template, SWITCH};
 
 fn program() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_basphere-vsphere-api"))
@@ -76,6 +77,51 @@ async fn its_errors_read_as_the_backend_s_own() {
     assert!(vsphere.inventory().await.unwrap().is_empty());
     let missing = vsphere.power(&request.vm_ref(), PowerAction::Start).await.expect_err("no such VM");
     assert_eq!(missing.kind(), "not-found", "{missing}");
+}
+
+/// Tenant port groups through the pipe: made (twice, one result), a VM's NIC put on one, their
+/// errors with the kinds the backend gave them (a missing switch, a missing port group, a port
+/// group that is not Basphere's), removed (twice).
+#[tokio::test]
+async fn tenant_port_groups_through_its_agent() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let vsphere = through_agent(&provisioner_settings(&vcsim, &config));
+    let admin = crate::vsphere_api::admin(&vcsim).await;
+    let spec = TenantPortGroups {
+        tenant: "dave".parse().unwrap(),
+        switch: SWITCH.into(),
+        port_groups: vec![PortGroupSpec { name: "basphere-dave-lan1".into(), vlan: 2001 }],
+    };
+    vsphere.ensure_port_groups(&spec).await.expect("port groups through the agent");
+    vsphere.ensure_port_groups(&spec).await.expect("and again");
+    let made = port_group(&admin, "basphere-dave-lan1").await.expect("made");
+    assert_eq!(made.description.as_deref(), Some("Basphere tenant network of dave"));
+
+    let mut app = request("dave", "app", [10, 0, 1, 10]);
+    app.network.port_group = Some("basphere-dave-lan1".into());
+    vsphere.ensure_folder(&app.owner).await.unwrap();
+    vsphere.create_vm(&app).await.expect("a VM on the port group");
+
+    let elsewhere = TenantPortGroups { switch: "no-such-switch".into(), ..spec.clone() };
+    let error = vsphere.ensure_port_groups(&elsewhere).await.expect_err("no such switch");
+    assert_eq!(
+        (error.kind(), error.to_string().as_str()),
+        ("not-found", "distributed switch not found: no-such-switch")
+    );
+    let mut astray = request("dave", "astray", [10, 0, 1, 11]);
+    astray.network.port_group = Some("basphere-dave-lan9".into());
+    let error = vsphere.create_vm(&astray).await.expect_err("no such port group");
+    assert_eq!((error.kind(), error.to_string().as_str()), ("not-found", "port group not found: basphere-dave-lan9"));
+    let thief = TenantPortGroups { tenant: "erin".parse().unwrap(), ..spec.clone() };
+    let error = vsphere.ensure_port_groups(&thief).await.expect_err("dave's port group");
+    assert_eq!(error.kind(), "already-exists", "{error}");
+    assert!(error.to_string().starts_with("port group already exists: basphere-dave-lan1"), "{error}");
+
+    vsphere.destroy_vm(&app.vm_ref()).await.unwrap();
+    vsphere.remove_port_groups(&spec).await.expect("removed through the agent");
+    vsphere.remove_port_groups(&spec).await.expect("and again");
+    assert!(port_group(&admin, "basphere-dave-lan1").await.is_none(), "gone");
 }
 
 /// Calls run at once in the agent: a slow clone does not hold up a power call behind it.

@@ -1,13 +1,15 @@
 //! `VsphereApiProvisioner` against the govmomi vCenter simulator (built from Debian's sources and
 //! started per test): the provisioner contract, 20 concurrent lifecycles, preflight errors, a wrong
 //! password, a VM deleted behind Basphere's back, adoption after a crash, a name taken by a VM
-//! that is not Basphere's, a lost session, a dropped connection.
+//! that is not Basphere's, a lost session, a dropped connection, tenant port groups (their VLAN
+//! and marker as vCenter holds them, a VM's NIC on one, a port group of the name that is not
+//! Basphere's, concurrent makers).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine;
-use basphere_core::provisioner::{PowerAction, PowerState, Provisioner, VmRequest};
+use basphere_core::provisioner::{PortGroupSpec, PowerAction, PowerState, Provisioner, TenantPortGroups, VmRequest};
 use basphere_core::testing::{self, provisioner::request};
 use basphere_core::{Config, Error};
 use basphere_vsphere::api::{VsphereApiProvisioner, VsphereApiSettings};
@@ -16,10 +18,16 @@ use basphere_vsphere::credentials::Credentials;
 use basphere_vsphere::vcsim::{Vcsim, VcsimOptions};
 use vim_rs::core::client::{ClientBuilder, TransportMode};
 use vim_rs::core::pc_retrieve::ObjectRetriever;
-use vim_rs::mo::{SearchIndex, VirtualMachine};
+use vim_rs::mo::{DistributedVirtualSwitch, SearchIndex, VirtualMachine, VmwareDistributedVirtualSwitch};
 use vim_rs::types::boxed_types::ValueElements;
+use vim_rs::types::convert::CastFrom;
 use vim_rs::types::enums::MoTypesEnum;
-use vim_rs::types::structs::{ManagedObjectReference, VirtualDisk, VirtualMachineCloneSpec};
+use vim_rs::types::structs::{
+    DvPortgroupConfigSpec, InheritablePolicy, ManagedObjectReference, VMwareDvsPortSetting, VirtualDisk,
+    VirtualEthernetCardDistributedVirtualPortBackingInfo, VirtualMachineCloneSpec,
+    VmwareDistributedVirtualSwitchVlanIdSpec, VmwareDistributedVirtualSwitchVlanSpec,
+};
+use vim_rs::types::traits::VirtualEthernetCardTrait;
 use vim_rs::types::vim_any::VimAny;
 use vim_rs::vim_retrievable;
 
@@ -104,6 +112,20 @@ fn extra(observed: &Observed, key: &str) -> Option<String> {
         Some(VimAny::Value(ValueElements::PrimitiveString(value))) => Some(value.clone()),
         _ => None,
     })
+}
+
+/// The connection of the VM's first NIC to a distributed port group: (switch uuid, port group
+/// key), or `None` when the NIC is on another kind of network.
+fn nic_port(observed: &Observed) -> Option<(String, Option<String>)> {
+    let nic = observed
+        .devices
+        .iter()
+        .flatten()
+        .find(|device| <dyn VirtualEthernetCardTrait>::from_ref(&***device).is_some())
+        .expect("the VM has a NIC");
+    let backing = nic.backing.as_deref()?;
+    let port = backing.as_any_ref().downcast_ref::<VirtualEthernetCardDistributedVirtualPortBackingInfo>()?;
+    Some((port.port.switch_uuid.clone(), port.port.portgroup_key.clone()))
 }
 
 fn disk_kb(observed: Observed) -> i64 {
@@ -582,4 +604,264 @@ async fn a_read_is_made_again_when_its_connection_drops() {
     assert_eq!(vsphere.inventory().await.unwrap().len(), 1);
     vsphere.destroy_vm(&request.vm_ref()).await.unwrap();
     assert!(vsphere.inventory().await.unwrap().is_empty());
+}
+
+/// The distributed switch of the simulator's default inventory (on every host of `DC0`).
+pub(crate) const SWITCH: &str = "DVS0";
+
+// A port group's configuration, read field by field: the simulator's reconfigure replaces the
+// whole configuration with the spec, so after it `config.policy` (which Basphere leaves as it is,
+// as a real vCenter does for what a spec leaves unset) is missing, and vim_rs cannot read
+// `config` whole.
+vim_retrievable!(
+    struct PortGroupSeen: DistributedVirtualPortgroup {
+        name = "name",
+        key = "key",
+        kind = "config.r#type"?,
+        description = "config.description"?,
+        port_config = "config.default_port_config"?,
+        switch = "config.distributed_virtual_switch"?,
+    }
+);
+
+vim_retrievable!(
+    struct SwitchSeen: DistributedVirtualSwitch {
+        name = "name",
+        uuid = "uuid",
+    }
+);
+
+/// Every distributed port group of `DC0`, as vCenter holds it.
+pub(crate) async fn port_groups(client: &Arc<vim_rs::core::client::Client>) -> Vec<PortGroupSeen> {
+    let folder =
+        ManagedObjectReference { r#type: MoTypesEnum::Folder, value: find(client, "DC0/network").await.unwrap() };
+    ObjectRetriever::new(client.clone()).unwrap().retrieve_objects_from_container(&folder).await.unwrap()
+}
+
+/// The port group `name`, if there is one.
+pub(crate) async fn port_group(client: &Arc<vim_rs::core::client::Client>, name: &str) -> Option<PortGroupSeen> {
+    port_groups(client).await.into_iter().find(|seen| seen.name == name)
+}
+
+/// The VLAN id of a port group's default port setting.
+fn vlan(seen: &PortGroupSeen) -> Option<i32> {
+    let setting = seen.port_config.as_deref()?.as_any_ref().downcast_ref::<VMwareDvsPortSetting>()?;
+    let vlan = setting.vlan.as_deref()?.as_any_ref().downcast_ref::<VmwareDistributedVirtualSwitchVlanIdSpec>()?;
+    Some(vlan.vlan_id)
+}
+
+/// The simulator's switch: its reference and uuid.
+async fn switch(client: &Arc<vim_rs::core::client::Client>) -> (ManagedObjectReference, String) {
+    let folder =
+        ManagedObjectReference { r#type: MoTypesEnum::Folder, value: find(client, "DC0/network").await.unwrap() };
+    let switches: Vec<SwitchSeen> =
+        ObjectRetriever::new(client.clone()).unwrap().retrieve_objects_from_container(&folder).await.unwrap();
+    let switch = switches.into_iter().find(|seen| seen.name == SWITCH).expect("the simulator's distributed switch");
+    (switch.id, switch.uuid)
+}
+
+/// A port group made the way a vSphere administrator would, without Basphere's marker.
+async fn plant_port_group(client: &Arc<vim_rs::core::client::Client>, name: &str, vlan_id: i32) {
+    let (switch, _) = switch(client).await;
+    let mut setting: VMwareDvsPortSetting = miniserde::json::from_str("{}").unwrap();
+    setting.vlan = Some(Box::new(VmwareDistributedVirtualSwitchVlanIdSpec {
+        vmware_distributed_virtual_switch_vlan_spec_: VmwareDistributedVirtualSwitchVlanSpec {
+            inheritable_policy_: InheritablePolicy { inherited: false },
+        },
+        vlan_id,
+    }));
+    let mut spec: DvPortgroupConfigSpec = miniserde::json::from_str("{}").unwrap();
+    spec.name = Some(name.to_owned());
+    spec.r#type = Some("earlyBinding".into());
+    spec.num_ports = Some(4);
+    spec.default_port_config = Some(Box::new(setting));
+    let specs = [spec];
+    if switch.r#type == MoTypesEnum::VmwareDistributedVirtualSwitch {
+        VmwareDistributedVirtualSwitch::new(client.clone(), &switch.value).add_dv_portgroup_task(&specs).await.unwrap();
+    } else {
+        DistributedVirtualSwitch::new(client.clone(), &switch.value).add_dv_portgroup_task(&specs).await.unwrap();
+    }
+    until(|| async { port_group(client, name).await.is_some() }).await;
+}
+
+fn tenant(name: &str, lans: &[(&str, u16)]) -> TenantPortGroups {
+    TenantPortGroups {
+        tenant: name.parse().unwrap(),
+        switch: SWITCH.into(),
+        port_groups: lans
+            .iter()
+            .map(|(lan, vlan)| PortGroupSpec { name: format!("basphere-{name}-{lan}"), vlan: *vlan })
+            .collect(),
+    }
+}
+
+fn count(vcsim: &Vcsim, method: &str) -> usize {
+    vcsim.calls().iter().filter(|called| *called == method).count()
+}
+
+#[tokio::test]
+async fn tenant_port_groups_pass_the_conformance_check() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let vsphere = provisioner(&vcsim, &config);
+    testing::provisioner::check_port_groups(&vsphere, SWITCH).await;
+    // Nothing of dave's is left: his port groups, his VM.
+    let admin = admin(&vcsim).await;
+    let left: Vec<String> =
+        port_groups(&admin).await.into_iter().map(|seen| seen.name).filter(|name| name.contains("dave")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(vsphere.inventory().await.unwrap().is_empty());
+}
+
+/// What vCenter holds after `ensure_port_groups`: each port group with its VLAN id and the
+/// tenant's marker on the switch; a VM on a tenant LAN has its NIC on the LAN's port group; a
+/// changed VLAN is given to the port group; removal leaves nothing of the tenant's.
+#[tokio::test]
+async fn tenant_port_groups_in_vcenter_and_a_vm_on_one() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let vsphere = provisioner(&vcsim, &config);
+    let admin = admin(&vcsim).await;
+    let (switch_ref, switch_uuid) = switch(&admin).await;
+    let erin = tenant("erin", &[("lan1", 2101), ("lan2", 2102)]);
+    vsphere.ensure_port_groups(&erin).await.expect("port groups");
+    for wanted in &erin.port_groups {
+        let seen = port_group(&admin, &wanted.name).await.unwrap_or_else(|| panic!("{} is made", wanted.name));
+        assert_eq!(vlan(&seen), Some(i32::from(wanted.vlan)), "{}", wanted.name);
+        assert_eq!(seen.description.as_deref(), Some("Basphere tenant network of erin"));
+        assert_eq!(seen.switch.as_ref().map(|on| on.value.as_str()), Some(switch_ref.value.as_str()));
+        assert_eq!(seen.kind.as_deref(), Some("earlyBinding"));
+    }
+    let made = count(&vcsim, "AddDVPortgroup_Task");
+    assert_eq!(made, 2, "one task per port group");
+    vsphere.ensure_port_groups(&erin).await.expect("again");
+    assert_eq!(count(&vcsim, "AddDVPortgroup_Task"), made, "a second call makes nothing");
+    assert_eq!(count(&vcsim, "ReconfigureDVPortgroup_Task"), 0, "and changes nothing");
+
+    // A VM on lan1: its NIC is on lan1's port group.
+    let mut web = request("erin", "web", [10, 0, 1, 10]);
+    web.network.port_group = Some("basphere-erin-lan1".into());
+    vsphere.ensure_folder(&web.owner).await.unwrap();
+    let handle = vsphere.create_vm(&web).await.expect("a VM on a tenant LAN");
+    assert!(handle.log_tail[0].contains("put it on the port group basphere-erin-lan1"), "{:?}", handle.log_tail);
+    let lan1 = port_group(&admin, "basphere-erin-lan1").await.unwrap();
+    let observed = observe(&admin, &web).await.expect("the VM");
+    assert_eq!(nic_port(&observed), Some((switch_uuid.clone(), Some(lan1.key.clone()))));
+    assert!(powered_on(&observed));
+    // A retried create adopts it and changes nothing more.
+    let reconfigures = count(&vcsim, "ReconfigVM_Task");
+    vsphere.create_vm(&web).await.expect("adopted");
+    assert_eq!(count(&vcsim, "ReconfigVM_Task"), reconfigures, "its NIC is already on the port group");
+    assert_eq!(nic_port(&observe(&admin, &web).await.unwrap()), Some((switch_uuid.clone(), Some(lan1.key.clone()))));
+
+    // Another VLAN for lan2 (a changed vlan_range, say): the port group is reconfigured, still
+    // Basphere's. (The simulator takes the reconfigure whole and does not check the
+    // configuration version; a real vCenter does, and Basphere sends the one it read.)
+    let moved = tenant("erin", &[("lan1", 2101), ("lan2", 2112)]);
+    vsphere.ensure_port_groups(&moved).await.expect("a new VLAN");
+    assert_eq!(count(&vcsim, "ReconfigureDVPortgroup_Task"), 1);
+    assert_eq!(count(&vcsim, "AddDVPortgroup_Task"), made);
+    let lan2 = port_group(&admin, "basphere-erin-lan2").await.unwrap();
+    assert_eq!(vlan(&lan2), Some(2112));
+    assert_eq!(lan2.description.as_deref(), Some("Basphere tenant network of erin"));
+    assert_eq!(vlan(&port_group(&admin, "basphere-erin-lan1").await.unwrap()), Some(2101), "lan1 untouched");
+
+    // A VM onto a port group that does not exist: NotFound, nothing cloned.
+    let clones = count(&vcsim, "CloneVM_Task");
+    let mut astray = request("erin", "astray", [10, 0, 1, 11]);
+    astray.network.port_group = Some("basphere-erin-lan9".into());
+    let error = vsphere.create_vm(&astray).await.expect_err("no such port group");
+    assert_eq!(error.to_string(), "port group not found: basphere-erin-lan9");
+    assert_eq!(count(&vcsim, "CloneVM_Task"), clones, "nothing cloned");
+
+    // A missing switch is NotFound, naming it.
+    let elsewhere = TenantPortGroups { switch: "no-such-switch".into(), ..erin.clone() };
+    let error = vsphere.ensure_port_groups(&elsewhere).await.expect_err("no such switch");
+    assert_eq!(error.to_string(), "distributed switch not found: no-such-switch");
+
+    vsphere.destroy_vm(&web.vm_ref()).await.unwrap();
+    vsphere.remove_port_groups(&moved).await.expect("remove");
+    let left: Vec<String> =
+        port_groups(&admin).await.into_iter().map(|seen| seen.name).filter(|name| name.contains("erin")).collect();
+    assert!(left.is_empty(), "nothing of erin's is left: {left:?}");
+    vsphere.remove_port_groups(&moved).await.expect("removing port groups that are gone succeeds");
+    assert!(port_group(&admin, "DC0_DVPG0").await.is_some(), "the simulator's own port group stays");
+}
+
+/// A port group of a tenant's name that Basphere did not make: `AlreadyExists`, and neither it
+/// nor the tenant's other port group is touched or made; removal leaves it.
+#[tokio::test]
+async fn a_port_group_of_the_name_that_is_not_basphere_s_is_never_touched() {
+    let config = config();
+    let vcsim = simulator(&config);
+    let vsphere = provisioner(&vcsim, &config);
+    let admin = admin(&vcsim).await;
+    plant_port_group(&admin, "basphere-frank-lan2", 3000).await;
+    let planted = count(&vcsim, "AddDVPortgroup_Task");
+    let frank = tenant("frank", &[("lan1", 2201), ("lan2", 2202)]);
+
+    let error = vsphere.ensure_port_groups(&frank).await.expect_err("the name is taken");
+    assert_eq!(error.kind(), "already-exists", "{error}");
+    let text = error.to_string();
+    for said in [
+        "port group already exists: basphere-frank-lan2",
+        "not Basphere's",
+        "Basphere tenant network of frank",
+        "untouched",
+    ] {
+        assert!(text.contains(said), "{said:?} in {text}");
+    }
+    assert_eq!(count(&vcsim, "AddDVPortgroup_Task"), planted, "every name is checked before anything is made");
+    assert_eq!(count(&vcsim, "ReconfigureDVPortgroup_Task"), 0);
+    assert!(port_group(&admin, "basphere-frank-lan1").await.is_none());
+    let foreign = port_group(&admin, "basphere-frank-lan2").await.unwrap();
+    assert_eq!((vlan(&foreign), foreign.description.as_deref()), (Some(3000), None));
+
+    vsphere.remove_port_groups(&frank).await.expect("nothing of Basphere's to remove");
+    let foreign = port_group(&admin, "basphere-frank-lan2").await.expect("the other port group stays");
+    assert_eq!((vlan(&foreign), foreign.description.as_deref()), (Some(3000), None));
+    assert!(!vcsim.calls().iter().any(|called| called == "Destroy_Task"), "nothing destroyed");
+
+    // Another tenant's port group is not this one's either.
+    let grace = tenant("grace", &[("lan1", 2301)]);
+    vsphere.ensure_port_groups(&grace).await.unwrap();
+    let thief = TenantPortGroups { tenant: "heidi".parse().unwrap(), ..grace.clone() };
+    let error = vsphere.ensure_port_groups(&thief).await.expect_err("grace's port group");
+    assert_eq!(error.kind(), "already-exists", "{error}");
+    vsphere.remove_port_groups(&thief).await.unwrap();
+    let kept = port_group(&admin, "basphere-grace-lan1").await.expect("grace's port group stays");
+    assert_eq!(kept.description.as_deref(), Some("Basphere tenant network of grace"));
+}
+
+/// Two calls making the same port groups at once (two replicas, a retried operation): the
+/// simulator holds each AddDVPortgroup_Task long enough that both have read before either
+/// makes; one gets DuplicateName, reads again and finds the other's, which is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_make_each_port_group_once() {
+    let config = config();
+    let vcsim = Vcsim::start(&VcsimOptions {
+        folder: config.vsphere.folder.clone(),
+        templates: config.os_images.values().map(|os| os.template.clone()).collect(),
+        method_delays: vec![("AddDVPortgroup_Task".into(), 300)],
+    })
+    .expect("vcsim starts");
+    let ivan = tenant("ivan", &[("lan1", 2401), ("lan2", 2402)]);
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let vsphere = provisioner(&vcsim, &config);
+            let ivan = ivan.clone();
+            tokio::spawn(async move { vsphere.ensure_port_groups(&ivan).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().expect("both calls succeed");
+    }
+    assert!(count(&vcsim, "AddDVPortgroup_Task") > 2, "the calls raced: both tried to make a port group");
+    let admin = admin(&vcsim).await;
+    let seen = port_groups(&admin).await;
+    for wanted in &ivan.port_groups {
+        let copies: Vec<_> = seen.iter().filter(|seen| seen.name == wanted.name).collect();
+        assert_eq!(copies.len(), 1, "{} made once", wanted.name);
+        assert_eq!(vlan(copies[0]), Some(i32::from(wanted.vlan)));
+    }
 }
